@@ -18,7 +18,7 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-test: vet
+test: deps vet
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 bench:
