@@ -1,0 +1,230 @@
+package kafkatest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// produce writes msgs with kafka-go (the producer feedcdc uses), with its own
+// transport so no metadata is cached across tests.
+func produce(t *testing.T, ctx context.Context, addr, topic string, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(addr),
+		Topic:        topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		Transport:    &kafka.Transport{},
+		BatchTimeout: time.Millisecond,
+	}
+	defer w.Close()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatalf("kafka-go write: %v", err)
+	}
+}
+
+func testMessages() []kafka.Message {
+	return []kafka.Message{
+		{Key: []byte("sku-1|default"), Value: []byte(`{"sku":"sku-1","name":"Shirt"}`),
+			Headers: []kafka.Header{{Key: "feed", Value: []byte("products")}, {Key: "op", Value: []byte("u")}}},
+		{Key: []byte("sku-2|default"), Value: []byte(`{"sku":"sku-2","name":"Hat ✓"}`),
+			Headers: []kafka.Header{{Key: "feed", Value: []byte("products")}, {Key: "op", Value: []byte("c")}}},
+		{Key: []byte("sku-3|default"), Value: nil, // tombstone
+			Headers: []kafka.Header{{Key: "feed", Value: []byte("products")}, {Key: "op", Value: []byte("d")}}},
+	}
+}
+
+// kcatRecord is one line of `kcat -C -J` output.
+type kcatRecord struct {
+	Topic     string   `json:"topic"`
+	Partition int32    `json:"partition"`
+	Offset    int64    `json:"offset"`
+	Key       *string  `json:"key"`
+	Payload   *string  `json:"payload"`
+	Headers   []string `json:"headers"`
+}
+
+func kcatReadAll(t *testing.T, ctx context.Context, addr, topic string) []kcatRecord {
+	t.Helper()
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatalf("kcat is not installed (apt-get install -y kcat): %v", err)
+	}
+	cmd := exec.CommandContext(ctx, "kcat", "-b", addr, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kcat: %v\n%s", err, stderr.String())
+	}
+	var recs []kcatRecord
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var r kcatRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("kcat line %q: %v", sc.Text(), err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+func TestKcatReadsWhatKafkaGoProduced(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := Start(t, InMemory())
+	if err := c.CreateTopic(ctx, "feed.products", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	msgs := testMessages()
+	produce(t, ctx, c.Addr(), "feed.products", msgs...)
+
+	got := kcatReadAll(t, ctx, c.Addr(), "feed.products")
+	if len(got) != len(msgs) {
+		t.Fatalf("kcat read %d records, want %d: %+v", len(got), len(msgs), got)
+	}
+	for i, m := range msgs {
+		r := got[i]
+		if r.Key == nil || *r.Key != string(m.Key) {
+			t.Errorf("record %d: key %v, want %q", i, r.Key, m.Key)
+		}
+		if m.Value == nil {
+			if r.Payload != nil {
+				t.Errorf("record %d: tombstone read as payload %q", i, *r.Payload)
+			}
+		} else if r.Payload == nil || *r.Payload != string(m.Value) {
+			t.Errorf("record %d: payload %v, want %q", i, r.Payload, m.Value)
+		}
+		var want []string
+		for _, h := range m.Headers {
+			want = append(want, h.Key, string(h.Value))
+		}
+		if fmt.Sprint(r.Headers) != fmt.Sprint(want) {
+			t.Errorf("record %d: headers %v, want %v", i, r.Headers, want)
+		}
+		if r.Offset != int64(i) {
+			t.Errorf("record %d: offset %d", i, r.Offset)
+		}
+	}
+
+	// The harness's own reader (kgo) agrees with kcat.
+	recs, err := c.ReadAll(ctx, "feed.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(msgs) {
+		t.Fatalf("ReadAll: %d records, want %d", len(recs), len(msgs))
+	}
+	for i, m := range msgs {
+		r := recs[i]
+		if string(r.Key) != string(m.Key) || !bytes.Equal(r.Value, m.Value) || (m.Value == nil) != (r.Value == nil) {
+			t.Errorf("ReadAll record %d: key %q value %q, want %q %q", i, r.Key, r.Value, m.Key, m.Value)
+		}
+		if op, _ := r.Header("op"); op != string(m.Headers[1].Value) {
+			t.Errorf("ReadAll record %d: op header %q", i, op)
+		}
+		if r.Timestamp.IsZero() {
+			t.Errorf("ReadAll record %d: no timestamp", i)
+		}
+	}
+}
+
+func TestCreateTopicCompactAndPartitions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := Start(t, InMemory())
+	if err := c.CreateTopic(ctx, "compacted", 3, map[string]string{"cleanup.policy": "compact"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.TopicConfig(ctx, "compacted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg["cleanup.policy"] != "compact" {
+		t.Fatalf("cleanup.policy = %q, want compact", cfg["cleanup.policy"])
+	}
+	n, err := c.Partitions(ctx, "compacted")
+	if err != nil || n != 3 {
+		t.Fatalf("partitions = %d, %v; want 3", n, err)
+	}
+	if err := c.CreateTopic(ctx, "compacted", 3, nil); err == nil {
+		t.Fatal("creating an existing topic succeeded")
+	}
+	// Records spread over the three partitions by key are all read back.
+	var msgs []kafka.Message
+	for i := 0; i < 30; i++ {
+		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("v%d", i))})
+	}
+	produce(t, ctx, c.Addr(), "compacted", msgs...)
+	recs, err := c.ReadAll(ctx, "compacted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 30 {
+		t.Fatalf("ReadAll: %d records, want 30", len(recs))
+	}
+	parts := map[int32]bool{}
+	for _, r := range recs {
+		parts[r.Partition] = true
+	}
+	if len(parts) < 2 {
+		t.Fatalf("records landed on %d partitions, want them spread", len(parts))
+	}
+	if recs, err := c.ReadAll(ctx, "missing-topic"); err == nil && len(recs) > 0 {
+		t.Fatalf("ReadAll of a missing topic returned %d records", len(recs))
+	}
+}
+
+func TestStopRestartKeepsDataOnSamePort(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := Start(t)
+	addr := c.Addr()
+	if err := c.CreateTopic(ctx, "t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, ctx, addr, "t", kafka.Message{Key: []byte("a"), Value: []byte("1")})
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// While stopped, a producer cannot deliver.
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "t", Transport: &kafka.Transport{}, RequiredAcks: kafka.RequireAll, MaxAttempts: 1}
+	err := w.WriteMessages(wctx, kafka.Message{Key: []byte("x"), Value: []byte("x")})
+	wcancel()
+	w.Close()
+	if err == nil {
+		t.Fatal("write to a stopped broker succeeded")
+	}
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr() != addr {
+		t.Fatalf("address changed across restart: %s -> %s", addr, c.Addr())
+	}
+	produce(t, ctx, addr, "t", kafka.Message{Key: []byte("b"), Value: []byte("2")})
+	recs, err := c.ReadAll(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || string(recs[0].Value) != "1" || string(recs[1].Value) != "2" {
+		t.Fatalf("after restart read %+v, want values 1 and 2", recs)
+	}
+}
+
+func TestInMemoryCannotStop(t *testing.T) {
+	c := Start(t, InMemory())
+	if err := c.Stop(); err == nil {
+		t.Fatal("Stop of an in-memory cluster succeeded; it would lose the log")
+	}
+}
