@@ -366,7 +366,17 @@ func (s *Server) setupUsers(ctx context.Context) error {
 			s.ServerID = id
 		}
 	}
+	// Users are created outside the binlog, so that a private server's binlog
+	// holds only what the tests write and a replica starts with none of its own.
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("mysqltest: %w", err)
+	}
+	defer conn.Close()
 	stmts := []string{}
+	if !s.external {
+		stmts = append(stmts, "SET SESSION sql_log_bin = 0")
+	}
 	for _, host := range []string{"127.0.0.1", "localhost", "%"} {
 		u := fmt.Sprintf("'%s'@'%s'", s.CDCUser, host)
 		stmts = append(stmts,
@@ -375,7 +385,7 @@ func (s *Server) setupUsers(ctx context.Context) error {
 			"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO "+u)
 	}
 	for _, q := range stmts {
-		if _, err := pool.ExecContext(ctx, q); err != nil {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("mysqltest: %s: %w", q, err)
 		}
 	}

@@ -197,3 +197,45 @@ func TestCrashedTestBinaryLeavesNoServer(t *testing.T) {
 		t.Fatalf("folder %s of the crashed child was not swept: %v", dir, err)
 	}
 }
+
+// TestReplicaFollowsPrimaryAndLogsWhatItApplies proves the primary/replica
+// topology: a write on the primary reaches the replica and appears in the
+// replica's own binlog.
+func TestReplicaFollowsPrimaryAndLogsWhatItApplies(t *testing.T) {
+	if srv.External() {
+		t.Log("external server: the replica topology uses private servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	primary, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Stop()
+	replica, err := StartReplica(ctx, primary, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Stop()
+	p, _ := sql.Open("mysql", primary.AdminDSN(""))
+	defer p.Close()
+	if _, err := p.Exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO shop.t VALUES (1,'a'),(2,'b')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.WaitReplicated(ctx, primary); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := sql.Open("mysql", replica.CDCDSN("shop"))
+	defer r.Close()
+	var n int
+	if err := r.QueryRow("SELECT COUNT(*) FROM t").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("replica has %d rows (%v)", n, err)
+	}
+	var pos string
+	if err := r.QueryRow("SELECT @@gtid_binlog_pos").Scan(&pos); err != nil || !strings.Contains(pos, fmt.Sprintf("-%d-", primary.ServerID)) {
+		t.Fatalf("replica binlog position %q (%v) does not hold the primary's GTIDs (server %d)", pos, err, primary.ServerID)
+	}
+	if lag, err := replica.ReplicaLagSeconds(ctx); err != nil || lag > 60 {
+		t.Fatalf("lag %d %v", lag, err)
+	}
+}
