@@ -1,0 +1,29 @@
+// Package state is feedcdc's embedded state store: one bbolt file per
+// connector holding the binlog checkpoint, the schema history, per-item feed
+// state with its indexes, the legacy outbox, resync progress and feed
+// operation locks. See docs/state.md for the file layout and sizes.
+//
+// Invariants:
+//   - One process at a time. Open takes bbolt's exclusive file lock with a
+//     short timeout; a second opener gets an *InUseError naming the holder
+//     (pid, host, command, start time) read from the "<path>.owner" record.
+//   - All-or-nothing flushes. Everything written inside one Update commits
+//     atomically with one fsync. The checkpoint can only be written through
+//     Tx.SetCheckpoint, so a caller that writes a flush's item states,
+//     outbox entries and checkpoint in one Update never has a checkpoint
+//     ahead of the state it covers — also after kill -9 or power loss.
+//   - Indexes never drift. Every Tx.PutItems / DeleteItems (and Cleanup,
+//     ForgetFeed) updates, in the same transaction, the entity index (entity
+//     key -> feed ids), the failed index (status 2 and not Attention, by
+//     NextAttempt), the status index (status != 200) and the per-feed
+//     counters. Store.Check verifies this.
+//   - Attention is only kept on items with status 2.
+//   - The legacy outbox is FIFO per feed and holds at most one entry per
+//     feed id: a newer payload for the same id replaces the waiting one and
+//     moves to the end.
+//   - At most one operation per feed holds its feed lock; locks recorded by
+//     an earlier process (which cannot still have the file open) are stale
+//     and taken over.
+//   - Values returned by reads are copies: they stay valid after the
+//     transaction ends.
+package state

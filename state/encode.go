@@ -1,0 +1,303 @@
+package state
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Item values are stored in a hand-rolled binary format (version 1):
+//
+//	byte    version (1)
+//	byte    flags: bit0 Deleted, bit1 Attention
+//	varint  Status
+//	uvarint Attempts
+//	varint  ModifiedAt, SentAt, NextAttempt (unix microseconds, 0 = zero time)
+//	bytes   EntityKey
+//	hash    Hash: byte tag (0 raw bytes, 1 lower-case hex stored decoded) + bytes
+//	uvarint number of identity pairs, then key bytes, value bytes (sorted by key)
+//	bytes   LastError
+//	bytes   RequestID
+//
+// "bytes" is a uvarint length followed by the bytes. The fixed-width head
+// (flags, status, attempts, times, entity key) comes first so that index
+// maintenance and cleanup can read it without decoding the rest.
+
+const itemVersion = 1
+
+const (
+	flagDeleted   = 1 << 0
+	flagAttention = 1 << 1
+)
+
+var errCorrupt = errors.New("corrupt record")
+
+// encodeID turns a feed id into its key: a 40-character lower-case hex sha1
+// (the feed item contract) is stored as 0x01 + its 20 bytes, anything else
+// as 0x00 + the raw bytes. Both forms keep a stable order.
+func encodeID(dst []byte, id string) []byte {
+	if len(id) == 40 && isLowerHex(id) {
+		dst = append(dst, 1)
+		var b [20]byte
+		hex.Decode(b[:], []byte(id))
+		return append(dst, b[:]...)
+	}
+	dst = append(dst, 0)
+	return append(dst, id...)
+}
+
+func decodeID(k []byte) (string, error) {
+	if len(k) == 0 {
+		return "", fmt.Errorf("empty item key: %w", errCorrupt)
+	}
+	switch k[0] {
+	case 0:
+		return string(k[1:]), nil
+	case 1:
+		if len(k) != 21 {
+			return "", fmt.Errorf("hex item key of %d bytes: %w", len(k), errCorrupt)
+		}
+		return hex.EncodeToString(k[1:]), nil
+	}
+	return "", fmt.Errorf("item key tag %d: %w", k[0], errCorrupt)
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func timeToMicro(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func microToTime(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+func appendBytes(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// encodeItem appends the value encoding of it (Feed and ID live in the
+// bucket path and the key).
+func encodeItem(dst []byte, it *Item) []byte {
+	dst = append(dst, itemVersion)
+	var flags byte
+	if it.Deleted {
+		flags |= flagDeleted
+	}
+	if it.Attention {
+		flags |= flagAttention
+	}
+	dst = append(dst, flags)
+	dst = binary.AppendVarint(dst, int64(it.Status))
+	dst = binary.AppendUvarint(dst, uint64(max(it.Attempts, 0)))
+	dst = binary.AppendVarint(dst, timeToMicro(it.ModifiedAt))
+	dst = binary.AppendVarint(dst, timeToMicro(it.SentAt))
+	dst = binary.AppendVarint(dst, timeToMicro(it.NextAttempt))
+	dst = appendBytes(dst, it.EntityKey)
+	if len(it.Hash) > 0 && len(it.Hash)%2 == 0 && isLowerHex(it.Hash) {
+		dst = append(dst, 1)
+		dst = binary.AppendUvarint(dst, uint64(len(it.Hash)/2))
+		n := len(dst)
+		dst = append(dst, make([]byte, len(it.Hash)/2)...)
+		hex.Decode(dst[n:], []byte(it.Hash))
+	} else {
+		dst = append(dst, 0)
+		dst = appendBytes(dst, it.Hash)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(it.Identity)))
+	if len(it.Identity) > 0 {
+		keys := make([]string, 0, len(it.Identity))
+		for k := range it.Identity {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			dst = appendBytes(dst, k)
+			dst = appendBytes(dst, it.Identity[k])
+		}
+	}
+	dst = appendBytes(dst, it.LastError)
+	dst = appendBytes(dst, it.RequestID)
+	return dst
+}
+
+// reader decodes the primitives above; the first error sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) byte1() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) < 1 {
+		r.err = errCorrupt
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) raw() []byte {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil
+	}
+	if uint64(len(r.b)) < n {
+		r.err = errCorrupt
+		return nil
+	}
+	s := r.b[:n]
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *reader) str() string { return string(r.raw()) }
+
+// itemHead is the part of an item that the indexes and counters depend on.
+type itemHead struct {
+	Status      int
+	Attempts    int
+	Deleted     bool
+	Attention   bool
+	ModifiedAt  int64 // unix µs
+	SentAt      int64
+	NextAttempt int64
+	EntityKey   []byte // aliases the value; valid only inside the transaction
+}
+
+func decodeHead(v []byte) (itemHead, reader, error) {
+	r := reader{b: v}
+	var h itemHead
+	if ver := r.byte1(); r.err == nil && ver != itemVersion {
+		return h, r, fmt.Errorf("item record version %d is newer than this feedcdc supports (%d): %w", ver, itemVersion, errCorrupt)
+	}
+	flags := r.byte1()
+	h.Deleted = flags&flagDeleted != 0
+	h.Attention = flags&flagAttention != 0
+	h.Status = int(r.varint())
+	h.Attempts = int(r.uvarint())
+	h.ModifiedAt = r.varint()
+	h.SentAt = r.varint()
+	h.NextAttempt = r.varint()
+	h.EntityKey = r.raw()
+	if r.err != nil {
+		return h, r, fmt.Errorf("decode item: %w", r.err)
+	}
+	return h, r, nil
+}
+
+func decodeItem(feed, id string, v []byte) (Item, error) {
+	h, r, err := decodeHead(v)
+	if err != nil {
+		return Item{}, err
+	}
+	it := Item{
+		Feed:        feed,
+		ID:          id,
+		EntityKey:   string(h.EntityKey),
+		Status:      h.Status,
+		Attempts:    h.Attempts,
+		Deleted:     h.Deleted,
+		Attention:   h.Attention,
+		ModifiedAt:  microToTime(h.ModifiedAt),
+		SentAt:      microToTime(h.SentAt),
+		NextAttempt: microToTime(h.NextAttempt),
+	}
+	switch tag := r.byte1(); tag {
+	case 0:
+		it.Hash = r.str()
+	case 1:
+		it.Hash = hex.EncodeToString(r.raw())
+	default:
+		if r.err == nil {
+			r.err = errCorrupt
+		}
+	}
+	if n := r.uvarint(); n > 0 && r.err == nil {
+		if n > uint64(len(r.b)) {
+			return Item{}, fmt.Errorf("decode item %s: identity count %d: %w", id, n, errCorrupt)
+		}
+		it.Identity = make(map[string]string, n)
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			k := r.str()
+			it.Identity[k] = r.str()
+		}
+	}
+	it.LastError = r.str()
+	it.RequestID = r.str()
+	if r.err != nil {
+		return Item{}, fmt.Errorf("decode item %s: %w", id, r.err)
+	}
+	return it, nil
+}
+
+// Index keys.
+
+func entityKey(dst []byte, ek string, idKey []byte) []byte {
+	dst = appendBytes(dst, ek)
+	return append(dst, idKey...)
+}
+
+func entityPrefix(ek string) []byte { return appendBytes(nil, ek) }
+
+func failedKey(dst []byte, nextAttempt int64, idKey []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(max(nextAttempt, 0)))
+	return append(dst, idKey...)
+}
+
+func statusPrefix(dst []byte, status int) []byte {
+	return binary.BigEndian.AppendUint16(dst, uint16(int16(status))^0x8000)
+}
+
+func statusKey(dst []byte, status int, idKey []byte) []byte {
+	return append(statusPrefix(dst, status), idKey...)
+}
+
+func u64key(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

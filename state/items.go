@@ -1,0 +1,667 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Export statuses of a feed item (the feed item contract). Any other int16
+// code may be stored; it counts as pending.
+const (
+	StatusPending           = 0   // built, not sent yet (e.g. waiting in the legacy outbox)
+	StatusSent              = 200 // accepted by the sink
+	StatusRejected          = 400 // rejected as a data error; final until the hash changes
+	StatusRejectedByService = 1   // rejected by the service for this item; final until the hash changes
+	StatusRetryableFailure  = 2   // 429, 5xx, network or application error; retried with backoff
+	StatusDryRun            = -1  // built by a dry run; nothing sent
+)
+
+const (
+	minStatus, maxStatus  = math.MinInt16, math.MaxInt16
+	defaultListLimit      = 50
+	maxListLimit          = 1000
+	defaultDueFailedLimit = 1000
+)
+
+// IsFinal reports whether status is final until the item's hash changes
+// (200, 400 and 1): such an item is not sent again with the same hash.
+func IsFinal(status int) bool {
+	return status == StatusSent || status == StatusRejected || status == StatusRejectedByService
+}
+
+// NeedsSend is the differ's send decision: send when the item is new, its
+// hash changed, or its stored status is not final.
+func NeedsSend(stored Item, found bool, hash string) bool {
+	return !found || stored.Hash != hash || !IsFinal(stored.Status)
+}
+
+// Item is the stored state of one feed item.
+type Item struct {
+	Feed      string
+	ID        string            // feed_id: sha1 of the identity fields
+	EntityKey string            // source entity key, e.g. the product's entity_id as a string
+	Identity  map[string]string // identity and minimal-payload fields, e.g. sku, storeViewCode
+	Hash      string            // feed_hash of the last built payload
+	Status    int               // one of the Status* constants (or any other int16 code)
+	Attempts  int               // failed send attempts since the last success or hash change
+	LastError string
+	RequestID string
+	// ModifiedAt is when the item was last built with a new hash or state.
+	ModifiedAt time.Time
+	// SentAt is when the sink last acknowledged it.
+	SentAt time.Time
+	// NextAttempt is when a retryable failure (status 2) is due again.
+	NextAttempt time.Time
+	Deleted     bool // the entity vanished; the item was (or is to be) sent with deleted:true
+	// Attention marks a retryable failure that reached the maximum attempts;
+	// it is no longer retried automatically. Only kept while Status is 2.
+	Attention bool
+}
+
+// Counts are per-feed item counters, maintained on every write (O(1) to read).
+type Counts struct {
+	Total     int64 // items
+	Sent      int64 // status 200
+	Failed    int64 // status 2 (including those requiring attention)
+	Rejected  int64 // status 400 or 1
+	Pending   int64 // any other status (0 not sent yet, -1 dry run, ...)
+	Deleted   int64 // items marked deleted, whatever their status
+	Attention int64 // status 2 items that reached the maximum attempts
+	Outbox    int64 // legacy outbox entries waiting for the flush
+}
+
+func (c *Counts) add(d Counts, sign int64) {
+	c.Total += sign * d.Total
+	c.Sent += sign * d.Sent
+	c.Failed += sign * d.Failed
+	c.Rejected += sign * d.Rejected
+	c.Pending += sign * d.Pending
+	c.Deleted += sign * d.Deleted
+	c.Attention += sign * d.Attention
+	c.Outbox += sign * d.Outbox
+}
+
+func contribution(status int, deleted, attention bool) Counts {
+	c := Counts{Total: 1}
+	switch {
+	case status == StatusSent:
+		c.Sent = 1
+	case status == StatusRetryableFailure:
+		c.Failed = 1
+	case status == StatusRejected || status == StatusRejectedByService:
+		c.Rejected = 1
+	default:
+		c.Pending = 1
+	}
+	if deleted {
+		c.Deleted = 1
+	}
+	if attention {
+		c.Attention = 1
+	}
+	return c
+}
+
+func encodeCounts(c Counts) []byte {
+	b := make([]byte, 0, 1+8*binary.MaxVarintLen64)
+	b = append(b, 1)
+	for _, v := range []int64{c.Total, c.Sent, c.Failed, c.Rejected, c.Pending, c.Deleted, c.Attention, c.Outbox} {
+		b = binary.AppendVarint(b, v)
+	}
+	return b
+}
+
+func decodeCounts(v []byte) (Counts, error) {
+	var c Counts
+	if len(v) == 0 {
+		return c, nil
+	}
+	r := reader{b: v}
+	if r.byte1() != 1 {
+		return c, fmt.Errorf("counts record version: %w", errCorrupt)
+	}
+	for _, p := range []*int64{&c.Total, &c.Sent, &c.Failed, &c.Rejected, &c.Pending, &c.Deleted, &c.Attention, &c.Outbox} {
+		*p = r.varint()
+	}
+	if r.err != nil {
+		return Counts{}, fmt.Errorf("decode counts: %w", r.err)
+	}
+	return c, nil
+}
+
+func readCounts(meta interface{ Get([]byte) []byte }) (Counts, error) {
+	return decodeCounts(meta.Get(kCounts))
+}
+
+// keep copies b into memory that stays valid until the transaction ends
+// (bbolt keeps references to keys and values until commit).
+func (t *Tx) keep(b []byte) []byte {
+	if len(b) > 4096 {
+		return append([]byte(nil), b...)
+	}
+	if cap(t.buf)-len(t.buf) < len(b) {
+		t.buf = make([]byte, 0, 64<<10)
+	}
+	n := len(t.buf)
+	t.buf = append(t.buf, b...)
+	return t.buf[n:len(t.buf):len(t.buf)]
+}
+
+var empty = []byte{}
+
+func inFailedIndex(status int, attention bool) bool {
+	return status == StatusRetryableFailure && !attention
+}
+
+func inStatusIndex(status int) bool { return status != StatusSent }
+
+// PutItems inserts or replaces item states, keeping the entity, failed and
+// status indexes and the feed counters consistent. Attention is cleared for
+// items whose status is not 2.
+func (t *Tx) PutItems(items []Item) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	var scratch []byte
+	for i := range items {
+		it := &items[i]
+		if it.ID == "" {
+			return fmt.Errorf("state: put item in feed %q: empty feed id", it.Feed)
+		}
+		if it.Status < minStatus || it.Status > maxStatus {
+			return fmt.Errorf("state: put item %s: status %d out of range", it.ID, it.Status)
+		}
+		if it.Status != StatusRetryableFailure {
+			it.Attention = false
+		}
+		fb, err := t.feed(it.Feed, true)
+		if err != nil {
+			return err
+		}
+		idk := t.keep(encodeID(t.kbuf[:0], it.ID))
+		newNext := timeToMicro(it.NextAttempt)
+		entityChanged, failedOld, statusOld := true, false, false
+		var oldNext int64
+		var oldStatus int
+		if old := fb.items.Get(idk); old != nil {
+			h, _, err := decodeHead(old)
+			if err != nil {
+				return fmt.Errorf("state: feed %q item %s: %w", it.Feed, it.ID, err)
+			}
+			fb.delta.add(contribution(h.Status, h.Deleted, h.Attention), -1)
+			if string(h.EntityKey) == it.EntityKey {
+				entityChanged = false
+			} else if err := fb.entity.Delete(entityKey(t.kbuf[:0], string(h.EntityKey), idk)); err != nil {
+				return err
+			}
+			failedOld, oldNext = inFailedIndex(h.Status, h.Attention), h.NextAttempt
+			statusOld, oldStatus = inStatusIndex(h.Status), h.Status
+		}
+		// Failed index.
+		failedNew := inFailedIndex(it.Status, it.Attention)
+		if failedOld && (!failedNew || oldNext != newNext) {
+			if err := fb.failed.Delete(failedKey(t.kbuf[:0], oldNext, idk)); err != nil {
+				return err
+			}
+		}
+		if failedNew && (!failedOld || oldNext != newNext) {
+			if err := fb.failed.Put(t.keep(failedKey(t.kbuf[:0], newNext, idk)), empty); err != nil {
+				return err
+			}
+		}
+		// Status index.
+		statusNew := inStatusIndex(it.Status)
+		if statusOld && (!statusNew || oldStatus != it.Status) {
+			if err := fb.status.Delete(statusKey(t.kbuf[:0], oldStatus, idk)); err != nil {
+				return err
+			}
+		}
+		if statusNew && (!statusOld || oldStatus != it.Status) {
+			if err := fb.status.Put(t.keep(statusKey(t.kbuf[:0], it.Status, idk)), empty); err != nil {
+				return err
+			}
+		}
+		if entityChanged {
+			if err := fb.entity.Put(t.keep(entityKey(t.kbuf[:0], it.EntityKey, idk)), empty); err != nil {
+				return err
+			}
+		}
+		scratch = encodeItem(scratch[:0], it)
+		if err := fb.items.Put(idk, t.keep(scratch)); err != nil {
+			return fmt.Errorf("state: put feed %q item %s: %w", it.Feed, it.ID, err)
+		}
+		fb.delta.add(contribution(it.Status, it.Deleted, it.Attention), 1)
+		fb.dirty = true
+		if i%1024 == 1023 {
+			if err := t.ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DeleteItems removes item states (and their index entries). Unknown ids
+// are ignored.
+func (t *Tx) DeleteItems(feed string, ids []string) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	fb, err := t.feed(feed, false)
+	if err != nil || fb == nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := t.deleteItem(fb, encodeID(t.kbuf[:0], id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteItem removes the item at idk; idk must not alias t.kbuf.
+func (t *Tx) deleteItem(fb *feedBuckets, idk []byte) error {
+	old := fb.items.Get(idk)
+	if old == nil {
+		return nil
+	}
+	idk = append([]byte(nil), idk...)
+	h, _, err := decodeHead(old)
+	if err != nil {
+		return fmt.Errorf("state: feed %q: %w", fb.name, err)
+	}
+	k := make([]byte, 0, 64)
+	if err := fb.entity.Delete(entityKey(k, string(h.EntityKey), idk)); err != nil {
+		return err
+	}
+	if inFailedIndex(h.Status, h.Attention) {
+		if err := fb.failed.Delete(failedKey(k, h.NextAttempt, idk)); err != nil {
+			return err
+		}
+	}
+	if inStatusIndex(h.Status) {
+		if err := fb.status.Delete(statusKey(k, h.Status, idk)); err != nil {
+			return err
+		}
+	}
+	if err := fb.items.Delete(idk); err != nil {
+		return err
+	}
+	fb.delta.add(contribution(h.Status, h.Deleted, h.Attention), -1)
+	fb.dirty = true
+	return nil
+}
+
+// Item returns one item's state.
+func (t *Tx) Item(feed, id string) (Item, bool, error) {
+	fb, err := t.feed(feed, false)
+	if err != nil || fb == nil {
+		return Item{}, false, err
+	}
+	v := fb.items.Get(encodeID(t.kbuf[:0], id))
+	if v == nil {
+		return Item{}, false, nil
+	}
+	it, err := decodeItem(feed, id, v)
+	if err != nil {
+		return Item{}, false, fmt.Errorf("state: feed %q: %w", feed, err)
+	}
+	return it, true, nil
+}
+
+// Items returns the stored states of the given feed ids; ids without state
+// are absent from the map.
+func (t *Tx) Items(feed string, ids []string) (map[string]Item, error) {
+	out := make(map[string]Item, len(ids))
+	fb, err := t.feed(feed, false)
+	if err != nil || fb == nil {
+		return out, err
+	}
+	for _, id := range ids {
+		v := fb.items.Get(encodeID(t.kbuf[:0], id))
+		if v == nil {
+			continue
+		}
+		it, err := decodeItem(feed, id, v)
+		if err != nil {
+			return nil, fmt.Errorf("state: feed %q: %w", feed, err)
+		}
+		out[id] = it
+	}
+	return out, nil
+}
+
+// ItemsByEntity returns, per source entity key, every item of feed built
+// from that entity (e.g. one per store view). Keys without items are absent.
+func (t *Tx) ItemsByEntity(feed string, entityKeys []string) (map[string][]Item, error) {
+	out := make(map[string][]Item, len(entityKeys))
+	fb, err := t.feed(feed, false)
+	if err != nil || fb == nil {
+		return out, err
+	}
+	c := fb.entity.Cursor()
+	for _, ek := range entityKeys {
+		if _, done := out[ek]; done {
+			continue
+		}
+		prefix := entityPrefix(ek)
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			idk := k[len(prefix):]
+			id, err := decodeID(idk)
+			if err != nil {
+				return nil, fmt.Errorf("state: feed %q entity index: %w", feed, err)
+			}
+			v := fb.items.Get(idk)
+			if v == nil {
+				return nil, fmt.Errorf("state: feed %q: entity index names item %s that does not exist: %w", feed, id, errCorrupt)
+			}
+			it, err := decodeItem(feed, id, v)
+			if err != nil {
+				return nil, fmt.Errorf("state: feed %q: %w", feed, err)
+			}
+			out[ek] = append(out[ek], it)
+		}
+	}
+	return out, nil
+}
+
+// Counts returns the feed's counters as of this transaction.
+func (t *Tx) Counts(feed string) (Counts, error) {
+	fb, err := t.feed(feed, false)
+	if err != nil || fb == nil {
+		return Counts{}, err
+	}
+	c, err := readCounts(fb.meta)
+	if err != nil {
+		return Counts{}, fmt.Errorf("state: feed %q: %w", feed, err)
+	}
+	if fb.dirty {
+		c.add(fb.delta, 1)
+	}
+	return c, nil
+}
+
+// DueFailed returns up to limit items of feed with status 2 (not requiring
+// attention) whose NextAttempt is at or before now, earliest first. It reads
+// only the failed index.
+func (t *Tx) DueFailed(feed string, now time.Time, limit int) ([]Item, error) {
+	if limit <= 0 {
+		limit = defaultDueFailedLimit
+	}
+	fb, err := t.feed(feed, false)
+	if err != nil || fb == nil {
+		return nil, err
+	}
+	nowUS := uint64(max(timeToMicro(now), 0))
+	var out []Item
+	c := fb.failed.Cursor()
+	for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+		if len(k) < 9 {
+			return nil, fmt.Errorf("state: feed %q failed index key: %w", feed, errCorrupt)
+		}
+		if binary.BigEndian.Uint64(k) > nowUS {
+			break
+		}
+		idk := k[8:]
+		id, err := decodeID(idk)
+		if err != nil {
+			return nil, err
+		}
+		v := fb.items.Get(idk)
+		if v == nil {
+			return nil, fmt.Errorf("state: feed %q: failed index names item %s that does not exist: %w", feed, id, errCorrupt)
+		}
+		it, err := decodeItem(feed, id, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// ListQuery selects items for the status page and the dashboard.
+type ListQuery struct {
+	Feed string
+	// Statuses keeps items with one of these statuses (all when empty).
+	// Without 200 among them the status index is used instead of a scan.
+	Statuses []int
+	// Attention keeps only items requiring attention.
+	Attention bool
+	// Search keeps items whose feed id, entity key or any identity value
+	// contains it, case-insensitively (e.g. part of a SKU).
+	Search string
+	// After is the cursor: the next value returned by the previous page.
+	After string
+	// Limit is the page size (default 50, at most 1000).
+	Limit int
+}
+
+// ListItems returns one page of items matching q, in stored key order, and
+// the cursor of the next page ("" when this page is the last; a non-empty
+// cursor may still lead to an empty page).
+func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	limit = min(limit, maxListLimit)
+	fb, err := t.feed(q.Feed, false)
+	if err != nil || fb == nil {
+		return nil, "", err
+	}
+	statuses := q.Statuses
+	if q.Attention {
+		statuses = []int{StatusRetryableFailure}
+	}
+	useIndex := len(statuses) > 0
+	want := map[int]bool{}
+	for _, s := range statuses {
+		if !inStatusIndex(s) {
+			useIndex = false
+		}
+		if s < minStatus || s > maxStatus {
+			return nil, "", fmt.Errorf("state: list items: status %d out of range", s)
+		}
+		want[s] = true
+	}
+	search := strings.ToLower(q.Search)
+	var after []byte
+	if q.After != "" {
+		after = encodeID(nil, q.After)
+	}
+	match := func(it *Item) bool {
+		if len(want) > 0 && !want[it.Status] {
+			return false
+		}
+		if q.Attention && !it.Attention {
+			return false
+		}
+		if search == "" {
+			return true
+		}
+		if containsFold(it.ID, search) || containsFold(it.EntityKey, search) {
+			return true
+		}
+		for _, v := range it.Identity {
+			if containsFold(v, search) {
+				return true
+			}
+		}
+		return false
+	}
+	var out []Item
+	n := 0
+	visit := func(idk, v []byte) (bool, error) {
+		if n++; n%4096 == 0 {
+			if err := t.ctx.Err(); err != nil {
+				return false, err
+			}
+		}
+		id, err := decodeID(idk)
+		if err != nil {
+			return false, err
+		}
+		it, err := decodeItem(q.Feed, id, v)
+		if err != nil {
+			return false, err
+		}
+		if match(&it) {
+			out = append(out, it)
+		}
+		return len(out) < limit, nil
+	}
+	if useIndex {
+		err = t.mergeStatus(fb, statuses, after, visit)
+	} else {
+		c := fb.items.Cursor()
+		k, v := c.First()
+		if after != nil {
+			k, v = c.Seek(after)
+			if k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			more, err := visit(k, v)
+			if err != nil {
+				return nil, "", err
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("state: list items of feed %q: %w", q.Feed, err)
+	}
+	next := ""
+	if len(out) == limit {
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}
+
+// mergeStatus visits items of the given statuses in id-key order, merging
+// the per-status ranges of the status index, starting after 'after'.
+func (t *Tx) mergeStatus(fb *feedBuckets, statuses []int, after []byte, visit func(idk, v []byte) (bool, error)) error {
+	type rng struct {
+		prefix []byte
+		c      interface {
+			Seek([]byte) ([]byte, []byte)
+			Next() ([]byte, []byte)
+		}
+		cur []byte // current id key, nil when exhausted
+	}
+	seen := map[int]bool{}
+	var rs []*rng
+	for _, s := range statuses {
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		r := &rng{prefix: statusPrefix(nil, s), c: fb.status.Cursor()}
+		k, _ := r.c.Seek(append(append([]byte(nil), r.prefix...), after...))
+		if k != nil && after != nil && bytes.HasPrefix(k, r.prefix) && bytes.Equal(k[len(r.prefix):], after) {
+			k, _ = r.c.Next()
+		}
+		if k != nil && bytes.HasPrefix(k, r.prefix) {
+			r.cur = k[len(r.prefix):]
+		}
+		rs = append(rs, r)
+	}
+	for {
+		var best *rng
+		for _, r := range rs {
+			if r.cur != nil && (best == nil || bytes.Compare(r.cur, best.cur) < 0) {
+				best = r
+			}
+		}
+		if best == nil {
+			return nil
+		}
+		v := fb.items.Get(best.cur)
+		if v == nil {
+			id, _ := decodeID(best.cur)
+			return fmt.Errorf("status index names item %s that does not exist: %w", id, errCorrupt)
+		}
+		more, err := visit(best.cur, v)
+		if err != nil || !more {
+			return err
+		}
+		k, _ := best.c.Next()
+		if k != nil && bytes.HasPrefix(k, best.prefix) {
+			best.cur = k[len(best.prefix):]
+		} else {
+			best.cur = nil
+		}
+	}
+}
+
+func containsFold(s, lowerSub string) bool {
+	if len(lowerSub) > len(s) {
+		return false
+	}
+	return strings.Contains(strings.ToLower(s), lowerSub)
+}
+
+// Store-level read conveniences (one read transaction each).
+
+// Item returns one item's state.
+func (s *Store) Item(ctx context.Context, feed, id string) (it Item, ok bool, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		it, ok, err = tx.Item(feed, id)
+		return err
+	})
+	return it, ok, err
+}
+
+// Items returns the stored states of the given feed ids (see Tx.Items).
+func (s *Store) Items(ctx context.Context, feed string, ids []string) (m map[string]Item, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		m, err = tx.Items(feed, ids)
+		return err
+	})
+	return m, err
+}
+
+// ItemsByEntity returns the items built from each entity key (see Tx.ItemsByEntity).
+func (s *Store) ItemsByEntity(ctx context.Context, feed string, entityKeys []string) (m map[string][]Item, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		m, err = tx.ItemsByEntity(feed, entityKeys)
+		return err
+	})
+	return m, err
+}
+
+// Counts returns the feed's counters (zero for an unknown feed).
+func (s *Store) Counts(ctx context.Context, feed string) (c Counts, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		c, err = tx.Counts(feed)
+		return err
+	})
+	return c, err
+}
+
+// DueFailed returns retryable failures due at now (see Tx.DueFailed).
+func (s *Store) DueFailed(ctx context.Context, feed string, now time.Time, limit int) (items []Item, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		items, err = tx.DueFailed(feed, now, limit)
+		return err
+	})
+	return items, err
+}
+
+// ListItems returns one page of items (see Tx.ListItems).
+func (s *Store) ListItems(ctx context.Context, q ListQuery) (items []Item, next string, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		items, next, err = tx.ListItems(q)
+		return err
+	})
+	return items, next, err
+}
