@@ -114,8 +114,8 @@ func seed(ctx context.Context, conn *sql.Conn) error {
 		`INSERT INTO customer_group (customer_group_id, customer_group_code, tax_class_id) VALUES
 			(0, 'NOT LOGGED IN', 3), (1, 'General', 3), (2, 'Wholesale', 3), (3, 'Retailer', 3)`,
 		`INSERT INTO cataloginventory_stock (stock_id, website_id, stock_name) VALUES (1, 0, 'Default')`,
-		`INSERT INTO catalog_category_entity (entity_id, attribute_set_id, parent_id, path, position, level, children_count) VALUES
-			(1, 3, 0, '1', 0, 0, 1), (2, 3, 1, '1/2', 1, 1, 0)`,
+		`INSERT INTO catalog_category_entity (entity_id, attribute_set_id, parent_id, path, position, level, children_count, created_at, updated_at) VALUES
+			(1, 3, 0, '1', 0, 0, 1, '2025-01-01 00:00:00', '2025-01-01 00:00:00'), (2, 3, 1, '1/2', 1, 1, 0, '2025-01-01 00:00:00', '2025-01-01 00:00:00')`,
 	}
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s); err != nil {

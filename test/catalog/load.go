@@ -1,0 +1,851 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Stats reports what Load wrote.
+type Stats struct {
+	Profile  string
+	Seed     int64
+	Products int
+	// Tables maps table name to rows inserted by Load (seed rows excluded).
+	Tables map[string]int64
+	Rows   int64
+	// Duration is the whole Load; SchemaDuration the part spent creating
+	// the schema (0 if it existed).
+	Duration       time.Duration
+	SchemaDuration time.Duration
+}
+
+// RowsPerSecond is Rows / (Duration - SchemaDuration): the data load rate.
+func (s Stats) RowsPerSecond() float64 {
+	d := s.Duration - s.SchemaDuration
+	if d <= 0 {
+		return 0
+	}
+	return float64(s.Rows) / d.Seconds()
+}
+
+// String is a multi-line, table-sorted report.
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "profile %s seed %d: %d products, %d rows in %s (schema %s; %.0f rows/s)\n",
+		s.Profile, s.Seed, s.Products, s.Rows, s.Duration.Round(time.Millisecond), s.SchemaDuration.Round(time.Millisecond), s.RowsPerSecond())
+	names := make([]string, 0, len(s.Tables))
+	for n := range s.Tables {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-42s %10d\n", n, s.Tables[n])
+	}
+	return b.String()
+}
+
+// Load generates profile p with the given seed into db's current database.
+// It creates the schema (CreateSchema) when the tables are missing, and
+// refuses a database that already holds products or extra store views.
+// Rows are streamed in multi-row INSERTs (Profile.BatchRows rows, at most
+// about 1 MiB each), committed every 20,000 rows, by Profile.Workers
+// connections in parallel (one table per connection, foreign-key checks
+// off for the session as mysqldump does). The same (p, seed) always yields
+// the same rows.
+func Load(ctx context.Context, db *sql.DB, p Profile, seed int64) (Stats, error) {
+	if err := p.Validate(); err != nil {
+		return Stats{}, err
+	}
+	start := time.Now()
+	created, err := prepareDatabase(ctx, db)
+	if err != nil {
+		return Stats{}, err
+	}
+	l := newLayout(p, seed)
+	st := Stats{Profile: p.Name, Seed: seed, Products: p.TotalProducts(), Tables: map[string]int64{}}
+	if created {
+		st.SchemaDuration = time.Since(start)
+	}
+	var mu sync.Mutex
+	add := func(table string, n int64) {
+		mu.Lock()
+		st.Tables[table] += n
+		st.Rows += n
+		mu.Unlock()
+	}
+	if err := l.loadMeta(ctx, db, add); err != nil {
+		return st, fmt.Errorf("catalog: load %s: %w", p.Name, err)
+	}
+	if err := l.loadParallel(ctx, db, add); err != nil {
+		return st, fmt.Errorf("catalog: load %s: %w", p.Name, err)
+	}
+	st.Duration = time.Since(start)
+	slog.Debug("catalog loaded", "profile", p.Name, "rows", st.Rows, "duration", st.Duration)
+	return st, nil
+}
+
+// prepareDatabase creates the schema if it is missing (created = true) and
+// refuses a database that already holds a catalog.
+func prepareDatabase(ctx context.Context, db *sql.DB) (created bool, err error) {
+	var dbName sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil {
+		return false, fmt.Errorf("catalog: %w", err)
+	}
+	if !dbName.Valid {
+		return false, fmt.Errorf("catalog: the DSN names no database; add one, e.g. tcp(127.0.0.1:3306)/catalog")
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.TABLES
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'catalog_product_entity'`).Scan(&n); err != nil {
+		return false, fmt.Errorf("catalog: %w", err)
+	}
+	if n == 0 {
+		return true, CreateSchema(ctx, db)
+	}
+	var products, stores int
+	if err := db.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM catalog_product_entity), (SELECT COUNT(*) FROM store)").Scan(&products, &stores); err != nil {
+		return false, fmt.Errorf("catalog: inspect existing schema: %w", err)
+	}
+	if products > 0 || stores != 2 {
+		return false, fmt.Errorf("catalog: database %s already holds a catalog (%d products, %d stores); load into a fresh database", dbName.String, products, stores)
+	}
+	return false, nil
+}
+
+type addFunc func(table string, n int64)
+
+// session opens a connection for bulk loading.
+func session(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range []string{
+		"SET SESSION foreign_key_checks = 0",
+		"SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
+		"SET NAMES utf8mb4",
+	} {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return conn, nil
+}
+
+// loadMeta writes the small tables (scopes, attributes, options, labels,
+// customer groups, categories) on one connection.
+func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
+	conn, err := session(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rows := l.p.BatchRows
+	run := func(table, cols string, fill func(b *batcher) error) error {
+		b := newBatcher(conn, table, cols, rows)
+		if err := fill(b); err != nil {
+			b.abort()
+			return err
+		}
+		if err := b.close(ctx); err != nil {
+			b.abort()
+			return err
+		}
+		add(table, b.total)
+		return nil
+	}
+	// Scopes. Website 1, group 1 and store 1 are seeded.
+	if err := run("store_website", "website_id, code, name, sort_order, default_group_id, is_default", func(b *batcher) error {
+		for _, w := range l.websites[1:] {
+			b.begin()
+			b.u(uint64(w.id)).s(w.code).s(w.name).u(uint64(w.id)).u(uint64(w.groupID)).u(0)
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := run("store_group", "group_id, website_id, name, root_category_id, default_store_id, code", func(b *batcher) error {
+		for _, w := range l.websites[1:] {
+			b.begin()
+			b.u(uint64(w.groupID)).u(uint64(w.id)).s(w.name + " Store").u(2).u(uint64(w.stores[0])).s(fmt.Sprintf("store_group_%d", w.groupID))
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := run("store", "store_id, code, website_id, group_id, name, sort_order, is_active", func(b *batcher) error {
+		for _, s := range l.stores[1:] {
+			b.begin()
+			b.u(uint64(s.id)).s(s.code).u(uint64(s.websiteID)).u(uint64(s.groupID)).s(s.name).u(uint64(s.id)).u(1)
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "UPDATE catalog_eav_attribute SET is_global = ? WHERE attribute_id = ?", uint8(l.p.PriceScope), AttrPrice); err != nil {
+		return fmt.Errorf("price scope: %w", err)
+	}
+	// Generated attributes and their sets.
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	if err := insertAttributes(ctx, conn, l.genAttrs); err != nil {
+		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return err
+	}
+	add("eav_attribute", int64(len(l.genAttrs)))
+	add("catalog_eav_attribute", int64(len(l.genAttrs)))
+	if err := run("eav_attribute_set", "attribute_set_id, entity_type_id, attribute_set_name, sort_order", func(b *batcher) error {
+		for s := 0; s < l.p.AttributeSets; s++ {
+			b.begin()
+			b.u(uint64(firstGeneratedSetID() + uint16(s))).u(uint64(EntityTypeProduct)).s(fmt.Sprintf("Attribute Set %d", s+1)).i(0)
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	groupID := func(s, g int) uint64 { return uint64(20 + 2*s + g) }
+	if err := run("eav_attribute_group", "attribute_group_id, attribute_set_id, attribute_group_name, sort_order, default_id, attribute_group_code", func(b *batcher) error {
+		for s := 0; s < l.p.AttributeSets; s++ {
+			set := uint64(firstGeneratedSetID() + uint16(s))
+			b.begin()
+			b.u(groupID(s, 0)).u(set).s("Product Details").i(1).u(1).s("product-details")
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+			b.begin()
+			b.u(groupID(s, 1)).u(set).s("Attributes").i(2).u(0).s("attributes")
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	std := StandardAttributes()
+	if err := run("eav_entity_attribute", "entity_type_id, attribute_set_id, attribute_group_id, attribute_id, sort_order", func(b *batcher) error {
+		for s := 0; s < l.p.AttributeSets; s++ {
+			set := uint64(firstGeneratedSetID() + uint16(s))
+			for i, a := range std {
+				if a.EntityTypeID != EntityTypeProduct {
+					continue
+				}
+				b.begin()
+				b.u(uint64(EntityTypeProduct)).u(set).u(groupID(s, 0)).u(uint64(a.ID)).i(int64(i))
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+			}
+			from, to := l.setAttrs(s)
+			for j := from; j < to; j++ {
+				b.begin()
+				b.u(uint64(EntityTypeProduct)).u(set).u(groupID(s, 1)).u(uint64(l.genAttrs[j].ID)).i(int64(j - from))
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	// Options: color, size, then every generated attribute's.
+	type opt struct {
+		id    uint32
+		attr  uint16
+		sort  int
+		label string
+	}
+	eachOption := func(f func(o opt) error) error {
+		if l.p.ConfigurableProducts > 0 {
+			for i := 0; i < l.p.Colors; i++ {
+				if err := f(opt{l.colorOption(i), AttrColor, i, l.colorName(i)}); err != nil {
+					return err
+				}
+			}
+			for i := 0; i < l.p.Sizes; i++ {
+				if err := f(opt{l.sizeOption(i), AttrSize, i, l.sizeName(i)}); err != nil {
+					return err
+				}
+			}
+		}
+		for j := range l.genAttrs {
+			for o := 0; o < l.p.OptionsPerAttribute; o++ {
+				if err := f(opt{l.genOption(j, o), l.genAttrs[j].ID, o, fmt.Sprintf("Option %d", o+1)}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := run("eav_attribute_option", "option_id, attribute_id, sort_order", func(b *batcher) error {
+		return eachOption(func(o opt) error {
+			b.begin()
+			b.u(uint64(o.id)).u(uint64(o.attr)).u(uint64(o.sort))
+			return b.end(ctx)
+		})
+	}); err != nil {
+		return err
+	}
+	if err := run("eav_attribute_option_value", "option_id, store_id, value", func(b *batcher) error {
+		return eachOption(func(o opt) error {
+			b.begin()
+			b.u(uint64(o.id)).u(0).s(o.label)
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+			for _, s := range l.stores {
+				if !l.overrides(o.id, s.id, saltOptionLabel, l.p.OptionLabelFraction) {
+					continue
+				}
+				b.begin()
+				b.u(uint64(o.id)).u(uint64(s.id)).s(o.label + " " + translations[int(s.id)%len(translations)])
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	if err := run("eav_attribute_label", "attribute_id, store_id, value", func(b *batcher) error {
+		for _, s := range l.stores {
+			suffix := " (" + translations[int(s.id)%len(translations)] + ")"
+			if l.p.ConfigurableProducts > 0 {
+				for _, a := range []struct {
+					id    uint16
+					label string
+				}{{AttrColor, "Color"}, {AttrSize, "Size"}} {
+					b.begin()
+					b.u(uint64(a.id)).u(uint64(s.id)).s(a.label + suffix)
+					if err := b.end(ctx); err != nil {
+						return err
+					}
+				}
+			}
+			for _, a := range l.genAttrs {
+				if !l.overrides(uint32(a.ID), s.id, saltAttrLabel, l.p.OptionLabelFraction) {
+					continue
+				}
+				b.begin()
+				b.u(uint64(a.ID)).u(uint64(s.id)).s(a.Label + suffix)
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := run("customer_group", "customer_group_id, customer_group_code, tax_class_id", func(b *batcher) error {
+		for g := 0; g < l.p.ExtraCustomerGroups; g++ {
+			b.begin()
+			b.u(uint64(4 + g)).s(fmt.Sprintf("Customer Group %d", g+4)).u(3)
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return l.loadCategories(ctx, conn, run)
+}
+
+func (l *layout) loadCategories(ctx context.Context, conn *sql.Conn, run func(string, string, func(*batcher) error) error) error {
+	if len(l.categories) == 0 {
+		return nil
+	}
+	if err := run("catalog_category_entity", "entity_id, attribute_set_id, parent_id, created_at, updated_at, path, position, level, children_count", func(b *batcher) error {
+		for i := range l.categories {
+			c := &l.categories[i]
+			ts := l.timestamp(c.id)
+			b.begin()
+			b.u(uint64(c.id)).u(uint64(AttributeSetCategoryDefault)).u(uint64(c.parent)).s(ts).s(ts).s(c.path).i(int64(c.position)).i(int64(c.level)).i(int64(c.children))
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "UPDATE catalog_category_entity SET updated_at = updated_at, children_count = CASE entity_id WHEN 1 THEN ? ELSE ? END WHERE entity_id IN (1, 2)",
+		len(l.categories)+1, len(l.categories)); err != nil {
+		return fmt.Errorf("root children_count: %w", err)
+	}
+	if err := run("catalog_category_entity_varchar", "attribute_id, store_id, entity_id, value", func(b *batcher) error {
+		for i := range l.categories {
+			c := &l.categories[i]
+			b.begin()
+			b.u(uint64(AttrCategoryName)).u(0).u(uint64(c.id)).s(c.name)
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+			b.begin()
+			b.u(uint64(AttrCategoryURLKey)).u(0).u(uint64(c.id)).s(c.urlKey)
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+			for _, s := range l.stores {
+				if !l.overrides(c.id, s.id, saltCategoryName, l.p.NameOverrideFraction) {
+					continue
+				}
+				b.begin()
+				b.u(uint64(AttrCategoryName)).u(uint64(s.id)).u(uint64(c.id)).s(c.name + " " + translations[int(s.id)%len(translations)])
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return run("catalog_category_entity_int", "attribute_id, store_id, entity_id, value", func(b *batcher) error {
+		for i := range l.categories {
+			b.begin()
+			b.u(uint64(AttrCategoryIsActive)).u(0).u(uint64(l.categories[i].id)).i(1)
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+type attrString struct {
+	attr uint16
+	v    string
+}
+
+// tableJob writes one table: rows from before (if any), then rows for
+// every product in id order.
+type tableJob struct {
+	table   string
+	columns string
+	row     func(ctx context.Context, b *batcher, p product) error
+	before  func(ctx context.Context, b *batcher) error
+}
+
+func (l *layout) loadParallel(ctx context.Context, db *sql.DB, add addFunc) error {
+	jobs := l.productJobs()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ch := make(chan tableJob)
+	var wg sync.WaitGroup
+	workers := l.p.Workers
+	if workers > len(jobs) {
+		workers = len(jobs)
+	}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				if err := l.runJob(ctx, db, j, add); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for _, j := range jobs {
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (l *layout) runJob(ctx context.Context, db *sql.DB, j tableJob, add addFunc) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	conn, err := session(ctx, db)
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.table, err)
+	}
+	defer conn.Close()
+	b := newBatcher(conn, j.table, j.columns, l.p.BatchRows)
+	if j.before != nil {
+		if err := j.before(ctx, b); err != nil {
+			b.abort()
+			return err
+		}
+	}
+	n := l.totalProducts()
+	for id := uint32(1); id <= n; id++ {
+		if err := j.row(ctx, b, l.product(id)); err != nil {
+			b.abort()
+			return err
+		}
+	}
+	if err := b.close(ctx); err != nil {
+		b.abort()
+		return err
+	}
+	add(j.table, b.total)
+	return nil
+}
+
+// eav writes one EAV value row.
+func eav(ctx context.Context, b *batcher, attr uint16, store uint16, id uint32, value func(b *batcher)) error {
+	b.begin()
+	b.u(uint64(attr)).u(uint64(store)).u(uint64(id))
+	value(b)
+	return b.end(ctx)
+}
+
+// productJobs lists the per-product tables, largest first.
+func (l *layout) productJobs() []tableJob {
+	const eavCols = "attribute_id, store_id, entity_id, value"
+	str := func(v string) func(*batcher) { return func(b *batcher) { b.s(v) } }
+	num := func(v int64) func(*batcher) { return func(b *batcher) { b.i(v) } }
+	cents := func(v int64) func(*batcher) { return func(b *batcher) { b.cents(v) } }
+	p := l.p
+	jobs := []tableJob{
+		{"catalog_product_entity_varchar", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+			vals := []attrString{{AttrName, l.name(pr)}, {AttrURLKey, l.urlKey(pr)}, {AttrMetaTitle, l.name(pr)}, {AttrOptionsContainer, "container2"}}
+			if pr.kind != kindVariant {
+				img := l.imagePath(pr)
+				vals = append(vals, attrString{AttrImage, img}, attrString{AttrSmallImage, img}, attrString{AttrThumbnail, img})
+			}
+			for _, v := range vals {
+				if err := eav(ctx, b, v.attr, 0, pr.id, str(v.v)); err != nil {
+					return err
+				}
+			}
+			if pr.setIdx >= 0 {
+				from, to := l.setAttrs(pr.setIdx)
+				for j := from; j < to; j++ {
+					if !l.isMultiselect(j) {
+						continue
+					}
+					o := l.genValue(pr, j)
+					if o < 0 {
+						continue
+					}
+					o2 := (o + 1) % p.OptionsPerAttribute
+					v := fmt.Sprintf("%d,%d", l.genOption(j, o), l.genOption(j, o2))
+					if err := eav(ctx, b, l.genAttrs[j].ID, 0, pr.id, str(v)); err != nil {
+						return err
+					}
+				}
+			}
+			for _, s := range l.stores {
+				if l.overrides(pr.id, s.id, saltName, p.NameOverrideFraction) {
+					if err := eav(ctx, b, AttrName, s.id, pr.id, str(l.storeName(pr, s))); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}, nil},
+		{"catalog_product_entity_int", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+			vis := int64(VisibilityCatalogSearch)
+			if pr.kind == kindVariant {
+				vis = VisibilityNotVisible
+			}
+			for _, v := range []struct {
+				attr uint16
+				v    int64
+			}{{AttrStatus, StatusEnabled}, {AttrVisibility, vis}, {AttrTaxClassID, 2}, {AttrQuantityAndStockStatus, 1}} {
+				if err := eav(ctx, b, v.attr, 0, pr.id, num(v.v)); err != nil {
+					return err
+				}
+			}
+			if pr.kind == kindVariant {
+				if err := eav(ctx, b, AttrColor, 0, pr.id, num(int64(l.colorOption(pr.color)))); err != nil {
+					return err
+				}
+				if err := eav(ctx, b, AttrSize, 0, pr.id, num(int64(l.sizeOption(pr.size)))); err != nil {
+					return err
+				}
+			}
+			if pr.setIdx >= 0 {
+				from, to := l.setAttrs(pr.setIdx)
+				for j := from; j < to; j++ {
+					if l.isMultiselect(j) {
+						continue
+					}
+					if o := l.genValue(pr, j); o >= 0 {
+						if err := eav(ctx, b, l.genAttrs[j].ID, 0, pr.id, num(int64(l.genOption(j, o)))); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			// Website-scope status: a row for every store view of the website.
+			for _, w := range l.websitesOf(pr) {
+				if !l.overrides(pr.id, w.id, saltStatus, p.StatusOverrideFraction) {
+					continue
+				}
+				for _, s := range w.stores {
+					if err := eav(ctx, b, AttrStatus, s, pr.id, num(StatusDisabled)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}, nil},
+		{"catalog_product_entity_text", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+			if err := eav(ctx, b, AttrDescription, 0, pr.id, str(l.description(pr))); err != nil {
+				return err
+			}
+			if pr.kind == kindVariant {
+				return nil
+			}
+			if err := eav(ctx, b, AttrShortDescription, 0, pr.id, str(l.shortDescription(pr))); err != nil {
+				return err
+			}
+			for _, s := range l.stores {
+				if l.overrides(pr.id, s.id, saltDesc, p.DescriptionOverrideFraction) {
+					if err := eav(ctx, b, AttrDescription, s.id, pr.id, str(l.storeDescription(pr, s))); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}, nil},
+		{"catalog_product_entity_decimal", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+			if pr.kind == kindConfigurable {
+				return nil // a configurable's price comes from its children
+			}
+			if err := eav(ctx, b, AttrPrice, 0, pr.id, cents(pr.price)); err != nil {
+				return err
+			}
+			if err := eav(ctx, b, AttrWeight, 0, pr.id, cents(pr.weight)); err != nil {
+				return err
+			}
+			if pr.special {
+				if err := eav(ctx, b, AttrSpecialPrice, 0, pr.id, cents(pr.price*8/10)); err != nil {
+					return err
+				}
+			}
+			if p.PriceScope == ScopeWebsite {
+				for _, w := range l.websitesOf(pr) {
+					if !l.overrides(pr.id, w.id, saltPriceOverride, p.PriceOverrideFraction) {
+						continue
+					}
+					for _, s := range w.stores {
+						if err := eav(ctx, b, AttrPrice, s, pr.id, cents(pr.price*9/10)); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return nil
+		}, nil},
+		{"url_rewrite", "entity_type, entity_id, request_path, target_path, redirect_type, store_id, is_autogenerated, metadata", func(ctx context.Context, b *batcher, pr product) error {
+			if pr.kind == kindVariant {
+				return nil
+			}
+			key := l.urlKey(pr)
+			cats := l.categoriesOf(pr)
+			for _, w := range l.websitesOf(pr) {
+				for _, s := range w.stores {
+					b.begin()
+					b.s("product").u(uint64(pr.id)).s(key + ".html").s(fmt.Sprintf("catalog/product/view/id/%d", pr.id)).u(0).u(uint64(s)).u(1).null()
+					if err := b.end(ctx); err != nil {
+						return err
+					}
+					if len(cats) > 0 {
+						c := &l.categories[cats[0]]
+						b.begin()
+						b.s("product").u(uint64(pr.id)).s(c.urlPath + "/" + key + ".html").
+							s(fmt.Sprintf("catalog/product/view/id/%d/category/%d", pr.id, c.id)).u(0).u(uint64(s)).u(1).
+							s(fmt.Sprintf(`{"category_id":"%d"}`, c.id))
+						if err := b.end(ctx); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return nil
+		}, nil},
+		{"catalog_product_entity", "entity_id, attribute_set_id, type_id, sku, has_options, required_options, created_at, updated_at", func(ctx context.Context, b *batcher, pr product) error {
+			opts := uint64(0)
+			if pr.kind == kindConfigurable {
+				opts = 1
+			}
+			ts := l.timestamp(pr.id)
+			b.begin()
+			b.u(uint64(pr.id)).u(uint64(l.attributeSetID(pr))).s(pr.kind.typeID()).s(l.sku(pr)).u(opts).u(opts).s(ts).s(ts)
+			return b.end(ctx)
+		}, nil},
+		{"cataloginventory_stock_item", "item_id, product_id, stock_id, qty, is_in_stock, website_id", func(ctx context.Context, b *batcher, pr product) error {
+			qty, inStock := pr.qty, pr.qty > 0
+			if pr.kind == kindConfigurable {
+				qty, inStock = 0, true
+			}
+			b.begin()
+			b.u(uint64(pr.id)).u(uint64(pr.id)).u(1).cents(qty * 100).u(uint64(b2i(inStock))).u(0)
+			return b.end(ctx)
+		}, nil},
+		{"catalog_category_product", "category_id, product_id, position", func(ctx context.Context, b *batcher, pr product) error {
+			for i, c := range l.categoriesOf(pr) {
+				b.begin()
+				b.u(uint64(l.categories[c].id)).u(uint64(pr.id)).i(int64(i))
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil},
+		{"catalog_product_website", "product_id, website_id", func(ctx context.Context, b *batcher, pr product) error {
+			for _, w := range l.websitesOf(pr) {
+				b.begin()
+				b.u(uint64(pr.id)).u(uint64(w.id))
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil},
+		{"magento_catalogpermissions_index_product", "product_id, store_id, customer_group_id, grant_catalog_category_view, grant_catalog_product_price, grant_checkout_items", func(ctx context.Context, b *batcher, pr product) error {
+			if !l.overrides(pr.id, 0, saltPermission, p.PermissionFraction) {
+				return nil
+			}
+			for _, w := range l.websitesOf(pr) {
+				for _, s := range w.stores {
+					for g := 0; g < 4+p.ExtraCustomerGroups; g++ {
+						view, price, checkout := int64(GrantAllow), int64(GrantAllow), int64(GrantAllow)
+						h := hash3(l.seed, uint64(pr.id), saltGrant, uint64(s)<<32|uint64(g))
+						switch {
+						case g == 0 && frac(h) < 0.5: // guests see the product but not its price
+							price, checkout = GrantDeny, GrantDeny
+						case frac(h) < 0.1:
+							view, price, checkout = GrantDeny, GrantDeny, GrantDeny
+						}
+						b.begin()
+						b.u(uint64(pr.id)).u(uint64(s)).u(uint64(g)).i(view).i(price).i(checkout)
+						if err := b.end(ctx); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return nil
+		}, nil},
+		{"catalog_product_entity_datetime", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+			if pr.newFrom {
+				if err := eav(ctx, b, AttrNewsFromDate, 0, pr.id, str("2025-06-01 00:00:00")); err != nil {
+					return err
+				}
+			}
+			if pr.special && pr.kind != kindConfigurable {
+				if err := eav(ctx, b, AttrSpecialFromDate, 0, pr.id, str("2025-03-01 00:00:00")); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil},
+		{"catalog_product_super_link", "product_id, parent_id", func(ctx context.Context, b *batcher, pr product) error {
+			if pr.kind != kindVariant {
+				return nil
+			}
+			b.begin()
+			b.u(uint64(pr.id)).u(uint64(pr.parent))
+			return b.end(ctx)
+		}, nil},
+		{"catalog_product_relation", "parent_id, child_id", func(ctx context.Context, b *batcher, pr product) error {
+			if pr.kind != kindVariant {
+				return nil
+			}
+			b.begin()
+			b.u(uint64(pr.parent)).u(uint64(pr.id))
+			return b.end(ctx)
+		}, nil},
+		{"catalog_product_super_attribute", "product_super_attribute_id, product_id, attribute_id, position", func(ctx context.Context, b *batcher, pr product) error {
+			if pr.kind != kindConfigurable {
+				return nil
+			}
+			for i, a := range []uint16{AttrColor, AttrSize} {
+				b.begin()
+				b.u(uint64(2*pr.cfg + i + 1)).u(uint64(pr.id)).u(uint64(a)).u(uint64(i))
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil},
+		{"catalog_product_super_attribute_label", "product_super_attribute_id, store_id, use_default, value", func(ctx context.Context, b *batcher, pr product) error {
+			if pr.kind != kindConfigurable {
+				return nil
+			}
+			for i, label := range []string{"Color", "Size"} {
+				psa := uint64(2*pr.cfg + i + 1)
+				b.begin()
+				b.u(psa).u(0).u(0).s(label)
+				if err := b.end(ctx); err != nil {
+					return err
+				}
+				for _, s := range l.stores {
+					if !l.overrides(pr.id, s.id, saltSuperLabel+uint64(i)<<8, p.OptionLabelFraction) {
+						continue
+					}
+					b.begin()
+					b.u(psa).u(uint64(s.id)).u(0).s(label + " " + translations[int(s.id)%len(translations)])
+					if err := b.end(ctx); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}, nil},
+	}
+	for i := range jobs {
+		if jobs[i].table == "url_rewrite" {
+			jobs[i].before = l.categoryRewrites
+		}
+	}
+	return jobs
+}
+
+// categoryRewrites writes every category's URL rewrite in every store view.
+func (l *layout) categoryRewrites(ctx context.Context, b *batcher) error {
+	for _, s := range l.stores {
+		for i := range l.categories {
+			c := &l.categories[i]
+			b.begin()
+			b.s("category").u(uint64(c.id)).s(c.urlPath + ".html").s(fmt.Sprintf("catalog/category/view/id/%d", c.id)).u(0).u(uint64(s.id)).u(1).null()
+			if err := b.end(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

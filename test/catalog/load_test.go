@@ -1,0 +1,179 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func count(t *testing.T, db *sql.DB, query string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRowContext(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// loadProfile loads p into a fresh database and returns its pool.
+func loadProfile(t *testing.T, p Profile, seed int64) (*sql.DB, Stats) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	db := srv.Admin(t, srv.NewDatabase(t, "catalog_"+p.Name))
+	st, err := Load(ctx, db, p, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", st)
+	return db, st
+}
+
+func TestLoadSmallProfileCounts(t *testing.T) {
+	p := Small()
+	db, st := loadProfile(t, p, 1)
+	checks := []struct {
+		from string
+		want int64
+	}{
+		{"catalog_product_entity", 1200},
+		{"catalog_product_entity WHERE type_id = 'configurable'", 16},
+		{"catalog_product_super_link", 384},
+		{"catalog_product_relation", 384},
+		{"catalog_product_super_attribute", 32},
+		{"cataloginventory_stock_item", 1200},
+		{"catalog_product_website", 1200},
+		{"store WHERE store_id > 0", 1},
+		{"store_website WHERE website_id > 0", 1},
+		{"catalog_category_entity", 32},
+		{"eav_attribute_set WHERE entity_type_id = 4", 11},
+		{"eav_attribute WHERE entity_type_id = 4 AND attribute_id >= 300", 50},
+		{"eav_attribute_option", 3 + 8 + 50*5},
+		// Every product has a store-0 name, status and visibility.
+		{fmt.Sprintf("catalog_product_entity_varchar WHERE store_id = 0 AND attribute_id = %d", AttrName), 1200},
+		{fmt.Sprintf("catalog_product_entity_int WHERE store_id = 0 AND attribute_id = %d", AttrStatus), 1200},
+		{fmt.Sprintf("catalog_product_entity_int WHERE store_id = 0 AND attribute_id = %d AND value = 1", AttrVisibility), 384},
+	}
+	for _, c := range checks {
+		if got := count(t, db, "SELECT COUNT(*) FROM "+c.from); got != c.want {
+			t.Errorf("%s: %d rows, want %d", c.from, got, c.want)
+		}
+	}
+	if st.Tables["catalog_product_entity"] != 1200 || st.Products != 1200 {
+		t.Errorf("stats: %+v", st)
+	}
+	var sum int64
+	for _, n := range st.Tables {
+		sum += n
+	}
+	if sum != st.Rows || st.Rows < 10000 {
+		t.Errorf("stats rows %d, sum of tables %d", st.Rows, sum)
+	}
+	// Store overrides and per-store labels exist.
+	for _, q := range []string{
+		"catalog_product_entity_varchar WHERE store_id = 1",
+		"catalog_product_entity_text WHERE store_id = 1",
+		"catalog_product_entity_decimal WHERE store_id = 1",
+		"catalog_product_entity_int WHERE store_id = 1",
+		"eav_attribute_option_value WHERE store_id = 1",
+		"eav_attribute_label WHERE store_id = 1",
+		"catalog_product_super_attribute_label WHERE store_id = 1",
+		"magento_catalogpermissions_index_product",
+		"url_rewrite WHERE entity_type = 'product'",
+		"url_rewrite WHERE entity_type = 'category'",
+		"catalog_category_product",
+	} {
+		if count(t, db, "SELECT COUNT(*) FROM "+q) == 0 {
+			t.Errorf("%s: no rows", q)
+		}
+	}
+	checkConsistency(t, db)
+}
+
+// checkConsistency asserts the invariants the generator and the workload
+// both keep, the way Magento keeps them.
+func checkConsistency(t *testing.T, db *sql.DB) {
+	t.Helper()
+	orphans := []string{
+		// every product has a name, status, visibility, stock item and a website
+		fmt.Sprintf(`catalog_product_entity e WHERE NOT EXISTS (SELECT 1 FROM catalog_product_entity_varchar v WHERE v.entity_id = e.entity_id AND v.attribute_id = %d AND v.store_id = 0)`, AttrName),
+		fmt.Sprintf(`catalog_product_entity e WHERE NOT EXISTS (SELECT 1 FROM catalog_product_entity_int v WHERE v.entity_id = e.entity_id AND v.attribute_id = %d AND v.store_id = 0)`, AttrStatus),
+		fmt.Sprintf(`catalog_product_entity e WHERE NOT EXISTS (SELECT 1 FROM catalog_product_entity_int v WHERE v.entity_id = e.entity_id AND v.attribute_id = %d AND v.store_id = 0)`, AttrVisibility),
+		`catalog_product_entity e WHERE NOT EXISTS (SELECT 1 FROM cataloginventory_stock_item s WHERE s.product_id = e.entity_id)`,
+		// rows that point at missing products (foreign keys are off while loading)
+		`catalog_product_entity_varchar v WHERE NOT EXISTS (SELECT 1 FROM catalog_product_entity e WHERE e.entity_id = v.entity_id)`,
+		`catalog_product_entity_int v WHERE NOT EXISTS (SELECT 1 FROM catalog_product_entity e WHERE e.entity_id = v.entity_id)`,
+		`catalog_product_website w WHERE NOT EXISTS (SELECT 1 FROM catalog_product_entity e WHERE e.entity_id = w.product_id)`,
+		`catalog_product_website w WHERE NOT EXISTS (SELECT 1 FROM store_website s WHERE s.website_id = w.website_id)`,
+		`catalog_product_entity_int v WHERE NOT EXISTS (SELECT 1 FROM store s WHERE s.store_id = v.store_id)`,
+		`catalog_category_product c WHERE NOT EXISTS (SELECT 1 FROM catalog_category_entity e WHERE e.entity_id = c.category_id)`,
+		`eav_attribute_option_value v WHERE NOT EXISTS (SELECT 1 FROM eav_attribute_option o WHERE o.option_id = v.option_id)`,
+		// super links and relations agree, and point at a configurable parent
+		`catalog_product_super_link l WHERE NOT EXISTS (SELECT 1 FROM catalog_product_relation r WHERE r.parent_id = l.parent_id AND r.child_id = l.product_id)`,
+		`catalog_product_relation r WHERE NOT EXISTS (SELECT 1 FROM catalog_product_super_link l WHERE r.parent_id = l.parent_id AND r.child_id = l.product_id)`,
+		`catalog_product_super_link l JOIN catalog_product_entity p ON p.entity_id = l.parent_id WHERE p.type_id <> 'configurable'`,
+		// a variant's axis values are options of the axis attribute
+		fmt.Sprintf(`catalog_product_entity_int v JOIN eav_attribute_option o ON o.option_id = v.value WHERE v.attribute_id IN (%d, %d) AND o.attribute_id <> v.attribute_id`, AttrColor, AttrSize),
+		// permission rows name real stores and customer groups
+		`magento_catalogpermissions_index_product m WHERE NOT EXISTS (SELECT 1 FROM customer_group g WHERE g.customer_group_id = m.customer_group_id)`,
+		`magento_catalogpermissions_index_product m WHERE NOT EXISTS (SELECT 1 FROM store s WHERE s.store_id = m.store_id AND s.store_id > 0)`,
+	}
+	for _, q := range orphans {
+		if n := count(t, db, "SELECT COUNT(*) FROM "+q); n != 0 {
+			t.Errorf("%d rows: %s", n, q)
+		}
+	}
+}
+
+func TestLoadIsDeterministic(t *testing.T) {
+	p := Tiny()
+	p.ExtraStoreViews = 2
+	a, _ := loadProfile(t, p, 42)
+	b, _ := loadProfile(t, p, 42)
+	c, _ := loadProfile(t, p, 43)
+	checkConsistency(t, a)
+	if got := count(t, a, "SELECT COUNT(*) FROM store WHERE store_id > 0"); got != 5 {
+		t.Fatalf("store views: %d, want 5", got)
+	}
+	differs := false
+	for _, table := range Tables() {
+		ca, cb, cc := checksum(t, a, table), checksum(t, b, table), checksum(t, c, table)
+		if ca != cb {
+			t.Errorf("%s differs between two loads with the same seed", table)
+		}
+		if ca != cc {
+			differs = true
+		}
+	}
+	if !differs {
+		t.Error("seeds 42 and 43 produced identical catalogs")
+	}
+}
+
+func checksum(t *testing.T, db *sql.DB, table string) int64 {
+	t.Helper()
+	var name string
+	var sum sql.NullInt64
+	if err := db.QueryRowContext(context.Background(), "CHECKSUM TABLE "+table).Scan(&name, &sum); err != nil {
+		t.Fatalf("checksum %s: %v", table, err)
+	}
+	return sum.Int64
+}
+
+func TestLoadRefusesLoadedDatabaseAndBadProfile(t *testing.T) {
+	ctx := context.Background()
+	db, _ := loadProfile(t, Tiny(), 1)
+	if _, err := Load(ctx, db, Tiny(), 1); err == nil {
+		t.Fatal("second load into the same database succeeded")
+	}
+	bad := Small()
+	bad.StoreViews = 0
+	if _, err := Load(ctx, db, bad, 1); err == nil {
+		t.Fatal("invalid profile accepted")
+	}
+	if _, err := ProfileByName("huge"); err == nil {
+		t.Fatal("unknown profile accepted")
+	}
+}
