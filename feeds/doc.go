@@ -1,0 +1,24 @@
+// Package feeds turns row changes of a Magento catalog into entity feed items
+// (products, productAttributes, variants, productOverrides): which entities a
+// change affects (Keys), what their items look like now (Build), and which of
+// them changed since the last export (Diff).
+//
+// Invariants:
+//   - An Item's ID is feed_id = sha1(join("\0", identity values)) in lower-case
+//     hex, and its Hash is the sha1 of its canonical JSON without modifiedAt
+//     and updatedAt. Canonical JSON has a fixed field order, sorted arrays and
+//     no HTML escaping, so equal data always hashes equal.
+//   - Build(keys) returns every current item of those entities and nothing
+//     else, reading the source with a few batched queries per call (never one
+//     query per item). An entity that no longer exists yields no items; Diff
+//     turns its previously known items into deleted payloads.
+//   - Keys never holds a fan-out in memory: large fan-outs (an option label
+//     used by 100k products, a website deletion) are read with keyset
+//     pagination and handed to the caller in chunks of at most ChunkSize keys.
+//   - Registry.Keys must see every captured change in binlog order: it keeps
+//     a parent/child link index up to date from the stream, because InnoDB
+//     foreign-key cascades (a deleted configurable's links) never reach the
+//     binlog.
+//   - Feeds hold no per-item state; the state store (through PrevState) is
+//     the only memory of what was exported.
+package feeds

@@ -1,0 +1,160 @@
+package feeds
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Item is one built feed item.
+type Item struct {
+	Feed      string
+	ID        string // feed_id: sha1(join("\0", identity values)), lower-case hex
+	EntityKey string // source entity key, e.g. a product's entity_id ("42")
+	// Identity holds the identity fields and the minimal-payload fields the
+	// deleted payload is made of (e.g. sku, storeViewCode, productId).
+	Identity map[string]string
+	Data     json.RawMessage // canonical JSON of the whole item
+	Hash     string          // feed_hash: sha1 of Data without modifiedAt/updatedAt
+	Deleted  bool
+}
+
+// PrevItem is what the state store remembers of an exported item.
+type PrevItem struct {
+	ID        string
+	EntityKey string
+	Identity  map[string]string
+	Hash      string
+	Status    int // last export status (200, 400, 1 are final until the hash changes)
+	Deleted   bool
+}
+
+// Export statuses that are final until an item's hash changes (the feed item
+// contract): 200 sent, 400 rejected, 1 rejected by the service.
+func finalStatus(s int) bool { return s == 200 || s == 400 || s == 1 }
+
+// FeedID is sha1(join("\0", values)) in lower-case hex.
+func FeedID(values ...string) string {
+	h := sha1.New()
+	for i, v := range values {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(v))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// HashJSON is the feed_hash of an item's canonical JSON with modifiedAt and
+// updatedAt already removed.
+func HashJSON(b []byte) string {
+	s := sha1.Sum(b)
+	return hex.EncodeToString(s[:])
+}
+
+// canonical marshals v (a struct with a fixed field order) without HTML
+// escaping and without the trailing newline json.Encoder adds.
+func canonical(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// timeFormat is how feeds format timestamps: UTC, "2006-01-02 15:04:05"
+// (Magento's own format).
+const timeFormat = "2006-01-02 15:04:05"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+// newItem builds an Item from a payload struct whose JSON form must not
+// contain updatedAt or modifiedAt: the hash is taken over that JSON, then
+// updatedAt (if non-empty) and modifiedAt are appended as the last fields.
+func newItem(feed, entityKey string, identityFields []string, identity map[string]string, payload any, updatedAt, modifiedAt string) (Item, error) {
+	body, err := canonical(payload)
+	if err != nil {
+		return Item{}, fmt.Errorf("%s: encode item of entity %s: %w", feed, entityKey, err)
+	}
+	vals := make([]string, len(identityFields))
+	for i, f := range identityFields {
+		vals[i] = identity[f]
+	}
+	it := Item{Feed: feed, ID: FeedID(vals...), EntityKey: entityKey, Identity: identity, Hash: HashJSON(body)}
+	it.Data = appendTimes(body, updatedAt, modifiedAt)
+	return it, nil
+}
+
+func appendTimes(body []byte, updatedAt, modifiedAt string) []byte {
+	out := make([]byte, 0, len(body)+64)
+	out = append(out, body[:len(body)-1]...) // drop the closing brace
+	sep := func() {
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+	}
+	if updatedAt != "" {
+		sep()
+		out = append(out, `"updatedAt":`...)
+		out = strconv.AppendQuote(out, updatedAt)
+	}
+	if modifiedAt != "" {
+		sep()
+		out = append(out, `"modifiedAt":`...)
+		out = strconv.AppendQuote(out, modifiedAt)
+	}
+	return append(out, '}')
+}
+
+// deletedItem builds the minimal payload of a vanished item: the fields of
+// prev.Identity named in fields (in that order, strings as stored, "Id"
+// fields named in intFields as numbers), then "deleted": true and modifiedAt.
+func deletedItem(feed string, prev PrevItem, fields []string, intFields map[string]bool, modifiedAt string) Item {
+	var b strings.Builder
+	b.WriteByte('{')
+	first := true
+	for _, f := range fields {
+		v, ok := prev.Identity[f]
+		if !ok {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		b.WriteString(strconv.Quote(f))
+		b.WriteByte(':')
+		if intFields[f] {
+			if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+				b.WriteString(v)
+				continue
+			}
+		}
+		b.WriteString(jsonString(v))
+	}
+	if !first {
+		b.WriteByte(',')
+	}
+	b.WriteString(`"deleted":true}`)
+	body := []byte(b.String())
+	ident := make(map[string]string, len(prev.Identity))
+	for k, v := range prev.Identity {
+		ident[k] = v
+	}
+	return Item{
+		Feed: feed, ID: prev.ID, EntityKey: prev.EntityKey, Identity: ident,
+		Hash: HashJSON(body), Data: appendTimes(body, "", modifiedAt), Deleted: true,
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := canonical(s) // strings always encode
+	return string(b)
+}

@@ -1,0 +1,232 @@
+package feeds
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+// Link tables the registry follows to keep its parent/child index.
+const (
+	tRelation  = "catalog_product_relation"
+	tSuperLink = "catalog_product_super_link"
+)
+
+var linkTables = []string{tRelation, tSuperLink}
+
+// fallbackMargin widens the window in which a deleted composite product may
+// have lost its links before the index was loaded (binlog timestamps have
+// second precision and come from the source's clock).
+const fallbackMargin = 5 * time.Second
+
+// linkIndex is one parent -> children relation.
+type linkIndex struct {
+	children map[uint32][]uint32
+	parents  map[uint32]uint16 // number of parents per child
+}
+
+func newLinkIndex() *linkIndex {
+	return &linkIndex{children: map[uint32][]uint32{}, parents: map[uint32]uint16{}}
+}
+
+func (x *linkIndex) add(parent, child uint32) {
+	ch := x.children[parent]
+	if slices.Contains(ch, child) {
+		return
+	}
+	x.children[parent] = append(ch, child)
+	x.parents[child]++
+}
+
+func (x *linkIndex) remove(parent, child uint32) {
+	ch := x.children[parent]
+	i := slices.Index(ch, child)
+	if i < 0 {
+		return
+	}
+	ch = slices.Delete(ch, i, i+1)
+	if len(ch) == 0 {
+		delete(x.children, parent)
+	} else {
+		x.children[parent] = ch
+	}
+	if n := x.parents[child]; n <= 1 {
+		delete(x.parents, child)
+	} else {
+		x.parents[child] = n - 1
+	}
+}
+
+// removeProduct drops every link of a deleted product (its foreign-key
+// cascades are not in the binlog).
+func (x *linkIndex) removeProduct(id uint32) {
+	for _, c := range slices.Clone(x.children[id]) {
+		x.remove(id, c)
+	}
+	if x.parents[id] == 0 {
+		return
+	}
+	for p, ch := range x.children {
+		if slices.Contains(ch, id) {
+			x.remove(p, id)
+		}
+	}
+}
+
+// linkIndexes mirrors catalog_product_relation and catalog_product_super_link
+// as of the binlog position being processed. InnoDB cascades (deleting a
+// product deletes its links) are not written to the binlog, so when a parent
+// is deleted the database no longer knows its children; this index does.
+// It is loaded from the database on first use and then follows the stream.
+// Memory: about 10 bytes per link plus map overhead (a million links take
+// roughly 40 MB).
+type linkIndexes struct {
+	e        *env
+	mu       sync.Mutex
+	loaded   bool
+	loadedAt time.Time
+	relation *linkIndex
+	super    *linkIndex
+}
+
+func newLinkIndexes(e *env) *linkIndexes { return &linkIndexes{e: e} }
+
+func (l *linkIndexes) ensure(ctx context.Context) error {
+	if l.loaded {
+		return nil
+	}
+	start := time.Now()
+	rel, sup := newLinkIndex(), newLinkIndex()
+	for _, q := range []struct {
+		x     *linkIndex
+		query string
+	}{
+		{rel, "SELECT parent_id, child_id FROM " + tRelation},
+		{sup, "SELECT parent_id, product_id FROM " + tSuperLink},
+	} {
+		rows, err := l.e.db.QueryContext(ctx, q.query)
+		if err != nil {
+			return fmt.Errorf("load link index: %w", err)
+		}
+		for rows.Next() {
+			var p, c uint32
+			if err := rows.Scan(&p, &c); err != nil {
+				rows.Close()
+				return fmt.Errorf("load link index: %w", err)
+			}
+			q.x.add(p, c)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("load link index: %w", err)
+		}
+	}
+	l.relation, l.super, l.loaded, l.loadedAt = rel, sup, true, start
+	return nil
+}
+
+// children returns the children of parent in the relation or super-link
+// index.
+func (l *linkIndexes) children(ctx context.Context, super bool, parent uint64) ([]uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ensure(ctx); err != nil {
+		return nil, err
+	}
+	x := l.relation
+	if super {
+		x = l.super
+	}
+	ch := x.children[uint32(parent)]
+	out := make([]uint64, len(ch))
+	for i, c := range ch {
+		out[i] = uint64(c)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// isChild reports whether a product is currently linked to any parent in the
+// super-link index.
+func (l *linkIndexes) isChild(ctx context.Context, id uint64) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ensure(ctx); err != nil {
+		return false, err
+	}
+	return l.super.parents[uint32(id)] > 0, nil
+}
+
+// filterChildren keeps the ids that are super-link children.
+func (l *linkIndexes) filterChildren(ctx context.Context, ids []string) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ensure(ctx); err != nil {
+		return nil, err
+	}
+	out := ids[:0:0]
+	for _, k := range ids {
+		var n uint64
+		for i := 0; i < len(k); i++ {
+			n = n*10 + uint64(k[i]-'0')
+		}
+		if l.super.parents[uint32(n)] > 0 {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// unsure reports whether a deleted composite product may have lost its
+// links before the index was loaded, so that its children are unknown and
+// the caller must fall back to a full fan-out.
+func (l *linkIndexes) unsure(ctx context.Context, c *change.Change) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ensure(ctx); err != nil {
+		return false, err
+	}
+	ts := c.Source.Timestamp
+	return ts.IsZero() || !ts.After(l.loadedAt.Add(fallbackMargin)), nil
+}
+
+// apply follows one change of the stream.
+func (l *linkIndexes) apply(ctx context.Context, c *change.Change) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Load on the first change of the catalog, so the index (and its load
+	// time, which bounds the fallback window) starts with the stream.
+	if err := l.ensure(ctx); err != nil {
+		return err
+	}
+	switch name := c.Table.Name; name {
+	case tProductEntity:
+		if c.After == nil {
+			if id, ok := imageUint(c.Table, c.Before, "entity_id"); ok {
+				l.relation.removeProduct(uint32(id))
+				l.super.removeProduct(uint32(id))
+			}
+		}
+	case tRelation, tSuperLink:
+		x, childCol := l.relation, "child_id"
+		if name == tSuperLink {
+			x, childCol = l.super, "product_id"
+		}
+		if p, ok := imageUint(c.Table, c.Before, "parent_id"); ok {
+			if ch, ok := imageUint(c.Table, c.Before, childCol); ok {
+				x.remove(uint32(p), uint32(ch))
+			}
+		}
+		if p, ok := imageUint(c.Table, c.After, "parent_id"); ok {
+			if ch, ok := imageUint(c.Table, c.After, childCol); ok {
+				x.add(uint32(p), uint32(ch))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package feeds
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// Source table names.
+const (
+	tProductEntity     = "catalog_product_entity"
+	tProductWebsite    = "catalog_product_website"
+	tCategoryProduct   = "catalog_category_product"
+	tCategoryEntity    = "catalog_category_entity"
+	tStockItem         = "cataloginventory_stock_item"
+	tSuperAttribute    = "catalog_product_super_attribute"
+	tEavAttribute      = "eav_attribute"
+	tCatalogEav        = "catalog_eav_attribute"
+	tAttributeLabel    = "eav_attribute_label"
+	tAttributeOption   = "eav_attribute_option"
+	tOptionValue       = "eav_attribute_option_value"
+	tStore             = "store"
+	tStoreGroup        = "store_group"
+	tStoreWebsite      = "store_website"
+	tCustomerGroup     = "customer_group"
+	tPermissionsIndex  = "magento_catalogpermissions_index_product"
+	productEntityTypeC = "catalog_product"
+)
+
+// valueTables are the product EAV value tables by backend type.
+var valueTables = map[string]string{
+	"int":      "catalog_product_entity_int",
+	"varchar":  "catalog_product_entity_varchar",
+	"text":     "catalog_product_entity_text",
+	"decimal":  "catalog_product_entity_decimal",
+	"datetime": "catalog_product_entity_datetime",
+}
+
+var backendTypes = []string{"datetime", "decimal", "int", "text", "varchar"}
+
+// storeView is one store view (store_id != 0) with its group and website.
+type storeView struct {
+	ID          uint64
+	Code        string
+	WebsiteID   uint64
+	WebsiteCode string
+	GroupCode   string
+}
+
+// loadStores reads every store view except the admin store 0, ordered by
+// store_id.
+func loadStores(ctx context.Context, db *sql.DB) ([]storeView, error) {
+	rows, err := db.QueryContext(ctx, `SELECT s.store_id, COALESCE(s.code,''), s.website_id, COALESCE(w.code,''), COALESCE(g.code,'')
+		FROM store s JOIN store_website w ON w.website_id = s.website_id
+		LEFT JOIN store_group g ON g.group_id = s.group_id
+		WHERE s.store_id <> 0 AND s.website_id <> 0 ORDER BY s.store_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read store views: %w", err)
+	}
+	defer rows.Close()
+	var out []storeView
+	for rows.Next() {
+		var s storeView
+		if err := rows.Scan(&s.ID, &s.Code, &s.WebsiteID, &s.WebsiteCode, &s.GroupCode); err != nil {
+			return nil, fmt.Errorf("read store views: %w", err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read store views: %w", err)
+	}
+	return out, nil
+}
+
+// attrMeta is one product attribute's metadata.
+type attrMeta struct {
+	ID            uint64
+	Code          string
+	BackendType   string
+	FrontendInput string
+	FrontendLabel string
+	UserDefined   bool
+	Required      bool
+	Unique        bool
+	DefaultValue  sql.NullString
+	SourceModel   string
+	// catalog_eav_attribute (zero values when the row is missing)
+	IsGlobal          int
+	Visible           bool
+	Searchable        bool
+	Filterable        bool
+	Comparable        bool
+	VisibleOnFront    bool
+	UsedForPromoRules bool
+	FilterableSearch  bool
+	UsedInListing     bool
+	UsedForSortBy     bool
+	SearchWeight      float64
+}
+
+const attrSelect = `SELECT a.attribute_id, a.attribute_code, a.backend_type, COALESCE(a.frontend_input,''),
+	COALESCE(a.frontend_label,''), a.is_user_defined, a.is_required, a.is_unique, a.default_value, COALESCE(a.source_model,''),
+	COALESCE(c.is_global,1), COALESCE(c.is_visible,1), COALESCE(c.is_searchable,0), COALESCE(c.is_filterable,0),
+	COALESCE(c.is_comparable,0), COALESCE(c.is_visible_on_front,0), COALESCE(c.is_used_for_promo_rules,0),
+	COALESCE(c.is_filterable_in_search,0), COALESCE(c.used_in_product_listing,0), COALESCE(c.used_for_sort_by,0),
+	COALESCE(c.search_weight,1)
+	FROM eav_attribute a JOIN eav_entity_type t ON t.entity_type_id = a.entity_type_id AND t.entity_type_code = 'catalog_product'
+	LEFT JOIN catalog_eav_attribute c ON c.attribute_id = a.attribute_id`
+
+func scanAttr(rows *sql.Rows) (*attrMeta, error) {
+	a := &attrMeta{}
+	err := rows.Scan(&a.ID, &a.Code, &a.BackendType, &a.FrontendInput, &a.FrontendLabel, &a.UserDefined, &a.Required, &a.Unique,
+		&a.DefaultValue, &a.SourceModel, &a.IsGlobal, &a.Visible, &a.Searchable, &a.Filterable, &a.Comparable, &a.VisibleOnFront,
+		&a.UsedForPromoRules, &a.FilterableSearch, &a.UsedInListing, &a.UsedForSortBy, &a.SearchWeight)
+	return a, err
+}
+
+// loadAttributes reads product attributes; with ids, only those.
+func loadAttributes(ctx context.Context, db *sql.DB, ids []uint64) (map[uint64]*attrMeta, error) {
+	q, args := attrSelect, []any(nil)
+	if ids != nil {
+		if len(ids) == 0 {
+			return map[uint64]*attrMeta{}, nil
+		}
+		in, a := inList(ids)
+		q += " WHERE a.attribute_id IN (" + in + ")"
+		args = a
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read product attributes: %w", err)
+	}
+	defer rows.Close()
+	out := map[uint64]*attrMeta{}
+	for rows.Next() {
+		a, err := scanAttr(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read product attributes: %w", err)
+		}
+		out[a.ID] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read product attributes: %w", err)
+	}
+	return out, nil
+}
+
+// usesOptions reports whether the attribute's values are option ids of
+// eav_attribute_option (select / multiselect inputs).
+func (a *attrMeta) usesOptions() bool {
+	return a.FrontendInput == "select" || a.FrontendInput == "multiselect"
+}
+
+// optionLabels reads option labels for the given option ids: admin (store 0)
+// labels and every store-view override, as optionID -> storeID -> label.
+func optionLabels(ctx context.Context, db *sql.DB, optionIDs []uint64, chunk int) (map[uint64]map[uint64]string, error) {
+	out := map[uint64]map[uint64]string{}
+	for _, part := range chunks(optionIDs, chunk) {
+		in, args := inList(part)
+		rows, err := db.QueryContext(ctx, `SELECT option_id, store_id, value FROM eav_attribute_option_value WHERE value IS NOT NULL AND option_id IN (`+in+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read option labels: %w", err)
+		}
+		for rows.Next() {
+			var oid, sid uint64
+			var v string
+			if err := rows.Scan(&oid, &sid, &v); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read option labels: %w", err)
+			}
+			m := out[oid]
+			if m == nil {
+				m = map[uint64]string{}
+				out[oid] = m
+			}
+			m[sid] = v
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read option labels: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// label resolves a store-scoped label: the store's row over the admin row.
+func label(byStore map[uint64]string, store uint64) (string, bool) {
+	if v, ok := byStore[store]; ok {
+		return v, true
+	}
+	v, ok := byStore[0]
+	return v, ok
+}

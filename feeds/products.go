@@ -1,0 +1,743 @@
+package feeds
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+func init() { register("products", func(e *env) Feed { return &products{e: e} }) }
+
+// products: one item per (product, store view of each website the product
+// is assigned to). See docs/feeds.md#products.
+type products struct{ e *env }
+
+func (p *products) Name() string             { return "products" }
+func (p *products) IdentityFields() []string { return []string{"sku", "storeViewCode"} }
+
+func (p *products) Tables() []string {
+	return []string{
+		tProductEntity, "catalog_product_entity_int", "catalog_product_entity_varchar",
+		"catalog_product_entity_text", "catalog_product_entity_decimal", "catalog_product_entity_datetime",
+		tProductWebsite, tCategoryProduct, tCategoryEntity, tStockItem, tRelation,
+		tEavAttribute, tAttributeOption, tOptionValue, tStore, tStoreGroup, tStoreWebsite,
+	}
+}
+
+var productMinimal = []string{"productId", "sku", "storeViewCode", "storeCode", "websiteCode"}
+
+func (p *products) DeletedPayload(prev PrevItem) Item {
+	return deletedItem(p.Name(), prev, productMinimal, map[string]bool{"productId": true}, p.e.modifiedAt())
+}
+
+func (p *products) Scan(ctx context.Context, emit func([]string) error) error {
+	return allProducts(ctx, p.e, emit)
+}
+
+func (p *products) Keys(ctx context.Context, c *change.Change, emit func([]string) error) error {
+	e := p.e
+	name := c.Table.Name
+	switch {
+	case name == tProductEntity:
+		if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
+			return err
+		}
+		// Children carry parents[].sku / productType.
+		if !changed(c, "sku", "type_id") {
+			return nil
+		}
+		return childrenKeys(ctx, e, c, false, emit)
+	case isValueTable(name):
+		return emitIDs(ids(c, "entity_id"), e.chunk, emit)
+	case name == tProductWebsite, name == tCategoryProduct, name == tStockItem:
+		return emitIDs(ids(c, "product_id"), e.chunk, emit)
+	case name == tRelation:
+		return emitIDs(ids(c, "child_id"), e.chunk, emit)
+	case name == tCategoryEntity:
+		if c.After == nil {
+			// The category's product links went with it (a cascade the
+			// binlog does not show): every product may have lost it.
+			e.log.Info("feeds: category deleted, rebuilding all products", "feed", p.Name(), "category", ids(c, "entity_id"))
+			return allProducts(ctx, e, emit)
+		}
+		if !changed(c, "path") {
+			return nil
+		}
+		for _, cat := range ids(c, "entity_id") {
+			if err := scanIDs(ctx, e.db, e.chunk, `SELECT product_id FROM catalog_category_product WHERE category_id = ? AND product_id > ? ORDER BY product_id LIMIT ?`, []any{cat}, emit); err != nil {
+				return err
+			}
+		}
+		return nil
+	case name == tEavAttribute:
+		return attributeChangeProducts(ctx, e, c, emit)
+	case name == tAttributeOption:
+		if c.Before == nil { // a new option is used by no product yet
+			return nil
+		}
+		return optionChangeProducts(ctx, e, c, emit)
+	case name == tOptionValue:
+		for _, oid := range ids(c, "option_id") {
+			attr, bt, ok, err := optionAttribute(ctx, e, oid)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if err := productsUsingOption(ctx, e, attr, oid, bt, emit); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	case name == tStore:
+		if c.Before != nil && c.After != nil && !changed(c, "code", "website_id", "group_id") {
+			return nil
+		}
+		return productsInWebsites(ctx, e, websitesOf(c), emit)
+	case name == tStoreGroup:
+		if c.Before == nil || (c.After != nil && !changed(c, "code", "website_id")) {
+			return nil
+		}
+		return productsInWebsites(ctx, e, websitesOf(c), emit)
+	case name == tStoreWebsite:
+		switch {
+		case c.Before == nil:
+			return nil
+		case c.After == nil:
+			// Its stores and product assignments cascaded away unseen.
+			e.log.Info("feeds: website deleted, rebuilding all products", "feed", p.Name(), "website", ids(c, "website_id"))
+			return allProducts(ctx, e, emit)
+		case changed(c, "code"):
+			return productsInWebsites(ctx, e, websitesOf(c), emit)
+		}
+	}
+	return nil
+}
+
+// childrenKeys emits the children (relation or super-link) of the changed
+// product; for a deleted composite product whose links may have vanished
+// before the index was loaded, it emits every product.
+func childrenKeys(ctx context.Context, e *env, c *change.Change, super bool, emit func([]string) error) error {
+	if c.After == nil {
+		typ, _ := imageString(c.Table, c.Before, "type_id")
+		if typ != "simple" && typ != "virtual" && typ != "downloadable" {
+			unsure, err := e.links.unsure(ctx, c)
+			if err != nil {
+				return err
+			}
+			if unsure {
+				e.log.Info("feeds: composite product deleted before the link index was loaded, rebuilding all products",
+					"product", ids(c, "entity_id"), "type", typ)
+				return allProducts(ctx, e, emit)
+			}
+		}
+	}
+	for _, id := range ids(c, "entity_id") {
+		ch, err := e.links.children(ctx, super, id)
+		if err != nil {
+			return err
+		}
+		if err := emitIDs(ch, e.chunk, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attributeChangeProducts: an attribute's code, input, type or user-defined
+// flag changed (products that have values for it), or it was deleted (its
+// values cascaded away unseen: every product).
+func attributeChangeProducts(ctx context.Context, e *env, c *change.Change, emit func([]string) error) error {
+	if c.Before == nil {
+		return nil
+	}
+	if c.After == nil {
+		e.log.Info("feeds: attribute deleted, rebuilding all products", "attribute", ids(c, "attribute_id"))
+		return allProducts(ctx, e, emit)
+	}
+	if !changed(c, "attribute_code", "backend_type", "frontend_input", "is_user_defined", "default_value", "entity_type_id") {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, row := range [][]any{c.Before, c.After} {
+		bt, _ := imageString(c.Table, row, "backend_type")
+		id, ok := imageUint(c.Table, row, "attribute_id")
+		if !ok || seen[bt] {
+			continue
+		}
+		seen[bt] = true
+		if err := productsWithAttribute(ctx, e, id, bt, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// optionChangeProducts: an option was deleted or changed: the products
+// whose values use it.
+func optionChangeProducts(ctx context.Context, e *env, c *change.Change, emit func([]string) error) error {
+	for _, row := range [][]any{c.Before, c.After} {
+		oid, ok1 := imageUint(c.Table, row, "option_id")
+		aid, ok2 := imageUint(c.Table, row, "attribute_id")
+		if !ok1 || !ok2 {
+			continue
+		}
+		bt, err := attributeBackend(ctx, e, aid)
+		if err != nil {
+			return err
+		}
+		if err := productsUsingOption(ctx, e, aid, oid, bt, emit); err != nil {
+			return err
+		}
+		if c.After == nil || !changed(c, "attribute_id") {
+			break
+		}
+	}
+	return nil
+}
+
+// ---- build ----
+
+type productRow struct {
+	id        uint64
+	sku       string
+	typ       string
+	createdAt int64
+	updatedAt int64
+	websites  []uint64
+	values    map[uint64]map[uint64]sql.NullString // attribute -> store -> value
+	cats      []categoryRef
+	parents   []parentRef
+	stock     *stockRow
+}
+
+type stockRow struct {
+	qty       sql.NullString
+	inStock   bool
+	manage    bool
+	threshold string
+}
+
+type categoryRef struct {
+	CategoryID      string `json:"categoryId"`
+	CategoryPath    string `json:"categoryPath"`
+	ProductPosition int64  `json:"productPosition"`
+}
+
+type parentRef struct {
+	SKU         string `json:"sku"`
+	ProductType string `json:"productType"`
+}
+
+type imageRef struct {
+	URL   string  `json:"url"`
+	Label *string `json:"label"`
+}
+
+type productPrices struct {
+	RegularPrice    *json.Number `json:"regularPrice"`
+	SpecialPrice    *json.Number `json:"specialPrice"`
+	SpecialFromDate *string      `json:"specialFromDate"`
+	SpecialToDate   *string      `json:"specialToDate"`
+}
+
+type inventory struct {
+	Qty         *json.Number `json:"qty"`
+	IsInStock   bool         `json:"isInStock"`
+	ManageStock bool         `json:"manageStock"`
+}
+
+type attributeValue struct {
+	AttributeCode string   `json:"attributeCode"`
+	Value         []string `json:"value"`
+	ValueID       []string `json:"valueId,omitempty"`
+}
+
+type productPayload struct {
+	SKU              string           `json:"sku"`
+	StoreViewCode    string           `json:"storeViewCode"`
+	StoreCode        string           `json:"storeCode"`
+	WebsiteCode      string           `json:"websiteCode"`
+	ProductID        uint64           `json:"productId"`
+	Type             string           `json:"type"`
+	Name             *string          `json:"name"`
+	Status           *string          `json:"status"`
+	Visibility       *string          `json:"visibility"`
+	Displayable      bool             `json:"displayable"`
+	Buyable          bool             `json:"buyable"`
+	InStock          bool             `json:"inStock"`
+	URLKey           *string          `json:"urlKey"`
+	Description      *string          `json:"description"`
+	ShortDescription *string          `json:"shortDescription"`
+	MetaTitle        *string          `json:"metaTitle"`
+	MetaKeyword      *string          `json:"metaKeyword"`
+	MetaDescription  *string          `json:"metaDescription"`
+	TaxClassID       *string          `json:"taxClassId"`
+	Weight           *json.Number     `json:"weight"`
+	Prices           productPrices    `json:"prices"`
+	Image            *imageRef        `json:"image"`
+	SmallImage       *imageRef        `json:"smallImage"`
+	Thumbnail        *imageRef        `json:"thumbnail"`
+	SwatchImage      *imageRef        `json:"swatchImage"`
+	Inventory        *inventory       `json:"inventory"`
+	CategoryData     []categoryRef    `json:"categoryData"`
+	Parents          []parentRef      `json:"parents"`
+	Attributes       []attributeValue `json:"attributes"`
+	CreatedAt        string           `json:"createdAt"`
+	Deleted          bool             `json:"deleted"`
+}
+
+// Core attributes read into named fields.
+var productCoreCodes = []string{
+	"name", "status", "visibility", "url_key", "description", "short_description", "meta_title", "meta_keyword",
+	"meta_description", "tax_class_id", "weight", "price", "special_price", "special_from_date", "special_to_date",
+	"image", "image_label", "small_image", "small_image_label", "thumbnail", "thumbnail_label", "swatch_image",
+}
+
+// systemAttributes are non-user-defined attributes listed in attributes[]
+// (Adobe's default systemAttributes).
+var systemAttributes = map[string]bool{"news_from_date": true, "news_to_date": true}
+
+func (p *products) Build(ctx context.Context, entityKeys []string) ([]Item, error) {
+	idsList, err := parseKeys(p.Name(), entityKeys)
+	if err != nil {
+		return nil, err
+	}
+	if len(idsList) == 0 {
+		return nil, nil
+	}
+	e := p.e
+	stores, err := loadStores(ctx, e.db)
+	if err != nil {
+		return nil, err
+	}
+	attrs, err := loadAttributes(ctx, e.db, nil)
+	if err != nil {
+		return nil, err
+	}
+	byCode := map[string]*attrMeta{}
+	var wanted []uint64
+	for _, a := range attrs {
+		if a.BackendType == "static" {
+			continue
+		}
+		byCode[a.Code] = a
+		if a.UserDefined || systemAttributes[a.Code] {
+			wanted = append(wanted, a.ID)
+		}
+	}
+	for _, code := range productCoreCodes {
+		if a, ok := byCode[code]; ok && !a.UserDefined {
+			wanted = append(wanted, a.ID)
+		}
+	}
+	modifiedAt := e.modifiedAt()
+	var out []Item
+	for _, part := range chunks(idsList, e.chunk) {
+		rows, err := p.load(ctx, part, wanted)
+		if err != nil {
+			return nil, err
+		}
+		items, err := p.items(ctx, rows, stores, attrs, byCode, modifiedAt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+	}
+	return out, nil
+}
+
+// load reads the entities of one chunk with one query per source table.
+func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]*productRow, error) {
+	db := p.e.db
+	in, args := inList(part)
+	byID := map[uint64]*productRow{}
+	var order []*productRow
+	err := query(ctx, db, `SELECT entity_id, sku, type_id, UNIX_TIMESTAMP(created_at), UNIX_TIMESTAMP(updated_at)
+		FROM catalog_product_entity WHERE entity_id IN (`+in+`) ORDER BY entity_id`, args, func(r *sql.Rows) error {
+		pr := &productRow{values: map[uint64]map[uint64]sql.NullString{}}
+		var sku sql.NullString
+		var ca, ua sql.NullInt64
+		if err := r.Scan(&pr.id, &sku, &pr.typ, &ca, &ua); err != nil {
+			return err
+		}
+		pr.sku, pr.createdAt, pr.updatedAt = sku.String, ca.Int64, ua.Int64
+		byID[pr.id] = pr
+		order = append(order, pr)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("products: read entities: %w", err)
+	}
+	if len(order) == 0 {
+		return nil, nil
+	}
+	err = query(ctx, db, `SELECT product_id, website_id FROM catalog_product_website WHERE product_id IN (`+in+`) ORDER BY product_id, website_id`, args, func(r *sql.Rows) error {
+		var pid, wid uint64
+		if err := r.Scan(&pid, &wid); err != nil {
+			return err
+		}
+		if pr := byID[pid]; pr != nil {
+			pr.websites = append(pr.websites, wid)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("products: read website assignments: %w", err)
+	}
+	if len(wanted) > 0 {
+		ain, aargs := inList(wanted)
+		var parts []string
+		var vargs []any
+		for _, bt := range backendTypes {
+			parts = append(parts, `SELECT entity_id, attribute_id, store_id, CAST(value AS CHAR) FROM `+valueTables[bt]+
+				` WHERE entity_id IN (`+in+`) AND attribute_id IN (`+ain+`)`)
+			vargs = append(append(vargs, args...), aargs...)
+		}
+		err = query(ctx, db, strings.Join(parts, " UNION ALL "), vargs, func(r *sql.Rows) error {
+			var pid, aid, sid uint64
+			var v sql.NullString
+			if err := r.Scan(&pid, &aid, &sid, &v); err != nil {
+				return err
+			}
+			pr := byID[pid]
+			if pr == nil {
+				return nil
+			}
+			m := pr.values[aid]
+			if m == nil {
+				m = map[uint64]sql.NullString{}
+				pr.values[aid] = m
+			}
+			m[sid] = v
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("products: read attribute values: %w", err)
+		}
+	}
+	err = query(ctx, db, `SELECT cp.product_id, cp.category_id, cp.position, COALESCE(ce.path, '')
+		FROM catalog_category_product cp LEFT JOIN catalog_category_entity ce ON ce.entity_id = cp.category_id
+		WHERE cp.product_id IN (`+in+`) ORDER BY cp.product_id, cp.category_id`, args, func(r *sql.Rows) error {
+		var pid, cid uint64
+		var pos int64
+		var path string
+		if err := r.Scan(&pid, &cid, &pos, &path); err != nil {
+			return err
+		}
+		if pr := byID[pid]; pr != nil {
+			pr.cats = append(pr.cats, categoryRef{CategoryID: strconv.FormatUint(cid, 10), CategoryPath: path, ProductPosition: pos})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("products: read categories: %w", err)
+	}
+	err = query(ctx, db, `SELECT product_id, CAST(qty AS CHAR), is_in_stock, IF(use_config_manage_stock = 1, 1, manage_stock)
+		FROM cataloginventory_stock_item WHERE product_id IN (`+in+`) ORDER BY product_id, stock_id`, args, func(r *sql.Rows) error {
+		var pid uint64
+		var s stockRow
+		if err := r.Scan(&pid, &s.qty, &s.inStock, &s.manage); err != nil {
+			return err
+		}
+		if pr := byID[pid]; pr != nil && pr.stock == nil {
+			pr.stock = &s
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("products: read stock: %w", err)
+	}
+	err = query(ctx, db, `SELECT r.child_id, p.sku, p.type_id FROM catalog_product_relation r
+		JOIN catalog_product_entity p ON p.entity_id = r.parent_id WHERE r.child_id IN (`+in+`)`, args, func(r *sql.Rows) error {
+		var cid uint64
+		var ref parentRef
+		if err := r.Scan(&cid, &ref.SKU, &ref.ProductType); err != nil {
+			return err
+		}
+		if pr := byID[cid]; pr != nil {
+			pr.parents = append(pr.parents, ref)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("products: read parents: %w", err)
+	}
+	return order, nil
+}
+
+// query runs a query and calls fn for every row.
+func query(ctx context.Context, db *sql.DB, q string, args []any, fn func(*sql.Rows) error) error {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// resolve returns the attribute's value for a store view: the store row
+// (even when its value is NULL) over the store-0 row.
+func resolve(m map[uint64]sql.NullString, store uint64) (sql.NullString, bool) {
+	if v, ok := m[store]; ok {
+		return v, true
+	}
+	v, ok := m[0]
+	return v, ok
+}
+
+func (p *products) items(ctx context.Context, rows []*productRow, stores []storeView, attrs map[uint64]*attrMeta, byCode map[string]*attrMeta, modifiedAt string) ([]Item, error) {
+	// Option labels of every select/multiselect value in the chunk.
+	optSet := map[uint64]bool{}
+	for _, pr := range rows {
+		for aid, m := range pr.values {
+			a := attrs[aid]
+			if a == nil || !a.usesOptions() || !(a.UserDefined || systemAttributes[a.Code]) {
+				continue
+			}
+			for _, v := range m {
+				for _, id := range optionIDs(v) {
+					optSet[id] = true
+				}
+			}
+		}
+	}
+	var optIDs []uint64
+	for id := range optSet {
+		optIDs = append(optIDs, id)
+	}
+	sort.Slice(optIDs, func(i, j int) bool { return optIDs[i] < optIDs[j] })
+	labels, err := optionLabels(ctx, p.e.db, optIDs, p.e.chunk)
+	if err != nil {
+		return nil, fmt.Errorf("products: %w", err)
+	}
+	// Attributes listed in attributes[], sorted by code.
+	var listed []*attrMeta
+	for _, a := range attrs {
+		if a.BackendType != "static" && (a.UserDefined || systemAttributes[a.Code]) {
+			listed = append(listed, a)
+		}
+	}
+	sort.Slice(listed, func(i, j int) bool { return listed[i].Code < listed[j].Code })
+
+	storesByWebsite := map[uint64][]storeView{}
+	for _, s := range stores {
+		storesByWebsite[s.WebsiteID] = append(storesByWebsite[s.WebsiteID], s)
+	}
+	seenSKU := map[string]uint64{}
+	var out []Item
+	for _, pr := range rows {
+		if pr.sku == "" {
+			p.e.log.Warn("feeds: product without sku skipped", "feed", p.Name(), "product", pr.id)
+			continue
+		}
+		if other, dup := seenSKU[pr.sku]; dup {
+			p.e.log.Warn("feeds: duplicate sku, keeping the lower entity_id", "feed", p.Name(), "sku", pr.sku, "kept", other, "skipped", pr.id)
+			continue
+		}
+		seenSKU[pr.sku] = pr.id
+		sort.Slice(pr.parents, func(i, j int) bool {
+			if pr.parents[i].SKU != pr.parents[j].SKU {
+				return pr.parents[i].SKU < pr.parents[j].SKU
+			}
+			return pr.parents[i].ProductType < pr.parents[j].ProductType
+		})
+		sort.Slice(pr.cats, func(i, j int) bool {
+			a, _ := strconv.ParseUint(pr.cats[i].CategoryID, 10, 64)
+			b, _ := strconv.ParseUint(pr.cats[j].CategoryID, 10, 64)
+			return a < b
+		})
+		for _, w := range pr.websites {
+			for _, s := range storesByWebsite[w] {
+				it, err := p.item(pr, s, byCode, listed, labels, modifiedAt)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, it)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, modifiedAt string) (Item, error) {
+	get := func(code string) (sql.NullString, bool) {
+		a := byCode[code]
+		if a == nil {
+			return sql.NullString{}, false
+		}
+		return resolve(pr.values[a.ID], s.ID)
+	}
+	str := func(code string) *string {
+		v, ok := get(code)
+		if !ok || !v.Valid {
+			return nil
+		}
+		return &v.String
+	}
+	withDefault := func(code string) *string {
+		if v := str(code); v != nil {
+			return v
+		}
+		if a := byCode[code]; a != nil && a.DefaultValue.Valid {
+			d := a.DefaultValue.String
+			return &d
+		}
+		return nil
+	}
+	num := func(code string) *json.Number {
+		v := str(code)
+		if v == nil {
+			return nil
+		}
+		n := json.Number(trimDecimal(*v))
+		return &n
+	}
+	img := func(code, labelCode string) *imageRef {
+		v := str(code)
+		if v == nil || *v == "" || *v == "no_selection" {
+			return nil
+		}
+		return &imageRef{URL: *v, Label: str(labelCode)}
+	}
+	pl := productPayload{
+		SKU: pr.sku, StoreViewCode: s.Code, StoreCode: s.GroupCode, WebsiteCode: s.WebsiteCode, ProductID: pr.id,
+		Type: pr.typ, Name: str("name"), URLKey: str("url_key"), Description: str("description"),
+		ShortDescription: str("short_description"), MetaTitle: str("meta_title"), MetaKeyword: str("meta_keyword"),
+		MetaDescription: str("meta_description"), TaxClassID: str("tax_class_id"), Weight: num("weight"),
+		Prices: productPrices{RegularPrice: num("price"), SpecialPrice: num("special_price"),
+			SpecialFromDate: str("special_from_date"), SpecialToDate: str("special_to_date")},
+		Image: img("image", "image_label"), SmallImage: img("small_image", "small_image_label"),
+		Thumbnail: img("thumbnail", "thumbnail_label"), SwatchImage: img("swatch_image", ""),
+		CategoryData: nonNil(pr.cats), Parents: nonNil(pr.parents), Attributes: []attributeValue{},
+		CreatedAt: formatTime(time.Unix(pr.createdAt, 0)),
+	}
+	enabled := false
+	if v := withDefault("status"); v != nil {
+		l := statusLabel(*v)
+		pl.Status, enabled = &l, *v == "1"
+	}
+	visible := false
+	if v := withDefault("visibility"); v != nil {
+		l := visibilityLabel(*v)
+		pl.Visibility, visible = &l, *v != "1"
+	}
+	if st := pr.stock; st != nil {
+		inv := &inventory{IsInStock: st.inStock, ManageStock: st.manage}
+		if st.qty.Valid {
+			n := json.Number(trimDecimal(st.qty.String))
+			inv.Qty = &n
+		}
+		pl.Inventory = inv
+		pl.InStock = !st.manage || st.inStock
+	}
+	pl.Displayable = enabled && visible
+	pl.Buyable = enabled && pl.InStock
+	for _, a := range listed {
+		v, ok := resolve(pr.values[a.ID], s.ID)
+		if !ok || !v.Valid {
+			continue
+		}
+		av := attributeValue{AttributeCode: a.Code}
+		if a.usesOptions() {
+			oids := optionIDs(v)
+			if len(oids) == 0 {
+				continue
+			}
+			for _, oid := range oids {
+				id := strconv.FormatUint(oid, 10)
+				lbl, ok := label(labels[oid], s.ID)
+				if !ok {
+					lbl = id
+				}
+				av.Value = append(av.Value, lbl)
+				av.ValueID = append(av.ValueID, id)
+			}
+		} else {
+			val := v.String
+			if a.BackendType == "decimal" {
+				val = trimDecimal(val)
+			}
+			av.Value = []string{val}
+		}
+		pl.Attributes = append(pl.Attributes, av)
+	}
+	ident := map[string]string{
+		"sku": pr.sku, "storeViewCode": s.Code, "productId": strconv.FormatUint(pr.id, 10),
+		"storeCode": s.GroupCode, "websiteCode": s.WebsiteCode,
+	}
+	return newItem(p.Name(), strconv.FormatUint(pr.id, 10), p.IdentityFields(), ident, pl, formatTime(time.Unix(pr.updatedAt, 0)), modifiedAt)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// optionIDs parses a select value (one id) or a multiselect value (a
+// comma-separated id list), keeping the stored order and dropping junk.
+func optionIDs(v sql.NullString) []uint64 {
+	if !v.Valid {
+		return nil
+	}
+	var out []uint64
+	for _, f := range strings.Split(v.String, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+		if err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// trimDecimal normalises a DECIMAL text: "12.500000" -> "12.5",
+// "10.000000" -> "10", "-0.000000" -> "0".
+func trimDecimal(s string) string {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(s, "0")
+		s = strings.TrimSuffix(s, ".")
+	}
+	if s == "-0" || s == "" {
+		return "0"
+	}
+	return s
+}
+
+func statusLabel(v string) string {
+	switch v {
+	case "1":
+		return "Enabled"
+	case "2":
+		return "Disabled"
+	}
+	return v
+}
+
+func visibilityLabel(v string) string {
+	switch v {
+	case "1":
+		return "Not Visible Individually"
+	case "2":
+		return "Catalog"
+	case "3":
+		return "Search"
+	case "4":
+		return "Catalog, Search"
+	}
+	return v
+}

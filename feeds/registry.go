@@ -1,0 +1,218 @@
+package feeds
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+// Feed is one entity feed.
+type Feed interface {
+	// Name is the feed's name as used on the CLI and in the state store
+	// (e.g. "products").
+	Name() string
+	// IdentityFields are the item fields whose values, joined by "\0" and
+	// hashed, make the feed_id.
+	IdentityFields() []string
+	// Tables are the source tables (bare names) whose changes affect items.
+	Tables() []string
+	// Keys resolves one change of a watched table into the entity keys whose
+	// items may have changed, handing them to emit in chunks of at most
+	// Config.ChunkSize keys (a key may repeat across chunks). It may query
+	// the source for fan-outs (keyset-paginated, never all in memory). Use
+	// Registry.Keys rather than calling this directly: the registry keeps
+	// the link index the feeds rely on up to date.
+	Keys(ctx context.Context, c *change.Change, emit func(keys []string) error) error
+	// Build returns all current items of the given entities, with a few
+	// batched queries per call. Entities that do not exist (any more) yield
+	// no items. Items are ordered by entity key, then ID.
+	Build(ctx context.Context, entityKeys []string) ([]Item, error)
+	// Scan enumerates every entity key that currently has items in the
+	// source, in chunks (for a full sync). Entities that vanished are not
+	// listed: a full sync must also rebuild the entity keys the state store
+	// knows, so that their items are deleted.
+	Scan(ctx context.Context, emit func(keys []string) error) error
+	// DeletedPayload is the minimal payload sent once, with deleted: true,
+	// for an item that vanished.
+	DeletedPayload(prev PrevItem) Item
+}
+
+// PrevState is what the feeds need of the state store: the items it knows
+// for some entities of a feed. Every requested key should be present in the
+// result (missing keys are treated as having no items).
+type PrevState interface {
+	ItemsByEntity(ctx context.Context, feed string, entityKeys []string) (map[string][]PrevItem, error)
+}
+
+// Config configures a Registry.
+type Config struct {
+	// DB is the feeds' own connection pool on the source server (the same
+	// server the binlog comes from). Needs SELECT on the catalog tables.
+	DB *sql.DB
+	// Database is the catalog's schema name. Changes of tables in other
+	// databases are ignored. Required.
+	Database string
+	// Feeds selects feeds by name; empty means all registered feeds.
+	Feeds []string
+	// ChunkSize bounds the keys handed to emit at once and the page size of
+	// fan-out queries. Default 1000.
+	ChunkSize int
+	// Now stamps modifiedAt. Default time.Now.
+	Now func() time.Time
+	// Logger for notices (fallback fan-outs). Default slog.Default().
+	Logger *slog.Logger
+}
+
+// env is what every feed gets at construction.
+type env struct {
+	db     *sql.DB
+	dbName string
+	chunk  int
+	now    func() time.Time
+	log    *slog.Logger
+	links  *linkIndexes
+}
+
+func (e *env) modifiedAt() string { return formatTime(e.now()) }
+
+// factories maps a feed name to its constructor. Each feed file adds itself
+// in an init function; the map is never written after package init.
+var factories = map[string]func(*env) Feed{}
+
+func register(name string, fn func(*env) Feed) {
+	if _, dup := factories[name]; dup {
+		panic("feeds: feed registered twice: " + name)
+	}
+	factories[name] = fn
+}
+
+// Names lists the registered feed names, sorted.
+func Names() []string {
+	out := make([]string, 0, len(factories))
+	for n := range factories {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Registry holds the configured feeds and routes changes to them.
+type Registry struct {
+	env     *env
+	feeds   []Feed
+	byName  map[string]Feed
+	byTable map[string][]Feed
+}
+
+// NewRegistry builds the configured feeds.
+func NewRegistry(cfg Config) (*Registry, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("feeds: Config.DB is nil; pass a *sql.DB connected to the source catalog")
+	}
+	if cfg.Database == "" {
+		return nil, errors.New("feeds: Config.Database is empty; set it to the catalog's schema name")
+	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = 1000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	names := cfg.Feeds
+	if len(names) == 0 {
+		names = Names()
+	}
+	e := &env{db: cfg.DB, dbName: cfg.Database, chunk: cfg.ChunkSize, now: cfg.Now, log: cfg.Logger}
+	e.links = newLinkIndexes(e)
+	r := &Registry{env: e, byName: map[string]Feed{}, byTable: map[string][]Feed{}}
+	for _, n := range names {
+		fn, ok := factories[n]
+		if !ok {
+			return nil, fmt.Errorf("feeds: unknown feed %q; known feeds: %s", n, strings.Join(Names(), ", "))
+		}
+		if _, dup := r.byName[n]; dup {
+			return nil, fmt.Errorf("feeds: feed %q listed twice", n)
+		}
+		f := fn(e)
+		r.feeds = append(r.feeds, f)
+		r.byName[n] = f
+		for _, t := range f.Tables() {
+			r.byTable[t] = append(r.byTable[t], f)
+		}
+	}
+	return r, nil
+}
+
+// Feeds returns the configured feeds in configuration order.
+func (r *Registry) Feeds() []Feed { return append([]Feed(nil), r.feeds...) }
+
+// Feed returns a configured feed by name.
+func (r *Registry) Feed(name string) (Feed, bool) { f, ok := r.byName[name]; return f, ok }
+
+// Tables returns every table any configured feed watches, sorted (plus the
+// link tables the registry itself follows).
+func (r *Registry) Tables() []string {
+	set := map[string]bool{}
+	for t := range r.byTable {
+		set[t] = true
+	}
+	for _, t := range linkTables {
+		set[t] = true
+	}
+	out := make([]string, 0, len(set))
+	for t := range set {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Watches reports whether changes of the table matter to any feed.
+func (r *Registry) Watches(t *change.Table) bool {
+	if t == nil || t.DB != r.env.dbName {
+		return false
+	}
+	if _, ok := r.byTable[t.Name]; ok {
+		return true
+	}
+	for _, lt := range linkTables {
+		if lt == t.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// Keys resolves one change into affected entity keys per feed and hands
+// them to emit (feed name, chunk of keys). Call it for every captured change
+// in binlog order, including changes of tables no feed watches (they are
+// ignored cheaply): it also maintains the parent/child link index.
+func (r *Registry) Keys(ctx context.Context, c *change.Change, emit func(feed string, keys []string) error) error {
+	if c == nil || c.Table == nil || c.Table.DB != r.env.dbName {
+		return nil
+	}
+	for _, f := range r.byTable[c.Table.Name] {
+		name := f.Name()
+		if err := f.Keys(ctx, c, func(keys []string) error {
+			if len(keys) == 0 {
+				return nil
+			}
+			return emit(name, keys)
+		}); err != nil {
+			return fmt.Errorf("feeds: %s keys for %s %s: %w", name, c.Table.FullName(), c.Op, err)
+		}
+	}
+	// Update the link index after the feeds looked at the change, so a
+	// deleted parent's children are still known while resolving its keys.
+	return r.env.links.apply(ctx, c)
+}

@@ -1,0 +1,331 @@
+package feeds
+
+import (
+	"context"
+	"crypto/md5"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+func init() { register("variants", func(e *env) Feed { return &variants{e: e} }) }
+
+// variants: one item per (configurable parent, child) link of
+// catalog_product_super_link; the entity key is the child's entity_id. See
+// docs/feeds.md#variants.
+type variants struct{ e *env }
+
+func (v *variants) Name() string             { return "variants" }
+func (v *variants) IdentityFields() []string { return []string{"parentSku", "productSku"} }
+
+func (v *variants) Tables() []string {
+	return []string{tProductEntity, "catalog_product_entity_int", tSuperLink, tSuperAttribute, tEavAttribute, tAttributeOption, tOptionValue}
+}
+
+var variantMinimal = []string{"id", "parentId", "productId", "parentSku", "productSku"}
+
+func (v *variants) DeletedPayload(prev PrevItem) Item {
+	return deletedItem(v.Name(), prev, variantMinimal, map[string]bool{"parentId": true, "productId": true}, v.e.modifiedAt())
+}
+
+func (v *variants) Scan(ctx context.Context, emit func([]string) error) error {
+	return scanIDs(ctx, v.e.db, v.e.chunk, `SELECT DISTINCT product_id FROM catalog_product_super_link WHERE product_id > ? ORDER BY product_id LIMIT ?`, nil, emit)
+}
+
+func (v *variants) Keys(ctx context.Context, c *change.Change, emit func([]string) error) error {
+	e := v.e
+	// onlyChildren drops keys of products that are no variant child (their
+	// Build would return nothing and they have no items to delete: a child
+	// losing its last link is keyed by the super_link change itself).
+	onlyChildren := func(keys []string) error {
+		ch, err := e.links.filterChildren(ctx, keys)
+		if err != nil || len(ch) == 0 {
+			return err
+		}
+		return emit(ch)
+	}
+	switch c.Table.Name {
+	case tProductEntity:
+		if c.After == nil {
+			// The product as a child (its items vanish) and its children
+			// as a parent (their links cascaded away unseen).
+			if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
+				return err
+			}
+			return childrenKeys(ctx, e, c, true, emit)
+		}
+		if !changed(c, "sku") {
+			return nil
+		}
+		if err := emitIDs(ids(c, "entity_id"), e.chunk, onlyChildren); err != nil {
+			return err
+		}
+		return childrenKeys(ctx, e, c, true, emit)
+	case "catalog_product_entity_int":
+		return emitIDs(ids(c, "entity_id"), e.chunk, onlyChildren)
+	case tSuperLink:
+		return emitIDs(ids(c, "product_id"), e.chunk, emit)
+	case tSuperAttribute:
+		for _, parent := range ids(c, "product_id") {
+			ch, err := e.links.children(ctx, true, parent)
+			if err != nil {
+				return err
+			}
+			if err := emitIDs(ch, e.chunk, emit); err != nil {
+				return err
+			}
+		}
+		return nil
+	case tEavAttribute:
+		// An axis attribute renamed or deleted: children of the parents
+		// that vary on it.
+		if c.Before == nil || (c.After != nil && !changed(c, "attribute_code")) {
+			return nil
+		}
+		for _, aid := range ids(c, "attribute_id") {
+			if err := v.childrenOfAxis(ctx, aid, emit); err != nil {
+				return err
+			}
+		}
+		return nil
+	case tAttributeOption:
+		if c.Before == nil {
+			return nil
+		}
+		for _, row := range [][]any{c.Before, c.After} {
+			oid, ok1 := imageUint(c.Table, row, "option_id")
+			aid, ok2 := imageUint(c.Table, row, "attribute_id")
+			if ok1 && ok2 {
+				if err := productsUsingOption(ctx, e, aid, oid, "int", onlyChildren); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	case tOptionValue:
+		// Variant labels are the admin (store 0) option labels.
+		if !v.storeZero(c) {
+			return nil
+		}
+		for _, oid := range ids(c, "option_id") {
+			aid, bt, ok, err := optionAttribute(ctx, e, oid)
+			if err != nil {
+				return err
+			}
+			if ok && bt == "int" {
+				if err := productsUsingOption(ctx, e, aid, oid, "int", onlyChildren); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (v *variants) storeZero(c *change.Change) bool {
+	for _, s := range ids(c, "store_id") {
+		if s == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// childrenOfAxis emits the children of every parent that has the attribute
+// as a super attribute.
+func (v *variants) childrenOfAxis(ctx context.Context, attrID uint64, emit func([]string) error) error {
+	var parents []uint64
+	err := query(ctx, v.e.db, `SELECT DISTINCT product_id FROM catalog_product_super_attribute WHERE attribute_id = ? ORDER BY product_id`, []any{attrID}, func(r *sql.Rows) error {
+		var id uint64
+		if err := r.Scan(&id); err != nil {
+			return err
+		}
+		parents = append(parents, id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read parents varying on attribute %d: %w", attrID, err)
+	}
+	for _, p := range parents {
+		ch, err := v.e.links.children(ctx, true, p)
+		if err != nil {
+			return err
+		}
+		if err := emitIDs(ch, v.e.chunk, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type optionValue struct {
+	AttributeCode string `json:"attributeCode"`
+	UID           string `json:"uid"`
+	Label         string `json:"label"`
+	ValueIndex    uint64 `json:"valueIndex"`
+}
+
+type variantPayload struct {
+	ID           string        `json:"id"`
+	ParentID     uint64        `json:"parentId"`
+	ProductID    uint64        `json:"productId"`
+	ParentSKU    string        `json:"parentSku"`
+	ProductSKU   string        `json:"productSku"`
+	OptionValues []optionValue `json:"optionValues"`
+	Deleted      bool          `json:"deleted"`
+}
+
+// variantID is Adobe's id: md5("configurable/<parentSku>/<childSku>").
+func variantID(parentSKU, childSKU string) string {
+	s := md5.Sum([]byte("configurable/" + parentSKU + "/" + childSKU))
+	return hex.EncodeToString(s[:])
+}
+
+// optionUID is Magento's uid of a configurable option value:
+// base64("configurable/<attribute_id>/<option_id>").
+func optionUID(attrID, optionID uint64) string {
+	return base64.StdEncoding.EncodeToString([]byte("configurable/" + strconv.FormatUint(attrID, 10) + "/" + strconv.FormatUint(optionID, 10)))
+}
+
+func (v *variants) Build(ctx context.Context, entityKeys []string) ([]Item, error) {
+	idList, err := parseKeys(v.Name(), entityKeys)
+	if err != nil || len(idList) == 0 {
+		return nil, err
+	}
+	e := v.e
+	modifiedAt := e.modifiedAt()
+	var out []Item
+	for _, part := range chunks(idList, e.chunk) {
+		items, err := v.build(ctx, part, modifiedAt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+	}
+	return out, nil
+}
+
+func (v *variants) build(ctx context.Context, part []uint64, modifiedAt string) ([]Item, error) {
+	db := v.e.db
+	in, args := inList(part)
+	type link struct {
+		child, parent       uint64
+		childSKU, parentSKU string
+	}
+	var links []link
+	parentSet := map[uint64]bool{}
+	err := query(ctx, db, `SELECT l.product_id, l.parent_id, c.sku, p.sku FROM catalog_product_super_link l
+		JOIN catalog_product_entity c ON c.entity_id = l.product_id
+		JOIN catalog_product_entity p ON p.entity_id = l.parent_id
+		WHERE l.product_id IN (`+in+`) ORDER BY l.product_id, l.parent_id`, args, func(r *sql.Rows) error {
+		var l link
+		if err := r.Scan(&l.child, &l.parent, &l.childSKU, &l.parentSKU); err != nil {
+			return err
+		}
+		links = append(links, l)
+		parentSet[l.parent] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("variants: read links: %w", err)
+	}
+	if len(links) == 0 {
+		return nil, nil
+	}
+	parents := make([]uint64, 0, len(parentSet))
+	for p := range parentSet {
+		parents = append(parents, p)
+	}
+	sort.Slice(parents, func(i, j int) bool { return parents[i] < parents[j] })
+	type axis struct {
+		attr uint64
+		code string
+	}
+	axes := map[uint64][]axis{}
+	axisSet := map[uint64]bool{}
+	pin, pargs := inList(parents)
+	err = query(ctx, db, `SELECT sa.product_id, sa.attribute_id, a.attribute_code FROM catalog_product_super_attribute sa
+		JOIN eav_attribute a ON a.attribute_id = sa.attribute_id
+		WHERE sa.product_id IN (`+pin+`) ORDER BY sa.product_id, sa.position, sa.attribute_id`, pargs, func(r *sql.Rows) error {
+		var p uint64
+		var ax axis
+		if err := r.Scan(&p, &ax.attr, &ax.code); err != nil {
+			return err
+		}
+		axes[p] = append(axes[p], ax)
+		axisSet[ax.attr] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("variants: read super attributes: %w", err)
+	}
+	values := map[[2]uint64]uint64{} // (child, attribute) -> option id
+	optSet := map[uint64]bool{}
+	if len(axisSet) > 0 {
+		axisIDs := make([]uint64, 0, len(axisSet))
+		for a := range axisSet {
+			axisIDs = append(axisIDs, a)
+		}
+		ain, aargs := inList(axisIDs)
+		err = query(ctx, db, `SELECT entity_id, attribute_id, value FROM catalog_product_entity_int
+			WHERE store_id = 0 AND value IS NOT NULL AND entity_id IN (`+in+`) AND attribute_id IN (`+ain+`)`, append(args, aargs...), func(r *sql.Rows) error {
+			var c, a uint64
+			var val int64
+			if err := r.Scan(&c, &a, &val); err != nil {
+				return err
+			}
+			if val >= 0 {
+				values[[2]uint64{c, a}] = uint64(val)
+				optSet[uint64(val)] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("variants: read axis values: %w", err)
+		}
+	}
+	optIDs := make([]uint64, 0, len(optSet))
+	for o := range optSet {
+		optIDs = append(optIDs, o)
+	}
+	sort.Slice(optIDs, func(i, j int) bool { return optIDs[i] < optIDs[j] })
+	labels, err := optionLabels(ctx, db, optIDs, v.e.chunk)
+	if err != nil {
+		return nil, fmt.Errorf("variants: %w", err)
+	}
+	var out []Item
+	seen := map[string]bool{}
+	for _, l := range links {
+		pl := variantPayload{
+			ID: variantID(l.parentSKU, l.childSKU), ParentID: l.parent, ProductID: l.child,
+			ParentSKU: l.parentSKU, ProductSKU: l.childSKU, OptionValues: []optionValue{},
+		}
+		for _, ax := range axes[l.parent] {
+			oid, ok := values[[2]uint64{l.child, ax.attr}]
+			if !ok {
+				continue
+			}
+			lbl := labels[oid][0]
+			pl.OptionValues = append(pl.OptionValues, optionValue{AttributeCode: ax.code, UID: optionUID(ax.attr, oid), Label: lbl, ValueIndex: oid})
+		}
+		ident := map[string]string{
+			"parentSku": l.parentSKU, "productSku": l.childSKU, "id": pl.ID,
+			"parentId": strconv.FormatUint(l.parent, 10), "productId": strconv.FormatUint(l.child, 10),
+		}
+		it, err := newItem(v.Name(), strconv.FormatUint(l.child, 10), v.IdentityFields(), ident, pl, "", modifiedAt)
+		if err != nil {
+			return nil, err
+		}
+		if seen[it.ID] {
+			continue // duplicate skus: keep the first (lowest ids)
+		}
+		seen[it.ID] = true
+		out = append(out, it)
+	}
+	return out, nil
+}
