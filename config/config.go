@@ -1,0 +1,433 @@
+// Package config loads, defaults and validates feedcdc's configuration
+// (config.yaml plus FEEDCDC_* environment overrides).
+//
+// Invariants:
+//   - Every key has a default (Default), so a file that only names the
+//     source host and user is a complete configuration.
+//   - Load reports every problem of a file at once, as one *ValidationError
+//     whose Problems name the key path, the config.yaml line (or the
+//     environment variable) and how to fix it. A *Config returned without
+//     error has passed every check in Validate.
+//   - Secrets (source password, SASL passwords, HTTP API keys, dashboard
+//     token) come only from the environment or from files. A literal secret
+//     in the YAML is an error. Resolved secrets are held in Secret values
+//     that never print, log or marshal their content; Redacted/String show
+//     the configuration with secrets masked.
+//   - The set of keys is defined once, by the yaml tags of the Config struct
+//     tree; config.yaml at the repository root and docs/configuration.md are
+//     tested to document exactly those keys.
+//
+// This package imports no other feedcdc package except change.
+package config
+
+import (
+	"strings"
+)
+
+// Feed names, in the spelling used in config.yaml, on the CLI and in logs.
+const (
+	FeedProducts          = "products"
+	FeedProductAttributes = "productAttributes"
+	FeedVariants          = "variants"
+	FeedProductOverrides  = "productOverrides"
+)
+
+// FeedNames lists every entity feed, in a stable order.
+var FeedNames = []string{FeedProducts, FeedProductAttributes, FeedVariants, FeedProductOverrides}
+
+// Config is the whole configuration. Field tags:
+// yaml = key name; doc = meaning (shown in docs/configuration.md);
+// enum = allowed values; min/max = inclusive range; secret = value only from
+// env/file (see the <key>_env and <key>_file siblings).
+type Config struct {
+	Name         string           `yaml:"name" doc:"Connector name: appears in raw envelopes (source.name), logs, metrics and feed locks. Keep it stable and unique per connector." pattern:"name"`
+	Source       Source           `yaml:"source" doc:"The MySQL/MariaDB server feedcdc reads the binlog from (usually a replica)."`
+	State        State            `yaml:"state" doc:"The embedded state store (checkpoints, feed item state, outbox)."`
+	Feeds        Feeds            `yaml:"feeds" doc:"Catalog entity feeds."`
+	Raw          Raw              `yaml:"raw" doc:"Raw per-table change streams (Debezium-style envelopes)."`
+	Resync       Resync           `yaml:"resync" doc:"Full sync (resync) defaults; resync command flags override them per run."`
+	Sinks        map[string]*Sink `yaml:"sinks" doc:"Named destinations. Feeds and raw streams route to them by name."`
+	Backpressure Backpressure     `yaml:"backpressure" doc:"Memory bounds between the binlog reader and the sinks."`
+	Telemetry    Telemetry        `yaml:"telemetry" doc:"Metrics, traces and health endpoints."`
+	Dashboard    Dashboard        `yaml:"dashboard" doc:"The data management dashboard (web)."`
+	Log          Log              `yaml:"log" doc:"Logging."`
+
+	// Warnings collected while loading (e.g. an unknown FEEDCDC_* variable,
+	// a world-readable secret file). Not a configuration key.
+	Warnings []string `yaml:"-"`
+	// File is the path the configuration was loaded from ("" for Default()).
+	File string `yaml:"-"`
+}
+
+// Source is the binlog source.
+type Source struct {
+	Host           string    `yaml:"host" doc:"Host name or IP address of the source server." required:"true"`
+	Port           int       `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535"`
+	User           string    `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables." required:"true"`
+	Password       Secret    `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected." secret:"true"`
+	PasswordFile   string    `yaml:"password_file" doc:"File holding the password (trailing newline ignored)."`
+	PasswordEnv    string    `yaml:"password_env" doc:"Name of an environment variable holding the password."`
+	ServerID       uint32    `yaml:"server_id" doc:"Replica server_id feedcdc registers with; must differ from every other replica of the source. 0 = derived from the host name and state.path (stable, in 1000000000..4294967295)." max:"4294967295"`
+	Flavor         string    `yaml:"flavor" doc:"Server flavor. auto detects it from the server version." enum:"auto,mysql,mariadb"`
+	TLS            SourceTLS `yaml:"tls" doc:"TLS to the source server."`
+	Heartbeat      Duration  `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle." min:"100ms" max:"1h"`
+	ReadTimeout    Duration  `yaml:"read_timeout" doc:"A binlog connection silent for this long is considered dead and reconnected. Must exceed heartbeat." min:"1s" max:"24h"`
+	ConnectTimeout Duration  `yaml:"connect_timeout" doc:"Timeout of each connection attempt." min:"100ms" max:"10m"`
+	StartPosition  string    `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Ignored once a checkpoint exists."`
+	Databases      []string  `yaml:"databases" doc:"Databases to capture. Empty = every database except mysql, sys, information_schema and performance_schema."`
+	IncludeTables  []string  `yaml:"include_tables" doc:"Tables to capture as db.table glob patterns (*, ?, [a-z]). Empty = every table of the captured databases."`
+	ExcludeTables  []string  `yaml:"exclude_tables" doc:"Tables never captured (db.table glob patterns); wins over include_tables."`
+	ZeroDates      string    `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string"`
+	PoolSize       int       `yaml:"pool_size" doc:"Connections in the pool used by feed builders and resync scans." min:"1" max:"256"`
+}
+
+// SourceTLS configures TLS to the source, with MySQL's ssl-mode semantics.
+type SourceTLS struct {
+	Mode       string `yaml:"mode" doc:"disabled: plaintext. preferred: TLS if the server offers it, else plaintext (logged as a warning). required: TLS, no verification. verify-ca: TLS, server certificate signed by ca_file (or system roots). verify-identity: verify-ca plus host name check." enum:"disabled,preferred,required,verify-ca,verify-identity"`
+	CAFile     string `yaml:"ca_file" doc:"PEM CA bundle for verify-ca/verify-identity. Empty = system roots."`
+	CertFile   string `yaml:"cert_file" doc:"PEM client certificate (needs key_file)."`
+	KeyFile    string `yaml:"key_file" doc:"PEM client private key (needs cert_file)."`
+	ServerName string `yaml:"server_name" doc:"Host name expected in the server certificate. Empty = source.host."`
+}
+
+// State is the embedded state store.
+type State struct {
+	Path          string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing." required:"true"`
+	Retention     Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d"`
+	FlushInterval Duration `yaml:"flush_interval" doc:"Longest time state writes (item hashes, checkpoint) are batched before one transaction commits them." min:"1ms" max:"1m"`
+	FlushBatch    int      `yaml:"flush_batch" doc:"Item updates that force a state flush before flush_interval." min:"1" max:"1000000"`
+}
+
+// Feeds holds the four entity feeds.
+type Feeds struct {
+	Database          string `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true"`
+	TablePrefix       string `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix), prepended to every catalog table name."`
+	Products          Feed   `yaml:"products" doc:"products feed: one item per product and store view."`
+	ProductAttributes Feed   `yaml:"productAttributes" doc:"productAttributes feed: one item per attribute and store view."`
+	Variants          Feed   `yaml:"variants" doc:"variants feed: one item per configurable parent and child."`
+	ProductOverrides  Feed   `yaml:"productOverrides" doc:"productOverrides feed: one item per product, website and customer group (needs the catalog permissions index)."`
+}
+
+// Feed is one entity feed's settings.
+type Feed struct {
+	Enabled        bool     `yaml:"enabled" doc:"Whether the feed is built and exported."`
+	Mode           string   `yaml:"mode" doc:"immediate: export right after building. legacy: collect built items in the outbox and send them on legacy_schedule (logs say \"(legacy)\")." enum:"immediate,legacy"`
+	BatchSize      int      `yaml:"batch_size" doc:"Most keys built per batch (a few SELECTs per batch)." min:"1" max:"100000"`
+	BatchWindow    Duration `yaml:"batch_window" doc:"Longest time changed keys are collected (and deduplicated) before a batch is built." min:"0s" max:"1m"`
+	Sinks          []string `yaml:"sinks" doc:"Names of the sinks (under sinks:) this feed is sent to; an item is delivered when every one has it. Empty = every sink." ref:"sink"`
+	LegacySchedule Schedule `yaml:"legacy_schedule" doc:"legacy mode: when the outbox is flushed, as a duration (5m, 30s) or cron expression (*/5 * * * *)."`
+	RetrySchedule  Schedule `yaml:"retry_schedule" doc:"When the <feed>_resend_failed_items job rebuilds and resends items with status 2 (duration or cron)."`
+	MaxAttempts    int      `yaml:"max_attempts" doc:"Attempts after which a failing item is marked as requiring attention and no longer retried automatically." min:"1" max:"1000"`
+	BackoffBase    Duration `yaml:"backoff_base" doc:"Per-item retry backoff after the first failure; doubles per attempt." min:"1s" max:"24h"`
+	BackoffMax     Duration `yaml:"backoff_max" doc:"Upper bound of the per-item retry backoff." min:"1s" max:"30d"`
+	Stores         []string `yaml:"stores" doc:"Store view codes to export (products, productAttributes). Empty = all."`
+	Websites       []string `yaml:"websites" doc:"Website codes to export (products, productAttributes, productOverrides). Empty = all."`
+}
+
+// Raw configures raw per-table change streams.
+type Raw struct {
+	Enabled       bool     `yaml:"enabled" doc:"Emit every row change of the captured tables as a JSON envelope {before, after, op, source, ts_ms}."`
+	TopicTemplate string   `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true"`
+	Tombstones    bool     `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction."`
+	Sinks         []string `yaml:"sinks" doc:"Sinks (kafka or file) raw streams go to. Empty = every kafka and file sink." ref:"sink"`
+}
+
+// Resync configures full sync.
+type Resync struct {
+	BatchSize     int      `yaml:"batch_size" doc:"Primary-key chunk size of the keyset scan (--batch-size)." min:"1" max:"1000000"`
+	ThreadCount   int      `yaml:"thread_count" doc:"Chunks built in parallel (--thread-count)." min:"1" max:"64"`
+	RowsPerSecond int      `yaml:"rows_per_second" doc:"Scan rate limit in source rows per second. 0 = unlimited." min:"0" max:"100000000"`
+	MaxReplicaLag Duration `yaml:"max_replica_lag" doc:"Pause the scan while the source replica lags its primary by more than this (Seconds_Behind_Master). 0 = do not watch lag." min:"0s" max:"24h"`
+	OnFirstStart  string   `yaml:"on_first_start" doc:"With no checkpoint: full = capture the current position, full sync every enabled feed, then stream from that position; none = just stream from start_position." enum:"full,none"`
+}
+
+// Sink is one named destination. Exactly the section matching Type is set
+// after loading.
+type Sink struct {
+	Type  string     `yaml:"type" doc:"Sink type; may be omitted when exactly one of kafka, http, file is given." enum:"kafka,http,file"`
+	Kafka *KafkaSink `yaml:"kafka,omitempty" doc:"Kafka options (type kafka)."`
+	HTTP  *HTTPSink  `yaml:"http,omitempty" doc:"HTTP feed service options (type http)."`
+	File  *FileSink  `yaml:"file,omitempty" doc:"JSON Lines file options (type file)."`
+}
+
+// KafkaSink is a Kafka destination.
+type KafkaSink struct {
+	Brokers           []string  `yaml:"brokers" doc:"Bootstrap brokers as host:port." required:"true"`
+	ClientID          string    `yaml:"client_id" doc:"Kafka client.id."`
+	TopicPrefix       string    `yaml:"topic_prefix" doc:"Value of {prefix} in topic templates."`
+	TopicTemplate     string    `yaml:"topic_template" doc:"Topic per entity feed. Placeholders: {prefix}, {feed}, {name}." required:"true"`
+	Compression       string    `yaml:"compression" doc:"Producer compression codec." enum:"none,gzip,snappy,lz4,zstd"`
+	Acks              string    `yaml:"acks" doc:"Acknowledgements required: all (durable; required for at-least-once), one (leader only), none." enum:"all,one,none"`
+	BatchSize         int       `yaml:"batch_size" doc:"Most messages per produce request." min:"1" max:"1000000"`
+	BatchBytes        ByteSize  `yaml:"batch_bytes" doc:"Most bytes per produce request." min:"1KiB" max:"1GiB"`
+	Linger            Duration  `yaml:"linger" doc:"Longest wait to fill a batch before it is sent." min:"0s" max:"1m"`
+	WriteTimeout      Duration  `yaml:"write_timeout" doc:"Timeout of one produce request; on expiry the items are retryable." min:"1s" max:"10m"`
+	CreateTopics      bool      `yaml:"create_topics" doc:"Create missing topics at start with partitions, replication_factor and (for entity feeds, if compact) cleanup.policy=compact."`
+	Partitions        int       `yaml:"partitions" doc:"Partitions of created topics (records are partitioned by key, so per-key order holds)." min:"1" max:"10000"`
+	ReplicationFactor int       `yaml:"replication_factor" doc:"Replication factor of created topics. -1 = the broker's default.replication.factor." min:"-1" max:"32"`
+	Compact           bool      `yaml:"compact" doc:"Create entity feed topics with cleanup.policy=compact (raw topics keep the broker default)."`
+	MaxMessageBytes   ByteSize  `yaml:"max_message_bytes" doc:"Largest record sent; a bigger item fails alone as rejected. Keep at or below the broker's message.max.bytes." min:"1KiB" max:"1GiB"`
+	TLS               KafkaTLS  `yaml:"tls" doc:"TLS to the brokers."`
+	SASL              KafkaSASL `yaml:"sasl" doc:"SASL authentication."`
+}
+
+// KafkaTLS configures TLS to Kafka.
+type KafkaTLS struct {
+	Enabled            bool   `yaml:"enabled" doc:"Connect with TLS (the server certificate is verified against ca_file or the system roots)."`
+	CAFile             string `yaml:"ca_file" doc:"PEM CA bundle. Empty = system roots."`
+	CertFile           string `yaml:"cert_file" doc:"PEM client certificate for mutual TLS (needs key_file)."`
+	KeyFile            string `yaml:"key_file" doc:"PEM client private key (needs cert_file)."`
+	ServerName         string `yaml:"server_name" doc:"Host name expected in broker certificates. Empty = the broker's host."`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" doc:"Do not verify broker certificates (testing only; logged as a warning)."`
+}
+
+// KafkaSASL configures SASL to Kafka.
+type KafkaSASL struct {
+	Mechanism    string `yaml:"mechanism" doc:"SASL mechanism; empty = no SASL." enum:",PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"`
+	User         string `yaml:"user" doc:"SASL user name."`
+	Password     Secret `yaml:"password" doc:"SASL password. Only from FEEDCDC_SINKS_<NAME>_KAFKA_SASL_PASSWORD, password_env or password_file." secret:"true"`
+	PasswordFile string `yaml:"password_file" doc:"File holding the SASL password."`
+	PasswordEnv  string `yaml:"password_env" doc:"Environment variable holding the SASL password."`
+}
+
+// HTTPSink is an HTTP feed service (Adobe SaaS Data Export style).
+type HTTPSink struct {
+	BaseURL            string            `yaml:"base_url" doc:"Service base URL; requests go to POST {base_url}/{route}/{data_space} (or {base_url}/{route} without data_space)." required:"true"`
+	Routes             map[string]string `yaml:"routes" doc:"Route per feed name; a feed not listed uses its own name." keys:"feed"`
+	DataSpace          string            `yaml:"data_space" doc:"Data space (environment) id appended to the URL."`
+	Headers            map[string]string `yaml:"headers" doc:"Extra non-secret request headers. Credentials go in api_key, never here." keys:"header"`
+	APIKey             Secret            `yaml:"api_key" doc:"API key sent in every header of api_key_headers. Only from FEEDCDC_SINKS_<NAME>_HTTP_API_KEY, api_key_env or api_key_file." secret:"true"`
+	APIKeyFile         string            `yaml:"api_key_file" doc:"File holding the API key."`
+	APIKeyEnv          string            `yaml:"api_key_env" doc:"Environment variable holding the API key."`
+	APIKeyHeaders      []string          `yaml:"api_key_headers" doc:"Headers that carry the API key."`
+	Timeout            Duration          `yaml:"timeout" doc:"Timeout of one request; on expiry its items are retryable." min:"100ms" max:"10m"`
+	Gzip               bool              `yaml:"gzip" doc:"gzip request bodies (Content-Encoding: gzip)."`
+	MaxItemsPerRequest int               `yaml:"max_items_per_request" doc:"Most items per POST (the service rejects bigger requests)." min:"1" max:"100000"`
+	ErrorItemsField    string            `yaml:"error_items_field" doc:"Response field listing rejected items ({itemIndex, code, message} or {field: /<index>/..., message})."`
+	RequestIDHeader    string            `yaml:"request_id_header" doc:"Response header whose value is recorded with the items as their request id."`
+	TLS                HTTPTLS           `yaml:"tls" doc:"TLS for https base URLs."`
+}
+
+// HTTPTLS configures TLS for an https base_url.
+type HTTPTLS struct {
+	CAFile             string `yaml:"ca_file" doc:"PEM CA bundle. Empty = system roots."`
+	CertFile           string `yaml:"cert_file" doc:"PEM client certificate (needs key_file)."`
+	KeyFile            string `yaml:"key_file" doc:"PEM client private key (needs cert_file)."`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" doc:"Do not verify the server certificate (testing only; logged as a warning)."`
+}
+
+// FileSink writes JSON Lines files.
+type FileSink struct {
+	Dir      string   `yaml:"dir" doc:"Directory of the files (<feed>.jsonl, raw: the raw topic_template + .jsonl); created if missing." required:"true"`
+	MaxSize  ByteSize `yaml:"max_size" doc:"A file is rotated when it would exceed this size." min:"1KiB" max:"1TiB"`
+	MaxFiles int      `yaml:"max_files" doc:"Rotated files kept per stream; older ones are deleted. 0 = keep all." min:"0" max:"100000"`
+	Fsync    bool     `yaml:"fsync" doc:"fsync before acknowledging a batch (durable; slower). Without it a power loss can lose acknowledged lines."`
+}
+
+// Backpressure bounds memory between reader and sinks.
+type Backpressure struct {
+	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes" doc:"Bytes of changes and items in flight (read, not yet acknowledged by every sink); the binlog reader pauses at this bound and resumes as sinks drain." min:"1MiB" max:"64GiB"`
+	QueueSize        int      `yaml:"queue_size" doc:"Change records buffered between the binlog reader and the feeds." min:"1" max:"10000000"`
+	SinkQueueSize    int      `yaml:"sink_queue_size" doc:"Batches buffered per sink." min:"1" max:"100000"`
+}
+
+// Telemetry configures metrics, traces and health.
+type Telemetry struct {
+	Listen       string   `yaml:"listen" doc:"Address serving /metrics (Prometheus), /healthz and /readyz. Empty = off." pattern:"listen"`
+	OTLPEndpoint string   `yaml:"otlp_endpoint" doc:"OTLP/HTTP endpoint (http://host:4318) for metrics and traces. Empty = no OTLP export."`
+	Traces       bool     `yaml:"traces" doc:"Record spans per build/export batch and resync chunk (exported over OTLP)."`
+	ServiceName  string   `yaml:"service_name" doc:"OpenTelemetry service.name. Empty = the connector name."`
+	ReadyMaxLag  Duration `yaml:"ready_max_lag" doc:"/readyz fails while lag behind the source exceeds this." min:"1s" max:"24h"`
+}
+
+// Dashboard configures the web dashboard.
+type Dashboard struct {
+	Enabled   bool   `yaml:"enabled" doc:"Serve the dashboard from feedcdc run."`
+	Listen    string `yaml:"listen" doc:"Dashboard address. A non-loopback address requires a token." pattern:"listen"`
+	Token     Secret `yaml:"token" doc:"Bearer token required by mutating actions (resync, retry). Only from FEEDCDC_DASHBOARD_TOKEN, token_env or token_file." secret:"true"`
+	TokenFile string `yaml:"token_file" doc:"File holding the dashboard token."`
+	TokenEnv  string `yaml:"token_env" doc:"Environment variable holding the dashboard token."`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level" doc:"Lowest level logged." enum:"debug,info,warn,error"`
+	Format string `yaml:"format" doc:"json, text, or auto (text on a terminal, json otherwise)." enum:"json,text,auto"`
+}
+
+// Default returns the built-in configuration: every key at its default.
+// It is not valid on its own: source.user must be set.
+func Default() *Config {
+	feed := func() Feed {
+		return Feed{
+			Enabled:        true,
+			Mode:           "immediate",
+			BatchSize:      500,
+			BatchWindow:    Duration(100_000_000), // 100ms
+			Sinks:          []string{},
+			LegacySchedule: "5m",
+			RetrySchedule:  "5m",
+			MaxAttempts:    10,
+			BackoffBase:    Duration(60_000_000_000),   // 1m
+			BackoffMax:     Duration(3600_000_000_000), // 1h
+			Stores:         []string{},
+			Websites:       []string{},
+		}
+	}
+	return &Config{
+		Name: "feedcdc",
+		Source: Source{
+			Host:           "127.0.0.1",
+			Port:           3306,
+			Flavor:         "auto",
+			TLS:            SourceTLS{Mode: "preferred"},
+			Heartbeat:      Duration(5_000_000_000),
+			ReadTimeout:    Duration(30_000_000_000),
+			ConnectTimeout: Duration(10_000_000_000),
+			StartPosition:  "current",
+			Databases:      []string{},
+			IncludeTables:  []string{},
+			ExcludeTables:  []string{},
+			ZeroDates:      "null",
+			PoolSize:       4,
+		},
+		State: State{
+			Path:          "feedcdc-data/state.db",
+			Retention:     Duration(7 * 24 * 3600_000_000_000),
+			FlushInterval: Duration(200_000_000),
+			FlushBatch:    5000,
+		},
+		Feeds: Feeds{
+			Database:          "magento",
+			Products:          feed(),
+			ProductAttributes: feed(),
+			Variants:          feed(),
+			ProductOverrides:  feed(),
+		},
+		Raw: Raw{
+			TopicTemplate: "{prefix}.{db}.{table}",
+			Tombstones:    true,
+			Sinks:         []string{},
+		},
+		Resync: Resync{
+			BatchSize:     1000,
+			ThreadCount:   2,
+			RowsPerSecond: 20000,
+			MaxReplicaLag: Duration(10_000_000_000),
+			OnFirstStart:  "full",
+		},
+		Sinks: DefaultSinks(),
+		Backpressure: Backpressure{
+			MaxInflightBytes: 64 << 20,
+			QueueSize:        8192,
+			SinkQueueSize:    16,
+		},
+		Telemetry: Telemetry{
+			Listen:      "127.0.0.1:9464",
+			ReadyMaxLag: Duration(60_000_000_000),
+		},
+		Dashboard: Dashboard{
+			Enabled: true,
+			Listen:  "127.0.0.1:8484",
+		},
+		Log: Log{Level: "info", Format: "auto"},
+	}
+}
+
+// DefaultSinks is the sink set used when the file defines none: one file
+// sink named "file" writing JSON Lines under feedcdc-data/out.
+func DefaultSinks() map[string]*Sink {
+	return map[string]*Sink{"file": {Type: "file", File: DefaultFileSink()}}
+}
+
+// DefaultKafkaSink returns a Kafka sink section with every default set
+// (brokers empty).
+func DefaultKafkaSink() *KafkaSink {
+	return &KafkaSink{
+		Brokers:           []string{},
+		ClientID:          "feedcdc",
+		TopicPrefix:       "feedcdc",
+		TopicTemplate:     "{prefix}.{feed}",
+		Compression:       "none",
+		Acks:              "all",
+		BatchSize:         1000,
+		BatchBytes:        1 << 20,
+		Linger:            Duration(10_000_000),
+		WriteTimeout:      Duration(30_000_000_000),
+		CreateTopics:      true,
+		Partitions:        3,
+		ReplicationFactor: -1,
+		Compact:           true,
+		MaxMessageBytes:   1_000_000,
+	}
+}
+
+// DefaultHTTPSink returns an HTTP sink section with every default set
+// (base_url empty).
+func DefaultHTTPSink() *HTTPSink {
+	return &HTTPSink{
+		Routes:             map[string]string{},
+		Headers:            map[string]string{},
+		APIKeyHeaders:      []string{"x-api-key"},
+		Timeout:            Duration(30_000_000_000),
+		Gzip:               true,
+		MaxItemsPerRequest: 100,
+		ErrorItemsField:    "invalidFeedItems",
+		RequestIDHeader:    "x-request-id",
+	}
+}
+
+// DefaultFileSink returns a file sink section with every default set.
+func DefaultFileSink() *FileSink {
+	return &FileSink{Dir: "feedcdc-data/out", MaxSize: 100 << 20, MaxFiles: 10, Fsync: true}
+}
+
+// Feed returns the settings of the named feed (names compare
+// case-insensitively), or nil for an unknown name.
+func (f *Feeds) Feed(name string) *Feed {
+	switch strings.ToLower(name) {
+	case strings.ToLower(FeedProducts):
+		return &f.Products
+	case strings.ToLower(FeedProductAttributes):
+		return &f.ProductAttributes
+	case strings.ToLower(FeedVariants):
+		return &f.Variants
+	case strings.ToLower(FeedProductOverrides):
+		return &f.ProductOverrides
+	}
+	return nil
+}
+
+// CanonicalFeedName maps a feed name in any letter case to its canonical
+// spelling (e.g. "productattributes" -> "productAttributes"); ok is false for
+// unknown names.
+func CanonicalFeedName(name string) (string, bool) {
+	for _, n := range FeedNames {
+		if strings.EqualFold(n, name) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// SinksFor returns the sink names a feed is routed to (its sinks list, or
+// every sink when the list is empty), sorted.
+func (c *Config) SinksFor(feed string) []string {
+	f := c.Feeds.Feed(feed)
+	if f == nil {
+		return nil
+	}
+	if len(f.Sinks) > 0 {
+		return append([]string(nil), f.Sinks...)
+	}
+	return c.sinkNames(func(*Sink) bool { return true })
+}
+
+// RawSinks returns the sink names raw streams go to (raw.sinks, or every
+// kafka and file sink when empty), sorted.
+func (c *Config) RawSinks() []string {
+	if len(c.Raw.Sinks) > 0 {
+		return append([]string(nil), c.Raw.Sinks...)
+	}
+	return c.sinkNames(func(s *Sink) bool { return s.Type == "kafka" || s.Type == "file" })
+}

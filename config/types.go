@@ -1,0 +1,256 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+// Duration is a time.Duration written like Go durations ("250ms", "5m",
+// "1h30m") plus whole days and weeks ("7d", "2w"). A bare number is
+// rejected: every duration in config.yaml carries a unit.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ParseDuration parses the Duration syntax described on Duration.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	if s == "0" {
+		return 0, nil
+	}
+	for _, unit := range []struct {
+		suffix string
+		mult   time.Duration
+	}{{"d", 24 * time.Hour}, {"w", 7 * 24 * time.Hour}} {
+		if n, ok := strings.CutSuffix(s, unit.suffix); ok {
+			v, err := strconv.ParseFloat(n, 64)
+			if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+				return 0, fmt.Errorf("%q is not a duration (write e.g. 7d, 12h, 5m, 30s, 250ms)", s)
+			}
+			return Duration(v * float64(unit.mult)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return 0, fmt.Errorf("%q has no unit (write e.g. %ss or %sms)", s, s, s)
+		}
+		return 0, fmt.Errorf("%q is not a duration (write e.g. 7d, 12h, 5m, 30s, 250ms)", s)
+	}
+	return Duration(d), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler (used by viper).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// String formats d compactly: "7d", "5m", "1h30m", "250ms", "0s".
+func (d Duration) String() string {
+	td := time.Duration(d)
+	if td == 0 {
+		return "0s"
+	}
+	const day = 24 * time.Hour
+	if td%day == 0 {
+		return fmt.Sprintf("%dd", td/day)
+	}
+	s := td.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// ByteSize is a size in bytes, written as a plain integer or with a unit:
+// B, KB/MB/GB (powers of 1000) or KiB/MiB/GiB (powers of 1024).
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+	{"kb", 1000}, {"mb", 1000 * 1000}, {"gb", 1000 * 1000 * 1000}, {"tb", 1000 * 1000 * 1000 * 1000},
+	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30},
+	{"b", 1},
+}
+
+// ParseByteSize parses the ByteSize syntax described on ByteSize.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "" {
+		return 0, errors.New("empty size")
+	}
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if n, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 || math.IsNaN(v) || v*float64(mult) > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is not a size (write e.g. 1048576, 512KiB, 64MiB, 1GB)", s)
+	}
+	return ByteSize(v * float64(mult)), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler (used by viper).
+func (b *ByteSize) UnmarshalText(t []byte) error {
+	v, err := ParseByteSize(string(t))
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// String formats b with the largest binary unit that divides it exactly.
+func (b ByteSize) String() string {
+	switch {
+	case b == 0:
+		return "0"
+	case b%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", b>>30)
+	case b%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", b>>20)
+	case b%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", b>>10)
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// Secret holds a password, token or API key. It never prints its value:
+// String, GoString, MarshalText and LogValue all return "<redacted>" (or ""
+// when unset). Read the value with Value.
+type Secret string
+
+const redacted = "<redacted>"
+
+// Value returns the secret in clear text. Use it only to authenticate.
+func (s Secret) Value() string { return string(s) }
+
+// IsSet reports whether the secret is non-empty.
+func (s Secret) IsSet() bool { return s != "" }
+
+func (s Secret) mask() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+func (s Secret) String() string                { return s.mask() }
+func (s Secret) GoString() string              { return strconv.Quote(s.mask()) }
+func (s Secret) LogValue() slog.Value          { return slog.StringValue(s.mask()) }
+func (s Secret) MarshalText() ([]byte, error)  { return []byte(s.mask()), nil }
+func (s Secret) MarshalYAML() (any, error)     { return s.mask(), nil }
+func (s Secret) Format(f fmt.State, verb rune) { fmt.Fprint(f, s.mask()) }
+func (s Secret) MarshalJSON() ([]byte, error)  { return []byte(strconv.Quote(s.mask())), nil }
+func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
+
+// Schedule is when a periodic job runs: a duration ("5m", "30s") meaning
+// "every", or a cron expression with 5 fields ("*/5 * * * *"), 6 fields
+// (leading seconds) or a descriptor ("@hourly", "@every 90s").
+type Schedule string
+
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// Parse returns the schedule as a robfig/cron Schedule (Next(t) gives the
+// next run). Durations must be at least one second.
+func (s Schedule) Parse() (cron.Schedule, error) {
+	str := strings.TrimSpace(string(s))
+	if str == "" {
+		return nil, errors.New("empty schedule")
+	}
+	if !strings.ContainsAny(str, " @*") {
+		d, err := ParseDuration(str)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a duration (5m, 30s) nor a cron expression (*/5 * * * *)", str)
+		}
+		if d.D() < time.Second {
+			return nil, fmt.Errorf("%q is shorter than the minimum of 1s", str)
+		}
+		return cron.Every(d.D()), nil
+	}
+	sch, err := cronParser.Parse(str)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a valid cron expression (%v); write e.g. \"*/5 * * * *\" or a duration like 5m", str, err)
+	}
+	return sch, nil
+}
+
+// StartKind says where streaming starts when there is no checkpoint.
+type StartKind string
+
+const (
+	StartCurrent  StartKind = "current"  // the server's current binlog position
+	StartEarliest StartKind = "earliest" // the oldest binlog the server still has
+	StartGTID     StartKind = "gtid"     // an explicit GTID set
+	StartFile     StartKind = "file"     // an explicit file:pos
+)
+
+// StartPosition is the parsed form of source.start_position.
+type StartPosition struct {
+	Kind     StartKind
+	Position change.Position // GTIDSet for StartGTID; File and Pos for StartFile
+}
+
+// ParseStartPosition parses "current", "earliest", "gtid:<set>" or
+// "<file>:<pos>" (e.g. "mysql-bin.000003:157").
+func ParseStartPosition(s string) (StartPosition, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "current", "":
+		return StartPosition{Kind: StartCurrent}, nil
+	case "earliest":
+		return StartPosition{Kind: StartEarliest}, nil
+	}
+	if g, ok := strings.CutPrefix(s, "gtid:"); ok {
+		if strings.TrimSpace(g) == "" {
+			return StartPosition{}, fmt.Errorf("%q has an empty GTID set (write gtid:0-1-100 for MariaDB or gtid:<uuid>:1-100 for MySQL)", s)
+		}
+		return StartPosition{Kind: StartGTID, Position: change.Position{GTIDSet: strings.TrimSpace(g)}}, nil
+	}
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 || i == len(s)-1 {
+		return StartPosition{}, fmt.Errorf("%q is not one of current, earliest, gtid:<set>, <file>:<pos> (e.g. mysql-bin.000003:4)", s)
+	}
+	file, posStr := strings.TrimPrefix(s[:i], "file:"), s[i+1:]
+	pos, err := strconv.ParseUint(posStr, 10, 32)
+	if err != nil || strings.ContainsAny(file, " :/") || file == "" {
+		return StartPosition{}, fmt.Errorf("%q is not one of current, earliest, gtid:<set>, <file>:<pos> (e.g. mysql-bin.000003:4)", s)
+	}
+	if pos < 4 {
+		return StartPosition{}, fmt.Errorf("%q: binlog positions start at 4 (the first event after the magic header)", s)
+	}
+	return StartPosition{Kind: StartFile, Position: change.Position{File: file, Pos: uint32(pos)}}, nil
+}

@@ -1,0 +1,586 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	Path    string // key path, e.g. "sinks.main.kafka.compression" ("" for the whole file)
+	File    string // configuration file name ("" when validating a Config built in code)
+	Line    int    // line in File of the offending key, 0 if unknown
+	Env     string // the FEEDCDC_* variable that supplied the value, if it came from the environment
+	Message string // what is wrong and how to fix it
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	switch {
+	case p.Env != "":
+		b.WriteString("$" + p.Env + ": ")
+	case p.File != "" && p.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", p.File, p.Line)
+	case p.File != "":
+		b.WriteString(p.File + ": ")
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path + ": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// ValidationError lists every problem found in a configuration.
+type ValidationError struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	n := len(e.Problems)
+	name := e.File
+	if name == "" {
+		name = "configuration"
+	}
+	if n == 1 {
+		fmt.Fprintf(&b, "invalid %s: %s", name, e.Problems[0])
+		return b.String()
+	}
+	fmt.Fprintf(&b, "invalid %s: %d problems:", name, n)
+	for _, p := range e.Problems {
+		b.WriteString("\n  " + p.String())
+	}
+	return b.String()
+}
+
+// Validate checks a configuration built in code (e.g. Default() with the
+// source user set). Secrets are not resolved: set them directly.
+func (c *Config) Validate() error {
+	ps := validate(c)
+	if len(ps) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: ps}
+}
+
+type checker struct {
+	c  *Config
+	ps []Problem
+}
+
+func (k *checker) add(path, format string, args ...any) {
+	k.ps = append(k.ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func validate(c *Config) []Problem {
+	k := &checker{c: c}
+	k.generic(reflect.ValueOf(c).Elem(), nil)
+	k.source()
+	k.feeds()
+	k.raw()
+	k.sinks()
+	k.rest()
+	return k.ps
+}
+
+// generic applies the required/enum/min/max/pattern/ref tags.
+func (k *checker) generic(v reflect.Value, path []string) {
+	for _, f := range fieldsOf(v.Type()) {
+		fv := v.Field(f.Index)
+		p := with(path, f.Name)
+		ps := join(p)
+		switch f.Kind {
+		case kStruct:
+			if fv.Kind() == reflect.Pointer {
+				if fv.IsNil() {
+					continue
+				}
+				fv = fv.Elem()
+			}
+			if f.Type == tFeed && !fv.FieldByName("Enabled").Bool() {
+				continue // a disabled feed's settings are not used
+			}
+			k.generic(fv, p)
+			continue
+		case kSinkMap:
+			keys := fv.MapKeys()
+			sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+			for _, key := range keys {
+				s := fv.MapIndex(key)
+				if s.IsNil() {
+					continue
+				}
+				k.generic(s.Elem(), with(p, key.String()))
+			}
+			continue
+		}
+		if f.Required && isEmpty(fv) {
+			k.add(ps, "is required; %s", requiredHint(ps, f))
+			continue
+		}
+		if f.Enum != nil {
+			val := fv.String()
+			if !validEnum(val, f.Enum...) {
+				msg := fmt.Sprintf("%q is not %s", val, allowed(f))
+				if c := closest(val, f.Enum); c != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", c)
+				}
+				k.add(ps, "%s", msg)
+			}
+		}
+		if f.Min != "" || f.Max != "" {
+			k.rangeCheck(ps, fv, f)
+		}
+		switch f.Pattern {
+		case "listen":
+			if s := fv.String(); s != "" {
+				if _, port, err := net.SplitHostPort(s); err != nil || !validPort(port, true) {
+					k.add(ps, "%q is not a listen address; write host:port, e.g. 127.0.0.1:%s", s, defaultPortFor(ps))
+				}
+			}
+		case "name":
+			if !nameRE.MatchString(fv.String()) {
+				k.add(ps, "%q must be letters, digits, '.', '_' or '-' (starting with a letter or digit), e.g. magento-prod", fv.String())
+			}
+		}
+		if f.Ref == "sink" {
+			for i := 0; i < fv.Len(); i++ {
+				name := fv.Index(i).String()
+				if _, ok := k.c.Sinks[name]; !ok {
+					k.add(ps, "sink %q is not defined under sinks; %s", name, k.sinkHint(name))
+				}
+			}
+		}
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+func requiredHint(path string, f field) string {
+	switch path {
+	case "source.user":
+		return "set the replication user (needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT), e.g. user: feedcdc, or FEEDCDC_SOURCE_USER"
+	case "source.host":
+		return "set the source server's host, e.g. host: db-replica.internal"
+	}
+	switch f.Kind {
+	case kStrings:
+		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, exampleFor(f.Name))
+	}
+	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, exampleFor(f.Name))
+}
+
+func exampleFor(name string) string {
+	switch name {
+	case "brokers":
+		return "kafka-1:9092"
+	case "base_url":
+		return "https://feeds.example.com/api"
+	case "dir":
+		return "feedcdc-data/out"
+	case "path":
+		return "feedcdc-data/state.db"
+	case "topic_template":
+		return "\"{prefix}.{feed}\""
+	case "database":
+		return "magento"
+	}
+	return "..."
+}
+
+func defaultPortFor(path string) string {
+	if strings.HasPrefix(path, "dashboard") {
+		return "8484"
+	}
+	return "9464"
+}
+
+func validPort(p string, allowZero bool) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n <= 65535 && (n > 0 || (allowZero && n == 0))
+}
+
+func isEmpty(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String, reflect.Slice, reflect.Map:
+		return v.Len() == 0
+	}
+	return false
+}
+
+func (k *checker) rangeCheck(ps string, fv reflect.Value, f field) {
+	var val, lo, hi float64
+	hasLo, hasHi := f.Min != "", f.Max != ""
+	show := ""
+	switch f.Kind {
+	case kDuration:
+		val = float64(fv.Int())
+		show = Duration(fv.Int()).String()
+		if hasLo {
+			d, _ := ParseDuration(f.Min)
+			lo = float64(d)
+		}
+		if hasHi {
+			d, _ := ParseDuration(f.Max)
+			hi = float64(d)
+		}
+	case kByteSize:
+		val = float64(fv.Int())
+		show = ByteSize(fv.Int()).String()
+		if hasLo {
+			b, _ := ParseByteSize(f.Min)
+			lo = float64(b)
+		}
+		if hasHi {
+			b, _ := ParseByteSize(f.Max)
+			hi = float64(b)
+		}
+	case kInt:
+		val = float64(fv.Int())
+		show = strconv.FormatInt(fv.Int(), 10)
+	case kUint:
+		val = float64(fv.Uint())
+		show = strconv.FormatUint(fv.Uint(), 10)
+	default:
+		return
+	}
+	if f.Kind == kInt || f.Kind == kUint {
+		if hasLo {
+			lo, _ = strconv.ParseFloat(f.Min, 64)
+		}
+		if hasHi {
+			hi, _ = strconv.ParseFloat(f.Max, 64)
+		}
+	}
+	if (hasLo && val < lo) || (hasHi && val > hi) {
+		k.add(ps, "%s is out of range; allowed: %s", show, allowed(f))
+	}
+}
+
+func (k *checker) sinkHint(name string) string {
+	var names []string
+	for n := range k.c.Sinks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if c := closest(name, names); c != "" {
+		return fmt.Sprintf("did you mean %q?", c)
+	}
+	if len(names) == 0 {
+		return "define it under sinks"
+	}
+	return fmt.Sprintf("defined sinks: %s; define %q under sinks or remove it from the list", strings.Join(names, ", "), name)
+}
+
+func (k *checker) tlsFiles(prefix, ca, cert, key string) {
+	if (cert == "") != (key == "") {
+		if cert == "" {
+			k.add(prefix+".cert_file", "key_file is set without cert_file; set cert_file to the PEM client certificate or remove key_file")
+		} else {
+			k.add(prefix+".key_file", "cert_file is set without key_file; set key_file to the PEM private key of the client certificate or remove cert_file")
+		}
+	}
+	for _, f := range []struct{ key, val string }{{"ca_file", ca}, {"cert_file", cert}, {"key_file", key}} {
+		if f.val == "" {
+			continue
+		}
+		st, err := os.Stat(f.val)
+		switch {
+		case err != nil:
+			k.add(prefix+"."+f.key, "cannot use %s: %v; fix the path", f.val, err)
+		case st.IsDir():
+			k.add(prefix+"."+f.key, "%s is a directory; point %s at a PEM file", f.val, f.key)
+		}
+	}
+}
+
+func (k *checker) source() {
+	s := &k.c.Source
+	if s.Heartbeat > 0 && s.ReadTimeout > 0 && s.ReadTimeout <= s.Heartbeat {
+		k.add("source.read_timeout", "%s must be longer than source.heartbeat (%s), or every quiet period looks like a dead connection; set it to at least %s", s.ReadTimeout, s.Heartbeat, Duration(3*s.Heartbeat))
+	}
+	if s.TLS.Mode == "disabled" && (s.TLS.CAFile != "" || s.TLS.CertFile != "") {
+		k.add("source.tls.mode", "is disabled but ca_file/cert_file are set; set mode: verify-identity (or verify-ca, required) to use them, or remove the files")
+	}
+	k.tlsFiles("source.tls", s.TLS.CAFile, s.TLS.CertFile, s.TLS.KeyFile)
+	if _, err := ParseStartPosition(s.StartPosition); err != nil {
+		k.add("source.start_position", "%v", err)
+	}
+	for _, list := range []struct {
+		key string
+		v   []string
+	}{{"include_tables", s.IncludeTables}, {"exclude_tables", s.ExcludeTables}} {
+		for _, pat := range list.v {
+			db, tbl, ok := strings.Cut(pat, ".")
+			if !ok || db == "" || tbl == "" {
+				k.add("source."+list.key, "pattern %q must be db.table (globs allowed, e.g. magento.catalog_product_*, *.store)", pat)
+				continue
+			}
+			if _, err := path.Match(pat, ""); err != nil {
+				k.add("source."+list.key, "pattern %q is not a valid glob (%v); use *, ? and [a-z] only", pat, err)
+			}
+		}
+	}
+	for _, db := range s.Databases {
+		if strings.TrimSpace(db) == "" || strings.ContainsAny(db, ".*?") {
+			k.add("source.databases", "%q is not a database name; list plain names like [magento] (use include_tables for patterns)", db)
+		}
+	}
+}
+
+func (k *checker) feeds() {
+	anyEnabled := false
+	for _, name := range FeedNames {
+		f := k.c.Feeds.Feed(name)
+		if !f.Enabled {
+			continue
+		}
+		anyEnabled = true
+		p := "feeds." + name
+		if f.BackoffBase > f.BackoffMax {
+			k.add(p+".backoff_base", "%s is larger than backoff_max (%s); lower backoff_base or raise backoff_max", f.BackoffBase, f.BackoffMax)
+		}
+		for _, sc := range []struct {
+			key string
+			v   Schedule
+		}{{"legacy_schedule", f.LegacySchedule}, {"retry_schedule", f.RetrySchedule}} {
+			if _, err := sc.v.Parse(); err != nil {
+				k.add(p+"."+sc.key, "%v", err)
+			}
+		}
+	}
+	if anyEnabled && k.c.Feeds.Database != "" && len(k.c.Source.Databases) > 0 && !validEnum(k.c.Feeds.Database, k.c.Source.Databases...) {
+		k.add("feeds.database", "%q is not in source.databases %v, so its tables would not be captured; add it to source.databases or fix feeds.database", k.c.Feeds.Database, k.c.Source.Databases)
+	}
+	if !anyEnabled && !k.c.Raw.Enabled {
+		k.add("feeds", "every feed is disabled and raw.enabled is false, so there is nothing to export; enable a feed (feeds.products.enabled: true) or raw streams (raw.enabled: true)")
+	}
+}
+
+var placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)
+
+// checkTemplate validates a topic template's placeholders and literal
+// characters (Kafka topics allow [A-Za-z0-9._-]).
+func (k *checker) checkTemplate(p, tmpl string, allowedPH []string, must string) {
+	if tmpl == "" {
+		return
+	}
+	for _, ph := range placeholderRE.FindAllString(tmpl, -1) {
+		if !validEnum(ph, allowedPH...) {
+			msg := fmt.Sprintf("unknown placeholder %s; allowed: %s", ph, strings.Join(allowedPH, ", "))
+			if c := closest(ph, allowedPH); c != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", c)
+			}
+			k.add(p, "%s", msg)
+		}
+	}
+	if !strings.Contains(tmpl, must) {
+		k.add(p, "%q must contain %s, or every stream would share one topic; e.g. %q", tmpl, must, "{prefix}."+strings.Trim(must, "{}"))
+	}
+	lit := placeholderRE.ReplaceAllString(tmpl, "")
+	if strings.ContainsAny(lit, "{}") || !regexp.MustCompile(`^[A-Za-z0-9._-]*$`).MatchString(lit) {
+		k.add(p, "%q contains characters Kafka topic names do not allow; use letters, digits, '.', '_' and '-' around the placeholders", tmpl)
+	}
+}
+
+func (k *checker) raw() {
+	r := &k.c.Raw
+	if !r.Enabled {
+		return
+	}
+	k.checkTemplate("raw.topic_template", r.TopicTemplate, []string{"{prefix}", "{db}", "{table}", "{name}"}, "{table}")
+	for _, sn := range r.Sinks {
+		if s := k.c.Sinks[sn]; s != nil && s.Type == "http" {
+			k.add("raw.sinks", "sink %q is an http sink; raw change streams go to kafka or file sinks: remove it from raw.sinks", sn)
+		}
+	}
+	if len(r.Sinks) == 0 && len(k.c.RawSinks()) == 0 {
+		k.add("raw.sinks", "raw.enabled is true but there is no kafka or file sink; define one under sinks")
+	}
+}
+
+func (k *checker) sinks() {
+	names := k.c.sinkNames(func(*Sink) bool { return true })
+	dirs := map[string]string{}
+	for _, name := range names {
+		s := k.c.Sinks[name]
+		p := "sinks." + name
+		if !sinkNameRE.MatchString(name) {
+			k.add(p, "sink name %q must be lower-case letters, digits and _ starting with a letter; rename it to %q", name, suggestSinkName(name))
+		}
+		switch s.Type {
+		case "kafka":
+			if s.Kafka == nil {
+				k.add(p+".kafka", "type is kafka but there is no kafka section; add kafka: {brokers: [host:9092]}")
+				continue
+			}
+			k.kafka(p+".kafka", s.Kafka)
+		case "http":
+			if s.HTTP == nil {
+				k.add(p+".http", "type is http but there is no http section; add http: {base_url: https://...}")
+				continue
+			}
+			k.http(p+".http", s.HTTP)
+		case "file":
+			if s.File == nil {
+				k.add(p+".file", "type is file but there is no file section; add file: {dir: feedcdc-data/out}")
+				continue
+			}
+			if s.File.Dir != "" {
+				abs := resolveAbs(s.File.Dir)
+				if other, dup := dirs[abs]; dup {
+					k.add(p+".file.dir", "%s is also the directory of sink %q; give each file sink its own directory", s.File.Dir, other)
+				}
+				dirs[abs] = name
+				if st, err := os.Stat(s.File.Dir); err == nil && !st.IsDir() {
+					k.add(p+".file.dir", "%s exists and is not a directory; choose a directory path", s.File.Dir)
+				}
+			}
+		}
+	}
+}
+
+func (k *checker) kafka(p string, kc *KafkaSink) {
+	for _, b := range kc.Brokers {
+		host, port, err := net.SplitHostPort(strings.TrimSpace(b))
+		if err != nil || host == "" || !validPort(port, false) {
+			k.add(p+".brokers", "%q is not host:port; write e.g. [kafka-1:9092, kafka-2:9092]", b)
+		}
+	}
+	k.checkTemplate(p+".topic_template", kc.TopicTemplate, []string{"{prefix}", "{feed}", "{name}"}, "{feed}")
+	if kc.MaxMessageBytes > kc.BatchBytes {
+		k.add(p+".batch_bytes", "%s is smaller than max_message_bytes (%s), so the largest allowed record could never be sent; raise batch_bytes to at least %s", kc.BatchBytes, kc.MaxMessageBytes, kc.MaxMessageBytes)
+	}
+	if kc.MaxMessageBytes > k.c.Backpressure.MaxInflightBytes {
+		k.add("backpressure.max_inflight_bytes", "%s is smaller than %s.max_message_bytes (%s), so one large item could stall the pipeline; raise max_inflight_bytes", k.c.Backpressure.MaxInflightBytes, p, kc.MaxMessageBytes)
+	}
+	if !kc.TLS.Enabled && (kc.TLS.CAFile != "" || kc.TLS.CertFile != "" || kc.TLS.InsecureSkipVerify) {
+		k.add(p+".tls.enabled", "is false but TLS options are set; set enabled: true or remove the options")
+	}
+	k.tlsFiles(p+".tls", kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile)
+	sa := &kc.SASL
+	if sa.Mechanism == "" {
+		if sa.User != "" || sa.Password.IsSet() || sa.PasswordEnv != "" || sa.PasswordFile != "" {
+			k.add(p+".sasl.mechanism", "is empty but SASL credentials are set; set mechanism: SCRAM-SHA-512 (or SCRAM-SHA-256, PLAIN) or remove the credentials")
+		}
+		return
+	}
+	if sa.User == "" {
+		k.add(p+".sasl.user", "is required with sasl.mechanism %s; set the SASL user name", sa.Mechanism)
+	}
+	if !sa.Password.IsSet() {
+		k.add(p+".sasl.password", "is required with sasl.mechanism %s; set sasl.password_env or sasl.password_file (or %s)", sa.Mechanism, envName(p+".sasl.password"))
+	}
+}
+
+func (k *checker) http(p string, hc *HTTPSink) {
+	if hc.BaseURL != "" {
+		u, err := url.Parse(hc.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			k.add(p+".base_url", "%q is not an http(s) URL; write e.g. https://feeds.example.com/api", hc.BaseURL)
+		} else if u.User != nil {
+			k.add(p+".base_url", "contains credentials (user:password@); remove them and use api_key_env or api_key_file")
+		} else if u.Scheme == "http" && (hc.TLS.CAFile != "" || hc.TLS.CertFile != "") {
+			k.add(p+".tls", "TLS files are set but base_url is http://; use an https:// URL or remove the tls options")
+		}
+	}
+	for feed, route := range hc.Routes {
+		if _, ok := CanonicalFeedName(feed); !ok {
+			k.add(p+".routes."+feed, "%q is not a feed; valid feeds: %s", feed, strings.Join(FeedNames, ", "))
+		}
+		if strings.TrimSpace(route) == "" || strings.ContainsAny(route, " ?#") {
+			k.add(p+".routes."+feed, "route %q must be a non-empty URL path segment like %q", route, feed)
+		}
+	}
+	if hc.APIKey.IsSet() && len(hc.APIKeyHeaders) == 0 {
+		k.add(p+".api_key_headers", "is empty but an api_key is set, so the key would never be sent; list the header, e.g. [x-api-key]")
+	}
+	for _, h := range hc.APIKeyHeaders {
+		if !validHeaderName(h) {
+			k.add(p+".api_key_headers", "%q is not a valid HTTP header name", h)
+		}
+	}
+	k.tlsFiles(p+".tls", hc.TLS.CAFile, hc.TLS.CertFile, hc.TLS.KeyFile)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (k *checker) rest() {
+	c := k.c
+	if c.Resync.ThreadCount > c.Source.PoolSize && c.Source.PoolSize > 0 {
+		k.add("resync.thread_count", "%d exceeds source.pool_size (%d), so resync threads would wait for connections; raise source.pool_size to at least %d or lower thread_count", c.Resync.ThreadCount, c.Source.PoolSize, c.Resync.ThreadCount)
+	}
+	if st, err := os.Stat(c.State.Path); err == nil && st.IsDir() {
+		k.add("state.path", "%s is a directory; set a file path such as %s", c.State.Path, path.Join(c.State.Path, "state.db"))
+	}
+	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && !isLoopback(c.Dashboard.Listen) && !c.Dashboard.Token.IsSet() {
+		k.add("dashboard.listen", "%s is reachable from other hosts but no token is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or listen on 127.0.0.1", c.Dashboard.Listen)
+	}
+	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && c.Dashboard.Listen == c.Telemetry.Listen {
+		k.add("dashboard.listen", "%s is also telemetry.listen; give the dashboard its own port (e.g. 127.0.0.1:8484)", c.Dashboard.Listen)
+	}
+	if c.Telemetry.Traces && c.Telemetry.OTLPEndpoint == "" {
+		k.add("telemetry.traces", "is true but telemetry.otlp_endpoint is empty, so spans would go nowhere; set otlp_endpoint (e.g. http://127.0.0.1:4318) or traces: false")
+	}
+	if e := c.Telemetry.OTLPEndpoint; e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			k.add("telemetry.otlp_endpoint", "%q is not an http(s) URL; write e.g. http://127.0.0.1:4318", e)
+		}
+	}
+}
+
+// warnings lists settings that are valid but weaken guarantees.
+func warnings(c *Config) []string {
+	var w []string
+	for _, name := range c.sinkNames(func(s *Sink) bool { return s.Type == "kafka" && s.Kafka != nil }) {
+		kc := c.Sinks[name].Kafka
+		p := "sinks." + name + ".kafka"
+		if kc.Acks != "all" {
+			w = append(w, fmt.Sprintf("%s.acks is %s: records acknowledged by fewer than all in-sync replicas can be lost, so delivery is no longer at-least-once", p, kc.Acks))
+		}
+		if kc.TLS.InsecureSkipVerify {
+			w = append(w, p+".tls.insecure_skip_verify is true: broker certificates are not verified")
+		}
+		if kc.SASL.Mechanism == "PLAIN" && !kc.TLS.Enabled {
+			w = append(w, p+".sasl.mechanism PLAIN without tls.enabled sends the password in clear text")
+		}
+	}
+	for _, name := range c.sinkNames(func(s *Sink) bool { return s.Type == "http" && s.HTTP != nil }) {
+		if c.Sinks[name].HTTP.TLS.InsecureSkipVerify {
+			w = append(w, "sinks."+name+".http.tls.insecure_skip_verify is true: the server certificate is not verified")
+		}
+	}
+	return w
+}
+
+func (c *Config) sinkNames(keep func(*Sink) bool) []string {
+	var out []string
+	for n, s := range c.Sinks {
+		if s != nil && keep(s) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
