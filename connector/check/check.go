@@ -1,0 +1,528 @@
+// Package check is feedcdc's preflight for a binlog source: it verifies, on
+// the server and on the local machine, everything the connector needs, and
+// for each problem says exactly what to change.
+//
+// Invariants:
+//   - Checks only read: they run as the connector's own user and never
+//     change a server variable, a grant or a file (the state-file check
+//     creates and removes a probe file beside the state file).
+//   - Every Result has a status (PASS, WARN, FAIL); every WARN and FAIL has
+//     a Fix with the exact SQL or config change that resolves it.
+//   - A check that cannot be run (no connection) is a FAIL, never a PASS.
+package check
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+// Status of one check.
+type Status string
+
+const (
+	Pass Status = "PASS"
+	Warn Status = "WARN"
+	Fail Status = "FAIL"
+)
+
+// Result of one check.
+type Result struct {
+	Name    string `json:"name"`
+	Status  Status `json:"status"`
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// Pinger is a sink (or anything else) that can prove it is reachable and
+// authenticated.
+type Pinger interface {
+	Name() string
+	Ping(ctx context.Context) error
+}
+
+// Target describes what to check.
+type Target struct {
+	// DB is a pool connected as the connector's user; nil when the
+	// connection could not be opened (ConnectError says why).
+	DB           *sql.DB
+	ConnectError error
+	Addr         string // host:port, for messages
+	User         string
+	// ServerID is the connector's replica server_id.
+	ServerID uint32
+	// Tables are the captured tables as "db.table" patterns (`*` globs);
+	// Exclude removes matches.
+	Tables  []string
+	Exclude []string
+	// StatePath is the state file; it must be writable.
+	StatePath string
+	// Checkpoint is the stored checkpoint, if any, and when it was written.
+	Checkpoint   *change.Position
+	CheckpointAt time.Time
+	// MinRetention is the binlog retention below which a WARN is given
+	// (default 7 days).
+	MinRetention time.Duration
+	Sinks        []Pinger
+	Now          func() time.Time
+}
+
+// Failed reports whether any result is a FAIL.
+func Failed(rs []Result) bool {
+	for _, r := range rs {
+		if r.Status == Fail {
+			return true
+		}
+	}
+	return false
+}
+
+type server struct {
+	db      *sql.DB
+	flavor  string // mysql or mariadb
+	version string
+	major   int
+	minor   int
+	vars    map[string]string
+}
+
+// Run runs every check and returns their results in a fixed order.
+func Run(ctx context.Context, t Target) []Result {
+	if t.Now == nil {
+		t.Now = time.Now
+	}
+	if t.MinRetention == 0 {
+		t.MinRetention = 7 * 24 * time.Hour
+	}
+	var rs []Result
+	add := func(r Result) { rs = append(rs, r) }
+
+	srv, err := connect(ctx, t)
+	if err != nil {
+		add(Result{Name: "connection", Status: Fail, Message: err.Error(),
+			Fix: fmt.Sprintf("check source.host/port/user/password in config.yaml; the server must accept TCP from this machine for user %q (CREATE USER ... ; GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO ...)", t.User)})
+	} else {
+		add(Result{Name: "connection", Status: Pass, Message: fmt.Sprintf("connected to %s as %s", t.Addr, t.User)})
+		add(srv.checkVersion())
+		add(srv.checkBinlogOn())
+		add(srv.checkVar("binlog_format", "ROW", Fail, "binlog format",
+			"SET GLOBAL binlog_format = 'ROW'; and binlog_format = ROW in the server's my.cnf (existing sessions keep their format until they reconnect)"))
+		add(srv.checkVar("binlog_row_image", "FULL", Fail, "binlog row image",
+			"SET GLOBAL binlog_row_image = 'FULL'; and binlog_row_image = FULL in my.cnf"))
+		add(srv.checkRowMetadata())
+		add(srv.checkRowValueOptions())
+		add(srv.checkGTID())
+		add(srv.checkServerID(ctx, t.ServerID))
+		add(srv.checkGrants(ctx))
+		add(srv.checkRetention(ctx, t))
+		add(srv.checkTables(ctx, t))
+	}
+	for _, p := range t.Sinks {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := p.Ping(pctx)
+		cancel()
+		if err != nil {
+			add(Result{Name: "sink " + p.Name(), Status: Fail, Message: err.Error(),
+				Fix: fmt.Sprintf("check sinks.%s in config.yaml: address, TLS and credentials", p.Name())})
+		} else {
+			add(Result{Name: "sink " + p.Name(), Status: Pass, Message: "reachable and authenticated"})
+		}
+	}
+	if t.StatePath != "" {
+		add(checkStateWritable(t.StatePath))
+	}
+	return rs
+}
+
+func connect(ctx context.Context, t Target) (*server, error) {
+	if t.ConnectError != nil {
+		return nil, t.ConnectError
+	}
+	if t.DB == nil {
+		return nil, errors.New("no connection to the source")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := t.DB.PingContext(cctx); err != nil {
+		return nil, fmt.Errorf("cannot connect to %s as %s: %w", t.Addr, t.User, err)
+	}
+	s := &server{db: t.DB, vars: map[string]string{}}
+	if err := t.DB.QueryRowContext(cctx, "SELECT VERSION()").Scan(&s.version); err != nil {
+		return nil, fmt.Errorf("SELECT VERSION(): %w", err)
+	}
+	s.flavor = "mysql"
+	if strings.Contains(strings.ToLower(s.version), "mariadb") {
+		s.flavor = "mariadb"
+	}
+	if m := regexp.MustCompile(`^(\d+)\.(\d+)`).FindStringSubmatch(s.version); m != nil {
+		s.major, _ = strconv.Atoi(m[1])
+		s.minor, _ = strconv.Atoi(m[2])
+	}
+	rows, err := t.DB.QueryContext(cctx, `SHOW GLOBAL VARIABLES WHERE Variable_name IN
+		('log_bin','binlog_format','binlog_row_image','binlog_row_metadata','binlog_row_value_options',
+		 'gtid_mode','enforce_gtid_consistency','gtid_strict_mode','server_id','expire_logs_days',
+		 'binlog_expire_logs_seconds','binlog_legacy_event_pos')`)
+	if err != nil {
+		return nil, fmt.Errorf("SHOW GLOBAL VARIABLES: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		s.vars[strings.ToLower(k)] = v
+	}
+	return s, rows.Err()
+}
+
+func (s *server) name() string {
+	if s.flavor == "mariadb" {
+		return "MariaDB"
+	}
+	return "MySQL"
+}
+
+func (s *server) checkVersion() Result {
+	r := Result{Name: "server version", Status: Pass, Message: fmt.Sprintf("%s %s", s.name(), s.version)}
+	switch {
+	case s.flavor == "mysql" && s.major < 8:
+		r.Status, r.Fix = Fail, "upgrade to MySQL 8.0 or later: feedcdc needs row metadata and GTIDs of MySQL 8"
+	case s.flavor == "mariadb" && (s.major < 10 || (s.major == 10 && s.minor < 6)):
+		r.Status, r.Fix = Warn, "MariaDB 10.6 or later is supported; older versions may work but are not tested"
+	}
+	return r
+}
+
+func (s *server) checkBinlogOn() Result {
+	v := strings.ToUpper(s.vars["log_bin"])
+	if v == "ON" || v == "1" {
+		return Result{Name: "binary log", Status: Pass, Message: "log_bin=ON"}
+	}
+	return Result{Name: "binary log", Status: Fail, Message: fmt.Sprintf("log_bin=%s: the server writes no binlog, so there is nothing to read", orNone(v)),
+		Fix: "add log-bin=binlog (and server-id, binlog_format=ROW, binlog_row_image=FULL) under [mysqld] in my.cnf and restart the server; on a replica also log_slave_updates=ON (MySQL: log_replica_updates=ON)"}
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "(unset)"
+	}
+	return v
+}
+
+func (s *server) checkVar(name, want string, sev Status, label, fix string) Result {
+	v := s.vars[name]
+	if strings.EqualFold(v, want) {
+		return Result{Name: label, Status: Pass, Message: fmt.Sprintf("%s=%s", name, v)}
+	}
+	return Result{Name: label, Status: sev, Message: fmt.Sprintf("%s=%s; feedcdc needs %s", name, orNone(v), want), Fix: fix}
+}
+
+func (s *server) checkRowMetadata() Result {
+	v, ok := s.vars["binlog_row_metadata"]
+	if !ok {
+		return Result{Name: "binlog row metadata", Status: Warn, Message: "binlog_row_metadata is not supported by this server: column names come from information_schema and DDL history",
+			Fix: "upgrade to MySQL 8.0.1+ or MariaDB 10.5+ and SET GLOBAL binlog_row_metadata = 'FULL'"}
+	}
+	if strings.EqualFold(v, "FULL") {
+		return Result{Name: "binlog row metadata", Status: Pass, Message: "binlog_row_metadata=FULL (column names, signedness and ENUM/SET strings in the binlog)"}
+	}
+	return Result{Name: "binlog row metadata", Status: Warn,
+		Message: fmt.Sprintf("binlog_row_metadata=%s: feedcdc falls back to a schema history built from information_schema and DDL", v),
+		Fix:     "SET GLOBAL binlog_row_metadata = 'FULL'; and binlog_row_metadata = FULL in my.cnf"}
+}
+
+func (s *server) checkRowValueOptions() Result {
+	v, ok := s.vars["binlog_row_value_options"]
+	if !ok || v == "" {
+		return Result{Name: "binlog row value options", Status: Pass, Message: "no partial JSON updates"}
+	}
+	if strings.Contains(strings.ToUpper(v), "PARTIAL_JSON") {
+		return Result{Name: "binlog row value options", Status: Fail,
+			Message: "binlog_row_value_options=PARTIAL_JSON: JSON updates are logged as diffs that cannot always be applied",
+			Fix:     "SET GLOBAL binlog_row_value_options = ''; and remove binlog_row_value_options from my.cnf"}
+	}
+	return Result{Name: "binlog row value options", Status: Pass, Message: "binlog_row_value_options=" + v}
+}
+
+func (s *server) checkGTID() Result {
+	if s.flavor == "mariadb" {
+		r := Result{Name: "GTID", Status: Pass, Message: "MariaDB GTIDs (resume by GTID works across replicas)"}
+		if s.vars["gtid_strict_mode"] != "ON" && s.vars["gtid_strict_mode"] != "1" {
+			r.Message += "; gtid_strict_mode=OFF"
+		}
+		return r
+	}
+	if strings.EqualFold(s.vars["gtid_mode"], "ON") {
+		return Result{Name: "GTID", Status: Pass, Message: "gtid_mode=ON"}
+	}
+	return Result{Name: "GTID", Status: Warn, Message: fmt.Sprintf("gtid_mode=%s: feedcdc resumes by file and position, which does not survive a switch to another replica", orNone(s.vars["gtid_mode"])),
+		Fix: "enable GTIDs online: SET GLOBAL enforce_gtid_consistency=ON; SET GLOBAL gtid_mode=OFF_PERMISSIVE; SET GLOBAL gtid_mode=ON_PERMISSIVE; SET GLOBAL gtid_mode=ON; (and in my.cnf)"}
+}
+
+func (s *server) checkServerID(ctx context.Context, id uint32) Result {
+	own, _ := strconv.ParseUint(s.vars["server_id"], 10, 32)
+	if id == 0 {
+		return Result{Name: "server_id", Status: Fail, Message: "source.server_id is 0: a replica needs a non-zero id",
+			Fix: "set source.server_id in config.yaml to a number unique among all servers and replicas of this topology"}
+	}
+	if uint64(id) == own {
+		return Result{Name: "server_id", Status: Fail, Message: fmt.Sprintf("source.server_id=%d is the source server's own server_id", id),
+			Fix: "set source.server_id in config.yaml to a number no server or replica of this topology uses"}
+	}
+	rows, err := s.db.QueryContext(ctx, "SHOW SLAVE HOSTS")
+	if err != nil {
+		rows, err = s.db.QueryContext(ctx, "SHOW REPLICAS")
+	}
+	if err != nil {
+		return Result{Name: "server_id", Status: Warn, Message: fmt.Sprintf("server_id=%d differs from the source's (%d); other replicas cannot be listed: %v", id, own, err),
+			Fix: "make sure no other replica uses this id (SHOW REPLICA HOSTS as an administrator), or GRANT REPLICATION MASTER ADMIN (MariaDB) / REPLICATION SLAVE (MySQL) to the connector user so feedcdc can check"}
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			break
+		}
+		for i, c := range cols {
+			if strings.EqualFold(c, "Server_id") && vals[i].String == strconv.FormatUint(uint64(id), 10) {
+				return Result{Name: "server_id", Status: Fail, Message: fmt.Sprintf("server_id=%d is already used by a replica connected to the source", id),
+					Fix: "set source.server_id in config.yaml to an id no other replica uses; two replicas with one id disconnect each other in a loop"}
+			}
+		}
+	}
+	return Result{Name: "server_id", Status: Pass, Message: fmt.Sprintf("server_id=%d is unique (source is %d)", id, own)}
+}
+
+func (s *server) checkGrants(ctx context.Context) Result {
+	rows, err := s.db.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		return Result{Name: "grants", Status: Fail, Message: "SHOW GRANTS: " + err.Error(), Fix: "connect as the connector's own user"}
+	}
+	defer rows.Close()
+	var all []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err == nil {
+			all = append(all, strings.ToUpper(g))
+		}
+	}
+	global := ""
+	for _, g := range all {
+		if strings.Contains(g, " ON *.* ") {
+			global += g
+		}
+	}
+	has := func(p string) bool { return strings.Contains(global, p) || strings.Contains(global, "ALL PRIVILEGES") }
+	var missing []string
+	if !has("REPLICATION SLAVE") && !has("REPLICATION REPLICA") {
+		missing = append(missing, "REPLICATION SLAVE")
+	}
+	if !has("REPLICATION CLIENT") && !has("BINLOG MONITOR") {
+		missing = append(missing, "REPLICATION CLIENT")
+	}
+	selectOK := has("SELECT")
+	if !selectOK {
+		for _, g := range all {
+			if strings.HasPrefix(g, "GRANT SELECT") || strings.Contains(g, ", SELECT") || strings.Contains(g, "GRANT ALL") {
+				selectOK = true // per-database SELECT; tables are checked below
+			}
+		}
+	}
+	if !selectOK {
+		missing = append(missing, "SELECT")
+	}
+	if len(missing) > 0 {
+		return Result{Name: "grants", Status: Fail, Message: "missing privileges: " + strings.Join(missing, ", "),
+			Fix: fmt.Sprintf("GRANT %s ON *.* TO <connector user>; (SELECT may instead be granted on the captured databases only)", strings.Join(missing, ", "))}
+	}
+	return Result{Name: "grants", Status: Pass, Message: "REPLICATION SLAVE, REPLICATION CLIENT and SELECT granted"}
+}
+
+func (s *server) retention() (time.Duration, bool) {
+	if v, ok := s.vars["binlog_expire_logs_seconds"]; ok {
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
+			return time.Duration(n * float64(time.Second)), true
+		}
+	}
+	if v, ok := s.vars["expire_logs_days"]; ok {
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n > 0 {
+			return time.Duration(n * 24 * float64(time.Hour)), true
+		}
+	}
+	return 0, false
+}
+
+// binlogFiles lists the files of SHOW BINARY LOGS.
+func (s *server) binlogFiles(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var files []string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		files = append(files, vals[0].String)
+	}
+	return files, rows.Err()
+}
+
+func (s *server) checkRetention(ctx context.Context, t Target) Result {
+	r := Result{Name: "binlog retention"}
+	ret, expires := s.retention()
+	if !expires {
+		r.Status, r.Message = Pass, "binlogs never expire automatically (purge them only after feedcdc has read them)"
+	} else if ret < t.MinRetention {
+		r.Status = Warn
+		r.Message = fmt.Sprintf("binlogs are kept %s, less than %s: a connector stopped longer than that must run a full sync", ret, t.MinRetention)
+		r.Fix = fmt.Sprintf("SET GLOBAL binlog_expire_logs_seconds = %d; (and in my.cnf)", int64(t.MinRetention.Seconds()))
+	} else {
+		r.Status, r.Message = Pass, fmt.Sprintf("binlogs are kept %s", ret)
+	}
+	if t.Checkpoint == nil || t.Checkpoint.File == "" {
+		return r
+	}
+	files, err := s.binlogFiles(ctx)
+	if err != nil {
+		return Result{Name: "binlog retention", Status: Fail, Message: "SHOW BINARY LOGS: " + err.Error(),
+			Fix: "GRANT REPLICATION CLIENT ON *.* TO <connector user>;"}
+	}
+	sort.Strings(files)
+	if len(files) > 0 && t.Checkpoint.File < files[0] {
+		return Result{Name: "binlog retention", Status: Fail,
+			Message: fmt.Sprintf("the stored checkpoint %s is in a binlog the server has purged (oldest is %s)", t.Checkpoint, files[0]),
+			Fix:     "run `feedcdc resync` for every feed (a full sync from the current position), or set source.start_position: current and remove the checkpoint with `feedcdc resync --cleanup-feed`"}
+	}
+	if expires && !t.CheckpointAt.IsZero() {
+		age := t.Now().Sub(t.CheckpointAt)
+		if age > ret/2 {
+			r.Status = Warn
+			r.Message += fmt.Sprintf("; the checkpoint is %s old, more than half the retention", age.Round(time.Second))
+			r.Fix = "start feedcdc soon, or raise binlog_expire_logs_seconds"
+		} else {
+			r.Message += fmt.Sprintf("; checkpoint %s old", age.Round(time.Second))
+		}
+	}
+	return r
+}
+
+// globToLike turns a `*` glob into a SQL LIKE pattern.
+func globToLike(g string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`, `*`, `%`)
+	return r.Replace(g)
+}
+
+func matchGlob(pattern, s string) bool {
+	ok, _ := filepath.Match(strings.ToLower(pattern), strings.ToLower(s))
+	return ok
+}
+
+func (s *server) checkTables(ctx context.Context, t Target) Result {
+	if len(t.Tables) == 0 {
+		return Result{Name: "captured tables", Status: Warn, Message: "no tables are captured", Fix: "set source.include (e.g. [\"shop.*\"]) or enable feeds"}
+	}
+	type tbl struct {
+		db, name string
+		pk       bool
+	}
+	found := map[string]*tbl{}
+	for _, pat := range t.Tables {
+		db, name, ok := strings.Cut(pat, ".")
+		if !ok {
+			return Result{Name: "captured tables", Status: Fail, Message: fmt.Sprintf("pattern %q is not db.table", pat), Fix: "write table patterns as db.table, e.g. shop.catalog_product_*"}
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
+			WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA LIKE ? AND TABLE_NAME LIKE ?`, globToLike(db), globToLike(name))
+		if err != nil {
+			return Result{Name: "captured tables", Status: Fail, Message: "information_schema: " + err.Error(), Fix: "GRANT SELECT ON the captured databases TO <connector user>;"}
+		}
+		pks := map[string]bool{}
+		if prow, err := s.db.QueryContext(ctx, `SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME FROM information_schema.STATISTICS
+			WHERE INDEX_NAME='PRIMARY' AND TABLE_SCHEMA LIKE ? AND TABLE_NAME LIKE ?`, globToLike(db), globToLike(name)); err == nil {
+			for prow.Next() {
+				var d, n string
+				if prow.Scan(&d, &n) == nil {
+					pks[d+"."+n] = true
+				}
+			}
+			prow.Close()
+		}
+		n := 0
+		for rows.Next() {
+			var x tbl
+			if err := rows.Scan(&x.db, &x.name); err == nil {
+				x.pk = pks[x.db+"."+x.name]
+				excluded := false
+				for _, ex := range t.Exclude {
+					if matchGlob(ex, x.db+"."+x.name) {
+						excluded = true
+					}
+				}
+				if !excluded {
+					found[x.db+"."+x.name] = &x
+					n++
+				}
+			}
+		}
+		rows.Close()
+		if n == 0 {
+			return Result{Name: "captured tables", Status: Fail, Message: fmt.Sprintf("no table matches %q (or the connector user cannot see it)", pat),
+				Fix: fmt.Sprintf("create the table, fix the pattern in config.yaml, or GRANT SELECT ON %s.* TO <connector user>;", db)}
+		}
+	}
+	var nopk []string
+	for k, x := range found {
+		if !x.pk {
+			nopk = append(nopk, k)
+		}
+	}
+	sort.Strings(nopk)
+	if len(nopk) > 0 {
+		return Result{Name: "captured tables", Status: Fail,
+			Message: fmt.Sprintf("%d captured tables have no primary key: %s", len(nopk), strings.Join(nopk, ", ")),
+			Fix:     fmt.Sprintf("add a primary key (ALTER TABLE %s ADD PRIMARY KEY (...)) or exclude the table in source.exclude", nopk[0])}
+	}
+	return Result{Name: "captured tables", Status: Pass, Message: fmt.Sprintf("%d tables, all with primary keys", len(found))}
+}
+
+func checkStateWritable(path string) Result {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Result{Name: "state file", Status: Fail, Message: fmt.Sprintf("cannot create %s: %v", dir, err), Fix: "set state.path to a writable location"}
+	}
+	f, err := os.CreateTemp(dir, ".feedcdc-probe-*")
+	if err != nil {
+		return Result{Name: "state file", Status: Fail, Message: fmt.Sprintf("%s is not writable: %v", dir, err), Fix: "set state.path to a writable location, or fix the folder's permissions"}
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o200 == 0 {
+		return Result{Name: "state file", Status: Fail, Message: path + " is read-only", Fix: "chmod u+w " + path}
+	}
+	return Result{Name: "state file", Status: Pass, Message: path + " is writable"}
+}
