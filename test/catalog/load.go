@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -120,7 +121,15 @@ func prepareDatabase(ctx context.Context, db *sql.DB) (created bool, err error) 
 
 type addFunc func(table string, n int64)
 
-// session opens a connection for bulk loading.
+// endSession discards a bulk-loading connection instead of returning it to
+// the pool, so its session settings (foreign_key_checks = 0) never leak
+// into the caller's later statements.
+func endSession(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = conn.Close()
+}
+
+// session opens a connection for bulk loading; release it with endSession.
 func session(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -132,7 +141,7 @@ func session(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 		"SET NAMES utf8mb4",
 	} {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
-			conn.Close()
+			endSession(conn)
 			return nil, fmt.Errorf("%s: %w", s, err)
 		}
 	}
@@ -146,7 +155,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer endSession(conn)
 	rows := l.p.BatchRows
 	run := func(table, cols string, fill func(b *batcher) error) error {
 		b := newBatcher(conn, table, cols, rows)
@@ -498,7 +507,7 @@ func (l *layout) runJob(ctx context.Context, db *sql.DB, j tableJob, add addFunc
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.table, err)
 	}
-	defer conn.Close()
+	defer endSession(conn)
 	b := newBatcher(conn, j.table, j.columns, l.p.BatchRows)
 	if j.before != nil {
 		if err := j.before(ctx, b); err != nil {

@@ -60,7 +60,7 @@ func CreateSchema(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return fmt.Errorf("catalog: connect: %w", err)
 	}
-	defer conn.Close()
+	defer endSession(conn) // the seed changes sql_mode
 	for _, stmt := range schemaStatements() {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("catalog: create schema: %s: %w", firstLine(stmt), err)
@@ -85,7 +85,6 @@ func seed(ctx context.Context, conn *sql.Conn) error {
 	if _, err := conn.ExecContext(ctx, "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_AUTO_VALUE_ON_ZERO')"); err != nil {
 		return err
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_AUTO_VALUE_ON_ZERO', '')") //nolint:errcheck
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -1,0 +1,268 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+)
+
+// TestWorkloadCoversEveryKindAndStaysConsistent runs enough changes on a
+// multi-website catalog that every kind happens, then checks the catalog is
+// still consistent the way Magento keeps it.
+func TestWorkloadCoversEveryKindAndStaysConsistent(t *testing.T) {
+	db, _ := loadProfile(t, Tiny(), 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	w := NewWorkload(db, 11, WorkloadOptions{})
+	st, err := w.Run(ctx, 400, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.LargeTransaction(ctx, 150)
+	if err != nil || n != 150 {
+		t.Fatalf("LargeTransaction: %d, %v", n, err)
+	}
+	t.Logf("workload:\n%s", w.Stats().Report())
+	if missing := st.Missing(); len(missing) > 0 {
+		t.Errorf("kinds never applied in 400 changes: %v", missing)
+	}
+	if got := w.Stats().Kinds[KindLarge]; got != 1 {
+		t.Errorf("large transactions counted: %d", got)
+	}
+	if st.Transactions != 400 || st.Statements < 400 {
+		t.Errorf("stats: %+v", st)
+	}
+	checkConsistency(t, db)
+	// New products got their EAV rows, website, stock (checked above) and
+	// the configurable ones their super attributes.
+	if n := count(t, db, "SELECT COUNT(*) FROM catalog_product_entity WHERE sku LIKE 'workload_configurable_%' AND type_id = 'configurable'"); n == 0 {
+		t.Error("no workload configurable products")
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM catalog_product_entity e WHERE e.type_id = 'configurable' AND e.sku LIKE 'workload_%'
+		AND (SELECT COUNT(*) FROM catalog_product_super_attribute s WHERE s.product_id = e.entity_id) <> 2`); n != 0 {
+		t.Errorf("%d workload configurables without two super attributes", n)
+	}
+}
+
+func TestWorkloadIsSeeded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, _ := loadProfile(t, Tiny(), 5)
+	b, _ := loadProfile(t, Tiny(), 5)
+	sa, err := NewWorkload(a, 9, WorkloadOptions{}).Run(ctx, 60, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := NewWorkload(b, 9, WorkloadOptions{}).Run(ctx, 60, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(sa.Kinds) != fmt.Sprint(sb.Kinds) || sa.Statements != sb.Statements {
+		t.Fatalf("same seed, different workloads:\n%s\n%s", sa.Report(), sb.Report())
+	}
+	// Timestamps (updated_at, created_at of new rows) differ; the values do not.
+	for _, table := range []string{"catalog_product_entity_decimal", "catalog_product_entity_varchar", "catalog_product_entity_int",
+		"catalog_product_super_link", "catalog_product_website", "cataloginventory_stock_item", "eav_attribute_option_value"} {
+		if checksum(t, a, table) != checksum(t, b, table) {
+			t.Errorf("%s differs after the same workload", table)
+		}
+	}
+}
+
+func TestWorkloadRateAndErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	db, _ := loadProfile(t, Tiny(), 1)
+	// 10 changes at 50/s are paced: the last one is due at 180 ms, so the
+	// run cannot end before that (a lower bound, not a wall-clock race).
+	w := NewWorkload(db, 1, WorkloadOptions{Weights: map[Kind]int{KindStock: 1}})
+	st, err := w.Run(ctx, 10, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Kinds[KindStock] != 10 || st.Duration < 180*time.Millisecond {
+		t.Fatalf("paced run: %+v", st)
+	}
+	if _, err := NewWorkload(db, 1, WorkloadOptions{Weights: map[Kind]int{"nope": 1}}).Run(ctx, 1, 0); err == nil {
+		t.Fatal("workload with no valid kind ran")
+	}
+	empty := srv.Admin(t, srv.NewDatabase(t, "empty"))
+	if err := CreateSchema(ctx, empty); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := empty.ExecContext(ctx, "DELETE FROM store WHERE store_id > 0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewWorkload(empty, 1, WorkloadOptions{}).Run(ctx, 1, 0); err == nil || !strings.Contains(err.Error(), "no store views") {
+		t.Fatalf("workload on an empty catalog: %v", err)
+	}
+}
+
+// TestWorkloadReadBackFromBinlog is the test bed's first integration test
+// (issue 2, item 9): load the small profile into the private server, apply
+// 100 workload changes, and read them back as row events with column names
+// through go-mysql's BinlogSyncer (flavor mariadb, connector user), with
+// GTIDs increasing.
+func TestWorkloadReadBackFromBinlog(t *testing.T) {
+	dbName := srv.NewDatabase(t, "binlog")
+	db := srv.Admin(t, dbName)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := Load(ctx, db, Small(), 1); err != nil {
+		t.Fatal(err)
+	}
+	var startPos string
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&startPos); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWorkload(db, 2026, WorkloadOptions{})
+	st, err := w.Run(ctx, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("workload:\n%s", st.Report())
+	var endPos string
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&endPos); err != nil {
+		t.Fatal(err)
+	}
+	end, err := mysql.ParseMariadbGTIDSet(endPos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := mysql.ParseMariadbGTIDSet(startPos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endGTID := lastGTID(t, endPos)
+
+	// Column order of every captured table, to check the names the binlog carries.
+	wantCols := map[string][]string{}
+	rows, err := db.QueryContext(ctx, "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var tbl, col string
+		if err := rows.Scan(&tbl, &col); err != nil {
+			t.Fatal(err)
+		}
+		wantCols[tbl] = append(wantCols[tbl], col)
+	}
+	rows.Close()
+
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: uint32(2_000_000 + os.Getpid()%1_000_000),
+		Flavor:   mysql.MariaDBFlavor,
+		Host:     srv.Host,
+		Port:     uint16(srv.Port),
+		User:     srv.CDCUser,
+		Password: srv.CDCPassword,
+		Logger:   discardLogger(),
+	})
+	defer syncer.Close()
+	streamer, err := syncer.StartSyncGTID(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		lastSeq                 uint64
+		txns, ours, rowsEvents  int
+		inOurs                  bool
+		ops                     = map[replication.EventType]int{}
+		tables                  = map[string]int{}
+		sawUpdateWithBothImages bool
+	)
+	for {
+		ev, err := streamer.GetEvent(ctx)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("binlog ended early: %d transactions read, last seq %d, want up to %s", txns, lastSeq, endPos)
+			}
+			t.Fatal(err)
+		}
+		switch e := ev.Event.(type) {
+		case *replication.MariadbGTIDEvent:
+			seq := e.GTID.SequenceNumber
+			if seq <= lastSeq {
+				t.Fatalf("GTID sequence went from %d to %d", lastSeq, seq)
+			}
+			lastSeq = seq
+			inOurs = false
+		case *replication.RowsEvent:
+			if string(e.Table.Schema) != dbName {
+				continue
+			}
+			rowsEvents++
+			inOurs = true
+			table := string(e.Table.Table)
+			names := e.Table.ColumnNameString()
+			if len(names) == 0 || len(names) != int(e.Table.ColumnCount) {
+				t.Fatalf("%s: no column names in the table map (%v)", table, names)
+			}
+			if strings.Join(names, ",") != strings.Join(wantCols[table], ",") {
+				t.Fatalf("%s: binlog columns %v, schema columns %v", table, names, wantCols[table])
+			}
+			for _, r := range e.Rows {
+				if len(r) != len(names) {
+					t.Fatalf("%s: row of %d values for %d columns", table, len(r), len(names))
+				}
+			}
+			ops[ev.Header.EventType]++
+			tables[table] += len(e.Rows)
+			if ev.Header.EventType == replication.UPDATE_ROWS_EVENTv1 && len(e.Rows) >= 2 {
+				sawUpdateWithBothImages = true
+			}
+		case *replication.XIDEvent:
+			txns++
+			if inOurs {
+				ours++
+			}
+		}
+		if lastSeq >= endGTID && ev.Header.EventType == replication.XID_EVENT {
+			break
+		}
+	}
+	if lastSeq != endGTID {
+		t.Fatalf("stopped at seq %d, want %d", lastSeq, endGTID)
+	}
+	wantTx := st.Transactions - st.EmptyTransactions
+	if ours != wantTx {
+		t.Errorf("binlog has %d transactions on %s, workload committed %d with changes (%d empty)", ours, dbName, wantTx, st.EmptyTransactions)
+	}
+	t.Logf("read %d transactions (%d of the workload), %d rows events up to %s; per table: %v; per type: %v", txns, ours, rowsEvents, end, tables, ops)
+	for _, et := range []replication.EventType{replication.WRITE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv1} {
+		if ops[et] == 0 {
+			t.Errorf("no %s in the workload's binlog", et)
+		}
+	}
+	if !sawUpdateWithBothImages {
+		t.Error("no update with before and after images")
+	}
+	for _, table := range []string{"catalog_product_entity_decimal", "catalog_product_entity_varchar", "catalog_product_entity_int", "cataloginventory_stock_item", "catalog_product_entity"} {
+		if tables[table] == 0 {
+			t.Errorf("no row changes on %s", table)
+		}
+	}
+}
+
+// lastGTID returns the sequence number of a single-domain MariaDB GTID position.
+func lastGTID(t *testing.T, pos string) uint64 {
+	t.Helper()
+	parts := strings.Split(pos, "-")
+	var seq uint64
+	if _, err := fmt.Sscan(parts[len(parts)-1], &seq); err != nil || len(parts) != 3 {
+		t.Fatalf("unexpected gtid_binlog_pos %q", pos)
+	}
+	return seq
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
