@@ -1,0 +1,19 @@
+// Package binlog is feedcdc's binlog source: it reads a MySQL or MariaDB
+// binary log (live as a replica through go-mysql's BinlogSyncer, or offline
+// from files) and turns row events into change.Change records and
+// transaction ends into change.TxEnd records.
+//
+// Invariants:
+//   - Changes are delivered in binlog order; every transaction ends with
+//     exactly one TxEnd whose Position is where streaming resumes after it
+//     (GTID set including the transaction, plus file/pos). Only TxEnd
+//     positions are resume points.
+//   - Values are normalised as docs/types.md documents; nothing is silently
+//     dropped: an event that cannot be decoded exactly (partial JSON, a
+//     non-FULL row image, an unknown rows event type, a library panic)
+//     stops the stream with an error naming file, position and event type.
+//   - Rows of tables outside the Filter are never decoded.
+//   - Schemas come from TABLE_MAP full metadata when present, otherwise
+//     from the schema history, which is versioned by binlog position so that
+//     old events decode with the schema they were written under.
+package binlog

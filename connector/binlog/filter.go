@@ -1,0 +1,99 @@
+package binlog
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Filter chooses the captured tables with "db.table" patterns where '*'
+// matches any run of characters and '?' one character (case-insensitive).
+// A table is captured when it matches an Include pattern (or Include is
+// empty) and matches no Exclude pattern. The system schemas mysql,
+// information_schema, performance_schema and sys are never captured unless
+// an Include pattern names them without a wildcard in the schema part.
+type Filter struct {
+	Include []string
+	Exclude []string
+}
+
+// Validate checks that every pattern has the form db.table.
+func (f Filter) Validate() error {
+	for _, list := range [][]string{f.Include, f.Exclude} {
+		for _, p := range list {
+			if strings.Count(p, ".") != 1 || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") {
+				return fmt.Errorf("table pattern %q must have the form db.table (use * as a wildcard, e.g. shop.* or *.catalog_product_entity)", p)
+			}
+		}
+	}
+	return nil
+}
+
+var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
+
+// Match reports whether db.table is captured.
+func (f Filter) Match(db, table string) bool {
+	if systemSchemas[strings.ToLower(db)] && !f.namesSchema(db) {
+		return false
+	}
+	if len(f.Include) > 0 {
+		ok := false
+		for _, p := range f.Include {
+			if matchPattern(p, db, table) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, p := range f.Exclude {
+		if matchPattern(p, db, table) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f Filter) namesSchema(db string) bool {
+	for _, p := range f.Include {
+		if i := strings.IndexByte(p, '.'); i >= 0 && strings.EqualFold(p[:i], db) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchPattern(p, db, table string) bool {
+	i := strings.IndexByte(p, '.')
+	if i < 0 {
+		return false
+	}
+	return glob(strings.ToLower(p[:i]), strings.ToLower(db)) && glob(strings.ToLower(p[i+1:]), strings.ToLower(table))
+}
+
+// glob matches s against a pattern of literals, '*' and '?'.
+func glob(p, s string) bool {
+	px, sx := 0, 0
+	star, mark := -1, 0
+	for sx < len(s) {
+		switch {
+		case px < len(p) && (p[px] == '?' || p[px] == s[sx]):
+			px++
+			sx++
+		case px < len(p) && p[px] == '*':
+			star, mark = px, sx
+			px++
+		case star >= 0:
+			px = star + 1
+			mark++
+			sx = mark
+		default:
+			return false
+		}
+	}
+	for px < len(p) && p[px] == '*' {
+		px++
+	}
+	return px == len(p)
+}

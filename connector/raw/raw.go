@@ -1,0 +1,360 @@
+// Package raw turns row changes into Debezium-style JSON envelopes for the
+// raw per-table change streams:
+//
+//	{"before":{…}|null,"after":{…}|null,"op":"c|u|d|r",
+//	 "source":{"name":…,"server_id":…,"gtid":…,"file":…,"pos":…,"row":…,
+//	           "ts_ms":…,"db":…,"table":…,"snapshot":…},
+//	 "ts_ms":…}
+//
+// keyed by the JSON object of the primary-key columns ({"id":1}), on a
+// topic named by a template ("{prefix}.{db}.{table}" by default).
+//
+// Invariants: encoding is append-based and allocation-light (it runs once
+// per row change on the hot path); the output is always valid JSON (invalid
+// UTF-8 in strings becomes U+FFFD); values are rendered exactly as
+// docs/types.md documents (DECIMAL as a string, []byte as base64, JSON
+// columns inline). An Encoder holds no mutable state and is safe for
+// concurrent use.
+package raw
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+// DefaultTopicTemplate is the topic of a table when Encoder.TopicTemplate is empty.
+const DefaultTopicTemplate = "{prefix}.{db}.{table}"
+
+// Encoder renders change envelopes. The zero value works (empty server
+// name and prefix, default template, no tombstones).
+type Encoder struct {
+	// ServerName is source.name in every envelope (the logical name of the
+	// source database server, e.g. "shop-primary").
+	ServerName string
+	// Prefix is substituted for {prefix} in TopicTemplate.
+	Prefix string
+	// TopicTemplate names the topic of a table; the placeholders {prefix},
+	// {db} and {table} are replaced, everything else is kept literally.
+	// When Prefix is empty, a leading "{prefix}." is dropped.
+	TopicTemplate string
+	// Tombstones makes Append emit a tombstone (same key, nil value) after
+	// every delete, so that compacted topics can forget the key.
+	Tombstones bool
+	// Now returns the processing time for the top-level ts_ms (nil: time.Now).
+	Now func() time.Time
+}
+
+// ValidateTemplate checks a topic template: only {prefix}, {db} and {table}
+// placeholders are allowed and {table} must appear (one topic per table).
+func ValidateTemplate(tpl string) error {
+	if tpl == "" {
+		return nil
+	}
+	rest := tpl
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return fmt.Errorf("topic template %q: unclosed {", tpl)
+		}
+		switch ph := rest[i : i+j+1]; ph {
+		case "{prefix}", "{db}", "{table}":
+		default:
+			return fmt.Errorf("topic template %q: unknown placeholder %s (use {prefix}, {db} and {table})", tpl, ph)
+		}
+		rest = rest[i+j+1:]
+	}
+	if !strings.Contains(tpl, "{table}") {
+		return fmt.Errorf("topic template %q must contain {table}", tpl)
+	}
+	return nil
+}
+
+// Topic returns the topic of a table.
+func (e *Encoder) Topic(t *change.Table) string {
+	tpl := e.TopicTemplate
+	if tpl == "" {
+		tpl = DefaultTopicTemplate
+	}
+	if e.Prefix == "" {
+		tpl = strings.TrimPrefix(tpl, "{prefix}.")
+	}
+	if tpl == DefaultTopicTemplate {
+		return e.Prefix + "." + t.DB + "." + t.Name
+	}
+	if tpl == "{db}.{table}" {
+		return t.DB + "." + t.Name
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(tpl, '{')
+		if i < 0 {
+			b.WriteString(tpl)
+			break
+		}
+		b.WriteString(tpl[:i])
+		rest := tpl[i:]
+		switch {
+		case strings.HasPrefix(rest, "{prefix}"):
+			b.WriteString(e.Prefix)
+			tpl = rest[len("{prefix}"):]
+		case strings.HasPrefix(rest, "{db}"):
+			b.WriteString(t.DB)
+			tpl = rest[len("{db}"):]
+		case strings.HasPrefix(rest, "{table}"):
+			b.WriteString(t.Name)
+			tpl = rest[len("{table}"):]
+		default:
+			b.WriteByte('{')
+			tpl = rest[1:]
+		}
+	}
+	return b.String()
+}
+
+// Record is one message for a raw stream. Value nil is a tombstone.
+type Record struct {
+	Topic string
+	Key   []byte
+	Value []byte
+}
+
+// Encode renders the key and envelope of c, appending both to buf (pass nil
+// for fresh memory). key and value are sub-slices of the returned memory:
+// don't reuse buf while they are in use. key is nil for tables without a
+// primary key.
+func (e *Encoder) Encode(c *change.Change, buf []byte) (topic string, key, value []byte) {
+	topic = e.Topic(c.Table)
+	start := len(buf)
+	if len(c.Table.PK) > 0 {
+		buf = AppendKey(buf, c)
+		key = buf[start:len(buf):len(buf)]
+	}
+	vstart := len(buf)
+	buf = e.AppendEnvelope(buf, c)
+	value = buf[vstart:len(buf):len(buf)]
+	return topic, key, value
+}
+
+// Append adds the records of c (its envelope, and a tombstone after a
+// delete when Tombstones is set) to recs.
+func (e *Encoder) Append(recs []Record, c *change.Change) []Record {
+	topic, key, value := e.Encode(c, nil)
+	recs = append(recs, Record{Topic: topic, Key: key, Value: value})
+	if e.Tombstones && c.Op == change.OpDelete && key != nil {
+		recs = append(recs, Record{Topic: topic, Key: key})
+	}
+	return recs
+}
+
+// AppendKey appends the JSON object of the primary-key columns of c's
+// newest image ({"id":1}).
+func AppendKey(buf []byte, c *change.Change) []byte {
+	row := c.Row()
+	buf = append(buf, '{')
+	for i, idx := range c.Table.PK {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = AppendString(buf, c.Table.Columns[idx].Name)
+		buf = append(buf, ':')
+		var v any
+		if idx < len(row) {
+			v = row[idx]
+		}
+		buf = AppendValue(buf, v)
+	}
+	return append(buf, '}')
+}
+
+// AppendEnvelope appends the JSON envelope of c.
+func (e *Encoder) AppendEnvelope(buf []byte, c *change.Change) []byte {
+	buf = append(buf, `{"before":`...)
+	buf = AppendRow(buf, c.Table, c.Before)
+	buf = append(buf, `,"after":`...)
+	buf = AppendRow(buf, c.Table, c.After)
+	buf = append(buf, `,"op":"`...)
+	buf = append(buf, c.Op...)
+	buf = append(buf, `","source":{"name":`...)
+	buf = AppendString(buf, e.ServerName)
+	buf = append(buf, `,"server_id":`...)
+	buf = strconv.AppendUint(buf, uint64(c.Source.ServerID), 10)
+	buf = append(buf, `,"gtid":`...)
+	if c.Source.GTID == "" {
+		buf = append(buf, "null"...)
+	} else {
+		buf = AppendString(buf, c.Source.GTID)
+	}
+	buf = append(buf, `,"file":`...)
+	buf = AppendString(buf, c.Source.File)
+	buf = append(buf, `,"pos":`...)
+	buf = strconv.AppendUint(buf, uint64(c.Source.Pos), 10)
+	buf = append(buf, `,"row":`...)
+	buf = strconv.AppendInt(buf, int64(c.Source.Row), 10)
+	buf = append(buf, `,"ts_ms":`...)
+	if c.Source.Timestamp.IsZero() {
+		buf = append(buf, '0')
+	} else {
+		buf = strconv.AppendInt(buf, c.Source.Timestamp.UnixMilli(), 10)
+	}
+	buf = append(buf, `,"db":`...)
+	buf = AppendString(buf, c.Table.DB)
+	buf = append(buf, `,"table":`...)
+	buf = AppendString(buf, c.Table.Name)
+	if c.Source.Snapshot {
+		buf = append(buf, `,"snapshot":true},"ts_ms":`...)
+	} else {
+		buf = append(buf, `,"snapshot":false},"ts_ms":`...)
+	}
+	now := time.Now
+	if e.Now != nil {
+		now = e.Now
+	}
+	buf = strconv.AppendInt(buf, now().UnixMilli(), 10)
+	return append(buf, '}')
+}
+
+// AppendRow appends a row image as a JSON object keyed by column name, or
+// null for a nil image.
+func AppendRow(buf []byte, t *change.Table, row []any) []byte {
+	if row == nil {
+		return append(buf, "null"...)
+	}
+	buf = append(buf, '{')
+	for i, v := range row {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if i < len(t.Columns) {
+			buf = AppendString(buf, t.Columns[i].Name)
+		} else {
+			buf = AppendString(buf, "@"+strconv.Itoa(i+1))
+		}
+		buf = append(buf, ':')
+		buf = AppendValue(buf, v)
+	}
+	return append(buf, '}')
+}
+
+// AppendValue appends the JSON of one normalised value (docs/types.md).
+func AppendValue(buf []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(buf, "null"...)
+	case string:
+		return AppendString(buf, x)
+	case int64:
+		return strconv.AppendInt(buf, x, 10)
+	case uint64:
+		return strconv.AppendUint(buf, x, 10)
+	case json.RawMessage:
+		if len(x) == 0 {
+			return append(buf, "null"...)
+		}
+		return append(buf, x...)
+	case []byte:
+		buf = append(buf, '"')
+		n := base64.StdEncoding.EncodedLen(len(x))
+		buf = grow(buf, n)
+		base64.StdEncoding.Encode(buf[len(buf):len(buf)+n], x)
+		buf = buf[:len(buf)+n]
+		return append(buf, '"')
+	case float64:
+		return appendFloat(buf, x, 64)
+	case float32:
+		return appendFloat(buf, float64(x), 32)
+	case int:
+		return strconv.AppendInt(buf, int64(x), 10)
+	case int32:
+		return strconv.AppendInt(buf, int64(x), 10)
+	case uint32:
+		return strconv.AppendUint(buf, uint64(x), 10)
+	case bool:
+		return strconv.AppendBool(buf, x)
+	case time.Time:
+		buf = append(buf, '"')
+		buf = x.UTC().AppendFormat(buf, time.RFC3339Nano)
+		return append(buf, '"')
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return AppendString(buf, fmt.Sprint(v))
+	}
+	return append(buf, b...)
+}
+
+func grow(buf []byte, n int) []byte {
+	if cap(buf)-len(buf) >= n {
+		return buf
+	}
+	nb := make([]byte, len(buf), 2*cap(buf)+n)
+	copy(nb, buf)
+	return nb
+}
+
+func appendFloat(buf []byte, f float64, bits int) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(buf, "null"...)
+	}
+	abs := math.Abs(f)
+	fmtc := byte('f')
+	if abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
+		fmtc = 'e'
+	}
+	return strconv.AppendFloat(buf, f, fmtc, -1, bits)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string.
+func AppendString(buf []byte, s string) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			buf = append(buf, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				buf = append(buf, '\\', c)
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}
