@@ -1,0 +1,600 @@
+// Package kafkasink is feedcdc's Kafka sink, built on segmentio/kafka-go's
+// Writer.
+//
+// Invariants:
+//   - One topic per feed from a template ("{prefix}.{feed}" by default); a
+//     record may name its own topic (raw streams). The key is the item's
+//     identity and partitioning hashes the key (murmur2, like the Java
+//     client), so all versions of one item land on one partition in order.
+//   - A record is OK only after the broker acknowledged it with the
+//     configured acks (all by default). A record bigger than the size limit
+//     is Rejected alone, before sending; if the broker still answers
+//     MESSAGE_TOO_LARGE for a batch, its records are re-sent one by one so
+//     only the offending one is Rejected. Every other failure (broker down,
+//     timeouts, unknown topic, authorisation) is Retryable.
+//   - Send never blocks past its context or write_timeout, whichever ends
+//     first, even while the broker is down.
+//   - Records of different topics are written independently, so a missing
+//     or failing topic does not hold back the others.
+//   - The sink has its own kafka-go Transport (no metadata shared with other
+//     writers) and never falls back from TLS/SASL to plaintext.
+package kafkasink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	kafka "github.com/segmentio/kafka-go"
+	kplain "github.com/segmentio/kafka-go/sasl/plain"
+
+	"github.com/feedcdc/feedcdc/sink"
+)
+
+// Config configures a Kafka sink. Field names follow config.yaml's
+// sinks.<name>.kafka section.
+type Config struct {
+	Name              string        // sink name (reasons, logs)
+	Brokers           []string      // brokers: bootstrap host:port list (required)
+	ClientID          string        // client_id; default "feedcdc"
+	TopicPrefix       string        // topic_prefix: value of {prefix}
+	TopicTemplate     string        // topic_template; default "{prefix}.{feed}"; {prefix} {feed} {name}
+	ConnectorName     string        // value of {name}
+	Compression       string        // compression: none|gzip|snappy|lz4|zstd; default none
+	Acks              string        // acks: all|one|none; default all
+	BatchSize         int           // batch_size: messages per produce request; default 1000
+	BatchBytes        int64         // batch_bytes: bytes per produce request; default 1 MiB
+	Linger            time.Duration // linger: wait to fill a batch; default 10 ms
+	WriteTimeout      time.Duration // write_timeout: bound of one Send; default 30 s
+	CreateTopics      bool          // create_topics: create missing topics on first use
+	Partitions        int           // partitions of created topics; default 3
+	ReplicationFactor int           // replication_factor of created topics; -1 = broker default
+	Compact           bool          // compact: create entity-feed topics with cleanup.policy=compact
+	TopicConfigs      map[string]string
+	MaxMessageBytes   int64         // max_message_bytes: largest record; default 1,000,000
+	MaxAttempts       int           // max_attempts inside kafka-go per batch; default 3
+	MetadataTTL       time.Duration // metadata_ttl: metadata refresh interval; default 2 s
+	TLS               TLSConfig
+	SASL              SASLConfig
+	Logger            *slog.Logger
+}
+
+// TLSConfig is the tls section. Config, when set, is used as is (tests,
+// embedding); otherwise the files are loaded.
+type TLSConfig struct {
+	Enabled bool
+	sink.TLSFiles
+	Config *tls.Config
+}
+
+// SASLConfig is the sasl section. The password is taken from Password,
+// else from the environment variable PasswordEnv, else from PasswordFile.
+type SASLConfig struct {
+	Mechanism    string // "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	User         string
+	Password     string
+	PasswordEnv  string
+	PasswordFile string
+}
+
+// Sink is a Kafka sink. It is safe for concurrent use.
+type Sink struct {
+	cfg       Config
+	log       *slog.Logger
+	transport *kafka.Transport
+	writer    *kafka.Writer
+	client    *kafka.Client
+	maxRecord int64
+
+	mu      sync.Mutex
+	ensured map[string]bool // topics known to exist
+	closed  bool
+}
+
+var _ sink.Sink = (*Sink)(nil)
+
+func (c *Config) defaults() error {
+	if c.Name == "" {
+		c.Name = "kafka"
+	}
+	if len(c.Brokers) == 0 {
+		return fmt.Errorf("kafka sink %s: brokers is empty; list at least one bootstrap broker as host:port", c.Name)
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("kafka sink %s: broker %q is not host:port: %v", c.Name, b, err)
+		}
+	}
+	if c.ClientID == "" {
+		c.ClientID = "feedcdc"
+	}
+	if c.TopicTemplate == "" {
+		c.TopicTemplate = "{prefix}.{feed}"
+	}
+	if c.TopicPrefix == "" && strings.Contains(c.TopicTemplate, "{prefix}") {
+		c.TopicPrefix = "feedcdc"
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 1 << 20
+	}
+	if c.Linger <= 0 {
+		c.Linger = 10 * time.Millisecond
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 3
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 1_000_000
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 3
+	}
+	if c.MetadataTTL <= 0 {
+		c.MetadataTTL = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func compression(name string) (kafka.Compression, error) {
+	switch strings.ToLower(name) {
+	case "", "none":
+		return 0, nil
+	case "gzip":
+		return kafka.Gzip, nil
+	case "snappy":
+		return kafka.Snappy, nil
+	case "lz4":
+		return kafka.Lz4, nil
+	case "zstd":
+		return kafka.Zstd, nil
+	}
+	return 0, fmt.Errorf("unknown compression %q: use none, gzip, snappy, lz4 or zstd", name)
+}
+
+func acks(name string) (kafka.RequiredAcks, error) {
+	switch strings.ToLower(name) {
+	case "", "all", "-1":
+		return kafka.RequireAll, nil
+	case "one", "1":
+		return kafka.RequireOne, nil
+	case "none", "0":
+		return kafka.RequireNone, nil
+	}
+	return 0, fmt.Errorf("unknown acks %q: use all, one or none", name)
+}
+
+// New builds the sink. It does not connect: the first Send (or
+// EnsureTopics) does, so a broker that is down at start only makes records
+// Retryable.
+func New(cfg Config) (*Sink, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	comp, err := compression(cfg.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink %s: %w", cfg.Name, err)
+	}
+	ack, err := acks(cfg.Acks)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink %s: %w", cfg.Name, err)
+	}
+	tr := &kafka.Transport{
+		ClientID:    cfg.ClientID,
+		DialTimeout: min(10*time.Second, cfg.WriteTimeout),
+		MetadataTTL: cfg.MetadataTTL,
+	}
+	if cfg.TLS.Enabled || cfg.TLS.Config != nil {
+		tc := cfg.TLS.Config
+		if tc == nil {
+			if tc, err = cfg.TLS.Build(); err != nil {
+				return nil, fmt.Errorf("kafka sink %s: %w", cfg.Name, err)
+			}
+		}
+		if tc.InsecureSkipVerify {
+			cfg.Logger.Warn("kafka sink: TLS server certificate verification is OFF (insecure_skip_verify); use only for testing", "sink", cfg.Name)
+		}
+		tr.TLS = tc
+	}
+	if cfg.SASL.Mechanism != "" {
+		mech, err := saslMechanism(cfg.SASL)
+		if err != nil {
+			return nil, fmt.Errorf("kafka sink %s: %w", cfg.Name, err)
+		}
+		tr.SASL = mech
+		if tr.TLS == nil {
+			cfg.Logger.Warn("kafka sink: SASL without TLS sends credentials (PLAIN) or a SCRAM exchange in clear text", "sink", cfg.Name, "mechanism", cfg.SASL.Mechanism)
+		}
+	}
+	maxRecord := cfg.MaxMessageBytes
+	if cfg.BatchBytes < maxRecord {
+		// kafka-go refuses a whole WriteMessages call when one message is
+		// bigger than BatchBytes, so that is also a per-record limit.
+		maxRecord = cfg.BatchBytes
+	}
+	s := &Sink{
+		cfg:       cfg,
+		log:       cfg.Logger.With("sink", cfg.Name),
+		transport: tr,
+		maxRecord: maxRecord,
+		ensured:   map[string]bool{},
+	}
+	s.writer = &kafka.Writer{
+		Addr:            kafka.TCP(cfg.Brokers...),
+		Balancer:        &kafka.Murmur2Balancer{},
+		MaxAttempts:     cfg.MaxAttempts,
+		WriteBackoffMin: 100 * time.Millisecond,
+		WriteBackoffMax: time.Second,
+		BatchSize:       cfg.BatchSize,
+		BatchBytes:      cfg.BatchBytes,
+		BatchTimeout:    cfg.Linger,
+		ReadTimeout:     cfg.WriteTimeout,
+		WriteTimeout:    cfg.WriteTimeout,
+		RequiredAcks:    ack,
+		Compression:     comp,
+		Transport:       tr,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			s.log.Debug("kafka-go: " + fmt.Sprintf(msg, args...))
+		}),
+	}
+	s.client = &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.WriteTimeout}
+	return s, nil
+}
+
+// Name implements sink.Sink.
+func (s *Sink) Name() string { return s.cfg.Name }
+
+// MaxRecordBytes is the largest record (key, value and headers as kafka-go
+// counts them) this sink sends; bigger ones are Rejected.
+func (s *Sink) MaxRecordBytes() int64 { return s.maxRecord }
+
+// TopicFor returns the topic a record goes to, and whether it comes from the
+// sink's feed template (entity feeds, created compacted when compact is on).
+func (s *Sink) TopicFor(r *sink.Record) (topic string, fromTemplate bool) {
+	t := r.Topic
+	fromTemplate = t == ""
+	if fromTemplate {
+		t = s.cfg.TopicTemplate
+	}
+	if strings.Contains(t, "{") {
+		t = strings.NewReplacer("{prefix}", s.cfg.TopicPrefix, "{feed}", r.Feed, "{name}", s.cfg.ConnectorName).Replace(t)
+	}
+	return t, fromTemplate
+}
+
+// Message builds the Kafka message for r: key = identity, value = item JSON
+// (nil: tombstone), standard headers then r.Headers.
+func Message(topic string, r *sink.Record) kafka.Message {
+	hs := make([]kafka.Header, 0, 6+len(r.Headers))
+	add := func(k, v string) {
+		if v != "" {
+			hs = append(hs, kafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	add("feed", r.Feed)
+	add("feed_id", r.ID)
+	add("feed_hash", r.Hash)
+	add("op", r.Op)
+	add("source_position", r.Position)
+	if r.Value != nil {
+		add("content-type", "application/json")
+	}
+	for _, h := range r.Headers {
+		hs = append(hs, kafka.Header{Key: h.Key, Value: h.Value})
+	}
+	return kafka.Message{Topic: topic, Key: r.KeyOrID(), Value: r.Value, Headers: hs}
+}
+
+// messageSize is kafka-go's own size accounting of a message (the number it
+// compares with BatchBytes).
+func messageSize(m *kafka.Message) int64 {
+	varint := func(n int64) int64 {
+		u := uint64((n << 1) ^ (n >> 63))
+		l := int64(1)
+		for u >= 0x80 {
+			u >>= 7
+			l++
+		}
+		return l
+	}
+	bytesLen := func(b []byte) int64 { return varint(int64(len(b))) + int64(len(b)) }
+	n := int64(4+1+1+8) + 4 + int64(len(m.Key)) + 4 + int64(len(m.Value))
+	h := varint(int64(len(m.Headers)))
+	for i := range m.Headers {
+		h += varint(int64(len(m.Headers[i].Key))) + int64(len(m.Headers[i].Key)) + bytesLen(m.Headers[i].Value)
+	}
+	return n + h
+}
+
+// EnsureTopics creates the topics of the given feeds (from the template)
+// and raw topics, if create_topics is on and they are missing.
+func (s *Sink) EnsureTopics(ctx context.Context, feeds []string, rawTopics []string) error {
+	if !s.cfg.CreateTopics {
+		return nil
+	}
+	var errs []error
+	for _, f := range feeds {
+		t, _ := s.TopicFor(&sink.Record{Feed: f})
+		if err := s.ensureTopic(ctx, t, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, t := range rawTopics {
+		t, _ := s.TopicFor(&sink.Record{Topic: t})
+		if err := s.ensureTopic(ctx, t, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sink) ensureTopic(ctx context.Context, topic string, entity bool) error {
+	s.mu.Lock()
+	done := s.ensured[topic]
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
+	tc := kafka.TopicConfig{Topic: topic, NumPartitions: s.cfg.Partitions, ReplicationFactor: s.cfg.ReplicationFactor}
+	for k, v := range s.cfg.TopicConfigs {
+		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+	}
+	if entity && s.cfg.Compact {
+		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"})
+	}
+	resp, err := s.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	if terr := resp.Errors[topic]; terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("create topic %s: %w", topic, terr)
+	}
+	s.mu.Lock()
+	s.ensured[topic] = true
+	s.mu.Unlock()
+	s.log.Info("kafka topic ready", "topic", topic, "partitions", s.cfg.Partitions, "compact", entity && s.cfg.Compact)
+	return nil
+}
+
+// Send implements sink.Sink.
+func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, errors.New("kafka sink " + s.cfg.Name + " is closed")
+	}
+	results := make([]sink.Result, len(recs))
+	if len(recs) == 0 {
+		return results, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+
+	type group struct {
+		entity bool
+		idx    []int
+		msgs   []kafka.Message
+	}
+	groups := map[string]*group{}
+	var order []string
+	for i := range recs {
+		topic, entity := s.TopicFor(&recs[i])
+		if topic == "" {
+			results[i] = reject(fmt.Errorf("record of feed %q has no topic", recs[i].Feed), "NO_TOPIC")
+			continue
+		}
+		m := Message(topic, &recs[i])
+		if n := messageSize(&m); n > s.maxRecord {
+			results[i] = reject(fmt.Errorf("record of %d bytes exceeds the %d-byte limit (max_message_bytes/batch_bytes): %w", n, s.maxRecord, kafka.MessageSizeTooLarge),
+				fmt.Sprintf("MESSAGE_TOO_LARGE: %d bytes > %d", n, s.maxRecord))
+			continue
+		}
+		g := groups[topic]
+		if g == nil {
+			g = &group{entity: entity}
+			groups[topic] = g
+			order = append(order, topic)
+		}
+		g.idx = append(g.idx, i)
+		g.msgs = append(g.msgs, m)
+	}
+
+	var wg sync.WaitGroup
+	for _, topic := range order {
+		g := groups[topic]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s.cfg.CreateTopics {
+				if err := s.ensureTopic(ctx, topic, g.entity); err != nil {
+					for _, i := range g.idx {
+						results[i] = retry(err, "CREATE_TOPIC_FAILED")
+					}
+					return
+				}
+			}
+			res := s.write(ctx, topic, g.msgs)
+			for j, i := range g.idx {
+				results[i] = res[j]
+			}
+		}()
+	}
+	wg.Wait()
+
+	var failed, rejected int
+	var firstReason string
+	for _, r := range results {
+		if r.Status != sink.StatusOK {
+			failed++
+			if r.Status == sink.StatusRejected {
+				rejected++
+			}
+			if firstReason == "" {
+				firstReason = r.Reason
+			}
+		}
+	}
+	if failed > 0 {
+		s.log.Warn("kafka send incomplete", "records", len(recs), "failed", failed, "rejected", rejected, "reason", firstReason)
+	}
+	return results, nil
+}
+
+// write sends msgs of one topic and maps kafka-go's outcome to one result
+// per message.
+func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []sink.Result {
+	res := make([]sink.Result, len(msgs))
+	err := s.writer.WriteMessages(ctx, msgs...)
+	if err == nil {
+		return res
+	}
+	var werrs kafka.WriteErrors
+	if !errors.As(err, &werrs) || len(werrs) != len(msgs) {
+		// Whole-call failure: metadata, unknown topic, timeout, closed.
+		r := classify(err, topic)
+		for i := range res {
+			res[i] = r
+		}
+		return res
+	}
+	var tooLarge []int
+	for i, e := range werrs {
+		if e == nil {
+			continue
+		}
+		if isTooLarge(e) {
+			tooLarge = append(tooLarge, i)
+			continue
+		}
+		res[i] = classify(e, topic)
+	}
+	// The broker refused a whole batch as too large; find the culprits by
+	// sending those records one at a time.
+	for _, i := range tooLarge {
+		if ctx.Err() != nil {
+			res[i] = classify(ctx.Err(), topic)
+			continue
+		}
+		e := s.writer.WriteMessages(ctx, msgs[i])
+		var one kafka.WriteErrors
+		if errors.As(e, &one) && len(one) == 1 {
+			e = one[0]
+		}
+		switch {
+		case e == nil:
+			res[i] = sink.Result{}
+		case isTooLarge(e):
+			res[i] = reject(e, "MESSAGE_TOO_LARGE: broker refused the record (message.max.bytes / max.message.bytes)")
+		default:
+			res[i] = classify(e, topic)
+		}
+	}
+	return res
+}
+
+func isTooLarge(err error) bool {
+	return errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)
+}
+
+func reject(err error, reason string) sink.Result {
+	return sink.Result{Status: sink.StatusRejected, Err: err, Reason: reason}
+}
+
+func retry(err error, reason string) sink.Result {
+	return sink.Result{Status: sink.StatusRetryable, Err: err, Reason: reason + ": " + shorten(err.Error())}
+}
+
+func shorten(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}
+
+// classify maps a kafka-go error for a record to a result. Only errors that
+// are the record's own fault are Rejected; the rest are Retryable.
+func classify(err error, topic string) sink.Result {
+	var ke kafka.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return retry(err, "TIMEOUT")
+	case errors.Is(err, context.Canceled):
+		return retry(err, "CANCELED")
+	case errors.As(err, &ke):
+		switch ke {
+		case kafka.InvalidRecord:
+			return reject(err, "INVALID_RECORD: "+shorten(err.Error()))
+		case kafka.UnknownTopicOrPartition:
+			return retry(fmt.Errorf("topic %s: %w", topic, err), "UNKNOWN_TOPIC_OR_PARTITION (create the topic or set create_topics: true)")
+		case kafka.TopicAuthorizationFailed, kafka.ClusterAuthorizationFailed, kafka.SASLAuthenticationFailed:
+			return retry(err, "NOT_AUTHORIZED")
+		}
+		return retry(err, strings.ToUpper(strings.ReplaceAll(ke.Title(), " ", "_")))
+	}
+	var cve *tls.CertificateVerificationError
+	var rhe tls.RecordHeaderError
+	var ae tls.AlertError
+	if errors.As(err, &cve) || errors.As(err, &rhe) || errors.As(err, &ae) {
+		return retry(err, "TLS")
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return retry(err, "NETWORK")
+	}
+	return retry(err, "ERROR")
+}
+
+// Close flushes pending writes and releases connections.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	err := s.writer.Close()
+	s.transport.CloseIdleConnections()
+	if err != nil {
+		return fmt.Errorf("kafka sink %s: close: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+func saslMechanism(c SASLConfig) (saslMech, error) {
+	pass, err := sink.ReadSecret("sasl password", c.Password, c.PasswordEnv, c.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	if c.User == "" {
+		return nil, fmt.Errorf("sasl mechanism %s needs a user", c.Mechanism)
+	}
+	switch strings.ToUpper(c.Mechanism) {
+	case "PLAIN":
+		return kplain.Mechanism{Username: c.User, Password: pass}, nil
+	case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		return newScram(strings.ToUpper(c.Mechanism), c.User, pass), nil
+	}
+	return nil, fmt.Errorf("unknown sasl mechanism %q: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Mechanism)
+}

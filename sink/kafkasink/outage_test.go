@@ -1,0 +1,102 @@
+package kafkasink
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
+)
+
+// sendBounded runs Send and fails the test if it does not return at all
+// (a hung kafka-go writer), long after its write_timeout.
+func sendBounded(t *testing.T, s *Sink, recs []sink.Record) []sink.Result {
+	t.Helper()
+	type out struct {
+		res []sink.Result
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		res, err := s.Send(context.Background(), recs)
+		ch <- out{res, err}
+	}()
+	select {
+	case o := <-ch:
+		if o.err != nil {
+			t.Fatalf("Send: %v", o.err)
+		}
+		return o.res
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Send did not return: the writer hangs past write_timeout")
+		return nil
+	}
+}
+
+// The broker goes down mid-stream and comes back on the same address with its
+// log: while it is down every record is reported Retryable (and Send
+// returns); after it returns, retrying delivers everything, and nothing sent
+// before, during or after the outage is missing.
+func TestBrokerOutageRetryableThenDelivered(t *testing.T) {
+	ctx := ctxT(t, 3*time.Minute)
+	c := kafkatest.Start(t)
+	s := newSink(t, Config{Name: "outage", Brokers: []string{c.Addr()}, TopicPrefix: "out", CreateTopics: true,
+		Partitions: 2, Linger: 5 * time.Millisecond, WriteTimeout: 2 * time.Second, MetadataTTL: 300 * time.Millisecond})
+
+	next := 0
+	batch := func(n int) []sink.Record {
+		var recs []sink.Record
+		for i := 0; i < n; i++ {
+			recs = append(recs, item("products", fmt.Sprintf("sku-%05d", next), 1))
+			next++
+		}
+		return recs
+	}
+	for i := 0; i < 5; i++ {
+		wantAllOK(t, sendBounded(t, s, batch(100)), nil, 100)
+	}
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Keep sending while down for several metadata refresh periods, so the
+	// writer's cached metadata has expired and failed too.
+	var pending [][]sink.Record
+	down := time.Now()
+	for i := 0; i < 3 || time.Since(down) < 2*time.Second; i++ {
+		recs := batch(100)
+		res := sendBounded(t, s, recs)
+		for j, r := range res {
+			if r.Status != sink.StatusRetryable {
+				t.Fatalf("during the outage record %d: %v %s, want retryable", j, r.Status, r.Reason)
+			}
+		}
+		pending = append(pending, recs)
+	}
+
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pending = append(pending, batch(100))
+	for _, recs := range pending {
+		res, err := sink.SendWithRetry(ctx, s, recs, sink.Backoff{Initial: 100 * time.Millisecond, Max: time.Second, MaxAttempts: 100})
+		wantAllOK(t, res, err, len(recs))
+	}
+
+	got, err := c.ReadAll(ctx, "out.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[string(r.Key)] = true
+	}
+	for i := 0; i < next; i++ {
+		if k := fmt.Sprintf("sku-%05d\x00default", i); !seen[k] {
+			t.Fatalf("record %d lost (read %d records, %d distinct keys of %d)", i, len(got), len(seen), next)
+		}
+	}
+	t.Logf("%d records sent, %d stored (%d duplicates from retries)", next, len(got), len(got)-next)
+}
