@@ -63,14 +63,15 @@ func LoadBytes(data []byte, name string, environ []string) (*Config, error) {
 }
 
 type loader struct {
-	file     string
-	problems []Problem
-	warnings []string
-	lines    map[string]int             // concrete key path -> line in the file
-	envSet   map[string]string          // concrete key path -> FEEDCDC_* variable that set it
-	sections map[string]map[string]bool // sink name -> sections (kafka/http/file) given
-	environ  map[string]string
-	fileSink bool // the file defines a non-empty sinks section
+	file      string
+	problems  []Problem
+	warnings  []string
+	lines     map[string]int             // concrete key path -> line in the file
+	envSet    map[string]string          // concrete key path -> FEEDCDC_* variable that set it
+	sections  map[string]map[string]bool // sink name -> sections (kafka/http/file) given
+	environ   map[string]string
+	fileSink  bool     // the file (or an override of a default sink) defines the sinks section
+	yamlSinks []string // sink names defined in the file
 }
 
 func (l *loader) problemAt(line int, path, format string, args ...any) {
@@ -107,8 +108,9 @@ func (l *loader) load(data []byte) *Config {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		msg := err.Error()
 		line := 0
-		if m := regexp.MustCompile(`line (\d+)`).FindStringSubmatch(msg); m != nil {
+		if m := lineRE.FindStringSubmatch(msg); m != nil {
 			line, _ = strconv.Atoi(m[1])
+			msg = strings.Replace(msg, m[0], "", 1)
 		}
 		l.problemAt(line, "", "not valid YAML: %s; fix the syntax (indent with spaces, quote values containing ': ' or '#')", strings.TrimPrefix(msg, "yaml: "))
 		return nil
@@ -146,14 +148,25 @@ func (l *loader) load(data []byte) *Config {
 	if err := decodeInto(settings, cfg); err != nil {
 		l.decodeError(err, "")
 	}
-	if hasSinks {
+	if hasSinks || l.fileSink {
 		m, _ := rawSinks.(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+		}
+		for _, n := range l.yamlSinks {
+			if _, ok := m[n]; !ok {
+				m[n] = nil // an empty section, dropped by viper
+			}
+		}
 		if len(m) == 0 {
 			l.problemAt(l.lines["sinks"], "sinks", "no sinks are defined; define at least one, e.g. sinks: {out: {type: file, file: {dir: feedcdc-data/out}}}, or remove the empty sinks: section to use the default file sink")
 		}
 		cfg.Sinks = map[string]*Sink{}
 		for name, raw := range m {
 			s := sinkPrototype()
+			if raw == nil {
+				raw = map[string]any{}
+			}
 			if err := decodeInto(raw, s); err != nil {
 				l.decodeError(err, "sinks."+name)
 			}
@@ -358,6 +371,8 @@ func (l *loader) unknownKey(k *yaml.Node, t reflect.Type, path []string) {
 	l.problemAt(k.Line, p, "unknown key %q; valid keys %s are: %s", k.Value, where, strings.Join(names, ", "))
 }
 
+var lineRE = regexp.MustCompile(`line (\d+): `)
+
 var sinkNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // walkField checks one value; it returns false when the value must be
@@ -410,6 +425,7 @@ func (l *loader) walkField(val *yaml.Node, f field, p []string) bool {
 				continue
 			}
 			l.walkSection(sv, reflect.TypeOf(Sink{}), sp)
+			l.yamlSinks = append(l.yamlSinks, k.Value)
 			kept = append(kept, k, sv)
 		}
 		val.Content = kept
