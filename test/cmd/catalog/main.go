@@ -1,0 +1,185 @@
+// Command catalog loads a generated Magento catalog (test/catalog profiles)
+// into a MySQL/MariaDB database and/or applies a workload of catalog changes
+// to it, printing rows/s and the time taken. It only talks to servers on
+// this machine (loopback or a unix socket).
+//
+//	go run ./test/cmd/catalog --profile medium --dsn 'root@tcp(127.0.0.1:3306)/shop'
+//	go run ./test/cmd/catalog --dsn 'root@tcp(127.0.0.1:3306)/shop' --workload 1000 --rate 200
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/feedcdc/feedcdc/test/catalog"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "catalog:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("catalog", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var (
+		profile   = fs.String("profile", "small", "profile to load: "+strings.Join(catalog.ProfileNames(), ", "))
+		dsn       = fs.String("dsn", "", "go-sql-driver DSN of a loopback server, with a database, e.g. 'root@tcp(127.0.0.1:3306)/shop' (required)")
+		seed      = fs.Int64("seed", 1, "generator and workload seed")
+		extra     = fs.Int("extra-store-views", 0, "store views to add on top of the profile's")
+		workers   = fs.Int("workers", 0, "parallel table writers (0 = profile default)")
+		batchRows = fs.Int("batch-rows", 0, "rows per multi-row INSERT (0 = profile default)")
+		workload  = fs.Int("workload", 0, "apply N workload changes; without an explicit --profile the catalog must already be loaded")
+		rate      = fs.Float64("rate", 0, "workload changes per second (0 = as fast as possible)")
+		largeTx   = fs.Int("large-tx", 0, "after the workload, one transaction changing N prices")
+		createDB  = fs.Bool("create-db", true, "create the DSN's database if it does not exist")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if *dsn == "" {
+		return errors.New("--dsn is required, e.g. --dsn 'root@tcp(127.0.0.1:3306)/shop'")
+	}
+	cfg, err := mysql.ParseDSN(*dsn)
+	if err != nil {
+		return fmt.Errorf("--dsn: %w", err)
+	}
+	if err := requireLocal(cfg); err != nil {
+		return err
+	}
+	if cfg.DBName == "" {
+		return errors.New("--dsn names no database; add one, e.g. tcp(127.0.0.1:3306)/shop")
+	}
+	cfg.MultiStatements = false
+	cfg.InterpolateParams = true
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if _, ok := cfg.Params["charset"]; !ok {
+		cfg.Params["charset"] = "utf8mb4"
+	}
+	if *rate < 0 || *workload < 0 || *largeTx < 0 || *extra < 0 {
+		return errors.New("--workload, --rate, --large-tx and --extra-store-views must not be negative")
+	}
+	load := *workload == 0 && *largeTx == 0 || explicit["profile"]
+	if *createDB && load {
+		if err := createDatabase(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxIdleConns(16)
+
+	if load {
+		p, err := catalog.ProfileByName(*profile)
+		if err != nil {
+			return err
+		}
+		p.ExtraStoreViews = *extra
+		if *workers > 0 {
+			p.Workers = *workers
+		}
+		if *batchRows > 0 {
+			p.BatchRows = *batchRows
+		}
+		fmt.Fprintf(out, "loading profile %s (%d products, %d store views) seed %d into %s/%s\n",
+			p.Name, p.TotalProducts(), p.TotalStoreViews(), *seed, cfg.Addr, cfg.DBName)
+		st, err := catalog.Load(ctx, db, p, *seed)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(out, st.String())
+		fmt.Fprintf(out, "total %s, data %s, %.0f rows/s\n", st.Duration.Round(time.Millisecond),
+			(st.Duration - st.SchemaDuration).Round(time.Millisecond), st.RowsPerSecond())
+	}
+	if *workload > 0 || *largeTx > 0 {
+		w := catalog.NewWorkload(db, *seed, catalog.WorkloadOptions{})
+		if *workload > 0 {
+			fmt.Fprintf(out, "workload: %d changes at %s\n", *workload, rateString(*rate))
+			if _, err := w.Run(ctx, *workload, *rate); err != nil {
+				return err
+			}
+		}
+		if *largeTx > 0 {
+			if _, err := w.LargeTransaction(ctx, *largeTx); err != nil {
+				return err
+			}
+		}
+		st := w.Stats()
+		fmt.Fprint(out, st.Report())
+		if st.Duration > 0 {
+			fmt.Fprintf(out, "%.0f transactions/s, %.0f rows/s\n", float64(st.Transactions)/st.Duration.Seconds(), float64(st.RowsAffected)/st.Duration.Seconds())
+		}
+	}
+	return nil
+}
+
+func rateString(r float64) string {
+	if r <= 0 {
+		return "full speed"
+	}
+	return fmt.Sprintf("%g/s", r)
+}
+
+// requireLocal refuses any server that is not on this machine.
+func requireLocal(cfg *mysql.Config) error {
+	switch cfg.Net {
+	case "unix":
+		return nil
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return fmt.Errorf("--dsn: protocol %q is not allowed; use tcp to a loopback address or unix", cfg.Net)
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		host = cfg.Addr
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--dsn: host %q is not a loopback address; this command only writes to servers on this machine (127.0.0.1, ::1, localhost or a unix socket)", host)
+	}
+	return nil
+}
+
+func createDatabase(ctx context.Context, cfg *mysql.Config) error {
+	c := cfg.Clone()
+	name := c.DBName
+	c.DBName = ""
+	db, err := sql.Open("mysql", c.FormatDSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+strings.ReplaceAll(name, "`", "``")+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
