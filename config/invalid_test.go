@@ -162,6 +162,10 @@ func TestInvalidConfigs(t *testing.T) {
 		{"connector name", "name: \"my connector\"\n" + base,
 			nil, []string{"config.yaml:1:", "name", "magento-prod"}},
 	}
+	// Cases where a second, independent problem is expected.
+	multiOK := map[string]bool{
+		"section expected": true, // the dropped source section also lacks the user
+	}
 	if len(cases) < 30 {
 		t.Fatalf("only %d cases", len(cases))
 	}
@@ -174,6 +178,9 @@ func TestInvalidConfigs(t *testing.T) {
 			var ve *ValidationError
 			if !errors.As(err, &ve) {
 				t.Fatalf("error is %T, not *ValidationError: %v", err, err)
+			}
+			if len(ve.Problems) != 1 && !multiOK[tc.name] {
+				t.Errorf("want exactly one problem, got %d:\n%v", len(ve.Problems), err)
 			}
 			for _, p := range ve.Problems {
 				s := p.String()

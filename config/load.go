@@ -82,6 +82,15 @@ func (l *loader) envProblem(env, path, format string, args ...any) {
 	l.problems = append(l.problems, Problem{Path: path, File: l.file, Env: env, Message: fmt.Sprintf(format, args...)})
 }
 
+func (l *loader) reportedUnder(prefix string) bool {
+	for _, p := range l.problems {
+		if strings.HasPrefix(p.Path, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // locate fills File/Line/Env of a problem found on the decoded config.
 func (l *loader) locate(p Problem) Problem {
 	p.File = l.file
@@ -158,7 +167,7 @@ func (l *loader) load(data []byte) *Config {
 				m[n] = nil // an empty section, dropped by viper
 			}
 		}
-		if len(m) == 0 {
+		if len(m) == 0 && !l.reportedUnder("sinks.") {
 			l.problemAt(l.lines["sinks"], "sinks", "no sinks are defined; define at least one, e.g. sinks: {out: {type: file, file: {dir: feedcdc-data/out}}}, or remove the empty sinks: section to use the default file sink")
 		}
 		cfg.Sinks = map[string]*Sink{}
@@ -176,8 +185,16 @@ func (l *loader) load(data []byte) *Config {
 	}
 	canonicalizeRoutes(cfg)
 	l.resolveSecrets(cfg)
+	// One problem per key: a key already reported while reading the file
+	// (e.g. a literal secret, dropped) is not reported again as missing.
+	reported := map[string]bool{}
+	for _, p := range l.problems {
+		reported[p.Path] = true
+	}
 	for _, p := range validate(cfg) {
-		l.problems = append(l.problems, l.locate(p))
+		if !reported[p.Path] {
+			l.problems = append(l.problems, l.locate(p))
+		}
 	}
 	l.warnings = append(l.warnings, warnings(cfg)...)
 	sort.SliceStable(l.problems, func(i, j int) bool {
@@ -216,8 +233,7 @@ func (l *loader) finishSink(name string, s *Sink) {
 		switch len(present) {
 		case 1:
 			s.Type = present[0]
-		case 0:
-			l.problemAt(l.lines[path], path+".type", "sink %q has no type; add type: kafka, type: http or type: file with its section", name)
+		case 0: // reported by validate
 		default:
 			l.problemAt(l.lines[path], path+".type", "sink %q has sections %s but no type; add type: with one of them and remove the others", name, strings.Join(present, " and "))
 		}

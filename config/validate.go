@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -130,7 +132,9 @@ func (k *checker) generic(v reflect.Value, path []string) {
 		}
 		if f.Enum != nil {
 			val := fv.String()
-			if !validEnum(val, f.Enum...) {
+			if val == "" && !validEnum("", f.Enum...) && len(path) == 2 && path[0] == "sinks" {
+				k.add(ps, "sink %q has no type; add type: kafka, type: http or type: file with its section", path[1])
+			} else if !validEnum(val, f.Enum...) {
 				msg := fmt.Sprintf("%q is not %s", val, allowed(f))
 				if c := closest(val, f.Enum); c != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", c)
@@ -295,6 +299,10 @@ func (k *checker) tlsFiles(prefix, ca, cert, key string) {
 			continue
 		}
 		st, err := os.Stat(f.val)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		switch {
 		case err != nil:
 			k.add(prefix+"."+f.key, "cannot use %s: %v; fix the path", f.val, err)
@@ -375,8 +383,10 @@ func (k *checker) checkTemplate(p, tmpl string, allowedPH []string, must string)
 	if tmpl == "" {
 		return
 	}
+	unknown := false
 	for _, ph := range placeholderRE.FindAllString(tmpl, -1) {
 		if !validEnum(ph, allowedPH...) {
+			unknown = true
 			msg := fmt.Sprintf("unknown placeholder %s; allowed: %s", ph, strings.Join(allowedPH, ", "))
 			if c := closest(ph, allowedPH); c != "" {
 				msg += fmt.Sprintf(" (did you mean %s?)", c)
@@ -384,8 +394,8 @@ func (k *checker) checkTemplate(p, tmpl string, allowedPH []string, must string)
 			k.add(p, "%s", msg)
 		}
 	}
-	if !strings.Contains(tmpl, must) {
-		k.add(p, "%q must contain %s, or every stream would share one topic; e.g. %q", tmpl, must, "{prefix}."+strings.Trim(must, "{}"))
+	if !strings.Contains(tmpl, must) && !unknown {
+		k.add(p, "%q must contain %s, or every stream would share one topic; e.g. %q", tmpl, must, "{prefix}."+must)
 	}
 	lit := placeholderRE.ReplaceAllString(tmpl, "")
 	if strings.ContainsAny(lit, "{}") || !regexp.MustCompile(`^[A-Za-z0-9._-]*$`).MatchString(lit) {
@@ -469,6 +479,9 @@ func (k *checker) kafka(p string, kc *KafkaSink) {
 	}
 	k.tlsFiles(p+".tls", kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile)
 	sa := &kc.SASL
+	if !validEnum(sa.Mechanism, "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") {
+		return // reported by the enum check
+	}
 	if sa.Mechanism == "" {
 		if sa.User != "" || sa.Password.IsSet() || sa.PasswordEnv != "" || sa.PasswordFile != "" {
 			k.add(p+".sasl.mechanism", "is empty but SASL credentials are set; set mechanism: SCRAM-SHA-512 (or SCRAM-SHA-256, PLAIN) or remove the credentials")
