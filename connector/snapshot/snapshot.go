@@ -219,6 +219,35 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// Throttle paces a scan that is driven by someone else (a feed's own key
+// enumeration): Wait blocks before each chunk of n rows so that the rate
+// stays under RowsPerSecond and nothing is read while Lag exceeds MaxLag.
+type Throttle struct {
+	RowsPerSecond float64
+	MaxLag        time.Duration
+	Lag           LagFunc
+	LagPoll       time.Duration
+	Logger        *slog.Logger
+	Name          string // for logs
+
+	start time.Time
+	total int64
+}
+
+// Wait accounts for n rows about to be read and blocks as needed.
+func (t *Throttle) Wait(ctx context.Context, n int) error {
+	s := Scanner{MaxLag: t.MaxLag, Lag: t.Lag, LagPoll: t.LagPoll, Logger: t.Logger, Table: t.Name, RowsPerSecond: t.RowsPerSecond}
+	if err := s.waitLag(ctx); err != nil {
+		return err
+	}
+	if t.start.IsZero() {
+		t.start = time.Now()
+	}
+	err := s.throttle(ctx, t.start, t.total)
+	t.total += int64(n)
+	return err
+}
+
 // ErrNotReplica is returned by ReplicaLag on a server that is not a replica.
 var ErrNotReplica = errors.New("snapshot: server is not a replica")
 

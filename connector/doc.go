@@ -1,0 +1,19 @@
+// Package connector is feedcdc's runtime: it wires the binlog source, the
+// feeds, the raw change streams, the sinks and the state store into one
+// ordered pipeline, and runs the scheduled jobs (legacy flush, retry of
+// failed items, cleanup) and full syncs on it.
+//
+// Invariants:
+//   - One exporter goroutine handles stream batches and jobs strictly in
+//     queue order, so a key is never in flight twice and a later change is
+//     never exported before an earlier one (per-key order).
+//   - A checkpoint is written only in the same state transaction as the item
+//     states of the batch it closes, and only at a transaction end: every
+//     change before it has been acknowledged by every sink it is routed to,
+//     or recorded as failed for the retry job (feed items), or delivered
+//     (raw records, which are retried in place until delivered).
+//   - Memory is bounded: a batch holds at most BatchKeys keys and
+//     BatchRecords/BatchBytes raw records; at most QueueLen batches and
+//     MaxInflightBytes raw bytes wait for the exporter; beyond that the
+//     binlog reader blocks (backpressure).
+package connector

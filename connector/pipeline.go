@@ -1,0 +1,746 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/connector/raw"
+	"github.com/feedcdc/feedcdc/feeds"
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/state"
+)
+
+// Export modes of a feed.
+const (
+	ModeImmediate = "immediate"
+	ModeLegacy    = "legacy"
+)
+
+// FeedPolicy is how one feed is exported.
+type FeedPolicy struct {
+	// Mode is ModeImmediate (send right after building) or ModeLegacy
+	// (write to the outbox; a scheduled flush sends it).
+	Mode string
+	// MaxAttempts is how many failed sends an item may have before it is
+	// marked as requiring attention (default 10).
+	MaxAttempts int
+	// BackoffBase and BackoffMax bound the per-item retry backoff of the
+	// retry job (default 1 m and 1 h).
+	BackoffBase, BackoffMax time.Duration
+}
+
+// Observer receives the pipeline's measurements (telemetry implements it).
+// Methods must be cheap and must not block.
+type Observer interface {
+	Built(feed string, items int, d time.Duration)
+	Exported(feed string, st ExportStats, d time.Duration)
+	RawSent(records int, d time.Duration)
+	Checkpointed(pos change.Position, sourceTime time.Time)
+	Queue(batches int, bytes int64)
+}
+
+// ExportStats counts what one export did for one feed.
+type ExportStats struct {
+	Keys      int // entity keys rebuilt
+	Built     int // items built
+	Skipped   int // unchanged (hash equal), not sent
+	Sent      int // acknowledged by every sink (or queued in the outbox)
+	Deleted   int // of Sent: deleted payloads
+	Failed    int // retryable failures recorded for the retry job
+	Rejected  int // rejected by a sink (final until the hash changes)
+	Attention int // failures that reached the maximum attempts
+}
+
+func (s *ExportStats) add(o ExportStats) {
+	s.Keys += o.Keys
+	s.Built += o.Built
+	s.Skipped += o.Skipped
+	s.Sent += o.Sent
+	s.Deleted += o.Deleted
+	s.Failed += o.Failed
+	s.Rejected += o.Rejected
+	s.Attention += o.Attention
+}
+
+// PipelineOptions configure a Pipeline.
+type PipelineOptions struct {
+	Logger *slog.Logger
+	Store  *state.Store
+	// Registry holds the entity feeds; nil when only raw streams run.
+	Registry *feeds.Registry
+	// Policies per feed name; missing feeds use immediate mode and defaults.
+	Policies map[string]FeedPolicy
+	// Raw encodes raw change streams; nil disables them. RawTables selects
+	// the tables whose changes go to raw streams (nil: every captured table).
+	Raw       *raw.Encoder
+	RawTables func(*change.Table) bool
+	// Sink receives every record (usually a sink.Router).
+	Sink sink.Sink
+	// A stream batch is cut at BatchKeys dirty keys (all feeds), BatchRecords
+	// raw records or BatchBytes raw bytes, or when it is Window old.
+	BatchKeys    int           // default 1000
+	BatchRecords int           // default 5000
+	BatchBytes   int           // default 4 MiB
+	Window       time.Duration // default 200 ms
+	// BuildChunk is the number of entity keys per Build call (default 500).
+	BuildChunk int
+	// QueueLen is the number of cut batches waiting for the exporter
+	// (default 4); MaxInflightBytes bounds the raw bytes they hold
+	// (default 64 MiB). When either is full the binlog reader waits.
+	QueueLen         int
+	MaxInflightBytes int64
+	// SendBackoff is the in-place retry of feed items before they are
+	// recorded as failed (default: 5 attempts, 200 ms .. 10 s).
+	SendBackoff sink.Backoff
+	// RawBackoff is the in-place retry of raw records, which are retried
+	// until delivered or ctx ends (default 200 ms .. 30 s).
+	RawBackoff sink.Backoff
+	Observer   Observer
+	Now        func() time.Time
+}
+
+func (o *PipelineOptions) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.BatchKeys <= 0 {
+		o.BatchKeys = 1000
+	}
+	if o.BatchRecords <= 0 {
+		o.BatchRecords = 5000
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 4 << 20
+	}
+	if o.Window <= 0 {
+		o.Window = 200 * time.Millisecond
+	}
+	if o.BuildChunk <= 0 {
+		o.BuildChunk = 500
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = 4
+	}
+	if o.MaxInflightBytes <= 0 {
+		o.MaxInflightBytes = 64 << 20
+	}
+	if o.SendBackoff.MaxAttempts == 0 {
+		o.SendBackoff = sink.Backoff{Initial: 200 * time.Millisecond, Max: 10 * time.Second, MaxAttempts: 5}
+	}
+	if o.RawBackoff.Initial == 0 {
+		o.RawBackoff = sink.Backoff{Initial: 200 * time.Millisecond, Max: 30 * time.Second}
+	}
+	if o.Policies == nil {
+		o.Policies = map[string]FeedPolicy{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+func (o *PipelineOptions) policy(feed string) FeedPolicy {
+	p := o.Policies[feed]
+	if p.Mode == "" {
+		p.Mode = ModeImmediate
+	}
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = 10
+	}
+	if p.BackoffBase <= 0 {
+		p.BackoffBase = time.Minute
+	}
+	if p.BackoffMax <= 0 {
+		p.BackoffMax = time.Hour
+	}
+	return p
+}
+
+// batch is what the reader collected between two cuts.
+type batch struct {
+	keys       map[string]map[string]struct{} // feed -> entity keys
+	nkeys      int
+	raw        []sink.Record
+	rawBytes   int
+	checkpoint *change.Position // last TxEnd read before the cut
+	sourceTime time.Time        // commit time of that TxEnd
+	started    time.Time
+}
+
+func (b *batch) empty() bool { return b.nkeys == 0 && len(b.raw) == 0 && b.checkpoint == nil }
+
+// task is one unit of the exporter's ordered queue.
+type task struct {
+	batch *batch
+	// job runs on the exporter goroutine, in queue order (resync chunks,
+	// retries, legacy flushes).
+	job  func(ctx context.Context) error
+	done chan error
+}
+
+// Pipeline turns a stream of changes into exported feed items and raw
+// records, with checkpoints only at transaction ends. It implements the
+// binlog source's Handler (Change, TxEnd).
+type Pipeline struct {
+	o       PipelineOptions
+	queue   chan task
+	limiter *sink.Limiter
+
+	mu  sync.Mutex // guards cur
+	cur *batch
+
+	cutMu sync.Mutex // orders cuts onto the queue
+
+	fatal     chan error
+	fatalOnce sync.Once
+}
+
+// NewPipeline builds a pipeline; call Run to start its exporter.
+func NewPipeline(o PipelineOptions) (*Pipeline, error) {
+	o.defaults()
+	if o.Store == nil {
+		return nil, errors.New("connector: pipeline needs a state store")
+	}
+	if o.Sink == nil {
+		return nil, errors.New("connector: pipeline needs a sink")
+	}
+	p := &Pipeline{o: o, queue: make(chan task, o.QueueLen), limiter: sink.NewLimiter(o.MaxInflightBytes),
+		fatal: make(chan error, 1)}
+	p.cur = p.newBatch()
+	return p, nil
+}
+
+func (p *Pipeline) newBatch() *batch {
+	return &batch{keys: map[string]map[string]struct{}{}, started: p.o.Now()}
+}
+
+func (p *Pipeline) fail(err error) {
+	p.fatalOnce.Do(func() { p.fatal <- err })
+}
+
+// Change implements binlog.Handler.
+func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
+	var rec []sink.Record
+	if p.o.Raw != nil && (p.o.RawTables == nil || p.o.RawTables(c.Table)) {
+		topic, key, value := p.o.Raw.Encode(c, nil)
+		pos := c.Source.GTID
+		if pos == "" {
+			pos = fmt.Sprintf("%s:%d", c.Source.File, c.Source.Pos)
+		}
+		r := sink.Record{Feed: "raw", Topic: topic, Key: key, Value: value, Op: string(c.Op), Position: pos}
+		rec = append(rec, r)
+		if p.o.Raw.Tombstones && c.Op == change.OpDelete && key != nil {
+			rec = append(rec, sink.Record{Feed: "raw", Topic: topic, Key: key, Op: string(c.Op), Position: pos})
+		}
+		n := 0
+		for i := range rec {
+			n += rec[i].Size()
+		}
+		if err := p.limiter.Acquire(ctx, n); err != nil {
+			return err
+		}
+	}
+	full := false
+	p.mu.Lock()
+	b := p.cur
+	for _, r := range rec {
+		b.raw = append(b.raw, r)
+		b.rawBytes += r.Size()
+	}
+	p.mu.Unlock()
+	if p.o.Registry != nil {
+		err := p.o.Registry.Keys(ctx, c, func(feed string, keys []string) error {
+			p.mu.Lock()
+			set := p.cur.keys[feed]
+			if set == nil {
+				set = map[string]struct{}{}
+				p.cur.keys[feed] = set
+			}
+			for _, k := range keys {
+				if _, ok := set[k]; !ok {
+					set[k] = struct{}{}
+					p.cur.nkeys++
+				}
+			}
+			over := p.cur.nkeys >= p.o.BatchKeys
+			p.mu.Unlock()
+			if over {
+				// A fan-out may emit many chunks: cut as they come so the
+				// dirty set stays bounded.
+				return p.cut(ctx, false)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	full = len(p.cur.raw) >= p.o.BatchRecords || p.cur.rawBytes >= p.o.BatchBytes || p.cur.nkeys >= p.o.BatchKeys
+	p.mu.Unlock()
+	if full {
+		return p.cut(ctx, false)
+	}
+	return nil
+}
+
+// TxEnd implements binlog.Handler.
+func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
+	p.mu.Lock()
+	pos := e.Position
+	p.cur.checkpoint = &pos
+	p.cur.sourceTime = e.Timestamp
+	due := p.o.Now().Sub(p.cur.started) >= p.o.Window
+	p.mu.Unlock()
+	if due {
+		return p.cut(ctx, false)
+	}
+	return nil
+}
+
+// cut closes the current batch and queues it (blocking while the queue is
+// full). With onlyIfDue, it cuts only a batch older than the window.
+func (p *Pipeline) cut(ctx context.Context, onlyIfDue bool) error {
+	p.cutMu.Lock()
+	defer p.cutMu.Unlock()
+	p.mu.Lock()
+	b := p.cur
+	if b.empty() || (onlyIfDue && p.o.Now().Sub(b.started) < p.o.Window) {
+		p.mu.Unlock()
+		return nil
+	}
+	p.cur = p.newBatch()
+	p.mu.Unlock()
+	select {
+	case p.queue <- task{batch: b}:
+		if p.o.Observer != nil {
+			p.o.Observer.Queue(len(p.queue), p.limiter.InFlight())
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Flush cuts the current batch and waits until everything queued so far is
+// exported and checkpointed.
+func (p *Pipeline) Flush(ctx context.Context) error {
+	if err := p.cut(ctx, false); err != nil {
+		return err
+	}
+	return p.Do(ctx, func(context.Context) error { return nil })
+}
+
+// Do runs job on the exporter goroutine after everything queued before it,
+// and waits for its result. Jobs see the state store as the exporter left
+// it, so they keep per-key order with the stream.
+func (p *Pipeline) Do(ctx context.Context, job func(ctx context.Context) error) error {
+	done := make(chan error, 1)
+	if err := p.Enqueue(ctx, job, done); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Enqueue queues job after the current batch without waiting for it; done
+// (optional) receives its result.
+func (p *Pipeline) Enqueue(ctx context.Context, job func(ctx context.Context) error, done chan error) error {
+	if err := p.cut(ctx, false); err != nil {
+		return err
+	}
+	p.cutMu.Lock()
+	defer p.cutMu.Unlock()
+	select {
+	case p.queue <- task{job: job, done: done}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run runs the exporter until ctx ends or an export fails for good. On a
+// clean stop (ctx cancelled) the caller should not expect queued batches to
+// be exported: the checkpoint covers exactly what was.
+func (p *Pipeline) Run(ctx context.Context) error {
+	ticker := time.NewTicker(p.o.Window / 2)
+	defer ticker.Stop()
+	tickErr := make(chan error, 1)
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-tctx.Done():
+				return
+			case <-ticker.C:
+				if err := p.cut(tctx, true); err != nil && tctx.Err() == nil {
+					tickErr <- err
+					return
+				}
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-p.fatal:
+			return err
+		case err := <-tickErr:
+			return err
+		case t := <-p.queue:
+			var err error
+			if t.batch != nil {
+				err = p.exportBatch(ctx, t.batch)
+			} else {
+				err = t.job(ctx)
+			}
+			if t.done != nil {
+				t.done <- err
+			}
+			if err != nil && t.batch != nil {
+				return err
+			}
+		}
+	}
+}
+
+// exportBatch exports one stream batch: raw records until delivered, feed
+// keys rebuilt, diffed and exported, then one state transaction with the
+// item states and the checkpoint.
+func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
+	if len(b.raw) > 0 {
+		start := p.o.Now()
+		if err := p.sendRaw(ctx, b.raw); err != nil {
+			return err
+		}
+		if p.o.Observer != nil {
+			p.o.Observer.RawSent(len(b.raw), p.o.Now().Sub(start))
+		}
+	}
+	var w writeSet
+	feedNames := make([]string, 0, len(b.keys))
+	for f := range b.keys {
+		feedNames = append(feedNames, f)
+	}
+	sort.Strings(feedNames)
+	for _, f := range feedNames {
+		keys := make([]string, 0, len(b.keys[f]))
+		for k := range b.keys[f] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		if _, err := p.ExportKeys(ctx, f, keys, ExportOptions{}, &w); err != nil {
+			return err
+		}
+	}
+	err := p.o.Store.Update(ctx, func(tx *state.Tx) error {
+		if err := w.apply(tx); err != nil {
+			return err
+		}
+		if b.checkpoint != nil {
+			return tx.SetCheckpoint(*b.checkpoint, p.o.Now())
+		}
+		return nil
+	})
+	p.limiter.Release(b.rawBytes)
+	if err != nil {
+		return fmt.Errorf("connector: persist batch: %w", err)
+	}
+	if b.checkpoint != nil && p.o.Observer != nil {
+		p.o.Observer.Checkpointed(*b.checkpoint, b.sourceTime)
+	}
+	return nil
+}
+
+// sendRaw delivers raw records, retrying in place until every one is
+// delivered. A record the destination rejects (too large for the broker)
+// stops the pipeline: skipping it would lose a change.
+func (p *Pipeline) sendRaw(ctx context.Context, recs []sink.Record) error {
+	for attempt := 1; ; attempt++ {
+		res, err := sink.SendWithRetry(ctx, p.o.Sink, recs, p.o.RawBackoff)
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		for i, r := range res {
+			if r.Status == sink.StatusRejected {
+				return fmt.Errorf("connector: raw change on %s at %s was rejected by the sink (%s); feedcdc stops rather than skip a change: raise the destination's limit (e.g. the topic's max.message.bytes) and restart",
+					recs[i].Topic, recs[i].Position, r.Reason)
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		p.o.Logger.Warn("raw records not delivered yet, retrying", "records", len(recs), "attempt", attempt, "error", err)
+	}
+}
+
+// ExportOptions tune one ExportKeys call.
+type ExportOptions struct {
+	// DryRun builds and diffs but sends and persists nothing; items get
+	// status -1 in the returned sample only.
+	DryRun bool
+	// Force sends every built item even if its hash is unchanged (resync
+	// --by-ids bypasses the hash check).
+	Force bool
+	// Operation names the operation in logs ("partial sync", "full sync",
+	// "retry failed items", ...).
+	Operation string
+	// Sample, when non-nil, receives up to cap(*Sample) built items.
+	Sample *[]feeds.Item
+}
+
+// writeSet collects the state writes of one export for a single transaction.
+type writeSet struct {
+	items  []state.Item
+	outbox map[string][]state.OutboxEntry
+}
+
+func (w *writeSet) apply(tx *state.Tx) error {
+	if len(w.items) > 0 {
+		if err := tx.PutItems(w.items); err != nil {
+			return err
+		}
+	}
+	for feed, entries := range w.outbox {
+		if err := tx.PutOutbox(feed, entries); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadPrev reads what the state store knows of some entities of a feed,
+// as feeds.Diff wants it and by item id with the full stored state.
+func loadPrev(ctx context.Context, s *state.Store, feed string, keys []string) (map[string][]feeds.PrevItem, map[string]state.Item, error) {
+	m, err := s.ItemsByEntity(ctx, feed, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(map[string][]feeds.PrevItem, len(m))
+	byID := map[string]state.Item{}
+	for k, items := range m {
+		ps := make([]feeds.PrevItem, len(items))
+		for i, it := range items {
+			ps[i] = feeds.PrevItem{ID: it.ID, EntityKey: it.EntityKey, Identity: it.Identity, Hash: it.Hash, Status: it.Status, Deleted: it.Deleted}
+			byID[it.ID] = it
+		}
+		out[k] = ps
+	}
+	return out, byID, nil
+}
+
+// ExportKeys rebuilds the items of the given entity keys of one feed, diffs
+// them with the state store and exports what changed. The resulting item
+// states are added to w (the caller persists them, with a checkpoint or
+// progress, in one transaction); with w nil they are persisted here.
+// It must run on the exporter goroutine (inside a batch or a Do job).
+func (p *Pipeline) ExportKeys(ctx context.Context, feed string, keys []string, eo ExportOptions, w *writeSet) (ExportStats, error) {
+	var total ExportStats
+	if p.o.Registry == nil {
+		return total, fmt.Errorf("connector: no feeds configured")
+	}
+	f, ok := p.o.Registry.Feed(feed)
+	if !ok {
+		return total, fmt.Errorf("connector: feed %q is not enabled", feed)
+	}
+	own := w == nil
+	if own {
+		w = &writeSet{}
+	}
+	for start := 0; start < len(keys); start += p.o.BuildChunk {
+		end := min(start+p.o.BuildChunk, len(keys))
+		chunk := keys[start:end]
+		t0 := p.o.Now()
+		built, err := f.Build(ctx, chunk)
+		if err != nil {
+			return total, fmt.Errorf("connector: build %s for %d keys (%s..%s): %w", feed, len(chunk), chunk[0], chunk[len(chunk)-1], err)
+		}
+		if p.o.Observer != nil {
+			p.o.Observer.Built(feed, len(built), p.o.Now().Sub(t0))
+		}
+		st, err := p.exportBuilt(ctx, feed, chunk, built, eo, w)
+		total.add(st)
+		if err != nil {
+			return total, err
+		}
+	}
+	if own && !eo.DryRun {
+		if err := p.o.Store.Update(ctx, w.apply); err != nil {
+			return total, fmt.Errorf("connector: persist %s items: %w", feed, err)
+		}
+	}
+	return total, nil
+}
+
+// exportBuilt diffs freshly built items of some entity keys with the state
+// store and exports what changed, adding the new item states to w.
+func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string, built []feeds.Item, eo ExportOptions, w *writeSet) (ExportStats, error) {
+	f, _ := p.o.Registry.Feed(feed)
+	pol := p.o.policy(feed)
+	prev, prevByID, err := loadPrev(ctx, p.o.Store, feed, chunk)
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("connector: read state of %s: %w", feed, err)
+	}
+	changed, deleted, unchanged := feeds.Diff(f, built, prev)
+	if eo.Force {
+		// resync --by-ids bypasses the hash check: send every built item.
+		changed, unchanged = built, 0
+	}
+	// A deleted payload that failed to send (deleted, status not final) is
+	// sent again: Diff only turns live items into deleted ones.
+	builtIDs := make(map[string]bool, len(built))
+	for _, it := range built {
+		builtIDs[it.ID] = true
+	}
+	for _, items := range prev {
+		for _, pi := range items {
+			if pi.Deleted && !state.IsFinal(pi.Status) && !builtIDs[pi.ID] {
+				deleted = append(deleted, f.DeletedPayload(pi))
+			}
+		}
+	}
+	st := ExportStats{Keys: len(chunk), Built: len(built), Skipped: unchanged}
+	items := append(changed, deleted...)
+	if eo.Sample != nil {
+		for _, it := range items {
+			if len(*eo.Sample) < cap(*eo.Sample) {
+				*eo.Sample = append(*eo.Sample, it)
+			}
+		}
+	}
+	if eo.DryRun {
+		st.Sent = len(items)
+		return st, nil
+	}
+	if len(items) == 0 {
+		return st, nil
+	}
+	t1 := p.o.Now()
+	if err := p.exportItems(ctx, feed, pol, items, prevByID, w, &st); err != nil {
+		return st, err
+	}
+	if p.o.Observer != nil {
+		p.o.Observer.Exported(feed, st, p.o.Now().Sub(t1))
+	}
+	return st, nil
+}
+
+// Record builds the sink record of a feed item.
+func Record(it feeds.Item, identityFields []string) sink.Record {
+	op := "u"
+	if it.Deleted {
+		op = "d"
+	}
+	return sink.Record{Feed: it.Feed, Key: identityKey(it, identityFields), Value: it.Data, ID: it.ID, Hash: it.Hash, Op: op}
+}
+
+// identityKey is the record key: the JSON object of the identity fields in
+// feed order, e.g. {"sku":"24-MB01","storeViewCode":"default"}.
+func identityKey(it feeds.Item, fields []string) []byte {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, f := range fields {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(raw.AppendString(nil, f))
+		b.WriteByte(':')
+		b.Write(raw.AppendString(nil, it.Identity[f]))
+	}
+	b.WriteByte('}')
+	return []byte(b.String())
+}
+
+// exportItems sends (or, in legacy mode, queues) items and records their new
+// states in w.
+func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy, items []feeds.Item, prev map[string]state.Item, w *writeSet, st *ExportStats) error {
+	f, _ := p.o.Registry.Feed(feed)
+	now := p.o.Now()
+	base := func(it feeds.Item) state.Item {
+		return state.Item{Feed: feed, ID: it.ID, EntityKey: it.EntityKey, Identity: it.Identity, Hash: it.Hash,
+			ModifiedAt: now, Deleted: it.Deleted}
+	}
+	if pol.Mode == ModeLegacy {
+		if w.outbox == nil {
+			w.outbox = map[string][]state.OutboxEntry{}
+		}
+		for _, it := range items {
+			w.outbox[feed] = append(w.outbox[feed], state.OutboxEntry{Feed: feed, ID: it.ID, Payload: it.Data, Added: now})
+			s := base(it)
+			s.Status = state.StatusPending
+			w.items = append(w.items, s)
+			st.Sent++
+			if it.Deleted {
+				st.Deleted++
+			}
+		}
+		return nil
+	}
+	recs := make([]sink.Record, len(items))
+	for i, it := range items {
+		recs[i] = Record(it, f.IdentityFields())
+	}
+	res, err := sink.SendWithRetry(ctx, p.o.Sink, recs, p.o.SendBackoff)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	for i, it := range items {
+		s := base(it)
+		p.applyResult(&s, res[i], prev[it.ID], pol, now, st)
+		if it.Deleted && s.Status == state.StatusSent {
+			st.Deleted++
+		}
+		w.items = append(w.items, s)
+	}
+	return nil
+}
+
+// applyResult sets an item's status from a sink result.
+func (p *Pipeline) applyResult(s *state.Item, r sink.Result, prev state.Item, pol FeedPolicy, now time.Time, st *ExportStats) {
+	s.RequestID = r.RequestID
+	switch r.Status {
+	case sink.StatusOK:
+		s.Status, s.SentAt, s.Attempts, s.LastError = state.StatusSent, now, 0, ""
+		st.Sent++
+	case sink.StatusRejected:
+		s.Status = state.StatusRejected
+		if strings.Contains(strings.ToLower(r.Reason), "invalid") {
+			s.Status = state.StatusRejectedByService
+		}
+		s.LastError = r.Reason
+		st.Rejected++
+	default:
+		s.Status = state.StatusRetryableFailure
+		attempts := 1
+		if prev.ID != "" && prev.Status == state.StatusRetryableFailure && prev.Hash == s.Hash {
+			attempts = prev.Attempts + 1
+		}
+		s.Attempts = attempts
+		s.LastError = r.Reason
+		if s.LastError == "" && r.Err != nil {
+			s.LastError = r.Err.Error()
+		}
+		wait := state.NextBackoff(attempts, pol.BackoffBase, pol.BackoffMax)
+		if r.RetryAfter > wait {
+			wait = r.RetryAfter
+		}
+		s.NextAttempt = now.Add(wait)
+		if attempts >= pol.MaxAttempts {
+			s.Attention = true
+			st.Attention++
+		}
+		st.Failed++
+	}
+}
