@@ -16,17 +16,37 @@ import (
 //	varint  Status
 //	uvarint Attempts
 //	varint  ModifiedAt, SentAt, NextAttempt (unix microseconds, 0 = zero time)
-//	bytes   EntityKey
-//	hash    Hash: byte tag (0 raw bytes, 1 lower-case hex stored decoded) + bytes
-//	uvarint number of identity pairs, then key bytes, value bytes (sorted by key)
+//	compact Hash
+//	uvarint number of identity pairs, then for each (sorted by key): a key
+//	        (byte: 0 = bytes follow, n > 0 = identityNames[n-1]) and the value bytes
 //	bytes   LastError
-//	bytes   RequestID
+//	compact RequestID
 //
-// "bytes" is a uvarint length followed by the bytes. The fixed-width head
-// (flags, status, attempts, times, entity key) comes first so that index
-// maintenance and cleanup can read it without decoding the rest.
+// "bytes" is a uvarint length followed by the bytes; "compact" is a tag byte
+// (0 raw bytes, 1 lower-case hex stored decoded, 2 lower-case UUID stored as
+// its 16 bytes) followed by bytes. Feed, ID and EntityKey
+// live in the bucket path and the key. The head (flags, status, attempts,
+// times) comes first so that index maintenance and cleanup can read it
+// without decoding the rest.
 
 const itemVersion = 1
+
+// identityNames are the identity field names stored as one byte. Append
+// only: the position is part of the file format.
+var identityNames = [...]string{
+	"sku", "storeViewCode", "storeCode", "websiteCode", "productId",
+	"parentSku", "productSku", "attributeCode", "customerGroupCode",
+	"websiteId", "storeViewId", "storeId", "categoryId", "entityId", "id",
+}
+
+func identityCode(name string) byte {
+	for i, n := range identityNames {
+		if n == name {
+			return byte(i + 1)
+		}
+	}
+	return 0
+}
 
 const (
 	flagDeleted   = 1 << 0
@@ -111,17 +131,7 @@ func encodeItem(dst []byte, it *Item) []byte {
 	dst = binary.AppendVarint(dst, timeToMicro(it.ModifiedAt))
 	dst = binary.AppendVarint(dst, timeToMicro(it.SentAt))
 	dst = binary.AppendVarint(dst, timeToMicro(it.NextAttempt))
-	dst = appendBytes(dst, it.EntityKey)
-	if len(it.Hash) > 0 && len(it.Hash)%2 == 0 && isLowerHex(it.Hash) {
-		dst = append(dst, 1)
-		dst = binary.AppendUvarint(dst, uint64(len(it.Hash)/2))
-		n := len(dst)
-		dst = append(dst, make([]byte, len(it.Hash)/2)...)
-		hex.Decode(dst[n:], []byte(it.Hash))
-	} else {
-		dst = append(dst, 0)
-		dst = appendBytes(dst, it.Hash)
-	}
+	dst = appendCompact(dst, it.Hash)
 	dst = binary.AppendUvarint(dst, uint64(len(it.Identity)))
 	if len(it.Identity) > 0 {
 		keys := make([]string, 0, len(it.Identity))
@@ -130,13 +140,74 @@ func encodeItem(dst []byte, it *Item) []byte {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			dst = appendBytes(dst, k)
+			if c := identityCode(k); c != 0 {
+				dst = append(dst, c)
+			} else {
+				dst = append(dst, 0)
+				dst = appendBytes(dst, k)
+			}
 			dst = appendBytes(dst, it.Identity[k])
 		}
 	}
 	dst = appendBytes(dst, it.LastError)
-	dst = appendBytes(dst, it.RequestID)
-	return dst
+	return appendCompact(dst, it.RequestID)
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return false
+	}
+	return isLowerHex(s[:8]) && isLowerHex(s[9:13]) && isLowerHex(s[14:18]) && isLowerHex(s[19:23]) && isLowerHex(s[24:])
+}
+
+// appendCompact stores hex strings (hashes) and UUIDs (request ids) as
+// their bytes.
+func appendCompact(dst []byte, s string) []byte {
+	switch {
+	case len(s) > 0 && len(s)%2 == 0 && isLowerHex(s):
+		dst = append(dst, 1)
+		dst = binary.AppendUvarint(dst, uint64(len(s)/2))
+		n := len(dst)
+		dst = append(dst, make([]byte, len(s)/2)...)
+		hex.Decode(dst[n:], []byte(s))
+		return dst
+	case isUUID(s):
+		dst = append(dst, 2)
+		var b [16]byte
+		hex.Decode(b[0:4], []byte(s[0:8]))
+		hex.Decode(b[4:6], []byte(s[9:13]))
+		hex.Decode(b[6:8], []byte(s[14:18]))
+		hex.Decode(b[8:10], []byte(s[19:23]))
+		hex.Decode(b[10:16], []byte(s[24:36]))
+		return append(dst, b[:]...)
+	}
+	dst = append(dst, 0)
+	return appendBytes(dst, s)
+}
+
+func (r *reader) compact() string {
+	switch tag := r.byte1(); tag {
+	case 0:
+		return r.str()
+	case 1:
+		return hex.EncodeToString(r.raw())
+	case 2:
+		if r.err != nil {
+			return ""
+		}
+		if len(r.b) < 16 {
+			r.err = errCorrupt
+			return ""
+		}
+		h := hex.EncodeToString(r.b[:16])
+		r.b = r.b[16:]
+		return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	default:
+		if r.err == nil {
+			r.err = errCorrupt
+		}
+		return ""
+	}
 }
 
 // reader decodes the primitives above; the first error sticks.
@@ -209,7 +280,6 @@ type itemHead struct {
 	ModifiedAt  int64 // unix µs
 	SentAt      int64
 	NextAttempt int64
-	EntityKey   []byte // aliases the value; valid only inside the transaction
 }
 
 func decodeHead(v []byte) (itemHead, reader, error) {
@@ -226,14 +296,13 @@ func decodeHead(v []byte) (itemHead, reader, error) {
 	h.ModifiedAt = r.varint()
 	h.SentAt = r.varint()
 	h.NextAttempt = r.varint()
-	h.EntityKey = r.raw()
 	if r.err != nil {
 		return h, r, fmt.Errorf("decode item: %w", r.err)
 	}
 	return h, r, nil
 }
 
-func decodeItem(feed, id string, v []byte) (Item, error) {
+func decodeItem(feed, id, entity string, v []byte) (Item, error) {
 	h, r, err := decodeHead(v)
 	if err != nil {
 		return Item{}, err
@@ -241,7 +310,7 @@ func decodeItem(feed, id string, v []byte) (Item, error) {
 	it := Item{
 		Feed:        feed,
 		ID:          id,
-		EntityKey:   string(h.EntityKey),
+		EntityKey:   entity,
 		Status:      h.Status,
 		Attempts:    h.Attempts,
 		Deleted:     h.Deleted,
@@ -250,28 +319,29 @@ func decodeItem(feed, id string, v []byte) (Item, error) {
 		SentAt:      microToTime(h.SentAt),
 		NextAttempt: microToTime(h.NextAttempt),
 	}
-	switch tag := r.byte1(); tag {
-	case 0:
-		it.Hash = r.str()
-	case 1:
-		it.Hash = hex.EncodeToString(r.raw())
-	default:
-		if r.err == nil {
-			r.err = errCorrupt
-		}
-	}
+	it.Hash = r.compact()
 	if n := r.uvarint(); n > 0 && r.err == nil {
 		if n > uint64(len(r.b)) {
 			return Item{}, fmt.Errorf("decode item %s: identity count %d: %w", id, n, errCorrupt)
 		}
 		it.Identity = make(map[string]string, n)
 		for i := uint64(0); i < n && r.err == nil; i++ {
-			k := r.str()
+			var k string
+			switch c := r.byte1(); {
+			case c == 0:
+				k = r.str()
+			case int(c) <= len(identityNames):
+				k = identityNames[c-1]
+			default:
+				if r.err == nil {
+					r.err = errCorrupt
+				}
+			}
 			it.Identity[k] = r.str()
 		}
 	}
 	it.LastError = r.str()
-	it.RequestID = r.str()
+	it.RequestID = r.compact()
 	if r.err != nil {
 		return Item{}, fmt.Errorf("decode item %s: %w", id, r.err)
 	}
@@ -280,12 +350,24 @@ func decodeItem(feed, id string, v []byte) (Item, error) {
 
 // Index keys.
 
-func entityKey(dst []byte, ek string, idKey []byte) []byte {
+// itemKey is the key of an item in feeds/<feed>/items: the entity key
+// (length-prefixed, so equal-length numeric keys sort numerically and one
+// entity's items are contiguous) followed by the id key.
+func itemKey(dst []byte, ek string, idKey []byte) []byte {
 	dst = appendBytes(dst, ek)
 	return append(dst, idKey...)
 }
 
 func entityPrefix(ek string) []byte { return appendBytes(nil, ek) }
+
+// splitItemKey returns the entity key and id key of an item key (aliasing k).
+func splitItemKey(k []byte) (ek, idk []byte, err error) {
+	n, l := binary.Uvarint(k)
+	if l <= 0 || uint64(len(k)-l) < n+1 {
+		return nil, nil, fmt.Errorf("item key %x: %w", k, errCorrupt)
+	}
+	return k[l : l+int(n)], k[l+int(n):], nil
+}
 
 func failedKey(dst []byte, nextAttempt int64, idKey []byte) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(max(nextAttempt, 0)))

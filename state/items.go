@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -160,7 +161,23 @@ func inFailedIndex(status int, attention bool) bool {
 
 func inStatusIndex(status int) bool { return status != StatusSent }
 
-// PutItems inserts or replaces item states, keeping the entity, failed and
+// lookup finds the item with id key idk: its item key (in t.kbuf2) and
+// value, or nils.
+func (t *Tx) lookup(fb *feedBuckets, idk []byte) (ek, ik, v []byte) {
+	ek = fb.byID.Get(idk)
+	if ek == nil {
+		return nil, nil, nil
+	}
+	ik = itemKey(t.kbuf2[:0], string(ek), idk)
+	return ek, ik, fb.items.Get(ik)
+}
+
+func (t *Tx) missing(fb *feedBuckets, what string, idk []byte) error {
+	id, _ := decodeID(idk)
+	return fmt.Errorf("state: feed %q: %s names item %s that does not exist: %w", fb.name, what, id, errCorrupt)
+}
+
+// PutItems inserts or replaces item states, keeping the id, failed and
 // status indexes and the feed counters consistent. Attention is cleared for
 // items whose status is not 2.
 func (t *Tx) PutItems(items []Item) error {
@@ -176,6 +193,9 @@ func (t *Tx) PutItems(items []Item) error {
 		if it.Status < minStatus || it.Status > maxStatus {
 			return fmt.Errorf("state: put item %s: status %d out of range", it.ID, it.Status)
 		}
+		if len(it.EntityKey) > 512 {
+			return fmt.Errorf("state: put item %s: entity key of %d bytes is too long (max 512)", it.ID, len(it.EntityKey))
+		}
 		if it.Status != StatusRetryableFailure {
 			it.Attention = false
 		}
@@ -185,19 +205,30 @@ func (t *Tx) PutItems(items []Item) error {
 		}
 		idk := t.keep(encodeID(t.kbuf[:0], it.ID))
 		newNext := timeToMicro(it.NextAttempt)
-		entityChanged, failedOld, statusOld := true, false, false
+		failedOld, statusOld := false, false
 		var oldNext int64
 		var oldStatus int
-		if old := fb.items.Get(idk); old != nil {
+		oldEK, oldIK, old := t.lookup(fb, idk)
+		switch {
+		case oldEK == nil:
+			if err := fb.byID.Put(idk, t.keep([]byte(it.EntityKey))); err != nil {
+				return err
+			}
+		case old == nil:
+			return t.missing(fb, "id index", idk)
+		default:
 			h, _, err := decodeHead(old)
 			if err != nil {
 				return fmt.Errorf("state: feed %q item %s: %w", it.Feed, it.ID, err)
 			}
 			fb.delta.add(contribution(h.Status, h.Deleted, h.Attention), -1)
-			if string(h.EntityKey) == it.EntityKey {
-				entityChanged = false
-			} else if err := fb.entity.Delete(entityKey(t.kbuf[:0], string(h.EntityKey), idk)); err != nil {
-				return err
+			if string(oldEK) != it.EntityKey {
+				if err := fb.items.Delete(oldIK); err != nil {
+					return err
+				}
+				if err := fb.byID.Put(idk, t.keep([]byte(it.EntityKey))); err != nil {
+					return err
+				}
 			}
 			failedOld, oldNext = inFailedIndex(h.Status, h.Attention), h.NextAttempt
 			statusOld, oldStatus = inStatusIndex(h.Status), h.Status
@@ -226,13 +257,8 @@ func (t *Tx) PutItems(items []Item) error {
 				return err
 			}
 		}
-		if entityChanged {
-			if err := fb.entity.Put(t.keep(entityKey(t.kbuf[:0], it.EntityKey, idk)), empty); err != nil {
-				return err
-			}
-		}
 		scratch = encodeItem(scratch[:0], it)
-		if err := fb.items.Put(idk, t.keep(scratch)); err != nil {
+		if err := fb.items.Put(t.keep(itemKey(t.kbuf[:0], it.EntityKey, idk)), t.keep(scratch)); err != nil {
 			return fmt.Errorf("state: put feed %q item %s: %w", it.Feed, it.ID, err)
 		}
 		fb.delta.add(contribution(it.Status, it.Deleted, it.Attention), 1)
@@ -257,44 +283,68 @@ func (t *Tx) DeleteItems(feed string, ids []string) error {
 		return err
 	}
 	for _, id := range ids {
-		if err := t.deleteItem(fb, encodeID(t.kbuf[:0], id)); err != nil {
+		if err := t.deleteItem(fb, encodeID(nil, id)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// deleteItem removes the item at idk; idk must not alias t.kbuf.
+// deleteItem removes the item with id key idk; idk must not alias t.kbuf
+// or t.kbuf2.
 func (t *Tx) deleteItem(fb *feedBuckets, idk []byte) error {
-	old := fb.items.Get(idk)
-	if old == nil {
+	ek, ik, old := t.lookup(fb, idk)
+	if ek == nil {
 		return nil
 	}
-	idk = append([]byte(nil), idk...)
+	if old == nil {
+		return t.missing(fb, "id index", idk)
+	}
 	h, _, err := decodeHead(old)
 	if err != nil {
 		return fmt.Errorf("state: feed %q: %w", fb.name, err)
 	}
-	k := make([]byte, 0, 64)
-	if err := fb.entity.Delete(entityKey(k, string(h.EntityKey), idk)); err != nil {
+	if err := fb.items.Delete(ik); err != nil {
 		return err
 	}
 	if inFailedIndex(h.Status, h.Attention) {
-		if err := fb.failed.Delete(failedKey(k, h.NextAttempt, idk)); err != nil {
+		if err := fb.failed.Delete(failedKey(t.kbuf[:0], h.NextAttempt, idk)); err != nil {
 			return err
 		}
 	}
 	if inStatusIndex(h.Status) {
-		if err := fb.status.Delete(statusKey(k, h.Status, idk)); err != nil {
+		if err := fb.status.Delete(statusKey(t.kbuf[:0], h.Status, idk)); err != nil {
 			return err
 		}
 	}
-	if err := fb.items.Delete(idk); err != nil {
+	if err := fb.byID.Delete(idk); err != nil {
 		return err
 	}
 	fb.delta.add(contribution(h.Status, h.Deleted, h.Attention), -1)
 	fb.dirty = true
 	return nil
+}
+
+// getByIDKey decodes the item with id key idk; ok is false if absent.
+func (t *Tx) getByIDKey(fb *feedBuckets, idk []byte, id string) (Item, bool, error) {
+	ek, _, v := t.lookup(fb, idk)
+	if ek == nil {
+		return Item{}, false, nil
+	}
+	if v == nil {
+		return Item{}, false, t.missing(fb, "id index", idk)
+	}
+	if id == "" {
+		var err error
+		if id, err = decodeID(idk); err != nil {
+			return Item{}, false, err
+		}
+	}
+	it, err := decodeItem(fb.name, id, string(ek), v)
+	if err != nil {
+		return Item{}, false, fmt.Errorf("state: feed %q: %w", fb.name, err)
+	}
+	return it, true, nil
 }
 
 // Item returns one item's state.
@@ -303,15 +353,7 @@ func (t *Tx) Item(feed, id string) (Item, bool, error) {
 	if err != nil || fb == nil {
 		return Item{}, false, err
 	}
-	v := fb.items.Get(encodeID(t.kbuf[:0], id))
-	if v == nil {
-		return Item{}, false, nil
-	}
-	it, err := decodeItem(feed, id, v)
-	if err != nil {
-		return Item{}, false, fmt.Errorf("state: feed %q: %w", feed, err)
-	}
-	return it, true, nil
+	return t.getByIDKey(fb, encodeID(t.kbuf[:0], id), id)
 }
 
 // Items returns the stored states of the given feed ids; ids without state
@@ -323,44 +365,39 @@ func (t *Tx) Items(feed string, ids []string) (map[string]Item, error) {
 		return out, err
 	}
 	for _, id := range ids {
-		v := fb.items.Get(encodeID(t.kbuf[:0], id))
-		if v == nil {
-			continue
-		}
-		it, err := decodeItem(feed, id, v)
+		it, ok, err := t.getByIDKey(fb, encodeID(t.kbuf[:0], id), id)
 		if err != nil {
-			return nil, fmt.Errorf("state: feed %q: %w", feed, err)
+			return nil, err
 		}
-		out[id] = it
+		if ok {
+			out[id] = it
+		}
 	}
 	return out, nil
 }
 
 // ItemsByEntity returns, per source entity key, every item of feed built
 // from that entity (e.g. one per store view). Keys without items are absent.
+// One entity's items are stored contiguously, so this is one range read per
+// entity.
 func (t *Tx) ItemsByEntity(feed string, entityKeys []string) (map[string][]Item, error) {
 	out := make(map[string][]Item, len(entityKeys))
 	fb, err := t.feed(feed, false)
 	if err != nil || fb == nil {
 		return out, err
 	}
-	c := fb.entity.Cursor()
+	c := fb.items.Cursor()
 	for _, ek := range entityKeys {
 		if _, done := out[ek]; done {
 			continue
 		}
 		prefix := entityPrefix(ek)
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			idk := k[len(prefix):]
-			id, err := decodeID(idk)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			id, err := decodeID(k[len(prefix):])
 			if err != nil {
-				return nil, fmt.Errorf("state: feed %q entity index: %w", feed, err)
+				return nil, fmt.Errorf("state: feed %q: %w", feed, err)
 			}
-			v := fb.items.Get(idk)
-			if v == nil {
-				return nil, fmt.Errorf("state: feed %q: entity index names item %s that does not exist: %w", feed, id, errCorrupt)
-			}
-			it, err := decodeItem(feed, id, v)
+			it, err := decodeItem(feed, id, ek, v)
 			if err != nil {
 				return nil, fmt.Errorf("state: feed %q: %w", feed, err)
 			}
@@ -388,7 +425,7 @@ func (t *Tx) Counts(feed string) (Counts, error) {
 
 // DueFailed returns up to limit items of feed with status 2 (not requiring
 // attention) whose NextAttempt is at or before now, earliest first. It reads
-// only the failed index.
+// only the failed index and the items it names.
 func (t *Tx) DueFailed(feed string, now time.Time, limit int) ([]Item, error) {
 	if limit <= 0 {
 		limit = defaultDueFailedLimit
@@ -407,18 +444,12 @@ func (t *Tx) DueFailed(feed string, now time.Time, limit int) ([]Item, error) {
 		if binary.BigEndian.Uint64(k) > nowUS {
 			break
 		}
-		idk := k[8:]
-		id, err := decodeID(idk)
+		it, ok, err := t.getByIDKey(fb, k[8:], "")
 		if err != nil {
 			return nil, err
 		}
-		v := fb.items.Get(idk)
-		if v == nil {
-			return nil, fmt.Errorf("state: feed %q: failed index names item %s that does not exist: %w", feed, id, errCorrupt)
-		}
-		it, err := decodeItem(feed, id, v)
-		if err != nil {
-			return nil, err
+		if !ok {
+			return nil, t.missing(fb, "failed index", k[8:])
 		}
 		out = append(out, it)
 	}
@@ -429,22 +460,24 @@ func (t *Tx) DueFailed(feed string, now time.Time, limit int) ([]Item, error) {
 type ListQuery struct {
 	Feed string
 	// Statuses keeps items with one of these statuses (all when empty).
-	// Without 200 among them the status index is used instead of a scan.
+	// Without 200 among them the status index is read instead of all items,
+	// and items come in feed-id order; otherwise in entity-key order.
 	Statuses []int
 	// Attention keeps only items requiring attention.
 	Attention bool
 	// Search keeps items whose feed id, entity key or any identity value
 	// contains it, case-insensitively (e.g. part of a SKU).
 	Search string
-	// After is the cursor: the next value returned by the previous page.
+	// After is the opaque cursor returned as next by the previous page of
+	// the same query.
 	After string
 	// Limit is the page size (default 50, at most 1000).
 	Limit int
 }
 
-// ListItems returns one page of items matching q, in stored key order, and
-// the cursor of the next page ("" when this page is the last; a non-empty
-// cursor may still lead to an empty page).
+// ListItems returns one page of items matching q and the cursor of the next
+// page ("" when this page is the last; a non-empty cursor may still lead to
+// an empty page).
 func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 	limit := q.Limit
 	if limit <= 0 {
@@ -470,11 +503,17 @@ func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 		}
 		want[s] = true
 	}
-	search := strings.ToLower(q.Search)
+	mode := "i"
+	if useIndex {
+		mode = "s"
+	}
 	var after []byte
 	if q.After != "" {
-		after = encodeID(nil, q.After)
+		if after, err = hex.DecodeString(strings.TrimPrefix(q.After, mode)); err != nil || !strings.HasPrefix(q.After, mode) {
+			return nil, "", fmt.Errorf("state: list items: cursor %q does not belong to this query; start again without one", q.After)
+		}
 	}
+	search := strings.ToLower(q.Search)
 	match := func(it *Item) bool {
 		if len(want) > 0 && !want[it.Status] {
 			return false
@@ -496,23 +535,18 @@ func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 		return false
 	}
 	var out []Item
+	var last []byte
 	n := 0
-	visit := func(idk, v []byte) (bool, error) {
+	// visit gets the key in the scanned bucket and the item.
+	visit := func(key []byte, it Item) (bool, error) {
 		if n++; n%4096 == 0 {
 			if err := t.ctx.Err(); err != nil {
 				return false, err
 			}
 		}
-		id, err := decodeID(idk)
-		if err != nil {
-			return false, err
-		}
-		it, err := decodeItem(q.Feed, id, v)
-		if err != nil {
-			return false, err
-		}
 		if match(&it) {
 			out = append(out, it)
+			last = append(last[:0], key...)
 		}
 		return len(out) < limit, nil
 	}
@@ -528,7 +562,19 @@ func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
-			more, err := visit(k, v)
+			ek, idk, err := splitItemKey(k)
+			if err != nil {
+				return nil, "", err
+			}
+			id, err := decodeID(idk)
+			if err != nil {
+				return nil, "", err
+			}
+			it, err := decodeItem(q.Feed, id, string(ek), v)
+			if err != nil {
+				return nil, "", err
+			}
+			more, err := visit(k, it)
 			if err != nil {
 				return nil, "", err
 			}
@@ -542,14 +588,14 @@ func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 	}
 	next := ""
 	if len(out) == limit {
-		next = out[len(out)-1].ID
+		next = mode + hex.EncodeToString(last)
 	}
 	return out, next, nil
 }
 
 // mergeStatus visits items of the given statuses in id-key order, merging
-// the per-status ranges of the status index, starting after 'after'.
-func (t *Tx) mergeStatus(fb *feedBuckets, statuses []int, after []byte, visit func(idk, v []byte) (bool, error)) error {
+// the per-status ranges of the status index, starting after id key 'after'.
+func (t *Tx) mergeStatus(fb *feedBuckets, statuses []int, after []byte, visit func(idk []byte, it Item) (bool, error)) error {
 	type rng struct {
 		prefix []byte
 		c      interface {
@@ -585,12 +631,14 @@ func (t *Tx) mergeStatus(fb *feedBuckets, statuses []int, after []byte, visit fu
 		if best == nil {
 			return nil
 		}
-		v := fb.items.Get(best.cur)
-		if v == nil {
-			id, _ := decodeID(best.cur)
-			return fmt.Errorf("status index names item %s that does not exist: %w", id, errCorrupt)
+		it, ok, err := t.getByIDKey(fb, best.cur, "")
+		if err != nil {
+			return err
 		}
-		more, err := visit(best.cur, v)
+		if !ok {
+			return t.missing(fb, "status index", best.cur)
+		}
+		more, err := visit(best.cur, it)
 		if err != nil || !more {
 			return err
 		}

@@ -59,7 +59,11 @@ func (s *Store) Cleanup(ctx context.Context, now time.Time, retention time.Durat
 						return fmt.Errorf("state: cleanup feed %q: %w", feed, err)
 					}
 					if h.Deleted && h.Status == StatusSent && max(h.SentAt, h.ModifiedAt) < cutoff {
-						victims = append(victims, append([]byte(nil), k...))
+						_, idk, err := splitItemKey(k)
+						if err != nil {
+							return err
+						}
+						victims = append(victims, append([]byte(nil), idk...))
 					}
 				}
 				if k == nil {
@@ -141,35 +145,40 @@ func (t *Tx) checkFeed(feed string) error {
 				return err
 			}
 		}
-		id, err := decodeID(k)
+		ek, idk, err := splitItemKey(k)
+		if err != nil {
+			bad("%v", err)
+			continue
+		}
+		id, err := decodeID(idk)
 		if err != nil {
 			bad("item key %x: %v", k, err)
 			continue
 		}
-		if _, err := decodeItem(feed, id, v); err != nil {
+		if _, err := decodeItem(feed, id, string(ek), v); err != nil {
 			bad("item %s: %v", id, err)
 			continue
 		}
 		h, _, _ := decodeHead(v)
 		want.add(contribution(h.Status, h.Deleted, h.Attention), 1)
-		if fb.entity.Get(entityKey(kb[:0], string(h.EntityKey), k)) == nil {
-			bad("item %s missing from the entity index", id)
+		if got := fb.byID.Get(idk); got == nil || !bytes.Equal(got, ek) {
+			bad("item %s (entity %q) has id index entry %q", id, ek, got)
 		}
 		if inFailedIndex(h.Status, h.Attention) {
 			nFailed++
-			if fb.failed.Get(failedKey(kb[:0], h.NextAttempt, k)) == nil {
+			if fb.failed.Get(failedKey(kb[:0], h.NextAttempt, idk)) == nil {
 				bad("item %s missing from the failed index", id)
 			}
 		}
 		if inStatusIndex(h.Status) {
 			nStatus++
-			if fb.status.Get(statusKey(kb[:0], h.Status, k)) == nil {
+			if fb.status.Get(statusKey(kb[:0], h.Status, idk)) == nil {
 				bad("item %s missing from the status index", id)
 			}
 		}
 	}
-	if got := fb.entity.Stats().KeyN; got != int(want.Total) {
-		bad("entity index has %d entries for %d items", got, want.Total)
+	if got := fb.byID.Stats().KeyN; got != int(want.Total) {
+		bad("id index has %d entries for %d items", got, want.Total)
 	}
 	if got := fb.failed.Stats().KeyN; got != nFailed {
 		bad("failed index has %d entries for %d failed items", got, nFailed)

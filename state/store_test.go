@@ -195,8 +195,9 @@ func TestItemRoundTripAndEncoding(t *testing.T) {
 		Deleted:     true,
 		Attention:   true,
 	}
-	odd := Item{Feed: "raw.feed", ID: "not-a-sha1 id/with:stuff", EntityKey: "", Hash: "NOT-HEX", Status: -1}
-	upperHex := Item{Feed: "products", ID: strings.ToUpper(sha1hex("u")), EntityKey: "7", Hash: "abc", Status: 400}
+	odd := Item{Feed: "raw.feed", ID: "not-a-sha1 id/with:stuff", EntityKey: "", Hash: "NOT-HEX", Status: -1,
+		Identity: map[string]string{"customField": "v", "": "empty key", "sku": ""}, RequestID: "8F14E45F-CEEA-467A-9575-7F1C1B0E0B8A"}
+	upperHex := Item{Feed: "products", ID: strings.ToUpper(sha1hex("u")), EntityKey: "7", Hash: "abc", Status: 400, RequestID: "req-42"}
 	put(t, st, full, odd, upperHex)
 	for _, want := range []Item{full, odd, upperHex} {
 		got, ok, err := st.Item(ctx, want.Feed, want.ID)
@@ -232,10 +233,10 @@ func TestItemRoundTripAndEncoding(t *testing.T) {
 		t.Fatal("status 70000 accepted")
 	}
 	// A corrupt value is reported, not misread.
-	if _, err := decodeItem("f", "x", []byte{1, 0, 2}); !errors.Is(err, errCorrupt) {
+	if _, err := decodeItem("f", "x", "", []byte{1, 0, 2}); !errors.Is(err, errCorrupt) {
 		t.Fatalf("decode of truncated item: %v", err)
 	}
-	if _, err := decodeItem("f", "x", []byte{9}); err == nil || !strings.Contains(err.Error(), "newer") {
+	if _, err := decodeItem("f", "x", "", []byte{9}); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("decode of future version: %v", err)
 	}
 	mustCheck(t, st)
@@ -450,9 +451,18 @@ func TestListItemsPagesFiltersAndSearches(t *testing.T) {
 		}
 		return s
 	}
+	// A full listing comes in entity order (numeric for same-length keys).
 	all := collect(ListQuery{Feed: "products", Limit: 7})
-	if len(all) != 100 || !slices.IsSorted(ids(all)) {
-		t.Fatalf("full listing: %d items, sorted=%v", len(all), slices.IsSorted(ids(all)))
+	for i, it := range all {
+		if it.EntityKey != strconv.Itoa(i) {
+			t.Fatalf("full listing: item %d has entity %s", i, it.EntityKey)
+		}
+	}
+	if len(all) != 100 {
+		t.Fatalf("full listing: %d items", len(all))
+	}
+	if _, _, err := st.ListItems(ctx, ListQuery{Feed: "products", Statuses: []int{2}, After: "i00"}); err == nil || !strings.Contains(err.Error(), "does not belong") {
+		t.Fatalf("cursor of another query: %v", err)
 	}
 	failed := collect(ListQuery{Feed: "products", Statuses: []int{StatusRetryableFailure, StatusRejected, StatusRejectedByService}, Limit: 9})
 	if len(failed) != 60 || !slices.IsSorted(ids(failed)) {

@@ -14,8 +14,8 @@ import (
 
 // Per-feed sub-buckets of feeds/<feed>.
 var (
-	bItems    = []byte("items")    // id key -> item
-	bEntity   = []byte("entity")   // len(entity) entity idkey -> ""
+	bItems    = []byte("items")    // uvarint(len(entity)) entity idkey -> item
+	bByID     = []byte("byid")     // idkey -> entity key
 	bFailed   = []byte("failed")   // nextAttempt(8) idkey -> "" (status 2, not attention)
 	bStatus   = []byte("status")   // status(2) idkey -> "" (status != 200)
 	bOutbox   = []byte("outbox")   // seq(8) -> outbox entry
@@ -41,18 +41,19 @@ type Tx struct {
 	feeds map[string]*feedBuckets
 	buf   []byte
 	kbuf  []byte
+	kbuf2 []byte
 }
 
 type feedBuckets struct {
-	name                                                 string
-	root, items, entity, failed, status, outbox, outbxID *bolt.Bucket
-	meta                                                 *bolt.Bucket
-	delta                                                Counts
-	dirty                                                bool
+	name                                               string
+	root, items, byID, failed, status, outbox, outbxID *bolt.Bucket
+	meta                                               *bolt.Bucket
+	delta                                              Counts
+	dirty                                              bool
 }
 
 func newTx(ctx context.Context, s *Store, btx *bolt.Tx) *Tx {
-	return &Tx{ctx: ctx, s: s, tx: btx, feeds: map[string]*feedBuckets{}, kbuf: make([]byte, 0, 256)}
+	return &Tx{ctx: ctx, s: s, tx: btx, feeds: map[string]*feedBuckets{}, kbuf: make([]byte, 0, 256), kbuf2: make([]byte, 0, 256)}
 }
 
 func validFeed(feed string) error {
@@ -88,7 +89,7 @@ func (t *Tx) feed(feed string, create bool) (*feedBuckets, error) {
 		if root, err = feeds.CreateBucket([]byte(feed)); err != nil {
 			return nil, fmt.Errorf("state: create feed %q: %w", feed, err)
 		}
-		for _, n := range [][]byte{bItems, bEntity, bFailed, bStatus, bOutbox, bOutboxID, bFeedMeta} {
+		for _, n := range [][]byte{bItems, bByID, bFailed, bStatus, bOutbox, bOutboxID, bFeedMeta} {
 			if _, err := root.CreateBucket(n); err != nil {
 				return nil, fmt.Errorf("state: create feed %q bucket %s: %w", feed, n, err)
 			}
@@ -98,19 +99,22 @@ func (t *Tx) feed(feed string, create bool) (*feedBuckets, error) {
 		name:    feed,
 		root:    root,
 		items:   root.Bucket(bItems),
-		entity:  root.Bucket(bEntity),
+		byID:    root.Bucket(bByID),
 		failed:  root.Bucket(bFailed),
 		status:  root.Bucket(bStatus),
 		outbox:  root.Bucket(bOutbox),
 		outbxID: root.Bucket(bOutboxID),
 		meta:    root.Bucket(bFeedMeta),
 	}
-	if fb.items == nil || fb.entity == nil || fb.failed == nil || fb.status == nil || fb.outbox == nil || fb.outbxID == nil || fb.meta == nil {
+	if fb.items == nil || fb.byID == nil || fb.failed == nil || fb.status == nil || fb.outbox == nil || fb.outbxID == nil || fb.meta == nil {
 		return nil, fmt.Errorf("state: feed %q is missing sub-buckets: %w", feed, errCorrupt)
 	}
-	// Appends at the end of the key space (outbox sequence, retry times)
-	// pack pages fully.
+	// Items are written mostly in entity order by full syncs, the outbox
+	// and the failed index at the end of their key space: pack their pages
+	// fully instead of leaving split pages half empty.
+	fb.items.FillPercent = 0.9
 	fb.outbox.FillPercent = 0.95
+	fb.failed.FillPercent = 0.9
 	t.feeds[feed] = fb
 	return fb, nil
 }
