@@ -1,0 +1,192 @@
+package filesink
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/feedcdc/feedcdc/sink"
+)
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if !json.Valid(sc.Bytes()) {
+			t.Fatalf("%s: line %q is not JSON", path, sc.Text())
+		}
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+func rec(feed, sku string) sink.Record {
+	return sink.Record{Feed: feed, Value: []byte(fmt.Sprintf(`{"sku":%q}`, sku)), ID: "id-" + sku, Key: []byte(sku), Op: "u", Position: "0-1-5"}
+}
+
+func TestWritesLinesPerFeedAndTopic(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Config{Dir: filepath.Join(dir, "out"), Fsync: true, TopicPrefix: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := []sink.Record{
+		rec("products", "a"),
+		{Feed: "products", Value: []byte("{\n  \"sku\": \"pretty\"\n}")},
+		rec("variants", "v"),
+		{Feed: "raw", Topic: "{prefix}.raw.db.catalog_product_entity", Value: []byte(`{"op":"c"}`)},
+		{Feed: "products", Value: nil}, // tombstone: no line
+		{Feed: "products", Value: []byte(`{"sku":`)},
+		{Feed: "../../etc/passwd", Value: []byte(`{}`)},
+	}
+	res, err := s.Send(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		want := sink.StatusOK
+		if i == 5 {
+			want = sink.StatusRejected
+		}
+		if r.Status != want {
+			t.Errorf("record %d: %v %s", i, r.Status, r.Reason)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := readLines(t, filepath.Join(dir, "out", "products.jsonl"))
+	if strings.Join(got, "|") != `{"sku":"a"}|{"sku":"pretty"}` {
+		t.Errorf("products.jsonl: %q", got)
+	}
+	if got := readLines(t, filepath.Join(dir, "out", "shop.raw.db.catalog_product_entity.jsonl")); len(got) != 1 {
+		t.Errorf("raw file: %q", got)
+	}
+	if n := s.StreamName(&recs[6]); strings.ContainsAny(n, "/\\") {
+		t.Errorf("stream name %q contains a path separator", n)
+	} else if _, err := os.Stat(filepath.Join(dir, "out", n+".jsonl")); err != nil {
+		t.Errorf("a hostile feed name was not kept inside dir: %v", err)
+	}
+	if _, err := s.Send(context.Background(), recs[:1]); err == nil {
+		t.Error("Send after Close succeeded")
+	}
+}
+
+func TestEnvelope(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Config{Dir: dir, Envelope: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, _ := s.Send(context.Background(), []sink.Record{rec("products", "a"), {Feed: "products", Key: []byte("gone"), Op: "d"}})
+	if res[0].Status != sink.StatusOK || res[1].Status != sink.StatusOK {
+		t.Fatal(res)
+	}
+	got := readLines(t, filepath.Join(dir, "products.jsonl"))
+	var e []map[string]any
+	for _, l := range got {
+		var m map[string]any
+		json.Unmarshal([]byte(l), &m)
+		e = append(e, m)
+	}
+	if len(e) != 2 || e[0]["id"] != "id-a" || e[0]["op"] != "u" || e[0]["position"] != "0-1-5" || e[0]["value"].(map[string]any)["sku"] != "a" ||
+		e[1]["key"] != "gone" || e[1]["value"] != nil {
+		t.Fatalf("envelopes: %v", e)
+	}
+}
+
+func TestRotationKeepsNFilesAndSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, MaxSize: 100, MaxFiles: 2, Fsync: true}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for i := 0; i < 30; i++ { // each line is 18 bytes: 5 per file
+		r := rec("products", fmt.Sprintf("sku-%03d", i))
+		all = append(all, string(r.Value))
+		res, _ := s.Send(context.Background(), []sink.Record{r})
+		if res[0].Status != sink.StatusOK {
+			t.Fatal(res[0])
+		}
+	}
+	s.Close()
+	// Reopen: appends to the current file and continues the sequence.
+	s, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 30; i < 40; i++ {
+		r := rec("products", fmt.Sprintf("sku-%03d", i))
+		all = append(all, string(r.Value))
+		if res, _ := s.Send(context.Background(), []sink.Record{r}); res[0].Status != sink.StatusOK {
+			t.Fatal(res[0])
+		}
+	}
+	s.Close()
+	files, _ := filepath.Glob(filepath.Join(dir, "products*.jsonl"))
+	sort.Strings(files)
+	var names []string
+	var lines []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f))
+		fi, _ := os.Stat(f)
+		if fi.Size() > cfg.MaxSize {
+			t.Errorf("%s is %d bytes > max_size %d", f, fi.Size(), cfg.MaxSize)
+		}
+	}
+	if len(files) != 3 || names[2] != "products.jsonl" {
+		t.Fatalf("files %v, want 2 rotated + current", names)
+	}
+	for _, f := range files {
+		lines = append(lines, readLines(t, f)...)
+	}
+	// The kept files hold the newest lines, in order, without gaps.
+	tail := all[len(all)-len(lines):]
+	if strings.Join(lines, "") != strings.Join(tail, "") {
+		t.Fatalf("kept lines %v, want the newest %v", lines, tail)
+	}
+	if names[0] != "products.000006.jsonl" || names[1] != "products.000007.jsonl" {
+		t.Fatalf("rotated names %v, want sequence continued across reopen", names)
+	}
+}
+
+func TestOpenFailureIsRetryable(t *testing.T) {
+	dir := t.TempDir()
+	// A directory where the file should be: open fails.
+	if err := os.Mkdir(filepath.Join(dir, "products.jsonl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, _ := s.Send(context.Background(), []sink.Record{rec("products", "a"), rec("variants", "b")})
+	if res[0].Status != sink.StatusRetryable || res[1].Status != sink.StatusOK {
+		t.Fatalf("results %+v", res)
+	}
+	// Fixed: the next send works.
+	os.Remove(filepath.Join(dir, "products.jsonl"))
+	if res, _ := s.Send(context.Background(), []sink.Record{rec("products", "a")}); res[0].Status != sink.StatusOK {
+		t.Fatalf("after fix: %+v", res[0])
+	}
+	if _, err := New(Config{}); err == nil {
+		t.Error("empty dir accepted")
+	}
+}
