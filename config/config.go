@@ -431,3 +431,14 @@ func (c *Config) RawSinks() []string {
 	}
 	return c.sinkNames(func(s *Sink) bool { return s.Type == "kafka" || s.Type == "file" })
 }
+
+// EnabledFeeds lists the enabled feeds in FeedNames order.
+func (c *Config) EnabledFeeds() []string {
+	var out []string
+	for _, n := range FeedNames {
+		if c.Feeds.Feed(n).Enabled {
+			out = append(out, n)
+		}
+	}
+	return out
+}

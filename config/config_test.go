@@ -324,3 +324,36 @@ func TestLoadFileErrors(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestMergeKeys: YAML anchors and merge keys share settings between feeds;
+// keys inside merged sections are still checked.
+func TestMergeKeys(t *testing.T) {
+	y := `source: {host: db, user: cdc}
+feeds:
+  products: &feed
+    mode: legacy
+    legacy_schedule: 1m
+  variants:
+    <<: *feed
+    batch_size: 50
+  productOverrides: {enabled: false}
+`
+	cfg := mustLoad(t, y)
+	v := cfg.Feeds.Variants
+	if v.Mode != "legacy" || v.LegacySchedule != "1m" || v.BatchSize != 50 || cfg.Feeds.Products.Mode != "legacy" {
+		t.Fatalf("merge not applied:\n%s", cfg.Redacted())
+	}
+	if got := cfg.EnabledFeeds(); !reflect.DeepEqual(got, []string{"products", "productAttributes", "variants"}) {
+		t.Fatalf("EnabledFeeds = %v", got)
+	}
+	_, err := LoadBytes([]byte(`source: {host: db, user: cdc}
+feeds:
+  products: &feed
+    mdoe: legacy
+  variants:
+    <<: *feed
+`), "config.yaml", nil)
+	if err == nil || !strings.Contains(err.Error(), `config.yaml:4: feeds.products.mdoe: unknown key "mdoe"; did you mean "mode"`) {
+		t.Fatalf("got %v", err)
+	}
+}

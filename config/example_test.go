@@ -181,3 +181,40 @@ func TestDocsListEveryKey(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleSinksLoad: the kafka and http sinks shown commented out in
+// config.yaml are valid when enabled (one level of "# " removed, so nested
+// alternatives stay commented), with the secrets they name provided.
+func TestExampleSinksLoad(t *testing.T) {
+	src, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(src), "\n")
+	in := false
+	oneLevel := regexp.MustCompile(`^(\s*)# ((?:\s*# )?\s*[a-z][A-Za-z0-9_]*:(?:\s|$))`)
+	for i, line := range lines {
+		if strings.HasPrefix(line, "sinks:") {
+			in = true
+			continue
+		}
+		if in && len(line) > 0 && line[0] != ' ' && line[0] != '#' {
+			break
+		}
+		if in {
+			if m := oneLevel.FindStringSubmatchIndex(line); m != nil && !strings.HasPrefix(strings.TrimSpace(line[m[4]:]), "#") {
+				lines[i] = line[:m[3]] + line[m[4]:]
+			}
+		}
+	}
+	cfg, err := LoadBytes([]byte(strings.Join(lines, "\n")), "config.yaml(sinks enabled)", []string{"KAFKA_PASSWORD=k", "FEED_API_KEY=a"})
+	if err != nil {
+		t.Fatalf("the example sinks do not load: %v", err)
+	}
+	if cfg.Sinks["kafka"] == nil || cfg.Sinks["kafka"].Kafka == nil || cfg.Sinks["http"] == nil || cfg.Sinks["http"].HTTP == nil || len(cfg.Sinks) != 3 {
+		t.Fatalf("example sinks not enabled:\n%s", cfg.Redacted())
+	}
+	if cfg.Sinks["kafka"].Kafka.SASL.Password.Value() != "k" || cfg.Sinks["http"].HTTP.APIKey.Value() != "a" {
+		t.Fatal("example secrets not resolved")
+	}
+}

@@ -337,6 +337,29 @@ func (l *loader) walkSection(n *yaml.Node, t reflect.Type, path []string) {
 		}
 		name := k.Value
 		p := with(path, name)
+		if k.Tag == "!!merge" {
+			// "<<: *anchor" (or a list of anchors) merges sections.
+			targets := []*yaml.Node{val}
+			if val.Kind == yaml.SequenceNode {
+				targets = val.Content
+			}
+			ok := true
+			for _, m := range targets {
+				if m.Kind == yaml.AliasNode && m.Alias != nil {
+					m = m.Alias
+				}
+				if m.Kind != yaml.MappingNode {
+					l.problemAt(k.Line, join(path), "<< must merge a section (<<: *anchor), not a %s", nodeKind(m))
+					ok = false
+					continue
+				}
+				l.walkSection(m, t, path)
+			}
+			if ok {
+				kept = append(kept, k, n.Content[i+1])
+			}
+			continue
+		}
 		if prev, dup := seen[name]; dup {
 			l.problemAt(k.Line, join(p), "key %q is set twice (also on line %d); keep one", name, prev)
 			continue
