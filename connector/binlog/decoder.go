@@ -76,6 +76,7 @@ type decoder struct {
 	txTime     time.Time
 	addGTID    func() error // adds the transaction's GTID to gset at commit
 
+	requireNames bool // live: a table without column names and history is an error
 	allowPartial bool // mark missing columns with absent{} instead of failing (inspect only)
 
 	tables map[uint64]*tableInfo // table id -> plan (nil: not captured)
@@ -426,6 +427,9 @@ func (d *decoder) tableMap(tm *replication.TableMapEvent) error {
 	var version uint64
 	if d.schemas != nil {
 		hist, version = d.schemas.lookup(db, name)
+	}
+	if d.requireNames && hist == nil && len(tm.ColumnName) != int(tm.ColumnCount) {
+		return fmt.Errorf("table %s.%s is logged without column names (binlog_row_metadata is not FULL) and the schema history does not know it: set binlog_row_metadata=FULL on the source, or run `feedcdc resync` to snapshot its schema", db, name)
 	}
 	key := d.tableKey(tm, version)
 	if ti, ok := d.cache[string(key)]; ok {

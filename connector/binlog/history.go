@@ -1,0 +1,763 @@
+package binlog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gmysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	tmysql "github.com/pingcap/tidb/pkg/parser/mysql"
+	"github.com/pingcap/tidb/pkg/parser/types"
+
+	// registers the value-expression driver the parser needs
+	_ "github.com/pingcap/tidb/pkg/parser/test_driver"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+// SchemaRecord is one entry of the schema history: the schema of DB.Table
+// from Position on (Schema nil: the table was dropped). Schema is JSON of a
+// change.Table extended with the fields decoding needs (a superset of
+// change.Table's JSON). DDL is the statement that produced it ("" for a
+// snapshot of information_schema).
+type SchemaRecord struct {
+	Seq       uint64
+	Position  change.Position
+	DB, Table string
+	Schema    []byte
+	DDL       string
+}
+
+// SchemaHistory persists schema records (the state store implements it).
+// SchemaRecords returns every record in Seq order.
+type SchemaHistory interface {
+	AppendSchema(ctx context.Context, rec SchemaRecord) error
+	SchemaRecords(ctx context.Context) ([]SchemaRecord, error)
+}
+
+// MemoryHistory is an in-memory SchemaHistory (tests, inspect).
+type MemoryHistory struct {
+	mu   sync.Mutex
+	recs []SchemaRecord
+}
+
+// AppendSchema implements SchemaHistory.
+func (m *MemoryHistory) AppendSchema(_ context.Context, rec SchemaRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recs = append(m.recs, rec)
+	return nil
+}
+
+// SchemaRecords implements SchemaHistory.
+func (m *MemoryHistory) SchemaRecords(context.Context) ([]SchemaRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]SchemaRecord(nil), m.recs...), nil
+}
+
+// schemaTracker keeps the schema history of the captured tables: the
+// versions at the current stream point, and the persisted records.
+type schemaTracker struct {
+	hist    SchemaHistory
+	filter  Filter
+	flavor  string
+	log     *slog.Logger
+	parser  *parser.Parser
+	records []SchemaRecord
+	seq     uint64
+	current map[string]*storedTable // "db.table" (lower case) -> schema; nil = dropped
+	version uint64
+}
+
+func tableKeyName(db, table string) string { return strings.ToLower(db) + "." + strings.ToLower(table) }
+
+func newSchemaTracker(ctx context.Context, hist SchemaHistory, filter Filter, flavor string, log *slog.Logger) (*schemaTracker, error) {
+	recs, err := hist.SchemaRecords(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load schema history: %w", err)
+	}
+	t := &schemaTracker{hist: hist, filter: filter, flavor: flavor, log: log, parser: parser.New(), records: recs, current: map[string]*storedTable{}}
+	for _, r := range recs {
+		if r.Seq > t.seq {
+			t.seq = r.Seq
+		}
+	}
+	return t, nil
+}
+
+// bootstrap builds the versions in force at from: the latest record of
+// every table at or before from. With an empty history (first start) it
+// snapshots information_schema and records it at from.
+func (t *schemaTracker) bootstrap(ctx context.Context, c *client.Conn, from change.Position) error {
+	if len(t.records) > 0 {
+		t.rewind(from)
+		return nil
+	}
+	tables, err := loadInformationSchema(c, t.filter, t.flavor)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(tables))
+	for k := range tables {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		st := tables[k]
+		if err := t.record(ctx, from, st.DB, st.Name, st, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewind rebuilds the current versions as of position p.
+func (t *schemaTracker) rewind(p change.Position) {
+	t.current = map[string]*storedTable{}
+	for _, r := range t.records {
+		if !positionLE(r.Position, p) {
+			continue
+		}
+		var st *storedTable
+		if r.Schema != nil {
+			st = &storedTable{}
+			if err := json.Unmarshal(r.Schema, st); err != nil {
+				t.log.Warn("unreadable schema history record ignored", "db", r.DB, "table", r.Table, "seq", r.Seq, "error", err)
+				continue
+			}
+		}
+		t.current[tableKeyName(r.DB, r.Table)] = st
+	}
+	t.version++
+}
+
+// positionLE reports whether a is at or before b in the stream.
+func positionLE(a, b change.Position) bool {
+	if a.GTIDSet != "" && b.GTIDSet != "" {
+		flavor := a.Flavor
+		if flavor == "" {
+			flavor = b.Flavor
+		}
+		if flavor == "" {
+			flavor = guessFlavor(a.GTIDSet)
+		}
+		sa, err1 := gmysql.ParseGTIDSet(flavor, a.GTIDSet)
+		sb, err2 := gmysql.ParseGTIDSet(flavor, b.GTIDSet)
+		if err1 == nil && err2 == nil {
+			return sb.Contain(sa)
+		}
+	}
+	if a.File != "" && b.File != "" {
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Pos <= b.Pos
+	}
+	return a.GTIDSet == "" && a.File == ""
+}
+
+var mariaGTIDRe = regexp.MustCompile(`^\d+-\d+-\d+(,\d+-\d+-\d+)*$`)
+
+func guessFlavor(gtid string) string {
+	if mariaGTIDRe.MatchString(strings.ReplaceAll(gtid, " ", "")) {
+		return gmysql.MariaDBFlavor
+	}
+	return gmysql.MySQLFlavor
+}
+
+func (t *schemaTracker) lookup(db, table string) (*storedTable, uint64) {
+	return t.current[tableKeyName(db, table)], t.version
+}
+
+// record sets a table's version and persists it, unless an identical record
+// at the same position exists (a DDL re-read after a restart).
+func (t *schemaTracker) record(ctx context.Context, pos change.Position, db, table string, st *storedTable, ddl string) error {
+	var js []byte
+	if st != nil {
+		var err error
+		if js, err = json.Marshal(st); err != nil {
+			return err
+		}
+	}
+	t.current[tableKeyName(db, table)] = st
+	t.version++
+	for i := len(t.records) - 1; i >= 0; i-- {
+		r := t.records[i]
+		if r.Position == pos && strings.EqualFold(r.DB, db) && strings.EqualFold(r.Table, table) && r.DDL == ddl && string(r.Schema) == string(js) {
+			return nil
+		}
+	}
+	t.seq++
+	rec := SchemaRecord{Seq: t.seq, Position: pos, DB: db, Table: table, Schema: js, DDL: ddl}
+	if err := t.hist.AppendSchema(ctx, rec); err != nil {
+		return fmt.Errorf("store schema history of %s.%s: %w", db, table, err)
+	}
+	t.records = append(t.records, rec)
+	return nil
+}
+
+var tableDDLRe = regexp.MustCompile("(?is)^\\s*(/\\*.*?\\*/\\s*)*(CREATE|ALTER|DROP|RENAME|TRUNCATE)\\b.*?\\bTABLES?\\b")
+
+// applyQuery parses a statement from a QUERY event and records the effect of
+// table DDL on captured tables.
+func (t *schemaTracker) applyQuery(ctx context.Context, defaultDB, query string, pos change.Position) error {
+	stmts, _, err := t.parser.Parse(query, "", "")
+	if err != nil {
+		if !tableDDLRe.MatchString(query) {
+			return nil // not table DDL (users, grants, routines, …)
+		}
+		if names := ddlTableNames(query, defaultDB); len(names) > 0 && !t.anyCaptured(names) {
+			return nil
+		}
+		return fmt.Errorf("cannot parse DDL that may change a captured table: %v\n  statement: %s\nfeedcdc cannot know the table's new schema; if the statement does not touch captured tables, exclude them with source.exclude_tables, otherwise run `feedcdc resync` after fixing the schema history (docs/binlog.md)", err, truncateString(query, 500))
+	}
+	for _, st := range stmts {
+		if err := t.applyStmt(ctx, defaultDB, st, query, pos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func truncateString(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+var ddlNameRe = regexp.MustCompile("(?i)\\bTABLES?\\s+(?:IF\\s+(?:NOT\\s+)?EXISTS\\s+)?((?:`[^`]+`|\\w+)(?:\\.(?:`[^`]+`|\\w+))?)")
+
+// ddlTableNames extracts the first table name after TABLE from an
+// unparseable statement, as db.table.
+func ddlTableNames(q, defaultDB string) [][2]string {
+	var out [][2]string
+	for _, m := range ddlNameRe.FindAllStringSubmatch(q, -1) {
+		parts := strings.SplitN(m[1], ".", 2)
+		unq := func(s string) string { return strings.Trim(s, "`") }
+		if len(parts) == 2 {
+			out = append(out, [2]string{unq(parts[0]), unq(parts[1])})
+		} else {
+			out = append(out, [2]string{defaultDB, unq(parts[0])})
+		}
+	}
+	return out
+}
+
+func (t *schemaTracker) anyCaptured(names [][2]string) bool {
+	for _, n := range names {
+		if t.filter.Match(n[0], n[1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func dbOf(tn *ast.TableName, defaultDB string) string {
+	if tn.Schema.O != "" {
+		return tn.Schema.O
+	}
+	return defaultDB
+}
+
+func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt ast.StmtNode, query string, pos change.Position) error {
+	switch s := stmt.(type) {
+	case *ast.CreateTableStmt:
+		if s.TemporaryKeyword != ast.TemporaryNone {
+			return nil
+		}
+		db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
+		if !t.filter.Match(db, name) {
+			return nil
+		}
+		if s.ReferTable != nil {
+			src, _ := t.lookup(dbOf(s.ReferTable, defaultDB), s.ReferTable.Name.O)
+			if src == nil {
+				return fmt.Errorf("CREATE TABLE %s.%s LIKE %s: the source table's schema is unknown (not captured); include it in source.include_tables", db, name, s.ReferTable.Name.O)
+			}
+			cp := *src
+			cp.DB, cp.Name = db, name
+			cp.Columns = append([]storedColumn(nil), src.Columns...)
+			cp.PK = append([]int(nil), src.PK...)
+			return t.record(ctx, pos, db, name, &cp, query)
+		}
+		if s.Select != nil {
+			return fmt.Errorf("CREATE TABLE %s.%s … SELECT: the column types come from a query feedcdc cannot evaluate; log the table with binlog_row_metadata=FULL or run `feedcdc resync` after it", db, name)
+		}
+		st := &storedTable{DB: db, Name: name}
+		tableCharset := ""
+		for _, o := range s.Options {
+			if o.Tp == ast.TableOptionCharset {
+				tableCharset = strings.ToLower(o.StrValue)
+			}
+		}
+		for _, cd := range s.Cols {
+			st.Columns = append(st.Columns, columnFromDef(cd, tableCharset))
+		}
+		for _, cd := range s.Cols {
+			for _, o := range cd.Options {
+				if o.Tp == ast.ColumnOptionPrimaryKey {
+					st.PK = []int{indexOfColumn(st, cd.Name.Name.O)}
+				}
+			}
+		}
+		for _, c := range s.Constraints {
+			if c.Tp == ast.ConstraintPrimaryKey {
+				st.PK = pkFromKeys(st, c.Keys)
+			}
+		}
+		markPKNotNull(st)
+		return t.record(ctx, pos, db, name, st, query)
+
+	case *ast.AlterTableStmt:
+		db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
+		if !t.filter.Match(db, name) {
+			// a rename may move a table into the captured set
+			for _, spec := range s.Specs {
+				if spec.Tp == ast.AlterTableRenameTable && t.filter.Match(dbOf(spec.NewTable, db), spec.NewTable.Name.O) {
+					return fmt.Errorf("ALTER TABLE %s.%s RENAME TO %s: a table that was not captured becomes captured, and its schema is unknown; include %s.%s in source.include_tables too, or run `feedcdc resync`", db, name, spec.NewTable.Name.O, db, name)
+				}
+			}
+			return nil
+		}
+		cur, _ := t.lookup(db, name)
+		if cur == nil {
+			return fmt.Errorf("ALTER TABLE %s.%s: the table's previous schema is not in the schema history; run `feedcdc resync` to rebuild it", db, name)
+		}
+		st := cloneTable(cur)
+		newDB, newName := db, name
+		for _, spec := range s.Specs {
+			if err := alterTable(st, spec); err != nil {
+				return fmt.Errorf("ALTER TABLE %s.%s: %w", db, name, err)
+			}
+			if spec.Tp == ast.AlterTableRenameTable {
+				newDB, newName = dbOf(spec.NewTable, db), spec.NewTable.Name.O
+			}
+		}
+		if newDB != db || newName != name {
+			if err := t.record(ctx, pos, db, name, nil, query); err != nil {
+				return err
+			}
+			if !t.filter.Match(newDB, newName) {
+				return nil
+			}
+			st.DB, st.Name = newDB, newName
+			return t.record(ctx, pos, newDB, newName, st, query)
+		}
+		markPKNotNull(st)
+		return t.record(ctx, pos, db, name, st, query)
+
+	case *ast.DropTableStmt:
+		if s.IsView || s.TemporaryKeyword != ast.TemporaryNone {
+			return nil
+		}
+		for _, tn := range s.Tables {
+			db := dbOf(tn, defaultDB)
+			if !t.filter.Match(db, tn.Name.O) {
+				continue
+			}
+			if err := t.record(ctx, pos, db, tn.Name.O, nil, query); err != nil {
+				return err
+			}
+		}
+	case *ast.RenameTableStmt:
+		for _, tt := range s.TableToTables {
+			odb, ndb := dbOf(tt.OldTable, defaultDB), dbOf(tt.NewTable, defaultDB)
+			oldCaptured := t.filter.Match(odb, tt.OldTable.Name.O)
+			newCaptured := t.filter.Match(ndb, tt.NewTable.Name.O)
+			cur, _ := t.lookup(odb, tt.OldTable.Name.O)
+			if oldCaptured {
+				if err := t.record(ctx, pos, odb, tt.OldTable.Name.O, nil, query); err != nil {
+					return err
+				}
+			}
+			if newCaptured {
+				if cur == nil {
+					return fmt.Errorf("RENAME TABLE %s.%s TO %s.%s: the captured table's schema is unknown (the old name is not captured); include it in source.include_tables too, or run `feedcdc resync`", odb, tt.OldTable.Name.O, ndb, tt.NewTable.Name.O)
+				}
+				st := cloneTable(cur)
+				st.DB, st.Name = ndb, tt.NewTable.Name.O
+				if err := t.record(ctx, pos, ndb, st.Name, st, query); err != nil {
+					return err
+				}
+			}
+		}
+	case *ast.DropDatabaseStmt:
+		prefix := strings.ToLower(s.Name.O) + "."
+		var drop []*storedTable
+		for k, st := range t.current {
+			if strings.HasPrefix(k, prefix) && st != nil {
+				drop = append(drop, st)
+			}
+		}
+		sort.Slice(drop, func(i, j int) bool { return drop[i].Name < drop[j].Name })
+		for _, st := range drop {
+			if err := t.record(ctx, pos, st.DB, st.Name, nil, query); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func cloneTable(st *storedTable) *storedTable {
+	cp := *st
+	cp.Columns = append([]storedColumn(nil), st.Columns...)
+	cp.PK = append([]int(nil), st.PK...)
+	return &cp
+}
+
+func indexOfColumn(st *storedTable, name string) int {
+	for i, c := range st.Columns {
+		if strings.EqualFold(c.Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+func pkFromKeys(st *storedTable, keys []*ast.IndexPartSpecification) []int {
+	var pk []int
+	for _, k := range keys {
+		if k.Column != nil {
+			if i := indexOfColumn(st, k.Column.Name.O); i >= 0 {
+				pk = append(pk, i)
+			}
+		}
+	}
+	return pk
+}
+
+func markPKNotNull(st *storedTable) {
+	for _, i := range st.PK {
+		if i >= 0 && i < len(st.Columns) {
+			st.Columns[i].Nullable = false
+		}
+	}
+}
+
+// alterTable applies one ALTER TABLE clause to st.
+func alterTable(st *storedTable, spec *ast.AlterTableSpec) error {
+	pkNames := func() []string {
+		var n []string
+		for _, i := range st.PK {
+			n = append(n, st.Columns[i].Name)
+		}
+		return n
+	}
+	setPK := func(names []string) {
+		st.PK = st.PK[:0]
+		for _, n := range names {
+			if i := indexOfColumn(st, n); i >= 0 {
+				st.PK = append(st.PK, i)
+			}
+		}
+	}
+	insertAt := func(col storedColumn, p *ast.ColumnPosition) error {
+		names := pkNames()
+		idx := len(st.Columns)
+		if p != nil {
+			switch p.Tp {
+			case ast.ColumnPositionFirst:
+				idx = 0
+			case ast.ColumnPositionAfter:
+				i := indexOfColumn(st, p.RelativeColumn.Name.O)
+				if i < 0 {
+					return fmt.Errorf("AFTER %s: no such column", p.RelativeColumn.Name.O)
+				}
+				idx = i + 1
+			}
+		}
+		st.Columns = append(st.Columns, storedColumn{})
+		copy(st.Columns[idx+1:], st.Columns[idx:])
+		st.Columns[idx] = col
+		setPK(names)
+		return nil
+	}
+	switch spec.Tp {
+	case ast.AlterTableAddColumns:
+		for i, cd := range spec.NewColumns {
+			pos := spec.Position
+			if i > 0 {
+				pos = nil // ADD COLUMN (a, b): appended in order
+			}
+			if spec.IfNotExists && indexOfColumn(st, cd.Name.Name.O) >= 0 {
+				continue
+			}
+			if err := insertAt(columnFromDef(cd, ""), pos); err != nil {
+				return err
+			}
+			for _, o := range cd.Options {
+				if o.Tp == ast.ColumnOptionPrimaryKey {
+					setPK([]string{cd.Name.Name.O})
+				}
+			}
+		}
+	case ast.AlterTableDropColumn:
+		i := indexOfColumn(st, spec.OldColumnName.Name.O)
+		if i < 0 {
+			if spec.IfExists {
+				return nil
+			}
+			return fmt.Errorf("DROP COLUMN %s: no such column", spec.OldColumnName.Name.O)
+		}
+		names := pkNames()
+		st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
+		var keep []string
+		for _, n := range names {
+			if !strings.EqualFold(n, spec.OldColumnName.Name.O) {
+				keep = append(keep, n)
+			}
+		}
+		setPK(keep)
+	case ast.AlterTableModifyColumn, ast.AlterTableChangeColumn:
+		cd := spec.NewColumns[0]
+		old := cd.Name.Name.O
+		if spec.Tp == ast.AlterTableChangeColumn {
+			old = spec.OldColumnName.Name.O
+		}
+		i := indexOfColumn(st, old)
+		if i < 0 {
+			if spec.IfExists {
+				return nil
+			}
+			return fmt.Errorf("%s: no such column", old)
+		}
+		names := pkNames()
+		for k, n := range names {
+			if strings.EqualFold(n, old) {
+				names[k] = cd.Name.Name.O
+			}
+		}
+		col := columnFromDef(cd, "")
+		if spec.Position != nil && spec.Position.Tp != ast.ColumnPositionNone {
+			st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
+			setPK(nil)
+			if err := insertAt(col, spec.Position); err != nil {
+				return err
+			}
+		} else {
+			st.Columns[i] = col
+		}
+		setPK(names)
+	case ast.AlterTableRenameColumn:
+		i := indexOfColumn(st, spec.OldColumnName.Name.O)
+		if i < 0 {
+			return fmt.Errorf("RENAME COLUMN %s: no such column", spec.OldColumnName.Name.O)
+		}
+		st.Columns[i].Name = spec.NewColumnName.Name.O
+	case ast.AlterTableAddConstraint:
+		if spec.Constraint != nil && spec.Constraint.Tp == ast.ConstraintPrimaryKey {
+			st.PK = pkFromKeys(st, spec.Constraint.Keys)
+		}
+	case ast.AlterTableDropPrimaryKey:
+		st.PK = nil
+	}
+	return nil
+}
+
+// columnFromDef converts a parsed column definition.
+func columnFromDef(cd *ast.ColumnDef, tableCharset string) storedColumn {
+	tp := cd.Tp
+	c := storedColumn{Name: cd.Name.Name.O, Nullable: true}
+	if tp == nil {
+		return c
+	}
+	c.Unsigned = tmysql.HasUnsignedFlag(tp.GetFlag())
+	c.Charset = strings.ToLower(tp.GetCharset())
+	if c.Charset == "" && tmysql.HasBinaryFlag(tp.GetFlag()) && isStringType(tp.GetType()) && tp.GetCollate() == "" {
+		c.Charset = "binary"
+	}
+	if c.Charset == "" && isStringType(tp.GetType()) {
+		c.Charset = tableCharset
+	}
+	c.Type = ddlTypeName(tp, c.Charset)
+	if c.Type == "binary" || c.Type == "varbinary" || strings.HasSuffix(c.Type, "blob") {
+		c.Charset = "binary"
+	}
+	if c.Type == "enum" || c.Type == "set" {
+		c.Values = append([]string(nil), tp.GetElems()...)
+	}
+	if c.Type == "char" || c.Type == "binary" {
+		c.Length = tp.GetFlen()
+	}
+	for _, o := range cd.Options {
+		switch o.Tp {
+		case ast.ColumnOptionNotNull, ast.ColumnOptionPrimaryKey:
+			c.Nullable = false
+		case ast.ColumnOptionNull:
+			c.Nullable = true
+		}
+	}
+	return c
+}
+
+func isStringType(t byte) bool {
+	switch t {
+	case tmysql.TypeVarchar, tmysql.TypeVarString, tmysql.TypeString, tmysql.TypeBlob, tmysql.TypeTinyBlob,
+		tmysql.TypeMediumBlob, tmysql.TypeLongBlob:
+		return true
+	}
+	return false
+}
+
+func ddlTypeName(tp *types.FieldType, charset string) string {
+	bin := charset == "binary"
+	switch tp.GetType() {
+	case tmysql.TypeTinyBlob:
+		if bin {
+			return "tinyblob"
+		}
+		return "tinytext"
+	case tmysql.TypeBlob:
+		if bin {
+			return "blob"
+		}
+		return "text"
+	case tmysql.TypeMediumBlob:
+		if bin {
+			return "mediumblob"
+		}
+		return "mediumtext"
+	case tmysql.TypeLongBlob:
+		if bin {
+			return "longblob"
+		}
+		return "longtext"
+	case tmysql.TypeDate, tmysql.TypeNewDate:
+		return "date"
+	}
+	cs := charsetUTF8
+	if bin {
+		cs = charsetBinary
+	}
+	return binlogTypeName(tp.GetType(), cs, 0)
+}
+
+// loadInformationSchema reads the schema of every captured base table.
+func loadInformationSchema(c *client.Conn, filter Filter, flavor string) (map[string]*storedTable, error) {
+	r, err := c.Execute(`SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, c.IS_NULLABLE,
+		COALESCE(c.CHARACTER_SET_NAME, ''), COALESCE(c.CHARACTER_MAXIMUM_LENGTH, 0)
+		FROM information_schema.COLUMNS c JOIN information_schema.TABLES t
+		  ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+		WHERE t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_SCHEMA NOT IN ('information_schema','performance_schema')
+		ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`)
+	if err != nil {
+		return nil, fmt.Errorf("read information_schema.COLUMNS (the connector user needs SELECT): %w", err)
+	}
+	tables := map[string]*storedTable{}
+	for i := 0; i < r.RowNumber(); i++ {
+		db, _ := r.GetString(i, 0)
+		name, _ := r.GetString(i, 1)
+		if !filter.Match(db, name) {
+			continue
+		}
+		k := tableKeyName(db, name)
+		st := tables[k]
+		if st == nil {
+			st = &storedTable{DB: db, Name: name}
+			tables[k] = st
+		}
+		col, _ := r.GetString(i, 2)
+		dataType, _ := r.GetString(i, 3)
+		colType, _ := r.GetString(i, 4)
+		nullable, _ := r.GetString(i, 5)
+		cs, _ := r.GetString(i, 6)
+		maxLen, _ := r.GetInt(i, 7)
+		sc := storedColumn{Name: col, Type: strings.ToLower(dataType), Nullable: nullable == "YES",
+			Unsigned: strings.Contains(strings.ToLower(colType), "unsigned"), Charset: strings.ToLower(cs)}
+		switch sc.Type {
+		case "enum", "set":
+			sc.Values = parseEnumValues(colType)
+		case "char", "binary":
+			sc.Length = int(maxLen)
+		}
+		if sc.Type == "binary" || sc.Type == "varbinary" || strings.HasSuffix(sc.Type, "blob") {
+			sc.Charset = "binary"
+		}
+		st.Columns = append(st.Columns, sc)
+	}
+	pk, err := c.Execute(`SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE INDEX_NAME = 'PRIMARY' ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX`)
+	if err != nil {
+		return nil, fmt.Errorf("read primary keys from information_schema.STATISTICS: %w", err)
+	}
+	for i := 0; i < pk.RowNumber(); i++ {
+		db, _ := pk.GetString(i, 0)
+		name, _ := pk.GetString(i, 1)
+		col, _ := pk.GetString(i, 2)
+		if st := tables[tableKeyName(db, name)]; st != nil {
+			if idx := indexOfColumn(st, col); idx >= 0 {
+				st.PK = append(st.PK, idx)
+			}
+		}
+	}
+	if flavor == gmysql.MariaDBFlavor {
+		// MariaDB's JSON is LONGTEXT with a json_valid() check named after the column.
+		chk, err := c.Execute(`SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+			WHERE CHECK_CLAUSE LIKE 'json_valid(%'`)
+		if err == nil {
+			for i := 0; i < chk.RowNumber(); i++ {
+				db, _ := chk.GetString(i, 0)
+				name, _ := chk.GetString(i, 1)
+				clause, _ := chk.GetString(i, 2)
+				st := tables[tableKeyName(db, name)]
+				if st == nil {
+					continue
+				}
+				col := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(clause, "json_valid("), ")"), "`")
+				if idx := indexOfColumn(st, col); idx >= 0 {
+					st.Columns[idx].Type = "json"
+				}
+			}
+		}
+	}
+	return tables, nil
+}
+
+// parseEnumValues reads the members of "enum('a','b''c')" / "set(...)".
+func parseEnumValues(colType string) []string {
+	i := strings.IndexByte(colType, '(')
+	if i < 0 {
+		return nil
+	}
+	s := colType[i+1:]
+	var out []string
+	for {
+		q := strings.IndexByte(s, '\'')
+		if q < 0 {
+			break
+		}
+		s = s[q+1:]
+		var b strings.Builder
+		for len(s) > 0 {
+			if s[0] == '\'' {
+				if len(s) > 1 && s[1] == '\'' {
+					b.WriteByte('\'')
+					s = s[2:]
+					continue
+				}
+				s = s[1:]
+				break
+			}
+			if s[0] == '\\' && len(s) > 1 {
+				b.WriteByte(s[1])
+				s = s[2:]
+				continue
+			}
+			b.WriteByte(s[0])
+			s = s[1:]
+		}
+		out = append(out, b.String())
+	}
+	return out
+}

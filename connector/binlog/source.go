@@ -1,0 +1,582 @@
+package binlog
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+// ErrPositionPurged means the server no longer has the binlog position the
+// stream should resume from (error 1236: the file or the GTIDs were purged).
+var ErrPositionPurged = errors.New("binlog position is no longer available on the server")
+
+// ErrServerIDClash means another replica registered with the same server_id.
+var ErrServerIDClash = errors.New("another replica is connected with the same server_id")
+
+// TLSConfig configures TLS to the source server.
+type TLSConfig struct {
+	Enabled    bool
+	CAFile     string // PEM bundle of trusted CAs (default: system roots)
+	CertFile   string // client certificate (PEM), with KeyFile
+	KeyFile    string
+	ServerName string // name to verify (default: Host)
+	SkipVerify bool   // do not verify the server certificate (insecure)
+}
+
+// Config configures the live binlog source.
+type Config struct {
+	Host     string
+	Port     int // default 3306
+	User     string
+	Password string
+	// ServerID is this replica's server_id: unique among all servers and
+	// replicas of the topology, never 0.
+	ServerID uint32
+	// Flavor is "mysql" or "mariadb"; "" detects it from SELECT VERSION().
+	Flavor string
+	TLS    TLSConfig
+	// HeartbeatPeriod asks the server for a heartbeat when idle (default 10s).
+	HeartbeatPeriod time.Duration
+	// ReadTimeout drops a connection that delivered nothing for this long
+	// (default 90s; must exceed HeartbeatPeriod and the longest stall of the
+	// Handler, since the socket is not read while the Handler blocks).
+	ReadTimeout time.Duration
+	// Filter chooses the captured tables.
+	Filter Filter
+	// ZeroDates: what zero dates become (default ZeroDatesNull).
+	ZeroDates ZeroDates
+	// StartPosition is used when Run gets no position: "current" (default),
+	// "earliest", "gtid:<set>" or "<file>:<pos>" (e.g. "binlog.000003:4").
+	StartPosition string
+	// ReconnectMin/ReconnectMax bound the backoff between reconnects
+	// (defaults 500ms and 30s).
+	ReconnectMin, ReconnectMax time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Port == 0 {
+		c.Port = 3306
+	}
+	if c.HeartbeatPeriod == 0 {
+		c.HeartbeatPeriod = 10 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 90 * time.Second
+	}
+	if c.ReconnectMin == 0 {
+		c.ReconnectMin = 500 * time.Millisecond
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = 30 * time.Second
+	}
+	if c.ZeroDates == "" {
+		c.ZeroDates = ZeroDatesNull
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Host == "" {
+		errs = append(errs, errors.New("source host is empty"))
+	}
+	if c.ServerID == 0 {
+		errs = append(errs, errors.New("source server_id is 0: a replica needs a server_id unique in the topology"))
+	}
+	if c.Flavor != "" && c.Flavor != mysql.MySQLFlavor && c.Flavor != mysql.MariaDBFlavor {
+		errs = append(errs, fmt.Errorf("source flavor %q: use mysql, mariadb or leave it empty to detect it", c.Flavor))
+	}
+	if c.ReadTimeout <= c.HeartbeatPeriod {
+		errs = append(errs, fmt.Errorf("source read_timeout (%s) must be longer than heartbeat_period (%s)", c.ReadTimeout, c.HeartbeatPeriod))
+	}
+	if c.ZeroDates != ZeroDatesNull && c.ZeroDates != ZeroDatesString {
+		errs = append(errs, fmt.Errorf("zero_dates %q: use null or string", c.ZeroDates))
+	}
+	if _, err := parseStart(c.StartPosition); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Filter.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("source TLS needs both cert_file and key_file, or neither"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+
+func (c Config) tlsConfig() (*tls.Config, error) {
+	t := c.TLS
+	if !t.Enabled && t.CAFile == "" && t.CertFile == "" && !t.SkipVerify {
+		return nil, nil
+	}
+	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.SkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // SkipVerify is an explicit, documented opt-in
+	if tc.ServerName == "" {
+		tc.ServerName = c.Host
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("source TLS ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("source TLS ca_file %s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("source TLS cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// startSpec is a parsed StartPosition.
+type startSpec struct {
+	kind string // "current", "earliest", "gtid", "file"
+	pos  change.Position
+}
+
+func parseStart(s string) (startSpec, error) {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
+	case "", "current":
+		return startSpec{kind: "current"}, nil
+	case "earliest":
+		return startSpec{kind: "earliest"}, nil
+	}
+	if g, ok := strings.CutPrefix(s, "gtid:"); ok {
+		if g == "" {
+			return startSpec{}, errors.New(`start position "gtid:" has an empty GTID set`)
+		}
+		return startSpec{kind: "gtid", pos: change.Position{GTIDSet: g}}, nil
+	}
+	if i := strings.LastIndexByte(s, ':'); i > 0 {
+		n, err := strconv.ParseUint(s[i+1:], 10, 32)
+		if err == nil {
+			return startSpec{kind: "file", pos: change.Position{File: s[:i], Pos: uint32(n)}}, nil
+		}
+	}
+	return startSpec{}, fmt.Errorf("start position %q: use current, earliest, gtid:<set> (e.g. gtid:0-1-100) or <file>:<pos> (e.g. binlog.000003:4)", s)
+}
+
+// Source is the live binlog source: a replica connection that streams
+// change records to a Handler, reconnecting after network errors.
+type Source struct {
+	cfg     Config
+	log     *slog.Logger
+	history SchemaHistory
+	tls     *tls.Config
+}
+
+// New validates cfg. history keeps the schema history (may be nil when every
+// captured table is logged with binlog_row_metadata=FULL; then DDL is not
+// tracked and tables without full metadata are an error).
+func New(cfg Config, logger *slog.Logger, history SchemaHistory) (*Source, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("binlog source config: %w", err)
+	}
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Source{cfg: cfg, log: logger, history: history, tls: tc}, nil
+}
+
+// conn opens a SQL connection to the source.
+func connect(ctx context.Context, cfg Config, tc *tls.Config) (*client.Conn, error) {
+	c, err := client.ConnectWithContext(ctx, cfg.addr(), cfg.User, cfg.Password, "", 10*time.Second, func(c *client.Conn) error {
+		if tc != nil {
+			c.SetTLSConfig(tc)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to source %s as %s: %w", cfg.addr(), cfg.User, err)
+	}
+	return c, nil
+}
+
+func detectFlavor(c *client.Conn, configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	r, err := c.Execute("SELECT VERSION()")
+	if err != nil {
+		return "", fmt.Errorf("SELECT VERSION(): %w", err)
+	}
+	v, _ := r.GetString(0, 0)
+	return flavorOfVersion(v), nil
+}
+
+func queryString(c *client.Conn, q string) (string, error) {
+	r, err := c.Execute(q)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", q, err)
+	}
+	if r.RowNumber() == 0 {
+		return "", nil
+	}
+	s, err := r.GetString(0, 0)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", q, err)
+	}
+	return s, nil
+}
+
+// CurrentPosition returns the server's current end of binlog (GTID set when
+// the server has GTIDs, and file/pos).
+func CurrentPosition(ctx context.Context, cfg Config) (change.Position, error) {
+	cfg = cfg.withDefaults()
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return change.Position{}, err
+	}
+	c, err := connect(ctx, cfg, tc)
+	if err != nil {
+		return change.Position{}, err
+	}
+	defer c.Close()
+	flavor, err := detectFlavor(c, cfg.Flavor)
+	if err != nil {
+		return change.Position{}, err
+	}
+	return currentPosition(c, flavor)
+}
+
+func currentPosition(c *client.Conn, flavor string) (change.Position, error) {
+	var r *mysql.Result
+	var err error
+	for _, q := range []string{"SHOW BINARY LOG STATUS", "SHOW MASTER STATUS"} {
+		if r, err = c.Execute(q); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return change.Position{}, fmt.Errorf("read the current binlog position (SHOW MASTER STATUS needs the REPLICATION CLIENT privilege): %w", err)
+	}
+	if r.RowNumber() == 0 {
+		return change.Position{}, errors.New("the source has no binary log: start it with log_bin (see docs/binlog.md)")
+	}
+	file, _ := r.GetString(0, 0)
+	pos, _ := r.GetUint(0, 1)
+	p := change.Position{Flavor: flavor, File: file, Pos: uint32(pos)}
+	if flavor == mysql.MariaDBFlavor {
+		g, err := queryString(c, fmt.Sprintf("SELECT BINLOG_GTID_POS('%s', %d)", escapeSQL(file), pos))
+		if err != nil {
+			return change.Position{}, err
+		}
+		p.GTIDSet = g
+		return p, nil
+	}
+	if r.ColumnNumber() >= 5 {
+		g, _ := r.GetString(0, 4)
+		p.GTIDSet = strings.ReplaceAll(strings.TrimSpace(g), "\n", "")
+	}
+	return p, nil
+}
+
+// EarliestPosition returns the start of the oldest binlog file the server
+// still has.
+func EarliestPosition(ctx context.Context, cfg Config) (change.Position, error) {
+	cfg = cfg.withDefaults()
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return change.Position{}, err
+	}
+	c, err := connect(ctx, cfg, tc)
+	if err != nil {
+		return change.Position{}, err
+	}
+	defer c.Close()
+	flavor, err := detectFlavor(c, cfg.Flavor)
+	if err != nil {
+		return change.Position{}, err
+	}
+	return earliestPosition(c, flavor)
+}
+
+func earliestPosition(c *client.Conn, flavor string) (change.Position, error) {
+	file, err := queryString(c, "SHOW BINARY LOGS")
+	if err != nil {
+		return change.Position{}, fmt.Errorf("list binlog files (needs REPLICATION CLIENT): %w", err)
+	}
+	if file == "" {
+		return change.Position{}, errors.New("the source has no binary log: start it with log_bin (see docs/binlog.md)")
+	}
+	p := change.Position{Flavor: flavor, File: file, Pos: 4}
+	if flavor == mysql.MariaDBFlavor {
+		g, err := queryString(c, fmt.Sprintf("SELECT BINLOG_GTID_POS('%s', 4)", escapeSQL(file)))
+		if err != nil {
+			return change.Position{}, err
+		}
+		p.GTIDSet = g
+		return p, nil
+	}
+	mode, _ := queryString(c, "SELECT @@GLOBAL.gtid_mode")
+	if strings.EqualFold(mode, "ON") {
+		g, err := queryString(c, "SELECT @@GLOBAL.gtid_purged")
+		if err != nil {
+			return change.Position{}, err
+		}
+		p.GTIDSet = strings.ReplaceAll(g, "\n", "")
+		if p.GTIDSet == "" {
+			// nothing purged: an empty set starts at the oldest file; keep file/pos
+			return p, nil
+		}
+	}
+	return p, nil
+}
+
+func escapeSQL(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
+}
+
+// TxAborter is an optional Handler extension: TxAbort is called when the
+// connection is lost inside a transaction whose changes were already
+// delivered; the stream then resumes from the last TxEnd, so those changes
+// are delivered again.
+type TxAborter interface {
+	TxAbort(ctx context.Context) error
+}
+
+// syncHandler adapts the decoder to go-mysql's SynchronousEventHandler.
+type syncHandler struct {
+	ctx context.Context
+	d   *decoder
+	err error // the decoder's or handler's error (not a network error)
+}
+
+func (s *syncHandler) HandleEvent(e *replication.BinlogEvent) error {
+	if err := s.d.handle(s.ctx, e); err != nil {
+		s.err = err
+		return err
+	}
+	return nil
+}
+
+// trackingHandler remembers the last delivered TxEnd and whether a
+// transaction is open.
+type trackingHandler struct {
+	h       Handler
+	last    change.Position
+	open    bool
+	started bool
+}
+
+func (t *trackingHandler) Change(ctx context.Context, c *change.Change) error {
+	t.open = true
+	return t.h.Change(ctx, c)
+}
+
+func (t *trackingHandler) TxEnd(ctx context.Context, e change.TxEnd) error {
+	t.open = false
+	t.last = e.Position
+	return t.h.TxEnd(ctx, e)
+}
+
+// Run streams from position from (or, when it is zero, from
+// Config.StartPosition) until ctx ends or an error that reconnecting cannot
+// fix: a decoding error, a Handler error, a purged position
+// (ErrPositionPurged) or a server_id clash (ErrServerIDClash). After a
+// network error it reconnects with backoff from the last delivered TxEnd.
+func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error {
+	c, err := connect(ctx, s.cfg, s.tls)
+	if err != nil {
+		return err
+	}
+	flavor, err := detectFlavor(c, s.cfg.Flavor)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	if from.IsZero() {
+		from, err = s.resolveStart(c, flavor)
+		if err != nil {
+			c.Close()
+			return err
+		}
+	}
+	from.Flavor = flavor
+	var tracker *schemaTracker
+	if s.history != nil {
+		tracker, err = newSchemaTracker(ctx, s.history, s.cfg.Filter, flavor, s.log)
+		if err == nil {
+			err = tracker.bootstrap(ctx, c, from)
+		}
+		if err != nil {
+			c.Close()
+			return err
+		}
+	}
+	c.Close()
+
+	th := &trackingHandler{h: h, last: from}
+	cache := make(map[string]*tableInfo)
+	backoff := s.cfg.ReconnectMin
+	for {
+		startedAt := th.last
+		err := s.stream(ctx, flavor, th.last, th, tracker, cache)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var he *handlerError
+		if errors.As(err, &he) {
+			return he.err
+		}
+		var de *decodeError
+		if errors.As(err, &de) {
+			return err
+		}
+		if errors.Is(err, ErrPositionPurged) || errors.Is(err, ErrServerIDClash) {
+			return err
+		}
+		if th.open {
+			th.open = false
+			if ta, ok := h.(TxAborter); ok {
+				if aerr := ta.TxAbort(ctx); aerr != nil {
+					return aerr
+				}
+			}
+		}
+		if th.last != startedAt {
+			backoff = s.cfg.ReconnectMin
+		}
+		s.log.Warn("binlog connection lost; reconnecting", "error", err, "resume", th.last.String(), "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, s.cfg.ReconnectMax)
+		if tracker != nil {
+			tracker.rewind(th.last)
+		}
+	}
+}
+
+func (s *Source) resolveStart(c *client.Conn, flavor string) (change.Position, error) {
+	spec, err := parseStart(s.cfg.StartPosition)
+	if err != nil {
+		return change.Position{}, err
+	}
+	switch spec.kind {
+	case "earliest":
+		return earliestPosition(c, flavor)
+	case "gtid", "file":
+		return spec.pos, nil
+	}
+	return currentPosition(c, flavor)
+}
+
+// stream runs one replication connection until it fails.
+func (s *Source) stream(ctx context.Context, flavor string, from change.Position, th *trackingHandler, tracker *schemaTracker, cache map[string]*tableInfo) error {
+	var schemas schemaSource
+	if tracker != nil {
+		schemas = tracker
+	}
+	d := newDecoder(flavor, s.cfg.ZeroDates, s.cfg.Filter, schemas, th, s.log)
+	d.cache = cache
+	d.requireNames = true
+	d.file = from.File
+	d.pos = from.Pos
+
+	var gset mysql.GTIDSet
+	if from.GTIDSet != "" || (flavor == mysql.MariaDBFlavor && from.File == "") {
+		var err error
+		gset, err = mysql.ParseGTIDSet(flavor, from.GTIDSet)
+		if err != nil {
+			return &decodeError{fmt.Errorf("start position %s: bad %s GTID set: %w", from, flavor, err)}
+		}
+		d.gset = gset.Clone()
+	} else if flavor == mysql.MariaDBFlavor {
+		// MariaDB always has GTIDs: checkpoints carry them from the first TxEnd on.
+		d.gset, _ = mysql.ParseMariadbGTIDSet("")
+	} else if from.Pos <= 4 {
+		d.gsetFromFile = true
+	}
+
+	sh := &syncHandler{ctx: ctx, d: d}
+	logger := s.log.With("component", "go-mysql")
+	cfg := replication.BinlogSyncerConfig{
+		ServerID:                s.cfg.ServerID,
+		Flavor:                  flavor,
+		Host:                    s.cfg.Host,
+		Port:                    uint16(s.cfg.Port),
+		User:                    s.cfg.User,
+		Password:                s.cfg.Password,
+		TLSConfig:               s.tls,
+		HeartbeatPeriod:         s.cfg.HeartbeatPeriod,
+		ReadTimeout:             s.cfg.ReadTimeout,
+		DisableRetrySync:        true,
+		VerifyChecksum:          true,
+		TimestampStringLocation: time.UTC,
+		Logger:                  logger,
+		RowsEventDecodeFunc:     d.rowsDecodeFunc,
+		FillZeroLogPos:          flavor == mysql.MariaDBFlavor,
+		SynchronousEventHandler: sh,
+		EventCacheCount:         1,
+		DiscardGTIDSet:          true,
+	}
+	syncer := replication.NewBinlogSyncer(cfg)
+	defer syncer.Close()
+
+	var streamer *replication.BinlogStreamer
+	var err error
+	if gset != nil {
+		streamer, err = syncer.StartSyncGTID(gset)
+	} else {
+		streamer, err = syncer.StartSync(mysql.Position{Name: from.File, Pos: from.Pos})
+	}
+	if err != nil {
+		return s.classify(err, from)
+	}
+	_, err = streamer.GetEvent(ctx)
+	if sh.err != nil {
+		return sh.err
+	}
+	if err == nil {
+		err = errors.New("binlog stream ended")
+	}
+	return s.classify(err, from)
+}
+
+// classify turns server errors into ErrPositionPurged / ErrServerIDClash.
+func (s *Source) classify(err error, from change.Position) error {
+	var me *mysql.MyError
+	if errors.As(err, &me) {
+		msg := strings.ToLower(me.Message)
+		switch {
+		case me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG && (strings.Contains(msg, "same server_id") || strings.Contains(msg, "same server_uuid")):
+			return fmt.Errorf("%w (server_id %d): %s; give this connector a server_id no other replica uses (source.server_id)", ErrServerIDClash, s.cfg.ServerID, me.Message)
+		case me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG:
+			return fmt.Errorf("%w: resume position %s: the server says: %s. Remedies: run `feedcdc resync` to take a new snapshot and continue from the current position, or set source.start_position to earliest (continue from the oldest binlog still on the server, skipping what was purged) or current (skip to now), and remove the stored checkpoint", ErrPositionPurged, from, me.Message)
+		case me.Code == 1927 || me.Code == mysql.ER_QUERY_INTERRUPTED: // connection killed
+			return fmt.Errorf("the source killed the replication connection (another replica with server_id %d may have connected): %w", s.cfg.ServerID, err)
+		}
+	}
+	return err
+}
