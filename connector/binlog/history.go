@@ -724,7 +724,7 @@ func loadInformationSchema(c *client.Conn, filter Filter, flavor string) (map[st
 	return tables, nil
 }
 
-// parseEnumValues reads the members of "enum('a','b''c')" / "set(...)".
+// parseEnumValues reads the members of "enum('a','b”c')" / "set(...)".
 func parseEnumValues(colType string) []string {
 	i := strings.IndexByte(colType, '(')
 	if i < 0 {
