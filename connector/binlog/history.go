@@ -724,7 +724,8 @@ func loadInformationSchema(c *client.Conn, filter Filter, flavor string) (map[st
 	return tables, nil
 }
 
-// parseEnumValues reads the members of "enum('a','b”c')" / "set(...)".
+// parseEnumValues reads the members of an enum(...) or set(...) COLUMN_TYPE
+// (quoted strings; a quote inside a member is doubled).
 func parseEnumValues(colType string) []string {
 	i := strings.IndexByte(colType, '(')
 	if i < 0 {
