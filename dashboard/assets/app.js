@@ -1,0 +1,404 @@
+// feedcdc data management dashboard. Plain JavaScript, no framework, no
+// network access beyond this dashboard's own /api. Every backend string is
+// rendered with textContent, never as HTML.
+"use strict";
+
+(function () {
+  const body = document.body;
+  const refreshMs = Math.max(1000, parseInt(body.dataset.refreshMs, 10) || 5000);
+  const actionsEnabled = body.dataset.actionsEnabled === "true";
+  const TOKEN_KEY = "feedcdc.dashboard.token";
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    itemsOffset: 0,
+    itemsLimit: 50,
+    itemsTotal: 0,
+    itemsSeq: 0,
+    feeds: [],
+    detail: null, // {feed, id, sku}
+    refreshing: false,
+    refreshCount: 0,
+  };
+
+  // ---------- helpers ----------
+  function el(tag, attrs, text) {
+    const e = document.createElement(tag);
+    if (attrs) {
+      for (const [k, v] of Object.entries(attrs)) {
+        if (v === undefined || v === null) continue;
+        if (k === "class") e.className = v;
+        else if (k.startsWith("data-")) e.setAttribute(k, String(v));
+        else e.setAttribute(k, String(v));
+      }
+    }
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function fmtInt(n) {
+    return Number(n || 0).toLocaleString("en-US");
+  }
+
+  function fmtDuration(ms) {
+    ms = Math.max(0, Math.round(ms));
+    if (ms < 1000) return ms + " ms";
+    const s = ms / 1000;
+    if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + " s";
+    const m = s / 60;
+    if (m < 60) return Math.floor(m) + " min " + Math.floor(s % 60) + " s";
+    const h = m / 60;
+    if (h < 48) return Math.floor(h) + " h " + Math.floor(m % 60) + " min";
+    return Math.floor(h / 24) + " d " + Math.floor(h % 24) + " h";
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "never";
+    const d = new Date(iso);
+    if (isNaN(d.getTime())) return "never";
+    const ago = Date.now() - d.getTime();
+    return d.toLocaleString() + " (" + fmtDuration(ago) + " ago)";
+  }
+
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+
+  async function api(path, opts) {
+    opts = opts || {};
+    const headers = { "Accept": "application/json" };
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    if (opts.auth) {
+      const t = token();
+      if (t) headers["Authorization"] = "Bearer " + t;
+    }
+    const resp = await fetch(path, {
+      method: opts.method || "GET",
+      headers: headers,
+      body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+      cache: "no-store",
+      credentials: "omit",
+    });
+    let data = null;
+    const text = await resp.text();
+    if (text) {
+      try { data = JSON.parse(text); } catch (e) { data = { error: text }; }
+    }
+    if (!resp.ok) {
+      const err = new Error((data && data.error) || resp.status + " " + resp.statusText);
+      err.status = resp.status;
+      throw err;
+    }
+    return data;
+  }
+
+  function showError(msg) {
+    const b = $("error-banner");
+    if (msg) {
+      b.textContent = msg;
+      b.hidden = false;
+    } else {
+      b.textContent = "";
+      b.hidden = true;
+    }
+  }
+
+  function setResult(kind, msg) {
+    const r = $("action-result");
+    r.dataset.state = kind;
+    r.className = kind;
+    r.textContent = msg;
+  }
+
+  // ---------- overview ----------
+  function renderOverview(ov) {
+    const src = $("source-status");
+    src.dataset.connected = String(!!ov.source.connected);
+    src.className = "pill " + (ov.source.connected ? "ok" : "bad");
+    src.textContent = ov.source.connected
+      ? "source connected" + (ov.source.address ? " · " + ov.source.address : "")
+      : "source disconnected" + (ov.source.error ? ": " + ov.source.error : "");
+    const lag = $("source-lag");
+    lag.dataset.value = String(ov.source.lag_ms || 0);
+    lag.dataset.state = ov.source.lag_state || "";
+    lag.textContent = "lag " + fmtDuration(ov.source.lag_ms || 0) + (ov.source.lag_state ? " (" + ov.source.lag_state.replace("_", " ") + ")" : "");
+    lag.className = "pill " + (ov.source.lag_state === "stale" ? "bad" : "");
+
+    $("checkpoint-position").textContent = ov.checkpoint.position || "(none)";
+    $("checkpoint-position").dataset.value = ov.checkpoint.position || "";
+    $("checkpoint-age").textContent = ov.checkpoint.stored_at ? fmtDuration((ov.checkpoint.age_seconds || 0) * 1000) + " ago" : "never";
+    $("checkpoint-age").dataset.value = String(ov.checkpoint.age_seconds || 0);
+
+    const tbody = $("feeds-body");
+    const rows = [];
+    for (const f of ov.feeds) {
+      const tr = el("tr", { "data-feed": f.name });
+      tr.appendChild(el("td", { "data-field": "name" }, f.name));
+      tr.appendChild(el("td", { "data-field": "mode", "data-value": f.mode, class: "mode-" + f.mode }, f.mode));
+      for (const k of ["source_records", "sent", "failed", "rejected", "pending"]) {
+        const cls = "num" + ((k === "failed" || k === "rejected") && f[k] > 0 ? " warn" : "");
+        tr.appendChild(el("td", { "data-field": k, "data-value": f[k] || 0, class: cls }, fmtInt(f[k])));
+      }
+      tr.appendChild(el("td", { "data-field": "last_sync", "data-value": f.last_sync || "" }, fmtTime(f.last_sync)));
+      tr.appendChild(el("td", { "data-field": "lag_ms", "data-value": f.lag_ms || 0, class: "num" }, fmtDuration(f.lag_ms || 0)));
+      const rs = f.resync || {};
+      const td = el("td", {
+        "data-field": "resync", "data-running": String(!!rs.running),
+        "data-done": rs.done || 0, "data-total": rs.total || 0,
+      });
+      if (rs.total > 0 || rs.running) {
+        const p = el("progress", { max: Math.max(rs.total || 0, 1), value: Math.min(rs.done || 0, Math.max(rs.total || 0, 1)) });
+        td.appendChild(p);
+        const pct = rs.total > 0 ? Math.floor(100 * rs.done / rs.total) : 0;
+        td.appendChild(el("span", { class: "muted" }, " " + fmtInt(rs.done) + " / " + fmtInt(rs.total) + " (" + pct + "%)" + (rs.running ? " running" : " done")));
+      } else {
+        td.appendChild(el("span", { class: "muted" }, "—"));
+      }
+      tr.appendChild(td);
+      rows.push(tr);
+    }
+    tbody.replaceChildren(...rows);
+
+    // keep the feed selectors in sync with the feeds
+    const names = ov.feeds.map((f) => f.name);
+    if (names.join("\0") !== state.feeds.join("\0")) {
+      state.feeds = names;
+      const af = $("action-feed");
+      const keep = af.value;
+      af.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+      if (names.includes(keep)) af.value = keep;
+      const itf = $("items-feed");
+      const keep2 = itf.value;
+      itf.replaceChildren(el("option", { value: "" }, "all feeds"), ...names.map((n) => el("option", { value: n }, n)));
+      itf.value = names.includes(keep2) ? keep2 : "";
+    }
+  }
+
+  // ---------- items ----------
+  function identText(ids) {
+    return Object.keys(ids || {}).sort().map((k) => k + "=" + ids[k]).join(", ");
+  }
+
+  async function loadItems() {
+    const q = new URLSearchParams();
+    const feed = $("items-feed").value;
+    if (feed) q.set("feed", feed);
+    q.set("status", $("items-status").value);
+    const sku = $("items-search").value.trim();
+    if (sku) q.set("sku", sku);
+    q.set("offset", String(state.itemsOffset));
+    q.set("limit", String(state.itemsLimit));
+    const seq = ++state.itemsSeq;
+    const page = await api("api/items?" + q.toString());
+    if (seq !== state.itemsSeq) return; // a newer query was sent meanwhile; its answer wins
+    if (page.total > 0 && page.offset >= page.total) {
+      state.itemsOffset = Math.max(0, Math.floor((page.total - 1) / state.itemsLimit) * state.itemsLimit);
+      return loadItems();
+    }
+    renderItems(page);
+    // What the table shows now, for readers (and browser tests).
+    const tb = $("items-body");
+    tb.dataset.feed = feed;
+    tb.dataset.status = $("items-status").value;
+    tb.dataset.sku = sku;
+    tb.dataset.offset = String(page.offset);
+  }
+
+  function renderItems(page) {
+    state.itemsTotal = page.total;
+    $("items-total").textContent = fmtInt(page.total);
+    $("items-total").dataset.value = String(page.total);
+    const from = page.total === 0 ? 0 : page.offset + 1;
+    const to = page.offset + page.items.length;
+    $("items-range").textContent = from + "–" + to;
+    $("items-prev").disabled = page.offset === 0;
+    $("items-next").disabled = to >= page.total;
+    const rows = page.items.map((it) => {
+      const tr = el("tr", {
+        "data-item-id": it.feed_id, "data-feed": it.feed, "data-status": it.status,
+        "data-sku": (it.identifiers && (it.identifiers.sku || it.identifiers.productSku || it.identifiers.attributeCode)) || "",
+        class: "clickable", tabindex: "0", title: "show the item's JSON",
+      });
+      tr.appendChild(el("td", null, it.feed));
+      tr.appendChild(el("td", { class: "mono", title: it.feed_id }, (it.feed_id || "").slice(0, 12)));
+      tr.appendChild(el("td", null, it.entity_id));
+      tr.appendChild(el("td", { "data-field": "identifiers" }, identText(it.identifiers) + (it.deleted ? " (deleted)" : "")));
+      tr.appendChild(el("td", { class: "status-" + it.status }, it.status_text + " (" + it.status + ")"));
+      tr.appendChild(el("td", { class: "num" }, it.attempts));
+      tr.appendChild(el("td", null, fmtTime(it.last_sync)));
+      tr.appendChild(el("td", { class: "error-text" }, it.error || ""));
+      tr.appendChild(el("td", { class: "mono" }, it.request_id || ""));
+      const open = () => openItem(it);
+      tr.addEventListener("click", open);
+      tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
+      return tr;
+    });
+    $("items-body").replaceChildren(...rows);
+  }
+
+  async function openItem(it) {
+    const sku = (it.identifiers && (it.identifiers.sku || it.identifiers.productSku)) || "";
+    state.detail = { feed: it.feed, id: it.feed_id, sku: sku };
+    $("item-detail-id").textContent = it.feed_id;
+    $("item-detail-feed").textContent = it.feed;
+    $("item-resync").disabled = !sku || !actionsEnabled;
+    const pre = $("item-json");
+    pre.textContent = "loading…";
+    pre.dataset.itemId = it.feed_id;
+    pre.dataset.loaded = "false";
+    $("item-detail").hidden = false;
+    try {
+      const data = await api("api/feeds/" + encodeURIComponent(it.feed) + "/items/" + encodeURIComponent(it.feed_id));
+      pre.textContent = JSON.stringify(data, null, 2);
+      pre.dataset.loaded = "true";
+    } catch (e) {
+      pre.textContent = "could not load the item: " + e.message;
+      pre.dataset.loaded = "error";
+    }
+  }
+
+  // ---------- health ----------
+  function renderHealth(h) {
+    const hs = $("health-source");
+    hs.dataset.connected = String(!!h.source.connected);
+    hs.className = "pill " + (h.source.connected ? "ok" : "bad");
+    hs.textContent = (h.source.connected ? "source connected" : "source disconnected") +
+      (h.source.flavor ? " · " + h.source.flavor + (h.source.version ? " " + h.source.version : "") : "") +
+      (h.source.error ? " · " + h.source.error : "");
+    const hr = $("health-retention");
+    hr.dataset.status = h.retention_status || "";
+    hr.className = "pill " + ({ PASS: "ok", WARN: "warn", FAIL: "bad" }[h.retention_status] || "");
+    hr.textContent = "checkpoint age " + fmtDuration((h.checkpoint_age_seconds || 0) * 1000) +
+      (h.binlog_retention_seconds > 0 ? " of " + fmtDuration(h.binlog_retention_seconds * 1000) + " binlog retention" : " (binlog retention unknown)");
+    const sinks = (h.sinks || []).map((s) => el("span", {
+      class: "pill " + (s.connected ? "ok" : "bad"), "data-sink": s.name, "data-connected": String(!!s.connected),
+    }, s.kind + " " + s.name + (s.connected ? " connected" : " down" + (s.error ? ": " + s.error : ""))));
+    $("health-sinks").replaceChildren(...sinks);
+    const rows = (h.checks || []).map((c) => {
+      const tr = el("tr", { "data-check": c.name, "data-status": c.status });
+      tr.appendChild(el("td", null, c.name));
+      tr.appendChild(el("td", { class: "check-" + c.status }, c.status));
+      tr.appendChild(el("td", null, c.message));
+      tr.appendChild(el("td", { class: "mono" }, c.fix || ""));
+      return tr;
+    });
+    if (rows.length === 0) {
+      const tr = el("tr");
+      tr.appendChild(el("td", { colspan: "4", class: "muted" }, "no check results yet"));
+      rows.push(tr);
+    }
+    $("checks-body").replaceChildren(...rows);
+  }
+
+  // ---------- refresh loop ----------
+  async function refresh() {
+    if (state.refreshing) return;
+    state.refreshing = true;
+    const errors = [];
+    try {
+      const [ov, h] = await Promise.allSettled([api("api/overview"), api("api/health")]);
+      if (ov.status === "fulfilled") renderOverview(ov.value); else errors.push("overview: " + ov.reason.message);
+      if (h.status === "fulfilled") renderHealth(h.value); else errors.push("health: " + h.reason.message);
+      try { await loadItems(); } catch (e) { errors.push("items: " + e.message); }
+    } finally {
+      state.refreshing = false;
+    }
+    showError(errors.join(" · "));
+    state.refreshCount++;
+    body.dataset.refreshCount = String(state.refreshCount);
+    if (errors.length === 0) body.dataset.loaded = "true";
+    $("last-refresh").textContent = "updated " + new Date().toLocaleTimeString();
+  }
+
+  // ---------- actions ----------
+  function parseIDs(s) {
+    return s.split(/[\s,;]+/).map((x) => x.trim()).filter((x) => x !== "");
+  }
+
+  async function scheduleResync(feed, ids, whole) {
+    if (!feed) { setResult("error", "choose a feed first"); return; }
+    if (ids.length === 0 && !whole) {
+      setResult("error", "enter the SKUs to resync, or tick “whole feed”");
+      return;
+    }
+    setResult("busy", "scheduling…");
+    try {
+      const r = await api("api/feeds/" + encodeURIComponent(feed) + "/resync", {
+        method: "POST", auth: true, body: whole ? { whole_feed: true } : { ids: ids },
+      });
+      setResult("ok", r.message);
+      refresh();
+    } catch (e) {
+      setResult("error", (e.status === 401 ? "token needed or wrong: " : "") + e.message);
+    }
+  }
+
+  async function retryFailed(feed) {
+    if (!feed) { setResult("error", "choose a feed first"); return; }
+    setResult("busy", "starting…");
+    try {
+      const r = await api("api/feeds/" + encodeURIComponent(feed) + "/retry", { method: "POST", auth: true });
+      setResult("ok", r.message);
+      refresh();
+    } catch (e) {
+      setResult("error", (e.status === 401 ? "token needed or wrong: " : "") + e.message);
+    }
+  }
+
+  async function checkToken() {
+    const ts = $("token-state");
+    if (!token()) { ts.dataset.state = "none"; ts.textContent = "no token"; return; }
+    try {
+      await api("api/auth/check", { method: "POST", auth: true });
+      ts.dataset.state = "ok";
+      ts.textContent = "token accepted";
+    } catch (e) {
+      ts.dataset.state = "rejected";
+      ts.textContent = e.message;
+    }
+  }
+
+  function wire() {
+    if (!actionsEnabled) {
+      $("actions-disabled").hidden = false;
+      for (const id of ["resync-button", "retry-button", "item-resync", "token-save"]) $(id).disabled = true;
+    }
+    $("token").value = token();
+    $("token-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      try { sessionStorage.setItem(TOKEN_KEY, $("token").value.trim()); } catch (err) { /* storage disabled */ }
+      checkToken();
+    });
+    $("resync-button").addEventListener("click", () =>
+      scheduleResync($("action-feed").value, parseIDs($("resync-ids").value), $("resync-whole").checked));
+    $("retry-button").addEventListener("click", () => retryFailed($("action-feed").value));
+    $("item-resync").addEventListener("click", () => {
+      if (state.detail && state.detail.sku) scheduleResync(state.detail.feed, [state.detail.sku], false);
+    });
+    $("item-close").addEventListener("click", () => { $("item-detail").hidden = true; state.detail = null; });
+    let searchTimer = null;
+    const reloadItems = () => {
+      state.itemsOffset = 0;
+      loadItems().then(() => showError(""), (e) => showError("items: " + e.message));
+    };
+    $("items-search").addEventListener("input", () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(reloadItems, 250);
+    });
+    $("items-feed").addEventListener("change", reloadItems);
+    $("items-status").addEventListener("change", reloadItems);
+    $("items-prev").addEventListener("click", () => {
+      state.itemsOffset = Math.max(0, state.itemsOffset - state.itemsLimit);
+      loadItems().catch((e) => showError("items: " + e.message));
+    });
+    $("items-next").addEventListener("click", () => {
+      if (state.itemsOffset + state.itemsLimit < state.itemsTotal) state.itemsOffset += state.itemsLimit;
+      loadItems().catch((e) => showError("items: " + e.message));
+    });
+  }
+
+  wire();
+  checkToken();
+  refresh();
+  setInterval(refresh, refreshMs);
+})();

@@ -1,0 +1,256 @@
+package dashboard_test
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/feedcdc/feedcdc/dashboard"
+)
+
+// memBackend is an in-memory dashboard.Backend: the test double standing in
+// for the connector at this seam. Counts are derived from its items, the
+// same way the connector derives them from the state store.
+type memBackend struct {
+	mu       sync.Mutex
+	feeds    []memFeed
+	items    []memItem
+	resyncs  []resyncCall
+	retries  []string
+	health   dashboard.Health
+	busy     map[string]bool
+	failWith error // returned by Overview when set
+	now      time.Time
+}
+
+type memFeed struct {
+	name, mode string
+	lagMS      int64
+	resync     dashboard.ResyncProgress
+}
+
+type memItem struct {
+	row     dashboard.ItemRow
+	payload json.RawMessage
+}
+
+type resyncCall struct {
+	Feed string
+	IDs  []string
+}
+
+func feedID(parts ...string) string {
+	h := sha1.Sum([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:])
+}
+
+// newMemBackend builds a small catalog: products in two store views,
+// variants, attributes, with a mix of statuses.
+func newMemBackend() *memBackend {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	b := &memBackend{now: now, busy: map[string]bool{}}
+	b.feeds = []memFeed{
+		{name: "products", mode: dashboard.ModeImmediate, lagMS: 120,
+			resync: dashboard.ResyncProgress{Running: true, Done: 30, Total: 120, StartedAt: now.Add(-time.Minute), UpdatedAt: now}},
+		{name: "productAttributes", mode: dashboard.ModeImmediate},
+		{name: "variants", mode: dashboard.ModeLegacy, lagMS: 2500},
+	}
+	statuses := []int{200, 200, 200, 2, 400, 200, 1, 0, 200, 2}
+	for i := range 30 {
+		sku := fmt.Sprintf("MH%02d-XS-Blue", i)
+		for _, sv := range []string{"default", "french"} {
+			st := statuses[(i+len(sv))%len(statuses)]
+			row := dashboard.ItemRow{
+				Feed: "products", FeedID: feedID(sku, sv), EntityID: fmt.Sprint(1000 + i),
+				Identifiers: map[string]string{"sku": sku, "storeViewCode": sv},
+				Status:      st, Attempts: 1, LastSync: now.Add(-time.Duration(i) * time.Minute),
+			}
+			switch st {
+			case 2:
+				row.Error, row.RequestID, row.Attempts = "HTTP 503 from feed service", fmt.Sprintf("req-%d-%s", i, sv), 3
+			case 400:
+				row.Error, row.RequestID = "invalid value for attribute color", fmt.Sprintf("req-%d-%s", i, sv)
+			case 1:
+				row.Error = "item rejected: name is required"
+			}
+			payload, _ := json.Marshal(map[string]any{"sku": sku, "storeViewCode": sv, "name": "Item " + sku, "productId": 1000 + i, "deleted": false})
+			b.items = append(b.items, memItem{row: row, payload: payload})
+		}
+	}
+	for i := range 8 {
+		parent, child := fmt.Sprintf("MH%02d", i), fmt.Sprintf("MH%02d-XS-Blue", i)
+		st := []int{200, 2, 200, 0}[i%4]
+		row := dashboard.ItemRow{Feed: "variants", FeedID: feedID(parent, child), EntityID: fmt.Sprint(1000 + i),
+			Identifiers: map[string]string{"parentSku": parent, "productSku": child}, Status: st, Attempts: 1, LastSync: now}
+		if st == 2 {
+			row.Error = "timeout"
+		}
+		payload, _ := json.Marshal(map[string]any{"parentSku": parent, "productSku": child})
+		b.items = append(b.items, memItem{row: row, payload: payload})
+	}
+	for _, code := range []string{"color", "size", "material"} {
+		row := dashboard.ItemRow{Feed: "productAttributes", FeedID: feedID(code, "default"), EntityID: code,
+			Identifiers: map[string]string{"attributeCode": code, "storeViewCode": "default"}, Status: 200, LastSync: now}
+		b.items = append(b.items, memItem{row: row, payload: json.RawMessage(`{"attributeCode":"` + code + `"}`)})
+	}
+	// one deleted item: not a source record any more
+	b.items[len(b.items)-1].row.Deleted = true
+
+	b.health = dashboard.Health{
+		CheckedAt: now,
+		Source:    dashboard.SourceStatus{Connected: true, Address: "127.0.0.1:3307", Flavor: "mariadb", Version: "10.11.6"},
+		Sinks:     []dashboard.SinkStatus{{Name: "main", Kind: "kafka", Connected: true}},
+		Checks: []dashboard.CheckResult{
+			{Name: "binlog_format", Status: dashboard.CheckPass, Message: "binlog_format=ROW"},
+			{Name: "binlog_row_metadata", Status: dashboard.CheckWarn, Message: "binlog_row_metadata=MINIMAL", Fix: "SET GLOBAL binlog_row_metadata=FULL"},
+		},
+		CheckpointAgeSeconds:   4 * 3600,
+		BinlogRetentionSeconds: 24 * 3600,
+	}
+	return b
+}
+
+func (b *memBackend) feed(name string) (*memFeed, error) {
+	for i := range b.feeds {
+		if b.feeds[i].name == name {
+			return &b.feeds[i], nil
+		}
+	}
+	return nil, fmt.Errorf("feed %q: %w", name, dashboard.ErrNotFound)
+}
+
+// counts returns what the overview should show for feed.
+func (b *memBackend) counts(feed string) dashboard.FeedStatus {
+	var f dashboard.FeedStatus
+	for _, it := range b.items {
+		if it.row.Feed != feed {
+			continue
+		}
+		if !it.row.Deleted {
+			f.SourceRecords++
+		}
+		switch it.row.Status {
+		case 200:
+			f.Sent++
+		case 2:
+			f.Failed++
+		case 400, 1:
+			f.Rejected++
+		case 0:
+			f.Pending++
+		}
+		if it.row.LastSync.After(f.LastSync) {
+			f.LastSync = it.row.LastSync
+		}
+	}
+	return f
+}
+
+func (b *memBackend) Overview(ctx context.Context) (dashboard.Overview, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failWith != nil {
+		return dashboard.Overview{}, b.failWith
+	}
+	ov := dashboard.Overview{
+		GeneratedAt: b.now,
+		Source:      dashboard.SourceStatus{Connected: b.health.Source.Connected, Address: "127.0.0.1:3307", Flavor: "mariadb", LagMS: 120, LagState: "streaming"},
+		Checkpoint:  dashboard.Checkpoint{Position: "gtid:0-1-1234 (mariadb-bin.000003:4567)", GTIDSet: "0-1-1234", File: "mariadb-bin.000003", Pos: 4567, StoredAt: b.now.Add(-2 * time.Second), AgeSeconds: 2},
+	}
+	for _, f := range b.feeds {
+		st := b.counts(f.name)
+		st.Name, st.Mode, st.LagMS, st.Resync = f.name, f.mode, f.lagMS, f.resync
+		ov.Feeds = append(ov.Feeds, st)
+	}
+	return ov, nil
+}
+
+func (b *memBackend) Items(ctx context.Context, q dashboard.ItemQuery) (dashboard.ItemPage, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q.Feed != "" {
+		if _, err := b.feed(q.Feed); err != nil {
+			return dashboard.ItemPage{}, err
+		}
+	}
+	var rows []dashboard.ItemRow
+	for _, it := range b.items {
+		if (q.Feed == "" || it.row.Feed == q.Feed) && q.MatchStatus(it.row.Status) && q.MatchSKU(it.row.Identifiers) {
+			rows = append(rows, it.row)
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].LastSync.After(rows[j].LastSync) })
+	page := dashboard.ItemPage{Total: len(rows)}
+	if q.Offset < len(rows) {
+		page.Items = rows[q.Offset:min(len(rows), q.Offset+q.Limit)]
+	}
+	return page, nil
+}
+
+func (b *memBackend) Item(ctx context.Context, feed, id string) (json.RawMessage, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, it := range b.items {
+		if it.row.Feed == feed && it.row.FeedID == id {
+			return it.payload, nil
+		}
+	}
+	return nil, fmt.Errorf("item %s of feed %s: %w", id, feed, dashboard.ErrNotFound)
+}
+
+func (b *memBackend) ScheduleResync(ctx context.Context, feed string, ids []string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, err := b.feed(feed); err != nil {
+		return err
+	}
+	if b.busy[feed] {
+		return fmt.Errorf("feed %s is locked by resync(4242): %w", feed, dashboard.ErrBusy)
+	}
+	b.resyncs = append(b.resyncs, resyncCall{Feed: feed, IDs: append([]string(nil), ids...)})
+	// Scheduled items await submission, as in the connector.
+	for i := range b.items {
+		it := &b.items[i].row
+		if it.Feed != feed {
+			continue
+		}
+		if len(ids) == 0 {
+			it.Status = 0
+			continue
+		}
+		for _, id := range ids {
+			if it.Identifiers["sku"] == id || it.Identifiers["productSku"] == id {
+				it.Status = 0
+			}
+		}
+	}
+	return nil
+}
+
+func (b *memBackend) RetryFailed(ctx context.Context, feed string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, err := b.feed(feed); err != nil {
+		return err
+	}
+	b.retries = append(b.retries, feed)
+	return nil
+}
+
+func (b *memBackend) Health(ctx context.Context) (dashboard.Health, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.health, nil
+}
+
+func (b *memBackend) calls() ([]resyncCall, []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]resyncCall(nil), b.resyncs...), append([]string(nil), b.retries...)
+}
