@@ -70,13 +70,15 @@ type Source struct {
 	ServerID       uint32    `yaml:"server_id" doc:"Replica server_id feedcdc registers with; must differ from every other replica of the source. 0 = derived from the host name and state.path (stable, in 1000000000..4294967295)." max:"4294967295"`
 	Flavor         string    `yaml:"flavor" doc:"Server flavor. auto detects it from the server version." enum:"auto,mysql,mariadb"`
 	TLS            SourceTLS `yaml:"tls" doc:"TLS to the source server."`
-	Heartbeat      Duration  `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle." min:"100ms" max:"1h"`
-	ReadTimeout    Duration  `yaml:"read_timeout" doc:"A binlog connection silent for this long is considered dead and reconnected. Must exceed heartbeat." min:"1s" max:"24h"`
+	Heartbeat      Duration  `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle (lag returns to ~0 within two periods)." min:"100ms" max:"1h"`
+	ReadTimeout    Duration  `yaml:"read_timeout" doc:"A binlog connection that delivered nothing for this long is considered dead and reconnected. Must exceed heartbeat, and the longest backpressure stall (the socket is not read while sinks are full)." min:"1s" max:"24h"`
 	ConnectTimeout Duration  `yaml:"connect_timeout" doc:"Timeout of each connection attempt." min:"100ms" max:"10m"`
+	ReconnectMin   Duration  `yaml:"reconnect_min" doc:"First wait before reconnecting after a network error; doubles per failed attempt." min:"10ms" max:"1h"`
+	ReconnectMax   Duration  `yaml:"reconnect_max" doc:"Longest wait between reconnect attempts." min:"100ms" max:"24h"`
 	StartPosition  string    `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Ignored once a checkpoint exists."`
 	Databases      []string  `yaml:"databases" doc:"Databases to capture. Empty = every database except mysql, sys, information_schema and performance_schema."`
-	IncludeTables  []string  `yaml:"include_tables" doc:"Tables to capture as db.table glob patterns (*, ?, [a-z]). Empty = every table of the captured databases."`
-	ExcludeTables  []string  `yaml:"exclude_tables" doc:"Tables never captured (db.table glob patterns); wins over include_tables."`
+	IncludeTables  []string  `yaml:"include_tables" doc:"Tables to capture (raw streams) as db.table patterns where * matches any run of characters and ? one character, case-insensitive. Empty = every table of the captured databases. The feeds' catalog tables are always captured."`
+	ExcludeTables  []string  `yaml:"exclude_tables" doc:"Tables never captured for raw streams (db.table patterns); wins over include_tables."`
 	ZeroDates      string    `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string"`
 	PoolSize       int       `yaml:"pool_size" doc:"Connections in the pool used by feed builders and resync scans." min:"1" max:"256"`
 }
@@ -152,23 +154,24 @@ type Sink struct {
 
 // KafkaSink is a Kafka destination.
 type KafkaSink struct {
-	Brokers           []string  `yaml:"brokers" doc:"Bootstrap brokers as host:port." required:"true"`
-	ClientID          string    `yaml:"client_id" doc:"Kafka client.id."`
-	TopicPrefix       string    `yaml:"topic_prefix" doc:"Value of {prefix} in topic templates."`
-	TopicTemplate     string    `yaml:"topic_template" doc:"Topic per entity feed. Placeholders: {prefix}, {feed}, {name}." required:"true"`
-	Compression       string    `yaml:"compression" doc:"Producer compression codec." enum:"none,gzip,snappy,lz4,zstd"`
-	Acks              string    `yaml:"acks" doc:"Acknowledgements required: all (durable; required for at-least-once), one (leader only), none." enum:"all,one,none"`
-	BatchSize         int       `yaml:"batch_size" doc:"Most messages per produce request." min:"1" max:"1000000"`
-	BatchBytes        ByteSize  `yaml:"batch_bytes" doc:"Most bytes per produce request." min:"1KiB" max:"1GiB"`
-	Linger            Duration  `yaml:"linger" doc:"Longest wait to fill a batch before it is sent." min:"0s" max:"1m"`
-	WriteTimeout      Duration  `yaml:"write_timeout" doc:"Timeout of one produce request; on expiry the items are retryable." min:"1s" max:"10m"`
-	CreateTopics      bool      `yaml:"create_topics" doc:"Create missing topics at start with partitions, replication_factor and (for entity feeds, if compact) cleanup.policy=compact."`
-	Partitions        int       `yaml:"partitions" doc:"Partitions of created topics (records are partitioned by key, so per-key order holds)." min:"1" max:"10000"`
-	ReplicationFactor int       `yaml:"replication_factor" doc:"Replication factor of created topics. -1 = the broker's default.replication.factor." min:"-1" max:"32"`
-	Compact           bool      `yaml:"compact" doc:"Create entity feed topics with cleanup.policy=compact (raw topics keep the broker default)."`
-	MaxMessageBytes   ByteSize  `yaml:"max_message_bytes" doc:"Largest record sent; a bigger item fails alone as rejected. Keep at or below the broker's message.max.bytes." min:"1KiB" max:"1GiB"`
-	TLS               KafkaTLS  `yaml:"tls" doc:"TLS to the brokers."`
-	SASL              KafkaSASL `yaml:"sasl" doc:"SASL authentication."`
+	Brokers           []string          `yaml:"brokers" doc:"Bootstrap brokers as host:port." required:"true"`
+	ClientID          string            `yaml:"client_id" doc:"Kafka client.id."`
+	TopicPrefix       string            `yaml:"topic_prefix" doc:"Value of {prefix} in topic templates."`
+	TopicTemplate     string            `yaml:"topic_template" doc:"Topic per entity feed. Placeholders: {prefix}, {feed}, {name}." required:"true"`
+	Compression       string            `yaml:"compression" doc:"Producer compression codec." enum:"none,gzip,snappy,lz4,zstd"`
+	Acks              string            `yaml:"acks" doc:"Acknowledgements required: all (durable; required for at-least-once), one (leader only), none." enum:"all,one,none"`
+	BatchSize         int               `yaml:"batch_size" doc:"Most messages per produce request." min:"1" max:"1000000"`
+	BatchBytes        ByteSize          `yaml:"batch_bytes" doc:"Most bytes per produce request." min:"1KiB" max:"1GiB"`
+	Linger            Duration          `yaml:"linger" doc:"Longest wait to fill a batch before it is sent." min:"0s" max:"1m"`
+	WriteTimeout      Duration          `yaml:"write_timeout" doc:"Timeout of one produce request; on expiry the items are retryable." min:"1s" max:"10m"`
+	CreateTopics      bool              `yaml:"create_topics" doc:"Create missing topics at start with partitions, replication_factor and (for entity feeds, if compact) cleanup.policy=compact."`
+	Partitions        int               `yaml:"partitions" doc:"Partitions of created topics (records are partitioned by key, so per-key order holds)." min:"1" max:"10000"`
+	ReplicationFactor int               `yaml:"replication_factor" doc:"Replication factor of created topics. -1 = the broker's default.replication.factor." min:"-1" max:"32"`
+	Compact           bool              `yaml:"compact" doc:"Create entity feed topics with cleanup.policy=compact (raw topics keep the broker default)."`
+	TopicConfigs      map[string]string `yaml:"topic_configs" doc:"Extra topic configs for created topics (e.g. retention.ms: \"604800000\", min.insync.replicas: \"2\")." keys:"config"`
+	MaxMessageBytes   ByteSize          `yaml:"max_message_bytes" doc:"Largest record sent; a bigger item fails alone as rejected. Keep at or below the broker's message.max.bytes." min:"1KiB" max:"1GiB"`
+	TLS               KafkaTLS          `yaml:"tls" doc:"TLS to the brokers."`
+	SASL              KafkaSASL         `yaml:"sasl" doc:"SASL authentication."`
 }
 
 // KafkaTLS configures TLS to Kafka.
@@ -222,6 +225,7 @@ type FileSink struct {
 	MaxSize  ByteSize `yaml:"max_size" doc:"A file is rotated when it would exceed this size." min:"1KiB" max:"1TiB"`
 	MaxFiles int      `yaml:"max_files" doc:"Rotated files kept per stream; older ones are deleted. 0 = keep all." min:"0" max:"100000"`
 	Fsync    bool     `yaml:"fsync" doc:"fsync before acknowledging a batch (durable; slower). Without it a power loss can lose acknowledged lines."`
+	Envelope bool     `yaml:"envelope" doc:"Write each line as {feed, topic, id, key, hash, op, position, value} instead of the bare item JSON (tombstones then appear with value null)."`
 }
 
 // Backpressure bounds memory between reader and sinks.
@@ -233,20 +237,22 @@ type Backpressure struct {
 
 // Telemetry configures metrics, traces and health.
 type Telemetry struct {
-	Listen       string   `yaml:"listen" doc:"Address serving /metrics (Prometheus), /healthz and /readyz. Empty = off." pattern:"listen"`
-	OTLPEndpoint string   `yaml:"otlp_endpoint" doc:"OTLP/HTTP endpoint (http://host:4318) for metrics and traces. Empty = no OTLP export."`
-	Traces       bool     `yaml:"traces" doc:"Record spans per build/export batch and resync chunk (exported over OTLP)."`
-	ServiceName  string   `yaml:"service_name" doc:"OpenTelemetry service.name. Empty = the connector name."`
-	ReadyMaxLag  Duration `yaml:"ready_max_lag" doc:"/readyz fails while lag behind the source exceeds this." min:"1s" max:"24h"`
+	Listen         string   `yaml:"listen" doc:"Address serving /metrics (Prometheus), /healthz and /readyz. Empty = off." pattern:"listen"`
+	OTLPEndpoint   string   `yaml:"otlp_endpoint" doc:"OTLP/HTTP endpoint (http://host:4318) for metrics and traces. Empty = no OTLP export."`
+	Traces         bool     `yaml:"traces" doc:"Record spans per build/export batch and resync chunk (exported over OTLP)."`
+	ServiceName    string   `yaml:"service_name" doc:"OpenTelemetry service.name. Empty = the connector name."`
+	ReadyMaxLag    Duration `yaml:"ready_max_lag" doc:"/readyz fails while lag behind the source exceeds this." min:"1s" max:"24h"`
+	MetricInterval Duration `yaml:"metric_interval" doc:"OTLP metric push period." min:"1s" max:"1h"`
 }
 
 // Dashboard configures the web dashboard.
 type Dashboard struct {
-	Enabled   bool   `yaml:"enabled" doc:"Serve the dashboard from feedcdc run."`
-	Listen    string `yaml:"listen" doc:"Dashboard address. A non-loopback address requires a token." pattern:"listen"`
-	Token     Secret `yaml:"token" doc:"Bearer token required by mutating actions (resync, retry). Only from FEEDCDC_DASHBOARD_TOKEN, token_env or token_file." secret:"true"`
-	TokenFile string `yaml:"token_file" doc:"File holding the dashboard token."`
-	TokenEnv  string `yaml:"token_env" doc:"Environment variable holding the dashboard token."`
+	Enabled         bool     `yaml:"enabled" doc:"Serve the dashboard from feedcdc run."`
+	Listen          string   `yaml:"listen" doc:"Dashboard address. A non-loopback address requires a token." pattern:"listen"`
+	Token           Secret   `yaml:"token" doc:"Bearer token required by mutating actions (resync, retry). Only from FEEDCDC_DASHBOARD_TOKEN, token_env or token_file." secret:"true"`
+	TokenFile       string   `yaml:"token_file" doc:"File holding the dashboard token."`
+	TokenEnv        string   `yaml:"token_env" doc:"Environment variable holding the dashboard token."`
+	RefreshInterval Duration `yaml:"refresh_interval" doc:"How often the page refreshes itself." min:"1s" max:"1h"`
 }
 
 // Log configures logging.
@@ -281,9 +287,11 @@ func Default() *Config {
 			Port:           3306,
 			Flavor:         "auto",
 			TLS:            SourceTLS{Mode: "preferred"},
-			Heartbeat:      Duration(5_000_000_000),
-			ReadTimeout:    Duration(30_000_000_000),
+			Heartbeat:      Duration(10_000_000_000),
+			ReadTimeout:    Duration(90_000_000_000),
 			ConnectTimeout: Duration(10_000_000_000),
+			ReconnectMin:   Duration(500_000_000),
+			ReconnectMax:   Duration(30_000_000_000),
 			StartPosition:  "current",
 			Databases:      []string{},
 			IncludeTables:  []string{},
@@ -323,12 +331,14 @@ func Default() *Config {
 			SinkQueueSize:    16,
 		},
 		Telemetry: Telemetry{
-			Listen:      "127.0.0.1:9464",
-			ReadyMaxLag: Duration(60_000_000_000),
+			Listen:         "127.0.0.1:9464",
+			ReadyMaxLag:    Duration(60_000_000_000),
+			MetricInterval: Duration(15_000_000_000),
 		},
 		Dashboard: Dashboard{
-			Enabled: true,
-			Listen:  "127.0.0.1:8484",
+			Enabled:         true,
+			Listen:          "127.0.0.1:8484",
+			RefreshInterval: Duration(5_000_000_000),
 		},
 		Log: Log{Level: "info", Format: "auto"},
 	}
@@ -359,6 +369,7 @@ func DefaultKafkaSink() *KafkaSink {
 		ReplicationFactor: -1,
 		Compact:           true,
 		MaxMessageBytes:   1_000_000,
+		TopicConfigs:      map[string]string{},
 	}
 }
 

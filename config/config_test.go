@@ -90,7 +90,7 @@ func TestEnvOverrides(t *testing.T) {
 // closest valid name; variables named by *_env keys are not reported.
 func TestUnknownEnvWarning(t *testing.T) {
 	cfg := mustLoad(t, "source: {host: db, user: cdc, password_env: FEEDCDC_DB_PW}\n",
-		"FEEDCDC_SORCE_PORT=1", "FEEDCDC_DB_PW=pw")
+		"FEEDCDC_SORCE_PORT=1", "FEEDCDC_DB_PW=pw", "FEEDCDC_CONFIG=/etc/feedcdc.yaml", "FEEDCDC_TEST_MYSQL_DSN=x")
 	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "FEEDCDC_SORCE_PORT matches no configuration key") || !strings.Contains(cfg.Warnings[0], "did you mean FEEDCDC_SOURCE_PORT?") {
 		t.Fatalf("warnings: %q", cfg.Warnings)
 	}
@@ -286,6 +286,9 @@ func TestCaptures(t *testing.T) {
 	if s.Captures("other", "store") {
 		t.Error("other database captured")
 	}
+	if !s.Captures("Magento", "CATALOG_product_entity") {
+		t.Error("patterns must compare case-insensitively")
+	}
 	all := Source{}
 	if !all.Captures("shop", "x") || all.Captures("mysql", "user") || all.Captures("performance_schema", "x") {
 		t.Error("default capture set wrong")
@@ -355,5 +358,58 @@ feeds:
 `), "config.yaml", nil)
 	if err == nil || !strings.Contains(err.Error(), `config.yaml:4: feeds.products.mdoe: unknown key "mdoe"; did you mean "mode"`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestTableFilterEquivalent: TableFilter folds databases into include
+// patterns so that an include/exclude-only matcher (binlog.Filter) captures
+// exactly what Captures does.
+func TestTableFilterEquivalent(t *testing.T) {
+	filterMatch := func(include, exclude []string, db, table string) bool {
+		if systemDatabases[strings.ToLower(db)] {
+			named := false
+			for _, p := range include {
+				if pd, _, _ := strings.Cut(p, "."); strings.EqualFold(pd, db) {
+					named = true
+				}
+			}
+			if !named {
+				return false
+			}
+		}
+		if len(include) > 0 {
+			ok := false
+			for _, p := range include {
+				ok = ok || matchTable(p, db, table)
+			}
+			if !ok {
+				return false
+			}
+		}
+		for _, p := range exclude {
+			if matchTable(p, db, table) {
+				return false
+			}
+		}
+		return true
+	}
+	sources := []Source{
+		{},
+		{Databases: []string{"magento"}},
+		{Databases: []string{"magento", "shop"}, IncludeTables: []string{"*.catalog_*", "shop.orders"}, ExcludeTables: []string{"*.catalog_*_tmp"}},
+		{IncludeTables: []string{"mag*.store*"}, ExcludeTables: []string{"magento.store_website"}},
+		{Databases: []string{"mysql"}},
+	}
+	dbs := []string{"magento", "shop", "other", "mysql", "magento2"}
+	tables := []string{"store", "store_website", "catalog_product_entity", "catalog_x_tmp", "orders", "user"}
+	for i, s := range sources {
+		inc, exc := s.TableFilter()
+		for _, db := range dbs {
+			for _, tbl := range tables {
+				if got, want := filterMatch(inc, exc, db, tbl), s.Captures(db, tbl); got != want {
+					t.Errorf("source %d: %s.%s: filter(%v, %v) = %v, Captures = %v", i, db, tbl, inc, exc, got, want)
+				}
+			}
+		}
 	}
 }

@@ -95,7 +95,7 @@ func exampleTree(t *testing.T, uncommented bool) *yaml.Node {
 // commented or not, is a real key with a value of the right type.
 func TestExampleDocumentsEveryKey(t *testing.T) {
 	root := exampleTree(t, true)
-	l := &loader{file: "config.yaml(uncommented)", lines: map[string]int{}, sections: map[string]map[string]bool{}}
+	l := newLoader("config.yaml(uncommented)", nil)
 	l.walkSection(root, reflect.TypeOf(Config{}), nil)
 	for _, p := range l.problems {
 		t.Errorf("config.yaml documents an invalid key: %s", p)
@@ -213,6 +213,9 @@ func TestExampleSinksLoad(t *testing.T) {
 	}
 	if cfg.Sinks["kafka"] == nil || cfg.Sinks["kafka"].Kafka == nil || cfg.Sinks["http"] == nil || cfg.Sinks["http"].HTTP == nil || len(cfg.Sinks) != 3 {
 		t.Fatalf("example sinks not enabled:\n%s", cfg.Redacted())
+	}
+	if tc := cfg.Sinks["kafka"].Kafka.TopicConfigs; tc["retention.ms"] != "604800000" || tc["min.insync.replicas"] != "2" || len(tc) != 2 {
+		t.Fatalf("topic_configs = %v", tc)
 	}
 	if cfg.Sinks["kafka"].Kafka.SASL.Password.Value() != "k" || cfg.Sinks["http"].HTTP.APIKey.Value() != "a" {
 		t.Fatal("example secrets not resolved")

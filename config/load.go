@@ -41,19 +41,7 @@ func Load(path string, environ []string) (*Config, error) {
 // LoadBytes is Load for configuration text already in memory; name is used
 // in messages (e.g. "config.yaml").
 func LoadBytes(data []byte, name string, environ []string) (*Config, error) {
-	l := &loader{
-		file:     name,
-		lines:    map[string]int{},
-		envSet:   map[string]string{},
-		sections: map[string]map[string]bool{},
-		environ:  map[string]string{},
-	}
-	for _, kv := range environ {
-		k, v, ok := strings.Cut(kv, "=")
-		if ok {
-			l.environ[k] = v
-		}
-	}
+	l := newLoader(name, environ)
 	cfg := l.load(data)
 	if len(l.problems) > 0 {
 		return nil, &ValidationError{File: name, Problems: l.problems}
@@ -62,16 +50,34 @@ func LoadBytes(data []byte, name string, environ []string) (*Config, error) {
 	return cfg, nil
 }
 
+func newLoader(name string, environ []string) *loader {
+	l := &loader{
+		file:         name,
+		lines:        map[string]int{},
+		envSet:       map[string]string{},
+		sections:     map[string]map[string]bool{},
+		environ:      map[string]string{},
+		topicConfigs: map[string]map[string]string{},
+	}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			l.environ[k] = v
+		}
+	}
+	return l
+}
+
 type loader struct {
-	file      string
-	problems  []Problem
-	warnings  []string
-	lines     map[string]int             // concrete key path -> line in the file
-	envSet    map[string]string          // concrete key path -> FEEDCDC_* variable that set it
-	sections  map[string]map[string]bool // sink name -> sections (kafka/http/file) given
-	environ   map[string]string
-	fileSink  bool     // the file (or an override of a default sink) defines the sinks section
-	yamlSinks []string // sink names defined in the file
+	file         string
+	problems     []Problem
+	warnings     []string
+	lines        map[string]int             // concrete key path -> line in the file
+	envSet       map[string]string          // concrete key path -> FEEDCDC_* variable that set it
+	sections     map[string]map[string]bool // sink name -> sections (kafka/http/file) given
+	environ      map[string]string
+	topicConfigs map[string]map[string]string // sink name -> kafka.topic_configs (read outside viper)
+	fileSink     bool                         // the file (or an override of a default sink) defines the sinks section
+	yamlSinks    []string                     // sink names defined in the file
 }
 
 func (l *loader) problemAt(line int, path, format string, args ...any) {
@@ -180,6 +186,11 @@ func (l *loader) load(data []byte) *Config {
 				l.decodeError(err, "sinks."+name)
 			}
 			l.finishSink(name, s)
+			if s.Kafka != nil {
+				for k, v := range l.topicConfigs[name] {
+					s.Kafka.TopicConfigs[k] = v
+				}
+			}
 			cfg.Sinks[name] = s
 		}
 	}
@@ -412,6 +423,8 @@ func (l *loader) unknownKey(k *yaml.Node, t reflect.Type, path []string) {
 
 var lineRE = regexp.MustCompile(`line (\d+): `)
 
+var topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
+
 var sinkNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // walkField checks one value; it returns false when the value must be
@@ -487,6 +500,14 @@ func (l *loader) walkField(val *yaml.Node, f field, p []string) bool {
 				l.problemAt(k.Line, kp, "%q is not a feed; %s", k.Value, hint)
 				continue
 			}
+			if f.Keys == "config" && !topicConfigRE.MatchString(k.Value) {
+				l.problemAt(k.Line, kp, "%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", k.Value)
+				continue
+			}
+			if f.Keys == "config" && k.Value == "cleanup.policy" {
+				l.problemAt(k.Line, kp, "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs")
+				continue
+			}
 			if f.Keys == "header" && !validHeaderName(k.Value) {
 				l.problemAt(k.Line, kp, "%q is not a valid HTTP header name; use letters, digits and - only", k.Value)
 				continue
@@ -501,9 +522,17 @@ func (l *loader) walkField(val *yaml.Node, f field, p []string) bool {
 			}
 			l.lines[kp] = k.Line
 			kept = append(kept, k, mv)
+			if f.Keys == "config" {
+				// Kafka config names contain dots, which viper would split
+				// into nested keys: keep them out of viper.
+				if l.topicConfigs[p[1]] == nil {
+					l.topicConfigs[p[1]] = map[string]string{}
+				}
+				l.topicConfigs[p[1]][k.Value] = mv.Value
+			}
 		}
 		val.Content = kept
-		return true
+		return f.Keys != "config"
 	case kStrings:
 		switch val.Kind {
 		case yaml.ScalarNode: // "a, b" is accepted as a comma-separated list
@@ -693,7 +722,7 @@ func (l *loader) applyEnv(v *viper.Viper) {
 		val := l.environ[name]
 		t, ok := targets[name]
 		if !ok {
-			if !referenced[name] {
+			if !referenced[name] && name != "FEEDCDC_CONFIG" && !strings.HasPrefix(name, "FEEDCDC_TEST_") {
 				var cands []string
 				for c := range targets {
 					cands = append(cands, c)

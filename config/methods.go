@@ -3,7 +3,6 @@ package config
 import (
 	"hash/fnv"
 	"os"
-	"path"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -40,16 +39,17 @@ func (c *Config) EffectiveServerID() uint32 {
 
 var systemDatabases = map[string]bool{"mysql": true, "sys": true, "information_schema": true, "performance_schema": true}
 
-// Captures reports whether rows of db.table are captured: db is in
-// databases (or, with none listed, is not a system database), the table
-// matches include_tables (or none are listed) and matches no exclude_tables
-// pattern. Patterns are path.Match globs on "db.table"; names compare
-// case-sensitively, as MySQL on Linux does.
+// Captures reports whether rows of db.table are captured for raw streams:
+// db is in databases (or, with none listed, is not a system database), the
+// table matches include_tables (or none are listed) and matches no
+// exclude_tables pattern. Patterns are "db.table" with * (any run of
+// characters) and ? (one character), compared case-insensitively, as in
+// connector/binlog's Filter.
 func (s *Source) Captures(db, table string) bool {
 	if len(s.Databases) > 0 {
 		found := false
 		for _, d := range s.Databases {
-			if d == db {
+			if strings.EqualFold(d, db) {
 				found = true
 				break
 			}
@@ -60,11 +60,10 @@ func (s *Source) Captures(db, table string) bool {
 	} else if systemDatabases[strings.ToLower(db)] {
 		return false
 	}
-	full := db + "." + table
 	if len(s.IncludeTables) > 0 {
 		ok := false
 		for _, p := range s.IncludeTables {
-			if m, _ := path.Match(p, full); m {
+			if matchTable(p, db, table) {
 				ok = true
 				break
 			}
@@ -74,9 +73,76 @@ func (s *Source) Captures(db, table string) bool {
 		}
 	}
 	for _, p := range s.ExcludeTables {
-		if m, _ := path.Match(p, full); m {
+		if matchTable(p, db, table) {
 			return false
 		}
 	}
 	return true
+}
+
+// TableFilter returns include/exclude patterns equivalent to Captures for
+// a matcher that knows only include and exclude (connector/binlog.Filter):
+// databases are folded into the include patterns. An empty include means
+// "every non-system table".
+func (s *Source) TableFilter() (include, exclude []string) {
+	exclude = append([]string(nil), s.ExcludeTables...)
+	switch {
+	case len(s.Databases) == 0:
+		include = append([]string(nil), s.IncludeTables...)
+	case len(s.IncludeTables) == 0:
+		for _, d := range s.Databases {
+			include = append(include, d+".*")
+		}
+	default:
+		seen := map[string]bool{}
+		for _, d := range s.Databases {
+			for _, p := range s.IncludeTables {
+				pd, pt, _ := strings.Cut(p, ".")
+				if globMatch(strings.ToLower(pd), strings.ToLower(d)) && !seen[d+"."+pt] {
+					seen[d+"."+pt] = true
+					include = append(include, d+"."+pt)
+				}
+			}
+		}
+		if len(include) == 0 {
+			// No include pattern reaches a listed database (Validate reports
+			// this): capture nothing rather than everything. Identifiers
+			// cannot contain NUL, so this pattern matches no table.
+			include = []string{s.Databases[0] + ".\x00"}
+		}
+	}
+	return include, exclude
+}
+
+func matchTable(pattern, db, table string) bool {
+	pd, pt, ok := strings.Cut(pattern, ".")
+	if !ok {
+		return false
+	}
+	return globMatch(strings.ToLower(pd), strings.ToLower(db)) && globMatch(strings.ToLower(pt), strings.ToLower(table))
+}
+
+// globMatch matches s against a pattern of literal runes, * and ?.
+func globMatch(pattern, s string) bool {
+	p, r := []rune(pattern), []rune(s)
+	pi, ri, star, mark := 0, 0, -1, 0
+	for ri < len(r) {
+		switch {
+		case pi < len(p) && (p[pi] == '?' || p[pi] == r[ri]):
+			pi++
+			ri++
+		case pi < len(p) && p[pi] == '*':
+			star, mark = pi, ri
+			pi++
+		case star >= 0:
+			pi, mark = star+1, mark+1
+			ri = mark
+		default:
+			return false
+		}
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
 }

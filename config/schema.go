@@ -292,6 +292,8 @@ func generalize(path []string) string {
 			g[i] = "<feed>"
 		case i == 4 && g[0] == "sinks" && g[2] == "http" && g[3] == "headers":
 			g[i] = "<header>"
+		case i == 4 && g[0] == "sinks" && g[2] == "kafka" && g[3] == "topic_configs":
+			g[i] = "<config>"
 		}
 	}
 	return strings.Join(g, ".")

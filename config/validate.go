@@ -329,14 +329,28 @@ func (k *checker) source() {
 		v   []string
 	}{{"include_tables", s.IncludeTables}, {"exclude_tables", s.ExcludeTables}} {
 		for _, pat := range list.v {
-			db, tbl, ok := strings.Cut(pat, ".")
-			if !ok || db == "" || tbl == "" {
-				k.add("source."+list.key, "pattern %q must be db.table (globs allowed, e.g. magento.catalog_product_*, *.store)", pat)
+			db, tbl, _ := strings.Cut(pat, ".")
+			if strings.Count(pat, ".") != 1 || db == "" || tbl == "" {
+				k.add("source."+list.key, "pattern %q must be db.table (wildcards * and ? allowed, e.g. magento.catalog_product_*, *.store)", pat)
 				continue
 			}
-			if _, err := path.Match(pat, ""); err != nil {
-				k.add("source."+list.key, "pattern %q is not a valid glob (%v); use *, ? and [a-z] only", pat, err)
+			if strings.ContainsAny(pat, "[]\\ ") {
+				k.add("source."+list.key, "pattern %q may only use the wildcards * and ?, e.g. magento.catalog_*", pat)
 			}
+		}
+	}
+	if len(s.Databases) > 0 && len(s.IncludeTables) > 0 {
+		reach := false
+		for _, db := range s.Databases {
+			for _, p := range s.IncludeTables {
+				pd, _, _ := strings.Cut(p, ".")
+				if globMatch(strings.ToLower(pd), strings.ToLower(db)) {
+					reach = true
+				}
+			}
+		}
+		if !reach {
+			k.add("source.include_tables", "no pattern names a database of source.databases %v, so no table would be captured; write patterns like %s.*", s.Databases, s.Databases[0])
 		}
 	}
 	for _, db := range s.Databases {
