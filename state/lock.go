@@ -22,6 +22,9 @@ type FeedLock struct {
 	Instance string    `json:"instance"`
 	Token    string    `json:"token"`
 	Acquired time.Time `json:"acquired"`
+	// Stale is set by FeedLocks on locks left by an earlier process; the
+	// next AcquireFeedLock of that feed takes them over.
+	Stale bool `json:"-"`
 }
 
 // ErrFeedLocked is matched (errors.Is) by the error AcquireFeedLock returns
@@ -115,7 +118,8 @@ func (s *Store) AcquireFeedLock(ctx context.Context, feed, owner string) (releas
 	return release, nil
 }
 
-// FeedLocks lists the feed locks currently recorded.
+// FeedLocks lists the feed locks currently recorded, in feed order, marking
+// those left by an earlier process as Stale.
 func (s *Store) FeedLocks(ctx context.Context) ([]FeedLock, error) {
 	var out []FeedLock
 	err := s.View(ctx, func(tx *Tx) error {
@@ -124,6 +128,7 @@ func (s *Store) FeedLocks(ctx context.Context) ([]FeedLock, error) {
 			if err := json.Unmarshal(v, &l); err != nil {
 				return fmt.Errorf("state: read lock of feed %q: %w", k, err)
 			}
+			l.Stale = l.Instance != s.owner.Instance
 			out = append(out, l)
 			return nil
 		})

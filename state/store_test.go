@@ -784,7 +784,7 @@ func TestFeedLockOfKilledProcessIsTakenOver(t *testing.T) {
 	}
 	defer st.Close()
 	locks, err := st.FeedLocks(ctx)
-	if err != nil || len(locks) != 1 || locks[0].PID != pid || locks[0].Owner != "resync" {
+	if err != nil || len(locks) != 1 || locks[0].PID != pid || locks[0].Owner != "resync" || !locks[0].Stale {
 		t.Fatalf("locks left by the killed process: %+v %v", locks, err)
 	}
 	release, err := st.AcquireFeedLock(ctx, "products", "resync")
@@ -792,7 +792,7 @@ func TestFeedLockOfKilledProcessIsTakenOver(t *testing.T) {
 		t.Fatalf("stale lock not taken over: %v", err)
 	}
 	locks, _ = st.FeedLocks(ctx)
-	if len(locks) != 1 || locks[0].PID != os.Getpid() {
+	if len(locks) != 1 || locks[0].PID != os.Getpid() || locks[0].Stale {
 		t.Fatalf("lock after takeover: %+v", locks)
 	}
 	if err := release(); err != nil {
