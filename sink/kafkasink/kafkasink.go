@@ -94,6 +94,8 @@ type Sink struct {
 	client    *kafka.Client
 	maxRecord int64
 
+	topics sync.Map // topicKey -> resolved topic
+
 	mu      sync.Mutex
 	ensured map[string]bool // topics known to exist
 	closed  bool
@@ -270,24 +272,42 @@ func (s *Sink) MaxRecordBytes() int64 { return s.maxRecord }
 // TopicFor returns the topic a record goes to, and whether it comes from the
 // sink's feed template (entity feeds, created compacted when compact is on).
 func (s *Sink) TopicFor(r *sink.Record) (topic string, fromTemplate bool) {
+	fromTemplate = r.Topic == ""
+	key := topicKey{r.Topic, r.Feed}
+	if !fromTemplate && !strings.Contains(r.Topic, "{") {
+		return r.Topic, false
+	}
+	if t, ok := s.topics.Load(key); ok {
+		return t.(string), fromTemplate
+	}
 	t := r.Topic
-	fromTemplate = t == ""
 	if fromTemplate {
 		t = s.cfg.TopicTemplate
 	}
-	if strings.Contains(t, "{") {
-		t = strings.NewReplacer("{prefix}", s.cfg.TopicPrefix, "{feed}", r.Feed, "{name}", s.cfg.ConnectorName).Replace(t)
-	}
+	t = strings.NewReplacer("{prefix}", s.cfg.TopicPrefix, "{feed}", r.Feed, "{name}", s.cfg.ConnectorName).Replace(t)
+	s.topics.Store(key, t)
 	return t, fromTemplate
 }
 
+type topicKey struct{ topic, feed string }
+
 // Message builds the Kafka message for r: key = identity, value = item JSON
-// (nil: tombstone), standard headers then r.Headers.
+// (nil: tombstone), standard headers (feed, feed_id, feed_hash, op,
+// source_position, content-type; empty ones omitted) then r.Headers.
 func Message(topic string, r *sink.Record) kafka.Message {
+	const contentType = "application/json"
+	// One allocation holds every standard header value.
+	n := len(r.Feed) + len(r.ID) + len(r.Hash) + len(r.Op) + len(r.Position)
+	if r.Value != nil {
+		n += len(contentType)
+	}
+	arena := make([]byte, 0, n)
 	hs := make([]kafka.Header, 0, 6+len(r.Headers))
 	add := func(k, v string) {
 		if v != "" {
-			hs = append(hs, kafka.Header{Key: k, Value: []byte(v)})
+			start := len(arena)
+			arena = append(arena, v...)
+			hs = append(hs, kafka.Header{Key: k, Value: arena[start:len(arena):len(arena)]})
 		}
 	}
 	add("feed", r.Feed)
@@ -296,7 +316,7 @@ func Message(topic string, r *sink.Record) kafka.Message {
 	add("op", r.Op)
 	add("source_position", r.Position)
 	if r.Value != nil {
-		add("content-type", "application/json")
+		add("content-type", contentType)
 	}
 	for _, h := range r.Headers {
 		hs = append(hs, kafka.Header{Key: h.Key, Value: h.Value})
@@ -412,6 +432,11 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 		g := groups[topic]
 		if g == nil {
 			g = &group{entity: entity}
+			if len(groups) == 0 {
+				// Usually a batch has one topic: size for all of it.
+				g.idx = make([]int, 0, len(recs)-i)
+				g.msgs = make([]kafka.Message, 0, len(recs)-i)
+			}
 			groups[topic] = g
 			order = append(order, topic)
 		}
