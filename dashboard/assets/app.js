@@ -348,6 +348,8 @@
   async function checkToken() {
     const ts = $("token-state");
     if (!token()) { ts.dataset.state = "none"; ts.textContent = "no token"; return; }
+    ts.dataset.state = "checking";
+    ts.textContent = "checking…";
     try {
       await api("api/auth/check", { method: "POST", auth: true });
       ts.dataset.state = "ok";

@@ -90,10 +90,10 @@ func NewBrowser(t testing.TB) *Browser {
 		cancelAlloc() // waits for the browser process we started to exit
 	})
 	b := &Browser{t: t, ctx: ctx, Timeout: 30 * time.Second}
-	// Start the browser now so a launch failure is reported here.
-	ctx2, cancel := b.op()
-	defer cancel()
-	if err := chromedp.Do(ctx2, chromedp.Navigate("about:blank")); err != nil {
+	// Start the browser now so a launch failure is reported here. The
+	// first action must run on the tab's own context: the browser lives as
+	// long as the context that started it.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("starting %s: %v", path, err)
 	}
 	return b
@@ -228,7 +228,7 @@ func (b *Browser) ResyncProgress(feed string) (done, total int64, running bool) 
 // then type), so the page's input listeners fire.
 func (b *Browser) setInput(sel, text string) {
 	b.t.Helper()
-	b.Do("clearing "+sel, chromedp.SetValue(chromedp.CSS(sel), ""))
+	b.Eval(fmt.Sprintf(`(function(){const e=document.querySelector(%s);e.value="";e.dispatchEvent(new Event("input"));return ""})()`, strconv.Quote(sel)))
 	if text != "" {
 		b.Do("typing into "+sel, chromedp.SendKeys(chromedp.CSS(sel), text))
 	}
@@ -240,6 +240,7 @@ func (b *Browser) setInput(sel, text string) {
 func (b *Browser) SetToken(token string) string {
 	b.t.Helper()
 	b.setInput("#token", token)
+	b.Eval(`(function(){document.getElementById("token-state").dataset.state="";return ""})()`)
 	b.Do("saving the token", chromedp.Click(chromedp.CSS("#token-save")))
 	b.WaitJS("the token check", `["ok","rejected"].includes(document.getElementById("token-state").dataset.state)`)
 	return b.Attr("#token-state", "data-state")
