@@ -25,6 +25,10 @@ type batcher struct {
 	total      int64
 	inRow      bool
 	first      bool // first value of the current row
+	// explicitIDs: begin writes base+slot+1 as the row's first value
+	// (the primary key) and advances slot.
+	explicitIDs bool
+	base, slot  uint64
 }
 
 const maxStatementBytes = 1 << 20
@@ -44,6 +48,10 @@ func (b *batcher) begin() {
 	}
 	b.buf = append(b.buf, '(')
 	b.inRow, b.first = true, true
+	if b.explicitIDs {
+		b.slot++
+		b.u(b.base + b.slot)
+	}
 }
 
 func (b *batcher) sep() {

@@ -19,7 +19,9 @@ type Stats struct {
 	Products int
 	// Tables maps table name to rows inserted by Load (seed rows excluded).
 	Tables map[string]int64
-	Rows   int64
+	// TableTimes maps each per-product table to the time its writer took.
+	TableTimes map[string]time.Duration
+	Rows       int64
 	// Duration is the whole Load; SchemaDuration the part spent creating
 	// the schema (0 if it existed).
 	Duration       time.Duration
@@ -46,7 +48,11 @@ func (s Stats) String() string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %-42s %10d\n", n, s.Tables[n])
+		fmt.Fprintf(&b, "  %-42s %10d", n, s.Tables[n])
+		if d, ok := s.TableTimes[n]; ok {
+			fmt.Fprintf(&b, " %8s", d.Round(10*time.Millisecond))
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }
@@ -69,15 +75,18 @@ func Load(ctx context.Context, db *sql.DB, p Profile, seed int64) (Stats, error)
 		return Stats{}, err
 	}
 	l := newLayout(p, seed)
-	st := Stats{Profile: p.Name, Seed: seed, Products: p.TotalProducts(), Tables: map[string]int64{}}
+	st := Stats{Profile: p.Name, Seed: seed, Products: p.TotalProducts(), Tables: map[string]int64{}, TableTimes: map[string]time.Duration{}}
 	if created {
 		st.SchemaDuration = time.Since(start)
 	}
 	var mu sync.Mutex
-	add := func(table string, n int64) {
+	add := func(table string, n int64, d time.Duration) {
 		mu.Lock()
 		st.Tables[table] += n
 		st.Rows += n
+		if d > st.TableTimes[table] {
+			st.TableTimes[table] = d // the slowest chunk
+		}
 		mu.Unlock()
 	}
 	if err := l.loadMeta(ctx, db, add); err != nil {
@@ -119,7 +128,7 @@ func prepareDatabase(ctx context.Context, db *sql.DB) (created bool, err error) 
 	return false, nil
 }
 
-type addFunc func(table string, n int64)
+type addFunc func(table string, n int64, d time.Duration)
 
 // endSession discards a bulk-loading connection instead of returning it to
 // the pool, so its session settings (foreign_key_checks = 0) never leak
@@ -145,6 +154,11 @@ func session(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 			return nil, fmt.Errorf("%s: %w", s, err)
 		}
 	}
+	// Optional: a MariaDB binlog otherwise carries an ANNOTATE_ROWS copy of
+	// every 1 MiB statement. Servers that refuse it (MySQL) load anyway.
+	if _, err := conn.ExecContext(ctx, "SET SESSION binlog_annotate_row_events = OFF"); err != nil {
+		slog.Debug("catalog: optional session setting refused", "err", err)
+	}
 	return conn, nil
 }
 
@@ -167,7 +181,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 			b.abort()
 			return err
 		}
-		add(table, b.total)
+		add(table, b.total, 0)
 		return nil
 	}
 	// Scopes. Website 1, group 1 and store 1 are seeded.
@@ -221,8 +235,8 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return err
 	}
-	add("eav_attribute", int64(len(l.genAttrs)))
-	add("catalog_eav_attribute", int64(len(l.genAttrs)))
+	add("eav_attribute", int64(len(l.genAttrs)), 0)
+	add("catalog_eav_attribute", int64(len(l.genAttrs)), 0)
 	if err := run("eav_attribute_set", "attribute_set_id, entity_type_id, attribute_set_name, sort_order", func(b *batcher) error {
 		for s := 0; s < l.p.AttributeSets; s++ {
 			b.begin()
@@ -453,17 +467,53 @@ type attrString struct {
 	v    string
 }
 
-// tableJob writes one table: rows from before (if any), then rows for
-// every product in id order.
+// tableJob writes one table, or one product-id range of it: rows from
+// before (if any, first chunk only), then rows for every product of
+// [from, to] in id order.
 type tableJob struct {
 	table   string
 	columns string
 	row     func(ctx context.Context, b *batcher, p product) error
 	before  func(ctx context.Context, b *batcher) error
+	// idsPerProduct > 0 gives the table explicit primary keys:
+	// idOffset + (product-1)*idsPerProduct + n for a product's n-th row
+	// (1-based), so chunks can load in parallel and ids stay deterministic.
+	idsPerProduct uint64
+	idOffset      uint64
+	// chunkable tables are split into product-id ranges loaded in parallel.
+	chunkable bool
+	from, to  uint32
+	first     bool
+}
+
+// chunks splits the chunkable jobs into product ranges and orders all jobs
+// round-robin (first chunk of every table, then the second, ...), so the
+// largest tables start early and run in parallel.
+func (l *layout) chunks(jobs []tableJob) []tableJob {
+	n := l.totalProducts()
+	parts := uint32(l.p.Workers)
+	if per := n / uint32(l.p.ChunkProducts); per < parts {
+		parts = max(per, 1)
+	}
+	var out []tableJob
+	for c := uint32(0); c < parts; c++ {
+		for _, j := range jobs {
+			if !j.chunkable {
+				if c == 0 {
+					j.from, j.to, j.first = 1, n, true
+					out = append(out, j)
+				}
+				continue
+			}
+			j.from, j.to, j.first = c*n/parts+1, (c+1)*n/parts, c == 0
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 func (l *layout) loadParallel(ctx context.Context, db *sql.DB, add addFunc) error {
-	jobs := l.productJobs()
+	jobs := l.chunks(l.productJobs())
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ch := make(chan tableJob)
@@ -503,30 +553,44 @@ func (l *layout) runJob(ctx context.Context, db *sql.DB, j tableJob, add addFunc
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	start := time.Now()
 	conn, err := session(ctx, db)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.table, err)
 	}
 	defer endSession(conn)
-	b := newBatcher(conn, j.table, j.columns, l.p.BatchRows)
-	if j.before != nil {
+	cols := j.columns
+	if j.idsPerProduct > 0 {
+		cols = primaryKey[j.table] + ", " + cols
+	}
+	b := newBatcher(conn, j.table, cols, l.p.BatchRows)
+	b.explicitIDs = j.idsPerProduct > 0
+	if j.before != nil && j.first {
 		if err := j.before(ctx, b); err != nil {
 			b.abort()
 			return err
 		}
+		if b.slot > j.idOffset {
+			b.abort()
+			return fmt.Errorf("%s: %d leading rows overflow the %d ids reserved for them", j.table, b.slot, j.idOffset)
+		}
 	}
-	n := l.totalProducts()
-	for id := uint32(1); id <= n; id++ {
+	for id := j.from; id <= j.to && id >= j.from; id++ {
+		b.base, b.slot = j.idOffset+uint64(id-1)*j.idsPerProduct, 0
 		if err := j.row(ctx, b, l.product(id)); err != nil {
 			b.abort()
 			return err
+		}
+		if b.explicitIDs && b.slot > j.idsPerProduct {
+			b.abort()
+			return fmt.Errorf("%s: product %d has %d rows, more than the %d ids reserved per product", j.table, id, b.slot, j.idsPerProduct)
 		}
 	}
 	if err := b.close(ctx); err != nil {
 		b.abort()
 		return err
 	}
-	add(j.table, b.total)
+	add(j.table, b.total, time.Since(start))
 	return nil
 }
 
@@ -546,7 +610,7 @@ func (l *layout) productJobs() []tableJob {
 	cents := func(v int64) func(*batcher) { return func(b *batcher) { b.cents(v) } }
 	p := l.p
 	jobs := []tableJob{
-		{"catalog_product_entity_varchar", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+		job("catalog_product_entity_varchar", eavCols, func(ctx context.Context, b *batcher, pr product) error {
 			vals := []attrString{{AttrName, l.name(pr)}, {AttrURLKey, l.urlKey(pr)}, {AttrMetaTitle, l.name(pr)}, {AttrOptionsContainer, "container2"}}
 			if pr.kind != kindVariant {
 				img := l.imagePath(pr)
@@ -582,8 +646,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"catalog_product_entity_int", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_entity_int", eavCols, func(ctx context.Context, b *batcher, pr product) error {
 			vis := int64(VisibilityCatalogSearch)
 			if pr.kind == kindVariant {
 				vis = VisibilityNotVisible
@@ -629,8 +693,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"catalog_product_entity_text", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_entity_text", eavCols, func(ctx context.Context, b *batcher, pr product) error {
 			if err := eav(ctx, b, AttrDescription, 0, pr.id, str(l.description(pr))); err != nil {
 				return err
 			}
@@ -648,8 +712,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"catalog_product_entity_decimal", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_entity_decimal", eavCols, func(ctx context.Context, b *batcher, pr product) error {
 			if pr.kind == kindConfigurable {
 				return nil // a configurable's price comes from its children
 			}
@@ -677,8 +741,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"url_rewrite", "entity_type, entity_id, request_path, target_path, redirect_type, store_id, is_autogenerated, metadata", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("url_rewrite", "entity_type, entity_id, request_path, target_path, redirect_type, store_id, is_autogenerated, metadata", func(ctx context.Context, b *batcher, pr product) error {
 			if pr.kind == kindVariant {
 				return nil
 			}
@@ -704,8 +768,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"catalog_product_entity", "entity_id, attribute_set_id, type_id, sku, has_options, required_options, created_at, updated_at", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_entity", "entity_id, attribute_set_id, type_id, sku, has_options, required_options, created_at, updated_at", func(ctx context.Context, b *batcher, pr product) error {
 			opts := uint64(0)
 			if pr.kind == kindConfigurable {
 				opts = 1
@@ -714,8 +778,8 @@ func (l *layout) productJobs() []tableJob {
 			b.begin()
 			b.u(uint64(pr.id)).u(uint64(l.attributeSetID(pr))).s(pr.kind.typeID()).s(l.sku(pr)).u(opts).u(opts).s(ts).s(ts)
 			return b.end(ctx)
-		}, nil},
-		{"cataloginventory_stock_item", "item_id, product_id, stock_id, qty, is_in_stock, website_id", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("cataloginventory_stock_item", "item_id, product_id, stock_id, qty, is_in_stock, website_id", func(ctx context.Context, b *batcher, pr product) error {
 			qty, inStock := pr.qty, pr.qty > 0
 			if pr.kind == kindConfigurable {
 				qty, inStock = 0, true
@@ -723,8 +787,8 @@ func (l *layout) productJobs() []tableJob {
 			b.begin()
 			b.u(uint64(pr.id)).u(uint64(pr.id)).u(1).cents(qty * 100).u(uint64(b2i(inStock))).u(0)
 			return b.end(ctx)
-		}, nil},
-		{"catalog_category_product", "category_id, product_id, position", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_category_product", "category_id, product_id, position", func(ctx context.Context, b *batcher, pr product) error {
 			for i, c := range l.categoriesOf(pr) {
 				b.begin()
 				b.u(uint64(l.categories[c].id)).u(uint64(pr.id)).i(int64(i))
@@ -733,8 +797,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"catalog_product_website", "product_id, website_id", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_website", "product_id, website_id", func(ctx context.Context, b *batcher, pr product) error {
 			for _, w := range l.websitesOf(pr) {
 				b.begin()
 				b.u(uint64(pr.id)).u(uint64(w.id))
@@ -743,8 +807,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"magento_catalogpermissions_index_product", "product_id, store_id, customer_group_id, grant_catalog_category_view, grant_catalog_product_price, grant_checkout_items", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("magento_catalogpermissions_index_product", "product_id, store_id, customer_group_id, grant_catalog_category_view, grant_catalog_product_price, grant_checkout_items", func(ctx context.Context, b *batcher, pr product) error {
 			if !l.overrides(pr.id, 0, saltPermission, p.PermissionFraction) {
 				return nil
 			}
@@ -768,8 +832,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"catalog_product_entity_datetime", eavCols, func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_entity_datetime", eavCols, func(ctx context.Context, b *batcher, pr product) error {
 			if pr.newFrom {
 				if err := eav(ctx, b, AttrNewsFromDate, 0, pr.id, str("2025-06-01 00:00:00")); err != nil {
 					return err
@@ -781,24 +845,24 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"catalog_product_super_link", "product_id, parent_id", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_super_link", "product_id, parent_id", func(ctx context.Context, b *batcher, pr product) error {
 			if pr.kind != kindVariant {
 				return nil
 			}
 			b.begin()
 			b.u(uint64(pr.id)).u(uint64(pr.parent))
 			return b.end(ctx)
-		}, nil},
-		{"catalog_product_relation", "parent_id, child_id", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_relation", "parent_id, child_id", func(ctx context.Context, b *batcher, pr product) error {
 			if pr.kind != kindVariant {
 				return nil
 			}
 			b.begin()
 			b.u(uint64(pr.parent)).u(uint64(pr.id))
 			return b.end(ctx)
-		}, nil},
-		{"catalog_product_super_attribute", "product_super_attribute_id, product_id, attribute_id, position", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_super_attribute", "product_super_attribute_id, product_id, attribute_id, position", func(ctx context.Context, b *batcher, pr product) error {
 			if pr.kind != kindConfigurable {
 				return nil
 			}
@@ -810,8 +874,8 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
-		{"catalog_product_super_attribute_label", "product_super_attribute_id, store_id, use_default, value", func(ctx context.Context, b *batcher, pr product) error {
+		}),
+		job("catalog_product_super_attribute_label", "product_super_attribute_id, store_id, use_default, value", func(ctx context.Context, b *batcher, pr product) error {
 			if pr.kind != kindConfigurable {
 				return nil
 			}
@@ -834,14 +898,50 @@ func (l *layout) productJobs() []tableJob {
 				}
 			}
 			return nil
-		}, nil},
+		}),
+	}
+	// Rows per product are bounded: fixed rows, generated attributes of the
+	// product's set, and per-store overrides.
+	stores := uint64(len(l.stores))
+	aps := uint64(p.AttributesPerSet)
+	perProduct := map[string]uint64{
+		"catalog_product_entity_varchar":  7 + aps + stores,
+		"catalog_product_entity_int":      6 + aps + stores,
+		"catalog_product_entity_text":     2 + stores,
+		"catalog_product_entity_decimal":  3 + stores,
+		"catalog_product_entity_datetime": 2,
+		"url_rewrite":                     2 * stores,
 	}
 	for i := range jobs {
-		if jobs[i].table == "url_rewrite" {
-			jobs[i].before = l.categoryRewrites
+		j := &jobs[i]
+		switch j.table {
+		case "catalog_product_entity", "cataloginventory_stock_item", "catalog_product_website", "magento_catalogpermissions_index_product":
+			j.chunkable = true // explicit keys or no auto-increment column
+		}
+		k, ok := perProduct[j.table]
+		if !ok {
+			continue
+		}
+		if j.table == "url_rewrite" {
+			j.before = l.categoryRewrites
+			j.idOffset = uint64(len(l.categories)) * stores
+		}
+		// value_id is a signed int in most EAV tables: keep ids below 2^31.
+		if j.idOffset+uint64(l.totalProducts())*k < 1<<31-1 {
+			j.idsPerProduct, j.chunkable = k, true
 		}
 	}
 	return jobs
+}
+
+// primaryKey names the auto-increment key of tables given explicit ids.
+var primaryKey = map[string]string{
+	"catalog_product_entity_varchar":  "value_id",
+	"catalog_product_entity_int":      "value_id",
+	"catalog_product_entity_text":     "value_id",
+	"catalog_product_entity_decimal":  "value_id",
+	"catalog_product_entity_datetime": "value_id",
+	"url_rewrite":                     "url_rewrite_id",
 }
 
 // categoryRewrites writes every category's URL rewrite in every store view.
@@ -857,4 +957,8 @@ func (l *layout) categoryRewrites(ctx context.Context, b *batcher) error {
 		}
 	}
 	return nil
+}
+
+func job(table, columns string, row func(ctx context.Context, b *batcher, p product) error) tableJob {
+	return tableJob{table: table, columns: columns, row: row}
 }

@@ -131,17 +131,23 @@ func TestLoadIsDeterministic(t *testing.T) {
 	p := Tiny()
 	p.ExtraStoreViews = 2
 	a, _ := loadProfile(t, p, 42)
-	b, _ := loadProfile(t, p, 42)
+	// The same seed with other loader knobs: one writer, tiny statements,
+	// versus many writers each loading 10-product chunks.
+	p1 := p
+	p1.Workers, p1.BatchRows = 1, 7
+	b, _ := loadProfile(t, p1, 42)
+	p.Workers, p.ChunkProducts = 6, 10
 	c, _ := loadProfile(t, p, 43)
+	d, _ := loadProfile(t, p, 42)
 	checkConsistency(t, a)
 	if got := count(t, a, "SELECT COUNT(*) FROM store WHERE store_id > 0"); got != 5 {
 		t.Fatalf("store views: %d, want 5", got)
 	}
 	differs := false
 	for _, table := range Tables() {
-		ca, cb, cc := checksum(t, a, table), checksum(t, b, table), checksum(t, c, table)
-		if ca != cb {
-			t.Errorf("%s differs between two loads with the same seed", table)
+		ca, cb, cc, cd := checksum(t, a, table), checksum(t, b, table), checksum(t, c, table), checksum(t, d, table)
+		if ca != cb || ca != cd {
+			t.Errorf("%s differs between loads with the same seed and other loader knobs", table)
 		}
 		if ca != cc {
 			differs = true

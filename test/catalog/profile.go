@@ -65,9 +65,13 @@ type Profile struct {
 	PermissionFraction float64
 
 	// Loader knobs: parallel table writers (connections) and rows per
-	// multi-row INSERT (also capped at about 1 MiB per statement).
+	// multi-row INSERT (also capped at about 1 MiB per statement). None of
+	// them changes the generated rows.
 	Workers   int
 	BatchRows int
+	// ChunkProducts is the smallest product range one writer loads of a
+	// large table; tables are split into at most Workers ranges.
+	ChunkProducts int
 }
 
 func baseProfile() Profile {
@@ -84,6 +88,7 @@ func baseProfile() Profile {
 		PermissionFraction:          0.10,
 		Workers:                     4,
 		BatchRows:                   2000,
+		ChunkProducts:               10000,
 	}
 }
 
@@ -216,6 +221,8 @@ func (p Profile) Validate() error {
 		return bad("Workers", p.Workers, "1..64")
 	case p.BatchRows < 1 || p.BatchRows > 100000:
 		return bad("BatchRows", p.BatchRows, "1..100000")
+	case p.ChunkProducts < 1:
+		return bad("ChunkProducts", p.ChunkProducts, ">= 1")
 	}
 	for name, f := range map[string]float64{
 		"NameOverrideFraction": p.NameOverrideFraction, "DescriptionOverrideFraction": p.DescriptionOverrideFraction,
