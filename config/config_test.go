@@ -79,6 +79,13 @@ func TestEnvOverrides(t *testing.T) {
 		t.Fatalf("default sink override: %s", cfg.Redacted())
 	}
 
+	// Map entries of routes can be overridden too.
+	cfg = mustLoad(t, "source: {host: db, user: cdc}\nsinks:\n  svc:\n    http: {base_url: \"http://127.0.0.1:1\"}\n",
+		"FEEDCDC_SINKS_SVC_HTTP_ROUTES_PRODUCTATTRIBUTES=attrs", "FEEDCDC_SINKS_SVC_HTTP_GZIP=false")
+	if h := cfg.Sinks["svc"].HTTP; h.Route("productAttributes") != "attrs" || h.Gzip || h.Route("products") != "products" {
+		t.Fatalf("route override: %s", cfg.Redacted())
+	}
+
 	// The user can come from the environment alone.
 	cfg = mustLoad(t, "", "FEEDCDC_SOURCE_USER=envuser")
 	if cfg.Source.User != "envuser" {

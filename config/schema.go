@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // kind classifies a config field for parsing, validation and docs.
@@ -113,11 +114,25 @@ type field struct {
 	Pattern  string // "listen", "name"
 }
 
+// fieldCache memoizes fieldsOf: derived from types only, never mutated
+// after being stored.
+var fieldCache sync.Map // reflect.Type -> []field
+
 // fieldsOf lists the keys of a section type (struct or pointer to struct).
+// The result is shared: do not modify it.
 func fieldsOf(t reflect.Type) []field {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if f, ok := fieldCache.Load(t); ok {
+		return f.([]field)
+	}
+	f := computeFields(t)
+	fieldCache.Store(t, f)
+	return f
+}
+
+func computeFields(t reflect.Type) []field {
 	var out []field
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
@@ -169,8 +184,10 @@ func Keys() []Key {
 	return out
 }
 
+var envReplacer = strings.NewReplacer(".", "_", "<", "", ">", "")
+
 func envName(path string) string {
-	return "FEEDCDC_" + strings.ToUpper(strings.NewReplacer(".", "_", "<", "", ">", "").Replace(path))
+	return "FEEDCDC_" + strings.ToUpper(envReplacer.Replace(path))
 }
 
 func sinkPrototype() *Sink {
