@@ -100,3 +100,120 @@ func TestBrokerOutageRetryableThenDelivered(t *testing.T) {
 	}
 	t.Logf("%d records sent, %d stored (%d duplicates from retries)", next, len(got), len(got)-next)
 }
+
+// Backpressure end to end at the sink seam: a reader acquires each record's
+// size from a Limiter before queueing it, an exporter sends batches with
+// retry and releases the bytes once the batch is final. While the broker is
+// down the reader blocks at the limit (bytes in flight never exceed it);
+// once the broker returns everything drains and every record is stored.
+func TestBackpressureBoundsInFlightDuringOutage(t *testing.T) {
+	ctx := ctxT(t, 3*time.Minute)
+	c := kafkatest.Start(t)
+	s := newSink(t, Config{Name: "bp", Brokers: []string{c.Addr()}, TopicPrefix: "bp", CreateTopics: true,
+		Partitions: 1, Linger: time.Millisecond, WriteTimeout: time.Second, MetadataTTL: 300 * time.Millisecond})
+	const total, limit = 3000, 64 << 10
+	lim := sink.NewLimiter(limit)
+	queue := make(chan sink.Record, total) // unbounded by count: only the limiter bounds it
+	var peak int64
+	readerDone := make(chan error, 1)
+	brokerDown := make(chan struct{})
+	go func() { // the "binlog reader"
+		for i := 0; i < total; i++ {
+			if i == 500 {
+				<-brokerDown // the rest of the binlog arrives during the outage
+			}
+			r := item("products", fmt.Sprintf("sku-%05d", i), 1)
+			if err := lim.Acquire(ctx, r.Size()); err != nil {
+				readerDone <- err
+				return
+			}
+			if in := lim.InFlight(); in > peak {
+				peak = in
+			}
+			queue <- r
+		}
+		close(queue)
+		readerDone <- nil
+	}()
+	exporterDone := make(chan error, 1)
+	go func() { // the exporter
+		var batch []sink.Record
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			res, err := sink.SendWithRetry(ctx, s, batch, sink.Backoff{Initial: 50 * time.Millisecond, Max: 300 * time.Millisecond})
+			if err != nil {
+				return err
+			}
+			for i, r := range res {
+				if r.Status != sink.StatusOK {
+					return fmt.Errorf("record %d: %v %s", i, r.Status, r.Reason)
+				}
+				lim.Release(batch[i].Size())
+			}
+			batch = batch[:0]
+			return nil
+		}
+		for r := range queue {
+			batch = append(batch, r)
+			if len(batch) == 100 || len(queue) == 0 {
+				if err := flush(); err != nil {
+					exporterDone <- err
+					return
+				}
+			}
+		}
+		exporterDone <- flush()
+	}()
+
+	// Let some records through, then take the broker down.
+	waitUntil(t, func() bool { return lim.InFlight() > 0 })
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	close(brokerDown)
+	// The reader ends up blocked on the limiter: paused, not buffering.
+	waitUntil(t, func() bool { return lim.Waiting() == 1 })
+	if in := lim.InFlight(); in > limit {
+		t.Fatalf("in flight %d > limit %d", in, limit)
+	}
+	time.Sleep(500 * time.Millisecond) // stay down a little while the exporter retries
+	if lim.Waiting() != 1 {
+		t.Fatal("the reader resumed while the broker was down")
+	}
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-readerDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exporterDone; err != nil {
+		t.Fatal(err)
+	}
+	if peak > limit || lim.InFlight() != 0 {
+		t.Fatalf("peak in flight %d (limit %d), %d left at the end", peak, limit, lim.InFlight())
+	}
+	got, err := c.ReadAll(ctx, "bp.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[string(r.Key)] = true
+	}
+	if len(seen) != total {
+		t.Fatalf("%d distinct records stored, want %d", len(seen), total)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within a minute")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
