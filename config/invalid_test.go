@@ -63,6 +63,8 @@ func TestInvalidConfigs(t *testing.T) {
 			nil, []string{"sinks.main.kafka.acks", `"2" is not one of all, one, none`}},
 		{"mode enum", base + "feeds:\n  products:\n    mode: legasy\n",
 			nil, []string{"config.yaml:6:", "feeds.products.mode", `did you mean "legacy"`}},
+		{"disabled feed still checked", base + "feeds:\n  productOverrides:\n    enabled: false\n    mode: legasy\n",
+			nil, []string{"config.yaml:7:", "feeds.productOverrides.mode", `did you mean "legacy"`}},
 		{"log format enum", base + "log:\n  format: jsno\n",
 			nil, []string{"log.format", `did you mean "json"`}},
 		{"literal source password", base + "  password: hunter2\n",

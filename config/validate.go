@@ -109,9 +109,6 @@ func (k *checker) generic(v reflect.Value, path []string) {
 				}
 				fv = fv.Elem()
 			}
-			if f.Type == tFeed && !fv.FieldByName("Enabled").Bool() {
-				continue // a disabled feed's settings are not used
-			}
 			k.generic(fv, p)
 			continue
 		case kSinkMap:
@@ -364,10 +361,7 @@ func (k *checker) feeds() {
 	anyEnabled := false
 	for _, name := range FeedNames {
 		f := k.c.Feeds.Feed(name)
-		if !f.Enabled {
-			continue
-		}
-		anyEnabled = true
+		anyEnabled = anyEnabled || f.Enabled
 		p := "feeds." + name
 		if f.BackoffBase > f.BackoffMax {
 			k.add(p+".backoff_base", "%s is larger than backoff_max (%s); lower backoff_base or raise backoff_max", f.BackoffBase, f.BackoffMax)
