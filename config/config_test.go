@@ -160,6 +160,15 @@ dashboard:
 		t.Fatal(err)
 	}
 	renders = append(renders, string(js))
+	rm := cfg.RedactedMap()
+	js, err = json.Marshal(rm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renders = append(renders, string(js))
+	if src, _ := rm["source"].(map[string]any); src["password"] != "<redacted>" || src["host"] != "db" {
+		t.Fatalf("RedactedMap source = %v", src)
+	}
 	var logbuf bytes.Buffer
 	lg := slog.New(slog.NewJSONHandler(&logbuf, nil))
 	lg.Info("config", "cfg", cfg, "source", cfg.Source, "pw", cfg.Source.Password)
@@ -183,6 +192,14 @@ func TestSecretPrecedence(t *testing.T) {
 	cfg := mustLoad(t, "source: {host: db, user: cdc, password_env: PW}\n", "PW=from-env-key", "FEEDCDC_SOURCE_PASSWORD=from-override")
 	if cfg.Source.Password.Value() != "from-override" {
 		t.Fatalf("got %q", cfg.Source.Password.Value())
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg = mustLoad(t, "source: {host: db, user: cdc}\n", "FEEDCDC_SOURCE_PASSWORD_FILE="+pwFile)
+	if cfg.Source.Password.Value() != "from-file" {
+		t.Fatalf("password_file from env: %q", cfg.Source.Password.Value())
 	}
 	cfg = mustLoad(t, "source: {host: db, user: cdc, password: \"\"}\n")
 	if cfg.Source.Password.IsSet() {

@@ -19,6 +19,16 @@ func (c *Config) Redacted() string {
 	return string(out)
 }
 
+// RedactedMap is Redacted as a generic map keyed like config.yaml, for JSON
+// output (`status --json`, the dashboard).
+func (c *Config) RedactedMap() map[string]any {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(c.Redacted()), &m); err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	return m
+}
+
 // String is Redacted.
 func (c *Config) String() string { return c.Redacted() }
 
