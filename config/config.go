@@ -76,7 +76,7 @@ type Source struct {
 	ReconnectMin   Duration  `yaml:"reconnect_min" doc:"First wait before reconnecting after a network error; doubles per failed attempt." min:"10ms" max:"1h"`
 	ReconnectMax   Duration  `yaml:"reconnect_max" doc:"Longest wait between reconnect attempts." min:"100ms" max:"24h"`
 	StartPosition  string    `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Ignored once a checkpoint exists."`
-	Databases      []string  `yaml:"databases" doc:"Databases to capture. Empty = every database except mysql, sys, information_schema and performance_schema."`
+	Databases      []string  `yaml:"databases" doc:"Databases whose tables are captured for raw streams. Empty = every database except mysql, sys, information_schema and performance_schema. The feeds read feeds.database regardless."`
 	IncludeTables  []string  `yaml:"include_tables" doc:"Tables to capture (raw streams) as db.table patterns where * matches any run of characters and ? one character, case-insensitive. Empty = every table of the captured databases. The feeds' catalog tables are always captured."`
 	ExcludeTables  []string  `yaml:"exclude_tables" doc:"Tables never captured for raw streams (db.table patterns); wins over include_tables."`
 	ZeroDates      string    `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string"`

@@ -115,8 +115,6 @@ func TestInvalidConfigs(t *testing.T) {
 			nil, []string{"config.yaml:6:", "sinks.main.kafka.topic_configs.cleanup.policy", "set by compact"}},
 		{"topic config name", kafka + "      topic_configs: {Retention: \"1\"}\n" + base,
 			nil, []string{"sinks.main.kafka.topic_configs.Retention", "not a Kafka topic config name"}},
-		{"feeds database not captured", base + "  databases: [shop]\n",
-			nil, []string{"feeds.database", "not in source.databases", "add it to source.databases"}},
 		{"broker not host:port", "sinks:\n  main:\n    kafka: {brokers: [kafka1]}\n" + base,
 			nil, []string{"sinks.main.kafka.brokers", `"kafka1" is not host:port`}},
 		{"brokers missing", "sinks:\n  main:\n    type: kafka\n    kafka: {acks: all}\n" + base,

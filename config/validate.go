@@ -375,9 +375,6 @@ func (k *checker) feeds() {
 			}
 		}
 	}
-	if anyEnabled && k.c.Feeds.Database != "" && len(k.c.Source.Databases) > 0 && !validEnum(k.c.Feeds.Database, k.c.Source.Databases...) {
-		k.add("feeds.database", "%q is not in source.databases %v, so its tables would not be captured; add it to source.databases or fix feeds.database", k.c.Feeds.Database, k.c.Source.Databases)
-	}
 	if !anyEnabled && !k.c.Raw.Enabled {
 		k.add("feeds", "every feed is disabled and raw.enabled is false, so there is nothing to export; enable a feed (feeds.products.enabled: true) or raw streams (raw.enabled: true)")
 	}
