@@ -395,6 +395,10 @@ func (w *Workload) change(ctx context.Context, t *tx, k Kind) (Kind, error) {
 		_, err := w.createSimple(ctx, t)
 		return k, err
 	case KindCreateConfigurable:
+		if len(w.colorOpts) == 0 || len(w.sizeOpts) == 0 {
+			_, err := w.createSimple(ctx, t)
+			return KindCreateSimple, err
+		}
 		return k, w.createConfigurable(ctx, t)
 	case KindDeleteProduct:
 		return w.deleteProduct(ctx, t)
