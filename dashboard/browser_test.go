@@ -2,6 +2,8 @@ package dashboard_test
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -62,6 +64,33 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("failed items total shown %s, want %d", failedShown, wantFailed)
 	}
 	br.Screenshot("overview")
+
+	// The page refreshes by itself: a change in the backend (an item of
+	// variants delivered) shows up without any interaction.
+	sentBefore := br.FeedValue("variants", "sent")
+	b.mu.Lock()
+	for i := range b.items {
+		if b.items[i].row.Feed == "variants" && b.items[i].row.Status == 2 {
+			b.items[i].row.Status = 200
+			break
+		}
+	}
+	b.mu.Unlock()
+	br.WaitJS("the auto-refresh to show the delivered item", fmt.Sprintf(
+		`document.querySelector(%q).dataset.value === "%d"`, dashboardtest.FeedCellSelector("variants", "sent"), sentBefore+1))
+
+	// A backend failure is shown in a banner, and cleared when it recovers.
+	b.mu.Lock()
+	b.failWith = errors.New("state store is closed")
+	b.mu.Unlock()
+	br.WaitJS("the error banner", `!document.getElementById("error-banner").hidden`)
+	if got := br.Text("#error-banner"); !strings.Contains(got, "overview: state store is closed") {
+		t.Errorf("error banner: %q", got)
+	}
+	b.mu.Lock()
+	b.failWith = nil
+	b.mu.Unlock()
+	br.WaitJS("the error banner to clear", `document.getElementById("error-banner").hidden`)
 
 	// Search by SKU, then open an item's JSON.
 	br.SelectStatus("all")
