@@ -599,7 +599,17 @@ func (s *Sink) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	err := s.writer.Close()
+	// kafka-go's Close waits for batches still being retried inside the
+	// writer; their records were already reported to the caller (OK or
+	// Retryable), so waiting longer than one write timeout is pointless.
+	done := make(chan error, 1)
+	go func() { done <- s.writer.Close() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(s.cfg.WriteTimeout + 5*time.Second):
+		err = errors.New("pending writes did not finish within write_timeout; abandoned (their records were reported retryable)")
+	}
 	s.transport.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("kafka sink %s: close: %w", s.cfg.Name, err)
