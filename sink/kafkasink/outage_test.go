@@ -3,6 +3,8 @@ package kafkasink
 import (
 	"context"
 	"fmt"
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,5 +217,81 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within a minute")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLongOutageCatchUp is the sink-level version of the 60 s outage: a
+// sender keeps sending (with retry) while the broker is down for
+// FEEDCDC_TEST_KAFKA_OUTAGE (e.g. 60s; unset: 2 s, to keep the default run
+// short), then reports how long after the broker's return the first batch
+// was delivered. Acknowledged records must all be stored.
+func TestLongOutageCatchUp(t *testing.T) {
+	outage := 2 * time.Second
+	if v := os.Getenv("FEEDCDC_TEST_KAFKA_OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("FEEDCDC_TEST_KAFKA_OUTAGE=%q: %v", v, err)
+		}
+		outage = d
+	}
+	ctx := ctxT(t, outage+3*time.Minute)
+	c := kafkatest.Start(t)
+	s := newSink(t, Config{Name: "long", Brokers: []string{c.Addr()}, TopicPrefix: "long", CreateTopics: true,
+		Partitions: 1, Linger: time.Millisecond, WriteTimeout: 2 * time.Second})
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			var recs []sink.Record
+			for j := 0; j < 100; j++ {
+				recs = append(recs, item("products", fmt.Sprintf("sku-%07d", i*100+j), 1))
+			}
+			res, err := sink.SendWithRetry(ctx, s, recs, sink.Backoff{Initial: 100 * time.Millisecond, Max: time.Second})
+			if err != nil {
+				done <- err
+				return
+			}
+			for _, r := range res {
+				if r.Status != sink.StatusOK {
+					done <- fmt.Errorf("%v %s", r.Status, r.Reason)
+					return
+				}
+			}
+			sent.Add(100)
+		}
+	}()
+	waitUntil(t, func() bool { return sent.Load() >= 1000 })
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	atStop := sent.Load()
+	time.Sleep(outage)
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	waitUntil(t, func() bool { return sent.Load() > atStop+100 })
+	t.Logf("outage %v: first batch after the broker's return delivered in %v", outage, time.Since(back).Round(time.Millisecond))
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.ReadAll(ctx, "long.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[string(r.Key)] = true
+	}
+	if int64(len(seen)) != sent.Load() {
+		t.Fatalf("%d distinct records stored, %d acknowledged", len(seen), sent.Load())
 	}
 }
