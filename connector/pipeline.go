@@ -44,6 +44,8 @@ type Observer interface {
 	RawSent(records int, d time.Duration)
 	Checkpointed(pos change.Position, sourceTime time.Time)
 	Queue(batches int, bytes int64)
+	// SourceEvent is called for every change read, with its commit time.
+	SourceEvent(ts time.Time)
 }
 
 // ExportStats counts what one export did for one feed.
@@ -199,6 +201,22 @@ type Pipeline struct {
 
 	fatal     chan error
 	fatalOnce sync.Once
+
+	syncMu   sync.Mutex
+	lastSync map[string]time.Time // feed -> last export that sent something
+}
+
+// LastSync is when the feed last exported items in this process.
+func (p *Pipeline) LastSync(feed string) time.Time {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	return p.lastSync[feed]
+}
+
+func (p *Pipeline) synced(feed string, t time.Time) {
+	p.syncMu.Lock()
+	p.lastSync[feed] = t
+	p.syncMu.Unlock()
 }
 
 // NewPipeline builds a pipeline; call Run to start its exporter.
@@ -211,7 +229,7 @@ func NewPipeline(o PipelineOptions) (*Pipeline, error) {
 		return nil, errors.New("connector: pipeline needs a sink")
 	}
 	p := &Pipeline{o: o, queue: make(chan task, o.QueueLen), limiter: sink.NewLimiter(o.MaxInflightBytes),
-		fatal: make(chan error, 1)}
+		fatal: make(chan error, 1), lastSync: map[string]time.Time{}}
 	p.cur = p.newBatch()
 	return p, nil
 }
@@ -226,6 +244,9 @@ func (p *Pipeline) fail(err error) {
 
 // Change implements binlog.Handler.
 func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
+	if p.o.Observer != nil {
+		p.o.Observer.SourceEvent(c.Source.Timestamp)
+	}
 	var rec []sink.Record
 	if p.o.Raw != nil && (p.o.RawTables == nil || p.o.RawTables(c.Table)) {
 		topic, key, value := p.o.Raw.Encode(c, nil)
@@ -633,6 +654,9 @@ func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string,
 	}
 	if p.o.Observer != nil {
 		p.o.Observer.Exported(feed, st, p.o.Now().Sub(t1))
+	}
+	if st.Sent > 0 {
+		p.synced(feed, p.o.Now())
 	}
 	return st, nil
 }

@@ -56,6 +56,9 @@ type Options struct {
 	Args []string
 	// StartTimeout bounds the wait for readiness; 0 means 60 s.
 	StartTimeout time.Duration
+	// BaseDir is where the server's folder is created (default: the
+	// system temporary directory).
+	BaseDir string
 }
 
 // Server is a running MySQL-protocol server for tests.
@@ -214,7 +217,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	sweepStale()
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", dirPrefix, os.Getpid()))
+	if opts.BaseDir != "" {
+		if err := os.MkdirAll(opts.BaseDir, 0o755); err != nil {
+			return nil, fmt.Errorf("mysqltest: %w", err)
+		}
+	}
+	dir, err := os.MkdirTemp(opts.BaseDir, fmt.Sprintf("%s%d-", dirPrefix, os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("mysqltest: temp dir: %w", err)
 	}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/feedcdc/feedcdc/config"
+	"github.com/feedcdc/feedcdc/telemetry"
+)
+
+type globals struct {
+	configPath string
+	logLevel   string
+	logFormat  string
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "feedcdc",
+		Short: "Change-data-capture connector for commerce catalogs",
+		Long: `feedcdc reads a MySQL or MariaDB binlog as a replica and turns catalog row
+changes into entity feeds (products, productAttributes, variants,
+productOverrides) and raw per-table change streams, exported to Kafka, an HTTP
+feed service or files, with checkpointed binlog positions.`,
+		Example: `  feedcdc demo                          # everything on this machine, in one command
+  feedcdc check -c config.yaml           # preflight of the source, sinks and state
+  feedcdc run -c config.yaml             # stream (and full sync on first start)
+  feedcdc resync --feed products --dry-run
+  feedcdc status --json`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	def := os.Getenv("FEEDCDC_CONFIG")
+	if def == "" {
+		def = "config.yaml"
+	}
+	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", def, "configuration file (env FEEDCDC_CONFIG)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "override log.level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "", "override log.format: json, text, auto")
+	root.AddCommand(newRun(g), newResync(g), newRetry(g), newStatus(g), newFeeds(g), newCheck(g), newInspect(g), newDemo(g), newVersion(g))
+	return root
+}
+
+// loadConfig loads and validates the configuration file with the process
+// environment's FEEDCDC_* overrides.
+func (g *globals) loadConfig() (*config.Config, error) {
+	cfg, err := config.Load(g.configPath, os.Environ())
+	if err != nil {
+		if os.IsNotExist(err) || strings.Contains(err.Error(), "no such file") {
+			return nil, fmt.Errorf("%w\nfeedcdc needs a configuration file: copy the documented config.yaml from the repository, or pass --config PATH (or set FEEDCDC_CONFIG); `feedcdc demo` runs without one", err)
+		}
+		return nil, err
+	}
+	if g.logLevel != "" {
+		cfg.Log.Level = g.logLevel
+	}
+	if g.logFormat != "" {
+		cfg.Log.Format = g.logFormat
+	}
+	return cfg, nil
+}
+
+func (g *globals) logger(cfg *config.Config) (*slog.Logger, error) {
+	level, format := "info", "auto"
+	if cfg != nil {
+		level, format = cfg.Log.Level, cfg.Log.Format
+	}
+	if g.logLevel != "" {
+		level = g.logLevel
+	}
+	if g.logFormat != "" {
+		format = g.logFormat
+	}
+	log, err := telemetry.NewLogger(g.stderr, format, level)
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		for _, w := range cfg.Warnings {
+			log.Warn("config: " + w)
+		}
+	}
+	return log, nil
+}

@@ -1,0 +1,532 @@
+package connector
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/robfig/cron/v3"
+
+	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/config"
+	"github.com/feedcdc/feedcdc/connector/binlog"
+	"github.com/feedcdc/feedcdc/connector/raw"
+	"github.com/feedcdc/feedcdc/connector/snapshot"
+	"github.com/feedcdc/feedcdc/feeds"
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/sink/filesink"
+	"github.com/feedcdc/feedcdc/sink/httpsink"
+	"github.com/feedcdc/feedcdc/sink/kafkasink"
+	"github.com/feedcdc/feedcdc/state"
+)
+
+// Connector is one configured feedcdc instance: its state store, source
+// pool, feeds, sinks and pipeline.
+type Connector struct {
+	Config   *config.Config
+	Logger   *slog.Logger
+	Store    *state.Store
+	SourceDB *sql.DB
+	Registry *feeds.Registry
+	Sinks    map[string]sink.Sink
+	Router   *sink.Router
+	Pipeline *Pipeline
+
+	sourceCfg binlog.Config
+	observer  Observer
+	connected atomic.Bool
+	lagDenied atomic.Bool
+	closeOnce sync.Once
+}
+
+// OpenOptions tune Open.
+type OpenOptions struct {
+	Logger *slog.Logger
+	// Command names the operation holding the state file ("feedcdc run").
+	Command string
+	// Observer receives pipeline measurements (telemetry).
+	Observer Observer
+	// NoSinks opens without sinks (dry runs, status).
+	NoSinks bool
+}
+
+// Open builds a connector from a validated configuration: it opens the
+// state file (failing clearly if another process holds it), a connection
+// pool on the source, the enabled feeds and the sinks. Nothing is read from
+// the binlog until Run.
+func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, error) {
+	log := oo.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Connector{Config: cfg, Logger: log, Sinks: map[string]sink.Sink{}, observer: oo.Observer}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	if dir := filepath.Dir(cfg.State.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("state.path: create %s: %w", dir, err)
+		}
+	}
+	cmd := oo.Command
+	if cmd == "" {
+		cmd = "feedcdc"
+	}
+	var err error
+	c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	mc, err := cfg.MySQLConfig(cfg.Feeds.Database)
+	if err != nil {
+		return nil, err
+	}
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	c.SourceDB = sql.OpenDB(connector)
+	c.SourceDB.SetMaxOpenConns(cfg.Source.PoolSize)
+	c.SourceDB.SetMaxIdleConns(cfg.Source.PoolSize)
+	c.SourceDB.SetConnMaxIdleTime(5 * time.Minute)
+
+	if names := cfg.EnabledFeeds(); len(names) > 0 {
+		c.Registry, err = feeds.NewRegistry(feeds.Config{DB: c.SourceDB, Database: cfg.Feeds.Database, Feeds: names,
+			ChunkSize: 1000, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !oo.NoSinks {
+		if err := c.openSinks(); err != nil {
+			return nil, err
+		}
+	} else {
+		c.Router, _ = sink.NewRouter(nil, nil)
+	}
+	c.sourceCfg, err = c.binlogConfig()
+	if err != nil {
+		return nil, err
+	}
+	po := PipelineOptions{Logger: log, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer,
+		MaxInflightBytes: int64(cfg.Backpressure.MaxInflightBytes), QueueLen: cfg.Backpressure.SinkQueueSize,
+		Policies: map[string]FeedPolicy{}}
+	batchKeys, window := 0, time.Duration(0)
+	for _, name := range cfg.EnabledFeeds() {
+		f := cfg.Feeds.Feed(name)
+		po.Policies[name] = FeedPolicy{Mode: f.Mode, MaxAttempts: f.MaxAttempts, BackoffBase: f.BackoffBase.D(), BackoffMax: f.BackoffMax.D()}
+		batchKeys = max(batchKeys, f.BatchSize)
+		if w := f.BatchWindow.D(); w > 0 && (window == 0 || w < window) {
+			window = w
+		}
+	}
+	po.BatchKeys, po.Window, po.BuildChunk = batchKeys, window, batchKeys
+	if cfg.Raw.Enabled {
+		po.Raw = &raw.Encoder{ServerName: cfg.Name, Prefix: "{prefix}", TopicTemplate: strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name), Tombstones: cfg.Raw.Tombstones}
+		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
+	}
+	c.Pipeline, err = NewPipeline(po)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+func (c *Connector) openSinks() error {
+	cfg := c.Config
+	names := make([]string, 0, len(cfg.Sinks))
+	for n := range cfg.Sinks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s, err := c.openSink(n, cfg.Sinks[n])
+		if err != nil {
+			return fmt.Errorf("sinks.%s: %w", n, err)
+		}
+		c.Sinks[n] = s
+	}
+	routes := map[string][]sink.Sink{}
+	for _, feed := range cfg.EnabledFeeds() {
+		for _, n := range cfg.SinksFor(feed) {
+			routes[feed] = append(routes[feed], c.Sinks[n])
+		}
+	}
+	if cfg.Raw.Enabled {
+		for _, n := range cfg.RawSinks() {
+			routes["raw"] = append(routes["raw"], c.Sinks[n])
+		}
+	}
+	var err error
+	c.Router, err = sink.NewRouter(routes, nil)
+	return err
+}
+
+func (c *Connector) openSink(name string, s *config.Sink) (sink.Sink, error) {
+	cfg := c.Config
+	switch s.Type {
+	case "kafka":
+		k := s.Kafka
+		tlsCfg, err := k.TLSConfig("sinks." + name + ".kafka")
+		if err != nil {
+			return nil, err
+		}
+		kc := kafkasink.Config{Name: name, Brokers: k.Brokers, ClientID: k.ClientID, TopicPrefix: k.TopicPrefix,
+			TopicTemplate: k.TopicTemplate, ConnectorName: cfg.Name, Compression: k.Compression, Acks: k.Acks,
+			BatchSize: k.BatchSize, BatchBytes: int64(k.BatchBytes), Linger: k.Linger.D(), WriteTimeout: k.WriteTimeout.D(),
+			CreateTopics: k.CreateTopics, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Compact: k.Compact,
+			MaxMessageBytes: int64(k.MaxMessageBytes), TopicConfigs: k.TopicConfigs, Logger: c.Logger}
+		if tlsCfg != nil {
+			kc.TLS = kafkasink.TLSConfig{Enabled: true, Config: tlsCfg}
+		}
+		if k.SASL.Mechanism != "" {
+			kc.SASL = kafkasink.SASLConfig{Mechanism: k.SASL.Mechanism, User: k.SASL.User, Password: k.SASL.Password.Value()}
+		}
+		return kafkasink.New(kc)
+	case "http":
+		h := s.HTTP
+		tlsCfg, err := h.TLSConfig("sinks." + name + ".http")
+		if err != nil {
+			return nil, err
+		}
+		return httpsink.New(httpsink.Config{Name: name, BaseURL: h.BaseURL, Routes: h.Routes, DataSpace: h.DataSpace,
+			Headers: h.Headers, APIKey: h.APIKey.Value(), APIKeyHeaders: h.APIKeyHeaders, Timeout: h.Timeout.D(), Gzip: h.Gzip,
+			MaxItemsPerRequest: h.MaxItemsPerRequest, ErrorItemsField: h.ErrorItemsField, RequestIDHeader: h.RequestIDHeader,
+			TLSConfig: tlsCfg, Logger: c.Logger})
+	case "file":
+		f := s.File
+		return filesink.New(filesink.Config{Name: name, Dir: f.Dir, MaxSize: int64(f.MaxSize), MaxFiles: f.MaxFiles, Fsync: f.Fsync, Envelope: f.Envelope,
+			TopicPrefix: cfg.Name, ConnectorName: cfg.Name, Logger: c.Logger})
+	}
+	return nil, fmt.Errorf("unknown sink type %q (kafka, http or file)", s.Type)
+}
+
+// CapturedTables are the table patterns the binlog source decodes: the
+// feeds' catalog tables, plus the configured tables when raw streams run.
+func (c *Connector) CapturedTables() (include, exclude []string) {
+	cfg := c.Config
+	if c.Registry != nil {
+		for _, t := range c.Registry.Tables() {
+			include = append(include, cfg.Feeds.Database+"."+t)
+		}
+	}
+	if cfg.Raw.Enabled {
+		inc, exc := cfg.Source.TableFilter()
+		if len(inc) == 0 {
+			inc = []string{"*.*"}
+		}
+		include = append(include, inc...)
+		exclude = append(exclude, exc...)
+	}
+	return include, exclude
+}
+
+func (c *Connector) binlogConfig() (binlog.Config, error) {
+	cfg := c.Config
+	s := cfg.Source
+	bc := binlog.Config{Host: s.Host, Port: s.Port, User: s.User, Password: s.Password.Value(), ServerID: cfg.EffectiveServerID(),
+		HeartbeatPeriod: s.Heartbeat.D(), ReadTimeout: s.ReadTimeout.D(), ZeroDates: binlog.ZeroDates(s.ZeroDates),
+		StartPosition: s.StartPosition, ReconnectMin: s.ReconnectMin.D(), ReconnectMax: s.ReconnectMax.D()}
+	if s.Flavor != "auto" {
+		bc.Flavor = s.Flavor
+	}
+	switch s.TLS.Mode {
+	case "", "disabled", "preferred":
+		// preferred is resolved in Run, once the server is asked whether it
+		// offers TLS.
+	default:
+		bc.TLS = binlog.TLSConfig{Enabled: true, CAFile: s.TLS.CAFile, CertFile: s.TLS.CertFile, KeyFile: s.TLS.KeyFile,
+			ServerName: s.TLS.ServerName, SkipVerify: s.TLS.Mode == "required" || s.TLS.Mode == "preferred"}
+	}
+	bc.Filter.Include, bc.Filter.Exclude = c.CapturedTables()
+	return bc, nil
+}
+
+// SourceConfig is the binlog source configuration derived from the config.
+func (c *Connector) SourceConfig() binlog.Config { return c.sourceCfg }
+
+// Connected reports whether the binlog source is connected.
+func (c *Connector) Connected() bool { return c.connected.Load() }
+
+// RunOptions tune Run.
+type RunOptions struct {
+	// OnStart is called once streaming starts, with the start position.
+	OnStart func(pos change.Position, firstStart bool)
+	// NoSchedule disables the scheduled jobs (tests).
+	NoSchedule bool
+}
+
+// Run streams from the checkpoint (or, on a first start, from the current
+// position after scheduling a full sync of every feed when
+// resync.on_first_start is full), runs the scheduled jobs, and stops when
+// ctx ends or something fails for good. On a clean stop the pipeline is
+// flushed and the final checkpoint written.
+func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
+	cfg := c.Config
+	log := c.Logger
+	if kafka, ok := c.kafkaSinks(); ok {
+		for _, k := range kafka {
+			if err := k.EnsureTopics(ctx, c.Pipeline.FeedNames(), nil); err != nil {
+				return fmt.Errorf("sink %s: %w", k.Name(), err)
+			}
+		}
+	}
+	pos, _, hasCheckpoint, err := c.Store.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	firstStart := !hasCheckpoint
+	if firstStart {
+		switch {
+		case cfg.Resync.OnFirstStart == "full" && c.Registry != nil:
+			pos, err = binlog.CurrentPosition(ctx, c.sourceCfg)
+			if err != nil {
+				return fmt.Errorf("read the source's current position: %w", err)
+			}
+			log.Info("first start: full sync of every feed, then streaming from the position captured now", "position", pos.String())
+		default:
+			pos = change.Position{} // the source resolves source.start_position
+		}
+	}
+	if cfg.Source.TLS.Mode == "preferred" {
+		var haveSSL string
+		if err := c.SourceDB.QueryRowContext(ctx, "SELECT @@have_ssl").Scan(&haveSSL); err == nil && strings.EqualFold(haveSSL, "YES") {
+			c.sourceCfg.TLS = binlog.TLSConfig{Enabled: true, SkipVerify: true, CAFile: cfg.Source.TLS.CAFile,
+				CertFile: cfg.Source.TLS.CertFile, KeyFile: cfg.Source.TLS.KeyFile, ServerName: cfg.Source.TLS.ServerName}
+		} else {
+			log.Warn("source offers no TLS; the binlog connection is not encrypted (source.tls.mode: preferred)")
+		}
+	}
+	hist := schemaHistory{c.Store}
+	src, err := binlog.New(c.sourceCfg, log, hist)
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	pipeDone := make(chan struct{})
+	go func() {
+		defer close(pipeDone)
+		if err := c.Pipeline.Run(runCtx); err != nil && runCtx.Err() == nil {
+			errc <- fmt.Errorf("export: %w", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.connected.Store(true)
+		defer c.connected.Store(false)
+		if err := src.Run(runCtx, pos, c.Pipeline); err != nil && runCtx.Err() == nil {
+			errc <- fmt.Errorf("binlog: %w", err)
+		}
+	}()
+	if ro.OnStart != nil {
+		ro.OnStart(pos, firstStart)
+	}
+	if firstStart && cfg.Resync.OnFirstStart == "full" && c.Registry != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, f := range c.Pipeline.FeedNames() {
+				if _, err := c.Resync(runCtx, ResyncOptions{Feed: f, Position: pos}); err != nil && runCtx.Err() == nil {
+					errc <- fmt.Errorf("first-start full sync of %s: %w", f, err)
+					return
+				}
+			}
+		}()
+	}
+	var sched *cron.Cron
+	if !ro.NoSchedule {
+		sched, err = c.schedule(runCtx)
+		if err != nil {
+			return err
+		}
+		sched.Start()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	if sched != nil {
+		<-sched.Stop().Done()
+	}
+	if runErr == nil {
+		// Clean stop: export what was read and write the final checkpoint.
+		fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := c.Pipeline.Flush(fctx); err != nil {
+			log.Warn("final flush incomplete; the next start resumes from the last checkpoint", "error", err)
+		}
+		fcancel()
+	}
+	cancel()
+	wg.Wait()
+	<-pipeDone
+	if cp, _, ok, _ := c.Store.Checkpoint(context.Background()); ok {
+		log.Info("stopped", "checkpoint", cp.String())
+	}
+	return runErr
+}
+
+func (c *Connector) kafkaSinks() ([]*kafkasink.Sink, bool) {
+	var out []*kafkasink.Sink
+	for _, s := range c.Sinks {
+		if k, ok := s.(*kafkasink.Sink); ok {
+			out = append(out, k)
+		}
+	}
+	return out, len(out) > 0
+}
+
+// schedule registers the scheduled jobs: per feed the retry of failed
+// items and, in legacy mode, the outbox flush; and the daily cleanup.
+func (c *Connector) schedule(ctx context.Context) (*cron.Cron, error) {
+	sched := cron.New()
+	cfg := c.Config
+	for _, name := range c.Pipeline.FeedNames() {
+		f := cfg.Feeds.Feed(name)
+		feed := name
+		rs, err := f.RetrySchedule.Parse()
+		if err != nil {
+			return nil, fmt.Errorf("feeds.%s.retry_schedule: %w", feed, err)
+		}
+		sched.Schedule(rs, cron.FuncJob(func() {
+			if _, err := c.Pipeline.RetryFailed(ctx, feed, time.Now()); err != nil && ctx.Err() == nil {
+				c.Logger.Error("retry failed items", "feed", feed, "operation", OpRetryFailed, "error", err)
+			}
+		}))
+		if f.Mode == ModeLegacy {
+			ls, err := f.LegacySchedule.Parse()
+			if err != nil {
+				return nil, fmt.Errorf("feeds.%s.legacy_schedule: %w", feed, err)
+			}
+			sched.Schedule(ls, cron.FuncJob(func() {
+				if _, err := c.Pipeline.FlushOutbox(ctx, feed, f.BatchSize); err != nil && ctx.Err() == nil {
+					c.Logger.Error("legacy flush", "feed", feed, "operation", OpLegacyFlush, "error", err)
+				}
+			}))
+		}
+	}
+	if _, err := sched.AddFunc("0 2 * * *", func() {
+		n, err := c.Store.Cleanup(ctx, time.Now(), cfg.State.Retention.D())
+		if err != nil {
+			c.Logger.Error("cleanup", "operation", OpCleanup, "error", err)
+			return
+		}
+		c.Logger.Info("Complete", "operation", OpCleanup, "removed", n)
+	}); err != nil {
+		return nil, err
+	}
+	return sched, nil
+}
+
+// Resync runs a full sync of one feed, with the configured resync defaults
+// for the options left zero. The exporter must be running (Run, or
+// RunExporter for a standalone resync).
+func (c *Connector) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult, error) {
+	rc := c.Config.Resync
+	if ro.BatchSize <= 0 {
+		ro.BatchSize = rc.BatchSize
+	}
+	if ro.ThreadCount <= 0 {
+		ro.ThreadCount = rc.ThreadCount
+	}
+	if ro.Throttle == nil && (rc.RowsPerSecond > 0 || rc.MaxReplicaLag > 0) {
+		ro.Throttle = &snapshot.Throttle{RowsPerSecond: float64(rc.RowsPerSecond), MaxLag: rc.MaxReplicaLag.D(),
+			Lag:    c.replicaLag,
+			Logger: c.Logger, Name: ro.Feed}
+	}
+	if ro.Position.IsZero() {
+		if pos, _, ok, err := c.Store.Checkpoint(ctx); err == nil && ok {
+			ro.Position = pos
+		}
+	}
+	return c.Pipeline.Resync(ctx, ro)
+}
+
+// replicaLag reads the source's replication lag for the resync throttle.
+// Without the privilege to read it (MariaDB: SLAVE MONITOR; MySQL:
+// REPLICATION CLIENT) the throttle by lag is disabled with one warning
+// rather than failing the sync.
+func (c *Connector) replicaLag(ctx context.Context) (time.Duration, error) {
+	if c.lagDenied.Load() {
+		return 0, nil
+	}
+	lag, err := snapshot.ReplicaLag(ctx, c.SourceDB)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && (me.Number == 1227 || me.Number == 1142) {
+		c.lagDenied.Store(true)
+		c.Logger.Warn("cannot read the source's replication lag, so resync.max_replica_lag is not enforced: GRANT SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) ON *.* TO the connector user", "error", err)
+		return 0, nil
+	}
+	return lag, err
+}
+
+// RunExporter runs only the exporter (no binlog streaming), for standalone
+// resync and retry commands. It returns a stop function that waits for it.
+func (c *Connector) RunExporter(ctx context.Context) (stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Pipeline.Run(ctx) }()
+	return func() error {
+		cancel()
+		err := <-done
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+}
+
+// Close releases everything Open acquired.
+func (c *Connector) Close() error {
+	var errs []error
+	c.closeOnce.Do(func() {
+		if c.Router != nil {
+			errs = append(errs, c.Router.Close())
+		}
+		if c.SourceDB != nil {
+			errs = append(errs, c.SourceDB.Close())
+		}
+		if c.Store != nil {
+			errs = append(errs, c.Store.Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// schemaHistory adapts the state store to the binlog source's schema
+// history.
+type schemaHistory struct{ s *state.Store }
+
+func (h schemaHistory) AppendSchema(ctx context.Context, r binlog.SchemaRecord) error {
+	return h.s.AppendSchema(ctx, state.SchemaRecord{Seq: r.Seq, Position: r.Position, DB: r.DB, Table: r.Table, Schema: r.Schema, DDL: r.DDL})
+}
+
+func (h schemaHistory) SchemaRecords(ctx context.Context) ([]binlog.SchemaRecord, error) {
+	recs, err := h.s.SchemaRecords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]binlog.SchemaRecord, len(recs))
+	for i, r := range recs {
+		out[i] = binlog.SchemaRecord{Seq: r.Seq, Position: r.Position, DB: r.DB, Table: r.Table, Schema: r.Schema, DDL: r.DDL}
+	}
+	return out, nil
+}
