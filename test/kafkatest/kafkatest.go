@@ -61,7 +61,7 @@ type options struct {
 	defaultParts     int
 	inMemory         bool
 	dataDir          string
-	startTimeout     time.Duration
+	port             int
 	extraKfakeOption []kfake.Opt
 }
 
@@ -103,6 +103,10 @@ func InMemory() Option { return func(o *options) { o.inMemory = true } }
 // WithDataDir persists the broker's log in dir, which is kept after Close
 // (the demo uses this to survive its own restarts).
 func WithDataDir(dir string) Option { return func(o *options) { o.dataDir = dir } }
+
+// WithPort listens on 127.0.0.1:port instead of a free port chosen at start
+// (the demo uses a well-known port); starting fails if the port is taken.
+func WithPort(port int) Option { return func(o *options) { o.port = port } }
 
 // WithKfakeOptions passes raw kfake options through (escape hatch).
 func WithKfakeOptions(opts ...kfake.Opt) Option {
@@ -167,16 +171,20 @@ func New(ctx context.Context, opts ...Option) (*Cluster, error) {
 	// broker's bind; try a few.
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			lastErr = err
-			continue
+		port := c.o.port
+		if port == 0 {
+			p, err := freePort()
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			port = p
 		}
 		c.port = port
 		kf, err := kfake.NewCluster(c.kfakeOpts()...)
 		if err != nil {
 			lastErr = err
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || c.o.port != 0 {
 				break
 			}
 			continue

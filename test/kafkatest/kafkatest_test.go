@@ -228,3 +228,38 @@ func TestInMemoryCannotStop(t *testing.T) {
 		t.Fatal("Stop of an in-memory cluster succeeded; it would lose the log")
 	}
 }
+
+func TestWithPortAndNew(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first := Start(t, InMemory())
+	// A taken port is an error naming the address, not a silent other port.
+	if c, err := New(ctx, InMemory(), WithPort(first.Port())); err == nil {
+		c.Close()
+		t.Fatal("starting on a taken port succeeded")
+	}
+	dir := t.TempDir()
+	c, err := New(ctx, WithDataDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic(ctx, "kept", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, ctx, c.Addr(), "kept", kafka.Message{Key: []byte("k"), Value: []byte("v")})
+	port := c.Port()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A data dir given by the caller survives Close, and a new cluster on it
+	// (here on the same port) has the records.
+	c2, err := New(ctx, WithDataDir(dir), WithPort(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	recs, err := c2.ReadAll(ctx, "kept")
+	if err != nil || len(recs) != 1 || string(recs[0].Value) != "v" {
+		t.Fatalf("after reopening the data dir: %+v %v", recs, err)
+	}
+}
