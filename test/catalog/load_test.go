@@ -183,3 +183,43 @@ func TestLoadRefusesLoadedDatabaseAndBadProfile(t *testing.T) {
 		t.Fatal("unknown profile accepted")
 	}
 }
+
+func TestScopesAndGeneratedAttributesMatchTheDatabase(t *testing.T) {
+	p := Tiny()
+	p.ExtraStoreViews = 1
+	db, _ := loadProfile(t, p, 8)
+	ctx := context.Background()
+	for _, s := range StoreViews(p) {
+		var code, wcode string
+		var web, group uint16
+		if err := db.QueryRowContext(ctx, `SELECT s.code, s.website_id, s.group_id, w.code FROM store s JOIN store_website w USING (website_id) WHERE s.store_id = ?`, s.ID).
+			Scan(&code, &web, &group, &wcode); err != nil {
+			t.Fatalf("store %d: %v", s.ID, err)
+		}
+		if code != s.Code || web != s.WebsiteID || group != s.GroupID || wcode != s.WebsiteCode {
+			t.Errorf("store %d: db %s/%d/%d/%s, described %+v", s.ID, code, web, group, wcode, s)
+		}
+	}
+	if got := count(t, db, "SELECT COUNT(*) FROM store WHERE store_id > 0"); got != int64(len(StoreViews(p))) {
+		t.Errorf("%d store views in the database, %d described", got, len(StoreViews(p)))
+	}
+	if ws := Websites(p); len(ws) != 2 || len(ws[0].StoreViews)+len(ws[1].StoreViews) != 4 {
+		t.Errorf("websites: %+v", ws)
+	}
+	attrs, err := ReadAttributes(ctx, db, EntityTypeProduct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := GeneratedAttributes(p)
+	if len(gen) != p.AttributeSets*p.AttributesPerSet {
+		t.Fatalf("%d generated attributes", len(gen))
+	}
+	for _, a := range gen {
+		if got := attrs[a.Code]; got != a {
+			t.Errorf("attribute %s:\n got %+v\nwant %+v", a.Code, got, a)
+		}
+	}
+	if attrs["price"].Scope != ScopeWebsite {
+		t.Errorf("price scope %s after loading a website-price profile", attrs["price"].Scope)
+	}
+}
