@@ -28,6 +28,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -375,11 +376,20 @@ func (s *Sink) ensureTopic(ctx context.Context, topic string, entity bool) error
 		return nil
 	}
 	tc := kafka.TopicConfig{Topic: topic, NumPartitions: s.cfg.Partitions, ReplicationFactor: s.cfg.ReplicationFactor}
+	cfgs := make(map[string]string, len(s.cfg.TopicConfigs)+1)
 	for k, v := range s.cfg.TopicConfigs {
-		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+		cfgs[k] = v
 	}
 	if entity && s.cfg.Compact {
-		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"})
+		cfgs["cleanup.policy"] = "compact" // compact wins over topic_configs for entity feeds
+	}
+	keys := make([]string, 0, len(cfgs))
+	for k := range cfgs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: cfgs[k]})
 	}
 	resp, err := s.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
 	if err != nil {

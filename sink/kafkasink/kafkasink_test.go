@@ -65,6 +65,7 @@ func TestSendTopicsKeysHeadersAndCompaction(t *testing.T) {
 	s := newSink(t, Config{
 		Name: "main", Brokers: []string{c.Addr()}, TopicPrefix: "shop", CreateTopics: true,
 		Compact: true, Partitions: 3, Linger: time.Millisecond,
+		TopicConfigs: map[string]string{"retention.ms": "604800000", "cleanup.policy": "delete"},
 	})
 	recs := []sink.Record{
 		item("products", "sku-1", 1),
@@ -85,6 +86,9 @@ func TestSendTopicsKeysHeadersAndCompaction(t *testing.T) {
 		}
 		if got := cfg["cleanup.policy"] == "compact"; got != compact {
 			t.Errorf("topic %s: cleanup.policy=%q, want compact=%v", topic, cfg["cleanup.policy"], compact)
+		}
+		if cfg["retention.ms"] != "604800000" {
+			t.Errorf("topic %s: retention.ms=%q, want topic_configs applied", topic, cfg["retention.ms"])
 		}
 		if n, err := c.Partitions(ctx, topic); err != nil || n != 3 {
 			t.Errorf("topic %s: %d partitions (%v), want 3", topic, n, err)
