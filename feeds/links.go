@@ -86,6 +86,7 @@ func (x *linkIndex) removeProduct(id uint32) {
 // roughly 40 MB).
 type linkIndexes struct {
 	e        *env
+	enabled  bool // some configured feed reads the index
 	mu       sync.Mutex
 	loaded   bool
 	loadedAt time.Time
@@ -197,6 +198,9 @@ func (l *linkIndexes) unsure(ctx context.Context, c *change.Change) (bool, error
 
 // apply follows one change of the stream.
 func (l *linkIndexes) apply(ctx context.Context, c *change.Change) error {
+	if !l.enabled {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// Load on the first change of the catalog, so the index (and its load

@@ -1,6 +1,7 @@
 package feeds
 
 import (
+	"context"
 	"reflect"
 	"testing"
 
@@ -219,12 +220,13 @@ func TestProductOverrides(t *testing.T) {
 		c    *change.Change
 		want []string
 	}{
-		"store moved":        {f.chg("store", st, []any{uint64(1), "default", uint64(1), uint64(1)}, []any{uint64(1), "default", uint64(2), uint64(2)}), []string{"11"}},
-		"store code only":    {f.chg("store", st, []any{uint64(1), "default", uint64(1), uint64(1)}, []any{uint64(1), "dflt", uint64(1), uint64(1)}), nil},
-		"website code":       {f.chg("store_website", []string{"website_id", "code"}, []any{uint64(1), "base"}, []any{uint64(1), "basis"}), []string{"1", "11"}},
-		"website deleted":    {f.chg("store_website", []string{"website_id", "code"}, []any{uint64(2), "second"}, nil), []string{"1", "11"}},
-		"group code":         {f.chg("customer_group", []string{"customer_group_id", "customer_group_code"}, []any{uint64(2), "W"}, []any{uint64(2), "X"}), nil},
-		"product sku rename": {f.chg("catalog_product_entity", []string{"entity_id", "sku"}, []any{uint64(11), "a"}, []any{uint64(11), "b"}), []string{"11"}},
+		"store moved":         {f.chg("store", st, []any{uint64(1), "default", uint64(1), uint64(1)}, []any{uint64(1), "default", uint64(2), uint64(2)}), []string{"11"}},
+		"store code only":     {f.chg("store", st, []any{uint64(1), "default", uint64(1), uint64(1)}, []any{uint64(1), "dflt", uint64(1), uint64(1)}), nil},
+		"website code":        {f.chg("store_website", []string{"website_id", "code"}, []any{uint64(1), "base"}, []any{uint64(1), "basis"}), []string{"1", "11"}},
+		"website deleted":     {f.chg("store_website", []string{"website_id", "code"}, []any{uint64(2), "second"}, nil), []string{"1", "11"}},
+		"store group deleted": {f.chg("store_group", []string{"group_id", "website_id", "code"}, []any{uint64(2), uint64(2), "second_store"}, nil), []string{"1", "11"}},
+		"group code":          {f.chg("customer_group", []string{"customer_group_id", "customer_group_code"}, []any{uint64(2), "W"}, []any{uint64(2), "X"}), nil},
+		"product sku rename":  {f.chg("catalog_product_entity", []string{"entity_id", "sku"}, []any{uint64(11), "a"}, []any{uint64(11), "b"}), []string{"11"}},
 	} {
 		if got := f.keysOf(tc.c)["productOverrides"]; !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: got %v want %v", name, got, tc.want)
@@ -278,5 +280,36 @@ func TestFeedIDAndRegistry(t *testing.T) {
 	}
 	if !f.reg.Watches(&change.Table{DB: f.db, Name: "store"}) || f.reg.Watches(&change.Table{DB: "x", Name: "store"}) || f.reg.Watches(&change.Table{DB: f.db, Name: "url_rewrite"}) {
 		t.Error("Watches")
+	}
+}
+
+func TestResolveIDs(t *testing.T) {
+	f := newFixture(t, baseCatalog...)
+	ctx := context.Background()
+	type resolver interface {
+		ResolveIDs(ctx context.Context, ids []string, idType string) ([]string, error)
+	}
+	cases := []struct {
+		feed, idType string
+		ids, want    []string
+	}{
+		{"products", "", []string{"S1", "C1-red-s", "nope"}, []string{"1", "11"}},
+		{"products", "productId", []string{"1", " 12"}, []string{"1", "12"}},
+		{"productOverrides", "sku", []string{"S1"}, []string{"1"}},
+		{"variants", "", []string{"C1"}, []string{"10", "11", "12"}},
+		{"productAttributes", "", []string{"color", "material", "is_active"}, []string{"93", "300"}},
+		{"productAttributes", "attributeId", []string{"93"}, []string{"93"}},
+	}
+	for _, tc := range cases {
+		got, err := f.feed(tc.feed).(resolver).ResolveIDs(ctx, tc.ids, tc.idType)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s %q %v: got %v, %v; want %v", tc.feed, tc.idType, tc.ids, got, err, tc.want)
+		}
+	}
+	if _, err := f.feed("products").(resolver).ResolveIDs(ctx, []string{"x"}, "productId"); err == nil {
+		t.Error("non-integer product id accepted")
+	}
+	if _, err := f.feed("products").(resolver).ResolveIDs(ctx, []string{"x"}, "uuid"); err == nil {
+		t.Error("unknown id type accepted")
 	}
 }

@@ -23,7 +23,7 @@ func (o *productOverrides) IdentityFields() []string {
 }
 
 func (o *productOverrides) Tables() []string {
-	return []string{tPermissionsIndex, tProductEntity, tStore, tStoreWebsite, tCustomerGroup}
+	return []string{tPermissionsIndex, tProductEntity, tStore, tStoreGroup, tStoreWebsite, tCustomerGroup}
 }
 
 var overrideMinimal = []string{"productId", "sku", "websiteCode", "customerGroupCode"}
@@ -54,6 +54,12 @@ func (o *productOverrides) Keys(ctx context.Context, c *change.Change, emit func
 			if err := scanIDs(ctx, e.db, e.chunk, `SELECT DISTINCT product_id FROM `+tPermissionsIndex+` WHERE store_id = ? AND product_id > ? ORDER BY product_id LIMIT ?`, []any{s}, emit); err != nil {
 				return err
 			}
+		}
+		return nil
+	case tStoreGroup:
+		if c.After == nil {
+			// Its stores cascaded away unseen: every product with permissions.
+			return o.Scan(ctx, emit)
 		}
 		return nil
 	case tStoreWebsite:

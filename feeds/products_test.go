@@ -176,6 +176,7 @@ func TestProductsKeys(t *testing.T) {
 		{"option deleted", f.chg("eav_attribute_option", []string{"option_id", "attribute_id", "sort_order"}, []any{uint64(11), uint64(93), uint64(2)}, nil), []string{"12"}},
 		{"option inserted", f.chg("eav_attribute_option", []string{"option_id", "attribute_id", "sort_order"}, nil, []any{uint64(12), uint64(93), uint64(3)}), nil},
 		{"attribute renamed -> products with values", f.chg("eav_attribute", []string{"attribute_id", "attribute_code", "backend_type"}, []any{uint64(200), "size", "int"}, []any{uint64(200), "sz", "int"}), []string{"11", "12"}},
+		{"status default changed -> all products", f.chg("eav_attribute", []string{"attribute_id", "attribute_code", "backend_type", "default_value"}, []any{uint64(97), "status", "int", "1"}, []any{uint64(97), "status", "int", "2"}), []string{"1", "10", "11", "12"}},
 		{"attribute deleted -> all products", f.chg("eav_attribute", []string{"attribute_id", "attribute_code", "backend_type"}, []any{uint64(300), "material", "varchar"}, nil), []string{"1", "10", "11", "12"}},
 		{"store added to website 2", f.chg("store", []string{"store_id", "code", "website_id", "group_id"}, nil, []any{uint64(4), "at", uint64(2), uint64(2)}), []string{"1"}},
 		{"store moved website 2 -> 1", f.chg("store", []string{"store_id", "code", "website_id", "group_id"}, []any{uint64(3), "de", uint64(2), uint64(2)}, []any{uint64(3), "de", uint64(1), uint64(1)}), []string{"1", "10", "11", "12"}},

@@ -32,7 +32,7 @@ type Feed interface {
 	Keys(ctx context.Context, c *change.Change, emit func(keys []string) error) error
 	// Build returns all current items of the given entities, with a few
 	// batched queries per call. Entities that do not exist (any more) yield
-	// no items. Items are ordered by entity key, then ID.
+	// no items. Items come grouped by entity, in a deterministic order.
 	Build(ctx context.Context, entityKeys []string) ([]Item, error)
 	// Scan enumerates every entity key that currently has items in the
 	// source, in chunks (for a full sync). Entities that vanished are not
@@ -69,6 +69,9 @@ type Config struct {
 	// Logger for notices (fallback fan-outs). Default slog.Default().
 	Logger *slog.Logger
 }
+
+// linkUser is implemented by feeds that read the parent/child link index.
+type linkUser interface{ usesLinks() }
 
 // env is what every feed gets at construction.
 type env struct {
@@ -144,6 +147,9 @@ func NewRegistry(cfg Config) (*Registry, error) {
 			return nil, fmt.Errorf("feeds: feed %q listed twice", n)
 		}
 		f := fn(e)
+		if _, ok := f.(linkUser); ok {
+			e.links.enabled = true
+		}
 		r.feeds = append(r.feeds, f)
 		r.byName[n] = f
 		for _, t := range f.Tables() {

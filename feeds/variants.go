@@ -20,6 +20,8 @@ func init() { register("variants", func(e *env) Feed { return &variants{e: e} })
 // docs/feeds.md#variants.
 type variants struct{ e *env }
 
+func (v *variants) usesLinks() {}
+
 func (v *variants) Name() string             { return "variants" }
 func (v *variants) IdentityFields() []string { return []string{"parentSku", "productSku"} }
 
