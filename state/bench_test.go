@@ -171,6 +171,7 @@ type profileResult struct {
 	stateBytes, rawBytes       int64         // file sizes after the steady-state flushes
 	flushState, flushRaw       time.Duration // median 10k-item flush, random items
 	flushSeqState, flushSeqRaw time.Duration // median 10k-item flush, consecutive entities (resync)
+	reopen                     time.Duration // Open of the full file (rebuilds the freelist)
 }
 
 // runProfile writes the whole profile into a state store and into the raw
@@ -270,6 +271,16 @@ func runProfile(b *testing.B, p profile) profileResult {
 	}
 	res.stateBytes = fileSize(b, filepath.Join(dir, "state.db"))
 	res.rawBytes = fileSize(b, filepath.Join(dir, "raw.db"))
+	if err := st.Close(); err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	st2, err := Open(filepath.Join(dir, "state.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.reopen = time.Since(t0)
+	st2.Close()
 	return res
 }
 
@@ -286,6 +297,7 @@ func reportProfile(b *testing.B, p profile, r profileResult) {
 		r.flushState.Round(time.Millisecond), r.flushRaw.Round(time.Millisecond), float64(r.flushState)/float64(r.flushRaw))
 	b.Logf("  10k-item flush of consecutive entities (resync; median of 7, fsync): state %v, raw %v; ratio %.2f",
 		r.flushSeqState.Round(time.Millisecond), r.flushSeqRaw.Round(time.Millisecond), float64(r.flushSeqState)/float64(r.flushSeqRaw))
+	b.Logf("  reopen of the full file: %v", r.reopen.Round(time.Millisecond))
 	b.ReportMetric(float64(r.stateLoaded)/(1<<20), "state-MiB")
 	b.ReportMetric(float64(r.stateLoaded)/float64(r.items), "state-B/item")
 	b.ReportMetric(float64(r.stateLoaded)/float64(r.rawLoaded), "size-ratio")

@@ -146,7 +146,7 @@ func Open(path string, opts Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         opts.LockTimeout,
 		FreelistType:    bolt.FreelistMapType,
-		NoFreelistSync:  false,
+		NoFreelistSync:  true, // as etcd: no freelist write per commit; rebuilt by a scan at Open
 		InitialMmapSize: opts.InitialMmapSize,
 		NoSync:          opts.NoSync,
 	})
