@@ -10,7 +10,10 @@ import (
 
 // SchemaRecord is one entry of the schema history kept for sources without
 // binlog_row_metadata=FULL: the schema of DB.Table as of Position (Schema is
-// the binlog source's own encoding), and the DDL that produced it if any.
+// the binlog source's own encoding; nil, and also empty, reads back as nil,
+// which the source uses for a dropped table), and the DDL that produced it
+// if any. Its fields match connector/binlog.SchemaRecord, so the two
+// convert into each other.
 type SchemaRecord struct {
 	Seq      uint64
 	Position change.Position
@@ -49,7 +52,7 @@ func decodeSchema(k, v []byte) (SchemaRecord, error) {
 	rec.Position.Pos = uint32(r.uvarint())
 	rec.DB = r.str()
 	rec.Table = r.str()
-	if s := r.raw(); s != nil {
+	if s := r.raw(); len(s) > 0 {
 		rec.Schema = append([]byte(nil), s...)
 	}
 	rec.DDL = r.str()

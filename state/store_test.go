@@ -585,7 +585,7 @@ func TestProgressAndSchemaHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := st.AppendSchema(ctx, SchemaRecord{Seq: 10, DB: "shop", Table: "t"}); err != nil {
+	if err := st.AppendSchema(ctx, SchemaRecord{Seq: 10, DB: "shop", Table: "t", DDL: "DROP TABLE t"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.AppendSchema(ctx, SchemaRecord{DB: "shop", Table: "u"}); err != nil {
@@ -612,6 +612,9 @@ func TestProgressAndSchemaHistory(t *testing.T) {
 		if history[i].Seq != seq {
 			t.Fatalf("record %d has seq %d, want %d", i, history[i].Seq, seq)
 		}
+	}
+	if history[2].Schema != nil || history[2].DDL != "DROP TABLE t" {
+		t.Fatalf("dropped-table record %+v", history[2])
 	}
 	if history[1].DDL != recs[1].DDL || history[1].Position != recs[1].Position || string(history[1].Schema) != string(recs[1].Schema) {
 		t.Fatalf("schema record %+v", history[1])
