@@ -56,32 +56,45 @@ var durationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 var latencyBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800}
 
 // Metrics holds feedcdc's typed instruments. Its methods are what the
-// connector calls on the hot path: they take no context, build no attribute
-// sets (per-feed and per-queue sets are computed once, on first use of a
-// name) and do not allocate.
+// connector calls on the hot path. Counters, gauges and the lag are kept in
+// atomics and read by one callback at collection time (scrape or OTLP
+// push), so recording costs about one atomic add; only the latency
+// histograms record synchronously. Attribute sets are computed once per
+// feed or queue name, and no method allocates.
 type Metrics struct {
-	ctx context.Context
 	now func() time.Time
 	lag *LagTracker
+	ctx context.Context
 
-	events, rows, bytes      metric.Int64Counter
-	heartbeats, disconnects  metric.Int64Counter
-	txLarge                  metric.Int64Counter
-	connected                metric.Int64Gauge
-	queueDepth, queueBytes   metric.Int64Gauge
-	queueCap, queueCapBytes  metric.Int64Gauge
-	built, sent, skipped     metric.Int64Counter
-	failed, retried          metric.Int64Counter
+	events, rows, bytes     atomic.Int64
+	heartbeats, disconnects atomic.Int64
+	txLarge                 atomic.Int64
+	connected               atomic.Int64 // -1 = never reported
+	ckptPos, ckptFile       atomic.Int64
+	ckptFileKnown           atomic.Bool
+	ckptStoredAt            atomic.Int64 // unix nanoseconds of the last stored checkpoint; 0 = none
+
 	buildDur, exportDur, e2e metric.Float64Histogram
-	resyncProgress           metric.Float64Gauge
-	resyncDone, resyncTotal  metric.Int64Gauge
-	ckptPos, ckptFile        metric.Int64Gauge
 
-	ckptStoredAt atomic.Int64 // unix nanoseconds of the last stored checkpoint; 0 = none
+	srcMu  sync.Mutex
+	srcUp  bool
+	srcErr string
 
 	mu     sync.RWMutex
 	feeds  map[string]*FeedMetrics
 	queues map[string]*QueueMetrics
+	feedL  []*FeedMetrics  // feeds in creation order, for the callback
+	queueL []*QueueMetrics // queues in creation order
+}
+
+type observables struct {
+	events, rows, bytes, heartbeats, disconnects, txLarge metric.Int64ObservableCounter
+	built, sent, skipped, failed, retried                 metric.Int64ObservableCounter
+	connected, ckptPos, ckptFile                          metric.Int64ObservableGauge
+	queueDepth, queueBytes, queueCap, queueCapBytes       metric.Int64ObservableGauge
+	resyncDone, resyncTotal                               metric.Int64ObservableGauge
+	resyncProgress, ckptAge                               metric.Float64ObservableGauge
+	lag                                                   metric.Int64ObservableGauge
 }
 
 // NewMetrics creates the instruments on meter. lag feeds the
@@ -101,16 +114,25 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 		feeds:  map[string]*FeedMetrics{},
 		queues: map[string]*QueueMetrics{},
 	}
+	m.connected.Store(-1)
 	var errs []error
-	counter := func(name, unit, desc string) metric.Int64Counter {
-		c, err := meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	var o observables
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, err := meter.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		if err != nil {
 			errs = append(errs, err)
 		}
 		return c
 	}
-	gauge := func(name, unit, desc string) metric.Int64Gauge {
-		g, err := meter.Int64Gauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		g, err := meter.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return g
+	}
+	fgauge := func(name, unit, desc string) metric.Float64ObservableGauge {
+		g, err := meter.Float64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -124,61 +146,104 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 		}
 		return h
 	}
-	m.events = counter(MetricBinlogEvents, "{event}", "Binlog events read from the source.")
-	m.rows = counter(MetricBinlogRows, "{row}", "Row images of captured tables decoded from the binlog.")
-	m.bytes = counter(MetricBinlogBytes, "By", "Binlog bytes read from the source.")
-	m.heartbeats = counter(MetricSourceHeartbeats, "{heartbeat}", "Binlog heartbeats received (the source had nothing more to send).")
-	m.disconnects = counter(MetricSourceDisconnects, "{disconnect}", "Times the binlog connection to the source was lost.")
-	m.txLarge = counter(MetricTxLarge, "{transaction}", "Source transactions larger than the large-transaction threshold.")
-	m.connected = gauge(MetricSourceConnected, "", "1 while the binlog connection to the source is up, else 0.")
-	m.queueDepth = gauge(MetricQueueDepth, "{item}", "Items waiting in an internal queue.")
-	m.queueBytes = gauge(MetricQueueDepthBytes, "By", "Bytes waiting in an internal queue.")
-	m.queueCap = gauge(MetricQueueCapacity, "{item}", "Capacity of an internal queue in items.")
-	m.queueCapBytes = gauge(MetricQueueCapacityBytes, "By", "Capacity of an internal queue in bytes.")
-	m.built = counter(MetricItemsBuilt, "{item}", "Feed items built from the source.")
-	m.sent = counter(MetricItemsSent, "{item}", "Feed items acknowledged by the sink.")
-	m.skipped = counter(MetricItemsSkipped, "{item}", "Feed items not sent because their hash is unchanged.")
-	m.failed = counter(MetricItemsFailed, "{item}", "Feed items that failed to export (failure=retryable|rejected).")
-	m.retried = counter(MetricItemsRetried, "{item}", "Feed items sent again by the retry of failed items.")
+	o.events = counter(MetricBinlogEvents, "{event}", "Binlog events read from the source (heartbeats excluded).")
+	o.rows = counter(MetricBinlogRows, "{row}", "Row images of captured tables decoded from the binlog.")
+	o.bytes = counter(MetricBinlogBytes, "By", "Binlog bytes read from the source.")
+	o.heartbeats = counter(MetricSourceHeartbeats, "{heartbeat}", "Binlog heartbeats received (the source had nothing more to send).")
+	o.disconnects = counter(MetricSourceDisconnects, "{disconnect}", "Times the binlog connection to the source was lost.")
+	o.txLarge = counter(MetricTxLarge, "{transaction}", "Source transactions larger than the large-transaction threshold.")
+	o.connected = gauge(MetricSourceConnected, "", "1 while the binlog connection to the source is up, else 0.")
+	o.queueDepth = gauge(MetricQueueDepth, "{item}", "Items waiting in an internal queue.")
+	o.queueBytes = gauge(MetricQueueDepthBytes, "By", "Bytes waiting in an internal queue.")
+	o.queueCap = gauge(MetricQueueCapacity, "{item}", "Capacity of an internal queue in items.")
+	o.queueCapBytes = gauge(MetricQueueCapacityBytes, "By", "Capacity of an internal queue in bytes (0: not bounded by bytes).")
+	o.built = counter(MetricItemsBuilt, "{item}", "Feed items built from the source.")
+	o.sent = counter(MetricItemsSent, "{item}", "Feed items acknowledged by the sink.")
+	o.skipped = counter(MetricItemsSkipped, "{item}", "Feed items not sent because their hash is unchanged.")
+	o.failed = counter(MetricItemsFailed, "{item}", "Feed items that failed to export (failure=retryable|rejected).")
+	o.retried = counter(MetricItemsRetried, "{item}", "Feed items sent again by the retry of failed items.")
+	o.resyncProgress = fgauge(MetricResyncProgress, "1", "Full-sync progress of a feed, 0..1.")
+	o.resyncDone = gauge(MetricResyncDone, "{key}", "Source keys processed by the running or last full sync of a feed.")
+	o.resyncTotal = gauge(MetricResyncTotal, "{key}", "Source keys to process in the running or last full sync of a feed.")
+	o.ckptPos = gauge(MetricCheckpointPosition, "By", "Byte offset of the stored checkpoint within its binlog file.")
+	o.ckptFile = gauge(MetricCheckpointFile, "{file}", "Sequence number of the stored checkpoint's binlog file (mysql-bin.000042 → 42).")
+	o.ckptAge = fgauge(MetricCheckpointAge, "s", "Seconds since the checkpoint was last stored.")
+	o.lag = gauge(MetricSourceLag, "ms", "How far the binlog reader is behind the source, from event timestamps and heartbeats; 0 when idle, growing when the source is silent or disconnected.")
 	m.buildDur = hist(MetricBuildDuration, "Time to build one batch of feed items.", durationBuckets)
 	m.exportDur = hist(MetricExportDuration, "Time to export one batch of feed items to the sink, until acknowledged.", durationBuckets)
 	m.e2e = hist(MetricE2ELatency, "From the source commit timestamp to the sink acknowledgement (whole-second source precision).", latencyBuckets)
-	rp, err := meter.Float64Gauge(MetricResyncProgress, metric.WithUnit("1"), metric.WithDescription("Full-sync progress of a feed, 0..1."))
-	if err != nil {
-		errs = append(errs, err)
-	}
-	m.resyncProgress = rp
-	m.resyncDone = gauge(MetricResyncDone, "{key}", "Source keys processed by the running or last full sync of a feed.")
-	m.resyncTotal = gauge(MetricResyncTotal, "{key}", "Source keys to process in the running or last full sync of a feed.")
-	m.ckptPos = gauge(MetricCheckpointPosition, "By", "Byte offset of the stored checkpoint within its binlog file.")
-	m.ckptFile = gauge(MetricCheckpointFile, "{file}", "Sequence number of the stored checkpoint's binlog file (mysql-bin.000042 → 42).")
-
-	lagGauge, err := meter.Int64ObservableGauge(MetricSourceLag, metric.WithUnit("ms"),
-		metric.WithDescription("How far the binlog reader is behind the source, from event timestamps and heartbeats; 0 when idle, growing when the source is silent or disconnected."))
-	if err != nil {
-		errs = append(errs, err)
-	}
-	ageGauge, err := meter.Float64ObservableGauge(MetricCheckpointAge, metric.WithUnit("s"),
-		metric.WithDescription("Seconds since the checkpoint was last stored."))
-	if err != nil {
-		errs = append(errs, err)
-	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("telemetry: creating instruments: %v", errs)
 	}
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		if r := m.lag.Read(); r.State != LagUnknown {
-			o.ObserveInt64(lagGauge, r.Lag.Milliseconds())
-		}
-		if at := m.ckptStoredAt.Load(); at != 0 {
-			o.ObserveFloat64(ageGauge, m.now().Sub(time.Unix(0, at)).Seconds())
-		}
+	_, err := meter.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
+		m.observe(ob, &o)
 		return nil
-	}, lagGauge, ageGauge)
+	}, o.events, o.rows, o.bytes, o.heartbeats, o.disconnects, o.txLarge,
+		o.built, o.sent, o.skipped, o.failed, o.retried,
+		o.connected, o.ckptPos, o.ckptFile, o.queueDepth, o.queueBytes, o.queueCap, o.queueCapBytes,
+		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: registering gauge callback: %w", err)
+		return nil, fmt.Errorf("telemetry: registering the metrics callback: %w", err)
 	}
 	return m, nil
+}
+
+// observe reports every atomic to the SDK; called at collection time.
+func (m *Metrics) observe(ob metric.Observer, o *observables) {
+	ob.ObserveInt64(o.events, m.events.Load())
+	ob.ObserveInt64(o.rows, m.rows.Load())
+	ob.ObserveInt64(o.bytes, m.bytes.Load())
+	ob.ObserveInt64(o.heartbeats, m.heartbeats.Load())
+	ob.ObserveInt64(o.disconnects, m.disconnects.Load())
+	ob.ObserveInt64(o.txLarge, m.txLarge.Load())
+	if c := m.connected.Load(); c >= 0 {
+		ob.ObserveInt64(o.connected, c)
+	}
+	if r := m.lag.Read(); r.State != LagUnknown {
+		ob.ObserveInt64(o.lag, r.Lag.Milliseconds())
+	}
+	if at := m.ckptStoredAt.Load(); at != 0 {
+		ob.ObserveInt64(o.ckptPos, m.ckptPos.Load())
+		if m.ckptFileKnown.Load() {
+			ob.ObserveInt64(o.ckptFile, m.ckptFile.Load())
+		}
+		ob.ObserveFloat64(o.ckptAge, m.now().Sub(time.Unix(0, at)).Seconds())
+	}
+	m.mu.RLock()
+	feeds, queues := m.feedL, m.queueL
+	m.mu.RUnlock()
+	for _, f := range feeds {
+		ob.ObserveInt64(o.built, f.built.Load(), f.obs)
+		ob.ObserveInt64(o.sent, f.sent.Load(), f.obs)
+		ob.ObserveInt64(o.skipped, f.skipped.Load(), f.obs)
+		ob.ObserveInt64(o.failed, f.failedRetryable.Load(), f.obsRetryable)
+		ob.ObserveInt64(o.failed, f.failedRejected.Load(), f.obsRejected)
+		ob.ObserveInt64(o.retried, f.retried.Load(), f.obs)
+		if f.resyncSet.Load() {
+			done, total := f.resyncDone.Load(), f.resyncTotal.Load()
+			ob.ObserveInt64(o.resyncDone, done, f.obs)
+			ob.ObserveInt64(o.resyncTotal, total, f.obs)
+			ob.ObserveFloat64(o.resyncProgress, progress(done, total), f.obs)
+		}
+	}
+	for _, q := range queues {
+		ob.ObserveInt64(o.queueDepth, q.items.Load(), q.obs)
+		ob.ObserveInt64(o.queueBytes, q.bytes.Load(), q.obs)
+		if q.capSet.Load() {
+			ob.ObserveInt64(o.queueCap, q.capItems.Load(), q.obs)
+			ob.ObserveInt64(o.queueCapBytes, q.capBytes.Load(), q.obs)
+		}
+	}
+}
+
+func progress(done, total int64) float64 {
+	switch {
+	case total > 0:
+		return min(float64(done)/float64(total), 1)
+	case done > 0:
+		return 1
+	}
+	return 0
 }
 
 // Lag returns the tracker behind feedcdc.source.lag. The binlog reader
@@ -187,43 +252,67 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 func (m *Metrics) Lag() *LagTracker { return m.lag }
 
 // EventsRead counts binlog events read.
-func (m *Metrics) EventsRead(n int64) { m.events.Add(m.ctx, n) }
+func (m *Metrics) EventsRead(n int64) { m.events.Add(n) }
 
 // RowsRead counts row images of captured tables decoded.
-func (m *Metrics) RowsRead(n int64) { m.rows.Add(m.ctx, n) }
+func (m *Metrics) RowsRead(n int64) { m.rows.Add(n) }
 
 // BytesRead counts binlog bytes read.
-func (m *Metrics) BytesRead(n int64) { m.bytes.Add(m.ctx, n) }
+func (m *Metrics) BytesRead(n int64) { m.bytes.Add(n) }
 
 // SourceEvent records the source timestamp of an event just read (lag).
 func (m *Metrics) SourceEvent(ts time.Time) { m.lag.Event(ts) }
 
 // Heartbeat records a binlog heartbeat: counted, and the lag drops to 0.
 func (m *Metrics) Heartbeat() {
-	m.heartbeats.Add(m.ctx, 1)
+	m.heartbeats.Add(1)
 	m.lag.Heartbeat()
 }
 
 // SourceConnected records that the binlog connection is up.
-func (m *Metrics) SourceConnected() { m.connected.Record(m.ctx, 1) }
+func (m *Metrics) SourceConnected() {
+	m.connected.Store(1)
+	m.srcMu.Lock()
+	m.srcUp, m.srcErr = true, ""
+	m.srcMu.Unlock()
+}
 
-// SourceDisconnected records a lost binlog connection: counted, the
-// connected gauge drops to 0 and the lag starts growing.
-func (m *Metrics) SourceDisconnected() {
-	m.disconnects.Add(m.ctx, 1)
-	m.connected.Record(m.ctx, 0)
+// SourceDisconnected records a lost binlog connection and its cause:
+// counted, the connected gauge drops to 0 and the lag starts growing.
+func (m *Metrics) SourceDisconnected(cause error) {
+	m.disconnects.Add(1)
+	m.connected.Store(0)
 	m.lag.Disconnected()
+	m.srcMu.Lock()
+	m.srcUp, m.srcErr = false, ""
+	if cause != nil {
+		m.srcErr = cause.Error()
+	}
+	m.srcMu.Unlock()
+}
+
+// SourceState reports whether the binlog connection is up and, if not, the
+// cause of the last disconnect. Its signature fits Connected:
+// telemetry.Connected("source", m.SourceState).
+func (m *Metrics) SourceState() (bool, string) {
+	m.srcMu.Lock()
+	defer m.srcMu.Unlock()
+	if !m.srcUp && m.srcErr == "" {
+		return false, "not connected yet"
+	}
+	return m.srcUp, m.srcErr
 }
 
 // LargeTransaction counts a source transaction above the size threshold.
-func (m *Metrics) LargeTransaction() { m.txLarge.Add(m.ctx, 1) }
+func (m *Metrics) LargeTransaction() { m.txLarge.Add(1) }
 
 // CheckpointStored records the position just stored as the checkpoint and
 // restarts the checkpoint age.
 func (m *Metrics) CheckpointStored(pos change.Position) {
-	m.ckptPos.Record(m.ctx, int64(pos.Pos))
+	m.ckptPos.Store(int64(pos.Pos))
 	if n, ok := BinlogFileSeq(pos.File); ok {
-		m.ckptFile.Record(m.ctx, n)
+		m.ckptFile.Store(n)
+		m.ckptFileKnown.Store(true)
 	}
 	m.ckptStoredAt.Store(m.now().UnixNano())
 }
@@ -256,18 +345,18 @@ func (m *Metrics) Feed(feed string) *FeedMetrics {
 	if f = m.feeds[feed]; f != nil {
 		return f
 	}
-	set := attribute.NewSet(attribute.String(attrFeed, feed))
-	opt := metric.WithAttributeSet(set)
+	opt := metric.WithAttributeSet(attribute.NewSet(attribute.String(attrFeed, feed)))
 	f = &FeedMetrics{
 		m:   m,
-		add: []metric.AddOption{opt},
 		rec: []metric.RecordOption{opt},
-		addRetryable: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-			attribute.String(attrFeed, feed), attribute.String(attrFailure, failureRetryable)))},
-		addRejected: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-			attribute.String(attrFeed, feed), attribute.String(attrFailure, failureRejected)))},
+		obs: opt,
+		obsRetryable: metric.WithAttributeSet(attribute.NewSet(
+			attribute.String(attrFeed, feed), attribute.String(attrFailure, failureRetryable))),
+		obsRejected: metric.WithAttributeSet(attribute.NewSet(
+			attribute.String(attrFeed, feed), attribute.String(attrFailure, failureRejected))),
 	}
 	m.feeds[feed] = f
+	m.feedL = append(m.feedL[:len(m.feedL):len(m.feedL)], f) // copy on write: the callback reads the old slice
 	return f
 }
 
@@ -291,30 +380,32 @@ func (m *Metrics) ItemsRetried(feed string, n int64) { m.Feed(feed).Retried(n) }
 
 // FeedMetrics are the instruments of one feed with its attributes bound.
 type FeedMetrics struct {
-	m            *Metrics
-	add          []metric.AddOption
-	rec          []metric.RecordOption
-	addRetryable []metric.AddOption
-	addRejected  []metric.AddOption
+	m                               *Metrics
+	rec                             []metric.RecordOption
+	obs, obsRetryable, obsRejected  metric.ObserveOption
+	built, sent, skipped, retried   atomic.Int64
+	failedRetryable, failedRejected atomic.Int64
+	resyncDone, resyncTotal         atomic.Int64
+	resyncSet                       atomic.Bool
 }
 
 // Built counts feed items built.
-func (f *FeedMetrics) Built(n int64) { f.m.built.Add(f.m.ctx, n, f.add...) }
+func (f *FeedMetrics) Built(n int64) { f.built.Add(n) }
 
 // Sent counts feed items acknowledged by the sink.
-func (f *FeedMetrics) Sent(n int64) { f.m.sent.Add(f.m.ctx, n, f.add...) }
+func (f *FeedMetrics) Sent(n int64) { f.sent.Add(n) }
 
 // Skipped counts feed items not sent because unchanged.
-func (f *FeedMetrics) Skipped(n int64) { f.m.skipped.Add(f.m.ctx, n, f.add...) }
+func (f *FeedMetrics) Skipped(n int64) { f.skipped.Add(n) }
 
 // Failed counts feed items that failed with a retryable error (status 2).
-func (f *FeedMetrics) Failed(n int64) { f.m.failed.Add(f.m.ctx, n, f.addRetryable...) }
+func (f *FeedMetrics) Failed(n int64) { f.failedRetryable.Add(n) }
 
 // Rejected counts feed items rejected for good (status 400 or 1).
-func (f *FeedMetrics) Rejected(n int64) { f.m.failed.Add(f.m.ctx, n, f.addRejected...) }
+func (f *FeedMetrics) Rejected(n int64) { f.failedRejected.Add(n) }
 
 // Retried counts feed items sent again by the retry of failed items.
-func (f *FeedMetrics) Retried(n int64) { f.m.retried.Add(f.m.ctx, n, f.add...) }
+func (f *FeedMetrics) Retried(n int64) { f.retried.Add(n) }
 
 // BuildDuration records the time to build one batch.
 func (f *FeedMetrics) BuildDuration(d time.Duration) {
@@ -348,19 +439,9 @@ func (f *FeedMetrics) E2ELatency(d time.Duration) {
 
 // ResyncProgress records full-sync progress: done of total source keys.
 func (f *FeedMetrics) ResyncProgress(done, total int64) {
-	f.m.resyncDone.Record(f.m.ctx, done, f.rec...)
-	f.m.resyncTotal.Record(f.m.ctx, total, f.rec...)
-	p := 0.0
-	switch {
-	case total > 0:
-		p = float64(done) / float64(total)
-		if p > 1 {
-			p = 1
-		}
-	case done > 0:
-		p = 1
-	}
-	f.m.resyncProgress.Record(f.m.ctx, p, f.rec...)
+	f.resyncDone.Store(done)
+	f.resyncTotal.Store(total)
+	f.resyncSet.Store(true)
 }
 
 // Queue returns the instruments of the named internal queue (e.g.
@@ -377,26 +458,36 @@ func (m *Metrics) Queue(name string) *QueueMetrics {
 	if q = m.queues[name]; q != nil {
 		return q
 	}
-	q = &QueueMetrics{m: m, rec: []metric.RecordOption{
-		metric.WithAttributeSet(attribute.NewSet(attribute.String(attrQueue, name)))}}
+	q = &QueueMetrics{obs: metric.WithAttributeSet(attribute.NewSet(attribute.String(attrQueue, name)))}
 	m.queues[name] = q
+	m.queueL = append(m.queueL[:len(m.queueL):len(m.queueL)], q)
 	return q
 }
 
 // QueueMetrics are the instruments of one queue.
 type QueueMetrics struct {
-	m   *Metrics
-	rec []metric.RecordOption
+	obs                metric.ObserveOption
+	items, bytes       atomic.Int64
+	capItems, capBytes atomic.Int64
+	capSet             atomic.Bool
 }
 
 // Depth records the queue's current content.
 func (q *QueueMetrics) Depth(items, bytes int64) {
-	q.m.queueDepth.Record(q.m.ctx, items, q.rec...)
-	q.m.queueBytes.Record(q.m.ctx, bytes, q.rec...)
+	q.items.Store(items)
+	q.bytes.Store(bytes)
+}
+
+// Add changes the queue's content by items and bytes (negative to remove),
+// for queues that count as they go.
+func (q *QueueMetrics) Add(items, bytes int64) {
+	q.items.Add(items)
+	q.bytes.Add(bytes)
 }
 
 // Capacity records the queue's capacity (0 bytes = not bounded by bytes).
 func (q *QueueMetrics) Capacity(items, bytes int64) {
-	q.m.queueCap.Record(q.m.ctx, items, q.rec...)
-	q.m.queueCapBytes.Record(q.m.ctx, bytes, q.rec...)
+	q.capItems.Store(items)
+	q.capBytes.Store(bytes)
+	q.capSet.Store(true)
 }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -177,7 +178,10 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 
 	// Heartbeat: the lag drops to 0 on the next scrape; disconnects counted.
 	m.Heartbeat()
-	m.SourceDisconnected()
+	m.SourceDisconnected(errors.New("connection reset by peer"))
+	if up, why := m.SourceState(); up || why != "connection reset by peer" {
+		t.Errorf("SourceState after disconnect = %v %q", up, why)
+	}
 	m.Heartbeat()
 	fams = scrape(t, srv.URL)
 	if got := value(sample(t, fams, "feedcdc_source_lag_milliseconds", nil)); got != 0 {
@@ -277,10 +281,10 @@ func getJSON(t *testing.T, url string) (int, map[string]any) {
 func TestHealthzAndReadyzTransitions(t *testing.T) {
 	clk := newFakeClock()
 	tel := newTestTelemetry(t, Options{Now: clk.Now, Lag: LagOptions{HeartbeatPeriod: time.Second}})
-	sourceUp, sinkUp := false, true
+	sinkUp := true
 	sinkErr := ""
 	ready := AllReady(
-		Connected("source", func() (bool, string) { return sourceUp, "" }),
+		Connected("source", tel.Metrics.SourceState),
 		Connected("sink kafka", func() (bool, string) { return sinkUp, sinkErr }),
 		LagBelow(tel.Metrics.Lag(), 10*time.Second),
 		nil,
@@ -304,12 +308,11 @@ func TestHealthzAndReadyzTransitions(t *testing.T) {
 	if code != 503 || body["status"] != "not ready" {
 		t.Fatalf("readyz at start: %d %v", code, body)
 	}
-	if r := reasons(body); !strings.Contains(r, "source is not connected") || !strings.Contains(r, "source lag unknown") {
+	if r := reasons(body); !strings.Contains(r, "source is not connected: not connected yet") || !strings.Contains(r, "source lag unknown") {
 		t.Fatalf("readyz reasons at start: %q", r)
 	}
 
 	// Connected and a heartbeat: ready.
-	sourceUp = true
 	tel.Metrics.SourceConnected()
 	tel.Metrics.Heartbeat()
 	if code, body := getJSON(t, srv.URL+"/readyz"); code != 200 || body["status"] != "ready" {
@@ -341,6 +344,13 @@ func TestHealthzAndReadyzTransitions(t *testing.T) {
 	tel.Metrics.Heartbeat()
 	if code, _ := getJSON(t, srv.URL+"/readyz"); code != 200 {
 		t.Fatalf("readyz after heartbeat: %d", code)
+	}
+
+	// The binlog connection drops: not ready, with the cause.
+	tel.Metrics.SourceDisconnected(errors.New("EOF"))
+	code, body = getJSON(t, srv.URL+"/readyz")
+	if code != 503 || !strings.Contains(reasons(body), "source is not connected: EOF") {
+		t.Fatalf("readyz after disconnect: %d %v", code, body)
 	}
 
 	// Unknown paths and methods are not served.
