@@ -1,12 +1,9 @@
 package kafkasink
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +129,10 @@ func TestSendTopicsKeysHeadersAndCompaction(t *testing.T) {
 
 	// Debian's kcat, an independent client, reads the same keys, headers and
 	// the tombstone.
-	kc := kcat(t, ctx, c.Addr(), "shop.raw.shop.catalog_product_entity")
+	kc, err := c.KcatReadAll(ctx, "shop.raw.shop.catalog_product_entity")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(kc) != 2 {
 		t.Fatalf("kcat read %d records, want 2", len(kc))
 	}
@@ -142,38 +142,6 @@ func TestSendTopicsKeysHeadersAndCompaction(t *testing.T) {
 	if h := strings.Join(kc[0].Headers, ","); !strings.Contains(h, "feed,raw") || !strings.Contains(h, "op,d") || !strings.Contains(h, "source_position,0-1-9") || !strings.Contains(h, "table,catalog_product_entity") {
 		t.Errorf("kcat headers: %s", h)
 	}
-}
-
-type kcatRecord struct {
-	Partition int32    `json:"partition"`
-	Offset    int64    `json:"offset"`
-	Key       *string  `json:"key"`
-	Payload   *string  `json:"payload"`
-	Headers   []string `json:"headers"`
-}
-
-func kcat(t *testing.T, ctx context.Context, addr, topic string) []kcatRecord {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, "kcat", "-b", addr, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kcat (apt-get install -y kcat): %v\n%s", err, stderr.String())
-	}
-	var recs []kcatRecord
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-			continue
-		}
-		var r kcatRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("kcat line %q: %v", sc.Text(), err)
-		}
-		recs = append(recs, r)
-	}
-	return recs
 }
 
 func TestPerKeyOrderAcrossSends(t *testing.T) {

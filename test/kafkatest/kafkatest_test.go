@@ -1,12 +1,9 @@
 package kafkatest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -42,43 +39,6 @@ func testMessages() []kafka.Message {
 	}
 }
 
-// kcatRecord is one line of `kcat -C -J` output.
-type kcatRecord struct {
-	Topic     string   `json:"topic"`
-	Partition int32    `json:"partition"`
-	Offset    int64    `json:"offset"`
-	Key       *string  `json:"key"`
-	Payload   *string  `json:"payload"`
-	Headers   []string `json:"headers"`
-}
-
-func kcatReadAll(t *testing.T, ctx context.Context, addr, topic string) []kcatRecord {
-	t.Helper()
-	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Fatalf("kcat is not installed (apt-get install -y kcat): %v", err)
-	}
-	cmd := exec.CommandContext(ctx, "kcat", "-b", addr, "-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kcat: %v\n%s", err, stderr.String())
-	}
-	var recs []kcatRecord
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-			continue
-		}
-		var r kcatRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("kcat line %q: %v", sc.Text(), err)
-		}
-		recs = append(recs, r)
-	}
-	return recs
-}
-
 func TestKcatReadsWhatKafkaGoProduced(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -89,7 +49,10 @@ func TestKcatReadsWhatKafkaGoProduced(t *testing.T) {
 	msgs := testMessages()
 	produce(t, ctx, c.Addr(), "feed.products", msgs...)
 
-	got := kcatReadAll(t, ctx, c.Addr(), "feed.products")
+	got, err := c.KcatReadAll(ctx, "feed.products")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != len(msgs) {
 		t.Fatalf("kcat read %d records, want %d: %+v", len(got), len(msgs), got)
 	}
@@ -111,6 +74,9 @@ func TestKcatReadsWhatKafkaGoProduced(t *testing.T) {
 		}
 		if fmt.Sprint(r.Headers) != fmt.Sprint(want) {
 			t.Errorf("record %d: headers %v, want %v", i, r.Headers, want)
+		}
+		if op, _ := r.Header("op"); op != string(m.Headers[1].Value) {
+			t.Errorf("record %d: kcat op header %q", i, op)
 		}
 		if r.Offset != int64(i) {
 			t.Errorf("record %d: offset %d", i, r.Offset)
