@@ -22,6 +22,9 @@ const testToken = "s3cret-token-for-tests"
 
 func newServer(t *testing.T, b dashboard.Backend, o dashboard.Options) *httptest.Server {
 	t.Helper()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	srv := httptest.NewServer(dashboard.New(b, o))
 	t.Cleanup(srv.Close)
 	return srv
