@@ -293,6 +293,10 @@ func (s *Sink) open(st *stream) error {
 		return err
 	}
 	st.f, st.size = f, fi.Size()
+	if s.cfg.Fsync && st.size == 0 {
+		// A new file's directory entry must be durable too.
+		s.syncDir()
+	}
 	rotated, err := s.rotated(st.name)
 	if err != nil {
 		return err
@@ -350,13 +354,7 @@ func (s *Sink) rotate(st *stream) error {
 	if err := os.Rename(st.path, dst); err != nil {
 		return fmt.Errorf("rotate %s: %w", st.path, err)
 	}
-	if s.cfg.Fsync {
-		if d, err := os.Open(s.cfg.Dir); err == nil {
-			d.Sync()
-			d.Close()
-		}
-	}
-	if err := s.open(st); err != nil {
+	if err := s.open(st); err != nil { // syncs the directory (rename + new file)
 		return err
 	}
 	if s.cfg.MaxFiles > 0 {
@@ -372,6 +370,15 @@ func (s *Sink) rotate(st *stream) error {
 		}
 	}
 	return nil
+}
+
+func (s *Sink) syncDir() {
+	if d, err := os.Open(s.cfg.Dir); err == nil {
+		if err := d.Sync(); err != nil {
+			s.log.Warn("fsync of the directory failed", "dir", s.cfg.Dir, "error", err)
+		}
+		d.Close()
+	}
 }
 
 // Close syncs and closes every open file.

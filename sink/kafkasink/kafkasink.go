@@ -429,8 +429,10 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 	var order []string
 	for i := range recs {
 		topic, entity := s.TopicFor(&recs[i])
-		if topic == "" {
-			results[i] = reject(fmt.Errorf("record of feed %q has no topic", recs[i].Feed), "NO_TOPIC")
+		if err := validTopic(topic); err != nil {
+			// A configuration problem (template, prefix), not the item's:
+			// retryable so that nothing is lost while the config is fixed.
+			results[i] = retry(err, "INVALID_TOPIC (fix topic_template/topic_prefix or raw.topic_template)")
 			continue
 		}
 		m := Message(topic, &recs[i])
@@ -545,6 +547,21 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 		}
 	}
 	return res
+}
+
+// validTopic checks Kafka's topic name rules: 1-249 characters of
+// [a-zA-Z0-9._-], not "." or "..".
+func validTopic(t string) error {
+	if t == "" || t == "." || t == ".." || len(t) > 249 {
+		return fmt.Errorf("topic name %q is not valid (1-249 characters, not . or ..)", t)
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("topic name %q has character %q; Kafka allows only a-z A-Z 0-9 . _ -", t, c)
+		}
+	}
+	return nil
 }
 
 func isTooLarge(err error) bool {

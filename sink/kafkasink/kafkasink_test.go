@@ -265,6 +265,14 @@ func TestMissingTopicIsRetryableOthersDelivered(t *testing.T) {
 	if res[1].Status != sink.StatusRetryable || !strings.Contains(res[1].Reason, "UNKNOWN_TOPIC") {
 		t.Fatalf("missing topic: %+v", res[1])
 	}
+	// A topic name Kafka would refuse is caught locally, with the fix named.
+	res, err = s.Send(ctx, []sink.Record{{Feed: "raw", Topic: "m.shop/catalog", Key: []byte("k"), Value: []byte("{}")}, item("products", "b", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != sink.StatusRetryable || !strings.Contains(res[0].Reason, "INVALID_TOPIC") || res[1].Status != sink.StatusOK {
+		t.Fatalf("invalid topic: %+v", res)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {
