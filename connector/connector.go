@@ -316,14 +316,19 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 	if err != nil {
 		return err
 	}
+	// The source, the full syncs and the scheduled jobs stop with ctx; the
+	// exporter outlives them so that a clean stop can export what was read
+	// and write the final checkpoint.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	pipeCtx, pipeCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer pipeCancel()
 	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	pipeDone := make(chan struct{})
 	go func() {
 		defer close(pipeDone)
-		if err := c.Pipeline.Run(runCtx); err != nil && runCtx.Err() == nil {
+		if err := c.Pipeline.Run(pipeCtx); err != nil && pipeCtx.Err() == nil {
 			errc <- fmt.Errorf("export: %w", err)
 		}
 	}()
@@ -364,19 +369,21 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
+	cancel()
 	if sched != nil {
 		<-sched.Stop().Done()
 	}
+	wg.Wait()
 	if runErr == nil {
-		// Clean stop: export what was read and write the final checkpoint.
-		fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// Clean stop: the source no longer delivers; export what was read
+		// and write the final checkpoint.
+		fctx, fcancel := context.WithTimeout(pipeCtx, 30*time.Second)
 		if err := c.Pipeline.Flush(fctx); err != nil {
 			log.Warn("final flush incomplete; the next start resumes from the last checkpoint", "error", err)
 		}
 		fcancel()
 	}
-	cancel()
-	wg.Wait()
+	pipeCancel()
 	<-pipeDone
 	if cp, _, ok, _ := c.Store.Checkpoint(context.Background()); ok {
 		log.Info("stopped", "checkpoint", cp.String())
