@@ -135,12 +135,13 @@ func freshBuild(t *testing.T, f feeds.Feed) map[string]feeds.Item {
 // through the binlog, the latest exported item of every key equals a fresh
 // build from the database, and vanished keys are marked deleted.
 func TestDifferentialFeedsEqualDatabase(t *testing.T) {
-	changes := 1500
+	changes := 10000
 	if v := os.Getenv("FEEDCDC_E2E_CHANGES"); v != "" {
 		changes, _ = strconv.Atoi(v)
 	}
 	for _, seed := range []int64{1, 2, 3} {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+			t.Parallel()
 			differential(t, seed, changes)
 		})
 	}
