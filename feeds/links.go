@@ -86,7 +86,8 @@ func (x *linkIndex) removeProduct(id uint32) {
 // roughly 40 MB).
 type linkIndexes struct {
 	e        *env
-	enabled  bool // some configured feed reads the index
+	enabled  bool          // some configured feed reads the index
+	margin   time.Duration // fallback window after loadedAt (fallbackMargin)
 	mu       sync.Mutex
 	loaded   bool
 	loadedAt time.Time
@@ -94,7 +95,7 @@ type linkIndexes struct {
 	super    *linkIndex
 }
 
-func newLinkIndexes(e *env) *linkIndexes { return &linkIndexes{e: e} }
+func newLinkIndexes(e *env) *linkIndexes { return &linkIndexes{e: e, margin: fallbackMargin} }
 
 func (l *linkIndexes) ensure(ctx context.Context) error {
 	if l.loaded {
@@ -193,7 +194,7 @@ func (l *linkIndexes) unsure(ctx context.Context, c *change.Change) (bool, error
 		return false, err
 	}
 	ts := c.Source.Timestamp
-	return ts.IsZero() || !ts.After(l.loadedAt.Add(fallbackMargin)), nil
+	return ts.IsZero() || !ts.After(l.loadedAt.Add(l.margin)), nil
 }
 
 // apply follows one change of the stream.
