@@ -35,6 +35,8 @@ type schemaSource interface {
 	lookup(db, table string) (*storedTable, uint64)
 	// applyQuery records the effect of a non-transactional statement (DDL).
 	applyQuery(ctx context.Context, defaultDB, query string, pos change.Position) error
+	// advance tells that the stream reached pos (a transaction end).
+	advance(pos change.Position)
 }
 
 // absent marks a column missing from a partial row image (inspect only).
@@ -404,6 +406,9 @@ func (d *decoder) commit(ctx context.Context, endPos uint32) error {
 		}
 	}
 	te := change.TxEnd{GTID: d.txGTID, Position: d.position(endPos), Timestamp: d.txTime, Rows: d.txRows}
+	if d.schemas != nil {
+		d.schemas.advance(te.Position)
+	}
 	d.inTx = false
 	d.standalone = false
 	d.txGTID = ""

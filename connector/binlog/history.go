@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gmysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -75,6 +76,13 @@ type schemaTracker struct {
 	records []SchemaRecord
 	seq     uint64
 	current map[string]*storedTable // "db.table" (lower case) -> schema; nil = dropped
+	// snapAt holds, for tables whose current version comes from an
+	// information_schema snapshot, the snapshot's position: DDL at or before
+	// it is already reflected and is not applied again.
+	snapAt map[string]change.Position
+	// pending are snapshot records after the rewind point, applied when the
+	// stream passes their position (DDL records are re-derived from the DDL).
+	pending []SchemaRecord
 	version uint64
 }
 
@@ -85,7 +93,8 @@ func newSchemaTracker(ctx context.Context, hist SchemaHistory, filter Filter, fl
 	if err != nil {
 		return nil, fmt.Errorf("load schema history: %w", err)
 	}
-	t := &schemaTracker{hist: hist, filter: filter, flavor: flavor, log: log, parser: parser.New(), records: recs, current: map[string]*storedTable{}}
+	t := &schemaTracker{hist: hist, filter: filter, flavor: flavor, log: log, parser: parser.New(), records: recs,
+		current: map[string]*storedTable{}, snapAt: map[string]change.Position{}}
 	for _, r := range recs {
 		if r.Seq > t.seq {
 			t.seq = r.Seq
@@ -96,15 +105,41 @@ func newSchemaTracker(ctx context.Context, hist SchemaHistory, filter Filter, fl
 
 // bootstrap builds the versions in force at from: the latest record of
 // every table at or before from. With an empty history (first start) it
-// snapshots information_schema and records it at from.
-func (t *schemaTracker) bootstrap(ctx context.Context, c *client.Conn, from change.Position) error {
+// snapshots information_schema, recorded at the binlog position the
+// snapshot was taken at, which it returns (zero otherwise).
+func (t *schemaTracker) bootstrap(ctx context.Context, c *client.Conn, from change.Position) (change.Position, error) {
 	if len(t.records) > 0 {
 		t.rewind(from)
-		return nil
+		return change.Position{}, nil
 	}
-	tables, err := loadInformationSchema(c, t.filter, t.flavor)
-	if err != nil {
-		return err
+	// A consistent snapshot: the binlog did not move while it was read.
+	var (
+		tables map[string]*storedTable
+		at     change.Position
+	)
+	for attempt := 0; ; attempt++ {
+		p1, err := currentPosition(c, t.flavor)
+		if err != nil {
+			return change.Position{}, err
+		}
+		if tables, err = loadInformationSchema(c, t.filter, t.flavor); err != nil {
+			return change.Position{}, err
+		}
+		p2, err := currentPosition(c, t.flavor)
+		if err != nil {
+			return change.Position{}, err
+		}
+		at = p1
+		if p1 == p2 {
+			break
+		}
+		if attempt == 9 {
+			t.log.Warn("the binlog kept moving while the schema snapshot was read; DDL running right now may be applied twice", "from", p1.String(), "to", p2.String())
+			break
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return change.Position{}, err
+		}
 	}
 	names := make([]string, 0, len(tables))
 	for k := range tables {
@@ -113,31 +148,93 @@ func (t *schemaTracker) bootstrap(ctx context.Context, c *client.Conn, from chan
 	sort.Strings(names)
 	for _, k := range names {
 		st := tables[k]
-		if err := t.record(ctx, from, st.DB, st.Name, st, ""); err != nil {
-			return err
+		if err := t.record(ctx, at, st.DB, st.Name, st, ""); err != nil {
+			return change.Position{}, err
 		}
+		t.snapAt[k] = at
 	}
-	return nil
+	return at, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// reflected reports whether DDL at pos is already part of db.table's
+// current version (taken from an information_schema snapshot after it).
+func (t *schemaTracker) reflected(db, table string, pos change.Position) bool {
+	at, ok := t.snapAt[tableKeyName(db, table)]
+	return ok && positionLE(pos, at)
 }
 
 // rewind rebuilds the current versions as of position p.
 func (t *schemaTracker) rewind(p change.Position) {
 	t.current = map[string]*storedTable{}
+	t.snapAt = map[string]change.Position{}
+	t.pending = nil
 	for _, r := range t.records {
 		if !positionLE(r.Position, p) {
+			if r.DDL == "" {
+				t.pending = append(t.pending, r)
+			}
 			continue
 		}
-		var st *storedTable
-		if r.Schema != nil {
-			st = &storedTable{}
-			if err := json.Unmarshal(r.Schema, st); err != nil {
-				t.log.Warn("unreadable schema history record ignored", "db", r.DB, "table", r.Table, "seq", r.Seq, "error", err)
-				continue
-			}
-		}
-		t.current[tableKeyName(r.DB, r.Table)] = st
+		t.apply(r)
 	}
+	// A table first known from a later snapshot decodes earlier events with
+	// that snapshot too (as the first run did); DDL before it is skipped as
+	// already reflected, and a column-count mismatch is still an error.
+	keep := t.pending[:0]
+	for _, r := range t.pending {
+		if _, known := t.current[tableKeyName(r.DB, r.Table)]; !known {
+			t.apply(r)
+			continue
+		}
+		keep = append(keep, r)
+	}
+	t.pending = keep
 	t.version++
+}
+
+// apply makes a record the current version of its table.
+func (t *schemaTracker) apply(r SchemaRecord) {
+	if r.DDL == "" {
+		t.snapAt[tableKeyName(r.DB, r.Table)] = r.Position
+	} else {
+		delete(t.snapAt, tableKeyName(r.DB, r.Table))
+	}
+	var st *storedTable
+	if r.Schema != nil {
+		st = &storedTable{}
+		if err := json.Unmarshal(r.Schema, st); err != nil {
+			t.log.Warn("unreadable schema history record ignored", "db", r.DB, "table", r.Table, "seq", r.Seq, "error", err)
+			return
+		}
+	}
+	t.current[tableKeyName(r.DB, r.Table)] = st
+	t.version++
+}
+
+// advance applies the pending snapshot records at or before p (the stream
+// has reached p).
+func (t *schemaTracker) advance(p change.Position) {
+	if len(t.pending) == 0 {
+		return
+	}
+	keep := t.pending[:0]
+	for _, r := range t.pending {
+		if positionLE(r.Position, p) {
+			t.apply(r)
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	t.pending = keep
 }
 
 // positionLE reports whether a is at or before b in the stream.
@@ -189,6 +286,9 @@ func (t *schemaTracker) record(ctx context.Context, pos change.Position, db, tab
 		}
 	}
 	t.current[tableKeyName(db, table)] = st
+	if ddl != "" {
+		delete(t.snapAt, tableKeyName(db, table))
+	}
 	t.version++
 	for i := len(t.records) - 1; i >= 0; i-- {
 		r := t.records[i]
@@ -276,7 +376,7 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 			return nil
 		}
 		db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
-		if !t.filter.Match(db, name) {
+		if !t.filter.Match(db, name) || t.reflected(db, name, pos) {
 			return nil
 		}
 		if s.ReferTable != nil {
@@ -329,6 +429,9 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 			}
 			return nil
 		}
+		if t.reflected(db, name, pos) {
+			return nil
+		}
 		cur, _ := t.lookup(db, name)
 		if cur == nil {
 			return fmt.Errorf("ALTER TABLE %s.%s: the table's previous schema is not in the schema history; run `feedcdc resync` to rebuild it", db, name)
@@ -362,7 +465,7 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 		}
 		for _, tn := range s.Tables {
 			db := dbOf(tn, defaultDB)
-			if !t.filter.Match(db, tn.Name.O) {
+			if !t.filter.Match(db, tn.Name.O) || t.reflected(db, tn.Name.O, pos) {
 				continue
 			}
 			if err := t.record(ctx, pos, db, tn.Name.O, nil, query); err != nil {
@@ -372,6 +475,9 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 	case *ast.RenameTableStmt:
 		for _, tt := range s.TableToTables {
 			odb, ndb := dbOf(tt.OldTable, defaultDB), dbOf(tt.NewTable, defaultDB)
+			if t.reflected(odb, tt.OldTable.Name.O, pos) || t.reflected(ndb, tt.NewTable.Name.O, pos) {
+				continue
+			}
 			oldCaptured := t.filter.Match(odb, tt.OldTable.Name.O)
 			newCaptured := t.filter.Match(ndb, tt.NewTable.Name.O)
 			cur, _ := t.lookup(odb, tt.OldTable.Name.O)

@@ -67,10 +67,16 @@ func (c *collector) tableChanges(db, table string) []*change.Change {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	waitForOr(t, what, cond, func() string { return "" })
+}
+
+// waitForOr is waitFor that shows got() when it times out.
+func waitForOr(t *testing.T, what string, cond func() bool, got func() string) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s; got:\n%s", what, got())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -96,7 +102,13 @@ func runSource(t *testing.T, src *Source, from change.Position, h Handler) (stop
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, from, h) }()
+	go func() {
+		err := src.Run(ctx, from, h)
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("source stopped: %v", err)
+		}
+		done <- err
+	}()
 	var once sync.Once
 	var err error
 	stop = func() error {
@@ -118,3 +130,12 @@ func runSource(t *testing.T, src *Source, from change.Position, h Handler) (stop
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func changePositionCurrent(t *testing.T, cfg Config) change.Position {
+	t.Helper()
+	p, err := CurrentPosition(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -413,7 +413,10 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 		c.Close()
 		return err
 	}
+	startIsCurrent := false
 	if from.IsZero() {
+		spec, _ := parseStart(s.cfg.StartPosition)
+		startIsCurrent = spec.kind == "current"
 		from, err = s.resolveStart(c, flavor)
 		if err != nil {
 			c.Close()
@@ -423,13 +426,18 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 	from.Flavor = flavor
 	var tracker *schemaTracker
 	if s.history != nil {
+		var snap change.Position
 		tracker, err = newSchemaTracker(ctx, s.history, s.cfg.Filter, flavor, s.log)
 		if err == nil {
-			err = tracker.bootstrap(ctx, c, from)
+			snap, err = tracker.bootstrap(ctx, c, from)
 		}
 		if err != nil {
 			c.Close()
 			return err
+		}
+		if !snap.IsZero() && startIsCurrent {
+			// start exactly where the schema snapshot was taken
+			from = snap
 		}
 	}
 	c.Close()
@@ -520,7 +528,8 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 	}
 
 	sh := &syncHandler{ctx: ctx, d: d}
-	logger := s.log.With("component", "go-mysql")
+	// go-mysql logs connection errors we handle (and report) ourselves: keep them at debug level.
+	logger := slog.New(capLevel{s.log.Handler()}).With("component", "go-mysql")
 	cfg := replication.BinlogSyncerConfig{
 		ServerID:                s.cfg.ServerID,
 		Flavor:                  flavor,
@@ -570,7 +579,7 @@ func (s *Source) classify(err error, from change.Position) error {
 	if errors.As(err, &me) {
 		msg := strings.ToLower(me.Message)
 		switch {
-		case me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG && (strings.Contains(msg, "same server_id") || strings.Contains(msg, "same server_uuid")):
+		case strings.Contains(msg, "same server_id") || strings.Contains(msg, "same server_uuid"): // MySQL 1236, MariaDB 4052
 			return fmt.Errorf("%w (server_id %d): %s; give this connector a server_id no other replica uses (source.server_id)", ErrServerIDClash, s.cfg.ServerID, me.Message)
 		case me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG:
 			return fmt.Errorf("%w: resume position %s: the server says: %s. Remedies: run `feedcdc resync` to take a new snapshot and continue from the current position, or set source.start_position to earliest (continue from the oldest binlog still on the server, skipping what was purged) or current (skip to now), and remove the stored checkpoint", ErrPositionPurged, from, me.Message)
@@ -580,3 +589,18 @@ func (s *Source) classify(err error, from change.Position) error {
 	}
 	return err
 }
+
+// capLevel lowers every record to debug level (for go-mysql's own logging).
+type capLevel struct{ h slog.Handler }
+
+func (c capLevel) Enabled(ctx context.Context, _ slog.Level) bool {
+	return c.h.Enabled(ctx, slog.LevelDebug)
+}
+
+func (c capLevel) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return c.h.Handle(ctx, r)
+}
+
+func (c capLevel) WithAttrs(attrs []slog.Attr) slog.Handler { return capLevel{c.h.WithAttrs(attrs)} }
+func (c capLevel) WithGroup(name string) slog.Handler       { return capLevel{c.h.WithGroup(name)} }
