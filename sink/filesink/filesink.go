@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/feedcdc/feedcdc/sink"
 )
@@ -53,6 +54,8 @@ type Config struct {
 type Sink struct {
 	cfg Config
 	log *slog.Logger
+
+	health sink.Health
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -195,6 +198,7 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 		}
 		s.writeStream(n, recs, byStream[n], results)
 	}
+	s.health.Observe(results, time.Now())
 	return results, nil
 }
 
@@ -368,6 +372,27 @@ func (s *Sink) rotate(st *stream) error {
 			}
 			rotated = rotated[1:]
 		}
+	}
+	return nil
+}
+
+// Health implements sink.HealthReporter.
+func (s *Sink) Health() (bool, string) { return s.health.Health() }
+
+// Ping implements sink.Pinger: the directory exists and a file can be
+// created, written, synced and removed in it.
+func (s *Sink) Ping(context.Context) error {
+	f, err := os.CreateTemp(s.cfg.Dir, ".feedcdc-ping-*")
+	if err != nil {
+		return fmt.Errorf("file sink %s: directory %s is not writable: %w", s.cfg.Name, s.cfg.Dir, err)
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("ping\n"))
+	serr := f.Sync()
+	cerr := f.Close()
+	rerr := os.Remove(name)
+	if err := errors.Join(werr, serr, cerr, rerr); err != nil {
+		return fmt.Errorf("file sink %s: directory %s: %w", s.cfg.Name, s.cfg.Dir, err)
 	}
 	return nil
 }

@@ -181,10 +181,32 @@ func TestOpenFailureIsRetryable(t *testing.T) {
 	if res[0].Status != sink.StatusRetryable || res[1].Status != sink.StatusOK {
 		t.Fatalf("results %+v", res)
 	}
+	if ok, detail := s.Health(); !ok {
+		t.Fatalf("one stream failing and one working is healthy; got %q", detail)
+	}
+	res, _ = s.Send(context.Background(), []sink.Record{rec("products", "a")})
+	if ok, detail := s.Health(); ok || !strings.Contains(detail, "OPEN") {
+		t.Fatalf("Health after a fully failed send: %v %q", ok, detail)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping of a writable dir: %v", err)
+	}
 	// Fixed: the next send works.
 	os.Remove(filepath.Join(dir, "products.jsonl"))
 	if res, _ := s.Send(context.Background(), []sink.Record{rec("products", "a")}); res[0].Status != sink.StatusOK {
 		t.Fatalf("after fix: %+v", res[0])
+	}
+	if ok, _ := s.Health(); !ok {
+		t.Fatal("still unhealthy after a successful send")
+	}
+	gone := filepath.Join(t.TempDir(), "gone")
+	s2, err := New(Config{Dir: gone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(gone)
+	if err := s2.Ping(context.Background()); err == nil {
+		t.Error("Ping of a removed directory succeeded")
 	}
 	if _, err := New(Config{}); err == nil {
 		t.Error("empty dir accepted")

@@ -73,6 +73,7 @@ type Sink struct {
 	apiKey string
 	client *http.Client
 	log    *slog.Logger
+	health sink.Health
 
 	mu     sync.Mutex
 	closed bool
@@ -202,6 +203,7 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 			s.post(ctx, f, recs, idx[start:end], results)
 		}
 	}
+	s.health.Observe(results, time.Now())
 	return results, nil
 }
 
@@ -472,6 +474,9 @@ func parseInvalid(body []byte, field string, n int) (map[int]invalidItem, error)
 	}
 	return out, nil
 }
+
+// Health implements sink.HealthReporter.
+func (s *Sink) Health() (bool, string) { return s.health.Health() }
 
 // Close releases idle connections.
 func (s *Sink) Close() error {

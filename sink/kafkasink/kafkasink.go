@@ -96,6 +96,7 @@ type Sink struct {
 	maxRecord int64
 
 	topics sync.Map // topicKey -> resolved topic
+	health sink.Health
 
 	mu      sync.Mutex
 	ensured map[string]bool // topics known to exist
@@ -478,6 +479,7 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 	}
 	wg.Wait()
 
+	s.health.Observe(results, time.Now())
 	var failed, rejected int
 	var firstReason string
 	for _, r := range results {
@@ -615,6 +617,37 @@ func classify(err error, topic string) sink.Result {
 		return retry(err, "NETWORK")
 	}
 	return retry(err, "ERROR")
+}
+
+// Health implements sink.HealthReporter.
+func (s *Sink) Health() (bool, string) { return s.health.Health() }
+
+// Ping implements sink.Pinger: it asks the brokers for metadata, which
+// needs a working connection, TLS and SASL.
+func (s *Sink) Ping(ctx context.Context) error { return s.PingTopics(ctx) }
+
+// PingTopics is Ping that also checks the given topics: with create_topics
+// off a missing one is an error.
+func (s *Sink) PingTopics(ctx context.Context, topics ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	// A fresh transport: the sink's own one answers metadata from its cache.
+	tr := &kafka.Transport{ClientID: s.transport.ClientID, DialTimeout: s.transport.DialTimeout, TLS: s.transport.TLS, SASL: s.transport.SASL}
+	defer tr.CloseIdleConnections()
+	cl := &kafka.Client{Addr: s.client.Addr, Transport: tr, Timeout: s.cfg.WriteTimeout}
+	resp, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return fmt.Errorf("kafka sink %s: brokers %v: %w", s.cfg.Name, s.cfg.Brokers, err)
+	}
+	if len(resp.Brokers) == 0 {
+		return fmt.Errorf("kafka sink %s: brokers %v returned no broker in metadata", s.cfg.Name, s.cfg.Brokers)
+	}
+	for _, t := range resp.Topics {
+		if t.Error != nil && !(s.cfg.CreateTopics && errors.Is(t.Error, kafka.UnknownTopicOrPartition)) {
+			return fmt.Errorf("kafka sink %s: topic %s: %w", s.cfg.Name, t.Name, t.Error)
+		}
+	}
+	return nil
 }
 
 // Close flushes pending writes and releases connections.

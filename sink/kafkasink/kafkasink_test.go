@@ -265,6 +265,12 @@ func TestMissingTopicIsRetryableOthersDelivered(t *testing.T) {
 	if res[1].Status != sink.StatusRetryable || !strings.Contains(res[1].Reason, "UNKNOWN_TOPIC") {
 		t.Fatalf("missing topic: %+v", res[1])
 	}
+	if err := s.PingTopics(ctx, "m.products"); err != nil {
+		t.Fatalf("PingTopics(existing): %v", err)
+	}
+	if err := s.PingTopics(ctx, "m.variants"); err == nil {
+		t.Fatal("PingTopics of a missing topic with create_topics off succeeded")
+	}
 	// A topic name Kafka would refuse is caught locally, with the fix named.
 	res, err = s.Send(ctx, []sink.Record{{Feed: "raw", Topic: "m.shop/catalog", Key: []byte("k"), Value: []byte("{}")}, item("products", "b", 1)})
 	if err != nil {

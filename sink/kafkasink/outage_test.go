@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,6 +66,9 @@ func TestBrokerOutageRetryableThenDelivered(t *testing.T) {
 	}
 	// Keep sending while down for several metadata refresh periods, so the
 	// writer's cached metadata has expired and failed too.
+	if err := s.Ping(ctxT(t, 5*time.Second)); err == nil {
+		t.Fatal("Ping succeeded while the broker is down")
+	}
 	var pending [][]sink.Record
 	down := time.Now()
 	for i := 0; i < 3 || time.Since(down) < 2*time.Second; i++ {
@@ -78,6 +82,9 @@ func TestBrokerOutageRetryableThenDelivered(t *testing.T) {
 		pending = append(pending, recs)
 	}
 
+	if ok, detail := s.Health(); ok || !strings.Contains(detail, "NETWORK") {
+		t.Fatalf("Health during the outage: %v %q", ok, detail)
+	}
 	if err := c.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +94,12 @@ func TestBrokerOutageRetryableThenDelivered(t *testing.T) {
 		wantAllOK(t, res, err, len(recs))
 	}
 
+	if ok, detail := s.Health(); !ok {
+		t.Fatalf("Health after recovery: %q", detail)
+	}
+	if err := s.PingTopics(ctx, "out.products"); err != nil {
+		t.Fatalf("Ping after recovery: %v", err)
+	}
 	got, err := c.ReadAll(ctx, "out.products")
 	if err != nil {
 		t.Fatal(err)

@@ -96,6 +96,12 @@ func TestSASL(t *testing.T) {
 		if err != nil || res[0].Status != sink.StatusRetryable {
 			t.Fatalf("%s wrong password: %+v %v, want retryable", mech, res, err)
 		}
+		if err := bad.Ping(ctx); err == nil {
+			t.Fatalf("%s: Ping with a wrong password succeeded", mech)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("%s: Ping: %v", mech, err)
+		}
 		if strings.Contains(res[0].Reason, "wrong") || (res[0].Err != nil && strings.Contains(res[0].Err.Error(), "wrong")) {
 			t.Fatalf("%s: the password leaked into the result: %+v", mech, res[0])
 		}
