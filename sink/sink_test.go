@@ -312,3 +312,25 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestHealth(t *testing.T) {
+	var h Health
+	if ok, _ := h.Health(); !ok {
+		t.Fatal("zero Health is unhealthy")
+	}
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	h.Observe([]Result{{Status: StatusRejected, Reason: "too large"}}, t0)
+	if ok, _ := h.Health(); !ok {
+		t.Fatal("a rejected item made the sink unhealthy")
+	}
+	h.Observe([]Result{{Status: StatusRetryable, Reason: "NETWORK: refused"}, {Status: StatusRetryable, Reason: "x"}}, t0)
+	h.Observe([]Result{{Status: StatusRetryable, Reason: "TIMEOUT"}}, t0.Add(time.Minute))
+	ok, detail := h.Health()
+	if ok || !strings.Contains(detail, "TIMEOUT") || !strings.Contains(detail, "2026-11-29T12:00:00Z") {
+		t.Fatalf("down: %v %q (want the latest reason and the first failure time)", ok, detail)
+	}
+	h.Observe([]Result{{Status: StatusRetryable}, {Status: StatusOK}}, t0.Add(2*time.Minute))
+	if ok, _ := h.Health(); !ok {
+		t.Fatal("a partly successful send did not restore health")
+	}
+}

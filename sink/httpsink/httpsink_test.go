@@ -356,6 +356,9 @@ func TestTimeoutAndClosedServerAreRetryable(t *testing.T) {
 	if res[0].Status != sink.StatusRetryable || res[0].Reason != "NETWORK" {
 		t.Fatalf("connection refused: %+v", res[0])
 	}
+	if ok, detail := s2.Health(); ok || !strings.Contains(detail, "NETWORK") {
+		t.Fatalf("Health with the service down: %v %q", ok, detail)
+	}
 }
 
 func TestURLKeysAndTLS(t *testing.T) {
