@@ -125,7 +125,22 @@ func Retry(ctx context.Context, b Backoff, op func(ctx context.Context) error) e
 // run out, or ctx ends. It returns the final result of every record (those
 // still failing keep their last Retryable result) and, when it stopped
 // early, the reason (ctx's error or "attempts exhausted").
+//
+// A Router retries each of its sinks separately (see Router.SendWithRetry):
+// a record is resent only to the sinks that have not accepted it yet.
 func SendWithRetry(ctx context.Context, s Sink, recs []Record, b Backoff) ([]Result, error) {
+	if rs, ok := s.(retrySender); ok {
+		return rs.SendWithRetry(ctx, recs, b)
+	}
+	return sendWithRetry(ctx, s, recs, b)
+}
+
+// retrySender is implemented by sinks with their own retry loop.
+type retrySender interface {
+	SendWithRetry(ctx context.Context, recs []Record, b Backoff) ([]Result, error)
+}
+
+func sendWithRetry(ctx context.Context, s Sink, recs []Record, b Backoff) ([]Result, error) {
 	b = b.withDefaults()
 	final := make([]Result, len(recs))
 	pending := make([]int, len(recs)) // indexes into recs still to send

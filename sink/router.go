@@ -12,9 +12,10 @@ import (
 // sinks has it (see Combine for how failures merge). A record whose feed has
 // no route is Rejected with a reason naming the feed.
 //
-// When one sink fails a record that another accepted, retrying the record
-// sends it to all of its sinks again: sinks may see duplicates (at-least-
-// once), never gaps.
+// When one sink fails a record that another accepted, SendWithRetry resends
+// it to the failing sink only; a caller that calls Send again sends it to
+// all of its sinks. Either way sinks may see duplicates (at-least-once),
+// never gaps.
 type Router struct {
 	routes   map[string][]Sink
 	fallback []Sink
@@ -78,6 +79,34 @@ func (r *Router) Sinks() []Sink { return append([]Sink(nil), r.all...) }
 
 // Send implements Sink.
 func (r *Router) Send(ctx context.Context, recs []Record) ([]Result, error) {
+	return r.fanOut(ctx, recs, func(ctx context.Context, s Sink, batch []Record) ([]Result, error) {
+		return s.Send(ctx, batch)
+	})
+}
+
+// SendWithRetry is SendWithRetry for a router: each sink gets its own retry
+// loop over its records, in parallel, so a record is resent only to the
+// sinks that have not accepted it, and one sink's Retry-After does not slow
+// the others. Results combine as in Send; the error, if any, names every
+// sink that stopped early.
+func (r *Router) SendWithRetry(ctx context.Context, recs []Record, b Backoff) ([]Result, error) {
+	var mu sync.Mutex
+	var errs []error
+	res, _ := r.fanOut(ctx, recs, func(ctx context.Context, s Sink, batch []Record) ([]Result, error) {
+		res, err := sendWithRetry(ctx, s, batch, b)
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+		return res, nil
+	})
+	return res, errors.Join(errs...)
+}
+
+// fanOut sends each sink its records with send, in parallel, and combines
+// the results per record.
+func (r *Router) fanOut(ctx context.Context, recs []Record, send func(context.Context, Sink, []Record) ([]Result, error)) ([]Result, error) {
 	type part struct {
 		idx []int // record indexes
 		res []Result
@@ -105,7 +134,7 @@ func (r *Router) Send(ctx context.Context, recs []Record) ([]Result, error) {
 			for j, i := range p.idx {
 				batch[j] = recs[i]
 			}
-			res, err := s.Send(ctx, batch)
+			res, err := send(ctx, s, batch)
 			if err == nil && len(res) != len(batch) {
 				err = fmt.Errorf("sink %s returned %d results for %d records", s.Name(), len(res), len(batch))
 			}

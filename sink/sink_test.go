@@ -334,3 +334,41 @@ func TestHealth(t *testing.T) {
 		t.Fatal("a partly successful send did not restore health")
 	}
 }
+
+// Through a router, SendWithRetry resends a record only to the sink that
+// has not accepted it yet.
+func TestRouterRetriesPerSink(t *testing.T) {
+	steady := &scripted{name: "steady"}
+	flaky := &scripted{name: "flaky", answer: func(call int, r Record) Result {
+		if call <= 2 {
+			return Result{Status: StatusRetryable, Reason: "HTTP 503"}
+		}
+		return Result{RequestID: fmt.Sprintf("req-%d", call)}
+	}}
+	r, err := NewRouter(map[string][]Sink{"products": {steady, flaky}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := SendWithRetry(context.Background(), r, []Record{rec("products", "p1"), rec("products", "p2")}, Backoff{Initial: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range res {
+		if x.Status != StatusOK || x.RequestID != "flaky=req-3" {
+			t.Errorf("record %d: %+v", i, x)
+		}
+	}
+	if fmt.Sprint(steady.got) != "[p1 p2]" || steady.calls != 1 {
+		t.Errorf("steady sink got %v in %d calls, want each record once", steady.got, steady.calls)
+	}
+	if flaky.calls != 3 {
+		t.Errorf("flaky sink called %d times, want 3", flaky.calls)
+	}
+	// Attempts exhausted on one sink: its records stay retryable, the error names it.
+	down := &scripted{name: "down", answer: func(int, Record) Result { return Result{Status: StatusRetryable, Reason: "NETWORK"} }}
+	r2, _ := NewRouter(map[string][]Sink{"products": {steady, down}}, nil)
+	res, err = SendWithRetry(context.Background(), r2, []Record{rec("products", "p3")}, Backoff{Initial: time.Millisecond, MaxAttempts: 2})
+	if err == nil || !strings.Contains(err.Error(), "down") || res[0].Status != StatusRetryable || !strings.Contains(res[0].Reason, "down: NETWORK") {
+		t.Fatalf("exhausted: %+v %v", res, err)
+	}
+}
