@@ -3,8 +3,10 @@ package kafkasink
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -306,5 +308,53 @@ func TestLongOutageCatchUp(t *testing.T) {
 	}
 	if int64(len(seen)) != sent.Load() {
 		t.Fatalf("%d distinct records stored, %d acknowledged", len(seen), sent.Load())
+	}
+}
+
+// A "broker" that accepts connections and never answers (a hung broker or a
+// black-holing firewall): Send returns at write_timeout with every record
+// retryable, and Close does not hang either.
+func TestBlackholeBrokerTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // hold it open, never reply
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	s, err := New(Config{Name: "blackhole", Brokers: []string{ln.Addr().String()}, TopicPrefix: "bh", WriteTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := sendBounded(t, s, []sink.Record{item("products", "a", 1), item("products", "b", 1)})
+	for i, r := range res {
+		if r.Status != sink.StatusRetryable || !strings.HasPrefix(r.Reason, "TIMEOUT") {
+			t.Fatalf("record %d: %v %q, want retryable TIMEOUT", i, r.Status, r.Reason)
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Fatal("Close hangs on a black-holed broker")
 	}
 }
