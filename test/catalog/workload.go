@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
 )
 
 // Kind names one kind of catalog change the workload makes.
@@ -337,7 +340,24 @@ func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 	return res, nil
 }
 
+// apply makes one change (or one multi-statement transaction) in its own
+// transaction. When several workloads run at once it retries (up to 3
+// times, picking again) on a deadlock (1213), a lock wait timeout (1205) or
+// a foreign-key failure (1452: another workload deleted the product).
 func (w *Workload) apply(ctx context.Context, k Kind, st *WorkloadStats) error {
+	for attempt := 1; ; attempt++ {
+		saved := *st
+		saved.Kinds = maps.Clone(st.Kinds)
+		err := w.applyOnce(ctx, k, st)
+		var me *mysqldriver.MySQLError
+		if err == nil || attempt == 3 || !errors.As(err, &me) || (me.Number != 1213 && me.Number != 1205 && me.Number != 1452) {
+			return err
+		}
+		*st = saved
+	}
+}
+
+func (w *Workload) applyOnce(ctx context.Context, k Kind, st *WorkloadStats) error {
 	sqlTx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -348,11 +368,7 @@ func (w *Workload) apply(ctx context.Context, k Kind, st *WorkloadStats) error {
 	if k == KindMulti {
 		parts := 2 + w.rng.IntN(w.opts.MultiMax-1)
 		for i := 0; i < parts; i++ {
-			sub := w.pick()
-			for sub == KindMulti || sub == KindCreateConfigurable || sub == KindCreateSimple || sub == KindDeleteProduct {
-				sub = w.pick()
-			}
-			d, err := w.change(ctx, t, sub)
+			d, err := w.change(ctx, t, w.pickPart())
 			if err != nil {
 				_ = sqlTx.Rollback()
 				return err
@@ -373,6 +389,41 @@ func (w *Workload) apply(ctx context.Context, k Kind, st *WorkloadStats) error {
 		st.EmptyTransactions++
 	}
 	return nil
+}
+
+// partOfMulti reports whether kind k may be part of a multi-statement
+// transaction (product creation and deletion are transactions of their own).
+func partOfMulti(k Kind) bool {
+	switch k {
+	case KindMulti, KindLarge, KindCreateConfigurable, KindCreateSimple, KindDeleteProduct:
+		return false
+	}
+	return true
+}
+
+// pickPart picks a kind for a multi-statement transaction by the weights of
+// the eligible kinds (stock changes if none is weighted).
+func (w *Workload) pickPart() Kind {
+	total := 0
+	for i, k := range w.kinds {
+		if partOfMulti(k) {
+			total += w.weights[i]
+		}
+	}
+	if total == 0 {
+		return KindStock
+	}
+	r := w.rng.IntN(total)
+	for i, k := range w.kinds {
+		if !partOfMulti(k) {
+			continue
+		}
+		if r < w.weights[i] {
+			return k
+		}
+		r -= w.weights[i]
+	}
+	return KindStock
 }
 
 // change applies one change inside t and returns the kind it really made
@@ -830,7 +881,8 @@ func (w *Workload) websiteAssign(ctx context.Context, t *tx) (Kind, error) {
 	if id == 0 {
 		return w.websiteUnassign(ctx, t)
 	}
-	if _, err := t.exec(ctx, "INSERT INTO catalog_product_website (product_id, website_id) VALUES (?, ?)", id, web); err != nil {
+	// IGNORE: a concurrent workload may have assigned the same pair.
+	if _, err := t.exec(ctx, "INSERT IGNORE INTO catalog_product_website (product_id, website_id) VALUES (?, ?)", id, web); err != nil {
 		return KindWebsiteAssign, err
 	}
 	key, err := w.productURLKey(ctx, t, id)

@@ -94,6 +94,11 @@ func TestWorkloadRateAndErrors(t *testing.T) {
 	if _, err := NewWorkload(db, 1, WorkloadOptions{Weights: map[Kind]int{"nope": 1}}).Run(ctx, 1, 0); err == nil {
 		t.Fatal("workload with no valid kind ran")
 	}
+	// Only multi-statement transactions weighted: their parts fall back to stock changes.
+	st, err = NewWorkload(db, 1, WorkloadOptions{Weights: map[Kind]int{KindMulti: 1}}).Run(ctx, 3, 0)
+	if err != nil || st.Kinds[KindMulti] != 3 || st.Kinds[KindStock] < 6 {
+		t.Fatalf("multi-only workload: %+v, %v", st, err)
+	}
 	empty := srv.Admin(t, srv.NewDatabase(t, "empty"))
 	if err := CreateSchema(ctx, empty); err != nil {
 		t.Fatal(err)
@@ -262,3 +267,24 @@ func TestWorkloadReadBackFromBinlog(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestConcurrentWorkloads runs three workloads on one catalog at once; lock
+// conflicts are retried, and the catalog stays consistent.
+func TestConcurrentWorkloads(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	db, _ := loadProfile(t, Tiny(), 21)
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func(seed int64) {
+			_, err := NewWorkload(db, seed, WorkloadOptions{}).Run(ctx, 80, 0)
+			errs <- err
+		}(int64(100 + i))
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	checkConsistency(t, db)
+}
