@@ -229,3 +229,32 @@ func TestWithPortAndNew(t *testing.T) {
 		t.Fatalf("after reopening the data dir: %+v %v", recs, err)
 	}
 }
+
+func TestCompactThenReadAll(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := Start(t, InMemory())
+	if err := c.CreateTopic(ctx, "cmp", 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}); err != nil {
+		t.Fatal(err)
+	}
+	for v := 1; v <= 4; v++ { // separate batches, so older ones can be compacted
+		produce(t, ctx, c.Addr(), "cmp",
+			kafka.Message{Key: []byte("a"), Value: []byte(fmt.Sprintf("a%d", v))},
+			kafka.Message{Key: []byte("b"), Value: []byte(fmt.Sprintf("b%d", v))})
+	}
+	c.Compact()
+	recs, err := c.ReadAll(ctx, "cmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) >= 8 {
+		t.Fatalf("compaction removed nothing: %d records", len(recs))
+	}
+	latest := map[string]string{}
+	for _, r := range recs {
+		latest[string(r.Key)] = string(r.Value)
+	}
+	if latest["a"] != "a4" || latest["b"] != "b4" {
+		t.Fatalf("latest values after compaction %v", latest)
+	}
+}
