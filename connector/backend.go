@@ -269,6 +269,12 @@ func (c *Connector) Check(ctx context.Context) []check.Result {
 	inc, exc := c.CapturedTables()
 	t := check.Target{DB: c.SourceDB, Addr: cfg.Source.Addr(), User: cfg.Source.User, ServerID: cfg.EffectiveServerID(),
 		Tables: inc, Exclude: exc}
+	if cfg.Raw.Enabled {
+		t.KeyedTables, _ = cfg.Source.TableFilter()
+		if len(t.KeyedTables) == 0 {
+			t.KeyedTables = []string{"*.*"}
+		}
+	}
 	if c.Store != nil {
 		if pos, at, ok, err := c.Store.Checkpoint(ctx); err == nil && ok {
 			t.Checkpoint, t.CheckpointAt = &pos, at

@@ -89,6 +89,12 @@ func checkWithoutState(cmd *cobra.Command, cfg *config.Config, stateNote string)
 	for t2 := range feedTablesList(cfg) {
 		t.Tables = append(t.Tables, t2)
 	}
+	if cfg.Raw.Enabled {
+		t.KeyedTables, _ = cfg.Source.TableFilter()
+		if len(t.KeyedTables) == 0 {
+			t.KeyedTables = []string{"*.*"}
+		}
+	}
 	if stateNote == "" {
 		t.StatePath = cfg.State.Path
 	}

@@ -41,7 +41,7 @@ func shopTables(t *testing.T, s *mysqltest.Server) string {
 
 func target(t *testing.T, s *mysqltest.Server, db string) Target {
 	return Target{DB: open(t, s.CDCDSN("")), Addr: s.Addr(), User: s.CDCUser, ServerID: 4242,
-		Tables: []string{db + ".catalog_product_entity"}, StatePath: filepath.Join(t.TempDir(), "state.db")}
+		Tables: []string{db + ".catalog_product_entity"}, KeyedTables: []string{db + ".*"}, StatePath: filepath.Join(t.TempDir(), "state.db")}
 }
 
 func byName(rs []Result) map[string]Result {

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/test/catalog"
+	"github.com/feedcdc/feedcdc/test/mysqltest"
+)
+
+var srv *mysqltest.Server
+
+func TestMain(m *testing.M) { os.Exit(mysqltest.Main(m, mysqltest.Options{}, &srv)) }
+
+// run runs the CLI in-process and returns its exit code and output.
+func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code := Main(ctx, args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func fixture(name string) string {
+	return filepath.Join("..", "..", "..", "shared", "fixtures", "binlogs", name)
+}
+
+func TestEveryCommandHasHelpWithExamples(t *testing.T) {
+	for _, cmd := range [][]string{{}, {"run"}, {"resync"}, {"retry"}, {"status"}, {"feeds"}, {"check"}, {"inspect"}, {"inspect", "binlog"}, {"demo"}, {"version"}} {
+		t.Run(strings.Join(append([]string{"feedcdc"}, cmd...), " "), func(t *testing.T) {
+			code, out, errOut := run(t, nil, append(cmd, "--help")...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if !strings.Contains(out, "Usage:") || !strings.Contains(out, "Examples:") {
+				t.Fatalf("help lacks usage or examples:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestBadFlagsAndArguments(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--no-such-flag"}, "unknown flag: --no-such-flag"},
+		{[]string{"resync"}, `required flag(s) "feed" not set`},
+		{[]string{"retry"}, `required flag(s) "feed" not set`},
+		{[]string{"status", "extra"}, "unknown command"},
+		{[]string{"nosuchcommand"}, `unknown command "nosuchcommand"`},
+		{[]string{"inspect", "binlog"}, "requires at least 1 arg"},
+		{[]string{"inspect", "binlog", "--zero-dates", "zero", fixture("mariadb-bin.000001")}, "--zero-dates"},
+		{[]string{"resync", "--feed", "product", "-c", "testdata/none.yaml"}, "no such file"},
+		{[]string{"resync", "--feed", "nosuchfeed", "-c", writeConfig(t, "")}, "unknown feed"},
+		{[]string{"resync", "--feed", "products", "--id-type", "ean", "-c", writeConfig(t, "")}, "--id-type"},
+		{[]string{"resync", "--feed", "products", "--continue-resync", "--by-ids", "A", "-c", writeConfig(t, "")}, "cannot be combined"},
+		{[]string{"run", "-c", writeConfig(t, "sourec:\n  host: x\n")}, "source"},
+		{[]string{"demo", "--profile", "huge"}, "--profile"},
+		{[]string{"run", "--log-level", "loud", "-c", writeConfig(t, "")}, "loud"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			code, out, errOut := run(t, nil, c.args...)
+			if code == 0 {
+				t.Fatalf("exit 0; out:\n%s", out)
+			}
+			if !strings.Contains(errOut, c.want) {
+				t.Fatalf("stderr does not mention %q:\n%s", c.want, errOut)
+			}
+		})
+	}
+}
+
+// writeConfig writes a configuration for the shared private server with a
+// file sink; extra YAML is appended (a top-level typo, for example).
+func writeConfig(t *testing.T, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	y := fmt.Sprintf(`name: clitest
+source:
+  host: 127.0.0.1
+  port: %d
+  user: %s
+  password_env: CLI_SOURCE_PASSWORD
+  server_id: 777001
+state:
+  path: %s
+feeds:
+  database: clishop
+resync:
+  max_replica_lag: 0s
+sinks:
+  files:
+    type: file
+    file:
+      dir: %s
+      fsync: false
+telemetry:
+  listen: ""
+dashboard:
+  enabled: false
+%s`, srv.Port, srv.CDCUser, filepath.Join(dir, "state.db"), filepath.Join(dir, "out"), extra)
+	p := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CLI_SOURCE_PASSWORD", srv.CDCPassword)
+	return p
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "feedcdc ") || !strings.Contains(out, "go-mysql") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestInspectFixture(t *testing.T) {
+	code, out, errOut := run(t, nil, "inspect", "binlog", "--tx", fixture("mariadb-bin.000001"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rows, txs int
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if rec["type"] == "tx_end" {
+			txs++
+		} else {
+			rows++
+		}
+	}
+	if rows != 2 || txs == 0 {
+		t.Fatalf("rows %d tx ends %d:\n%s", rows, txs, out)
+	}
+	code, _, errOut = run(t, nil, "inspect", "binlog", fixture("binlog_truncated_event.000001"))
+	if code == 0 || !strings.Contains(errOut, "binlog_truncated_event.000001") {
+		t.Fatalf("truncated file: exit %d, stderr %s", code, errOut)
+	}
+}
+
+// TestCheckStatusResyncAgainstPrivateServer drives the operator commands
+// against a real catalog on the private mariadbd.
+func TestCheckStatusResyncAgainstPrivateServer(t *testing.T) {
+	admin := srv.Admin(t, "")
+	if _, err := admin.Exec("DROP DATABASE IF EXISTS clishop; CREATE DATABASE clishop CHARACTER SET utf8mb4"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS clishop") })
+	if _, err := catalog.Load(context.Background(), srv.Admin(t, "clishop"), catalog.Tiny(), 3); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, "")
+
+	code, out, errOut := run(t, nil, "check", "-c", cfg)
+	if code != 0 {
+		t.Fatalf("check: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "PASS  binlog format") || strings.Contains(out, "FAIL") {
+		t.Fatalf("check output:\n%s", out)
+	}
+
+	code, out, errOut = run(t, nil, "resync", "--feed", "products", "--dry-run", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "dry run") || !strings.Contains(out, "sample 1:") {
+		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, nil, "status", "--json", "-c", cfg)
+	if code != 0 {
+		t.Fatalf("status: %d %s", code, errOut)
+	}
+	var st struct {
+		Feeds []struct {
+			Name   string
+			Counts struct{ Total, Sent int64 }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range st.Feeds {
+		if f.Counts.Total != 0 {
+			t.Fatalf("dry run persisted items: %+v", st.Feeds)
+		}
+	}
+
+	code, out, errOut = run(t, nil, "resync", "--feed", "products", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "full re-sync complete") {
+		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "Progress") {
+		t.Fatalf("no progress lines off a terminal:\n%s", errOut)
+	}
+	code, out, _ = run(t, nil, "status", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "products") || !strings.Contains(out, "done") {
+		t.Fatalf("status:\n%s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(cfg), "out", "products.jsonl"))
+	if err != nil || bytes.Count(b, []byte("\n")) < 60 {
+		t.Fatalf("file sink has %d lines (%v)", bytes.Count(b, []byte("\n")), err)
+	}
+	code, out, _ = run(t, nil, "retry", "--feed", "products", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "products_resend_failed_items: 0 entities") {
+		t.Fatalf("retry:\n%s", out)
+	}
+	code, out, _ = run(t, nil, "feeds", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "catalog_product_entity") {
+		t.Fatalf("feeds:\n%s", out)
+	}
+	for _, secret := range []string{srv.CDCPassword} {
+		if strings.Contains(out+errOut, secret) {
+			t.Fatal("a secret was printed")
+		}
+	}
+}
+
+// TestCheckFailsWithExitCode1 points check at a port where nothing listens.
+func TestCheckFailsWithExitCode1(t *testing.T) {
+	cfg := writeConfig(t, "")
+	b, _ := os.ReadFile(cfg)
+	b = bytes.Replace(b, []byte(fmt.Sprintf("port: %d", srv.Port)), []byte("port: 1"), 1)
+	os.WriteFile(cfg, b, 0o600)
+	code, out, _ := run(t, nil, "check", "-c", cfg)
+	if code != 1 || !strings.Contains(out, "FAIL  connection") || !strings.Contains(out, "fix:") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestDemoShowsFeedsFlowing runs the README's demo command for a short
+// while and checks that it full-synced and streamed a live workload.
+func TestDemoShowsFeedsFlowing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	code, out, errOut := run(t, nil, "demo", "--dir", dir, "--profile", "tiny", "--duration", "25s", "--rate", "50")
+	if code != 0 {
+		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"full sync done", "a products item", "applying a live workload", "dashboard http://127.0.0.1:", "stopped"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("demo left %s behind", dir)
+	}
+}
