@@ -223,3 +223,51 @@ func TestScopesAndGeneratedAttributesMatchTheDatabase(t *testing.T) {
 		t.Errorf("price scope %s after loading a website-price profile", attrs["price"].Scope)
 	}
 }
+
+// TestEdgeProfiles loads profiles with parts missing (no configurables, no
+// categories, no generated attributes, one website per product, global
+// price, no overrides; or only configurables) and runs the workload on them.
+func TestEdgeProfiles(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bare := Tiny()
+	bare.Name = "bare"
+	bare.Websites, bare.StoreViews = 3, 3
+	bare.ConfigurableProducts, bare.Categories, bare.AttributeSets = 0, 0, 0
+	bare.AssignAllWebsites, bare.PriceScope = false, ScopeGlobal
+	bare.NameOverrideFraction, bare.DescriptionOverrideFraction, bare.StatusOverrideFraction = 0, 0, 0
+	bare.PriceOverrideFraction, bare.OptionLabelFraction, bare.PermissionFraction = 0, 0, 0
+	db, st := loadProfile(t, bare, 2)
+	checkConsistency(t, db)
+	if st.Tables["catalog_product_website"] != 60 || count(t, db, "SELECT COUNT(DISTINCT website_id) FROM catalog_product_website") != 3 {
+		t.Errorf("one website per product, round-robin: %d rows", st.Tables["catalog_product_website"])
+	}
+	for _, q := range []string{"catalog_product_entity_varchar WHERE store_id > 0", "catalog_product_super_link",
+		"eav_attribute_option", "catalog_category_product", "magento_catalogpermissions_index_product"} {
+		if n := count(t, db, "SELECT COUNT(*) FROM "+q); n != 0 {
+			t.Errorf("%s: %d rows, want none", q, n)
+		}
+	}
+	if n := count(t, db, "SELECT is_global FROM catalog_eav_attribute WHERE attribute_id = ?", AttrPrice); n != int64(ScopeGlobal) {
+		t.Errorf("price is_global %d", n)
+	}
+	w := NewWorkload(db, 4, WorkloadOptions{})
+	if _, err := w.Run(ctx, 150, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Global price: a change from a store view lands on store 0 only.
+	if n := count(t, db, "SELECT COUNT(*) FROM catalog_product_entity_decimal WHERE store_id > 0"); n != 0 {
+		t.Errorf("%d store-level price rows under global price scope", n)
+	}
+	checkConsistency(t, db)
+
+	only := Tiny()
+	only.Name = "configurables"
+	only.SimpleProducts = 0
+	db2, _ := loadProfile(t, only, 3)
+	checkConsistency(t, db2)
+	if _, err := NewWorkload(db2, 5, WorkloadOptions{}).Run(ctx, 100, 0); err != nil {
+		t.Fatal(err)
+	}
+	checkConsistency(t, db2)
+}

@@ -926,10 +926,7 @@ func (w *Workload) relinkRemove(ctx context.Context, t *tx) (Kind, error) {
 		return KindRelinkRemove, err
 	}
 	if parent == 0 {
-		if err := w.createConfigurable(ctx, t); err != nil {
-			return KindCreateConfigurable, err
-		}
-		return KindCreateConfigurable, nil
+		return w.change(ctx, t, KindCreateConfigurable)
 	}
 	var linkID, child uint32
 	if err := t.QueryRowContext(ctx, "SELECT link_id, product_id FROM catalog_product_super_link WHERE parent_id = ? ORDER BY link_id LIMIT 1", parent).Scan(&linkID, &child); err != nil {
@@ -971,10 +968,7 @@ func (w *Workload) relinkAdd(ctx context.Context, t *tx) (Kind, error) {
 		return KindRelinkAdd, err
 	}
 	if parent == 0 || len(w.colorOpts) == 0 || len(w.sizeOpts) == 0 {
-		if err := w.createConfigurable(ctx, t); err != nil {
-			return KindCreateConfigurable, err
-		}
-		return KindCreateConfigurable, nil
+		return w.change(ctx, t, KindCreateConfigurable)
 	}
 	w.seq++
 	color, size := w.colorOpts[w.rng.IntN(len(w.colorOpts))], w.sizeOpts[w.rng.IntN(len(w.sizeOpts))]
