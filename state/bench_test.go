@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -171,7 +172,11 @@ type profileResult struct {
 	stateBytes, rawBytes       int64         // file sizes after the steady-state flushes
 	flushState, flushRaw       time.Duration // median 10k-item flush, random items
 	flushSeqState, flushSeqRaw time.Duration // median 10k-item flush, consecutive entities (resync)
-	reopen                     time.Duration // Open of the full file (rebuilds the freelist)
+	// Process CPU time (user+sys) of the same flushes: robust against other
+	// processes competing for the CPU, but without the fsync wait.
+	cpuState, cpuRaw, cpuSeqState, cpuSeqRaw time.Duration
+	loadCPUState, loadCPURaw                 time.Duration
+	reopen                                   time.Duration // Open of the full file (rebuilds the freelist)
 }
 
 // runProfile writes the whole profile into a state store and into the raw
@@ -188,31 +193,56 @@ func runProfile(b *testing.B, p profile) profileResult {
 	raw := openRaw(b, filepath.Join(dir, "raw.db"))
 	var res profileResult
 	var ids []Item // a sample of items for the steady-state flushes
-	start := time.Now()
+	var loadWall, rawWall time.Duration
+	put := func(items []Item) error {
+		return st.Update(ctx, func(tx *Tx) error { return tx.PutItems(items) })
+	}
+	// Only the writes are timed, not the generation of the items.
 	err = p.items(10_000, func(items []Item) error {
 		res.items += len(items)
 		for i := 0; i < len(items); i += 20 {
 			ids = append(ids, items[i])
 		}
-		return st.Update(ctx, func(tx *Tx) error { return tx.PutItems(items) })
+		w, c, err := timed(func() error { return put(items) })
+		loadWall += w
+		res.loadCPUState += c
+		return err
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	res.stateSecs = time.Since(start).Seconds()
-	start = time.Now()
-	if err := p.items(10_000, raw.put); err != nil {
+	err = p.items(10_000, func(items []Item) error {
+		w, c, err := timed(func() error { return raw.put(items) })
+		rawWall += w
+		res.loadCPURaw += c
+		return err
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
-	res.rawSecs = time.Since(start).Seconds()
+	res.stateSecs, res.rawSecs = loadWall.Seconds(), rawWall.Seconds()
 	res.stateLoaded = fileSize(b, filepath.Join(dir, "state.db"))
 	res.rawLoaded = fileSize(b, filepath.Join(dir, "raw.db"))
 
+	// both times one flush into the store and the same flush into the
+	// baseline, alternating.
+	var ws, wr, cs, cr []time.Duration
+	both := func(batch []Item) error {
+		w, c, err := timed(func() error { return put(batch) })
+		if err != nil {
+			return err
+		}
+		ws, cs = append(ws, w), append(cs, c)
+		w, c, err = timed(func() error { return raw.put(batch) })
+		wr, cr = append(wr, w), append(cr, c)
+		return err
+	}
+	const rounds = 9
+
 	// Steady state: flushes of 10k changed items (new hash, sent again)
-	// picked at random across feeds, alternating store and baseline.
+	// picked at random across feeds.
 	rng := rand.New(rand.NewPCG(3, 4))
-	var ds, dr []time.Duration
-	for round := range 7 {
+	for round := range rounds {
 		batch := make([]Item, 10_000)
 		for i := range batch {
 			it := ids[rng.IntN(len(ids))]
@@ -221,51 +251,30 @@ func runProfile(b *testing.B, p profile) profileResult {
 			it.SentAt = time.Now()
 			batch[i] = it
 		}
-		t0 := time.Now()
-		if err := st.Update(ctx, func(tx *Tx) error { return tx.PutItems(batch) }); err != nil {
+		if err := both(batch); err != nil {
 			b.Fatal(err)
 		}
-		ds = append(ds, time.Since(t0))
-		t0 = time.Now()
-		if err := raw.put(batch); err != nil {
-			b.Fatal(err)
-		}
-		dr = append(dr, time.Since(t0))
 	}
-	slices.Sort(ds)
-	slices.Sort(dr)
-	res.flushState, res.flushRaw = ds[len(ds)/2], dr[len(dr)/2]
+	res.flushState, res.flushRaw, res.cpuState, res.cpuRaw = median(ws), median(wr), median(cs), median(cr)
 
 	// Resync of an already synced catalog: flushes of 10k consecutive
 	// items (entity order) with changed hashes.
-	ds, dr = ds[:0], dr[:0]
+	ws, wr, cs, cr = ws[:0], wr[:0], cs[:0], cr[:0]
 	nb := 0
 	err = p.items(10_000, func(batch []Item) error {
-		if nb++; nb%3 != 0 || len(ds) == 7 {
+		if nb++; nb%3 != 0 || len(ws) == rounds {
 			return nil
 		}
 		for i := range batch {
 			batch[i].Hash = sha1hex(batch[i].ID + "resync")
 			batch[i].SentAt = time.Now()
 		}
-		t0 := time.Now()
-		if err := st.Update(ctx, func(tx *Tx) error { return tx.PutItems(batch) }); err != nil {
-			return err
-		}
-		ds = append(ds, time.Since(t0))
-		t0 = time.Now()
-		if err := raw.put(batch); err != nil {
-			return err
-		}
-		dr = append(dr, time.Since(t0))
-		return nil
+		return both(batch)
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	slices.Sort(ds)
-	slices.Sort(dr)
-	res.flushSeqState, res.flushSeqRaw = ds[len(ds)/2], dr[len(dr)/2]
+	res.flushSeqState, res.flushSeqRaw, res.cpuSeqState, res.cpuSeqRaw = median(ws), median(wr), median(cs), median(cr)
 	if err := st.Check(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -284,28 +293,48 @@ func runProfile(b *testing.B, p profile) profileResult {
 	return res
 }
 
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// timed runs f and returns its wall and CPU time.
+func timed(f func() error) (wall, cpu time.Duration, err error) {
+	c0, t0 := cpuTime(), time.Now()
+	err = f()
+	return time.Since(t0), cpuTime() - c0, err
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
 func reportProfile(b *testing.B, p profile, r profileResult) {
 	pr, va, ov, at := p.counts()
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
 	b.Logf("profile %s: %d items (products %d, variants %d, overrides %d, attributes %d)", p.name, r.items, pr, va, ov, at)
 	b.Logf("  after load: state file %.1f MiB (%.0f B/item); raw bbolt of the same bytes %.1f MiB (%.0f B/item); size ratio %.2f",
 		float64(r.stateLoaded)/(1<<20), float64(r.stateLoaded)/float64(r.items), float64(r.rawLoaded)/(1<<20), float64(r.rawLoaded)/float64(r.items),
 		float64(r.stateLoaded)/float64(r.rawLoaded))
 	b.Logf("  after the update flushes: state file %.1f MiB, raw %.1f MiB", float64(r.stateBytes)/(1<<20), float64(r.rawBytes)/(1<<20))
-	b.Logf("  initial load in 10k flushes: state %.0f items/s, raw %.0f items/s; time ratio %.2f",
-		float64(r.items)/r.stateSecs, float64(r.items)/r.rawSecs, r.stateSecs/r.rawSecs)
-	b.Logf("  10k-item flush of random items (median of 7, fsync): state %v, raw %v; ratio %.2f",
-		r.flushState.Round(time.Millisecond), r.flushRaw.Round(time.Millisecond), float64(r.flushState)/float64(r.flushRaw))
-	b.Logf("  10k-item flush of consecutive entities (resync; median of 7, fsync): state %v, raw %v; ratio %.2f",
-		r.flushSeqState.Round(time.Millisecond), r.flushSeqRaw.Round(time.Millisecond), float64(r.flushSeqState)/float64(r.flushSeqRaw))
-	b.Logf("  reopen of the full file: %v", r.reopen.Round(time.Millisecond))
+	b.Logf("  initial load in 10k flushes: state %.0f items/s (CPU %.1f µs/item), raw %.0f items/s (CPU %.1f µs/item); wall ratio %.2f, CPU ratio %.2f",
+		float64(r.items)/r.stateSecs, float64(r.loadCPUState)/1e3/float64(r.items), float64(r.items)/r.rawSecs, float64(r.loadCPURaw)/1e3/float64(r.items),
+		r.stateSecs/r.rawSecs, float64(r.loadCPUState)/float64(r.loadCPURaw))
+	b.Logf("  10k-item flush, random items (median of 9, fsync): state %s wall / %s CPU, raw %s / %s; ratios %.2f / %.2f",
+		ms(r.flushState), ms(r.cpuState), ms(r.flushRaw), ms(r.cpuRaw), float64(r.flushState)/float64(r.flushRaw), float64(r.cpuState)/float64(r.cpuRaw))
+	b.Logf("  10k-item flush, consecutive entities (resync): state %s wall / %s CPU, raw %s / %s; ratios %.2f / %.2f",
+		ms(r.flushSeqState), ms(r.cpuSeqState), ms(r.flushSeqRaw), ms(r.cpuSeqRaw), float64(r.flushSeqState)/float64(r.flushSeqRaw), float64(r.cpuSeqState)/float64(r.cpuSeqRaw))
+	b.Logf("  reopen of the full file: %s", ms(r.reopen))
 	b.ReportMetric(float64(r.stateLoaded)/(1<<20), "state-MiB")
 	b.ReportMetric(float64(r.stateLoaded)/float64(r.items), "state-B/item")
 	b.ReportMetric(float64(r.stateLoaded)/float64(r.rawLoaded), "size-ratio")
-	b.ReportMetric(float64(r.flushSeqState.Milliseconds()), "resync10k-ms")
 	b.ReportMetric(float64(r.items)/r.stateSecs, "load-items/s")
-	b.ReportMetric(r.stateSecs/r.rawSecs, "load-ratio")
-	b.ReportMetric(float64(r.flushState.Milliseconds()), "flush10k-ms")
-	b.ReportMetric(float64(r.flushState)/float64(r.flushRaw), "flush-ratio")
+	b.ReportMetric(float64(r.flushSeqState)/1e6, "resync10k-ms")
+	b.ReportMetric(float64(r.cpuSeqState)/1e6, "resync10k-cpu-ms")
+	b.ReportMetric(float64(r.flushState)/1e6, "random10k-ms")
+	b.ReportMetric(float64(r.cpuSeqState)/float64(r.cpuSeqRaw), "resync-cpu-ratio")
 }
 
 // BenchmarkProfileMedium: ~120k items (medium profile).

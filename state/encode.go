@@ -61,9 +61,7 @@ var errCorrupt = errors.New("corrupt record")
 func encodeID(dst []byte, id string) []byte {
 	if len(id) == 40 && isLowerHex(id) {
 		dst = append(dst, 1)
-		var b [20]byte
-		hex.Decode(b[:], []byte(id))
-		return append(dst, b[:]...)
+		return appendHex(dst, id)
 	}
 	dst = append(dst, 0)
 	return append(dst, id...)
@@ -134,7 +132,8 @@ func encodeItem(dst []byte, it *Item) []byte {
 	dst = appendCompact(dst, it.Hash)
 	dst = binary.AppendUvarint(dst, uint64(len(it.Identity)))
 	if len(it.Identity) > 0 {
-		keys := make([]string, 0, len(it.Identity))
+		var arr [8]string
+		keys := arr[:0]
 		for k := range it.Identity {
 			keys = append(keys, k)
 		}
@@ -153,6 +152,22 @@ func encodeItem(dst []byte, it *Item) []byte {
 	return appendCompact(dst, it.RequestID)
 }
 
+// appendHex appends the bytes of s, an even-length lower-case hex string
+// (checked by the caller).
+func appendHex(dst []byte, s string) []byte {
+	for i := 0; i+1 < len(s); i += 2 {
+		dst = append(dst, unhex(s[i])<<4|unhex(s[i+1]))
+	}
+	return dst
+}
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
+
 func isUUID(s string) bool {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return false
@@ -167,19 +182,14 @@ func appendCompact(dst []byte, s string) []byte {
 	case len(s) > 0 && len(s)%2 == 0 && isLowerHex(s):
 		dst = append(dst, 1)
 		dst = binary.AppendUvarint(dst, uint64(len(s)/2))
-		n := len(dst)
-		dst = append(dst, make([]byte, len(s)/2)...)
-		hex.Decode(dst[n:], []byte(s))
-		return dst
+		return appendHex(dst, s)
 	case isUUID(s):
 		dst = append(dst, 2)
-		var b [16]byte
-		hex.Decode(b[0:4], []byte(s[0:8]))
-		hex.Decode(b[4:6], []byte(s[9:13]))
-		hex.Decode(b[6:8], []byte(s[14:18]))
-		hex.Decode(b[8:10], []byte(s[19:23]))
-		hex.Decode(b[10:16], []byte(s[24:36]))
-		return append(dst, b[:]...)
+		dst = appendHex(dst, s[0:8])
+		dst = appendHex(dst, s[9:13])
+		dst = appendHex(dst, s[14:18])
+		dst = appendHex(dst, s[19:23])
+		return appendHex(dst, s[24:36])
 	}
 	dst = append(dst, 0)
 	return appendBytes(dst, s)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -803,5 +804,54 @@ func TestFeedLockOfKilledProcessIsTakenOver(t *testing.T) {
 	}
 	if locks, _ := st.FeedLocks(ctx); len(locks) != 0 {
 		t.Fatalf("lock after release: %+v", locks)
+	}
+}
+
+func TestItemEncodingRoundTripsRandomItems(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	pick := func(opts ...string) string { return opts[rng.IntN(len(opts))] }
+	for n := range 400 {
+		it := Item{
+			Feed:      "f",
+			ID:        pick(sha1hex(strconv.Itoa(n)), "id-"+strconv.Itoa(n), strings.ToUpper(sha1hex(strconv.Itoa(n)))),
+			EntityKey: pick("", "1", strconv.Itoa(n), "a\x00b"),
+			Hash:      pick("", sha1hex("h"), "abc", "0", "ABCD", "8f14e45f-ceea-467a-9575-7f1c1b0e0b8a"),
+			Status:    rng.IntN(1000) - 500,
+			Attempts:  rng.IntN(100),
+			LastError: pick("", "boom", strings.Repeat("x", 300)),
+			RequestID: pick("", "8f14e45f-ceea-467a-9575-7f1c1b0e0b8a", "8f14e45f-ceea-467a-9575-7f1c1b0e0b8", "ab", "r-1"),
+			Deleted:   rng.IntN(2) == 0,
+			Attention: rng.IntN(2) == 0,
+		}
+		if rng.IntN(2) == 0 {
+			it.ModifiedAt = time.UnixMicro(rng.Int64N(1 << 52)).UTC()
+			it.NextAttempt = time.UnixMicro(rng.Int64N(1 << 52)).UTC()
+		}
+		if k := rng.IntN(12); k > 0 {
+			it.Identity = map[string]string{}
+			for j := range k {
+				it.Identity[pick("sku", "storeViewCode", "x"+strconv.Itoa(j), "id", "")] = pick("", "v", strconv.Itoa(j))
+			}
+		}
+		v := encodeItem(nil, &it)
+		idk := encodeID(nil, it.ID)
+		id, err := decodeID(idk)
+		if err != nil || id != it.ID {
+			t.Fatalf("id %q -> %q (%v)", it.ID, id, err)
+		}
+		got, err := decodeItem(it.Feed, it.ID, it.EntityKey, v)
+		if err != nil {
+			t.Fatalf("item %d: %v", n, err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(it) {
+			t.Fatalf("item %d:\n got %+v\nwant %+v", n, got, it)
+		}
+		for cut := range len(v) {
+			if _, err := decodeItem("f", "x", "", v[:cut]); err == nil && cut < len(v) {
+				// A truncated record must not decode silently unless the
+				// cut falls where trailing fields are optional — none are.
+				t.Fatalf("item %d: truncated at %d of %d decoded without error", n, cut, len(v))
+			}
+		}
 	}
 }
