@@ -208,28 +208,31 @@ func (t *Tx) PutItems(items []Item) error {
 		failedOld, statusOld := false, false
 		var oldNext int64
 		var oldStatus int
-		oldEK, oldIK, old := t.lookup(fb, idk)
-		switch {
-		case oldEK == nil:
+		// Most writes update an item under the same entity: find it by its
+		// item key first and consult the id index only when that misses
+		// (a new item, or one whose entity key changed).
+		old := fb.items.Get(itemKey(t.kbuf2[:0], it.EntityKey, idk))
+		if old == nil {
+			oldEK, oldIK, ov := t.lookup(fb, idk)
+			if oldEK != nil {
+				if ov == nil {
+					return t.missing(fb, "id index", idk)
+				}
+				if err := fb.items.Delete(oldIK); err != nil {
+					return err
+				}
+				old = ov
+			}
 			if err := fb.byID.Put(idk, t.keep([]byte(it.EntityKey))); err != nil {
 				return err
 			}
-		case old == nil:
-			return t.missing(fb, "id index", idk)
-		default:
+		}
+		if old != nil {
 			h, _, err := decodeHead(old)
 			if err != nil {
 				return fmt.Errorf("state: feed %q item %s: %w", it.Feed, it.ID, err)
 			}
 			fb.delta.add(contribution(h.Status, h.Deleted, h.Attention), -1)
-			if string(oldEK) != it.EntityKey {
-				if err := fb.items.Delete(oldIK); err != nil {
-					return err
-				}
-				if err := fb.byID.Put(idk, t.keep([]byte(it.EntityKey))); err != nil {
-					return err
-				}
-			}
 			failedOld, oldNext = inFailedIndex(h.Status, h.Attention), h.NextAttempt
 			statusOld, oldStatus = inStatusIndex(h.Status), h.Status
 		}
