@@ -2,8 +2,8 @@
 // (or per raw topic), for debugging, audits and the embedded demo.
 //
 // Invariants:
-//   - One line per record: the item JSON (compacted if it spanned lines), or
-//     with envelope on, {"feed","topic","id","key","hash","op","position",
+//   - One line per record: the item JSON as given (compacted, and so
+//     validated, only if it spans lines), or with envelope on (validated), {"feed","topic","id","key","hash","op","position",
 //     "value"}. Tombstones are acknowledged without a line (with envelope on
 //     they are written with "value": null).
 //   - A record is OK only after its line is written and, with fsync on (the
@@ -56,6 +56,7 @@ type Sink struct {
 	log *slog.Logger
 
 	health sink.Health
+	names  sync.Map // nameKey -> stream name
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -102,6 +103,10 @@ func (s *Sink) Name() string { return s.cfg.Name }
 // StreamName is the file base name (without .jsonl) a record goes to: its
 // topic with placeholders filled in, or else its feed.
 func (s *Sink) StreamName(r *sink.Record) string {
+	key := nameKey{r.Topic, r.Feed}
+	if v, ok := s.names.Load(key); ok {
+		return v.(string)
+	}
 	n := r.Topic
 	if n == "" {
 		n = r.Feed
@@ -109,8 +114,12 @@ func (s *Sink) StreamName(r *sink.Record) string {
 	if strings.Contains(n, "{") {
 		n = strings.NewReplacer("{prefix}", s.cfg.TopicPrefix, "{feed}", r.Feed, "{name}", s.cfg.ConnectorName).Replace(n)
 	}
-	return sanitize(strings.Trim(n, "."))
+	n = sanitize(strings.Trim(n, "."))
+	s.names.Store(key, n)
+	return n
 }
+
+type nameKey struct{ topic, feed string }
 
 func sanitize(n string) string {
 	b := []byte(n)
@@ -142,33 +151,26 @@ type envelope struct {
 	Value    json.RawMessage `json:"value"`
 }
 
-// line renders one record, or returns nil for a tombstone without envelope.
+// line renders one record without its newline, or returns nil for a
+// tombstone without envelope. The value is written as given (it comes from
+// feedcdc's JSON encoders); only a value spanning several lines is
+// compacted, which also validates it.
 func (s *Sink) line(r *sink.Record) ([]byte, error) {
 	v := r.Value
-	if v != nil && !json.Valid(v) {
-		return nil, errors.New("not valid JSON")
-	}
 	if v != nil && bytes.IndexByte(v, '\n') >= 0 {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, v); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("value spans lines and is not valid JSON: %w", err)
 		}
 		v = buf.Bytes()
 	}
 	if !s.cfg.Envelope {
-		if v == nil {
-			return nil, nil
-		}
-		return append(append(make([]byte, 0, len(v)+1), v...), '\n'), nil
+		return v, nil
 	}
 	if v == nil {
 		v = json.RawMessage("null")
 	}
-	b, err := json.Marshal(envelope{Feed: r.Feed, Topic: r.Topic, ID: r.ID, Key: string(r.Key), Hash: r.Hash, Op: r.Op, Position: r.Position, Value: v})
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
+	return json.Marshal(envelope{Feed: r.Feed, Topic: r.Topic, ID: r.ID, Key: string(r.Key), Hash: r.Hash, Op: r.Op, Position: r.Position, Value: v})
 }
 
 // Send implements sink.Sink.
@@ -229,7 +231,14 @@ func (s *Sink) writeStream(name string, recs []sink.Record, idx []int, results [
 		fail(0, err, "OPEN")
 		return
 	}
-	var buf []byte
+	size := 0
+	for _, i := range idx {
+		size += len(recs[i].Value) + 1
+		if s.cfg.Envelope {
+			size += 128 + len(recs[i].Key) + len(recs[i].ID) + len(recs[i].Hash) + len(recs[i].Position) + len(recs[i].Topic)
+		}
+	}
+	buf := make([]byte, 0, min(size, int(min(s.cfg.MaxSize, 64<<20))))
 	flushed := 0 // records of idx whose lines are in the file (not yet synced)
 	write := func(upTo int) error {
 		if len(buf) == 0 {
@@ -258,7 +267,7 @@ func (s *Sink) writeStream(name string, recs []sink.Record, idx []int, results [
 		if line == nil {
 			continue // tombstone
 		}
-		if st.size+int64(len(buf))+int64(len(line)) > s.cfg.MaxSize && st.size+int64(len(buf)) > 0 {
+		if st.size+int64(len(buf))+int64(len(line))+1 > s.cfg.MaxSize && st.size+int64(len(buf)) > 0 {
 			if err := write(j); err != nil {
 				fail(flushed, err, "WRITE")
 				return
@@ -268,7 +277,7 @@ func (s *Sink) writeStream(name string, recs []sink.Record, idx []int, results [
 				return
 			}
 		}
-		buf = append(buf, line...)
+		buf = append(append(buf, line...), '\n')
 	}
 	if err := write(len(idx)); err != nil {
 		fail(flushed, err, "WRITE")

@@ -49,7 +49,7 @@ func TestWritesLinesPerFeedAndTopic(t *testing.T) {
 		rec("variants", "v"),
 		{Feed: "raw", Topic: "{prefix}.raw.db.catalog_product_entity", Value: []byte(`{"op":"c"}`)},
 		{Feed: "products", Value: nil}, // tombstone: no line
-		{Feed: "products", Value: []byte(`{"sku":`)},
+		{Feed: "products", Value: []byte("{\"sku\":\n")}, // spans lines and is not JSON
 		{Feed: "../../etc/passwd", Value: []byte(`{}`)},
 	}
 	res, err := s.Send(context.Background(), recs)
