@@ -48,7 +48,7 @@ func TestWritesLinesPerFeedAndTopic(t *testing.T) {
 		{Feed: "products", Value: []byte("{\n  \"sku\": \"pretty\"\n}")},
 		rec("variants", "v"),
 		{Feed: "raw", Topic: "{prefix}.raw.db.catalog_product_entity", Value: []byte(`{"op":"c"}`)},
-		{Feed: "products", Value: nil}, // tombstone: no line
+		{Feed: "products", Value: nil},                   // tombstone: no line
 		{Feed: "products", Value: []byte("{\"sku\":\n")}, // spans lines and is not JSON
 		{Feed: "../../etc/passwd", Value: []byte(`{}`)},
 	}
