@@ -3,13 +3,16 @@ package feeds
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,16 +178,19 @@ func BenchmarkFullBuild(b *testing.B) {
 	b.ResetTimer()
 	var items map[string][]Item
 	var buildDur, dumpDur time.Duration
+	var buildCPU, buildSrvCPU, dumpCPU, dumpSrvCPU time.Duration
 	var dumpBytes int64
 	for i := 0; i < b.N; i++ {
-		start := time.Now()
+		start, cpu0, srv0 := time.Now(), selfCPU(), serverCPU()
 		items, err = fullBuild(ctx, reg, batch, workers)
 		if err != nil {
 			b.Fatal(err)
 		}
 		buildDur += time.Since(start)
+		buildCPU += selfCPU() - cpu0
+		buildSrvCPU += serverCPU() - srv0
 
-		start = time.Now()
+		start, srv0 = time.Now(), serverCPU()
 		args := []string{"--protocol=tcp", "-h", srv.Host, "-P", strconv.Itoa(srv.Port), "-u", srv.AdminUser}
 		if srv.AdminPassword != "" {
 			args = append(args, "-p"+srv.AdminPassword)
@@ -198,6 +204,8 @@ func BenchmarkFullBuild(b *testing.B) {
 			b.Fatalf("mariadb-dump: %v", err)
 		}
 		dumpDur += time.Since(start)
+		dumpSrvCPU += serverCPU() - srv0
+		dumpCPU += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		dumpBytes += cw.n
 	}
 	b.StopTimer()
@@ -220,6 +228,43 @@ func BenchmarkFullBuild(b *testing.B) {
 	b.Logf("full build: %d items in %s = %.0f items/s (products %.0f items/s)", total, (buildDur / time.Duration(b.N)).Round(time.Millisecond), itemsPerSec, productsPerSec)
 	b.Logf("mariadb-dump of the %d source tables: %d rows, %d bytes in %s = %.0f rows/s", len(tables), rows, dumpBytes/int64(b.N), (dumpDur / time.Duration(b.N)).Round(time.Millisecond), rowsPerSec)
 	b.Logf("build time / dump time = %.2f", buildDur.Seconds()/dumpDur.Seconds())
+	if srv.PID() > 0 {
+		b.Logf("CPU: build %s client + %s server = %.0f items per CPU-second; dump %s client + %s server = %.0f rows per CPU-second",
+			buildCPU/time.Duration(b.N), buildSrvCPU/time.Duration(b.N), float64(total)*n/(buildCPU+buildSrvCPU).Seconds(),
+			dumpCPU/time.Duration(b.N), dumpSrvCPU/time.Duration(b.N), float64(rows)*n/(dumpCPU+dumpSrvCPU).Seconds())
+	}
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// serverCPU is the private mariadbd's user+system CPU time (0 for an
+// external server).
+func serverCPU() time.Duration {
+	pid := srv.PID()
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the ")" of the command name; utime and stime are the
+	// 14th and 15th fields of the whole line, in clock ticks (100 Hz).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 type countWriter struct{ n int64 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -57,16 +58,27 @@ func HashJSON(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// timesRoom is the spare capacity canonical leaves for appendTimes.
+const timesRoom = 80
+
 // canonical marshals v (a struct with a fixed field order) without HTML
-// escaping and without the trailing newline json.Encoder adds.
+// escaping and without the trailing newline json.Encoder adds. The result
+// has room for appendTimes.
 func canonical(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	b := bytes.TrimRight(buf.Bytes(), "\n")
+	out := make([]byte, len(b), len(b)+timesRoom)
+	copy(out, b)
+	return out, nil
 }
 
 // timeFormat is how feeds format timestamps: UTC, "2006-01-02 15:04:05"
@@ -79,9 +91,14 @@ func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
 // contain updatedAt or modifiedAt: the hash is taken over that JSON, then
 // updatedAt (if non-empty) and modifiedAt are appended as the last fields.
 func newItem(feed, entityKey string, identityFields []string, identity map[string]string, payload any, updatedAt, modifiedAt string) (Item, error) {
-	body, err := canonical(payload)
-	if err != nil {
-		return Item{}, fmt.Errorf("%s: encode item of entity %s: %w", feed, entityKey, err)
+	var body []byte
+	if a, ok := payload.(jsonAppender); ok {
+		body = a.appendJSON(make([]byte, 0, 2048))
+	} else {
+		var err error
+		if body, err = canonical(payload); err != nil {
+			return Item{}, fmt.Errorf("%s: encode item of entity %s: %w", feed, entityKey, err)
+		}
 	}
 	vals := make([]string, len(identityFields))
 	for i, f := range identityFields {
@@ -92,23 +109,28 @@ func newItem(feed, entityKey string, identityFields []string, identity map[strin
 	return it, nil
 }
 
+// appendTimes appends updatedAt (if non-empty) and modifiedAt as the last
+// fields of a JSON object; it reuses body's spare capacity (body must not be
+// used afterwards). Timestamps are formatTime output: no escaping needed.
 func appendTimes(body []byte, updatedAt, modifiedAt string) []byte {
-	out := make([]byte, 0, len(body)+64)
-	out = append(out, body[:len(body)-1]...) // drop the closing brace
-	sep := func() {
-		if len(out) > 1 {
+	out := body[:len(body)-1] // drop the closing brace
+	open := len(out) == 1
+	add := func(name, v string) {
+		if !open {
 			out = append(out, ',')
 		}
+		open = false
+		out = append(out, '"')
+		out = append(out, name...)
+		out = append(out, `":"`...)
+		out = append(out, v...)
+		out = append(out, '"')
 	}
 	if updatedAt != "" {
-		sep()
-		out = append(out, `"updatedAt":`...)
-		out = strconv.AppendQuote(out, updatedAt)
+		add("updatedAt", updatedAt)
 	}
 	if modifiedAt != "" {
-		sep()
-		out = append(out, `"modifiedAt":`...)
-		out = strconv.AppendQuote(out, modifiedAt)
+		add("modifiedAt", modifiedAt)
 	}
 	return append(out, '}')
 }

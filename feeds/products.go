@@ -218,7 +218,7 @@ type productRow struct {
 	createdAt int64
 	updatedAt int64
 	websites  []uint64
-	values    map[uint64]map[uint64]sql.NullString // attribute -> store -> value
+	vals      []eavVal // sorted by attribute, then store, after load
 	cats      []categoryRef
 	parents   []parentRef
 	stock     *stockRow
@@ -368,7 +368,7 @@ func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]
 	var order []*productRow
 	err := query(ctx, db, `SELECT entity_id, sku, type_id, UNIX_TIMESTAMP(created_at), UNIX_TIMESTAMP(updated_at)
 		FROM catalog_product_entity WHERE entity_id IN (`+in+`) ORDER BY entity_id`, args, func(r *sql.Rows) error {
-		pr := &productRow{values: map[uint64]map[uint64]sql.NullString{}}
+		pr := &productRow{}
 		var sku sql.NullString
 		var ca, ua sql.NullInt64
 		if err := r.Scan(&pr.id, &sku, &pr.typ, &ca, &ua); err != nil {
@@ -421,16 +421,17 @@ func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]
 			if pr == nil || !want[aid] {
 				return nil
 			}
-			m := pr.values[aid]
-			if m == nil {
-				m = map[uint64]sql.NullString{}
-				pr.values[aid] = m
-			}
-			m[sid] = v
+			pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: v})
 			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("products: read attribute values: %w", err)
+		}
+		for _, pr := range order {
+			sort.Slice(pr.vals, func(i, j int) bool {
+				a, b := pr.vals[i], pr.vals[j]
+				return a.attr < b.attr || a.attr == b.attr && a.store < b.store
+			})
 		}
 	}
 	err = query(ctx, db, `SELECT cp.product_id, cp.category_id, cp.position, COALESCE(ce.path, '')
@@ -498,29 +499,40 @@ func query(ctx context.Context, db *sql.DB, q string, args []any, fn func(*sql.R
 	return rows.Err()
 }
 
+// eavVal is one value row of a product.
+type eavVal struct {
+	attr, store uint64
+	v           sql.NullString
+}
+
 // resolve returns the attribute's value for a store view: the store row
 // (even when its value is NULL) over the store-0 row.
-func resolve(m map[uint64]sql.NullString, store uint64) (sql.NullString, bool) {
-	if v, ok := m[store]; ok {
-		return v, true
+func (pr *productRow) resolve(attr, store uint64) (sql.NullString, bool) {
+	i := sort.Search(len(pr.vals), func(i int) bool { return pr.vals[i].attr >= attr })
+	var def sql.NullString
+	found := false
+	for ; i < len(pr.vals) && pr.vals[i].attr == attr; i++ {
+		switch pr.vals[i].store {
+		case store:
+			return pr.vals[i].v, true
+		case 0:
+			def, found = pr.vals[i].v, true
+		}
 	}
-	v, ok := m[0]
-	return v, ok
+	return def, found
 }
 
 func (p *products) items(ctx context.Context, rows []*productRow, stores []storeView, attrs map[uint64]*attrMeta, byCode map[string]*attrMeta, modifiedAt string) ([]Item, error) {
 	// Option labels of every select/multiselect value in the chunk.
 	optSet := map[uint64]bool{}
 	for _, pr := range rows {
-		for aid, m := range pr.values {
-			a := attrs[aid]
+		for _, ev := range pr.vals {
+			a := attrs[ev.attr]
 			if a == nil || !a.usesOptions() || !(a.UserDefined || systemAttributes[a.Code]) {
 				continue
 			}
-			for _, v := range m {
-				for _, id := range optionIDs(v) {
-					optSet[id] = true
-				}
+			for _, id := range optionIDs(ev.v) {
+				optSet[id] = true
 			}
 		}
 	}
@@ -566,8 +578,11 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 		})
 		// The product's attributes listed in attributes[], sorted by code.
 		var listed []*attrMeta
-		for aid := range pr.values {
-			if a := attrs[aid]; isListed(a) {
+		for i, ev := range pr.vals {
+			if i > 0 && pr.vals[i-1].attr == ev.attr {
+				continue
+			}
+			if a := attrs[ev.attr]; isListed(a) {
 				listed = append(listed, a)
 			}
 		}
@@ -591,7 +606,7 @@ func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta
 		if a == nil {
 			return sql.NullString{}, false
 		}
-		return resolve(pr.values[a.ID], s.ID)
+		return pr.resolve(a.ID, s.ID)
 	}
 	str := func(code string) *string {
 		v, ok := get(code)
@@ -659,7 +674,7 @@ func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta
 	pl.Displayable = enabled && visible
 	pl.Buyable = enabled && pl.InStock
 	for _, a := range listed {
-		v, ok := resolve(pr.values[a.ID], s.ID)
+		v, ok := pr.resolve(a.ID, s.ID)
 		if !ok || !v.Valid {
 			continue
 		}
@@ -691,7 +706,7 @@ func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta
 		"sku": pr.sku, "storeViewCode": s.Code, "productId": strconv.FormatUint(pr.id, 10),
 		"storeCode": s.GroupCode, "websiteCode": s.WebsiteCode,
 	}
-	return newItem(p.Name(), strconv.FormatUint(pr.id, 10), p.IdentityFields(), ident, pl, formatTime(time.Unix(pr.updatedAt, 0)), modifiedAt)
+	return newItem(p.Name(), strconv.FormatUint(pr.id, 10), p.IdentityFields(), ident, &pl, formatTime(time.Unix(pr.updatedAt, 0)), modifiedAt)
 }
 
 func nonNil[T any](s []T) []T {
