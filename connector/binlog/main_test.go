@@ -15,7 +15,20 @@ import (
 
 var srv *mysqltest.Server
 
-func TestMain(m *testing.M) { os.Exit(mysqltest.Main(m, mysqltest.Options{}, &srv)) }
+func TestMain(m *testing.M) {
+	// A private tmpdir: something on this machine removes files from /tmp,
+	// which breaks the server's internal temporary tables.
+	tmp, err := os.MkdirTemp("", "binlog-test-tmpdir-")
+	if err != nil {
+		panic(err)
+	}
+	code := mysqltest.Main(m, mysqltest.Options{Args: []string{"--tmpdir=" + tmp}}, &srv)
+	_ = os.RemoveAll(tmp)
+	os.Exit(code)
+}
+
+// privateTmp is a --tmpdir flag for extra servers (see TestMain).
+func privateTmp(t *testing.T) string { return "--tmpdir=" + t.TempDir() }
 
 // collector is a Handler that records everything it is given.
 type collector struct {

@@ -52,7 +52,8 @@ func lastEnd(col *collector) change.TxEnd {
 // the connector restarts from its last TxEnd (GTID) and continues exactly
 // after it.
 func TestLiveReconnectAndResumeByGTID(t *testing.T) {
-	s := startPrivate(t, mysqltest.Options{})
+	opts := mysqltest.Options{Args: []string{privateTmp(t)}}
+	s := startPrivate(t, opts)
 	db := s.NewDatabase(t, "resume")
 	s.Exec(t, db, "CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR(20))")
 	insert := func(from, to int64) {
@@ -83,7 +84,7 @@ func TestLiveReconnectAndResumeByGTID(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the source sees the connection drop and backs off
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.Restart(ctx, mysqltest.Options{}); err != nil {
+	if err := s.Restart(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
 	insert(6, 8)
@@ -154,7 +155,7 @@ func TestLiveFilePosResume(t *testing.T) {
 // TestLivePurgedPosition: a resume position whose binlog was purged stops
 // with ErrPositionPurged naming the position and the remedies.
 func TestLivePurgedPosition(t *testing.T) {
-	s := startPrivate(t, mysqltest.Options{})
+	s := startPrivate(t, mysqltest.Options{Args: []string{privateTmp(t)}})
 	db := s.NewDatabase(t, "purge")
 	s.Exec(t, db, "CREATE TABLE t (id BIGINT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
 	cfg := sourceConfig(s, db+".t")

@@ -112,12 +112,12 @@ func runAlterScenario(t *testing.T, s *mysqltest.Server) {
 func TestLiveAlterFullMetadata(t *testing.T) { runAlterScenario(t, srv) }
 
 func TestLiveAlterMinimalMetadata(t *testing.T) {
-	s := startPrivate(t, mysqltest.Options{Args: []string{"--binlog-row-metadata=MINIMAL"}})
+	s := startPrivate(t, mysqltest.Options{Args: []string{privateTmp(t), "--binlog-row-metadata=MINIMAL"}})
 	runAlterScenario(t, s)
 }
 
 func TestLiveNoMetadataWithoutHistory(t *testing.T) {
-	s := startPrivate(t, mysqltest.Options{Args: []string{"--binlog-row-metadata=NO_LOG"}})
+	s := startPrivate(t, mysqltest.Options{Args: []string{privateTmp(t), "--binlog-row-metadata=NO_LOG"}})
 	db := s.NewDatabase(t, "nolog")
 	s.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := sourceConfig(s, db+".*")

@@ -543,6 +543,7 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 		DisableRetrySync:        true,
 		VerifyChecksum:          true,
 		TimestampStringLocation: time.UTC,
+		ParseTime:               true,
 		Logger:                  logger,
 		RowsEventDecodeFunc:     d.rowsDecodeFunc,
 		FillZeroLogPos:          flavor == mysql.MariaDBFlavor,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/replication"
 )
@@ -92,13 +93,19 @@ func normalize(v any, c *colInfo, zero ZeroDates) (any, error) {
 			return int64(x), nil
 		}
 	case kDate, kDatetime:
-		if s, ok := v.(string); ok {
-			if zeroDate(s) && zero != ZeroDatesString {
+		switch x := v.(type) {
+		case string:
+			if zeroDate(x) && zero != ZeroDatesString {
 				return nil, nil
 			}
-			return s, nil
+			return x, nil
+		case time.Time: // ParseTime: DATETIME(fsp) from 1970 on, already in UTC = wall clock
+			return formatDatetime(x, int(c.meta), ' ', false), nil
 		}
 	case kTimestamp:
+		if t, ok := v.(time.Time); ok {
+			return formatDatetime(t.UTC(), int(c.meta), 'T', true), nil
+		}
 		if s, ok := v.(string); ok {
 			if zeroDate(s) {
 				if zero != ZeroDatesString {
@@ -239,4 +246,48 @@ func kindName(k valueKind) string {
 		return names[k]
 	}
 	return "unknown"
+}
+
+// formatDatetime renders t as "2006-01-02 15:04:05" (sep ' ') or
+// "2006-01-02T15:04:05" plus fsp fractional digits (0-6), with a trailing
+// "Z" when utc is set. It avoids fmt/time.Format on the hot path.
+func formatDatetime(t time.Time, fsp int, sep byte, utc bool) string {
+	if fsp < 0 || fsp > 6 {
+		fsp = 0
+	}
+	var b [32]byte
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	put := func(i, v, n int) {
+		for k := n - 1; k >= 0; k-- {
+			b[i+k] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, y, 4)
+	b[4] = '-'
+	put(5, int(mo), 2)
+	b[7] = '-'
+	put(8, d, 2)
+	b[10] = sep
+	put(11, h, 2)
+	b[13] = ':'
+	put(14, mi, 2)
+	b[16] = ':'
+	put(17, s, 2)
+	n := 19
+	if fsp > 0 {
+		b[19] = '.'
+		us := t.Nanosecond() / 1000
+		for k := 0; k < 6-fsp; k++ {
+			us /= 10
+		}
+		put(20, us, fsp)
+		n = 20 + fsp
+	}
+	if utc {
+		b[n] = 'Z'
+		n++
+	}
+	return string(b[:n])
 }
