@@ -26,7 +26,12 @@ import (
 
 var srv *mysqltest.Server
 
-func TestMain(m *testing.M) { os.Exit(mysqltest.Main(m, mysqltest.Options{}, &srv)) }
+func TestMain(m *testing.M) {
+	if os.Getenv("FEEDCDC_CRASH_CHILD") != "" {
+		os.Exit(crashChild())
+	}
+	os.Exit(mysqltest.Main(m, mysqltest.Options{}, &srv))
+}
 
 // syncBuffer is a log sink safe for concurrent writes.
 type syncBuffer struct {

@@ -233,7 +233,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	datadir := filepath.Join(dir, "data")
-	inst := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+datadir, "--user=root",
+	// Every server keeps its temporary files in its own folder, never in a
+	// /tmp shared with other processes.
+	inst := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+datadir, "--tmpdir="+dir, "--user=root",
 		"--auth-root-authentication-method=normal", "--skip-test-db")
 	if out, err := inst.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("mysqltest: mariadb-install-db failed: %w\n%s", err, tail(out, 30)))
@@ -287,6 +289,7 @@ func (s *Server) launch(ctx context.Context, mariadbd string, opts Options, time
 		"--binlog-row-metadata=FULL",
 		"--gtid-strict-mode=1",
 		"--log-error=" + filepath.Join(s.Dir, "mariadbd.err"),
+		"--tmpdir=" + s.Dir,
 		"--innodb-buffer-pool-size=256M",
 		"--innodb-log-file-size=256M",
 		"--innodb-flush-log-at-trx-commit=2",

@@ -1,0 +1,278 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/config"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
+)
+
+// crashChild runs a connector from the config file named by
+// FEEDCDC_CRASH_CHILD until it is killed (or SIGTERM stops it cleanly).
+func crashChild() int {
+	cfg, err := config.Load(os.Getenv("FEEDCDC_CRASH_CHILD"), os.Environ())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	c, err := Open(ctx, cfg, OpenOptions{Command: "crash child"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	defer c.Close()
+	if err := c.Run(ctx, RunOptions{NoSchedule: true}); err != nil && ctx.Err() == nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+// TestRawStreamSurvivesSIGKILL streams a workload of single-row
+// transactions through a connector process that is killed with SIGKILL at
+// random moments and restarted: every committed change must be in Kafka,
+// in commit order per key, and duplicates may only start at a restart
+// (the unacknowledged tail replayed from the checkpoint).
+func TestRawStreamSurvivesSIGKILL(t *testing.T) {
+	txs, kills := 20000, 10
+	if v := os.Getenv("FEEDCDC_CRASH_TXS"); v != "" {
+		txs, _ = strconv.Atoi(v)
+	}
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "crash")
+	admin := srv.Admin(t, db)
+	if _, err := admin.Exec("CREATE TABLE counters (id INT PRIMARY KEY, v INT NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	var start string
+	if err := admin.QueryRow("SELECT @@gtid_binlog_pos").Scan(&start); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	y := fmt.Sprintf(`name: crash
+source:
+  host: 127.0.0.1
+  port: %d
+  user: %s
+  password_env: CRASH_SOURCE_PASSWORD
+  server_id: 6100001
+  heartbeat: 1s
+  read_timeout: 10s
+  start_position: "gtid:%s"
+  include_tables: ["%s.counters"]
+state:
+  path: %s
+feeds:
+  database: %s
+  products: {enabled: false}
+  productAttributes: {enabled: false}
+  variants: {enabled: false}
+  productOverrides: {enabled: false}
+raw:
+  enabled: true
+  tombstones: false
+sinks:
+  kafka:
+    type: kafka
+    kafka:
+      brokers: ["%s"]
+      topic_prefix: crash
+      partitions: 1
+      linger: 2ms
+telemetry: {listen: ""}
+dashboard: {enabled: false}
+log: {format: json, level: warn}
+`, srv.Port, srv.CDCUser, start, db, filepath.Join(dir, "state.db"), db, kafka.Addr())
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(cfgPath, []string{"CRASH_SOURCE_PASSWORD=x"}); err != nil {
+		t.Fatal(err)
+	}
+	startChild := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "CRASH_SOURCE_PASSWORD="+srv.CDCPassword)
+		cmd.Stderr = &prefixWriter{t: t}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	// The workload: txs single-row transactions over 300 keys, each bumping
+	// the key's version, so that Kafka must hold versions 1..n of every key.
+	const keys = 300
+	var done atomic.Int64
+	wlErr := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewPCG(1, 2))
+		// Paced to span the kills (about 2 s each, plus restarts).
+		pace := time.Duration(float64(kills) * 2.6 * float64(time.Second) / float64(txs))
+		t0 := time.Now()
+		for i := 0; i < txs; i++ {
+			if d := time.Until(t0.Add(time.Duration(i) * pace)); d > 0 {
+				time.Sleep(d)
+			}
+			k := rng.IntN(keys)
+			if _, err := admin.Exec("INSERT INTO counters (id, v) VALUES (?, 1) ON DUPLICATE KEY UPDATE v = v + 1", k); err != nil {
+				wlErr <- err
+				return
+			}
+			done.Add(1)
+		}
+		wlErr <- nil
+	}()
+	rng := rand.New(rand.NewPCG(3, 4))
+	killed := 0
+	var wlDone error
+	finished := false
+	for killed < kills || !finished {
+		if !finished {
+			select {
+			case wlDone = <-wlErr:
+				finished = true
+				if wlDone != nil {
+					t.Fatalf("workload: %v\nserver log:\n%s", wlDone, srv.ErrorLogTail(30))
+				}
+			default:
+			}
+		}
+		child := startChild()
+		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
+		_ = child.Process.Kill() // SIGKILL
+		_ = child.Wait()
+		killed++
+		inKafka := 0
+		if recs, err := kafka.ReadAll(ctx, "crash."+db+".counters"); err == nil {
+			inKafka = len(recs)
+		}
+		t.Logf("kill %d: %d transactions committed, %d records in Kafka", killed, done.Load(), inKafka)
+	}
+	// Expected final version per key.
+	want := map[int]int{}
+	rows, err := admin.Query("SELECT id, v FROM counters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, v int
+		rows.Scan(&id, &v)
+		want[id] = v
+	}
+	rows.Close()
+	// A last run catches up (every key's final version in Kafka), then
+	// stops cleanly.
+	child := startChild()
+	topic := "crash." + db + ".counters"
+	var recs []kafkatest.Record
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var err error
+		recs, err = kafka.ReadAll(ctx, topic)
+		if err == nil && caughtUp(recs, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			child.Wait()
+			t.Fatalf("not caught up after 3 minutes (%d records, err %v)", len(recs), err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clean stop: %v", err)
+	}
+	recs, err = kafka.ReadAll(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[int][]int{}
+	for _, r := range recs {
+		var env envelope
+		if err := json.Unmarshal(r.Value, &env); err != nil {
+			t.Fatalf("bad envelope %s: %v", r.Value, err)
+		}
+		seqs[env.After.ID] = append(seqs[env.After.ID], env.After.V)
+	}
+	var total, dups, replays int
+	for id, n := range want {
+		seq := seqs[id]
+		seen := make([]bool, n+1)
+		next := 1
+		for i, v := range seq {
+			total++
+			if i > 0 && v <= seq[i-1] {
+				replays++ // a replay from a checkpoint starts here
+			}
+			if v < 1 || v > n {
+				t.Fatalf("key %d: version %d out of range 1..%d", id, v, n)
+			}
+			if seen[v] {
+				dups++
+				continue
+			}
+			if v != next {
+				t.Fatalf("key %d: version %d first seen before %d (commit order broken): %v", id, v, next, seq)
+			}
+			seen[v] = true
+			next++
+		}
+		if next != n+1 {
+			t.Fatalf("key %d: versions up to %d delivered, %d committed (lost changes)", id, next-1, n)
+		}
+	}
+	if replays > (kills+1)*keys {
+		t.Fatalf("%d replays for %d restarts", replays, kills+1)
+	}
+	t.Logf("%d transactions, %d kills: %d records in Kafka, %d duplicates (%.1f%%), %d replay starts",
+		txs, kills, total, dups, 100*float64(dups)/float64(total), replays)
+}
+
+type envelope struct {
+	After struct {
+		ID int `json:"id"`
+		V  int `json:"v"`
+	} `json:"after"`
+}
+
+// caughtUp reports whether recs hold the final version of every key.
+func caughtUp(recs []kafkatest.Record, want map[int]int) bool {
+	got := map[int]int{}
+	for _, r := range recs {
+		var e envelope
+		if json.Unmarshal(r.Value, &e) == nil && e.After.V > got[e.After.ID] {
+			got[e.After.ID] = e.After.V
+		}
+	}
+	for id, v := range want {
+		if got[id] != v {
+			return false
+		}
+	}
+	return true
+}
+
+type prefixWriter struct{ t *testing.T }
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.t.Logf("child: %s", b)
+	return len(b), nil
+}
