@@ -56,18 +56,34 @@ func schemaStatements() []string {
 // categories, the default customer groups and the default stock. It fails if
 // a table already exists.
 func CreateSchema(ctx context.Context, db *sql.DB) error {
+	if err := createTables(ctx, db); err != nil {
+		return err
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("catalog: connect: %w", err)
 	}
 	defer endSession(conn) // the seed changes sql_mode
+	if err := seed(ctx, conn); err != nil {
+		return fmt.Errorf("catalog: seed: %w", err)
+	}
+	return nil
+}
+
+// createTables runs the CREATE TABLE statements in dependency order on one
+// connection. (Running them on several connections with foreign_key_checks
+// off halved the time, but a private mariadbd crashed once under it, so the
+// fixture stays with the plain, sequential DDL.)
+func createTables(ctx context.Context, db *sql.DB) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: connect: %w", err)
+	}
+	defer conn.Close()
 	for _, stmt := range schemaStatements() {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("catalog: create schema: %s: %w", firstLine(stmt), err)
 		}
-	}
-	if err := seed(ctx, conn); err != nil {
-		return fmt.Errorf("catalog: seed: %w", err)
 	}
 	return nil
 }

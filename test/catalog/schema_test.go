@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,6 +27,15 @@ func TestCreateSchemaSeedsFreshInstall(t *testing.T) {
 	}
 	if n := len(Tables()); n < 30 {
 		t.Errorf("only %d tables", n)
+	}
+	// Every foreign key exists and cascades.
+	var fks int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS
+		WHERE CONSTRAINT_SCHEMA = DATABASE() AND DELETE_RULE = 'CASCADE'`).Scan(&fks); err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Count(SchemaSQL(), "FOREIGN KEY"); fks != want || want < 30 {
+		t.Errorf("%d cascading foreign keys in the database, %d in schema.sql", fks, want)
 	}
 	// Admin store 0 and default store 1 exist.
 	var code string
