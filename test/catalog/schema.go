@@ -72,8 +72,9 @@ func CreateSchema(ctx context.Context, db *sql.DB) error {
 
 // createTables runs the CREATE TABLE statements in dependency order on one
 // connection. (Running them on several connections with foreign_key_checks
-// off halved the time, but a private mariadbd crashed once under it, so the
-// fixture stays with the plain, sequential DDL.)
+// off halved the time, but a private mariadbd crashed once in a test run
+// while that was in use, cause not established, so the fixture keeps the
+// plain, sequential DDL.)
 func createTables(ctx context.Context, db *sql.DB) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
