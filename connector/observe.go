@@ -59,10 +59,61 @@ func (o MetricsObserver) Queue(batches int, bytes int64) {
 	o.M.Queue("export").Depth(int64(batches), bytes)
 }
 
-// SourceEvent implements Observer: a change read from the binlog.
-func (o MetricsObserver) SourceEvent(ts time.Time) {
-	o.M.RowsRead(1)
-	if !ts.IsZero() {
-		o.M.SourceEvent(ts)
+// SourceEvent implements Observer: a row change read from the binlog (the
+// lag comes from EventRead, which sees every event).
+func (o MetricsObserver) SourceEvent(ts time.Time) { o.M.RowsRead(1) }
+
+// SourceObserver is an optional Observer extension for source-level events
+// (events and bytes read, heartbeats, connections).
+type SourceObserver interface {
+	EventRead(size uint32, ts time.Time)
+	Heartbeat()
+	Connected()
+	Disconnected(err error)
+}
+
+// EventRead implements binlog.Observer by forwarding to the pipeline's
+// Observer when it is a SourceObserver.
+func (p *Pipeline) EventRead(size uint32, ts time.Time) {
+	if so, ok := p.o.Observer.(SourceObserver); ok {
+		so.EventRead(size, ts)
 	}
 }
+
+// Heartbeat implements binlog.Observer.
+func (p *Pipeline) Heartbeat() {
+	if so, ok := p.o.Observer.(SourceObserver); ok {
+		so.Heartbeat()
+	}
+}
+
+// Connected implements binlog.Observer.
+func (p *Pipeline) Connected() {
+	if so, ok := p.o.Observer.(SourceObserver); ok {
+		so.Connected()
+	}
+}
+
+// Disconnected implements binlog.Observer.
+func (p *Pipeline) Disconnected(err error) {
+	if so, ok := p.o.Observer.(SourceObserver); ok {
+		so.Disconnected(err)
+	}
+}
+
+// EventRead implements SourceObserver: events, bytes and the source lag
+// from the event's commit timestamp.
+func (o MetricsObserver) EventRead(size uint32, ts time.Time) {
+	o.M.EventsRead(1)
+	o.M.BytesRead(int64(size))
+	o.M.SourceEvent(ts)
+}
+
+// Heartbeat implements SourceObserver: an idle source is caught up.
+func (o MetricsObserver) Heartbeat() { o.M.Heartbeat() }
+
+// Connected implements SourceObserver.
+func (o MetricsObserver) Connected() { o.M.SourceConnected() }
+
+// Disconnected implements SourceObserver.
+func (o MetricsObserver) Disconnected(err error) { o.M.SourceDisconnected(err) }

@@ -62,6 +62,7 @@ type decoder struct {
 	filter  Filter
 	schemas schemaSource // may be nil
 	h       Handler
+	obs     Observer // nil unless h implements it
 	log     *slog.Logger
 
 	file string
@@ -93,7 +94,7 @@ func newDecoder(flavor string, zero ZeroDates, filter Filter, schemas schemaSour
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &decoder{flavor: flavor, zero: zero, filter: filter, schemas: schemas, h: h, log: log,
+	return &decoder{flavor: flavor, zero: zero, filter: filter, schemas: schemas, h: h, obs: observerOf(h), log: log,
 		tables: make(map[uint64]*tableInfo), cache: make(map[string]*tableInfo)}
 }
 
@@ -160,7 +161,13 @@ func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) 
 	}
 	switch h.EventType {
 	case replication.HEARTBEAT_EVENT, replication.HEARTBEAT_LOG_EVENT_V2:
+		if d.obs != nil {
+			d.obs.Heartbeat()
+		}
 		return nil
+	}
+	if d.obs != nil && h.Flags&replication.LOG_EVENT_ARTIFICIAL_F == 0 && h.Timestamp != 0 {
+		d.obs.EventRead(h.EventSize, time.Unix(int64(h.Timestamp), 0))
 	}
 	d.pos = endPos
 

@@ -564,7 +564,13 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 	if err != nil {
 		return s.classify(err, from)
 	}
+	if d.obs != nil {
+		d.obs.Connected()
+	}
 	_, err = streamer.GetEvent(ctx)
+	if d.obs != nil {
+		d.obs.Disconnected(err)
+	}
 	if sh.err != nil {
 		return sh.err
 	}
