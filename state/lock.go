@@ -24,7 +24,7 @@ type FeedLock struct {
 	Acquired time.Time `json:"acquired"`
 	// Stale is set by FeedLocks on locks left by an earlier process; the
 	// next AcquireFeedLock of that feed takes them over.
-	Stale bool `json:"-"`
+	Stale bool `json:"stale,omitempty"`
 }
 
 // ErrFeedLocked is matched (errors.Is) by the error AcquireFeedLock returns
