@@ -473,7 +473,7 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 		if th.last != startedAt {
 			backoff = s.cfg.ReconnectMin
 		}
-		s.log.Warn("binlog connection lost; reconnecting", "error", err, "resume", th.last.String(), "backoff", backoff)
+		s.log.Warn("binlog connection lost; reconnecting", "error", errorText(err), "resume", th.last.String(), "backoff", backoff)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -611,3 +611,21 @@ func (c capLevel) Handle(ctx context.Context, r slog.Record) error {
 
 func (c capLevel) WithAttrs(attrs []slog.Attr) slog.Handler { return capLevel{c.h.WithAttrs(attrs)} }
 func (c capLevel) WithGroup(name string) slog.Handler       { return capLevel{c.h.WithGroup(name)} }
+
+// errorText is err's message without the stack traces go-mysql's error
+// package embeds (a function line followed by a tab-indented file line).
+func errorText(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	out := make([]string, 0, len(lines))
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		if strings.HasPrefix(l, "\t") {
+			continue
+		}
+		if i+1 < len(lines) && strings.HasPrefix(lines[i+1], "\t") {
+			continue // a stack frame's function line
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, ": ")
+}
