@@ -33,32 +33,33 @@ func (s *Store) Cleanup(ctx context.Context, now time.Time, retention time.Durat
 	if err != nil {
 		return 0, err
 	}
+	expired := func(h itemHead) bool {
+		return h.Deleted && h.Status == StatusSent && max(h.SentAt, h.ModifiedAt) < cutoff
+	}
 	for _, feed := range feeds {
 		var from []byte
 		for done := false; !done; {
-			err := s.Update(ctx, func(tx *Tx) error {
+			// Find candidates in a read transaction, so that a scan that
+			// finds nothing never takes the writer lock.
+			var victims [][]byte
+			err := s.View(ctx, func(tx *Tx) error {
 				fb, err := tx.feed(feed, false)
 				if err != nil || fb == nil {
 					done = true
 					return err
 				}
-				var victims [][]byte
 				c := fb.items.Cursor()
 				k, v := c.First()
 				if from != nil {
 					k, v = c.Seek(from)
 				}
-				scanned := 0
-				for ; k != nil; k, v = c.Next() {
-					if scanned == s.cleanupScan || len(victims) == s.cleanupBatch {
-						break
-					}
+				for scanned := 0; k != nil && scanned < s.cleanupScan && len(victims) < s.cleanupBatch; k, v = c.Next() {
 					scanned++
 					h, _, err := decodeHead(v)
 					if err != nil {
 						return fmt.Errorf("state: cleanup feed %q: %w", feed, err)
 					}
-					if h.Deleted && h.Status == StatusSent && max(h.SentAt, h.ModifiedAt) < cutoff {
+					if expired(h) {
 						_, idk, err := splitItemKey(k)
 						if err != nil {
 							return err
@@ -71,17 +72,45 @@ func (s *Store) Cleanup(ctx context.Context, now time.Time, retention time.Durat
 				} else {
 					from = append(from[:0], k...)
 				}
-				for _, idk := range victims {
-					if err := tx.deleteItem(fb, idk); err != nil {
-						return err
-					}
-				}
-				removed += len(victims)
 				return nil
 			})
 			if err != nil {
 				return removed, err
 			}
+			if len(victims) == 0 {
+				continue
+			}
+			// Remove them, re-checking each: it may have changed since.
+			n := 0
+			err = s.Update(ctx, func(tx *Tx) error {
+				n = 0
+				fb, err := tx.feed(feed, false)
+				if err != nil || fb == nil {
+					return err
+				}
+				for _, idk := range victims {
+					ek, _, v := tx.lookup(fb, idk)
+					if ek == nil || v == nil {
+						continue
+					}
+					h, _, err := decodeHead(v)
+					if err != nil {
+						return fmt.Errorf("state: cleanup feed %q: %w", feed, err)
+					}
+					if !expired(h) {
+						continue
+					}
+					if err := tx.deleteItem(fb, idk); err != nil {
+						return err
+					}
+					n++
+				}
+				return nil
+			})
+			if err != nil {
+				return removed, err
+			}
+			removed += n
 		}
 	}
 	return removed, nil
