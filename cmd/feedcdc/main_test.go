@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/test/catalog"
 	"github.com/feedcdc/feedcdc/test/mysqltest"
 )
@@ -254,5 +255,20 @@ func TestDemoShowsFeedsFlowing(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("demo left %s behind", dir)
+	}
+}
+
+// TestProgressBarOnATerminal checks the live bar drawn for resync on a
+// terminal (items/s and ETA once the total is known).
+func TestProgressBarOnATerminal(t *testing.T) {
+	var buf bytes.Buffer
+	p := &progress{w: &buf, feed: "products", tty: true, start: time.Now().Add(-2 * time.Second), total: 1000}
+	p.update(state.Progress{Chunks: 1, Processed: 250, Synced: 900})
+	p.done()
+	out := buf.String()
+	for _, want := range []string{"\rproducts [", "#######", "250 entities", "900 synced", "/s", "ETA"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("bar %q lacks %q", out, want)
+		}
 	}
 }
