@@ -855,3 +855,89 @@ func TestItemEncodingRoundTripsRandomItems(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentWritersAndReaders runs flushes from several goroutines
+// while others read, list and count; every snapshot a reader sees must be
+// self-consistent (the counters match the listed items).
+func TestConcurrentWritersAndReaders(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openTemp(t)
+	const writers, rounds, perRound = 3, 30, 50
+	errc := make(chan error, writers+2)
+	done := make(chan struct{})
+	for w := range writers {
+		go func() {
+			for r := range rounds {
+				items := make([]Item, perRound)
+				for i := range items {
+					n := (w*7919 + r*31 + i) % 400
+					items[i] = product("K"+strconv.Itoa(n), "default", n/2, []int{StatusSent, StatusRetryableFailure, StatusRejected}[(r+i)%3])
+					items[i].NextAttempt = time.Unix(int64(r), 0)
+				}
+				err := st.Update(ctx, func(tx *Tx) error {
+					if err := tx.PutItems(items); err != nil {
+						return err
+					}
+					if r%5 == 0 {
+						if err := tx.DeleteItems("products", []string{items[0].ID}); err != nil {
+							return err
+						}
+					}
+					return tx.SetCheckpoint(change.Position{File: "b", Pos: uint32(w*1000 + r)}, time.Now())
+				})
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for range 2 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errc <- nil
+					return
+				default:
+				}
+				err := st.View(ctx, func(tx *Tx) error {
+					c, err := tx.Counts("products")
+					if err != nil {
+						return err
+					}
+					all, _, err := tx.ListItems(ListQuery{Feed: "products", Limit: 1000})
+					if err != nil {
+						return err
+					}
+					failed, _, err := tx.ListItems(ListQuery{Feed: "products", Statuses: []int{StatusRetryableFailure}, Limit: 1000})
+					if err != nil {
+						return err
+					}
+					if int64(len(all)) != c.Total || int64(len(failed)) != c.Failed {
+						return fmt.Errorf("snapshot: counts %+v, listed %d items, %d failed", c, len(all), len(failed))
+					}
+					_, err = tx.DueFailed("products", time.Unix(1<<40, 0), 1000)
+					return err
+				})
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	for range writers {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCheck(t, st)
+}
