@@ -49,10 +49,23 @@ func loadCatalog(tb testing.TB, p catalog.Profile, chunk int) (string, *sql.DB, 
 // on workers goroutines. It returns the items per feed.
 func fullBuild(ctx context.Context, reg *Registry, batch, workers int) (map[string][]Item, error) {
 	out := map[string][]Item{}
+	err := buildAll(ctx, reg, batch, workers, func(feed string, items []Item) { out[feed] = append(out[feed], items...) })
+	return out, err
+}
+
+// buildAll is fullBuild handing each batch's items to sink (in batch order)
+// instead of keeping them, as the connector does.
+func buildAll(ctx context.Context, reg *Registry, batch, workers int, sink func(feed string, items []Item)) error {
+	return buildAllTimed(ctx, reg, batch, workers, sink, nil)
+}
+
+// buildAllTimed is buildAll adding each feed's wall time to took.
+func buildAllTimed(ctx context.Context, reg *Registry, batch, workers int, sink func(feed string, items []Item), took map[string]time.Duration) error {
 	for _, f := range reg.Feeds() {
+		start := time.Now()
 		var keys []string
 		if err := f.Scan(ctx, func(k []string) error { keys = append(keys, k...); return nil }); err != nil {
-			return nil, err
+			return err
 		}
 		var batches [][]string
 		for len(keys) > 0 {
@@ -60,32 +73,49 @@ func fullBuild(ctx context.Context, reg *Registry, batch, workers int) (map[stri
 			batches = append(batches, keys[:n])
 			keys = keys[n:]
 		}
-		results := make([][]Item, len(batches))
+		results := make([]chan []Item, len(batches))
 		errs := make([]error, len(batches))
-		var wg sync.WaitGroup
+		for i := range results {
+			results[i] = make(chan []Item, 1)
+		}
 		next := make(chan int)
+		var wg sync.WaitGroup
 		for w := 0; w < workers; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := range next {
-					results[i], errs[i] = f.Build(ctx, batches[i])
+					items, err := f.Build(ctx, batches[i])
+					errs[i] = err
+					results[i] <- items
 				}
 			}()
 		}
-		for i := range batches {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		for i := range batches {
-			if errs[i] != nil {
-				return nil, errs[i]
+		go func() {
+			for i := range batches {
+				next <- i
 			}
-			out[f.Name()] = append(out[f.Name()], results[i]...)
+			close(next)
+		}()
+		var firstErr error
+		for i := range batches {
+			items := <-results[i]
+			if errs[i] != nil && firstErr == nil {
+				firstErr = errs[i]
+			}
+			if firstErr == nil {
+				sink(f.Name(), items)
+			}
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return firstErr
+		}
+		if took != nil {
+			took[f.Name()] += time.Since(start)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func countRows(t testing.TB, db *sql.DB, q string) int {
@@ -151,8 +181,8 @@ func TestFullBuildTinyProfile(t *testing.T) {
 // mariadb-dump of the tables the feeds read, in the same run on the same
 // server. The profile is FEEDCDC_FEEDS_BENCH_PROFILE (default "small"; use
 // "medium" for the figures in docs/benchmarks.md), workers
-// FEEDCDC_FEEDS_BENCH_WORKERS (default 2), keys per Build
-// FEEDCDC_FEEDS_BENCH_BATCH (default 500):
+// FEEDCDC_FEEDS_BENCH_WORKERS (default 4), keys per Build
+// FEEDCDC_FEEDS_BENCH_BATCH (default 1000):
 //
 //	FEEDCDC_FEEDS_BENCH_PROFILE=medium go test -run '^$' -bench FullBuild -benchtime 1x ./feeds
 func BenchmarkFullBuild(b *testing.B) {
@@ -161,8 +191,8 @@ func BenchmarkFullBuild(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	workers, _ := strconv.Atoi(envOr("FEEDCDC_FEEDS_BENCH_WORKERS", "2"))
-	batch, _ := strconv.Atoi(envOr("FEEDCDC_FEEDS_BENCH_BATCH", "500"))
+	workers, _ := strconv.Atoi(envOr("FEEDCDC_FEEDS_BENCH_WORKERS", "4"))
+	batch, _ := strconv.Atoi(envOr("FEEDCDC_FEEDS_BENCH_BATCH", "1000"))
 	db, admin, reg := loadCatalog(b, p, 1000)
 	ctx := context.Background()
 	var tables []string
@@ -176,13 +206,15 @@ func BenchmarkFullBuild(b *testing.B) {
 		rows += n
 	}
 	b.ResetTimer()
-	var items map[string][]Item
+	var items map[string]int
+	took := map[string]time.Duration{}
 	var buildDur, dumpDur time.Duration
 	var buildCPU, buildSrvCPU, dumpCPU, dumpSrvCPU time.Duration
 	var dumpBytes int64
 	for i := 0; i < b.N; i++ {
 		start, cpu0, srv0 := time.Now(), selfCPU(), serverCPU()
-		items, err = fullBuild(ctx, reg, batch, workers)
+		items = map[string]int{}
+		err = buildAllTimed(ctx, reg, batch, workers, func(feed string, its []Item) { items[feed] += len(its) }, took)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -210,12 +242,12 @@ func BenchmarkFullBuild(b *testing.B) {
 	}
 	b.StopTimer()
 	total := 0
-	for _, its := range items {
-		total += len(its)
+	for _, n := range items {
+		total += n
 	}
 	n := float64(b.N)
 	itemsPerSec := float64(total) * n / buildDur.Seconds()
-	productsPerSec := float64(len(items["products"])) * n / buildDur.Seconds()
+	productsPerSec := float64(items["products"]) * n / took["products"].Seconds()
 	rowsPerSec := float64(rows) * n / dumpDur.Seconds()
 	b.ReportMetric(itemsPerSec, "items/s")
 	b.ReportMetric(productsPerSec, "product-items/s")
@@ -223,7 +255,8 @@ func BenchmarkFullBuild(b *testing.B) {
 	b.ReportMetric(buildDur.Seconds()/dumpDur.Seconds(), "build/dump-time")
 	b.Logf("profile %s, %d workers, %d keys per Build", p.Name, workers, batch)
 	for _, f := range reg.Feeds() {
-		b.Logf("  %-18s %8d items", f.Name(), len(items[f.Name()]))
+		d := took[f.Name()] / time.Duration(b.N)
+		b.Logf("  %-18s %8d items in %8s = %6.0f items/s", f.Name(), items[f.Name()], d.Round(time.Millisecond), float64(items[f.Name()])/d.Seconds())
 	}
 	b.Logf("full build: %d items in %s = %.0f items/s (products %.0f items/s)", total, (buildDur / time.Duration(b.N)).Round(time.Millisecond), itemsPerSec, productsPerSec)
 	b.Logf("mariadb-dump of the %d source tables: %d rows, %d bytes in %s = %.0f rows/s", len(tables), rows, dumpBytes/int64(b.N), (dumpDur / time.Duration(b.N)).Round(time.Millisecond), rowsPerSec)
