@@ -13,6 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/google/uuid"
+	"github.com/pingcap/tidb/pkg/parser"
 
 	"github.com/feedcdc/feedcdc/change"
 )
@@ -81,6 +82,8 @@ type decoder struct {
 
 	requireNames bool // live: a table without column names and history is an error
 	allowPartial bool // mark missing columns with absent{} instead of failing (inspect only)
+
+	sqlParser *parser.Parser // for statement-logged DML checks (lazily created)
 
 	tables map[uint64]*tableInfo // table id -> plan (nil: not captured)
 	cache  map[string]*tableInfo
@@ -341,6 +344,12 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 			return nil
 		}
 		return d.commit(ctx, endPos)
+	}
+	if err := d.checkStatementDML(string(e.Schema), q); err != nil {
+		return err
+	}
+	if word == "TRUNCATE" && d.anyCaptured(ddlTableNames(q, string(e.Schema))) {
+		d.log.Warn("TRUNCATE in the binlog: the deleted rows have no row events, so no delete changes are emitted for them", "statement", truncateString(q, 200), "file", d.file, "pos", endPos)
 	}
 	if d.inTx && !d.standalone {
 		// A statement inside a transaction (statement-based logging of DML

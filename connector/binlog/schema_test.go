@@ -167,3 +167,30 @@ func TestLiveUnparseableDDL(t *testing.T) {
 		t.Errorf("rows before the DDL: %v", got)
 	}
 }
+
+// TestLiveStatementDMLRefused: a session that switches to statement logging
+// writes DML whose rows are not in the binlog; for a captured table that is
+// an error, for other tables it is ignored.
+func TestLiveStatementDMLRefused(t *testing.T) {
+	db := srv.NewDatabase(t, "stmt")
+	srv.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)")
+	cfg := sourceConfig(srv, db+".t")
+	start := changePositionCurrent(t, cfg)
+	src, err := New(cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Exec(t, db, "SET SESSION binlog_format='STATEMENT'; INSERT INTO other VALUES (1); SET SESSION binlog_format='ROW'",
+		"INSERT INTO t VALUES (1)",
+		"SET SESSION binlog_format='STATEMENT'; INSERT INTO t VALUES (2); SET SESSION binlog_format='ROW'")
+	col := &collector{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = src.Run(ctx, start, col)
+	if err == nil || !strings.Contains(err.Error(), "statement-logged DML on captured table "+db+".t") {
+		t.Fatalf("got %v", err)
+	}
+	if got := ids(col, db); fmt.Sprint(got) != "[1]" {
+		t.Errorf("rows before the statement: %v", got)
+	}
+}
