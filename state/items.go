@@ -178,15 +178,17 @@ func (t *Tx) missing(fb *feedBuckets, what string, idk []byte) error {
 }
 
 // PutItems inserts or replaces item states, keeping the id, failed and
-// status indexes and the feed counters consistent. Attention is cleared for
-// items whose status is not 2.
+// status indexes and the feed counters consistent. Attention is stored only
+// for items whose status is 2. A later item in items replaces an earlier
+// one with the same feed and id.
 func (t *Tx) PutItems(items []Item) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
 	var scratch []byte
 	for i := range items {
-		it := &items[i]
+		cp := items[i] // the caller's slice is not modified
+		it := &cp
 		if it.ID == "" {
 			return fmt.Errorf("state: put item in feed %q: empty feed id", it.Feed)
 		}
