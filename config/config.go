@@ -96,14 +96,14 @@ type SourceTLS struct {
 type State struct {
 	Path          string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing." required:"true"`
 	Retention     Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d"`
-	FlushInterval Duration `yaml:"flush_interval" doc:"Longest time state writes (item hashes, checkpoint) are batched before one transaction commits them." min:"1ms" max:"1m"`
-	FlushBatch    int      `yaml:"flush_batch" doc:"Item updates that force a state flush before flush_interval." min:"1" max:"1000000"`
+	FlushInterval Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter)." min:"1ms" max:"1m"`
+	FlushBatch    int      `yaml:"flush_batch" doc:"Changed entity keys (all feeds together) that close a batch before flush_interval." min:"1" max:"1000000"`
 }
 
 // Feeds holds the four entity feeds.
 type Feeds struct {
 	Database          string `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true"`
-	TablePrefix       string `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix), prepended to every catalog table name."`
+	TablePrefix       string `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix). Only the empty prefix is supported so far; a non-empty one is refused at start."`
 	Products          Feed   `yaml:"products" doc:"products feed: one item per product and store view."`
 	ProductAttributes Feed   `yaml:"productAttributes" doc:"productAttributes feed: one item per attribute and store view."`
 	Variants          Feed   `yaml:"variants" doc:"variants feed: one item per configurable parent and child."`
@@ -231,8 +231,8 @@ type FileSink struct {
 // Backpressure bounds memory between reader and sinks.
 type Backpressure struct {
 	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes" doc:"Bytes of changes and items in flight (read, not yet acknowledged by every sink); the binlog reader pauses at this bound and resumes as sinks drain." min:"1MiB" max:"64GiB"`
-	QueueSize        int      `yaml:"queue_size" doc:"Change records buffered between the binlog reader and the feeds." min:"1" max:"10000000"`
-	SinkQueueSize    int      `yaml:"sink_queue_size" doc:"Batches buffered per sink." min:"1" max:"100000"`
+	QueueSize        int      `yaml:"queue_size" doc:"Raw change records that close a batch before flush_interval (a batch holds at most this many records)." min:"1" max:"10000000"`
+	SinkQueueSize    int      `yaml:"sink_queue_size" doc:"Closed batches waiting for the exporter; when it is full (or max_inflight_bytes is reached) the binlog reader waits." min:"1" max:"100000"`
 }
 
 // Telemetry configures metrics, traces and health.

@@ -103,6 +103,9 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	c.SourceDB.SetMaxIdleConns(cfg.Source.PoolSize)
 	c.SourceDB.SetConnMaxIdleTime(5 * time.Minute)
 
+	if cfg.Feeds.TablePrefix != "" && len(cfg.EnabledFeeds()) > 0 {
+		return nil, fmt.Errorf("feeds.table_prefix %q: prefixed Magento tables are not supported yet; disable the feeds or use raw streams (raw.enabled) for now", cfg.Feeds.TablePrefix)
+	}
 	if names := cfg.EnabledFeeds(); len(names) > 0 {
 		c.Registry, err = feeds.NewRegistry(feeds.Config{DB: c.SourceDB, Database: cfg.Feeds.Database, Feeds: names,
 			ChunkSize: 1000, Logger: log})
@@ -123,17 +126,17 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	}
 	po := PipelineOptions{Logger: log, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer,
 		MaxInflightBytes: int64(cfg.Backpressure.MaxInflightBytes), QueueLen: cfg.Backpressure.SinkQueueSize,
+		BatchRecords: cfg.Backpressure.QueueSize, BatchKeys: cfg.State.FlushBatch, Window: cfg.State.FlushInterval.D(),
 		Policies: map[string]FeedPolicy{}}
-	batchKeys, window := 0, time.Duration(0)
 	for _, name := range cfg.EnabledFeeds() {
 		f := cfg.Feeds.Feed(name)
-		po.Policies[name] = FeedPolicy{Mode: f.Mode, MaxAttempts: f.MaxAttempts, BackoffBase: f.BackoffBase.D(), BackoffMax: f.BackoffMax.D()}
-		batchKeys = max(batchKeys, f.BatchSize)
-		if w := f.BatchWindow.D(); w > 0 && (window == 0 || w < window) {
-			window = w
+		po.Policies[name] = FeedPolicy{Mode: f.Mode, MaxAttempts: f.MaxAttempts, BackoffBase: f.BackoffBase.D(), BackoffMax: f.BackoffMax.D(),
+			Stores: f.Stores, Websites: f.Websites}
+		po.BuildChunk = max(po.BuildChunk, f.BatchSize)
+		if w := f.BatchWindow.D(); w > 0 && (po.Window == 0 || w < po.Window) {
+			po.Window = w
 		}
 	}
-	po.BatchKeys, po.Window, po.BuildChunk = batchKeys, window, batchKeys
 	if cfg.Raw.Enabled {
 		po.Raw = &raw.Encoder{ServerName: cfg.Name, Prefix: "{prefix}", TopicTemplate: strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name), Tombstones: cfg.Raw.Tombstones}
 		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,6 +35,25 @@ type FeedPolicy struct {
 	// BackoffBase and BackoffMax bound the per-item retry backoff of the
 	// retry job (default 1 m and 1 h).
 	BackoffBase, BackoffMax time.Duration
+	// Stores and Websites, when set, export only items whose identity's
+	// storeViewCode / websiteCode is listed; items filtered out are treated
+	// as vanished (sent once as deleted if they were exported before).
+	Stores, Websites []string
+}
+
+// keep reports whether an item passes the policy's store/website filter.
+func (p FeedPolicy) keep(it feeds.Item) bool {
+	if len(p.Stores) > 0 {
+		if code, ok := it.Identity["storeViewCode"]; ok && !slices.Contains(p.Stores, code) {
+			return false
+		}
+	}
+	if len(p.Websites) > 0 {
+		if code, ok := it.Identity["websiteCode"]; ok && !slices.Contains(p.Websites, code) {
+			return false
+		}
+	}
+	return true
 }
 
 // Observer receives the pipeline's measurements (telemetry implements it).
@@ -613,6 +633,15 @@ func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string,
 	prev, prevByID, err := loadPrev(ctx, p.o.Store, feed, chunk)
 	if err != nil {
 		return ExportStats{}, fmt.Errorf("connector: read state of %s: %w", feed, err)
+	}
+	if len(pol.Stores) > 0 || len(pol.Websites) > 0 {
+		kept := built[:0:0]
+		for _, it := range built {
+			if pol.keep(it) {
+				kept = append(kept, it)
+			}
+		}
+		built = kept
 	}
 	changed, deleted, unchanged := feeds.Diff(f, built, prev)
 	if eo.Force {
