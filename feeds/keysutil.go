@@ -2,6 +2,8 @@ package feeds
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"strings"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -29,17 +31,37 @@ func productsWithAttribute(ctx context.Context, e *env, attrID uint64, backendTy
 	if !ok {
 		return nil // static attributes live in catalog_product_entity
 	}
-	return scanIDs(ctx, e.db, e.chunk, `SELECT DISTINCT entity_id FROM `+t+` WHERE attribute_id = ? AND entity_id > ? ORDER BY entity_id LIMIT ?`, []any{attrID}, emit)
+	return scanValueRows(ctx, e.db, e.chunk, `SELECT value_id, entity_id FROM `+t+` WHERE attribute_id = ? AND value_id > ? ORDER BY value_id LIMIT ?`, []any{attrID}, emit)
 }
 
 // productsUsingOption emits the products whose value of the attribute is (or,
-// for multiselect lists, contains) the option id.
+// for multiselect lists, contains) the option id. Int values are read per
+// store through the (attribute_id, store_id, value) index.
 func productsUsingOption(ctx context.Context, e *env, attrID, optionID uint64, backendType string, emit func([]string) error) error {
 	switch backendType {
 	case "int":
-		return scanIDs(ctx, e.db, e.chunk, `SELECT DISTINCT entity_id FROM catalog_product_entity_int WHERE attribute_id = ? AND value = ? AND entity_id > ? ORDER BY entity_id LIMIT ?`, []any{attrID, optionID}, emit)
+		stores := []uint64{0}
+		err := query(ctx, e.db, `SELECT store_id FROM store WHERE store_id <> 0 ORDER BY store_id`, nil, func(r *sql.Rows) error {
+			var s uint64
+			if err := r.Scan(&s); err != nil {
+				return err
+			}
+			stores = append(stores, s)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read stores: %w", err)
+		}
+		for _, s := range stores {
+			if err := scanValueRows(ctx, e.db, e.chunk, `SELECT value_id, entity_id FROM catalog_product_entity_int
+				WHERE attribute_id = ? AND store_id = ? AND value = ? AND value_id > ? ORDER BY value_id LIMIT ?`, []any{attrID, s, optionID}, emit); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "varchar", "text":
-		return scanIDs(ctx, e.db, e.chunk, `SELECT DISTINCT entity_id FROM `+valueTables[backendType]+` WHERE attribute_id = ? AND FIND_IN_SET(?, value) AND entity_id > ? ORDER BY entity_id LIMIT ?`, []any{attrID, optionID}, emit)
+		return scanValueRows(ctx, e.db, e.chunk, `SELECT value_id, entity_id FROM `+valueTables[backendType]+
+			` WHERE attribute_id = ? AND FIND_IN_SET(?, value) AND value_id > ? ORDER BY value_id LIMIT ?`, []any{attrID, optionID}, emit)
 	}
 	return nil
 }

@@ -215,6 +215,53 @@ func scanIDs(ctx context.Context, db *sql.DB, chunk int, query string, args []an
 	}
 }
 
+// scanValueRows is scanIDs for EAV value tables: the query selects
+// (value_id, entity_id), ends with "AND value_id > ? ORDER BY value_id
+// LIMIT ?", and is paginated on value_id — the primary key, which every
+// secondary index ends with, so a page reads only its own rows (paginating
+// on entity_id would re-sort all matching rows for every page). Entity ids
+// may repeat across pages.
+func scanValueRows(ctx context.Context, db *sql.DB, chunk int, query string, args []any, emit func([]string) error) error {
+	last := int64(-1 << 62)
+	for {
+		a := append(append([]any(nil), args...), last, chunk)
+		rows, err := db.QueryContext(ctx, query, a...)
+		if err != nil {
+			return fmt.Errorf("fan-out query: %w", err)
+		}
+		page := make([]uint64, 0, chunk)
+		seen := make(map[uint64]bool, chunk)
+		n := 0
+		for rows.Next() {
+			var vid int64
+			var id uint64
+			if err := rows.Scan(&vid, &id); err != nil {
+				rows.Close()
+				return fmt.Errorf("fan-out scan: %w", err)
+			}
+			n++
+			last = vid
+			if !seen[id] {
+				seen[id] = true
+				page = append(page, id)
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("fan-out query: %w", err)
+		}
+		if len(page) > 0 {
+			if err := emit(keyStrings(page)); err != nil {
+				return err
+			}
+		}
+		if n < chunk {
+			return nil
+		}
+	}
+}
+
 // chunks splits ids into slices of at most n.
 func chunks(vals []uint64, n int) [][]uint64 {
 	var out [][]uint64
