@@ -27,6 +27,9 @@ import (
 var srv *mysqltest.Server
 
 func TestMain(m *testing.M) {
+	if os.Getenv("FEEDCDC_SYNC_CHILD") != "" {
+		os.Exit(syncChild())
+	}
 	if os.Getenv("FEEDCDC_CRASH_CHILD") != "" {
 		os.Exit(crashChild())
 	}

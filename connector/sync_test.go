@@ -1,0 +1,555 @@
+package connector
+
+// Tests of the sync types (issue 5): a full sync killed with SIGKILL and
+// continued, a flaky HTTP feed service with retries across a restart,
+// legacy export through Run, and feed locking across processes.
+//
+// The SIGKILL test uses catalog.Small() with 2 extra store views by default;
+// FEEDCDC_SYNC_PROFILE=medium runs it on the medium profile (40,000
+// products; loading alone takes about a minute).
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/config"
+	"github.com/feedcdc/feedcdc/connector/snapshot"
+	"github.com/feedcdc/feedcdc/feeds"
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/test/catalog"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
+	"github.com/feedcdc/feedcdc/test/mysqltest"
+)
+
+// syncChild runs, in a re-executed test binary, a connector from the config
+// file named by FEEDCDC_SYNC_CHILD. FEEDCDC_SYNC_MODE selects what it does:
+//
+//   - "resync": a standalone full sync of FEEDCDC_SYNC_FEED (as `feedcdc
+//     resync --feed F`, with --continue-resync when FEEDCDC_SYNC_CONTINUE=1),
+//     printing "progress <chunks> <processed>" after every chunk and
+//     "done <stats JSON>" at the end on stdout;
+//   - "run": the connector (streaming, and the first-start full sync) until
+//     SIGTERM or SIGKILL.
+//
+// FEEDCDC_SYNC_SEND_ATTEMPTS shortens the in-place send retry to that many
+// quick attempts, so that flaky-sink failures reach the retry job.
+// Exit status 3 means the connector could not be opened (e.g. the state
+// file is held by another process); the error is on stderr.
+func syncChild() int {
+	cfg, err := config.Load(os.Getenv("FEEDCDC_SYNC_CHILD"), os.Environ())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	feed := os.Getenv("FEEDCDC_SYNC_FEED")
+	c, err := Open(ctx, cfg, OpenOptions{Command: "feedcdc resync --feed " + feed})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 3
+	}
+	defer c.Close()
+	if n, _ := strconv.Atoi(os.Getenv("FEEDCDC_SYNC_SEND_ATTEMPTS")); n > 0 {
+		c.Pipeline.o.SendBackoff = sink.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: n}
+	}
+	switch os.Getenv("FEEDCDC_SYNC_MODE") {
+	case "resync":
+		stopExporter := c.RunExporter(ctx)
+		res, err := c.Resync(ctx, ResyncOptions{Feed: feed, Continue: os.Getenv("FEEDCDC_SYNC_CONTINUE") == "1",
+			Progress: func(p state.Progress) { fmt.Printf("progress %d %d\n", p.Chunks, p.Processed) }})
+		if serr := stopExporter(); err == nil {
+			err = serr
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 1
+		}
+		b, _ := json.Marshal(res.Stats)
+		fmt.Printf("done %s\n", b)
+	case "run":
+		if err := c.Run(ctx, RunOptions{NoSchedule: true}); err != nil && ctx.Err() == nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 1
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "child: FEEDCDC_SYNC_MODE must be resync or run")
+		return 2
+	}
+	return 0
+}
+
+// child is a running syncChild process.
+type child struct {
+	cmd    *exec.Cmd
+	lines  chan string // stdout, line by line; closed at EOF
+	stderr *syncBuffer
+	waited chan error
+}
+
+func startSyncChild(t *testing.T, s *mysqltest.Server, cfgPath string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "FEEDCDC_SYNC_CHILD="+cfgPath, "SYNC_SOURCE_PASSWORD="+s.CDCPassword)
+	cmd.Env = append(cmd.Env, env...)
+	ch := &child{cmd: cmd, lines: make(chan string, 100000), stderr: &syncBuffer{}, waited: make(chan error, 1)}
+	cmd.Stderr = ch.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			ch.lines <- sc.Text()
+		}
+		close(ch.lines)
+		ch.waited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	return ch
+}
+
+// kill SIGKILLs the child and waits for it.
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	for range c.lines {
+	}
+	<-c.waited
+}
+
+// wait waits for the child to exit and returns its "done" line's payload.
+func (c *child) wait(t *testing.T) (string, error) {
+	t.Helper()
+	var done string
+	for l := range c.lines {
+		if rest, ok := strings.CutPrefix(l, "done "); ok {
+			done = rest
+		}
+	}
+	err := <-c.waited
+	if err != nil {
+		err = fmt.Errorf("%w; stderr:\n%s", err, c.stderr.String())
+	}
+	return done, err
+}
+
+// syncConfig writes a connector configuration for server s and returns its
+// path. feedsYAML is the body of feeds: (indented two spaces), sinksYAML
+// of sinks:, extra any further top-level keys.
+func syncConfig(t *testing.T, s *mysqltest.Server, db, dir, feedsYAML, sinksYAML, extra string) string {
+	t.Helper()
+	y := fmt.Sprintf(`name: sync
+source:
+  host: 127.0.0.1
+  port: %d
+  user: %s
+  password_env: SYNC_SOURCE_PASSWORD
+  server_id: %d
+  heartbeat: 1s
+  read_timeout: 10s
+  start_position: current
+state:
+  path: %s
+feeds:
+  database: %s
+%s
+sinks:
+%s
+telemetry: {listen: ""}
+dashboard: {enabled: false}
+log: {format: json, level: warn}
+%s`, s.Port, s.CDCUser, 6200000+rand.IntN(100000), filepath.Join(dir, "state.db"), db, feedsYAML, sinksYAML, extra)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path, []string{"SYNC_SOURCE_PASSWORD=x"}); err != nil {
+		t.Fatalf("config: %v\n%s", err, y)
+	}
+	return path
+}
+
+// onlyFeeds is a feeds: body enabling only the named feeds, with extra
+// per-feed settings (e.g. "mode: legacy").
+func onlyFeeds(settings map[string]string) string {
+	var b strings.Builder
+	for _, f := range []string{"products", "productAttributes", "variants", "productOverrides"} {
+		if s, ok := settings[f]; ok {
+			fmt.Fprintf(&b, "  %s: {enabled: true%s}\n", f, s)
+		} else {
+			fmt.Fprintf(&b, "  %s: {enabled: false}\n", f)
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func kafkaSinkYAML(addr string) string {
+	return fmt.Sprintf(`  kafka:
+    type: kafka
+    kafka:
+      brokers: ["%s"]
+      topic_prefix: sync
+      partitions: 1
+      linger: 2ms`, addr)
+}
+
+// openFeed opens a feed builder on database db of server s, for fresh
+// builds in the test.
+func openFeed(t *testing.T, s *mysqltest.Server, db, name string) feeds.Feed {
+	t.Helper()
+	src, err := sql.Open("mysql", s.CDCDSN(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	reg, err := feeds.NewRegistry(feeds.Config{DB: src, Database: db, Feeds: []string{name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := reg.Feed(name)
+	if !ok {
+		t.Fatalf("feed %s not in registry", name)
+	}
+	return f
+}
+
+// scanKeys lists every entity key a full sync of f enumerates.
+func scanKeys(t *testing.T, f feeds.Feed) []string {
+	t.Helper()
+	var keys []string
+	if err := f.Scan(context.Background(), func(k []string) error { keys = append(keys, k...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// compareKafka checks that the latest record of every key in recs equals a
+// fresh build (want, by item id): every current item present with its
+// hash, every other item marked deleted. It returns the records per item id.
+func compareKafka(t *testing.T, feed string, recs []kafkatest.Record, want map[string]feeds.Item) map[string][]kafkatest.Record {
+	t.Helper()
+	latest := map[string]kafkatest.Record{}
+	for _, r := range recs {
+		latest[string(r.Key)] = r
+	}
+	all := map[string][]kafkatest.Record{}
+	for _, r := range recs {
+		id, _ := r.Header("feed_id")
+		all[id] = append(all[id], r)
+	}
+	byID := map[string]kafkatest.Record{}
+	for _, r := range latest {
+		id, ok := r.Header("feed_id")
+		if !ok {
+			t.Fatalf("%s record without feed_id header: %v", feed, r.Headers)
+		}
+		byID[id] = r
+	}
+	var missing, differ, notDeleted int
+	for id, it := range want {
+		r, ok := byID[id]
+		if !ok {
+			if missing++; missing <= 3 {
+				t.Errorf("%s: item %v never exported", feed, it.Identity)
+			}
+			continue
+		}
+		// The hash covers the payload except its modifiedAt build time.
+		if h, _ := r.Header("feed_hash"); h != it.Hash || !sameExceptModified(r.Value, it.Data) {
+			if differ++; differ <= 3 {
+				t.Errorf("%s: item %v differs:\n kafka: %s\n db:    %s", feed, it.Identity, r.Value, it.Data)
+			}
+		}
+	}
+	for id, r := range byID {
+		if _, ok := want[id]; ok {
+			continue
+		}
+		var v struct {
+			Deleted bool `json:"deleted"`
+		}
+		if json.Unmarshal(r.Value, &v) != nil || !v.Deleted {
+			if notDeleted++; notDeleted <= 3 {
+				t.Errorf("%s: vanished item %s not marked deleted: %s", feed, r.Key, r.Value)
+			}
+		}
+	}
+	t.Logf("%s: %d current items, %d keys in Kafka (%d records); missing %d, differing %d, vanished-not-deleted %d",
+		feed, len(want), len(byID), len(recs), missing, differ, notDeleted)
+	return all
+}
+
+// sameExceptModified compares two item payloads ignoring modifiedAt (the
+// time the item was built).
+func sameExceptModified(a, b []byte) bool {
+	var ma, mb map[string]any
+	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
+		return bytes.Equal(a, b)
+	}
+	delete(ma, "modifiedAt")
+	delete(mb, "modifiedAt")
+	ja, _ := json.Marshal(ma)
+	jb, _ := json.Marshal(mb)
+	return bytes.Equal(ja, jb)
+}
+
+func freshItems(t *testing.T, f feeds.Feed) map[string]feeds.Item { return freshBuild(t, f) }
+
+// syncProfile is the catalog of the SIGKILL and replica tests: small with 3
+// store views by default, medium with FEEDCDC_SYNC_PROFILE=medium.
+func syncProfile() (catalog.Profile, bool) {
+	if os.Getenv("FEEDCDC_SYNC_PROFILE") == "medium" {
+		return catalog.Medium(), true
+	}
+	p := catalog.Small()
+	p.ExtraStoreViews = 2
+	return p, false
+}
+
+// TestResyncSIGKILLThenContinue kills a standalone full sync of the
+// products feed with SIGKILL midway, then resumes it with
+// --continue-resync: every key is processed exactly once according to the
+// persisted progress, at most one chunk (one job of batch_size ×
+// thread_count keys) is sent twice, and the latest record of every key in
+// Kafka equals a fresh build.
+func TestResyncSIGKILLThenContinue(t *testing.T) {
+	ctx := context.Background()
+	prof, medium := syncProfile()
+	db := srv.NewDatabase(t, "sigkill")
+	admin := srv.Admin(t, db)
+	t0 := time.Now()
+	if _, err := catalog.Load(ctx, admin, prof, 11); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("loaded %s profile in %s", prof.Name, time.Since(t0).Round(time.Millisecond))
+	kafka := kafkatest.Start(t)
+	dir := t.TempDir()
+	batch, threads, rate := 50, 2, 400
+	if medium {
+		batch, threads, rate = 500, 2, 0
+	}
+	cfgPath := syncConfig(t, srv, db, dir, onlyFeeds(map[string]string{"products": ""}), kafkaSinkYAML(kafka.Addr()),
+		fmt.Sprintf("resync: {batch_size: %d, thread_count: %d, rows_per_second: %d, max_replica_lag: 0s}", batch, threads, rate))
+	f := openFeed(t, srv, db, "products")
+	keys := scanKeys(t, f)
+	group := batch * threads
+	t.Logf("%d product keys, %d keys per job", len(keys), group)
+
+	// First run: killed once about 40% of the keys are done.
+	first := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=resync", "FEEDCDC_SYNC_FEED=products")
+	killAt := int64(len(keys)) * 4 / 10
+	var seen int64
+	for l := range first.lines {
+		var chunks, processed int64
+		if _, err := fmt.Sscanf(l, "progress %d %d", &chunks, &processed); err == nil {
+			seen = processed
+			if processed >= killAt {
+				break
+			}
+		}
+		if strings.HasPrefix(l, "done") {
+			t.Fatalf("resync finished before it could be killed (rows_per_second too high for this machine?)")
+		}
+	}
+	// Kill at a random moment of the next chunk, not right after one.
+	time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
+	first.kill()
+	if seen < killAt {
+		t.Fatalf("child exited before reaching %d keys: %s", killAt, first.stderr.String())
+	}
+	recs, err := kafka.ReadAll(ctx, "sync.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	afterKill := len(recs)
+	store, err := state.Open(filepath.Join(dir, "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, ok, err := store.Progress(ctx, "products")
+	store.Close()
+	if err != nil || !ok || p1.Finished() || p1.Processed == 0 {
+		t.Fatalf("progress after kill: %+v ok=%v err=%v", p1, ok, err)
+	}
+	t.Logf("killed after %d keys reported; persisted progress: %d chunks, %d keys, last key %s; %d records in Kafka",
+		seen, p1.Chunks, p1.Processed, p1.LastKey, afterKill)
+
+	// Continue.
+	second := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=resync", "FEEDCDC_SYNC_FEED=products", "FEEDCDC_SYNC_CONTINUE=1")
+	done, err := second.wait(t)
+	if err != nil {
+		t.Fatalf("continued resync: %v", err)
+	}
+	var st ExportStats
+	if err := json.Unmarshal([]byte(done), &st); err != nil {
+		t.Fatalf("child result %q: %v", done, err)
+	}
+	store, err = state.Open(filepath.Join(dir, "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p2, ok, err := store.Progress(ctx, "products")
+	if err != nil || !ok || !p2.Finished() {
+		t.Fatalf("progress after continue: %+v ok=%v err=%v", p2, ok, err)
+	}
+	if p2.Processed != int64(len(keys)) {
+		t.Errorf("progress counts %d keys processed, the feed has %d (keys skipped or counted twice)", p2.Processed, len(keys))
+	}
+	if int64(st.Keys) != int64(len(keys))-p1.Processed {
+		t.Errorf("continued run rebuilt %d keys, want %d (total %d - %d persisted)", st.Keys, int64(len(keys))-p1.Processed, len(keys), p1.Processed)
+	}
+	recs, err = kafka.ReadAll(ctx, "sync.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := freshItems(t, f)
+	byID := compareKafka(t, "products", recs, want)
+	// Keys sent twice: those of the job in flight when the child died.
+	redone := map[string]bool{}
+	dupRecords := 0
+	for id, rs := range byID {
+		if len(rs) > 1 {
+			dupRecords += len(rs) - 1
+			redone[want[id].EntityKey] = true
+		}
+	}
+	if len(redone) > group {
+		t.Errorf("%d keys were sent twice, more than one job of %d keys", len(redone), group)
+	}
+	counts, err := store.Counts(ctx, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Sent != int64(len(want)) || counts.Total != int64(len(want)) {
+		t.Errorf("state counts %+v, want %d items sent", counts, len(want))
+	}
+	t.Logf("continue: %d keys rebuilt of %d (%d persisted before the kill); %d items sent; redone: %d keys, %d duplicate records (%d records before kill, %d after)",
+		st.Keys, len(keys), p1.Processed, st.Sent, len(redone), dupRecords, afterKill, len(recs))
+}
+
+// TestFeedLockAcrossProcesses: while a resync of a feed runs in one
+// process, a second `feedcdc resync` of the same feed fails fast with an
+// error naming the process that holds it; within one process a second
+// resync of the same feed fails with the holder's name, while another feed
+// can be synced.
+func TestFeedLockAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "lock")
+	admin := srv.Admin(t, db)
+	if _, err := catalog.Load(ctx, admin, catalog.Small(), 5); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	dir := t.TempDir()
+	// 150 keys/s: the scan reads 1,000 keys, then waits about 7 s before
+	// the remaining 200, so the first resync holds the feed for a while.
+	cfgPath := syncConfig(t, srv, db, dir, onlyFeeds(map[string]string{"products": "", "productAttributes": ""}), kafkaSinkYAML(kafka.Addr()),
+		"resync: {batch_size: 100, thread_count: 1, rows_per_second: 150, max_replica_lag: 0s}")
+	holder := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=resync", "FEEDCDC_SYNC_FEED=products")
+	for l := range holder.lines {
+		if strings.HasPrefix(l, "progress") {
+			break
+		}
+	}
+	t0 := time.Now()
+	second := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=resync", "FEEDCDC_SYNC_FEED=products")
+	_, err := second.wait(t)
+	took := time.Since(t0)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("second resync: %v, want exit status 3 (cannot open)", err)
+	}
+	msg := second.stderr.String()
+	for _, want := range []string{"in use by pid " + strconv.Itoa(holder.cmd.Process.Pid), "feedcdc resync --feed products", "stop it"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("second resync's error does not say %q:\n%s", want, msg)
+		}
+	}
+	t.Logf("second process refused after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(msg))
+	holder.kill()
+
+	// Within one process: the lock names the operation holding the feed.
+	cfg, err := config.Load(cfgPath, []string{"SYNC_SOURCE_PASSWORD=" + srv.CDCPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(ctx, cfg, OpenOptions{Command: "lock test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stop := c.RunExporter(ctx)
+	defer stop()
+	started := make(chan struct{})
+	var once sync.Once
+	firstErr := make(chan error, 1)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, err := c.Resync(rctx, ResyncOptions{Feed: "products", Owner: "resync products (first)",
+			Progress: func(state.Progress) { once.Do(func() { close(started) }) }})
+		firstErr <- err
+	}()
+	<-started
+	_, err = c.Resync(ctx, ResyncOptions{Feed: "products", Owner: "resync products (second)"})
+	var le *state.FeedLockedError
+	if !errors.As(err, &le) || le.Holder.Owner != "resync products (first)" || !strings.Contains(err.Error(), "resync products (first)") {
+		t.Fatalf("second resync in the same process: %v, want a FeedLockedError naming the first", err)
+	}
+	t.Logf("same process: %v", err)
+	// Another feed is not blocked.
+	if _, err := c.Resync(ctx, ResyncOptions{Feed: "productAttributes", Throttle: &snapshot.Throttle{}}); err != nil {
+		t.Fatalf("resync of another feed while products is locked: %v", err)
+	}
+	cancel()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first resync: %v, want canceled", err)
+	}
+	// The lock is released: the feed can be synced again.
+	if _, err := c.Resync(ctx, ResyncOptions{Feed: "products", Continue: true, Throttle: &snapshot.Throttle{}}); err != nil {
+		t.Fatalf("resync after the first ended: %v", err)
+	}
+	if locks, _ := c.Store.FeedLocks(ctx); len(locks) != 0 {
+		t.Fatalf("locks left: %+v", locks)
+	}
+}
+
+var (
+	_ = gzip.NewReader
+	_ = io.ReadAll
+	_ = slog.New
+	_ = http.StatusOK
+	_ = httptest.NewServer
+)
