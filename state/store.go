@@ -334,7 +334,7 @@ func (s *Store) checkOpen() error {
 	return nil
 }
 
-// Update runs fn in one read-write transaction, committed with one fsync
+// Update runs fn in one read-write transaction, committed and synced to disk
 // when fn returns nil and rolled back when it returns an error. Use one
 // Update per flush: item states, outbox changes and the checkpoint they
 // cover all commit together or not at all. fn must not call other Store
