@@ -93,9 +93,13 @@ type linkIndexes struct {
 	loadedAt time.Time
 	relation *linkIndex
 	super    *linkIndex
+	// coveredFrom: start of the last completed fallback fan-out, per index.
+	coveredFrom map[bool]time.Time
 }
 
-func newLinkIndexes(e *env) *linkIndexes { return &linkIndexes{e: e, margin: fallbackMargin} }
+func newLinkIndexes(e *env) *linkIndexes {
+	return &linkIndexes{e: e, margin: fallbackMargin, coveredFrom: map[bool]time.Time{}}
+}
 
 func (l *linkIndexes) ensure(ctx context.Context) error {
 	if l.loaded {
@@ -186,15 +190,35 @@ func (l *linkIndexes) filterChildren(ctx context.Context, ids []string) ([]strin
 
 // unsure reports whether a deleted composite product may have lost its
 // links before the index was loaded, so that its children are unknown and
-// the caller must fall back to a full fan-out.
-func (l *linkIndexes) unsure(ctx context.Context, c *change.Change) (bool, error) {
+// the caller must fall back to a full fan-out. A fan-out that started after
+// the deletion was committed (plus the margin) already covers it: every
+// product it emitted is built from a database in which the deletion is
+// done. So a replay of many such deletions costs one fan-out per index, not
+// one per deletion.
+func (l *linkIndexes) unsure(ctx context.Context, c *change.Change, super bool) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.ensure(ctx); err != nil {
 		return false, err
 	}
 	ts := c.Source.Timestamp
-	return ts.IsZero() || !ts.After(l.loadedAt.Add(l.margin)), nil
+	if ts.IsZero() {
+		return true, nil
+	}
+	if ts.After(l.loadedAt.Add(l.margin)) {
+		return false, nil
+	}
+	return !ts.Add(l.margin).Before(l.coveredFrom[super]), nil
+}
+
+// covered records that a full fan-out for the relation (super = false) or
+// super-link (super = true) index started at start and completed.
+func (l *linkIndexes) covered(super bool, start time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if start.After(l.coveredFrom[super]) {
+		l.coveredFrom[super] = start
+	}
 }
 
 // apply follows one change of the stream.

@@ -130,14 +130,19 @@ func childrenKeys(ctx context.Context, e *env, c *change.Change, super bool, emi
 	if c.After == nil {
 		typ, _ := imageString(c.Table, c.Before, "type_id")
 		if typ != "simple" && typ != "virtual" && typ != "downloadable" {
-			unsure, err := e.links.unsure(ctx, c)
+			unsure, err := e.links.unsure(ctx, c, super)
 			if err != nil {
 				return err
 			}
 			if unsure {
 				e.log.Info("feeds: composite product deleted before the link index was loaded, rebuilding all products",
 					"product", ids(c, "entity_id"), "type", typ)
-				return allProducts(ctx, e, emit)
+				start := time.Now()
+				if err := allProducts(ctx, e, emit); err != nil {
+					return err
+				}
+				e.links.covered(super, start)
+				return nil
 			}
 		}
 	}

@@ -191,6 +191,11 @@ func TestProductsKeys(t *testing.T) {
 			c.Source.Timestamp = time.Now().Add(-time.Hour)
 			return c
 		}(), []string{"1", "10", "11", "12", "77"}},
+		{"another composite deleted before the load: covered by that fan-out", func() *change.Change {
+			c := f.chg("catalog_product_entity", []string{"entity_id", "type_id", "sku"}, []any{uint64(79), "bundle", "gone2"}, nil)
+			c.Source.Timestamp = time.Now().Add(-time.Hour)
+			return c
+		}(), []string{"79"}},
 		{"simple deleted before the index was loaded", func() *change.Change {
 			c := f.chg("catalog_product_entity", []string{"entity_id", "type_id", "sku"}, []any{uint64(78), "simple", "gone"}, nil)
 			c.Source.Timestamp = time.Now().Add(-time.Hour)
