@@ -8,8 +8,9 @@
 //     short timeout; a second opener gets an *InUseError naming the holder
 //     (pid, host, command, start time) read from the "<path>.owner" record.
 //   - All-or-nothing flushes. Everything written inside one Update commits
-//     atomically and is synced to disk before Update returns. The checkpoint can only be written through
-//     Tx.SetCheckpoint, so a caller that writes a flush's item states,
+//     atomically and is synced to disk before Update returns. The
+//     checkpoint can only be written through Tx.SetCheckpoint, so a caller
+//     that writes a flush's item states,
 //     outbox entries and checkpoint in one Update never has a checkpoint
 //     ahead of the state it covers — also after kill -9 or power loss.
 //   - Indexes never drift. Every Tx.PutItems / DeleteItems (and Cleanup,
