@@ -13,11 +13,12 @@
 //     that writes a flush's item states,
 //     outbox entries and checkpoint in one Update never has a checkpoint
 //     ahead of the state it covers — also after kill -9 or power loss.
-//   - Indexes never drift. Every Tx.PutItems / DeleteItems (and Cleanup,
-//     ForgetFeed) updates, in the same transaction, the entity index (entity
-//     key -> feed ids), the failed index (status 2 and not Attention, by
-//     NextAttempt), the status index (status != 200) and the per-feed
-//     counters. Store.Check verifies this.
+//   - Indexes never drift. Items are stored under (entity key, feed id), so
+//     one entity's items are contiguous. Every Tx.PutItems / DeleteItems
+//     (and Cleanup, ForgetFeed) updates, in the same transaction, the id
+//     index (feed id -> entity key), the failed index (status 2 and not
+//     Attention, by NextAttempt), the status index (status != 200) and the
+//     per-feed counters. Store.Check verifies this.
 //   - Attention is only kept on items with status 2.
 //   - The legacy outbox is FIFO per feed and holds at most one entry per
 //     feed id: a newer payload for the same id replaces the waiting one and
