@@ -28,6 +28,7 @@ import (
 	"github.com/feedcdc/feedcdc/sink/httpsink"
 	"github.com/feedcdc/feedcdc/sink/kafkasink"
 	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/telemetry"
 )
 
 // Connector is one configured feedcdc instance: its state store, source
@@ -56,6 +57,8 @@ type OpenOptions struct {
 	Command string
 	// Observer receives pipeline measurements (telemetry).
 	Observer Observer
+	// Tracing records spans per build/export batch and resync chunk.
+	Tracing *telemetry.Tracing
 	// NoSinks opens without sinks (dry runs, status).
 	NoSinks bool
 }
@@ -124,7 +127,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	if err != nil {
 		return nil, err
 	}
-	po := PipelineOptions{Logger: log, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer,
+	po := PipelineOptions{Logger: log, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer, Tracing: oo.Tracing,
 		MaxInflightBytes: int64(cfg.Backpressure.MaxInflightBytes), QueueLen: cfg.Backpressure.SinkQueueSize,
 		BatchRecords: cfg.Backpressure.QueueSize, BatchKeys: cfg.State.FlushBatch, Window: cfg.State.FlushInterval.D(),
 		Policies: map[string]FeedPolicy{}}
@@ -261,6 +264,23 @@ func (c *Connector) binlogConfig() (binlog.Config, error) {
 
 // SourceConfig is the binlog source configuration derived from the config.
 func (c *Connector) SourceConfig() binlog.Config { return c.sourceCfg }
+
+// SinkReadiness reports, per sink that tracks it, whether its last send
+// reached the destination (for /readyz).
+func (c *Connector) SinkReadiness() []telemetry.Readiness {
+	var out []telemetry.Readiness
+	names := make([]string, 0, len(c.Sinks))
+	for n := range c.Sinks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if hr, ok := c.Sinks[n].(sink.HealthReporter); ok {
+			out = append(out, telemetry.Connected("sink "+n, hr.Health))
+		}
+	}
+	return out
+}
 
 // Connected reports whether the binlog source is connected.
 func (c *Connector) Connected() bool { return c.connected.Load() }

@@ -15,6 +15,8 @@ import (
 	"github.com/feedcdc/feedcdc/feeds"
 	"github.com/feedcdc/feedcdc/sink"
 	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/telemetry"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Operation names as the system feedcdc replaces logs them; legacy ones
@@ -130,7 +132,7 @@ func (p *Pipeline) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult, 
 	if ro.DryRun && ro.SampleSize > 0 {
 		sample = make([]feeds.Item, 0, ro.SampleSize)
 	}
-	eo := ExportOptions{DryRun: ro.DryRun, Operation: op, Force: len(ro.ByIDs) > 0}
+	eo := ExportOptions{DryRun: ro.DryRun, Operation: op, Force: len(ro.ByIDs) > 0, Position: ro.Position}
 	if sample != nil {
 		eo.Sample = &sample
 	}
@@ -144,9 +146,12 @@ func (p *Pipeline) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult, 
 		keys := pending
 		pending = nil
 		var st ExportStats
-		err := p.Do(ctx, func(ctx context.Context) error {
+		err := p.Do(ctx, func(ctx context.Context) (err error) {
+			ctx, end := p.span(ctx, func(t *telemetry.Tracing) (context.Context, trace.Span) {
+				return t.StartResyncChunk(ctx, ro.Feed, prog.Chunks+1, len(keys), ro.Position)
+			})
+			defer func() { end(err) }()
 			var w writeSet
-			var err error
 			st, err = p.exportKeysParallel(ctx, ro.Feed, keys, eo, &w, ro.ThreadCount, ro.BatchSize)
 			if err != nil {
 				return err

@@ -16,6 +16,8 @@ import (
 	"github.com/feedcdc/feedcdc/feeds"
 	"github.com/feedcdc/feedcdc/sink"
 	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/telemetry"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Export modes of a feed.
@@ -125,7 +127,10 @@ type PipelineOptions struct {
 	// until delivered or ctx ends (default 200 ms .. 30 s).
 	RawBackoff sink.Backoff
 	Observer   Observer
-	Now        func() time.Time
+	// Tracing, when set, records a span per build and export batch and per
+	// resync chunk, carrying the source position.
+	Tracing *telemetry.Tracing
+	Now     func() time.Time
 }
 
 func (o *PipelineOptions) defaults() {
@@ -482,7 +487,11 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		if _, err := p.ExportKeys(ctx, f, keys, ExportOptions{}, &w); err != nil {
+		eo := ExportOptions{Operation: OpPartialSync}
+		if b.checkpoint != nil {
+			eo.Position = *b.checkpoint
+		}
+		if _, err := p.ExportKeys(ctx, f, keys, eo, &w); err != nil {
 			return err
 		}
 	}
@@ -540,6 +549,17 @@ type ExportOptions struct {
 	Operation string
 	// Sample, when non-nil, receives up to cap(*Sample) built items.
 	Sample *[]feeds.Item
+	// Position is the source position the keys were read at (spans).
+	Position change.Position
+}
+
+// span starts a span with start when tracing is on; end closes it.
+func (p *Pipeline) span(ctx context.Context, start func(*telemetry.Tracing) (context.Context, trace.Span)) (context.Context, func(error)) {
+	if p.o.Tracing == nil {
+		return ctx, func(error) {}
+	}
+	ctx, sp := start(p.o.Tracing)
+	return ctx, func(err error) { telemetry.End(sp, err) }
 }
 
 // writeSet collects the state writes of one export for a single transaction.
@@ -604,7 +624,11 @@ func (p *Pipeline) ExportKeys(ctx context.Context, feed string, keys []string, e
 		end := min(start+p.o.BuildChunk, len(keys))
 		chunk := keys[start:end]
 		t0 := p.o.Now()
-		built, err := f.Build(ctx, chunk)
+		bctx, endSpan := p.span(ctx, func(t *telemetry.Tracing) (context.Context, trace.Span) {
+			return t.StartBuild(ctx, feed, len(chunk), eo.Position)
+		})
+		built, err := f.Build(bctx, chunk)
+		endSpan(err)
 		if err != nil {
 			return total, fmt.Errorf("connector: build %s for %d keys (%s..%s): %w", feed, len(chunk), chunk[0], chunk[len(chunk)-1], err)
 		}
@@ -678,7 +702,12 @@ func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string,
 		return st, nil
 	}
 	t1 := p.o.Now()
-	if err := p.exportItems(ctx, feed, pol, items, prevByID, w, &st); err != nil {
+	ectx, end := p.span(ctx, func(t *telemetry.Tracing) (context.Context, trace.Span) {
+		return t.StartExport(ctx, feed, p.o.Sink.Name(), len(items), eo.Position)
+	})
+	err = p.exportItems(ectx, feed, pol, items, prevByID, w, &st)
+	end(err)
+	if err != nil {
 		return st, err
 	}
 	if p.o.Observer != nil {

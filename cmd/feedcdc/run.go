@@ -62,7 +62,7 @@ func runConnector(ctx context.Context, cfg *config.Config, log *slog.Logger, hoo
 	}
 	defer tel.Shutdown(context.Background())
 	c, err := connector.Open(ctx, cfg, connector.OpenOptions{Logger: log, Command: "feedcdc run",
-		Observer: connector.MetricsObserver{M: tel.Metrics}})
+		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing})
 	if err != nil {
 		return err
 	}
@@ -84,9 +84,11 @@ func runConnector(ctx context.Context, cfg *config.Config, log *slog.Logger, hoo
 		return ln.Addr().String(), nil
 	}
 	if cfg.Telemetry.Listen != "" {
-		ready := telemetry.AllReady(
-			telemetry.Connected("source", func() (bool, string) { return c.Connected(), "binlog source not connected" }),
-			telemetry.LagBelow(tel.Metrics.Lag(), cfg.Telemetry.ReadyMaxLag.D()))
+		checks := []telemetry.Readiness{
+			telemetry.Connected("source", tel.Metrics.SourceState),
+			telemetry.LagBelow(tel.Metrics.Lag(), cfg.Telemetry.ReadyMaxLag.D()),
+		}
+		ready := telemetry.AllReady(append(checks, c.SinkReadiness()...)...)
 		if metricsAddr, err = serve("telemetry.listen", cfg.Telemetry.Listen, tel.Handler(ready)); err != nil {
 			return err
 		}
