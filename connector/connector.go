@@ -546,17 +546,14 @@ func (c *Connector) Close() error {
 type schemaHistory struct{ s *state.Store }
 
 func (h schemaHistory) AppendSchema(ctx context.Context, r binlog.SchemaRecord) error {
-	return h.s.AppendSchema(ctx, state.SchemaRecord{Seq: r.Seq, Position: r.Position, DB: r.DB, Table: r.Table, Schema: r.Schema, DDL: r.DDL})
+	return h.s.AppendSchema(ctx, state.SchemaRecord(r))
 }
 
 func (h schemaHistory) SchemaRecords(ctx context.Context) ([]binlog.SchemaRecord, error) {
 	recs, err := h.s.SchemaRecords(ctx)
-	if err != nil {
-		return nil, err
-	}
 	out := make([]binlog.SchemaRecord, len(recs))
-	for i, r := range recs {
-		out[i] = binlog.SchemaRecord{Seq: r.Seq, Position: r.Position, DB: r.DB, Table: r.Table, Schema: r.Schema, DDL: r.DDL}
+	for i := range recs {
+		out[i] = binlog.SchemaRecord(recs[i])
 	}
-	return out, nil
+	return out, err
 }

@@ -284,7 +284,7 @@ func (p *Pipeline) resyncVanished(ctx context.Context, feed string, f feeds.Feed
 		var next string
 		err := p.Do(ctx, func(ctx context.Context) error {
 			seen := map[string]bool{}
-			items, n, err := p.o.Store.ListItems(ctx, state.ListQuery{Feed: feed, Statuses: []int{state.StatusSent, state.StatusPending, state.StatusRetryableFailure, state.StatusRejected, state.StatusRejectedByService, state.StatusDryRun}, After: after, Limit: 1000})
+			items, n, err := p.o.Store.ListItems(ctx, state.ListQuery{Feed: feed, After: after, Limit: 1000})
 			if err != nil {
 				return err
 			}
