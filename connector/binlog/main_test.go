@@ -36,6 +36,24 @@ type collector struct {
 	changes []*change.Change
 	ends    []change.TxEnd
 	aborts  int
+	// Observer counts
+	events, heartbeats, connects, disconnects int
+}
+
+func (c *collector) EventRead(size uint32, ts time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if size > 0 && !ts.IsZero() {
+		c.events++
+	}
+}
+
+func (c *collector) Heartbeat() { c.mu.Lock(); c.heartbeats++; c.mu.Unlock() }
+func (c *collector) Connected() { c.mu.Lock(); c.connects++; c.mu.Unlock() }
+func (c *collector) Disconnected(error) {
+	c.mu.Lock()
+	c.disconnects++
+	c.mu.Unlock()
 }
 
 func (c *collector) Change(_ context.Context, ch *change.Change) error {

@@ -95,6 +95,11 @@ func TestLiveReconnectAndResumeByGTID(t *testing.T) {
 	if got := ids(col, db); fmt.Sprint(got) != fmt.Sprint(seq(1, 8)) {
 		t.Fatalf("ids across the reconnect = %v, want 1..8 exactly once", got)
 	}
+	col.mu.Lock()
+	if col.connects < 2 || col.disconnects < 1 || col.events == 0 {
+		t.Errorf("observer: %d connects, %d disconnects, %d events", col.connects, col.disconnects, col.events)
+	}
+	col.mu.Unlock()
 	last := lastEnd(col)
 	if last.Position.GTIDSet == "" || !strings.Contains(last.Position.GTIDSet, last.GTID) {
 		t.Fatalf("last TxEnd %+v has no GTID set containing its GTID", last)
@@ -217,5 +222,21 @@ func TestLivePurgedPosition(t *testing.T) {
 	}
 	if got := ids(col, db); fmt.Sprint(got) != "[3]" {
 		t.Errorf("ids from earliest = %v", got)
+	}
+}
+
+// TestLiveHeartbeat: an idle stream receives server heartbeats.
+func TestLiveHeartbeat(t *testing.T) {
+	cfg := sourceConfig(srv, "nothing.here")
+	cfg.HeartbeatPeriod = 200 * time.Millisecond
+	src, err := New(cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &collector{}
+	stop := runSource(t, src, changePositionCurrent(t, cfg), col)
+	waitFor(t, "two heartbeats", func() bool { col.mu.Lock(); defer col.mu.Unlock(); return col.heartbeats >= 2 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

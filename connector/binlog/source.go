@@ -562,22 +562,31 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 		streamer, err = syncer.StartSync(mysql.Position{Name: from.File, Pos: from.Pos})
 	}
 	if err != nil {
-		return s.classify(err, from)
+		err = s.classify(err, from)
+		if d.obs != nil {
+			d.obs.Disconnected(err)
+		}
+		return err
 	}
 	if d.obs != nil {
 		d.obs.Connected()
 	}
 	_, err = streamer.GetEvent(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if sh.err != nil {
+		err = sh.err
+	} else {
+		if err == nil {
+			err = errors.New("binlog stream ended")
+		}
+		err = s.classify(err, from)
+	}
 	if d.obs != nil {
 		d.obs.Disconnected(err)
 	}
-	if sh.err != nil {
-		return sh.err
-	}
-	if err == nil {
-		err = errors.New("binlog stream ended")
-	}
-	return s.classify(err, from)
+	return err
 }
 
 // classify turns server errors into ErrPositionPurged / ErrServerIDClash.
