@@ -137,7 +137,11 @@ func (d *decoder) handle(ctx context.Context, ev *replication.BinlogEvent) (err 
 	start := d.pos
 	defer func() {
 		if r := recover(); r != nil {
-			err = &decodeError{fmt.Errorf("binlog %s at position %d: decoding %s panicked: %v\n%s", d.file, start, ev.Header.EventType, r, debug.Stack())}
+			stack := debug.Stack()
+			if len(stack) > 2048 {
+				stack = stack[:2048]
+			}
+			err = &decodeError{fmt.Errorf("binlog %s at position %d (%s): decoding panicked: %v\n%s", d.file, start, ev.Header.EventType, r, stack)}
 		}
 		if err != nil {
 			var de *decodeError

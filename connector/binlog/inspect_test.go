@@ -4,13 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/feedcdc/feedcdc/change"
 )
 
 // fixtureDir resolves /work/shared/fixtures/binlogs relative to this file
@@ -329,6 +335,47 @@ func TestInspectNotABinlog(t *testing.T) {
 	}
 	err := InspectFiles(context.Background(), []string{p}, &bytes.Buffer{}, InspectOptions{})
 	if err == nil || !strings.Contains(err.Error(), "not a binlog file") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestInspectPanicInDecoder corrupts a QUERY event (with a valid checksum) so
+// that go-mysql's decoder panics: the panic becomes an error naming the file,
+// position and event type.
+func TestInspectPanicInDecoder(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(fixtureDir(t), "json.binlog.000001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const at, size = 235, 256 // the first QUERY event
+	if replication.EventType(data[at+4]) != replication.QUERY_EVENT {
+		t.Fatalf("no QUERY event at %d", at)
+	}
+	body := at + replication.EventHeaderSize
+	data[body+8] = 0xff                                   // schema length
+	binary.LittleEndian.PutUint16(data[body+11:], 0xfff0) // status vars length
+	binary.LittleEndian.PutUint32(data[at+size-4:], crc32.ChecksumIEEE(data[at:at+size-4]))
+	p := filepath.Join(t.TempDir(), "panic.000001")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = InspectFiles(context.Background(), []string{p}, &bytes.Buffer{}, InspectOptions{})
+	if err == nil || !strings.Contains(err.Error(), "panic.000001 at position 235 (QueryEvent)") || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+type panicHandler struct{}
+
+func (panicHandler) Change(context.Context, *change.Change) error { panic("boom") }
+func (panicHandler) TxEnd(context.Context, change.TxEnd) error    { return nil }
+
+// TestHandlerPanicBecomesError: a panic while handling an event is an error
+// naming the event, not a crash.
+func TestHandlerPanicBecomesError(t *testing.T) {
+	d := newDecoder("", ZeroDatesNull, Filter{}, nil, panicHandler{}, nil)
+	err := readFile(context.Background(), filepath.Join(fixtureDir(t), "mariadb-bin.000001"), d)
+	if err == nil || !strings.Contains(err.Error(), "mariadb-bin.000001 at position 612 (WriteRowsEventV1)") || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("got %v", err)
 	}
 }

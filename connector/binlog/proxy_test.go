@@ -1,12 +1,15 @@
 package binlog
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/feedcdc/feedcdc/change"
 )
@@ -17,6 +20,10 @@ type tcpProxy struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	// corrupt, when set, flips one byte of the first occurrence of this
+	// marker in the server-to-client stream.
+	corrupt []byte
+	done    bool
 }
 
 func newProxy(t *testing.T, upstream string) *tcpProxy {
@@ -41,11 +48,36 @@ func newProxy(t *testing.T, upstream string) *tcpProxy {
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
 			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
+			go func() { p.copyDown(c, u); c.Close() }()
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); p.cut() })
 	return p
+}
+
+// copyDown forwards server bytes to the client, corrupting the marker once.
+func (p *tcpProxy) copyDown(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			p.mu.Lock()
+			if p.corrupt != nil && !p.done {
+				if i := bytes.Index(chunk, p.corrupt); i >= 0 {
+					chunk[i+len(p.corrupt)-1] ^= 0x01
+					p.done = true
+				}
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(chunk); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (p *tcpProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
@@ -150,5 +182,33 @@ func TestLiveReconnectMidTransaction(t *testing.T) {
 		if v, _ := c.Get("id"); v.(int64) != int64(i+2) {
 			t.Fatalf("change %d has id %v", i, v)
 		}
+	}
+}
+
+// TestLiveCorruptEventInTransit: a byte flipped inside a rows event on the
+// wire fails the checksum; the source stops with an error naming the
+// position instead of retrying forever or skipping the event.
+func TestLiveCorruptEventInTransit(t *testing.T) {
+	db := srv.NewDatabase(t, "corrupt")
+	srv.Exec(t, db, "CREATE TABLE t (id BIGINT PRIMARY KEY, pad TEXT)")
+	proxy := newProxy(t, srv.Addr())
+	proxy.corrupt = []byte("CORRUPT-ME-MARKER")
+	cfg := sourceConfig(srv, db+".t")
+	start := changePositionCurrent(t, cfg)
+	cfg.Port = proxy.port()
+	src, err := New(cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Exec(t, db, "INSERT INTO t VALUES (1, 'fine')", "INSERT INTO t VALUES (2, REPEAT('CORRUPT-ME-MARKER', 500))")
+	col := &collector{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = src.Run(ctx, start, col)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), "at position") {
+		t.Fatalf("got %v", err)
+	}
+	if got := ids(col, db); len(got) != 1 || got[0] != 1 {
+		t.Errorf("rows before the corrupt event: %v", got)
 	}
 }

@@ -582,6 +582,7 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 			err = errors.New("binlog stream ended")
 		}
 		err = s.classify(err, from)
+		err = parserError(err, d)
 	}
 	if d.obs != nil {
 		d.obs.Disconnected(err)
@@ -637,4 +638,20 @@ func errorText(err error) string {
 		out = append(out, l)
 	}
 	return strings.Join(out, ": ")
+}
+
+// parserError turns failures of go-mysql's event parser (which runs before
+// our handler: a corrupt event, a checksum mismatch, a panic it recovered)
+// into decode errors naming the position, so that they stop the stream
+// instead of being retried as network errors forever.
+func parserError(err error, d *decoder) error {
+	var ee *replication.EventError
+	if errors.As(err, &ee) {
+		return &decodeError{fmt.Errorf("binlog %s at position %d (%s): the event cannot be decoded: %s", d.file, d.pos, ee.Header.EventType, errorText(err))}
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "panic ") || strings.Contains(msg, "failed checksum") {
+		return &decodeError{fmt.Errorf("binlog %s at position %d: the event after it cannot be decoded: %s", d.file, d.pos, truncateString(errorText(err), 2000))}
+	}
+	return err
 }
