@@ -285,10 +285,9 @@ func compareKafka(t *testing.T, feed string, recs []kafkatest.Record, want map[s
 			}
 			continue
 		}
-		// The hash covers the payload except its modifiedAt build time.
 		if h, _ := r.Header("feed_hash"); h != it.Hash || !sameExceptModified(r.Value, it.Data) {
 			if differ++; differ <= 3 {
-				t.Errorf("%s: item %v differs:\n kafka: %s\n db:    %s", feed, it.Identity, r.Value, it.Data)
+				t.Errorf("%s: item %v differs in %s", feed, it.Identity, payloadDiff(r.Value, it.Data))
 			}
 		}
 	}
@@ -310,18 +309,48 @@ func compareKafka(t *testing.T, feed string, recs []kafkatest.Record, want map[s
 	return all
 }
 
-// sameExceptModified compares two item payloads ignoring modifiedAt (the
-// time the item was built).
+// sameExceptModified compares two item payloads ignoring modifiedAt and
+// updatedAt, which feed_hash does not cover either (an item whose only
+// change is its updatedAt is not sent again).
 func sameExceptModified(a, b []byte) bool {
 	var ma, mb map[string]any
 	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
 		return bytes.Equal(a, b)
 	}
-	delete(ma, "modifiedAt")
-	delete(mb, "modifiedAt")
+	for _, k := range []string{"modifiedAt", "updatedAt"} {
+		delete(ma, k)
+		delete(mb, k)
+	}
 	ja, _ := json.Marshal(ma)
 	jb, _ := json.Marshal(mb)
 	return bytes.Equal(ja, jb)
+}
+
+// payloadDiff describes the fields in which payload a (exported) differs
+// from b (fresh build).
+func payloadDiff(a, b []byte) string {
+	var ma, mb map[string]any
+	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
+		return fmt.Sprintf("\n exported: %s\n fresh:    %s", a, b)
+	}
+	var out []string
+	for k, vb := range mb {
+		if k == "modifiedAt" || k == "updatedAt" {
+			continue
+		}
+		ja, _ := json.Marshal(ma[k])
+		jb, _ := json.Marshal(vb)
+		if !bytes.Equal(ja, jb) {
+			out = append(out, fmt.Sprintf("%s: exported %s, fresh %s", k, ja, jb))
+		}
+	}
+	for k, va := range ma {
+		if _, ok := mb[k]; !ok {
+			ja, _ := json.Marshal(va)
+			out = append(out, fmt.Sprintf("%s: exported %s, fresh (absent)", k, ja))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func freshItems(t *testing.T, f feeds.Feed) map[string]feeds.Item { return freshBuild(t, f) }
@@ -546,10 +575,206 @@ func TestFeedLockAcrossProcesses(t *testing.T) {
 	}
 }
 
+// legacyWatch sits between the pipeline and the real sinks and checks, at
+// the moment a legacy feed's record is sent, that the item is waiting in
+// the outbox: a legacy item reaches a sink only through a flush.
+type legacyWatch struct {
+	sink.Sink
+	store *state.Store
+	feed  string
+
+	mu         sync.Mutex
+	sent       int // legacy records sent
+	sends      int // Send calls with legacy records
+	violations []string
+}
+
+func (w *legacyWatch) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, error) {
+	var ids []string
+	for _, r := range recs {
+		if r.Feed == w.feed {
+			ids = append(ids, r.ID)
+		}
+	}
+	if len(ids) > 0 {
+		entries, err := w.store.OutboxBatch(ctx, w.feed, 1<<30)
+		w.mu.Lock()
+		if err != nil {
+			w.violations = append(w.violations, err.Error())
+		}
+		queued := map[string]bool{}
+		for _, e := range entries {
+			queued[e.ID] = true
+		}
+		for _, id := range ids {
+			if !queued[id] {
+				w.violations = append(w.violations, "item "+id+" sent without being in the outbox")
+			}
+		}
+		w.sent += len(ids)
+		w.sends++
+		w.mu.Unlock()
+	}
+	return w.Sink.Send(ctx, recs)
+}
+
+func (w *legacyWatch) counts() (sent, sends int, violations []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sent, w.sends, append([]string(nil), w.violations...)
+}
+
+// TestLegacyModeThroughRun runs the connector (Run, with its scheduler) with
+// products in legacy mode (legacy_schedule 2s) and productAttributes
+// immediate: the first-start full sync and a streamed workload put product
+// items in the outbox only; every product record that reaches Kafka was in
+// the outbox when it was sent (a flush sent it); after the flushes the
+// outbox is empty and the latest record of every key equals a fresh build;
+// the logs label legacy operations "(legacy)".
+func TestLegacyModeThroughRun(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "legacy")
+	admin := srv.Admin(t, db)
+	if _, err := catalog.Load(ctx, admin, catalog.Tiny(), 3); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	dir := t.TempDir()
+	cfgPath := syncConfig(t, srv, db, dir, onlyFeeds(map[string]string{
+		"products":          ", mode: legacy, legacy_schedule: 2s, batch_size: 200",
+		"productAttributes": ""}), kafkaSinkYAML(kafka.Addr()),
+		"resync: {max_replica_lag: 0s, rows_per_second: 0}")
+	cfg, err := config.Load(cfgPath, []string{"SYNC_SOURCE_PASSWORD=" + srv.CDCPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	c, err := Open(ctx, cfg, OpenOptions{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Command: "legacy test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	watch := &legacyWatch{Sink: c.Pipeline.o.Sink, store: c.Store, feed: "products"}
+	c.Pipeline.o.Sink = watch
+	runCtx, cancel := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(runCtx, RunOptions{}) }()
+	defer func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	waitFinished := func(feed string) state.Progress {
+		for {
+			pr, ok, err := c.Store.Progress(ctx, feed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok && pr.Finished() {
+				return pr
+			}
+			select {
+			case err := <-runErr:
+				t.Fatalf("connector stopped: %v", err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	pr := waitFinished("products")
+	waitFinished("productAttributes")
+	// Right after the full sync, before the first flush (if it has not run
+	// yet): the immediate feed is in Kafka, the legacy one only in the
+	// outbox.
+	_, sendsBefore, _ := watch.counts()
+	queued, _ := c.Store.OutboxLen(ctx, "products")
+	inKafka := len(recordsOrNone(t, kafka, "sync.products"))
+	attrs := len(recordsOrNone(t, kafka, "sync.productAttributes"))
+	_, sendsAfter, _ := watch.counts()
+	if sendsBefore == 0 && sendsAfter == 0 {
+		if inKafka != 0 || int64(queued) != pr.Synced {
+			t.Fatalf("before the first flush: %d product records in Kafka, %d in the outbox; want 0 and %d", inKafka, queued, pr.Synced)
+		}
+		t.Logf("before the first flush: 0 product records in Kafka, %d in the outbox; %d productAttributes records (immediate)", queued, attrs)
+	} else {
+		t.Logf("the first flush ran during the full sync (%d sends)", sendsAfter)
+	}
+	if attrs == 0 {
+		t.Fatal("the immediate feed sent nothing")
+	}
+
+	// Stream a workload; its product changes go through the outbox too.
+	wl := catalog.NewWorkload(admin, 3, catalog.WorkloadOptions{})
+	if _, err := wl.Run(ctx, 300, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for a flush that empties the outbox.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n, err := c.Store.OutboxLen(ctx, "products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox still holds %d items after a minute of 2 s flushes", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sent, sends, violations := watch.counts()
+	if len(violations) > 0 {
+		t.Fatalf("%d legacy records sent outside a flush, e.g. %s", len(violations), violations[0])
+	}
+	counts, err := c.Store.Counts(ctx, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Pending != 0 || counts.Outbox != 0 || counts.Failed != 0 {
+		t.Fatalf("after the flush: %+v", counts)
+	}
+	recs, err := kafka.ReadAll(ctx, "sync.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != sent {
+		t.Errorf("%d product records in Kafka, %d sent by flushes", len(recs), sent)
+	}
+	compareKafka(t, "products", recs, freshItems(t, openFeed(t, srv, db, "products")))
+	lg := logs.String()
+	var flushes int
+	for _, l := range strings.Split(lg, "\n") {
+		if strings.Contains(l, `"operation":"partial sync (legacy)"`) && strings.Contains(l, `"msg":"Complete"`) {
+			flushes++
+		}
+	}
+	if flushes == 0 || !strings.Contains(lg, `"operation":"full sync(legacy)"`) {
+		t.Fatalf("legacy operations not labelled \"(legacy)\" in the logs:\n%s", lg)
+	}
+	t.Logf("%d product records sent by %d flush sends (%d flushes logged as \"partial sync (legacy)\")", sent, sends, flushes)
+}
+
+// recordsOrNone reads a topic, treating a topic not created yet as empty.
+func recordsOrNone(t *testing.T, kafka *kafkatest.Cluster, topic string) []kafkatest.Record {
+	t.Helper()
+	recs, err := kafka.ReadAll(context.Background(), topic)
+	if err != nil {
+		if strings.Contains(err.Error(), "UNKNOWN_TOPIC") || strings.Contains(err.Error(), "Unknown Topic") {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	return recs
+}
+
 var (
 	_ = gzip.NewReader
 	_ = io.ReadAll
-	_ = slog.New
 	_ = http.StatusOK
 	_ = httptest.NewServer
 )
