@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"os"
@@ -98,15 +99,15 @@ func (h *streamHandler) TxEnd(context.Context, change.TxEnd) error { return nil 
 // through Registry.Keys, the dirty keys are rebuilt and diffed after every
 // step, and at the end the state must equal a fresh full build: the same
 // items with the same hashes, and every other known item marked deleted.
-// It runs twice: with the link index loaded before the workload (the
-// steady state), and with the index loaded late, so that deleted composite
-// products take the restart-window fallback.
+// It runs for three seeds: with the link index loaded before the workload
+// (the steady state), and with the index loaded late, so that deleted
+// composite products take the restart-window fallback.
 func TestDifferentialWorkload(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		seed      int64
 		loadEarly bool
-	}{{"index", 1, true}, {"fallback", 2, false}} {
+	}{{"index/seed1", 1, true}, {"fallback/seed2", 2, false}, {"index/seed3", 3, true}} {
 		t.Run(tc.name, func(t *testing.T) { differential(t, tc.seed, tc.loadEarly) })
 	}
 }
@@ -200,11 +201,9 @@ func differential(t *testing.T, seed int64, loadEarly bool) {
 	}
 	w := catalog.NewWorkload(admin, seed, catalog.WorkloadOptions{})
 	sent := map[string]int{}
-	const steps, perStep = 25, 80
-	for i := 0; i < steps; i++ {
-		if _, err := w.Run(ctx, perStep, 0); err != nil {
-			t.Fatal(err)
-		}
+	const steps, perStep = 20, 75
+	sync := func() {
+		t.Helper()
 		for feed, set := range drain() {
 			keys := make([]string, 0, len(set))
 			for k := range set {
@@ -219,13 +218,38 @@ func differential(t *testing.T, seed int64, loadEarly bool) {
 			sent[feed] += n
 		}
 	}
+	for i := 0; i < steps; i++ {
+		if _, err := w.Run(ctx, perStep, 0); err != nil {
+			t.Fatal(err)
+		}
+		sync()
+	}
+	// Changes the workload does not make: scope, metadata and cascading
+	// deletes, each followed by a sync.
 	st := w.Stats()
+	verify(t, ctx, reg, state, "after the workload", false)
+	for _, stmts := range scopeChanges(t, admin) {
+		for _, q := range stmts {
+			if _, err := admin.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		sync()
+		verify(t, ctx, reg, state, "after "+strings.Join(stmts, "; "), false)
+	}
 	t.Logf("workload: %d changes\n%s", steps*perStep, st.Report())
 	if missing := st.Missing(); len(missing) > 0 {
 		t.Errorf("workload kinds not exercised: %v", missing)
 	}
 	t.Logf("items sent per feed: %v", sent)
 
+	verify(t, ctx, reg, state, "after the workload and scope changes", true)
+}
+
+// verify compares the exported state with a fresh full build: the same
+// items with the same hashes, every other known item marked deleted.
+func verify(t *testing.T, ctx context.Context, reg *Registry, state *memState, when string, logOK bool) {
+	t.Helper()
 	fresh, err := fullBuild(ctx, reg, 100, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -255,10 +279,67 @@ func differential(t *testing.T, seed int64, loadEarly bool) {
 		}
 		sort.Strings(bad)
 		if len(bad) > 0 {
-			t.Errorf("%s: %d of %d items differ from a fresh build; first ones:\n  %s", name, len(bad), len(want), strings.Join(bad[:min(len(bad), 8)], "\n  "))
-		} else {
+			t.Errorf("%s %s: %d of %d items differ from a fresh build; first ones:\n  %s", name, when, len(bad), len(want), strings.Join(bad[:min(len(bad), 8)], "\n  "))
+		} else if logOK {
 			t.Logf("%s: %d items equal a fresh build (%d known, deleted ones marked)", name, len(want), len(state.items[name]))
 		}
+	}
+}
+
+// scopeChanges returns groups of statements (each group synced before the
+// next) for the change kinds the workload generator does not make.
+func scopeChanges(t *testing.T, db *sql.DB) [][]string {
+	t.Helper()
+	one := func(q string) uint64 {
+		var v uint64
+		if err := db.QueryRow(q).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return v
+	}
+	selectAttr := one(`SELECT MIN(a.attribute_id) FROM eav_attribute a JOIN catalog_product_entity_int v ON v.attribute_id = a.attribute_id
+		WHERE a.entity_type_id = 4 AND a.is_user_defined = 1 AND a.frontend_input = 'select' AND a.attribute_id >= 300`)
+	otherAttr := one(fmt.Sprintf(`SELECT MAX(a.attribute_id) FROM eav_attribute a JOIN catalog_product_entity_int v ON v.attribute_id = a.attribute_id
+		WHERE a.entity_type_id = 4 AND a.is_user_defined = 1 AND a.attribute_id >= 300 AND a.attribute_id <> %d`, selectAttr))
+	usedOption := one(fmt.Sprintf(`SELECT MIN(value) FROM catalog_product_entity_int WHERE attribute_id = %d`, otherAttr))
+	category := one(`SELECT MIN(category_id) FROM catalog_category_product WHERE category_id > 2`)
+	group := one(`SELECT MIN(customer_group_id) FROM magento_catalogpermissions_index_product`)
+	parent := one(`SELECT MIN(product_id) FROM catalog_product_super_attribute`)
+	website1 := one(`SELECT MIN(website_id) FROM store_website WHERE website_id > 0`)
+	return [][]string{
+		// A new website with a group, a store view, products and permissions.
+		{`INSERT INTO store_website (website_id, code, name, default_group_id) VALUES (90, 'w90', 'W90', 90)`,
+			`INSERT INTO store_group (group_id, website_id, name, root_category_id, default_store_id, code) VALUES (90, 90, 'G90', 2, 90, 'g90')`,
+			`INSERT INTO store (store_id, code, website_id, group_id, name, is_active) VALUES (90, 's90', 90, 90, 'S90', 1), (91, 's91', 90, 90, 'S91', 1)`,
+			`INSERT INTO catalog_product_website (product_id, website_id) SELECT entity_id, 90 FROM catalog_product_entity ORDER BY entity_id LIMIT 7`,
+			`INSERT INTO magento_catalogpermissions_index_product (product_id, store_id, customer_group_id, grant_catalog_category_view)
+				SELECT entity_id, 90, 0, -2 FROM catalog_product_entity ORDER BY entity_id LIMIT 4`,
+			`INSERT INTO store_website (website_id, code, name, default_group_id) VALUES (91, 'w91', 'W91', 91)`,
+			`INSERT INTO store_group (group_id, website_id, name, root_category_id, default_store_id, code) VALUES (91, 91, 'G91', 2, 93, 'g91')`,
+			`INSERT INTO store (store_id, code, website_id, group_id, name, is_active) VALUES (93, 's93', 91, 91, 'S93', 1)`,
+			`INSERT INTO catalog_product_website (product_id, website_id) SELECT entity_id, 91 FROM catalog_product_entity ORDER BY entity_id DESC LIMIT 9`,
+			`INSERT INTO magento_catalogpermissions_index_product (product_id, store_id, customer_group_id, grant_checkout_items)
+				SELECT entity_id, 93, 1, -2 FROM catalog_product_entity ORDER BY entity_id DESC LIMIT 5`},
+		// A new store view in an existing website, then codes renamed.
+		{fmt.Sprintf(`INSERT INTO store (store_id, code, website_id, group_id, name, is_active)
+				SELECT 92, 's92', website_id, group_id, 'S92', 1 FROM store WHERE website_id = %d ORDER BY store_id LIMIT 1`, website1)},
+		{`UPDATE store_website SET code = 'w90x' WHERE website_id = 90`, `UPDATE store_group SET code = 'g90x' WHERE group_id = 90`,
+			`UPDATE store SET code = 's92x' WHERE store_id = 92`},
+		// Metadata: attribute renamed, label and option changes.
+		{fmt.Sprintf(`UPDATE eav_attribute SET attribute_code = CONCAT(attribute_code, '_x') WHERE attribute_id = %d`, selectAttr),
+			fmt.Sprintf(`UPDATE catalog_eav_attribute SET is_filterable = 1 - is_filterable WHERE attribute_id = %d`, selectAttr),
+			fmt.Sprintf(`INSERT INTO eav_attribute_label (attribute_id, store_id, value) VALUES (%d, 92, 'Label 92')`, selectAttr)},
+		{fmt.Sprintf(`DELETE FROM eav_attribute_option WHERE option_id = %d`, usedOption)},
+		// Cascading deletes: a store view, a store group (its stores), a
+		// website, an attribute, a category, a customer group, an axis.
+		{`DELETE FROM store WHERE store_id = 92`},
+		{`DELETE FROM store_group WHERE group_id = 90`},
+		{`DELETE FROM store_website WHERE website_id = 90`},
+		{`DELETE FROM store_website WHERE website_id = 91`}, // cascades its group, store and assignments
+		{fmt.Sprintf(`DELETE FROM eav_attribute WHERE attribute_id = %d`, otherAttr)},
+		{fmt.Sprintf(`DELETE FROM catalog_category_entity WHERE entity_id = %d`, category)},
+		{fmt.Sprintf(`DELETE FROM customer_group WHERE customer_group_id = %d`, group)},
+		{fmt.Sprintf(`DELETE FROM catalog_product_super_attribute WHERE product_id = %d ORDER BY attribute_id LIMIT 1`, parent)},
 	}
 }
 
