@@ -772,9 +772,299 @@ func recordsOrNone(t *testing.T, kafka *kafkatest.Cluster, topic string) []kafka
 	return recs
 }
 
-var (
-	_ = gzip.NewReader
-	_ = io.ReadAll
-	_ = http.StatusOK
-	_ = httptest.NewServer
-)
+// flakyService is an HTTP feed service that fails items at random: per
+// request, 10% answer 503 (every item retryable); otherwise each item is
+// refused with items_limit_exceeded (retryable) with probability 22% and
+// listed as invalid (rejected for good) with probability 5.5% — about 30%
+// retryable and 5% non-retryable failures per attempt. It remembers the
+// outcome of the last attempt and the last accepted payload of every item
+// (by sku and store view).
+type flakyService struct {
+	mu      sync.Mutex
+	rng     *rand.Rand
+	last    map[string]string          // identity -> "ok", "retry" or "rejected: <message>"
+	payload map[string]json.RawMessage // identity -> last accepted payload
+
+	requests, items, accepted, retryable, rejected, unavailable int
+}
+
+func newFlakyService() *flakyService {
+	return &flakyService{rng: rand.New(rand.NewPCG(7, 8)), last: map[string]string{}, payload: map[string]json.RawMessage{}}
+}
+
+func productIdentity(raw []byte) string {
+	var v struct {
+		SKU   string `json:"sku"`
+		Store string `json:"storeViewCode"`
+	}
+	_ = json.Unmarshal(raw, &v)
+	return v.SKU + "|" + v.Store
+}
+
+func (f *flakyService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	var items []json.RawMessage
+	if err := json.NewDecoder(body).Decode(&items); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests++
+	f.items += len(items)
+	if f.rng.Float64() < 0.10 {
+		for _, it := range items {
+			f.last[productIdentity(it)] = "retry"
+		}
+		f.retryable += len(items)
+		f.unavailable++
+		http.Error(w, "flaky service: overloaded", http.StatusServiceUnavailable)
+		return
+	}
+	type invalid struct {
+		ItemIndex int    `json:"itemIndex"`
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+	}
+	var bad []invalid
+	for j, it := range items {
+		id := productIdentity(it)
+		switch x := f.rng.Float64(); {
+		case x < 0.055:
+			msg := "flaky service: rejected " + id
+			bad = append(bad, invalid{j, "invalid_value", msg})
+			f.last[id] = "rejected: " + msg
+			f.rejected++
+		case x < 0.055+0.22:
+			bad = append(bad, invalid{j, "items_limit_exceeded", "flaky service: try again later"})
+			f.last[id] = "retry"
+			f.retryable++
+		default:
+			f.last[id] = "ok"
+			f.payload[id] = append(json.RawMessage(nil), it...)
+			f.accepted++
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-request-id", fmt.Sprintf("req-%d", f.requests))
+	_ = json.NewEncoder(w).Encode(map[string]any{"invalidFeedItems": bad})
+}
+
+// TestFlakySinkRetriesAcrossRestart: with an HTTP feed service that fails
+// about 30% of items with retryable errors and 5% for good, a connector
+// does its first-start full sync of products while a workload streams; it
+// is killed with SIGKILL midway and restarted (in this process), the full
+// sync is continued, and the retry job runs until no item is failed. Then
+// every current item is either delivered (the service's last accepted
+// payload equals a fresh build) or rejected and recorded with status 1 and
+// the service's message; the state's counts equal what the service saw last
+// for each item; nothing was lost across the restart.
+func TestFlakySinkRetriesAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "flaky")
+	admin := srv.Admin(t, db)
+	if _, err := catalog.Load(ctx, admin, catalog.Small(), 13); err != nil {
+		t.Fatal(err)
+	}
+	svc := newFlakyService()
+	hs := httptest.NewServer(svc)
+	defer hs.Close()
+	dir := t.TempDir()
+	cfgPath := syncConfig(t, srv, db, dir, onlyFeeds(map[string]string{"products": ", max_attempts: 1000, backoff_base: 1s, backoff_max: 2s"}),
+		fmt.Sprintf(`  svc:
+    type: http
+    http:
+      base_url: %s
+      max_items_per_request: 100
+      timeout: 10s`, hs.URL),
+		"resync: {batch_size: 100, thread_count: 2, rows_per_second: 250, max_replica_lag: 0s}")
+
+	// The workload streams for about 6 s while the first connector runs.
+	wl := catalog.NewWorkload(admin, 13, catalog.WorkloadOptions{})
+	wlDone := make(chan error, 1)
+	go func() {
+		_, err := wl.Run(ctx, 900, 150)
+		wlDone <- err
+	}()
+	first := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=run", "FEEDCDC_SYNC_FEED=products", "FEEDCDC_SYNC_SEND_ATTEMPTS=2")
+	time.Sleep(time.Duration(2000+rand.IntN(1500)) * time.Millisecond)
+	first.kill()
+	svc.mu.Lock()
+	beforeRestart := svc.items
+	svc.mu.Unlock()
+
+	cfg, err := config.Load(cfgPath, []string{"SYNC_SOURCE_PASSWORD=" + srv.CDCPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(ctx, cfg, OpenOptions{Command: "flaky test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Pipeline.o.SendBackoff = sink.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 2}
+	_, _, hadCheckpoint, err := c.Store.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, hadProgress, _ := c.Store.Progress(ctx, "products")
+	t.Logf("killed after %d items reached the service; checkpoint: %v; resync progress: %d keys in %d chunks (finished %v)",
+		beforeRestart, hadCheckpoint, p1.Processed, p1.Chunks, p1.Finished())
+	runCtx, cancel := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(runCtx, RunOptions{NoSchedule: true}) }()
+	defer func() {
+		cancel()
+		<-runErr
+	}()
+	if hadCheckpoint && (!hadProgress || !p1.Finished()) {
+		// The restart streams from the checkpoint; the interrupted
+		// first-start full sync is continued by hand (--continue-resync).
+		if _, err := c.Resync(ctx, ResyncOptions{Feed: "products", Continue: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-wlDone; err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	for {
+		pr, ok, _ := c.Store.Progress(ctx, "products")
+		if ok && pr.Finished() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Store.Counts(ctx, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The retry job, as if its schedule had passed every backoff.
+	var retried ExportStats
+	rounds := 0
+	for ; rounds < 100; rounds++ {
+		counts, err := c.Store.Counts(ctx, "products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts.Failed == 0 {
+			break
+		}
+		st, err := c.Pipeline.RetryFailed(ctx, "products", time.Now().Add(365*24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		retried.add(st)
+	}
+	if before.Failed == 0 || retried.Keys == 0 {
+		t.Fatalf("no item reached the retry job (before retries: %+v); the test does not exercise it", before)
+	}
+
+	// Compare the state, the service and a fresh build.
+	counts, err := c.Store.Counts(ctx, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Failed != 0 || counts.Attention != 0 || counts.Pending != 0 {
+		t.Fatalf("after %d retry rounds: %+v", rounds, counts)
+	}
+	stateItems := map[string]state.Item{} // by identity
+	after := ""
+	for {
+		items, next, err := c.Store.ListItems(ctx, state.ListQuery{Feed: "products", Limit: 1000, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			stateItems[it.Identity["sku"]+"|"+it.Identity["storeViewCode"]] = it
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if int64(len(stateItems)) != counts.Total {
+		t.Fatalf("listed %d items, counts say %d", len(stateItems), counts.Total)
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	fresh := freshItems(t, openFeed(t, srv, db, "products"))
+	var delivered, rejected int
+	for _, it := range fresh {
+		id := productIdentity(it.Data)
+		st, ok := stateItems[id]
+		switch {
+		case !ok:
+			t.Errorf("item %s is not in the state", id)
+		case st.Hash != it.Hash:
+			t.Errorf("item %s: state hash %s, fresh build %s", id, st.Hash, it.Hash)
+		case st.Status == state.StatusSent:
+			if svc.last[id] != "ok" || !sameExceptModified(svc.payload[id], it.Data) {
+				t.Errorf("item %s: state says sent, the service's last outcome is %q and its payload differs in %s", id, svc.last[id], payloadDiff(svc.payload[id], it.Data))
+			}
+			delivered++
+		case st.Status == state.StatusRejectedByService:
+			if !strings.HasPrefix(svc.last[id], "rejected: ") || !strings.Contains(st.LastError, strings.TrimPrefix(svc.last[id], "rejected: ")) {
+				t.Errorf("item %s: rejected with error %q, the service's last outcome is %q", id, st.LastError, svc.last[id])
+			}
+			rejected++
+		default:
+			t.Errorf("item %s: status %d (%s)", id, st.Status, st.LastError)
+		}
+	}
+	// Counts: the state's sent/rejected items are exactly those whose last
+	// attempt the service accepted/rejected.
+	var svcOK, svcRejected, unknown int
+	for id, out := range svc.last {
+		st, ok := stateItems[id]
+		if !ok {
+			// Sent by the killed process and not persisted; such an item
+			// must be one that no longer exists (else it was sent again).
+			unknown++
+			if _, live := findIdentity(fresh, id); live {
+				t.Errorf("item %s reached the service before the kill but is unknown to the state", id)
+			}
+			continue
+		}
+		switch {
+		case out == "ok":
+			svcOK++
+			if st.Status != state.StatusSent {
+				t.Errorf("item %s: the service accepted its last attempt, the state says %d", id, st.Status)
+			}
+		case strings.HasPrefix(out, "rejected"):
+			svcRejected++
+		default:
+			t.Errorf("item %s: the service's last outcome is %q, the state says %d", id, out, st.Status)
+		}
+	}
+	if int64(svcOK) != counts.Sent || int64(svcRejected) != counts.Rejected {
+		t.Errorf("state counts %d sent, %d rejected; the service's last outcomes: %d accepted, %d rejected", counts.Sent, counts.Rejected, svcOK, svcRejected)
+	}
+	t.Logf("service: %d requests (%d answered 503), %d items: %d accepted, %d retryable (%.1f%%), %d rejected (%.1f%%)",
+		svc.requests, svc.unavailable, svc.items, svc.accepted, svc.retryable, 100*float64(svc.retryable)/float64(svc.items),
+		svc.rejected, 100*float64(svc.rejected)/float64(svc.items))
+	t.Logf("before retries: %+v; retry job: %d rounds, %d entities, %d sent, %d failed again, %d rejected", before, rounds, retried.Keys, retried.Sent, retried.Failed, retried.Rejected)
+	t.Logf("final: %d current items: %d delivered, %d rejected; state %+v; %d items only the killed process sent (vanished since)",
+		len(fresh), delivered, rejected, counts, unknown)
+}
+
+func findIdentity(items map[string]feeds.Item, id string) (feeds.Item, bool) {
+	for _, it := range items {
+		if productIdentity(it.Data) == id {
+			return it, true
+		}
+	}
+	return feeds.Item{}, false
+}
