@@ -220,7 +220,7 @@ func TestThroughput(t *testing.T) {
 		{"live: feedcdc Source decode + raw JSON envelope", func() int { return live(true) }},
 	}
 	times := make([][]time.Duration, len(variants))
-	for round := 0; round < 3; round++ {
+	for round := 0; round < 5; round++ {
 		for i, v := range variants {
 			runtime.GC()
 			t0 := time.Now()
@@ -241,7 +241,7 @@ func TestThroughput(t *testing.T) {
 	base := median(times[0])
 	liveBase := median(times[5])
 	fmt.Fprintf(&b, "binlog: %d row changes (%d inserts in 1000-row transactions + one %d-row UPDATE transaction), %d bytes\n\n", total, rows, rows, st.Size())
-	fmt.Fprintf(&b, "| variant | median of 3 | row changes/s | vs baseline |\n|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| variant | median of 5 | row changes/s | vs baseline |\n|---|---|---|---|\n")
 	for i, v := range variants {
 		m := median(times[i])
 		ref := base
