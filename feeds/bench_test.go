@@ -310,3 +310,25 @@ func envOr(k, def string) string {
 	}
 	return def
 }
+
+// BenchmarkBuildOneKey measures Build of a single entity per feed (the
+// partial-sync case: one changed product) on the small profile.
+//
+//	go test -run '^$' -bench BuildOneKey ./feeds
+func BenchmarkBuildOneKey(b *testing.B) {
+	ctx := context.Background()
+	_, _, reg := loadCatalog(b, catalog.Small(), 1000)
+	for _, f := range reg.Feeds() {
+		var keys []string
+		if err := f.Scan(ctx, func(k []string) error { keys = append(keys, k...); return nil }); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(f.Name(), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := f.Build(ctx, keys[i%len(keys):i%len(keys)+1]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
