@@ -424,6 +424,16 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 		}
 	}
 	from.Flavor = flavor
+	if flavor == mysql.MariaDBFlavor && from.GTIDSet == "" && from.File != "" {
+		// The GTID state at a file/pos (all domains), so that checkpoints are
+		// complete GTID positions from the first TxEnd on.
+		g, err := queryString(c, fmt.Sprintf("SELECT BINLOG_GTID_POS('%s', %d)", escapeSQL(from.File), from.Pos))
+		if err != nil {
+			c.Close()
+			return fmt.Errorf("start position %s: %w", from, err)
+		}
+		from.GTIDSet = g
+	}
 	var tracker *schemaTracker
 	if s.history != nil {
 		var snap change.Position
