@@ -124,7 +124,8 @@ type PipelineOptions struct {
 	// recorded as failed (default: 5 attempts, 200 ms .. 10 s).
 	SendBackoff sink.Backoff
 	// RawBackoff is the in-place retry of raw records, which are retried
-	// until delivered or ctx ends (default 200 ms .. 30 s).
+	// until delivered or ctx ends (default 200 ms .. 2 s: the cap bounds how
+	// long after a sink's return the stream resumes).
 	RawBackoff sink.Backoff
 	Observer   Observer
 	// Tracing, when set, records a span per build and export batch and per
@@ -162,7 +163,7 @@ func (o *PipelineOptions) defaults() {
 		o.SendBackoff = sink.Backoff{Initial: 200 * time.Millisecond, Max: 10 * time.Second, MaxAttempts: 5}
 	}
 	if o.RawBackoff.Initial == 0 {
-		o.RawBackoff = sink.Backoff{Initial: 200 * time.Millisecond, Max: 30 * time.Second}
+		o.RawBackoff = sink.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second}
 	}
 	if o.Policies == nil {
 		o.Policies = map[string]FeedPolicy{}
