@@ -3,6 +3,7 @@ package feeds
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -277,6 +278,13 @@ func TestFeedIDAndRegistry(t *testing.T) {
 		if !contains(tables, want) {
 			t.Errorf("tables lack %s: %v", want, tables)
 		}
+	}
+	if err := f.reg.Check(context.Background()); err != nil {
+		t.Errorf("Check on a complete catalog: %v", err)
+	}
+	f.exec(`DROP TABLE magento_catalogpermissions_index_product`)
+	if err := f.reg.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "feed productOverrides needs magento_catalogpermissions_index_product") {
+		t.Errorf("Check without the permissions index: %v", err)
 	}
 	if !f.reg.Watches(&change.Table{DB: f.db, Name: "store"}) || f.reg.Watches(&change.Table{DB: "x", Name: "store"}) || f.reg.Watches(&change.Table{DB: f.db, Name: "url_rewrite"}) {
 		t.Error("Watches")

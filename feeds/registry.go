@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -221,4 +222,46 @@ func (r *Registry) Keys(ctx context.Context, c *change.Change, emit func(feed st
 	// Update the link index after the feeds looked at the change, so a
 	// deleted parent's children are still known while resolving its keys.
 	return r.env.links.apply(ctx, c)
+}
+
+// Check verifies that every table the configured feeds read exists in the
+// catalog database and is visible to the connector's user. Call it at
+// start-up: a Magento Open Source install, for example, has no
+// magento_catalogpermissions_index_product, so productOverrides must be
+// disabled there.
+func (r *Registry) Check(ctx context.Context) error {
+	have := map[string]bool{}
+	rows, err := r.env.db.QueryContext(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = ?`, r.env.dbName)
+	if err != nil {
+		return fmt.Errorf("feeds: list tables of %s: %w", r.env.dbName, err)
+	}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return fmt.Errorf("feeds: list tables of %s: %w", r.env.dbName, err)
+		}
+		have[strings.ToLower(t)] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("feeds: list tables of %s: %w", r.env.dbName, err)
+	}
+	var problems []string
+	for _, f := range r.feeds {
+		var missing []string
+		for _, t := range append(f.Tables(), "eav_entity_type") {
+			if !have[t] && !slices.Contains(missing, t) {
+				missing = append(missing, t)
+			}
+		}
+		if len(missing) > 0 {
+			problems = append(problems, fmt.Sprintf("feed %s needs %s", f.Name(), strings.Join(missing, ", ")))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("feeds: tables missing in database %q or not readable by the connector user: %s; grant SELECT on them, or disable those feeds",
+			r.env.dbName, strings.Join(problems, "; "))
+	}
+	return nil
 }
