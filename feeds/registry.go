@@ -34,6 +34,7 @@ type Feed interface {
 	// Build returns all current items of the given entities, with a few
 	// batched queries per call. Entities that do not exist (any more) yield
 	// no items. Items come grouped by entity, in a deterministic order.
+	// Memory is proportional to len(entityKeys): pass bounded batches.
 	Build(ctx context.Context, entityKeys []string) ([]Item, error)
 	// Scan enumerates every entity key that currently has items in the
 	// source, in chunks (for a full sync). Entities that vanished are not
