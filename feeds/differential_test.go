@@ -201,7 +201,7 @@ func differential(t *testing.T, seed int64, loadEarly bool) {
 	}
 	w := catalog.NewWorkload(admin, seed, catalog.WorkloadOptions{})
 	sent := map[string]int{}
-	const steps, perStep = 20, 75
+	const steps, perStep = 20, 50
 	sync := func() {
 		t.Helper()
 		for feed, set := range drain() {
