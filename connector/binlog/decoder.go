@@ -79,6 +79,7 @@ type decoder struct {
 	txRows     int
 	txTime     time.Time
 	addGTID    func() error // adds the transaction's GTID to gset at commit
+	txEnd      uint32       // MySQL: end position of the transaction from its GTID event's transaction length (0: unknown)
 
 	requireNames bool // live: a table without column names and history is an error
 	allowPartial bool // mark missing columns with absent{} instead of failing (inspect only)
@@ -205,9 +206,9 @@ func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) 
 			d.gset = s
 		}
 	case *replication.GTIDEvent:
-		return d.beginMySQL(h, e, nil)
+		return d.beginMySQL(h, e, nil, endPos)
 	case *replication.GtidTaggedLogEvent:
-		return d.beginMySQL(h, &e.GTIDEvent, e)
+		return d.beginMySQL(h, &e.GTIDEvent, e, endPos)
 	case *replication.MariadbGTIDEvent:
 		d.startTx(h)
 		g := e.GTID
@@ -275,10 +276,17 @@ func (d *decoder) startTx(h *replication.EventHeader) {
 	d.txRows = 0
 	d.txTime = time.Unix(int64(h.Timestamp), 0).UTC()
 	d.addGTID = nil
+	d.txEnd = 0
 }
 
-func (d *decoder) beginMySQL(h *replication.EventHeader, e *replication.GTIDEvent, tagged *replication.GtidTaggedLogEvent) error {
+func (d *decoder) beginMySQL(h *replication.EventHeader, e *replication.GTIDEvent, tagged *replication.GtidTaggedLogEvent, endPos uint32) error {
 	d.startTx(h)
+	if e.TransactionLength > 0 && endPos >= h.EventSize {
+		// MySQL 8.0.2+: the transaction ends exactly here, whatever its
+		// statements look like (CREATE TABLE … SELECT is a DDL query
+		// followed by rows and an XID in one transaction).
+		d.txEnd = endPos - h.EventSize + uint32(e.TransactionLength)
+	}
 	anonymous := true
 	for _, b := range e.SID {
 		if b != 0 {
@@ -354,6 +362,14 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 	}
 	if word == "TRUNCATE" && d.anyCaptured(ddlTableNames(q, string(e.Schema))) {
 		d.log.Warn("TRUNCATE in the binlog: the deleted rows have no row events, so no delete changes are emitted for them", "statement", truncateString(q, 200), "file", d.file, "pos", endPos)
+	}
+	if !d.inTx && d.txEnd != 0 && endPos < d.txEnd {
+		// a statement that opens a transaction (MySQL CREATE TABLE … SELECT)
+		d.inTx = true
+		if d.schemas != nil {
+			return d.schemas.applyQuery(ctx, string(e.Schema), q, d.positionAfterCommit(d.txEnd))
+		}
+		return nil
 	}
 	if d.inTx && !d.standalone {
 		// A statement inside a transaction (statement-based logging of DML
@@ -435,6 +451,7 @@ func (d *decoder) commit(ctx context.Context, endPos uint32) error {
 	d.txRows = 0
 	d.txTime = time.Time{}
 	d.addGTID = nil
+	d.txEnd = 0
 	clear(d.tables)
 	if err := d.h.TxEnd(ctx, te); err != nil {
 		return &handlerError{err}

@@ -310,7 +310,7 @@ var tableDDLRe = regexp.MustCompile("(?is)^\\s*(/\\*.*?\\*/\\s*)*(CREATE|ALTER|D
 // applyQuery parses a statement from a QUERY event and records the effect of
 // table DDL on captured tables.
 func (t *schemaTracker) applyQuery(ctx context.Context, defaultDB, query string, pos change.Position) error {
-	stmts, _, err := t.parser.Parse(query, "", "")
+	stmts, _, err := t.parser.Parse(mariadbToTiDB(query), "", "")
 	if err != nil {
 		if !tableDDLRe.MatchString(query) {
 			return nil // not table DDL (users, grants, routines, …)
@@ -326,6 +326,18 @@ func (t *schemaTracker) applyQuery(ctx context.Context, defaultDB, query string,
 		}
 	}
 	return nil
+}
+
+var (
+	createOrReplaceRe = regexp.MustCompile(`(?is)^(\s*(?:/\*.*?\*/\s*)*)CREATE\s+OR\s+REPLACE\s+((?:TEMPORARY\s+)?TABLE)\b`)
+	alterOnlineRe     = regexp.MustCompile(`(?is)^(\s*(?:/\*.*?\*/\s*)*)ALTER\s+ONLINE\s+((?:IGNORE\s+)?TABLE)\b`)
+)
+
+// mariadbToTiDB rewrites MariaDB-only DDL forms the TiDB parser rejects into
+// equivalents with the same effect on the schema.
+func mariadbToTiDB(q string) string {
+	q = createOrReplaceRe.ReplaceAllString(q, "${1}CREATE ${2}")
+	return alterOnlineRe.ReplaceAllString(q, "${1}ALTER ${2}")
 }
 
 func truncateString(s string, n int) string {
@@ -391,7 +403,11 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 			return t.record(ctx, pos, db, name, &cp, query)
 		}
 		if s.Select != nil {
-			return fmt.Errorf("CREATE TABLE %s.%s … SELECT: the column types come from a query feedcdc cannot evaluate; log the table with binlog_row_metadata=FULL or run `feedcdc resync` after it", db, name)
+			// The column types come from a query: the table's schema is
+			// unknown to the history. With FULL row metadata nothing else is
+			// needed; otherwise its rows fail with a clear error.
+			t.log.Warn("CREATE TABLE … SELECT: the new table's schema is not tracked; its rows need binlog_row_metadata=FULL", "table", db+"."+name)
+			return t.record(ctx, pos, db, name, nil, query)
 		}
 		st := &storedTable{DB: db, Name: name}
 		tableCharset := ""
