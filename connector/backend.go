@@ -288,6 +288,14 @@ func (c *Connector) Check(ctx context.Context) []check.Result {
 		}
 	}
 	rs := check.Run(ctx, t)
+	if c.Registry != nil {
+		if err := c.Registry.Check(ctx); err != nil {
+			rs = append(rs, check.Result{Name: "feed tables", Status: check.Fail, Message: err.Error(),
+				Fix: "create the missing tables, grant SELECT on them, or disable the feed in config.yaml (feeds.<feed>.enabled: false)"})
+		} else {
+			rs = append(rs, check.Result{Name: "feed tables", Status: check.Pass, Message: "every enabled feed's tables exist and are readable"})
+		}
+	}
 	// The state file is open (and so writable) when we get here.
 	if c.Store != nil {
 		rs = append(rs, check.Result{Name: "state file", Status: check.Pass, Message: c.Store.Path() + " is open for writing"})

@@ -308,6 +308,11 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 			}
 		}
 	}
+	if c.Registry != nil {
+		if err := c.Registry.Check(ctx); err != nil {
+			return err
+		}
+	}
 	pos, _, hasCheckpoint, err := c.Store.Checkpoint(ctx)
 	if err != nil {
 		return err
