@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -81,7 +82,7 @@ func TestReplicaTopologyFullSyncUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { replica.Stop() })
-	prof, medium := syncProfile()
+	prof, _ := syncProfile()
 	db := primary.NewDatabase(t, "topo")
 	padmin := primary.Admin(t, db)
 	t0 := time.Now()
@@ -145,25 +146,22 @@ func TestReplicaTopologyFullSyncUnderLoad(t *testing.T) {
 		t.Fatalf("with SLAVE MONITOR the connector cannot read the lag: %v %v\n%s", lag, err, logs.String())
 	}
 
-	// The workload: up to 500 changes/s on the primary, long enough to cover
-	// the sync (5 s small, 90 s medium, at the full rate).
-	changes := 2500
-	if medium {
-		changes = 45000
-	}
+	// The workload: up to 500 changes/s on the primary, from 2 s before the
+	// sync until 1 s after it.
 	wl := catalog.NewWorkload(padmin, 21, catalog.WorkloadOptions{})
 	wlCtx, wlCancel := context.WithCancel(ctx)
 	defer wlCancel()
 	type wlResult struct {
 		st  catalog.WorkloadStats
 		err error
-		d   time.Duration
 	}
 	wlDone := make(chan wlResult, 1)
-	wlStart := time.Now()
 	go func() {
-		st, err := wl.Run(wlCtx, changes, 500)
-		wlDone <- wlResult{st, err, time.Since(wlStart)}
+		st, err := wl.Run(wlCtx, 1<<30, 500)
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		wlDone <- wlResult{st, err}
 	}()
 	// Lag sampler: every 250 ms, labelled by phase.
 	var mu sync.Mutex
@@ -221,6 +219,8 @@ func TestReplicaTopologyFullSyncUnderLoad(t *testing.T) {
 	mu.Lock()
 	phase = "after"
 	mu.Unlock()
+	time.Sleep(time.Second)
+	wlCancel()
 	wr := <-wlDone
 	if wr.err != nil {
 		t.Fatal(wr.err)
@@ -266,7 +266,7 @@ func TestReplicaTopologyFullSyncUnderLoad(t *testing.T) {
 		t.Errorf("lag warning with SLAVE MONITOR granted:\n%s", logs.String())
 	}
 	syncTime := prog.FinishedAt.Sub(prog.StartedAt)
-	t.Logf("workload: %d transactions in %s (%.0f/s) on the primary", wr.st.Transactions, wr.d.Round(time.Millisecond), float64(wr.st.Transactions)/wr.d.Seconds())
+	t.Logf("workload: %d transactions in %s (%.0f/s, target 500/s) on the primary", wr.st.Transactions, wr.st.Duration.Round(time.Millisecond), float64(wr.st.Transactions)/wr.st.Duration.Seconds())
 	t.Logf("full sync of products on the replica: %d keys, %d items in %s (%.0f keys/s, %.0f items/s)",
 		prog.Processed, prog.Synced, syncTime.Round(time.Millisecond), float64(prog.Processed)/syncTime.Seconds(), float64(prog.Synced)/syncTime.Seconds())
 	for _, ph := range []string{"baseline", "sync", "after"} {

@@ -396,13 +396,16 @@ func TestResyncSIGKILLThenContinue(t *testing.T) {
 	t.Logf("%d product keys, %d keys per job", len(keys), group)
 
 	// First run: killed once about 40% of the keys are done.
+	tFirst := time.Now()
 	first := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=resync", "FEEDCDC_SYNC_FEED=products")
 	killAt := int64(len(keys)) * 4 / 10
 	var seen int64
+	lastLine, jobTime := time.Now(), time.Duration(0)
 	for l := range first.lines {
 		var chunks, processed int64
 		if _, err := fmt.Sscanf(l, "progress %d %d", &chunks, &processed); err == nil {
 			seen = processed
+			jobTime, lastLine = time.Since(lastLine), time.Now()
 			if processed >= killAt {
 				break
 			}
@@ -411,9 +414,10 @@ func TestResyncSIGKILLThenContinue(t *testing.T) {
 			t.Fatalf("resync finished before it could be killed (rows_per_second too high for this machine?)")
 		}
 	}
-	// Kill at a random moment of the next chunk, not right after one.
-	time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
+	// Kill at a random moment of the next job, not right after one.
+	time.Sleep(time.Duration(rand.Int64N(int64(jobTime) + 1)))
 	first.kill()
+	firstTook := time.Since(tFirst)
 	if seen < killAt {
 		t.Fatalf("child exited before reaching %d keys: %s", killAt, first.stderr.String())
 	}
@@ -431,12 +435,14 @@ func TestResyncSIGKILLThenContinue(t *testing.T) {
 	if err != nil || !ok || p1.Finished() || p1.Processed == 0 {
 		t.Fatalf("progress after kill: %+v ok=%v err=%v", p1, ok, err)
 	}
-	t.Logf("killed after %d keys reported; persisted progress: %d chunks, %d keys, last key %s; %d records in Kafka",
-		seen, p1.Chunks, p1.Processed, p1.LastKey, afterKill)
+	t.Logf("killed after %d keys reported (%s); persisted progress: %d chunks, %d keys, last key %s; %d records in Kafka",
+		seen, firstTook.Round(time.Millisecond), p1.Chunks, p1.Processed, p1.LastKey, afterKill)
 
 	// Continue.
+	tSecond := time.Now()
 	second := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=resync", "FEEDCDC_SYNC_FEED=products", "FEEDCDC_SYNC_CONTINUE=1")
 	done, err := second.wait(t)
+	secondTook := time.Since(tSecond)
 	if err != nil {
 		t.Fatalf("continued resync: %v", err)
 	}
@@ -484,8 +490,8 @@ func TestResyncSIGKILLThenContinue(t *testing.T) {
 	if counts.Sent != int64(len(want)) || counts.Total != int64(len(want)) {
 		t.Errorf("state counts %+v, want %d items sent", counts, len(want))
 	}
-	t.Logf("continue: %d keys rebuilt of %d (%d persisted before the kill); %d items sent; redone: %d keys, %d duplicate records (%d records before kill, %d after)",
-		st.Keys, len(keys), p1.Processed, st.Sent, len(redone), dupRecords, afterKill, len(recs))
+	t.Logf("continue (%s, process start to exit): %d keys rebuilt of %d (%d persisted before the kill); %d items sent; redone: %d keys, %d duplicate records (%d records before kill, %d after)",
+		secondTook.Round(time.Millisecond), st.Keys, len(keys), p1.Processed, st.Sent, len(redone), dupRecords, afterKill, len(recs))
 }
 
 // TestFeedLockAcrossProcesses: while a resync of a feed runs in one
