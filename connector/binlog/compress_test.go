@@ -8,15 +8,15 @@ import (
 	"testing"
 
 	"github.com/go-mysql-org/go-mysql/replication"
-
-	"github.com/feedcdc/feedcdc/test/mysqltest"
 )
 
 // TestLiveMariaDBCompressedEvents streams a server with log_bin_compress:
 // compressed rows events (types 166-168) and compressed QUERY events (DDL,
 // tracked by the schema history) decode like plain ones.
 func TestLiveMariaDBCompressedEvents(t *testing.T) {
-	s := startPrivate(t, mysqltest.Options{Args: []string{privateTmp(t), "--log-bin-compress=ON", "--log-bin-compress-min-len=10"}})
+	s := srv
+	setGlobal(t, "log_bin_compress", "ON", "OFF")
+	setGlobal(t, "log_bin_compress_min_len", "10", "256")
 	db := s.NewDatabase(t, "compress")
 	s.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, doc TEXT)")
 	cfg := sourceConfig(s, db+".t")

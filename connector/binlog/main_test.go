@@ -170,3 +170,12 @@ func changePositionCurrent(t *testing.T, cfg Config) change.Position {
 	}
 	return p
 }
+
+// setGlobal sets a global server variable (value and restore are SQL
+// literals) of the shared server for one test
+// (new sessions see it) and restores it afterwards.
+func setGlobal(t *testing.T, name, value, restore string) {
+	t.Helper()
+	srv.Exec(t, "", "SET GLOBAL "+name+" = "+value)
+	t.Cleanup(func() { srv.Exec(t, "", "SET GLOBAL "+name+" = "+restore) })
+}

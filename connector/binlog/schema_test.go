@@ -117,7 +117,8 @@ func TestLiveAlterMinimalMetadata(t *testing.T) {
 }
 
 func TestLiveNoMetadataWithoutHistory(t *testing.T) {
-	s := startPrivate(t, mysqltest.Options{Args: []string{privateTmp(t), "--binlog-row-metadata=NO_LOG"}})
+	s := srv
+	setGlobal(t, "binlog_row_metadata", "'NO_LOG'", "'FULL'")
 	db := s.NewDatabase(t, "nolog")
 	s.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := sourceConfig(s, db+".*")
