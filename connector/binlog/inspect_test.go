@@ -379,3 +379,29 @@ func TestHandlerPanicBecomesError(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestUncapturedRowsAreNotDecoded: the rows decode hook decodes only the
+// header of rows events of tables outside the filter.
+func TestUncapturedRowsAreNotDecoded(t *testing.T) {
+	for filter, wantRows := range map[string]int{"toddy_test.*": 2, "other.*": 0} {
+		d := newDecoder("", ZeroDatesNull, Filter{Include: []string{filter}}, nil, &collector{}, nil)
+		p := replication.NewBinlogParser()
+		configureParser(p, d)
+		rows, events := 0, 0
+		if err := p.ParseFile(filepath.Join(fixtureDir(t), "mariadb-bin.000001"), 0, func(e *replication.BinlogEvent) error {
+			if re, ok := e.Event.(*replication.RowsEvent); ok {
+				events++
+				rows += len(re.Rows)
+				if re.Table == nil || string(re.Table.Table) != "outbox" {
+					t.Errorf("rows event header not decoded: %+v", re.Table)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if events != 2 || rows != wantRows {
+			t.Errorf("filter %s: %d rows events, %d rows decoded; want 2 events, %d rows", filter, events, rows, wantRows)
+		}
+	}
+}
