@@ -196,10 +196,9 @@ func TestReplicaTopologyFullSyncUnderLoad(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(runCtx, RunOptions{NoSchedule: true}) }()
-	defer func() {
-		cancel()
-		<-runErr
-	}()
+	var stopOnce sync.Once
+	stopRun := func() { stopOnce.Do(func() { cancel(); <-runErr }) }
+	defer stopRun()
 	var prog state.Progress
 	for {
 		pr, ok, err := c.Store.Progress(ctx, "products")
@@ -241,7 +240,6 @@ func TestReplicaTopologyFullSyncUnderLoad(t *testing.T) {
 	compareKafka(t, "products", recs, freshItems(t, openFeed(t, replica, db, "products")))
 
 	mu.Lock()
-	defer mu.Unlock()
 	maxOf := func(v []int64) (m int64) {
 		for _, x := range v {
 			m = max(m, x)
@@ -275,4 +273,108 @@ func TestReplicaTopologyFullSyncUnderLoad(t *testing.T) {
 	if os.Getenv("FEEDCDC_SYNC_VERBOSE") != "" {
 		t.Log(logs.String())
 	}
+	mu.Unlock()
+	stopRun()
+	lagPausesSync(t, primary, replica, db, kafka.Addr())
+}
+
+// lagPausesSync delays the replica (MASTER_DELAY) while the primary keeps
+// writing, so that its lag exceeds resync.max_replica_lag: a full sync
+// started then waits without reading a key, says so in the logs, and
+// completes once the delay is lifted and the replica catches up.
+func lagPausesSync(t *testing.T, primary, replica *mysqltest.Server, db, kafkaAddr string) {
+	ctx := context.Background()
+	radmin := replica.Admin(t, "")
+	setDelay := func(d int) {
+		t.Helper()
+		for _, q := range []string{"STOP SLAVE", fmt.Sprintf("CHANGE MASTER TO MASTER_DELAY = %d", d), "START SLAVE"} {
+			if _, err := radmin.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	setDelay(8)
+	wlCtx, wlCancel := context.WithCancel(ctx)
+	defer wlCancel()
+	wlDone := make(chan error, 1)
+	go func() {
+		_, err := catalog.NewWorkload(primary.Admin(t, db), 31, catalog.WorkloadOptions{}).Run(wlCtx, 1<<30, 5)
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		wlDone <- err
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		lag, err := replica.ReplicaLagSeconds(ctx)
+		if err == nil && lag >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica lag did not grow with MASTER_DELAY=8: %d %v", lag, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	logs := &syncBuffer{}
+	cfg := replicaConfig(t, replica, db, kafkaAddr, "paused", onlyFeeds(map[string]string{"productAttributes": ""}),
+		"{max_replica_lag: 2s, rows_per_second: 0}")
+	c, err := Open(ctx, cfg, OpenOptions{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stop := c.RunExporter(ctx)
+	defer stop()
+	var mu sync.Mutex
+	var firstChunk time.Time
+	type result struct {
+		res ResyncResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := c.Resync(ctx, ResyncOptions{Feed: "productAttributes", Progress: func(state.Progress) {
+			mu.Lock()
+			if firstChunk.IsZero() {
+				firstChunk = time.Now()
+			}
+			mu.Unlock()
+		}})
+		done <- result{res, err}
+	}()
+	// Paused: the warning is logged and nothing is processed for 3 s.
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "replica lag above limit, pausing full sync") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the full sync did not pause for lag; logs:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	select {
+	case r := <-done:
+		t.Fatalf("the full sync finished while the replica lagged: %+v %v", r.res.Stats, r.err)
+	default:
+	}
+	mu.Lock()
+	early := !firstChunk.IsZero()
+	mu.Unlock()
+	if early {
+		t.Fatal("the full sync exported a chunk while the replica lagged beyond the limit")
+	}
+	lifted := time.Now()
+	wlCancel()
+	if err := <-wlDone; err != nil {
+		t.Fatal(err)
+	}
+	setDelay(0)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("full sync after the lag cleared: %v", r.err)
+	}
+	if r.res.Stats.Sent == 0 || !strings.Contains(logs.String(), "replica caught up, resuming full sync") {
+		t.Fatalf("full sync after the lag cleared sent %d; logs:\n%s", r.res.Stats.Sent, logs.String())
+	}
+	t.Logf("full sync paused while the replica lagged (MASTER_DELAY=8, limit 2s) and resumed %s after the delay was lifted; sent %d items",
+		firstChunk.Sub(lifted).Round(time.Millisecond), r.res.Stats.Sent)
 }
