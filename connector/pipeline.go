@@ -225,6 +225,11 @@ type Pipeline struct {
 
 	cutMu sync.Mutex // orders cuts onto the queue
 
+	// Reader-side state of the raw hot path, touched only by Change (the
+	// binlog source calls it from one goroutine).
+	slab      []byte                     // raw envelopes are encoded into its free tail
+	rawTables map[*change.Table]rawTable // per table version: captured?, topic
+
 	fatal     chan error
 	fatalOnce sync.Once
 
@@ -268,39 +273,77 @@ func (p *Pipeline) fail(err error) {
 	p.fatalOnce.Do(func() { p.fatal <- err })
 }
 
+// rawTable is what the raw stream caches per table version.
+type rawTable struct {
+	captured bool
+	topic    string
+}
+
+const (
+	// slabSize is the size of the blocks raw envelopes are encoded into:
+	// one allocation for a few hundred changes instead of several growing
+	// buffers per change. A block lives until every batch holding one of
+	// its records is exported.
+	slabSize = 256 << 10
+	// slabMinFree is the free tail below which a new block is started.
+	slabMinFree = 16 << 10
+)
+
+// rawTableOf returns whether t's changes go to raw streams, and their topic.
+func (p *Pipeline) rawTableOf(t *change.Table) rawTable {
+	if rt, ok := p.rawTables[t]; ok {
+		return rt
+	}
+	if p.rawTables == nil || len(p.rawTables) >= 4096 {
+		// Table versions change only with DDL; bound the cache anyway.
+		p.rawTables = map[*change.Table]rawTable{}
+	}
+	rt := rawTable{captured: p.o.RawTables == nil || p.o.RawTables(t)}
+	if rt.captured {
+		rt.topic = p.o.Raw.Topic(t)
+	}
+	p.rawTables[t] = rt
+	return rt
+}
+
+// encodeRaw renders the key and envelope of c into the slab and returns
+// them as capacity-capped sub-slices (what raw.Encoder.Encode returns).
+func (p *Pipeline) encodeRaw(c *change.Change) (key, value []byte) {
+	if cap(p.slab)-len(p.slab) < slabMinFree {
+		p.slab = make([]byte, 0, slabSize)
+	}
+	buf := p.slab
+	start := len(buf)
+	if len(c.Table.PK) > 0 {
+		buf = raw.AppendKey(buf, c)
+		key = buf[start:len(buf):len(buf)]
+	}
+	vstart := len(buf)
+	buf = p.o.Raw.AppendEnvelope(buf, c)
+	value = buf[vstart:len(buf):len(buf)]
+	if len(buf) <= cap(p.slab) {
+		// Encoded in place: the slab's free tail starts after it.
+		p.slab = p.slab[:len(buf)]
+	} else {
+		// A large change did not fit and was moved to its own memory; its
+		// key may still lie in the slab, so the slab is not reused.
+		p.slab = p.slab[:cap(p.slab)]
+	}
+	return key, value
+}
+
 // Change implements binlog.Handler.
 func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 	if p.o.Observer != nil {
 		p.o.Observer.SourceEvent(c.Source.Timestamp)
 	}
-	var rec []sink.Record
-	if p.o.Raw != nil && (p.o.RawTables == nil || p.o.RawTables(c.Table)) {
-		topic, key, value := p.o.Raw.Encode(c, nil)
-		pos := c.Source.GTID
-		if pos == "" {
-			pos = fmt.Sprintf("%s:%d", c.Source.File, c.Source.Pos)
-		}
-		r := sink.Record{Feed: "raw", Topic: topic, Key: key, Value: value, Op: string(c.Op), Position: pos}
-		rec = append(rec, r)
-		if p.o.Raw.Tombstones && c.Op == change.OpDelete && key != nil {
-			rec = append(rec, sink.Record{Feed: "raw", Topic: topic, Key: key, Op: string(c.Op), Position: pos})
-		}
-		n := 0
-		for i := range rec {
-			n += rec[i].Size()
-		}
-		if err := p.limiter.Acquire(ctx, n); err != nil {
-			return err
+	if p.o.Raw != nil {
+		if rt := p.rawTableOf(c.Table); rt.captured {
+			if err := p.addRaw(ctx, c, rt.topic); err != nil {
+				return err
+			}
 		}
 	}
-	full := false
-	p.mu.Lock()
-	b := p.cur
-	for _, r := range rec {
-		b.raw = append(b.raw, r)
-		b.rawBytes += r.Size()
-	}
-	p.mu.Unlock()
 	if p.o.Registry != nil {
 		err := p.o.Registry.Keys(ctx, c, func(feed string, keys []string) error {
 			p.mu.Lock()
@@ -328,8 +371,52 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 			return err
 		}
 	}
+	if p.o.Registry == nil {
+		return nil // addRaw checked the batch limits
+	}
 	p.mu.Lock()
-	full = len(p.cur.raw) >= p.o.BatchRecords || p.cur.rawBytes >= p.o.BatchBytes || p.cur.nkeys >= p.o.BatchKeys
+	full := p.full(p.cur)
+	p.mu.Unlock()
+	if full {
+		return p.cut(ctx, false)
+	}
+	return nil
+}
+
+// full reports whether b reached a batch limit. Call with p.mu held.
+func (p *Pipeline) full(b *batch) bool {
+	return len(b.raw) >= p.o.BatchRecords || b.rawBytes >= p.o.BatchBytes || b.nkeys >= p.o.BatchKeys
+}
+
+// addRaw adds the raw record(s) of c to the current batch, waiting for
+// in-flight bytes first, and cuts the batch when it is full.
+func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) error {
+	key, value := p.encodeRaw(c)
+	pos := c.Source.GTID
+	if pos == "" {
+		pos = fmt.Sprintf("%s:%d", c.Source.File, c.Source.Pos)
+	}
+	var recs [2]sink.Record
+	rec := recs[:1]
+	rec[0] = sink.Record{Feed: "raw", Topic: topic, Key: key, Value: value, Op: string(c.Op), Position: pos}
+	if p.o.Raw.Tombstones && c.Op == change.OpDelete && key != nil {
+		rec = append(rec, sink.Record{Feed: "raw", Topic: topic, Key: key, Op: string(c.Op), Position: pos})
+	}
+	n := 0
+	for i := range rec {
+		n += rec[i].Size()
+	}
+	if err := p.limiter.Acquire(ctx, n); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	b := p.cur
+	if b.raw == nil {
+		b.raw = make([]sink.Record, 0, min(p.o.BatchRecords+1, 1<<16))
+	}
+	b.raw = append(b.raw, rec...)
+	b.rawBytes += n
+	full := p.full(b)
 	p.mu.Unlock()
 	if full {
 		return p.cut(ctx, false)
