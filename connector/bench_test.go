@@ -47,6 +47,8 @@ import (
 //	FEEDCDC_BENCH_COMPRESSION  the Kafka sink's compression (default none).
 //	FEEDCDC_BENCH_CPUPROFILE  path prefix: CPU profile of each connector
 //	                      process (<prefix>.<segment>.<server id>).
+//	FEEDCDC_BENCH_VARIANTS  name=binary,... : connector test binaries of
+//	                      other builds, run interleaved (before/after).
 //	FEEDCDC_BENCH_INPROC  1: run the connector in this process (for
 //	                      -cpuprofile); its RSS is then not measured.
 //
@@ -206,7 +208,7 @@ type connectorRun struct {
 // rawStream runs the connector (raw stream of the products table, no feeds)
 // from the segment's position to a fresh kfake, until every row change of
 // the segment is acknowledged by the broker (the topic's end offset).
-func (e *benchEnv) rawStream(t *testing.T, seg benchSegment, serverID uint32, gogc string) connectorRun {
+func (e *benchEnv) rawStream(t *testing.T, seg benchSegment, serverID uint32, gogc, binary string) connectorRun {
 	ctx := context.Background()
 	kc, err := kafkatest.New(ctx, kafkatest.InMemory())
 	if err != nil {
@@ -296,7 +298,7 @@ log: {format: json, level: warn}
 			c.Close()
 		}
 	} else {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd := exec.Command(binary, "-test.run=^$")
 		cmd.Env = append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "BENCH_SOURCE_PASSWORD="+e.srv.CDCPassword)
 		if gogc != "" {
 			cmd.Env = append(cmd.Env, "GOGC="+gogc)
@@ -429,27 +431,52 @@ func TestRawStreamThroughput(t *testing.T) {
 		rounds = v
 	}
 	gogc := os.Getenv("FEEDCDC_BENCH_GOGC")
+	// Connector variants: this binary, or test binaries of other builds
+	// (FEEDCDC_BENCH_VARIANTS=name=/path/connector.test,...) for a
+	// before/after comparison in one run.
+	type variant struct{ name, binary string }
+	variants := []variant{{"this build", os.Args[0]}}
+	if v := os.Getenv("FEEDCDC_BENCH_VARIANTS"); v != "" {
+		variants = nil
+		for _, kv := range strings.Split(v, ",") {
+			name, bin, ok := strings.Cut(kv, "=")
+			if !ok {
+				t.Fatalf("FEEDCDC_BENCH_VARIANTS: %q is not name=binary", kv)
+			}
+			variants = append(variants, variant{name, bin})
+		}
+	}
 	e := newBenchEnv(t)
 	type result struct {
+		seg           benchSegment
+		variant       string
 		base, baseCPU []time.Duration
 		runs          []connectorRun
 	}
-	results := make([]result, len(e.segments))
+	var results []*result
 	sid := uint32(7_000_000 + time.Now().UnixNano()%100_000)
 	for round := 0; round < rounds; round++ {
-		for i, seg := range e.segments {
+		k := 0
+		for _, seg := range e.segments {
 			runtime.GC()
 			sid++
 			b, bcpu := e.decodeOnly(t, seg, sid)
-			runtime.GC()
-			sid++
-			r := e.rawStream(t, seg, sid, gogc)
-			results[i].base = append(results[i].base, b)
-			results[i].baseCPU = append(results[i].baseCPU, bcpu)
-			results[i].runs = append(results[i].runs, r)
-			t.Logf("round %d %s: decode-only %s (%.0f/s, CPU %s); raw stream %s (%.0f/s, first record after %s), connector CPU %s, kfake CPU %s, mariadbd CPU %s, peak RSS %d MiB; load %s",
-				round+1, seg.name, b.Round(time.Millisecond), float64(seg.rowChanges)/b.Seconds(), bcpu, r.wall.Round(time.Millisecond),
-				float64(seg.rowChanges)/r.wall.Seconds(), r.firstRecord.Round(time.Millisecond), r.cpu, r.brokerCPU, r.serverCPU, r.peakRSSMiB, loadAvg())
+			for _, v := range variants {
+				runtime.GC()
+				sid++
+				r := e.rawStream(t, seg, sid, gogc, v.binary)
+				if round == 0 {
+					results = append(results, &result{seg: seg, variant: v.name})
+				}
+				res := results[k]
+				k++
+				res.base = append(res.base, b)
+				res.baseCPU = append(res.baseCPU, bcpu)
+				res.runs = append(res.runs, r)
+				t.Logf("round %d %s [%s]: decode-only %s (%.0f/s, CPU %s); raw stream %s (%.0f/s, first record after %s), connector CPU %s, kfake CPU %s, mariadbd CPU %s, peak RSS %d MiB; load %s",
+					round+1, seg.name, v.name, b.Round(time.Millisecond), float64(seg.rowChanges)/b.Seconds(), bcpu, r.wall.Round(time.Millisecond),
+					float64(seg.rowChanges)/r.wall.Seconds(), r.firstRecord.Round(time.Millisecond), r.cpu, r.brokerCPU, r.serverCPU, r.peakRSSMiB, loadAvg())
+			}
 		}
 	}
 	median := func(ds []time.Duration) time.Duration {
@@ -459,9 +486,9 @@ func TestRawStreamThroughput(t *testing.T) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "GOGC of the connector: %q; compression %s; GOMAXPROCS %d; load average at the end: %s\n\n", gogc, benchCompression(), runtime.GOMAXPROCS(0), loadAvg())
-	fmt.Fprintf(&b, "| segment | decode-only row changes/s | raw stream row changes/s | ratio | decode-only CPU µs/change | connector CPU µs/change | kfake CPU µs/change | CPU ratio | decode-only best | raw stream best | best ratio | connector peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for i, seg := range e.segments {
-		r := results[i]
+	fmt.Fprintf(&b, "| segment | connector | decode-only row changes/s | raw stream row changes/s | ratio | decode-only CPU µs/change | connector CPU µs/change | kfake CPU µs/change | CPU ratio | decode-only best | raw stream best | best ratio | connector peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		seg := r.seg
 		walls := make([]time.Duration, len(r.runs))
 		cpus := make([]time.Duration, len(r.runs))
 		kcpus := make([]time.Duration, len(r.runs))
@@ -477,7 +504,7 @@ func TestRawStreamThroughput(t *testing.T) {
 		sort.Slice(sw, func(a, b int) bool { return sw[a] < sw[b] })
 		n := float64(seg.rowChanges)
 		bc, cc := median(r.baseCPU), median(cpus)
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f | %d MiB |\n", seg.name, n/mb.Seconds(), n/mr.Seconds(), mb.Seconds()/mr.Seconds(),
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f | %d MiB |\n", seg.name, r.variant, n/mb.Seconds(), n/mr.Seconds(), mb.Seconds()/mr.Seconds(),
 			float64(bc.Microseconds())/n, float64(cc.Microseconds())/n, float64(median(kcpus).Microseconds())/n, bc.Seconds()/cc.Seconds(), n/sb[0].Seconds(), n/sw[0].Seconds(), sb[0].Seconds()/sw[0].Seconds(), rss)
 	}
 	t.Log("\n" + b.String())
