@@ -346,7 +346,9 @@ func TestBlackholeBrokerTimesOut(t *testing.T) {
 	}
 	res := sendBounded(t, s, []sink.Record{item("products", "a", 1), item("products", "b", 1)})
 	for i, r := range res {
-		if r.Status != sink.StatusRetryable || !strings.HasPrefix(r.Reason, "TIMEOUT") {
+		// Which deadline fires first (the write bound or the connection's
+		// read deadline) depends on scheduling; both are timeouts.
+		if r.Status != sink.StatusRetryable || !strings.Contains(strings.ToLower(r.Reason), "timeout") {
 			t.Fatalf("record %d: %v %q, want retryable TIMEOUT", i, r.Status, r.Reason)
 		}
 	}
