@@ -47,18 +47,20 @@ func (h *countHandler) Change(_ context.Context, c *change.Change) error {
 
 func (h *countHandler) TxEnd(context.Context, change.TxEnd) error { return nil }
 
-// TestThroughput measures decode and decode+encode rates of a 1M-row-change
+// BenchmarkThroughput measures decode and decode+encode rates of a 1M-row-change
 // binlog (500k inserts in 1000-row transactions, then one 500k-row UPDATE
 // transaction) against go-mysql's decode-only rate of the same file, all in
 // one run, and prints the table recorded in docs/benchmarks.md. It is heavy,
-// so it runs only with FEEDCDC_BENCH=1:
+// so it is a benchmark, run once:
 //
-//	FEEDCDC_BENCH=1 go test -run TestThroughput -v -timeout 30m ./connector/binlog
-func TestThroughput(t *testing.T) {
-	if os.Getenv("FEEDCDC_BENCH") == "" {
-		t.Log("heavy benchmark: set FEEDCDC_BENCH=1 to run it")
-		return
+//	go test -run '^$' -bench Throughput -benchtime 1x -v -timeout 30m ./connector/binlog
+func BenchmarkThroughput(b *testing.B) {
+	for range b.N {
+		throughput(b)
 	}
+}
+
+func throughput(t testing.TB) {
 	const rows = 500_000
 	s := startPrivate(t, mysqltest.Options{Args: []string{privateTmp(t), "--max-binlog-size=1G", "--innodb-buffer-pool-size=512M"}})
 	db := s.NewDatabase(t, "bench")
@@ -255,7 +257,7 @@ func TestThroughput(t *testing.T) {
 	t.Log("\n" + b.String())
 }
 
-func mustExec(t *testing.T, pool *sql.DB, q string) {
+func mustExec(t testing.TB, pool *sql.DB, q string) {
 	t.Helper()
 	if _, err := pool.Exec(q); err != nil {
 		t.Fatalf("%s: %v", q[:min(len(q), 80)], err)

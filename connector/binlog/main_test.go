@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 // privateTmp is a --tmpdir flag for extra servers (see TestMain).
-func privateTmp(t *testing.T) string { return "--tmpdir=" + t.TempDir() }
+func privateTmp(t testing.TB) string { return "--tmpdir=" + t.TempDir() }
 
 // collector is a Handler that records everything it is given.
 type collector struct {
@@ -113,11 +113,11 @@ func waitForOr(t *testing.T, what string, cond func() bool, got func() string) {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
@@ -162,7 +162,7 @@ func runSource(t *testing.T, src *Source, from change.Position, h Handler) (stop
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-func changePositionCurrent(t *testing.T, cfg Config) change.Position {
+func changePositionCurrent(t testing.TB, cfg Config) change.Position {
 	t.Helper()
 	p, err := CurrentPosition(context.Background(), cfg)
 	if err != nil {

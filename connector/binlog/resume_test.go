@@ -12,7 +12,7 @@ import (
 	"github.com/feedcdc/feedcdc/test/mysqltest"
 )
 
-func startPrivate(t *testing.T, opts mysqltest.Options) *mysqltest.Server {
+func startPrivate(t testing.TB, opts mysqltest.Options) *mysqltest.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
