@@ -158,7 +158,13 @@ func TestKafkaOutageThroughConnector(t *testing.T) {
 		}
 		outage = d
 	}
-	const rate = 200 // transactions per second
+	// Transactions per second of the two writers. Under -race the broker
+	// (kfake, in this test process) is several times slower, so the
+	// workload is too, to keep the test's runtime modest.
+	rate, bulkRate := 200, 10
+	if raceBuild {
+		rate, bulkRate = 70, 3
+	}
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "outage")
 	admin := srv.Admin(t, db)
@@ -245,7 +251,7 @@ log: {format: json, level: warn}
 				return
 			default:
 			}
-			if d := time.Until(t0.Add(time.Duration(i) * time.Second / rate)); d > 0 {
+			if d := time.Until(t0.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
 				time.Sleep(d)
 			}
 			if _, err := admin.Exec("INSERT INTO counters (id, v, pad) VALUES (?, 1, ?) ON DUPLICATE KEY UPDATE v = v + 1",
@@ -259,7 +265,7 @@ log: {format: json, level: warn}
 	var blobRows atomic.Int64
 	blobErr := make(chan error, 1)
 	go func() {
-		const perTx, size, txPerSec = 10, 16 << 10, 10
+		const perTx, size = 10, 16 << 10
 		body := strings.Repeat("b", size)
 		t0 := time.Now()
 		for i := 0; ; i++ {
@@ -269,7 +275,7 @@ log: {format: json, level: warn}
 				return
 			default:
 			}
-			if d := time.Until(t0.Add(time.Duration(i) * time.Second / txPerSec)); d > 0 {
+			if d := time.Until(t0.Add(time.Duration(i) * time.Second / time.Duration(bulkRate))); d > 0 {
 				time.Sleep(d)
 			}
 			q := "INSERT INTO blobs (body) VALUES " + strings.TrimSuffix(strings.Repeat("(?),", perTx), ",")
@@ -441,6 +447,11 @@ func (s *feedService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fault := -1.0
 	if s.faults.Load() {
 		fault = s.rng.Float64()
+		if s.reqID <= 4 {
+			// Every kind of fault at least once: the first four requests
+			// get 429, 503, a reset before and a reset after processing.
+			fault = []float64{0.01, 0.10, 0.20, 0.25}[s.reqID-1]
+		}
 	}
 	reset := func() {
 		if hj, ok := w.(http.Hijacker); ok {
