@@ -901,7 +901,22 @@ func TestFlakySinkRetriesAcrossRestart(t *testing.T) {
 		wlDone <- err
 	}()
 	first := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=run", "FEEDCDC_SYNC_FEED=products", "FEEDCDC_SYNC_SEND_ATTEMPTS=2")
-	time.Sleep(time.Duration(2000+rand.IntN(1500)) * time.Millisecond)
+	// Killed midway: once the service has seen about half the catalog's
+	// items, plus a random moment.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		svc.mu.Lock()
+		n := svc.items
+		svc.mu.Unlock()
+		if n >= 600 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first connector sent only %d items in 2 minutes; stderr:\n%s", n, first.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
 	first.kill()
 	svc.mu.Lock()
 	beforeRestart := svc.items
