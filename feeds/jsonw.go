@@ -2,8 +2,8 @@ package feeds
 
 import (
 	"encoding/json"
+	"github.com/feedcdc/feedcdc/internal/jsonw"
 	"strconv"
-	"unicode/utf8"
 )
 
 // jsonAppender is implemented by payloads with a hand-written encoder. It
@@ -72,62 +72,8 @@ func (w *jw) strList(k string, vs []string) {
 	w.b = append(w.b, ']')
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString writes s as encoding/json does with SetEscapeHTML(false):
-// `"` and `\` escaped, \b \f \n \r \t short forms, other control characters
-// as \u00XX, invalid UTF-8 as \ufffd, U+2028 and U+2029 as \u2028/\u2029.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// appendJSONString writes s as encoding/json does with SetEscapeHTML(false).
+func appendJSONString(b []byte, s string) []byte { return jsonw.AppendString(b, s) }
 
 func (w *jw) image(k string, v *imageRef) {
 	w.key(k)
