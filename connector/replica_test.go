@@ -237,7 +237,7 @@ func TestReplicaTopologyFullSyncUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compareKafka(t, "products", recs, freshItems(t, openFeed(t, replica, db, "products")))
+	compareKafka(t, "products", recs, freshBuild(t, openFeed(t, replica, db, "products")))
 
 	mu.Lock()
 	maxOf := func(v []int64) (m int64) {

@@ -132,11 +132,8 @@ func startSyncChild(t *testing.T, s *mysqltest.Server, cfgPath string, env ...st
 		close(ch.lines)
 		ch.waited <- cmd.Wait()
 	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
+	// os.Process.Kill is a no-op error once the child has been waited for.
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	return ch
 }
 
@@ -353,8 +350,6 @@ func payloadDiff(a, b []byte) string {
 	return strings.Join(out, "; ")
 }
 
-func freshItems(t *testing.T, f feeds.Feed) map[string]feeds.Item { return freshBuild(t, f) }
-
 // syncProfile is the catalog of the SIGKILL and replica tests: small with 3
 // store views by default, medium with FEEDCDC_SYNC_PROFILE=medium.
 func syncProfile() (catalog.Profile, bool) {
@@ -469,7 +464,7 @@ func TestResyncSIGKILLThenContinue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := freshItems(t, f)
+	want := freshBuild(t, f)
 	byID := compareKafka(t, "products", recs, want)
 	// Keys sent twice: those of the job in flight when the child died.
 	redone := map[string]bool{}
@@ -751,7 +746,7 @@ func TestLegacyModeThroughRun(t *testing.T) {
 	if len(recs) != sent {
 		t.Errorf("%d product records in Kafka, %d sent by flushes", len(recs), sent)
 	}
-	compareKafka(t, "products", recs, freshItems(t, openFeed(t, srv, db, "products")))
+	compareKafka(t, "products", recs, freshBuild(t, openFeed(t, srv, db, "products")))
 	lg := logs.String()
 	var flushes int
 	for _, l := range strings.Split(lg, "\n") {
@@ -1020,7 +1015,7 @@ func TestFlakySinkRetriesAcrossRestart(t *testing.T) {
 	}
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
-	fresh := freshItems(t, openFeed(t, srv, db, "products"))
+	fresh := freshBuild(t, openFeed(t, srv, db, "products"))
 	var delivered, rejected int
 	for _, it := range fresh {
 		id := productIdentity(it.Data)
