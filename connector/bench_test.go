@@ -519,9 +519,10 @@ func TestRawStreamThroughput(t *testing.T) {
 // connector (every feed enabled, default batching: batch_window 100 ms,
 // batch_size 500; Kafka linger 10 ms, acks=all) streaming to an in-process
 // kfake after its first-start full sync. Load: FEEDCDC_BENCH_WORKLOADS
-// (default 2) catalog workloads of every change kind, together paced at
+// (default 8, on their own connections) catalog workloads of every change kind, together paced at
 // FEEDCDC_BENCH_RATE changes/s (default 1000), for FEEDCDC_BENCH_SECONDS
-// (default 30). Probe: 20 times a second a probe sets the store-0 price of
+// (default 30); FEEDCDC_BENCH_LINGER sets the Kafka sink's linger (default
+// 10ms). Probe: 20 times a second a probe sets the store-0 price of
 // one of 50 products to 900000+seq (no workload price is that high),
 // remembering the time just before the statement (autocommit) was sent;
 // a consumer reads the products topic as records arrive. Latency of a
@@ -540,7 +541,11 @@ func TestPartialSyncLatency(t *testing.T) {
 		}
 		return def
 	}
-	workers, rate, secs := envInt("FEEDCDC_BENCH_WORKLOADS", 2), envInt("FEEDCDC_BENCH_RATE", 1000), envInt("FEEDCDC_BENCH_SECONDS", 30)
+	workers, rate, secs := envInt("FEEDCDC_BENCH_WORKLOADS", 8), envInt("FEEDCDC_BENCH_RATE", 1000), envInt("FEEDCDC_BENCH_SECONDS", 30)
+	linger := "10ms" // the sink's default
+	if v := os.Getenv("FEEDCDC_BENCH_LINGER"); v != "" {
+		linger = v
+	}
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "lat")
 	admin := srv.Admin(t, db)
@@ -595,9 +600,10 @@ sinks:
       brokers: ["%s"]
       topic_prefix: lat
       partitions: 1
+      linger: %s
 telemetry: {listen: ""}
 dashboard: {enabled: false}
-`, srv.Port, srv.CDCUser, 8_000_000+time.Now().UnixNano()%100_000, filepath.Join(dir, "state.db"), db, kc.Addr())
+`, srv.Port, srv.CDCUser, 8_000_000+time.Now().UnixNano()%100_000, filepath.Join(dir, "state.db"), db, kc.Addr(), linger)
 	cfg, err := config.LoadBytes([]byte(y), "latency", []string{"LAT_SOURCE_PASSWORD=" + srv.CDCPassword})
 	if err != nil {
 		t.Fatal(err)
@@ -628,7 +634,6 @@ dashboard: {enabled: false}
 			}
 		}
 	}
-	waitCaughtUp(t, c, admin, runErr)
 	t.Logf("first-start full sync of %v done in %s", cfg.EnabledFeeds(), time.Since(syncStart).Round(time.Millisecond))
 
 	// The consumer: every products record as it arrives.
@@ -666,7 +671,9 @@ dashboard: {enabled: false}
 	}()
 
 	// Load and probes.
-	lctx, lcancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
+	// The workloads stop at the end of the period whether or not they
+	// reached their paced count (the achieved rate is reported).
+	lctx, lcancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second)
 	defer lcancel()
 	type wres struct {
 		st  catalog.WorkloadStats
@@ -690,6 +697,9 @@ dashboard: {enabled: false}
 		_, err := admin.ExecContext(ctx, `INSERT INTO catalog_product_entity_decimal (attribute_id, store_id, entity_id, value) VALUES (?, 0, ?, ?)
 			ON DUPLICATE KEY UPDATE value = VALUES(value)`, catalog.AttrPrice, id, 900000+seq)
 		if err != nil {
+			if probeErrs == 0 {
+				t.Logf("first probe error (the probe is skipped): %v", err)
+			}
 			probeErrs++ // e.g. the workload deleted the product
 		} else {
 			sent[seq] = t0
@@ -700,8 +710,10 @@ dashboard: {enabled: false}
 	var changes int
 	for w := 0; w < workers; w++ {
 		r := <-wdone
-		if r.err != nil {
-			t.Fatalf("workload: %v", r.err)
+		if r.err != nil && lctx.Err() == nil {
+			// A workload that stopped early (e.g. a deadlock it does not
+			// retry) only lowers the achieved rate, which is reported.
+			t.Logf("a workload stopped early: %v", r.err)
 		}
 		changes += r.st.Transactions
 		total.Statements += r.st.Statements
@@ -717,16 +729,27 @@ dashboard: {enabled: false}
 	ccancel()
 	<-consumerDone
 	close(arrivals)
-	var consume, stamp []time.Duration
-	seen := map[int]bool{}
+	// Items are rebuilt from the database's current state, so a probe
+	// overwritten by a later probe of the same product before its batch
+	// was built shows up as that later value. A probe is visible in Kafka
+	// once an item of its product with its value or a later one arrives.
+	var all []arrival
 	for a := range arrivals {
-		t0, ok := sent[a.seq]
-		if !ok || seen[a.seq] {
-			continue
+		all = append(all, a)
+	}
+	var consume, stamp []time.Duration
+	for seq, t0 := range sent {
+		var first *arrival
+		for i := range all {
+			a := &all[i]
+			if a.seq >= seq && a.seq%len(probeIDs) == seq%len(probeIDs) && (first == nil || a.at.Before(first.at)) {
+				first = a
+			}
 		}
-		seen[a.seq] = true
-		consume = append(consume, a.at.Sub(t0))
-		stamp = append(stamp, a.stamp.Sub(t0))
+		if first != nil {
+			consume = append(consume, first.at.Sub(t0))
+			stamp = append(stamp, first.stamp.Sub(t0))
+		}
 	}
 	pct := func(ds []time.Duration, p float64) time.Duration {
 		if len(ds) == 0 {
@@ -736,10 +759,10 @@ dashboard: {enabled: false}
 		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
 		return s[min(len(s)-1, int(p*float64(len(s))))]
 	}
-	t.Logf("\nload: %d workload transactions (%d statements, %d rows) + %d probes in %s = %.0f changes/s (target %d/s); probe errors %d; load average %s\n"+
+	t.Logf("\nkafka linger %s; load: %d workload transactions (%d statements, %d rows) + %d probes in %s = %.0f changes/s (target %d/s); probe errors %d; load average %s\n"+
 		"| latency commit → products item | p50 | p90 | p99 | max | probes seen |\n|---|---|---|---|---|---|\n"+
 		"| consumer receipt | %s | %s | %s | %s | %d of %d |\n| producer timestamp | %s | %s | %s | %s | |",
-		changes, total.Statements, total.RowsAffected, len(sent), loadDur.Round(time.Millisecond), float64(changes+len(sent))/loadDur.Seconds(), rate, probeErrs, loadAvg(),
+		linger, changes, total.Statements, total.RowsAffected, len(sent), loadDur.Round(time.Millisecond), float64(changes+len(sent))/loadDur.Seconds(), rate, probeErrs, loadAvg(),
 		pct(consume, .5).Round(time.Millisecond), pct(consume, .9).Round(time.Millisecond), pct(consume, .99).Round(time.Millisecond), pct(consume, 1).Round(time.Millisecond), len(consume), len(sent),
 		pct(stamp, .5).Round(time.Millisecond), pct(stamp, .9).Round(time.Millisecond), pct(stamp, .99).Round(time.Millisecond), pct(stamp, 1).Round(time.Millisecond))
 	if len(consume) < len(sent)/2 {
