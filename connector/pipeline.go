@@ -858,6 +858,20 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 		}
 		return nil
 	}
+	// Write-ahead: the state learns what is about to be sent (new hash and
+	// identity, status pending) before the sink may accept it. A crash
+	// between the sink's acknowledgement and the batch's state commit then
+	// replays into a state that knows the in-flight version: an entity that
+	// changed back is resent (its hash differs from the pending one), and a
+	// vanished one gets its deleted payload.
+	inflight := make([]state.Item, len(items))
+	for i, it := range items {
+		inflight[i] = base(it)
+		inflight[i].Status = state.StatusPending
+	}
+	if err := p.o.Store.Update(ctx, func(tx *state.Tx) error { return tx.PutItems(inflight) }); err != nil {
+		return fmt.Errorf("connector: record %s items in flight: %w", feed, err)
+	}
 	recs := make([]sink.Record, len(items))
 	for i, it := range items {
 		recs[i] = Record(it, f.IdentityFields())
