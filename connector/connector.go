@@ -372,13 +372,30 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 	if ro.OnStart != nil {
 		ro.OnStart(pos, firstStart)
 	}
-	if firstStart && cfg.Resync.OnFirstStart == "full" && c.Registry != nil {
+	// Full syncs to run next to the stream: every feed on a first start, and
+	// any full sync an earlier run left unfinished (resumed after its last
+	// completed chunk).
+	var syncs []ResyncOptions
+	if c.Registry != nil {
+		for _, f := range c.Pipeline.FeedNames() {
+			switch p, ok, err := c.Store.Progress(ctx, f); {
+			case err != nil:
+				return err
+			case ok && !p.Finished() && !p.DryRun:
+				log.Info("resuming an unfinished full sync", "feed", f, "operation", OpFullSync, "after_key", p.LastKey)
+				syncs = append(syncs, ResyncOptions{Feed: f, Continue: true})
+			case firstStart && cfg.Resync.OnFirstStart == "full":
+				syncs = append(syncs, ResyncOptions{Feed: f, Position: pos})
+			}
+		}
+	}
+	if len(syncs) > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, f := range c.Pipeline.FeedNames() {
-				if _, err := c.Resync(runCtx, ResyncOptions{Feed: f, Position: pos}); err != nil && runCtx.Err() == nil {
-					errc <- fmt.Errorf("first-start full sync of %s: %w", f, err)
+			for _, ro := range syncs {
+				if _, err := c.Resync(runCtx, ro); err != nil && runCtx.Err() == nil {
+					errc <- fmt.Errorf("full sync of %s: %w", ro.Feed, err)
 					return
 				}
 			}
