@@ -255,8 +255,13 @@ func (c *Connector) binlogConfig() (binlog.Config, error) {
 		// preferred is resolved in Run, once the server is asked whether it
 		// offers TLS.
 	default:
-		bc.TLS = binlog.TLSConfig{Enabled: true, CAFile: s.TLS.CAFile, CertFile: s.TLS.CertFile, KeyFile: s.TLS.KeyFile,
-			ServerName: s.TLS.ServerName, SkipVerify: s.TLS.Mode == "required" || s.TLS.Mode == "preferred"}
+		// required, verify-ca and verify-identity with MySQL's semantics,
+		// the same configuration the builders' pool uses.
+		tc, err := s.TLSConfig()
+		if err != nil {
+			return bc, err
+		}
+		bc.TLS = binlog.TLSConfig{Enabled: true, Config: tc}
 	}
 	bc.Filter.Include, bc.Filter.Exclude = c.CapturedTables()
 	return bc, nil
@@ -333,8 +338,11 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 	if cfg.Source.TLS.Mode == "preferred" {
 		var haveSSL string
 		if err := c.SourceDB.QueryRowContext(ctx, "SELECT @@have_ssl").Scan(&haveSSL); err == nil && strings.EqualFold(haveSSL, "YES") {
-			c.sourceCfg.TLS = binlog.TLSConfig{Enabled: true, SkipVerify: true, CAFile: cfg.Source.TLS.CAFile,
-				CertFile: cfg.Source.TLS.CertFile, KeyFile: cfg.Source.TLS.KeyFile, ServerName: cfg.Source.TLS.ServerName}
+			tc, err := cfg.Source.TLSConfig()
+			if err != nil {
+				return err
+			}
+			c.sourceCfg.TLS = binlog.TLSConfig{Enabled: true, Config: tc}
 		} else {
 			log.Warn("source offers no TLS; the binlog connection is not encrypted (source.tls.mode: preferred)")
 		}

@@ -119,10 +119,16 @@ func TestSourceTLS(t *testing.T) {
 	}
 	plain.Close()
 
-	for i, mode := range []string{"verify-identity", "verify-ca"} {
+	for i, mode := range []string{"verify-identity", "verify-ca", "verify-ca with another server_name"} {
 		t.Run(mode, func(t *testing.T) {
 			kafka := kafkatest.Start(t)
-			cfg := tlsSourceConfig(t, s, db, kafka.Addr(), fmt.Sprintf("    mode: %s\n    ca_file: %s", mode, certs.CAFile))
+			tlsYAML := fmt.Sprintf("    mode: %s\n    ca_file: %s", mode, certs.CAFile)
+			if strings.HasPrefix(mode, "verify-ca with") {
+				// verify-ca checks the chain, not the name: both the pool and
+				// the binlog connection accept a certificate for another host.
+				tlsYAML = fmt.Sprintf("    mode: verify-ca\n    ca_file: %s\n    server_name: db.example.com", certs.CAFile)
+			}
+			cfg := tlsSourceConfig(t, s, db, kafka.Addr(), tlsYAML)
 			c, err := Open(ctx, cfg, OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -157,7 +163,7 @@ func TestSourceTLS(t *testing.T) {
 			// The binlog connection: rows written now reach the raw topic.
 			const rows = 50
 			for r := 0; r < rows; r++ {
-				if _, err := admin.Exec("REPLACE INTO tls_rows (id, v) VALUES (?, ?)", i*rows+r, mode); err != nil {
+				if _, err := admin.Exec("REPLACE INTO tls_rows (id, v) VALUES (?, ?)", i*rows+r, mode[:min(len(mode), 15)]); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -35,6 +35,9 @@ type TLSConfig struct {
 	KeyFile    string
 	ServerName string // name to verify (default: Host)
 	SkipVerify bool   // do not verify the server certificate (insecure)
+	// Config, when set, is used as is and the fields above are ignored
+	// (e.g. MySQL's verify-ca: chain verified, host name not).
+	Config *tls.Config
 }
 
 // Config configures the live binlog source.
@@ -122,6 +125,9 @@ func (c Config) addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.P
 
 func (c Config) tlsConfig() (*tls.Config, error) {
 	t := c.TLS
+	if t.Config != nil {
+		return t.Config.Clone(), nil
+	}
 	if !t.Enabled && t.CAFile == "" && t.CertFile == "" && !t.SkipVerify {
 		return nil, nil
 	}
