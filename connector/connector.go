@@ -347,6 +347,41 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 			log.Warn("source offers no TLS; the binlog connection is not encrypted (source.tls.mode: preferred)")
 		}
 	}
+	// Full syncs to run next to the stream: every feed on a first start, and
+	// any full sync an earlier run left unfinished (resumed after its last
+	// completed chunk).
+	var syncs []ResyncOptions
+	if c.Registry != nil {
+		for _, f := range c.Pipeline.FeedNames() {
+			// A first start always syncs from scratch: without a checkpoint
+			// the stream starts from a new position, so an older sync's
+			// completed chunks may have missed changes since.
+			switch p, ok, err := c.Store.Progress(ctx, f); {
+			case err != nil:
+				return err
+			case firstStart && cfg.Resync.OnFirstStart == "full":
+				syncs = append(syncs, ResyncOptions{Feed: f, Position: pos})
+			case ok && !p.Finished() && !p.DryRun:
+				log.Info("resuming an unfinished full sync", "feed", f, "operation", OpFullSync, "after_key", p.LastKey)
+				syncs = append(syncs, ResyncOptions{Feed: f, Continue: true})
+			}
+		}
+		if firstStart && len(syncs) > 0 {
+			// Record every first-start sync as started before the stream
+			// writes its first checkpoint, so that a stop before a feed's
+			// first chunk still resumes that feed's sync on the next start.
+			if err := c.Store.Update(ctx, func(tx *state.Tx) error {
+				for _, ro := range syncs {
+					if err := tx.PutProgress(state.Progress{Feed: ro.Feed, Position: pos, StartedAt: time.Now()}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+	}
 	hist := schemaHistory{c.Store}
 	src, err := binlog.New(c.sourceCfg, log, hist)
 	if err != nil {
@@ -379,23 +414,6 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 	}()
 	if ro.OnStart != nil {
 		ro.OnStart(pos, firstStart)
-	}
-	// Full syncs to run next to the stream: every feed on a first start, and
-	// any full sync an earlier run left unfinished (resumed after its last
-	// completed chunk).
-	var syncs []ResyncOptions
-	if c.Registry != nil {
-		for _, f := range c.Pipeline.FeedNames() {
-			switch p, ok, err := c.Store.Progress(ctx, f); {
-			case err != nil:
-				return err
-			case ok && !p.Finished() && !p.DryRun:
-				log.Info("resuming an unfinished full sync", "feed", f, "operation", OpFullSync, "after_key", p.LastKey)
-				syncs = append(syncs, ResyncOptions{Feed: f, Continue: true})
-			case firstStart && cfg.Resync.OnFirstStart == "full":
-				syncs = append(syncs, ResyncOptions{Feed: f, Position: pos})
-			}
-		}
 	}
 	if len(syncs) > 0 {
 		wg.Add(1)
