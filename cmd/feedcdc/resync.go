@@ -138,6 +138,10 @@ func fmtElapsed(d time.Duration) string {
 // remoteResync asks the running connector (which holds the state file) to
 // run the resync, through its dashboard API.
 func (g *globals) remoteResync(ctx context.Context, cfg *config.Config, o connector.ResyncOptions, inUse error) error {
+	var iu *state.InUseError
+	if errors.As(inUse, &iu) && !strings.Contains(iu.Owner.Command, " run") {
+		return fmt.Errorf("%w\nanother feedcdc command holds the state file (%s, pid %d); wait for it to finish and run this resync again", inUse, iu.Owner.Command, iu.Owner.PID)
+	}
 	if !cfg.Dashboard.Enabled || cfg.Dashboard.Token.Value() == "" || o.DryRun || o.Continue || o.CleanupFeed || o.IDType != "" {
 		return fmt.Errorf("%w\nwhile `feedcdc run` is running, schedule the resync through it: enable dashboard (with a token) and run `feedcdc resync --feed %s [--by-ids ...]` again, or use the dashboard; --dry-run, --continue-resync, --cleanup-feed and --id-type need the connector stopped", inUse, o.Feed)
 	}
