@@ -50,7 +50,7 @@ what flows: counts per feed, a sample item, and where the dashboard and
 metrics are. Ctrl-C stops and removes everything it started.`,
 		Example: `  go run ./cmd/feedcdc demo
   feedcdc demo --rate 200 --profile tiny
-  feedcdc demo --duration 60s --keep   # stop after a minute, keep .demo/ to inspect`,
+  feedcdc demo --duration 60s --keep   # stop a minute into the workload, keep .demo/ to inspect`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), g, o)
@@ -60,7 +60,7 @@ metrics are. Ctrl-C stops and removes everything it started.`,
 	f.StringVar(&o.dir, "dir", ".demo", "folder for the demo's database, state and output files")
 	f.StringVar(&o.profile, "profile", "small", "catalog profile: tiny, small or medium")
 	f.Float64Var(&o.rate, "rate", 20, "workload changes per second after the full sync")
-	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+	f.DurationVar(&o.duration, "duration", 0, "stop after the live workload ran this long (0: until Ctrl-C)")
 	f.BoolVar(&o.keep, "keep", false, "keep the demo folder (state and output files) when stopping")
 	f.BoolVar(&o.noApt, "no-install", false, "never run apt-get; fail with instructions when MariaDB is missing")
 	return cmd
@@ -96,11 +96,6 @@ func ensureMariaDB(ctx context.Context, w io.Writer, noApt bool) error {
 func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 	start := time.Now()
 	out := g.stdout
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
 	profile, err := catalog.ProfileByName(o.profile)
 	if err != nil {
 		return fmt.Errorf("--profile: %w", err)
@@ -237,8 +232,19 @@ func runDemo(ctx context.Context, g *globals, o demoOptions) error {
 	}()
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
+	var stopAfter <-chan time.Time
+	if o.duration > 0 {
+		stopAfter = time.After(o.duration)
+	}
 	for {
 		select {
+		case <-stopAfter:
+			fmt.Fprintf(out, "demo: workload ran %s; ", o.duration)
+			printDemoCounts(ctx, out, conn, cfg)
+			stopRun()
+			<-startErr
+			fmt.Fprintln(out, "demo: stopped; everything it started is stopped and removed")
+			return nil
 		case <-ctx.Done():
 			stopRun()
 			<-startErr

@@ -244,11 +244,11 @@ func TestCheckFailsWithExitCode1(t *testing.T) {
 // while and checks that it full-synced and streamed a live workload.
 func TestDemoShowsFeedsFlowing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
-	code, out, errOut := run(t, nil, "demo", "--dir", dir, "--profile", "tiny", "--duration", "25s", "--rate", "50")
+	code, out, errOut := run(t, nil, "demo", "--dir", dir, "--profile", "tiny", "--duration", "6s", "--rate", "50")
 	if code != 0 {
 		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"full sync done", "a products item", "applying a live workload", "dashboard http://127.0.0.1:", "stopped"} {
+	for _, want := range []string{"full sync done", "a products item", "applying a live workload", "dashboard http://127.0.0.1:", "workload ran 6s", "stopped"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
 		}
