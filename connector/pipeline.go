@@ -563,24 +563,57 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 			p.o.Observer.RawSent(len(b.raw), p.o.Now().Sub(start))
 		}
 	}
-	var w writeSet
 	feedNames := make([]string, 0, len(b.keys))
 	for f := range b.keys {
 		feedNames = append(feedNames, f)
 	}
 	sort.Strings(feedNames)
-	for _, f := range feedNames {
+	eo := ExportOptions{Operation: OpPartialSync}
+	if b.checkpoint != nil {
+		eo.Position = *b.checkpoint
+	}
+	// The feeds of one batch are exported concurrently: they have disjoint
+	// keys, topics and item states, and each one's export is mostly waiting
+	// (builder queries, sink acknowledgements), so a batch costs the
+	// slowest feed instead of the sum. Their state writes are applied in
+	// feed order in the batch's one transaction below.
+	ws := make([]writeSet, len(feedNames))
+	errs := make([]error, len(feedNames))
+	exportFeed := func(i int) {
+		f := feedNames[i]
 		keys := make([]string, 0, len(b.keys[f]))
 		for k := range b.keys[f] {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		eo := ExportOptions{Operation: OpPartialSync}
-		if b.checkpoint != nil {
-			eo.Position = *b.checkpoint
+		_, errs[i] = p.ExportKeys(ctx, f, keys, eo, &ws[i])
+	}
+	if len(feedNames) == 1 {
+		exportFeed(0)
+	} else {
+		var wg sync.WaitGroup
+		for i := range feedNames {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				exportFeed(i)
+			}()
 		}
-		if _, err := p.ExportKeys(ctx, f, keys, eo, &w); err != nil {
-			return err
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err // the first failing feed's, in feed order
+		}
+	}
+	var w writeSet
+	for i := range ws {
+		w.items = append(w.items, ws[i].items...)
+		for feed, entries := range ws[i].outbox {
+			if w.outbox == nil {
+				w.outbox = map[string][]state.OutboxEntry{}
+			}
+			w.outbox[feed] = append(w.outbox[feed], entries...)
 		}
 	}
 	err := p.o.Store.Update(ctx, func(tx *state.Tx) error {
