@@ -35,7 +35,7 @@ import (
 // 2M-row-change binlog, a kfake broker holding every record), so they run
 // only when asked for:
 //
-//	FEEDCDC_BENCH=1 go test -run TestRawStreamThroughput -v -timeout 60m ./connector
+//	go test -run '^$' -bench RawStreamThroughput -benchtime 1x -v -timeout 60m ./connector
 //
 // Knobs (environment):
 //
@@ -104,7 +104,7 @@ func benchRows() int {
 	return 1_000_000
 }
 
-func newBenchEnv(t *testing.T) *benchEnv {
+func newBenchEnv(t testing.TB) *benchEnv {
 	t.Helper()
 	ctx := context.Background()
 	s, err := mysqltest.Start(ctx, mysqltest.Options{Args: []string{"--max-binlog-size=1G", "--innodb-buffer-pool-size=512M",
@@ -157,7 +157,7 @@ func newBenchEnv(t *testing.T) *benchEnv {
 // decodeOnly is the baseline: go-mysql's BinlogSyncer from the segment's
 // position, typed decoding (ParseTime, UseDecimal), CRC32 verified, rows
 // counted and dropped.
-func (e *benchEnv) decodeOnly(t *testing.T, seg benchSegment, serverID uint32) (wall, cpu time.Duration) {
+func (e *benchEnv) decodeOnly(t testing.TB, seg benchSegment, serverID uint32) (wall, cpu time.Duration) {
 	n := 0
 	done := make(chan struct{})
 	s := e.srv
@@ -208,7 +208,7 @@ type connectorRun struct {
 // rawStream runs the connector (raw stream of the products table, no feeds)
 // from the segment's position to a fresh kfake, until every row change of
 // the segment is acknowledged by the broker (the topic's end offset).
-func (e *benchEnv) rawStream(t *testing.T, seg benchSegment, serverID uint32, gogc, binary string) connectorRun {
+func (e *benchEnv) rawStream(t testing.TB, seg benchSegment, serverID uint32, gogc, binary string) connectorRun {
 	ctx := context.Background()
 	kc, err := kafkatest.New(ctx, kafkatest.InMemory())
 	if err != nil {
@@ -417,15 +417,17 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// TestRawStreamThroughput measures the raw change stream end to end
+// BenchmarkRawStreamThroughput measures the raw change stream end to end
 // (binlog → decode → envelope JSON → kafka sink → kfake, acks=all) against
 // go-mysql's decode-only rate of the same binlog segment, interleaved in
 // the same run, and prints the table recorded in docs/benchmarks.md.
-func TestRawStreamThroughput(t *testing.T) {
-	if os.Getenv("FEEDCDC_BENCH") == "" {
-		t.Log("heavy benchmark: set FEEDCDC_BENCH=1 to run it (see bench_test.go)")
-		return
+func BenchmarkRawStreamThroughput(b *testing.B) {
+	for range b.N {
+		rawStreamThroughput(b)
 	}
+}
+
+func rawStreamThroughput(t testing.TB) {
 	rounds := 2
 	if v, err := strconv.Atoi(os.Getenv("FEEDCDC_BENCH_ROUNDS")); err == nil && v > 0 {
 		rounds = v
@@ -510,10 +512,10 @@ func TestRawStreamThroughput(t *testing.T) {
 	t.Log("\n" + b.String())
 }
 
-// TestPartialSyncLatency measures commit → item-in-Kafka latency of the
+// BenchmarkPartialSyncLatency measures commit → item-in-Kafka latency of the
 // products feed while a steady workload of catalog changes runs:
 //
-//	FEEDCDC_BENCH=1 go test -run TestPartialSyncLatency -v -timeout 30m ./connector
+//	go test -run '^$' -bench PartialSyncLatency -benchtime 1x -v -timeout 30m ./connector
 //
 // Setup: the small catalog profile loaded into the package's mariadbd, the
 // connector (every feed enabled, default batching: batch_window 100 ms,
@@ -530,11 +532,13 @@ func TestRawStreamThroughput(t *testing.T) {
 // timestamp) − that time, so it is an upper bound by the statement's own
 // round trip. Probes whose item never arrives (the workload deleted or
 // unassigned the product, or overwrote the price first) are counted.
-func TestPartialSyncLatency(t *testing.T) {
-	if os.Getenv("FEEDCDC_BENCH") == "" {
-		t.Log("heavy benchmark: set FEEDCDC_BENCH=1 to run it (see bench_test.go)")
-		return
+func BenchmarkPartialSyncLatency(b *testing.B) {
+	for range b.N {
+		partialSyncLatency(b)
 	}
+}
+
+func partialSyncLatency(t testing.TB) {
 	envInt := func(k string, def int) int {
 		if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
 			return v

@@ -62,7 +62,7 @@ dashboard:
 
 // waitCaughtUp waits until the connector's checkpoint covers everything the
 // server has written to its binlog.
-func waitCaughtUp(t *testing.T, c *Connector, admin *sql.DB, runErr chan error) {
+func waitCaughtUp(t testing.TB, c *Connector, admin *sql.DB, runErr chan error) {
 	t.Helper()
 	var target string
 	if err := admin.QueryRow("SELECT @@gtid_binlog_pos").Scan(&target); err != nil {
