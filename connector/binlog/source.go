@@ -256,6 +256,11 @@ func queryString(c *client.Conn, q string) (string, error) {
 // CurrentPosition returns the server's current end of binlog (GTID set when
 // the server has GTIDs, and file/pos).
 func CurrentPosition(ctx context.Context, cfg Config) (change.Position, error) {
+	return withConn(ctx, cfg, currentPosition)
+}
+
+// withConn runs read on a fresh admin connection to the source.
+func withConn(ctx context.Context, cfg Config, read func(c *client.Conn, flavor string) (change.Position, error)) (change.Position, error) {
 	cfg = cfg.withDefaults()
 	tc, err := cfg.tlsConfig()
 	if err != nil {
@@ -270,7 +275,7 @@ func CurrentPosition(ctx context.Context, cfg Config) (change.Position, error) {
 	if err != nil {
 		return change.Position{}, err
 	}
-	return currentPosition(c, flavor)
+	return read(c, flavor)
 }
 
 func currentPosition(c *client.Conn, flavor string) (change.Position, error) {
@@ -308,21 +313,7 @@ func currentPosition(c *client.Conn, flavor string) (change.Position, error) {
 // EarliestPosition returns the start of the oldest binlog file the server
 // still has.
 func EarliestPosition(ctx context.Context, cfg Config) (change.Position, error) {
-	cfg = cfg.withDefaults()
-	tc, err := cfg.tlsConfig()
-	if err != nil {
-		return change.Position{}, err
-	}
-	c, err := connect(ctx, cfg, tc)
-	if err != nil {
-		return change.Position{}, err
-	}
-	defer c.Close()
-	flavor, err := detectFlavor(c, cfg.Flavor)
-	if err != nil {
-		return change.Position{}, err
-	}
-	return earliestPosition(c, flavor)
+	return withConn(ctx, cfg, earliestPosition)
 }
 
 func earliestPosition(c *client.Conn, flavor string) (change.Position, error) {
