@@ -436,17 +436,8 @@ func (s *feedService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown feed "+feed, http.StatusNotFound)
 		return
 	}
-	var body io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = zr
-	}
-	var items []json.RawMessage
-	if err := json.NewDecoder(body).Decode(&items); err != nil {
+	items, err := decodeFeedPost(r)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -964,4 +955,20 @@ dashboard: {enabled: false}
 	if failed == 0 {
 		t.Fatal("no feed item failed during the outage: the test did not exercise the retry path")
 	}
+}
+
+// decodeFeedPost reads the JSON array of items of an HTTP sink request,
+// gzip or not (the test feed services share it).
+func decodeFeedPost(r *http.Request) ([]json.RawMessage, error) {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		body = zr
+	}
+	var items []json.RawMessage
+	err := json.NewDecoder(body).Decode(&items)
+	return items, err
 }
