@@ -924,11 +924,20 @@ dashboard: {enabled: false}
 		t.Fatal(err)
 	}
 	wlTime := time.Since(t0)
+	// The broker stays down for the outage and at least until feed items are
+	// recorded failed: the in-place retries (about 3 s of backoff plus each
+	// attempt's own timeout) take longer on a loaded machine.
 	time.Sleep(time.Until(t0.Add(outage)))
 	var failed int64
-	for _, f := range cfg.EnabledFeeds() {
-		n, _ := c.Store.Counts(ctx, f)
-		failed += n.Failed
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		failed = 0
+		for _, f := range cfg.EnabledFeeds() {
+			n, _ := c.Store.Counts(ctx, f)
+			failed += n.Failed
+		}
+		if failed > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if err := kafka.Restart(ctx); err != nil {
 		t.Fatal(err)
