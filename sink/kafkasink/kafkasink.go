@@ -255,7 +255,7 @@ func New(cfg Config) (*Sink, error) {
 		WriteTimeout:    cfg.WriteTimeout,
 		RequiredAcks:    ack,
 		Compression:     comp,
-		Transport:       tr,
+		Transport:       newPartitionCache(tr, cfg.MetadataTTL),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			s.log.Debug("kafka-go: " + fmt.Sprintf(msg, args...))
 		}),

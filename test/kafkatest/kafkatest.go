@@ -422,6 +422,23 @@ func (c *Cluster) Partitions(ctx context.Context, topic string) (int, error) {
 	return len(td.Partitions), nil
 }
 
+// SetPartitions grows topic to total partitions (Kafka cannot shrink one).
+func (c *Cluster) SetPartitions(ctx context.Context, topic string, total int) error {
+	cl, err := kgo.NewClient(c.ClientOptions()...)
+	if err != nil {
+		return fmt.Errorf("kafkatest: client: %w", err)
+	}
+	defer cl.Close()
+	rs, err := kadm.NewClient(cl).UpdatePartitions(ctx, total, topic)
+	if err != nil {
+		return fmt.Errorf("kafkatest: set partitions of %q to %d: %w", topic, total, err)
+	}
+	if r, ok := rs[topic]; ok && r.Err != nil {
+		return fmt.Errorf("kafkatest: set partitions of %q to %d: %w", topic, total, r.Err)
+	}
+	return nil
+}
+
 // Header is one record header.
 type Header struct {
 	Key   string
