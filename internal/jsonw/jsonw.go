@@ -16,6 +16,14 @@ func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Skip 8 plain ASCII bytes at a time; the byte loop below handles
+		// the first word holding anything else.
+		for i+8 <= len(s) && !special8(load8(s, i)) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -62,4 +70,25 @@ func AppendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+const (
+	ones = 0x0101010101010101
+	high = 0x8080808080808080
+)
+
+// load8 reads s[i:i+8] as a little-endian word (the compiler makes this
+// one load).
+func load8(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// special8 reports whether a byte of w may need more than copying: below
+// 0x20, '"', '\\' or non-ASCII. It never misses one (a byte below the
+// bound borrows into its own high bit before any byte above it); it may
+// flag a plain word after such a byte, which the byte loop then handles.
+func special8(w uint64) bool {
+	return ((w-ones*0x20)|((w^(ones*'"'))-ones)|((w^(ones*'\\'))-ones)|w)&high != 0
 }
