@@ -561,7 +561,8 @@ func partialSyncLatency(t testing.TB) {
 	t.Logf("loaded small profile: %d rows in %s", lst.Rows, lst.Duration.Round(time.Millisecond))
 	var probeIDs []uint32
 	rows, err := admin.Query(`SELECT DISTINCT e.entity_id FROM catalog_product_entity e JOIN catalog_product_website w ON w.product_id = e.entity_id
-		WHERE e.type_id = 'simple' ORDER BY e.entity_id LIMIT 50`)
+		WHERE e.type_id = 'simple' AND NOT EXISTS (SELECT 1 FROM catalog_product_entity_decimal d
+		WHERE d.entity_id = e.entity_id AND d.attribute_id = ? AND d.store_id > 0) ORDER BY e.entity_id LIMIT 50`, catalog.AttrPrice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +687,9 @@ dashboard: {enabled: false}
 	wdone := make(chan wres, workers)
 	per := float64(rate) / float64(workers)
 	for w := 0; w < workers; w++ {
-		wl := catalog.NewWorkload(admin, int64(100+w), catalog.WorkloadOptions{})
+		// The probe products are the probe's own: a workload price change
+		// or delete would hide a probe value until the product's next probe.
+		wl := catalog.NewWorkload(admin, int64(100+w), catalog.WorkloadOptions{Reserved: probeIDs})
 		go func() {
 			st, err := wl.Run(lctx, int(per*float64(secs)), per)
 			wdone <- wres{st, err}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,6 +78,12 @@ type WorkloadOptions struct {
 	// NewVariantColors × NewVariantSizes children per new configurable
 	// (default 2 × 2).
 	NewVariantColors, NewVariantSizes int
+	// Reserved products are never picked for a single-product change
+	// (price, name, status, delete, website, ...); changes that fan out
+	// (labels, categories) may still touch them. A latency probe reserves
+	// the products whose values it writes, so the workload cannot
+	// overwrite or delete them.
+	Reserved []uint32
 }
 
 // WorkloadStats counts what a workload did.
@@ -491,6 +498,7 @@ func (w *Workload) pickProduct(ctx context.Context, t *tx, cond string) (uint32,
 	if cond == "" {
 		cond = "1=1"
 	}
+	cond += w.notReserved("e.entity_id")
 	for _, q := range []string{
 		"SELECT e.entity_id FROM catalog_product_entity e WHERE e.entity_id >= ? AND " + cond + " ORDER BY e.entity_id LIMIT 1",
 		"SELECT e.entity_id FROM catalog_product_entity e WHERE e.entity_id < ? AND " + cond + " ORDER BY e.entity_id LIMIT 1",
@@ -505,6 +513,24 @@ func (w *Workload) pickProduct(ctx context.Context, t *tx, cond string) (uint32,
 		}
 	}
 	return 0, nil
+}
+
+// notReserved is an SQL condition " AND col NOT IN (reserved ids)", or ""
+// when no product is reserved.
+func (w *Workload) notReserved(col string) string {
+	if len(w.opts.Reserved) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(" AND " + col + " NOT IN (")
+	for i, id := range w.opts.Reserved {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(id), 10))
+	}
+	b.WriteByte(')')
+	return b.String()
 }
 
 const (
@@ -621,9 +647,9 @@ func (w *Workload) overrideRevert(ctx context.Context, t *tx) (Kind, error) {
 	}
 	var valueID int64
 	var entity uint32
-	err := t.QueryRowContext(ctx, "SELECT value_id, entity_id FROM "+table+" WHERE value_id >= ? AND store_id > 0 AND attribute_id = ? ORDER BY value_id LIMIT 1", from, attr).Scan(&valueID, &entity)
+	err := t.QueryRowContext(ctx, "SELECT value_id, entity_id FROM "+table+" WHERE value_id >= ? AND store_id > 0 AND attribute_id = ?"+w.notReserved("entity_id")+" ORDER BY value_id LIMIT 1", from, attr).Scan(&valueID, &entity)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = t.QueryRowContext(ctx, "SELECT value_id, entity_id FROM "+table+" WHERE store_id > 0 AND attribute_id = ? ORDER BY value_id LIMIT 1", attr).Scan(&valueID, &entity)
+		err = t.QueryRowContext(ctx, "SELECT value_id, entity_id FROM "+table+" WHERE store_id > 0 AND attribute_id = ?"+w.notReserved("entity_id")+" ORDER BY value_id LIMIT 1", attr).Scan(&valueID, &entity)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return w.name(ctx, t, true)

@@ -288,3 +288,49 @@ func TestConcurrentWorkloads(t *testing.T) {
 	}
 	checkConsistency(t, db)
 }
+
+// TestWorkloadLeavesReservedProductsAlone runs every kind of change with
+// half of the simple products reserved: their own EAV values, websites and
+// stock rows come out unchanged and none is deleted, while the other half
+// is changed as usual.
+func TestWorkloadLeavesReservedProductsAlone(t *testing.T) {
+	db, _ := loadProfile(t, Tiny(), 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ids, err := queryIDs(ctx, db, "SELECT entity_id FROM catalog_product_entity WHERE type_id = 'simple' AND MOD(entity_id, 2) = 0 ORDER BY entity_id LIMIT ?", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ids)), ","), "[]")
+	rows := func(where string) string {
+		var parts []string
+		for _, q := range []string{
+			"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', entity_id, attribute_id, store_id, value))), 0) FROM catalog_product_entity_decimal WHERE entity_id %s",
+			"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', entity_id, attribute_id, store_id, value))), 0) FROM catalog_product_entity_varchar WHERE entity_id %s",
+			"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', entity_id, attribute_id, store_id, value))), 0) FROM catalog_product_entity_int WHERE entity_id %s",
+			"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', product_id, website_id))), 0) FROM catalog_product_website WHERE product_id %s",
+			"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', product_id, qty, is_in_stock))), 0) FROM cataloginventory_stock_item WHERE product_id %s",
+			"SELECT COUNT(*), 0 FROM catalog_product_entity WHERE entity_id %s",
+		} {
+			var n, sum int64
+			if err := db.QueryRowContext(ctx, fmt.Sprintf(q, where)).Scan(&n, &sum); err != nil {
+				t.Fatal(err)
+			}
+			parts = append(parts, fmt.Sprintf("%d/%d", n, sum))
+		}
+		return strings.Join(parts, " ")
+	}
+	reservedBefore, othersBefore := rows("IN ("+in+")"), rows("NOT IN ("+in+")")
+	w := NewWorkload(db, 21, WorkloadOptions{Reserved: ids})
+	st, err := w.Run(ctx, 300, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rows("IN (" + in + ")"); got != reservedBefore {
+		t.Errorf("the workload changed reserved products:\nbefore %s\nafter  %s", reservedBefore, got)
+	}
+	if got := rows("NOT IN (" + in + ")"); got == othersBefore {
+		t.Errorf("the workload changed no other product either (%d transactions): the check proves nothing", st.Transactions)
+	}
+	t.Logf("%d reserved products untouched by %d transactions", len(ids), st.Transactions)
+}
