@@ -104,6 +104,7 @@ type State struct {
 type Feeds struct {
 	Database          string `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true"`
 	TablePrefix       string `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix). Only the empty prefix is supported so far; a non-empty one is refused at start."`
+	BuildThreads      int    `yaml:"build_threads" doc:"Build calls (batch_size keys each) of one feed run at once when a streamed batch holds more keys than batch_size; items are still exported in key order. At most source.pool_size." min:"1" max:"64"`
 	Products          Feed   `yaml:"products" doc:"products feed: one item per product and store view."`
 	ProductAttributes Feed   `yaml:"productAttributes" doc:"productAttributes feed: one item per attribute and store view."`
 	Variants          Feed   `yaml:"variants" doc:"variants feed: one item per configurable parent and child."`
@@ -307,6 +308,7 @@ func Default() *Config {
 		},
 		Feeds: Feeds{
 			Database:          "magento",
+			BuildThreads:      2,
 			Products:          feed(),
 			ProductAttributes: feed(),
 			Variants:          feed(),

@@ -548,6 +548,9 @@ func (k *checker) rest() {
 	if c.Resync.ThreadCount > c.Source.PoolSize && c.Source.PoolSize > 0 {
 		k.add("resync.thread_count", "%d exceeds source.pool_size (%d), so resync threads would wait for connections; raise source.pool_size to at least %d or lower thread_count", c.Resync.ThreadCount, c.Source.PoolSize, c.Resync.ThreadCount)
 	}
+	if c.Feeds.BuildThreads > c.Source.PoolSize && c.Source.PoolSize > 0 {
+		k.add("feeds.build_threads", "%d exceeds source.pool_size (%d), so builders would wait for connections; raise source.pool_size to at least %d or lower build_threads", c.Feeds.BuildThreads, c.Source.PoolSize, c.Feeds.BuildThreads)
+	}
 	if st, err := os.Stat(c.State.Path); err == nil && st.IsDir() {
 		k.add("state.path", "%s is a directory; set a file path such as %s", c.State.Path, path.Join(c.State.Path, "state.db"))
 	}

@@ -130,7 +130,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	po := PipelineOptions{Logger: log, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer, Tracing: oo.Tracing,
 		MaxInflightBytes: int64(cfg.Backpressure.MaxInflightBytes), QueueLen: cfg.Backpressure.SinkQueueSize,
 		BatchRecords: cfg.Backpressure.QueueSize, BatchKeys: cfg.State.FlushBatch, Window: cfg.State.FlushInterval.D(),
-		Policies: map[string]FeedPolicy{}}
+		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}}
 	for _, name := range cfg.EnabledFeeds() {
 		f := cfg.Feeds.Feed(name)
 		po.Policies[name] = FeedPolicy{Mode: f.Mode, MaxAttempts: f.MaxAttempts, BackoffBase: f.BackoffBase.D(), BackoffMax: f.BackoffMax.D(),

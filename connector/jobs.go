@@ -152,7 +152,7 @@ func (p *Pipeline) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult, 
 			})
 			defer func() { end(err) }()
 			var w writeSet
-			st, err = p.exportKeysParallel(ctx, ro.Feed, keys, eo, &w, ro.ThreadCount, ro.BatchSize)
+			st, err = p.exportKeys(ctx, ro.Feed, keys, eo, &w, ro.ThreadCount, ro.BatchSize)
 			if err != nil {
 				return err
 			}
@@ -337,54 +337,6 @@ func (p *Pipeline) existing(ctx context.Context, f feeds.Feed, keys []string) (m
 		out[it.EntityKey] = true
 	}
 	return out, nil
-}
-
-// exportKeysParallel builds keys in chunks of size, up to threads at once,
-// then diffs and exports them in order.
-func (p *Pipeline) exportKeysParallel(ctx context.Context, feed string, keys []string, eo ExportOptions, w *writeSet, threads, size int) (ExportStats, error) {
-	if threads <= 1 || len(keys) <= size {
-		return p.ExportKeys(ctx, feed, keys, eo, w)
-	}
-	f, _ := p.o.Registry.Feed(feed)
-	type out struct {
-		items []feeds.Item
-		err   error
-	}
-	var chunks [][]string
-	for i := 0; i < len(keys); i += size {
-		chunks = append(chunks, keys[i:min(i+size, len(keys))])
-	}
-	results := make([]chan out, len(chunks))
-	sem := make(chan struct{}, threads)
-	for i, c := range chunks {
-		results[i] = make(chan out, 1)
-		go func(c []string, ch chan out) {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			items, err := f.Build(ctx, c)
-			ch <- out{items, err}
-		}(c, results[i])
-	}
-	var total ExportStats
-	for i, c := range chunks {
-		r := <-results[i]
-		if r.err != nil {
-			// Drain the others before returning.
-			for j := i + 1; j < len(chunks); j++ {
-				<-results[j]
-			}
-			return total, fmt.Errorf("connector: build %s: %w", feed, r.err)
-		}
-		st, err := p.exportBuilt(ctx, feed, c, r.items, eo, w)
-		total.add(st)
-		if err != nil {
-			for j := i + 1; j < len(chunks); j++ {
-				<-results[j]
-			}
-			return total, err
-		}
-	}
-	return total, nil
 }
 
 // resolveIDs maps --by-ids values to the feed's entity keys.

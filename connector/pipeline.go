@@ -113,8 +113,10 @@ type PipelineOptions struct {
 	BatchRecords int           // default 5000
 	BatchBytes   int           // default 4 MiB
 	Window       time.Duration // default 200 ms
-	// BuildChunk is the number of entity keys per Build call (default 500).
-	BuildChunk int
+	// BuildChunk is the number of entity keys per Build call (default 500);
+	// BuildThreads chunks of one feed are built at a time (default 1).
+	BuildChunk   int
+	BuildThreads int
 	// QueueLen is the number of cut batches waiting for the exporter
 	// (default 4); MaxInflightBytes bounds the raw bytes they hold
 	// (default 64 MiB). When either is full the binlog reader waits.
@@ -152,6 +154,9 @@ func (o *PipelineOptions) defaults() {
 	}
 	if o.BuildChunk <= 0 {
 		o.BuildChunk = 500
+	}
+	if o.BuildThreads <= 0 {
+		o.BuildThreads = 1
 	}
 	if o.QueueLen <= 0 {
 		o.QueueLen = 4
@@ -727,8 +732,18 @@ func loadPrev(ctx context.Context, s *state.Store, feed string, keys []string) (
 // them with the state store and exports what changed. The resulting item
 // states are added to w (the caller persists them, with a checkpoint or
 // progress, in one transaction); with w nil they are persisted here.
+// Keys are built in chunks of BuildChunk, BuildThreads chunks at a time.
 // It must run on the exporter goroutine (inside a batch or a Do job).
 func (p *Pipeline) ExportKeys(ctx context.Context, feed string, keys []string, eo ExportOptions, w *writeSet) (ExportStats, error) {
+	return p.exportKeys(ctx, feed, keys, eo, w, p.o.BuildThreads, p.o.BuildChunk)
+}
+
+// exportKeys is ExportKeys with the chunk size and the number of chunks
+// built at once given. Chunks are built concurrently (Build only reads the
+// source) but diffed, sent and recorded one after another in key order, so
+// the items of a key leave in the same order as with one thread; at most
+// threads built chunks wait in memory.
+func (p *Pipeline) exportKeys(ctx context.Context, feed string, keys []string, eo ExportOptions, w *writeSet, threads, size int) (ExportStats, error) {
 	var total ExportStats
 	if p.o.Registry == nil {
 		return total, fmt.Errorf("connector: no feeds configured")
@@ -741,25 +756,68 @@ func (p *Pipeline) ExportKeys(ctx context.Context, feed string, keys []string, e
 	if own {
 		w = &writeSet{}
 	}
-	for start := 0; start < len(keys); start += p.o.BuildChunk {
-		end := min(start+p.o.BuildChunk, len(keys))
-		chunk := keys[start:end]
+	size = max(size, 1)
+	nchunks := (len(keys) + size - 1) / size
+	threads = max(1, min(threads, nchunks))
+	chunk := func(i int) []string { return keys[i*size : min((i+1)*size, len(keys))] }
+	type built struct {
+		items []feeds.Item
+		err   error
+	}
+	build := func(c []string) built {
 		t0 := p.o.Now()
 		bctx, endSpan := p.span(ctx, func(t *telemetry.Tracing) (context.Context, trace.Span) {
-			return t.StartBuild(ctx, feed, len(chunk), eo.Position)
+			return t.StartBuild(ctx, feed, len(c), eo.Position)
 		})
-		built, err := f.Build(bctx, chunk)
+		items, err := f.Build(bctx, c)
 		endSpan(err)
 		if err != nil {
-			return total, fmt.Errorf("connector: build %s for %d keys (%s..%s): %w", feed, len(chunk), chunk[0], chunk[len(chunk)-1], err)
+			return built{err: fmt.Errorf("connector: build %s for %d keys (%s..%s): %w", feed, len(c), c[0], c[len(c)-1], err)}
 		}
 		if p.o.Observer != nil {
-			p.o.Observer.Built(feed, len(built), p.o.Now().Sub(t0))
+			p.o.Observer.Built(feed, len(items), p.o.Now().Sub(t0))
 		}
-		st, err := p.exportBuilt(ctx, feed, chunk, built, eo, w)
-		total.add(st)
+		return built{items: items}
+	}
+	// results[i] receives chunk i's build; a chunk's build starts when the
+	// chunk threads places before it has been exported, which bounds both
+	// the source connections used and the items held.
+	results := make([]chan built, nchunks)
+	start := func(i int) {
+		if i < nchunks {
+			results[i] = make(chan built, 1)
+			go func() { results[i] <- build(chunk(i)) }()
+		}
+	}
+	if threads > 1 {
+		for i := range threads {
+			start(i)
+		}
+	}
+	for i := range nchunks {
+		var b built
+		if threads > 1 {
+			b = <-results[i]
+		} else {
+			b = build(chunk(i))
+		}
+		var st ExportStats
+		err := b.err
+		if err == nil {
+			st, err = p.exportBuilt(ctx, feed, chunk(i), b.items, eo, w)
+			total.add(st)
+		}
 		if err != nil {
+			if threads > 1 {
+				// Wait for the builds still running before returning.
+				for j := i + 1; j < min(i+threads, nchunks); j++ {
+					<-results[j]
+				}
+			}
 			return total, err
+		}
+		if threads > 1 {
+			start(i + threads)
 		}
 	}
 	if own && !eo.DryRun {

@@ -68,7 +68,7 @@ type testEnv struct {
 	runErr chan error
 }
 
-func newEnv(t *testing.T, policies map[string]FeedPolicy, wrap func(sink.Sink) sink.Sink) *testEnv {
+func newEnv(t *testing.T, policies map[string]FeedPolicy, wrap func(sink.Sink) sink.Sink, opts ...func(*PipelineOptions)) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := &testEnv{db: srv.NewDatabase(t, "pipe"), logs: &syncBuffer{}}
@@ -106,8 +106,12 @@ func newEnv(t *testing.T, policies map[string]FeedPolicy, wrap func(sink.Sink) s
 		e.sink = wrap(ks)
 	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
-	e.p, err = NewPipeline(PipelineOptions{Logger: logger, Store: e.store, Registry: e.reg, Sink: e.sink, Policies: policies,
-		Window: 50 * time.Millisecond, SendBackoff: sink.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 3}})
+	po := PipelineOptions{Logger: logger, Store: e.store, Registry: e.reg, Sink: e.sink, Policies: policies,
+		Window: 50 * time.Millisecond, SendBackoff: sink.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 3}}
+	for _, o := range opts {
+		o(&po)
+	}
+	e.p, err = NewPipeline(po)
 	if err != nil {
 		t.Fatal(err)
 	}
