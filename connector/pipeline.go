@@ -204,6 +204,9 @@ type batch struct {
 	checkpoint *change.Position // last TxEnd read before the cut
 	sourceTime time.Time        // commit time of that TxEnd
 	started    time.Time
+	// fanouts are the fan-out lookups made while collecting this batch
+	// (feeds.Memo): a repeated one is skipped, its keys are already here.
+	fanouts map[string]struct{}
 }
 
 func (b *batch) empty() bool { return b.nkeys == 0 && len(b.raw) == 0 && b.checkpoint == nil }
@@ -234,6 +237,9 @@ type Pipeline struct {
 	// binlog source calls it from one goroutine).
 	slab      []byte                     // raw envelopes are encoded into its free tail
 	rawTables map[*change.Table]rawTable // per table version: captured?, topic
+	// memoCtx is the last context Change was called with, carrying the
+	// batch memo for feeds.Registry.Keys (derived once, not per change).
+	memoParent, memoCtx context.Context
 
 	fatal     chan error
 	fatalOnce sync.Once
@@ -350,7 +356,10 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		}
 	}
 	if p.o.Registry != nil {
-		err := p.o.Registry.Keys(ctx, c, func(feed string, keys []string) error {
+		if ctx != p.memoParent {
+			p.memoParent, p.memoCtx = ctx, feeds.WithMemo(ctx, batchMemo{p})
+		}
+		err := p.o.Registry.Keys(p.memoCtx, c, func(feed string, keys []string) error {
 			p.mu.Lock()
 			set := p.cur.keys[feed]
 			if set == nil {
@@ -386,6 +395,24 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		return p.cut(ctx, false)
 	}
 	return nil
+}
+
+// batchMemo is the feeds.Memo of the batch being collected: a lookup is
+// recorded in the current batch, and a cut starts a fresh record.
+type batchMemo struct{ p *Pipeline }
+
+func (m batchMemo) First(key string) bool {
+	m.p.mu.Lock()
+	defer m.p.mu.Unlock()
+	b := m.p.cur
+	if _, ok := b.fanouts[key]; ok {
+		return false
+	}
+	if b.fanouts == nil {
+		b.fanouts = map[string]struct{}{}
+	}
+	b.fanouts[key] = struct{}{}
+	return true
 }
 
 // full reports whether b reached a batch limit. Call with p.mu held.

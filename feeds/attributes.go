@@ -44,6 +44,9 @@ func (p *productAttributes) Keys(ctx context.Context, c *change.Change, emit fun
 		return emitIDs(ids(c, "attribute_id"), e.chunk, emit)
 	case tOptionValue:
 		for _, oid := range ids(c, "option_id") {
+			if !firstLookup(ctx, p.Name(), "option", oid) {
+				continue
+			}
 			attr, _, ok, err := optionAttribute(ctx, e, oid)
 			if err != nil {
 				return err

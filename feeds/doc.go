@@ -19,6 +19,9 @@
 //     a parent/child link index up to date from the stream, because InnoDB
 //     foreign-key cascades (a deleted configurable's links) never reach the
 //     binlog.
+//   - A Memo in the context of Registry.Keys (WithMemo) skips fan-out
+//     lookups already made for the batch being collected; without one every
+//     change is resolved on its own.
 //   - Feeds hold no per-item state; the state store (through PrevState) is
 //     the only memory of what was exported.
 package feeds

@@ -87,6 +87,9 @@ func (p *products) Keys(ctx context.Context, c *change.Change, emit func([]strin
 		return optionChangeProducts(ctx, e, c, emit)
 	case name == tOptionValue:
 		for _, oid := range ids(c, "option_id") {
+			if !firstLookup(ctx, p.Name(), "option", oid) {
+				continue
+			}
 			attr, bt, ok, err := optionAttribute(ctx, e, oid)
 			if err != nil {
 				return err

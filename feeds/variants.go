@@ -115,6 +115,9 @@ func (v *variants) Keys(ctx context.Context, c *change.Change, emit func([]strin
 			return nil
 		}
 		for _, oid := range ids(c, "option_id") {
+			if !firstLookup(ctx, v.Name(), "option", oid) {
+				continue
+			}
 			aid, bt, ok, err := optionAttribute(ctx, e, oid)
 			if err != nil {
 				return err
