@@ -565,11 +565,11 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 	var out []Item
 	for _, pr := range rows {
 		if pr.sku == "" {
-			p.e.log.Warn("feeds: product without sku skipped", "feed", p.Name(), "product", pr.id)
+			p.e.warnOnce("nosku/"+strconv.FormatUint(pr.id, 10), "feeds: product without sku skipped (logged once per product)", "feed", p.Name(), "product", pr.id)
 			continue
 		}
 		if other, dup := seenSKU[pr.sku]; dup {
-			p.e.log.Warn("feeds: duplicate sku, keeping the lower entity_id", "feed", p.Name(), "sku", pr.sku, "kept", other, "skipped", pr.id)
+			p.e.warnOnce("dupsku/"+strconv.FormatUint(pr.id, 10), "feeds: duplicate sku, keeping the lower entity_id (logged once per product)", "feed", p.Name(), "sku", pr.sku, "kept", other, "skipped", pr.id)
 			continue
 		}
 		seenSKU[pr.sku] = pr.id

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -83,6 +84,35 @@ type env struct {
 	now    func() time.Time
 	log    *slog.Logger
 	links  *linkIndexes
+	warned *warnedSet
+}
+
+// warnedSet remembers which data problems were logged, so that a problem
+// rebuilt with every change of its entity is logged once per process, not
+// once per build. It forgets everything when it holds maxWarned keys, which
+// bounds its memory.
+type warnedSet struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+const maxWarned = 10000
+
+// warnOnce logs msg at WARN level the first time key is seen.
+func (e *env) warnOnce(key, msg string, args ...any) {
+	w := e.warned
+	w.mu.Lock()
+	_, seen := w.keys[key]
+	if !seen {
+		if len(w.keys) >= maxWarned {
+			clear(w.keys)
+		}
+		w.keys[key] = struct{}{}
+	}
+	w.mu.Unlock()
+	if !seen {
+		e.log.Warn(msg, args...)
+	}
 }
 
 func (e *env) modifiedAt() string { return formatTime(e.now()) }
@@ -137,7 +167,8 @@ func NewRegistry(cfg Config) (*Registry, error) {
 	if len(names) == 0 {
 		names = Names()
 	}
-	e := &env{db: cfg.DB, dbName: cfg.Database, chunk: cfg.ChunkSize, now: cfg.Now, log: cfg.Logger}
+	e := &env{db: cfg.DB, dbName: cfg.Database, chunk: cfg.ChunkSize, now: cfg.Now, log: cfg.Logger,
+		warned: &warnedSet{keys: map[string]struct{}{}}}
 	e.links = newLinkIndexes(e)
 	r := &Registry{env: e, byName: map[string]Feed{}, byTable: map[string][]Feed{}}
 	for _, n := range names {
