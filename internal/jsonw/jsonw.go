@@ -12,13 +12,17 @@ const hexDigits = "0123456789abcdef"
 // AppendString appends s as encoding/json does with SetEscapeHTML(false):
 // `"` and `\` escaped, \b \f \n \r \t short forms, other control characters
 // as \u00XX, invalid UTF-8 as \ufffd, U+2028 and U+2029 as \u2028/\u2029.
-func AppendString(b []byte, s string) []byte {
+func AppendString(b []byte, s string) []byte { return appendString(b, s, true) }
+
+// appendString is AppendString; without wordSkip it looks at one byte at a
+// time (the benchmark's baseline).
+func appendString(b []byte, s string, wordSkip bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		// Skip 8 plain ASCII bytes at a time; the byte loop below handles
 		// the first word holding anything else.
-		for i+8 <= len(s) && !special8(load8(s, i)) {
+		for wordSkip && i+8 <= len(s) && !special8(load8(s, i)) {
 			i += 8
 		}
 		if i >= len(s) {

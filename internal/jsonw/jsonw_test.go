@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 // TestMatchesEncodingJSON compares AppendString with encoding/json
@@ -44,49 +43,17 @@ func TestWordSkipMatchesEncodingJSON(t *testing.T) {
 				if got := AppendString(nil, s); !bytes.Equal(got, bytes.TrimRight(want.Bytes(), "\n")) {
 					t.Fatalf("%q: got %s want %s", s, got, want.Bytes())
 				}
+				if got := appendStringBytewise(nil, s); !bytes.Equal(got, bytes.TrimRight(want.Bytes(), "\n")) {
+					t.Fatalf("%q (byte loop): got %s want %s", s, got, want.Bytes())
+				}
 			}
 		}
 	}
 }
 
-// appendStringBytewise is AppendString without the 8-byte skip (the
-// implementation before it), kept as the benchmark's baseline.
-func appendStringBytewise(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// appendStringBytewise is AppendString looking at one byte at a time (the
+// implementation before the 8-byte skip), the benchmark's baseline.
+func appendStringBytewise(b []byte, s string) []byte { return appendString(b, s, false) }
 
 // BenchmarkAppendString compares AppendString with the byte-at-a-time loop
 // on the strings a catalog row holds: SKUs, names, URL keys, descriptions,
