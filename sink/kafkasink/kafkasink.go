@@ -510,7 +510,7 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 	var werrs kafka.WriteErrors
 	if !errors.As(err, &werrs) || len(werrs) != len(msgs) {
 		// Whole-call failure: metadata, unknown topic, timeout, closed.
-		r := classify(err, topic)
+		r := s.classify(err, topic)
 		for i := range res {
 			res[i] = r
 		}
@@ -525,13 +525,13 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 			tooLarge = append(tooLarge, i)
 			continue
 		}
-		res[i] = classify(e, topic)
+		res[i] = s.classify(e, topic)
 	}
 	// The broker refused a whole batch as too large; find the culprits by
 	// sending those records one at a time.
 	for _, i := range tooLarge {
 		if ctx.Err() != nil {
-			res[i] = classify(ctx.Err(), topic)
+			res[i] = s.classify(ctx.Err(), topic)
 			continue
 		}
 		e := s.writer.WriteMessages(ctx, msgs[i])
@@ -545,7 +545,7 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 		case isTooLarge(e):
 			res[i] = reject(e, "MESSAGE_TOO_LARGE: broker refused the record (message.max.bytes / max.message.bytes)")
 		default:
-			res[i] = classify(e, topic)
+			res[i] = s.classify(e, topic)
 		}
 	}
 	return res
@@ -587,7 +587,7 @@ func shorten(s string) string {
 
 // classify maps a kafka-go error for a record to a result. Only errors that
 // are the record's own fault are Rejected; the rest are Retryable.
-func classify(err error, topic string) sink.Result {
+func (s *Sink) classify(err error, topic string) sink.Result {
 	var ke kafka.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -611,12 +611,34 @@ func classify(err error, topic string) sink.Result {
 	if errors.As(err, &cve) || errors.As(err, &rhe) || errors.As(err, &ae) {
 		return retry(err, "TLS")
 	}
+	if s.closedDuringAuth(err) {
+		return retry(s.explainAuth(err), "NETWORK (with SASL "+s.cfg.SASL.Mechanism+", a refused login looks like this: check the sasl user and password)")
+	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 		return retry(err, "NETWORK")
 	}
 	return retry(err, "ERROR")
+}
+
+// closedDuringAuth reports whether err is the broker closing the connection
+// while SASL is configured: brokers (and kfake) answer refused credentials
+// on older SaslAuthenticate versions by closing it, which kafka-go reports
+// as a bare EOF.
+func (s *Sink) closedDuringAuth(err error) bool {
+	return s.cfg.SASL.Mechanism != "" &&
+		(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET))
+}
+
+// explainAuth adds to an error that may be a refused SASL login what to
+// check, naming the sink's settings (never the password).
+func (s *Sink) explainAuth(err error) error {
+	if !s.closedDuringAuth(err) {
+		return err
+	}
+	return fmt.Errorf("%w (the broker closed the connection; with SASL %s this usually means it refused the login of user %q: check sinks.%s.kafka.sasl.user and its password or password_file)",
+		err, s.cfg.SASL.Mechanism, s.cfg.SASL.User, s.cfg.Name)
 }
 
 // Health implements sink.HealthReporter.
@@ -637,7 +659,7 @@ func (s *Sink) PingTopics(ctx context.Context, topics ...string) error {
 	cl := &kafka.Client{Addr: s.client.Addr, Transport: tr, Timeout: s.cfg.WriteTimeout}
 	resp, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return fmt.Errorf("kafka sink %s: brokers %v: %w", s.cfg.Name, s.cfg.Brokers, err)
+		return fmt.Errorf("kafka sink %s: brokers %v: %w", s.cfg.Name, s.cfg.Brokers, s.explainAuth(err))
 	}
 	if len(resp.Brokers) == 0 {
 		return fmt.Errorf("kafka sink %s: brokers %v returned no broker in metadata", s.cfg.Name, s.cfg.Brokers)

@@ -96,8 +96,17 @@ func TestSASL(t *testing.T) {
 		if err != nil || res[0].Status != sink.StatusRetryable {
 			t.Fatalf("%s wrong password: %+v %v, want retryable", mech, res, err)
 		}
-		if err := bad.Ping(ctx); err == nil {
+		err = bad.Ping(ctx)
+		if err == nil {
 			t.Fatalf("%s: Ping with a wrong password succeeded", mech)
+		}
+		// kfake, like brokers on older SaslAuthenticate versions, closes the
+		// connection: the error must say what to check.
+		if !strings.Contains(err.Error(), "refused the login of user \"feedcdc\"") || !strings.Contains(err.Error(), "sasl.user") {
+			t.Fatalf("%s: Ping with a wrong password: %v; want a hint at the SASL login", mech, err)
+		}
+		if !strings.Contains(res[0].Reason, "SASL") {
+			t.Fatalf("%s: wrong password result reason %q does not mention SASL", mech, res[0].Reason)
 		}
 		if err := s.Ping(ctx); err != nil {
 			t.Fatalf("%s: Ping: %v", mech, err)
