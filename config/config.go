@@ -104,6 +104,7 @@ type State struct {
 type Feeds struct {
 	Database          string `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true"`
 	TablePrefix       string `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix). Only the empty prefix is supported so far; a non-empty one is refused at start."`
+	VisibilityFence   bool   `yaml:"visibility_fence" doc:"Before a streamed batch is built, take a shared lock on one row its newest transaction changed (a point read, released at once) so the build sees that transaction: MySQL and MariaDB show a transaction in the binlog before other sessions see its rows. On MySQL 8.0.22+ this needs LOCK TABLES (or UPDATE/DELETE) on the catalog database; without it feedcdc warns once and waits 100 ms instead. Off: a build may miss a transaction read the instant it was committed."`
 	BuildThreads      int    `yaml:"build_threads" doc:"Build calls (batch_size keys each) of one feed run at once when a streamed batch holds more keys than batch_size; items are still exported in key order. At most source.pool_size." min:"1" max:"64"`
 	Products          Feed   `yaml:"products" doc:"products feed: one item per product and store view."`
 	ProductAttributes Feed   `yaml:"productAttributes" doc:"productAttributes feed: one item per attribute and store view."`
@@ -309,6 +310,7 @@ func Default() *Config {
 		Feeds: Feeds{
 			Database:          "magento",
 			BuildThreads:      2,
+			VisibilityFence:   true,
 			Products:          feed(),
 			ProductAttributes: feed(),
 			Variants:          feed(),

@@ -131,6 +131,9 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		MaxInflightBytes: int64(cfg.Backpressure.MaxInflightBytes), QueueLen: cfg.Backpressure.SinkQueueSize,
 		BatchRecords: cfg.Backpressure.QueueSize, BatchKeys: cfg.State.FlushBatch, Window: cfg.State.FlushInterval.D(),
 		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}}
+	if c.Registry != nil && cfg.Feeds.VisibilityFence {
+		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User}
+	}
 	for _, name := range cfg.EnabledFeeds() {
 		f := cfg.Feeds.Feed(name)
 		po.Policies[name] = FeedPolicy{Mode: f.Mode, MaxAttempts: f.MaxAttempts, BackoffBase: f.BackoffBase.D(), BackoffMax: f.BackoffMax.D(),

@@ -130,6 +130,9 @@ type PipelineOptions struct {
 	// long after a sink's return the stream resumes).
 	RawBackoff sink.Backoff
 	Observer   Observer
+	// Fence, when set, makes each batch's builds wait until the batch's
+	// newest feed transaction is visible to other sessions.
+	Fence *VisibilityFence
 	// Tracing, when set, records a span per build and export batch and per
 	// resync chunk, carrying the source position.
 	Tracing *telemetry.Tracing
@@ -204,6 +207,9 @@ type batch struct {
 	checkpoint *change.Position // last TxEnd read before the cut
 	sourceTime time.Time        // commit time of that TxEnd
 	started    time.Time
+	// fence is a row of the newest transaction that gave this batch feed
+	// keys; the batch is built once that transaction is visible.
+	fence *fenceRow
 	// fanouts are the fan-out lookups made while collecting this batch
 	// (feeds.Memo): a repeated one is skipped, its keys are already here.
 	fanouts map[string]struct{}
@@ -359,8 +365,16 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		if ctx != p.memoParent {
 			p.memoParent, p.memoCtx = ctx, feeds.WithMemo(ctx, batchMemo{p})
 		}
+		var fence *fenceRow
+		if p.o.Fence != nil && len(c.Table.PK) > 0 && p.o.Registry.Watches(c.Table) {
+			fence = &fenceRow{table: c.Table, key: c.Key(), readAt: p.o.Now()}
+		}
 		err := p.o.Registry.Keys(p.memoCtx, c, func(feed string, keys []string) error {
 			p.mu.Lock()
+			if fence != nil {
+				// Every batch that gets keys of this change waits for it.
+				p.cur.fence = fence
+			}
 			set := p.cur.keys[feed]
 			if set == nil {
 				set = map[string]struct{}{}
@@ -603,6 +617,11 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 	eo := ExportOptions{Operation: OpPartialSync}
 	if b.checkpoint != nil {
 		eo.Position = *b.checkpoint
+	}
+	if p.o.Fence != nil && b.fence != nil && len(feedNames) > 0 {
+		if err := p.o.Fence.Wait(ctx, b.fence); err != nil {
+			return err
+		}
 	}
 	// The feeds of one batch are exported concurrently: they have disjoint
 	// keys, topics and item states, and each one's export is mostly waiting
