@@ -269,6 +269,9 @@ func (c *Connector) Check(ctx context.Context) []check.Result {
 	inc, exc := c.CapturedTables()
 	t := check.Target{DB: c.SourceDB, Addr: cfg.Source.Addr(), User: cfg.Source.User, ServerID: cfg.EffectiveServerID(),
 		Tables: inc, Exclude: exc}
+	if c.Registry != nil && cfg.Feeds.VisibilityFence {
+		t.FenceTable = cfg.Feeds.Database + ".catalog_product_entity"
+	}
 	if cfg.Raw.Enabled {
 		t.KeyedTables, _ = cfg.Source.TableFilter()
 		if len(t.KeyedTables) == 0 {

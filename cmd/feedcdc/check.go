@@ -89,6 +89,9 @@ func checkWithoutState(cmd *cobra.Command, cfg *config.Config, stateNote string)
 	for t2 := range feedTablesList(cfg) {
 		t.Tables = append(t.Tables, t2)
 	}
+	if len(cfg.EnabledFeeds()) > 0 && cfg.Feeds.VisibilityFence {
+		t.FenceTable = cfg.Feeds.Database + ".catalog_product_entity"
+	}
 	if cfg.Raw.Enabled {
 		t.KeyedTables, _ = cfg.Source.TableFilter()
 		if len(t.KeyedTables) == 0 {

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"time"
 
+	mysqldriver "github.com/go-sql-driver/mysql"
+
 	"github.com/feedcdc/feedcdc/change"
 )
 
@@ -68,6 +70,9 @@ type Target struct {
 	Tables      []string
 	Exclude     []string
 	KeyedTables []string
+	// FenceTable ("db.table") is a table the feeds' visibility fence takes
+	// shared row locks in; empty: the fence is off or there are no feeds.
+	FenceTable string
 	// StatePath is the state file; it must be writable.
 	StatePath string
 	// Checkpoint is the stored checkpoint, if any, and when it was written.
@@ -127,6 +132,9 @@ func Run(ctx context.Context, t Target) []Result {
 		add(srv.checkGTID())
 		add(srv.checkServerID(ctx, t.ServerID))
 		add(srv.checkGrants(ctx))
+		if t.FenceTable != "" {
+			add(srv.checkFence(ctx, t.FenceTable, t.User))
+		}
 		add(srv.checkRetention(ctx, t))
 		add(srv.checkTables(ctx, t))
 	}
@@ -355,6 +363,31 @@ func (s *server) checkGrants(ctx context.Context) Result {
 			Fix: fmt.Sprintf("GRANT %s ON *.* TO <connector user>; (SELECT may instead be granted on the captured databases only)", strings.Join(missing, ", "))}
 	}
 	return Result{Name: "grants", Status: Pass, Message: "REPLICATION SLAVE, REPLICATION CLIENT and SELECT granted"}
+}
+
+// checkFence tries the visibility fence's shared-lock read on table without
+// reading a row (LIMIT 0): MySQL 8.0.22+ allows it only with LOCK TABLES,
+// UPDATE or DELETE besides SELECT.
+func (s *server) checkFence(ctx context.Context, table, user string) Result {
+	db, name, _ := strings.Cut(table, ".")
+	q := "SELECT 1 FROM `" + strings.ReplaceAll(db, "`", "``") + "`.`" + strings.ReplaceAll(name, "`", "``") + "` LIMIT 0 LOCK IN SHARE MODE"
+	rows, err := s.db.QueryContext(ctx, q)
+	if err == nil {
+		err = rows.Close()
+	}
+	var me *mysqldriver.MySQLError
+	switch {
+	case err == nil:
+		return Result{Name: "visibility fence", Status: Pass, Message: "shared row locks allowed on " + db + " (feeds.visibility_fence)"}
+	case errors.As(err, &me) && me.Number == 1146:
+		return Result{Name: "visibility fence", Status: Warn, Message: "not tested: " + table + " does not exist (see the feed tables check)"}
+	case errors.As(err, &me) && (me.Number == 1142 || me.Number == 1044 || me.Number == 1227):
+		return Result{Name: "visibility fence", Status: Warn,
+			Message: "the connector's user may not take shared row locks, so each batch waits a fixed 100 ms for its transactions to become visible: " + err.Error(),
+			Fix:     fmt.Sprintf("GRANT LOCK TABLES ON `%s`.* TO '%s'; (or set feeds.visibility_fence: false)", db, user)}
+	default:
+		return Result{Name: "visibility fence", Status: Warn, Message: "could not test shared row locks: " + err.Error()}
+	}
 }
 
 func (s *server) retention() (time.Duration, bool) {

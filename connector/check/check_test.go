@@ -41,7 +41,8 @@ func shopTables(t *testing.T, s *mysqltest.Server) string {
 
 func target(t *testing.T, s *mysqltest.Server, db string) Target {
 	return Target{DB: open(t, s.CDCDSN("")), Addr: s.Addr(), User: s.CDCUser, ServerID: 4242,
-		Tables: []string{db + ".catalog_product_entity"}, KeyedTables: []string{db + ".*"}, StatePath: filepath.Join(t.TempDir(), "state.db")}
+		Tables: []string{db + ".catalog_product_entity"}, KeyedTables: []string{db + ".*"}, FenceTable: db + ".catalog_product_entity",
+		StatePath: filepath.Join(t.TempDir(), "state.db")}
 }
 
 func byName(rs []Result) map[string]Result {
@@ -92,7 +93,10 @@ func TestCorrectServerPassesEverything(t *testing.T) {
 			t.Errorf("%s: %s %s (fix: %s)", r.Name, r.Status, r.Message, r.Fix)
 		}
 	}
-	if Failed(rs) || len(rs) < 13 {
+	if r := byName(rs)["visibility fence"]; r.Status != Pass {
+		t.Errorf("visibility fence: %+v, want PASS for the least-privilege user on %s", r, srv.Flavor)
+	}
+	if Failed(rs) || len(rs) < 14 {
 		t.Fatalf("%d results:\n%s", len(rs), report(rs))
 	}
 }
