@@ -29,6 +29,8 @@ const (
 	OpUpdate Op = "u" // update
 	OpDelete Op = "d" // delete
 	OpRead   Op = "r" // snapshot read
+	// OpTruncate is a TRUNCATE TABLE: no images, the table was emptied.
+	OpTruncate Op = "t"
 )
 
 // Column describes one column of a captured table.

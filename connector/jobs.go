@@ -280,39 +280,9 @@ func keysAfter(keys []string, last string) []string {
 func (p *Pipeline) resyncVanished(ctx context.Context, feed string, f feeds.Feed, eo ExportOptions, total *ExportStats) error {
 	after := ""
 	for {
-		var keys []string
 		var next string
-		err := p.Do(ctx, func(ctx context.Context) error {
-			seen := map[string]bool{}
-			items, n, err := p.o.Store.ListItems(ctx, state.ListQuery{Feed: feed, After: after, Limit: 1000})
-			if err != nil {
-				return err
-			}
-			next = n
-			for _, it := range items {
-				if !it.Deleted && !seen[it.EntityKey] {
-					seen[it.EntityKey] = true
-					keys = append(keys, it.EntityKey)
-				}
-			}
-			if len(keys) == 0 {
-				return nil
-			}
-			exists, err := p.existing(ctx, f, keys)
-			if err != nil {
-				return err
-			}
-			var gone []string
-			for _, k := range keys {
-				if !exists[k] {
-					gone = append(gone, k)
-				}
-			}
-			if len(gone) == 0 {
-				return nil
-			}
-			st, err := p.ExportKeys(ctx, feed, gone, eo, nil)
-			total.add(st)
+		err := p.Do(ctx, func(ctx context.Context) (err error) {
+			next, err = p.exportVanishedPage(ctx, feed, f, after, eo, total)
 			return err
 		})
 		if err != nil {
@@ -323,6 +293,79 @@ func (p *Pipeline) resyncVanished(ctx context.Context, feed string, f feeds.Feed
 		}
 		after = next
 	}
+}
+
+// exportVanishedPage looks at one page of the entities the state knows for
+// a feed (after the item id after) and exports the deleted payloads of
+// those the source no longer has. It returns where the next page starts
+// ("" at the end). It runs on the exporter goroutine.
+func (p *Pipeline) exportVanishedPage(ctx context.Context, feed string, f feeds.Feed, after string, eo ExportOptions, total *ExportStats) (string, error) {
+	seen := map[string]bool{}
+	var keys []string
+	items, next, err := p.o.Store.ListItems(ctx, state.ListQuery{Feed: feed, After: after, Limit: 1000})
+	if err != nil {
+		return "", err
+	}
+	for _, it := range items {
+		if !it.Deleted && !seen[it.EntityKey] {
+			seen[it.EntityKey] = true
+			keys = append(keys, it.EntityKey)
+		}
+	}
+	if len(keys) == 0 {
+		return next, nil
+	}
+	exists, err := p.existing(ctx, f, keys)
+	if err != nil {
+		return "", err
+	}
+	var gone []string
+	for _, k := range keys {
+		if !exists[k] {
+			gone = append(gone, k)
+		}
+	}
+	if len(gone) == 0 {
+		return next, nil
+	}
+	st, err := p.ExportKeys(ctx, feed, gone, eo, nil)
+	total.add(st)
+	return next, err
+}
+
+// rebuildAll rebuilds every item of a feed after a TRUNCATE of table: every
+// entity the source has, then the deleted payloads of entities only the
+// state knows. It runs on the exporter goroutine, inside the batch holding
+// the statement; item states are persisted per chunk and the batch's
+// checkpoint only after, so a crash repeats the rebuild.
+func (p *Pipeline) rebuildAll(ctx context.Context, feed, table string, eo ExportOptions) error {
+	f, ok := p.o.Registry.Feed(feed)
+	if !ok {
+		return nil
+	}
+	start := p.o.Now()
+	var total ExportStats
+	err := f.Scan(ctx, func(keys []string) error {
+		st, err := p.ExportKeys(ctx, feed, keys, eo, nil)
+		total.add(st)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("connector: rebuild %s after TRUNCATE of %s: %w", feed, table, err)
+	}
+	for after := ""; ; {
+		next, err := p.exportVanishedPage(ctx, feed, f, after, eo, &total)
+		if err != nil {
+			return fmt.Errorf("connector: rebuild %s after TRUNCATE of %s: vanished entities: %w", feed, table, err)
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	p.o.Logger.Info("rebuilt every item after a TRUNCATE", "feed", feed, "table", table, "operation", eo.Operation,
+		"entities", total.Keys, "synced", total.Sent, "skipped", total.Skipped, "deleted", total.Deleted, "failed", total.Failed, "elapsed", p.o.Now().Sub(start).Round(time.Millisecond))
+	return nil
 }
 
 // existing reports which entity keys still have items, by building them

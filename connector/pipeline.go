@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -210,12 +211,17 @@ type batch struct {
 	// fence is a row of the newest transaction that gave this batch feed
 	// keys; the batch is built once that transaction is visible.
 	fence *fenceRow
+	// rebuild maps a feed to the table whose TRUNCATE makes the batch
+	// rebuild every item of the feed.
+	rebuild map[string]string
 	// fanouts are the fan-out lookups made while collecting this batch
 	// (feeds.Memo): a repeated one is skipped, its keys are already here.
 	fanouts map[string]struct{}
 }
 
-func (b *batch) empty() bool { return b.nkeys == 0 && len(b.raw) == 0 && b.checkpoint == nil }
+func (b *batch) empty() bool {
+	return b.nkeys == 0 && len(b.raw) == 0 && b.checkpoint == nil && len(b.rebuild) == 0
+}
 
 // task is one unit of the exporter's ordered queue.
 type task struct {
@@ -408,6 +414,41 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 	if full {
 		return p.cut(ctx, false)
 	}
+	return nil
+}
+
+// Truncate implements binlog.Truncater. A raw stream of the table gets a
+// truncate record (op "t", no key, null images, as Debezium sends it); the
+// feeds that read the table rebuild every item — current entities and those
+// known to the state — in the batch that holds the statement, before its
+// checkpoint.
+func (p *Pipeline) Truncate(ctx context.Context, t *change.Table, src change.Source) error {
+	if p.o.Observer != nil {
+		p.o.Observer.SourceEvent(src.Timestamp)
+	}
+	if p.o.Raw != nil {
+		if rt := p.rawTableOf(t); rt.captured {
+			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpTruncate, Source: src}, rt.topic); err != nil {
+				return err
+			}
+		}
+	}
+	if p.o.Registry == nil {
+		return nil
+	}
+	names := p.o.Registry.FeedsReading(t)
+	if len(names) == 0 {
+		return nil
+	}
+	p.o.Logger.Warn("TRUNCATE of a table the feeds read: every item of these feeds is rebuilt with the batch holding it", "table", t.FullName(), "feeds", names, "position", src.GTID)
+	p.mu.Lock()
+	if p.cur.rebuild == nil {
+		p.cur.rebuild = map[string]string{}
+	}
+	for _, f := range names {
+		p.cur.rebuild[f] = t.FullName()
+	}
+	p.mu.Unlock()
 	return nil
 }
 
@@ -609,20 +650,27 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 			p.o.Observer.RawSent(len(b.raw), p.o.Now().Sub(start))
 		}
 	}
+	eo := ExportOptions{Operation: OpPartialSync}
+	if b.checkpoint != nil {
+		eo.Position = *b.checkpoint
+	}
+	if p.o.Fence != nil && b.fence != nil && (len(b.keys) > 0 || len(b.rebuild) > 0) {
+		if err := p.o.Fence.Wait(ctx, b.fence); err != nil {
+			return err
+		}
+	}
+	// A TRUNCATE rebuilds all of a feed; its other keys are covered.
+	for _, f := range slices.Sorted(maps.Keys(b.rebuild)) {
+		if err := p.rebuildAll(ctx, f, b.rebuild[f], eo); err != nil {
+			return err
+		}
+		delete(b.keys, f)
+	}
 	feedNames := make([]string, 0, len(b.keys))
 	for f := range b.keys {
 		feedNames = append(feedNames, f)
 	}
 	sort.Strings(feedNames)
-	eo := ExportOptions{Operation: OpPartialSync}
-	if b.checkpoint != nil {
-		eo.Position = *b.checkpoint
-	}
-	if p.o.Fence != nil && b.fence != nil && len(feedNames) > 0 {
-		if err := p.o.Fence.Wait(ctx, b.fence); err != nil {
-			return err
-		}
-	}
 	// The feeds of one batch are exported concurrently: they have disjoint
 	// keys, topics and item states, and each one's export is mostly waiting
 	// (builder queries, sink acknowledgements), so a batch costs the

@@ -256,6 +256,19 @@ func (r *Registry) Keys(ctx context.Context, c *change.Change, emit func(feed st
 	return r.env.links.apply(ctx, c)
 }
 
+// FeedsReading returns the names of the feeds that read table t (for a
+// TRUNCATE: those must rebuild every item), in registry order.
+func (r *Registry) FeedsReading(t *change.Table) []string {
+	if t == nil || t.DB != r.env.dbName {
+		return nil
+	}
+	var out []string
+	for _, f := range r.byTable[t.Name] {
+		out = append(out, f.Name())
+	}
+	return out
+}
+
 // Check verifies that every table the configured feeds read exists in the
 // catalog database and is visible to the connector's user. Call it at
 // start-up: a Magento Open Source install, for example, has no

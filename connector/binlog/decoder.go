@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -26,6 +27,15 @@ import (
 type Handler interface {
 	Change(ctx context.Context, c *change.Change) error
 	TxEnd(ctx context.Context, e change.TxEnd) error
+}
+
+// Truncater is implemented by handlers that want TRUNCATE TABLE of a
+// captured table: InnoDB empties the table without row events, so the
+// statement is the only trace of the deleted rows. Truncate is called once
+// per truncated captured table, before the statement's TxEnd; t names the
+// table (its columns are not known here).
+type Truncater interface {
+	Truncate(ctx context.Context, t *change.Table, src change.Source) error
 }
 
 // schemaSource is the schema history as the decoder sees it.
@@ -63,8 +73,11 @@ type decoder struct {
 	filter  Filter
 	schemas schemaSource // may be nil
 	h       Handler
-	obs     Observer // nil unless h implements it
-	log     *slog.Logger
+	// truncated holds one table per truncated db.table, handed to
+	// Truncater (stable pointers: handlers may cache per table).
+	truncated map[[2]string]*change.Table
+	obs       Observer // nil unless h implements it
+	log       *slog.Logger
 
 	file string
 	pos  uint32 // end position of the last event (= start of the next)
@@ -360,8 +373,10 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 	if err := d.checkStatementDML(string(e.Schema), q); err != nil {
 		return err
 	}
-	if word == "TRUNCATE" && d.anyCaptured(ddlTableNames(q, string(e.Schema))) {
-		d.log.Warn("TRUNCATE in the binlog: the deleted rows have no row events, so no delete changes are emitted for them", "statement", truncateString(q, 200), "file", d.file, "pos", endPos)
+	if word == "TRUNCATE" {
+		if err := d.truncate(ctx, h, q, string(e.Schema), endPos); err != nil {
+			return err
+		}
 	}
 	if !d.inTx && d.txEnd != 0 && endPos < d.txEnd {
 		// a statement that opens a transaction (MySQL CREATE TABLE … SELECT)
@@ -392,6 +407,61 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 	// A table id may now refer to another table version.
 	clear(d.tables)
 	return d.commit(ctx, endPos)
+}
+
+// truncate hands a TRUNCATE of a captured table to the handler (or warns
+// that its rows vanish without a trace when the handler cannot take it).
+func (d *decoder) truncate(ctx context.Context, h *replication.EventHeader, q, defaultDB string, endPos uint32) error {
+	db, name, ok := truncatedTable(q, defaultDB)
+	if !ok || !d.filter.Match(db, name) {
+		return nil
+	}
+	tr, ok := d.h.(Truncater)
+	if !ok || !handlesTruncate(d.h) {
+		d.log.Warn("TRUNCATE in the binlog: the deleted rows have no row events, so no delete changes are emitted for them", "statement", truncateString(q, 200), "file", d.file, "pos", endPos)
+		return nil
+	}
+	key := [2]string{db, name}
+	t := d.truncated[key]
+	if t == nil {
+		if d.truncated == nil {
+			d.truncated = map[[2]string]*change.Table{}
+		}
+		t = &change.Table{DB: db, Name: name}
+		d.truncated[key] = t
+	}
+	src := change.Source{ServerID: h.ServerID, GTID: d.txGTID, File: d.file, Pos: endPos, Timestamp: time.Unix(int64(h.Timestamp), 0).UTC()}
+	if err := tr.Truncate(ctx, t, src); err != nil {
+		return &handlerError{err}
+	}
+	return nil
+}
+
+// handlesTruncate reports whether h, or the handler it wraps, is a
+// Truncater.
+func handlesTruncate(h Handler) bool {
+	if w, ok := h.(interface{ inner() Handler }); ok {
+		return handlesTruncate(w.inner())
+	}
+	_, ok := h.(Truncater)
+	return ok
+}
+
+var truncateRe = regexp.MustCompile("(?is)^\\s*(?:/\\*.*?\\*/\\s*)*TRUNCATE\\s+(?:TABLE\\s+)?(`(?:[^`]|``)+`|\\w+)(?:\\s*\\.\\s*(`(?:[^`]|``)+`|\\w+))?")
+
+// truncatedTable returns the table a TRUNCATE [TABLE] statement empties.
+func truncatedTable(q, defaultDB string) (db, table string, ok bool) {
+	m := truncateRe.FindStringSubmatch(q)
+	if m == nil {
+		return "", "", false
+	}
+	unq := func(s string) string {
+		return strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(s, "`"), "`"), "``", "`")
+	}
+	if m[2] != "" {
+		return unq(m[1]), unq(m[2]), true
+	}
+	return defaultDB, unq(m[1]), true
 }
 
 // positionAfterCommit is the position a DDL statement's effect is recorded

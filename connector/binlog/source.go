@@ -389,6 +389,14 @@ func (t *trackingHandler) Change(ctx context.Context, c *change.Change) error {
 	return t.h.Change(ctx, c)
 }
 
+// Truncate passes a TRUNCATE on (the decoder asks handlesTruncate first).
+func (t *trackingHandler) Truncate(ctx context.Context, tbl *change.Table, src change.Source) error {
+	t.open = true
+	return t.h.(Truncater).Truncate(ctx, tbl, src)
+}
+
+func (t *trackingHandler) inner() Handler { return t.h }
+
 func (t *trackingHandler) TxEnd(ctx context.Context, e change.TxEnd) error {
 	t.open = false
 	t.last = e.Position
