@@ -44,11 +44,13 @@ var binlogMagic = []byte{0xfe, 'b', 'i', 'n'}
 
 // InspectFiles decodes binlog files offline, in the order given, and writes
 // one JSON record per line to w: a change record per row image of a captured
-// table and, with opts.TxEnds, a tx_end record per transaction:
+// table, a truncate record per TRUNCATE of one and, with opts.TxEnds, a
+// tx_end record per transaction:
 //
 //	{"type":"change","op":"c","db":"shop","table":"t","gtid":"0-1-5","server_id":1,
 //	 "file":"binlog.000001","pos":1234,"row":0,"ts":"2024-01-02T03:04:05Z",
 //	 "key":{"id":1},"before":null,"after":{"id":1,…}}
+//	{"type":"truncate","db":"shop","table":"t","gtid":"0-1-6","server_id":1,"file":"binlog.000001","pos":1401,"ts":…}
 //	{"type":"tx_end","gtid":"0-1-5","file":"binlog.000001","pos":1265,"gtid_set":"0-1-5","ts":…,"rows":1}
 //
 // Values are rendered as in the raw change streams (docs/types.md). Column
@@ -105,6 +107,29 @@ func (ih *inspectHandler) Change(_ context.Context, c *change.Change) error {
 	b = appendRow(b, c.Table, c.Before)
 	b = append(b, `,"after":`...)
 	b = appendRow(b, c.Table, c.After)
+	b = append(b, "}\n"...)
+	ih.buf = b
+	_, err := ih.w.Write(b)
+	return err
+}
+
+// Truncate implements Truncater: a truncate record.
+func (ih *inspectHandler) Truncate(_ context.Context, t *change.Table, src change.Source) error {
+	b := ih.buf[:0]
+	b = append(b, `{"type":"truncate","db":`...)
+	b = raw.AppendString(b, t.DB)
+	b = append(b, `,"table":`...)
+	b = raw.AppendString(b, t.Name)
+	b = append(b, `,"gtid":`...)
+	b = raw.AppendString(b, src.GTID)
+	b = append(b, `,"server_id":`...)
+	b = strconv.AppendUint(b, uint64(src.ServerID), 10)
+	b = append(b, `,"file":`...)
+	b = raw.AppendString(b, src.File)
+	b = append(b, `,"pos":`...)
+	b = strconv.AppendUint(b, uint64(src.Pos), 10)
+	b = append(b, `,"ts":`...)
+	b = raw.AppendValue(b, src.Timestamp)
 	b = append(b, "}\n"...)
 	ih.buf = b
 	_, err := ih.w.Write(b)

@@ -1,8 +1,11 @@
 package binlog
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -71,6 +74,40 @@ func TestLiveTruncate(t *testing.T) {
 	}
 	cancel()
 	<-done
+
+	// The same statements through `feedcdc inspect binlog`.
+	if srv.Dir == "" {
+		return // an external server's binlog files are not readable here
+	}
+	admin := srv.Admin(t, db)
+	var file, pos, doDB, ignoreDB string
+	if err := admin.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &doDB, &ignoreDB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("FLUSH BINARY LOGS"); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := InspectFiles(context.Background(), []string{filepath.Join(srv.Dir, "data", file)}, &out,
+		InspectOptions{Filter: Filter{Include: []string{db + ".t", db + ".u"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var r struct{ Type, DB, Table, GTID string }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		if r.Type == "truncate" {
+			if r.DB != db || r.GTID == "" {
+				t.Errorf("truncate record %s", line)
+			}
+			tables = append(tables, r.Table)
+		}
+	}
+	if fmt.Sprint(tables) != "[t u t]" {
+		t.Fatalf("inspect printed truncates of %v, want [t u t]:\n%s", tables, out.String())
+	}
 }
 
 func TestTruncatedTableNames(t *testing.T) {
