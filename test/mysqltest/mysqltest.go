@@ -12,7 +12,8 @@
 //     Stop (a panic, a timeout, SIGKILL), the kernel kills mariadbd with it
 //     (PR_SET_PDEATHSIG) and the next Start removes the dead owner's datadir.
 //   - Two users exist: an admin that writes fixtures, and a least-privilege
-//     connector user (REPLICATION SLAVE, REPLICATION CLIENT, SELECT).
+//     connector user (REPLICATION SLAVE, REPLICATION CLIENT, SELECT; on
+//     MySQL also LOCK TABLES, for the feeds' visibility fence).
 //   - With FEEDCDC_TEST_MYSQL_DSN set (a go-sql-driver DSN of an admin user
 //     of an external server), Main uses that server instead, creates the
 //     connector user there, and never stops it.
@@ -388,12 +389,19 @@ func (s *Server) setupUsers(ctx context.Context) error {
 	if !s.external {
 		stmts = append(stmts, "SET SESSION sql_log_bin = 0")
 	}
+	// MySQL 8.0.22+ allows the feeds' visibility fence (a shared-lock point
+	// read) only with LOCK TABLES besides SELECT, the grant docs/binlog.md
+	// recommends there; MariaDB needs none.
+	grants := "REPLICATION SLAVE, REPLICATION CLIENT, SELECT"
+	if s.Flavor == "mysql" {
+		grants += ", LOCK TABLES"
+	}
 	for _, host := range []string{"127.0.0.1", "localhost", "%"} {
 		u := fmt.Sprintf("'%s'@'%s'", s.CDCUser, host)
 		stmts = append(stmts,
 			"DROP USER IF EXISTS "+u,
 			fmt.Sprintf("CREATE USER %s IDENTIFIED BY '%s'", u, s.CDCPassword),
-			"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO "+u)
+			"GRANT "+grants+" ON *.* TO "+u)
 	}
 	for _, q := range stmts {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
