@@ -220,42 +220,10 @@ func (e *benchEnv) rawStream(t testing.TB, seg benchSegment, serverID uint32, go
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	y := fmt.Sprintf(`name: bench
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: BENCH_SOURCE_PASSWORD
-  server_id: %d
-  start_position: "%s:%d"
-  include_tables: ["%s.products"]
-state:
-  path: %s
-feeds:
-  database: %s
-  products: {enabled: false}
-  productAttributes: {enabled: false}
-  variants: {enabled: false}
-  productOverrides: {enabled: false}
-raw:
-  enabled: true
-  tombstones: false
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: bench
-      partitions: 1
-      compression: %s
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-log: {format: json, level: warn}
-`, e.srv.Port, e.srv.CDCUser, serverID, seg.from.File, seg.from.Pos, e.db, filepath.Join(dir, "state.db"), e.db, kc.Addr(), benchCompression())
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cc := connectorYAML{Name: "bench", Server: e.srv, ServerID: int64(serverID), StatePath: filepath.Join(dir, "state.db"), Database: e.db, Feeds: noFeeds,
+		Source:   []string{fmt.Sprintf("start_position: \"%s:%d\"", seg.from.File, seg.from.Pos), fmt.Sprintf("include_tables: [\"%s.products\"]", e.db)},
+		Sections: "raw:\n  enabled: true\n  tombstones: false\n" + kafkaSink(kc.Addr(), "bench", "compression: "+benchCompression()) + "log: {format: json, level: warn}\n"}
+	cfgPath := cc.write(t, dir)
 	adm, err := kgo.NewClient(kc.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
@@ -582,37 +550,9 @@ func partialSyncLatency(t testing.TB) {
 	}
 	defer kc.Close()
 	dir := t.TempDir()
-	y := fmt.Sprintf(`name: latency
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: LAT_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 10s
-state:
-  path: %s
-feeds:
-  database: %s
-resync:
-  max_replica_lag: 0s
-  rows_per_second: 0
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: lat
-      partitions: 1
-      linger: %s
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-`, srv.Port, srv.CDCUser, 8_000_000+time.Now().UnixNano()%100_000, filepath.Join(dir, "state.db"), db, kc.Addr(), linger)
-	cfg, err := config.LoadBytes([]byte(y), "latency", []string{"LAT_SOURCE_PASSWORD=" + srv.CDCPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cc := connectorYAML{Name: "latency", StatePath: filepath.Join(dir, "state.db"), Database: db,
+		Sections: unthrottledResync + kafkaSink(kc.Addr(), "lat", "linger: "+linger)}
+	cfg := cc.load(t)
 	c, err := Open(ctx, cfg, OpenOptions{Logger: quietSlog()})
 	if err != nil {
 		t.Fatal(err)

@@ -65,46 +65,10 @@ func TestRawStreamSurvivesSIGKILL(t *testing.T) {
 	kafka := kafkatest.Start(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
-	y := fmt.Sprintf(`name: crash
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: CRASH_SOURCE_PASSWORD
-  server_id: 6100001
-  heartbeat: 1s
-  read_timeout: 10s
-  start_position: "gtid:%s"
-  include_tables: ["%s.counters"]
-state:
-  path: %s
-feeds:
-  database: %s
-  products: {enabled: false}
-  productAttributes: {enabled: false}
-  variants: {enabled: false}
-  productOverrides: {enabled: false}
-raw:
-  enabled: true
-  tombstones: false
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: crash
-      partitions: 1
-      linger: 2ms
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-log: {format: json, level: warn}
-`, srv.Port, srv.CDCUser, start, db, filepath.Join(dir, "state.db"), db, kafka.Addr())
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.Load(cfgPath, []string{"CRASH_SOURCE_PASSWORD=x"}); err != nil {
-		t.Fatal(err)
-	}
+	cc := connectorYAML{Name: "crash", ServerID: 6100001, StatePath: filepath.Join(dir, "state.db"), Database: db, Feeds: noFeeds,
+		Source:   []string{fmt.Sprintf("start_position: \"gtid:%s\"", start), fmt.Sprintf("include_tables: [\"%s.counters\"]", db)},
+		Sections: "raw:\n  enabled: true\n  tombstones: false\n" + kafkaSink(kafka.Addr(), "crash", "linger: 2ms") + "log: {format: json, level: warn}\n"}
+	cc.write(t, dir)
 	startChild := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "CRASH_SOURCE_PASSWORD="+srv.CDCPassword)

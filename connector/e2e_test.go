@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,41 +22,8 @@ import (
 // e2eConfig is a connector configuration for the shared private server.
 func e2eConfig(t *testing.T, db, kafkaAddr string, extra string) *config.Config {
 	t.Helper()
-	y := fmt.Sprintf(`name: e2e
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: E2E_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 10s
-  start_position: current
-state:
-  path: %s
-feeds:
-  database: %s
-resync:
-  max_replica_lag: 0s
-  rows_per_second: 0
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: %s
-      partitions: 1
-      linger: 1ms
-telemetry:
-  listen: ""
-dashboard:
-  enabled: false
-%s`, srv.Port, srv.CDCUser, 5000+time.Now().UnixNano()%100000, filepath.Join(t.TempDir(), "state.db"), db, kafkaAddr, db, extra)
-	cfg, err := config.LoadBytes([]byte(y), "e2e", []string{"E2E_SOURCE_PASSWORD=" + srv.CDCPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	c := connectorYAML{Name: "e2e", Database: db, Sections: unthrottledResync + kafkaSink(kafkaAddr, db, "linger: 1ms") + extra}
+	return c.load(t)
 }
 
 // waitCaughtUp waits until the connector's checkpoint covers everything the

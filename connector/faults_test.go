@@ -183,46 +183,10 @@ func TestKafkaOutageThroughConnector(t *testing.T) {
 	kafka := kafkatest.Start(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
-	y := fmt.Sprintf(`name: outage
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: OUTAGE_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 30s
-  start_position: "gtid:%s"
-  include_tables: ["%s.counters", "%s.blobs"]
-state:
-  path: %s
-feeds:
-  database: %s
-  products: {enabled: false}
-  productAttributes: {enabled: false}
-  variants: {enabled: false}
-  productOverrides: {enabled: false}
-raw:
-  enabled: true
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: outage
-      partitions: 1
-      linger: 2ms
-      write_timeout: 5s
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-log: {format: json, level: warn}
-`, srv.Port, srv.CDCUser, 6200000+time.Now().UnixNano()%100000, start, db, db, filepath.Join(dir, "state.db"), db, kafka.Addr())
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.Load(cfgPath, []string{"OUTAGE_SOURCE_PASSWORD=x"}); err != nil {
-		t.Fatal(err)
-	}
+	cc := connectorYAML{Name: "outage", StatePath: filepath.Join(dir, "state.db"), Database: db, Feeds: noFeeds,
+		Source:   []string{"read_timeout: 30s", fmt.Sprintf("start_position: \"gtid:%s\"", start), fmt.Sprintf("include_tables: [\"%s.counters\", \"%s.blobs\"]", db, db)},
+		Sections: "raw:\n  enabled: true\n" + kafkaSink(kafka.Addr(), "outage", "linger: 2ms", "write_timeout: 5s") + "log: {format: json, level: warn}\n"}
+	cc.write(t, dir)
 	child := startConnectorChild(t, cfgPath, "OUTAGE_SOURCE_PASSWORD="+srv.CDCPassword)
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()
@@ -591,39 +555,11 @@ func TestHTTPFeedServiceFaultsAcrossRestart(t *testing.T) {
 
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
-	y := fmt.Sprintf(`name: hfault
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: HFAULT_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 30s
-  start_position: current
-state:
-  path: %s
-feeds:
-  database: %s
-resync:
-  max_replica_lag: 0s
-  rows_per_second: 0
-sinks:
-  service:
-    type: http
-    http:
-      base_url: %s
-      gzip: true
-      max_items_per_request: 40
-      timeout: 5s
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-log: {format: json, level: warn}
-`, srv.Port, srv.CDCUser, 6300000+time.Now().UnixNano()%100000, filepath.Join(dir, "state.db"), db, hs.URL)
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{"HFAULT_SOURCE_PASSWORD=" + srv.CDCPassword}
+	cc := connectorYAML{Name: "hfault", StatePath: filepath.Join(dir, "state.db"), Database: db, Source: []string{"read_timeout: 30s"},
+		Sections: unthrottledResync + "sinks:\n  service:\n    type: http\n    http:\n      base_url: " + hs.URL +
+			"\n      gzip: true\n      max_items_per_request: 40\n      timeout: 5s\nlog: {format: json, level: warn}\n"}
+	cc.write(t, dir)
+	env := cc.env()
 	cfg, err := config.Load(cfgPath, env)
 	if err != nil {
 		t.Fatal(err)
@@ -853,43 +789,13 @@ func TestKafkaOutageFeedsCatchUpThroughRetryJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	kafka := kafkatest.Start(t)
-	feed := func(name string) string {
-		return fmt.Sprintf("  %s: {retry_schedule: 1s, backoff_base: 1s, backoff_max: 2s, max_attempts: 1000}\n", name)
+	var feedLines []string
+	for _, f := range []string{"products", "productAttributes", "variants", "productOverrides"} {
+		feedLines = append(feedLines, f+": {retry_schedule: 1s, backoff_base: 1s, backoff_max: 2s, max_attempts: 1000}")
 	}
-	y := fmt.Sprintf(`name: foutage
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: FOUTAGE_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 30s
-  start_position: current
-state:
-  path: %s
-feeds:
-  database: %s
-%s%s%s%sresync:
-  max_replica_lag: 0s
-  rows_per_second: 0
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: %s
-      partitions: 1
-      linger: 1ms
-      write_timeout: 5s
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-`, srv.Port, srv.CDCUser, 6400000+time.Now().UnixNano()%100000, filepath.Join(t.TempDir(), "state.db"), db,
-		feed("products"), feed("productAttributes"), feed("variants"), feed("productOverrides"), kafka.Addr(), db)
-	cfg, err := config.LoadBytes([]byte(y), "foutage", []string{"FOUTAGE_SOURCE_PASSWORD=" + srv.CDCPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cc := connectorYAML{Name: "foutage", Database: db, Source: []string{"read_timeout: 30s"}, Feeds: feedLines,
+		Sections: unthrottledResync + kafkaSink(kafka.Addr(), db, "linger: 1ms", "write_timeout: 5s")}
+	cfg := cc.load(t)
 	c, err := Open(ctx, cfg, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)

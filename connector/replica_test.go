@@ -23,38 +23,9 @@ import (
 // replica) with products enabled and the given resync settings.
 func replicaConfig(t *testing.T, s *mysqltest.Server, db, kafkaAddr, prefix, feedsYAML, resync string) *config.Config {
 	t.Helper()
-	y := fmt.Sprintf(`name: replica
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: REPLICA_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 10s
-  start_position: current
-state:
-  path: %s
-feeds:
-  database: %s
-%s
-resync: %s
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: %s
-      partitions: 1
-      linger: 2ms
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-`, s.Port, s.CDCUser, 6300000+time.Now().UnixNano()%100000, t.TempDir()+"/state.db", db, feedsYAML, resync, kafkaAddr, prefix)
-	cfg, err := config.LoadBytes([]byte(y), "replica", []string{"REPLICA_SOURCE_PASSWORD=" + s.CDCPassword})
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, y)
-	}
-	return cfg
+	c := connectorYAML{Name: "replica", Server: s, Database: db, Feeds: yamlLines(feedsYAML),
+		Sections: "resync: " + resync + "\n" + kafkaSink(kafkaAddr, prefix, "linger: 2ms")}
+	return c.load(t)
 }
 
 // TestReplicaTopologyFullSyncUnderLoad is the topology DBAs run: a primary

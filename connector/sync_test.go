@@ -164,35 +164,9 @@ func (c *child) wait(t *testing.T) (string, error) {
 // of sinks:, extra any further top-level keys.
 func syncConfig(t *testing.T, s *mysqltest.Server, db, dir, feedsYAML, sinksYAML, extra string) string {
 	t.Helper()
-	y := fmt.Sprintf(`name: sync
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: SYNC_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 10s
-  start_position: current
-state:
-  path: %s
-feeds:
-  database: %s
-%s
-sinks:
-%s
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-log: {format: json, level: warn}
-%s`, s.Port, s.CDCUser, 6200000+rand.IntN(100000), filepath.Join(dir, "state.db"), db, feedsYAML, sinksYAML, extra)
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.Load(path, []string{"SYNC_SOURCE_PASSWORD=x"}); err != nil {
-		t.Fatalf("config: %v\n%s", err, y)
-	}
-	return path
+	c := connectorYAML{Name: "sync", Server: s, StatePath: filepath.Join(dir, "state.db"), Database: db, Feeds: yamlLines(feedsYAML),
+		Sections: "sinks:\n" + sinksYAML + "\nlog: {format: json, level: warn}\n" + extra}
+	return c.write(t, dir)
 }
 
 // onlyFeeds is a feeds: body enabling only the named feeds, with extra

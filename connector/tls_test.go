@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,46 +24,10 @@ import (
 // of db.tls_rows to kafkaAddr.
 func tlsSourceConfig(t *testing.T, s *mysqltest.Server, db, kafkaAddr, tlsYAML string) *config.Config {
 	t.Helper()
-	y := fmt.Sprintf(`name: tls
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: TLS_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 10s
-  connect_timeout: 5s
-  start_position: current
-  include_tables: ["%s.tls_rows"]
-  tls:
-%s
-state:
-  path: %s
-feeds:
-  database: %s
-raw:
-  enabled: true
-resync:
-  max_replica_lag: 0s
-  rows_per_second: 0
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: tls
-      partitions: 1
-      linger: 1ms
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-log: {level: warn}
-`, s.Port, s.CDCUser, 7000+time.Now().UnixNano()%100000, db, tlsYAML, filepath.Join(t.TempDir(), "state.db"), db, kafkaAddr)
-	cfg, err := config.LoadBytes([]byte(y), "tls", []string{"TLS_SOURCE_PASSWORD=" + s.CDCPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	c := connectorYAML{Name: "tls", Server: s, Database: db,
+		Source:   append([]string{"connect_timeout: 5s", fmt.Sprintf("include_tables: [\"%s.tls_rows\"]", db), "tls:"}, yamlLines(tlsYAML)...),
+		Sections: "raw:\n  enabled: true\n" + unthrottledResync + kafkaSink(kafkaAddr, "tls", "linger: 1ms") + "log: {level: warn}\n"}
+	return c.load(t)
 }
 
 // TestSourceTLS starts a private mariadbd with a server certificate signed
@@ -253,52 +216,12 @@ func TestKafkaSinkTLSAndSCRAMFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	mkConfig := func(password string) *config.Config {
-		y := fmt.Sprintf(`name: ksec
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: KSEC_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-  read_timeout: 10s
-  start_position: "gtid:%s"
-  include_tables: ["%s.sec_rows"]
-state:
-  path: %s
-feeds:
-  database: %s
-  products: {enabled: false}
-  productAttributes: {enabled: false}
-  variants: {enabled: false}
-  productOverrides: {enabled: false}
-raw:
-  enabled: true
-sinks:
-  kafka:
-    type: kafka
-    kafka:
-      brokers: ["%s"]
-      topic_prefix: ksec
-      partitions: 1
-      linger: 1ms
-      write_timeout: 5s
-      create_topics: true
-      tls:
-        enabled: true
-        ca_file: %s
-      sasl:
-        mechanism: SCRAM-SHA-512
-        user: feeder
-        password_env: KSEC_KAFKA_PASSWORD
-telemetry: {listen: ""}
-dashboard: {enabled: false}
-log: {level: warn}
-`, srv.Port, srv.CDCUser, 8000+time.Now().UnixNano()%100000, start, db, filepath.Join(t.TempDir(), "state.db"), db, kafka.Addr(), certs.CAFile)
-		cfg, err := config.LoadBytes([]byte(y), "ksec", []string{"KSEC_SOURCE_PASSWORD=" + srv.CDCPassword, "KSEC_KAFKA_PASSWORD=" + password})
-		if err != nil {
-			t.Fatal(err)
-		}
+		cc := connectorYAML{Name: "ksec", Database: db, Feeds: noFeeds,
+			Source: []string{fmt.Sprintf("start_position: \"gtid:%s\"", start), fmt.Sprintf("include_tables: [\"%s.sec_rows\"]", db)},
+			Sections: "raw:\n  enabled: true\n" + kafkaSink(kafka.Addr(), "ksec", "linger: 1ms", "write_timeout: 5s", "create_topics: true",
+				"tls:", "  enabled: true", "  ca_file: "+certs.CAFile, "sasl:", "  mechanism: SCRAM-SHA-512", "  user: feeder", "  password_env: KSEC_KAFKA_PASSWORD") +
+				"log: {level: warn}\n"}
+		cfg := cc.load(t, "KSEC_KAFKA_PASSWORD="+password)
 		return cfg
 	}
 
