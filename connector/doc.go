@@ -12,6 +12,11 @@
 //     change before it has been acknowledged by every sink it is routed to,
 //     or recorded as failed for the retry job (feed items), or delivered
 //     (raw records, which are retried in place until delivered).
+//   - A streamed batch is built only once its newest feed transaction is
+//     visible to other sessions (VisibilityFence): the binlog shows a
+//     transaction before InnoDB has committed it.
+//   - A TRUNCATE of a table a feed reads rebuilds all of that feed's items
+//     before the checkpoint of the batch holding it.
 //   - Memory is bounded: a batch holds at most BatchKeys keys and
 //     BatchRecords/BatchBytes raw records; at most QueueLen batches and
 //     MaxInflightBytes raw bytes wait for the exporter; beyond that the
