@@ -133,6 +133,9 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}}
 	if c.Registry != nil && cfg.Feeds.VisibilityFence {
 		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User}
+		if fo, ok := oo.Observer.(interface{ Fenced(time.Duration, bool) }); ok {
+			po.Fence.OnWait = fo.Fenced
+		}
 	}
 	for _, name := range cfg.EnabledFeeds() {
 		f := cfg.Feeds.Feed(name)

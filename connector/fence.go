@@ -51,6 +51,9 @@ type VisibilityFence struct {
 	Settle time.Duration
 	// User names the connector's user in the GRANT hint.
 	User string
+	// OnWait, when set, learns how long each Wait took and whether a later
+	// transaction held the row (the wait ended on the lock timeout).
+	OnWait func(d time.Duration, timedOut bool)
 
 	mu       sync.Mutex
 	fallback bool
@@ -74,6 +77,7 @@ func (f *VisibilityFence) Wait(ctx context.Context, r *fenceRow) error {
 	if fallback {
 		return f.settle(ctx, r)
 	}
+	start := time.Now()
 	conn, err := f.DB.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connector: visibility fence: %w", err)
@@ -89,8 +93,10 @@ func (f *VisibilityFence) Wait(ctx context.Context, r *fenceRow) error {
 	var me *mysqldriver.MySQLError
 	switch {
 	case err == nil:
+		f.observe(start, false)
 		return nil
 	case errors.As(err, &me) && me.Number == 1205: // lock wait timeout: a later transaction holds the row
+		f.observe(start, true)
 		return nil
 	case errors.As(err, &me) && (me.Number == 1142 || me.Number == 1044 || me.Number == 1227):
 		f.mu.Lock()
@@ -101,6 +107,12 @@ func (f *VisibilityFence) Wait(ctx context.Context, r *fenceRow) error {
 		return f.settle(ctx, r)
 	default:
 		return fmt.Errorf("connector: visibility fence on %s: %w", r.table.FullName(), err)
+	}
+}
+
+func (f *VisibilityFence) observe(start time.Time, timedOut bool) {
+	if f.OnWait != nil {
+		f.OnWait(time.Since(start), timedOut)
 	}
 }
 

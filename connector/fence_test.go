@@ -92,7 +92,13 @@ func TestFenceDoesNotWaitForALaterTransaction(t *testing.T) {
 	}
 	defer cdc.Close()
 	tbl := &change.Table{DB: db, Name: "t", Columns: []change.Column{{Name: "id"}, {Name: "v"}}, PK: []int{0}}
-	f := &VisibilityFence{DB: cdc}
+	var waits, timeouts int
+	f := &VisibilityFence{DB: cdc, OnWait: func(_ time.Duration, timedOut bool) {
+		waits++
+		if timedOut {
+			timeouts++
+		}
+	}}
 	// Committed and unlocked: no wait, with the least-privilege user.
 	if err := f.Wait(ctx, &fenceRow{table: tbl, key: []any{int64(1)}, readAt: time.Now()}); err != nil {
 		t.Fatal(err)
@@ -117,5 +123,8 @@ func TestFenceDoesNotWaitForALaterTransaction(t *testing.T) {
 	}
 	if f.fallback {
 		t.Fatal("the least-privilege user fell back to the fixed wait on MariaDB")
+	}
+	if waits != 2 || timeouts != 1 {
+		t.Fatalf("OnWait saw %d waits, %d timed out; want 2 and 1", waits, timeouts)
 	}
 }

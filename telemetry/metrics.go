@@ -37,6 +37,8 @@ const (
 	MetricBuildDuration       = "feedcdc.feed.build.duration"
 	MetricExportDuration      = "feedcdc.feed.export.duration"
 	MetricE2ELatency          = "feedcdc.e2e.latency"
+	MetricFenceWait           = "feedcdc.fence.wait"
+	MetricFenceTimeouts       = "feedcdc.fence.timeouts"
 	MetricResyncProgress      = "feedcdc.resync.progress"
 	MetricResyncDone          = "feedcdc.resync.done"
 	MetricResyncTotal         = "feedcdc.resync.total"
@@ -69,12 +71,14 @@ type Metrics struct {
 	events, rows, bytes     atomic.Int64
 	heartbeats, disconnects atomic.Int64
 	txLarge                 atomic.Int64
+	fenceTimeouts           atomic.Int64
 	connected               atomic.Int64 // -1 = never reported
 	ckptPos, ckptFile       atomic.Int64
 	ckptFileKnown           atomic.Bool
 	ckptStoredAt            atomic.Int64 // unix nanoseconds of the last stored checkpoint; 0 = none
 
 	buildDur, exportDur, e2e metric.Float64Histogram
+	fenceWait                metric.Float64Histogram
 
 	srcMu  sync.Mutex
 	srcUp  bool
@@ -89,6 +93,7 @@ type Metrics struct {
 
 type observables struct {
 	events, rows, bytes, heartbeats, disconnects, txLarge metric.Int64ObservableCounter
+	fenceTimeouts                                         metric.Int64ObservableCounter
 	built, sent, skipped, failed, retried                 metric.Int64ObservableCounter
 	connected, ckptPos, ckptFile                          metric.Int64ObservableGauge
 	queueDepth, queueBytes, queueCap, queueCapBytes       metric.Int64ObservableGauge
@@ -152,6 +157,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.heartbeats = counter(MetricSourceHeartbeats, "{heartbeat}", "Binlog heartbeats received (the source had nothing more to send).")
 	o.disconnects = counter(MetricSourceDisconnects, "{disconnect}", "Times the binlog connection to the source was lost.")
 	o.txLarge = counter(MetricTxLarge, "{transaction}", "Source transactions larger than the large-transaction threshold.")
+	o.fenceTimeouts = counter(MetricFenceTimeouts, "{batch}", "Streamed batches whose visibility-fence row was held by a later transaction, so the fence gave up after the 1 s lock wait.")
 	o.connected = gauge(MetricSourceConnected, "", "1 while the binlog connection to the source is up, else 0.")
 	o.queueDepth = gauge(MetricQueueDepth, "{item}", "Items waiting in an internal queue.")
 	o.queueBytes = gauge(MetricQueueDepthBytes, "By", "Bytes waiting in an internal queue.")
@@ -171,6 +177,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.lag = gauge(MetricSourceLag, "ms", "How far the binlog reader is behind the source, from event timestamps and heartbeats; 0 when idle, growing when the source is silent or disconnected.")
 	m.buildDur = hist(MetricBuildDuration, "Time to build one batch of feed items.", durationBuckets)
 	m.exportDur = hist(MetricExportDuration, "Time to export one batch of feed items to the sink, until acknowledged.", durationBuckets)
+	m.fenceWait = hist(MetricFenceWait, "Time a streamed batch waited for its newest transaction to become visible to other sessions (visibility fence).", durationBuckets)
 	m.e2e = hist(MetricE2ELatency, "From the source commit timestamp to the sink acknowledgement (whole-second source precision).", latencyBuckets)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("telemetry: creating instruments: %v", errs)
@@ -178,7 +185,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	_, err := meter.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		m.observe(ob, &o)
 		return nil
-	}, o.events, o.rows, o.bytes, o.heartbeats, o.disconnects, o.txLarge,
+	}, o.events, o.rows, o.bytes, o.heartbeats, o.disconnects, o.txLarge, o.fenceTimeouts,
 		o.built, o.sent, o.skipped, o.failed, o.retried,
 		o.connected, o.ckptPos, o.ckptFile, o.queueDepth, o.queueBytes, o.queueCap, o.queueCapBytes,
 		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag)
@@ -196,6 +203,7 @@ func (m *Metrics) observe(ob metric.Observer, o *observables) {
 	ob.ObserveInt64(o.heartbeats, m.heartbeats.Load())
 	ob.ObserveInt64(o.disconnects, m.disconnects.Load())
 	ob.ObserveInt64(o.txLarge, m.txLarge.Load())
+	ob.ObserveInt64(o.fenceTimeouts, m.fenceTimeouts.Load())
 	if c := m.connected.Load(); c >= 0 {
 		ob.ObserveInt64(o.connected, c)
 	}
@@ -305,6 +313,15 @@ func (m *Metrics) SourceState() (bool, string) {
 
 // LargeTransaction counts a source transaction above the size threshold.
 func (m *Metrics) LargeTransaction() { m.txLarge.Add(1) }
+
+// Fenced records one visibility-fence wait; timedOut when a later
+// transaction held the fence row.
+func (m *Metrics) Fenced(d time.Duration, timedOut bool) {
+	m.fenceWait.Record(m.ctx, d.Seconds())
+	if timedOut {
+		m.fenceTimeouts.Add(1)
+	}
+}
 
 // CheckpointStored records the position just stored as the checkpoint and
 // restarts the checkpoint age.

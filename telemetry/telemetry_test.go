@@ -108,6 +108,8 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 	m.BytesRead(4096)
 	m.SourceEvent(clk.Now().Add(-1500 * time.Millisecond))
 	m.LargeTransaction()
+	m.Fenced(2*time.Millisecond, false)
+	m.Fenced(time.Second, true)
 	p := m.Feed("products")
 	p.Built(8)
 	p.Sent(5)
@@ -138,6 +140,7 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 		{"feedcdc_binlog_bytes_total", nil, 4096},
 		{"feedcdc_source_connected", nil, 1},
 		{"feedcdc_tx_large_total", nil, 1},
+		{"feedcdc_fence_timeouts_total", nil, 1},
 		{"feedcdc_feed_items_built_total", map[string]string{"feed": "products"}, 8},
 		{"feedcdc_feed_items_sent_total", map[string]string{"feed": "products"}, 5},
 		{"feedcdc_feed_items_sent_total", map[string]string{"feed": "variants"}, 7},
@@ -167,6 +170,9 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 	h := sample(t, fams, "feedcdc_feed_build_duration_seconds", map[string]string{"feed": "products"}).GetHistogram()
 	if h.GetSampleCount() != 2 || math.Abs(h.GetSampleSum()-0.06) > 1e-9 {
 		t.Errorf("build duration histogram: count %d sum %v, want 2 and 0.06", h.GetSampleCount(), h.GetSampleSum())
+	}
+	if h := sample(t, fams, "feedcdc_fence_wait_seconds", nil).GetHistogram(); h.GetSampleCount() != 2 || math.Abs(h.GetSampleSum()-1.002) > 1e-9 {
+		t.Errorf("fence wait histogram: count %d sum %v, want 2 and 1.002", h.GetSampleCount(), h.GetSampleSum())
 	}
 	if h := sample(t, fams, "feedcdc_feed_export_duration_seconds", map[string]string{"feed": "products"}).GetHistogram(); h.GetSampleCount() != 1 {
 		t.Errorf("export duration count = %d, want 1", h.GetSampleCount())
