@@ -553,18 +553,8 @@ func partialSyncLatency(t testing.TB) {
 	cc := connectorYAML{Name: "latency", StatePath: filepath.Join(dir, "state.db"), Database: db,
 		Sections: unthrottledResync + kafkaSink(kc.Addr(), "lat", "linger: "+linger)}
 	cfg := cc.load(t)
-	c, err := Open(ctx, cfg, OpenOptions{Logger: quietSlog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	runCtx, cancel := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(runCtx, RunOptions{NoSchedule: true}) }()
-	defer func() {
-		cancel()
-		<-runErr
-	}()
+	c := openConnector(t, cfg, OpenOptions{Logger: quietSlog()})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
 	syncStart := time.Now()
 	for _, f := range cfg.EnabledFeeds() {
 		for {

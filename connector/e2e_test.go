@@ -28,7 +28,7 @@ func e2eConfig(t *testing.T, db, kafkaAddr string, extra string) *config.Config 
 
 // waitCaughtUp waits until the connector's checkpoint covers everything the
 // server has written to its binlog.
-func waitCaughtUp(t testing.TB, c *Connector, admin *sql.DB, runErr chan error) {
+func waitCaughtUp(t testing.TB, c *Connector, admin *sql.DB, runErr <-chan error) {
 	t.Helper()
 	var target string
 	if err := admin.QueryRow("SELECT @@gtid_binlog_pos").Scan(&target); err != nil {
@@ -124,18 +124,8 @@ func differential(t *testing.T, seed int64, changes int) {
 	}
 	kafka := kafkatest.Start(t)
 	cfg := e2eConfig(t, db, kafka.Addr(), "")
-	c, err := Open(ctx, cfg, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	runCtx, cancel := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(runCtx, RunOptions{NoSchedule: true}) }()
-	defer func() {
-		cancel()
-		<-runErr
-	}()
+	c := openConnector(t, cfg, OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
 	// The first start runs a full sync of every feed while streaming.
 	wl := catalog.NewWorkload(admin, seed, catalog.WorkloadOptions{})
 	st, err := wl.Run(ctx, changes, 0)

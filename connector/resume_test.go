@@ -24,11 +24,7 @@ func TestRunResumesAnUnfinishedFullSync(t *testing.T) {
 	}
 	kafka := kafkatest.Start(t)
 	cfg := e2eConfig(t, db, kafka.Addr(), "")
-	c, err := Open(ctx, cfg, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openConnector(t, cfg, OpenOptions{})
 	pos, err := binlog.CurrentPosition(ctx, c.SourceConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -45,13 +41,7 @@ func TestRunResumesAnUnfinishedFullSync(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(runCtx, RunOptions{NoSchedule: true}) }()
-	defer func() {
-		cancel()
-		<-runErr
-	}()
+	startRun(t, c, RunOptions{NoSchedule: true})
 	deadline := time.Now().Add(time.Minute)
 	for {
 		p, ok, _ := c.Store.Progress(ctx, "products")

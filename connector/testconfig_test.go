@@ -1,11 +1,13 @@
 package connector
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/feedcdc/feedcdc/config"
@@ -141,4 +143,32 @@ func yamlLines(body string) []string {
 		out = append(out, strings.TrimPrefix(l, "  "))
 	}
 	return out
+}
+
+// openConnector opens a connector from cfg; it is closed when the test ends
+// (after startRun's stop, which was registered later).
+func openConnector(t testing.TB, cfg *config.Config, oo OpenOptions) *Connector {
+	t.Helper()
+	c, err := Open(context.Background(), cfg, oo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// startRun runs c until stop is called or the test ends. runErr receives
+// Run's error should Run return on its own (a test may select on it).
+func startRun(t testing.TB, c *Connector, ro RunOptions) (runErr <-chan error, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		errc <- c.Run(ctx, ro)
+		close(done)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return errc, stop
 }

@@ -27,18 +27,8 @@ func TestTruncateRebuildsFeedsAndStreamsATruncateRecord(t *testing.T) {
 	}
 	kafka := kafkatest.Start(t)
 	cfg := e2eConfig(t, db, kafka.Addr(), "raw:\n  enabled: true\n  tombstones: false\n")
-	c, err := Open(ctx, cfg, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	runCtx, cancel := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(runCtx, RunOptions{NoSchedule: true}) }()
-	defer func() {
-		cancel()
-		<-runErr
-	}()
+	c := openConnector(t, cfg, OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
 	for _, f := range cfg.EnabledFeeds() {
 		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 			if pr, ok, _ := c.Store.Progress(ctx, f); ok && pr.Finished() {
