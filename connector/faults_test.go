@@ -810,16 +810,7 @@ func TestKafkaOutageFeedsCatchUpThroughRetryJob(t *testing.T) {
 			t.Errorf("run: %v", err)
 		}
 	}()
-	for _, f := range cfg.EnabledFeeds() {
-		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-			if pr, ok, _ := c.Store.Progress(ctx, f); ok && pr.Finished() {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("full sync of %s not finished", f)
-			}
-		}
-	}
+	waitFullSyncs(t, c)
 	if err := kafka.Stop(); err != nil {
 		t.Fatal(err)
 	}

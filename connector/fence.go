@@ -13,6 +13,7 @@ import (
 	mysqldriver "github.com/go-sql-driver/mysql"
 
 	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/sink"
 )
 
 // fenceRow is one row changed by the newest transaction of a batch whose
@@ -117,18 +118,10 @@ func (f *VisibilityFence) observe(start time.Time, timedOut bool) {
 }
 
 func (f *VisibilityFence) settle(ctx context.Context, r *fenceRow) error {
-	d := time.Until(r.readAt.Add(f.settleTime()))
-	if d <= 0 {
-		return nil
+	if d := time.Until(r.readAt.Add(f.settleTime())); d > 0 {
+		return sink.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 func (f *VisibilityFence) settleTime() time.Duration {

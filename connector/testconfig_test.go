@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/test/mysqltest"
@@ -171,4 +172,20 @@ func startRun(t testing.TB, c *Connector, ro RunOptions) (runErr <-chan error, s
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
 	return errc, stop
+}
+
+// waitFullSyncs waits until the full sync of every enabled feed finished
+// (a first start syncs them all).
+func waitFullSyncs(t testing.TB, c *Connector) {
+	t.Helper()
+	for _, f := range c.Config.EnabledFeeds() {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			if pr, ok, _ := c.Store.Progress(context.Background(), f); ok && pr.Finished() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("full sync of %s not finished", f)
+			}
+		}
+	}
 }

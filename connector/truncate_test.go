@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/feedcdc/feedcdc/test/catalog"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
@@ -29,16 +28,7 @@ func TestTruncateRebuildsFeedsAndStreamsATruncateRecord(t *testing.T) {
 	cfg := e2eConfig(t, db, kafka.Addr(), "raw:\n  enabled: true\n  tombstones: false\n")
 	c := openConnector(t, cfg, OpenOptions{})
 	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
-	for _, f := range cfg.EnabledFeeds() {
-		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-			if pr, ok, _ := c.Store.Progress(ctx, f); ok && pr.Finished() {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("full sync of %s not finished", f)
-			}
-		}
-	}
+	waitFullSyncs(t, c)
 	overrides, _ := c.Store.Counts(ctx, "productOverrides")
 	if overrides.Sent == 0 {
 		t.Fatal("the catalog has no productOverrides items to delete")
