@@ -447,7 +447,7 @@ func handlesTruncate(h Handler) bool {
 	return ok
 }
 
-var truncateRe = regexp.MustCompile("(?is)^\\s*(?:/\\*.*?\\*/\\s*)*TRUNCATE\\s+(?:TABLE\\s+)?(`(?:[^`]|``)+`|\\w+)(?:\\s*\\.\\s*(`(?:[^`]|``)+`|\\w+))?")
+var truncateRe = regexp.MustCompile("(?is)^\\s*(?:/\\*.*?\\*/\\s*)*TRUNCATE\\s+(?:TABLE\\s+)?((?:`(?:[^`]|``)+`|\\w+)(?:\\s*\\.\\s*(?:`(?:[^`]|``)+`|\\w+))?)")
 
 // truncatedTable returns the table a TRUNCATE [TABLE] statement empties.
 func truncatedTable(q, defaultDB string) (db, table string, ok bool) {
@@ -455,13 +455,8 @@ func truncatedTable(q, defaultDB string) (db, table string, ok bool) {
 	if m == nil {
 		return "", "", false
 	}
-	unq := func(s string) string {
-		return strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(s, "`"), "`"), "``", "`")
-	}
-	if m[2] != "" {
-		return unq(m[1]), unq(m[2]), true
-	}
-	return defaultDB, unq(m[1]), true
+	n := qualifiedName(m[1], defaultDB)
+	return n[0], n[1], true
 }
 
 // positionAfterCommit is the position a DDL statement's effect is recorded

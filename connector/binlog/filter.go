@@ -30,6 +30,16 @@ func (f Filter) Validate() error {
 
 var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
 
+// MatchAny reports whether any of the {db, table} names is captured.
+func (f Filter) MatchAny(names [][2]string) bool {
+	for _, n := range names {
+		if f.Match(n[0], n[1]) {
+			return true
+		}
+	}
+	return false
+}
+
 // Match reports whether db.table is captured.
 func (f Filter) Match(db, table string) bool {
 	if systemSchemas[strings.ToLower(db)] && !f.namesSchema(db) {

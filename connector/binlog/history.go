@@ -315,7 +315,7 @@ func (t *schemaTracker) applyQuery(ctx context.Context, defaultDB, query string,
 		if !tableDDLRe.MatchString(query) {
 			return nil // not table DDL (users, grants, routines, …)
 		}
-		if names := ddlTableNames(query, defaultDB); len(names) > 0 && !t.anyCaptured(names) {
+		if names := tableNames(ddlNameRe, query, defaultDB); len(names) > 0 && !t.filter.MatchAny(names) {
 			return nil
 		}
 		return fmt.Errorf("cannot parse DDL that may change a captured table: %v\n  statement: %s\nfeedcdc cannot know the table's new schema; if the statement does not touch captured tables, exclude them with source.exclude_tables, otherwise run `feedcdc resync` after fixing the schema history (docs/binlog.md)", err, truncateString(query, 500))
@@ -349,29 +349,55 @@ func truncateString(s string, n int) string {
 
 var ddlNameRe = regexp.MustCompile("(?i)\\bTABLES?\\s+(?:IF\\s+(?:NOT\\s+)?EXISTS\\s+)?((?:`[^`]+`|\\w+)(?:\\.(?:`[^`]+`|\\w+))?)")
 
-// ddlTableNames extracts the first table name after TABLE from an
-// unparseable statement, as db.table.
-func ddlTableNames(q, defaultDB string) [][2]string {
+// tableNames extracts the table names re captures (group 1, "name" or
+// "db.name", backticks allowed) from an unparseable statement, as
+// {db, table}.
+func tableNames(re *regexp.Regexp, q, defaultDB string) [][2]string {
 	var out [][2]string
-	for _, m := range ddlNameRe.FindAllStringSubmatch(q, -1) {
-		parts := strings.SplitN(m[1], ".", 2)
-		unq := func(s string) string { return strings.Trim(s, "`") }
-		if len(parts) == 2 {
-			out = append(out, [2]string{unq(parts[0]), unq(parts[1])})
-		} else {
-			out = append(out, [2]string{defaultDB, unq(parts[0])})
-		}
+	for _, m := range re.FindAllStringSubmatch(q, -1) {
+		out = append(out, qualifiedName(m[1], defaultDB))
 	}
 	return out
 }
 
-func (t *schemaTracker) anyCaptured(names [][2]string) bool {
-	for _, n := range names {
-		if t.filter.Match(n[0], n[1]) {
-			return true
+// qualifiedName splits "name", "db.name" or "`d“b` . `t`" into {db, table}
+// with the quoting removed; defaultDB stands in for a missing database.
+func qualifiedName(s, defaultDB string) [2]string {
+	var parts []string
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimLeft(strings.TrimSpace(s), ".") {
+		s = strings.TrimSpace(s)
+		if strings.HasPrefix(s, "`") {
+			var b strings.Builder
+			i := 1
+			for ; i < len(s); i++ {
+				if s[i] == '`' {
+					if i+1 < len(s) && s[i+1] == '`' {
+						b.WriteByte('`')
+						i++
+						continue
+					}
+					break
+				}
+				b.WriteByte(s[i])
+			}
+			parts = append(parts, b.String())
+			s = s[min(i+1, len(s)):]
+			continue
 		}
+		end := strings.IndexAny(s, ". \t\n")
+		if end < 0 {
+			end = len(s)
+		}
+		parts = append(parts, s[:end])
+		s = s[end:]
 	}
-	return false
+	if len(parts) >= 2 {
+		return [2]string{parts[0], parts[1]}
+	}
+	if len(parts) == 1 {
+		return [2]string{defaultDB, parts[0]}
+	}
+	return [2]string{defaultDB, ""}
 }
 
 func dbOf(tn *ast.TableName, defaultDB string) string {

@@ -3,7 +3,6 @@ package binlog
 import (
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -74,8 +73,8 @@ func (d *decoder) checkStatementDML(defaultDB, q string) error {
 	}
 	tables, _, err := dmlTargets(d.sqlParser, defaultDB, q)
 	if err != nil {
-		tables = dmlNames(q, defaultDB)
-		if len(tables) == 0 || d.anyCaptured(tables) {
+		tables = tableNames(dmlNameRe, q, defaultDB)
+		if len(tables) == 0 || d.filter.MatchAny(tables) {
 			return fmt.Errorf("statement-logged DML that may write a captured table could not be parsed (%v): %s\nits rows are not in the binlog; set binlog_format=ROW globally, keep sessions from changing it, and run `feedcdc resync`", err, truncateString(q, 300))
 		}
 		return nil
@@ -88,29 +87,4 @@ func (d *decoder) checkStatementDML(defaultDB, q string) error {
 	return nil
 }
 
-func (d *decoder) anyCaptured(names [][2]string) bool {
-	for _, n := range names {
-		if d.filter.Match(n[0], n[1]) {
-			return true
-		}
-	}
-	return false
-}
-
 var dmlNameRe = regexp.MustCompile("(?i)\\b(?:INTO|UPDATE|FROM|TABLE)\\s+((?:`[^`]+`|\\w+)(?:\\.(?:`[^`]+`|\\w+))?)")
-
-// dmlNames extracts table names after INTO/UPDATE/FROM/TABLE from an
-// unparseable DML statement.
-func dmlNames(q, defaultDB string) [][2]string {
-	var out [][2]string
-	for _, m := range dmlNameRe.FindAllStringSubmatch(q, -1) {
-		parts := strings.SplitN(m[1], ".", 2)
-		unq := func(s string) string { return strings.Trim(s, "`") }
-		if len(parts) == 2 {
-			out = append(out, [2]string{unq(parts[0]), unq(parts[1])})
-		} else {
-			out = append(out, [2]string{defaultDB, unq(parts[0])})
-		}
-	}
-	return out
-}

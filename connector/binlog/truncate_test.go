@@ -127,3 +127,14 @@ func TestTruncatedTableNames(t *testing.T) {
 		t.Error("TRUNCATED_LOG parsed as a TRUNCATE")
 	}
 }
+
+func TestQualifiedName(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"t": {"d", "t"}, "db.t": {"db", "t"}, "`db`.`t`": {"db", "t"}, "`a.b`": {"d", "a.b"},
+		"`a``b` . `c`": {"a`b", "c"}, "db . t": {"db", "t"},
+	} {
+		if got := qualifiedName(in, "d"); got != want {
+			t.Errorf("%q: %v, want %v", in, got, want)
+		}
+	}
+}
