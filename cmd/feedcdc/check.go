@@ -27,7 +27,8 @@ connectivity; flavor and version; binlog on; binlog_format=ROW;
 binlog_row_image=FULL; binlog_row_metadata (WARN unless FULL);
 binlog_row_value_options (FAIL on PARTIAL_JSON); GTID mode; server_id unique
 among the source's replicas; grants (REPLICATION SLAVE, REPLICATION CLIENT,
-SELECT); binlog retention against the stored checkpoint; captured tables exist
+SELECT); the feeds' visibility fence may take a shared row lock (WARN with
+the GRANT on MySQL 8.0.22+ without LOCK TABLES); binlog retention against the stored checkpoint; captured tables exist
 and have primary keys; sinks reachable and authenticated; state file
 writable. Each line is PASS, WARN or FAIL with the exact SQL or config change
 that fixes it. Exits 1 when anything FAILs.`,
@@ -35,11 +36,7 @@ that fixes it. Exits 1 when anything FAILs.`,
   feedcdc check --json | jq '.[] | select(.status != "PASS")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log, err := g.logger(cfg)
+			cfg, log, err := g.configAndLogger()
 			if err != nil {
 				return err
 			}

@@ -44,9 +44,9 @@ to do it (through its dashboard API, which must be enabled with a token).`,
 			if err != nil {
 				return err
 			}
-			feed, ok := config.CanonicalFeedName(o.Feed)
-			if !ok {
-				return fmt.Errorf("--feed %q: unknown feed; feeds are %s", o.Feed, strings.Join(config.FeedNames, ", "))
+			feed, err := canonicalFeed(o.Feed)
+			if err != nil {
+				return err
 			}
 			o.Feed = feed
 			if byIDs != "" {

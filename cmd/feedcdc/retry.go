@@ -3,12 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
 	"github.com/feedcdc/feedcdc/state"
 )
@@ -32,9 +30,9 @@ final until their content changes.`,
 			if err != nil {
 				return err
 			}
-			name, ok := config.CanonicalFeedName(feed)
-			if !ok {
-				return fmt.Errorf("--feed %q: unknown feed; feeds are %s", feed, strings.Join(config.FeedNames, ", "))
+			name, err := canonicalFeed(feed)
+			if err != nil {
+				return err
 			}
 			log, err := g.logger(cfg)
 			if err != nil {

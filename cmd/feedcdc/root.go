@@ -68,6 +68,28 @@ func (g *globals) loadConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
+// configAndLogger loads the config file and builds the logger it asks for.
+func (g *globals) configAndLogger() (*config.Config, *slog.Logger, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := g.logger(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, log, nil
+}
+
+// canonicalFeed checks a --feed value and returns the feed's own spelling.
+func canonicalFeed(flag string) (string, error) {
+	feed, ok := config.CanonicalFeedName(flag)
+	if !ok {
+		return "", fmt.Errorf("--feed %q: unknown feed; feeds are %s", flag, strings.Join(config.FeedNames, ", "))
+	}
+	return feed, nil
+}
+
 func (g *globals) logger(cfg *config.Config) (*slog.Logger, error) {
 	level, format := "info", "auto"
 	if cfg != nil {

@@ -32,11 +32,7 @@ gracefully with a final checkpoint.`,
   FEEDCDC_SOURCE_PASSWORD=secret feedcdc run --log-format text`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log, err := g.logger(cfg)
+			cfg, log, err := g.configAndLogger()
 			if err != nil {
 				return err
 			}

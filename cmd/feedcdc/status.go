@@ -32,11 +32,7 @@ dashboard). Secrets are never shown.`,
   feedcdc status --json | jq '.feeds[] | {name, failed: .counts.Failed}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log, err := g.logger(cfg)
+			cfg, log, err := g.configAndLogger()
 			if err != nil {
 				return err
 			}
