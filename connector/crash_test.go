@@ -168,41 +168,7 @@ func TestRawStreamSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seqs := map[int][]int{}
-	for _, r := range recs {
-		var env envelope
-		if err := json.Unmarshal(r.Value, &env); err != nil {
-			t.Fatalf("bad envelope %s: %v", r.Value, err)
-		}
-		seqs[env.After.ID] = append(seqs[env.After.ID], env.After.V)
-	}
-	var total, dups, replays int
-	for id, n := range want {
-		seq := seqs[id]
-		seen := make([]bool, n+1)
-		next := 1
-		for i, v := range seq {
-			total++
-			if i > 0 && v <= seq[i-1] {
-				replays++ // a replay from a checkpoint starts here
-			}
-			if v < 1 || v > n {
-				t.Fatalf("key %d: version %d out of range 1..%d", id, v, n)
-			}
-			if seen[v] {
-				dups++
-				continue
-			}
-			if v != next {
-				t.Fatalf("key %d: version %d first seen before %d (commit order broken): %v", id, v, next, seq)
-			}
-			seen[v] = true
-			next++
-		}
-		if next != n+1 {
-			t.Fatalf("key %d: versions up to %d delivered, %d committed (lost changes)", id, next-1, n)
-		}
-	}
+	total, dups, replays := checkVersions(t, recs, want)
 	if replays > (kills+1)*keys {
 		t.Fatalf("%d replays for %d restarts", replays, kills+1)
 	}

@@ -104,8 +104,9 @@ func reached(recs []kafkatest.Record, want map[int]int) bool {
 
 // checkVersions verifies that recs (raw envelopes of a counters table whose
 // rows go through versions 1, 2, ... n) hold every version of every key in
-// commit order; repeats are allowed only as replays (a run going back).
-func checkVersions(t *testing.T, recs []kafkatest.Record, want map[int]int) (total, dups int) {
+// commit order; repeats are allowed only as replays (a run going back,
+// counted once per start in replays).
+func checkVersions(t *testing.T, recs []kafkatest.Record, want map[int]int) (total, dups, replays int) {
 	t.Helper()
 	seqs := map[int][]int{}
 	for _, r := range recs {
@@ -119,8 +120,11 @@ func checkVersions(t *testing.T, recs []kafkatest.Record, want map[int]int) (tot
 		seq := seqs[id]
 		seen := make([]bool, n+1)
 		next := 1
-		for _, v := range seq {
+		for i, v := range seq {
 			total++
+			if i > 0 && v <= seq[i-1] {
+				replays++ // a replay from a checkpoint starts here
+			}
 			if v < 1 || v > n {
 				t.Fatalf("key %d: version %d out of range 1..%d", id, v, n)
 			}
@@ -138,7 +142,7 @@ func checkVersions(t *testing.T, recs []kafkatest.Record, want map[int]int) (tot
 			t.Fatalf("key %d: versions up to %d delivered, %d committed (lost changes)", id, next-1, n)
 		}
 	}
-	return total, dups
+	return total, dups, replays
 }
 
 // TestKafkaOutageThroughConnector runs a connector process streaming a raw
@@ -326,7 +330,7 @@ func TestKafkaOutageThroughConnector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, dups := checkVersions(t, recs, final)
+	_, dups, _ := checkVersions(t, recs, final)
 	blobs, err := kafka.ReadAll(ctx, "outage."+db+".blobs")
 	if err != nil {
 		t.Fatal(err)
