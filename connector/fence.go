@@ -69,7 +69,8 @@ func (f *VisibilityFence) Wait(ctx context.Context, r *fenceRow) error {
 	q, ok := f.queries[r.table]
 	if !ok {
 		q = fenceQuery(r.table)
-		if f.queries == nil {
+		if f.queries == nil || len(f.queries) >= 4096 {
+			// Table versions change only with DDL; bound the cache anyway.
 			f.queries = map[*change.Table]string{}
 		}
 		f.queries[r.table] = q

@@ -208,9 +208,12 @@ type batch struct {
 	checkpoint *change.Position // last TxEnd read before the cut
 	sourceTime time.Time        // commit time of that TxEnd
 	started    time.Time
-	// fence is a row of the newest transaction that gave this batch feed
-	// keys; the batch is built once that transaction is visible.
-	fence *fenceRow
+	// fence is the newest change (of a table with a primary key) that gave
+	// this batch feed keys, read at fenceAt; the batch is built once its
+	// transaction is visible. Kept as the change itself: the key is only
+	// extracted once per batch.
+	fence   *change.Change
+	fenceAt time.Time
 	// rebuild maps a feed to the table whose TRUNCATE makes the batch
 	// rebuild every item of the feed.
 	rebuild map[string]string
@@ -371,15 +374,16 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		if ctx != p.memoParent {
 			p.memoParent, p.memoCtx = ctx, feeds.WithMemo(ctx, batchMemo{p})
 		}
-		var fence *fenceRow
-		if p.o.Fence != nil && len(c.Table.PK) > 0 && p.o.Registry.Watches(c.Table) {
-			fence = &fenceRow{table: c.Table, key: c.Key(), readAt: p.o.Now()}
-		}
+		fenceable := p.o.Fence != nil && len(c.Table.PK) > 0
+		var readAt time.Time
 		err := p.o.Registry.Keys(p.memoCtx, c, func(feed string, keys []string) error {
 			p.mu.Lock()
-			if fence != nil {
+			if fenceable {
 				// Every batch that gets keys of this change waits for it.
-				p.cur.fence = fence
+				if readAt.IsZero() {
+					readAt = p.o.Now()
+				}
+				p.cur.fence, p.cur.fenceAt = c, readAt
 			}
 			set := p.cur.keys[feed]
 			if set == nil {
@@ -655,7 +659,7 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 		eo.Position = *b.checkpoint
 	}
 	if p.o.Fence != nil && b.fence != nil && (len(b.keys) > 0 || len(b.rebuild) > 0) {
-		if err := p.o.Fence.Wait(ctx, b.fence); err != nil {
+		if err := p.o.Fence.Wait(ctx, &fenceRow{table: b.fence.Table, key: b.fence.Key(), readAt: b.fenceAt}); err != nil {
 			return err
 		}
 	}
