@@ -143,7 +143,7 @@ func (f *VisibilityFence) user() string {
 	if f.User == "" {
 		return "'<connector user>'@'<host>'"
 	}
-	return "'" + strings.ReplaceAll(f.User, "'", "''") + "'@'%'"
+	return "'" + strings.ReplaceAll(f.User, "'", "''") + "' (add @'host' if the user is defined for one host)"
 }
 
 // fenceQuery is the shared-lock point read of one row of t by primary key.
