@@ -34,7 +34,7 @@ func run(t *testing.T, env map[string]string, args ...string) (int, string, stri
 }
 
 func fixture(name string) string {
-	return filepath.Join("..", "..", "..", "shared", "fixtures", "binlogs", name)
+	return filepath.Join("..", "..", "testdata", "binlogs", name)
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {

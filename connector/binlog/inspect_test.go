@@ -19,11 +19,12 @@ import (
 	"github.com/feedcdc/feedcdc/change"
 )
 
-// fixtureDir resolves /work/shared/fixtures/binlogs relative to this file
-// (the fixtures are shared, never copied into the repository).
+// fixtureDir resolves the repository's testdata/binlogs relative to this
+// file: real MySQL 8 and MariaDB binlog files (MIT-licensed, origin in the
+// README beside them), kept in the repository so that a plain clone tests.
 func fixtureDir(t testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "fixtures", "binlogs")
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "binlogs")
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("binlog fixtures not found at %s: %v", dir, err)
 	}
