@@ -256,9 +256,6 @@ type Pipeline struct {
 	// batch memo for feeds.Registry.Keys (derived once, not per change).
 	memoParent, memoCtx context.Context
 
-	fatal     chan error
-	fatalOnce sync.Once
-
 	syncMu   sync.Mutex
 	lastSync map[string]time.Time // feed -> last export that sent something
 }
@@ -286,17 +283,13 @@ func NewPipeline(o PipelineOptions) (*Pipeline, error) {
 		return nil, errors.New("connector: pipeline needs a sink")
 	}
 	p := &Pipeline{o: o, queue: make(chan task, o.QueueLen), limiter: sink.NewLimiter(o.MaxInflightBytes),
-		fatal: make(chan error, 1), lastSync: map[string]time.Time{}}
+		lastSync: map[string]time.Time{}}
 	p.cur = p.newBatch()
 	return p, nil
 }
 
 func (p *Pipeline) newBatch() *batch {
 	return &batch{keys: map[string]map[string]struct{}{}, started: p.o.Now()}
-}
-
-func (p *Pipeline) fail(err error) {
-	p.fatalOnce.Do(func() { p.fatal <- err })
 }
 
 // rawTable is what the raw stream caches per table version.
@@ -620,8 +613,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-p.fatal:
-			return err
 		case err := <-tickErr:
 			return err
 		case t := <-p.queue:

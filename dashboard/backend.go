@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"iter"
 	"strconv"
 	"strings"
 	"time"
@@ -257,28 +256,4 @@ func RetentionStatus(age, retention time.Duration) string {
 		return CheckWarn
 	}
 	return CheckPass
-}
-
-// CollectPage builds the page q asks for from a scan of feed items in a
-// stable order (e.g. the state store's key order): it keeps the rows that
-// match q's feed, status and SKU, counts them all for Total, and holds
-// only the requested page in memory. A scan error stops it.
-func CollectPage(q ItemQuery, rows iter.Seq2[ItemRow, error]) (ItemPage, error) {
-	if q.Limit <= 0 {
-		q.Limit = 50
-	}
-	page := ItemPage{Items: []ItemRow{}, Offset: q.Offset, Limit: q.Limit}
-	for row, err := range rows {
-		if err != nil {
-			return ItemPage{}, err
-		}
-		if (q.Feed != "" && row.Feed != q.Feed) || !q.MatchStatus(row.Status) || !q.MatchSKU(row.Identifiers) {
-			continue
-		}
-		if page.Total >= q.Offset && len(page.Items) < q.Limit {
-			page.Items = append(page.Items, row)
-		}
-		page.Total++
-	}
-	return page, nil
 }

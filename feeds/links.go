@@ -157,17 +157,6 @@ func (l *linkIndexes) children(ctx context.Context, super bool, parent uint64) (
 	return out, nil
 }
 
-// isChild reports whether a product is currently linked to any parent in the
-// super-link index.
-func (l *linkIndexes) isChild(ctx context.Context, id uint64) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.ensure(ctx); err != nil {
-		return false, err
-	}
-	return l.super.parents[uint32(id)] > 0, nil
-}
-
 // filterChildren keeps the ids that are super-link children.
 func (l *linkIndexes) filterChildren(ctx context.Context, ids []string) ([]string, error) {
 	l.mu.Lock()

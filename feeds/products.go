@@ -233,10 +233,9 @@ type productRow struct {
 }
 
 type stockRow struct {
-	qty       sql.NullString
-	inStock   bool
-	manage    bool
-	threshold string
+	qty     sql.NullString
+	inStock bool
+	manage  bool
 }
 
 type categoryRef struct {

@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -67,55 +66,6 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
-// Permanent marks err as not worth retrying: Retry returns it at once.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
-
-// RetryAfterError is an error that carries the destination's requested
-// delay before a retry.
-type RetryAfterError interface {
-	error
-	RetryAfter() time.Duration
-}
-
-// Retry runs op until it returns nil, returns an error marked Permanent,
-// the attempts run out, or ctx ends. Between attempts it waits per b, or
-// longer when the error asks for it (RetryAfterError). It returns the last
-// error.
-func Retry(ctx context.Context, b Backoff, op func(ctx context.Context) error) error {
-	b = b.withDefaults()
-	for attempt := 1; ; attempt++ {
-		err := op(ctx)
-		if err == nil {
-			return nil
-		}
-		var perm permanentError
-		if errors.As(err, &perm) {
-			return perm.err
-		}
-		if b.MaxAttempts > 0 && attempt >= b.MaxAttempts {
-			return fmt.Errorf("giving up after %d attempts: %w", attempt, err)
-		}
-		wait := b.Delay(attempt)
-		var ra RetryAfterError
-		if errors.As(err, &ra) && ra.RetryAfter() > wait {
-			wait = ra.RetryAfter()
-		}
-		if serr := Sleep(ctx, wait); serr != nil {
-			return fmt.Errorf("%w (last error: %v)", serr, err)
-		}
 	}
 }
 

@@ -170,35 +170,6 @@ func TestSendWithRetryResendsOnlyRetryable(t *testing.T) {
 	}
 }
 
-type raErr struct{ d time.Duration }
-
-func (e raErr) Error() string             { return "throttled" }
-func (e raErr) RetryAfter() time.Duration { return e.d }
-
-func TestRetry(t *testing.T) {
-	n := 0
-	err := Retry(context.Background(), Backoff{Initial: time.Millisecond}, func(context.Context) error {
-		n++
-		if n < 3 {
-			return raErr{time.Millisecond}
-		}
-		return nil
-	})
-	if err != nil || n != 3 {
-		t.Fatalf("Retry: %v after %d calls", err, n)
-	}
-	n = 0
-	base := errors.New("bad request")
-	err = Retry(context.Background(), Backoff{Initial: time.Millisecond}, func(context.Context) error { n++; return Permanent(base) })
-	if !errors.Is(err, base) || n != 1 {
-		t.Fatalf("Permanent: %v after %d calls", err, n)
-	}
-	err = Retry(context.Background(), Backoff{Initial: time.Millisecond, MaxAttempts: 2}, func(context.Context) error { return base })
-	if !errors.Is(err, base) || !strings.Contains(err.Error(), "2 attempts") {
-		t.Fatalf("MaxAttempts: %v", err)
-	}
-}
-
 func TestBackoffDelayGrowsAndCaps(t *testing.T) {
 	b := Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: 0.1}
 	for attempt, want := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 3: 400 * time.Millisecond, 10: time.Second} {

@@ -35,12 +35,6 @@ func IsFinal(status int) bool {
 	return status == StatusSent || status == StatusRejected || status == StatusRejectedByService
 }
 
-// NeedsSend is the differ's send decision: send when the item is new, its
-// hash changed, or its stored status is not final.
-func NeedsSend(stored Item, found bool, hash string) bool {
-	return !found || stored.Hash != hash || !IsFinal(stored.Status)
-}
-
 // Item is the stored state of one feed item.
 type Item struct {
 	Feed      string

@@ -403,10 +403,13 @@ func TestNextBackoff(t *testing.T) {
 	if d := NextBackoff(1, 0, 0); d < DefaultBackoffBase/2 || d > DefaultBackoffBase {
 		t.Fatalf("default base: %v", d)
 	}
-	if !NeedsSend(Item{}, false, "h") || NeedsSend(Item{Hash: "h", Status: 400}, true, "h") ||
-		!NeedsSend(Item{Hash: "h", Status: 2}, true, "h") || !NeedsSend(Item{Hash: "g", Status: 200}, true, "h") ||
-		!NeedsSend(Item{Hash: "h", Status: -1}, true, "h") || NeedsSend(Item{Hash: "h", Status: 1}, true, "h") {
-		t.Fatal("NeedsSend does not follow the contract")
+	// The feed item contract: 200, 400 and 1 are final until the hash
+	// changes; everything else is sent again (feeds.Diff decides with
+	// IsFinal).
+	for status, want := range map[int]bool{200: true, 400: true, 1: true, 2: false, -1: false, 0: false, 500: false} {
+		if IsFinal(status) != want {
+			t.Errorf("IsFinal(%d) = %v, want %v", status, !want, want)
+		}
 	}
 }
 
@@ -940,78 +943,4 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		}
 	}
 	mustCheck(t, st)
-}
-
-func TestCompactKeepsEverythingAndShrinks(t *testing.T) {
-	ctx := context.Background()
-	st, path := openTemp(t)
-	// Churn: rewrite the same items many times so that the file holds
-	// many free pages.
-	for round := range 20 {
-		var items []Item
-		for i := range 2000 {
-			it := product("P"+strconv.Itoa(i), "default", (i*7919)%2000, []int{StatusSent, StatusRetryableFailure}[i%2])
-			it.Hash = sha1hex(strconv.Itoa(round*100000 + i))
-			it.NextAttempt = time.Unix(int64(i), 0)
-			items = append(items, it)
-		}
-		if err := st.Update(ctx, func(tx *Tx) error {
-			if err := tx.PutItems(items); err != nil {
-				return err
-			}
-			if err := tx.PutOutbox("scopes", []OutboxEntry{{ID: "w" + strconv.Itoa(round%3), Payload: []byte("p")}}); err != nil {
-				return err
-			}
-			return tx.SetCheckpoint(change.Position{File: "b", Pos: uint32(round)}, time.Now())
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.AppendSchema(ctx, SchemaRecord{DB: "d", Table: "t"}); err != nil {
-		t.Fatal(err)
-	}
-	wantCounts, _ := st.Counts(ctx, "products")
-	wantPos, _, _, _ := st.Checkpoint(ctx)
-	// A store in use cannot be compacted.
-	dst := filepath.Join(t.TempDir(), "compact.db")
-	if _, _, err := Compact(path, dst, Options{LockTimeout: 100 * time.Millisecond}); !errors.Is(err, ErrInUse) {
-		t.Fatalf("compact of an open store: %v", err)
-	}
-	st.Close()
-	before, after, err := Compact(path, dst, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after >= before {
-		t.Fatalf("compacted file %d bytes, original %d", after, before)
-	}
-	if _, _, err := Compact(path, dst, Options{}); err == nil || !strings.Contains(err.Error(), "already exists") {
-		t.Fatalf("compact onto an existing file: %v", err)
-	}
-	c, err := Open(dst, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	mustCheck(t, c)
-	if got, _ := c.Counts(ctx, "products"); got != wantCounts {
-		t.Fatalf("counts after compact %+v, want %+v", got, wantCounts)
-	}
-	if pos, _, _, _ := c.Checkpoint(ctx); pos != wantPos {
-		t.Fatalf("checkpoint after compact %v, want %v", pos, wantPos)
-	}
-	// Sequences survive: new outbox entries and schema records continue
-	// after the old ones.
-	var e = []OutboxEntry{{ID: "new", Payload: []byte("x")}}
-	if err := c.Update(ctx, func(tx *Tx) error { return tx.PutOutbox("scopes", e) }); err != nil {
-		t.Fatal(err)
-	}
-	if e[0].Seq != 21 {
-		t.Fatalf("outbox sequence after compact: %d, want 21", e[0].Seq)
-	}
-	recs, _ := c.SchemaRecords(ctx)
-	if len(recs) != 1 || recs[0].Seq != 1 {
-		t.Fatalf("schema after compact: %+v", recs)
-	}
-	t.Logf("compacted %d -> %d bytes", before, after)
 }

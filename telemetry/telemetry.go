@@ -35,7 +35,6 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
-	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -195,16 +194,6 @@ func joinURL(base *url.URL, path string) string {
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	return u.String()
 }
-
-// MeterProvider returns the meter provider (for instruments of other
-// packages; feedcdc's own are in Metrics).
-func (t *Telemetry) MeterProvider() metric.MeterProvider { return t.meterProvider }
-
-// TracerProvider returns the tracer provider (a no-op one when traces are off).
-func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tracerProvider }
-
-// Registry returns the Prometheus registry /metrics serves.
-func (t *Telemetry) Registry() *prometheus.Registry { return t.registry }
 
 // ForceFlush pushes pending OTLP metrics and spans now.
 func (t *Telemetry) ForceFlush(ctx context.Context) error {

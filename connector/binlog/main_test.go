@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -159,8 +158,6 @@ func runSource(t *testing.T, src *Source, from change.Position, h Handler) (stop
 	t.Cleanup(func() { _ = stop() })
 	return stop
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 func changePositionCurrent(t testing.TB, cfg Config) change.Position {
 	t.Helper()

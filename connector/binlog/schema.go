@@ -74,14 +74,6 @@ type storedTable struct {
 	PK      []int
 }
 
-func (st *storedTable) changeTable() *change.Table {
-	t := &change.Table{DB: st.DB, Name: st.Name, Columns: make([]change.Column, len(st.Columns)), PK: append([]int(nil), st.PK...)}
-	for i, c := range st.Columns {
-		t.Columns[i] = change.Column{Name: c.Name, Type: c.Type, Unsigned: c.Unsigned, Nullable: c.Nullable}
-	}
-	return t
-}
-
 // binlogTypeName names a binlog column type the SQL way.
 func binlogTypeName(real byte, cs charset, meta uint16) string {
 	bin := cs.kind == csBinary

@@ -378,10 +378,9 @@ func (s *syncHandler) HandleEvent(e *replication.BinlogEvent) error {
 // trackingHandler remembers the last delivered TxEnd and whether a
 // transaction is open.
 type trackingHandler struct {
-	h       Handler
-	last    change.Position
-	open    bool
-	started bool
+	h    Handler
+	last change.Position
+	open bool
 }
 
 func (t *trackingHandler) Change(ctx context.Context, c *change.Change) error {

@@ -52,35 +52,6 @@ type Encoder struct {
 	Now func() time.Time
 }
 
-// ValidateTemplate checks a topic template: only {prefix}, {db} and {table}
-// placeholders are allowed and {table} must appear (one topic per table).
-func ValidateTemplate(tpl string) error {
-	if tpl == "" {
-		return nil
-	}
-	rest := tpl
-	for {
-		i := strings.IndexByte(rest, '{')
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return fmt.Errorf("topic template %q: unclosed {", tpl)
-		}
-		switch ph := rest[i : i+j+1]; ph {
-		case "{prefix}", "{db}", "{table}":
-		default:
-			return fmt.Errorf("topic template %q: unknown placeholder %s (use {prefix}, {db} and {table})", tpl, ph)
-		}
-		rest = rest[i+j+1:]
-	}
-	if !strings.Contains(tpl, "{table}") {
-		return fmt.Errorf("topic template %q must contain {table}", tpl)
-	}
-	return nil
-}
-
 // Topic returns the topic of a table.
 func (e *Encoder) Topic(t *change.Table) string {
 	tpl := e.TopicTemplate

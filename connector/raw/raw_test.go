@@ -116,15 +116,6 @@ func TestTopicTemplate(t *testing.T) {
 			t.Errorf("prefix %q template %q: %q, want %q", tc.prefix, tc.tpl, got, tc.want)
 		}
 	}
-	if err := ValidateTemplate("{prefix}.{schema}.{table}"); err == nil || !strings.Contains(err.Error(), "{schema}") {
-		t.Errorf("unknown placeholder accepted: %v", err)
-	}
-	if err := ValidateTemplate("{prefix}.{db}"); err == nil {
-		t.Errorf("template without {table} accepted")
-	}
-	if err := ValidateTemplate("{prefix}.{db}.{table}"); err != nil {
-		t.Error(err)
-	}
 }
 
 func TestSnapshotRead(t *testing.T) {

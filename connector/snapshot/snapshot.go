@@ -1,16 +1,13 @@
-// Package snapshot enumerates the keys of a source table in primary-key
-// chunks for a full sync, without locks and without writing to the source.
+// Package snapshot paces full syncs: the feeds enumerate their own keys in
+// primary-key chunks, and a Throttle decides when the next chunk may be
+// read. ReplicaLag reads a replica's lag for it.
 //
 // Invariants:
-//   - A scan is a keyset scan (`WHERE key > last ORDER BY key LIMIT n`) on an
-//     integer key: each chunk is one short autocommit SELECT, so no long
-//     transaction or lock is held on the source, and a scan can resume after
-//     the last completed chunk by passing its last key as After.
-//   - Chunks are delivered in key order, each exactly once per scan; the
-//     callback returns before the next chunk is read (memory is one chunk).
-//   - The scan is throttled: never more than RowsPerSecond keys per second,
-//     and it pauses while the Lag function reports more than MaxLag
-//     (a replica falling behind its primary), resuming when it recovers.
+//   - A throttled full sync never reads more than RowsPerSecond rows per
+//     second on average since its first chunk, and it pauses while the Lag
+//     function reports more than MaxLag (a replica falling behind its
+//     primary), resuming when it recovers.
+//   - Every wait ends when its context ends, with the context's error.
 package snapshot
 
 import (
@@ -19,214 +16,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"time"
 )
-
-// Chunk is one chunk of keys, in ascending order.
-type Chunk struct {
-	Keys []int64
-	// Last is the last key of the chunk: pass it as After to resume.
-	Last int64
-	// Index counts chunks from 1 within this scan.
-	Index int
-}
 
 // LagFunc reports the source's replication lag (0 on a primary).
 type LagFunc func(ctx context.Context) (time.Duration, error)
 
-// Scanner scans one table's integer key column.
-type Scanner struct {
-	DB        *sql.DB
-	Table     string // "table" or "db.table"
-	KeyColumn string
-	// Where is an optional extra condition (SQL, no user input).
-	Where string
-	// ChunkSize is the number of keys per chunk (default 1000).
-	ChunkSize int
-	// RowsPerSecond caps the scan rate; 0 means unlimited.
-	RowsPerSecond float64
-	// MaxLag pauses the scan while Lag reports more; 0 disables it.
-	MaxLag time.Duration
-	Lag    LagFunc
-	// LagPoll is how often lag is re-checked while paused (default 1 s).
-	LagPoll time.Duration
-	Logger  *slog.Logger
-}
-
-var identRe = regexp.MustCompile(`^[A-Za-z0-9_$]+(\.[A-Za-z0-9_$]+)?$`)
-
-func quoteIdent(s string) (string, error) {
-	if !identRe.MatchString(s) {
-		return "", fmt.Errorf("snapshot: %q is not a plain table or column name", s)
-	}
-	out := ""
-	for i, part := range splitDot(s) {
-		if i > 0 {
-			out += "."
-		}
-		out += "`" + part + "`"
-	}
-	return out, nil
-}
-
-func splitDot(s string) []string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' {
-			return []string{s[:i], s[i+1:]}
-		}
-	}
-	return []string{s}
-}
-
-// Count returns the number of keys after `after` (an estimate of the work).
-func (s *Scanner) Count(ctx context.Context, after int64) (int64, error) {
-	table, col, where, err := s.parts()
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	q := fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE %s > ?%s", table, col, where)
-	if err := s.DB.QueryRowContext(ctx, q, after).Scan(&n); err != nil {
-		return 0, fmt.Errorf("snapshot: count %s: %w", s.Table, err)
-	}
-	return n, nil
-}
-
-func (s *Scanner) parts() (table, col, where string, err error) {
-	if table, err = quoteIdent(s.Table); err != nil {
-		return
-	}
-	if col, err = quoteIdent(s.KeyColumn); err != nil {
-		return
-	}
-	if s.Where != "" {
-		where = " AND (" + s.Where + ")"
-	}
-	return
-}
-
-// Scan reads chunks of keys greater than after and calls fn for each, in
-// order, until the table is exhausted, fn fails or ctx ends.
-func (s *Scanner) Scan(ctx context.Context, after int64, fn func(ctx context.Context, c Chunk) error) error {
-	table, col, where, err := s.parts()
-	if err != nil {
-		return err
-	}
-	size := s.ChunkSize
-	if size <= 0 {
-		size = 1000
-	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s > ?%s ORDER BY %s LIMIT %d", col, table, col, where, col, size)
-	start := time.Now()
-	var total int64
-	for idx := 1; ; idx++ {
-		if err := s.waitLag(ctx); err != nil {
-			return err
-		}
-		keys, err := s.chunk(ctx, q, after, size)
-		if err != nil {
-			return err
-		}
-		if len(keys) == 0 {
-			return nil
-		}
-		c := Chunk{Keys: keys, Last: keys[len(keys)-1], Index: idx}
-		if err := fn(ctx, c); err != nil {
-			return err
-		}
-		after = c.Last
-		total += int64(len(keys))
-		if err := s.throttle(ctx, start, total); err != nil {
-			return err
-		}
-		if len(keys) < size {
-			return nil
-		}
-	}
-}
-
-func (s *Scanner) chunk(ctx context.Context, q string, after int64, size int) ([]int64, error) {
-	rows, err := s.DB.QueryContext(ctx, q, after)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: read keys of %s after %d: %w", s.Table, after, err)
-	}
-	defer rows.Close()
-	keys := make([]int64, 0, size)
-	for rows.Next() {
-		var k int64
-		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("snapshot: scan key of %s: %w", s.Table, err)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("snapshot: read keys of %s: %w", s.Table, err)
-	}
-	return keys, nil
-}
-
-// throttle sleeps so that total keys since start stay under RowsPerSecond.
-func (s *Scanner) throttle(ctx context.Context, start time.Time, total int64) error {
-	if s.RowsPerSecond <= 0 {
-		return nil
-	}
-	due := start.Add(time.Duration(float64(total) / s.RowsPerSecond * float64(time.Second)))
-	if wait := time.Until(due); wait > 0 {
-		return sleep(ctx, wait)
-	}
-	return nil
-}
-
-func (s *Scanner) waitLag(ctx context.Context) error {
-	if s.MaxLag <= 0 || s.Lag == nil {
-		return nil
-	}
-	poll := s.LagPoll
-	if poll <= 0 {
-		poll = time.Second
-	}
-	logged := false
-	for {
-		lag, err := s.Lag(ctx)
-		if err != nil {
-			return fmt.Errorf("snapshot: read replication lag: %w", err)
-		}
-		if lag <= s.MaxLag {
-			if logged && s.Logger != nil {
-				s.Logger.Info("replica caught up, resuming full sync", "table", s.Table, "lag", lag)
-			}
-			return nil
-		}
-		if !logged && s.Logger != nil {
-			s.Logger.Warn("replica lag above limit, pausing full sync", "table", s.Table, "lag", lag, "max_lag", s.MaxLag)
-			logged = true
-		}
-		if err := sleep(ctx, poll); err != nil {
-			return err
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// Throttle paces a scan that is driven by someone else (a feed's own key
-// enumeration): Wait blocks before each chunk of n rows so that the rate
+// Throttle paces a full sync that is driven by someone else (a feed's own
+// key enumeration): Wait blocks before each chunk of n rows so that the rate
 // stays under RowsPerSecond and nothing is read while Lag exceeds MaxLag.
 type Throttle struct {
-	RowsPerSecond float64
+	RowsPerSecond float64 // 0: unlimited
 	MaxLag        time.Duration
-	Lag           LagFunc
-	LagPoll       time.Duration
+	Lag           LagFunc       // nil or MaxLag 0: no lag check
+	LagPoll       time.Duration // how often lag is re-checked while paused (default 1 s)
 	Logger        *slog.Logger
 	Name          string // for logs
 
@@ -236,16 +39,69 @@ type Throttle struct {
 
 // Wait accounts for n rows about to be read and blocks as needed.
 func (t *Throttle) Wait(ctx context.Context, n int) error {
-	s := Scanner{MaxLag: t.MaxLag, Lag: t.Lag, LagPoll: t.LagPoll, Logger: t.Logger, Table: t.Name, RowsPerSecond: t.RowsPerSecond}
-	if err := s.waitLag(ctx); err != nil {
+	if err := t.waitLag(ctx); err != nil {
 		return err
 	}
 	if t.start.IsZero() {
 		t.start = time.Now()
 	}
-	err := s.throttle(ctx, t.start, t.total)
+	err := t.pace(ctx)
 	t.total += int64(n)
 	return err
+}
+
+// pace sleeps so that the rows accounted since start stay under
+// RowsPerSecond.
+func (t *Throttle) pace(ctx context.Context) error {
+	if t.RowsPerSecond <= 0 {
+		return nil
+	}
+	due := t.start.Add(time.Duration(float64(t.total) / t.RowsPerSecond * float64(time.Second)))
+	if wait := time.Until(due); wait > 0 {
+		return sleep(ctx, wait)
+	}
+	return nil
+}
+
+func (t *Throttle) waitLag(ctx context.Context) error {
+	if t.MaxLag <= 0 || t.Lag == nil {
+		return nil
+	}
+	poll := t.LagPoll
+	if poll <= 0 {
+		poll = time.Second
+	}
+	logged := false
+	for {
+		lag, err := t.Lag(ctx)
+		if err != nil {
+			return fmt.Errorf("snapshot: read replication lag: %w", err)
+		}
+		if lag <= t.MaxLag {
+			if logged && t.Logger != nil {
+				t.Logger.Info("replica caught up, resuming full sync", "feed", t.Name, "lag", lag)
+			}
+			return nil
+		}
+		if !logged && t.Logger != nil {
+			t.Logger.Warn("replica lag above limit, pausing full sync", "feed", t.Name, "lag", lag, "max_lag", t.MaxLag)
+			logged = true
+		}
+		if err := sleep(ctx, poll); err != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
 }
 
 // ErrNotReplica is returned by ReplicaLag on a server that is not a replica.

@@ -99,9 +99,6 @@ func NewBrowser(t testing.TB) *Browser {
 	return b
 }
 
-// Context returns the chromedp context of the tab, for custom actions.
-func (b *Browser) Context() context.Context { return b.ctx }
-
 // op returns a context for one operation, bounded by b.Timeout. (Only
 // contexts made by chromedp.NewContext own a tab; cancelling this one
 // does not close it.)
@@ -155,13 +152,6 @@ func (b *Browser) WaitLoaded() {
 	b.WaitJS("the dashboard to load", `document.body.dataset.loaded === "true"`)
 }
 
-// WaitRefresh waits for the next completed auto-refresh of the page.
-func (b *Browser) WaitRefresh() {
-	b.t.Helper()
-	n := b.Eval(`document.body.dataset.refreshCount`)
-	b.WaitJS("the next refresh", `document.body.dataset.refreshCount !== `+strconv.Quote(n))
-}
-
 // Attr returns attribute name of the first element matching the CSS
 // selector sel ("" when absent).
 func (b *Browser) Attr(sel, name string) string {
@@ -174,16 +164,6 @@ func (b *Browser) Attr(sel, name string) string {
 func (b *Browser) Text(sel string) string {
 	b.t.Helper()
 	return b.Eval(fmt.Sprintf(`(function(){const e=document.querySelector(%s);return e?e.textContent:""})()`, strconv.Quote(sel)))
-}
-
-// Count returns how many elements match sel.
-func (b *Browser) Count(sel string) int {
-	b.t.Helper()
-	n, err := strconv.Atoi(b.Eval(fmt.Sprintf(`String(document.querySelectorAll(%s).length)`, strconv.Quote(sel))))
-	if err != nil {
-		b.t.Fatalf("browser: counting %s: %v", sel, err)
-	}
-	return n
 }
 
 // FeedCellSelector is the CSS selector of a feed's cell in the feeds table.

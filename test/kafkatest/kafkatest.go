@@ -90,12 +90,6 @@ func WithBrokerConfigs(cfg map[string]string) Option {
 	}
 }
 
-// WithAutoCreateTopics lets the broker create unknown topics on first use,
-// with the given number of partitions (0 keeps kfake's default of 10).
-func WithAutoCreateTopics(partitions int) Option {
-	return func(o *options) { o.autoCreate, o.defaultParts = true, partitions }
-}
-
 // InMemory keeps the broker's log in memory only: faster (benchmarks), but
 // Stop and Restart are then unavailable.
 func InMemory() Option { return func(o *options) { o.inMemory = true } }
@@ -107,11 +101,6 @@ func WithDataDir(dir string) Option { return func(o *options) { o.dataDir = dir 
 // WithPort listens on 127.0.0.1:port instead of a free port chosen at start
 // (the demo uses a well-known port); starting fails if the port is taken.
 func WithPort(port int) Option { return func(o *options) { o.port = port } }
-
-// WithKfakeOptions passes raw kfake options through (escape hatch).
-func WithKfakeOptions(opts ...kfake.Opt) Option {
-	return func(o *options) { o.extraKfakeOption = append(o.extraKfakeOption, opts...) }
-}
 
 // Cluster is a running (or stopped) single-broker kfake cluster.
 type Cluster struct {
@@ -233,9 +222,6 @@ func (c *Cluster) Addr() string { return fmt.Sprintf("127.0.0.1:%d", c.port) }
 
 // Port is the broker's TCP port.
 func (c *Cluster) Port() int { return c.port }
-
-// DataDir is where the broker persists its log ("" with InMemory).
-func (c *Cluster) DataDir() string { return c.dataDir }
 
 // Kfake returns the running kfake cluster (nil while stopped), for control
 // functions such as Compact.
