@@ -158,15 +158,34 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	return c, nil
 }
 
+// openSinks opens every configured sink, in name order, and routes the
+// feeds to them. All or none: when a sink fails to open, or the routes are
+// wrong, the sinks already opened are closed before it returns the error.
 func (c *Connector) openSinks() error {
+	return c.openSinksWith(c.openSink)
+}
+
+// openSinksWith is openSinks with the function that opens one sink.
+func (c *Connector) openSinksWith(open func(name string, s *config.Sink) (sink.Sink, error)) (err error) {
 	cfg := c.Config
+	defer func() {
+		if err == nil {
+			return
+		}
+		for n, s := range c.Sinks {
+			if cerr := s.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("close sink %s: %w", n, cerr))
+			}
+			delete(c.Sinks, n)
+		}
+	}()
 	names := make([]string, 0, len(cfg.Sinks))
 	for n := range cfg.Sinks {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		s, err := c.openSink(n, cfg.Sinks[n])
+		s, err := open(n, cfg.Sinks[n])
 		if err != nil {
 			return fmt.Errorf("sinks.%s: %w", n, err)
 		}
@@ -183,9 +202,12 @@ func (c *Connector) openSinks() error {
 			routes["raw"] = append(routes["raw"], c.Sinks[n])
 		}
 	}
-	var err error
-	c.Router, err = sink.NewRouter(routes, nil)
-	return err
+	r, err := sink.NewRouter(routes, nil)
+	if err != nil {
+		return err
+	}
+	c.Router = r
+	return nil
 }
 
 func (c *Connector) openSink(name string, s *config.Sink) (sink.Sink, error) {

@@ -17,6 +17,8 @@
 //     transaction before InnoDB has committed it.
 //   - A TRUNCATE of a table a feed reads rebuilds all of that feed's items
 //     before the checkpoint of the batch holding it.
+//   - Open opens every configured sink or none: when one fails, those
+//     already opened are closed before the error is returned.
 //   - Memory is bounded: a batch holds at most BatchKeys keys and
 //     BatchRecords/BatchBytes raw records; at most QueueLen batches and
 //     MaxInflightBytes raw bytes wait for the exporter; beyond that the
