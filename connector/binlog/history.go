@@ -305,7 +305,7 @@ func (t *schemaTracker) record(ctx context.Context, pos change.Position, db, tab
 	return nil
 }
 
-var tableDDLRe = regexp.MustCompile("(?is)^\\s*(/\\*.*?\\*/\\s*)*(CREATE|ALTER|DROP|RENAME|TRUNCATE)\\b.*?\\bTABLES?\\b")
+var tableDDLRe = regexp.MustCompile(`(?is)^\s*(/\*.*?\*/\s*)*(CREATE|ALTER|DROP|RENAME|TRUNCATE)\b.*?\bTABLES?\b`)
 
 // applyQuery parses a statement from a QUERY event and records the effect of
 // table DDL on captured tables.

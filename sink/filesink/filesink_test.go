@@ -184,7 +184,9 @@ func TestOpenFailureIsRetryable(t *testing.T) {
 	if ok, detail := s.Health(); !ok {
 		t.Fatalf("one stream failing and one working is healthy; got %q", detail)
 	}
-	res, _ = s.Send(context.Background(), []sink.Record{rec("products", "a")})
+	if res, _ = s.Send(context.Background(), []sink.Record{rec("products", "a")}); res[0].OK() {
+		t.Fatalf("a send to the failing stream succeeded: %+v", res[0])
+	}
 	if ok, detail := s.Health(); ok || !strings.Contains(detail, "OPEN") {
 		t.Fatalf("Health after a fully failed send: %v %q", ok, detail)
 	}

@@ -238,7 +238,7 @@ func TestStatusMapping(t *testing.T) {
 		if a.code == http.StatusRequestEntityTooLarge {
 			for _, it := range items {
 				if it.Bad && len(items) >= 1 {
-					http.Error(w, "too large", 413)
+					http.Error(w, "too large", http.StatusRequestEntityTooLarge)
 					return
 				}
 			}
