@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +71,7 @@ func TestBadFlagsAndArguments(t *testing.T) {
 		{[]string{"resync", "--feed", "products", "--id-type", "ean", "-c", writeConfig(t, "")}, "--id-type"},
 		{[]string{"resync", "--feed", "products", "--continue-resync", "--by-ids", "A", "-c", writeConfig(t, "")}, "cannot be combined"},
 		{[]string{"run", "-c", writeConfig(t, "sourec:\n  host: x\n")}, "source"},
-		{[]string{"demo", "--profile", "huge"}, "--profile"},
+		{[]string{"demo", "--profile", "tiny"}, "go run ./cmd/feedcdc-demo"},
 		{[]string{"run", "--log-level", "loud", "-c", writeConfig(t, "")}, "loud"},
 	}
 	for _, c := range cases {
@@ -240,21 +243,24 @@ func TestCheckFailsWithExitCode1(t *testing.T) {
 	}
 }
 
-// TestDemoShowsFeedsFlowing runs the README's demo command for a short
-// while and checks that it full-synced and streamed a live workload.
-func TestDemoShowsFeedsFlowing(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "demo")
-	code, out, errOut := run(t, nil, "demo", "--dir", dir, "--profile", "tiny", "--duration", "6s", "--rate", "50")
-	if code != 0 {
-		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
+// TestBinaryLinksNoTestInfrastructure: the deployable binary imports no
+// testing package, no kfake and no test/ package of this repository (the
+// demo, which needs them, is cmd/feedcdc-demo).
+func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{.ImportPath}}", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
-	for _, want := range []string{"full sync done", "a products item", "applying a live workload", "dashboard http://127.0.0.1:", "workload ran 6s", "stopped"} {
-		if !strings.Contains(out, want) {
-			t.Fatalf("demo output lacks %q:\n%s", want, out)
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 || !slices.Contains(deps, "github.com/feedcdc/feedcdc/connector") {
+		t.Fatalf("go list -deps listed %d packages, not the binary's dependencies:\n%s", len(deps), out)
+	}
+	for _, d := range deps {
+		if d == "testing" || strings.HasPrefix(d, "testing/") || strings.Contains(d, "/kfake") ||
+			strings.HasPrefix(d, "github.com/feedcdc/feedcdc/test/") || (strings.HasPrefix(d, "github.com/feedcdc/") && strings.HasSuffix(d, "test")) {
+			t.Errorf("cmd/feedcdc links %s", d)
 		}
-	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Fatalf("demo left %s behind", dir)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
 	"github.com/feedcdc/feedcdc/dashboard/dashboardtest"
+	"github.com/feedcdc/feedcdc/internal/runner"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/test/catalog"
 )
@@ -101,7 +103,7 @@ dashboard:
   listen: 127.0.0.1:%d
   token_env: OBS_DASHBOARD_TOKEN
   refresh_interval: 1s
-`, srv.Port, srv.CDCUser, filepath.Join(dir, "state.db"), filepath.Join(dir, "out"), freePort(0), freePort(0))
+`, srv.Port, srv.CDCUser, filepath.Join(dir, "state.db"), filepath.Join(dir, "out"), freePort(t), freePort(t))
 	cfg, err := config.LoadBytes([]byte(y), "obs", []string{"OBS_SOURCE_PASSWORD=" + srv.CDCPassword, "OBS_DASHBOARD_TOKEN=s3cret-token"})
 	if err != nil {
 		t.Fatal(err)
@@ -109,14 +111,14 @@ dashboard:
 	var conn *connector.Connector
 	var metricsAddr, dashAddr string
 	ready := make(chan struct{})
-	hooks := &runHooks{
-		onReady: func(c *connector.Connector, _ change.Position, _ bool) { conn = c; close(ready) },
-		addrs:   func(m, d string) { metricsAddr, dashAddr = m, d },
+	hooks := &runner.Hooks{
+		OnReady: func(c *connector.Connector, _ change.Position, _ bool) { conn = c; close(ready) },
+		Addrs:   func(m, d string) { metricsAddr, dashAddr = m, d },
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
 	go func() {
-		runErr <- runConnector(runCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), hooks)
+		runErr <- runner.Run(runCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Version, hooks)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -222,4 +224,15 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// freePort returns a port that was free on 127.0.0.1 a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -30,7 +30,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 changes into entity feeds (products, productAttributes, variants,
 productOverrides) and raw per-table change streams, exported to Kafka, an HTTP
 feed service or files, with checkpointed binlog positions.`,
-		Example: `  feedcdc demo                          # everything on this machine, in one command
+		Example: `  go run ./cmd/feedcdc-demo              # everything on this machine, in one command (from the repository)
   feedcdc check -c config.yaml           # preflight of the source, sinks and state
   feedcdc run -c config.yaml             # stream (and full sync on first start)
   feedcdc resync --feed products --dry-run
@@ -55,7 +55,7 @@ func (g *globals) loadConfig() (*config.Config, error) {
 	cfg, err := config.Load(g.configPath, os.Environ())
 	if err != nil {
 		if os.IsNotExist(err) || strings.Contains(err.Error(), "no such file") {
-			return nil, fmt.Errorf("%w\nfeedcdc needs a configuration file: copy the documented config.yaml from the repository, or pass --config PATH (or set FEEDCDC_CONFIG); `feedcdc demo` runs without one", err)
+			return nil, fmt.Errorf("%w\nfeedcdc needs a configuration file: copy the documented config.yaml from the repository, or pass --config PATH (or set FEEDCDC_CONFIG); the demo (go run ./cmd/feedcdc-demo) runs without one", err)
 		}
 		return nil, err
 	}

@@ -1,0 +1,117 @@
+// Package runner runs one configured connector the way `feedcdc run` does:
+// telemetry, the /metrics and dashboard listeners, and the connector's
+// stream and jobs until the context ends. It is shared by the feedcdc
+// command and the feedcdc-demo command.
+//
+// Invariants: every listener and the connector are closed when Run
+// returns; nothing here imports test infrastructure (the deployable binary
+// links it).
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/config"
+	"github.com/feedcdc/feedcdc/connector"
+	"github.com/feedcdc/feedcdc/dashboard"
+	"github.com/feedcdc/feedcdc/telemetry"
+)
+
+// Hooks let a caller (the demo, tests) observe a running connector.
+type Hooks struct {
+	// OnReady is called once the connector streams (after a first-start
+	// capture of the position).
+	OnReady func(c *connector.Connector, pos change.Position, first bool)
+	// Addrs is called with the listening addresses of /metrics and of the
+	// dashboard ("" when not served) before the connector starts.
+	Addrs func(metrics, dashboard string)
+}
+
+// Run opens and runs a connector with its telemetry and dashboard listeners
+// until ctx ends; version is reported to telemetry as the service version.
+// A context cancellation is a clean stop (nil).
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version string, hooks *Hooks) error {
+	tel, err := telemetry.New(ctx, telemetry.Options{ServiceName: orDefault(cfg.Telemetry.ServiceName, cfg.Name), ServiceVersion: version,
+		OTLPEndpoint: cfg.Telemetry.OTLPEndpoint, MetricInterval: cfg.Telemetry.MetricInterval.D(), TracesEnabled: cfg.Telemetry.Traces && cfg.Telemetry.OTLPEndpoint != "",
+		Lag: telemetry.LagOptions{HeartbeatPeriod: cfg.Source.Heartbeat.D()}, Logger: log})
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer tel.Shutdown(context.Background())
+	c, err := connector.Open(ctx, cfg, connector.OpenOptions{Logger: log, Command: "feedcdc run",
+		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	lag := func() (int64, string) {
+		r := tel.Metrics.Lag().Read()
+		return r.Lag.Milliseconds(), r.State.String()
+	}
+	var metricsAddr, dashAddr string
+	var servers []*http.Server
+	serve := func(name, addr string, h http.Handler) (string, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", fmt.Errorf("%s: listen on %s: %w", name, addr, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		go srv.Serve(ln)
+		return ln.Addr().String(), nil
+	}
+	if cfg.Telemetry.Listen != "" {
+		checks := []telemetry.Readiness{
+			telemetry.Connected("source", tel.Metrics.SourceState),
+			telemetry.LagBelow(tel.Metrics.Lag(), cfg.Telemetry.ReadyMaxLag.D()),
+		}
+		ready := telemetry.AllReady(append(checks, c.SinkReadiness()...)...)
+		if metricsAddr, err = serve("telemetry.listen", cfg.Telemetry.Listen, tel.Handler(ready)); err != nil {
+			return err
+		}
+		log.Info("serving metrics", "url", "http://"+metricsAddr+"/metrics")
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Dashboard.Enabled {
+		b := &connector.Backend{C: c, Ctx: runCtx, Lag: lag}
+		h := dashboard.New(b, dashboard.Options{Token: cfg.Dashboard.Token.Value(), Logger: log, RefreshInterval: cfg.Dashboard.RefreshInterval.D()})
+		if dashAddr, err = serve("dashboard.listen", cfg.Dashboard.Listen, h); err != nil {
+			return err
+		}
+		log.Info("serving dashboard", "url", "http://"+dashAddr+"/")
+	}
+	if hooks != nil && hooks.Addrs != nil {
+		hooks.Addrs(metricsAddr, dashAddr)
+	}
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		for _, s := range servers {
+			s.Shutdown(sctx)
+		}
+	}()
+	ro := connector.RunOptions{}
+	if hooks != nil && hooks.OnReady != nil {
+		ro.OnStart = func(pos change.Position, first bool) { hooks.OnReady(c, pos, first) }
+	}
+	err = c.Run(runCtx, ro)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
