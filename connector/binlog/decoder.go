@@ -102,6 +102,8 @@ type decoder struct {
 	tables map[uint64]*tableInfo // table id -> plan (nil: not captured)
 	cache  map[string]*tableInfo
 	keyBuf []byte
+
+	xa xaState // XA transactions: rows held from XA START until XA COMMIT
 }
 
 func newDecoder(flavor string, zero ZeroDates, filter Filter, schemas schemaSource, h Handler, log *slog.Logger) *decoder {
@@ -227,6 +229,10 @@ func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) 
 		g := e.GTID
 		d.txGTID = g.String()
 		d.standalone = e.IsStandalone()
+		if e.Flags&mariadbFlPreparedXA != 0 {
+			// the event group of an XA transaction's rows, up to its XA PREPARE
+			d.xa.open = &[]*change.Change{}
+		}
 		d.addGTID = func() error {
 			if d.gset == nil {
 				d.gset, _ = mysql.ParseMariadbGTIDSet("")
@@ -253,6 +259,9 @@ func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) 
 		}
 		d.pos = endPos
 	case *replication.GenericEvent:
+		if h.EventType == replication.XA_PREPARE_LOG_EVENT {
+			return d.xaPrepare(ctx, e.Data, endPos)
+		}
 		return d.generic(h)
 	}
 	return nil
@@ -362,13 +371,7 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 	case "SAVEPOINT", "RELEASE":
 		return nil
 	case "XA":
-		// XA PREPARE / XA COMMIT / XA ROLLBACK each close a binlog event group.
-		u := strings.ToUpper(q)
-		if strings.HasPrefix(u, "XA START") || strings.HasPrefix(u, "XA END") || strings.HasPrefix(u, "XA BEGIN") {
-			d.inTx = true
-			return nil
-		}
-		return d.commit(ctx, endPos)
+		return d.xaQuery(ctx, q, endPos)
 	}
 	if err := d.checkStatementDML(string(e.Schema), q); err != nil {
 		return err
@@ -510,6 +513,7 @@ func (d *decoder) commit(ctx context.Context, endPos uint32) error {
 	if d.schemas != nil {
 		d.schemas.advance(te.Position)
 	}
+	te.Position = d.resumePosition(te.Position)
 	d.inTx = false
 	d.standalone = false
 	d.txGTID = ""
@@ -673,8 +677,8 @@ func (d *decoder) rows(ctx context.Context, h *replication.EventHeader, re *repl
 			}
 		}
 		d.txRows++
-		if err := d.h.Change(ctx, c); err != nil {
-			return &handlerError{err}
+		if err := d.deliver(ctx, c); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -8,6 +8,10 @@
 //     exactly one TxEnd whose Position is where streaming resumes after it
 //     (GTID set including the transaction, plus file/pos). Only TxEnd
 //     positions are resume points.
+//   - Rows of an XA transaction are delivered only when its XA COMMIT is
+//     read (held by XID since its XA PREPARE, at most maxHeldXARows), never
+//     after an XA ROLLBACK; while one is prepared, TxEnd positions stay at
+//     the resume point before its prepare.
 //   - Values are normalised as docs/types.md documents; nothing is silently
 //     dropped: an event that cannot be decoded exactly (partial JSON, a
 //     non-FULL row image, an unknown rows event type, a library panic)

@@ -525,6 +525,7 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 	d.requireNames = true
 	d.file = from.File
 	d.pos = from.Pos
+	d.xa.last = from // what a TxEnd carries while an XA transaction prepared before any other end is pending
 
 	var gset mysql.GTIDSet
 	if from.GTIDSet != "" || (flavor == mysql.MariaDBFlavor && from.File == "") {
