@@ -1080,7 +1080,7 @@ func (p *Pipeline) applyResult(s *state.Item, r sink.Result, prev state.Item, po
 		st.Sent++
 	case sink.StatusRejected:
 		s.Status = state.StatusRejected
-		if strings.Contains(strings.ToLower(r.Reason), "invalid") {
+		if r.ItemRejected {
 			s.Status = state.StatusRejectedByService
 		}
 		s.LastError = r.Reason

@@ -260,6 +260,7 @@ type flaky struct {
 	mu       sync.Mutex
 	failRate map[string]int // item id -> remaining retryable failures
 	reject   map[string]bool
+	refuse   map[string]bool // item id -> its request is refused (HTTP 422)
 }
 
 func (f *flaky) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, error) {
@@ -270,7 +271,9 @@ func (f *flaky) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, er
 	for i, r := range recs {
 		switch {
 		case f.reject[r.ID]:
-			out[i] = sink.Result{Status: sink.StatusRejected, Reason: "invalid: /0/sku: rejected by test"}
+			out[i] = sink.Result{Status: sink.StatusRejected, Reason: "invalid: /0/sku: rejected by test", ItemRejected: true}
+		case f.refuse[r.ID]:
+			out[i] = sink.Result{Status: sink.StatusRejected, Reason: "HTTP 422: invalid api key"}
 		case f.failRate[r.ID] > 0:
 			f.failRate[r.ID]--
 			out[i] = sink.Result{Status: sink.StatusRetryable, Reason: "HTTP 503"}
@@ -290,6 +293,45 @@ func (f *flaky) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, er
 		}
 	}
 	return out, nil
+}
+
+// TestRejectionStatusComesFromTheSink: an item the service rejects on its
+// own gets status 1, an item whose whole request is refused gets 400, even
+// when the refusal's text says "invalid" (status 1 used to be guessed from
+// the reason text).
+func TestRejectionStatusComesFromTheSink(t *testing.T) {
+	fl := &flaky{failRate: map[string]int{}, reject: map[string]bool{}, refuse: map[string]bool{}}
+	e := newEnv(t, nil, func(s sink.Sink) sink.Sink { fl.Sink = s; return fl })
+	ctx := context.Background()
+	dry, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", DryRun: true, SampleSize: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range dry.Sample {
+		switch i % 4 {
+		case 0:
+			fl.reject[it.ID] = true
+		case 1:
+			fl.refuse[it.ID] = true
+		}
+	}
+	if _, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: 30}); err != nil {
+		t.Fatal(err)
+	}
+	for status, want := range map[int]map[string]bool{state.StatusRejectedByService: fl.reject, state.StatusRejected: fl.refuse} {
+		items, _, err := e.store.ListItems(ctx, state.ListQuery{Feed: "products", Statuses: []int{status}, Limit: 100000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != len(want) || len(want) == 0 {
+			t.Fatalf("%d items with status %d, want %d", len(items), status, len(want))
+		}
+		for _, it := range items {
+			if !want[it.ID] {
+				t.Fatalf("item %s has status %d (%s)", it.ID, status, it.LastError)
+			}
+		}
+	}
 }
 
 func TestFailedItemsAreRetriedAndRejectedOnesRecorded(t *testing.T) {

@@ -117,6 +117,11 @@ type Result struct {
 	// RetryAfter is the destination's requested delay before a retry
 	// (HTTP Retry-After); 0 means "use your own backoff".
 	RetryAfter time.Duration
+	// ItemRejected marks a rejection of this item on its own by the
+	// destination (an HTTP feed service naming it invalid): feed item status
+	// 1. A Rejected result without it is a refused request or a data error
+	// (status 400).
+	ItemRejected bool
 }
 
 // OK reports whether the status is StatusOK.
@@ -174,6 +179,7 @@ func Combine(names []string, rs []Result) Result {
 			if out.Status != StatusRetryable {
 				out.Status = StatusRejected
 			}
+			out.ItemRejected = out.ItemRejected || r.ItemRejected
 		}
 		reason := r.Reason
 		if reason == "" && r.Err != nil {
@@ -193,6 +199,7 @@ func Combine(names []string, rs []Result) Result {
 			out.RetryAfter = r.RetryAfter
 		}
 	}
+	out.ItemRejected = out.ItemRejected && out.Status == StatusRejected
 	out.Reason = strings.Join(reasons, "; ")
 	out.RequestID = strings.Join(ids, ",")
 	if out.Status != StatusOK {

@@ -66,6 +66,15 @@ func TestCombine(t *testing.T) {
 			t.Errorf("RetryAfter = %v", got.RetryAfter)
 		}
 	}
+	// The service's rejection of the item survives combining, unless
+	// another sink still has to retry it.
+	itemRej := Result{Status: StatusRejected, Reason: "invalid: sku", ItemRejected: true}
+	if got := Combine([]string{"a", "b"}, []Result{ok, itemRej}); !got.ItemRejected || got.Status != StatusRejected {
+		t.Errorf("Combine(ok, item rejected) = %+v", got)
+	}
+	if got := Combine([]string{"a", "b"}, []Result{itemRej, retry}); got.ItemRejected {
+		t.Errorf("Combine(item rejected, retryable) = %+v, want retryable without ItemRejected", got)
+	}
 }
 
 func TestRouterDeliveredOnlyWhenEverySinkHasIt(t *testing.T) {

@@ -310,9 +310,9 @@ func (s *Sink) post(ctx context.Context, feed string, recs []sink.Record, idx []
 	for j, i := range idx {
 		r := base
 		if it, ok := invalid[j]; ok {
-			r = sink.Result{Status: sink.StatusRejected, RequestID: reqID, Reason: it.reason()}
+			r = sink.Result{Status: sink.StatusRejected, RequestID: reqID, Reason: it.reason(), ItemRejected: true}
 			if it.Code == "items_limit_exceeded" {
-				r.Status = sink.StatusRetryable
+				r.Status, r.ItemRejected = sink.StatusRetryable, false
 			}
 			r.Err = errors.New(r.Reason)
 		}

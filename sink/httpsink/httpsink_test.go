@@ -204,6 +204,9 @@ func TestFlakyServiceEveryItemEndsRight(t *testing.T) {
 			if !strings.Contains(r.Reason, "invalid") {
 				t.Errorf("%s: reason %q does not carry the service's message", sku, r.Reason)
 			}
+			if !r.ItemRejected {
+				t.Errorf("%s: rejected by the service on its own, but not marked ItemRejected (feed status 1)", sku)
+			}
 		}
 	}
 	if res[400].Status != sink.StatusOK {
@@ -324,8 +327,8 @@ func TestStatusMapping(t *testing.T) {
 	}
 	// An invalid JSON value is rejected alone, without a request.
 	res, _ = s.Send(context.Background(), []sink.Record{{Feed: "products", Value: []byte(`{"sku":`)}})
-	if res[0].Status != sink.StatusRejected {
-		t.Errorf("invalid JSON: %+v", res[0])
+	if res[0].Status != sink.StatusRejected || res[0].ItemRejected {
+		t.Errorf("invalid JSON (a data error, not the service's rejection): %+v", res[0])
 	}
 }
 
