@@ -1,6 +1,10 @@
 package feeds
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/feedcdc/feedcdc/state"
+)
 
 // Diff compares freshly built items of some entities with what the state
 // store remembers of those entities (prev, keyed by entity key; pass every
@@ -8,8 +12,8 @@ import "sort"
 //
 //   - changed: built items that are new, whose hash differs from the stored
 //     one, that were deleted before, or whose stored status is not final
-//     (200, 400, 1 are final until the hash changes; anything else is sent
-//     again).
+//     (state.IsFinal: 200, 400, 1 are final until the hash changes;
+//     anything else is sent again).
 //   - deleted: previously known, not yet deleted items of the rebuilt
 //     entities that Build no longer returns (entity deleted, unassigned from
 //     a website, store removed, relinked), as f.DeletedPayload. An item that
@@ -32,7 +36,7 @@ func Diff(f Feed, built []Item, prev map[string][]PrevItem) (changed, deleted []
 		}
 		builtIDs[it.ID] = struct{}{}
 		p, ok := known[it.ID]
-		if ok && !p.Deleted && p.Hash == it.Hash && finalStatus(p.Status) {
+		if ok && !p.Deleted && p.Hash == it.Hash && state.IsFinal(p.Status) {
 			unchanged++
 			continue
 		}

@@ -35,10 +35,6 @@ type PrevItem struct {
 	Deleted   bool
 }
 
-// Export statuses that are final until an item's hash changes (the feed item
-// contract): 200 sent, 400 rejected, 1 rejected by the service.
-func finalStatus(s int) bool { return s == 200 || s == 400 || s == 1 }
-
 // FeedID is sha1(join("\0", values)) in lower-case hex.
 func FeedID(values ...string) string {
 	h := sha1.New()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/state"
 )
 
 func TestProductAttributes(t *testing.T) {
@@ -256,6 +257,14 @@ func TestDiff(t *testing.T) {
 	}
 	if len(del) != 1 || del[0].ID != "gone" || !del[0].Deleted {
 		t.Errorf("deleted %v", del)
+	}
+	// Every stored status: an unchanged item is skipped exactly when the
+	// state store calls its status final (one definition of the contract).
+	for status := -2; status <= 600; status++ {
+		_, _, unchanged := Diff(fakeFeed{}, []Item{{ID: "a", Hash: "1"}}, map[string][]PrevItem{"k": {{ID: "a", Hash: "1", Status: status}}})
+		if (unchanged == 1) != state.IsFinal(status) {
+			t.Errorf("status %d: skipped %v, state.IsFinal %v", status, unchanged == 1, state.IsFinal(status))
+		}
 	}
 }
 
