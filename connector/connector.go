@@ -80,7 +80,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		}
 	}()
 	if dir := filepath.Dir(cfg.State.Path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("state.path: create %s: %w", dir, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/feedcdc/feedcdc/config"
@@ -44,5 +45,31 @@ func TestOpenSinksIsAllOrNone(t *testing.T) {
 	}
 	if len(c.Sinks) != 0 || c.Router != nil {
 		t.Fatalf("connector keeps sinks %v, router %v after a failed open", c.Sinks, c.Router)
+	}
+}
+
+// TestOpenCreatesThePrivateStateDirectory: a missing state directory is
+// created 0750 (it holds item payload hashes and positions), as state.Open
+// would create it, not 0755.
+func TestOpenCreatesThePrivateStateDirectory(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	base := t.TempDir()
+	dir := filepath.Join(base, "var", "feedcdc")
+	cc := connectorYAML{Name: "statedir", Database: "shop", Feeds: noFeeds, StatePath: filepath.Join(dir, "state.db"),
+		Sections: "raw: {enabled: true, sinks: [files]}\nsinks:\n  files:\n    type: file\n    file: {dir: " + filepath.Join(base, "out") + "}\n"}
+	c, err := Open(context.Background(), cc.load(t), OpenOptions{Logger: slog.New(slog.DiscardHandler), NoSinks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, d := range []string{filepath.Join(base, "var"), dir} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o750 {
+			t.Errorf("%s created %v, want 0750", d, perm)
+		}
 	}
 }
