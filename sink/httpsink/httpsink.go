@@ -15,6 +15,9 @@
 //     only the listed items are Rejected and the others Retryable (they were
 //     refused only because of their neighbours). A 413 splits the request
 //     until the item that is too large stands alone.
+//   - Redirects are never followed (they would carry the API key headers
+//     elsewhere): a 3xx makes every item of the request Retryable, with an
+//     error naming the target so that base_url can be corrected.
 //   - Every result carries the response's request id (x-request-id).
 //   - The API key is read once at start from the config, an environment
 //     variable or a file, sent only in the configured headers, and never
@@ -146,6 +149,13 @@ func New(cfg Config) (*Sink, error) {
 		}
 		client = &http.Client{Transport: tr}
 	}
+	// Never follow a redirect: it would carry the API key headers to
+	// whatever address the response names (Go strips only Authorization and
+	// cookies on a cross-host redirect). A 3xx is answered as retryable with
+	// the target in the error, so that base_url can be corrected.
+	c := *client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client = &c
 	if key == "" {
 		cfg.Logger.Warn("http sink: no API key configured; requests are sent without one", "sink", cfg.Name)
 	}
@@ -288,6 +298,10 @@ func (s *Sink) post(ctx context.Context, feed string, recs []sink.Record, idx []
 	switch {
 	case code/100 == 2:
 		// base stays OK
+	case code/100 == 3:
+		base.Status = sink.StatusRetryable
+		base.Reason = fmt.Sprintf("HTTP %d redirect", code)
+		base.Err = fmt.Errorf("POST %s: HTTP %d redirect to %q: the sink does not follow redirects (they would carry the API key to another address); set base_url to the address the service is really at", endpoint, code, resp.Header.Get("Location"))
 	case retryableStatus(code):
 		base.Status = sink.StatusRetryable
 		base.Reason = fmt.Sprintf("HTTP %d", code)

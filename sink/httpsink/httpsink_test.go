@@ -414,3 +414,42 @@ func TestURLKeysAndTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectIsNotFollowed: a service answering with a redirect to another
+// host never receives the API key there; the items stay retryable and the
+// error names the redirect target.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	var leaked []string
+	var mu sync.Mutex
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		leaked = append(leaked, r.Header.Get("x-api-key"))
+		mu.Unlock()
+		w.WriteHeader(200)
+	}))
+	defer elsewhere.Close()
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, elsewhere.URL+"/stolen", code)
+		}))
+		t.Setenv("FEEDCDC_TEST_REDIRECT_KEY", "s3cret")
+		s, err := New(Config{BaseURL: svc.URL, APIKeyEnv: "FEEDCDC_TEST_REDIRECT_KEY"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Send(context.Background(), []sink.Record{itemRec("products", feedItem{SKU: "a"})})
+		s.Close()
+		svc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := res[0]; r.Status != sink.StatusRetryable || !strings.Contains(r.Err.Error(), elsewhere.URL+"/stolen") || !strings.Contains(r.Err.Error(), "base_url") {
+			t.Errorf("HTTP %d: %+v (err %v); want retryable, naming the target and base_url", code, r, r.Err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leaked) != 0 {
+		t.Fatalf("the redirect target received %d requests (API keys %q)", len(leaked), leaked)
+	}
+}
