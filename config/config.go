@@ -85,7 +85,7 @@ type Source struct {
 
 // SourceTLS configures TLS to the source, with MySQL's ssl-mode semantics.
 type SourceTLS struct {
-	Mode       string `yaml:"mode" doc:"disabled: plaintext. preferred: TLS if the server offers it, else plaintext (logged as a warning). required: TLS, no verification. verify-ca: TLS, server certificate signed by ca_file (or system roots). verify-identity: verify-ca plus host name check." enum:"disabled,preferred,required,verify-ca,verify-identity"`
+	Mode       string `yaml:"mode" doc:"disabled: plaintext. preferred: TLS if the server offers it, plaintext (logged as a warning) only when it answers that it has none; if it cannot be asked, feedcdc run stops with an error. required: TLS, no verification. verify-ca: TLS, server certificate signed by ca_file (or system roots). verify-identity: verify-ca plus host name check." enum:"disabled,preferred,required,verify-ca,verify-identity"`
 	CAFile     string `yaml:"ca_file" doc:"PEM CA bundle for verify-ca/verify-identity. Empty = system roots."`
 	CertFile   string `yaml:"cert_file" doc:"PEM client certificate (needs key_file)."`
 	KeyFile    string `yaml:"key_file" doc:"PEM client private key (needs cert_file)."`

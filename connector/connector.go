@@ -364,8 +364,9 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 		}
 	}
 	if cfg.Source.TLS.Mode == "preferred" {
-		var haveSSL string
-		if err := c.SourceDB.QueryRowContext(ctx, "SELECT @@have_ssl").Scan(&haveSSL); err == nil && strings.EqualFold(haveSSL, "YES") {
+		if offered, err := sourceOffersTLS(ctx, c.SourceDB); err != nil {
+			return err
+		} else if offered {
 			tc, err := cfg.Source.TLSConfig()
 			if err != nil {
 				return err

@@ -1,0 +1,27 @@
+package connector
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// sourceOffersTLS answers source.tls.mode preferred: whether the source
+// offers TLS (@@have_ssl YES). Only a definite answer that it does not (NO
+// or DISABLED) means plaintext; when the question cannot be asked, or the
+// answer is unknown, it fails instead of falling back to plaintext
+// silently.
+func sourceOffersTLS(ctx context.Context, db *sql.DB) (bool, error) {
+	var have string
+	if err := db.QueryRowContext(ctx, "SELECT @@have_ssl").Scan(&have); err != nil {
+		return false, fmt.Errorf("source.tls.mode preferred: cannot ask the source whether it offers TLS (SELECT @@have_ssl): %w; feedcdc does not fall back to plaintext on an error: make the source reachable, or set source.tls.mode to required (always TLS) or disabled (never)", err)
+	}
+	switch strings.ToUpper(have) {
+	case "YES":
+		return true, nil
+	case "NO", "DISABLED":
+		return false, nil
+	}
+	return false, fmt.Errorf("source.tls.mode preferred: the source answered @@have_ssl = %q (want YES, NO or DISABLED); set source.tls.mode to required or disabled", have)
+}
