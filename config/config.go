@@ -225,7 +225,7 @@ type HTTPTLS struct {
 type FileSink struct {
 	Dir      string   `yaml:"dir" doc:"Directory of the files (<feed>.jsonl, raw: the raw topic_template + .jsonl); created if missing." required:"true"`
 	MaxSize  ByteSize `yaml:"max_size" doc:"A file is rotated when it would exceed this size." min:"1KiB" max:"1TiB"`
-	MaxFiles int      `yaml:"max_files" doc:"Rotated files kept per stream; older ones are deleted. 0 = keep all." min:"0" max:"100000"`
+	MaxFiles int      `yaml:"max_files" doc:"Rotated files kept per stream; the oldest is deleted (and the deletion logged) when one more is made, although its items were acknowledged. 0 = keep all." min:"0" max:"100000"`
 	Fsync    bool     `yaml:"fsync" doc:"fsync before acknowledging a batch (durable; slower). Without it a power loss can lose acknowledged lines."`
 	Envelope bool     `yaml:"envelope" doc:"Write each line as {feed, topic, id, key, hash, op, position, value} instead of the bare item JSON (tombstones then appear with value null)."`
 }

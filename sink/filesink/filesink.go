@@ -12,7 +12,8 @@
 //     partial line, and the records are Retryable.
 //   - A file is rotated before a write would make it exceed max_size: it is
 //     renamed <name>.<seq>.jsonl (seq increasing, never reused) and at most
-//     max_files rotated files are kept per stream, the oldest deleted first.
+//     max_files rotated files are kept per stream, the oldest deleted first
+//     (acknowledged output: each deletion is logged at info level).
 //   - Stream names become file names: anything but letters, digits, '.',
 //     '-' and '_' is replaced by '_', so a name can never leave the
 //     directory.
@@ -376,7 +377,11 @@ func (s *Sink) rotate(st *stream) error {
 			return err
 		}
 		for len(rotated) > s.cfg.MaxFiles {
-			if err := os.Remove(rotated[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			switch err := os.Remove(rotated[0].path); {
+			case err == nil:
+				s.log.Info("deleted the oldest rotated file of the stream: max_files rotated files are kept (0 keeps all)",
+					"file", rotated[0].path, "max_files", s.cfg.MaxFiles)
+			case !errors.Is(err, os.ErrNotExist):
 				s.log.Warn("cannot delete old rotated file", "file", rotated[0].path, "error", err)
 			}
 			rotated = rotated[1:]

@@ -2,9 +2,11 @@ package filesink
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -163,6 +165,43 @@ func TestRotationKeepsNFilesAndSurvivesReopen(t *testing.T) {
 	}
 	if names[0] != "products.000006.jsonl" || names[1] != "products.000007.jsonl" {
 		t.Fatalf("rotated names %v, want sequence continued across reopen", names)
+	}
+}
+
+// TestRotationLogsEachDeletion: max_files deletes acknowledged output, so
+// every deleted file is named in the log.
+func TestRotationLogsEachDeletion(t *testing.T) {
+	dir := t.TempDir()
+	var logs bytes.Buffer
+	s, err := New(Config{Dir: dir, MaxSize: 100, MaxFiles: 1, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ { // 18-byte lines, 5 per file: 3 rotations
+		if res, _ := s.Send(context.Background(), []sink.Record{rec("products", fmt.Sprintf("sku-%03d", i))}); res[0].Status != sink.StatusOK {
+			t.Fatal(res[0])
+		}
+	}
+	s.Close()
+	var deleted []string
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var e struct {
+			Msg      string `json:"msg"`
+			File     string `json:"file"`
+			MaxFiles int    `json:"max_files"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && strings.HasPrefix(e.Msg, "deleted the oldest rotated file") {
+			if e.MaxFiles != 1 {
+				t.Errorf("log line without max_files: %s", line)
+			}
+			deleted = append(deleted, filepath.Base(e.File))
+			if _, err := os.Stat(e.File); !os.IsNotExist(err) {
+				t.Errorf("logged as deleted but present: %s", e.File)
+			}
+		}
+	}
+	if fmt.Sprint(deleted) != "[products.000001.jsonl products.000002.jsonl]" {
+		t.Fatalf("deletions logged %v, want the two oldest rotated files; log:\n%s", deleted, logs.String())
 	}
 }
 
