@@ -3,43 +3,25 @@ package binlog
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
 )
 
-// xaCollector records rows and transaction ends in order, with the
-// position each TxEnd carries.
+// xaCollector records rows and transaction ends in order, like
+// truncCollector, and the position each TxEnd carries.
 type xaCollector struct {
-	mu     sync.Mutex
-	events []string
-	ends   []change.TxEnd
+	truncCollector
+	ends []change.TxEnd
 }
 
-func (c *xaCollector) Change(_ context.Context, ch *change.Change) error {
-	v, _ := ch.Get("id")
+func (c *xaCollector) TxEnd(ctx context.Context, e change.TxEnd) error {
 	c.mu.Lock()
-	c.events = append(c.events, fmt.Sprintf("%s %v", ch.Op, v))
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *xaCollector) TxEnd(_ context.Context, e change.TxEnd) error {
-	c.mu.Lock()
-	c.events = append(c.events, "end")
 	c.ends = append(c.ends, e)
 	c.mu.Unlock()
-	return nil
-}
-
-func (c *xaCollector) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return strings.Join(c.events, "; ")
+	return c.truncCollector.TxEnd(ctx, e)
 }
 
 // TestLiveXATransactions: the rows of an XA transaction reach the handler
@@ -97,8 +79,8 @@ func TestLiveXATransactions(t *testing.T) {
 	run("XA START 'one'", "INSERT INTO t VALUES (30)", "XA END 'one'", "XA COMMIT 'one' ONE PHASE")
 	run("INSERT INTO t VALUES (4)")
 
-	want := "c 1; end; end; c 2; end; end; end; c 20; u 21; end; c 30; end; c 4; end"
-	waitForOr(t, "every transaction", func() bool { return strings.HasSuffix(col.String(), "c 4; end") }, col.String)
+	want := "c t 1; end; end; c t 2; end; end; end; c t 20; u t 21; end; c t 30; end; c t 4; end"
+	waitForOr(t, "every transaction", func() bool { return strings.HasSuffix(col.String(), "c t 4; end") }, col.String)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -127,11 +109,11 @@ func TestLiveXATransactions(t *testing.T) {
 	// rows again and delivers them at its commit.
 	col2 := &xaCollector{}
 	stop2 := runSource(t, src, ends[4].Position, col2)
-	waitForOr(t, "the replay", func() bool { return strings.HasSuffix(col2.String(), "c 4; end") }, col2.String)
+	waitForOr(t, "the replay", func() bool { return strings.HasSuffix(col2.String(), "c t 4; end") }, col2.String)
 	if err := stop2(); err != nil {
 		t.Fatal(err)
 	}
-	if got := col2.String(); got != "end; c 20; u 21; end; c 30; end; c 4; end" {
+	if got := col2.String(); got != "end; c t 20; u t 21; end; c t 30; end; c t 4; end" {
 		t.Fatalf("replay from %v:\n got %s", ends[4].Position, got)
 	}
 }
