@@ -28,5 +28,9 @@ vet:
 test: deps vet
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
+# demo runs the one-command demo (a separate command: it links the test bed).
+demo:
+	$(GO) run ./cmd/feedcdc-demo
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
