@@ -1,27 +1,11 @@
 package dashboard_test
 
 import (
-	"errors"
 	"fmt"
-	"iter"
 	"testing"
 
 	"github.com/feedcdc/feedcdc/dashboard"
 )
-
-func scan(rows []dashboard.ItemRow, failAt int) iter.Seq2[dashboard.ItemRow, error] {
-	return func(yield func(dashboard.ItemRow, error) bool) {
-		for i, r := range rows {
-			if i == failAt {
-				yield(dashboard.ItemRow{}, errors.New("bolt: tx closed"))
-				return
-			}
-			if !yield(r, nil) {
-				return
-			}
-		}
-	}
-}
 
 func TestStatusLabelsAndFilters(t *testing.T) {
 	for code, want := range map[int]string{200: "Submitted to service", 2: "Failed, will retry", 400: "Failed, require attention",

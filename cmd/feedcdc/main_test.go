@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -247,7 +246,10 @@ func TestCheckFailsWithExitCode1(t *testing.T) {
 // testing package, no kfake and no test/ package of this repository (the
 // demo, which needs them, is cmd/feedcdc-demo).
 func TestBinaryLinksNoTestInfrastructure(t *testing.T) {
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list the binary's dependencies: %v", err)
+	}
 	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{.ImportPath}}", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)

@@ -206,7 +206,7 @@ func parseXAStatementXID(s string) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("XID format ID %q: %w", rest, err)
 			}
-			format, rest = n, rest[end:]
+			format = n
 			break
 		}
 		b, r, err := parseXIDString(rest)
