@@ -32,7 +32,7 @@ func Compact(src, dst string, opts Options) (srcSize, dstSize int64, err error) 
 	if err != nil {
 		return 0, 0, fmt.Errorf("state: compact: create %s: %w", dst, err)
 	}
-	if err := bolt.Compact(out, s.db, 64<<20); err != nil {
+	if err := s.guarded("compacting", func() error { return bolt.Compact(out, s.db, 64<<20) }); err != nil {
 		out.Close()
 		os.Remove(dst)
 		return 0, 0, fmt.Errorf("state: compact %s into %s: %w", src, dst, err)
