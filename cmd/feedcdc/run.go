@@ -19,7 +19,8 @@ import (
 )
 
 func newRun(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var newState bool
+	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Stream the binlog into the feeds and run the scheduled jobs",
 		Long: `Streams from the stored checkpoint (on a first start: captures the current
@@ -27,24 +28,34 @@ position, runs a full sync of every enabled feed, then streams from that
 position), exports feed items and raw changes, runs the retry of failed items
 and the legacy flushes on their schedules, and serves /metrics, /healthz,
 /readyz and the dashboard when configured. SIGTERM or SIGINT stops it
-gracefully with a final checkpoint.`,
+gracefully with a final checkpoint.
+
+A damaged, empty or foreign state file stops it with an error naming the
+file; --new-state moves such a file aside (to <state.path>.damaged-<time>)
+and starts with a new state: a full sync that sends every item once more.
+A healthy state file is kept even with --new-state.`,
 		Example: `  feedcdc run -c /etc/feedcdc/config.yaml
-  FEEDCDC_SOURCE_PASSWORD=secret feedcdc run --log-format text`,
+  FEEDCDC_SOURCE_PASSWORD=secret feedcdc run --log-format text
+  feedcdc run --new-state      # after 'feedcdc state check' reported damage and no backup is left`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := g.configAndLogger()
 			if err != nil {
 				return err
 			}
-			return runConnector(cmd.Context(), cfg, log, nil)
+			return runConnector(cmd.Context(), cfg, log, &runHooks{newState: newState})
 		},
 	}
+	cmd.Flags().BoolVar(&newState, "new-state", false, "if the state file is damaged, empty or foreign, move it aside and start with a new one (full sync, every item sent again)")
+	return cmd
 }
 
 // runHooks lets the demo observe a running connector.
 type runHooks struct {
 	onReady func(c *connector.Connector, pos change.Position, first bool)
 	addrs   func(metrics, dashboard string)
+	// newState is run's --new-state.
+	newState bool
 }
 
 // runConnector opens and runs a connector with its telemetry and dashboard
@@ -57,8 +68,11 @@ func runConnector(ctx context.Context, cfg *config.Config, log *slog.Logger, hoo
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	defer tel.Shutdown(context.Background())
+	if hooks == nil {
+		hooks = &runHooks{}
+	}
 	c, err := connector.Open(ctx, cfg, connector.OpenOptions{Logger: log, Command: "feedcdc run",
-		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing})
+		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.newState})
 	if err != nil {
 		return err
 	}
