@@ -99,6 +99,7 @@ var damagedStateCommands = [][]string{
 	{"run"},
 	{"status"},
 	{"resync", "--feed", "products"},
+	{"retry", "--feed", "products"},
 	{"state", "check"},
 	{"state", "backup", "BACKUP"},
 }
