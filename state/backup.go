@@ -125,8 +125,13 @@ func (s *Store) CheckReport(ctx context.Context) (CheckReport, error) {
 		}
 		// Every page is read here, under guard, before bbolt's check reads
 		// them on a goroutine of its own (where a fault could not be caught).
-		if err := walkBucket(btx.Cursor()); err != nil {
-			return err
+		var broken []brokenBucket
+		walkBuckets(btx.Cursor(), "", &broken)
+		for _, b := range broken {
+			problem("broken page in bucket %s", b)
+		}
+		if len(broken) > 0 {
+			return nil // bbolt's check would read the broken pages on its own goroutine
 		}
 		for cerr := range btx.Check() {
 			problem("bbolt: %v", cerr)

@@ -304,7 +304,12 @@ func validate(path string, lockTimeout time.Duration) (v validation, err error) 
 			if err := checkFeedcdcRoots(path, tx, roots); err != nil {
 				return err
 			}
-			return walkBucket(tx.Cursor())
+			var broken []brokenBucket
+			walkBuckets(tx.Cursor(), "", &broken)
+			if len(broken) > 0 {
+				return &DamagedError{Path: path, Problem: brokenProblem(broken)}
+			}
+			return nil
 		})
 	})
 	return v, err
@@ -334,22 +339,53 @@ func checkFeedcdcRoots(path string, tx *bolt.Tx, roots []string) error {
 	return nil
 }
 
-// walkBucket visits every key of a bucket and of its nested buckets, which
-// reads every branch and leaf page bbolt can reach (and checks each page's
-// id and type).
-func walkBucket(c *bolt.Cursor) error {
+// brokenBucket is a bucket whose walk met a broken page.
+type brokenBucket struct {
+	path  string
+	panic any
+}
+
+func (b brokenBucket) String() string { return fmt.Sprintf("%s (%v)", b.path, b.panic) }
+
+// walkBuckets visits every key of the bucket of c and of its nested
+// buckets, which reads every branch and leaf page bbolt can reach (bbolt
+// checks each page's id and type). A broken page ends the walk of its own
+// bucket only, so that one walk lists every damaged bucket. It must run
+// under guard (which turns faults into panics on this goroutine).
+func walkBuckets(c *bolt.Cursor, path string, broken *[]brokenBucket) {
+	defer func() {
+		if r := recover(); r != nil {
+			if !isDamagePanic(r) {
+				panic(r)
+			}
+			*broken = append(*broken, brokenBucket{path: path, panic: r})
+		}
+	}()
 	b := c.Bucket()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if v != nil {
 			continue
 		}
 		if child := b.Bucket(k); child != nil {
-			if err := walkBucket(child.Cursor()); err != nil {
-				return err
-			}
+			walkBuckets(child.Cursor(), strings.TrimPrefix(path+"/"+string(k), "/"), broken)
 		}
 	}
-	return nil
+}
+
+// brokenProblem describes the broken buckets walkBuckets found.
+func brokenProblem(broken []brokenBucket) string {
+	var parts []string
+	for i, b := range broken {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(broken)-5))
+			break
+		}
+		if b.path == "" {
+			b.path = "(root)"
+		}
+		parts = append(parts, b.String())
+	}
+	return fmt.Sprintf("broken pages in %d bucket(s): %s", len(broken), strings.Join(parts, "; "))
 }
 
 // moveAside renames a damaged state file to "<path>.damaged-<UTC time>" so

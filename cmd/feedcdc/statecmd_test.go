@@ -162,7 +162,8 @@ func TestStateCheckPassAndFail(t *testing.T) {
 	}
 	stateDamages[4].apply(t, path, used) // 10 random pages overwritten
 	code, out, errOut = run(t, nil, "state", "check", "-c", cfg)
-	if code != 1 || !strings.Contains(out, "FAIL  state file is damaged") || !strings.Contains(errOut, "feedcdc run --new-state") {
+	if code != 1 || !strings.Contains(out, "FAIL  state file is damaged") || !strings.Contains(out, "FAIL  broken pages in") ||
+		!strings.Contains(out, "feeds/products/") || !strings.Contains(errOut, "feedcdc run --new-state") {
 		t.Fatalf("damaged file: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
