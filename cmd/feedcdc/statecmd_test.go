@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -168,16 +169,20 @@ func TestStateCheckPassAndFail(t *testing.T) {
 	}
 }
 
-// TestStateBackupAndCheckWhileRunning backs up and checks the state file of
-// a connector that runs (and holds the file) against the private mariadbd.
-func TestStateBackupAndCheckWhileRunning(t *testing.T) {
+// runningConnector starts `feedcdc run` in-process (with the dashboard and
+// a token) on a fresh catalog database db of the private mariadbd, waits
+// for its first full sync, and returns it with its config file. The
+// connector's exit error is sent on the returned channel; the test's
+// cleanup stops it.
+func runningConnector(t *testing.T, db string, serverID int) (*connector.Connector, *config.Config, string, <-chan error) {
+	t.Helper()
 	ctx := context.Background()
 	admin := srv.Admin(t, "")
-	if _, err := admin.Exec("DROP DATABASE IF EXISTS bkshop; CREATE DATABASE bkshop CHARACTER SET utf8mb4"); err != nil {
+	if _, err := admin.Exec(fmt.Sprintf("DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s CHARACTER SET utf8mb4", db)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS bkshop") })
-	if _, err := catalog.Load(ctx, srv.Admin(t, "bkshop"), catalog.Tiny(), 5); err != nil {
+	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS " + db) })
+	if _, err := catalog.Load(ctx, srv.Admin(t, db), catalog.Tiny(), 5); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -187,11 +192,11 @@ source:
   port: %d
   user: %s
   password_env: BK_SOURCE_PASSWORD
-  server_id: 779001
+  server_id: %d
 state:
   path: %s
 feeds:
-  database: bkshop
+  database: %s
 resync:
   max_replica_lag: 0s
 sinks:
@@ -206,7 +211,7 @@ dashboard:
   enabled: true
   listen: 127.0.0.1:%d
   token_env: BK_DASHBOARD_TOKEN
-`, srv.Port, srv.CDCUser, filepath.Join(dir, "state.db"), filepath.Join(dir, "out"), freePort(0))
+`, srv.Port, srv.CDCUser, serverID, filepath.Join(dir, "state.db"), db, filepath.Join(dir, "out"), freePort(0))
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -221,15 +226,16 @@ dashboard:
 	ready := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
+	exited := make(chan error, 1)
 	go func() {
-		runErr <- runConnector(runCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		err := runConnector(runCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
 			&runHooks{onReady: func(c *connector.Connector, _ change.Position, _ bool) { conn = c; close(ready) }})
+		runErr <- err
+		exited <- err
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-runErr; err != nil {
-			t.Errorf("connector: %v", err)
-		}
+		<-exited
 	})
 	select {
 	case <-ready:
@@ -243,6 +249,21 @@ dashboard:
 			}
 		}
 		return true
+	})
+	return conn, cfg, cfgPath, runErr
+}
+
+// TestStateBackupAndCheckWhileRunning backs up and checks the state file of
+// a connector that runs (and holds the file) against the private mariadbd.
+func TestStateBackupAndCheckWhileRunning(t *testing.T) {
+	ctx := context.Background()
+	conn, cfg, cfgPath, runErr := runningConnector(t, "bkshop", 779001)
+	t.Cleanup(func() {
+		select {
+		case err := <-runErr:
+			t.Errorf("connector stopped: %v", err)
+		default:
+		}
 	})
 	// A change streamed after the full sync stores a checkpoint.
 	if _, err := srv.Admin(t, "bkshop").Exec("UPDATE catalog_product_entity SET updated_at = NOW() ORDER BY entity_id LIMIT 1"); err != nil {
@@ -298,5 +319,46 @@ dashboard:
 	code, _, errOut = run(t, nil, "state", "backup", backup+".2", "-c", cfgPath)
 	if code == 0 || !strings.Contains(errOut, "token is wrong") {
 		t.Fatalf("backup with a wrong token: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestStateDamagedUnderRunningConnectorStopsIt: the state file is
+// overwritten under a running connector (another program, a bad restore);
+// the next state transaction meets the broken pages and `run` stops with
+// the damage error (which Main prints with the remedy) instead of crashing
+// the process with SIGBUS or a bbolt panic.
+func TestStateDamagedUnderRunningConnectorStopsIt(t *testing.T) {
+	conn, cfg, _, runErr := runningConnector(t, "dmgshop", 779101)
+	r, err := conn.Store.CheckReport(context.Background())
+	if err != nil || !r.OK() {
+		t.Fatalf("check before the damage: %+v %v", r, err)
+	}
+	// Overwrite every page the last transaction uses except the two meta
+	// pages: every tree page is then broken.
+	f, err := os.OpenFile(cfg.State.Path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := bytes.Repeat([]byte{0xA5}, int(r.HighWater-2*r.PageSize))
+	if _, err := f.WriteAt(junk, 2*r.PageSize); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	// A change makes the connector read and write its state.
+	if _, err := srv.Admin(t, "dmgshop").Exec("UPDATE catalog_product_entity SET updated_at = NOW() ORDER BY entity_id LIMIT 1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-runErr:
+		if !errors.Is(err, state.ErrDamaged) || !strings.Contains(err.Error(), cfg.State.Path) {
+			t.Fatalf("run stopped with %v, want the damage error", err)
+		}
+		var out bytes.Buffer
+		fmt.Fprint(&out, damagedRemedy(err))
+		if !strings.Contains(out.String(), "feedcdc run --new-state") {
+			t.Fatalf("remedy: %s", out.String())
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the connector kept running on a damaged state file")
 	}
 }
