@@ -94,7 +94,7 @@ type SourceTLS struct {
 
 // State is the embedded state store.
 type State struct {
-	Path          string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing." required:"true"`
+	Path          string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing. A damaged, empty or foreign file stops every command with the remedy (docs/state.md); check it with feedcdc state check, back it up with feedcdc state backup FILE." required:"true"`
 	Retention     Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d"`
 	FlushInterval Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter)." min:"1ms" max:"1m"`
 	FlushBatch    int      `yaml:"flush_batch" doc:"Changed entity keys (all feeds together) that close a batch before flush_interval." min:"1" max:"1000000"`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -30,7 +31,25 @@ type Backend struct {
 	running   map[string]bool
 }
 
-var _ dashboard.Backend = (*Backend)(nil)
+var (
+	_ dashboard.Backend      = (*Backend)(nil)
+	_ dashboard.StateBackend = (*Backend)(nil)
+)
+
+// CheckState implements dashboard.StateBackend: state.Store.CheckReport on
+// the open state file (flushes wait while it runs).
+func (b *Backend) CheckState(ctx context.Context) (any, bool, error) {
+	r, err := b.C.Store.CheckReport(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return r, r.OK(), nil
+}
+
+// BackupState implements dashboard.StateBackend with state.Store.Backup.
+func (b *Backend) BackupState(ctx context.Context, w io.Writer, size func(int64)) (int64, error) {
+	return b.C.Store.Backup(ctx, w, size)
+}
 
 // Overview implements dashboard.Backend.
 func (b *Backend) Overview(ctx context.Context) (dashboard.Overview, error) {

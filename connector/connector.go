@@ -61,6 +61,9 @@ type OpenOptions struct {
 	Tracing *telemetry.Tracing
 	// NoSinks opens without sinks (dry runs, status).
 	NoSinks bool
+	// NewState replaces a damaged, empty or foreign state file with a new
+	// one, moving the old file aside (feedcdc run --new-state).
+	NewState bool
 }
 
 // Open builds a connector from a validated configuration: it opens the
@@ -89,7 +92,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		cmd = "feedcdc"
 	}
 	var err error
-	c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log})
+	c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
 	if err != nil {
 		return nil, err
 	}

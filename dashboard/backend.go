@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,19 @@ type Backend interface {
 	// Health returns the source and sink connections, the preflight check
 	// results and the checkpoint age against the binlog retention.
 	Health(ctx context.Context) (Health, error)
+}
+
+// StateBackend is implemented by backends that can check and copy the
+// running connector's state file, which no other process can open while
+// the connector holds it (feedcdc state check / feedcdc state backup).
+// A Backend without it answers those endpoints with 501.
+type StateBackend interface {
+	// CheckState checks the state file and returns the report (sent as
+	// JSON) and whether it passed.
+	CheckState(ctx context.Context) (report any, ok bool, err error)
+	// BackupState writes a consistent copy of the state file to w, calling
+	// size with its exact length before the first byte.
+	BackupState(ctx context.Context, w io.Writer, size func(int64)) (int64, error)
 }
 
 // Errors a Backend wraps so the API answers with the right HTTP status.

@@ -7,7 +7,8 @@
 // Invariants:
 //   - The dashboard reads and acts only through the Backend interface; it
 //     holds no state of its own besides its options.
-//   - Mutating endpoints (schedule resync, retry failed) require
+//   - Mutating endpoints (schedule resync, retry failed) and the state file
+//     endpoints (check, backup: the copy holds every item) require
 //     "Authorization: Bearer <token>", compared in constant time; without a
 //     configured token they are disabled (403). The token is never logged.
 //   - Responses carry a strict Content-Security-Policy (scripts and styles
@@ -108,6 +109,8 @@ func New(b Backend, o Options) http.Handler {
 	mux.HandleFunc("GET /api/feeds/{feed}/items/{id}", s.handleItem)
 	mux.HandleFunc("POST /api/feeds/{feed}/resync", s.authorized(s.handleResync))
 	mux.HandleFunc("POST /api/feeds/{feed}/retry", s.authorized(s.handleRetry))
+	mux.HandleFunc("GET /api/state/check", s.authorized(s.handleStateCheck))
+	mux.HandleFunc("GET /api/state/backup", s.authorized(s.handleStateBackup))
 	mux.HandleFunc("POST /api/auth/check", s.authorized(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
@@ -115,6 +118,61 @@ func New(b Backend, o Options) http.Handler {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return securityHeaders(mux)
+}
+
+func (s *server) stateBackend(w http.ResponseWriter) (StateBackend, bool) {
+	sb, ok := s.b.(StateBackend)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this connector cannot check or back up its state file through the dashboard")
+	}
+	return sb, ok
+}
+
+// handleStateCheck answers 200 with the report when the state file passes
+// and 500 with the report when it does not. It runs without the backend
+// timeout: a check reads the whole file.
+func (s *server) handleStateCheck(w http.ResponseWriter, r *http.Request) {
+	sb, ok := s.stateBackend(w)
+	if !ok {
+		return
+	}
+	report, passed, err := sb.CheckState(r.Context())
+	if err != nil {
+		s.backendError(w, r, "state check", err)
+		return
+	}
+	s.o.Logger.Info("dashboard: state check", "passed", passed, "remote", r.RemoteAddr)
+	code := http.StatusOK
+	if !passed {
+		code = http.StatusInternalServerError
+	}
+	writeJSON(w, code, report)
+}
+
+// handleStateBackup streams a consistent copy of the state file with its
+// exact Content-Length, so that a cut-off copy is detected by the client.
+func (s *server) handleStateBackup(w http.ResponseWriter, r *http.Request) {
+	sb, ok := s.stateBackend(w)
+	if !ok {
+		return
+	}
+	started := false
+	n, err := sb.BackupState(r.Context(), w, func(size int64) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		started = true
+	})
+	if err != nil {
+		if !started {
+			s.backendError(w, r, "state backup", err)
+			return
+		}
+		s.o.Logger.Error("dashboard: state backup cut off", "bytes", n, "err", err, "remote", r.RemoteAddr)
+		return
+	}
+	s.o.Logger.Info("dashboard: state backup sent", "bytes", n, "remote", r.RemoteAddr)
 }
 
 func (s *server) renderIndex() []byte {

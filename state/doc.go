@@ -7,6 +7,18 @@
 //   - One process at a time. Open takes bbolt's exclusive file lock with a
 //     short timeout; a second opener gets an *InUseError naming the holder
 //     (pid, host, command, start time) read from the "<path>.owner" record.
+//   - A damaged file is an error, never a crash, and is never written. Open
+//     validates an existing file read-only before bbolt opens it for
+//     writing: both meta pages (magic, version, checksum; one torn meta
+//     page is tolerated as bbolt does), the file size against the high-water
+//     mark of the meta page in use, every page of every bucket (read under
+//     guard), and feedcdc's own records (root buckets, meta/format,
+//     checkpoint). An empty (0-byte) or foreign file is refused too. The
+//     error matches ErrDamaged; Options.NewState renames the file to
+//     "<path>.damaged-<time>" and starts a new one. Every bbolt call on an
+//     open Store runs under guard (debug.SetPanicOnFault + recover on the
+//     calling goroutine): a fault on the mapping or a bbolt panic becomes a
+//     *DamagedError and the Store refuses all later calls.
 //   - All-or-nothing flushes. Everything written inside one Update commits
 //     atomically and is synced to disk before Update returns. The
 //     checkpoint can only be written through Tx.SetCheckpoint, so a caller

@@ -62,6 +62,11 @@ type Options struct {
 	// InitialMmapSize reserves address space so that readers never block a
 	// writer that grows the file (default 1 GiB; it is not memory use).
 	InitialMmapSize int
+	// NewState replaces a damaged, empty or foreign state file with a new
+	// one: the old file is renamed to "<path>.damaged-<UTC time>", never
+	// deleted. Without it Open fails with a *DamagedError. A healthy file is
+	// opened as usual.
+	NewState bool
 }
 
 // Owner identifies the process that holds a state file.
@@ -112,8 +117,11 @@ type Store struct {
 	owner Owner
 	log   *slog.Logger
 
-	mu     sync.Mutex
-	closed bool
+	readOnly bool
+
+	mu      sync.Mutex
+	closed  bool
+	damaged error // the first *DamagedError met; every later call returns it
 
 	// Cleanup transaction bounds (fields so that tests can shrink them).
 	cleanupScan, cleanupBatch int
@@ -122,9 +130,102 @@ type Store struct {
 // Open opens (creating if needed) the state file at path and takes its file
 // lock. If another process holds the lock, Open fails within
 // opts.LockTimeout with an *InUseError naming that process.
+//
+// An existing file is validated first, read-only (see validate): a
+// damaged, empty or foreign file makes Open fail with a *DamagedError
+// (errors.Is(err, ErrDamaged)) and stays unchanged, unless opts.NewState
+// moves it aside. A missing file is created.
 func Open(path string, opts Options) (*Store, error) {
+	opts, err := prepare(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("state: create directory for %s: %w", path, err)
+		}
+	}
+	if _, err := os.Stat(path); err == nil {
+		_, verr := validate(path, opts.LockTimeout)
+		var de *DamagedError
+		switch {
+		case errors.As(verr, &de) && opts.NewState:
+			moved, err := moveAside(path, time.Now())
+			if err != nil {
+				return nil, err
+			}
+			opts.Logger.Warn("state: the state file is damaged; moved it aside and starting with a new one (--new-state): a full sync follows and every item is sent once more",
+				"path", path, "moved_to", moved, "problem", de.Problem)
+		case verr != nil:
+			return nil, verr
+		case opts.NewState:
+			opts.Logger.Info("state: the state file is healthy; keeping it (--new-state only replaces a damaged file)", "path", path)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	var db *bolt.DB
+	err = guard(path, "opening the file", func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:         opts.LockTimeout,
+			FreelistType:    bolt.FreelistMapType,
+			NoFreelistSync:  true, // as etcd: no freelist write per commit; rebuilt by a scan at Open
+			InitialMmapSize: opts.InitialMmapSize,
+			NoSync:          opts.NoSync,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	s := newStore(db, path, opts)
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := writeOwnerFile(ownerPath(path), s.owner); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state: write owner record: %w", err)
+	}
+	return s, nil
+}
+
+// OpenReadOnly opens an existing state file for reading (state check,
+// state backup): it takes a shared lock, so it fails with an *InUseError
+// while a connector holds the file, and with a *DamagedError when the file
+// does not pass validation. It writes nothing, not even the owner record;
+// Update fails.
+func OpenReadOnly(path string, opts Options) (*Store, error) {
+	opts, err := prepare(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	v, err := validate(path, opts.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if v.empty {
+		return nil, &DamagedError{Path: path, Foreign: true, Problem: "it is a bbolt database without any bucket (never initialised by feedcdc)"}
+	}
+	var db *bolt.DB
+	err = guard(path, "opening the file", func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
+		return err
+	})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	s := newStore(db, path, opts)
+	s.readOnly = true
+	return s, nil
+}
+
+func prepare(path string, opts Options) (Options, error) {
 	if path == "" {
-		return nil, errors.New("state: open: empty path; set state.path to a file such as /var/lib/feedcdc/state.db")
+		return opts, errors.New("state: open: empty path; set state.path to a file such as /var/lib/feedcdc/state.db")
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
@@ -138,31 +239,27 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.InitialMmapSize <= 0 {
 		opts.InitialMmapSize = 1 << 30
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("state: create directory for %s: %w", path, err)
-		}
+	return opts, nil
+}
+
+func openError(path string, err error) error {
+	if errors.Is(err, ErrDamaged) {
+		return err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         opts.LockTimeout,
-		FreelistType:    bolt.FreelistMapType,
-		NoFreelistSync:  true, // as etcd: no freelist write per commit; rebuilt by a scan at Open
-		InitialMmapSize: opts.InitialMmapSize,
-		NoSync:          opts.NoSync,
-	})
-	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			ie := &InUseError{Path: path}
-			ie.Owner, ie.OwnerErr = readOwnerFile(ownerPath(path))
-			return nil, ie
-		}
-		if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrChecksum) {
-			return nil, fmt.Errorf("state: %s is not a readable feedcdc state file (%w); move it away to start from scratch, or restore a backup", path, err)
-		}
-		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	if errors.Is(err, berrors.ErrTimeout) {
+		ie := &InUseError{Path: path}
+		ie.Owner, ie.OwnerErr = readOwnerFile(ownerPath(path))
+		return ie
 	}
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrChecksum) {
+		return &DamagedError{Path: path, Problem: fmt.Sprintf("bbolt cannot open it: %v", err)}
+	}
+	return fmt.Errorf("state: open %s: %w", path, err)
+}
+
+func newStore(db *bolt.DB, path string, opts Options) *Store {
 	host, _ := os.Hostname()
-	s := &Store{
+	return &Store{
 		db:           db,
 		path:         path,
 		log:          opts.Logger,
@@ -176,43 +273,39 @@ func Open(path string, opts Options) (*Store, error) {
 			Instance: newToken(),
 		},
 	}
-	if err := s.init(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := writeOwnerFile(ownerPath(path), s.owner); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("state: write owner record: %w", err)
-	}
-	return s, nil
 }
 
 func (s *Store) init() error {
 	ownerJSON, _ := json.Marshal(s.owner)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bMeta, bCheckpoint, bSchema, bLocks, bFeeds} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
+	err := s.guarded("initialising the file", func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{bMeta, bCheckpoint, bSchema, bLocks, bFeeds} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
 			}
-		}
-		meta := tx.Bucket(bMeta)
-		if v := meta.Get(kFormat); v != nil {
-			if len(v) != 4 {
-				return fmt.Errorf("meta/format has %d bytes: %w", len(v), errCorrupt)
+			meta := tx.Bucket(bMeta)
+			if v := meta.Get(kFormat); v != nil {
+				if len(v) != 4 {
+					return fmt.Errorf("meta/format has %d bytes: %w", len(v), errCorrupt)
+				}
+				if ver := binary.BigEndian.Uint32(v); ver > formatVersion {
+					return fmt.Errorf("state file format %d was written by a newer feedcdc (this one reads up to %d); upgrade feedcdc", ver, formatVersion)
+				}
+			} else {
+				if err := meta.Put(kFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
+					return err
+				}
+				if err := meta.Put(kCreated, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+					return err
+				}
 			}
-			if ver := binary.BigEndian.Uint32(v); ver > formatVersion {
-				return fmt.Errorf("state file format %d was written by a newer feedcdc (this one reads up to %d); upgrade feedcdc", ver, formatVersion)
-			}
-		} else {
-			if err := meta.Put(kFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
-				return err
-			}
-			if err := meta.Put(kCreated, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-				return err
-			}
-		}
-		return meta.Put(kOwner, ownerJSON)
+			return meta.Put(kOwner, ownerJSON)
+		})
 	})
+	if errors.Is(err, ErrDamaged) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("state: initialise %s: %w", s.path, err)
 	}
@@ -272,7 +365,9 @@ func (s *Store) Owner() Owner { return s.owner }
 // Size is the state file's current size in bytes.
 func (s *Store) Size() (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	err := s.guarded("reading the size", func() error {
+		return s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	})
 	return n, err
 }
 
@@ -288,26 +383,40 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 
 	var errs []error
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bLocks)
-		var mine [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			var l FeedLock
-			if json.Unmarshal(v, &l) == nil && l.Instance == s.owner.Instance {
-				mine = append(mine, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range mine {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
+	if s.readOnly {
+		if err := s.db.Close(); err != nil {
+			return fmt.Errorf("state: close %s: %w", s.path, err)
 		}
 		return nil
-	})
+	}
+	s.mu.Lock()
+	damaged := s.damaged
+	s.mu.Unlock()
+	err := damaged // a damaged file is not written to again
+	if err == nil {
+		err = s.guarded("releasing feed locks", func() error {
+			return s.db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(bLocks)
+				var mine [][]byte
+				err := b.ForEach(func(k, v []byte) error {
+					var l FeedLock
+					if json.Unmarshal(v, &l) == nil && l.Instance == s.owner.Instance {
+						mine = append(mine, append([]byte(nil), k...))
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				for _, k := range mine {
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("release feed locks: %w", err))
 	}
@@ -331,7 +440,23 @@ func (s *Store) checkOpen() error {
 	if s.closed {
 		return ErrClosed
 	}
-	return nil
+	return s.damaged
+}
+
+// guarded runs fn (a bbolt call) under guard; the first damage it meets
+// makes the Store refuse every later call with the same error.
+func (s *Store) guarded(op string, fn func() error) error {
+	err := guard(s.path, op, fn)
+	var de *DamagedError
+	if errors.As(err, &de) {
+		s.mu.Lock()
+		if s.damaged == nil {
+			s.damaged = de
+		}
+		s.mu.Unlock()
+		s.log.Error("state: the state file is damaged", "path", s.path, "problem", de.Problem)
+	}
+	return err
 }
 
 // Update runs fn in one read-write transaction, committed and synced to disk
@@ -346,15 +471,20 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	return s.db.Update(func(btx *bolt.Tx) error {
-		tx := newTx(ctx, s, btx)
-		if err := fn(tx); err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return tx.finish()
+	if s.readOnly {
+		return fmt.Errorf("state: %s is open read-only (for check or backup); it cannot be written", s.path)
+	}
+	return s.guarded("a write transaction", func() error {
+		return s.db.Update(func(btx *bolt.Tx) error {
+			tx := newTx(ctx, s, btx)
+			if err := fn(tx); err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return tx.finish()
+		})
 	})
 }
 
@@ -367,8 +497,10 @@ func (s *Store) View(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	return s.db.View(func(btx *bolt.Tx) error {
-		return fn(newTx(ctx, s, btx))
+	return s.guarded("a read transaction", func() error {
+		return s.db.View(func(btx *bolt.Tx) error {
+			return fn(newTx(ctx, s, btx))
+		})
 	})
 }
 

@@ -13,7 +13,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/feedcdc/feedcdc/state"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -62,5 +65,34 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return 130
 	}
 	fmt.Fprintln(stderr, "feedcdc:", err)
+	if errors.Is(err, state.ErrDamaged) {
+		fmt.Fprint(stderr, damagedRemedy(err))
+	}
 	return 1
+}
+
+// damagedRemedy tells the operator how to recover from a damaged state file.
+func damagedRemedy(err error) string {
+	path := "the state file"
+	var de *state.DamagedError
+	foreign := false
+	if errors.As(err, &de) {
+		path, foreign = de.Path, de.Foreign
+	}
+	var b strings.Builder
+	if foreign {
+		fmt.Fprintf(&b, "If state.path should not point at %s, correct it. Otherwise stop feedcdc and either\n", path)
+	} else {
+		b.WriteString("To recover, stop feedcdc and either\n")
+	}
+	fmt.Fprintf(&b, `  - restore the last backup (made with 'feedcdc state backup FILE'): cp FILE %[1]s, check it with
+    'feedcdc state check' and start again; streaming resumes from the backup's checkpoint and
+    items changed since then are sent again, or
+  - start with a new state: 'feedcdc run --new-state' moves %[1]s aside to
+    %[1]s.damaged-<time> (nothing is deleted) and runs a full sync of every feed: every item is
+    sent once more, also unchanged ones, and items deleted in the source before now are not sent
+    as deleted.
+See docs/state.md, "Damage and recovery".
+`, path)
+	return b.String()
 }

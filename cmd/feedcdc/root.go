@@ -34,7 +34,8 @@ feed service or files, with checkpointed binlog positions.`,
   feedcdc check -c config.yaml           # preflight of the source, sinks and state
   feedcdc run -c config.yaml             # stream (and full sync on first start)
   feedcdc resync --feed products --dry-run
-  feedcdc status --json`,
+  feedcdc status --json
+  feedcdc state backup /backup/feedcdc-state.db`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -45,7 +46,7 @@ feed service or files, with checkpointed binlog positions.`,
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", def, "configuration file (env FEEDCDC_CONFIG)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "override log.level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "", "override log.format: json, text, auto")
-	root.AddCommand(newRun(g), newResync(g), newRetry(g), newStatus(g), newFeeds(g), newCheck(g), newInspect(g), newDemo(g), newVersion(g))
+	root.AddCommand(newRun(g), newResync(g), newRetry(g), newStatus(g), newFeeds(g), newCheck(g), newInspect(g), newState(g), newDemo(g), newVersion(g))
 	return root
 }
 

@@ -32,6 +32,9 @@ type Hooks struct {
 	// Addrs is called with the listening addresses of /metrics and of the
 	// dashboard ("" when not served) before the connector starts.
 	Addrs func(metrics, dashboard string)
+	// NewState is run's --new-state: a damaged, empty or foreign state file
+	// is moved aside and a new state started.
+	NewState bool
 }
 
 // Run opens and runs a connector with its telemetry and dashboard listeners
@@ -45,8 +48,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	defer tel.Shutdown(context.Background())
+	if hooks == nil {
+		hooks = &Hooks{}
+	}
 	c, err := connector.Open(ctx, cfg, connector.OpenOptions{Logger: log, Command: "feedcdc run",
-		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing})
+		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState})
 	if err != nil {
 		return err
 	}
