@@ -18,6 +18,7 @@ import (
 	"github.com/feedcdc/feedcdc/change"
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
+	"github.com/feedcdc/feedcdc/internal/runner"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/test/catalog"
 )
@@ -211,7 +212,7 @@ dashboard:
   enabled: true
   listen: 127.0.0.1:%d
   token_env: BK_DASHBOARD_TOKEN
-`, srv.Port, srv.CDCUser, serverID, filepath.Join(dir, "state.db"), db, filepath.Join(dir, "out"), freePort(0))
+`, srv.Port, srv.CDCUser, serverID, filepath.Join(dir, "state.db"), db, filepath.Join(dir, "out"), freePort(t))
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -228,8 +229,8 @@ dashboard:
 	runErr := make(chan error, 1)
 	exited := make(chan error, 1)
 	go func() {
-		err := runConnector(runCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
-			&runHooks{onReady: func(c *connector.Connector, _ change.Position, _ bool) { conn = c; close(ready) }})
+		err := runner.Run(runCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Version,
+			&runner.Hooks{OnReady: func(c *connector.Connector, _ change.Position, _ bool) { conn = c; close(ready) }})
 		runErr <- err
 		exited <- err
 	}()
