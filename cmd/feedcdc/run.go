@@ -22,7 +22,13 @@ func newRun(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
 		Short: "Stream the binlog into the feeds and run the scheduled jobs",
-		Long: `Streams from the stored checkpoint (on a first start: captures the current
+		Long: `First runs the source checks of "feedcdc check" (binlog on, ROW format,
+FULL row image, grants, keyed raw-stream tables, ...): any FAIL stops run
+before it reads or writes anything, with the same message and fix as check;
+WARNs are logged; while the source cannot be reached it retries with backoff
+(source.reconnect_min .. reconnect_max).
+
+Then streams from the stored checkpoint (on a first start: captures the current
 position, runs a full sync of every enabled feed, then streams from that
 position), exports feed items and raw changes, runs the retry of failed items
 and the legacy flushes on their schedules, and serves /metrics, /healthz,
@@ -110,6 +116,15 @@ func runConnector(ctx context.Context, cfg *config.Config, log *slog.Logger, hoo
 			s.Shutdown(sctx)
 		}
 	}()
+	// The same source checks as `feedcdc check`, before the first-start
+	// position capture and any full sync: a FAIL stops here with check's
+	// message and fix; an unreachable source is waited for.
+	if _, err := c.Preflight(runCtx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	ro := connector.RunOptions{}
 	if hooks != nil && hooks.onReady != nil {
 		ro.OnStart = func(pos change.Position, first bool) { hooks.onReady(c, pos, first) }
