@@ -464,18 +464,24 @@ func (s *server) checkGrants(ctx context.Context, t Target) Result {
 			all = append(all, strings.ToUpper(g))
 		}
 	}
-	global := ""
+	// The global privileges, each a whole name: "REPLICATION SLAVE ADMIN"
+	// is not "REPLICATION SLAVE".
+	global := map[string]bool{}
 	for _, g := range all {
-		if strings.Contains(g, " ON *.* ") {
-			global += g
+		privs, rest, ok := strings.Cut(strings.TrimPrefix(g, "GRANT "), " ON ")
+		if !ok || !strings.HasPrefix(rest, "*.* ") {
+			continue
+		}
+		for _, p := range strings.Split(privs, ",") {
+			global[strings.TrimSpace(p)] = true
 		}
 	}
 	has := func(names ...string) bool {
-		if strings.Contains(global, "ALL PRIVILEGES") {
+		if global["ALL PRIVILEGES"] || global["ALL"] {
 			return true
 		}
 		for _, p := range names {
-			if strings.Contains(global, p) {
+			if global[p] {
 				return true
 			}
 		}

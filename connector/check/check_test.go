@@ -179,6 +179,21 @@ func TestMissingGrants(t *testing.T) {
 	tg.User = "weak"
 	rs := Run(context.Background(), tg)
 	expect(t, rs, "grants", Fail, "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.*")
+
+	if srv.Flavor == "mariadb" {
+		// REPLICATION SLAVE ADMIN is another privilege than REPLICATION
+		// SLAVE (it does not allow a binlog dump).
+		for _, h := range []string{"%", "localhost"} {
+			if _, err := admin.Exec(fmt.Sprintf("GRANT REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO 'weak'@'%s'", h)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rs = Run(context.Background(), tg)
+		expect(t, rs, "grants", Fail, "GRANT REPLICATION SLAVE ON *.*")
+		if m := byName(rs)["grants"].Message; m != "missing privileges: REPLICATION SLAVE" {
+			t.Fatalf("grants: %s", m)
+		}
+	}
 }
 
 func TestDuplicateServerID(t *testing.T) {
