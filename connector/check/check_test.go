@@ -149,6 +149,18 @@ func TestWronglyConfiguredServers(t *testing.T) {
 					t.Fatalf("Hard: %v", err)
 				}
 			}
+			if c.name == "minimal row metadata" {
+				// Without the key in the table map, a table keyed by a
+				// NOT NULL unique key gets raw records without a key.
+				s.Exec(t, db, "CREATE TABLE uk (sku VARCHAR(32) NOT NULL, UNIQUE KEY sku_u (sku))")
+				tg := target(t, s, db)
+				tg.Tables = []string{db + ".catalog_product_entity", db + ".uk"}
+				rs := Run(ctx, tg)
+				expect(t, rs, "captured tables", Warn, "binlog_row_metadata = 'FULL'")
+				if m := byName(rs)["captured tables"].Message; !strings.Contains(m, db+".uk by sku_u (sku)") {
+					t.Fatalf("captured tables: %s", m)
+				}
+			}
 			if c.name == "binlog off" {
 				// The binlog's settings are not checked without a binlog:
 				// SKIP, never PASS.
