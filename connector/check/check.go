@@ -249,6 +249,15 @@ func Preflight(ctx context.Context, t Target) ([]Result, error) {
 	if err := ctx.Err(); err != nil {
 		return rs, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
+	// A connection lost during the checks makes their failures network
+	// errors, not the server's answers.
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := t.DB.PingContext(pctx); err != nil {
+		if err := transient(err); errors.Is(err, ErrUnreachable) {
+			return rs, fmt.Errorf("connection lost during the preflight: %w", err)
+		}
+	}
 	return rs, nil
 }
 
