@@ -299,8 +299,12 @@ func (c *Connector) checkTarget(ctx context.Context, withCheckpoint bool) check.
 func (c *Connector) Preflight(ctx context.Context) ([]check.Result, error) {
 	t := c.checkTarget(ctx, false)
 	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = c.Config.Source.ReconnectMin.D()
-	bo.MaxInterval = c.Config.Source.ReconnectMax.D()
+	if d := c.Config.Source.ReconnectMin.D(); d > 0 {
+		bo.InitialInterval = d
+	}
+	if d := c.Config.Source.ReconnectMax.D(); d >= bo.InitialInterval {
+		bo.MaxInterval = d
+	}
 	rs, err := backoff.Retry(ctx, func() ([]check.Result, error) {
 		rs, err := check.Preflight(ctx, t)
 		if err != nil && !errors.Is(err, check.ErrUnreachable) {
