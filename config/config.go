@@ -63,7 +63,7 @@ type Config struct {
 type Source struct {
 	Host           string    `yaml:"host" doc:"Host name or IP address of the source server." required:"true"`
 	Port           int       `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535"`
-	User           string    `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables." required:"true"`
+	User           string    `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables, and on MariaDB SLAVE MONITOR for resync.max_replica_lag (README, Grants)." required:"true"`
 	Password       Secret    `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected." secret:"true"`
 	PasswordFile   string    `yaml:"password_file" doc:"File holding the password (trailing newline ignored)."`
 	PasswordEnv    string    `yaml:"password_env" doc:"Name of an environment variable holding the password."`
@@ -141,7 +141,7 @@ type Resync struct {
 	BatchSize     int      `yaml:"batch_size" doc:"Primary-key chunk size of the keyset scan (--batch-size)." min:"1" max:"1000000"`
 	ThreadCount   int      `yaml:"thread_count" doc:"Chunks built in parallel (--thread-count)." min:"1" max:"64"`
 	RowsPerSecond int      `yaml:"rows_per_second" doc:"Scan rate limit in source rows per second. 0 = unlimited." min:"0" max:"100000000"`
-	MaxReplicaLag Duration `yaml:"max_replica_lag" doc:"Pause the scan while the source replica lags its primary by more than this (Seconds_Behind_Master). 0 = do not watch lag." min:"0s" max:"24h"`
+	MaxReplicaLag Duration `yaml:"max_replica_lag" doc:"Pause the scan while the source replica lags its primary by more than this (Seconds_Behind_Master; needs SLAVE MONITOR on MariaDB, REPLICATION CLIENT on MySQL, else the throttle is off with a warning). 0 = do not watch lag." min:"0s" max:"24h"`
 	OnFirstStart  string   `yaml:"on_first_start" doc:"With no checkpoint: full = capture the current position, full sync every enabled feed, then stream from that position; none = just stream from start_position." enum:"full,none"`
 }
 

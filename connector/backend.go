@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/feedcdc/feedcdc/connector/check"
 	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/feeds"
@@ -281,13 +283,14 @@ func (c *Connector) BinlogRetention(ctx context.Context) (time.Duration, error) 
 	return time.Duration(secs * float64(time.Second)), nil
 }
 
-// Check runs the preflight against this connector's source, sinks and
-// state file.
-func (c *Connector) Check(ctx context.Context) []check.Result {
+// checkTarget describes this connector's source for the checks. The
+// checkpoint is included for `feedcdc check` only: a purged resume position
+// is the binlog source's to report when run resumes (ErrPositionPurged).
+func (c *Connector) checkTarget(ctx context.Context, withCheckpoint bool) check.Target {
 	cfg := c.Config
 	inc, exc := c.CapturedTables()
 	t := check.Target{DB: c.SourceDB, Addr: cfg.Source.Addr(), User: cfg.Source.User, ServerID: cfg.EffectiveServerID(),
-		Tables: inc, Exclude: exc}
+		Tables: inc, Exclude: exc, MaxReplicaLag: cfg.Resync.MaxReplicaLag.D()}
 	if c.Registry != nil && cfg.Feeds.VisibilityFence {
 		t.FenceTable = cfg.Feeds.Database + ".catalog_product_entity"
 	}
@@ -297,11 +300,61 @@ func (c *Connector) Check(ctx context.Context) []check.Result {
 			t.KeyedTables = []string{"*.*"}
 		}
 	}
-	if c.Store != nil {
+	if withCheckpoint && c.Store != nil {
 		if pos, at, ok, err := c.Store.Checkpoint(ctx); err == nil && ok {
 			t.Checkpoint, t.CheckpointAt = &pos, at
 		}
 	}
+	return t
+}
+
+// Preflight runs the source checks of `feedcdc check` (check.Preflight) as
+// `feedcdc run` does before it reads or writes anything: every WARN is
+// logged, and any FAIL is returned as a *check.Error with check's messages
+// and fixes. While the source cannot be reached at all (a transient state,
+// check.ErrUnreachable) it retries with backoff from source.reconnect_min to
+// source.reconnect_max until ctx ends; only definite answers of the server
+// stop it.
+func (c *Connector) Preflight(ctx context.Context) ([]check.Result, error) {
+	t := c.checkTarget(ctx, false)
+	bo := backoff.NewExponentialBackOff()
+	if d := c.Config.Source.ReconnectMin.D(); d > 0 {
+		bo.InitialInterval = d
+	}
+	if d := c.Config.Source.ReconnectMax.D(); d >= bo.InitialInterval {
+		bo.MaxInterval = d
+	}
+	rs, err := backoff.Retry(ctx, func() ([]check.Result, error) {
+		rs, err := check.Preflight(ctx, t)
+		if err != nil && !errors.Is(err, check.ErrUnreachable) {
+			err = backoff.Permanent(err)
+		}
+		return rs, err
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
+		c.Logger.Warn("preflight: the source cannot be reached; retrying", "operation", "preflight", "retry_in", next, "error", err)
+	}))
+	if err != nil {
+		if ctx.Err() != nil {
+			return rs, fmt.Errorf("preflight: %w", ctx.Err())
+		}
+		return rs, fmt.Errorf("preflight: %w", err)
+	}
+	for _, r := range rs {
+		if r.Status == check.Warn {
+			c.Logger.Warn("preflight: "+r.Name+": "+r.Message, "operation", "preflight", "check", r.Name, "fix", r.Fix)
+		}
+	}
+	if err := check.Hard(rs); err != nil {
+		return rs, err
+	}
+	c.Logger.Info("preflight passed", "operation", "preflight", "checks", len(rs))
+	return rs, nil
+}
+
+// Check runs the preflight against this connector's source, sinks and
+// state file.
+func (c *Connector) Check(ctx context.Context) []check.Result {
+	t := c.checkTarget(ctx, true)
 	for name, s := range c.Sinks {
 		if p, ok := s.(interface {
 			Ping(ctx context.Context) error

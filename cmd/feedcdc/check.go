@@ -23,15 +23,28 @@ func newCheck(g *globals) *cobra.Command {
 		Use:   "check",
 		Short: "Preflight: verify the source, the sinks and the state file before attaching",
 		Long: `Checks, as the connector's own user and without changing anything:
-connectivity; flavor and version; binlog on; binlog_format=ROW;
-binlog_row_image=FULL; binlog_row_metadata (WARN unless FULL);
-binlog_row_value_options (FAIL on PARTIAL_JSON); GTID mode; server_id unique
-among the source's replicas; grants (REPLICATION SLAVE, REPLICATION CLIENT,
-SELECT); the feeds' visibility fence may take a shared row lock (WARN with
-the GRANT on MySQL 8.0.22+ without LOCK TABLES); binlog retention against the stored checkpoint; captured tables exist
-and have primary keys; sinks reachable and authenticated; state file
-writable. Each line is PASS, WARN or FAIL with the exact SQL or config change
-that fixes it. Exits 1 when anything FAILs.`,
+connectivity; flavor and version; binlog on; binlog_format=ROW (the global
+value); binlog_row_image=FULL; binlog_row_metadata (WARN unless FULL);
+binlog_row_value_options (FAIL on PARTIAL_JSON); GTID mode; server_id
+unique among the source's replicas; grants: REPLICATION SLAVE, REPLICATION
+CLIENT (MariaDB: BINLOG MONITOR) and SELECT, and, with
+resync.max_replica_lag set, the lag query's SLAVE MONITOR (MariaDB) /
+REPLICATION CLIENT (MySQL) (WARN: the lag throttle is off without it); the
+feeds' visibility fence may take a shared row lock (WARN with the GRANT on
+MySQL 8.0.22+ without LOCK TABLES); binlog retention against the stored
+checkpoint; captured tables exist, and every raw-stream table has a key (its
+primary key, or the NOT NULL unique key the server uses instead, named in
+the message); sinks reachable and authenticated; state file writable.
+
+Each line is PASS, WARN, FAIL or SKIP, with the exact SQL or config change
+that fixes a WARN or FAIL. SKIP is a check not run because an earlier one
+failed (the binlog settings, GTID and retention when the binlog is off).
+"feedcdc run" runs the same source checks before it starts and refuses to
+start on the same FAILs with the same messages. Exits 1 when anything FAILs.
+
+--json prints an array of {"name", "status", "message", "fix"} objects in
+the order above; status is PASS, WARN, FAIL or SKIP and fix is "" for PASS
+and SKIP (docs/operations.md).`,
 		Example: `  feedcdc check -c config.yaml
   feedcdc check --json | jq '.[] | select(.status != "PASS")'`,
 		Args: cobra.NoArgs,
@@ -74,7 +87,8 @@ that fixes it. Exits 1 when anything FAILs.`,
 }
 
 func checkWithoutState(cmd *cobra.Command, cfg *config.Config, stateNote string) []check.Result {
-	t := check.Target{Addr: cfg.Source.Addr(), User: cfg.Source.User, ServerID: cfg.EffectiveServerID()}
+	t := check.Target{Addr: cfg.Source.Addr(), User: cfg.Source.User, ServerID: cfg.EffectiveServerID(),
+		MaxReplicaLag: cfg.Resync.MaxReplicaLag.D()}
 	if mc, err := cfg.MySQLConfig(""); err != nil {
 		t.ConnectError = err
 	} else if conn, err := mysql.NewConnector(mc); err != nil {
@@ -90,7 +104,7 @@ func checkWithoutState(cmd *cobra.Command, cfg *config.Config, stateNote string)
 		t.FenceTable = cfg.Feeds.Database + ".catalog_product_entity"
 	}
 	if cfg.Raw.Enabled {
-		t.KeyedTables, _ = cfg.Source.TableFilter()
+		t.KeyedTables, t.Exclude = cfg.Source.TableFilter()
 		if len(t.KeyedTables) == 0 {
 			t.KeyedTables = []string{"*.*"}
 		}
@@ -152,7 +166,12 @@ func feedTablesList(cfg *config.Config) map[string]bool {
 		}
 	}
 	if cfg.Raw.Enabled {
-		for _, p := range cfg.Source.IncludeTables {
+		// The same patterns as the connector's CapturedTables.
+		inc, _ := cfg.Source.TableFilter()
+		if len(inc) == 0 {
+			inc = []string{"*.*"}
+		}
+		for _, p := range inc {
 			set[p] = true
 		}
 	}

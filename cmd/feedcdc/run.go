@@ -11,7 +11,13 @@ func newRun(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Stream the binlog into the feeds and run the scheduled jobs",
-		Long: `Streams from the stored checkpoint (on a first start: captures the current
+		Long: `First runs the source checks of "feedcdc check" (binlog on, ROW format,
+FULL row image, grants, keyed raw-stream tables, ...): any FAIL stops run
+before it reads or writes anything, with the same message and fix as check;
+WARNs are logged; while the source cannot be reached it retries with backoff
+(source.reconnect_min .. reconnect_max).
+
+Then streams from the stored checkpoint (on a first start: captures the current
 position, runs a full sync of every enabled feed, then streams from that
 position), exports feed items and raw changes, runs the retry of failed items
 and the legacy flushes on their schedules, and serves /metrics, /healthz,

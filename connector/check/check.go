@@ -2,13 +2,31 @@
 // the server and on the local machine, everything the connector needs, and
 // for each problem says exactly what to change.
 //
+// `feedcdc check` runs Run (the source checks of Preflight, then the sinks
+// and the state file); `feedcdc run` runs Preflight before it reads or
+// writes anything and refuses to start on any FAIL (Hard), with the same
+// messages and fixes, and logs the WARNs. What one accepts, the other
+// accepts.
+//
 // Invariants:
 //   - Checks only read: they run as the connector's own user and never
 //     change a server variable, a grant or a file (the state-file check
 //     creates and removes a probe file beside the state file).
-//   - Every Result has a status (PASS, WARN, FAIL); every WARN and FAIL has
-//     a Fix with the exact SQL or config change that resolves it.
+//   - Every Result has a status (PASS, WARN, FAIL, SKIP); every WARN and
+//     FAIL has a Fix with the exact SQL or config change that resolves it.
+//     SKIP means "not checked because an earlier check failed" (the
+//     binlog-only checks when the binlog is off), never "fine".
 //   - A check that cannot be run (no connection) is a FAIL, never a PASS.
+//     Preflight tells a source that could not be asked (network, timeout:
+//     ErrUnreachable, transient) from a definite answer of the server
+//     (variables, grants, access denied), so that `run` waits for the
+//     former and stops on the latter.
+//   - A table of a raw change stream passes when the server gives it a
+//     key: its primary key or, without one, the NOT NULL unique key the
+//     server promotes to primary key (information_schema COLUMN_KEY='PRI';
+//     the binlog's table map carries the same key with
+//     binlog_row_metadata=FULL, which is what the binlog source keys
+//     changes by).
 package check
 
 import (
@@ -19,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,14 +55,19 @@ const (
 	Pass Status = "PASS"
 	Warn Status = "WARN"
 	Fail Status = "FAIL"
+	// Skip is a check that was not run because an earlier one failed
+	// (the binlog-only checks when the binlog is off).
+	Skip Status = "SKIP"
 )
 
-// Result of one check.
+// Result of one check. Its JSON form is the stable schema of
+// `feedcdc check --json` (docs/operations.md): every field is always
+// present; fix is "" for PASS and SKIP.
 type Result struct {
 	Name    string `json:"name"`
 	Status  Status `json:"status"`
 	Message string `json:"message"`
-	Fix     string `json:"fix,omitempty"`
+	Fix     string `json:"fix"`
 }
 
 // Pinger is a sink (or anything else) that can prove it is reachable and
@@ -81,8 +105,13 @@ type Target struct {
 	// MinRetention is the binlog retention below which a WARN is given
 	// (default 7 days).
 	MinRetention time.Duration
-	Sinks        []Pinger
-	Now          func() time.Time
+	// MaxReplicaLag is resync.max_replica_lag: when set, the resync
+	// throttle reads SHOW SLAVE STATUS, which needs SLAVE MONITOR on
+	// MariaDB (REPLICATION CLIENT on MySQL); without it the throttle is off
+	// (a WARN).
+	MaxReplicaLag time.Duration
+	Sinks         []Pinger
+	Now           func() time.Time
 }
 
 // Failed reports whether any result is a FAIL.
@@ -104,40 +133,47 @@ type server struct {
 	vars    map[string]string
 }
 
-// Run runs every check and returns their results in a fixed order.
-func Run(ctx context.Context, t Target) []Result {
-	if t.Now == nil {
-		t.Now = time.Now
-	}
-	if t.MinRetention == 0 {
-		t.MinRetention = 7 * 24 * time.Hour
-	}
-	var rs []Result
-	add := func(r Result) { rs = append(rs, r) }
+// ErrUnreachable marks a preflight that could not ask the server at all
+// (connection refused, timeout, a dropped connection): a transient state,
+// unlike a definite answer such as a variable, a missing grant or "access
+// denied".
+var ErrUnreachable = errors.New("the source could not be reached")
 
-	srv, err := connect(ctx, t)
-	if err != nil {
-		add(Result{Name: "connection", Status: Fail, Message: err.Error(),
-			Fix: fmt.Sprintf("check source.host/port/user/password in config.yaml; the server must accept TCP from this machine for user %q (CREATE USER ... ; GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO ...)", t.User)})
-	} else {
-		add(Result{Name: "connection", Status: Pass, Message: fmt.Sprintf("connected to %s as %s", t.Addr, t.User)})
-		add(srv.checkVersion())
-		add(srv.checkBinlogOn())
-		add(srv.checkVar("binlog_format", "ROW", Fail, "binlog format",
-			"SET GLOBAL binlog_format = 'ROW'; and binlog_format = ROW in the server's my.cnf (existing sessions keep their format until they reconnect)"))
-		add(srv.checkVar("binlog_row_image", "FULL", Fail, "binlog row image",
-			"SET GLOBAL binlog_row_image = 'FULL'; and binlog_row_image = FULL in my.cnf"))
-		add(srv.checkRowMetadata())
-		add(srv.checkRowValueOptions())
-		add(srv.checkGTID())
-		add(srv.checkServerID(ctx, t.ServerID))
-		add(srv.checkGrants(ctx))
-		if t.FenceTable != "" {
-			add(srv.checkFence(ctx, t.FenceTable, t.User))
-		}
-		add(srv.checkRetention(ctx, t))
-		add(srv.checkTables(ctx, t))
+// Error is the FAILs of a preflight: `feedcdc run` refuses to start with
+// them. Its text lists every failure with its fix, in the words of
+// `feedcdc check`.
+type Error struct {
+	Failures []Result
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "preflight: the source is not ready for feedcdc (%d failed; `feedcdc check` reports the same):", len(e.Failures))
+	for _, r := range e.Failures {
+		fmt.Fprintf(&b, "\n  FAIL %s: %s\n       fix: %s", r.Name, r.Message, r.Fix)
 	}
+	return b.String()
+}
+
+// Hard returns an *Error holding the FAILs of rs, or nil when none failed.
+func Hard(rs []Result) error {
+	var fails []Result
+	for _, r := range rs {
+		if r.Status == Fail {
+			fails = append(fails, r)
+		}
+	}
+	if len(fails) == 0 {
+		return nil
+	}
+	return &Error{Failures: fails}
+}
+
+// Run runs every check (Preflight, then the sinks and the state file) and
+// returns their results in a fixed order.
+func Run(ctx context.Context, t Target) []Result {
+	rs, _ := Preflight(ctx, t)
+	add := func(r Result) { rs = append(rs, r) }
 	for _, p := range t.Sinks {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := p.Ping(pctx)
@@ -155,6 +191,86 @@ func Run(ctx context.Context, t Target) []Result {
 	return rs
 }
 
+// Preflight runs the checks of the source, the same for `feedcdc check`
+// and `feedcdc run`, in a fixed order. When the server could not be asked
+// at all, the results hold a FAIL "connection" and the error wraps
+// ErrUnreachable (run retries; check reports it); otherwise the error is
+// nil and Hard(results) says whether run may start.
+func Preflight(ctx context.Context, t Target) ([]Result, error) {
+	if t.Now == nil {
+		t.Now = time.Now
+	}
+	if t.MinRetention == 0 {
+		t.MinRetention = 7 * 24 * time.Hour
+	}
+	var rs []Result
+	add := func(r Result) { rs = append(rs, r) }
+
+	srv, err := connect(ctx, t)
+	if err != nil {
+		add(Result{Name: "connection", Status: Fail, Message: err.Error(),
+			Fix: fmt.Sprintf("check source.host/port/user/password in config.yaml; the server must accept TCP from this machine for user %q with the grants of the README (CREATE USER ...; GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO ...)", t.User)})
+		if errors.Is(err, ErrUnreachable) {
+			return rs, err
+		}
+		return rs, nil
+	}
+	add(Result{Name: "connection", Status: Pass, Message: fmt.Sprintf("connected to %s as %s", t.Addr, t.User)})
+	add(srv.checkVersion())
+	binlogOn := srv.checkBinlogOn()
+	add(binlogOn)
+	// Without a binlog the binlog's settings say nothing: report them as
+	// not checked rather than as passed.
+	binlogOnly := func(name string, r func() Result) {
+		if binlogOn.Status == Fail {
+			add(Result{Name: name, Status: Skip, Message: "not checked: the binary log is off"})
+			return
+		}
+		add(r())
+	}
+	binlogOnly("binlog format", func() Result {
+		return srv.checkVar("binlog_format", "ROW", Fail, "binlog format",
+			"SET GLOBAL binlog_format = 'ROW'; and binlog_format = ROW in the server's my.cnf (existing sessions keep their format until they reconnect)")
+	})
+	binlogOnly("binlog row image", func() Result {
+		return srv.checkVar("binlog_row_image", "FULL", Fail, "binlog row image",
+			"SET GLOBAL binlog_row_image = 'FULL'; and binlog_row_image = FULL in my.cnf")
+	})
+	binlogOnly("binlog row metadata", srv.checkRowMetadata)
+	binlogOnly("binlog row value options", srv.checkRowValueOptions)
+	binlogOnly("GTID", srv.checkGTID)
+	add(srv.checkServerID(ctx, t.ServerID))
+	add(srv.checkGrants(ctx, t))
+	if t.FenceTable != "" {
+		add(srv.checkFence(ctx, t.FenceTable, t.User))
+	}
+	binlogOnly("binlog retention", func() Result { return srv.checkRetention(ctx, t) })
+	add(srv.checkTables(ctx, t))
+	if err := ctx.Err(); err != nil {
+		return rs, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	// A connection lost during the checks makes their failures network
+	// errors, not the server's answers.
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := t.DB.PingContext(pctx); err != nil {
+		if err := transient(err); errors.Is(err, ErrUnreachable) {
+			return rs, fmt.Errorf("connection lost during the preflight: %w", err)
+		}
+	}
+	return rs, nil
+}
+
+// transient wraps err with ErrUnreachable unless the server answered it
+// (a MySQL error number): a definite answer is not retried.
+func transient(err error) error {
+	var me *mysqldriver.MySQLError
+	if errors.As(err, &me) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnreachable, err)
+}
+
 func connect(ctx context.Context, t Target) (*server, error) {
 	if t.ConnectError != nil {
 		return nil, t.ConnectError
@@ -165,11 +281,11 @@ func connect(ctx context.Context, t Target) (*server, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := t.DB.PingContext(cctx); err != nil {
-		return nil, fmt.Errorf("cannot connect to %s as %s: %w", t.Addr, t.User, err)
+		return nil, transient(fmt.Errorf("cannot connect to %s as %s: %w", t.Addr, t.User, err))
 	}
 	s := &server{db: t.DB, vars: map[string]string{}}
 	if err := t.DB.QueryRowContext(cctx, "SELECT VERSION()").Scan(&s.version); err != nil {
-		return nil, fmt.Errorf("SELECT VERSION(): %w", err)
+		return nil, transient(fmt.Errorf("SELECT VERSION(): %w", err))
 	}
 	s.flavor = "mysql"
 	if strings.Contains(strings.ToLower(s.version), "mariadb") {
@@ -184,17 +300,20 @@ func connect(ctx context.Context, t Target) (*server, error) {
 		 'gtid_mode','enforce_gtid_consistency','gtid_strict_mode','server_id','expire_logs_days',
 		 'binlog_expire_logs_seconds','binlog_legacy_event_pos')`)
 	if err != nil {
-		return nil, fmt.Errorf("SHOW GLOBAL VARIABLES: %w", err)
+		return nil, transient(fmt.Errorf("SHOW GLOBAL VARIABLES: %w", err))
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var k, v string
 		if err := rows.Scan(&k, &v); err != nil {
-			return nil, err
+			return nil, transient(fmt.Errorf("SHOW GLOBAL VARIABLES: %w", err))
 		}
 		s.vars[strings.ToLower(k)] = v
 	}
-	return s, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, transient(fmt.Errorf("SHOW GLOBAL VARIABLES: %w", err))
+	}
+	return s, nil
 }
 
 func (s *server) name() string {
@@ -296,8 +415,11 @@ func (s *server) checkServerID(ctx context.Context, id uint32) Result {
 		rows, err = s.db.QueryContext(ctx, "SHOW REPLICAS")
 	}
 	if err != nil {
-		return Result{Name: "server_id", Status: Warn, Message: fmt.Sprintf("server_id=%d differs from the source's (%d); other replicas cannot be listed: %v", id, own, err),
-			Fix: "make sure no other replica uses this id (SHOW REPLICA HOSTS as an administrator), or GRANT REPLICATION MASTER ADMIN (MariaDB) / REPLICATION SLAVE (MySQL) to the connector user so feedcdc can check"}
+		// Listing replicas needs REPLICATION MASTER ADMIN on MariaDB, a
+		// privilege the connector needs for nothing else; a least-privilege
+		// user is not asked to get it. The binlog source reports a clash
+		// when it happens (ErrServerIDClash).
+		return Result{Name: "server_id", Status: Pass, Message: fmt.Sprintf("server_id=%d differs from the source's (%d); not compared with other replicas' ids (listing them needs REPLICATION MASTER ADMIN on MariaDB, which feedcdc does not otherwise need; an administrator can run SHOW SLAVE HOSTS)", id, own)}
 	}
 	defer rows.Close()
 	cols, _ := rows.Columns()
@@ -320,7 +442,25 @@ func (s *server) checkServerID(ctx context.Context, id uint32) Result {
 	return Result{Name: "server_id", Status: Pass, Message: fmt.Sprintf("server_id=%d is unique (source is %d)", id, own)}
 }
 
-func (s *server) checkGrants(ctx context.Context) Result {
+// account is the connector's account as the server knows it
+// ('user'@'host', from CURRENT_USER()), for the GRANT statements of fixes.
+func (s *server) account(ctx context.Context) string {
+	var cu string
+	if err := s.db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cu); err != nil || !strings.Contains(cu, "@") {
+		return "<connector user>"
+	}
+	i := strings.LastIndex(cu, "@")
+	return fmt.Sprintf("'%s'@'%s'", cu[:i], cu[i+1:])
+}
+
+// checkGrants checks every privilege `feedcdc run` uses: REPLICATION SLAVE
+// (the binlog dump), REPLICATION CLIENT (MariaDB 10.5+: BINLOG MONITOR;
+// SHOW MASTER STATUS, SHOW BINARY LOGS) and SELECT (builds, full syncs) are
+// FAILs when missing; with resync.max_replica_lag set, the lag throttle's
+// SHOW SLAVE STATUS (MariaDB: SLAVE MONITOR; MySQL: REPLICATION CLIENT) is
+// tried as run tries it, and a denial is a WARN (run turns the throttle
+// off and warns).
+func (s *server) checkGrants(ctx context.Context, t Target) Result {
 	rows, err := s.db.QueryContext(ctx, "SHOW GRANTS")
 	if err != nil {
 		return Result{Name: "grants", Status: Fail, Message: "SHOW GRANTS: " + err.Error(), Fix: "connect as the connector's own user"}
@@ -333,18 +473,39 @@ func (s *server) checkGrants(ctx context.Context) Result {
 			all = append(all, strings.ToUpper(g))
 		}
 	}
-	global := ""
+	// The global privileges, each a whole name: "REPLICATION SLAVE ADMIN"
+	// is not "REPLICATION SLAVE".
+	global := map[string]bool{}
 	for _, g := range all {
-		if strings.Contains(g, " ON *.* ") {
-			global += g
+		privs, rest, ok := strings.Cut(strings.TrimPrefix(g, "GRANT "), " ON ")
+		if !ok || !strings.HasPrefix(rest, "*.* ") {
+			continue
+		}
+		for _, p := range strings.Split(privs, ",") {
+			global[strings.TrimSpace(p)] = true
 		}
 	}
-	has := func(p string) bool { return strings.Contains(global, p) || strings.Contains(global, "ALL PRIVILEGES") }
-	var missing []string
-	if !has("REPLICATION SLAVE") && !has("REPLICATION REPLICA") {
+	has := func(names ...string) bool {
+		if global["ALL PRIVILEGES"] || global["ALL"] {
+			return true
+		}
+		for _, p := range names {
+			if global[p] {
+				return true
+			}
+		}
+		return false
+	}
+	var missing, granted []string
+	if has("REPLICATION SLAVE", "REPLICATION REPLICA") {
+		granted = append(granted, "REPLICATION SLAVE")
+	} else {
 		missing = append(missing, "REPLICATION SLAVE")
 	}
-	if !has("REPLICATION CLIENT") && !has("BINLOG MONITOR") {
+	// MariaDB 10.5+ shows REPLICATION CLIENT as BINLOG MONITOR.
+	if has("REPLICATION CLIENT", "BINLOG MONITOR") {
+		granted = append(granted, "REPLICATION CLIENT")
+	} else {
 		missing = append(missing, "REPLICATION CLIENT")
 	}
 	selectOK := has("SELECT")
@@ -355,14 +516,54 @@ func (s *server) checkGrants(ctx context.Context) Result {
 			}
 		}
 	}
-	if !selectOK {
+	if selectOK {
+		granted = append(granted, "SELECT")
+	} else {
 		missing = append(missing, "SELECT")
 	}
-	if len(missing) > 0 {
-		return Result{Name: "grants", Status: Fail, Message: "missing privileges: " + strings.Join(missing, ", "),
-			Fix: fmt.Sprintf("GRANT %s ON *.* TO <connector user>; (SELECT may instead be granted on the captured databases only)", strings.Join(missing, ", "))}
+	monitor := "REPLICATION CLIENT"
+	if s.flavor == "mariadb" {
+		monitor = "SLAVE MONITOR"
 	}
-	return Result{Name: "grants", Status: Pass, Message: "REPLICATION SLAVE, REPLICATION CLIENT and SELECT granted"}
+	var lagErr error
+	if t.MaxReplicaLag > 0 {
+		lagErr = s.probeReplicaStatus(ctx)
+		if lagErr == nil && !slices.Contains(granted, monitor) {
+			granted = append(granted, monitor)
+		}
+	}
+	who := s.account(ctx)
+	if len(missing) > 0 {
+		grant := missing
+		if lagErr != nil && !slices.Contains(grant, monitor) {
+			grant = append(slices.Clone(grant), monitor)
+		}
+		return Result{Name: "grants", Status: Fail, Message: "missing privileges: " + strings.Join(missing, ", "),
+			Fix: fmt.Sprintf("GRANT %s ON *.* TO %s; (SELECT may instead be granted on the captured databases only)", strings.Join(grant, ", "), who)}
+	}
+	if lagErr != nil {
+		return Result{Name: "grants", Status: Warn,
+			Message: fmt.Sprintf("%s granted, but not %s: resync.max_replica_lag (%s) is not enforced, full syncs do not pause while the replica lags (SHOW SLAVE STATUS: %v)", strings.Join(granted, ", "), monitor, t.MaxReplicaLag, lagErr),
+			Fix:     fmt.Sprintf("GRANT %s ON *.* TO %s; (or set resync.max_replica_lag: 0s to turn the lag throttle off)", monitor, who)}
+	}
+	return Result{Name: "grants", Status: Pass, Message: strings.Join(granted, ", ") + " granted"}
+}
+
+// probeReplicaStatus runs the resync throttle's lag query and returns the
+// server's denial (1227, 1142), or nil when the query is allowed.
+func (s *server) probeReplicaStatus(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, "SHOW SLAVE STATUS")
+	if err != nil {
+		rows, err = s.db.QueryContext(ctx, "SHOW REPLICA STATUS")
+	}
+	if err == nil {
+		return rows.Close()
+	}
+	var me *mysqldriver.MySQLError
+	if errors.As(err, &me) && (me.Number == 1227 || me.Number == 1142) {
+		return err
+	}
+	return nil // not a denial: the throttle reports it when it reads the lag
 }
 
 // checkFence tries the visibility fence's shared-lock read on table without
@@ -479,13 +680,73 @@ func matchGlob(pattern, s string) bool {
 	return ok
 }
 
+// tableKey is the key the server gives a table: its primary key, or the
+// NOT NULL unique key it promotes to primary key when there is none.
+type tableKey struct {
+	index string
+	cols  []string
+}
+
+func (k tableKey) String() string { return fmt.Sprintf("%s (%s)", k.index, strings.Join(k.cols, ", ")) }
+
+// tableKeys reads the key of every table matched by the LIKE patterns: the
+// unique index whose every column the server marks COLUMN_KEY='PRI' (the
+// primary key, or the promoted NOT NULL unique key).
+func (s *server) tableKeys(ctx context.Context, dbLike, nameLike string) (map[string]tableKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT s.TABLE_SCHEMA, s.TABLE_NAME, s.INDEX_NAME, s.COLUMN_NAME, c.COLUMN_KEY, c.IS_NULLABLE
+		FROM information_schema.STATISTICS s JOIN information_schema.COLUMNS c
+		  ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME
+		WHERE s.NON_UNIQUE = 0 AND s.TABLE_SCHEMA LIKE ? AND s.TABLE_NAME LIKE ?
+		ORDER BY s.TABLE_SCHEMA, s.TABLE_NAME, s.INDEX_NAME, s.SEQ_IN_INDEX`, dbLike, nameLike)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	type idx struct {
+		tableKey
+		ok bool
+	}
+	per := map[string][]*idx{}
+	for rows.Next() {
+		var db, name, index, col, colKey, nullable string
+		if err := rows.Scan(&db, &name, &index, &col, &colKey, &nullable); err != nil {
+			return nil, err
+		}
+		k := db + "." + name
+		l := per[k]
+		if len(l) == 0 || l[len(l)-1].index != index {
+			l = append(l, &idx{tableKey: tableKey{index: index}, ok: true})
+			per[k] = l
+		}
+		x := l[len(l)-1]
+		x.cols = append(x.cols, col)
+		x.ok = x.ok && colKey == "PRI" && nullable != "YES"
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string]tableKey{}
+	for k, l := range per {
+		for _, x := range l {
+			if x.index == "PRIMARY" {
+				out[k] = x.tableKey
+				break
+			}
+			if _, done := out[k]; x.ok && !done {
+				out[k] = x.tableKey
+			}
+		}
+	}
+	return out, nil
+}
+
 func (s *server) checkTables(ctx context.Context, t Target) Result {
 	if len(t.Tables) == 0 {
 		return Result{Name: "captured tables", Status: Warn, Message: "no tables are captured", Fix: "enable a feed (feeds.<feed>.enabled) or raw streams with source.include_tables (e.g. [\"shop.*\"])"}
 	}
 	type tbl struct {
 		db, name string
-		pk       bool
+		key      *tableKey
 	}
 	found := map[string]*tbl{}
 	for _, pat := range t.Tables {
@@ -498,22 +759,18 @@ func (s *server) checkTables(ctx context.Context, t Target) Result {
 		if err != nil {
 			return Result{Name: "captured tables", Status: Fail, Message: "information_schema: " + err.Error(), Fix: "GRANT SELECT ON the captured databases TO <connector user>;"}
 		}
-		pks := map[string]bool{}
-		if prow, err := s.db.QueryContext(ctx, `SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME FROM information_schema.STATISTICS
-			WHERE INDEX_NAME='PRIMARY' AND TABLE_SCHEMA LIKE ? AND TABLE_NAME LIKE ?`, globToLike(db), globToLike(name)); err == nil {
-			for prow.Next() {
-				var d, n string
-				if prow.Scan(&d, &n) == nil {
-					pks[d+"."+n] = true
-				}
-			}
-			prow.Close()
+		keys, kerr := s.tableKeys(ctx, globToLike(db), globToLike(name))
+		if kerr != nil {
+			rows.Close()
+			return Result{Name: "captured tables", Status: Fail, Message: "information_schema keys: " + kerr.Error(), Fix: "GRANT SELECT ON the captured databases TO <connector user>;"}
 		}
 		n := 0
 		for rows.Next() {
 			var x tbl
 			if err := rows.Scan(&x.db, &x.name); err == nil && !systemDB[strings.ToLower(x.db)] {
-				x.pk = pks[x.db+"."+x.name]
+				if k, ok := keys[x.db+"."+x.name]; ok {
+					x.key = &k
+				}
 				excluded := false
 				for _, ex := range t.Exclude {
 					if matchGlob(ex, x.db+"."+x.name) {
@@ -532,7 +789,7 @@ func (s *server) checkTables(ctx context.Context, t Target) Result {
 				Fix: fmt.Sprintf("create the table, fix the pattern in config.yaml, or GRANT SELECT ON %s.* TO <connector user>;", db)}
 		}
 	}
-	var nopk []string
+	var nokey, byUnique []string
 	for k, x := range found {
 		keyed := false
 		for _, p := range t.KeyedTables {
@@ -540,19 +797,34 @@ func (s *server) checkTables(ctx context.Context, t Target) Result {
 				keyed = true
 			}
 		}
-		if keyed && !x.pk {
-			nopk = append(nopk, k)
+		switch {
+		case !keyed:
+		case x.key == nil:
+			nokey = append(nokey, k)
+		case x.key.index != "PRIMARY":
+			byUnique = append(byUnique, k+" by "+x.key.String())
 		}
 	}
-	sort.Strings(nopk)
-	if len(nopk) > 0 {
+	sort.Strings(nokey)
+	sort.Strings(byUnique)
+	if len(nokey) > 0 {
 		return Result{Name: "captured tables", Status: Fail,
-			Message: fmt.Sprintf("%d tables captured for raw change streams have no primary key (their changes could not be keyed): %s", len(nopk), strings.Join(nopk, ", ")),
-			Fix:     fmt.Sprintf("add a primary key (ALTER TABLE %s ADD PRIMARY KEY (...)) or exclude the table in source.exclude_tables", nopk[0])}
+			Message: fmt.Sprintf("%d tables captured for raw change streams have neither a primary key nor a NOT NULL unique key, so their changes cannot be keyed: %s", len(nokey), strings.Join(nokey, ", ")),
+			Fix:     fmt.Sprintf("exclude them from the raw streams (source.exclude_tables: [%q]), or give them a key (ALTER TABLE %s ADD PRIMARY KEY (...))", nokey[0], nokey[0])}
 	}
 	msg := fmt.Sprintf("%d tables exist", len(found))
 	if len(t.KeyedTables) > 0 {
-		msg += "; every table of a raw change stream has a primary key"
+		msg += "; every table of a raw change stream has a key"
+	}
+	if len(byUnique) > 0 {
+		msg += fmt.Sprintf("; keyed by a NOT NULL unique key (no primary key): %s", strings.Join(byUnique, ", "))
+		if md := s.vars["binlog_row_metadata"]; !strings.EqualFold(md, "FULL") {
+			// Without FULL row metadata the binlog's table map does not say
+			// the key, and the schema history knows primary keys only.
+			return Result{Name: "captured tables", Status: Warn,
+				Message: msg + fmt.Sprintf("; with binlog_row_metadata=%s the binlog does not carry that key, so these tables' raw changes are sent without a key", orNone(md)),
+				Fix:     "SET GLOBAL binlog_row_metadata = 'FULL'; and binlog_row_metadata = FULL in my.cnf (or give the tables a primary key)"}
+		}
 	}
 	return Result{Name: "captured tables", Status: Pass, Message: msg}
 }

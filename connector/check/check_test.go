@@ -70,7 +70,7 @@ func expect(t *testing.T, rs []Result, name string, st Status, fixHas string) {
 	if r.Status != st {
 		t.Fatalf("%s: status %s, want %s:\n%s", name, r.Status, st, report(rs))
 	}
-	if st != Pass && !strings.Contains(r.Fix, fixHas) {
+	if (st == Warn || st == Fail) && !strings.Contains(r.Fix, fixHas) {
 		t.Fatalf("%s: fix %q does not contain %q", name, r.Fix, fixHas)
 	}
 }
@@ -143,6 +143,31 @@ func TestWronglyConfiguredServers(t *testing.T) {
 			if c.want == Fail && !Failed(rs) {
 				t.Fatal("Failed() is false")
 			}
+			if c.want == Fail {
+				var he *Error
+				if err := Hard(rs); !errors.As(err, &he) || !strings.Contains(err.Error(), byName(rs)[c.check].Fix) {
+					t.Fatalf("Hard: %v", err)
+				}
+			}
+			if c.name == "minimal row metadata" {
+				// Without the key in the table map, a table keyed by a
+				// NOT NULL unique key gets raw records without a key.
+				s.Exec(t, db, "CREATE TABLE uk (sku VARCHAR(32) NOT NULL, UNIQUE KEY sku_u (sku))")
+				tg := target(t, s, db)
+				tg.Tables = []string{db + ".catalog_product_entity", db + ".uk"}
+				rs := Run(ctx, tg)
+				expect(t, rs, "captured tables", Warn, "binlog_row_metadata = 'FULL'")
+				if m := byName(rs)["captured tables"].Message; !strings.Contains(m, db+".uk by sku_u (sku)") {
+					t.Fatalf("captured tables: %s", m)
+				}
+			}
+			if c.name == "binlog off" {
+				// The binlog's settings are not checked without a binlog:
+				// SKIP, never PASS.
+				for _, n := range []string{"binlog format", "binlog row image", "binlog row metadata", "binlog row value options", "GTID", "binlog retention"} {
+					expect(t, rs, n, Skip, "")
+				}
+			}
 		})
 	}
 }
@@ -166,6 +191,21 @@ func TestMissingGrants(t *testing.T) {
 	tg.User = "weak"
 	rs := Run(context.Background(), tg)
 	expect(t, rs, "grants", Fail, "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.*")
+
+	if srv.Flavor == "mariadb" {
+		// REPLICATION SLAVE ADMIN is another privilege than REPLICATION
+		// SLAVE (it does not allow a binlog dump).
+		for _, h := range []string{"%", "localhost"} {
+			if _, err := admin.Exec(fmt.Sprintf("GRANT REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO 'weak'@'%s'", h)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rs = Run(context.Background(), tg)
+		expect(t, rs, "grants", Fail, "GRANT REPLICATION SLAVE ON *.*")
+		if m := byName(rs)["grants"].Message; m != "missing privileges: REPLICATION SLAVE" {
+			t.Fatalf("grants: %s", m)
+		}
+	}
 }
 
 func TestDuplicateServerID(t *testing.T) {
@@ -215,6 +255,132 @@ func TestTablesWithoutPrimaryKeyOrMissing(t *testing.T) {
 	expect(t, Run(context.Background(), tg), "captured tables", Pass, "")
 	tg.Tables = []string{db + ".no_such_table"}
 	expect(t, Run(context.Background(), tg), "captured tables", Fail, "fix the pattern")
+}
+
+// TestTableKeyedByANotNullUniqueKey: without a primary key the server keys a
+// table by its NOT NULL unique key (the binlog's table map says so with
+// binlog_row_metadata=FULL, and the binlog source keys raw changes by it),
+// so check accepts it and names the key; a unique key over a nullable
+// column keys nothing.
+func TestTableKeyedByANotNullUniqueKey(t *testing.T) {
+	db := srv.NewDatabase(t, "check")
+	srv.Exec(t, db, "CREATE TABLE catalog_product_entity (entity_id INT UNSIGNED PRIMARY KEY, sku VARCHAR(64))",
+		"CREATE TABLE pair (a INT NOT NULL, b INT NOT NULL, c INT, UNIQUE KEY c_u (c), UNIQUE KEY ab (b, a))",
+		"CREATE TABLE nullable_uk (a INT, UNIQUE KEY a_u (a))")
+	tg := target(t, srv, db)
+	tg.Tables = []string{db + ".*"}
+	tg.Exclude = []string{db + ".nullable_uk"}
+	rs := Run(context.Background(), tg)
+	expect(t, rs, "captured tables", Pass, "")
+	if m := byName(rs)["captured tables"].Message; !strings.Contains(m, db+".pair by ab (b, a)") {
+		t.Fatalf("the message does not name the key used: %s", m)
+	}
+	tg.Exclude = nil
+	rs = Run(context.Background(), tg)
+	expect(t, rs, "captured tables", Fail, "source.exclude_tables")
+	if m := byName(rs)["captured tables"].Message; !strings.Contains(m, db+".nullable_uk") || strings.Contains(m, db+".pair") {
+		t.Fatalf("wrong tables named: %s", m)
+	}
+}
+
+// readmeGrants returns the statements of the README's MariaDB grant block
+// for user@host.
+func readmeGrants(t *testing.T, user, host, password string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "<!-- grants:mariadb")
+	if !ok {
+		t.Fatal("README.md has no <!-- grants:mariadb --> block")
+	}
+	_, rest, _ = strings.Cut(rest, "```sql\n")
+	block, _, _ := strings.Cut(rest, "```")
+	var out []string
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "--") {
+			continue
+		}
+		line = strings.ReplaceAll(line, "'feedcdc'@'%'", fmt.Sprintf("'%s'@'%s'", user, host))
+		line = strings.ReplaceAll(line, "IDENTIFIED BY '...'", "IDENTIFIED BY '"+password+"'")
+		out = append(out, strings.TrimSuffix(line, ";"))
+	}
+	if len(out) < 2 || !strings.HasPrefix(out[0], "CREATE USER") {
+		t.Fatalf("README grant block: %q", out)
+	}
+	return out
+}
+
+// TestREADMEGrantsGiveACleanCheck creates a user with exactly the README's
+// grants and expects every check to PASS, with the resync lag throttle on
+// (the default resync.max_replica_lag).
+func TestREADMEGrantsGiveACleanCheck(t *testing.T) {
+	if srv.Flavor != "mariadb" {
+		t.Fatalf("the README's MariaDB grants need a MariaDB server, not %s %s", srv.Flavor, srv.Version)
+	}
+	db := shopTables(t, srv)
+	admin := srv.Admin(t, "")
+	for _, h := range []string{"127.0.0.1", "localhost", "%"} {
+		admin.Exec(fmt.Sprintf("DROP USER IF EXISTS 'readme'@'%s'", h))
+		for _, q := range readmeGrants(t, "readme", h, "readmepw") {
+			if _, err := admin.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		t.Cleanup(func() { admin.Exec(fmt.Sprintf("DROP USER IF EXISTS 'readme'@'%s'", h)) })
+	}
+	tg := target(t, srv, db)
+	tg.DB = open(t, fmt.Sprintf("readme:readmepw@tcp(%s)/", srv.Addr()))
+	tg.User = "readme"
+	tg.MaxReplicaLag = 10 * time.Second
+	tg.Sinks = []Pinger{okSink{}}
+	rs := Run(context.Background(), tg)
+	for _, r := range rs {
+		if r.Status != Pass {
+			t.Errorf("%s: %s %s (fix: %s)", r.Name, r.Status, r.Message, r.Fix)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("the README's grants do not give a clean check:\n%s", report(rs))
+	}
+	if !strings.Contains(byName(rs)["grants"].Message, "SLAVE MONITOR") {
+		t.Fatalf("grants: %+v", byName(rs)["grants"])
+	}
+}
+
+// TestLagThrottleNeedsSlaveMonitor: the test bed's user lacks SLAVE MONITOR,
+// which the resync lag throttle's SHOW SLAVE STATUS needs on MariaDB: a
+// WARN with the GRANT (run logs the same and turns the throttle off), and
+// no WARN when the throttle is off.
+func TestLagThrottleNeedsSlaveMonitor(t *testing.T) {
+	db := shopTables(t, srv)
+	tg := target(t, srv, db)
+	expect(t, Run(context.Background(), tg), "grants", Pass, "")
+	tg.MaxReplicaLag = 10 * time.Second
+	want := "GRANT SLAVE MONITOR ON *.* TO '" + srv.CDCUser + "'@"
+	if srv.Flavor == "mysql" {
+		expect(t, Run(context.Background(), tg), "grants", Pass, "") // REPLICATION CLIENT covers it
+		return
+	}
+	expect(t, Run(context.Background(), tg), "grants", Warn, want)
+}
+
+// TestPreflightTellsUnreachableFromDenied: a refused connection is
+// transient (ErrUnreachable, run retries); "access denied" is the server's
+// definite answer (a FAIL, no error).
+func TestPreflightTellsUnreachableFromDenied(t *testing.T) {
+	tg := Target{DB: open(t, "feedcdc:x@tcp(127.0.0.1:1)/?timeout=1s"), Addr: "127.0.0.1:1", User: "feedcdc", ServerID: 1}
+	rs, err := Preflight(context.Background(), tg)
+	if !errors.Is(err, ErrUnreachable) || !Failed(rs) {
+		t.Fatalf("refused: %v %+v", err, rs)
+	}
+	tg = Target{DB: open(t, fmt.Sprintf("%s:wrong@tcp(%s)/", srv.CDCUser, srv.Addr())), Addr: srv.Addr(), User: srv.CDCUser, ServerID: 1}
+	rs, err = Preflight(context.Background(), tg)
+	if err != nil || !Failed(rs) || !strings.Contains(Hard(rs).Error(), "Access denied") {
+		t.Fatalf("access denied: %v %+v", err, rs)
+	}
 }
 
 func TestPurgedCheckpointAndUnreachableSink(t *testing.T) {

@@ -104,6 +104,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 			s.Shutdown(sctx)
 		}
 	}()
+	// The same source checks as `feedcdc check`, before the first-start
+	// position capture and any full sync: a FAIL stops here with check's
+	// message and fix; an unreachable source is waited for.
+	if _, err := c.Preflight(runCtx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	ro := connector.RunOptions{}
 	if hooks != nil && hooks.OnReady != nil {
 		ro.OnStart = func(pos change.Position, first bool) { hooks.OnReady(c, pos, first) }
