@@ -5,9 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/telemetry"
 	"github.com/feedcdc/feedcdc/test/catalog"
 	"github.com/feedcdc/feedcdc/test/mysqltest"
 )
@@ -239,8 +244,9 @@ func TestCheckpointFromTheFirstMoment(t *testing.T) {
 
 // TestIdleCheckpointAgeAndFinalCheckpoint: on a source where nothing is
 // written, the stored checkpoint's age stays below about
-// state.idle_checkpoint_interval plus one flush, and a clean stop stores
-// the final checkpoint with the stop's time even when nothing moved.
+// state.idle_checkpoint_interval plus one flush (over about 7 s, or
+// FEEDCDC_IDLE_WINDOW), and a clean stop stores the final checkpoint with
+// the stop's time even when nothing moved.
 func TestIdleCheckpointAgeAndFinalCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "idleck")
@@ -260,6 +266,11 @@ func TestIdleCheckpointAgeAndFinalCheckpoint(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	bound := interval + 200*time.Millisecond + 2*time.Second // + flush_interval + slack for a loaded machine
 	window := 3 * bound
+	if v := os.Getenv("FEEDCDC_IDLE_WINDOW"); v != "" { // e.g. 60s, as issue 12 asks
+		if d, err := time.ParseDuration(v); err == nil {
+			window = d
+		}
+	}
 	c := open(interval)
 	runErr, stop := startRun(t, c, RunOptions{NoSchedule: true})
 	waitUntil(t, "a checkpoint", time.Minute, func() bool { _, _, ok, _ := c.Store.Checkpoint(ctx); return ok }, func() string { return "" })
@@ -407,7 +418,14 @@ func TestPurgedCheckpointRecoveredByResync(t *testing.T) {
 	// The restart recovers by itself.
 	restart := time.Now()
 	logs2 := &syncBuffer{}
-	c = openConnector(t, cfg, OpenOptions{Logger: slog.New(slog.NewTextHandler(logs2, nil))})
+	tel, err := telemetry.New(ctx, telemetry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	metricsSrv := httptest.NewServer(tel.MetricsHandler())
+	defer metricsSrv.Close()
+	c = openConnector(t, cfg, OpenOptions{Logger: slog.New(slog.NewTextHandler(logs2, nil)), Observer: MetricsObserver{M: tel.Metrics}})
 	runErr, stop := startRun(t, c, RunOptions{NoSchedule: true})
 	waitUntil(t, "the recovery full sync", 2*time.Minute, func() bool {
 		select {
@@ -430,6 +448,15 @@ func TestPurgedCheckpointRecoveredByResync(t *testing.T) {
 	}
 	if !strings.Contains(logs2.String(), "raw streams have a gap") || !strings.Contains(logs2.String(), old.String()) {
 		t.Errorf("the log does not report the gap from %s:\n%s", old, logs2.String())
+	}
+	resp, err := http.Get(metricsSrv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^feedcdc_position_gaps_total(\{[^}]*\})? 1$`).Match(body) {
+		t.Errorf("metrics do not count the gap:\n%s", grepLines(string(body), "position_gaps"))
 	}
 	if ids := rawIDsOf(t, out, "purge", db); ids[1] != 0 {
 		t.Logf("raw row 1 was delivered although its binlog was purged (%v)", ids)
@@ -471,4 +498,14 @@ func TestPurgedCheckpointRecoveredByResync(t *testing.T) {
 			}
 		}
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
