@@ -419,7 +419,11 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 		defer c.connected.Store(false)
 		if err := src.Run(runCtx, pos, c.Pipeline); err != nil && runCtx.Err() == nil {
 			if errors.Is(err, binlog.ErrPositionPurged) {
-				err = c.purgedError(pos, err.Error())
+				if cfg.Source.OnPurgedPosition == OnPurgedResync {
+					err = fmt.Errorf("%w\nsource.on_purged_position is resync: start feedcdc run again and it recovers at start", err)
+				} else {
+					err = c.purgedError(pos, err.Error())
+				}
 			}
 			errc <- fmt.Errorf("binlog: %w", err)
 		}
