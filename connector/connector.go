@@ -422,7 +422,12 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 				if cfg.Source.OnPurgedPosition == OnPurgedResync {
 					err = fmt.Errorf("%w\nsource.on_purged_position is resync: start feedcdc run again and it recovers at start", err)
 				} else {
-					err = c.purgedError(pos, err.Error())
+					reason := err.Error()
+					var pe *binlog.PositionPurgedError
+					if errors.As(err, &pe) {
+						reason = "the server says: " + pe.Server
+					}
+					err = c.purgedError(pos, reason)
 				}
 			}
 			errc <- fmt.Errorf("binlog: %w", err)
