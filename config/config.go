@@ -61,26 +61,27 @@ type Config struct {
 
 // Source is the binlog source.
 type Source struct {
-	Host           string    `yaml:"host" doc:"Host name or IP address of the source server." required:"true"`
-	Port           int       `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535"`
-	User           string    `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables, and on MariaDB SLAVE MONITOR for resync.max_replica_lag (README, Grants)." required:"true"`
-	Password       Secret    `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected." secret:"true"`
-	PasswordFile   string    `yaml:"password_file" doc:"File holding the password (trailing newline ignored)."`
-	PasswordEnv    string    `yaml:"password_env" doc:"Name of an environment variable holding the password."`
-	ServerID       uint32    `yaml:"server_id" doc:"Replica server_id feedcdc registers with; must differ from every other replica of the source. 0 = derived from the host name and state.path (stable, in 1000000000..4294967295)." max:"4294967295"`
-	Flavor         string    `yaml:"flavor" doc:"Server flavor. auto detects it from the server version." enum:"auto,mysql,mariadb"`
-	TLS            SourceTLS `yaml:"tls" doc:"TLS to the source server."`
-	Heartbeat      Duration  `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle (lag returns to ~0 within two periods)." min:"100ms" max:"1h"`
-	ReadTimeout    Duration  `yaml:"read_timeout" doc:"A binlog connection that delivered nothing for this long is considered dead and reconnected. Must exceed heartbeat, and the longest backpressure stall (the socket is not read while sinks are full)." min:"1s" max:"24h"`
-	ConnectTimeout Duration  `yaml:"connect_timeout" doc:"Timeout of each connection attempt." min:"100ms" max:"10m"`
-	ReconnectMin   Duration  `yaml:"reconnect_min" doc:"First wait before reconnecting after a network error; doubles per failed attempt." min:"10ms" max:"1h"`
-	ReconnectMax   Duration  `yaml:"reconnect_max" doc:"Longest wait between reconnect attempts." min:"100ms" max:"24h"`
-	StartPosition  string    `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Ignored once a checkpoint exists."`
-	Databases      []string  `yaml:"databases" doc:"Databases whose tables are captured for raw streams. Empty = every database except mysql, sys, information_schema and performance_schema. The feeds read feeds.database regardless."`
-	IncludeTables  []string  `yaml:"include_tables" doc:"Tables to capture (raw streams) as db.table patterns where * matches any run of characters and ? one character, case-insensitive. Empty = every table of the captured databases. The feeds' catalog tables are always captured."`
-	ExcludeTables  []string  `yaml:"exclude_tables" doc:"Tables never captured for raw streams (db.table patterns); wins over include_tables."`
-	ZeroDates      string    `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string"`
-	PoolSize       int       `yaml:"pool_size" doc:"Connections in the pool used by feed builders and resync scans." min:"1" max:"256"`
+	Host             string    `yaml:"host" doc:"Host name or IP address of the source server." required:"true"`
+	Port             int       `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535"`
+	User             string    `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables, and on MariaDB SLAVE MONITOR for resync.max_replica_lag (README, Grants)." required:"true"`
+	Password         Secret    `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected." secret:"true"`
+	PasswordFile     string    `yaml:"password_file" doc:"File holding the password (trailing newline ignored)."`
+	PasswordEnv      string    `yaml:"password_env" doc:"Name of an environment variable holding the password."`
+	ServerID         uint32    `yaml:"server_id" doc:"Replica server_id feedcdc registers with; must differ from every other replica of the source. 0 = derived from the host name and state.path (stable, in 1000000000..4294967295)." max:"4294967295"`
+	Flavor           string    `yaml:"flavor" doc:"Server flavor. auto detects it from the server version." enum:"auto,mysql,mariadb"`
+	TLS              SourceTLS `yaml:"tls" doc:"TLS to the source server."`
+	Heartbeat        Duration  `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle (lag returns to ~0 within two periods)." min:"100ms" max:"1h"`
+	ReadTimeout      Duration  `yaml:"read_timeout" doc:"A binlog connection that delivered nothing for this long is considered dead and reconnected. Must exceed heartbeat, and the longest backpressure stall (the socket is not read while sinks are full)." min:"1s" max:"24h"`
+	ConnectTimeout   Duration  `yaml:"connect_timeout" doc:"Timeout of each connection attempt." min:"100ms" max:"10m"`
+	ReconnectMin     Duration  `yaml:"reconnect_min" doc:"First wait before reconnecting after a network error; doubles per failed attempt." min:"10ms" max:"1h"`
+	ReconnectMax     Duration  `yaml:"reconnect_max" doc:"Longest wait between reconnect attempts." min:"100ms" max:"24h"`
+	StartPosition    string    `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Resolved and stored as the checkpoint at the first start; ignored once a checkpoint exists (see feedcdc position set/reset)."`
+	OnPurgedPosition string    `yaml:"on_purged_position" doc:"When the server no longer has the checkpoint's binlog (purged): fail = stop with remedies (feedcdc position set current, then feedcdc resync of every feed); resync = take the current position, full sync every enabled feed through the normal diff, and report the gap in raw streams (logs, feedcdc.position.gaps metric, status)." enum:"fail,resync"`
+	Databases        []string  `yaml:"databases" doc:"Databases whose tables are captured for raw streams. Empty = every database except mysql, sys, information_schema and performance_schema. The feeds read feeds.database regardless."`
+	IncludeTables    []string  `yaml:"include_tables" doc:"Tables to capture (raw streams) as db.table patterns where * matches any run of characters and ? one character, case-insensitive. Empty = every table of the captured databases. The feeds' catalog tables are always captured."`
+	ExcludeTables    []string  `yaml:"exclude_tables" doc:"Tables never captured for raw streams (db.table patterns); wins over include_tables."`
+	ZeroDates        string    `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string"`
+	PoolSize         int       `yaml:"pool_size" doc:"Connections in the pool used by feed builders and resync scans." min:"1" max:"256"`
 }
 
 // SourceTLS configures TLS to the source, with MySQL's ssl-mode semantics.
@@ -94,10 +95,11 @@ type SourceTLS struct {
 
 // State is the embedded state store.
 type State struct {
-	Path          string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing. A damaged, empty or foreign file stops every command with the remedy (docs/state.md); check it with feedcdc state check, back it up with feedcdc state backup FILE." required:"true"`
-	Retention     Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d"`
-	FlushInterval Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter)." min:"1ms" max:"1m"`
-	FlushBatch    int      `yaml:"flush_batch" doc:"Changed entity keys (all feeds together) that close a batch before flush_interval." min:"1" max:"1000000"`
+	Path                   string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing. A damaged, empty or foreign file stops every command with the remedy (docs/state.md); check it with feedcdc state check, back it up with feedcdc state backup FILE." required:"true"`
+	Retention              Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d"`
+	FlushInterval          Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter)." min:"1ms" max:"1m"`
+	FlushBatch             int      `yaml:"flush_batch" doc:"Changed entity keys (all feeds together) that close a batch before flush_interval." min:"1" max:"1000000"`
+	IdleCheckpointInterval Duration `yaml:"idle_checkpoint_interval" doc:"While nothing is in flight (an idle source), the checkpoint is re-stored (its position and time) at most this often, so its age stays below about this interval plus one flush_interval; with traffic it moves with every flush anyway." min:"100ms" max:"1h"`
 }
 
 // Feeds holds the four entity feeds.
@@ -285,27 +287,29 @@ func Default() *Config {
 	return &Config{
 		Name: "feedcdc",
 		Source: Source{
-			Host:           "127.0.0.1",
-			Port:           3306,
-			Flavor:         "auto",
-			TLS:            SourceTLS{Mode: "preferred"},
-			Heartbeat:      Duration(10_000_000_000),
-			ReadTimeout:    Duration(90_000_000_000),
-			ConnectTimeout: Duration(10_000_000_000),
-			ReconnectMin:   Duration(500_000_000),
-			ReconnectMax:   Duration(30_000_000_000),
-			StartPosition:  "current",
-			Databases:      []string{},
-			IncludeTables:  []string{},
-			ExcludeTables:  []string{},
-			ZeroDates:      "null",
-			PoolSize:       4,
+			Host:             "127.0.0.1",
+			Port:             3306,
+			Flavor:           "auto",
+			TLS:              SourceTLS{Mode: "preferred"},
+			Heartbeat:        Duration(10_000_000_000),
+			ReadTimeout:      Duration(90_000_000_000),
+			ConnectTimeout:   Duration(10_000_000_000),
+			ReconnectMin:     Duration(500_000_000),
+			ReconnectMax:     Duration(30_000_000_000),
+			StartPosition:    "current",
+			OnPurgedPosition: "fail",
+			Databases:        []string{},
+			IncludeTables:    []string{},
+			ExcludeTables:    []string{},
+			ZeroDates:        "null",
+			PoolSize:         4,
 		},
 		State: State{
-			Path:          "feedcdc-data/state.db",
-			Retention:     Duration(7 * 24 * 3600_000_000_000),
-			FlushInterval: Duration(200_000_000),
-			FlushBatch:    5000,
+			Path:                   "feedcdc-data/state.db",
+			Retention:              Duration(7 * 24 * 3600_000_000_000),
+			FlushInterval:          Duration(200_000_000),
+			FlushBatch:             5000,
+			IdleCheckpointInterval: Duration(10_000_000_000),
 		},
 		Feeds: Feeds{
 			Database:          "magento",

@@ -133,7 +133,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	po := PipelineOptions{Logger: log, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer, Tracing: oo.Tracing,
 		MaxInflightBytes: int64(cfg.Backpressure.MaxInflightBytes), QueueLen: cfg.Backpressure.SinkQueueSize,
 		BatchRecords: cfg.Backpressure.QueueSize, BatchKeys: cfg.State.FlushBatch, Window: cfg.State.FlushInterval.D(),
-		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}}
+		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}, IdleCheckpoint: cfg.State.IdleCheckpointInterval.D()}
 	if c.Registry != nil && cfg.Feeds.VisibilityFence {
 		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User}
 		if fo, ok := oo.Observer.(interface{ Fenced(time.Duration, bool) }); ok {
@@ -331,9 +331,12 @@ type RunOptions struct {
 
 // Run streams from the checkpoint (or, on a first start, from the current
 // position after scheduling a full sync of every feed when
-// resync.on_first_start is full), runs the scheduled jobs, and stops when
-// ctx ends or something fails for good. On a clean stop the pipeline is
-// flushed and the final checkpoint written.
+// resync.on_first_start is full, else from source.start_position), runs the
+// scheduled jobs, and stops when ctx ends or something fails for good. A
+// first start, and a purge recovered by source.on_purged_position: resync,
+// store their position (and record their full syncs as started) before
+// anything is read. On a clean stop the pipeline is flushed and the final
+// checkpoint stored again with the current time.
 func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 	cfg := c.Config
 	log := c.Logger
@@ -349,23 +352,6 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 			return err
 		}
 	}
-	pos, _, hasCheckpoint, err := c.Store.Checkpoint(ctx)
-	if err != nil {
-		return err
-	}
-	firstStart := !hasCheckpoint
-	if firstStart {
-		switch {
-		case cfg.Resync.OnFirstStart == "full" && c.Registry != nil:
-			pos, err = binlog.CurrentPosition(ctx, c.sourceCfg)
-			if err != nil {
-				return fmt.Errorf("read the source's current position: %w", err)
-			}
-			log.Info("first start: full sync of every feed, then streaming from the position captured now", "position", pos.String())
-		default:
-			pos = change.Position{} // the source resolves source.start_position
-		}
-	}
 	if cfg.Source.TLS.Mode == "preferred" {
 		if offered, err := sourceOffersTLS(ctx, c.SourceDB); err != nil {
 			return err
@@ -379,38 +365,55 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 			log.Warn("source offers no TLS; the binlog connection is not encrypted (source.tls.mode: preferred)")
 		}
 	}
-	// Full syncs to run next to the stream: every feed on a first start, and
-	// any full sync an earlier run left unfinished (resumed after its last
-	// completed chunk).
+	start, err := c.startPosition(ctx)
+	if err != nil {
+		return err
+	}
+	pos, firstStart := start.pos, start.firstStart
+	// Full syncs to run next to the stream: every feed on a first start
+	// (resync.on_first_start: full) and after a purge recovered by resync,
+	// and any full sync an earlier run left unfinished (resumed after its
+	// last completed chunk).
 	var syncs []ResyncOptions
 	if c.Registry != nil {
 		for _, f := range c.Pipeline.FeedNames() {
-			// A first start always syncs from scratch: without a checkpoint
-			// the stream starts from a new position, so an older sync's
-			// completed chunks may have missed changes since.
+			// A new start position always syncs from scratch: the stream
+			// starts from a new position, so an older sync's completed
+			// chunks may have missed changes since.
 			switch p, ok, err := c.Store.Progress(ctx, f); {
 			case err != nil:
 				return err
-			case firstStart && cfg.Resync.OnFirstStart == "full":
+			case start.syncAll:
 				syncs = append(syncs, ResyncOptions{Feed: f, Position: pos})
 			case ok && !p.Finished() && !p.DryRun:
 				log.Info("resuming an unfinished full sync", "feed", f, "operation", OpFullSync, "after_key", p.LastKey)
 				syncs = append(syncs, ResyncOptions{Feed: f, Continue: true})
 			}
 		}
-		if firstStart && len(syncs) > 0 {
-			// Record every first-start sync as started before the stream
-			// writes its first checkpoint, so that a stop before a feed's
-			// first chunk still resumes that feed's sync on the next start.
-			if err := c.Store.Update(ctx, func(tx *state.Tx) error {
+	}
+	if start.store {
+		// Store the new start position, with every full sync it needs
+		// recorded as started, before anything is read or sent: a stop at
+		// any later moment resumes from here (and resumes those syncs), and
+		// is never a second first start.
+		if err := c.Store.Update(ctx, func(tx *state.Tx) error {
+			if start.syncAll {
 				for _, ro := range syncs {
 					if err := tx.PutProgress(state.Progress{Feed: ro.Feed, Position: pos, StartedAt: time.Now()}); err != nil {
 						return err
 					}
 				}
-				return nil
-			}); err != nil {
+			}
+			if err := tx.SetCheckpoint(pos, time.Now()); err != nil {
 				return err
+			}
+			return tx.RecordPositionChange(start.record)
+		}); err != nil {
+			return fmt.Errorf("store the start position: %w", err)
+		}
+		if start.record.Gap {
+			if g, ok := c.observer.(GapObserver); ok {
+				g.PositionGap()
 			}
 		}
 	}
@@ -441,6 +444,18 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 		c.connected.Store(true)
 		defer c.connected.Store(false)
 		if err := src.Run(runCtx, pos, c.Pipeline); err != nil && runCtx.Err() == nil {
+			if errors.Is(err, binlog.ErrPositionPurged) {
+				if cfg.Source.OnPurgedPosition == OnPurgedResync {
+					err = fmt.Errorf("%w\nsource.on_purged_position is resync: start feedcdc run again and it recovers at start", err)
+				} else {
+					reason := err.Error()
+					var pe *binlog.PositionPurgedError
+					if errors.As(err, &pe) {
+						reason = "the server says: " + pe.Server
+					}
+					err = c.purgedError(pos, reason)
+				}
+			}
 			errc <- fmt.Errorf("binlog: %w", err)
 		}
 	}()
@@ -483,6 +498,10 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 		fctx, fcancel := context.WithTimeout(pipeCtx, 30*time.Second)
 		if err := c.Pipeline.Flush(fctx); err != nil {
 			log.Warn("final flush incomplete; the next start resumes from the last checkpoint", "error", err)
+		} else if err := c.Pipeline.TouchCheckpoint(fctx); err != nil {
+			// Everything read is exported: store the final checkpoint
+			// with this moment's time, also when the source was idle.
+			log.Warn("final checkpoint not stored again; the next start resumes from the last one", "error", err)
 		}
 		fcancel()
 	}

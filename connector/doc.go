@@ -12,6 +12,13 @@
 //     change before it has been acknowledged by every sink it is routed to,
 //     or recorded as failed for the retry job (feed items), or delivered
 //     (raw records, which are retried in place until delivered).
+//   - A checkpoint exists from the first moment: a first start (and a purge
+//     recovered by source.on_purged_position: resync) stores its start
+//     position, with its full syncs recorded as started, before anything
+//     is read, so a stop at any later moment resumes from there. Otherwise
+//     the checkpoint only moves as above, or is stored again unchanged
+//     (TouchCheckpoint: idle source, clean stop), or by an operator command
+//     recorded in the state's position history.
 //   - A streamed batch is built only once its newest feed transaction is
 //     visible to other sessions (VisibilityFence): the binlog shows a
 //     transaction before InnoDB has committed it.

@@ -54,6 +54,13 @@ func (o MetricsObserver) Checkpointed(pos change.Position, sourceTime time.Time)
 	}
 }
 
+// PositionGap implements GapObserver.
+func (o MetricsObserver) PositionGap() { o.M.PositionGap() }
+
+// GapObserver is an optional Observer extension: the checkpoint jumped over
+// binlog that was never read (a purge recovered by resync).
+type GapObserver interface{ PositionGap() }
+
 // Queue implements Observer.
 func (o MetricsObserver) Queue(batches int, bytes int64) {
 	o.M.Queue("export").Depth(int64(batches), bytes)

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -137,7 +138,12 @@ type PipelineOptions struct {
 	// Tracing, when set, records a span per build and export batch and per
 	// resync chunk, carrying the source position.
 	Tracing *telemetry.Tracing
-	Now     func() time.Time
+	// IdleCheckpoint, when positive, re-stores the checkpoint (same
+	// position, new time) once it is this old and nothing newer was stored:
+	// an idle source's checkpoint age stays bounded. The write goes through
+	// the exporter's queue, after everything read before it.
+	IdleCheckpoint time.Duration
+	Now            func() time.Time
 }
 
 func (o *PipelineOptions) defaults() {
@@ -258,6 +264,11 @@ type Pipeline struct {
 
 	syncMu   sync.Mutex
 	lastSync map[string]time.Time // feed -> last export that sent something
+
+	// storedAt is when this process last stored the checkpoint (unix ns;
+	// 0 = not yet); touching is set while an idle re-store is queued.
+	storedAt atomic.Int64
+	touching atomic.Bool
 }
 
 // LastSync is when the feed last exported items in this process.
@@ -593,6 +604,12 @@ func (p *Pipeline) Enqueue(ctx context.Context, job func(ctx context.Context) er
 func (p *Pipeline) Run(ctx context.Context) error {
 	ticker := time.NewTicker(p.o.Window / 2)
 	defer ticker.Stop()
+	var idle <-chan time.Time
+	if p.o.IdleCheckpoint > 0 {
+		it := time.NewTicker(max(p.o.IdleCheckpoint/4, 10*time.Millisecond))
+		defer it.Stop()
+		idle = it.C
+	}
 	tickErr := make(chan error, 1)
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -606,6 +623,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 					tickErr <- err
 					return
 				}
+			case <-idle:
+				p.idleTouch(tctx)
 			}
 		}
 	}()
@@ -723,10 +742,74 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 	if err != nil {
 		return fmt.Errorf("connector: persist batch: %w", err)
 	}
-	if b.checkpoint != nil && p.o.Observer != nil {
-		p.o.Observer.Checkpointed(*b.checkpoint, b.sourceTime)
+	if b.checkpoint != nil {
+		p.storedAt.Store(p.o.Now().UnixNano())
+		if p.o.Observer != nil {
+			p.o.Observer.Checkpointed(*b.checkpoint, b.sourceTime)
+		}
 	}
 	return nil
+}
+
+// TouchCheckpoint stores the checkpoint again with the current time, after
+// everything queued before it is exported: the position stays the last one
+// whose every change was handed off, so it is never ahead of anything
+// unexported. It is how an idle source's checkpoint keeps a bounded age,
+// and how a clean stop confirms its final checkpoint.
+func (p *Pipeline) TouchCheckpoint(ctx context.Context) error {
+	return p.Do(ctx, p.touch)
+}
+
+func (p *Pipeline) touch(ctx context.Context) error {
+	var pos change.Position
+	var ok bool
+	err := p.o.Store.Update(ctx, func(tx *state.Tx) (err error) {
+		pos, ok, err = tx.TouchCheckpoint(p.o.Now())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("connector: store the checkpoint again: %w", err)
+	}
+	if ok {
+		p.storedAt.Store(p.o.Now().UnixNano())
+		if p.o.Observer != nil {
+			p.o.Observer.Checkpointed(pos, time.Time{})
+		}
+	}
+	return nil
+}
+
+// idleTouch queues a re-store of the checkpoint when none was stored for
+// IdleCheckpoint and no batch is being collected; it never blocks the
+// ticker (a full queue means the pipeline is busy, not idle).
+func (p *Pipeline) idleTouch(ctx context.Context) {
+	now := p.o.Now()
+	if last := p.storedAt.Load(); last != 0 && now.Sub(time.Unix(0, last)) < p.o.IdleCheckpoint {
+		return
+	}
+	p.mu.Lock()
+	busy := !p.cur.empty()
+	p.mu.Unlock()
+	if busy || !p.touching.CompareAndSwap(false, true) {
+		return
+	}
+	job := func(ctx context.Context) error {
+		defer p.touching.Store(false)
+		if err := p.touch(ctx); err != nil && ctx.Err() == nil {
+			p.o.Logger.Warn("idle checkpoint not stored; retried at the next interval", "error", err)
+			return err
+		}
+		return nil
+	}
+	p.cutMu.Lock()
+	defer p.cutMu.Unlock()
+	select {
+	case p.queue <- task{job: job}:
+	case <-ctx.Done():
+		p.touching.Store(false)
+	default:
+		p.touching.Store(false)
+	}
 }
 
 // sendRaw delivers raw records, retrying in place until every one is

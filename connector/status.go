@@ -26,9 +26,14 @@ type Status struct {
 	Checkpoint       *change.Position `json:"checkpoint,omitempty"`
 	CheckpointAt     time.Time        `json:"checkpoint_at,omitzero"`
 	CheckpointAgeSec float64          `json:"checkpoint_age_seconds"`
-	StateFile        string           `json:"state_file"`
-	StateBytes       int64            `json:"state_bytes"`
-	Feeds            []FeedStatus     `json:"feeds"`
+	// LastPositionChange is the newest entry of the position history
+	// (a command or policy that set, reset or moved the checkpoint);
+	// LastGap the newest one that left raw streams with a gap.
+	LastPositionChange *state.PositionChange `json:"last_position_change,omitempty"`
+	LastGap            *state.PositionChange `json:"last_gap,omitempty"`
+	StateFile          string                `json:"state_file"`
+	StateBytes         int64                 `json:"state_bytes"`
+	Feeds              []FeedStatus          `json:"feeds"`
 }
 
 // Status reads the connector's state: checkpoint, and per feed its mode,
@@ -44,6 +49,19 @@ func (c *Connector) Status(ctx context.Context) (Status, error) {
 	if ok {
 		st.Checkpoint, st.CheckpointAt = &pos, at
 		st.CheckpointAgeSec = time.Since(at).Seconds()
+	}
+	hist, err := c.Store.PositionHistory(ctx)
+	if err != nil {
+		return st, err
+	}
+	if n := len(hist); n > 0 {
+		st.LastPositionChange = &hist[n-1]
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].Gap {
+			st.LastGap = &hist[i]
+			break
+		}
 	}
 	locks, _ := c.Store.FeedLocks(ctx)
 	for _, name := range cfg.EnabledFeeds() {

@@ -38,6 +38,11 @@
 //   - At most one operation per feed holds its feed lock; locks recorded by
 //     an earlier process (which cannot still have the file open) are stale
 //     and taken over.
+//   - The checkpoint moves by streaming (SetCheckpoint with the flush it
+//     covers) or by an operator/policy decision; the latter is recorded in
+//     the same transaction in a bounded position history (at most
+//     MaxPositionHistory entries), and removing the checkpoint
+//     (DeleteCheckpoint) keeps every item, progress and schema record.
 //   - Values returned by reads are copies: they stay valid after the
 //     transaction ends.
 package state

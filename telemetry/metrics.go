@@ -45,6 +45,7 @@ const (
 	MetricCheckpointPosition  = "feedcdc.checkpoint.position"
 	MetricCheckpointFile      = "feedcdc.checkpoint.file"
 	MetricCheckpointAge       = "feedcdc.checkpoint.age"
+	MetricPositionGaps        = "feedcdc.position.gaps"
 	attrFeed                  = "feed"
 	attrQueue                 = "queue"
 	attrFailure               = "failure"
@@ -72,6 +73,7 @@ type Metrics struct {
 	heartbeats, disconnects atomic.Int64
 	txLarge                 atomic.Int64
 	fenceTimeouts           atomic.Int64
+	positionGaps            atomic.Int64
 	connected               atomic.Int64 // -1 = never reported
 	ckptPos, ckptFile       atomic.Int64
 	ckptFileKnown           atomic.Bool
@@ -93,7 +95,7 @@ type Metrics struct {
 
 type observables struct {
 	events, rows, bytes, heartbeats, disconnects, txLarge metric.Int64ObservableCounter
-	fenceTimeouts                                         metric.Int64ObservableCounter
+	fenceTimeouts, positionGaps                           metric.Int64ObservableCounter
 	built, sent, skipped, failed, retried                 metric.Int64ObservableCounter
 	connected, ckptPos, ckptFile                          metric.Int64ObservableGauge
 	queueDepth, queueBytes, queueCap, queueCapBytes       metric.Int64ObservableGauge
@@ -157,6 +159,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.heartbeats = counter(MetricSourceHeartbeats, "{heartbeat}", "Binlog heartbeats received (the source had nothing more to send).")
 	o.disconnects = counter(MetricSourceDisconnects, "{disconnect}", "Times the binlog connection to the source was lost.")
 	o.txLarge = counter(MetricTxLarge, "{transaction}", "Source transactions larger than the large-transaction threshold.")
+	o.positionGaps = counter(MetricPositionGaps, "{gap}", "Times the checkpoint jumped over binlog that was never read (source.on_purged_position: resync after a purge), so raw streams miss the changes in between; the gap is recorded in the state's position history (feedcdc status).")
 	o.fenceTimeouts = counter(MetricFenceTimeouts, "{batch}", "Streamed batches whose visibility-fence row was held by a later transaction, so the fence gave up after the 1 s lock wait.")
 	o.connected = gauge(MetricSourceConnected, "", "1 while the binlog connection to the source is up, else 0.")
 	o.queueDepth = gauge(MetricQueueDepth, "{item}", "Items waiting in an internal queue.")
@@ -185,7 +188,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	_, err := meter.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		m.observe(ob, &o)
 		return nil
-	}, o.events, o.rows, o.bytes, o.heartbeats, o.disconnects, o.txLarge, o.fenceTimeouts,
+	}, o.events, o.rows, o.bytes, o.heartbeats, o.disconnects, o.txLarge, o.fenceTimeouts, o.positionGaps,
 		o.built, o.sent, o.skipped, o.failed, o.retried,
 		o.connected, o.ckptPos, o.ckptFile, o.queueDepth, o.queueBytes, o.queueCap, o.queueCapBytes,
 		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag)
@@ -204,6 +207,7 @@ func (m *Metrics) observe(ob metric.Observer, o *observables) {
 	ob.ObserveInt64(o.disconnects, m.disconnects.Load())
 	ob.ObserveInt64(o.txLarge, m.txLarge.Load())
 	ob.ObserveInt64(o.fenceTimeouts, m.fenceTimeouts.Load())
+	ob.ObserveInt64(o.positionGaps, m.positionGaps.Load())
 	if c := m.connected.Load(); c >= 0 {
 		ob.ObserveInt64(o.connected, c)
 	}
@@ -313,6 +317,9 @@ func (m *Metrics) SourceState() (bool, string) {
 
 // LargeTransaction counts a source transaction above the size threshold.
 func (m *Metrics) LargeTransaction() { m.txLarge.Add(1) }
+
+// PositionGap counts a checkpoint jump over binlog that was never read.
+func (m *Metrics) PositionGap() { m.positionGaps.Add(1) }
 
 // Fenced records one visibility-fence wait; timedOut when a later
 // transaction held the fence row.

@@ -127,6 +127,7 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 	q.Depth(12, 3000)
 	q.Capacity(1000, 64<<20)
 	m.CheckpointStored(change.Position{File: "mysql-bin.000042", Pos: 1234})
+	m.PositionGap()
 	clk.Advance(30 * time.Second)
 
 	fams := scrape(t, srv.URL)
@@ -141,6 +142,7 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 		{"feedcdc_source_connected", nil, 1},
 		{"feedcdc_tx_large_total", nil, 1},
 		{"feedcdc_fence_timeouts_total", nil, 1},
+		{"feedcdc_position_gaps_total", nil, 1},
 		{"feedcdc_feed_items_built_total", map[string]string{"feed": "products"}, 8},
 		{"feedcdc_feed_items_sent_total", map[string]string{"feed": "products"}, 5},
 		{"feedcdc_feed_items_sent_total", map[string]string{"feed": "variants"}, 7},

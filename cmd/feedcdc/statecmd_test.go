@@ -104,6 +104,9 @@ var damagedStateCommands = [][]string{
 	{"retry", "--feed", "products"},
 	{"state", "check"},
 	{"state", "backup", "BACKUP"},
+	{"position", "show"},
+	{"position", "set", "current", "--dry-run"},
+	{"position", "reset", "--dry-run"},
 }
 
 // TestDamagedStateFileGivesClearErrorInEveryCommand: before the state

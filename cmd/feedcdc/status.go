@@ -66,7 +66,13 @@ func printStatus(w io.Writer, st connector.Status) {
 	if st.Checkpoint != nil {
 		fmt.Fprintf(w, "checkpoint %s, stored %s ago\n", st.Checkpoint, time.Duration(st.CheckpointAgeSec*float64(time.Second)).Round(time.Second))
 	} else {
-		fmt.Fprintln(w, "checkpoint none (never streamed)")
+		fmt.Fprintln(w, "checkpoint none (the next start is a first start)")
+	}
+	if pc := st.LastPositionChange; pc != nil {
+		fmt.Fprintf(w, "last position change %s\n", pc)
+	}
+	if g := st.LastGap; g != nil && g != st.LastPositionChange {
+		fmt.Fprintf(w, "last raw stream gap %s\n", g)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FEED\tMODE\tTOTAL\tSENT\tFAILED\tREJECTED\tPENDING\tLAST SYNC\tRESYNC")

@@ -187,6 +187,29 @@ func TestLivePurgedPosition(t *testing.T) {
 		t.Fatalf("earliest %+v, want %s:4", earliest, cur.File)
 	}
 
+	// CheckPosition sees the same as the server: the old position is gone
+	// both by file and by GTID, the current one is there.
+	for name, tc := range map[string]struct {
+		pos  change.Position
+		want bool
+	}{
+		"old file/pos": {change.Position{File: old.File, Pos: old.Pos}, false},
+		"old gtid":     {change.Position{GTIDSet: old.GTIDSet, File: old.File, Pos: old.Pos}, false},
+		"current":      {cur, true},
+		"earliest":     {earliest, true},
+	} {
+		a, err := CheckPosition(context.Background(), cfg, tc.pos)
+		if err != nil {
+			t.Fatalf("CheckPosition(%s): %v", name, err)
+		}
+		if a.Available != tc.want || (!a.Available && a.Reason == "") || a.Files[0] != cur.File {
+			t.Errorf("CheckPosition(%s) = %+v, want available %v", name, a, tc.want)
+		}
+	}
+	if p, err := ResolveStart(context.Background(), Config{Host: cfg.Host, Port: cfg.Port, User: cfg.User, Password: cfg.Password, ServerID: cfg.ServerID, StartPosition: "earliest"}); err != nil || p.File != earliest.File || p.Pos != 4 || p.Flavor == "" {
+		t.Errorf("ResolveStart(earliest) = %+v, %v; want %s:4 with its flavor", p, err, earliest.File)
+	}
+
 	for name, from := range map[string]change.Position{
 		"file/pos": {File: old.File, Pos: old.Pos},
 		"gtid":     {GTIDSet: old.GTIDSet},
@@ -198,10 +221,11 @@ func TestLivePurgedPosition(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = src.Run(ctx, from, &collector{})
 		cancel()
-		if !errors.Is(err, ErrPositionPurged) {
-			t.Fatalf("%s: Run = %v, want ErrPositionPurged", name, err)
+		var pe *PositionPurgedError
+		if !errors.Is(err, ErrPositionPurged) || !errors.As(err, &pe) || pe.Position.File != from.File || pe.Position.Pos != from.Pos {
+			t.Fatalf("%s: Run = %v, want a *PositionPurgedError for %s", name, err, from)
 		}
-		for _, want := range []string{"feedcdc resync", "earliest", "current", from.String()} {
+		for _, want := range []string{"feedcdc position set current", "feedcdc resync", "position set earliest", from.String()} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: error lacks %q: %v", name, want, err)
 			}

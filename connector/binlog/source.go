@@ -22,6 +22,7 @@ import (
 
 // ErrPositionPurged means the server no longer has the binlog position the
 // stream should resume from (error 1236: the file or the GTIDs were purged).
+// Run returns it as a *PositionPurgedError.
 var ErrPositionPurged = errors.New("binlog position is no longer available on the server")
 
 // ErrServerIDClash means another replica registered with the same server_id.
@@ -614,7 +615,7 @@ func (s *Source) classify(err error, from change.Position) error {
 		case strings.Contains(msg, "same server_id") || strings.Contains(msg, "same server_uuid"): // MySQL 1236, MariaDB 4052
 			return fmt.Errorf("%w (server_id %d): %s; give this connector a server_id no other replica uses (source.server_id)", ErrServerIDClash, s.cfg.ServerID, me.Message)
 		case me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG:
-			return fmt.Errorf("%w: resume position %s: the server says: %s. Remedies: run `feedcdc resync` to take a new snapshot and continue from the current position, or set source.start_position to earliest (continue from the oldest binlog still on the server, skipping what was purged) or current (skip to now), and remove the stored checkpoint", ErrPositionPurged, from, me.Message)
+			return &PositionPurgedError{Position: from, Server: me.Message}
 		case me.Code == 1927 || me.Code == mysql.ER_QUERY_INTERRUPTED: // connection killed
 			return fmt.Errorf("the source killed the replication connection (another replica with server_id %d may have connected): %w", s.cfg.ServerID, err)
 		}
