@@ -82,6 +82,7 @@ func runConnector(ctx context.Context, cfg *config.Config, log *slog.Logger, hoo
 	if cfg.Telemetry.Listen != "" {
 		checks := []telemetry.Readiness{
 			telemetry.Connected("source", tel.Metrics.SourceState),
+			c.SourceReadiness(),
 			telemetry.LagBelow(tel.Metrics.Lag(), cfg.Telemetry.ReadyMaxLag.D()),
 		}
 		ready := telemetry.AllReady(append(checks, c.SinkReadiness()...)...)
