@@ -13,6 +13,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/test/catalog"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
 )
 
 // realSourceErrors provokes each kind of source failure on the package's
@@ -200,5 +202,40 @@ func TestSourcePoolHasAStatementDeadline(t *testing.T) {
 	}
 	if v != 42 {
 		t.Errorf("max_statement_time = %v, want 42", v)
+	}
+}
+
+// TestPermanentSourceErrorStopsRunWithRemedy: a table a feed needs vanishes
+// while the connector runs; the next build meets 1146, which no retry can
+// fix, so Run stops at once and says what to do.
+func TestPermanentSourceErrorStopsRunWithRemedy(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "permanent")
+	admin := srv.Admin(t, db)
+	if _, err := catalog.Load(ctx, admin, catalog.Tiny(), 3); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	cy := connectorYAML{Name: "permanent", Database: db, Source: []string{"retry: {initial: 50ms, max: 200ms}"},
+		Sections: unthrottledResync + kafkaSink(kafka.Addr(), db, "linger: 1ms")}
+	c := openConnector(t, cy.load(t), OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitFullSyncs(t, c)
+	if _, err := admin.ExecContext(ctx, "RENAME TABLE catalog_category_product TO catalog_category_product_gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ExecContext(ctx, "UPDATE catalog_product_entity SET updated_at = NOW() + INTERVAL 1 DAY ORDER BY entity_id LIMIT 1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-runErr:
+		t.Logf("Run stopped: %v", err)
+		var se *SourceError
+		if !errors.As(err, &se) || se.Class != SourcePermanent || se.Reason != "unknown_table" ||
+			!strings.Contains(err.Error(), "catalog_category_product") || !strings.Contains(err.Error(), "restore it, or disable the feed") {
+			t.Errorf("Run stopped with %v, want the missing table and its remedy", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("Run did not stop on a missing table (source status: %v)", func() string { w, _ := c.SourceUnavailable(); return w.String() }())
 	}
 }
