@@ -61,27 +61,36 @@ type Config struct {
 
 // Source is the binlog source.
 type Source struct {
-	Host             string    `yaml:"host" doc:"Host name or IP address of the source server." required:"true"`
-	Port             int       `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535"`
-	User             string    `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables, and on MariaDB SLAVE MONITOR for resync.max_replica_lag (README, Grants)." required:"true"`
-	Password         Secret    `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected." secret:"true"`
-	PasswordFile     string    `yaml:"password_file" doc:"File holding the password (trailing newline ignored)."`
-	PasswordEnv      string    `yaml:"password_env" doc:"Name of an environment variable holding the password."`
-	ServerID         uint32    `yaml:"server_id" doc:"Replica server_id feedcdc registers with; must differ from every other replica of the source. 0 = derived from the host name and state.path (stable, in 1000000000..4294967295)." max:"4294967295"`
-	Flavor           string    `yaml:"flavor" doc:"Server flavor. auto detects it from the server version." enum:"auto,mysql,mariadb"`
-	TLS              SourceTLS `yaml:"tls" doc:"TLS to the source server."`
-	Heartbeat        Duration  `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle (lag returns to ~0 within two periods)." min:"100ms" max:"1h"`
-	ReadTimeout      Duration  `yaml:"read_timeout" doc:"A binlog connection that delivered nothing for this long is considered dead and reconnected. Must exceed heartbeat, and the longest backpressure stall (the socket is not read while sinks are full)." min:"1s" max:"24h"`
-	ConnectTimeout   Duration  `yaml:"connect_timeout" doc:"Timeout of each connection attempt." min:"100ms" max:"10m"`
-	ReconnectMin     Duration  `yaml:"reconnect_min" doc:"First wait before reconnecting after a network error; doubles per failed attempt." min:"10ms" max:"1h"`
-	ReconnectMax     Duration  `yaml:"reconnect_max" doc:"Longest wait between reconnect attempts." min:"100ms" max:"24h"`
-	StartPosition    string    `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Resolved and stored as the checkpoint at the first start; ignored once a checkpoint exists (see feedcdc position set/reset)."`
-	OnPurgedPosition string    `yaml:"on_purged_position" doc:"When the server no longer has the checkpoint's binlog (purged): fail = stop with remedies (feedcdc position set current, then feedcdc resync of every feed); resync = take the current position, full sync every enabled feed through the normal diff, and report the gap in raw streams (logs, feedcdc.position.gaps metric, status)." enum:"fail,resync"`
-	Databases        []string  `yaml:"databases" doc:"Databases whose tables are captured for raw streams. Empty = every database except mysql, sys, information_schema and performance_schema. The feeds read feeds.database regardless."`
-	IncludeTables    []string  `yaml:"include_tables" doc:"Tables to capture (raw streams) as db.table patterns where * matches any run of characters and ? one character, case-insensitive. Empty = every table of the captured databases. The feeds' catalog tables are always captured."`
-	ExcludeTables    []string  `yaml:"exclude_tables" doc:"Tables never captured for raw streams (db.table patterns); wins over include_tables."`
-	ZeroDates        string    `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string"`
-	PoolSize         int       `yaml:"pool_size" doc:"Connections in the pool used by feed builders and resync scans." min:"1" max:"256"`
+	Host             string      `yaml:"host" doc:"Host name or IP address of the source server." required:"true"`
+	Port             int         `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535"`
+	User             string      `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables, and on MariaDB SLAVE MONITOR for resync.max_replica_lag (README, Grants)." required:"true"`
+	Password         Secret      `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected." secret:"true"`
+	PasswordFile     string      `yaml:"password_file" doc:"File holding the password (trailing newline ignored)."`
+	PasswordEnv      string      `yaml:"password_env" doc:"Name of an environment variable holding the password."`
+	ServerID         uint32      `yaml:"server_id" doc:"Replica server_id feedcdc registers with; must differ from every other replica of the source. 0 = derived from the host name and state.path (stable, in 1000000000..4294967295)." max:"4294967295"`
+	Flavor           string      `yaml:"flavor" doc:"Server flavor. auto detects it from the server version." enum:"auto,mysql,mariadb"`
+	TLS              SourceTLS   `yaml:"tls" doc:"TLS to the source server."`
+	Heartbeat        Duration    `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle (lag returns to ~0 within two periods)." min:"100ms" max:"1h"`
+	ReadTimeout      Duration    `yaml:"read_timeout" doc:"A binlog connection that delivered nothing for this long is considered dead and reconnected. Must exceed heartbeat, and the longest backpressure stall (the socket is not read while sinks are full)." min:"1s" max:"24h"`
+	ConnectTimeout   Duration    `yaml:"connect_timeout" doc:"Timeout of each connection attempt." min:"100ms" max:"10m"`
+	ReconnectMin     Duration    `yaml:"reconnect_min" doc:"First wait before reconnecting after a network error; doubles per failed attempt." min:"10ms" max:"1h"`
+	ReconnectMax     Duration    `yaml:"reconnect_max" doc:"Longest wait between reconnect attempts." min:"100ms" max:"24h"`
+	StartPosition    string      `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Resolved and stored as the checkpoint at the first start; ignored once a checkpoint exists (see feedcdc position set/reset)."`
+	OnPurgedPosition string      `yaml:"on_purged_position" doc:"When the server no longer has the checkpoint's binlog (purged): fail = stop with remedies (feedcdc position set current, then feedcdc resync of every feed); resync = take the current position, full sync every enabled feed through the normal diff, and report the gap in raw streams (logs, feedcdc.position.gaps metric, status)." enum:"fail,resync"`
+	Databases        []string    `yaml:"databases" doc:"Databases whose tables are captured for raw streams. Empty = every database except mysql, sys, information_schema and performance_schema. The feeds read feeds.database regardless."`
+	IncludeTables    []string    `yaml:"include_tables" doc:"Tables to capture (raw streams) as db.table patterns where * matches any run of characters and ? one character, case-insensitive. Empty = every table of the captured databases. The feeds' catalog tables are always captured."`
+	ExcludeTables    []string    `yaml:"exclude_tables" doc:"Tables never captured for raw streams (db.table patterns); wins over include_tables."`
+	ZeroDates        string      `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string"`
+	PoolSize         int         `yaml:"pool_size" doc:"Connections in the pool used by feed builders and resync scans." min:"1" max:"256"`
+	QueryTimeout     Duration    `yaml:"query_timeout" doc:"Deadline of every SQL statement feedcdc runs on the source (builds, fan-out lookups, fence, resync scans): the server stops it (MariaDB max_statement_time, MySQL max_execution_time for SELECTs) and the driver gives up reading after it; the statement is then retried as a transient failure. Longer than your slowest build of feeds.*.batch_size keys." min:"1s" max:"24h"`
+	Retry            SourceRetry `yaml:"retry" doc:"Retry of SQL reads on the source after a transient failure (connection refused or lost, server restarting, deadlock, lock wait or statement timeout, read-only failover). The batch and its checkpoint stay where they were and are rebuilt whole once the source answers; permanent errors (access denied, a table a feed needs is missing) stop the connector with the remedy."`
+}
+
+// SourceRetry is the bounded exponential backoff of source queries.
+type SourceRetry struct {
+	Initial    Duration `yaml:"initial" doc:"First wait after a transient source error; doubles per failed attempt (with +-20% jitter)." min:"10ms" max:"1h"`
+	Max        Duration `yaml:"max" doc:"Longest wait between attempts." min:"100ms" max:"24h"`
+	MaxElapsed Duration `yaml:"max_elapsed" doc:"Give up (and stop the connector) when the source has been failing for this long. 0 = retry forever." min:"0s" max:"8760h"`
 }
 
 // SourceTLS configures TLS to the source, with MySQL's ssl-mode semantics.
@@ -303,6 +312,8 @@ func Default() *Config {
 			ExcludeTables:    []string{},
 			ZeroDates:        "null",
 			PoolSize:         4,
+			QueryTimeout:     Duration(300_000_000_000),
+			Retry:            SourceRetry{Initial: Duration(500_000_000), Max: Duration(30_000_000_000)},
 		},
 		State: State{
 			Path:                   "feedcdc-data/state.db",

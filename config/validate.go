@@ -314,6 +314,12 @@ func (k *checker) source() {
 	if s.Heartbeat > 0 && s.ReadTimeout > 0 && s.ReadTimeout <= s.Heartbeat {
 		k.add("source.read_timeout", "%s must be longer than source.heartbeat (%s), or every quiet period looks like a dead connection; set it to at least %s", s.ReadTimeout, s.Heartbeat, Duration(3*s.Heartbeat))
 	}
+	if s.Retry.Max > 0 && s.Retry.Initial > s.Retry.Max {
+		k.add("source.retry.max", "%s is shorter than source.retry.initial (%s); set it to at least %s", s.Retry.Max, s.Retry.Initial, s.Retry.Initial)
+	}
+	if s.Retry.MaxElapsed > 0 && s.Retry.MaxElapsed < s.Retry.Initial {
+		k.add("source.retry.max_elapsed", "%s is shorter than source.retry.initial (%s), so a failing source is never retried; set 0 (retry forever) or at least %s", s.Retry.MaxElapsed, s.Retry.Initial, Duration(10*s.Retry.Initial))
+	}
 	if s.TLS.Mode == "disabled" && (s.TLS.CAFile != "" || s.TLS.CertFile != "") {
 		k.add("source.tls.mode", "is disabled but ca_file/cert_file are set; set mode: verify-identity (or verify-ca, required) to use them, or remove the files")
 	}

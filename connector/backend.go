@@ -84,6 +84,9 @@ func (b *Backend) source() dashboard.SourceStatus {
 	if b.Lag != nil {
 		s.LagMS, s.LagState = b.Lag()
 	}
+	if w, waiting := b.C.SourceUnavailable(); waiting {
+		s.Unavailable = w.String()
+	}
 	return s
 }
 

@@ -45,6 +45,7 @@ type Connector struct {
 
 	sourceCfg binlog.Config
 	observer  Observer
+	retry     *SourceRetry
 	connected atomic.Bool
 	lagDenied atomic.Bool
 	closeOnce sync.Once
@@ -100,14 +101,23 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	if err != nil {
 		return nil, err
 	}
+	// Every statement has a deadline: the driver stops reading after
+	// query_timeout, and the server stops the statement itself.
+	mc.ReadTimeout = cfg.Source.QueryTimeout.D()
+	mc.WriteTimeout = cfg.Source.QueryTimeout.D()
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	c.SourceDB = sql.OpenDB(connector)
+	c.SourceDB = sql.OpenDB(&statementTimeout{Connector: connector, Timeout: cfg.Source.QueryTimeout.D(), Flavor: cfg.Source.Flavor})
 	c.SourceDB.SetMaxOpenConns(cfg.Source.PoolSize)
 	c.SourceDB.SetMaxIdleConns(cfg.Source.PoolSize)
 	c.SourceDB.SetConnMaxIdleTime(5 * time.Minute)
+	c.retry = &SourceRetry{Backoff: sink.Backoff{Initial: cfg.Source.Retry.Initial.D(), Max: cfg.Source.Retry.Max.D()},
+		MaxElapsed: cfg.Source.Retry.MaxElapsed.D(), Logger: log}
+	if ro, ok := oo.Observer.(interface{ SourceRetried(reason string) }); ok {
+		c.retry.OnRetry = ro.SourceRetried
+	}
 
 	if cfg.Feeds.TablePrefix != "" && len(cfg.EnabledFeeds()) > 0 {
 		return nil, fmt.Errorf("feeds.table_prefix %q: prefixed Magento tables are not supported yet; disable the feeds or use raw streams (raw.enabled) for now", cfg.Feeds.TablePrefix)
@@ -133,7 +143,8 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	po := PipelineOptions{Logger: log, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer, Tracing: oo.Tracing,
 		MaxInflightBytes: int64(cfg.Backpressure.MaxInflightBytes), QueueLen: cfg.Backpressure.SinkQueueSize,
 		BatchRecords: cfg.Backpressure.QueueSize, BatchKeys: cfg.State.FlushBatch, Window: cfg.State.FlushInterval.D(),
-		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}, IdleCheckpoint: cfg.State.IdleCheckpointInterval.D()}
+		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}, IdleCheckpoint: cfg.State.IdleCheckpointInterval.D(),
+		SourceRetry: c.retry}
 	if c.Registry != nil && cfg.Feeds.VisibilityFence {
 		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User}
 		if fo, ok := oo.Observer.(interface{ Fenced(time.Duration, bool) }); ok {
@@ -321,6 +332,21 @@ func (c *Connector) SinkReadiness() []telemetry.Readiness {
 // Connected reports whether the binlog source is connected.
 func (c *Connector) Connected() bool { return c.connected.Load() }
 
+// SourceUnavailable reports whether SQL reads on the source are failing
+// and being retried, and since when, how often and with what error.
+func (c *Connector) SourceUnavailable() (SourceWait, bool) { return c.retry.Status() }
+
+// SourceReadiness is not ready while SQL reads on the source are being
+// retried (for /readyz).
+func (c *Connector) SourceReadiness() telemetry.Readiness {
+	return func(context.Context) []string {
+		if w, waiting := c.retry.Status(); waiting {
+			return []string{w.String()}
+		}
+		return nil
+	}
+}
+
 // RunOptions tune Run.
 type RunOptions struct {
 	// OnStart is called once streaming starts, with the start position.
@@ -348,7 +374,7 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 		}
 	}
 	if c.Registry != nil {
-		if err := c.Registry.Check(ctx); err != nil {
+		if err := c.retry.Do(ctx, "check the feeds' tables", c.Registry.Check); err != nil {
 			return err
 		}
 	}
@@ -365,7 +391,11 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 			log.Warn("source offers no TLS; the binlog connection is not encrypted (source.tls.mode: preferred)")
 		}
 	}
-	start, err := c.startPosition(ctx)
+	var start startPlan
+	err := c.retry.Do(ctx, "decide the start position", func(ctx context.Context) (err error) {
+		start, err = c.startPosition(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -443,7 +473,14 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 		defer wg.Done()
 		c.connected.Store(true)
 		defer c.connected.Store(false)
-		if err := src.Run(runCtx, pos, c.Pipeline); err != nil && runCtx.Err() == nil {
+		// Once streaming, the source reconnects by itself; what it cannot
+		// retry is its start (connect, start position, schema snapshot),
+		// which fails before any change was delivered, so starting again
+		// from pos repeats nothing.
+		err := c.retry.DoLong(runCtx, "start the binlog stream", func(ctx context.Context, started func()) error {
+			return src.Run(ctx, pos, startedHandler{c.Pipeline, started})
+		})
+		if err != nil && runCtx.Err() == nil {
 			if errors.Is(err, binlog.ErrPositionPurged) {
 				if cfg.Source.OnPurgedPosition == OnPurgedResync {
 					err = fmt.Errorf("%w\nsource.on_purged_position is resync: start feedcdc run again and it recovers at start", err)
@@ -586,7 +623,18 @@ func (c *Connector) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult,
 			ro.Position = pos
 		}
 	}
-	return c.Pipeline.Resync(ctx, ro)
+	var res ResyncResult
+	err := c.retry.Do(ctx, "full sync of "+ro.Feed, func(ctx context.Context) (err error) {
+		res, err = c.Pipeline.Resync(ctx, ro)
+		// Another attempt continues after the last completed chunk (its
+		// progress is stored with its items) and forgets nothing again.
+		ro.CleanupFeed = false
+		if !ro.DryRun && len(ro.ByIDs) == 0 {
+			ro.Continue = true
+		}
+		return err
+	})
+	return res, err
 }
 
 // replicaLag reads the source's replication lag for the resync throttle.
@@ -638,6 +686,19 @@ func (c *Connector) Close() error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// startedHandler is the pipeline as the binlog source's Handler, telling
+// the stream's retry when the source connected (binlog.Observer).
+type startedHandler struct {
+	*Pipeline
+	started func()
+}
+
+// Connected implements binlog.Observer.
+func (h startedHandler) Connected() {
+	h.started()
+	h.Pipeline.Connected()
 }
 
 // schemaHistory adapts the state store to the binlog source's schema

@@ -22,6 +22,14 @@
 //   - A streamed batch is built only once its newest feed transaction is
 //     visible to other sessions (VisibilityFence): the binlog shows a
 //     transaction before InnoDB has committed it.
+//   - A source restart never stops the connector: every SQL read on the
+//     source (fence, builds, fan-out lookups, full-sync chunks, the start of
+//     the binlog stream) that fails transiently is retried with bounded
+//     backoff (SourceRetry); a streamed batch is then exported again whole,
+//     and its checkpoint is written only with it. Only permanent errors
+//     (ClassifySourceError) stop it, with their remedy.
+//   - Every statement on the source has a deadline (source.query_timeout:
+//     the session's statement time limit and the driver's I/O timeouts).
 //   - A TRUNCATE of a table a feed reads rebuilds all of that feed's items
 //     before the checkpoint of the batch holding it.
 //   - Open opens every configured sink or none: when one fails, those

@@ -157,6 +157,16 @@ func differential(t *testing.T, seed int64, changes int) {
 	if err := c.Pipeline.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	feedsEqualFreshBuild(t, c, kafka, db)
+}
+
+// feedsEqualFreshBuild checks that the latest Kafka record of every item of
+// every enabled feed (topics db.<feed>) equals a fresh build from the
+// database, and that every exported item the database no longer has was
+// last sent as deleted.
+func feedsEqualFreshBuild(t *testing.T, c *Connector, kafka *kafkatest.Cluster, db string) {
+	t.Helper()
+	ctx := context.Background()
 	for _, feed := range c.Registry.Feeds() {
 		want := freshBuild(t, feed)
 		recs, err := kafka.ReadAll(ctx, db+"."+feed.Name())

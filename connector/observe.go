@@ -70,6 +70,9 @@ func (o MetricsObserver) Queue(batches int, bytes int64) {
 // lag comes from EventRead, which sees every event).
 func (o MetricsObserver) SourceEvent(ts time.Time) { o.M.RowsRead(1) }
 
+// SourceRetried counts a retried SQL read on the source (SourceRetry.OnRetry).
+func (o MetricsObserver) SourceRetried(reason string) { o.M.SourceRetried(reason) }
+
 // Fenced records a visibility-fence wait (VisibilityFence.OnWait).
 func (o MetricsObserver) Fenced(d time.Duration, timedOut bool) { o.M.Fenced(d, timedOut) }
 

@@ -143,7 +143,11 @@ type PipelineOptions struct {
 	// an idle source's checkpoint age stays bounded. The write goes through
 	// the exporter's queue, after everything read before it.
 	IdleCheckpoint time.Duration
-	Now            func() time.Time
+	// SourceRetry retries what reads the source (a batch's fence and
+	// builds, fan-out lookups) after transient failures; nil runs them
+	// once and a failure stops the pipeline.
+	SourceRetry *SourceRetry
+	Now         func() time.Time
 }
 
 func (o *PipelineOptions) defaults() {
@@ -226,6 +230,10 @@ type batch struct {
 	// fanouts are the fan-out lookups made while collecting this batch
 	// (feeds.Memo): a repeated one is skipped, its keys are already here.
 	fanouts map[string]struct{}
+	// rawSent is set once the raw records are delivered: an export that
+	// failed later (the source went away during a build) and is retried
+	// does not send them again.
+	rawSent bool
 }
 
 func (b *batch) empty() bool {
@@ -380,34 +388,43 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		}
 		fenceable := p.o.Fence != nil && len(c.Table.PK) > 0
 		var readAt time.Time
-		err := p.o.Registry.Keys(p.memoCtx, c, func(feed string, keys []string) error {
-			p.mu.Lock()
-			if fenceable {
-				// Every batch that gets keys of this change waits for it.
-				if readAt.IsZero() {
-					readAt = p.o.Now()
+		kctx := p.memoCtx
+		err := p.o.SourceRetry.Do(ctx, "fan-out lookup", func(context.Context) error {
+			defer func() {
+				// A retry makes every lookup again: the failed attempt may
+				// have recorded a lookup in the memo before its query
+				// failed, and the keys it did emit are deduplicated.
+				kctx = ctx
+			}()
+			return p.o.Registry.Keys(kctx, c, func(feed string, keys []string) error {
+				p.mu.Lock()
+				if fenceable {
+					// Every batch that gets keys of this change waits for it.
+					if readAt.IsZero() {
+						readAt = p.o.Now()
+					}
+					p.cur.fence, p.cur.fenceAt = c, readAt
 				}
-				p.cur.fence, p.cur.fenceAt = c, readAt
-			}
-			set := p.cur.keys[feed]
-			if set == nil {
-				set = map[string]struct{}{}
-				p.cur.keys[feed] = set
-			}
-			for _, k := range keys {
-				if _, ok := set[k]; !ok {
-					set[k] = struct{}{}
-					p.cur.nkeys++
+				set := p.cur.keys[feed]
+				if set == nil {
+					set = map[string]struct{}{}
+					p.cur.keys[feed] = set
 				}
-			}
-			over := p.cur.nkeys >= p.o.BatchKeys
-			p.mu.Unlock()
-			if over {
-				// A fan-out may emit many chunks: cut as they come so the
-				// dirty set stays bounded.
-				return p.cut(ctx, false)
-			}
-			return nil
+				for _, k := range keys {
+					if _, ok := set[k]; !ok {
+						set[k] = struct{}{}
+						p.cur.nkeys++
+					}
+				}
+				over := p.cur.nkeys >= p.o.BatchKeys
+				p.mu.Unlock()
+				if over {
+					// A fan-out may emit many chunks: cut as they come so the
+					// dirty set stays bounded.
+					return p.cut(ctx, false)
+				}
+				return nil
+			})
 		})
 		if err != nil {
 			return err
@@ -637,7 +654,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case t := <-p.queue:
 			var err error
 			if t.batch != nil {
-				err = p.exportBatch(ctx, t.batch)
+				// A batch that met a source failure is exported again, whole,
+				// once the source answers; its checkpoint is written only
+				// with its items, so nothing is skipped meanwhile.
+				err = p.o.SourceRetry.Do(ctx, "export batch", func(ctx context.Context) error { return p.exportBatch(ctx, t.batch) })
 			} else {
 				err = t.job(ctx)
 			}
@@ -655,11 +675,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // keys rebuilt, diffed and exported, then one state transaction with the
 // item states and the checkpoint.
 func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
-	if len(b.raw) > 0 {
+	if len(b.raw) > 0 && !b.rawSent {
 		start := p.o.Now()
 		if err := p.sendRaw(ctx, b.raw); err != nil {
 			return err
 		}
+		b.rawSent = true
 		if p.o.Observer != nil {
 			p.o.Observer.RawSent(len(b.raw), p.o.Now().Sub(start))
 		}

@@ -109,6 +109,10 @@ type SourceStatus struct {
 	LagMS     int64  `json:"lag_ms"`
 	LagState  string `json:"lag_state,omitempty"` // telemetry.LagState.String()
 	Error     string `json:"error,omitempty"`     // last connection error
+	// Unavailable, when set, says that SQL reads on the source fail and
+	// are being retried: "source unavailable, retrying (since …, attempts
+	// N, last error …)".
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // Checkpoint is the stored binlog position streaming resumes from.

@@ -92,6 +92,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.mu.Unlock()
 	br.WaitJS("the error banner to clear", `document.getElementById("error-banner").hidden`)
 
+	// SQL reads on the source failing: the source pill says so, with the
+	// wait's details, and returns to normal when they succeed again.
+	b.mu.Lock()
+	b.sourceUnavailable = "source unavailable, retrying (since 2026-12-06T06:34:42Z, attempts 7, last error: dial tcp 127.0.0.1:3307: connect: connection refused)"
+	b.mu.Unlock()
+	br.WaitJS("the source pill to say the source is unavailable", `document.getElementById("source-status").dataset.unavailable === "true"`)
+	if got := br.Text("#source-status"); !strings.Contains(got, "attempts 7, last error: dial tcp") {
+		t.Errorf("source pill while unavailable: %q", got)
+	}
+	b.mu.Lock()
+	b.sourceUnavailable = ""
+	b.mu.Unlock()
+	br.WaitJS("the source pill to clear", `document.getElementById("source-status").dataset.unavailable === undefined`)
+
 	// Search by SKU, then open an item's JSON.
 	br.SelectStatus("all")
 	ids := br.SearchSKU("mh07-xs")

@@ -26,7 +26,9 @@ type memBackend struct {
 	health   dashboard.Health
 	busy     map[string]bool
 	failWith error // returned by Overview when set
-	now      time.Time
+	// sourceUnavailable is the overview's source.unavailable sentence.
+	sourceUnavailable string
+	now               time.Time
 }
 
 type memFeed struct {
@@ -160,8 +162,9 @@ func (b *memBackend) Overview(ctx context.Context) (dashboard.Overview, error) {
 	}
 	ov := dashboard.Overview{
 		GeneratedAt: b.now,
-		Source:      dashboard.SourceStatus{Connected: b.health.Source.Connected, Address: "127.0.0.1:3307", Flavor: "mariadb", LagMS: 120, LagState: "streaming"},
-		Checkpoint:  dashboard.Checkpoint{Position: "gtid:0-1-1234 (mariadb-bin.000003:4567)", GTIDSet: "0-1-1234", File: "mariadb-bin.000003", Pos: 4567, StoredAt: b.now.Add(-2 * time.Second), AgeSeconds: 2},
+		Source: dashboard.SourceStatus{Connected: b.health.Source.Connected, Address: "127.0.0.1:3307", Flavor: "mariadb", LagMS: 120, LagState: "streaming",
+			Unavailable: b.sourceUnavailable},
+		Checkpoint: dashboard.Checkpoint{Position: "gtid:0-1-1234 (mariadb-bin.000003:4567)", GTIDSet: "0-1-1234", File: "mariadb-bin.000003", Pos: 4567, StoredAt: b.now.Add(-2 * time.Second), AgeSeconds: 2},
 	}
 	for _, f := range b.feeds {
 		st := b.counts(f.name)

@@ -24,6 +24,7 @@ const (
 	MetricSourceHeartbeats    = "feedcdc.source.heartbeats"
 	MetricSourceConnected     = "feedcdc.source.connected"
 	MetricSourceDisconnects   = "feedcdc.source.disconnects"
+	MetricSourceRetries       = "feedcdc.source.retries"
 	MetricTxLarge             = "feedcdc.tx.large"
 	MetricQueueDepth          = "feedcdc.queue.depth"
 	MetricQueueDepthBytes     = "feedcdc.queue.depth.bytes"
@@ -81,6 +82,9 @@ type Metrics struct {
 
 	buildDur, exportDur, e2e metric.Float64Histogram
 	fenceWait                metric.Float64Histogram
+	// sourceRetries counts retried source reads by reason; recorded
+	// synchronously (rare: only while the source fails).
+	sourceRetries metric.Int64Counter
 
 	srcMu  sync.Mutex
 	srcUp  bool
@@ -181,6 +185,12 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	m.buildDur = hist(MetricBuildDuration, "Time to build one batch of feed items.", durationBuckets)
 	m.exportDur = hist(MetricExportDuration, "Time to export one batch of feed items to the sink, until acknowledged.", durationBuckets)
 	m.fenceWait = hist(MetricFenceWait, "Time a streamed batch waited for its newest transaction to become visible to other sessions (visibility fence).", durationBuckets)
+	if c, err := meter.Int64Counter(MetricSourceRetries, metric.WithUnit("{retry}"),
+		metric.WithDescription("SQL reads on the source (builds, fan-out lookups, fence, full-sync chunks) retried after a transient failure, by reason (connection, shutdown, deadlock, lock_wait_timeout, read_only, statement_timeout, ...).")); err != nil {
+		errs = append(errs, err)
+	} else {
+		m.sourceRetries = c
+	}
 	m.e2e = hist(MetricE2ELatency, "From the source commit timestamp to the sink acknowledgement (whole-second source precision).", latencyBuckets)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("telemetry: creating instruments: %v", errs)
@@ -328,6 +338,12 @@ func (m *Metrics) Fenced(d time.Duration, timedOut bool) {
 	if timedOut {
 		m.fenceTimeouts.Add(1)
 	}
+}
+
+// SourceRetried counts one retried SQL read on the source, with the reason
+// of its failure.
+func (m *Metrics) SourceRetried(reason string) {
+	m.sourceRetries.Add(m.ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 }
 
 // CheckpointStored records the position just stored as the checkpoint and

@@ -110,6 +110,9 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 	m.LargeTransaction()
 	m.Fenced(2*time.Millisecond, false)
 	m.Fenced(time.Second, true)
+	m.SourceRetried("connection")
+	m.SourceRetried("connection")
+	m.SourceRetried("deadlock")
 	p := m.Feed("products")
 	p.Built(8)
 	p.Sent(5)
@@ -143,6 +146,8 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 		{"feedcdc_tx_large_total", nil, 1},
 		{"feedcdc_fence_timeouts_total", nil, 1},
 		{"feedcdc_position_gaps_total", nil, 1},
+		{"feedcdc_source_retries_total", map[string]string{"reason": "connection"}, 2},
+		{"feedcdc_source_retries_total", map[string]string{"reason": "deadlock"}, 1},
 		{"feedcdc_feed_items_built_total", map[string]string{"feed": "products"}, 8},
 		{"feedcdc_feed_items_sent_total", map[string]string{"feed": "products"}, 5},
 		{"feedcdc_feed_items_sent_total", map[string]string{"feed": "variants"}, 7},

@@ -120,6 +120,9 @@ func (g *globals) remoteStatus(cfg *config.Config, asJSON bool, inUse error) err
 		return enc.Encode(ov)
 	}
 	fmt.Fprintf(g.stdout, "connector %s is running (source connected: %v, lag %d ms)\ncheckpoint %s, %.0fs old\n", cfg.Name, ov.Source.Connected, ov.Source.LagMS, ov.Checkpoint.Position, ov.Checkpoint.AgeSeconds)
+	if ov.Source.Unavailable != "" {
+		fmt.Fprintln(g.stdout, ov.Source.Unavailable)
+	}
 	tw := tabwriter.NewWriter(g.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FEED\tMODE\tRECORDS\tSENT\tFAILED\tREJECTED\tPENDING\tRESYNC")
 	for _, f := range ov.Feeds {

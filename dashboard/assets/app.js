@@ -118,6 +118,13 @@
     src.textContent = ov.source.connected
       ? "source connected" + (ov.source.address ? " · " + ov.source.address : "")
       : "source disconnected" + (ov.source.error ? ": " + ov.source.error : "");
+    if (ov.source.unavailable) {
+      src.className = "pill bad";
+      src.dataset.unavailable = "true";
+      src.textContent = ov.source.unavailable;
+    } else {
+      delete src.dataset.unavailable;
+    }
     const lag = $("source-lag");
     lag.dataset.value = String(ov.source.lag_ms || 0);
     lag.dataset.state = ov.source.lag_state || "";

@@ -471,6 +471,17 @@ func (s *Server) Stop() error {
 	return s.stopErr
 }
 
+// Kill stops a private server abruptly (SIGKILL) and keeps its datadir, for
+// crash tests; Restart brings it back.
+func (s *Server) Kill() error {
+	if s.external || s.cmd == nil {
+		return errors.New("mysqltest: Kill needs a private server")
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	return nil
+}
+
 // Shutdown stops a private server cleanly (SIGTERM) and keeps its datadir;
 // Restart brings it back on the same port.
 func (s *Server) Shutdown() error {
