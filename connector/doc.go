@@ -15,8 +15,9 @@
 //   - A streamed batch is built only once its newest feed transaction is
 //     visible to other sessions (VisibilityFence): the binlog shows a
 //     transaction before InnoDB has committed it.
-//   - A TRUNCATE of a table a feed reads rebuilds all of that feed's items
-//     before the checkpoint of the batch holding it.
+//   - A TRUNCATE of a table a feed reads, or a rename that puts another
+//     table in its place (an online schema change's cut-over), rebuilds all
+//     of that feed's items before the checkpoint of the batch holding it.
 //   - Memory is bounded: a batch holds at most BatchKeys keys and
 //     BatchRecords/BatchBytes raw records; at most QueueLen batches and
 //     MaxInflightBytes raw bytes wait for the exporter; beyond that the

@@ -1,0 +1,153 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/config"
+	"github.com/feedcdc/feedcdc/test/catalog"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
+	"github.com/feedcdc/feedcdc/test/mysqltest"
+)
+
+// metadataModes are the binlog_row_metadata settings the swap tests run
+// under: FULL (the package's shared server) and MINIMAL (no column names in
+// the table maps: the schema history alone decodes rows).
+var metadataModes = []string{"FULL", "MINIMAL"}
+
+// metadataServer returns a server logging rows with binlog_row_metadata
+// mode: the shared one for FULL, a private one for MINIMAL.
+func metadataServer(t *testing.T, mode string) *mysqltest.Server {
+	t.Helper()
+	if mode == "FULL" {
+		return srv
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := mysqltest.Start(ctx, mysqltest.Options{Args: []string{"--tmpdir=" + t.TempDir(), "--binlog-row-metadata=" + mode}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	var got string
+	if err := s.Admin(t, "").QueryRow("SELECT @@binlog_row_metadata").Scan(&got); err != nil || got != mode {
+		t.Fatalf("binlog_row_metadata = %q (%v), want %s", got, err, mode)
+	}
+	return s
+}
+
+// swapConfig is a connector configuration for server s with raw streams of
+// every table except those matching the exclude patterns (the staging and
+// shadow tables, which are then not captured).
+func swapConfig(t *testing.T, s *mysqltest.Server, db, kafkaAddr string, exclude ...string) *config.Config {
+	t.Helper()
+	var src []string
+	if len(exclude) > 0 {
+		src = append(src, "exclude_tables: ["+strings.Join(exclude, ", ")+"]")
+	}
+	c := connectorYAML{Name: "swap", Server: s, Database: db, Source: src,
+		Sections: unthrottledResync + kafkaSink(kafkaAddr, db, "linger: 1ms") + "raw:\n  enabled: true\n  tombstones: false\n"}
+	return c.load(t)
+}
+
+// rawOps returns the op of every record of a raw topic, in order.
+func rawOps(t *testing.T, kafka *kafkatest.Cluster, topic string) []string {
+	t.Helper()
+	recs, err := kafka.ReadAll(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, r := range recs {
+		var env struct {
+			Op     string `json:"op"`
+			Source struct {
+				GTID  string `json:"gtid"`
+				File  string `json:"file"`
+				Pos   uint64 `json:"pos"`
+				Table string `json:"table"`
+			} `json:"source"`
+		}
+		if err := json.Unmarshal(r.Value, &env); err != nil {
+			t.Fatalf("%s: %v: %s", topic, err, r.Value)
+		}
+		if env.Op == "replace" && (len(r.Key) != 0 || env.Source.GTID == "" || env.Source.File == "" || env.Source.Pos == 0) {
+			t.Errorf("%s: replace record without its position or with a key: key %s, value %s", topic, r.Key, r.Value)
+		}
+		ops = append(ops, env.Op)
+	}
+	return ops
+}
+
+// TestTableSwapRebuildsFeeds: a staging table whose rows differ from the
+// captured table's (some changed, some missing, some new) is swapped in with
+// one RENAME TABLE. None of its rows were row events of the captured table,
+// so only a rebuild of every item reading the table makes the feeds equal a
+// fresh build. The staging table exists before feedcdc first starts and is
+// not captured, so its schema is learned from the server at the swap (the
+// MINIMAL mode has no column names in the binlog). The raw stream of the
+// table gets a replace record between its rows before and after the swap.
+func TestTableSwapRebuildsFeeds(t *testing.T) {
+	for _, mode := range metadataModes {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			s := metadataServer(t, mode)
+			db := s.NewDatabase(t, "swap")
+			admin := s.Admin(t, db)
+			if _, err := catalog.Load(ctx, admin, catalog.Tiny(), 43); err != nil {
+				t.Fatal(err)
+			}
+			// the staging copy, made before the connector's first start
+			s.Exec(t, db, "CREATE TABLE stage_varchar LIKE catalog_product_entity_varchar",
+				"INSERT INTO stage_varchar SELECT * FROM catalog_product_entity_varchar")
+			kafka := kafkatest.Start(t)
+			cfg := swapConfig(t, s, db, kafka.Addr(), db+".stage_*", db+".old_*")
+			c := openConnector(t, cfg, OpenOptions{})
+			runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+			waitFullSyncs(t, c)
+			// The live table changes; the staging table changes differently.
+			s.Exec(t, db,
+				"UPDATE catalog_product_entity_varchar SET value = CONCAT(value, ' live') WHERE value_id % 4 = 0",
+				"UPDATE stage_varchar SET value = CONCAT(value, ' staged') WHERE value_id % 3 = 0",
+				"DELETE FROM stage_varchar WHERE value_id % 7 = 0",
+				"INSERT IGNORE INTO stage_varchar (attribute_id, store_id, entity_id, value) SELECT attribute_id, 1, entity_id, CONCAT(value, ' new') FROM catalog_product_entity_varchar WHERE store_id = 0 AND entity_id % 5 = 0",
+			)
+			var changed, missing, added int
+			for q, n := range map[string]*int{
+				"SELECT COUNT(*) FROM stage_varchar s JOIN catalog_product_entity_varchar v USING (value_id) WHERE NOT (s.value <=> v.value)": &changed,
+				"SELECT COUNT(*) FROM catalog_product_entity_varchar v LEFT JOIN stage_varchar s USING (value_id) WHERE s.value_id IS NULL":   &missing,
+				"SELECT COUNT(*) FROM stage_varchar s LEFT JOIN catalog_product_entity_varchar v USING (value_id) WHERE v.value_id IS NULL":   &added,
+			} {
+				if err := admin.QueryRow(q).Scan(n); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if changed == 0 || missing == 0 || added == 0 {
+				t.Fatalf("the staging table should differ: %d changed, %d missing, %d new rows", changed, missing, added)
+			}
+			s.Exec(t, db, "RENAME TABLE catalog_product_entity_varchar TO old_varchar, stage_varchar TO catalog_product_entity_varchar",
+				// a row event of the new table, decoded with its schema
+				"UPDATE catalog_product_entity_varchar SET value = CONCAT(value, ' after') ORDER BY value_id LIMIT 1")
+			waitCaughtUp(t, c, admin, runErr)
+			if err := c.Pipeline.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if bad, detail := feedsInKafka(t, kafka, db, c.Registry.Feeds()); bad > 0 {
+				t.Fatalf("after the swap (%d changed, %d missing, %d new rows) the feeds differ from a fresh build: %s", changed, missing, added, detail)
+			}
+			ops := rawOps(t, kafka, db+"."+db+".catalog_product_entity_varchar")
+			want := "u… replace u"
+			if len(ops) < 3 || ops[len(ops)-2] != "replace" || ops[len(ops)-1] != "u" || ops[0] != "u" {
+				t.Fatalf("raw stream of the swapped table: ops %v, want %s", ops, want)
+			}
+			for _, topic := range []string{"stage_varchar", "old_varchar"} {
+				if recs, _ := kafka.ReadAll(ctx, db+"."+db+"."+topic); len(recs) > 0 {
+					t.Errorf("the excluded table %s has %d raw records", topic, len(recs))
+				}
+			}
+		})
+	}
+}
