@@ -221,6 +221,10 @@ type batch struct {
 	// fanouts are the fan-out lookups made while collecting this batch
 	// (feeds.Memo): a repeated one is skipped, its keys are already here.
 	fanouts map[string]struct{}
+	// rawSent is set once the raw records are delivered: an export that
+	// failed later (the source went away during a build) and is retried
+	// does not send them again.
+	rawSent bool
 }
 
 func (b *batch) empty() bool {
@@ -663,7 +667,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case t := <-p.queue:
 			var err error
 			if t.batch != nil {
-				err = p.exportBatch(ctx, t.batch)
+				err = p.exportBatchWaitingForTables(ctx, t.batch)
 			} else {
 				err = t.job(ctx)
 			}
@@ -681,11 +685,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // keys rebuilt, diffed and exported, then one state transaction with the
 // item states and the checkpoint.
 func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
-	if len(b.raw) > 0 {
+	if len(b.raw) > 0 && !b.rawSent {
 		start := p.o.Now()
 		if err := p.sendRaw(ctx, b.raw); err != nil {
 			return err
 		}
+		b.rawSent = true
 		if p.o.Observer != nil {
 			p.o.Observer.RawSent(len(b.raw), p.o.Now().Sub(start))
 		}

@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +150,50 @@ func TestTableSwapRebuildsFeeds(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSwapInTwoStatementsWaitsForTheTable: the staging-table pattern
+// written as two statements (RENAME TABLE t TO t_prev; ALTER TABLE t_stage
+// RENAME TO t) leaves no table t between them. A batch built in that window
+// meets "table doesn't exist"; it waits for the table instead of stopping
+// the connector, and once the staging table is in place the feeds equal a
+// fresh build.
+func TestSwapInTwoStatementsWaitsForTheTable(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "swap2")
+	admin := srv.Admin(t, db)
+	if _, err := catalog.Load(ctx, admin, catalog.Tiny(), 44); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	cfg := swapConfig(t, srv, db, kafka.Addr(), db+".*_stage", db+".*_prev")
+	logs := &syncBuffer{}
+	c := openConnector(t, cfg, OpenOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitFullSyncs(t, c)
+	srv.Exec(t, db, "CREATE TABLE catalog_product_entity_varchar_stage LIKE catalog_product_entity_varchar",
+		"INSERT INTO catalog_product_entity_varchar_stage SELECT * FROM catalog_product_entity_varchar",
+		"UPDATE catalog_product_entity_varchar_stage SET value = CONCAT(value, ' staged')",
+		"RENAME TABLE catalog_product_entity_varchar TO catalog_product_entity_varchar_prev",
+		// a change the products feed builds while the table is missing
+		"UPDATE catalog_product_entity SET updated_at = NOW() + INTERVAL 1 DAY ORDER BY entity_id LIMIT 3")
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(logs.String(), "batch waits for it"); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-runErr:
+			t.Fatalf("connector stopped while the table was missing: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no batch met the missing table:\n%s", logs.String())
+		}
+	}
+	srv.Exec(t, db, "ALTER TABLE catalog_product_entity_varchar_stage RENAME TO catalog_product_entity_varchar")
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bad, detail := feedsInKafka(t, kafka, db, c.Registry.Feeds()); bad > 0 {
+		t.Fatalf("after the two-statement swap the feeds differ from a fresh build: %s", detail)
 	}
 }
