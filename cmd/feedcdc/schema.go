@@ -14,6 +14,10 @@ func newSchema(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "schema",
 		Short: "Maintain the schema history the binlog decoder uses",
+		Long: `The schema history holds the columns of every captured table per binlog
+position, so that events decode with the schema they were written under when
+the server logs binlog_row_metadata=MINIMAL (docs/binlog.md, "Schema").`,
+		Example: `  feedcdc schema reload --table shop.catalog_product_entity_varchar`,
 	}
 	var table string
 	reload := &cobra.Command{
