@@ -38,7 +38,9 @@ import (
 //     CREATE TABLE … LIKE, ALTER, bulk copy, RENAME TABLE t TO t_prev, ALTER
 //     TABLE stage RENAME TO t.
 //
-// The shadow tables are not captured (source.exclude_tables). Afterwards
+// The shadow tables are not captured (source.exclude_tables), and the
+// connector is restarted in the middle of the gh-ost migration (ghost table
+// created, altered and filled; cut-over not yet run). Afterwards
 // the connector still runs, every feed item equals a fresh build, no shadow
 // table has a raw record, and each table's raw stream has one replace
 // record: before it every image has the old columns, after it the new ones
@@ -72,8 +74,30 @@ func TestOnlineSchemaChangesUnderWorkload(t *testing.T) {
 			kafka := kafkatest.Start(t)
 			cfg := swapConfig(t, s, db, kafka.Addr(), db+"._*", db+".*_stage", db+".*_prev")
 			c := openConnector(t, cfg, OpenOptions{})
-			runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+			runErr, stop := startRun(t, c, RunOptions{NoSchedule: true})
 			waitFullSyncs(t, c)
+			// restart stops the connector and starts it again from its
+			// checkpoint (gh-ost's migration does it before its cut-over).
+			restart := func() error {
+				stop()
+				c.Close()
+				c = openConnector(t, cfg, OpenOptions{})
+				runErr, stop = startRun(t, c, RunOptions{NoSchedule: true})
+				// The start-up check of the feed tables reads
+				// information_schema, which can see the middle of a
+				// multi-table RENAME: start before the cut-over.
+				for deadline := time.Now().Add(time.Minute); !c.Connected(); time.Sleep(20 * time.Millisecond) {
+					select {
+					case err := <-runErr:
+						return fmt.Errorf("restarted connector stopped: %w", err)
+					default:
+					}
+					if time.Now().After(deadline) {
+						return errors.New("restarted connector not streaming after a minute")
+					}
+				}
+				return nil
+			}
 
 			type migration struct {
 				table, pk string
@@ -81,7 +105,7 @@ func TestOnlineSchemaChangesUnderWorkload(t *testing.T) {
 			}
 			migrations := []migration{
 				{"catalog_product_entity_decimal", "value_id", func(ctx context.Context, a *sql.DB, tb, pk string) error {
-					return ghostMigration(ctx, a, tb, pk, "ADD COLUMN note VARCHAR(32) NULL")
+					return ghostMigration(ctx, a, tb, pk, "ADD COLUMN note VARCHAR(32) NULL", restart)
 				}},
 				{"cataloginventory_stock_item", "item_id", func(ctx context.Context, a *sql.DB, tb, pk string) error {
 					return ptOSCMigration(ctx, a, tb, pk, "DROP COLUMN is_decimal_divided")
@@ -260,7 +284,7 @@ const oscChunk = 50
 // (REPLACE … SELECT and a delete of vanished keys) between chunks and under
 // the cut-over lock, which leaves the ghost equal to the table when the
 // rename runs.
-func ghostMigration(ctx context.Context, admin *sql.DB, table, pk, alter string) error {
+func ghostMigration(ctx context.Context, admin *sql.DB, table, pk, alter string, beforeCutOver func() error) error {
 	gho, ghc, del := "_"+table+"_gho", "_"+table+"_ghc", "_"+table+"_del"
 	if err := execAll(ctx, admin,
 		"DROP TABLE IF EXISTS `"+gho+"`", "DROP TABLE IF EXISTS `"+ghc+"`",
@@ -298,6 +322,11 @@ func ghostMigration(ctx context.Context, admin *sql.DB, table, pk, alter string)
 			return fmt.Errorf("row copy: %w", err)
 		}
 		if err := applyBacklog(ctx, admin); err != nil {
+			return err
+		}
+	}
+	if beforeCutOver != nil {
+		if err := beforeCutOver(); err != nil {
 			return err
 		}
 	}
