@@ -297,3 +297,55 @@ func TestSchemaReloadRecoversAnUnknownTable(t *testing.T) {
 		t.Errorf("products full sync progress after the restart: %+v %v (a reload must not start a new full sync)", pr, ok)
 	}
 }
+
+// TestSwapOfALinkTableReloadsTheLinkIndex: the registry's parent/child
+// index follows catalog_product_super_link from the stream. After a swap of
+// that table (a new child linked only in the staging table) the index must
+// be read again: deleting the parent later (its links vanish by cascade,
+// without row events) has to reach the new child's variant too.
+func TestSwapOfALinkTableReloadsTheLinkIndex(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "swapl")
+	admin := srv.Admin(t, db)
+	if _, err := catalog.Load(ctx, admin, catalog.Tiny(), 46); err != nil {
+		t.Fatal(err)
+	}
+	var parent, simple int64
+	if err := admin.QueryRow("SELECT MIN(parent_id) FROM catalog_product_super_link").Scan(&parent); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.QueryRow("SELECT MIN(entity_id) FROM catalog_product_entity WHERE type_id = 'simple' AND entity_id NOT IN (SELECT product_id FROM catalog_product_super_link)").Scan(&simple); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	cfg := swapConfig(t, srv, db, kafka.Addr(), db+".*_stage", db+".*_prev")
+	c := openConnector(t, cfg, OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitFullSyncs(t, c)
+	// A first change loads the link index. Deletions within a few seconds
+	// of the load fall back to every entity (feeds' fallbackMargin), which
+	// would hide a stale index: the parent is deleted well after it.
+	srv.Exec(t, db, "UPDATE catalog_product_entity SET updated_at = NOW() ORDER BY entity_id LIMIT 1")
+	waitCaughtUp(t, c, admin, runErr)
+	time.Sleep(7 * time.Second)
+	srv.Exec(t, db,
+		"CREATE TABLE catalog_product_super_link_stage LIKE catalog_product_super_link",
+		"INSERT INTO catalog_product_super_link_stage SELECT * FROM catalog_product_super_link",
+		fmt.Sprintf("INSERT INTO catalog_product_super_link_stage (product_id, parent_id) VALUES (%d, %d)", simple, parent),
+		"RENAME TABLE catalog_product_super_link TO catalog_product_super_link_prev, catalog_product_super_link_stage TO catalog_product_super_link")
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bad, detail := feedsInKafka(t, kafka, db, c.Registry.Feeds()); bad > 0 {
+		t.Fatalf("after the swap of the links the feeds differ from a fresh build: %s", detail)
+	}
+	srv.Exec(t, db, fmt.Sprintf("DELETE FROM catalog_product_entity WHERE entity_id = %d", parent))
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bad, detail := feedsInKafka(t, kafka, db, c.Registry.Feeds()); bad > 0 {
+		t.Fatalf("after the parent's deletion the feeds differ from a fresh build: %s", detail)
+	}
+}
