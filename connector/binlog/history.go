@@ -568,14 +568,15 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 		}
 		cur, _ := t.lookup(db, name)
 		if cur == nil {
-			if renamed {
+			if renamed && t.filter.Match(db, name) {
 				if err := t.record(ctx, pos, db, name, nil, query); err != nil {
 					return err
 				}
 			}
 			if !t.filter.Match(newDB, newName) {
-				// a followed table we do not know: it stays unknown
-				if t.tracks(newDB, newName) {
+				// a followed table we do not know stays unknown (a known
+				// one renamed over is forgotten)
+				if prev, _ := t.lookup(newDB, newName); renamed && prev != nil {
 					return t.record(ctx, pos, newDB, newName, nil, query)
 				}
 				return nil
