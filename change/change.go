@@ -31,6 +31,11 @@ const (
 	OpRead   Op = "r" // snapshot read
 	// OpTruncate is a TRUNCATE TABLE: no images, the table was emptied.
 	OpTruncate Op = "t"
+	// OpReplace is a rename that put another table in this table's place
+	// (an online schema change's cut-over, a staging-table swap): no
+	// images; the rows now in the table never were row events of it. Not a
+	// Debezium letter: Debezium has no such event.
+	OpReplace Op = "replace"
 )
 
 // Column describes one column of a captured table.

@@ -30,8 +30,9 @@
 //     (ClassifySourceError) stop it, with their remedy.
 //   - Every statement on the source has a deadline (source.query_timeout:
 //     the session's statement time limit and the driver's I/O timeouts).
-//   - A TRUNCATE of a table a feed reads rebuilds all of that feed's items
-//     before the checkpoint of the batch holding it.
+//   - A TRUNCATE of a table a feed reads, or a rename that puts another
+//     table in its place (an online schema change's cut-over), rebuilds all
+//     of that feed's items before the checkpoint of the batch holding it.
 //   - Open opens every configured sink or none: when one fails, those
 //     already opened are closed before the error is returned.
 //   - Memory is bounded: a batch holds at most BatchKeys keys and

@@ -333,12 +333,13 @@ func (p *Pipeline) exportVanishedPage(ctx context.Context, feed string, f feeds.
 	return next, err
 }
 
-// rebuildAll rebuilds every item of a feed after a TRUNCATE of table: every
+// rebuildAll rebuilds every item of a feed after why (a TRUNCATE of a table
+// it reads, or a rename that replaced one): every
 // entity the source has, then the deleted payloads of entities only the
 // state knows. It runs on the exporter goroutine, inside the batch holding
 // the statement; item states are persisted per chunk and the batch's
 // checkpoint only after, so a crash repeats the rebuild.
-func (p *Pipeline) rebuildAll(ctx context.Context, feed, table string, eo ExportOptions) error {
+func (p *Pipeline) rebuildAll(ctx context.Context, feed, why string, eo ExportOptions) error {
 	f, ok := p.o.Registry.Feed(feed)
 	if !ok {
 		return nil
@@ -351,19 +352,19 @@ func (p *Pipeline) rebuildAll(ctx context.Context, feed, table string, eo Export
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("connector: rebuild %s after TRUNCATE of %s: %w", feed, table, err)
+		return fmt.Errorf("connector: rebuild %s after %s: %w", feed, why, err)
 	}
 	for after := ""; ; {
 		next, err := p.exportVanishedPage(ctx, feed, f, after, eo, &total)
 		if err != nil {
-			return fmt.Errorf("connector: rebuild %s after TRUNCATE of %s: vanished entities: %w", feed, table, err)
+			return fmt.Errorf("connector: rebuild %s after %s: vanished entities: %w", feed, why, err)
 		}
 		if next == "" {
 			break
 		}
 		after = next
 	}
-	p.o.Logger.Info("rebuilt every item after a TRUNCATE", "feed", feed, "table", table, "operation", eo.Operation,
+	p.o.Logger.Info("rebuilt every item", "feed", feed, "after", why, "operation", eo.Operation,
 		"entities", total.Keys, "synced", total.Sent, "skipped", total.Skipped, "deleted", total.Deleted, "failed", total.Failed, "elapsed", p.o.Now().Sub(start).Round(time.Millisecond))
 	return nil
 }

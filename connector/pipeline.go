@@ -224,7 +224,8 @@ type batch struct {
 	// extracted once per batch.
 	fence   *change.Change
 	fenceAt time.Time
-	// rebuild maps a feed to the table whose TRUNCATE makes the batch
+	// rebuild maps a feed to the statement (a TRUNCATE, or a rename that
+	// replaced a table, e.g. "TRUNCATE of shop.t") that makes the batch
 	// rebuild every item of the feed.
 	rebuild map[string]string
 	// fanouts are the fan-out lookups made while collecting this batch
@@ -458,23 +459,58 @@ func (p *Pipeline) Truncate(ctx context.Context, t *change.Table, src change.Sou
 			}
 		}
 	}
+	p.rebuildReading(t, "TRUNCATE of "+t.FullName(), src)
+	return nil
+}
+
+// Replace implements binlog.Replacer: a rename put the table that was
+// called from in t's place (gh-ost's or pt-online-schema-change's cut-over,
+// a staging-table swap), so none of its rows were row events of t. A raw
+// stream of t gets a replace record (op "replace", no key, null images, the
+// statement's source position); the feeds that read t rebuild every item,
+// as after a TRUNCATE, in the batch that holds the statement, before its
+// checkpoint.
+func (p *Pipeline) Replace(ctx context.Context, t *change.Table, from string, src change.Source) error {
+	if p.o.Observer != nil {
+		p.o.Observer.SourceEvent(src.Timestamp)
+	}
+	if p.o.Raw != nil {
+		if rt := p.rawTableOf(t); rt.captured {
+			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpReplace, Source: src}, rt.topic); err != nil {
+				return err
+			}
+		}
+	}
+	if p.o.Registry != nil {
+		p.o.Registry.TableReplaced(t)
+	}
+	p.rebuildReading(t, "RENAME of "+from+" to "+t.FullName(), src)
+	return nil
+}
+
+// rebuildReading marks every feed reading t for a full rebuild in the
+// current batch; why names the statement.
+func (p *Pipeline) rebuildReading(t *change.Table, why string, src change.Source) {
 	if p.o.Registry == nil {
-		return nil
+		return
 	}
 	names := p.o.Registry.FeedsReading(t)
 	if len(names) == 0 {
-		return nil
+		return
 	}
-	p.o.Logger.Warn("TRUNCATE of a table the feeds read: every item of these feeds is rebuilt with the batch holding it", "table", t.FullName(), "feeds", names, "position", src.GTID)
+	at := src.GTID
+	if at == "" {
+		at = fmt.Sprintf("%s:%d", src.File, src.Pos)
+	}
+	p.o.Logger.Warn(why+" changed every row the feeds read from it without row events: every item of these feeds is rebuilt with the batch holding it", "table", t.FullName(), "feeds", names, "position", at)
 	p.mu.Lock()
 	if p.cur.rebuild == nil {
 		p.cur.rebuild = map[string]string{}
 	}
 	for _, f := range names {
-		p.cur.rebuild[f] = t.FullName()
+		p.cur.rebuild[f] = why
 	}
 	p.mu.Unlock()
-	return nil
 }
 
 // batchMemo is the feeds.Memo of the batch being collected: a lookup is
@@ -657,7 +693,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				// A batch that met a source failure is exported again, whole,
 				// once the source answers; its checkpoint is written only
 				// with its items, so nothing is skipped meanwhile.
-				err = p.o.SourceRetry.Do(ctx, "export batch", func(ctx context.Context) error { return p.exportBatch(ctx, t.batch) })
+				err = p.o.SourceRetry.Do(ctx, "export batch", func(ctx context.Context) error { return p.exportBatchWaitingForTables(ctx, t.batch) })
 			} else {
 				err = t.job(ctx)
 			}
@@ -694,7 +730,8 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 			return err
 		}
 	}
-	// A TRUNCATE rebuilds all of a feed; its other keys are covered.
+	// A TRUNCATE or a table replacement rebuilds all of a feed; its other
+	// keys are covered.
 	for _, f := range slices.Sorted(maps.Keys(b.rebuild)) {
 		if err := p.rebuildAll(ctx, f, b.rebuild[f], eo); err != nil {
 			return err

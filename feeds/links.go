@@ -136,6 +136,17 @@ func (l *linkIndexes) ensure(ctx context.Context) error {
 	return nil
 }
 
+// reset drops the index when table is one it mirrors (or the product
+// table, whose rows it follows): it is loaded again on next use.
+func (l *linkIndexes) reset(table string) {
+	if table != tRelation && table != tSuperLink && table != tProductEntity {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.loaded = false
+}
+
 // children returns the children of parent in the relation or super-link
 // index.
 func (l *linkIndexes) children(ctx context.Context, super bool, parent uint64) ([]uint64, error) {

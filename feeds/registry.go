@@ -269,6 +269,17 @@ func (r *Registry) FeedsReading(t *change.Table) []string {
 	return out
 }
 
+// TableReplaced tells the registry that a rename put another table in t's
+// place: an index it keeps of t (the parent/child links) is reloaded from
+// the database before its next use. The feeds reading t are rebuilt by the
+// caller (FeedsReading).
+func (r *Registry) TableReplaced(t *change.Table) {
+	if t == nil || t.DB != r.env.dbName {
+		return
+	}
+	r.env.links.reset(t.Name)
+}
+
 // Check verifies that every table the configured feeds read exists in the
 // catalog database and is visible to the connector's user. Call it at
 // start-up: a Magento Open Source install, for example, has no

@@ -40,7 +40,7 @@ func fixture(name string) string {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for _, cmd := range [][]string{{}, {"run"}, {"resync"}, {"retry"}, {"status"}, {"feeds"}, {"check"}, {"inspect"}, {"inspect", "binlog"}, {"position"}, {"position", "show"}, {"position", "set"}, {"position", "reset"}, {"state"}, {"state", "check"}, {"state", "backup"}, {"demo"}, {"version"}} {
+	for _, cmd := range [][]string{{}, {"run"}, {"resync"}, {"retry"}, {"status"}, {"feeds"}, {"check"}, {"inspect"}, {"inspect", "binlog"}, {"position"}, {"position", "show"}, {"position", "set"}, {"position", "reset"}, {"state"}, {"state", "check"}, {"state", "backup"}, {"schema"}, {"schema", "reload"}, {"demo"}, {"version"}} {
 		t.Run(strings.Join(append([]string{"feedcdc"}, cmd...), " "), func(t *testing.T) {
 			code, out, errOut := run(t, nil, append(cmd, "--help")...)
 			if code != 0 {
@@ -61,6 +61,8 @@ func TestBadFlagsAndArguments(t *testing.T) {
 		{[]string{"run", "--no-such-flag"}, "unknown flag: --no-such-flag"},
 		{[]string{"resync"}, `required flag(s) "feed" not set`},
 		{[]string{"retry"}, `required flag(s) "feed" not set`},
+		{[]string{"schema", "reload"}, `required flag(s) "table" not set`},
+		{[]string{"schema", "reload", "--table", "nodb", "-c", writeConfig(t, "")}, "db.table"},
 		{[]string{"status", "extra"}, "unknown command"},
 		{[]string{"nosuchcommand"}, `unknown command "nosuchcommand"`},
 		{[]string{"inspect", "binlog"}, "requires at least 1 arg"},
@@ -218,6 +220,14 @@ func TestCheckStatusResyncAgainstPrivateServer(t *testing.T) {
 	code, out, _ = run(t, nil, "retry", "--feed", "products", "-c", cfg)
 	if code != 0 || !strings.Contains(out, "products_resend_failed_items: 0 entities") {
 		t.Fatalf("retry:\n%s", out)
+	}
+	code, out, errOut = run(t, nil, "schema", "reload", "--table", "clishop.catalog_product_entity_varchar", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "schema of clishop.catalog_product_entity_varchar stored in the schema history as of") {
+		t.Fatalf("schema reload: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, _, errOut = run(t, nil, "schema", "reload", "--table", "clishop.no_such_table", "-c", cfg)
+	if code == 0 || !strings.Contains(errOut, "not captured") {
+		t.Fatalf("schema reload of a table no feed reads: exit %d\n%s", code, errOut)
 	}
 	code, out, _ = run(t, nil, "feeds", "-c", cfg)
 	if code != 0 || !strings.Contains(out, "catalog_product_entity") {

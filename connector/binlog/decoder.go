@@ -38,6 +38,18 @@ type Truncater interface {
 	Truncate(ctx context.Context, t *change.Table, src change.Source) error
 }
 
+// Replacer is implemented by handlers that want to know when RENAME TABLE
+// (or a chain of renames, or ALTER TABLE … RENAME) puts another table in a
+// captured table's place — the cut-over of gh-ost and
+// pt-online-schema-change, or a staging-table swap: the rows now under the
+// name never were row events of it. Replace is called once per captured
+// name a rename moves a table to, in statement order, before the
+// statement's TxEnd; t names the table (its columns are not known here)
+// and from is the "db.table" name the table had before.
+type Replacer interface {
+	Replace(ctx context.Context, t *change.Table, from string, src change.Source) error
+}
+
 // schemaSource is the schema history as the decoder sees it.
 type schemaSource interface {
 	// lookup returns the history's version of db.table at the current point
@@ -73,11 +85,12 @@ type decoder struct {
 	filter  Filter
 	schemas schemaSource // may be nil
 	h       Handler
-	// truncated holds one table per truncated db.table, handed to
-	// Truncater (stable pointers: handlers may cache per table).
-	truncated map[[2]string]*change.Table
-	obs       Observer // nil unless h implements it
-	log       *slog.Logger
+	// named holds one table per db.table named by a TRUNCATE or a rename,
+	// handed to Truncater and Replacer (stable pointers: handlers may cache
+	// per table).
+	named map[[2]string]*change.Table
+	obs   Observer // nil unless h implements it
+	log   *slog.Logger
 
 	file string
 	pos  uint32 // end position of the last event (= start of the next)
@@ -407,6 +420,11 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 			return err
 		}
 	}
+	if word == "RENAME" || word == "ALTER" {
+		if err := d.replace(ctx, h, q, string(e.Schema), endPos); err != nil {
+			return err
+		}
+	}
 	// A table id may now refer to another table version.
 	clear(d.tables)
 	return d.commit(ctx, endPos)
@@ -424,18 +442,53 @@ func (d *decoder) truncate(ctx context.Context, h *replication.EventHeader, q, d
 		d.log.Warn("TRUNCATE in the binlog: the deleted rows have no row events, so no delete changes are emitted for them", "statement", truncateString(q, 200), "file", d.file, "pos", endPos)
 		return nil
 	}
+	src := change.Source{ServerID: h.ServerID, GTID: d.txGTID, File: d.file, Pos: endPos, Timestamp: time.Unix(int64(h.Timestamp), 0).UTC()}
+	if err := tr.Truncate(ctx, d.namedTable(db, name), src); err != nil {
+		return &handlerError{err}
+	}
+	return nil
+}
+
+// namedTable returns the stable *change.Table naming db.name.
+func (d *decoder) namedTable(db, name string) *change.Table {
 	key := [2]string{db, name}
-	t := d.truncated[key]
+	t := d.named[key]
 	if t == nil {
-		if d.truncated == nil {
-			d.truncated = map[[2]string]*change.Table{}
+		if d.named == nil {
+			d.named = map[[2]string]*change.Table{}
 		}
 		t = &change.Table{DB: db, Name: name}
-		d.truncated[key] = t
+		d.named[key] = t
+	}
+	return t
+}
+
+// replace hands every captured name a RENAME (or ALTER TABLE … RENAME)
+// moves another table to to the handler, or warns that the feeds cannot
+// learn of it when the handler cannot take it.
+func (d *decoder) replace(ctx context.Context, h *replication.EventHeader, q, defaultDB string, endPos uint32) error {
+	if d.sqlParser == nil {
+		d.sqlParser = parser.New()
+	}
+	var hit []renamePair
+	for _, r := range renames(d.sqlParser, defaultDB, q) {
+		if d.filter.Match(r.to[0], r.to[1]) {
+			hit = append(hit, r)
+		}
+	}
+	if len(hit) == 0 {
+		return nil
+	}
+	rp, ok := d.h.(Replacer)
+	if !ok || !handlesReplace(d.h) {
+		d.log.Warn("a rename put another table in a captured table's place: its rows have no row events", "statement", truncateString(q, 200), "file", d.file, "pos", endPos)
+		return nil
 	}
 	src := change.Source{ServerID: h.ServerID, GTID: d.txGTID, File: d.file, Pos: endPos, Timestamp: time.Unix(int64(h.Timestamp), 0).UTC()}
-	if err := tr.Truncate(ctx, t, src); err != nil {
-		return &handlerError{err}
+	for _, r := range hit {
+		if err := rp.Replace(ctx, d.namedTable(r.to[0], r.to[1]), r.from[0]+"."+r.from[1], src); err != nil {
+			return &handlerError{err}
+		}
 	}
 	return nil
 }
@@ -447,6 +500,16 @@ func handlesTruncate(h Handler) bool {
 		return handlesTruncate(w.inner())
 	}
 	_, ok := h.(Truncater)
+	return ok
+}
+
+// handlesReplace reports whether h, or the handler it wraps, is a
+// Replacer.
+func handlesReplace(h Handler) bool {
+	if w, ok := h.(interface{ inner() Handler }); ok {
+		return handlesReplace(w.inner())
+	}
+	_, ok := h.(Replacer)
 	return ok
 }
 
@@ -540,7 +603,7 @@ func (d *decoder) tableMap(tm *replication.TableMapEvent) error {
 		hist, version = d.schemas.lookup(db, name)
 	}
 	if d.requireNames && hist == nil && len(tm.ColumnName) != int(tm.ColumnCount) {
-		return fmt.Errorf("table %s.%s is logged without column names (binlog_row_metadata is not FULL) and the schema history does not know it: set binlog_row_metadata=FULL on the source, or run `feedcdc resync` to snapshot its schema", db, name)
+		return fmt.Errorf("table %s.%s is logged without column names (binlog_row_metadata is not FULL) and the schema history does not know it: run `feedcdc schema reload --table %s.%s` (reads its schema from the server into the schema history; item states and the checkpoint are kept) and start again, and set binlog_row_metadata=FULL on the source so that this cannot recur", db, name, db, name)
 	}
 	key := d.tableKey(tm, version)
 	if ti, ok := d.cache[string(key)]; ok {

@@ -20,4 +20,10 @@
 //   - Schemas come from TABLE_MAP full metadata when present, otherwise
 //     from the schema history, which is versioned by binlog position so that
 //     old events decode with the schema they were written under.
+//     The history follows every table of a database with captured tables
+//     (shadow tables of online schema changes), and reads a captured
+//     table it cannot know from the server when it becomes captured.
+//   - A TRUNCATE of a captured table, and a rename that puts another table
+//     at a captured name, reach the Handler (Truncater, Replacer) before
+//     the statement's TxEnd.
 package binlog

@@ -65,6 +65,26 @@ func (f Filter) Match(db, table string) bool {
 	return true
 }
 
+// MatchSchema reports whether some table of database db can be captured
+// (an Include pattern's database part matches it, or Include is empty).
+// The schema tracker follows every table of such a database, so that a
+// table renamed into a captured name (an online schema change's shadow
+// table) has a known schema.
+func (f Filter) MatchSchema(db string) bool {
+	if systemSchemas[strings.ToLower(db)] && !f.namesSchema(db) {
+		return false
+	}
+	if len(f.Include) == 0 {
+		return true
+	}
+	for _, p := range f.Include {
+		if i := strings.IndexByte(p, '.'); i >= 0 && glob(strings.ToLower(p[:i]), strings.ToLower(db)) {
+			return true
+		}
+	}
+	return false
+}
+
 func (f Filter) namesSchema(db string) bool {
 	for _, p := range f.Include {
 		if i := strings.IndexByte(p, '.'); i >= 0 && strings.EqualFold(p[:i], db) {

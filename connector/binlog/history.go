@@ -84,6 +84,19 @@ type schemaTracker struct {
 	// stream passes their position (DDL records are re-derived from the DDL).
 	pending []SchemaRecord
 	version uint64
+	// load reads one table's current schema from the server and the binlog
+	// position it is current at (nil: offline, no server to ask). st is nil
+	// when the table does not exist.
+	load func(ctx context.Context, db, table string) (st *storedTable, at change.Position, err error)
+}
+
+// tracks reports whether the history follows db.table: every captured
+// table, and every other table of a database with captured tables (shadow
+// and staging tables, which a rename may put in a captured table's place).
+// Only captured tables are ever errors; the others are followed on a
+// best-effort basis and forgotten when their DDL cannot be understood.
+func (t *schemaTracker) tracks(db, table string) bool {
+	return t.filter.Match(db, table) || t.filter.MatchSchema(db)
 }
 
 func tableKeyName(db, table string) string { return strings.ToLower(db) + "." + strings.ToLower(table) }
@@ -168,8 +181,27 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // reflected reports whether DDL at pos is already part of db.table's
 // current version (taken from an information_schema snapshot after it).
 func (t *schemaTracker) reflected(db, table string, pos change.Position) bool {
-	at, ok := t.snapAt[tableKeyName(db, table)]
-	return ok && positionLE(pos, at)
+	if at, ok := t.snapAt[tableKeyName(db, table)]; ok && positionLE(pos, at) {
+		return true
+	}
+	// A snapshot taken after pos (a schema read when the table became
+	// captured, `feedcdc schema reload`) holds the DDL's effect: it is the
+	// table's version from here on.
+	return t.takePending(db, table, pos)
+}
+
+// takePending applies the first pending snapshot record of db.table at or
+// after pos (zero pos: any) and reports whether there was one.
+func (t *schemaTracker) takePending(db, table string, pos change.Position) bool {
+	k := tableKeyName(db, table)
+	for i, r := range t.pending {
+		if tableKeyName(r.DB, r.Table) == k && (pos.IsZero() || positionLE(pos, r.Position)) {
+			t.pending = append(t.pending[:i], t.pending[i+1:]...)
+			t.apply(r)
+			return true
+		}
+	}
+	return false
 }
 
 // rewind rebuilds the current versions as of position p.
@@ -272,7 +304,53 @@ func guessFlavor(gtid string) string {
 }
 
 func (t *schemaTracker) lookup(db, table string) (*storedTable, uint64) {
-	return t.current[tableKeyName(db, table)], t.version
+	st := t.current[tableKeyName(db, table)]
+	if st == nil && len(t.pending) > 0 && t.takePending(db, table, change.Position{}) {
+		// rows of a table the history lost (renamed in unknown, or
+		// forgotten): a later snapshot is the best knowledge there is
+		st = t.current[tableKeyName(db, table)]
+	}
+	return st, t.version
+}
+
+// learn makes the server's current schema of db.name (a captured table the
+// history does not know, e.g. the shadow table of a migration that began
+// before feedcdc first started, renamed into a captured name) its version
+// from the DDL at pos on. The schema read is recorded twice: at pos (with
+// the DDL, so that a restart between pos and the read decodes with it) and
+// as a snapshot at the position of the read (so that DDL up to there,
+// already reflected in it, is not applied twice). A pending snapshot of
+// the table (a restart, `feedcdc schema reload`) is used instead when there
+// is one. With no server to ask, or when the table is gone from the server,
+// the table stays unknown: FULL row metadata still decodes its rows, and a
+// row without column names stops with an error naming `feedcdc schema
+// reload`.
+func (t *schemaTracker) learn(ctx context.Context, db, name string, pos change.Position, ddl, why string) error {
+	if t.takePending(db, name, pos) {
+		return nil
+	}
+	if t.load == nil {
+		t.log.Warn("the schema of a captured table is unknown: its rows decode only with binlog_row_metadata=FULL", "table", db+"."+name, "reason", why,
+			"fix", "feedcdc schema reload --table "+db+"."+name)
+		return t.record(ctx, pos, db, name, nil, ddl)
+	}
+	st, at, err := t.load(ctx, db, name)
+	if err != nil {
+		return fmt.Errorf("%s: read the table's schema from the server: %w (once the server answers, start again; `feedcdc schema reload --table %s.%s` stores it without a restart of the stream)", why, err, db, name)
+	}
+	if st == nil {
+		t.log.Warn("the schema of a captured table is unknown and the table no longer exists on the server: its rows decode only with binlog_row_metadata=FULL", "table", db+"."+name, "reason", why)
+		return t.record(ctx, pos, db, name, nil, ddl)
+	}
+	t.log.Info("read the schema of a table that became captured from the server", "table", db+"."+name, "reason", why, "as_of", at.String())
+	if err := t.record(ctx, pos, db, name, st, ddl); err != nil {
+		return err
+	}
+	if err := t.record(ctx, at, db, name, st, ""); err != nil {
+		return err
+	}
+	t.snapAt[tableKeyName(db, name)] = at
+	return nil
 }
 
 // record sets a table's version and persists it, unless an identical record
@@ -316,6 +394,14 @@ func (t *schemaTracker) applyQuery(ctx context.Context, defaultDB, query string,
 			return nil // not table DDL (users, grants, routines, …)
 		}
 		if names := tableNames(ddlNameRe, query, defaultDB); len(names) > 0 && !t.filter.MatchAny(names) {
+			// Not captured; a followed table's schema is no longer known.
+			for _, n := range names {
+				if st, _ := t.lookup(n[0], n[1]); st != nil {
+					if err := t.record(ctx, pos, n[0], n[1], nil, query); err != nil {
+						return err
+					}
+				}
+			}
 			return nil
 		}
 		return fmt.Errorf("cannot parse DDL that may change a captured table: %v\n  statement: %s\nfeedcdc cannot know the table's new schema; if the statement does not touch captured tables, exclude them with source.exclude_tables, otherwise run `feedcdc resync` after fixing the schema history (docs/binlog.md)", err, truncateString(query, 500))
@@ -414,25 +500,30 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 			return nil
 		}
 		db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
-		if !t.filter.Match(db, name) || t.reflected(db, name, pos) {
+		if !t.tracks(db, name) || t.reflected(db, name, pos) {
 			return nil
 		}
+		captured := t.filter.Match(db, name)
 		if s.ReferTable != nil {
-			src, _ := t.lookup(dbOf(s.ReferTable, defaultDB), s.ReferTable.Name.O)
+			sdb := dbOf(s.ReferTable, defaultDB)
+			src, _ := t.lookup(sdb, s.ReferTable.Name.O)
 			if src == nil {
-				return fmt.Errorf("CREATE TABLE %s.%s LIKE %s: the source table's schema is unknown (not captured); include it in source.include_tables", db, name, s.ReferTable.Name.O)
+				if !captured {
+					return t.record(ctx, pos, db, name, nil, query)
+				}
+				return t.learn(ctx, db, name, pos, query, fmt.Sprintf("CREATE TABLE %s.%s LIKE %s.%s: the source table's schema is unknown", db, name, sdb, s.ReferTable.Name.O))
 			}
-			cp := *src
+			cp := cloneTable(src)
 			cp.DB, cp.Name = db, name
-			cp.Columns = append([]storedColumn(nil), src.Columns...)
-			cp.PK = append([]int(nil), src.PK...)
-			return t.record(ctx, pos, db, name, &cp, query)
+			return t.record(ctx, pos, db, name, cp, query)
 		}
 		if s.Select != nil {
 			// The column types come from a query: the table's schema is
 			// unknown to the history. With FULL row metadata nothing else is
 			// needed; otherwise its rows fail with a clear error.
-			t.log.Warn("CREATE TABLE … SELECT: the new table's schema is not tracked; its rows need binlog_row_metadata=FULL", "table", db+"."+name)
+			if captured {
+				t.log.Warn("CREATE TABLE … SELECT: the new table's schema is not tracked; its rows need binlog_row_metadata=FULL", "table", db+"."+name)
+			}
 			return t.record(ctx, pos, db, name, nil, query)
 		}
 		st := &storedTable{DB: db, Name: name}
@@ -462,43 +553,58 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 
 	case *ast.AlterTableStmt:
 		db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
-		if !t.filter.Match(db, name) {
-			// a rename may move a table into the captured set
-			for _, spec := range s.Specs {
-				if spec.Tp == ast.AlterTableRenameTable && t.filter.Match(dbOf(spec.NewTable, db), spec.NewTable.Name.O) {
-					return fmt.Errorf("ALTER TABLE %s.%s RENAME TO %s: a table that was not captured becomes captured, and its schema is unknown; include %s.%s in source.include_tables too, or run `feedcdc resync`", db, name, spec.NewTable.Name.O, db, name)
-				}
-			}
-			return nil
-		}
-		if t.reflected(db, name, pos) {
-			return nil
-		}
-		cur, _ := t.lookup(db, name)
-		if cur == nil {
-			return fmt.Errorf("ALTER TABLE %s.%s: the table's previous schema is not in the schema history; run `feedcdc resync` to rebuild it", db, name)
-		}
-		st := cloneTable(cur)
 		newDB, newName := db, name
 		for _, spec := range s.Specs {
-			if err := alterTable(st, spec); err != nil {
-				return fmt.Errorf("ALTER TABLE %s.%s: %w", db, name, err)
-			}
 			if spec.Tp == ast.AlterTableRenameTable {
 				newDB, newName = dbOf(spec.NewTable, db), spec.NewTable.Name.O
 			}
 		}
-		if newDB != db || newName != name {
+		renamed := newDB != db || newName != name
+		if !t.tracks(db, name) && !(renamed && t.tracks(newDB, newName)) {
+			return nil
+		}
+		if t.reflected(db, name, pos) || (renamed && t.reflected(newDB, newName, pos)) {
+			return nil
+		}
+		cur, _ := t.lookup(db, name)
+		if cur == nil {
+			if renamed && t.filter.Match(db, name) {
+				if err := t.record(ctx, pos, db, name, nil, query); err != nil {
+					return err
+				}
+			}
+			if !t.filter.Match(newDB, newName) {
+				// a followed table we do not know stays unknown (a known
+				// one renamed over is forgotten)
+				if prev, _ := t.lookup(newDB, newName); renamed && prev != nil {
+					return t.record(ctx, pos, newDB, newName, nil, query)
+				}
+				return nil
+			}
+			return t.learn(ctx, newDB, newName, pos, query, fmt.Sprintf("ALTER TABLE %s.%s: the table's previous schema is not in the schema history", db, name))
+		}
+		st := cloneTable(cur)
+		for _, spec := range s.Specs {
+			if err := alterTable(st, spec); err != nil {
+				if !t.filter.Match(db, name) && !t.filter.Match(newDB, newName) {
+					// a followed table: forget it rather than stop
+					t.log.Debug("schema of a followed table forgotten", "table", db+"."+name, "error", err)
+					return t.record(ctx, pos, db, name, nil, query)
+				}
+				return fmt.Errorf("ALTER TABLE %s.%s: %w", db, name, err)
+			}
+		}
+		markPKNotNull(st)
+		if renamed {
 			if err := t.record(ctx, pos, db, name, nil, query); err != nil {
 				return err
 			}
-			if !t.filter.Match(newDB, newName) {
+			if !t.tracks(newDB, newName) {
 				return nil
 			}
 			st.DB, st.Name = newDB, newName
 			return t.record(ctx, pos, newDB, newName, st, query)
 		}
-		markPKNotNull(st)
 		return t.record(ctx, pos, db, name, st, query)
 
 	case *ast.DropTableStmt:
@@ -507,8 +613,11 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 		}
 		for _, tn := range s.Tables {
 			db := dbOf(tn, defaultDB)
-			if !t.filter.Match(db, tn.Name.O) || t.reflected(db, tn.Name.O, pos) {
+			if !t.tracks(db, tn.Name.O) || t.reflected(db, tn.Name.O, pos) {
 				continue
+			}
+			if st, _ := t.lookup(db, tn.Name.O); st == nil && !t.filter.Match(db, tn.Name.O) {
+				continue // a followed table not known: nothing to forget
 			}
 			if err := t.record(ctx, pos, db, tn.Name.O, nil, query); err != nil {
 				return err
@@ -517,26 +626,37 @@ func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt as
 	case *ast.RenameTableStmt:
 		for _, tt := range s.TableToTables {
 			odb, ndb := dbOf(tt.OldTable, defaultDB), dbOf(tt.NewTable, defaultDB)
-			if t.reflected(odb, tt.OldTable.Name.O, pos) || t.reflected(ndb, tt.NewTable.Name.O, pos) {
+			oname, nname := tt.OldTable.Name.O, tt.NewTable.Name.O
+			if t.reflected(odb, oname, pos) || t.reflected(ndb, nname, pos) {
 				continue
 			}
-			oldCaptured := t.filter.Match(odb, tt.OldTable.Name.O)
-			newCaptured := t.filter.Match(ndb, tt.NewTable.Name.O)
-			cur, _ := t.lookup(odb, tt.OldTable.Name.O)
-			if oldCaptured {
-				if err := t.record(ctx, pos, odb, tt.OldTable.Name.O, nil, query); err != nil {
+			cur, _ := t.lookup(odb, oname)
+			if t.tracks(odb, oname) && (cur != nil || t.filter.Match(odb, oname)) {
+				if err := t.record(ctx, pos, odb, oname, nil, query); err != nil {
 					return err
 				}
 			}
-			if newCaptured {
-				if cur == nil {
-					return fmt.Errorf("RENAME TABLE %s.%s TO %s.%s: the captured table's schema is unknown (the old name is not captured); include it in source.include_tables too, or run `feedcdc resync`", odb, tt.OldTable.Name.O, ndb, tt.NewTable.Name.O)
+			if !t.tracks(ndb, nname) {
+				continue
+			}
+			if cur == nil {
+				if !t.filter.Match(ndb, nname) {
+					if prev, _ := t.lookup(ndb, nname); prev != nil {
+						if err := t.record(ctx, pos, ndb, nname, nil, query); err != nil {
+							return err
+						}
+					}
+					continue
 				}
-				st := cloneTable(cur)
-				st.DB, st.Name = ndb, tt.NewTable.Name.O
-				if err := t.record(ctx, pos, ndb, st.Name, st, query); err != nil {
+				if err := t.learn(ctx, ndb, nname, pos, query, fmt.Sprintf("RENAME TABLE %s.%s TO %s.%s: the schema of %s.%s is unknown", odb, oname, ndb, nname, odb, oname)); err != nil {
 					return err
 				}
+				continue
+			}
+			st := cloneTable(cur)
+			st.DB, st.Name = ndb, nname
+			if err := t.record(ctx, pos, ndb, nname, st, query); err != nil {
+				return err
 			}
 		}
 	case *ast.DropDatabaseStmt:
@@ -821,18 +941,7 @@ func loadInformationSchema(c *client.Conn, filter Filter, flavor string) (map[st
 		nullable, _ := r.GetString(i, 5)
 		cs, _ := r.GetString(i, 6)
 		maxLen, _ := r.GetInt(i, 7)
-		sc := storedColumn{Name: col, Type: strings.ToLower(dataType), Nullable: nullable == "YES",
-			Unsigned: strings.Contains(strings.ToLower(colType), "unsigned"), Charset: strings.ToLower(cs)}
-		switch sc.Type {
-		case "enum", "set":
-			sc.Values = parseEnumValues(colType)
-		case "char", "binary":
-			sc.Length = int(maxLen)
-		}
-		if sc.Type == "binary" || sc.Type == "varbinary" || strings.HasSuffix(sc.Type, "blob") {
-			sc.Charset = "binary"
-		}
-		st.Columns = append(st.Columns, sc)
+		st.Columns = append(st.Columns, infoSchemaColumn(col, dataType, colType, nullable, cs, maxLen))
 	}
 	pk, err := c.Execute(`SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS
 		WHERE INDEX_NAME = 'PRIMARY' ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX`)
@@ -870,6 +979,105 @@ func loadInformationSchema(c *client.Conn, filter Filter, flavor string) (map[st
 		}
 	}
 	return tables, nil
+}
+
+// infoSchemaColumn converts one row of information_schema.COLUMNS.
+func infoSchemaColumn(col, dataType, colType, nullable, cs string, maxLen int64) storedColumn {
+	sc := storedColumn{Name: col, Type: strings.ToLower(dataType), Nullable: nullable == "YES",
+		Unsigned: strings.Contains(strings.ToLower(colType), "unsigned"), Charset: strings.ToLower(cs)}
+	switch sc.Type {
+	case "enum", "set":
+		sc.Values = parseEnumValues(colType)
+	case "char", "binary":
+		sc.Length = int(maxLen)
+	}
+	if sc.Type == "binary" || sc.Type == "varbinary" || strings.HasSuffix(sc.Type, "blob") {
+		sc.Charset = "binary"
+	}
+	return sc
+}
+
+// loadTableSchema reads the current schema of one base table from
+// information_schema (nil when there is no such table).
+func loadTableSchema(c *client.Conn, db, table, flavor string) (*storedTable, error) {
+	r, err := c.Execute(`SELECT c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, c.IS_NULLABLE,
+		COALESCE(c.CHARACTER_SET_NAME, ''), COALESCE(c.CHARACTER_MAXIMUM_LENGTH, 0)
+		FROM information_schema.COLUMNS c JOIN information_schema.TABLES t
+		  ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+		WHERE t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ?
+		ORDER BY c.ORDINAL_POSITION`, db, table)
+	if err != nil {
+		return nil, fmt.Errorf("read information_schema.COLUMNS of %s.%s (the connector user needs SELECT): %w", db, table, err)
+	}
+	if r.RowNumber() == 0 {
+		return nil, nil
+	}
+	st := &storedTable{DB: db, Name: table}
+	for i := 0; i < r.RowNumber(); i++ {
+		col, _ := r.GetString(i, 0)
+		dataType, _ := r.GetString(i, 1)
+		colType, _ := r.GetString(i, 2)
+		nullable, _ := r.GetString(i, 3)
+		cs, _ := r.GetString(i, 4)
+		maxLen, _ := r.GetInt(i, 5)
+		st.Columns = append(st.Columns, infoSchemaColumn(col, dataType, colType, nullable, cs, maxLen))
+	}
+	pk, err := c.Execute(`SELECT COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE INDEX_NAME = 'PRIMARY' AND TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY SEQ_IN_INDEX`, db, table)
+	if err != nil {
+		return nil, fmt.Errorf("read the primary key of %s.%s from information_schema.STATISTICS: %w", db, table, err)
+	}
+	for i := 0; i < pk.RowNumber(); i++ {
+		col, _ := pk.GetString(i, 0)
+		if idx := indexOfColumn(st, col); idx >= 0 {
+			st.PK = append(st.PK, idx)
+		}
+	}
+	if flavor == gmysql.MariaDBFlavor {
+		// MariaDB's JSON is LONGTEXT with a json_valid() check named after the column.
+		chk, err := c.Execute(`SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+			WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND CHECK_CLAUSE LIKE 'json_valid(%'`, db, table)
+		if err == nil {
+			for i := 0; i < chk.RowNumber(); i++ {
+				clause, _ := chk.GetString(i, 0)
+				col := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(clause, "json_valid("), ")"), "`")
+				if idx := indexOfColumn(st, col); idx >= 0 {
+					st.Columns[idx].Type = "json"
+				}
+			}
+		}
+	}
+	markPKNotNull(st)
+	return st, nil
+}
+
+// readTableSchema reads one table's schema and the binlog position it is
+// current at: the binlog must not move while it is read (retried a few
+// times, then the last read is taken with a warning, as at bootstrap).
+func readTableSchema(ctx context.Context, c *client.Conn, db, table, flavor string, log *slog.Logger) (*storedTable, change.Position, error) {
+	for attempt := 0; ; attempt++ {
+		p1, err := currentPosition(c, flavor)
+		if err != nil {
+			return nil, change.Position{}, err
+		}
+		st, err := loadTableSchema(c, db, table, flavor)
+		if err != nil {
+			return nil, change.Position{}, err
+		}
+		p2, err := currentPosition(c, flavor)
+		if err != nil {
+			return nil, change.Position{}, err
+		}
+		if p1 == p2 || attempt == 9 {
+			if p1 != p2 {
+				log.Warn("the binlog kept moving while a table's schema was read; DDL on it right now may be applied twice", "table", db+"."+table, "from", p1.String(), "to", p2.String())
+			}
+			return st, p1, nil
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return nil, change.Position{}, err
+		}
+	}
 }
 
 // parseEnumValues reads the members of an enum(...) or set(...) COLUMN_TYPE

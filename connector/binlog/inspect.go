@@ -44,13 +44,15 @@ var binlogMagic = []byte{0xfe, 'b', 'i', 'n'}
 
 // InspectFiles decodes binlog files offline, in the order given, and writes
 // one JSON record per line to w: a change record per row image of a captured
-// table, a truncate record per TRUNCATE of one and, with opts.TxEnds, a
+// table, a truncate record per TRUNCATE of one, a replace record per
+// captured name a rename put another table at and, with opts.TxEnds, a
 // tx_end record per transaction:
 //
 //	{"type":"change","op":"c","db":"shop","table":"t","gtid":"0-1-5","server_id":1,
 //	 "file":"binlog.000001","pos":1234,"row":0,"ts":"2024-01-02T03:04:05Z",
 //	 "key":{"id":1},"before":null,"after":{"id":1,…}}
 //	{"type":"truncate","db":"shop","table":"t","gtid":"0-1-6","server_id":1,"file":"binlog.000001","pos":1401,"ts":…}
+//	{"type":"replace","db":"shop","table":"t","from":"shop._t_gho","gtid":"0-1-7",…}
 //	{"type":"tx_end","gtid":"0-1-5","file":"binlog.000001","pos":1265,"gtid_set":"0-1-5","ts":…,"rows":1}
 //
 // Values are rendered as in the raw change streams (docs/types.md). Column
@@ -115,11 +117,28 @@ func (ih *inspectHandler) Change(_ context.Context, c *change.Change) error {
 
 // Truncate implements Truncater: a truncate record.
 func (ih *inspectHandler) Truncate(_ context.Context, t *change.Table, src change.Source) error {
+	return ih.tableRecord("truncate", t, "", src)
+}
+
+// Replace implements Replacer: a replace record.
+func (ih *inspectHandler) Replace(_ context.Context, t *change.Table, from string, src change.Source) error {
+	return ih.tableRecord("replace", t, from, src)
+}
+
+// tableRecord writes a record about a whole table (from: the table's
+// former name, replace records only).
+func (ih *inspectHandler) tableRecord(typ string, t *change.Table, from string, src change.Source) error {
 	b := ih.buf[:0]
-	b = append(b, `{"type":"truncate","db":`...)
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","db":`...)
 	b = raw.AppendString(b, t.DB)
 	b = append(b, `,"table":`...)
 	b = raw.AppendString(b, t.Name)
+	if from != "" {
+		b = append(b, `,"from":`...)
+		b = raw.AppendString(b, from)
+	}
 	b = append(b, `,"gtid":`...)
 	b = raw.AppendString(b, src.GTID)
 	b = append(b, `,"server_id":`...)

@@ -395,6 +395,13 @@ func (t *trackingHandler) Truncate(ctx context.Context, tbl *change.Table, src c
 	return t.h.(Truncater).Truncate(ctx, tbl, src)
 }
 
+// Replace passes a table replacement on (the decoder asks handlesReplace
+// first).
+func (t *trackingHandler) Replace(ctx context.Context, tbl *change.Table, from string, src change.Source) error {
+	t.open = true
+	return t.h.(Replacer).Replace(ctx, tbl, from, src)
+}
+
 func (t *trackingHandler) inner() Handler { return t.h }
 
 func (t *trackingHandler) TxEnd(ctx context.Context, e change.TxEnd) error {
@@ -444,6 +451,7 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 		var snap change.Position
 		tracker, err = newSchemaTracker(ctx, s.history, s.cfg.Filter, flavor, s.log)
 		if err == nil {
+			tracker.load = s.schemaLoader(flavor)
 			snap, err = tracker.bootstrap(ctx, c, from)
 		}
 		if err != nil {
@@ -499,6 +507,53 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 			tracker.rewind(th.last)
 		}
 	}
+}
+
+// schemaLoader reads one table's current schema from the server on a
+// connection of its own (the tracker asks only when a table it does not
+// know becomes captured, which is rare).
+func (s *Source) schemaLoader(flavor string) func(ctx context.Context, db, table string) (*storedTable, change.Position, error) {
+	return func(ctx context.Context, db, table string) (*storedTable, change.Position, error) {
+		c, err := connect(ctx, s.cfg, s.tls)
+		if err != nil {
+			return nil, change.Position{}, err
+		}
+		defer c.Close()
+		return readTableSchema(ctx, c, db, table, flavor, s.log)
+	}
+}
+
+// ReloadSchema reads the current schema of db.table from the server and
+// appends it to hist as a snapshot record at the server's current binlog
+// position (`feedcdc schema reload`). When the stream meets the table next
+// with a schema the history does not know (or at DDL on it before that
+// position), it takes this one; item states and the checkpoint are not
+// touched. The connector must not be running on the same history.
+func (s *Source) ReloadSchema(ctx context.Context, hist SchemaHistory, db, table string) (SchemaRecord, error) {
+	c, err := connect(ctx, s.cfg, s.tls)
+	if err != nil {
+		return SchemaRecord{}, err
+	}
+	defer c.Close()
+	flavor, err := detectFlavor(c, s.cfg.Flavor)
+	if err != nil {
+		return SchemaRecord{}, err
+	}
+	st, at, err := readTableSchema(ctx, c, db, table, flavor, s.log)
+	if err != nil {
+		return SchemaRecord{}, err
+	}
+	if st == nil {
+		return SchemaRecord{}, fmt.Errorf("table %s.%s does not exist on the server (names are case-sensitive on most servers); nothing to reload", db, table)
+	}
+	t, err := newSchemaTracker(ctx, hist, s.cfg.Filter, flavor, s.log)
+	if err != nil {
+		return SchemaRecord{}, err
+	}
+	if err := t.record(ctx, at, db, table, st, ""); err != nil {
+		return SchemaRecord{}, err
+	}
+	return t.records[len(t.records)-1], nil
 }
 
 func (s *Source) resolveStart(c *client.Conn, flavor string) (change.Position, error) {

@@ -87,4 +87,37 @@ func (d *decoder) checkStatementDML(defaultDB, q string) error {
 	return nil
 }
 
+// renamePair is one table rename: {db, table} from and to.
+type renamePair struct{ from, to [2]string }
+
+// renames returns the table renames of a RENAME TABLE or ALTER TABLE
+// statement, in statement order (nil for other or unparseable statements;
+// the schema tracker reports those that matter).
+func renames(p *parser.Parser, defaultDB, q string) []renamePair {
+	stmts, _, err := p.Parse(mariadbToTiDB(q), "", "")
+	if err != nil {
+		return nil
+	}
+	var out []renamePair
+	for _, st := range stmts {
+		switch s := st.(type) {
+		case *ast.RenameTableStmt:
+			for _, tt := range s.TableToTables {
+				out = append(out, renamePair{
+					from: [2]string{dbOf(tt.OldTable, defaultDB), tt.OldTable.Name.O},
+					to:   [2]string{dbOf(tt.NewTable, defaultDB), tt.NewTable.Name.O}})
+			}
+		case *ast.AlterTableStmt:
+			db := dbOf(s.Table, defaultDB)
+			for _, spec := range s.Specs {
+				if spec.Tp == ast.AlterTableRenameTable {
+					out = append(out, renamePair{from: [2]string{db, s.Table.Name.O},
+						to: [2]string{dbOf(spec.NewTable, db), spec.NewTable.Name.O}})
+				}
+			}
+		}
+	}
+	return out
+}
+
 var dmlNameRe = regexp.MustCompile("(?i)\\b(?:INTO|UPDATE|FROM|TABLE)\\s+((?:`[^`]+`|\\w+)(?:\\.(?:`[^`]+`|\\w+))?)")
