@@ -1064,6 +1064,10 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 	recs := make([]sink.Record, len(items))
 	for i, it := range items {
 		recs[i] = Record(it, f.IdentityFields())
+		// A version some sinks already accepted goes only to the others.
+		if pv := prev[it.ID]; pv.Status == state.StatusRetryableFailure && pv.Hash == it.Hash && pv.Deleted == it.Deleted {
+			recs[i].SkipSinks = pv.Accepted
+		}
 	}
 	res, err := sink.SendWithRetry(ctx, p.o.Sink, recs, p.o.SendBackoff)
 	if err != nil && ctx.Err() != nil {
@@ -1101,6 +1105,16 @@ func (p *Pipeline) applyResult(s *state.Item, r sink.Result, prev state.Item, po
 			attempts = prev.Attempts + 1
 		}
 		s.Attempts = attempts
+		// Sinks that have this version: those that accepted it before
+		// (skipped this time) and those that accepted it now.
+		if prev.ID != "" && prev.Status == state.StatusRetryableFailure && prev.Hash == s.Hash && prev.Deleted == s.Deleted {
+			s.Accepted = append(s.Accepted, prev.Accepted...)
+		}
+		for _, n := range r.Accepted {
+			if !slices.Contains(s.Accepted, n) {
+				s.Accepted = append(s.Accepted, n)
+			}
+		}
 		s.LastError = r.Reason
 		if s.LastError == "" && r.Err != nil {
 			s.LastError = r.Err.Error()

@@ -1,0 +1,134 @@
+package connector
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/test/catalog"
+)
+
+// downService is a real HTTP feed service that answers 503 while down is
+// set and accepts everything otherwise.
+type downService struct {
+	down     atomic.Bool
+	requests atomic.Int64
+	failed   atomic.Int64
+}
+
+func (s *downService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
+	if s.down.Load() {
+		s.failed.Add(1)
+		http.Error(w, `{"error":"unavailable"}`, http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"invalidFeedItems":[]}`))
+}
+
+// fileLines counts the lines per item id in a file sink's <feed>.jsonl
+// (envelope on).
+func fileLines(t *testing.T, path string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e struct{ ID string }
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out[e.ID]++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Issue 13: a feed routed to two sinks, one failing (HTTP 503) and one
+// accepting (a file). The items fail as a whole (status 2), and the retry
+// job must send them only to the sink that has not accepted them: the file
+// holds each item exactly once.
+func TestRetryJobSendsOnlyToSinksThatFailed(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "retry2")
+	admin := srv.Admin(t, db)
+	if err := catalog.CreateSchema(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.Load(ctx, admin, catalog.Tiny(), 5); err != nil {
+		t.Fatal(err)
+	}
+	svc := &downService{}
+	svc.down.Store(true)
+	hs := httptest.NewServer(svc)
+	defer hs.Close()
+	out := t.TempDir()
+	cc := connectorYAML{Name: "retry2", Database: db,
+		Feeds: []string{"productAttributes: {enabled: false}", "variants: {enabled: false}", "productOverrides: {enabled: false}",
+			"products: {retry_schedule: 1h}"},
+		Sections: unthrottledResync + fmt.Sprintf("sinks:\n  service:\n    type: http\n    http:\n      base_url: %s\n      timeout: 5s\n"+
+			"  files:\n    type: file\n    file:\n      dir: %s\n      envelope: true\n", hs.URL, out)}
+	c := openConnector(t, cc.load(t), OpenOptions{})
+	c.Pipeline.o.SendBackoff = sink.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 2}
+	_, stop := startRun(t, c, RunOptions{NoSchedule: true})
+	waitFullSyncs(t, c)
+	counts, err := c.Store.Counts(ctx, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Failed == 0 || counts.Failed != counts.Total {
+		t.Fatalf("with the service down every products item should be failed: %+v", counts)
+	}
+	// Failed twice more: the file sink must not get them again either.
+	for round := 0; round < 2; round++ {
+		if _, err := c.Pipeline.RetryFailed(ctx, "products", time.Now().Add(365*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc.down.Store(false)
+	st, err := c.Pipeline.RetryFailed(ctx, "products", time.Now().Add(365*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	counts, _ = c.Store.Counts(ctx, "products")
+	if counts.Failed != 0 || counts.Sent != counts.Total {
+		t.Fatalf("after the service recovered and the retry job ran: %+v (retry: %+v)", counts, st)
+	}
+	lines := fileLines(t, filepath.Join(out, "products.jsonl"))
+	dups := 0
+	for id, n := range lines {
+		if n != 1 {
+			dups++
+			if dups <= 3 {
+				t.Errorf("item %s written %d times to the file sink that accepted it the first time", id, n)
+			}
+		}
+	}
+	if dups > 0 {
+		t.Errorf("%d of %d items delivered more than once to the accepting sink", dups, len(lines))
+	}
+	if int64(len(lines)) != counts.Total {
+		t.Errorf("the file sink holds %d items, the state %d", len(lines), counts.Total)
+	}
+	it, _, _ := c.Store.ListItems(ctx, state.ListQuery{Feed: "products", Limit: 1})
+	t.Logf("%d items, %d service requests (%d failed); a sent item: %+v", len(lines), svc.requests.Load(), svc.failed.Load(), it[0].Status)
+}
