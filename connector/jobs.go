@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -415,10 +416,56 @@ func (p *Pipeline) FeedNames() []string {
 	return out
 }
 
+// ErrRetryRunning is returned by RetryFailed when the feed's retry of
+// failed items is already running (in this process).
+var ErrRetryRunning = errors.New("retry of failed items already running")
+
+// ClaimRetry reserves the feed's retry of failed items: at most one runs
+// per feed at a time, whoever starts it (schedule, dashboard, command).
+// ok is false when one is running; otherwise call release when done.
+func (p *Pipeline) ClaimRetry(feed string) (release func(), ok bool) {
+	p.retryMu.Lock()
+	defer p.retryMu.Unlock()
+	if p.retrying[feed] {
+		return nil, false
+	}
+	if p.retrying == nil {
+		p.retrying = map[string]bool{}
+	}
+	p.retrying[feed] = true
+	if p.retryHook != nil {
+		p.retryHook(feed, +1)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.retryMu.Lock()
+			delete(p.retrying, feed)
+			if p.retryHook != nil {
+				p.retryHook(feed, -1)
+			}
+			p.retryMu.Unlock()
+		})
+	}, true
+}
+
 // RetryFailed runs the <feed>_resend_failed_items job: items with status 2
 // whose backoff has passed are rebuilt from the source's current state and
-// sent again. It returns how many entities were retried.
+// sent again. It returns how many entities were retried. If the feed's
+// retry is already running it returns an error wrapping ErrRetryRunning at
+// once (one retry per feed at a time).
 func (p *Pipeline) RetryFailed(ctx context.Context, feed string, now time.Time) (ExportStats, error) {
+	release, ok := p.ClaimRetry(feed)
+	if !ok {
+		return ExportStats{}, fmt.Errorf("connector: %s_resend_failed_items: %w", feed, ErrRetryRunning)
+	}
+	defer release()
+	return p.RetryFailedClaimed(ctx, feed, now)
+}
+
+// RetryFailedClaimed is RetryFailed for a caller that holds the feed's
+// ClaimRetry.
+func (p *Pipeline) RetryFailedClaimed(ctx context.Context, feed string, now time.Time) (ExportStats, error) {
 	var total ExportStats
 	for {
 		var st ExportStats

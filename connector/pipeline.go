@@ -261,6 +261,12 @@ type Pipeline struct {
 
 	syncMu   sync.Mutex
 	lastSync map[string]time.Time // feed -> last export that sent something
+
+	retryMu  sync.Mutex
+	retrying map[string]bool // feeds whose retry of failed items runs now
+	// retryHook, when set (tests), is called as a retry run starts (+1)
+	// and ends (-1).
+	retryHook func(feed string, delta int)
 }
 
 // LastSync is when the feed last exported items in this process.
