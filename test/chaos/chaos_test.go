@@ -51,6 +51,9 @@ func TestReduced(t *testing.T) {
 			if p.KafkaPartial > 0 && sum.ProduceFailures == 0 {
 				t.Errorf("no produce request was failed: the scenario proves nothing")
 			}
+			if p.DiskFullBlocks > 0 && sum.DiskFullErrors == 0 {
+				t.Errorf("no write failed with \"file too large\": the disk-full run proves nothing")
+			}
 			if p.Outage > 0 && sum.ServiceRequests["503 (down)"] == 0 {
 				t.Errorf("the feed service saw no request while down: the outage proves nothing")
 			}

@@ -80,16 +80,18 @@ type Summary struct {
 	ServiceRequests map[string]int
 	// ProduceFailures counts produce requests the broker was made to fail.
 	ProduceFailures int64
-	Detail          []string
+	// DiskFullErrors counts "file too large" errors in the connector log.
+	DiskFullErrors int
+	Detail         []string
 }
 
 // OK reports whether nothing was lost, wrong or out of order.
 func (s Summary) OK() bool { return s.Lost == 0 && s.Wrong == 0 && s.OutOfOrder == 0 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f produce_failures=%d elapsed=%s",
+	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f produce_failures=%d disk_full_errors=%d elapsed=%s",
 		s.Scenario, s.Seed, s.Kills, s.Terms, s.Changes, s.Items, s.Lost, s.Wrong, s.OutOfOrder, s.RawDuplicates+s.FeedDuplicates,
-		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ProduceFailures, s.Elapsed.Round(time.Second))
+		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ProduceFailures, s.DiskFullErrors, s.Elapsed.Round(time.Second))
 }
 
 // Run runs one plan end to end: fresh database, broker, service and state.
@@ -166,7 +168,7 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		}
 		return c, err
 	}
-	child, err := startChild(p.DiskFullBlocks)
+	child, err := startChild(0)
 	if err != nil {
 		return sum, err
 	}
@@ -213,6 +215,26 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 	}()
 
 	// Faults.
+	if p.DiskFullBlocks > 0 {
+		// Let the first start write its state, then restart with every
+		// file limited to what the file sink's products.jsonl has now plus
+		// DiskFullBlocks KiB: the file sink runs out of "disk" soon, and
+		// the state file (bigger) as soon as it grows or writes past it.
+		time.Sleep(4 * time.Second)
+		if err := child.Term(2 * time.Minute); err != nil {
+			return sum, fmt.Errorf("stop before the disk-full run: %w", err)
+		}
+		sum.Terms++
+		fi, err := os.Stat(filepath.Join(dir, "out", "products.jsonl"))
+		if err != nil {
+			return sum, fmt.Errorf("the file sink wrote nothing before the disk-full run: %w", err)
+		}
+		limit := int(fi.Size()>>10) + p.DiskFullBlocks
+		if child, err = startChild(limit); err != nil {
+			return sum, err
+		}
+		e.Log.Info("disk full: every file limited", "scenario", p.Scenario, "kib", limit)
+	}
 	if p.HTTPFailRate > 0 {
 		svc.SetFailRate(p.HTTPFailRate)
 	}
@@ -239,7 +261,7 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		}
 		child.Kill()
 		sum.Kills++
-		if child, err = startChild(p.DiskFullBlocks); err != nil {
+		if child, err = startChild(0); err != nil {
 			return sum, err
 		}
 	}
@@ -252,7 +274,7 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 			sum.Wrong++
 		}
 		sum.Terms++
-		if child, err = startChild(p.DiskFullBlocks); err != nil {
+		if child, err = startChild(0); err != nil {
 			return sum, err
 		}
 	}
@@ -292,6 +314,8 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		if child, err = startChild(0); err != nil {
 			return sum, err
 		}
+		logText, _ := os.ReadFile(filepath.Join(dir, "feedcdc.log"))
+		sum.DiskFullErrors = strings.Count(string(logText), "file too large")
 	}
 	faultsEnd := time.Now()
 
@@ -426,7 +450,11 @@ feeds:
   database: %s
 `, e.Server.Port, e.Server.CDCUser, 7_000_000+rng.Int64N(1_000_000), filepath.Join(dir, "state", "state.db"), schema)
 	retry := "retry_schedule: 1s, backoff_base: 1s, backoff_max: 2s"
-	fmt.Fprintf(&b, "  products: {sinks: [kafka, service], %s}\n", retry)
+	if p.DiskFullBlocks > 0 {
+		fmt.Fprintf(&b, "  products: {sinks: [kafka, service, files], %s}\n", retry)
+	} else {
+		fmt.Fprintf(&b, "  products: {sinks: [kafka, service], %s}\n", retry)
+	}
 	fmt.Fprintf(&b, "  productAttributes: {sinks: [kafka], %s}\n", retry)
 	fmt.Fprintf(&b, "  variants: {sinks: [kafka], %s}\n", retry)
 	if p.Legacy {
@@ -456,10 +484,14 @@ sinks:
       base_url: %s
       timeout: 5s
       max_items_per_request: 50
+  files:
+    type: file
+    file:
+      dir: %s
 telemetry: {listen: ""}
 dashboard: {enabled: false}
 log: {format: json, level: info}
-`, broker, svcURL)
+`, broker, svcURL, filepath.Join(dir, "out"))
 	return b.String()
 }
 

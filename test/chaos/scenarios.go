@@ -46,8 +46,8 @@ func Scenarios(seed int64, reduced bool) map[string]Plan {
 			KafkaPartial: 0.3},
 		"sigterm": {Scenario: "sigterm", Seed: seed, Profile: profile, Changes: scale(10000, 1500), Rate: 250,
 			Terms: scale(6, 3), KillMin: 500 * time.Millisecond, KillMax: 3 * time.Second, HTTPFailRate: 0.1, Legacy: true},
-		"disk-full": {Scenario: "disk-full", Seed: seed, Profile: profile, Changes: scale(10000, 1500), Rate: 250,
-			DiskFullBlocks: 4096},
+		"disk-full": {Scenario: "disk-full", Seed: seed, Profile: profile, Changes: scale(10000, 3000), Rate: 250,
+			DiskFullBlocks: 256},
 	}
 }
 
