@@ -19,6 +19,7 @@ import (
 	"github.com/feedcdc/feedcdc/feeds"
 	"github.com/feedcdc/feedcdc/test/catalog"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
+	"github.com/feedcdc/feedcdc/test/mysqltest"
 )
 
 // CountersTable is the table whose every change writes a new, globally
@@ -52,6 +53,12 @@ type Plan struct {
 	// KafkaPartial fails that fraction of produce requests of partitions
 	// 0 and 1 (partition 2 is never failed) while the workload runs.
 	KafkaPartial float64
+	// SourceRestarts stops mariadbd (alternately SIGTERM and SIGKILL) and
+	// starts it again this many times; the workload pauses while it is
+	// down. KillReplicationEvery KILLs the connector's binlog connection
+	// that often while the workload runs.
+	SourceRestarts       int
+	KillReplicationEvery time.Duration
 	// Legacy puts productOverrides in legacy mode (outbox flushed every 2 s).
 	Legacy bool
 	// DiskFullBlocks > 0 runs the connector with RLIMIT_FSIZE of that many
@@ -65,33 +72,41 @@ type Plan struct {
 
 // Summary is a scenario's outcome.
 type Summary struct {
-	Scenario        string
-	Seed            int64
-	Kills, Terms    int
-	Changes         int // row changes checked in the raw streams
-	Items           int // feed items checked
-	Lost, Wrong     int
-	OutOfOrder      int
-	RawDuplicates   int
-	FeedDuplicates  int
-	RSSPeakMiB      float64
-	CatchUpSeconds  float64
-	Elapsed         time.Duration
-	ServiceRequests map[string]int
+	Scenario       string
+	Seed           int64
+	Kills, Terms   int
+	SourceRestarts int
+	// ReplicationKills counts KILLs of the connector's binlog connection.
+	ReplicationKills int
+	Changes          int // row changes checked in the raw streams
+	Items            int // feed items checked
+	Lost, Wrong      int
+	OutOfOrder       int
+	RawDuplicates    int
+	FeedDuplicates   int
+	RSSPeakMiB       float64
+	CatchUpSeconds   float64
+	Elapsed          time.Duration
+	ServiceRequests  map[string]int
 	// ProduceFailures counts produce requests the broker was made to fail.
 	ProduceFailures int64
+	// UnexpectedExits counts connector exits the suite did not cause
+	// (allowed only while the disk is full).
+	UnexpectedExits int
 	// DiskFullErrors counts "file too large" errors in the connector log.
 	DiskFullErrors int
 	Detail         []string
 }
 
 // OK reports whether nothing was lost, wrong or out of order.
-func (s Summary) OK() bool { return s.Lost == 0 && s.Wrong == 0 && s.OutOfOrder == 0 }
+func (s Summary) OK() bool {
+	return s.Lost == 0 && s.Wrong == 0 && s.OutOfOrder == 0 && s.UnexpectedExits == 0
+}
 
 func (s Summary) String() string {
-	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f produce_failures=%d disk_full_errors=%d elapsed=%s",
-		s.Scenario, s.Seed, s.Kills, s.Terms, s.Changes, s.Items, s.Lost, s.Wrong, s.OutOfOrder, s.RawDuplicates+s.FeedDuplicates,
-		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ProduceFailures, s.DiskFullErrors, s.Elapsed.Round(time.Second))
+	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d source_restarts=%d replication_kills=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f produce_failures=%d disk_full_errors=%d unexpected_exits=%d elapsed=%s",
+		s.Scenario, s.Seed, s.Kills, s.Terms, s.SourceRestarts, s.ReplicationKills, s.Changes, s.Items, s.Lost, s.Wrong, s.OutOfOrder, s.RawDuplicates+s.FeedDuplicates,
+		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ProduceFailures, s.DiskFullErrors, s.UnexpectedExits, s.Elapsed.Round(time.Second))
 }
 
 // Run runs one plan end to end: fresh database, broker, service and state.
@@ -179,6 +194,7 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 	defer wcancel()
 	var wlErr error
 	var wlDone atomic.Bool
+	var gate sync.Mutex
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -190,7 +206,10 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		step := max(p.Changes/50, 1)
 		for done := 0; done < p.Changes; done += step {
 			n := min(step, p.Changes-done)
-			if _, err := wl.Run(wctx, n, p.Rate); err != nil {
+			gate.Lock() // a source restart waits for the chunk, and the chunk for it
+			_, err := wl.Run(wctx, n, p.Rate)
+			if err != nil {
+				gate.Unlock()
 				wlErr = fmt.Errorf("workload: %w", err)
 				return
 			}
@@ -207,10 +226,12 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 					_, err = admin.ExecContext(wctx, "UPDATE "+CountersTable+" SET v = ? WHERE id = ?", v, id)
 				}
 				if err != nil {
+					gate.Unlock()
 					wlErr = fmt.Errorf("counters: %w", err)
 					return
 				}
 			}
+			gate.Unlock()
 		}
 	}()
 
@@ -239,7 +260,7 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		svc.SetFailRate(p.HTTPFailRate)
 	}
 	var partial atomic.Bool
-	var injected atomic.Int64
+	var injected, replKills atomic.Int64
 	if p.KafkaPartial > 0 {
 		partial.Store(true)
 		failPartitions(kafka, p.KafkaPartial, p.Seed, &partial, &injected)
@@ -278,6 +299,43 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 			return sum, err
 		}
 	}
+	var killerDone chan struct{}
+	if p.KillReplicationEvery > 0 {
+		killerDone = make(chan struct{})
+		go func() {
+			defer close(killerDone)
+			for !wlDone.Load() && ctx.Err() == nil {
+				time.Sleep(p.KillReplicationEvery)
+				var id int64
+				err := admin.QueryRowContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ? LIMIT 1", e.Server.CDCUser).Scan(&id)
+				if err == nil {
+					if _, err := admin.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err == nil {
+						replKills.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	for i := 0; i < p.SourceRestarts; i++ {
+		if err := sleep(between()); err != nil {
+			return sum, err
+		}
+		gate.Lock()
+		if i%2 == 0 {
+			err = e.Server.Shutdown()
+		} else {
+			err = e.Server.Kill()
+		}
+		if err == nil {
+			time.Sleep(time.Duration(1+rng.IntN(3)) * time.Second)
+			err = e.Server.Restart(ctx, mysqltest.Options{BaseDir: e.Dir})
+		}
+		gate.Unlock()
+		if err != nil {
+			return sum, fmt.Errorf("source restart %d: %w", i+1, err)
+		}
+		sum.SourceRestarts++
+	}
 	if p.Outage > 0 {
 		if err := sleep(p.OutageAfter); err != nil {
 			return sum, err
@@ -296,6 +354,10 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		svc.SetDown(false)
 	}
 	wg.Wait()
+	if killerDone != nil {
+		<-killerDone
+	}
+	sum.ReplicationKills = int(replKills.Load())
 	if wlErr != nil {
 		return sum, wlErr
 	}
@@ -316,6 +378,17 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		}
 		logText, _ := os.ReadFile(filepath.Join(dir, "feedcdc.log"))
 		sum.DiskFullErrors = strings.Count(string(logText), "file too large")
+	}
+	select {
+	case <-child.Done():
+		if p.DiskFullBlocks == 0 {
+			sum.UnexpectedExits++
+			sum.Detail = append(sum.Detail, "the connector exited on its own during the faults (see its log); restarted")
+			if child, err = startChild(0); err != nil {
+				return sum, err
+			}
+		}
+	default:
 	}
 	faultsEnd := time.Now()
 
@@ -366,7 +439,10 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		select {
 		case <-child.Done():
 			if starts < 100 {
-				sum.Detail = append(sum.Detail, "the connector exited during the catch-up; restarted")
+				if p.DiskFullBlocks == 0 {
+					sum.UnexpectedExits++
+				}
+				sum.Detail = append(sum.Detail, "the connector exited on its own (see its log); restarted")
 				if child, err = startChild(0); err != nil {
 					return sum, err
 				}

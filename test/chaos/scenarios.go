@@ -12,8 +12,9 @@ import (
 // makes them small enough for go test on a loaded 2-core machine.
 //
 // Numbers follow issue 13: 1 kill -9, 3 HTTP error storm, 4 sink outage,
-// 5 partial Kafka failure, 7 SIGTERM, 8 disk full. 2 (source restarts) and
-// 6 (online schema change, TRUNCATE) are not written yet.
+// 5 partial Kafka failure, 7 SIGTERM, 8 disk full, 2 source restarts (not
+// in the reduced set: it depends on issue 11). 6 (online schema change,
+// TRUNCATE) is not written yet.
 func Scenarios(seed int64, reduced bool) map[string]Plan {
 	scale := func(full, small int) int {
 		if reduced {
@@ -38,6 +39,11 @@ func Scenarios(seed int64, reduced bool) map[string]Plan {
 		"kill9": {Scenario: "kill9", Seed: seed, Profile: profile, Changes: scale(20000, 3000), Rate: 150,
 			Kills: scale(50, 10), KillMin: 300 * time.Millisecond, KillMax: dur(4*time.Second, 2500*time.Millisecond),
 			HTTPFailRate: 0.05, Legacy: true},
+		// Depends on issue 11 (retry around source queries): not in the
+		// reduced go test set until that is merged.
+		"source-restarts": {Scenario: "source-restarts", Seed: seed, Profile: profile, Changes: scale(20000, 3000), Rate: 150,
+			SourceRestarts: 5, KillMin: 2 * time.Second, KillMax: dur(20*time.Second, 5*time.Second),
+			KillReplicationEvery: dur(10*time.Second, 3*time.Second)},
 		"http-errors": {Scenario: "http-errors", Seed: seed, Profile: profile, Changes: scale(45000, 1500), Rate: 250,
 			HTTPFailRate: 0.3},
 		"outage": {Scenario: "outage", Seed: seed, Profile: profile, Changes: scale(30000, 2500), Rate: 250,
@@ -53,7 +59,7 @@ func Scenarios(seed int64, reduced bool) map[string]Plan {
 
 // Names lists the scenario names in run order.
 func Names() []string {
-	order := map[string]int{"kill9": 1, "http-errors": 3, "outage": 4, "kafka-partial": 5, "sigterm": 7, "disk-full": 8}
+	order := map[string]int{"kill9": 1, "source-restarts": 2, "http-errors": 3, "outage": 4, "kafka-partial": 5, "sigterm": 7, "disk-full": 8}
 	names := make([]string, 0, len(order))
 	for n := range order {
 		names = append(names, n)
