@@ -53,6 +53,9 @@ type Plan struct {
 	// KafkaPartial fails that fraction of produce requests of partitions
 	// 0 and 1 (partition 2 is never failed) while the workload runs.
 	KafkaPartial float64
+	// KafkaBatchSize is the sink's batch_size (0: default): small values
+	// split one send into several produce requests per partition.
+	KafkaBatchSize int
 	// SourceRestarts stops mariadbd (alternately SIGTERM and SIGKILL) and
 	// starts it again this many times; the workload pauses while it is
 	// down. KillReplicationEvery KILLs the connector's binlog connection
@@ -538,6 +541,10 @@ feeds:
 	} else {
 		fmt.Fprintf(&b, "  productOverrides: {sinks: [kafka, service], %s}\n", retry)
 	}
+	batchSize := ""
+	if p.KafkaBatchSize > 0 {
+		batchSize = fmt.Sprintf("      batch_size: %d\n", p.KafkaBatchSize)
+	}
 	fmt.Fprintf(&b, `raw:
   enabled: true
   tombstones: false
@@ -554,7 +561,7 @@ sinks:
       partitions: 3
       linger: 2ms
       write_timeout: 5s
-  service:
+%s  service:
     type: http
     http:
       base_url: %s
@@ -567,7 +574,7 @@ sinks:
 telemetry: {listen: ""}
 dashboard: {enabled: false}
 log: {format: json, level: info}
-`, broker, svcURL, filepath.Join(dir, "out"))
+`, broker, batchSize, svcURL, filepath.Join(dir, "out"))
 	return b.String()
 }
 

@@ -49,7 +49,7 @@ func Scenarios(seed int64, reduced bool) map[string]Plan {
 		"outage": {Scenario: "outage", Seed: seed, Profile: profile, Changes: scale(30000, 2500), Rate: 250,
 			Outage: dur(60*time.Second, 8*time.Second), OutageAfter: dur(20*time.Second, 2*time.Second)},
 		"kafka-partial": {Scenario: "kafka-partial", Seed: seed, Profile: profile, Changes: scale(20000, 1500), Rate: 250,
-			KafkaPartial: 0.3},
+			KafkaPartial: 0.3, KafkaBatchSize: 8},
 		"sigterm": {Scenario: "sigterm", Seed: seed, Profile: profile, Changes: scale(10000, 1500), Rate: 250,
 			Terms: scale(6, 3), KillMin: 500 * time.Millisecond, KillMax: 3 * time.Second, HTTPFailRate: 0.1, Legacy: true},
 		"disk-full": {Scenario: "disk-full", Seed: seed, Profile: profile, Changes: scale(10000, 3000), Rate: 250,
