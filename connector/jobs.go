@@ -275,7 +275,7 @@ func keysAfter(keys []string, last string) []string {
 }
 
 // resyncVanished rebuilds the entity keys the state store knows that are not
-// deleted yet; Build returns nothing for vanished ones and Diff turns their
+// deleted yet (or whose deleted payload is not final); Build returns nothing for vanished ones and Diff turns their
 // items into deleted payloads. Existing entities are rebuilt too and skipped
 // as unchanged, so this costs one more build of the feed's state.
 func (p *Pipeline) resyncVanished(ctx context.Context, feed string, f feeds.Feed, eo ExportOptions, total *ExportStats) error {
@@ -308,7 +308,11 @@ func (p *Pipeline) exportVanishedPage(ctx context.Context, feed string, f feeds.
 		return "", err
 	}
 	for _, it := range items {
-		if !it.Deleted && !seen[it.EntityKey] {
+		// A deleted payload whose send never completed (the process was
+		// killed after the write-ahead recorded it, status not final) is
+		// looked at too: nothing else resends it when no replay covers it
+		// (a first start begun again, or a resumed full sync).
+		if (!it.Deleted || !state.IsFinal(it.Status)) && !seen[it.EntityKey] {
 			seen[it.EntityKey] = true
 			keys = append(keys, it.EntityKey)
 		}

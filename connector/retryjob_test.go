@@ -232,3 +232,50 @@ func TestScheduledRetriesNeverOverlapDuringOutage(t *testing.T) {
 		t.Errorf("no dashboard POST was answered busy while a retry ran (accepted %d)", accepted)
 	}
 }
+
+// Found by the chaos suite (scenario kill9): a process killed after the
+// write-ahead recorded a deleted payload as in flight (status 0, deleted)
+// and before the sink's answer was committed left the item pending; when
+// the next start was a first start again (or resumed a full sync), the
+// full sync's pass over vanished entities skipped it because it was
+// already marked deleted, so the service kept the live version for ever.
+// A full sync must send such an item's deleted payload.
+func TestFullSyncSendsPendingDeletedPayload(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "pendel")
+	admin := srv.Admin(t, db)
+	if err := catalog.CreateSchema(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.Load(ctx, admin, catalog.Tiny(), 7); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cc := connectorYAML{Name: "pendel", Database: db,
+		Feeds:    []string{"productAttributes: {enabled: false}", "variants: {enabled: false}", "productOverrides: {enabled: false}"},
+		Sections: unthrottledResync + fmt.Sprintf("sinks:\n  files:\n    type: file\n    file:\n      dir: %s\n      envelope: true\n", out)}
+	c := openConnector(t, cc.load(t), OpenOptions{})
+	stopExp := c.RunExporter(ctx)
+	defer stopExp()
+	// The state a kill leaves: a vanished entity's item recorded as in
+	// flight with its deleted payload.
+	gone := state.Item{Feed: "products", ID: "0123456789abcdef0123456789abcdef01234567", EntityKey: "999999",
+		Identity: map[string]string{"sku": "gone-sku", "storeViewCode": "default"}, Hash: "feedfacefeedfacefeedfacefeedfacefeedface",
+		Status: state.StatusPending, Deleted: true, ModifiedAt: time.Now()}
+	if err := c.Store.Update(ctx, func(tx *state.Tx) error { return tx.PutItems([]state.Item{gone}) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Resync(ctx, ResyncOptions{Feed: "products"}); err != nil {
+		t.Fatal(err)
+	}
+	st, ok, err := c.Store.Item(ctx, "products", gone.ID)
+	if err != nil || !ok {
+		t.Fatalf("item: %v %v", ok, err)
+	}
+	if st.Status != state.StatusSent || !st.Deleted {
+		t.Fatalf("after a full sync the pending deleted item is %+v; want sent (200) and deleted", st)
+	}
+	if n := fileLines(t, filepath.Join(out, "products.jsonl"))[gone.ID]; n != 1 {
+		t.Fatalf("the deleted payload reached the file sink %d times, want 1", n)
+	}
+}
