@@ -54,6 +54,9 @@ func TestReduced(t *testing.T) {
 			if p.DiskFullBlocks > 0 && sum.DiskFullErrors == 0 {
 				t.Errorf("no write failed with \"file too large\": the disk-full run proves nothing")
 			}
+			if sum.Resyncs < p.Resyncs {
+				t.Errorf("%d of %d resyncs were requested", sum.Resyncs, p.Resyncs)
+			}
 			if p.Outage > 0 && sum.ServiceRequests["503 (down)"] == 0 {
 				t.Errorf("the feed service saw no request while down: the outage proves nothing")
 			}

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -62,6 +64,9 @@ type Plan struct {
 	// that often while the workload runs.
 	SourceRestarts       int
 	KillReplicationEvery time.Duration
+	// Resyncs asks the running connector for this many whole-feed resyncs
+	// of products (dashboard API), spread over the kills.
+	Resyncs int
 	// Legacy puts productOverrides in legacy mode (outbox flushed every 2 s).
 	Legacy bool
 	// DiskFullBlocks > 0 runs the connector with RLIMIT_FSIZE of that many
@@ -78,6 +83,7 @@ type Summary struct {
 	Scenario       string
 	Seed           int64
 	Kills, Terms   int
+	Resyncs        int // resyncs the dashboard accepted
 	SourceRestarts int
 	// ReplicationKills counts KILLs of the connector's binlog connection.
 	ReplicationKills int
@@ -107,8 +113,8 @@ func (s Summary) OK() bool {
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d source_restarts=%d replication_kills=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f produce_failures=%d disk_full_errors=%d unexpected_exits=%d elapsed=%s",
-		s.Scenario, s.Seed, s.Kills, s.Terms, s.SourceRestarts, s.ReplicationKills, s.Changes, s.Items, s.Lost, s.Wrong, s.OutOfOrder, s.RawDuplicates+s.FeedDuplicates,
+	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d resyncs=%d source_restarts=%d replication_kills=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f produce_failures=%d disk_full_errors=%d unexpected_exits=%d elapsed=%s",
+		s.Scenario, s.Seed, s.Kills, s.Terms, s.Resyncs, s.SourceRestarts, s.ReplicationKills, s.Changes, s.Items, s.Lost, s.Wrong, s.OutOfOrder, s.RawDuplicates+s.FeedDuplicates,
 		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ProduceFailures, s.DiskFullErrors, s.UnexpectedExits, s.Elapsed.Round(time.Second))
 }
 
@@ -171,11 +177,15 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(e.config(p, schema, dir, kafka.Addr(), hs.URL, rng)), 0o600); err != nil {
+	dashAddr, err := freeAddr()
+	if err != nil {
 		return sum, err
 	}
-	env := []string{"CHAOS_SOURCE_PASSWORD=" + e.Server.CDCPassword}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(e.config(p, schema, dir, kafka.Addr(), hs.URL, dashAddr, rng)), 0o600); err != nil {
+		return sum, err
+	}
+	env := []string{"CHAOS_SOURCE_PASSWORD=" + e.Server.CDCPassword, "FEEDCDC_DASHBOARD_TOKEN=" + dashToken}
 	rss := &RSS{}
 	starts := 0
 	startChild := func(fsize int) (*Child, error) {
@@ -279,7 +289,18 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 	between := func() time.Duration {
 		return p.KillMin + time.Duration(rng.Int64N(int64(p.KillMax-p.KillMin)+1))
 	}
+	resyncAt := map[int]bool{}
+	for r := 1; r <= p.Resyncs; r++ {
+		resyncAt[r*p.Kills/(p.Resyncs+1)] = true
+	}
 	for i := 0; i < p.Kills; i++ {
+		if resyncAt[i] {
+			if err := requestResync(ctx, dashAddr); err != nil {
+				sum.Detail = append(sum.Detail, "resync request: "+err.Error())
+			} else {
+				sum.Resyncs++
+			}
+		}
 		if err := sleep(between()); err != nil {
 			return sum, err
 		}
@@ -511,7 +532,7 @@ func (e *Env) database(ctx context.Context, schema string) (*sql.DB, error) {
 // config renders the connector's config.yaml: raw streams of every table
 // and the four feeds to Kafka; products and productOverrides also to the
 // HTTP feed service; fast retry schedules so that the catch-up is quick.
-func (e *Env) config(p Plan, schema, dir, broker, svcURL string, rng *rand.Rand) string {
+func (e *Env) config(p Plan, schema, dir, broker, svcURL, dashAddr string, rng *rand.Rand) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `name: chaos
 source:
@@ -572,9 +593,9 @@ sinks:
     file:
       dir: %s
 telemetry: {listen: ""}
-dashboard: {enabled: false}
+dashboard: {enabled: true, listen: "%s"}
 log: {format: json, level: info}
-`, broker, batchSize, svcURL, filepath.Join(dir, "out"))
+`, broker, batchSize, svcURL, filepath.Join(dir, "out"), dashAddr)
 	return b.String()
 }
 
@@ -628,4 +649,41 @@ func failPartitions(kafka *kafkatest.Cluster, rate float64, seed int64, on *atom
 		}
 		return resp, nil, true
 	})
+}
+
+const dashToken = "chaos-dashboard-token"
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// requestResync asks the connector's dashboard for a whole-feed resync of
+// products, retrying while the (just restarted) process is not listening
+// yet or the feed is busy.
+func requestResync(ctx context.Context, addr string) error {
+	var last error
+	for i := 0; i < 40; i++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/feeds/products/resync", strings.NewReader(`{"whole_feed":true}`))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+dashToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusAccepted {
+				return nil
+			}
+			err = fmt.Errorf("dashboard answered %s", resp.Status)
+		}
+		last = err
+		time.Sleep(250 * time.Millisecond)
+	}
+	return last
 }

@@ -38,7 +38,7 @@ func Scenarios(seed int64, reduced bool) map[string]Plan {
 		// start.
 		"kill9": {Scenario: "kill9", Seed: seed, Profile: profile, Changes: scale(20000, 3000), Rate: 150,
 			Kills: scale(50, 10), KillMin: 300 * time.Millisecond, KillMax: dur(4*time.Second, 2500*time.Millisecond),
-			HTTPFailRate: 0.05, Legacy: true},
+			HTTPFailRate: 0.05, Legacy: true, Resyncs: scale(3, 1)},
 		// Depends on issue 11 (retry around source queries): not in the
 		// reduced go test set until that is merged.
 		"source-restarts": {Scenario: "source-restarts", Seed: seed, Profile: profile, Changes: scale(20000, 3000), Rate: 150,
