@@ -221,9 +221,16 @@ func (b *Backend) RetryFailed(ctx context.Context, feed string) error {
 	if _, ok := b.C.Registry.Feed(feed); !ok {
 		return fmt.Errorf("feed %s: %w", feed, dashboard.ErrNotFound)
 	}
+	// One retry per feed at a time: a second POST while one runs is
+	// answered 409 "already running" instead of queueing another.
+	release, ok := b.C.Pipeline.ClaimRetry(feed)
+	if !ok {
+		return fmt.Errorf("feed %s: %w (%w)", feed, ErrRetryRunning, dashboard.ErrBusy)
+	}
 	go func() {
+		defer release()
 		// "Now" retries every failed item, due or not.
-		if _, err := b.C.Pipeline.RetryFailed(b.Ctx, feed, time.Now().Add(100*365*24*time.Hour)); err != nil && b.Ctx.Err() == nil {
+		if _, err := b.C.Pipeline.RetryFailedClaimed(b.Ctx, feed, time.Now().Add(100*365*24*time.Hour)); err != nil && b.Ctx.Err() == nil {
 			b.C.Logger.Error("retry failed items", "feed", feed, "operation", OpRetryFailed, "error", err)
 		}
 	}()

@@ -561,9 +561,13 @@ func (c *Connector) kafkaSinks() ([]*kafkasink.Sink, bool) {
 }
 
 // schedule registers the scheduled jobs: per feed the retry of failed
-// items and, in legacy mode, the outbox flush; and the daily cleanup.
+// items and, in legacy mode, the outbox flush; and the daily cleanup. A
+// job whose previous run has not finished skips its tick
+// (cron.SkipIfStillRunning), so a long sink outage never piles up runs; a
+// retry tick also skips while a retry of the feed started elsewhere (the
+// dashboard, feedcdc retry in this process) runs.
 func (c *Connector) schedule(ctx context.Context) (*cron.Cron, error) {
-	sched := cron.New()
+	sched := cron.New(cron.WithChain(cron.SkipIfStillRunning(cronLogger{c.Logger})))
 	cfg := c.Config
 	for _, name := range c.Pipeline.FeedNames() {
 		f := cfg.Feeds.Feed(name)
@@ -573,7 +577,12 @@ func (c *Connector) schedule(ctx context.Context) (*cron.Cron, error) {
 			return nil, fmt.Errorf("feeds.%s.retry_schedule: %w", feed, err)
 		}
 		sched.Schedule(rs, cron.FuncJob(func() {
-			if _, err := c.Pipeline.RetryFailed(ctx, feed, time.Now()); err != nil && ctx.Err() == nil {
+			_, err := c.Pipeline.RetryFailed(ctx, feed, time.Now())
+			if errors.Is(err, ErrRetryRunning) {
+				c.Logger.Debug("retry of failed items skipped: one is running", "feed", feed, "operation", OpRetryFailed)
+				return
+			}
+			if err != nil && ctx.Err() == nil {
 				c.Logger.Error("retry failed items", "feed", feed, "operation", OpRetryFailed, "error", err)
 			}
 		}))
@@ -716,4 +725,16 @@ func (h schemaHistory) SchemaRecords(ctx context.Context) ([]binlog.SchemaRecord
 		out[i] = binlog.SchemaRecord(recs[i])
 	}
 	return out, err
+}
+
+// cronLogger routes robfig/cron's log lines (skipped ticks, panics) to slog.
+type cronLogger struct{ l *slog.Logger }
+
+func (c cronLogger) Info(msg string, kv ...any) {
+	// "skip" is the tick of a job still running: worth a debug line.
+	c.l.Debug("scheduler: "+msg, kv...)
+}
+
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.l.Error("scheduler: "+msg, append(kv, "error", err)...)
 }

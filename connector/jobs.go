@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -274,7 +275,7 @@ func keysAfter(keys []string, last string) []string {
 }
 
 // resyncVanished rebuilds the entity keys the state store knows that are not
-// deleted yet; Build returns nothing for vanished ones and Diff turns their
+// deleted yet (or whose deleted payload is not final); Build returns nothing for vanished ones and Diff turns their
 // items into deleted payloads. Existing entities are rebuilt too and skipped
 // as unchanged, so this costs one more build of the feed's state.
 func (p *Pipeline) resyncVanished(ctx context.Context, feed string, f feeds.Feed, eo ExportOptions, total *ExportStats) error {
@@ -307,7 +308,11 @@ func (p *Pipeline) exportVanishedPage(ctx context.Context, feed string, f feeds.
 		return "", err
 	}
 	for _, it := range items {
-		if !it.Deleted && !seen[it.EntityKey] {
+		// A deleted payload whose send never completed (the process was
+		// killed after the write-ahead recorded it, status not final) is
+		// looked at too: nothing else resends it when no replay covers it
+		// (a first start begun again, or a resumed full sync).
+		if (!it.Deleted || !state.IsFinal(it.Status)) && !seen[it.EntityKey] {
 			seen[it.EntityKey] = true
 			keys = append(keys, it.EntityKey)
 		}
@@ -416,10 +421,56 @@ func (p *Pipeline) FeedNames() []string {
 	return out
 }
 
+// ErrRetryRunning is returned by RetryFailed when the feed's retry of
+// failed items is already running (in this process).
+var ErrRetryRunning = errors.New("retry of failed items already running")
+
+// ClaimRetry reserves the feed's retry of failed items: at most one runs
+// per feed at a time, whoever starts it (schedule, dashboard, command).
+// ok is false when one is running; otherwise call release when done.
+func (p *Pipeline) ClaimRetry(feed string) (release func(), ok bool) {
+	p.retryMu.Lock()
+	defer p.retryMu.Unlock()
+	if p.retrying[feed] {
+		return nil, false
+	}
+	if p.retrying == nil {
+		p.retrying = map[string]bool{}
+	}
+	p.retrying[feed] = true
+	if p.retryHook != nil {
+		p.retryHook(feed, +1)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.retryMu.Lock()
+			delete(p.retrying, feed)
+			if p.retryHook != nil {
+				p.retryHook(feed, -1)
+			}
+			p.retryMu.Unlock()
+		})
+	}, true
+}
+
 // RetryFailed runs the <feed>_resend_failed_items job: items with status 2
 // whose backoff has passed are rebuilt from the source's current state and
-// sent again. It returns how many entities were retried.
+// sent again. It returns how many entities were retried. If the feed's
+// retry is already running it returns an error wrapping ErrRetryRunning at
+// once (one retry per feed at a time).
 func (p *Pipeline) RetryFailed(ctx context.Context, feed string, now time.Time) (ExportStats, error) {
+	release, ok := p.ClaimRetry(feed)
+	if !ok {
+		return ExportStats{}, fmt.Errorf("connector: %s_resend_failed_items: %w", feed, ErrRetryRunning)
+	}
+	defer release()
+	return p.RetryFailedClaimed(ctx, feed, now)
+}
+
+// RetryFailedClaimed is RetryFailed for a caller that holds the feed's
+// ClaimRetry.
+func (p *Pipeline) RetryFailedClaimed(ctx context.Context, feed string, now time.Time) (ExportStats, error) {
 	var total ExportStats
 	for {
 		var st ExportStats

@@ -278,6 +278,11 @@ type Pipeline struct {
 	// 0 = not yet); touching is set while an idle re-store is queued.
 	storedAt atomic.Int64
 	touching atomic.Bool
+	retryMu  sync.Mutex
+	retrying map[string]bool // feeds whose retry of failed items runs now
+	// retryHook, when set (tests), is called as a retry run starts (+1)
+	// and ends (-1).
+	retryHook func(feed string, delta int)
 }
 
 // LastSync is when the feed last exported items in this process.
@@ -1196,6 +1201,10 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 	recs := make([]sink.Record, len(items))
 	for i, it := range items {
 		recs[i] = Record(it, f.IdentityFields())
+		// A version some sinks already accepted goes only to the others.
+		if pv := prev[it.ID]; pv.Status == state.StatusRetryableFailure && pv.Hash == it.Hash && pv.Deleted == it.Deleted {
+			recs[i].SkipSinks = pv.Accepted
+		}
 	}
 	res, err := sink.SendWithRetry(ctx, p.o.Sink, recs, p.o.SendBackoff)
 	if err != nil && ctx.Err() != nil {
@@ -1233,6 +1242,16 @@ func (p *Pipeline) applyResult(s *state.Item, r sink.Result, prev state.Item, po
 			attempts = prev.Attempts + 1
 		}
 		s.Attempts = attempts
+		// Sinks that have this version: those that accepted it before
+		// (skipped this time) and those that accepted it now.
+		if prev.ID != "" && prev.Status == state.StatusRetryableFailure && prev.Hash == s.Hash && prev.Deleted == s.Deleted {
+			s.Accepted = append(s.Accepted, prev.Accepted...)
+		}
+		for _, n := range r.Accepted {
+			if !slices.Contains(s.Accepted, n) {
+				s.Accepted = append(s.Accepted, n)
+			}
+		}
 		s.LastError = r.Reason
 		if s.LastError == "" && r.Err != nil {
 			s.LastError = r.Err.Error()

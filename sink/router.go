@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -13,9 +14,10 @@ import (
 // no route is Rejected with a reason naming the feed.
 //
 // When one sink fails a record that another accepted, SendWithRetry resends
-// it to the failing sink only; a caller that calls Send again sends it to
-// all of its sinks. Either way sinks may see duplicates (at-least-once),
-// never gaps.
+// it to the failing sink only, and the combined Result names the sinks that
+// accepted it (Result.Accepted); a caller that sends it again later passes
+// those names in Record.SkipSinks so that only the others get it. Sinks may
+// see duplicates after a crash (at-least-once), never gaps.
 type Router struct {
 	routes   map[string][]Sink
 	fallback []Sink
@@ -117,6 +119,9 @@ func (r *Router) fanOut(ctx context.Context, recs []Record, send func(context.Co
 		ss := r.SinksFor(recs[i].Feed)
 		routes[i] = ss
 		for _, s := range ss {
+			if slices.Contains(recs[i].SkipSinks, s.Name()) {
+				continue // it has this version already
+			}
 			p := parts[s]
 			if p == nil {
 				p = &part{}
@@ -160,6 +165,9 @@ func (r *Router) fanOut(ctx context.Context, recs []Record, send func(context.Co
 		rs := make([]Result, len(ss))
 		for k, s := range ss {
 			names[k] = s.Name()
+			if slices.Contains(recs[i].SkipSinks, s.Name()) {
+				continue // OK: accepted in an earlier attempt
+			}
 			rs[k] = parts[s].res[pos[s]]
 			pos[s]++
 		}

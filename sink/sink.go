@@ -59,6 +59,10 @@ type Record struct {
 	Position string
 	// Headers are extra headers added after the standard ones.
 	Headers []Header
+	// SkipSinks names sinks that already acknowledged this very record
+	// (same ID and Hash) in an earlier attempt: a Router does not send it
+	// to them again and counts them as OK. Other sinks ignore it.
+	SkipSinks []string
 }
 
 // Size is the record's approximate in-memory and on-the-wire size in bytes,
@@ -122,6 +126,9 @@ type Result struct {
 	// 1. A Rejected result without it is a refused request or a data error
 	// (status 400).
 	ItemRejected bool
+	// Accepted names, for a record routed to several sinks that is not OK
+	// as a whole, the sinks that did accept it (see Record.SkipSinks).
+	Accepted []string
 }
 
 // OK reports whether the status is StatusOK.
@@ -204,6 +211,11 @@ func Combine(names []string, rs []Result) Result {
 	out.RequestID = strings.Join(ids, ",")
 	if out.Status != StatusOK {
 		out.Err = firstErr
+		for i, r := range rs {
+			if r.Status == StatusOK && i < len(names) && names[i] != "" {
+				out.Accepted = append(out.Accepted, names[i])
+			}
+		}
 	}
 	return out
 }

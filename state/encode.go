@@ -21,6 +21,8 @@ import (
 //	        (byte: 0 = bytes follow, n > 0 = identityNames[n-1]) and the value bytes
 //	bytes   LastError
 //	compact RequestID
+//	optional, added without a version change (older readers ignore it):
+//	uvarint number of sinks that accepted this version, then their names as bytes
 //
 // "bytes" is a uvarint length followed by the bytes; "compact" is a tag byte
 // (0 raw bytes, 1 lower-case hex stored decoded, 2 lower-case UUID stored as
@@ -149,7 +151,14 @@ func encodeItem(dst []byte, it *Item) []byte {
 		}
 	}
 	dst = appendBytes(dst, it.LastError)
-	return appendCompact(dst, it.RequestID)
+	dst = appendCompact(dst, it.RequestID)
+	if len(it.Accepted) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(it.Accepted)))
+		for _, s := range it.Accepted {
+			dst = appendBytes(dst, s)
+		}
+	}
+	return dst
 }
 
 // appendHex appends the bytes of s, an even-length lower-case hex string
@@ -352,6 +361,16 @@ func decodeItem(feed, id, entity string, v []byte) (Item, error) {
 	}
 	it.LastError = r.str()
 	it.RequestID = r.compact()
+	if r.err == nil && len(r.b) > 0 {
+		n := r.uvarint()
+		if n > uint64(len(r.b)) {
+			return Item{}, fmt.Errorf("decode item %s: accepted-sink count %d: %w", id, n, errCorrupt)
+		}
+		it.Accepted = make([]string, 0, n)
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			it.Accepted = append(it.Accepted, r.str())
+		}
+	}
 	if r.err != nil {
 		return Item{}, fmt.Errorf("decode item %s: %w", id, r.err)
 	}

@@ -56,6 +56,10 @@ type Item struct {
 	// Attention marks a retryable failure that reached the maximum attempts;
 	// it is no longer retried automatically. Only kept while Status is 2.
 	Attention bool
+	// Accepted names the sinks that already acknowledged this version
+	// (Hash) while another sink of the feed failed it; the retry job sends
+	// the item only to the others. Only meaningful while Status is 2.
+	Accepted []string
 }
 
 // Counts are per-feed item counters, maintained on every write (O(1) to read).

@@ -14,6 +14,10 @@
 //     timeouts, unknown topic, authorisation) is Retryable.
 //   - Send never blocks past its context or write_timeout, whichever ends
 //     first, even while the broker is down.
+//   - Per-key order holds across partial failures: after the first record
+//     of a key that failed in a Send, every later record of that key is
+//     reported Retryable too (even if the broker stored it), so a retry
+//     resends them in order; the price is a duplicate, never a reordering.
 //   - Records of different topics are written independently, so a missing
 //     or failing topic does not hold back the others.
 //   - The sink has its own kafka-go Transport (no metadata shared with other
@@ -515,6 +519,21 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 			res[i] = r
 		}
 		return res
+	}
+	// kafka-go splits one call into several produce requests per
+	// partition and sends the later ones even after an earlier one failed.
+	// Resending only the failed records would store an older version of a
+	// key after a newer one; so every record after a key's first failure
+	// is reported Retryable too and resent with it, in order (a duplicate
+	// of an acknowledged record, never a reordering).
+	broken := map[string]bool{}
+	for i, e := range werrs {
+		k := string(msgs[i].Key)
+		if e != nil {
+			broken[k] = true
+		} else if broken[k] {
+			res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
+		}
 	}
 	var tooLarge []int
 	for i, e := range werrs {

@@ -102,6 +102,12 @@ func WithDataDir(dir string) Option { return func(o *options) { o.dataDir = dir 
 // (the demo uses a well-known port); starting fails if the port is taken.
 func WithPort(port int) Option { return func(o *options) { o.port = port } }
 
+// WithKfakeOptions passes raw kfake options through (escape hatch), e.g.
+// control hooks that fail produce requests.
+func WithKfakeOptions(opts ...kfake.Opt) Option {
+	return func(o *options) { o.extraKfakeOption = append(o.extraKfakeOption, opts...) }
+}
+
 // Cluster is a running (or stopped) single-broker kfake cluster.
 type Cluster struct {
 	o       options

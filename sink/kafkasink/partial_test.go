@@ -1,0 +1,122 @@
+package kafkasink
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
+)
+
+// failProduce makes the broker answer the produce requests chosen by fail
+// with a non-retriable error for every partition in them (so kafka-go gives
+// up on that batch at once), and count every produce request it sees.
+func failProduce(c *kafkatest.Cluster, fail func(n int64) bool) *atomic.Int64 {
+	var n atomic.Int64
+	kc := c.Kfake()
+	kc.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		req := kr.(*kmsg.ProduceRequest)
+		if !fail(n.Add(1)) {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.PolicyViolation.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	return &n
+}
+
+// checkSubsequence checks, per key, that the versions read back contain
+// 1..versions in order (duplicates allowed) and end with the newest: what a
+// consumer applying records in offset order needs.
+func checkSubsequence(t *testing.T, got []kafkatest.Record, keys, versions int) (dups int) {
+	t.Helper()
+	seq := map[string][]int{}
+	for _, r := range got {
+		var v struct{ Version int }
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatal(err)
+		}
+		seq[string(r.Key)] = append(seq[string(r.Key)], v.Version)
+	}
+	if len(seq) != keys {
+		t.Fatalf("read %d keys, want %d", len(seq), keys)
+	}
+	for k, s := range seq {
+		want := 1
+		for _, v := range s {
+			if v == want {
+				want++
+			}
+		}
+		if want != versions+1 {
+			t.Fatalf("key %q: read versions %v, which do not contain 1..%d in order", k, s, versions)
+		}
+		if s[len(s)-1] != versions {
+			t.Fatalf("key %q: read versions %v; the last one is not %d, so a consumer ends on an old version", k, s, versions)
+		}
+		dups += len(s) - versions
+	}
+	return dups
+}
+
+// Issue 13: kafka-go splits one Send into several produce requests per
+// partition and keeps sending the later ones after an earlier one failed.
+// If only the failed records were resent, v2 of a key could be stored
+// before v1's resend. The sink must report the records after a key's first
+// failure as retryable too, so that SendWithRetry resends them in order.
+func TestPartialProduceFailureKeepsPerKeyOrder(t *testing.T) {
+	ctx := ctxT(t, 2*time.Minute)
+	c := kafkatest.Start(t, kafkatest.InMemory(), kafkatest.WithKfakeOptions(kfake.SeedTopics(1, "p.raw")))
+	s := newSink(t, Config{Name: "partial", Brokers: []string{c.Addr()}, TopicTemplate: "p.raw",
+		BatchSize: 10, MaxAttempts: 1, Linger: time.Millisecond, WriteTimeout: 20 * time.Second})
+	// Warm up metadata so that the first produce request is a data batch.
+	wantAllOK(t, sendBounded(t, s, []sink.Record{item("warm", "warm", 1)}), nil, 1)
+
+	const keys, versions = 5, 12
+	var recs []sink.Record
+	for v := 1; v <= versions; v++ {
+		for k := 0; k < keys; k++ {
+			r := item("raw", fmt.Sprintf("k%d", k), v)
+			recs = append(recs, r)
+		}
+	}
+	// Fail the 1st and the 4th produce request of the send: later batches
+	// of the same partition (later versions of the same keys) still go out.
+	produced := failProduce(c, func(n int64) bool { return n == 1 || n == 4 })
+	res, err := sink.SendWithRetry(ctx, s, recs, sink.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: 20})
+	wantAllOK(t, res, err, len(recs))
+	if produced.Load() < 4 {
+		t.Fatalf("only %d produce requests: the batch was not split, the test proves nothing", produced.Load())
+	}
+	got, err := c.ReadAll(ctx, "p.raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []kafkatest.Record
+	for _, r := range got {
+		if string(r.Key) != "warm\x00default" {
+			data = append(data, r)
+		}
+	}
+	dups := checkSubsequence(t, data, keys, versions)
+	t.Logf("%d produce requests, %d records stored, %d duplicates", produced.Load(), len(data), dups)
+}

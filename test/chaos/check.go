@@ -1,0 +1,595 @@
+package chaos
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/feedcdc/feedcdc/feeds"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
+)
+
+// rowEvent is one row change as the binlog decoder saw it.
+type rowEvent struct {
+	Table string
+	Key   string // primary-key values joined by ","
+	Op    string // c, u, d
+	V     string // the counters table's v after (before for a delete)
+	Seq   uint64 // sequence number of the transaction's GTID (domain 0)
+}
+
+// BinlogPos is a binlog file and offset.
+type BinlogPos struct {
+	File string
+	Pos  uint64
+}
+
+// CurrentBinlog returns the server's current binlog position.
+func CurrentBinlog(ctx context.Context, db *sql.DB) (BinlogPos, error) {
+	var p BinlogPos
+	rows, err := db.QueryContext(ctx, "SHOW MASTER STATUS")
+	if err != nil {
+		return p, fmt.Errorf("show master status: %w", err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		return p, fmt.Errorf("show master status: no row (is the binlog on?)")
+	}
+	vals := make([]any, len(cols))
+	vals[0], vals[1] = &p.File, &p.Pos
+	for i := 2; i < len(cols); i++ {
+		vals[i] = new(sql.RawBytes)
+	}
+	return p, rows.Scan(vals...)
+}
+
+// pkColumns maps table -> ordinal positions (1-based) of its primary-key
+// columns, and the position of column v (counters table), from
+// information_schema.
+func pkColumns(ctx context.Context, db *sql.DB, schema string) (pk map[string][]int, vcol map[string]int, err error) {
+	pk, vcol = map[string][]int{}, map[string]int{}
+	rows, err := db.QueryContext(ctx, `SELECT c.TABLE_NAME, c.COLUMN_NAME, c.ORDINAL_POSITION, c.COLUMN_KEY
+		FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = ? ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION`, schema)
+	if err != nil {
+		return nil, nil, fmt.Errorf("columns of %s: %w", schema, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t, c, key string
+		var pos int
+		if err := rows.Scan(&t, &c, &pos, &key); err != nil {
+			return nil, nil, err
+		}
+		if key == "PRI" {
+			pk[t] = append(pk[t], pos)
+		}
+		if t == CountersTable && c == "v" {
+			vcol[t] = pos
+		}
+	}
+	return pk, vcol, rows.Err()
+}
+
+// DecodeBinlog runs mariadb-binlog -v --base64-output=DECODE-ROWS over the
+// server's binlog files from 'from' on and returns the row changes of
+// schema in binlog order.
+func DecodeBinlog(ctx context.Context, db *sql.DB, dataDir, schema string, from BinlogPos) ([]rowEvent, error) {
+	pk, vcol, err := pkColumns(ctx, db, schema)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, "FLUSH BINARY LOGS"); err != nil {
+		return nil, fmt.Errorf("flush binary logs: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, fmt.Errorf("show binary logs: %w", err)
+	}
+	var files []string
+	for rows.Next() {
+		var name string
+		var size any
+		cols, _ := rows.Columns()
+		dst := []any{&name, &size}
+		for i := 2; i < len(cols); i++ {
+			dst = append(dst, new(sql.RawBytes))
+		}
+		if err := rows.Scan(dst...); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if name >= from.File {
+			files = append(files, filepath.Join(dataDir, name))
+		}
+	}
+	rows.Close()
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no binlog file from %s on in %s", from.File, dataDir)
+	}
+	var out []rowEvent
+	for i, f := range files {
+		args := []string{"--no-defaults", "-v", "--base64-output=DECODE-ROWS"}
+		if i == 0 {
+			args = append(args, fmt.Sprintf("--start-position=%d", from.Pos))
+		}
+		cmd := exec.CommandContext(ctx, "mariadb-binlog", append(args, f)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("mariadb-binlog (apt install mariadb-client): %w", err)
+		}
+		evs, perr := parseDecoded(stdout, schema, pk, vcol)
+		werr := cmd.Wait()
+		if perr != nil {
+			return nil, fmt.Errorf("parse mariadb-binlog output of %s: %w", f, perr)
+		}
+		if werr != nil {
+			return nil, fmt.Errorf("mariadb-binlog %s: %w: %s", f, werr, stderr.String())
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// parseDecoded reads mariadb-binlog -v output: "### INSERT INTO `db`.`t`",
+// "### UPDATE `db`.`t`", "### DELETE FROM `db`.`t`", then "### WHERE" /
+// "### SET" sections of "###   @N=value" lines.
+func parseDecoded(r interface{ Read([]byte) (int, error) }, schema string, pk map[string][]int, vcol map[string]int) ([]rowEvent, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	var out []rowEvent
+	var cur *rowEvent
+	var section string
+	var before, after map[int]string
+	var seq uint64
+	flush := func() {
+		if cur == nil {
+			return
+		}
+		vals := after
+		if cur.Op == "d" {
+			vals = before
+		}
+		var key []string
+		for _, p := range pk[cur.Table] {
+			key = append(key, vals[p])
+		}
+		cur.Key = strings.Join(key, ",")
+		if p, ok := vcol[cur.Table]; ok {
+			cur.V = vals[p]
+		}
+		cur.Seq = seq
+		out = append(out, *cur)
+		cur = nil
+	}
+	prefix := "`" + schema + "`.`"
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") && !strings.HasPrefix(line, "### ") {
+			// "#261206 6:52:00 server id 1 end_log_pos 1234 CRC32 0x… GTID 0-1-1235 trans"
+			if i := strings.Index(line, "GTID 0-"); i > 0 && (line[i-1] == '\t' || line[i-1] == ' ') {
+				flush()
+				f := strings.Fields(line[i+5:])
+				if parts := strings.Split(f[0], "-"); len(parts) == 3 {
+					fmt.Sscanf(parts[2], "%d", &seq)
+				}
+			}
+			continue
+		}
+		if !strings.HasPrefix(line, "### ") {
+			continue
+		}
+		l := line[4:]
+		var op, rest string
+		switch {
+		case strings.HasPrefix(l, "INSERT INTO "):
+			op, rest = "c", l[len("INSERT INTO "):]
+		case strings.HasPrefix(l, "UPDATE "):
+			op, rest = "u", l[len("UPDATE "):]
+		case strings.HasPrefix(l, "DELETE FROM "):
+			op, rest = "d", l[len("DELETE FROM "):]
+		case l == "WHERE":
+			section = "where"
+			continue
+		case l == "SET":
+			section = "set"
+			continue
+		case strings.HasPrefix(l, "  @"):
+			if cur == nil {
+				continue
+			}
+			eq := strings.IndexByte(l, '=')
+			if eq < 0 {
+				continue
+			}
+			var n int
+			fmt.Sscanf(l[3:eq], "%d", &n)
+			v := decodedValue(l[eq+1:])
+			if section == "where" {
+				before[n] = v
+			} else {
+				after[n] = v
+			}
+			continue
+		default:
+			continue
+		}
+		flush()
+		if !strings.HasPrefix(rest, prefix) {
+			continue
+		}
+		t := strings.TrimSuffix(rest[len(prefix):], "`")
+		cur = &rowEvent{Table: t, Op: op}
+		before, after, section = map[int]string{}, map[int]string{}, ""
+	}
+	flush()
+	return out, sc.Err()
+}
+
+// decodedValue turns a mariadb-binlog value into the text a JSON value of
+// the same column prints as: quotes removed from strings, the unsigned
+// reading "-1 (4294967295)" taken for integers.
+func decodedValue(s string) string {
+	if strings.HasPrefix(s, "'") {
+		s = strings.TrimSuffix(s[1:], "'")
+		return strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(s)
+	}
+	if i := strings.Index(s, " ("); i > 0 && strings.HasSuffix(s, ")") {
+		return s[i+2 : len(s)-1]
+	}
+	if i := strings.IndexByte(s, ' '); i > 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// After keeps the events of transactions after GTID sequence seq (domain
+// 0): where the connector's stream started.
+func After(evs []rowEvent, seq uint64) []rowEvent {
+	var out []rowEvent
+	for _, e := range evs {
+		if e.Seq > seq {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// StreamStart reads a connector's JSON log and returns the GTID sequence
+// (domain 0) of the last "first start" position: the stream of the run
+// that wrote the first checkpoint starts there (a process killed before
+// its first checkpoint starts over as a first start, from a new position).
+func StreamStart(logPath string) (uint64, bool, error) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0, false, err
+	}
+	var seq uint64
+	found := false
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"first start`)) {
+			continue
+		}
+		var l struct{ Position string }
+		if json.Unmarshal(line, &l) != nil {
+			continue
+		}
+		// gtid:0-1-123[,1-2-5] (binlog.000001:456)
+		set := strings.TrimPrefix(strings.Fields(l.Position + " ")[0], "gtid:")
+		for _, g := range strings.Split(set, ",") {
+			if parts := strings.Split(g, "-"); len(parts) == 3 && parts[0] == "0" {
+				if _, err := fmt.Sscanf(parts[2], "%d", &seq); err == nil {
+					found = true
+				}
+			}
+		}
+		if set == "" || !strings.Contains(l.Position, "gtid:") {
+			// no GTID yet on the server: everything counts
+			seq, found = 0, true
+		}
+	}
+	return seq, found, nil
+}
+
+// RawResult is the raw-stream check's outcome.
+type RawResult struct {
+	Checked, Lost, Duplicated, Wrong, OutOfOrder int
+	Detail                                       []string
+}
+
+// CheckRaw compares the binlog's row changes with the raw topics in Kafka
+// (one topic per table: prefix.schema.table).
+func CheckRaw(ctx context.Context, kafka *kafkatest.Cluster, prefix, schema string, want []rowEvent) (RawResult, error) {
+	var res RawResult
+	exp := map[string][]string{} // table/key -> tokens
+	tables := map[string]bool{}
+	for _, e := range want {
+		k := e.Table + "/" + e.Key
+		exp[k] = append(exp[k], e.Op+":"+e.V)
+		tables[e.Table] = true
+	}
+	got := map[string][]string{}
+	for t := range tables {
+		recs, err := kafka.ReadAll(ctx, prefix+"."+schema+"."+t)
+		if err != nil {
+			return res, fmt.Errorf("read raw topic of %s: %w", t, err)
+		}
+		// Per partition in offset order is the order a consumer sees per
+		// key (one key, one partition).
+		for _, r := range recs {
+			if r.Value == nil {
+				continue // tombstone
+			}
+			var env struct {
+				Op     string
+				Before map[string]json.RawMessage
+				After  map[string]json.RawMessage
+			}
+			if err := json.Unmarshal(r.Value, &env); err != nil {
+				return res, fmt.Errorf("raw record of %s: %w", t, err)
+			}
+			var keyObj []struct{ v string }
+			dec := json.NewDecoder(bytes.NewReader(r.Key))
+			dec.UseNumber()
+			var km map[string]any
+			if err := dec.Decode(&km); err != nil {
+				return res, fmt.Errorf("raw key %q of %s: %w", r.Key, t, err)
+			}
+			_ = keyObj
+			k := t + "/" + keyString(r.Key, km)
+			v := ""
+			if t == CountersTable {
+				src := env.After
+				if env.Op == "d" {
+					src = env.Before
+				}
+				v = strings.Trim(string(src["v"]), `"`)
+			}
+			got[k] = append(got[k], env.Op+":"+v)
+		}
+	}
+	for k, e := range exp {
+		res.Checked += len(e)
+		g := got[k]
+		// Greedy: is e a subsequence of g?
+		j := 0
+		for _, tok := range g {
+			if j < len(e) && tok == e[j] {
+				j++
+			}
+		}
+		if j < len(e) {
+			// Lost, or delivered out of order.
+			have := map[string]int{}
+			for _, tok := range g {
+				have[tok]++
+			}
+			lost := 0
+			for _, tok := range e {
+				if have[tok] == 0 {
+					lost++
+				} else {
+					have[tok]--
+				}
+			}
+			res.Lost += lost
+			if lost == 0 {
+				res.OutOfOrder++
+			}
+			if len(res.Detail) < 5 {
+				res.Detail = append(res.Detail, fmt.Sprintf("%s: binlog %v, kafka %v", k, clip(e), clip(g)))
+			}
+		} else if len(g) > 0 && g[len(g)-1] != e[len(e)-1] {
+			res.OutOfOrder++
+			if len(res.Detail) < 5 {
+				res.Detail = append(res.Detail, fmt.Sprintf("%s: ends with %s, binlog's last is %s", k, g[len(g)-1], e[len(e)-1]))
+			}
+		}
+		if len(g) > len(e) {
+			res.Duplicated += len(g) - len(e)
+		}
+	}
+	for k, g := range got {
+		if _, ok := exp[k]; !ok {
+			res.Wrong += len(g)
+			if len(res.Detail) < 5 {
+				res.Detail = append(res.Detail, fmt.Sprintf("%s: %d records in kafka for a key the binlog never changed", k, len(g)))
+			}
+		}
+	}
+	return res, nil
+}
+
+// keyString renders a raw key object's values in primary-key column order.
+// The key JSON keeps column order, so the values are read in order.
+func keyString(raw []byte, km map[string]any) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var vals []string
+	if _, err := dec.Token(); err != nil {
+		return ""
+	}
+	for dec.More() {
+		if _, err := dec.Token(); err != nil { // name
+			return ""
+		}
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return ""
+		}
+		vals = append(vals, fmt.Sprint(v))
+	}
+	return strings.Join(vals, ",")
+}
+
+func clip(s []string) []string {
+	if len(s) > 8 {
+		return append(append([]string{}, s[:4]...), append([]string{"…"}, s[len(s)-4:]...)...)
+	}
+	return s
+}
+
+// FeedResult is the feed check's outcome.
+type FeedResult struct {
+	Checked, Lost, Wrong, Duplicated int
+	Detail                           []string
+}
+
+func (r *FeedResult) add(o FeedResult) {
+	r.Checked += o.Checked
+	r.Lost += o.Lost
+	r.Wrong += o.Wrong
+	r.Duplicated += o.Duplicated
+	for _, d := range o.Detail {
+		if len(r.Detail) < 8 {
+			r.Detail = append(r.Detail, d)
+		}
+	}
+}
+
+// FreshBuild builds every current item of a feed from the database.
+func FreshBuild(ctx context.Context, f feeds.Feed) (map[string]feeds.Item, error) {
+	out := map[string]feeds.Item{}
+	err := f.Scan(ctx, func(keys []string) error {
+		items, err := f.Build(ctx, keys)
+		for _, it := range items {
+			out[it.ID] = it
+		}
+		return err
+	})
+	return out, err
+}
+
+// canonical is the JSON without modifiedAt/updatedAt (at any depth), with
+// object keys sorted: two payloads of one version are equal in it.
+func canonical(b []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "invalid: " + string(b)
+	}
+	var strip func(any) any
+	strip = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			delete(x, "modifiedAt")
+			delete(x, "updatedAt")
+			for k, e := range x {
+				x[k] = strip(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = strip(e)
+			}
+		}
+		return v
+	}
+	out, _ := json.Marshal(strip(v))
+	return string(out)
+}
+
+// compareLast checks the last delivered payload per feed_id (without
+// modifiedAt/updatedAt) against a fresh build; vanished ids must end
+// deleted.
+func compareLast(name string, want map[string]feeds.Item, last map[string]json.RawMessage) FeedResult {
+	var r FeedResult
+	for id, it := range want {
+		r.Checked++
+		got, ok := last[id]
+		switch {
+		case !ok:
+			r.Lost++
+			if len(r.Detail) < 3 {
+				r.Detail = append(r.Detail, fmt.Sprintf("%s: item %s %v never delivered", name, id, it.Identity))
+			}
+		case canonical(got) != canonical(it.Data):
+			r.Wrong++
+			if len(r.Detail) < 3 {
+				r.Detail = append(r.Detail, fmt.Sprintf("%s: item %s differs:\n  delivered %.300s\n  database  %.300s", name, id, got, it.Data))
+			}
+		}
+	}
+	for id, got := range last {
+		if _, ok := want[id]; ok {
+			continue
+		}
+		r.Checked++
+		var v struct {
+			Deleted bool `json:"deleted"`
+		}
+		if json.Unmarshal(got, &v) != nil || !v.Deleted {
+			r.Wrong++
+			if len(r.Detail) < 3 {
+				r.Detail = append(r.Detail, fmt.Sprintf("%s: vanished item %s last delivered without deleted:true: %.200s", name, id, got))
+			}
+		}
+	}
+	return r
+}
+
+// CheckFeedsKafka compares the last record per feed_id of each feed's
+// topic (prefix.feed) with a fresh build.
+func CheckFeedsKafka(ctx context.Context, kafka *kafkatest.Cluster, prefix string, fs []feeds.Feed) (FeedResult, error) {
+	var total FeedResult
+	for _, f := range fs {
+		want, err := FreshBuild(ctx, f)
+		if err != nil {
+			return total, fmt.Errorf("fresh build of %s: %w", f.Name(), err)
+		}
+		recs, err := kafka.ReadAll(ctx, prefix+"."+f.Name())
+		if err != nil {
+			return total, fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		last := map[string]json.RawMessage{}
+		seen := map[string]int{}
+		for _, r := range recs {
+			id, _ := r.Header("feed_id")
+			h, _ := r.Header("feed_hash")
+			last[id] = r.Value
+			seen[id+"/"+h]++
+		}
+		res := compareLast(f.Name(), want, last)
+		for _, n := range seen {
+			res.Duplicated += n - 1
+		}
+		total.add(res)
+	}
+	return total, nil
+}
+
+// CheckFeedsService compares the service's last accepted payloads of the
+// given feeds with a fresh build.
+func CheckFeedsService(ctx context.Context, svc *Service, fs []feeds.Feed) (FeedResult, error) {
+	var total FeedResult
+	for _, f := range fs {
+		want, err := FreshBuild(ctx, f)
+		if err != nil {
+			return total, fmt.Errorf("fresh build of %s: %w", f.Name(), err)
+		}
+		total.add(compareLast("service "+f.Name(), want, svc.Accepted(f.Name())))
+	}
+	return total, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
