@@ -69,17 +69,6 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool, dia
 	}
 }
 
-// fullSyncsDone counts the feeds whose full sync completed in a child's log.
-func fullSyncsDone(log string) int {
-	n := 0
-	for _, f := range []string{"products", "productAttributes", "variants", "productOverrides"} {
-		if strings.Contains(log, "Complete feed="+f+" operation=\"full sync\"") {
-			n++
-		}
-	}
-	return n
-}
-
 func insertRaw(t *testing.T, s *mysqltest.Server, db string, from, to int) {
 	t.Helper()
 	admin := s.Admin(t, db)

@@ -53,20 +53,6 @@ func ResolveStart(ctx context.Context, cfg Config) (change.Position, error) {
 	})
 }
 
-// ParsePosition parses a position as source.start_position and `feedcdc
-// position set` spell it: "gtid:<set>" or "<file>:<pos>". "current" and
-// "earliest" are not positions but ways to find one (ResolveStart).
-func ParsePosition(s string) (change.Position, error) {
-	spec, err := parseStart(s)
-	if err != nil {
-		return change.Position{}, err
-	}
-	if spec.kind != "gtid" && spec.kind != "file" {
-		return change.Position{}, fmt.Errorf("position %q: want gtid:<set> or <file>:<pos>", s)
-	}
-	return spec.pos, nil
-}
-
 // Availability says whether the server can still stream from a position.
 type Availability struct {
 	// Available is false when the binlog the position needs was purged.

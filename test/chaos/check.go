@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/feedcdc/feedcdc/feeds"
@@ -583,13 +582,4 @@ func CheckFeedsService(ctx context.Context, svc *Service, fs []feeds.Feed) (Feed
 		total.add(compareLast("service "+f.Name(), want, svc.Accepted(f.Name())))
 	}
 	return total, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
