@@ -147,7 +147,11 @@ type PipelineOptions struct {
 	// builds, fan-out lookups) after transient failures; nil runs them
 	// once and a failure stops the pipeline.
 	SourceRetry *SourceRetry
-	Now         func() time.Time
+	// MissingTableWait bounds how long a batch waits for a table a feed
+	// reads to exist again (a two-statement table swap); default
+	// MissingTableWait.
+	MissingTableWait time.Duration
+	Now              func() time.Time
 }
 
 func (o *PipelineOptions) defaults() {
@@ -156,6 +160,9 @@ func (o *PipelineOptions) defaults() {
 	}
 	if o.BatchKeys <= 0 {
 		o.BatchKeys = 1000
+	}
+	if o.MissingTableWait <= 0 {
+		o.MissingTableWait = MissingTableWait
 	}
 	if o.BatchRecords <= 0 {
 		o.BatchRecords = 5000

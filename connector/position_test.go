@@ -100,7 +100,12 @@ func TestCheckpointFromTheFirstMoment(t *testing.T) {
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "firstck")
 	admin := srv.Admin(t, db)
-	if _, err := catalog.Load(ctx, admin, catalog.Tiny(), 5); err != nil {
+	// More products than one key-scan chunk (1,000), so that the throttle
+	// below has a second chunk to hold back: the throttle never waits
+	// before the first chunk, and a tiny catalog's sync is one chunk.
+	prof := catalog.Tiny()
+	prof.SimpleProducts = 1100
+	if _, err := catalog.Load(ctx, admin, prof, 5); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := admin.Exec("CREATE TABLE rawt (id INT PRIMARY KEY, v INT NOT NULL)"); err != nil {
@@ -148,7 +153,7 @@ func TestCheckpointFromTheFirstMoment(t *testing.T) {
 			}
 		}
 		if unfinished == 0 {
-			t.Fatal("every full sync finished before the kill; the test did not stop one in the middle")
+			t.Fatalf("every full sync finished before the kill; the test did not stop one in the middle; child log:\n%s", first.stderr.String())
 		}
 		t.Logf("killed during the first full sync: checkpoint %s, %d of 4 syncs unfinished", pos, unfinished)
 	})

@@ -207,7 +207,8 @@ func TestSourcePoolHasAStatementDeadline(t *testing.T) {
 
 // TestPermanentSourceErrorStopsRunWithRemedy: a table a feed needs vanishes
 // while the connector runs; the next build meets 1146, which no retry can
-// fix, so Run stops at once and says what to do.
+// fix: Run waits the (here shortened) MissingTableWait for a table swap to
+// put it back, then stops and says what to do.
 func TestPermanentSourceErrorStopsRunWithRemedy(t *testing.T) {
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "permanent")
@@ -219,6 +220,7 @@ func TestPermanentSourceErrorStopsRunWithRemedy(t *testing.T) {
 	cy := connectorYAML{Name: "permanent", Database: db, Source: []string{"retry: {initial: 50ms, max: 200ms}"},
 		Sections: unthrottledResync + kafkaSink(kafka.Addr(), db, "linger: 1ms")}
 	c := openConnector(t, cy.load(t), OpenOptions{})
+	c.Pipeline.o.MissingTableWait = 2 * time.Second
 	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
 	waitFullSyncs(t, c)
 	if _, err := admin.ExecContext(ctx, "RENAME TABLE catalog_category_product TO catalog_category_product_gone"); err != nil {

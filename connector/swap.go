@@ -18,6 +18,7 @@ import (
 // TABLE t TO t_old; ALTER TABLE t_new RENAME TO t, the staging-table
 // pattern) leaves no table t between them; a build in that window fails
 // with "table doesn't exist" although the next statement puts one back.
+// PipelineOptions.MissingTableWait overrides it.
 const MissingTableWait = 2 * time.Minute
 
 // exportBatchWaitingForTables exports b like exportBatch; when the export
@@ -36,10 +37,10 @@ func (p *Pipeline) exportBatchWaitingForTables(ctx context.Context, b *batch) er
 		now := p.o.Now()
 		if start.IsZero() {
 			start = now
-			p.o.Logger.Warn("a table the feeds read does not exist (a table swap in progress?): the batch waits for it", "table", table, "wait_at_most", MissingTableWait)
+			p.o.Logger.Warn("a table the feeds read does not exist (a table swap in progress?): the batch waits for it", "table", table, "wait_at_most", p.o.MissingTableWait)
 		}
-		if now.Sub(start) >= MissingTableWait {
-			return fmt.Errorf("%w\nthe table %s, which the feeds read, has not existed for %s: restore it (or finish the swap that renamed it away), then start feedcdc again; the batch and its checkpoint were kept", err, table, MissingTableWait)
+		if now.Sub(start) >= p.o.MissingTableWait {
+			return fmt.Errorf("%w\nthe table %s, which the feeds read, has not existed for %s: restore it (or finish the swap that renamed it away), then start feedcdc again; the batch and its checkpoint were kept", err, table, p.o.MissingTableWait)
 		}
 		if err := sink.Sleep(ctx, delay); err != nil {
 			return err
