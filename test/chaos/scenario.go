@@ -364,12 +364,23 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		if err := sleep(p.OutageAfter); err != nil {
 			return sum, err
 		}
+		// The feed service goes down first and the broker once the service
+		// has refused a request (or after half the outage): with both down
+		// at once the exporter may block on the raw records' in-place
+		// retries before it ever reaches the service, and the outage would
+		// prove nothing about the feed side.
 		svc.SetDown(true)
+		downAt := time.Now()
+		for svc.Stats()["503 (down)"] == 0 && time.Since(downAt) < p.Outage/2 {
+			if err := sleep(50 * time.Millisecond); err != nil {
+				return sum, err
+			}
+		}
 		if err := kafka.Stop(); err != nil {
 			return sum, err
 		}
 		e.Log.Info("outage: feed service and Kafka broker down", "scenario", p.Scenario, "for", p.Outage)
-		if err := sleep(p.Outage); err != nil {
+		if err := sleep(p.Outage - time.Since(downAt)); err != nil {
 			return sum, err
 		}
 		if err := kafka.Restart(ctx); err != nil {
