@@ -132,7 +132,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		BatchRecords: cfg.Backpressure.QueueSize, BatchKeys: cfg.State.FlushBatch, Window: cfg.State.FlushInterval.D(),
 		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}}
 	if c.Registry != nil && cfg.Feeds.VisibilityFence {
-		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User}
+		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User, Timeout: cfg.Feeds.VisibilityFenceTimeout.D()}
 		if fo, ok := oo.Observer.(interface{ Fenced(time.Duration, bool) }); ok {
 			po.Fence.OnWait = fo.Fenced
 		}

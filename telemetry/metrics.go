@@ -157,7 +157,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.heartbeats = counter(MetricSourceHeartbeats, "{heartbeat}", "Binlog heartbeats received (the source had nothing more to send).")
 	o.disconnects = counter(MetricSourceDisconnects, "{disconnect}", "Times the binlog connection to the source was lost.")
 	o.txLarge = counter(MetricTxLarge, "{transaction}", "Source transactions larger than the large-transaction threshold.")
-	o.fenceTimeouts = counter(MetricFenceTimeouts, "{batch}", "Streamed batches whose visibility-fence row was held by a later transaction, so the fence gave up after the 1 s lock wait.")
+	o.fenceTimeouts = counter(MetricFenceTimeouts, "{batch}", "Streamed batches whose newest transaction the visibility fence could not prove committed within feeds.visibility_fence_timeout; they were not exported and are retried.")
 	o.connected = gauge(MetricSourceConnected, "", "1 while the binlog connection to the source is up, else 0.")
 	o.queueDepth = gauge(MetricQueueDepth, "{item}", "Items waiting in an internal queue.")
 	o.queueBytes = gauge(MetricQueueDepthBytes, "By", "Bytes waiting in an internal queue.")
@@ -314,8 +314,9 @@ func (m *Metrics) SourceState() (bool, string) {
 // LargeTransaction counts a source transaction above the size threshold.
 func (m *Metrics) LargeTransaction() { m.txLarge.Add(1) }
 
-// Fenced records one visibility-fence wait; timedOut when a later
-// transaction held the fence row.
+// Fenced records one visibility-fence wait; timedOut when the fence ran
+// out of feeds.visibility_fence_timeout without proof that the batch's
+// newest transaction committed (the batch is retried).
 func (m *Metrics) Fenced(d time.Duration, timedOut bool) {
 	m.fenceWait.Record(m.ctx, d.Seconds())
 	if timedOut {
