@@ -293,6 +293,22 @@ func (c *Connector) SinkReadiness() []telemetry.Readiness {
 	return out
 }
 
+// FenceReadiness is not ready while the visibility fence holds a batch back
+// because its newest transaction was not proven committed within
+// feeds.visibility_fence_timeout (nil without a fence).
+func (c *Connector) FenceReadiness() telemetry.Readiness {
+	if c.Pipeline == nil || c.Pipeline.o.Fence == nil {
+		return nil
+	}
+	f := c.Pipeline.o.Fence
+	return func(context.Context) []string {
+		if err := f.Unproven(); err != nil {
+			return []string{"a batch is held back and retried: " + err.Error()}
+		}
+		return nil
+	}
+}
+
 // Connected reports whether the binlog source is connected.
 func (c *Connector) Connected() bool { return c.connected.Load() }
 

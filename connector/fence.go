@@ -123,6 +123,18 @@ type VisibilityFence struct {
 	mu       sync.Mutex
 	fallback bool
 	queries  map[*change.Table]*fenceQueries
+	unproven *FenceUnprovenError // the last Wait ran out of Timeout; nil after a proof
+}
+
+// Unproven returns the error of the last Wait when it ran out of Timeout
+// without proof, and nil once a later Wait proved its batch (health).
+func (f *VisibilityFence) Unproven() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unproven == nil {
+		return nil
+	}
+	return f.unproven
 }
 
 // fenceQueries are the fence's statements for one table version.
@@ -172,11 +184,17 @@ func (f *VisibilityFence) Wait(ctx context.Context, r *fenceRow) error {
 				err.GTID = r.change.Source.GTID
 			}
 			f.log().Error("visibility fence: batch not proven committed; it is retried and the checkpoint stays", "error", err)
+			f.mu.Lock()
+			f.unproven = err
+			f.mu.Unlock()
 			return err
 		}
 		proven, err := f.attempt(ctx, deadline, q, r)
 		if err == nil && proven {
 			f.observe(start, false)
+			f.mu.Lock()
+			f.unproven = nil
+			f.mu.Unlock()
 			return nil
 		}
 		if err == nil || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

@@ -172,13 +172,22 @@ func TestFenceProvesTheCommitPastALaterTransaction(t *testing.T) {
 	if !strings.Contains(err.Error(), "feeds.visibility_fence_timeout") {
 		t.Fatalf("error %q does not name the setting to raise", err)
 	}
+	if !errors.Is(f.Unproven(), ErrFenceUnproven) {
+		t.Fatalf("health after the unproven batch: %v; want the unproven error", f.Unproven())
+	}
+	if err := f.Wait(ctx, newFenceRow(committed, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if f.Unproven() != nil {
+		t.Fatalf("health after a proven batch: %v; want healthy", f.Unproven())
+	}
 	if f.fallback {
 		t.Fatal("the least-privilege user fell back to the fixed wait on MariaDB")
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if waits != 3 || timeouts != 1 {
-		t.Fatalf("OnWait saw %d waits, %d timed out; want 3 and 1", waits, timeouts)
+	if waits != 4 || timeouts != 1 {
+		t.Fatalf("OnWait saw %d waits, %d timed out; want 4 and 1", waits, timeouts)
 	}
 }
 
