@@ -113,14 +113,15 @@ type State struct {
 
 // Feeds holds the four entity feeds.
 type Feeds struct {
-	Database          string `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true"`
-	TablePrefix       string `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix). Only the empty prefix is supported so far; a non-empty one is refused at start."`
-	VisibilityFence   bool   `yaml:"visibility_fence" doc:"Before a streamed batch is built, take a shared lock on one row its newest transaction changed (a point read, released at once) so the build sees that transaction: MySQL and MariaDB show a transaction in the binlog before other sessions see its rows. On MySQL 8.0.22+ this needs LOCK TABLES (or UPDATE/DELETE) on the catalog database; without it feedcdc warns once and waits 100 ms instead. Off: a build may miss a transaction read the instant it was committed."`
-	BuildThreads      int    `yaml:"build_threads" doc:"Build calls (batch_size keys each) of one feed run at once when a streamed batch holds more keys than batch_size; items are still exported in key order. At most source.pool_size." min:"1" max:"64"`
-	Products          Feed   `yaml:"products" doc:"products feed: one item per product and store view."`
-	ProductAttributes Feed   `yaml:"productAttributes" doc:"productAttributes feed: one item per attribute and store view."`
-	Variants          Feed   `yaml:"variants" doc:"variants feed: one item per configurable parent and child."`
-	ProductOverrides  Feed   `yaml:"productOverrides" doc:"productOverrides feed: one item per product, website and customer group (needs the catalog permissions index)."`
+	Database               string   `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true"`
+	TablePrefix            string   `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix). Only the empty prefix is supported so far; a non-empty one is refused at start."`
+	VisibilityFence        bool     `yaml:"visibility_fence" doc:"Before a streamed batch is built, prove that its newest transaction is committed, so the build sees it: take a shared lock on one row it changed (a point read in its own transaction, released at once), or, when a later transaction holds the row, read the row and find the change's result in it. MySQL and MariaDB show a transaction in the binlog before other sessions see its rows (seconds before with semi-sync AFTER_SYNC or a slow fsync); see feeds.visibility_fence_timeout. On MySQL 8.0.22+ this needs LOCK TABLES (or UPDATE/DELETE) on the catalog database; without it feedcdc warns once and waits 100 ms instead. Off: a build may miss a transaction read the instant it was committed."`
+	VisibilityFenceTimeout Duration `yaml:"visibility_fence_timeout" doc:"Longest time the visibility fence waits for proof that a streamed batch's newest transaction is committed (its row lock is free, or its row shows the change while a later transaction holds the lock). A lock-wait timeout alone is no proof: a commit waiting for a semi-sync acknowledgement, a slow fsync or a stalled replica SQL thread looks the same. When the time runs out the batch is not exported, its checkpoint does not move, feedcdc.fence.timeouts counts it, an error is logged and the batch is retried. Set it above rpl_semi_sync_master_timeout / rpl_semi_sync_source_timeout." min:"1s" max:"1h"`
+	BuildThreads           int      `yaml:"build_threads" doc:"Build calls (batch_size keys each) of one feed run at once when a streamed batch holds more keys than batch_size; items are still exported in key order. At most source.pool_size." min:"1" max:"64"`
+	Products               Feed     `yaml:"products" doc:"products feed: one item per product and store view."`
+	ProductAttributes      Feed     `yaml:"productAttributes" doc:"productAttributes feed: one item per attribute and store view."`
+	Variants               Feed     `yaml:"variants" doc:"variants feed: one item per configurable parent and child."`
+	ProductOverrides       Feed     `yaml:"productOverrides" doc:"productOverrides feed: one item per product, website and customer group (needs the catalog permissions index)."`
 }
 
 // Feed is one entity feed's settings.
@@ -323,13 +324,14 @@ func Default() *Config {
 			IdleCheckpointInterval: Duration(10_000_000_000),
 		},
 		Feeds: Feeds{
-			Database:          "magento",
-			BuildThreads:      2,
-			VisibilityFence:   true,
-			Products:          feed(),
-			ProductAttributes: feed(),
-			Variants:          feed(),
-			ProductOverrides:  feed(),
+			Database:               "magento",
+			BuildThreads:           2,
+			VisibilityFence:        true,
+			VisibilityFenceTimeout: Duration(60_000_000_000),
+			Products:               feed(),
+			ProductAttributes:      feed(),
+			Variants:               feed(),
+			ProductOverrides:       feed(),
 		},
 		Raw: Raw{
 			TopicTemplate: "{prefix}.{db}.{table}",

@@ -62,9 +62,29 @@ func (s *Source) TLSConfig() (*tls.Config, error) {
 	return c, nil
 }
 
+// SourceSessionParams are the session variables every pooled source
+// connection gets when it connects (go-sql-driver sends them as SET right
+// after the handshake, so they override the server's globals and
+// init_connect): autocommit=1, because every read of feedcdc is one
+// statement (or an explicit transaction) and must hold no lock or read view
+// after it, whatever the server's autocommit default; a 1 s row-lock wait
+// (innodb_lock_wait_timeout), which only the visibility fence's shared-lock
+// read can meet — the fence keeps trying within
+// feeds.visibility_fence_timeout; and a 60 s metadata-lock wait
+// (lock_wait_timeout), so that a query queued behind DDL fails with an error
+// instead of hanging for the server's default of a year.
+func SourceSessionParams() map[string]string {
+	return map[string]string{
+		"autocommit":               "1",
+		"innodb_lock_wait_timeout": "1",
+		"lock_wait_timeout":        "60",
+	}
+}
+
 // MySQLConfig returns a go-sql-driver configuration for connecting to the
 // source (feed builders, resync scans, check) with database db (may be "").
-// Dial timeout is source.connect_timeout; TLS follows source.tls.
+// Dial timeout is source.connect_timeout; TLS follows source.tls; session
+// variables are SourceSessionParams.
 func (c *Config) MySQLConfig(db string) (*mysql.Config, error) {
 	s := &c.Source
 	m := mysql.NewConfig()
@@ -80,6 +100,7 @@ func (c *Config) MySQLConfig(db string) (*mysql.Config, error) {
 	}
 	m.TLS = t
 	m.AllowFallbackToPlaintext = s.TLS.Mode == "preferred"
+	m.Params = SourceSessionParams()
 	return m, nil
 }
 

@@ -146,7 +146,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}, IdleCheckpoint: cfg.State.IdleCheckpointInterval.D(),
 		SourceRetry: c.retry}
 	if c.Registry != nil && cfg.Feeds.VisibilityFence {
-		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User}
+		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User, Timeout: cfg.Feeds.VisibilityFenceTimeout.D()}
 		if fo, ok := oo.Observer.(interface{ Fenced(time.Duration, bool) }); ok {
 			po.Fence.OnWait = fo.Fenced
 		}
@@ -327,6 +327,22 @@ func (c *Connector) SinkReadiness() []telemetry.Readiness {
 		}
 	}
 	return out
+}
+
+// FenceReadiness is not ready while the visibility fence holds a batch back
+// because its newest transaction was not proven committed within
+// feeds.visibility_fence_timeout (nil without a fence).
+func (c *Connector) FenceReadiness() telemetry.Readiness {
+	if c.Pipeline == nil || c.Pipeline.o.Fence == nil {
+		return nil
+	}
+	f := c.Pipeline.o.Fence
+	return func(context.Context) []string {
+		if err := f.Unproven(); err != nil {
+			return []string{"a batch is held back and retried: " + err.Error()}
+		}
+		return nil
+	}
 }
 
 // Connected reports whether the binlog source is connected.

@@ -4,10 +4,19 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	mysqldriver "github.com/go-sql-driver/mysql"
+
 	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/config"
+	"github.com/feedcdc/feedcdc/test/mysqltest"
 )
 
 // TestFenceBuildWaitsForTheTransactionToCommit reproduces what a binlog
@@ -73,34 +82,61 @@ func TestFenceBuildWaitsForTheTransactionToCommit(t *testing.T) {
 	}
 }
 
-// TestFenceDoesNotWaitForALaterTransaction: when the fence row is locked by
-// a transaction the batch does not contain (still open), the fence gives up
-// after the lock wait timeout and the batch proceeds.
-func TestFenceDoesNotWaitForALaterTransaction(t *testing.T) {
+// fenceDSN is the CDC user's DSN with the session variables the source pool
+// sets (config.SourceSessionParams), as connector.Open configures it.
+func fenceDSN(t *testing.T, s *mysqltest.Server, db string) string {
+	t.Helper()
+	mc, err := mysqldriver.ParseDSN(s.CDCDSN(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.Params == nil {
+		mc.Params = map[string]string{}
+	}
+	maps.Copy(mc.Params, config.SourceSessionParams())
+	return mc.FormatDSN()
+}
+
+// TestFenceProvesTheCommitPastALaterTransaction: when a transaction the
+// batch does not contain holds the fence row, the lock wait times out; that
+// alone is no proof (a transaction still committing looks the same), so the
+// fence reads the row without locking: showing the change's after image, it
+// is proven committed and the batch proceeds at once; still showing the
+// before image, it is not, and the fence keeps waiting until its timeout
+// and then returns ErrFenceUnproven instead of letting the batch through.
+// (This test replaces TestFenceDoesNotWaitForALaterTransaction, which
+// encoded "a lock-wait timeout means a later transaction: proceed" — the
+// reason slow commits were missed.)
+func TestFenceProvesTheCommitPastALaterTransaction(t *testing.T) {
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "fence")
 	admin := srv.Admin(t, db)
-	if _, err := admin.Exec("CREATE TABLE t (id INT PRIMARY KEY, v INT)"); err != nil {
+	if _, err := admin.Exec("CREATE TABLE t (id INT PRIMARY KEY, v INT, s VARCHAR(20), f DOUBLE)"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Exec("INSERT INTO t VALUES (1, 1)"); err != nil {
+	if _, err := admin.Exec("INSERT INTO t VALUES (1, 2, 'b', 0.5)"); err != nil {
 		t.Fatal(err)
 	}
-	cdc, err := sql.Open("mysql", srv.CDCDSN(db))
+	cdc, err := sql.Open("mysql", fenceDSN(t, srv, db))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cdc.Close()
-	tbl := &change.Table{DB: db, Name: "t", Columns: []change.Column{{Name: "id"}, {Name: "v"}}, PK: []int{0}}
+	tbl := &change.Table{DB: db, Name: "t", Columns: []change.Column{{Name: "id", Type: "int"}, {Name: "v", Type: "int"}, {Name: "s", Type: "varchar"}, {Name: "f", Type: "double"}}, PK: []int{0}}
+	var mu sync.Mutex
 	var waits, timeouts int
-	f := &VisibilityFence{DB: cdc, OnWait: func(_ time.Duration, timedOut bool) {
+	f := &VisibilityFence{DB: cdc, Timeout: 4 * time.Second, OnWait: func(_ time.Duration, timedOut bool) {
+		mu.Lock()
+		defer mu.Unlock()
 		waits++
 		if timedOut {
 			timeouts++
 		}
 	}}
+	// The committed change: v 1 -> 2, s 'a' -> 'b' (the row shows it).
+	committed := &change.Change{Table: tbl, Op: change.OpUpdate, Before: []any{int64(1), int64(1), "a", 0.25}, After: []any{int64(1), int64(2), "b", 0.5}}
 	// Committed and unlocked: no wait, with the least-privilege user.
-	if err := f.Wait(ctx, &fenceRow{table: tbl, key: []any{int64(1)}, readAt: time.Now()}); err != nil {
+	if err := f.Wait(ctx, newFenceRow(committed, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	later, err := admin.BeginTx(ctx, nil)
@@ -108,23 +144,117 @@ func TestFenceDoesNotWaitForALaterTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer later.Rollback()
-	if _, err := later.Exec("UPDATE t SET v = 2 WHERE id = 1"); err != nil {
+	if _, err := later.Exec("UPDATE t SET v = 3, s = 'c' WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- f.Wait(ctx, &fenceRow{table: tbl, key: []any{int64(1)}, readAt: time.Now()}) }()
+	go func() { done <- f.Wait(ctx, newFenceRow(committed, time.Now())) }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("fence on a row held by a later transaction: %v; want it to give up and proceed", err)
+			t.Fatalf("fence on a committed change whose row a later transaction holds: %v; want it proven and the batch to proceed", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("the fence kept waiting for a transaction the batch does not contain")
+		t.Fatal("the fence kept waiting although the row shows the change committed")
+	}
+	// Not committed: the row still shows the change's before image (2, 'b')
+	// while a transaction holds it — what a commit waiting for semi-sync
+	// looks like. Only the double column differs besides: it proves nothing.
+	uncommitted := &change.Change{Table: tbl, Op: change.OpUpdate, Before: []any{int64(1), int64(2), "b", 0.5}, After: []any{int64(1), int64(9), "z", 0.75}, Source: change.Source{GTID: "0-1-77"}}
+	err = f.Wait(ctx, newFenceRow(uncommitted, time.Now()))
+	if !errors.Is(err, ErrFenceUnproven) {
+		t.Fatalf("fence on a change the row does not show while the row is locked: %v; want ErrFenceUnproven", err)
+	}
+	var ue *FenceUnprovenError
+	if !errors.As(err, &ue) || !ue.Temporary() || ue.GTID != "0-1-77" || ue.Waited < 4*time.Second {
+		t.Fatalf("unproven error %#v: want a temporary FenceUnprovenError naming GTID 0-1-77 after the 4 s timeout", err)
+	}
+	if !strings.Contains(err.Error(), "feeds.visibility_fence_timeout") {
+		t.Fatalf("error %q does not name the setting to raise", err)
+	}
+	if !errors.Is(f.Unproven(), ErrFenceUnproven) {
+		t.Fatalf("health after the unproven batch: %v; want the unproven error", f.Unproven())
+	}
+	if err := f.Wait(ctx, newFenceRow(committed, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if f.Unproven() != nil {
+		t.Fatalf("health after a proven batch: %v; want healthy", f.Unproven())
 	}
 	if f.fallback {
 		t.Fatal("the least-privilege user fell back to the fixed wait on MariaDB")
 	}
-	if waits != 2 || timeouts != 1 {
-		t.Fatalf("OnWait saw %d waits, %d timed out; want 2 and 1", waits, timeouts)
+	mu.Lock()
+	defer mu.Unlock()
+	if waits != 4 || timeouts != 1 {
+		t.Fatalf("OnWait saw %d waits, %d timed out; want 4 and 1", waits, timeouts)
+	}
+}
+
+// TestFenceDecidesFromTheRowImage: which committed states of the row prove
+// which changes committed (see the VisibilityFence invariant).
+func TestFenceDecidesFromTheRowImage(t *testing.T) {
+	tbl := &change.Table{Columns: []change.Column{{Name: "id", Type: "int"}, {Name: "v", Type: "varchar"}, {Name: "f", Type: "double"}}, PK: []int{0}}
+	cols := []int{0, 1}
+	upd := &change.Change{Table: tbl, Op: change.OpUpdate, Before: []any{int64(1), "a", 1.0}, After: []any{int64(1), "b", 2.0}}
+	floatOnly := &change.Change{Table: tbl, Op: change.OpUpdate, Before: []any{int64(1), "a", 1.0}, After: []any{int64(1), "a", 2.0}}
+	rekey := &change.Change{Table: tbl, Op: change.OpUpdate, Before: []any{int64(1), "a", 1.0}, After: []any{int64(2), "a", 1.0}}
+	ins := &change.Change{Table: tbl, Op: change.OpCreate, After: []any{int64(1), "a", 1.0}}
+	del := &change.Change{Table: tbl, Op: change.OpDelete, Before: []any{int64(1), "a", 1.0}}
+	row := func(v string) []sql.RawBytes { return []sql.RawBytes{sql.RawBytes("1"), sql.RawBytes(v)} }
+	for _, c := range []struct {
+		name  string
+		c     *change.Change
+		found bool
+		cur   []sql.RawBytes
+		want  bool
+	}{
+		{"update shows after image", upd, true, row("b"), true},
+		{"update shows before image", upd, true, row("a"), false},
+		{"update shows a third value", upd, true, row("c"), false},
+		{"update's row deleted since", upd, false, nil, true},
+		{"only an inexact column changed", floatOnly, true, row("a"), false},
+		{"key changed, new key exists", rekey, true, row("a"), true},
+		{"insert exists", ins, true, row("a"), true},
+		{"insert absent", ins, false, nil, false},
+		{"delete gone", del, false, nil, true},
+		{"delete still there", del, true, row("a"), false},
+	} {
+		if got := committedImage(c.c, cols, c.found, c.cur); got != c.want {
+			t.Errorf("%s: proven %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestFenceFallsBackWhenTheTableIsGone: a fence on a table dropped since the
+// change (or whose key column was renamed) warns and settles instead of
+// failing the batch again and again.
+func TestFenceFallsBackWhenTheTableIsGone(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "fencegone")
+	admin := srv.Admin(t, db)
+	if _, err := admin.Exec("CREATE TABLE renamed (id2 INT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	cdc, err := sql.Open("mysql", fenceDSN(t, srv, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cdc.Close()
+	var logs syncBuffer
+	f := &VisibilityFence{DB: cdc, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Settle: 10 * time.Millisecond}
+	for _, tbl := range []*change.Table{
+		{DB: db, Name: "dropped", Columns: []change.Column{{Name: "id", Type: "int"}}, PK: []int{0}},
+		{DB: db, Name: "renamed", Columns: []change.Column{{Name: "id", Type: "int"}}, PK: []int{0}},
+	} {
+		c := &change.Change{Table: tbl, Op: change.OpCreate, After: []any{int64(1)}}
+		for range 2 {
+			if err := f.Wait(ctx, newFenceRow(c, time.Now())); err != nil {
+				t.Fatalf("fence on %s: %v; want the fixed-wait fallback", tbl.Name, err)
+			}
+		}
+	}
+	if n := strings.Count(logs.String(), "dropped or its key column renamed"); n != 2 {
+		t.Fatalf("%d fallback warnings, want one per table version:\n%s", n, logs.String())
 	}
 }

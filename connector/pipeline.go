@@ -738,7 +738,7 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 		eo.Position = *b.checkpoint
 	}
 	if p.o.Fence != nil && b.fence != nil && (len(b.keys) > 0 || len(b.rebuild) > 0) {
-		if err := p.o.Fence.Wait(ctx, &fenceRow{table: b.fence.Table, key: b.fence.Key(), readAt: b.fenceAt}); err != nil {
+		if err := p.o.Fence.Wait(ctx, newFenceRow(b.fence, b.fenceAt)); err != nil {
 			return err
 		}
 	}

@@ -164,7 +164,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.disconnects = counter(MetricSourceDisconnects, "{disconnect}", "Times the binlog connection to the source was lost.")
 	o.txLarge = counter(MetricTxLarge, "{transaction}", "Source transactions larger than the large-transaction threshold.")
 	o.positionGaps = counter(MetricPositionGaps, "{gap}", "Times the checkpoint jumped over binlog that was never read (source.on_purged_position: resync after a purge), so raw streams miss the changes in between; the gap is recorded in the state's position history (feedcdc status).")
-	o.fenceTimeouts = counter(MetricFenceTimeouts, "{batch}", "Streamed batches whose visibility-fence row was held by a later transaction, so the fence gave up after the 1 s lock wait.")
+	o.fenceTimeouts = counter(MetricFenceTimeouts, "{batch}", "Streamed batches whose newest transaction the visibility fence could not prove committed within feeds.visibility_fence_timeout; they were not exported and are retried.")
 	o.connected = gauge(MetricSourceConnected, "", "1 while the binlog connection to the source is up, else 0.")
 	o.queueDepth = gauge(MetricQueueDepth, "{item}", "Items waiting in an internal queue.")
 	o.queueBytes = gauge(MetricQueueDepthBytes, "By", "Bytes waiting in an internal queue.")
@@ -331,8 +331,9 @@ func (m *Metrics) LargeTransaction() { m.txLarge.Add(1) }
 // PositionGap counts a checkpoint jump over binlog that was never read.
 func (m *Metrics) PositionGap() { m.positionGaps.Add(1) }
 
-// Fenced records one visibility-fence wait; timedOut when a later
-// transaction held the fence row.
+// Fenced records one visibility-fence wait; timedOut when the fence ran
+// out of feeds.visibility_fence_timeout without proof that the batch's
+// newest transaction committed (the batch is retried).
 func (m *Metrics) Fenced(d time.Duration, timedOut bool) {
 	m.fenceWait.Record(m.ctx, d.Seconds())
 	if timedOut {

@@ -97,6 +97,7 @@ type decoder struct {
 
 	gset         mysql.GTIDSet // nil when the stream has no GTIDs
 	gsetFromFile bool          // take the initial set from PREVIOUS_GTIDS / GTID_LIST
+	gsetUnknown  bool          // MySQL mid-file start without a set: never start one from single GTIDs
 
 	// current transaction
 	inTx       bool
@@ -344,6 +345,9 @@ func (d *decoder) beginMySQL(h *replication.EventHeader, e *replication.GTIDEven
 		d.txGTID = fmt.Sprintf("%s:%d", u, gno)
 	}
 	d.addGTID = func() error {
+		if d.gset == nil && d.gsetUnknown {
+			return nil
+		}
 		if d.gset == nil {
 			s := mysql.NewMysqlGTIDSet()
 			d.gset = &s

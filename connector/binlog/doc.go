@@ -16,6 +16,12 @@
 //     dropped: an event that cannot be decoded exactly (partial JSON, a
 //     non-FULL row image, an unknown rows event type, a library panic)
 //     stops the stream with an error naming file, position and event type.
+//   - A position's GTID set is complete: never only the GTIDs seen since a
+//     start (a MySQL start in the middle of a file resolves the set there
+//     from the file's PREVIOUS_GTIDS and the GTIDs before the position, or
+//     keeps file/pos-only positions where the file has no GTIDs).
+//   - The first-start schema snapshot is the schema at its recorded
+//     position: no DDL on a captured table was logged while it was read.
 //   - Rows of tables outside the Filter are never decoded.
 //   - Schemas come from TABLE_MAP full metadata when present, otherwise
 //     from the schema history, which is versioned by binlog position so that

@@ -125,7 +125,9 @@ func (t *schemaTracker) bootstrap(ctx context.Context, c *client.Conn, from chan
 		t.rewind(from)
 		return change.Position{}, nil
 	}
-	// A consistent snapshot: the binlog did not move while it was read.
+	// A consistent snapshot: no DDL on a captured table was logged while it
+	// was read (the binlog may move: row events and other tables' DDL do not
+	// change what was read), so it is the schema at p1.
 	var (
 		tables map[string]*storedTable
 		at     change.Position
@@ -146,8 +148,15 @@ func (t *schemaTracker) bootstrap(ctx context.Context, c *client.Conn, from chan
 		if p1 == p2 {
 			break
 		}
+		ddl, stmt, err := t.capturedDDLBetween(c, p1, p2)
+		if err != nil {
+			return change.Position{}, fmt.Errorf("schema snapshot: check the binlog between %s and %s for DDL: %w", p1, p2, err)
+		}
+		if !ddl {
+			break
+		}
 		if attempt == 9 {
-			t.log.Warn("the binlog kept moving while the schema snapshot was read; DDL running right now may be applied twice", "from", p1.String(), "to", p2.String())
+			t.log.Warn("DDL on a captured table kept running while the schema snapshot was read; that DDL may be applied twice", "from", p1.String(), "to", p2.String(), "statement", truncateString(stmt, 200))
 			break
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
@@ -917,7 +926,8 @@ func loadInformationSchema(c *client.Conn, filter Filter, flavor string) (map[st
 		COALESCE(c.CHARACTER_SET_NAME, ''), COALESCE(c.CHARACTER_MAXIMUM_LENGTH, 0)
 		FROM information_schema.COLUMNS c JOIN information_schema.TABLES t
 		  ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
-		WHERE t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_SCHEMA NOT IN ('information_schema','performance_schema')
+		WHERE t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_SCHEMA NOT IN ('information_schema','performance_schema')` +
+		filter.schemaCondition("c.TABLE_SCHEMA") + `
 		ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`)
 	if err != nil {
 		return nil, fmt.Errorf("read information_schema.COLUMNS (the connector user needs SELECT): %w", err)
@@ -944,7 +954,7 @@ func loadInformationSchema(c *client.Conn, filter Filter, flavor string) (map[st
 		st.Columns = append(st.Columns, infoSchemaColumn(col, dataType, colType, nullable, cs, maxLen))
 	}
 	pk, err := c.Execute(`SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS
-		WHERE INDEX_NAME = 'PRIMARY' ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX`)
+		WHERE INDEX_NAME = 'PRIMARY'` + filter.schemaCondition("TABLE_SCHEMA") + ` ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX`)
 	if err != nil {
 		return nil, fmt.Errorf("read primary keys from information_schema.STATISTICS: %w", err)
 	}
@@ -961,7 +971,7 @@ func loadInformationSchema(c *client.Conn, filter Filter, flavor string) (map[st
 	if flavor == gmysql.MariaDBFlavor {
 		// MariaDB's JSON is LONGTEXT with a json_valid() check named after the column.
 		chk, err := c.Execute(`SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
-			WHERE CHECK_CLAUSE LIKE 'json_valid(%'`)
+			WHERE CHECK_CLAUSE LIKE 'json_valid(%'` + filter.schemaCondition("CONSTRAINT_SCHEMA"))
 		if err == nil {
 			for i := 0; i < chk.RowNumber(); i++ {
 				db, _ := chk.GetString(i, 0)

@@ -446,6 +446,18 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 		}
 		from.GTIDSet = g
 	}
+	if flavor == mysql.MySQLFlavor && from.GTIDSet == "" && from.File != "" && from.Pos > 4 {
+		// A start in the middle of a file: the GTID set there is the file's
+		// PREVIOUS_GTIDS plus the GTIDs before the position, so that every
+		// checkpoint is a complete GTID position ("" without GTIDs: file/pos).
+		g, err := s.mysqlGTIDsAt(ctx, from)
+		if err != nil {
+			c.Close()
+			return err
+		}
+		from.GTIDSet = g
+		s.log.Info("resolved the GTID set at the start position", "position", from.String())
+	}
 	var tracker *schemaTracker
 	if s.history != nil {
 		var snap change.Position
@@ -596,6 +608,11 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 		d.gset, _ = mysql.ParseMariadbGTIDSet("")
 	} else if from.Pos <= 4 {
 		d.gsetFromFile = true
+	} else {
+		// A MySQL file/pos in the middle of a file without a GTID set
+		// (the file had none there): a set of only the GTIDs seen from
+		// here on would be incomplete, so positions stay file/pos only.
+		d.gsetUnknown = true
 	}
 
 	sh := &syncHandler{ctx: ctx, d: d}

@@ -77,6 +77,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 		checks := []telemetry.Readiness{
 			telemetry.Connected("source", tel.Metrics.SourceState),
 			telemetry.LagBelow(tel.Metrics.Lag(), cfg.Telemetry.ReadyMaxLag.D()),
+			c.FenceReadiness(),
 		}
 		ready := telemetry.AllReady(append(checks, c.SinkReadiness()...)...)
 		if metricsAddr, err = serve("telemetry.listen", cfg.Telemetry.Listen, tel.Handler(ready)); err != nil {
