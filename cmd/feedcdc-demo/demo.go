@@ -622,7 +622,10 @@ func (d *demo) printTopics(ctx context.Context) {
 		return
 	}
 	fmt.Fprintf(d.out, "demo: Kafka topics on %s (records now):\n", d.kafka.Addr())
-	example := ""
+	example, width := "", 0
+	for _, t := range topics {
+		width = max(width, len(t.name))
+	}
 	for _, t := range topics {
 		what := "raw change stream of one table"
 		if !t.rawStream {
@@ -631,7 +634,7 @@ func (d *demo) printTopics(ctx context.Context) {
 		if example == "" || t.feed == "products" {
 			example = t.name
 		}
-		fmt.Fprintf(d.out, "  %-48s %8d  %s\n", t.name, t.records, what)
+		fmt.Fprintf(d.out, "  %-*s %8d  %s\n", width, t.name, t.records, what)
 	}
 	if example != "" {
 		fmt.Fprintf(d.out, "demo: read a topic with kcat (Debian package kcat), while the demo runs:\n  kcat -b %s -C -t %s -o beginning -e -f '%%k\\t%%s\\n'\n", d.kafka.Addr(), example)
@@ -653,7 +656,9 @@ func printSample(w io.Writer, dir string) {
 		return
 	}
 	if len(pretty) > 1500 {
-		pretty = append(pretty[:1500], []byte("\n  ...")...)
+		// Cut at a line end: never inside a multi-byte character.
+		cut := bytes.LastIndexByte(pretty[:1500], '\n')
+		pretty = append(pretty[:cut+1], []byte("  ...")...)
 	}
 	fmt.Fprintf(w, "demo: a products item (from %s):\n  %s\n", filepath.Join(dir, "products.jsonl"), pretty)
 }
