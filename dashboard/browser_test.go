@@ -128,7 +128,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !br.InViewport("#item-detail") {
 		t.Errorf("the item panel is not in view after clicking the first row")
 	}
-	br.Screenshot("item-panel")
+	br.ScreenshotWindow("item-panel")
 	br.Do("pressing Escape", chromedp.KeyEvent(kb.Escape))
 	br.WaitJS("the panel to close", `document.getElementById("item-detail").hidden`)
 	br.SelectStatus("failed")

@@ -351,9 +351,21 @@ func (b *Browser) clickAction(button string) (string, string) {
 // directory and returns its path (also logged).
 func (b *Browser) Screenshot(name string) string {
 	b.t.Helper()
+	return b.screenshot(name, chromedp.FullScreenshot(100))
+}
+
+// ScreenshotWindow saves what the window shows now (no scrolling; fixed
+// panels where the user sees them) as name.png, like Screenshot.
+func (b *Browser) ScreenshotWindow(name string) string {
+	b.t.Helper()
+	return b.screenshot(name, chromedp.CaptureScreenshot())
+}
+
+func (b *Browser) screenshot(name string, shot chromedp.Action[[]byte]) string {
+	b.t.Helper()
 	ctx, cancel := b.op()
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		b.t.Fatalf("browser: screenshot: %v", err)
 	}
