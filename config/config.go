@@ -267,6 +267,7 @@ type Dashboard struct {
 	TokenFile       string   `yaml:"token_file" doc:"File holding the dashboard token."`
 	TokenEnv        string   `yaml:"token_env" doc:"Environment variable holding the dashboard token."`
 	RefreshInterval Duration `yaml:"refresh_interval" doc:"How often the page refreshes itself." min:"1s" max:"1h"`
+	ItemsToken      string   `yaml:"items_token" doc:"When reading feed items (GET /api/items, GET /api/feeds/{feed}/items/{id}: full item payloads) needs the token: auto (when listen is not a loopback address), always, or never." enum:"auto,always,never"`
 }
 
 // Log configures logging.
@@ -360,6 +361,7 @@ func Default() *Config {
 			Enabled:         true,
 			Listen:          "127.0.0.1:8484",
 			RefreshInterval: Duration(5_000_000_000),
+			ItemsToken:      "auto",
 		},
 		Log: Log{Level: "info", Format: "auto"},
 	}

@@ -563,6 +563,9 @@ func (k *checker) rest() {
 	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && !isLoopback(c.Dashboard.Listen) && !c.Dashboard.Token.IsSet() {
 		k.add("dashboard.listen", "%s is reachable from other hosts but no token is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or listen on 127.0.0.1", c.Dashboard.Listen)
 	}
+	if c.Dashboard.Enabled && c.Dashboard.ItemsToken == "always" && !c.Dashboard.Token.IsSet() {
+		k.add("dashboard.items_token", "always needs a token, and none is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or use items_token: auto")
+	}
 	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && c.Dashboard.Listen == c.Telemetry.Listen {
 		k.add("dashboard.listen", "%s is also telemetry.listen; give the dashboard its own port (e.g. 127.0.0.1:8484)", c.Dashboard.Listen)
 	}
