@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -722,17 +723,9 @@ func (l *loader) applyEnv(v *viper.Viper) {
 		val := l.environ[name]
 		t, ok := targets[name]
 		if !ok {
-			if !referenced[name] && name != "FEEDCDC_CONFIG" && !strings.HasPrefix(name, "FEEDCDC_TEST_") {
-				var cands []string
-				for c := range targets {
-					cands = append(cands, c)
-				}
-				sort.Strings(cands)
-				msg := fmt.Sprintf("environment variable %s matches no configuration key and is ignored", name)
-				if c := closest(name, cands); c != "" {
-					msg += fmt.Sprintf("; did you mean %s?", c)
-				}
-				l.warnings = append(l.warnings, msg)
+			words := strings.Split(name, "_")
+			if !referenced[name] && name != "FEEDCDC_CONFIG" && !slices.Contains(words, "TEST") && !slices.Contains(words, "BENCH") {
+				l.unknownEnv(name, targets, sinkNames)
 			}
 			continue
 		}
@@ -760,6 +753,48 @@ func (l *loader) applyEnv(v *viper.Viper) {
 		v.Set(path, conv)
 		l.envSet[path] = name
 	}
+}
+
+// unknownEnv reports a FEEDCDC_* variable that names no key: an error when
+// its first word names a section (FEEDCDC_SOURCE_HEARBEAT is a typo of a
+// key, as it would be in the file), a warning otherwise (other tools use the
+// prefix too). Variables with a TEST or BENCH word (the test suite's) and
+// FEEDCDC_CONFIG are not reported at all.
+func (l *loader) unknownEnv(name string, targets map[string]envTarget, sinkNames []string) {
+	section, _, _ := strings.Cut(strings.TrimPrefix(name, EnvPrefix), "_")
+	f, isSection := fieldByName(reflect.TypeOf(Config{}), strings.ToLower(section))
+	isSection = isSection && (f.Kind == kStruct || f.Kind == kSinkMap) && strings.Contains(name[len(EnvPrefix):], "_")
+	prefix := EnvPrefix + section + "_"
+	if isSection && f.Kind == kSinkMap {
+		prefix = "-" // suggest only keys of a sink named in the variable
+		for _, n := range sinkNames {
+			if p := EnvPrefix + "SINKS_" + strings.ToUpper(n) + "_"; strings.HasPrefix(name, p) {
+				prefix = p
+			}
+		}
+	}
+	var cands []string
+	for c := range targets {
+		if !isSection || strings.HasPrefix(c, prefix) {
+			cands = append(cands, c)
+		}
+	}
+	sort.Strings(cands)
+	hint := ""
+	if c := closest(name, cands); c != "" {
+		hint = fmt.Sprintf("; did you mean %s?", c)
+	}
+	if !isSection {
+		l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s matches no configuration key and is ignored%s", name, hint))
+		return
+	}
+	if hint == "" {
+		hint = fmt.Sprintf("; FEEDCDC_%s_<KEY> variables must name a key of %s (docs/configuration.md lists them)", section, strings.ToLower(section))
+		if f.Kind == kSinkMap {
+			hint = "; FEEDCDC_SINKS_<NAME>_<KEY> variables override keys of sinks defined in the file (or of the default sink \"file\")"
+		}
+	}
+	l.envProblem(name, strings.ToLower(section), "matches no configuration key%s; fix the name or unset it", hint)
 }
 
 func convertEnv(val string, f field) (any, error) {
