@@ -466,3 +466,20 @@ func TestUnknownEnvOfSinkSuggestsItsKeys(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestEnvDecodedLikeFile: an override goes through the file's decoder, so
+// a value out of the field's range is reported rather than wrapped around.
+func TestEnvDecodedLikeFile(t *testing.T) {
+	for env, want := range map[string]string{
+		"FEEDCDC_SOURCE_SERVER_ID=99999999999": "$FEEDCDC_SOURCE_SERVER_ID: source.server_id: 99999999999 is out of range; allowed: 0..4294967295",
+		"FEEDCDC_SOURCE_PORT=":                 "$FEEDCDC_SOURCE_PORT: source.port: must be an integer",
+		"FEEDCDC_RAW_ENABLED=maybe":            "$FEEDCDC_RAW_ENABLED: raw.enabled: must be true or false",
+	} {
+		if _, err := LoadBytes([]byte(base), "config.yaml", []string{env}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", env, err, want)
+		}
+	}
+	if cfg := mustLoad(t, base, "FEEDCDC_RAW_ENABLED=1", "FEEDCDC_DASHBOARD_ENABLED=f"); !cfg.Raw.Enabled || cfg.Dashboard.Enabled {
+		t.Fatal("booleans 1 and f from the environment not applied")
+	}
+}

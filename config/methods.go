@@ -3,6 +3,7 @@ package config
 import (
 	"hash/fnv"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -155,4 +156,12 @@ func globMatch(pattern, s string) bool {
 		pi++
 	}
 	return pi == len(p)
+}
+
+// resolveAbs is filepath.Abs that falls back to the input.
+func resolveAbs(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
