@@ -25,6 +25,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -309,15 +310,8 @@ func DefaultFileSink() *FileSink { return withDefaults(&FileSink{}) }
 // Feed returns the settings of the named feed (names compare
 // case-insensitively), or nil for an unknown name.
 func (f *Feeds) Feed(name string) *Feed {
-	switch strings.ToLower(name) {
-	case strings.ToLower(FeedProducts):
-		return &f.Products
-	case strings.ToLower(FeedProductAttributes):
-		return &f.ProductAttributes
-	case strings.ToLower(FeedVariants):
-		return &f.Variants
-	case strings.ToLower(FeedProductOverrides):
-		return &f.ProductOverrides
+	if i := slices.IndexFunc(FeedNames, func(n string) bool { return strings.EqualFold(n, name) }); i >= 0 {
+		return []*Feed{&f.Products, &f.ProductAttributes, &f.Variants, &f.ProductOverrides}[i]
 	}
 	return nil
 }

@@ -265,16 +265,9 @@ func (k *checker) source() {
 		}
 	}
 	if len(s.Databases) > 0 && len(s.IncludeTables) > 0 {
-		reach := false
-		for _, db := range s.Databases {
-			for _, p := range s.IncludeTables {
-				pd, _, _ := strings.Cut(p, ".")
-				if globMatch(strings.ToLower(pd), strings.ToLower(db)) {
-					reach = true
-				}
-			}
-		}
-		if !reach {
+		if !slices.ContainsFunc(s.IncludeTables, func(p string) bool {
+			return slices.ContainsFunc(s.Databases, func(d string) bool { return patternNamesDB(p, d) })
+		}) {
 			k.add("source.include_tables", "no pattern names a database of source.databases %v, so no table would be captured; write patterns like %s.*", s.Databases, s.Databases[0])
 		}
 	}
