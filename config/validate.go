@@ -26,20 +26,19 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	var b strings.Builder
+	s := ""
 	switch {
 	case p.Env != "":
-		b.WriteString("$" + p.Env + ": ")
+		s = "$" + p.Env + ": "
 	case p.File != "" && p.Line > 0:
-		fmt.Fprintf(&b, "%s:%d: ", p.File, p.Line)
+		s = fmt.Sprintf("%s:%d: ", p.File, p.Line)
 	case p.File != "":
-		b.WriteString(p.File + ": ")
+		s = p.File + ": "
 	}
 	if p.Path != "" {
-		b.WriteString(p.Path + ": ")
+		s += p.Path + ": "
 	}
-	b.WriteString(p.Message)
-	return b.String()
+	return s + p.Message
 }
 
 // ValidationError lists every problem found in a configuration.
@@ -49,21 +48,15 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	var b strings.Builder
-	n := len(e.Problems)
-	name := e.File
-	if name == "" {
-		name = "configuration"
+	name := or(e.File, "configuration")
+	if len(e.Problems) == 1 {
+		return fmt.Sprintf("invalid %s: %s", name, e.Problems[0])
 	}
-	if n == 1 {
-		fmt.Fprintf(&b, "invalid %s: %s", name, e.Problems[0])
-		return b.String()
-	}
-	fmt.Fprintf(&b, "invalid %s: %d problems:", name, n)
+	s := fmt.Sprintf("invalid %s: %d problems:", name, len(e.Problems))
 	for _, p := range e.Problems {
-		b.WriteString("\n  " + p.String())
+		s += "\n  " + p.String()
 	}
-	return b.String()
+	return s
 }
 
 // Validate checks a configuration built in code (e.g. Default() with the
