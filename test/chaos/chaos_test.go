@@ -55,6 +55,12 @@ func TestReduced(t *testing.T) {
 			if p.DiskFullBlocks > 0 && sum.DiskFullErrors == 0 {
 				t.Errorf("no write failed with \"file too large\": the disk-full run proves nothing")
 			}
+			if p.OSCTable != "" && (sum.Swaps != 1 || sum.Truncates != len(p.TruncateTables)) {
+				t.Errorf("%d cut-overs and %d TRUNCATEs ran, want 1 and %d", sum.Swaps, sum.Truncates, len(p.TruncateTables))
+			}
+			if p.OSCTable != "" && sum.TableRecords < 1+len(p.TruncateTables) {
+				t.Errorf("the checker saw %d TRUNCATE/RENAME statements in the binlog, want at least %d", sum.TableRecords, 1+len(p.TruncateTables))
+			}
 			if sum.Resyncs < p.Resyncs {
 				t.Errorf("%d of %d resyncs were requested", sum.Resyncs, p.Resyncs)
 			}
