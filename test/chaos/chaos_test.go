@@ -13,14 +13,15 @@ import (
 // TestReduced runs the reduced suite (make test): >= 10 SIGKILLs over a
 // first full sync and streaming, source restarts (SIGTERM and SIGKILL of
 // mariadbd, KILL of the replication connection), a sink outage (feed
-// service and Kafka broker down), and partial Kafka produce failures. FEEDCDC_CHAOS_SCENARIOS
+// service and Kafka broker down), partial Kafka produce failures, and an
+// online schema change with two TRUNCATEs under load. FEEDCDC_CHAOS_SCENARIOS
 // (comma-separated) picks others; FEEDCDC_CHAOS_SEED sets the seed.
 func TestReduced(t *testing.T) {
 	seed := int64(1)
 	if v := os.Getenv("FEEDCDC_CHAOS_SEED"); v != "" {
 		seed, _ = strconv.ParseInt(v, 10, 64)
 	}
-	names := []string{"kill9", "source-restarts", "outage", "kafka-partial"}
+	names := []string{"kill9", "source-restarts", "outage", "kafka-partial", "osc"}
 	if v := os.Getenv("FEEDCDC_CHAOS_SCENARIOS"); v != "" {
 		names = strings.Split(v, ",")
 	}

@@ -384,6 +384,34 @@ func StreamStart(logPath string) (uint64, bool, error) {
 	return seq, found, nil
 }
 
+// fullSyncsDone counts the full syncs the connector's JSON log reports
+// complete since its last first start.
+func fullSyncsDone(logPath string) int {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		switch {
+		case bytes.Contains(line, []byte(`"first start`)):
+			n = 0
+		case bytes.Contains(line, []byte(`"msg":"Complete"`)) && bytes.Contains(line, []byte(`"operation":"full sync"`)):
+			n++
+		}
+	}
+	return n
+}
+
+// countLines counts the lines of a file that contain s.
+func countLines(path, s string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return bytes.Count(b, []byte(s))
+}
+
 // RawResult is the raw-stream check's outcome.
 type RawResult struct {
 	Checked, Lost, Duplicated, Wrong, OutOfOrder int

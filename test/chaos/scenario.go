@@ -107,8 +107,11 @@ type Summary struct {
 	FeedDuplicates   int
 	RSSPeakMiB       float64
 	CatchUpSeconds   float64
-	Elapsed          time.Duration
-	ServiceRequests  map[string]int
+	// ExpectedBuildSeconds is the time the expected side's four resync
+	// runs took (part of the catch-up: no check passes before it).
+	ExpectedBuildSeconds float64
+	Elapsed              time.Duration
+	ServiceRequests      map[string]int
 	// ProduceFailures counts produce requests the broker was made to fail.
 	ProduceFailures int64
 	// UnexpectedExits counts connector exits the suite did not cause
@@ -125,9 +128,9 @@ func (s Summary) OK() bool {
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d resyncs=%d source_restarts=%d replication_kills=%d swaps=%d truncates=%d table_records=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f produce_failures=%d disk_full_errors=%d unexpected_exits=%d elapsed=%s",
+	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d resyncs=%d source_restarts=%d replication_kills=%d swaps=%d truncates=%d table_records=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f expected_build_s=%.1f produce_failures=%d disk_full_errors=%d unexpected_exits=%d elapsed=%s",
 		s.Scenario, s.Seed, s.Kills, s.Terms, s.Resyncs, s.SourceRestarts, s.ReplicationKills, s.Swaps, s.Truncates, s.TableRecords, s.Changes, s.Items, s.Lost, s.Wrong, s.OutOfOrder, s.RawDuplicates+s.FeedDuplicates,
-		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ProduceFailures, s.DiskFullErrors, s.UnexpectedExits, s.Elapsed.Round(time.Second))
+		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ExpectedBuildSeconds, s.ProduceFailures, s.DiskFullErrors, s.UnexpectedExits, s.Elapsed.Round(time.Second))
 }
 
 // Run runs one plan end to end: fresh database, broker, service and state.
@@ -328,10 +331,11 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		}
 	}
 	if p.OSCTable != "" {
-		// The statements must fall after the stream's start (the first
-		// start's position is stored at once and logged).
+		// The statements must fall after the first start's full syncs:
+		// one still running (or resumed after the kill) would rebuild
+		// every item anyway and hide a missed rebuild.
 		for waited := time.Duration(0); ; waited += 100 * time.Millisecond {
-			if _, found, _ := StreamStart(filepath.Join(dir, "feedcdc.log")); found || waited > time.Minute {
+			if fullSyncsDone(filepath.Join(dir, "feedcdc.log")) >= len(FeedNames) || waited > 2*time.Minute {
 				break
 			}
 			if err := sleep(100 * time.Millisecond); err != nil {
@@ -340,6 +344,16 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		}
 		if err := sleep(p.OSCAfter); err != nil {
 			return sum, err
+		}
+		// Each SIGKILL is to hit a connector that streams: wait for the
+		// current process's preflight, then a second.
+		streaming := func() error {
+			for waited := time.Duration(0); countLines(filepath.Join(dir, "feedcdc.log"), `"msg":"preflight passed"`) < starts && waited < 2*time.Minute; waited += 100 * time.Millisecond {
+				if err := sleep(100 * time.Millisecond); err != nil {
+					return err
+				}
+			}
+			return sleep(time.Second)
 		}
 		if err := ghostMigration(ctx, admin, p.OSCTable, 400, 50*time.Millisecond, &gate); err != nil {
 			return sum, err
@@ -354,7 +368,7 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 			return sum, fmt.Errorf("drop the old table after the cut-over: %w", err)
 		}
 		for _, t := range p.TruncateTables {
-			if err := sleep(between()); err != nil {
+			if err := streaming(); err != nil {
 				return sum, err
 			}
 			if _, err := admin.ExecContext(ctx, "TRUNCATE TABLE `"+t+"`"); err != nil {
@@ -495,10 +509,12 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 	e.Log.Info("binlog decoded", "scenario", p.Scenario, "row_changes", len(all), "stream_start_seq", seq, "checked", len(want), "table_statements", stmts)
 	// The expected feeds: a fresh full build by the binary into a state
 	// and a file sink of its own (the database no longer changes).
+	buildStart := time.Now()
 	wantFeeds, err := e.ExpectedFeeds(ctx, filepath.Join(dir, "expected"), schema, 6_000_000+rng.Int64N(1_000_000), env)
 	if err != nil {
 		return sum, err
 	}
+	sum.ExpectedBuildSeconds = time.Since(buildStart).Seconds()
 	check := func() (RawResult, FeedResult, error) {
 		raw, err := CheckRaw(ctx, kafka, "chaos", schema, want, seq)
 		if err != nil {
