@@ -493,18 +493,32 @@ func (fs *fullSync) vanished(ctx context.Context) error {
 		fs.res.Vanished.Skipped = true
 		return nil
 	}
-	fs.seen.seal()
+	err := fs.p.exportVanished(ctx, fs.ro.Feed, fs.seen, fs.eo, &fs.res.Vanished, &fs.res.Stats, fs.p.Do)
+	if err != nil {
+		return fmt.Errorf("connector: resync %s: vanished entities: %w", fs.ro.Feed, err)
+	}
+	return nil
+}
+
+// exportVanished reads the feed's remembered items once and exports (by
+// rebuilding them: Build returns nothing for a vanished entity, and the
+// diff turns its items into deleted payloads) the entities seen lacks.
+// run runs each export on the exporter: Do from a caller off it, or a
+// plain call on it.
+func (p *Pipeline) exportVanished(ctx context.Context, feed string, seen *keySet, eo ExportOptions, vs *VanishedStats, total *ExportStats,
+	run func(context.Context, func(context.Context) error) error) error {
+	seen.seal()
 	for after := ""; ; {
-		items, next, err := fs.p.o.Store.ListItems(ctx, state.ListQuery{Feed: fs.ro.Feed, After: after, Limit: 1000})
+		items, next, err := p.o.Store.ListItems(ctx, state.ListQuery{Feed: feed, After: after, Limit: 1000})
 		if err != nil {
-			return fmt.Errorf("connector: resync %s: vanished entities: %w", fs.ro.Feed, err)
+			return err
 		}
 		var gone []string
 		for _, it := range items {
-			fs.res.Vanished.Checked++
+			vs.Checked++
 			// A deleted payload whose send never completed (status not
 			// final) is looked at too: nothing else resends it.
-			if it.Deleted && state.IsFinal(it.Status) || fs.seen.has(it.EntityKey) {
+			if it.Deleted && state.IsFinal(it.Status) || seen.has(it.EntityKey) {
 				continue
 			}
 			if len(gone) == 0 || gone[len(gone)-1] != it.EntityKey {
@@ -512,15 +526,15 @@ func (fs *fullSync) vanished(ctx context.Context) error {
 			}
 		}
 		if len(gone) > 0 {
-			fs.res.Vanished.Rebuilt += len(gone)
+			vs.Rebuilt += len(gone)
 			var st ExportStats
-			err := fs.p.Do(ctx, func(ctx context.Context) (err error) {
-				st, err = fs.p.ExportKeys(ctx, fs.ro.Feed, gone, fs.eo, nil)
+			err := run(ctx, func(ctx context.Context) (err error) {
+				st, err = p.ExportKeys(ctx, feed, gone, eo, nil)
 				return err
 			})
-			fs.res.Stats.add(st)
+			total.add(st)
 			if err != nil {
-				return fmt.Errorf("connector: resync %s: vanished entities: %w", fs.ro.Feed, err)
+				return err
 			}
 		}
 		if next == "" {

@@ -72,48 +72,6 @@ type ResyncResult struct {
 	Vanished VanishedStats
 }
 
-// exportVanishedPage looks at one page of the entities the state knows for
-// a feed (after the item id after) and exports the deleted payloads of
-// those the source no longer has. It returns where the next page starts
-// ("" at the end). It runs on the exporter goroutine.
-func (p *Pipeline) exportVanishedPage(ctx context.Context, feed string, f feeds.Feed, after string, eo ExportOptions, total *ExportStats) (string, error) {
-	seen := map[string]bool{}
-	var keys []string
-	items, next, err := p.o.Store.ListItems(ctx, state.ListQuery{Feed: feed, After: after, Limit: 1000})
-	if err != nil {
-		return "", err
-	}
-	for _, it := range items {
-		// A deleted payload whose send never completed (the process was
-		// killed after the write-ahead recorded it, status not final) is
-		// looked at too: nothing else resends it when no replay covers it
-		// (a first start begun again, or a resumed full sync).
-		if (!it.Deleted || !state.IsFinal(it.Status)) && !seen[it.EntityKey] {
-			seen[it.EntityKey] = true
-			keys = append(keys, it.EntityKey)
-		}
-	}
-	if len(keys) == 0 {
-		return next, nil
-	}
-	exists, err := p.existing(ctx, f, keys)
-	if err != nil {
-		return "", err
-	}
-	var gone []string
-	for _, k := range keys {
-		if !exists[k] {
-			gone = append(gone, k)
-		}
-	}
-	if len(gone) == 0 {
-		return next, nil
-	}
-	st, err := p.ExportKeys(ctx, feed, gone, eo, nil)
-	total.add(st)
-	return next, err
-}
-
 // rebuildAll rebuilds every item of a feed after why (a TRUNCATE of a table
 // it reads, or a rename that replaced one): every
 // entity the source has, then the deleted payloads of entities only the
@@ -127,7 +85,9 @@ func (p *Pipeline) rebuildAll(ctx context.Context, feed, why string, eo ExportOp
 	}
 	start := p.o.Now()
 	var total ExportStats
+	seen := &keySet{}
 	err := f.Scan(ctx, func(keys []string) error {
+		seen.add(keys)
 		st, err := p.ExportKeys(ctx, feed, keys, eo, nil)
 		total.add(st)
 		return err
@@ -135,33 +95,15 @@ func (p *Pipeline) rebuildAll(ctx context.Context, feed, why string, eo ExportOp
 	if err != nil {
 		return fmt.Errorf("connector: rebuild %s after %s: %w", feed, why, err)
 	}
-	for after := ""; ; {
-		next, err := p.exportVanishedPage(ctx, feed, f, after, eo, &total)
-		if err != nil {
-			return fmt.Errorf("connector: rebuild %s after %s: vanished entities: %w", feed, why, err)
-		}
-		if next == "" {
-			break
-		}
-		after = next
+	var vs VanishedStats
+	onExporter := func(ctx context.Context, job func(context.Context) error) error { return job(ctx) }
+	if err := p.exportVanished(ctx, feed, seen, eo, &vs, &total, onExporter); err != nil {
+		return fmt.Errorf("connector: rebuild %s after %s: vanished entities: %w", feed, why, err)
 	}
 	p.o.Logger.Info("rebuilt every item", "feed", feed, "after", why, "operation", eo.Operation,
-		"entities", total.Keys, "synced", total.Sent, "skipped", total.Skipped, "deleted", total.Deleted, "failed", total.Failed, "elapsed", p.o.Now().Sub(start).Round(time.Millisecond))
+		"entities", total.Keys, "synced", total.Sent, "skipped", total.Skipped, "deleted", total.Deleted, "failed", total.Failed,
+		"vanished_checked", vs.Checked, "vanished_rebuilt", vs.Rebuilt, "elapsed", p.o.Now().Sub(start).Round(time.Millisecond))
 	return nil
-}
-
-// existing reports which entity keys still have items, by building them
-// (Build returns no items for vanished entities).
-func (p *Pipeline) existing(ctx context.Context, f feeds.Feed, keys []string) (map[string]bool, error) {
-	built, err := f.Build(ctx, keys)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]bool{}
-	for _, it := range built {
-		out[it.EntityKey] = true
-	}
-	return out, nil
 }
 
 // resolveIDs maps --by-ids values to the feed's entity keys.
