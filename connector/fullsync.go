@@ -244,6 +244,10 @@ func (fs *fullSync) pipeline(ctx context.Context, enumerate func(context.Context
 	threads := fs.ro.ThreadCount
 	todo := make(chan *syncChunk, threads)
 	ordered := make(chan *syncChunk, threads)
+	resumeAfter := "" // read here: the persist jobs write fs.prog
+	if fs.ro.Continue {
+		resumeAfter = fs.prog.LastKey
+	}
 	var wg sync.WaitGroup
 	planErr := make(chan error, 1)
 	wg.Add(1)
@@ -251,7 +255,7 @@ func (fs *fullSync) pipeline(ctx context.Context, enumerate func(context.Context
 		defer wg.Done()
 		defer close(todo)
 		defer close(ordered)
-		planErr <- fs.plan(ctx, enumerate, todo, ordered)
+		planErr <- fs.plan(ctx, enumerate, resumeAfter, todo, ordered)
 	}()
 	for range threads {
 		wg.Add(1)
@@ -274,12 +278,8 @@ func (fs *fullSync) pipeline(ctx context.Context, enumerate func(context.Context
 // plan enumerates the keys, records them for the vanished pass, skips those
 // an earlier attempt completed, paces them and cuts them into chunks that
 // go to the builders and, in order, to the persister.
-func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, func([]string) error) error, todo, ordered chan<- *syncChunk) error {
+func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, func([]string) error) error, resumeAfter string, todo, ordered chan<- *syncChunk) error {
 	size := fs.ro.BatchSize
-	resumeAfter := ""
-	if fs.ro.Continue {
-		resumeAfter = fs.prog.LastKey
-	}
 	var pending []string
 	send := func(keys []string) error {
 		c := &syncChunk{keys: keys, built: make(chan struct{})}
