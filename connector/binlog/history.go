@@ -765,108 +765,13 @@ func markPKNotNull(st *storedTable) {
 
 // alterTable applies one ALTER TABLE clause to st.
 func alterTable(st *storedTable, spec *ast.AlterTableSpec) error {
-	pkNames := func() []string {
-		var n []string
-		for _, i := range st.PK {
-			n = append(n, st.Columns[i].Name)
-		}
-		return n
-	}
-	setPK := func(names []string) {
-		st.PK = st.PK[:0]
-		for _, n := range names {
-			if i := indexOfColumn(st, n); i >= 0 {
-				st.PK = append(st.PK, i)
-			}
-		}
-	}
-	insertAt := func(col storedColumn, p *ast.ColumnPosition) error {
-		names := pkNames()
-		idx := len(st.Columns)
-		if p != nil {
-			switch p.Tp {
-			case ast.ColumnPositionFirst:
-				idx = 0
-			case ast.ColumnPositionAfter:
-				i := indexOfColumn(st, p.RelativeColumn.Name.O)
-				if i < 0 {
-					return fmt.Errorf("AFTER %s: no such column", p.RelativeColumn.Name.O)
-				}
-				idx = i + 1
-			}
-		}
-		st.Columns = append(st.Columns, storedColumn{})
-		copy(st.Columns[idx+1:], st.Columns[idx:])
-		st.Columns[idx] = col
-		setPK(names)
-		return nil
-	}
 	switch spec.Tp {
 	case ast.AlterTableAddColumns:
-		for i, cd := range spec.NewColumns {
-			pos := spec.Position
-			if i > 0 {
-				pos = nil // ADD COLUMN (a, b): appended in order
-			}
-			if spec.IfNotExists && indexOfColumn(st, cd.Name.Name.O) >= 0 {
-				continue
-			}
-			if err := insertAt(columnFromDef(cd, ""), pos); err != nil {
-				return err
-			}
-			for _, o := range cd.Options {
-				if o.Tp == ast.ColumnOptionPrimaryKey {
-					setPK([]string{cd.Name.Name.O})
-				}
-			}
-		}
+		return addColumns(st, spec)
 	case ast.AlterTableDropColumn:
-		i := indexOfColumn(st, spec.OldColumnName.Name.O)
-		if i < 0 {
-			if spec.IfExists {
-				return nil
-			}
-			return fmt.Errorf("DROP COLUMN %s: no such column", spec.OldColumnName.Name.O)
-		}
-		names := pkNames()
-		st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
-		var keep []string
-		for _, n := range names {
-			if !strings.EqualFold(n, spec.OldColumnName.Name.O) {
-				keep = append(keep, n)
-			}
-		}
-		setPK(keep)
+		return dropColumn(st, spec)
 	case ast.AlterTableModifyColumn, ast.AlterTableChangeColumn:
-		cd := spec.NewColumns[0]
-		old := cd.Name.Name.O
-		if spec.Tp == ast.AlterTableChangeColumn {
-			old = spec.OldColumnName.Name.O
-		}
-		i := indexOfColumn(st, old)
-		if i < 0 {
-			if spec.IfExists {
-				return nil
-			}
-			return fmt.Errorf("%s: no such column", old)
-		}
-		names := pkNames()
-		for k, n := range names {
-			if strings.EqualFold(n, old) {
-				names[k] = cd.Name.Name.O
-			}
-		}
-		col := columnFromDef(cd, "")
-		if spec.Position != nil && spec.Position.Tp != ast.ColumnPositionNone {
-			st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
-			setPK(nil)
-			if err := insertAt(col, spec.Position); err != nil {
-				return err
-			}
-		} else {
-			st.Columns[i] = col
-		}
-		setPK(names)
+		return modifyColumn(st, spec)
 	case ast.AlterTableRenameColumn:
 		i := indexOfColumn(st, spec.OldColumnName.Name.O)
 		if i < 0 {
@@ -880,6 +785,128 @@ func alterTable(st *storedTable, spec *ast.AlterTableSpec) error {
 	case ast.AlterTableDropPrimaryKey:
 		st.PK = nil
 	}
+	return nil
+}
+
+// addColumns applies ADD COLUMN: one column at its position, or several
+// appended in order.
+func addColumns(st *storedTable, spec *ast.AlterTableSpec) error {
+	for i, cd := range spec.NewColumns {
+		pos := spec.Position
+		if i > 0 {
+			pos = nil // ADD COLUMN (a, b): appended in order
+		}
+		if spec.IfNotExists && indexOfColumn(st, cd.Name.Name.O) >= 0 {
+			continue
+		}
+		if err := insertColumn(st, columnFromDef(cd, ""), pos); err != nil {
+			return err
+		}
+		for _, o := range cd.Options {
+			if o.Tp == ast.ColumnOptionPrimaryKey {
+				setPK(st, []string{cd.Name.Name.O})
+			}
+		}
+	}
+	return nil
+}
+
+// dropColumn applies DROP COLUMN; the column leaves the primary key too.
+func dropColumn(st *storedTable, spec *ast.AlterTableSpec) error {
+	i := indexOfColumn(st, spec.OldColumnName.Name.O)
+	if i < 0 {
+		if spec.IfExists {
+			return nil
+		}
+		return fmt.Errorf("DROP COLUMN %s: no such column", spec.OldColumnName.Name.O)
+	}
+	names := pkNames(st)
+	st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
+	var keep []string
+	for _, n := range names {
+		if !strings.EqualFold(n, spec.OldColumnName.Name.O) {
+			keep = append(keep, n)
+		}
+	}
+	setPK(st, keep)
+	return nil
+}
+
+// modifyColumn applies MODIFY or CHANGE COLUMN: the new definition (and
+// name) in place, or moved to a new position.
+func modifyColumn(st *storedTable, spec *ast.AlterTableSpec) error {
+	cd := spec.NewColumns[0]
+	old := cd.Name.Name.O
+	if spec.Tp == ast.AlterTableChangeColumn {
+		old = spec.OldColumnName.Name.O
+	}
+	i := indexOfColumn(st, old)
+	if i < 0 {
+		if spec.IfExists {
+			return nil
+		}
+		return fmt.Errorf("%s: no such column", old)
+	}
+	names := pkNames(st)
+	for k, n := range names {
+		if strings.EqualFold(n, old) {
+			names[k] = cd.Name.Name.O
+		}
+	}
+	col := columnFromDef(cd, "")
+	if spec.Position != nil && spec.Position.Tp != ast.ColumnPositionNone {
+		st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
+		setPK(st, nil)
+		if err := insertColumn(st, col, spec.Position); err != nil {
+			return err
+		}
+	} else {
+		st.Columns[i] = col
+	}
+	setPK(st, names)
+	return nil
+}
+
+// pkNames lists the names of st's primary key columns.
+func pkNames(st *storedTable) []string {
+	var n []string
+	for _, i := range st.PK {
+		n = append(n, st.Columns[i].Name)
+	}
+	return n
+}
+
+// setPK makes the named columns (those that exist) st's primary key.
+func setPK(st *storedTable, names []string) {
+	st.PK = st.PK[:0]
+	for _, n := range names {
+		if i := indexOfColumn(st, n); i >= 0 {
+			st.PK = append(st.PK, i)
+		}
+	}
+}
+
+// insertColumn inserts col at position p (FIRST, AFTER a column, or last
+// when p is nil), keeping the primary key on the same columns.
+func insertColumn(st *storedTable, col storedColumn, p *ast.ColumnPosition) error {
+	names := pkNames(st)
+	idx := len(st.Columns)
+	if p != nil {
+		switch p.Tp {
+		case ast.ColumnPositionFirst:
+			idx = 0
+		case ast.ColumnPositionAfter:
+			i := indexOfColumn(st, p.RelativeColumn.Name.O)
+			if i < 0 {
+				return fmt.Errorf("AFTER %s: no such column", p.RelativeColumn.Name.O)
+			}
+			idx = i + 1
+		}
+	}
+	st.Columns = append(st.Columns, storedColumn{})
+	copy(st.Columns[idx+1:], st.Columns[idx:])
+	st.Columns[idx] = col
+	setPK(st, names)
 	return nil
 }
 
