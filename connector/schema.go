@@ -24,16 +24,9 @@ func (c *Connector) ReloadSchema(ctx context.Context, table string) (binlog.Sche
 	if !c.sourceCfg.Filter.Match(db, name) {
 		return binlog.SchemaRecord{}, fmt.Errorf("table %s is not captured by this connector (no feed reads it and source.include_tables/exclude_tables leave it out): its schema is not needed", table)
 	}
-	scfg := c.sourceCfg
-	if c.Config.Source.TLS.Mode == "preferred" {
-		var haveSSL string
-		if err := c.SourceDB.QueryRowContext(ctx, "SELECT @@have_ssl").Scan(&haveSSL); err == nil && strings.EqualFold(haveSSL, "YES") {
-			tc, err := c.Config.Source.TLSConfig()
-			if err != nil {
-				return binlog.SchemaRecord{}, err
-			}
-			scfg.TLS = binlog.TLSConfig{Enabled: true, Config: tc}
-		}
+	scfg, err := c.resolveSourceTLS(ctx)
+	if err != nil {
+		return binlog.SchemaRecord{}, err
 	}
 	src, err := binlog.New(scfg, c.Logger, schemaHistory{c.Store})
 	if err != nil {
