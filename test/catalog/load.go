@@ -170,22 +170,46 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 		return err
 	}
 	defer endSession(conn)
-	rows := l.p.BatchRows
-	run := func(table, cols string, fill func(b *batcher) error) error {
-		b := newBatcher(conn, table, cols, rows)
-		if err := fill(b); err != nil {
-			b.abort()
+	m := &metaLoader{l: l, conn: conn, add: add}
+	for _, step := range []func(context.Context) error{
+		m.scopes, m.attributes, m.attributeSets, m.entityAttributes, m.options, m.attributeLabels, m.customerGroups,
+	} {
+		if err := step(ctx); err != nil {
 			return err
 		}
-		if err := b.close(ctx); err != nil {
-			b.abort()
-			return err
-		}
-		add(table, b.total, 0)
-		return nil
 	}
+	return l.loadCategories(ctx, conn, func(table, cols string, fill func(b *batcher) error) error {
+		return m.run(ctx, table, cols, fill)
+	})
+}
+
+// metaLoader writes the small tables of a layout on one connection.
+type metaLoader struct {
+	l    *layout
+	conn *sql.Conn
+	add  addFunc
+}
+
+// run writes table with the rows fill adds.
+func (m *metaLoader) run(ctx context.Context, table, cols string, fill func(b *batcher) error) error {
+	b := newBatcher(m.conn, table, cols, m.l.p.BatchRows)
+	if err := fill(b); err != nil {
+		b.abort()
+		return err
+	}
+	if err := b.close(ctx); err != nil {
+		b.abort()
+		return err
+	}
+	m.add(table, b.total, 0)
+	return nil
+}
+
+// scopes writes the websites, store groups and store views, and the price scope.
+func (m *metaLoader) scopes(ctx context.Context) error {
+	l := m.l
 	// Scopes. Website 1, group 1 and store 1 are seeded.
-	if err := run("store_website", "website_id, code, name, sort_order, default_group_id, is_default", func(b *batcher) error {
+	if err := m.run(ctx, "store_website", "website_id, code, name, sort_order, default_group_id, is_default", func(b *batcher) error {
 		for _, w := range l.websites[1:] {
 			b.begin()
 			b.u(uint64(w.id)).s(w.code).s(w.name).u(uint64(w.id)).u(uint64(w.groupID)).u(0)
@@ -197,7 +221,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("store_group", "group_id, website_id, name, root_category_id, default_store_id, code", func(b *batcher) error {
+	if err := m.run(ctx, "store_group", "group_id, website_id, name, root_category_id, default_store_id, code", func(b *batcher) error {
 		for _, w := range l.websites[1:] {
 			b.begin()
 			b.u(uint64(w.groupID)).u(uint64(w.id)).s(w.name + " Store").u(2).u(uint64(w.stores[0])).s(fmt.Sprintf("store_group_%d", w.groupID))
@@ -209,7 +233,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("store", "store_id, code, website_id, group_id, name, sort_order, is_active", func(b *batcher) error {
+	if err := m.run(ctx, "store", "store_id, code, website_id, group_id, name, sort_order, is_active", func(b *batcher) error {
 		for _, s := range l.stores[1:] {
 			b.begin()
 			b.u(uint64(s.id)).s(s.code).u(uint64(s.websiteID)).u(uint64(s.groupID)).s(s.name).u(uint64(s.id)).u(1)
@@ -221,23 +245,35 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, "UPDATE catalog_eav_attribute SET is_global = ? WHERE attribute_id = ?", uint8(l.p.PriceScope), AttrPrice); err != nil {
+	if _, err := m.conn.ExecContext(ctx, "UPDATE catalog_eav_attribute SET is_global = ? WHERE attribute_id = ?", uint8(l.p.PriceScope), AttrPrice); err != nil {
 		return fmt.Errorf("price scope: %w", err)
 	}
+	return nil
+}
+
+// attributes writes the generated attributes in one transaction.
+func (m *metaLoader) attributes(ctx context.Context) error {
+	l := m.l
 	// Generated attributes and their sets.
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+	if _, err := m.conn.ExecContext(ctx, "BEGIN"); err != nil {
 		return err
 	}
-	if err := insertAttributes(ctx, conn, l.genAttrs); err != nil {
-		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+	if err := insertAttributes(ctx, m.conn, l.genAttrs); err != nil {
+		_, _ = m.conn.ExecContext(ctx, "ROLLBACK")
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := m.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return err
 	}
-	add("eav_attribute", int64(len(l.genAttrs)), 0)
-	add("catalog_eav_attribute", int64(len(l.genAttrs)), 0)
-	if err := run("eav_attribute_set", "attribute_set_id, entity_type_id, attribute_set_name, sort_order", func(b *batcher) error {
+	m.add("eav_attribute", int64(len(l.genAttrs)), 0)
+	m.add("catalog_eav_attribute", int64(len(l.genAttrs)), 0)
+	return nil
+}
+
+// attributeSets writes the generated attribute sets and their two groups each.
+func (m *metaLoader) attributeSets(ctx context.Context) error {
+	l := m.l
+	if err := m.run(ctx, "eav_attribute_set", "attribute_set_id, entity_type_id, attribute_set_name, sort_order", func(b *batcher) error {
 		for s := 0; s < l.p.AttributeSets; s++ {
 			b.begin()
 			b.u(uint64(firstGeneratedSetID() + uint16(s))).u(uint64(EntityTypeProduct)).s(fmt.Sprintf("Attribute Set %d", s+1)).i(0)
@@ -249,17 +285,16 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	groupID := func(s, g int) uint64 { return uint64(20 + 2*s + g) }
-	if err := run("eav_attribute_group", "attribute_group_id, attribute_set_id, attribute_group_name, sort_order, default_id, attribute_group_code", func(b *batcher) error {
+	if err := m.run(ctx, "eav_attribute_group", "attribute_group_id, attribute_set_id, attribute_group_name, sort_order, default_id, attribute_group_code", func(b *batcher) error {
 		for s := 0; s < l.p.AttributeSets; s++ {
 			set := uint64(firstGeneratedSetID() + uint16(s))
 			b.begin()
-			b.u(groupID(s, 0)).u(set).s("Product Details").i(1).u(1).s("product-details")
+			b.u(attributeGroupID(s, 0)).u(set).s("Product Details").i(1).u(1).s("product-details")
 			if err := b.end(ctx); err != nil {
 				return err
 			}
 			b.begin()
-			b.u(groupID(s, 1)).u(set).s("Attributes").i(2).u(0).s("attributes")
+			b.u(attributeGroupID(s, 1)).u(set).s("Attributes").i(2).u(0).s("attributes")
 			if err := b.end(ctx); err != nil {
 				return err
 			}
@@ -268,8 +303,14 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
+	return nil
+}
+
+// entityAttributes assigns the standard attributes and each set's generated attributes to the sets.
+func (m *metaLoader) entityAttributes(ctx context.Context) error {
+	l := m.l
 	std := StandardAttributes()
-	if err := run("eav_entity_attribute", "entity_type_id, attribute_set_id, attribute_group_id, attribute_id, sort_order", func(b *batcher) error {
+	if err := m.run(ctx, "eav_entity_attribute", "entity_type_id, attribute_set_id, attribute_group_id, attribute_id, sort_order", func(b *batcher) error {
 		for s := 0; s < l.p.AttributeSets; s++ {
 			set := uint64(firstGeneratedSetID() + uint16(s))
 			for i, a := range std {
@@ -277,7 +318,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 					continue
 				}
 				b.begin()
-				b.u(uint64(EntityTypeProduct)).u(set).u(groupID(s, 0)).u(uint64(a.ID)).i(int64(i))
+				b.u(uint64(EntityTypeProduct)).u(set).u(attributeGroupID(s, 0)).u(uint64(a.ID)).i(int64(i))
 				if err := b.end(ctx); err != nil {
 					return err
 				}
@@ -285,7 +326,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 			from, to := l.setAttrs(s)
 			for j := from; j < to; j++ {
 				b.begin()
-				b.u(uint64(EntityTypeProduct)).u(set).u(groupID(s, 1)).u(uint64(l.genAttrs[j].ID)).i(int64(j - from))
+				b.u(uint64(EntityTypeProduct)).u(set).u(attributeGroupID(s, 1)).u(uint64(l.genAttrs[j].ID)).i(int64(j - from))
 				if err := b.end(ctx); err != nil {
 					return err
 				}
@@ -295,37 +336,14 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	// Options: color, size, then every generated attribute's.
-	type opt struct {
-		id    uint32
-		attr  uint16
-		sort  int
-		label string
-	}
-	eachOption := func(f func(o opt) error) error {
-		if l.p.ConfigurableProducts > 0 {
-			for i := 0; i < l.p.Colors; i++ {
-				if err := f(opt{l.colorOption(i), AttrColor, i, l.colorName(i)}); err != nil {
-					return err
-				}
-			}
-			for i := 0; i < l.p.Sizes; i++ {
-				if err := f(opt{l.sizeOption(i), AttrSize, i, l.sizeName(i)}); err != nil {
-					return err
-				}
-			}
-		}
-		for j := range l.genAttrs {
-			for o := 0; o < l.p.OptionsPerAttribute; o++ {
-				if err := f(opt{l.genOption(j, o), l.genAttrs[j].ID, o, fmt.Sprintf("Option %d", o+1)}); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := run("eav_attribute_option", "option_id, attribute_id, sort_order", func(b *batcher) error {
-		return eachOption(func(o opt) error {
+	return nil
+}
+
+// options writes the options of color, size and every generated attribute, with their per-store labels.
+func (m *metaLoader) options(ctx context.Context) error {
+	l := m.l
+	if err := m.run(ctx, "eav_attribute_option", "option_id, attribute_id, sort_order", func(b *batcher) error {
+		return l.eachOption(func(o metaOption) error {
 			b.begin()
 			b.u(uint64(o.id)).u(uint64(o.attr)).u(uint64(o.sort))
 			return b.end(ctx)
@@ -333,8 +351,8 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("eav_attribute_option_value", "option_id, store_id, value", func(b *batcher) error {
-		return eachOption(func(o opt) error {
+	if err := m.run(ctx, "eav_attribute_option_value", "option_id, store_id, value", func(b *batcher) error {
+		return l.eachOption(func(o metaOption) error {
 			b.begin()
 			b.u(uint64(o.id)).u(0).s(o.label)
 			if err := b.end(ctx); err != nil {
@@ -355,7 +373,13 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("eav_attribute_label", "attribute_id, store_id, value", func(b *batcher) error {
+	return nil
+}
+
+// attributeLabels writes the per-store labels of color, size and the generated attributes.
+func (m *metaLoader) attributeLabels(ctx context.Context) error {
+	l := m.l
+	if err := m.run(ctx, "eav_attribute_label", "attribute_id, store_id, value", func(b *batcher) error {
 		for _, s := range l.stores {
 			suffix := " (" + translations[int(s.id)%len(translations)] + ")"
 			if l.p.ConfigurableProducts > 0 {
@@ -385,7 +409,13 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("customer_group", "customer_group_id, customer_group_code, tax_class_id", func(b *batcher) error {
+	return nil
+}
+
+// customerGroups writes the extra customer groups.
+func (m *metaLoader) customerGroups(ctx context.Context) error {
+	l := m.l
+	if err := m.run(ctx, "customer_group", "customer_group_id, customer_group_code, tax_class_id", func(b *batcher) error {
 		for g := 0; g < l.p.ExtraCustomerGroups; g++ {
 			b.begin()
 			b.u(uint64(4 + g)).s(fmt.Sprintf("Customer Group %d", g+4)).u(3)
@@ -397,7 +427,44 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	return l.loadCategories(ctx, conn, run)
+	return nil
+}
+
+// attributeGroupID is the id of group g (0 product details, 1 generated
+// attributes) of generated attribute set s.
+func attributeGroupID(s, g int) uint64 { return uint64(20 + 2*s + g) }
+
+// metaOption is one attribute option.
+type metaOption struct {
+	id    uint32
+	attr  uint16
+	sort  int
+	label string
+}
+
+// eachOption calls f for every option: color, size, then every generated
+// attribute's.
+func (l *layout) eachOption(f func(o metaOption) error) error {
+	if l.p.ConfigurableProducts > 0 {
+		for i := 0; i < l.p.Colors; i++ {
+			if err := f(metaOption{l.colorOption(i), AttrColor, i, l.colorName(i)}); err != nil {
+				return err
+			}
+		}
+		for i := 0; i < l.p.Sizes; i++ {
+			if err := f(metaOption{l.sizeOption(i), AttrSize, i, l.sizeName(i)}); err != nil {
+				return err
+			}
+		}
+	}
+	for j := range l.genAttrs {
+		for o := 0; o < l.p.OptionsPerAttribute; o++ {
+			if err := f(metaOption{l.genOption(j, o), l.genAttrs[j].ID, o, fmt.Sprintf("Option %d", o+1)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (l *layout) loadCategories(ctx context.Context, conn *sql.Conn, run func(string, string, func(*batcher) error) error) error {
