@@ -412,12 +412,15 @@ func (c *Connector) start(ctx context.Context) (runPlan, error) {
 			return runPlan{}, err
 		}
 	}
-	var err error
-	if c.sourceCfg, err = c.resolveSourceTLS(ctx); err != nil {
-		return runPlan{}, err
+	if c.Config.Source.TLS.Mode == "preferred" {
+		tc, err := c.preferredTLS(ctx)
+		if err != nil {
+			return runPlan{}, err
+		}
+		c.sourceCfg.TLS = tc
 	}
 	var start startPlan
-	err = c.retry.Do(ctx, "decide the start position", func(ctx context.Context) (err error) {
+	err := c.retry.Do(ctx, "decide the start position", func(ctx context.Context) (err error) {
 		start, err = c.startPosition(ctx)
 		return err
 	})

@@ -28,27 +28,22 @@ func sourceOffersTLS(ctx context.Context, db *sql.DB) (bool, error) {
 	return false, fmt.Errorf("source.tls.mode preferred: the source answered @@have_ssl = %q (want YES, NO or DISABLED); set source.tls.mode to required or disabled", have)
 }
 
-// resolveSourceTLS returns the binlog source configuration with
-// source.tls.mode preferred resolved: TLS when the source offers it,
-// plaintext with a warning when the source says it has none, an error when
-// it cannot tell. Every other mode is resolved already by binlogConfig.
-func (c *Connector) resolveSourceTLS(ctx context.Context) (binlog.Config, error) {
-	scfg := c.sourceCfg
-	if c.Config.Source.TLS.Mode != "preferred" {
-		return scfg, nil
-	}
+// preferredTLS resolves source.tls.mode preferred for a binlog
+// connection: TLS when the source offers it, plaintext with a warning when
+// the source says it has none, an error when it cannot tell. (Every other
+// mode is resolved by binlogConfig.)
+func (c *Connector) preferredTLS(ctx context.Context) (binlog.TLSConfig, error) {
 	offered, err := sourceOffersTLS(ctx, c.SourceDB)
 	if err != nil {
-		return scfg, err
+		return binlog.TLSConfig{}, err
 	}
 	if !offered {
 		c.Logger.Warn("source offers no TLS (@@have_ssl is NO or DISABLED); the binlog connection is not encrypted (source.tls.mode: preferred)")
-		return scfg, nil
+		return binlog.TLSConfig{}, nil
 	}
 	tc, err := c.Config.Source.TLSConfig()
 	if err != nil {
-		return scfg, err
+		return binlog.TLSConfig{}, err
 	}
-	scfg.TLS = binlog.TLSConfig{Enabled: true, Config: tc}
-	return scfg, nil
+	return binlog.TLSConfig{Enabled: true, Config: tc}, nil
 }
