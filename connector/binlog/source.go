@@ -628,55 +628,16 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 	d.pos = from.Pos
 	d.xa.last = from // what a TxEnd carries while an XA transaction prepared before any other end is pending
 
-	var gset mysql.GTIDSet
-	if from.GTIDSet != "" || (flavor == mysql.MariaDBFlavor && from.File == "") {
-		var err error
-		gset, err = mysql.ParseGTIDSet(flavor, from.GTIDSet)
-		if err != nil {
-			return &decodeError{fmt.Errorf("start position %s: bad %s GTID set: %w", from, flavor, err)}
-		}
-		d.gset = gset.Clone()
-	} else if flavor == mysql.MariaDBFlavor {
-		// MariaDB always has GTIDs: checkpoints carry them from the first TxEnd on.
-		d.gset, _ = mysql.ParseMariadbGTIDSet("")
-	} else if from.Pos <= 4 {
-		d.gsetFromFile = true
-	} else {
-		// A MySQL file/pos in the middle of a file without a GTID set
-		// (the file had none there): a set of only the GTIDs seen from
-		// here on would be incomplete, so positions stay file/pos only.
-		d.gsetUnknown = true
+	gset, err := d.startGTIDs(flavor, from)
+	if err != nil {
+		return err
 	}
 
 	sh := &syncHandler{ctx: ctx, d: d}
-	// go-mysql logs connection errors we handle (and report) ourselves: keep them at debug level.
-	logger := slog.New(capLevel{s.log.Handler()}).With("component", "go-mysql")
-	cfg := replication.BinlogSyncerConfig{
-		ServerID:                s.cfg.ServerID,
-		Flavor:                  flavor,
-		Host:                    s.cfg.Host,
-		Port:                    uint16(s.cfg.Port),
-		User:                    s.cfg.User,
-		Password:                s.cfg.Password,
-		TLSConfig:               s.tls,
-		HeartbeatPeriod:         s.cfg.HeartbeatPeriod,
-		ReadTimeout:             s.cfg.ReadTimeout,
-		DisableRetrySync:        true,
-		VerifyChecksum:          true,
-		TimestampStringLocation: time.UTC,
-		ParseTime:               true,
-		Logger:                  logger,
-		RowsEventDecodeFunc:     d.rowsDecodeFunc,
-		FillZeroLogPos:          flavor == mysql.MariaDBFlavor,
-		SynchronousEventHandler: sh,
-		EventCacheCount:         1,
-		DiscardGTIDSet:          true,
-	}
-	syncer := replication.NewBinlogSyncer(cfg)
+	syncer := replication.NewBinlogSyncer(s.syncerConfig(flavor, d, sh))
 	defer syncer.Close()
 
 	var streamer *replication.BinlogStreamer
-	var err error
 	if gset != nil {
 		streamer, err = syncer.StartSyncGTID(gset)
 	} else {
@@ -709,6 +670,59 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 		d.obs.Disconnected(err)
 	}
 	return err
+}
+
+// startGTIDs sets up the decoder's GTID set at the start position and
+// returns the set to stream from by GTID (nil: stream from file/pos).
+func (d *decoder) startGTIDs(flavor string, from change.Position) (mysql.GTIDSet, error) {
+	var gset mysql.GTIDSet
+	if from.GTIDSet != "" || (flavor == mysql.MariaDBFlavor && from.File == "") {
+		var err error
+		gset, err = mysql.ParseGTIDSet(flavor, from.GTIDSet)
+		if err != nil {
+			return nil, &decodeError{fmt.Errorf("start position %s: bad %s GTID set: %w", from, flavor, err)}
+		}
+		d.gset = gset.Clone()
+	} else if flavor == mysql.MariaDBFlavor {
+		// MariaDB always has GTIDs: checkpoints carry them from the first TxEnd on.
+		d.gset, _ = mysql.ParseMariadbGTIDSet("")
+	} else if from.Pos <= 4 {
+		d.gsetFromFile = true
+	} else {
+		// A MySQL file/pos in the middle of a file without a GTID set
+		// (the file had none there): a set of only the GTIDs seen from
+		// here on would be incomplete, so positions stay file/pos only.
+		d.gsetUnknown = true
+	}
+	return gset, nil
+}
+
+// syncerConfig is go-mysql's configuration of a binlog connection that
+// hands every event to sh, decoding rows with d.
+func (s *Source) syncerConfig(flavor string, d *decoder, sh *syncHandler) replication.BinlogSyncerConfig {
+	// go-mysql logs connection errors we handle (and report) ourselves: keep them at debug level.
+	logger := slog.New(capLevel{s.log.Handler()}).With("component", "go-mysql")
+	return replication.BinlogSyncerConfig{
+		ServerID:                s.cfg.ServerID,
+		Flavor:                  flavor,
+		Host:                    s.cfg.Host,
+		Port:                    uint16(s.cfg.Port),
+		User:                    s.cfg.User,
+		Password:                s.cfg.Password,
+		TLSConfig:               s.tls,
+		HeartbeatPeriod:         s.cfg.HeartbeatPeriod,
+		ReadTimeout:             s.cfg.ReadTimeout,
+		DisableRetrySync:        true,
+		VerifyChecksum:          true,
+		TimestampStringLocation: time.UTC,
+		ParseTime:               true,
+		Logger:                  logger,
+		RowsEventDecodeFunc:     d.rowsDecodeFunc,
+		FillZeroLogPos:          flavor == mysql.MariaDBFlavor,
+		SynchronousEventHandler: sh,
+		EventCacheCount:         1,
+		DiscardGTIDSet:          true,
+	}
 }
 
 // classify turns server errors into ErrPositionPurged / ErrServerIDClash.
