@@ -41,35 +41,11 @@ func (v *variants) Scan(ctx context.Context, emit func([]string) error) error {
 
 func (v *variants) Keys(ctx context.Context, c *change.Change, emit func([]string) error) error {
 	e := v.e
-	// onlyChildren drops keys of products that are no variant child (their
-	// Build would return nothing and they have no items to delete: a child
-	// losing its last link is keyed by the super_link change itself).
-	onlyChildren := func(keys []string) error {
-		ch, err := e.links.filterChildren(ctx, keys)
-		if err != nil || len(ch) == 0 {
-			return err
-		}
-		return emit(ch)
-	}
 	switch c.Table.Name {
 	case tProductEntity:
-		if c.After == nil {
-			// The product as a child (its items vanish) and its children
-			// as a parent (their links cascaded away unseen).
-			if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
-				return err
-			}
-			return childrenKeys(ctx, e, c, true, emit)
-		}
-		if !changed(c, "sku") {
-			return nil
-		}
-		if err := emitIDs(ids(c, "entity_id"), e.chunk, onlyChildren); err != nil {
-			return err
-		}
-		return childrenKeys(ctx, e, c, true, emit)
+		return v.productKeys(ctx, c, emit)
 	case "catalog_product_entity_int":
-		return emitIDs(ids(c, "entity_id"), e.chunk, onlyChildren)
+		return emitIDs(ids(c, "entity_id"), e.chunk, v.onlyChildren(ctx, emit))
 	case tSuperLink:
 		return emitIDs(ids(c, "product_id"), e.chunk, emit)
 	case tSuperAttribute:
@@ -96,36 +72,82 @@ func (v *variants) Keys(ctx context.Context, c *change.Change, emit func([]strin
 		}
 		return nil
 	case tAttributeOption:
-		if c.Before == nil {
-			return nil
-		}
-		for _, row := range [][]any{c.Before, c.After} {
-			oid, ok1 := imageUint(c.Table, row, "option_id")
-			aid, ok2 := imageUint(c.Table, row, "attribute_id")
-			if ok1 && ok2 {
-				if err := productsUsingOption(ctx, e, aid, oid, "int", onlyChildren); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return v.optionKeys(ctx, c, emit)
 	case tOptionValue:
-		// Variant labels are the admin (store 0) option labels.
-		if !v.storeZero(c) {
-			return nil
+		return v.optionValueKeys(ctx, c, emit)
+	}
+	return nil
+}
+
+// onlyChildren is emit for the keys of products that are a variant child
+// only (any other product's Build would return nothing and it has no
+// items to delete: a child losing its last link is keyed by the
+// super_link change itself).
+func (v *variants) onlyChildren(ctx context.Context, emit func([]string) error) func([]string) error {
+	return func(keys []string) error {
+		ch, err := v.e.links.filterChildren(ctx, keys)
+		if err != nil || len(ch) == 0 {
+			return err
 		}
-		for _, oid := range ids(c, "option_id") {
-			if !firstLookup(ctx, v.Name(), "option", oid) {
-				continue
-			}
-			aid, bt, ok, err := optionAttribute(ctx, e, oid)
-			if err != nil {
+		return emit(ch)
+	}
+}
+
+// productKeys keys a product change: a deleted product as a child (its
+// items vanish) and its children as a parent (their links cascaded away
+// unseen); a changed SKU the same way.
+func (v *variants) productKeys(ctx context.Context, c *change.Change, emit func([]string) error) error {
+	e := v.e
+	if c.After == nil {
+		if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
+			return err
+		}
+		return childrenKeys(ctx, e, c, true, emit)
+	}
+	if !changed(c, "sku") {
+		return nil
+	}
+	if err := emitIDs(ids(c, "entity_id"), e.chunk, v.onlyChildren(ctx, emit)); err != nil {
+		return err
+	}
+	return childrenKeys(ctx, e, c, true, emit)
+}
+
+// optionKeys keys the children using a changed or deleted option (before
+// and after image).
+func (v *variants) optionKeys(ctx context.Context, c *change.Change, emit func([]string) error) error {
+	if c.Before == nil {
+		return nil
+	}
+	for _, row := range [][]any{c.Before, c.After} {
+		oid, ok1 := imageUint(c.Table, row, "option_id")
+		aid, ok2 := imageUint(c.Table, row, "attribute_id")
+		if ok1 && ok2 {
+			if err := productsUsingOption(ctx, v.e, aid, oid, "int", v.onlyChildren(ctx, emit)); err != nil {
 				return err
 			}
-			if ok && bt == "int" {
-				if err := productsUsingOption(ctx, e, aid, oid, "int", onlyChildren); err != nil {
-					return err
-				}
+		}
+	}
+	return nil
+}
+
+// optionValueKeys keys the children using an option whose admin (store 0)
+// label changed: variant labels are the admin labels.
+func (v *variants) optionValueKeys(ctx context.Context, c *change.Change, emit func([]string) error) error {
+	if !v.storeZero(c) {
+		return nil
+	}
+	for _, oid := range ids(c, "option_id") {
+		if !firstLookup(ctx, v.Name(), "option", oid) {
+			continue
+		}
+		aid, bt, ok, err := optionAttribute(ctx, v.e, oid)
+		if err != nil {
+			return err
+		}
+		if ok && bt == "int" {
+			if err := productsUsingOption(ctx, v.e, aid, oid, "int", v.onlyChildren(ctx, emit)); err != nil {
+				return err
 			}
 		}
 	}
