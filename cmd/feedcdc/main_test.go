@@ -130,6 +130,25 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "feedcdc ") || !strings.Contains(out, "go-mysql") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
+	first, _, _ := strings.Cut(out, "\n")
+	code, flagOut, errOut := run(t, nil, "--version")
+	if code != 0 || flagOut != first+"\n" {
+		t.Fatalf("--version: exit %d, %q (want %q); stderr %s", code, flagOut, first+"\n", errOut)
+	}
+}
+
+func TestFeedsListsTopics(t *testing.T) {
+	cfg := writeConfig(t, "")
+	code, out, errOut := run(t, nil, "feeds", "-c", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	dir := filepath.Join(filepath.Dir(cfg), "out")
+	for _, want := range []string{"TOPICS", "files:" + filepath.Join(dir, "products.jsonl"), "files:" + filepath.Join(dir, "variants.jsonl")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("feeds output lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestInspectFixture(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -137,8 +138,11 @@ func (g *globals) remoteStatus(cfg *config.Config, asJSON bool, inUse error) err
 
 func newFeeds(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:     "feeds",
-		Short:   "List the feeds with their export mode, sinks and watched tables",
+		Use:   "feeds",
+		Short: "List the feeds with their export mode, sinks, topics and watched tables",
+		Long: `Lists every feed with whether it is enabled, its export mode, and where its
+items go: per sink, the Kafka topic, the HTTP route or the file, as the
+connector names them (templates filled in).`,
 		Example: "  feedcdc feeds -c config.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -147,16 +151,69 @@ func newFeeds(g *globals) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "FEED\tENABLED\tMODE\tSINKS\tWATCHED TABLES")
+			fmt.Fprintln(tw, "FEED\tENABLED\tMODE\tSINKS\tTOPICS\tWATCHED TABLES")
 			tables := feedTables(cfg)
 			for _, name := range config.FeedNames {
 				f := cfg.Feeds.Feed(name)
-				fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\n", name, f.Enabled, f.Mode, strings.Join(cfg.SinksFor(name), ","), strings.Join(tables[name], " "))
+				sinks := cfg.SinksFor(name)
+				var topics []string
+				for _, s := range sinks {
+					topics = append(topics, s+":"+feedTopic(cfg, s, name))
+				}
+				fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\n", name, f.Enabled, f.Mode, strings.Join(sinks, ","), strings.Join(topics, " "), strings.Join(tables[name], " "))
 			}
 			if cfg.Raw.Enabled {
-				fmt.Fprintf(tw, "raw\ttrue\timmediate\t%s\t%s\n", strings.Join(cfg.RawSinks(), ","), "captured tables (source.databases / include_tables)")
+				var topics []string
+				for _, s := range cfg.RawSinks() {
+					topics = append(topics, s+":"+rawTopic(cfg, s))
+				}
+				fmt.Fprintf(tw, "raw\ttrue\timmediate\t%s\t%s\t%s\n", strings.Join(cfg.RawSinks(), ","), strings.Join(topics, " "), "captured tables (source.databases / include_tables)")
 			}
 			return tw.Flush()
 		},
 	}
+}
+
+// feedTopic names where sink sends feed's items: a Kafka topic, an HTTP
+// route or a file, with the sink's placeholders filled in as the sinks do.
+func feedTopic(cfg *config.Config, sinkName, feed string) string {
+	s := cfg.Sinks[sinkName]
+	switch {
+	case s == nil:
+		return "?"
+	case s.Kafka != nil:
+		tpl := s.Kafka.TopicTemplate
+		if tpl == "" {
+			tpl = "{prefix}.{feed}"
+		}
+		return strings.Trim(strings.NewReplacer("{prefix}", s.Kafka.TopicPrefix, "{feed}", feed, "{name}", cfg.Name).Replace(tpl), ".")
+	case s.HTTP != nil:
+		route := feed
+		if r, ok := s.HTTP.Routes[feed]; ok {
+			route = r
+		}
+		u := strings.TrimRight(s.HTTP.BaseURL, "/") + "/" + route
+		if s.HTTP.DataSpace != "" {
+			u += "/" + s.HTTP.DataSpace
+		}
+		return "POST " + u
+	case s.File != nil:
+		return filepath.Join(s.File.Dir, feed+".jsonl")
+	}
+	return "?"
+}
+
+// rawTopic names the raw streams' topic (or file) pattern on a sink.
+func rawTopic(cfg *config.Config, sinkName string) string {
+	tpl := strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name)
+	s := cfg.Sinks[sinkName]
+	switch {
+	case s == nil:
+		return "?"
+	case s.Kafka != nil:
+		return strings.TrimPrefix(strings.ReplaceAll(tpl, "{prefix}", s.Kafka.TopicPrefix), ".")
+	case s.File != nil:
+		return filepath.Join(s.File.Dir, strings.ReplaceAll(tpl, "{prefix}", cfg.Name)+".jsonl")
+	}
+	return tpl
 }
