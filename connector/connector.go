@@ -65,6 +65,9 @@ type OpenOptions struct {
 	// NewState replaces a damaged, empty or foreign state file with a new
 	// one, moving the old file aside (feedcdc run --new-state).
 	NewState bool
+	// ReadOnly opens an existing state file read-only (status): nothing
+	// is written to it, and it fails while another process holds it.
+	ReadOnly bool
 }
 
 // Open builds a connector from a validated configuration: it opens the
@@ -93,7 +96,11 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		cmd = "feedcdc"
 	}
 	var err error
-	c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
+	if oo.ReadOnly {
+		c.Store, err = state.OpenReadOnly(cfg.State.Path, state.Options{Command: cmd, Logger: log})
+	} else {
+		c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -225,7 +225,7 @@ func TestCheckStatusResyncAgainstPrivateServer(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "full re-sync complete") {
 		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if !strings.Contains(errOut, "Progress") {
+	if !strings.Contains(errOut, "progress 74/74 entities") {
 		t.Fatalf("no progress lines off a terminal:\n%s", errOut)
 	}
 	code, out, _ = run(t, nil, "status", "-c", cfg)
@@ -303,7 +303,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	p.update(state.Progress{Chunks: 1, Processed: 250, Synced: 900})
 	p.done()
 	out := buf.String()
-	for _, want := range []string{"\rproducts [", "#######", "250 entities", "900 synced", "/s", "ETA"} {
+	for _, want := range []string{"\rproducts [", "#######", "250/1000 entities", "900 synced", "/s", "ETA"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("bar %q lacks %q", out, want)
 		}
