@@ -164,7 +164,7 @@ func (b *Backend) startResync(r dashboard.JobRequest) (dashboard.Job, error) {
 		ro.SampleSize = 3
 	}
 	ro.Progress = func(p state.Progress) {
-		b.jobs.update(j, func(j *dashboard.Job) { j.Done = p.Processed })
+		b.jobs.update(j, func(j *dashboard.Job) { j.Done, j.Total = p.Processed, p.Total })
 	}
 	go func() {
 		defer func() {
@@ -172,7 +172,7 @@ func (b *Backend) startResync(r dashboard.JobRequest) (dashboard.Job, error) {
 			delete(b.running, r.Feed)
 			b.mu.Unlock()
 		}()
-		res, err := b.resyncJob(j, ro)
+		res, err := b.C.Resync(b.Ctx, ro)
 		if err != nil && b.Ctx.Err() != nil {
 			err = fmt.Errorf("the connector stopped before the resync ended: %w", err)
 		}
@@ -182,15 +182,6 @@ func (b *Backend) startResync(r dashboard.JobRequest) (dashboard.Job, error) {
 		b.jobs.finish(j, res, err)
 	}()
 	return b.Job(j.ID)
-}
-
-func (b *Backend) resyncJob(j *dashboard.Job, ro ResyncOptions) (ResyncResult, error) {
-	total, err := b.C.ResyncTotal(b.Ctx, ro)
-	if err != nil {
-		return ResyncResult{Feed: ro.Feed}, err
-	}
-	b.jobs.update(j, func(j *dashboard.Job) { j.Total = total })
-	return b.C.Resync(b.Ctx, ro)
 }
 
 func (b *Backend) startRetry(r dashboard.JobRequest) (dashboard.Job, error) {

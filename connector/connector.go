@@ -655,8 +655,28 @@ func (c *Connector) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult,
 			ro.Position = pos
 		}
 	}
+	// The total is counted first, so that progress (callback, metrics)
+	// always has one.
+	total, err := c.ResyncTotal(ctx, ro)
+	if err != nil {
+		return ResyncResult{Feed: ro.Feed}, err
+	}
+	obs, _ := c.observer.(ResyncObserver)
+	if obs != nil && !ro.Continue {
+		obs.ResyncProgress(ro.Feed, 0, total)
+	}
+	userProgress := ro.Progress
+	ro.Progress = func(p state.Progress) {
+		p.Total = total
+		if obs != nil {
+			obs.ResyncProgress(ro.Feed, p.Processed, total)
+		}
+		if userProgress != nil {
+			userProgress(p)
+		}
+	}
 	var res ResyncResult
-	err := c.retry.Do(ctx, "full sync of "+ro.Feed, func(ctx context.Context) (err error) {
+	err = c.retry.Do(ctx, "full sync of "+ro.Feed, func(ctx context.Context) (err error) {
 		res, err = c.Pipeline.Resync(ctx, ro)
 		// Another attempt continues after the last completed chunk (its
 		// progress is stored with its items) and forgets nothing again.

@@ -7,6 +7,7 @@ import (
 	"github.com/feedcdc/feedcdc/change"
 	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/telemetry"
 )
 
 // FeedStatus is one feed's line of `feedcdc status`.
@@ -114,3 +115,29 @@ func (c *Connector) Status(ctx context.Context) (Status, error) {
 	}
 	return st, nil
 }
+
+// ItemCounts returns every enabled feed's failed, rejected and pending
+// items from the state store's maintained counters (the
+// feedcdc_feed_items gauges); a feed whose counts cannot be read within a
+// second is left out of that scrape.
+func (c *Connector) ItemCounts() []telemetry.FeedItemCounts {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var out []telemetry.FeedItemCounts
+	for _, name := range c.Config.EnabledFeeds() {
+		n, err := c.Store.Counts(ctx, name)
+		if err != nil {
+			continue
+		}
+		out = append(out, telemetry.FeedItemCounts{Feed: name, Failed: n.Failed, Rejected: n.Rejected, Pending: n.Pending + n.Outbox})
+	}
+	return out
+}
+
+// QueueLen is the capacity of the exporter's queue, in batches
+// (feedcdc_queue_capacity{queue="export"}).
+func (p *Pipeline) QueueLen() int { return cap(p.queue) }
+
+// MaxInflightBytes is the bound of the bytes in flight
+// (feedcdc_queue_capacity_bytes{queue="export"}).
+func (p *Pipeline) MaxInflightBytes() int64 { return p.o.MaxInflightBytes }

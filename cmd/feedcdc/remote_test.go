@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,91 @@ func docJQ(t *testing.T, cfg string) string {
 	return string(got)
 }
 
+// documentedMetrics returns the Prometheus series names of the metrics
+// table of docs/operations.md; optional are those documented as exported
+// only from their first event on.
+func documentedMetrics(t *testing.T) (all, optional map[string]bool) {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, optional = map[string]bool{}, map[string]bool{}
+	in := false
+	name := regexp.MustCompile("`(feedcdc_[a-z0-9_]+)")
+	for _, l := range strings.Split(string(doc), "\n") {
+		switch {
+		case strings.HasPrefix(l, "| OTel name | Prometheus series"):
+			in = true
+			continue
+		case in && !strings.HasPrefix(l, "|"):
+			in = false
+		}
+		if !in || strings.HasPrefix(l, "|---") {
+			continue
+		}
+		cols := strings.Split(l, "|")
+		for _, m := range name.FindAllStringSubmatch(cols[2], -1) {
+			all[m[1]] = true
+			if strings.Contains(l, "Exported from the first") {
+				optional[m[1]] = true
+			}
+		}
+	}
+	if len(all) < 20 {
+		t.Fatalf("found only %d metrics in the docs/operations.md table", len(all))
+	}
+	return all, optional
+}
+
+// exportedMetrics scrapes /metrics and returns the feedcdc_ families and
+// every sample line.
+func exportedMetrics(t *testing.T, url string) (map[string]bool, []string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := map[string]bool{}
+	var samples []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 4 && f[1] == "TYPE" && strings.HasPrefix(f[2], "feedcdc_") {
+			fams[f[2]] = true
+		} else if strings.HasPrefix(l, "feedcdc_") {
+			samples = append(samples, l)
+		}
+	}
+	return fams, samples
+}
+
+// checkMetricsDocumented compares the running connector's metrics with
+// the documented ones, both ways.
+func checkMetricsDocumented(t *testing.T, url string) {
+	t.Helper()
+	documented, optional := documentedMetrics(t)
+	exported, samples := exportedMetrics(t, url)
+	for m := range exported {
+		if !documented[m] {
+			t.Errorf("metric %s is exported but not documented in docs/operations.md", m)
+		}
+	}
+	for m := range documented {
+		if !exported[m] && !optional[m] {
+			t.Errorf("metric %s is documented in docs/operations.md but not exported", m)
+		}
+	}
+	for _, s := range samples {
+		if strings.Contains(s, `feed="all"`) {
+			t.Errorf("a feed=\"all\" series is exported: %s", s)
+		}
+	}
+}
+
 // statusJSON runs `feedcdc status --json` and decodes it generically.
 func statusJSON(t *testing.T, cfg string) (int, map[string]any, string) {
 	t.Helper()
@@ -154,7 +240,7 @@ func fileHash(t *testing.T, path string) ([32]byte, time.Time) {
 func TestCLIThroughRunningConnector(t *testing.T) {
 	loadShop(t, "remoteshop")
 	t.Setenv("FEEDCDC_DASHBOARD_TOKEN", "remote-s3cret")
-	cfg, dir, _ := remoteConfig(t, "remoteshop", 779101)
+	cfg, dir, metricsPort := remoteConfig(t, "remoteshop", 779101)
 	r := startRun(t, cfg)
 	var st map[string]any
 	waitFor(t, "the first-start full sync", 2*time.Minute, func() bool {
@@ -243,6 +329,7 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 	if got := docJQ(t, cfg); !strings.Contains(got, "products failed=0 rejected=0\n") {
 		t.Fatalf("the documented jq line on a running connector's status printed:\n%s", got)
 	}
+	checkMetricsDocumented(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if c := r.stop(t); c != 0 {
 		t.Fatalf("run exit %d:\n%s", c, r.stderr.String())
 	}

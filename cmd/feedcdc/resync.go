@@ -90,13 +90,8 @@ fails; --no-wait prints the job id and returns (follow it with
 				return fmt.Errorf("feed %s is disabled in %s (feeds.%s.enabled: false)", feed, cfg.File, feed)
 			}
 			ctx := cmd.Context()
-			total, err := c.ResyncTotal(ctx, o)
-			if err != nil {
-				return interrupted(ctx, feed, err)
-			}
 			stop := c.RunExporter(ctx)
 			progress := newProgress(g.stderr, feed)
-			progress.total = total
 			o.Progress = progress.update
 			o.SampleSize = 3
 			res, err := c.Resync(ctx, o)
