@@ -444,6 +444,20 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 			}
 		}
 	}
+	// One line says where streaming starts and why, so restarts can be
+	// traced in the logs.
+	how := "resuming from checkpoint "
+	switch {
+	case firstStart:
+		how = "first start: streaming from "
+	case start.store:
+		how = "checkpoint purged: streaming from the current position "
+	}
+	mode := "file/pos"
+	if pos.GTIDSet != "" {
+		mode = "gtid"
+	}
+	log.Info(how+pos.String(), "operation", "start", "position", pos.String(), "mode", mode, "full_syncs", len(syncs))
 	if start.store {
 		// Store the new start position, with every full sync it needs
 		// recorded as started, before anything is read or sent: a stop at
@@ -627,7 +641,7 @@ func (c *Connector) schedule(ctx context.Context) (*cron.Cron, error) {
 			c.Logger.Error("cleanup", "operation", OpCleanup, "error", err)
 			return
 		}
-		c.Logger.Info("Complete", "operation", OpCleanup, "removed", n)
+		c.Logger.Info("complete", "operation", OpCleanup, "removed", n)
 	}); err != nil {
 		return nil, err
 	}

@@ -246,7 +246,7 @@ func (p *Pipeline) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult, 
 	res.Progress = prog
 	res.Sample = sample
 	res.Elapsed = p.o.Now().Sub(start)
-	log.Info("Complete", "operation", op, "processed", prog.Processed, "synced", res.Stats.Sent, "skipped", res.Stats.Skipped,
+	log.Info("complete", "operation", op, "processed", prog.Processed, "synced", res.Stats.Sent, "skipped", res.Stats.Skipped,
 		"failed", res.Stats.Failed, "rejected", res.Stats.Rejected, "elapsed", res.Elapsed.Round(time.Millisecond).String())
 	return res, nil
 }
@@ -589,7 +589,7 @@ func (p *Pipeline) FlushOutbox(ctx context.Context, feed string, batchSize int) 
 		}
 	}
 	if total.Sent+total.Failed+total.Rejected > 0 {
-		p.o.Logger.Info("Complete", "feed", feed, "operation", OpLegacyFlush, "synced", total.Sent, "failed", total.Failed,
+		p.o.Logger.Info("complete", "feed", feed, "operation", OpLegacyFlush, "synced", total.Sent, "failed", total.Failed,
 			"rejected", total.Rejected, "elapsed", p.o.Now().Sub(start).Round(time.Millisecond).String())
 	}
 	return total, nil

@@ -351,6 +351,16 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 	if got := docJQ(t, cfg); !strings.Contains(got, "products failed=0 rejected=0\n") {
 		t.Fatalf("the documented jq line on a stopped connector's status printed:\n%s", got)
 	}
+	// A restart says where it resumes from.
+	cp := stopped["checkpoint"].(map[string]any)["gtid_set"].(string)
+	r2 := startRun(t, cfg)
+	waitFor(t, "the start line", time.Minute, func() bool { return strings.Contains(r2.stderr.String(), "resuming from checkpoint") })
+	if line := r2.stderr.String(); !strings.Contains(line, "resuming from checkpoint gtid:"+cp) || !strings.Contains(line, "mode=gtid") {
+		t.Fatalf("start line lacks the checkpoint %s and its mode:\n%s", cp, line)
+	}
+	if c := r2.stop(t); c != 0 {
+		t.Fatalf("run exit %d:\n%s", c, r2.stderr.String())
+	}
 	if stopped["running"] != false {
 		t.Fatalf("stopped status says running: %v", stopped["running"])
 	}
