@@ -11,6 +11,9 @@
 //     endpoints (check, backup: the copy holds every item) require
 //     "Authorization: Bearer <token>", compared in constant time; without a
 //     configured token they are disabled (403). The token is never logged.
+//   - The CLI's job endpoints (POST /api/jobs, GET /api/jobs/{id}) need
+//     the token too; they exist only when the Backend implements
+//     JobBackend (501 otherwise). GET /api/status (StatusBackend) reads.
 //   - Responses carry a strict Content-Security-Policy (scripts and styles
 //     from the dashboard itself only), and the UI renders every backend
 //     string as text, never as HTML.
