@@ -184,6 +184,26 @@ func checkMetricsDocumented(t *testing.T, url string) {
 			t.Errorf("metric %s is documented in docs/operations.md but not exported", m)
 		}
 	}
+	// Every metric an alert of docs/operations.md reads is exported, so
+	// the alerts can evaluate (and fire) at all.
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := string(doc)[strings.Index(string(doc), "### Alerts"):]
+	alerts = alerts[:strings.Index(alerts, "\n## ")]
+	ref := regexp.MustCompile(`feedcdc_[a-z0-9_]+`)
+	n := 0
+	for _, m := range ref.FindAllString(alerts, -1) {
+		m = strings.TrimSuffix(m, "_bucket")
+		n++
+		if !exported[m] && !optional[m] {
+			t.Errorf("an alert in docs/operations.md reads %s, which is not exported", m)
+		}
+	}
+	if n < 15 {
+		t.Fatalf("found only %d metric references in the alerts", n)
+	}
 	for _, s := range samples {
 		if strings.Contains(s, `feed="all"`) {
 			t.Errorf("a feed=\"all\" series is exported: %s", s)
