@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/connector/binlog"
 	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/state"
 )
@@ -34,8 +36,9 @@ type RetryResult struct {
 }
 
 var (
-	_ dashboard.JobBackend    = (*Backend)(nil)
-	_ dashboard.StatusBackend = (*Backend)(nil)
+	_ dashboard.JobBackend      = (*Backend)(nil)
+	_ dashboard.StatusBackend   = (*Backend)(nil)
+	_ dashboard.PositionBackend = (*Backend)(nil)
 )
 
 // Status implements dashboard.StatusBackend: the Status of `feedcdc status`.
@@ -54,6 +57,44 @@ func (b *Backend) Status(ctx context.Context) (any, error) {
 	}
 	return st, err
 }
+
+// PositionReport is what `feedcdc position show --json` prints: the
+// checkpoint, whether the server still has its binlog, and the position
+// history.
+type PositionReport struct {
+	Checkpoint  *change.Position       `json:"checkpoint,omitempty"`
+	StoredAt    time.Time              `json:"stored_at,omitzero"`
+	AgeSeconds  float64                `json:"age_seconds,omitempty"`
+	Server      *binlog.Availability   `json:"server,omitempty"`
+	ServerError string                 `json:"server_error,omitempty"`
+	History     []state.PositionChange `json:"history,omitempty"`
+}
+
+// PositionReport reads the checkpoint and its history and asks the source
+// whether it still has the checkpoint's binlog.
+func (c *Connector) PositionReport(ctx context.Context) (PositionReport, error) {
+	var r PositionReport
+	pos, at, ok, err := c.Store.Checkpoint(ctx)
+	if err != nil {
+		return r, err
+	}
+	if r.History, err = c.Store.PositionHistory(ctx); err != nil {
+		return r, err
+	}
+	if ok {
+		r.Checkpoint, r.StoredAt, r.AgeSeconds = &pos, at, time.Since(at).Seconds()
+		a, err := binlog.CheckPosition(ctx, c.SourceConfig(), pos)
+		if err != nil {
+			r.ServerError = err.Error()
+		} else {
+			r.Server = &a
+		}
+	}
+	return r, nil
+}
+
+// Position implements dashboard.PositionBackend.
+func (b *Backend) Position(ctx context.Context) (any, error) { return b.C.PositionReport(ctx) }
 
 // Job implements dashboard.JobBackend.
 func (b *Backend) Job(id string) (dashboard.Job, error) {

@@ -77,12 +77,35 @@ type StatusBackend interface {
 	Status(ctx context.Context) (any, error)
 }
 
+// PositionBackend is implemented by backends that report the checkpoint
+// in the shape of `feedcdc position show --json` (GET /api/position).
+type PositionBackend interface {
+	Position(ctx context.Context) (any, error)
+}
+
 // registerJobs adds the CLI's endpoints: jobs (token required: they act
 // and their results may hold item payloads) and the status.
 func (s *server) registerJobs(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/jobs", s.authorized(s.handleStartJob))
 	mux.HandleFunc("GET /api/jobs/{id}", s.authorized(s.handleJob))
 	mux.HandleFunc("GET /api/status", s.handleStatus)
+	mux.HandleFunc("GET /api/position", s.handlePosition)
+}
+
+func (s *server) handlePosition(w http.ResponseWriter, r *http.Request) {
+	pb, ok := s.b.(PositionBackend)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this connector does not report its position")
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	p, err := pb.Position(ctx)
+	if err != nil {
+		s.backendError(w, r, "position", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (s *server) jobBackend(w http.ResponseWriter) (JobBackend, bool) {

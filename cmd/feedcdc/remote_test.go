@@ -341,6 +341,15 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "FEEDCDC_DASHBOARD_TOKEN") {
 		t.Fatalf("retry without the token: exit %d\n%s", code, errOut)
 	}
+	// position show too, without a token.
+	code, out, errOut = run(t, nil, "position", "show", "--json", "-c", cfg)
+	var pr struct {
+		Checkpoint *struct{ GTIDSet string `json:"gtid_set"` }
+		Server     *struct{ Available bool }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &pr) != nil || pr.Checkpoint == nil || pr.Checkpoint.GTIDSet == "" || pr.Server == nil || !pr.Server.Available {
+		t.Fatalf("position show through the running connector: exit %d\n%s\n%s", code, out, errOut)
+	}
 	// status needs no token.
 	code, running, errOut := statusJSON(t, cfg)
 	if code != 0 {
