@@ -344,8 +344,10 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 	// position show too, without a token.
 	code, out, errOut = run(t, nil, "position", "show", "--json", "-c", cfg)
 	var pr struct {
-		Checkpoint *struct{ GTIDSet string `json:"gtid_set"` }
-		Server     *struct{ Available bool }
+		Checkpoint *struct {
+			GTIDSet string `json:"gtid_set"`
+		}
+		Server *struct{ Available bool }
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &pr) != nil || pr.Checkpoint == nil || pr.Checkpoint.GTIDSet == "" || pr.Server == nil || !pr.Server.Available {
 		t.Fatalf("position show through the running connector: exit %d\n%s\n%s", code, out, errOut)
