@@ -117,10 +117,6 @@ func (s *server) jobBackend(w http.ResponseWriter) (JobBackend, bool) {
 }
 
 func (s *server) handleStartJob(w http.ResponseWriter, r *http.Request) {
-	jb, ok := s.jobBackend(w)
-	if !ok {
-		return
-	}
 	var req JobRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
@@ -141,6 +137,10 @@ func (s *server) handleStartJob(w http.ResponseWriter, r *http.Request) {
 	req.IDs = ids
 	if len(req.IDs) > s.o.MaxResyncIDs {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d ids in one request; the limit is %d: split the list, or resync the whole feed", len(req.IDs), s.o.MaxResyncIDs))
+		return
+	}
+	jb, ok := s.jobBackend(w)
+	if !ok {
 		return
 	}
 	job, err := jb.StartJob(req)
