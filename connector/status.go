@@ -17,6 +17,9 @@ type FeedStatus struct {
 	LastSync time.Time       `json:"last_sync,omitzero"`
 	Resync   *state.Progress `json:"resync,omitempty"`
 	Lock     *state.FeedLock `json:"lock,omitempty"`
+	// Verify is the feed's last verify report (feedcdc verify or its
+	// schedule), if any.
+	Verify *state.VerifyReport `json:"verify,omitempty"`
 }
 
 // Status is what `feedcdc status` shows.
@@ -81,6 +84,9 @@ func (c *Connector) Status(ctx context.Context) (Status, error) {
 			fs.LastSync = t
 		} else if ok {
 			fs.LastSync = at
+		}
+		if r, ok, err := c.Store.VerifyReport(ctx, name); err == nil && ok {
+			fs.Verify = &r
 		}
 		for i := range locks {
 			if locks[i].Feed == name {

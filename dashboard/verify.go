@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // VerifyBackend is implemented by backends that can verify a feed against
@@ -61,4 +62,15 @@ func (s *server) handleVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// LastVerify is a feed's last verify, as kept in the state (the overview's
+// per-feed "last verify").
+type LastVerify struct {
+	FinishedAt time.Time `json:"finished_at"`
+	Elapsed    string    `json:"elapsed"`
+	Checked    int64     `json:"checked"`
+	Drift      int64     `json:"drift"`    // items found differing
+	Repaired   int64     `json:"repaired"` // items a repair sent
+	Error      string    `json:"error,omitempty"`
 }

@@ -99,6 +99,12 @@ func printStatus(w io.Writer, st connector.Status) {
 			f.Counts.Rejected, f.Counts.Pending+f.Counts.Outbox, last, rs)
 	}
 	tw.Flush()
+	for _, f := range st.Feeds {
+		if v := f.Verify; v != nil {
+			fmt.Fprintf(w, "last verify of %s: %s, checked %d, drift %d, repaired %d%s\n", f.Name, v.FinishedAt.UTC().Format(time.RFC3339),
+				v.Counts["checked"], v.Drift, v.Repaired, verifyErr(v.Error))
+		}
+	}
 }
 
 func (g *globals) remoteStatus(cfg *config.Config, asJSON bool, inUse error) error {
@@ -132,7 +138,23 @@ func (g *globals) remoteStatus(cfg *config.Config, asJSON bool, inUse error) err
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Name, f.Mode, f.SourceRecords, f.Sent, f.Failed, f.Rejected, f.Pending, rs)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, f := range ov.Feeds {
+		if v := f.LastVerify; v != nil {
+			fmt.Fprintf(g.stdout, "last verify of %s: %s, checked %d, drift %d, repaired %d%s\n", f.Name, v.FinishedAt.UTC().Format(time.RFC3339),
+				v.Checked, v.Drift, v.Repaired, verifyErr(v.Error))
+		}
+	}
+	return nil
+}
+
+func verifyErr(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (failed: " + e + ")"
 }
 
 func newFeeds(g *globals) *cobra.Command {

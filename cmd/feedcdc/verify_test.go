@@ -3,10 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
+	"github.com/feedcdc/feedcdc/internal/runner"
+	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/test/catalog"
 )
 
 // TestVerifyThroughTheRunningConnector runs feedcdc verify while `run`
@@ -62,4 +73,130 @@ func TestVerifyThroughTheRunningConnector(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "drift 0") || !strings.Contains(out, "orphaned") {
 		t.Fatalf("text report: exit %d\n%s", code, out)
 	}
+}
+
+// TestScheduledVerifyReportsDrift runs the connector with
+// feeds.products.verify_schedule: 1s: after a product is unassigned from a
+// website behind its back, the scheduled verify keeps a report with the
+// drift in the state (shown by status through the running connector) and
+// exports feedcdc.verify.drift and feedcdc.verify.items; it repairs
+// nothing.
+func TestScheduledVerifyReportsDrift(t *testing.T) {
+	ctx := context.Background()
+	admin := srv.Admin(t, "")
+	if _, err := admin.Exec("DROP DATABASE IF EXISTS vsched; CREATE DATABASE vsched CHARACTER SET utf8mb4"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS vsched") })
+	shop := srv.Admin(t, "vsched")
+	if _, err := catalog.Load(ctx, shop, catalog.Tiny(), 4); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	y := fmt.Sprintf(`name: vs
+source:
+  host: 127.0.0.1
+  port: %d
+  user: %s
+  password_env: VS_SOURCE_PASSWORD
+  server_id: 778311
+state:
+  path: %s
+feeds:
+  database: vsched
+  products:
+    verify_schedule: 1s
+  productAttributes: {enabled: false}
+  variants: {enabled: false}
+  productOverrides: {enabled: false}
+resync:
+  max_replica_lag: 0s
+sinks:
+  files:
+    type: file
+    file:
+      dir: %s
+      fsync: false
+telemetry:
+  listen: 127.0.0.1:%d
+dashboard:
+  enabled: true
+  listen: 127.0.0.1:%d
+`, srv.Port, srv.CDCUser, filepath.Join(dir, "state.db"), filepath.Join(dir, "out"), freePort(t), freePort(t))
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VS_SOURCE_PASSWORD", srv.CDCPassword)
+	cfg, err := config.Load(cfgPath, os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn *connector.Connector
+	var metricsAddr string
+	ready := make(chan struct{})
+	runCtx, cancel := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- runner.Run(runCtx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), Version, &runner.Hooks{
+			OnReady: func(c *connector.Connector, _ change.Position, _ bool) { conn = c; close(ready) },
+			Addrs:   func(m, _ string) { metricsAddr = m }})
+	}()
+	t.Cleanup(func() { cancel(); <-runErr })
+	select {
+	case <-ready:
+	case err := <-runErr:
+		t.Fatalf("connector: %v", err)
+	}
+	// Before any drift, a scheduled verify finds none.
+	waitFor(t, "a scheduled verify after the full sync", 2*time.Minute, func() bool {
+		p, ok, _ := conn.Store.Progress(ctx, "products")
+		r, rok, _ := conn.Store.VerifyReport(ctx, "products")
+		return ok && p.Finished() && rok && r.StartedAt.After(p.FinishedAt)
+	})
+	if r, _, _ := conn.Store.VerifyReport(ctx, "products"); r.Drift != 0 || r.Counts["checked"] == 0 {
+		t.Fatalf("undrifted feed: %+v", r)
+	}
+	c, err := shop.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"SET SESSION sql_log_bin = 0",
+		"DELETE FROM catalog_product_website WHERE product_id = (SELECT MIN(product_id) FROM (SELECT product_id FROM catalog_product_website GROUP BY product_id HAVING COUNT(*) > 1) x) ORDER BY website_id LIMIT 1"} {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	c.Close()
+	var rep state.VerifyReport
+	waitFor(t, "a scheduled verify to find the drift", time.Minute, func() bool {
+		rep, _, _ = conn.Store.VerifyReport(ctx, "products")
+		return rep.Drift > 0
+	})
+	if rep.Counts["orphaned"] != rep.Drift || rep.Repaired != 0 || len(rep.Sample) == 0 || !strings.HasPrefix(rep.Sample[0], "orphaned ") {
+		t.Fatalf("report %+v", rep)
+	}
+	// The report is stored just before the gauges are recorded.
+	var m map[string]float64
+	waitFor(t, "the verify gauges", 30*time.Second, func() bool {
+		m = scrape(t, "http://"+metricsAddr+"/metrics")
+		return m["feedcdc_verify_drift/products"] == float64(rep.Drift)
+	})
+	if m["feedcdc_verify_items/products"] != float64(rep.Counts["equal"]+rep.Counts["orphaned"]) {
+		t.Errorf("feedcdc.verify.items: %v, report %v", filterPrefix(m, "feedcdc_verify"), rep.Counts)
+	}
+	code, out, errOut := run(t, nil, "status", "-c", cfgPath)
+	if code != 0 || !strings.Contains(out, "last verify of products") || !strings.Contains(out, fmt.Sprintf("drift %d", rep.Drift)) {
+		t.Fatalf("status: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+func filterPrefix(m map[string]float64, prefix string) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = v
+		}
+	}
+	return out
 }
