@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +36,8 @@ const (
 	// last record is a deleted payload or a tombstone.
 	VerifyMissingAtDest = "missing_at_destination"
 	// VerifyDiffersAtDest: the sink's last record differs from the built
-	// item (compared without modifiedAt/updatedAt).
+	// item: its bytes without modifiedAt/updatedAt do not hash to the
+	// item's feed_hash.
 	VerifyDiffersAtDest = "differs_at_destination"
 	// VerifyOrphanedAtDest: the sink's last record is live but the source
 	// builds no such item.
@@ -152,7 +154,7 @@ func identityString(id map[string]string) string {
 
 // destRecord is the last record a destination holds for a feed_id.
 type destRecord struct {
-	sum     [sha1.Size]byte // of the normalised payload
+	sum     [sha1.Size]byte // sha1 of the payload without its times (stripTimes)
 	deleted bool            // deleted payload or tombstone
 	seen    bool            // matched with a built item
 }
@@ -492,26 +494,22 @@ func (v *verifyRun) readDestination(ctx context.Context, d Destination) (*destIn
 	idx := &destIndex{name: d.Name(), recs: map[string]*destRecord{}, loaded: v.p.o.Now()}
 	fields := v.f.IdentityFields()
 	err := d.ReadFeed(ctx, v.vo.Feed, func(key, value []byte) error {
-		var id string
 		var rec destRecord
+		src := value
 		if len(value) == 0 || bytes.Equal(value, []byte("null")) {
-			m, err := decodeObject(key)
-			if err != nil {
-				return fmt.Errorf("tombstone key %q: %w", key, err)
-			}
-			id = feedIDOf(m, fields)
-			rec.deleted = true
-		} else {
-			m, err := decodeObject(value)
-			if err != nil {
-				return fmt.Errorf("record %.200s: %w", value, err)
-			}
-			id = feedIDOf(m, fields)
-			rec.deleted = m["deleted"] == true
-			rec.sum = normalSum(m)
+			src, rec.deleted = key, true
 		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(src, &m); err != nil || m == nil {
+			return fmt.Errorf("record %.200s (key %.200s) is not a JSON object: %v", value, key, err)
+		}
+		id := rawFeedID(m, fields)
 		if id == "" {
 			return nil
+		}
+		if !rec.deleted {
+			rec.deleted = bytes.Equal(m["deleted"], []byte("true"))
+			rec.sum = sha1.Sum(stripTimes(value))
 		}
 		idx.recs[id] = &rec
 		return nil
@@ -553,14 +551,39 @@ func feedIDOf(m map[string]any, fields []string) string {
 	return feeds.FeedID(vals...)
 }
 
-// normalSum is the sha1 of a payload's JSON without modifiedAt and
-// updatedAt, with object keys sorted: equal for equal content however it
-// was formatted.
-func normalSum(m map[string]any) [sha1.Size]byte {
-	delete(m, "modifiedAt")
-	delete(m, "updatedAt")
-	b, _ := json.Marshal(m) // maps of decoded JSON always encode
-	return sha1.Sum(b)
+// rawFeedID is feedIDOf for a payload decoded one level deep.
+func rawFeedID(m map[string]json.RawMessage, fields []string) string {
+	vals := make([]string, len(fields))
+	for i, f := range fields {
+		raw, ok := m[f]
+		if !ok {
+			return ""
+		}
+		if err := json.Unmarshal(raw, &vals[i]); err != nil {
+			vals[i] = string(raw) // a number
+		}
+	}
+	return feeds.FeedID(vals...)
+}
+
+// stripTimes removes the trailing modifiedAt and updatedAt fields feedcdc
+// appends to every payload, leaving the bytes its feed_hash is taken over
+// (feeds.Item.Hash): a record feedcdc wrote has sha1(stripTimes(value)) ==
+// the hash of the item it was built from.
+func stripTimes(v []byte) []byte {
+	b := bytes.TrimRight(v, " \r\n")
+	for _, f := range []string{`,"modifiedAt":"`, `,"updatedAt":"`} {
+		i := bytes.LastIndex(b, []byte(f))
+		if i < 0 {
+			continue
+		}
+		rest := b[i+len(f):]
+		if j := bytes.IndexByte(rest, '"'); j < 0 || string(rest[j:]) != `"}` {
+			continue // not the last field
+		}
+		b = append(b[:i:i], '}')
+	}
+	return b
 }
 
 // compareDest compares a built item whose state is equal with every
@@ -570,7 +593,9 @@ func (v *verifyRun) compareDest(it feeds.Item, pv state.Item) (result, sink stri
 		return "", ""
 	}
 	var sum [sha1.Size]byte
-	computed := false
+	if _, err := hex.Decode(sum[:], []byte(it.Hash)); err != nil {
+		return "", ""
+	}
 	for _, d := range v.dests {
 		r := d.recs[it.ID]
 		if result != "" || pv.SentAt.After(d.loaded) || pv.ModifiedAt.After(d.loaded) {
@@ -579,13 +604,6 @@ func (v *verifyRun) compareDest(it feeds.Item, pv state.Item) (result, sink stri
 		if r == nil || r.deleted {
 			result, sink = VerifyMissingAtDest, d.name
 			continue
-		}
-		if !computed {
-			m, err := decodeObject(it.Data)
-			if err != nil {
-				continue
-			}
-			sum, computed = normalSum(m), true
 		}
 		if r.sum != sum {
 			result, sink = VerifyDiffersAtDest, d.name
