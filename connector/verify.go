@@ -57,8 +57,9 @@ func isDrift(result string) bool {
 type Destination interface {
 	Name() string
 	// ReadFeed hands every record the sink holds for the feed to fn, in
-	// write order (key may be nil; a nil value is a tombstone).
-	ReadFeed(ctx context.Context, feed string, fn func(key, value []byte) error) error
+	// write order: its feed_id when the sink stored it ("" otherwise), key
+	// (may be nil) and value (nil: a tombstone).
+	ReadFeed(ctx context.Context, feed string, fn func(id string, key, value []byte) error) error
 }
 
 // VerifyOptions are the options of feedcdc verify.
@@ -493,23 +494,27 @@ func (v *verifyRun) build(ctx context.Context, keys []string) ([]feeds.Item, err
 func (v *verifyRun) readDestination(ctx context.Context, d Destination) (*destIndex, error) {
 	idx := &destIndex{name: d.Name(), recs: map[string]*destRecord{}, loaded: v.p.o.Now()}
 	fields := v.f.IdentityFields()
-	err := d.ReadFeed(ctx, v.vo.Feed, func(key, value []byte) error {
+	err := d.ReadFeed(ctx, v.vo.Feed, func(id string, key, value []byte) error {
 		var rec destRecord
 		src := value
 		if len(value) == 0 || bytes.Equal(value, []byte("null")) {
 			src, rec.deleted = key, true
 		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(src, &m); err != nil || m == nil {
-			return fmt.Errorf("record %.200s (key %.200s) is not a JSON object: %v", value, key, err)
-		}
-		id := rawFeedID(m, fields)
 		if id == "" {
-			return nil
+			// No stored feed_id: decode the identity fields.
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(src, &m); err != nil || m == nil {
+				return fmt.Errorf("record %.200s (key %.200s) is not a JSON object: %v", value, key, err)
+			}
+			if id = rawFeedID(m, fields); id == "" {
+				return nil
+			}
 		}
 		if !rec.deleted {
-			rec.deleted = bytes.Equal(m["deleted"], []byte("true"))
-			rec.sum = sha1.Sum(stripTimes(value))
+			body := stripTimes(value)
+			// feedcdc's deleted payloads end with "deleted":true.
+			rec.deleted = bytes.HasSuffix(body, []byte(`"deleted":true}`))
+			rec.sum = sha1.Sum(body)
 		}
 		idx.recs[id] = &rec
 		return nil
@@ -681,7 +686,7 @@ func (v *verifyRun) fetchExamples(ctx context.Context) error {
 	}
 	fields := v.f.IdentityFields()
 	for _, d := range v.vo.Destinations {
-		err := d.ReadFeed(ctx, v.vo.Feed, func(_, value []byte) error {
+		err := d.ReadFeed(ctx, v.vo.Feed, func(_ string, _, value []byte) error {
 			if len(value) == 0 {
 				return nil
 			}

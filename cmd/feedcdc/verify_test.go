@@ -202,7 +202,8 @@ func filterPrefix(m map[string]float64, prefix string) map[string]float64 {
 }
 
 // TestVerifyStandalone runs feedcdc verify with the connector stopped
-// (verify opens the state file itself): after a resync it exits 0; with
+// (verify opens the state file itself), file sink with envelope: after a
+// resync it exits 0; with
 // the file sink's output emptied it exits 3 naming every item missing at
 // the destination; --repair rewrites them and the next verify exits 0.
 func TestVerifyStandalone(t *testing.T) {
@@ -221,6 +222,8 @@ func TestVerifyStandalone(t *testing.T) {
 		t.Fatal(err)
 	}
 	y := strings.Replace(string(b), "database: clishop", "database: vstand\n  productAttributes: {enabled: false}\n  variants: {enabled: false}\n  productOverrides: {enabled: false}", 1)
+	// With envelope the read-back takes each record's feed_id from it.
+	y = strings.Replace(y, "      fsync: false", "      fsync: false\n      envelope: true", 1)
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,12 @@ import (
 
 // ReadFeed reads back a feed's topic (feedcdc verify --read-back): every
 // partition from its first offset up to its end as of the call, handed to
-// fn as (key, value) in offset order per partition; a tombstone has a nil
-// value. On a compacted topic the last value per key is the one that
+// fn as (id, key, value) in offset order per partition; id is the
+// record's feed_id header ("" without one); a tombstone has a nil value. On a compacted topic the last value per key is the one that
 // counts. It reads with a bounded reader (one partition at a time, one
 // fetch of at most 10 MB in memory) and gives up when ctx ends or no
 // message arrives for the sink's write_timeout.
-func (s *Sink) ReadFeed(ctx context.Context, feed string, fn func(key, value []byte) error) error {
+func (s *Sink) ReadFeed(ctx context.Context, feed string, fn func(id string, key, value []byte) error) error {
 	topic, _ := s.TopicFor(&sink.Record{Feed: feed})
 	md, err := s.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
@@ -65,7 +65,7 @@ func (s *Sink) ReadFeed(ctx context.Context, feed string, fn func(key, value []b
 	return nil
 }
 
-func (s *Sink) readPartition(ctx context.Context, dialer *kafka.Dialer, topic string, po kafka.PartitionOffsets, fn func(key, value []byte) error) error {
+func (s *Sink) readPartition(ctx context.Context, dialer *kafka.Dialer, topic string, po kafka.PartitionOffsets, fn func(id string, key, value []byte) error) error {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.Brokers, Topic: topic, Partition: po.Partition, Dialer: dialer,
 		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond})
 	defer r.Close()
@@ -83,7 +83,14 @@ func (s *Sink) readPartition(ctx context.Context, dialer *kafka.Dialer, topic st
 			}
 			return fmt.Errorf("kafka sink %s: read back %s partition %d at offset %d (end %d): %w", s.cfg.Name, topic, po.Partition, r.Offset(), po.LastOffset, err)
 		}
-		if err := fn(m.Key, m.Value); err != nil {
+		id := ""
+		for _, h := range m.Headers {
+			if h.Key == "feed_id" {
+				id = string(h.Value)
+				break
+			}
+		}
+		if err := fn(id, m.Key, m.Value); err != nil {
 			return err
 		}
 		if m.Offset >= po.LastOffset-1 {
