@@ -341,6 +341,10 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "FEEDCDC_DASHBOARD_TOKEN") {
 		t.Fatalf("retry without the token: exit %d\n%s", code, errOut)
 	}
+	code, _, errOut = run(t, nil, "verify", "--feed", "products", "-c", cfg)
+	if code != 1 || !strings.Contains(errOut, "FEEDCDC_DASHBOARD_TOKEN") || !strings.Contains(errOut, pid) {
+		t.Fatalf("verify without the token: exit %d\n%s", code, errOut)
+	}
 	// position show too, without a token.
 	code, out, errOut = run(t, nil, "position", "show", "--json", "-c", cfg)
 	var pr struct {
@@ -352,6 +356,13 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &pr) != nil || pr.Checkpoint == nil || pr.Checkpoint.GTIDSet == "" || pr.Server == nil || !pr.Server.Available {
 		t.Fatalf("position show through the running connector: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// A verify through the connector records the verify gauges (they exist
+	// once a verify ran) and its report in status.
+	t.Setenv("FEEDCDC_DASHBOARD_TOKEN", "remote-s3cret")
+	if code, out, errOut := run(t, nil, "verify", "--feed", "products", "-c", cfg); code != 0 {
+		t.Fatalf("verify through the running connector: exit %d\n%s\n%s", code, out, errOut)
+	}
+	t.Setenv("FEEDCDC_DASHBOARD_TOKEN", "")
 	// status needs no token.
 	code, running, errOut := statusJSON(t, cfg)
 	if code != 0 {

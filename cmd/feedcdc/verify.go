@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -194,32 +193,11 @@ func identityText(id map[string]string) string {
 // run the verify, through its dashboard API, and waits for the result.
 func (g *globals) remoteVerify(ctx context.Context, cfg *config.Config, vo connector.VerifyOptions, readBack bool, inUse error) (connector.VerifyResult, error) {
 	var res connector.VerifyResult
-	var iu *state.InUseError
-	if errors.As(inUse, &iu) && !strings.Contains(iu.Owner.Command, " run") {
-		return res, fmt.Errorf("%w\nanother feedcdc command holds the state file (%s, pid %d); wait for it to finish and run this verify again", inUse, iu.Owner.Command, iu.Owner.PID)
-	}
-	if !cfg.Dashboard.Enabled || cfg.Dashboard.Token.Value() == "" {
-		return res, fmt.Errorf("%w\nwhile `feedcdc run` is running, verify runs through it: enable the dashboard with a token (dashboard.enabled, dashboard.token) and run `feedcdc verify --feed %s` again", inUse, vo.Feed)
-	}
-	body, _ := json.Marshal(dashboard.VerifyRequest{IDs: vo.ByIDs, IDType: vo.IDType, Repair: vo.Repair, ReadBack: readBack, Examples: vo.Examples})
-	url := "http://" + cfg.Dashboard.Listen + "/api/feeds/" + vo.Feed + "/verify"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	r, err := g.remoteFor(cfg, "feedcdc verify --feed "+vo.Feed, inUse, true)
 	if err != nil {
 		return res, err
 	}
-	req.Header.Set("Authorization", "Bearer "+cfg.Dashboard.Token.Value())
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return res, fmt.Errorf("%w\nand the running connector's dashboard at %s did not answer: %v", inUse, cfg.Dashboard.Listen, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return res, fmt.Errorf("the running connector refused the verify: %s %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-		return res, fmt.Errorf("the running connector's verify answer: %w", err)
-	}
-	return res, nil
+	req := dashboard.VerifyRequest{IDs: vo.ByIDs, IDType: vo.IDType, Repair: vo.Repair, ReadBack: readBack, Examples: vo.Examples}
+	err = r.do(ctx, http.MethodPost, "/api/feeds/"+vo.Feed+"/verify", req, &res)
+	return res, err
 }
