@@ -105,12 +105,13 @@ func (p *Pipeline) deferBatch(ctx context.Context, b *batch) error {
 }
 
 // drainDeferred builds, exports and removes one step of deferred keys:
-// BuildChunk × max(2, BuildThreads) keys, their chunks built
-// max(2, BuildThreads) at a time and their feeds concurrently, with one
-// state Update for their items and their removal from the set.
+// BuildChunk keys, in max(2, BuildThreads) chunks built at once (their
+// feeds concurrently too), with one state Update for their items and
+// their removal from the set. A step is what a change behind a big
+// transaction may wait for, so it is one chunk's worth of keys, not more.
 func (p *Pipeline) drainDeferred(ctx context.Context) error {
 	threads := max(2, p.o.BuildThreads)
-	keys, n, err := p.o.Store.Deferred(ctx, p.o.BuildChunk*threads)
+	keys, n, err := p.o.Store.Deferred(ctx, p.o.BuildChunk)
 	if err != nil {
 		return fmt.Errorf("connector: read deferred keys: %w", err)
 	}
@@ -131,7 +132,7 @@ func (p *Pipeline) drainDeferred(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = p.exportKeys(ctx, f, keys[f], ExportOptions{Operation: OpPartialSync}, &ws[i], threads, p.o.BuildChunk)
+			_, errs[i] = p.exportKeys(ctx, f, keys[f], ExportOptions{Operation: OpPartialSync}, &ws[i], threads, max(1, p.o.BuildChunk/threads))
 		}()
 	}
 	wg.Wait()

@@ -306,6 +306,9 @@ type Pipeline struct {
 	// deferHook, when set (tests), is called with the number of keys each
 	// deferred batch added to the state's deferred set.
 	deferHook func(added int)
+	// noDefer, when set (benchmarks), builds big transactions batch by
+	// batch in stream order, as before deferred keys existed.
+	noDefer bool
 }
 
 // LastSync is when the feed last exported items in this process.
@@ -447,7 +450,7 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 					}
 				}
 				over := p.cur.nkeys >= p.o.BatchKeys
-				if over && p.txKeys >= p.o.BatchKeys {
+				if over && p.txKeys >= p.o.BatchKeys && !p.noDefer {
 					// A big transaction: its keys are deferred, so that the
 					// reader and the changes behind it need not wait for
 					// all of its builds.
