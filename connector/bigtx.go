@@ -27,9 +27,9 @@ import (
 //   - Visibility: a deferred batch waits for its fence like any batch, so
 //     every deferred key belongs to a transaction proven committed; it can
 //     be built at any later time.
-//   - Work: the deferred keys are not built while the reader is still
-//     inside a big transaction, so a key it changes many times is built
-//     once (the set holds each key once).
+//   - Work: the deferred keys are not built until the batch holding the
+//     big transaction's end is exported, so a key it changes many times is
+//     built once (the set holds each key once).
 //   - Per-key order: items are built from the database's current state,
 //     and the exporter builds one key at a time, so any later build of a
 //     key shows a state at least as new as an earlier one. A stream batch
@@ -50,15 +50,6 @@ func (p *Pipeline) loadDeferred(ctx context.Context) error {
 		p.o.Logger.Info("building the deferred keys of big transactions read before the restart", "keys", n)
 	}
 	return nil
-}
-
-// readingBigTx reports whether the reader is inside a big transaction:
-// its deferred keys are then not built yet, so that a key the transaction
-// changes again and again is built once, after it.
-func (p *Pipeline) readingBigTx() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.txKeys >= p.o.BatchKeys
 }
 
 // DeferredKeys is the number of entity keys of big transactions waiting to
@@ -88,6 +79,7 @@ func (p *Pipeline) deferBatch(ctx context.Context, b *batch) error {
 	if err != nil {
 		return fmt.Errorf("connector: persist the deferred keys of a big transaction: %w", err)
 	}
+	p.inBigTx = true
 	if before := p.deferred.Add(int64(added)) - int64(added); before == 0 && added > 0 {
 		p.o.Logger.Info("keys of a big transaction deferred: they are built in steps between the stream's batches",
 			"keys", added, "batch_keys", p.o.BatchKeys)

@@ -247,6 +247,9 @@ type batch struct {
 	// recorded in the state's deferred set with the batch's checkpoint
 	// instead of being built, and built later in steps (drainDeferred).
 	deferKeys bool
+	// endsBigTx is set on the batch holding the end of a big transaction:
+	// once it is exported, every deferred batch of the transaction is.
+	endsBigTx bool
 }
 
 func (b *batch) empty() bool {
@@ -280,6 +283,11 @@ type Pipeline struct {
 	// counted from the state.
 	deferred       atomic.Int64
 	deferredLoaded bool
+	// inBigTx is set (on the exporter goroutine) from a deferred batch
+	// until the batch that ends its transaction is exported: deferred keys
+	// are not built meanwhile, so that a key the transaction changes again
+	// and again is built once, after it.
+	inBigTx bool
 
 	cutMu sync.Mutex // orders cuts onto the queue
 
@@ -614,6 +622,9 @@ func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) e
 func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
 	p.mu.Lock()
 	pos := e.Position
+	if p.txKeys >= p.o.BatchKeys && !p.noDefer {
+		p.cur.endsBigTx = true
+	}
 	p.txKeys = 0
 	p.cur.checkpoint = &pos
 	p.cur.sourceTime = e.Timestamp
@@ -729,7 +740,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// changes behind a big transaction wait for one step, not for all of it.
 	sinceStep := 0
 	for {
-		if p.deferred.Load() > 0 && !p.readingBigTx() {
+		if p.deferred.Load() > 0 && !p.inBigTx {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -820,6 +831,9 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 	}
 	if b.deferKeys {
 		return p.deferBatch(ctx, b)
+	}
+	if b.endsBigTx {
+		defer func() { p.inBigTx = false }()
 	}
 	feedNames := make([]string, 0, len(b.keys))
 	for f := range b.keys {
