@@ -46,10 +46,18 @@ func (p *Pipeline) loadDeferred(ctx context.Context) error {
 	}
 	p.deferred.Store(int64(n))
 	p.deferredLoaded = true
+	p.deferredChanged()
 	if n > 0 {
 		p.o.Logger.Info("building the deferred keys of big transactions read before the restart", "keys", n)
 	}
 	return nil
+}
+
+// deferredChanged reports the deferred key count to the observer.
+func (p *Pipeline) deferredChanged() {
+	if do, ok := p.o.Observer.(DeferredObserver); ok {
+		do.Deferred(int(p.deferred.Load()))
+	}
 }
 
 // DeferredKeys is the number of entity keys of big transactions waiting to
@@ -79,11 +87,17 @@ func (p *Pipeline) deferBatch(ctx context.Context, b *batch) error {
 	if err != nil {
 		return fmt.Errorf("connector: persist the deferred keys of a big transaction: %w", err)
 	}
+	if !p.inBigTx {
+		if do, ok := p.o.Observer.(DeferredObserver); ok {
+			do.LargeTransaction()
+		}
+	}
 	p.inBigTx = true
 	if before := p.deferred.Add(int64(added)) - int64(added); before == 0 && added > 0 {
 		p.o.Logger.Info("keys of a big transaction deferred: they are built in steps between the stream's batches",
 			"keys", added, "batch_keys", p.o.BatchKeys)
 	}
+	p.deferredChanged()
 	if p.deferHook != nil {
 		p.deferHook(added)
 	}
@@ -109,6 +123,7 @@ func (p *Pipeline) drainDeferred(ctx context.Context) error {
 	}
 	if n == 0 {
 		p.deferred.Store(0)
+		p.deferredChanged()
 		return nil
 	}
 	feedNames := slices.Sorted(maps.Keys(keys))
@@ -152,6 +167,7 @@ func (p *Pipeline) drainDeferred(ctx context.Context) error {
 		return fmt.Errorf("connector: persist built deferred keys: %w", err)
 	}
 	p.deferred.Add(-int64(removed))
+	p.deferredChanged()
 	return nil
 }
 

@@ -5,9 +5,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,6 +21,7 @@ import (
 
 	"github.com/feedcdc/feedcdc/feeds"
 	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/telemetry"
 	"github.com/feedcdc/feedcdc/test/catalog"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
 )
@@ -71,9 +77,30 @@ func TestBigTransactionIsDeferredAndExportedInOrder(t *testing.T) {
 	kafka := kafkatest.Start(t)
 	cc := bigTxConfig(db, kafka.Addr(), filepath.Join(t.TempDir(), "state.db"), "")
 	cfg := cc.load(t)
-	c := openConnector(t, cfg, OpenOptions{})
+	tel, err := telemetry.New(ctx, telemetry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	metricsSrv := httptest.NewServer(tel.MetricsHandler())
+	defer metricsSrv.Close()
+	deferredGauge := func() string {
+		resp, err := http.Get(metricsSrv.URL)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(regexp.MustCompile(`(?m)^feedcdc_queue_depth\{[^}]*queue="deferred"[^}]*\} \d+$`).Find(body))
+	}
+	c := openConnector(t, cfg, OpenOptions{Observer: MetricsObserver{M: tel.Metrics}})
 	var deferred atomic.Int64
-	c.Pipeline.deferHook = func(n int) { deferred.Add(int64(n)) }
+	var gaugeAtFirst string
+	c.Pipeline.deferHook = func(n int) {
+		if deferred.Add(int64(n)) == int64(n) {
+			gaugeAtFirst = deferredGauge()
+		}
+	}
 	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
 	waitFullSyncs(t, c)
 
@@ -98,6 +125,19 @@ func TestBigTransactionIsDeferredAndExportedInOrder(t *testing.T) {
 	}
 	if deferred.Load() == 0 {
 		t.Fatal("no key of the big transaction was deferred")
+	}
+	if !strings.HasSuffix(gaugeAtFirst, "} 200") {
+		t.Errorf("feedcdc_queue_depth{queue=\"deferred\"} after the first deferred batch: %q, want 200 keys", gaugeAtFirst)
+	}
+	if resp, err := http.Get(metricsSrv.URL); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !regexp.MustCompile(`(?m)^feedcdc_tx_large_total(\{[^}]*\})? 1$`).Match(body) {
+			t.Errorf("feedcdc_tx_large_total is not 1 after one big transaction")
+		}
+	}
+	if g := deferredGauge(); !strings.HasSuffix(g, "} 0") {
+		t.Errorf("feedcdc_queue_depth{queue=\"deferred\"} after Flush: %q, want 0", g)
 	}
 	if n := c.Pipeline.DeferredKeys(); n != 0 {
 		t.Errorf("%d deferred keys left after Flush", n)

@@ -905,8 +905,9 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 		}
 		return nil
 	})
-	if err == nil {
+	if err == nil && undeferred > 0 {
 		p.deferred.Add(-int64(undeferred))
+		p.deferredChanged()
 	}
 	p.limiter.Release(b.rawBytes)
 	if err != nil {
