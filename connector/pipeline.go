@@ -458,12 +458,6 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 					}
 				}
 				over := p.cur.nkeys >= p.o.BatchKeys
-				if over && p.txKeys >= p.o.BatchKeys && !p.noDefer {
-					// A big transaction: its keys are deferred, so that the
-					// reader and the changes behind it need not wait for
-					// all of its builds.
-					p.cur.deferKeys = true
-				}
 				p.mu.Unlock()
 				if over {
 					// A fan-out may emit many chunks: cut as they come so the
@@ -646,6 +640,12 @@ func (p *Pipeline) cut(ctx context.Context, onlyIfDue bool) error {
 	if b.empty() || (onlyIfDue && p.o.Now().Sub(b.started) < p.o.Window) {
 		p.mu.Unlock()
 		return nil
+	}
+	if p.txKeys >= p.o.BatchKeys && !p.noDefer {
+		// Cut (by size or by the window) inside a big transaction: its
+		// keys are deferred, so that the reader and the changes behind the
+		// transaction need not wait for all of its builds.
+		b.deferKeys = true
 	}
 	p.cur = p.newBatch()
 	p.mu.Unlock()
