@@ -111,13 +111,14 @@ func (p *Pipeline) deferBatch(ctx context.Context, b *batch) error {
 }
 
 // drainDeferred builds, exports and removes one step of deferred keys:
-// BuildChunk keys, in max(2, BuildThreads) chunks built at once (their
-// feeds concurrently too), with one state Update for their items and
-// their removal from the set. A step is what a change behind a big
-// transaction may wait for, so it is one chunk's worth of keys, not more.
+// of each feed, max(2, BuildThreads) chunks of BuildChunk keys, built at
+// once (the feeds concurrently too, as in a stream batch), with one state
+// Update for their items and their removal from the set. A step is what a
+// change behind a big transaction may wait for: about the time of one
+// chunk's build and send.
 func (p *Pipeline) drainDeferred(ctx context.Context) error {
 	threads := max(2, p.o.BuildThreads)
-	keys, n, err := p.o.Store.Deferred(ctx, p.o.BuildChunk)
+	keys, n, err := p.o.Store.Deferred(ctx, p.o.BuildChunk*threads)
 	if err != nil {
 		return fmt.Errorf("connector: read deferred keys: %w", err)
 	}
@@ -139,7 +140,7 @@ func (p *Pipeline) drainDeferred(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = p.exportKeys(ctx, f, keys[f], ExportOptions{Operation: OpPartialSync}, &ws[i], threads, max(1, p.o.BuildChunk/threads))
+			_, errs[i] = p.exportKeys(ctx, f, keys[f], ExportOptions{Operation: OpPartialSync}, &ws[i], threads, p.o.BuildChunk)
 		}()
 	}
 	wg.Wait()

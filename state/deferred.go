@@ -74,24 +74,31 @@ func (t *Tx) DeleteDeferred(feed string, keys []string) (removed int, err error)
 	return removed, nil
 }
 
-// Deferred returns up to limit deferred keys, in (feed, key) order, by
-// feed, and how many it returned.
-func (t *Tx) Deferred(limit int) (map[string][]string, int, error) {
+// Deferred returns, for each feed with deferred keys, its first (lowest)
+// perFeed keys in key order, and how many keys it returned in all.
+func (t *Tx) Deferred(perFeed int) (map[string][]string, int, error) {
 	out := map[string][]string{}
 	b := t.tx.Bucket(bDeferred)
-	if b == nil || limit <= 0 {
+	if b == nil || perFeed <= 0 {
 		return out, 0, nil
 	}
 	n := 0
 	c := b.Cursor()
-	for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+	k, _ := c.First()
+	for k != nil {
 		i := bytes.IndexByte(k, 0)
 		if i <= 0 {
 			return nil, n, fmt.Errorf("state: deferred key %q has no feed name: %w", k, errCorrupt)
 		}
 		feed := string(k[:i])
-		out[feed] = append(out[feed], string(k[i+1:]))
-		n++
+		keys := out[feed]
+		for ; k != nil && len(keys) < perFeed && len(k) > i && k[i] == 0 && string(k[:i]) == feed; k, _ = c.Next() {
+			keys = append(keys, string(k[i+1:]))
+		}
+		out[feed] = keys
+		n += len(keys)
+		// The next feed's keys start after feed "\x01".
+		k, _ = c.Seek(append([]byte(feed), 1))
 	}
 	return out, n, nil
 }
@@ -115,10 +122,11 @@ func (s *Store) DeferredCount(ctx context.Context) (n int, err error) {
 	return n, err
 }
 
-// Deferred returns up to limit deferred keys by feed (see Tx.Deferred).
-func (s *Store) Deferred(ctx context.Context, limit int) (keys map[string][]string, n int, err error) {
+// Deferred returns up to perFeed deferred keys of each feed (see
+// Tx.Deferred).
+func (s *Store) Deferred(ctx context.Context, perFeed int) (keys map[string][]string, n int, err error) {
 	err = s.View(ctx, func(tx *Tx) error {
-		keys, n, err = tx.Deferred(limit)
+		keys, n, err = tx.Deferred(perFeed)
 		return err
 	})
 	return keys, n, err
