@@ -190,8 +190,9 @@ func TestBigTransactionIsDeferredAndExportedInOrder(t *testing.T) {
 // TestBigTransactionSurvivesSIGKILL kills the connector process (SIGKILL)
 // right after it deferred the first keys of a 20,000-row transaction, checks
 // that the state file holds deferred keys, restarts it, and waits until
-// every feed in Kafka equals a fresh build; then stops it cleanly and finds
-// the deferred set empty.
+// every feed in Kafka equals a fresh build; then the same with a clean stop
+// (SIGTERM) right after the first deferral of a second big transaction;
+// then stops it cleanly and finds the deferred set empty.
 func TestBigTransactionSurvivesSIGKILL(t *testing.T) {
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "bigkill")
@@ -265,6 +266,38 @@ func TestBigTransactionSurvivesSIGKILL(t *testing.T) {
 
 	child = startChild(newSignalWriter(t, ""))
 	waitEqual("after the restart")
+
+	// A clean stop (SIGTERM) right after the first deferral of a second
+	// big transaction leaves its deferred keys in the state rather than
+	// building them all before exiting; the next start builds them.
+	w3 := newSignalWriter(t, "keys of a big transaction deferred")
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clean stop: %v", err)
+	}
+	child = startChild(w3)
+	if _, err := wl.LargeTransaction(ctx, 20000); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w3.matched:
+	case <-time.After(2 * time.Minute):
+		child.Process.Kill()
+		child.Wait()
+		t.Fatal("the connector never deferred keys of the second big transaction")
+	}
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clean stop during the big transaction: %v", err)
+	}
+	if st, err = state.Open(statePath, state.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	left, err = st.DeferredCount(ctx)
+	st.Close()
+	t.Logf("stopped cleanly with %d deferred keys in the state (%v)", left, err)
+	child = startChild(newSignalWriter(t, ""))
+	waitEqual("after the clean stop and restart")
 	child.Process.Signal(syscall.SIGTERM)
 	if err := child.Wait(); err != nil {
 		t.Fatalf("clean stop: %v", err)

@@ -547,9 +547,10 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 	wg.Wait()
 	if runErr == nil {
 		// Clean stop: the source no longer delivers; export what was read
-		// and write the final checkpoint.
+		// and write the final checkpoint (deferred keys of a big
+		// transaction stay in the state for the next start).
 		fctx, fcancel := context.WithTimeout(pipeCtx, 30*time.Second)
-		if err := c.Pipeline.Flush(fctx); err != nil {
+		if err := c.Pipeline.FlushQueued(fctx); err != nil {
 			log.Warn("final flush incomplete; the next start resumes from the last checkpoint", "error", err)
 		} else if err := c.Pipeline.TouchCheckpoint(fctx); err != nil {
 			// Everything read is exported: store the final checkpoint

@@ -670,6 +670,16 @@ func (p *Pipeline) Flush(ctx context.Context) error {
 	return p.Do(ctx, p.drainAllDeferred)
 }
 
+// FlushQueued is Flush without building the deferred keys of big
+// transactions (they stay in the state and are built after the next
+// start): a clean stop need not wait for a big transaction's builds.
+func (p *Pipeline) FlushQueued(ctx context.Context) error {
+	if err := p.cut(ctx, false); err != nil {
+		return err
+	}
+	return p.Do(ctx, func(context.Context) error { return nil })
+}
+
 // Do runs job on the exporter goroutine after everything queued before it,
 // and waits for its result. Jobs see the state store as the exporter left
 // it, so they keep per-key order with the stream.
