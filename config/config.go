@@ -2,8 +2,12 @@
 // (config.yaml plus FEEDCDC_* environment overrides).
 //
 // Invariants:
-//   - Every key has a default (Default), so a file that only names the
-//     source host and user is a complete configuration.
+//   - Every key has a default (its default struct tag; Default), so a file
+//     that only names the source host and user is a complete configuration.
+//   - One decoding path: the YAML node tree is decoded into the typed struct
+//     by one reflective walker (load.go), which also applies FEEDCDC_*
+//     overrides and the default tags, so every value is checked by the same
+//     code and every problem knows its line or variable.
 //   - Load reports every problem of a file at once, as one *ValidationError
 //     whose Problems name the key path, the config.yaml line (or the
 //     environment variable) and how to fix it. A *Config returned without
@@ -21,6 +25,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -37,10 +42,13 @@ var FeedNames = []string{FeedProducts, FeedProductAttributes, FeedVariants, Feed
 
 // Config is the whole configuration. Field tags:
 // yaml = key name; doc = meaning (shown in docs/configuration.md);
-// enum = allowed values; min/max = inclusive range; secret = value only from
-// env/file (see the <key>_env and <key>_file siblings).
+// default = the built-in value, in config.yaml syntax (lists
+// comma-separated); enum = allowed values; min/max = inclusive range;
+// required; pattern (listen, name); ref:"sink" = the values name sinks;
+// keys = what the keys of a map are (feed, header, config). A Secret field
+// is read only from the environment or its <key>_env / <key>_file siblings.
 type Config struct {
-	Name         string           `yaml:"name" doc:"Connector name: appears in raw envelopes (source.name), logs, metrics and feed locks. Keep it stable and unique per connector." pattern:"name"`
+	Name         string           `yaml:"name" doc:"Connector name: appears in raw envelopes (source.name), logs, metrics and feed locks. Keep it stable and unique per connector." pattern:"name" default:"feedcdc"`
 	Source       Source           `yaml:"source" doc:"The MySQL/MariaDB server feedcdc reads the binlog from (usually a replica)."`
 	State        State            `yaml:"state" doc:"The embedded state store (checkpoints, feed item state, outbox)."`
 	Feeds        Feeds            `yaml:"feeds" doc:"Catalog entity feeds."`
@@ -61,41 +69,41 @@ type Config struct {
 
 // Source is the binlog source.
 type Source struct {
-	Host             string      `yaml:"host" doc:"Host name or IP address of the source server." required:"true"`
-	Port             int         `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535"`
+	Host             string      `yaml:"host" doc:"Host name or IP address of the source server." required:"true" default:"127.0.0.1"`
+	Port             int         `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535" default:"3306"`
 	User             string      `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables, and on MariaDB SLAVE MONITOR for resync.max_replica_lag (README, Grants)." required:"true"`
-	Password         Secret      `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected." secret:"true"`
+	Password         Secret      `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected."`
 	PasswordFile     string      `yaml:"password_file" doc:"File holding the password (trailing newline ignored)."`
 	PasswordEnv      string      `yaml:"password_env" doc:"Name of an environment variable holding the password."`
 	ServerID         uint32      `yaml:"server_id" doc:"Replica server_id feedcdc registers with; must differ from every other replica of the source. 0 = derived from the host name and state.path (stable, in 1000000000..4294967295)." max:"4294967295"`
-	Flavor           string      `yaml:"flavor" doc:"Server flavor. auto detects it from the server version." enum:"auto,mysql,mariadb"`
+	Flavor           string      `yaml:"flavor" doc:"Server flavor. auto detects it from the server version." enum:"auto,mysql,mariadb" default:"auto"`
 	TLS              SourceTLS   `yaml:"tls" doc:"TLS to the source server."`
-	Heartbeat        Duration    `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle (lag returns to ~0 within two periods)." min:"100ms" max:"1h"`
-	ReadTimeout      Duration    `yaml:"read_timeout" doc:"A binlog connection that delivered nothing for this long is considered dead and reconnected. Must exceed heartbeat, and the longest backpressure stall (the socket is not read while sinks are full)." min:"1s" max:"24h"`
-	ConnectTimeout   Duration    `yaml:"connect_timeout" doc:"Timeout of each connection attempt." min:"100ms" max:"10m"`
-	ReconnectMin     Duration    `yaml:"reconnect_min" doc:"First wait before reconnecting after a network error; doubles per failed attempt." min:"10ms" max:"1h"`
-	ReconnectMax     Duration    `yaml:"reconnect_max" doc:"Longest wait between reconnect attempts." min:"100ms" max:"24h"`
-	StartPosition    string      `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Resolved and stored as the checkpoint at the first start; ignored once a checkpoint exists (see feedcdc position set/reset)."`
-	OnPurgedPosition string      `yaml:"on_purged_position" doc:"When the server no longer has the checkpoint's binlog (purged): fail = stop with remedies (feedcdc position set current, then feedcdc resync of every feed); resync = take the current position, full sync every enabled feed through the normal diff, and report the gap in raw streams (logs, feedcdc.position.gaps metric, status)." enum:"fail,resync"`
+	Heartbeat        Duration    `yaml:"heartbeat" doc:"Binlog heartbeat period requested from the server. Keeps lag truthful and positions moving while the source is idle (lag returns to ~0 within two periods)." min:"100ms" max:"1h" default:"10s"`
+	ReadTimeout      Duration    `yaml:"read_timeout" doc:"A binlog connection that delivered nothing for this long is considered dead and reconnected. Must exceed heartbeat, and the longest backpressure stall (the socket is not read while sinks are full)." min:"1s" max:"24h" default:"90s"`
+	ConnectTimeout   Duration    `yaml:"connect_timeout" doc:"Timeout of each connection attempt." min:"100ms" max:"10m" default:"10s"`
+	ReconnectMin     Duration    `yaml:"reconnect_min" doc:"First wait before reconnecting after a network error; doubles per failed attempt." min:"10ms" max:"1h" default:"500ms"`
+	ReconnectMax     Duration    `yaml:"reconnect_max" doc:"Longest wait between reconnect attempts." min:"100ms" max:"24h" default:"30s"`
+	StartPosition    string      `yaml:"start_position" doc:"Where streaming starts when there is no checkpoint: current, earliest, gtid:<set> (gtid:0-1-100, gtid:<uuid>:1-100) or <file>:<pos> (mysql-bin.000003:4). Resolved and stored as the checkpoint at the first start; ignored once a checkpoint exists (see feedcdc position set/reset)." default:"current"`
+	OnPurgedPosition string      `yaml:"on_purged_position" doc:"When the server no longer has the checkpoint's binlog (purged): fail = stop with remedies (feedcdc position set current, then feedcdc resync of every feed); resync = take the current position, full sync every enabled feed through the normal diff, and report the gap in raw streams (logs, feedcdc.position.gaps metric, status)." enum:"fail,resync" default:"fail"`
 	Databases        []string    `yaml:"databases" doc:"Databases whose tables are captured for raw streams. Empty = every database except mysql, sys, information_schema and performance_schema. The feeds read feeds.database regardless."`
 	IncludeTables    []string    `yaml:"include_tables" doc:"Tables to capture (raw streams) as db.table patterns where * matches any run of characters and ? one character, case-insensitive. Empty = every table of the captured databases. The feeds' catalog tables are always captured."`
 	ExcludeTables    []string    `yaml:"exclude_tables" doc:"Tables never captured for raw streams (db.table patterns); wins over include_tables."`
-	ZeroDates        string      `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string"`
-	PoolSize         int         `yaml:"pool_size" doc:"Connections in the pool used by feed builders and resync scans." min:"1" max:"256"`
-	QueryTimeout     Duration    `yaml:"query_timeout" doc:"Deadline of every SQL statement feedcdc runs on the source (builds, fan-out lookups, fence, resync scans): the server stops it (MariaDB max_statement_time, MySQL max_execution_time for SELECTs) and the driver gives up reading after it; the statement is then retried as a transient failure. Longer than your slowest build of feeds.*.batch_size keys." min:"1s" max:"24h"`
+	ZeroDates        string      `yaml:"zero_dates" doc:"How zero and partly-zero dates (0000-00-00, 2024-00-10) are emitted: null, or the string as stored." enum:"null,string" default:"null"`
+	PoolSize         int         `yaml:"pool_size" doc:"Connections in the pool used by feed builders and resync scans." min:"1" max:"256" default:"4"`
+	QueryTimeout     Duration    `yaml:"query_timeout" doc:"Deadline of every SQL statement feedcdc runs on the source (builds, fan-out lookups, fence, resync scans): the server stops it (MariaDB max_statement_time, MySQL max_execution_time for SELECTs) and the driver gives up reading after it; the statement is then retried as a transient failure. Longer than your slowest build of feeds.*.batch_size keys." min:"1s" max:"24h" default:"5m"`
 	Retry            SourceRetry `yaml:"retry" doc:"Retry of SQL reads on the source after a transient failure (connection refused or lost, server restarting, deadlock, lock wait or statement timeout, read-only failover). The batch and its checkpoint stay where they were and are rebuilt whole once the source answers; permanent errors (access denied, a table a feed needs is missing) stop the connector with the remedy."`
 }
 
 // SourceRetry is the bounded exponential backoff of source queries.
 type SourceRetry struct {
-	Initial    Duration `yaml:"initial" doc:"First wait after a transient source error; doubles per failed attempt (with +-20% jitter)." min:"10ms" max:"1h"`
-	Max        Duration `yaml:"max" doc:"Longest wait between attempts." min:"100ms" max:"24h"`
+	Initial    Duration `yaml:"initial" doc:"First wait after a transient source error; doubles per failed attempt (with +-20% jitter)." min:"10ms" max:"1h" default:"500ms"`
+	Max        Duration `yaml:"max" doc:"Longest wait between attempts." min:"100ms" max:"24h" default:"30s"`
 	MaxElapsed Duration `yaml:"max_elapsed" doc:"Give up (and stop the connector) when the source has been failing for this long. 0 = retry forever." min:"0s" max:"8760h"`
 }
 
 // SourceTLS configures TLS to the source, with MySQL's ssl-mode semantics.
 type SourceTLS struct {
-	Mode       string `yaml:"mode" doc:"disabled: plaintext. preferred: TLS if the server offers it, plaintext (logged as a warning) only when it answers that it has none; if it cannot be asked, feedcdc run stops with an error. required: TLS, no verification. verify-ca: TLS, server certificate signed by ca_file (or system roots). verify-identity: verify-ca plus host name check." enum:"disabled,preferred,required,verify-ca,verify-identity"`
+	Mode       string `yaml:"mode" doc:"disabled: plaintext. preferred: TLS if the server offers it, plaintext (logged as a warning) only when it answers that it has none; if it cannot be asked, feedcdc run stops with an error. required: TLS, no verification. verify-ca: TLS, server certificate signed by ca_file (or system roots). verify-identity: verify-ca plus host name check." enum:"disabled,preferred,required,verify-ca,verify-identity" default:"preferred"`
 	CAFile     string `yaml:"ca_file" doc:"PEM CA bundle for verify-ca/verify-identity. Empty = system roots."`
 	CertFile   string `yaml:"cert_file" doc:"PEM client certificate (needs key_file)."`
 	KeyFile    string `yaml:"key_file" doc:"PEM client private key (needs cert_file)."`
@@ -104,20 +112,20 @@ type SourceTLS struct {
 
 // State is the embedded state store.
 type State struct {
-	Path                   string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing. A damaged, empty or foreign file stops every command with the remedy (docs/state.md); check it with feedcdc state check, back it up with feedcdc state backup FILE." required:"true"`
-	Retention              Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d"`
-	FlushInterval          Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter)." min:"1ms" max:"1m"`
-	FlushBatch             int      `yaml:"flush_batch" doc:"Changed entity keys (all feeds together) that close a batch before flush_interval." min:"1" max:"1000000"`
-	IdleCheckpointInterval Duration `yaml:"idle_checkpoint_interval" doc:"While nothing is in flight (an idle source), the checkpoint is re-stored (its position and time) at most this often, so its age stays below about this interval plus one flush_interval; with traffic it moves with every flush anyway." min:"100ms" max:"1h"`
+	Path                   string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing. A damaged, empty or foreign file stops every command with the remedy (docs/state.md); check it with feedcdc state check, back it up with feedcdc state backup FILE." required:"true" default:"feedcdc-data/state.db"`
+	Retention              Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d" default:"7d"`
+	FlushInterval          Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter)." min:"1ms" max:"1m" default:"200ms"`
+	FlushBatch             int      `yaml:"flush_batch" doc:"Changed entity keys (all feeds together) that close a batch before flush_interval." min:"1" max:"1000000" default:"5000"`
+	IdleCheckpointInterval Duration `yaml:"idle_checkpoint_interval" doc:"While nothing is in flight (an idle source), the checkpoint is re-stored (its position and time) at most this often, so its age stays below about this interval plus one flush_interval; with traffic it moves with every flush anyway." min:"100ms" max:"1h" default:"10s"`
 }
 
 // Feeds holds the four entity feeds.
 type Feeds struct {
-	Database               string   `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true"`
+	Database               string   `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true" default:"magento"`
 	TablePrefix            string   `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix). Only the empty prefix is supported so far; a non-empty one is refused at start."`
-	VisibilityFence        bool     `yaml:"visibility_fence" doc:"Before a streamed batch is built, prove that its newest transaction is committed, so the build sees it: take a shared lock on one row it changed (a point read in its own transaction, released at once), or, when a later transaction holds the row, read the row and find the change's result in it. MySQL and MariaDB show a transaction in the binlog before other sessions see its rows (seconds before with semi-sync AFTER_SYNC or a slow fsync); see feeds.visibility_fence_timeout. On MySQL 8.0.22+ this needs LOCK TABLES (or UPDATE/DELETE) on the catalog database; without it feedcdc warns once and waits 100 ms instead. Off: a build may miss a transaction read the instant it was committed."`
-	VisibilityFenceTimeout Duration `yaml:"visibility_fence_timeout" doc:"Longest time the visibility fence waits for proof that a streamed batch's newest transaction is committed (its row lock is free, or its row shows the change while a later transaction holds the lock). A lock-wait timeout alone is no proof: a commit waiting for a semi-sync acknowledgement, a slow fsync or a stalled replica SQL thread looks the same. When the time runs out the batch is not exported, its checkpoint does not move, feedcdc.fence.timeouts counts it, an error is logged and the batch is retried. Set it above rpl_semi_sync_master_timeout / rpl_semi_sync_source_timeout." min:"1s" max:"1h"`
-	BuildThreads           int      `yaml:"build_threads" doc:"Build calls (batch_size keys each) of one feed run at once when a streamed batch holds more keys than batch_size; items are still exported in key order. At most source.pool_size." min:"1" max:"64"`
+	VisibilityFence        bool     `yaml:"visibility_fence" doc:"Before a streamed batch is built, prove that its newest transaction is committed, so the build sees it: take a shared lock on one row it changed (a point read in its own transaction, released at once), or, when a later transaction holds the row, read the row and find the change's result in it. MySQL and MariaDB show a transaction in the binlog before other sessions see its rows (seconds before with semi-sync AFTER_SYNC or a slow fsync); see feeds.visibility_fence_timeout. On MySQL 8.0.22+ this needs LOCK TABLES (or UPDATE/DELETE) on the catalog database; without it feedcdc warns once and waits 100 ms instead. Off: a build may miss a transaction read the instant it was committed." default:"true"`
+	VisibilityFenceTimeout Duration `yaml:"visibility_fence_timeout" doc:"Longest time the visibility fence waits for proof that a streamed batch's newest transaction is committed (its row lock is free, or its row shows the change while a later transaction holds the lock). A lock-wait timeout alone is no proof: a commit waiting for a semi-sync acknowledgement, a slow fsync or a stalled replica SQL thread looks the same. When the time runs out the batch is not exported, its checkpoint does not move, feedcdc.fence.timeouts counts it, an error is logged and the batch is retried. Set it above rpl_semi_sync_master_timeout / rpl_semi_sync_source_timeout." min:"1s" max:"1h" default:"1m"`
+	BuildThreads           int      `yaml:"build_threads" doc:"Build calls (batch_size keys each) of one feed run at once when a streamed batch holds more keys than batch_size; items are still exported in key order. At most source.pool_size." min:"1" max:"64" default:"2"`
 	Products               Feed     `yaml:"products" doc:"products feed: one item per product and store view."`
 	ProductAttributes      Feed     `yaml:"productAttributes" doc:"productAttributes feed: one item per attribute and store view."`
 	Variants               Feed     `yaml:"variants" doc:"variants feed: one item per configurable parent and child."`
@@ -126,16 +134,16 @@ type Feeds struct {
 
 // Feed is one entity feed's settings.
 type Feed struct {
-	Enabled        bool     `yaml:"enabled" doc:"Whether the feed is built and exported."`
-	Mode           string   `yaml:"mode" doc:"immediate: export right after building. legacy: collect built items in the outbox and send them on legacy_schedule (logs say \"(legacy)\")." enum:"immediate,legacy"`
-	BatchSize      int      `yaml:"batch_size" doc:"Most keys built per batch (a few SELECTs per batch)." min:"1" max:"100000"`
-	BatchWindow    Duration `yaml:"batch_window" doc:"Longest time changed keys are collected (and deduplicated) before a batch is built." min:"0s" max:"1m"`
+	Enabled        bool     `yaml:"enabled" doc:"Whether the feed is built and exported." default:"true"`
+	Mode           string   `yaml:"mode" doc:"immediate: export right after building. legacy: collect built items in the outbox and send them on legacy_schedule (logs say \"(legacy)\")." enum:"immediate,legacy" default:"immediate"`
+	BatchSize      int      `yaml:"batch_size" doc:"Most keys built per batch (a few SELECTs per batch)." min:"1" max:"100000" default:"500"`
+	BatchWindow    Duration `yaml:"batch_window" doc:"Longest time changed keys are collected (and deduplicated) before a batch is built." min:"0s" max:"1m" default:"100ms"`
 	Sinks          []string `yaml:"sinks" doc:"Names of the sinks (under sinks:) this feed is sent to; an item is delivered when every one has it. Empty = every sink." ref:"sink"`
-	LegacySchedule Schedule `yaml:"legacy_schedule" doc:"legacy mode: when the outbox is flushed, as a duration (5m, 30s) or cron expression (*/5 * * * *)."`
-	RetrySchedule  Schedule `yaml:"retry_schedule" doc:"When the <feed>_resend_failed_items job rebuilds and resends items with status 2 (duration or cron)."`
-	MaxAttempts    int      `yaml:"max_attempts" doc:"Attempts after which a failing item is marked as requiring attention and no longer retried automatically." min:"1" max:"1000"`
-	BackoffBase    Duration `yaml:"backoff_base" doc:"Per-item retry backoff after the first failure; doubles per attempt." min:"1s" max:"24h"`
-	BackoffMax     Duration `yaml:"backoff_max" doc:"Upper bound of the per-item retry backoff." min:"1s" max:"30d"`
+	LegacySchedule Schedule `yaml:"legacy_schedule" doc:"legacy mode: when the outbox is flushed, as a duration (5m, 30s) or cron expression (*/5 * * * *)." default:"5m"`
+	RetrySchedule  Schedule `yaml:"retry_schedule" doc:"When the <feed>_resend_failed_items job rebuilds and resends items with status 2 (duration or cron)." default:"5m"`
+	MaxAttempts    int      `yaml:"max_attempts" doc:"Attempts after which a failing item is marked as requiring attention and no longer retried automatically." min:"1" max:"1000" default:"10"`
+	BackoffBase    Duration `yaml:"backoff_base" doc:"Per-item retry backoff after the first failure; doubles per attempt." min:"1s" max:"24h" default:"1m"`
+	BackoffMax     Duration `yaml:"backoff_max" doc:"Upper bound of the per-item retry backoff." min:"1s" max:"30d" default:"1h"`
 	Stores         []string `yaml:"stores" doc:"Store view codes to export (products, productAttributes). Empty = all."`
 	Websites       []string `yaml:"websites" doc:"Website codes to export (products, productAttributes, productOverrides). Empty = all."`
 }
@@ -143,18 +151,18 @@ type Feed struct {
 // Raw configures raw per-table change streams.
 type Raw struct {
 	Enabled       bool     `yaml:"enabled" doc:"Emit every row change of the captured tables as a JSON envelope {before, after, op, source, ts_ms}."`
-	TopicTemplate string   `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true"`
-	Tombstones    bool     `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction."`
+	TopicTemplate string   `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true" default:"{prefix}.{db}.{table}"`
+	Tombstones    bool     `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction." default:"true"`
 	Sinks         []string `yaml:"sinks" doc:"Sinks (kafka or file) raw streams go to. Empty = every kafka and file sink." ref:"sink"`
 }
 
 // Resync configures full sync.
 type Resync struct {
-	BatchSize     int      `yaml:"batch_size" doc:"Primary-key chunk size of the keyset scan (--batch-size)." min:"1" max:"1000000"`
-	ThreadCount   int      `yaml:"thread_count" doc:"Chunks built in parallel (--thread-count)." min:"1" max:"64"`
-	RowsPerSecond int      `yaml:"rows_per_second" doc:"Scan rate limit in source rows per second. 0 = unlimited." min:"0" max:"100000000"`
-	MaxReplicaLag Duration `yaml:"max_replica_lag" doc:"Pause the scan while the source replica lags its primary by more than this (Seconds_Behind_Master; needs SLAVE MONITOR on MariaDB, REPLICATION CLIENT on MySQL, else the throttle is off with a warning). 0 = do not watch lag." min:"0s" max:"24h"`
-	OnFirstStart  string   `yaml:"on_first_start" doc:"With no checkpoint: full = capture the current position, full sync every enabled feed, then stream from that position; none = just stream from start_position." enum:"full,none"`
+	BatchSize     int      `yaml:"batch_size" doc:"Primary-key chunk size of the keyset scan (--batch-size)." min:"1" max:"1000000" default:"1000"`
+	ThreadCount   int      `yaml:"thread_count" doc:"Chunks built in parallel (--thread-count)." min:"1" max:"64" default:"2"`
+	RowsPerSecond int      `yaml:"rows_per_second" doc:"Scan rate limit in source rows per second. 0 = unlimited." min:"0" max:"100000000" default:"20000"`
+	MaxReplicaLag Duration `yaml:"max_replica_lag" doc:"Pause the scan while the source replica lags its primary by more than this (Seconds_Behind_Master; needs SLAVE MONITOR on MariaDB, REPLICATION CLIENT on MySQL, else the throttle is off with a warning). 0 = do not watch lag." min:"0s" max:"24h" default:"10s"`
+	OnFirstStart  string   `yaml:"on_first_start" doc:"With no checkpoint: full = capture the current position, full sync every enabled feed, then stream from that position; none = just stream from start_position." enum:"full,none" default:"full"`
 }
 
 // Sink is one named destination. Exactly the section matching Type is set
@@ -169,21 +177,21 @@ type Sink struct {
 // KafkaSink is a Kafka destination.
 type KafkaSink struct {
 	Brokers           []string          `yaml:"brokers" doc:"Bootstrap brokers as host:port." required:"true"`
-	ClientID          string            `yaml:"client_id" doc:"Kafka client.id."`
-	TopicPrefix       string            `yaml:"topic_prefix" doc:"Value of {prefix} in topic templates."`
-	TopicTemplate     string            `yaml:"topic_template" doc:"Topic per entity feed. Placeholders: {prefix}, {feed}, {name}." required:"true"`
-	Compression       string            `yaml:"compression" doc:"Producer compression codec." enum:"none,gzip,snappy,lz4,zstd"`
-	Acks              string            `yaml:"acks" doc:"Acknowledgements required: all (durable; required for at-least-once), one (leader only), none." enum:"all,one,none"`
-	BatchSize         int               `yaml:"batch_size" doc:"Most messages per produce request." min:"1" max:"1000000"`
-	BatchBytes        ByteSize          `yaml:"batch_bytes" doc:"Most bytes per produce request." min:"1KiB" max:"1GiB"`
-	Linger            Duration          `yaml:"linger" doc:"Longest wait to fill a batch before it is sent." min:"0s" max:"1m"`
-	WriteTimeout      Duration          `yaml:"write_timeout" doc:"Timeout of one produce request; on expiry the items are retryable." min:"1s" max:"10m"`
-	CreateTopics      bool              `yaml:"create_topics" doc:"Create missing topics at start with partitions, replication_factor and (for entity feeds, if compact) cleanup.policy=compact."`
-	Partitions        int               `yaml:"partitions" doc:"Partitions of created topics (records are partitioned by key, so per-key order holds)." min:"1" max:"10000"`
-	ReplicationFactor int               `yaml:"replication_factor" doc:"Replication factor of created topics. -1 = the broker's default.replication.factor." min:"-1" max:"32"`
-	Compact           bool              `yaml:"compact" doc:"Create entity feed topics with cleanup.policy=compact (raw topics keep the broker default)."`
+	ClientID          string            `yaml:"client_id" doc:"Kafka client.id." default:"feedcdc"`
+	TopicPrefix       string            `yaml:"topic_prefix" doc:"Value of {prefix} in topic templates." default:"feedcdc"`
+	TopicTemplate     string            `yaml:"topic_template" doc:"Topic per entity feed. Placeholders: {prefix}, {feed}, {name}." required:"true" default:"{prefix}.{feed}"`
+	Compression       string            `yaml:"compression" doc:"Producer compression codec." enum:"none,gzip,snappy,lz4,zstd" default:"none"`
+	Acks              string            `yaml:"acks" doc:"Acknowledgements required: all (durable; required for at-least-once), one (leader only), none." enum:"all,one,none" default:"all"`
+	BatchSize         int               `yaml:"batch_size" doc:"Most messages per produce request." min:"1" max:"1000000" default:"1000"`
+	BatchBytes        ByteSize          `yaml:"batch_bytes" doc:"Most bytes per produce request." min:"1KiB" max:"1GiB" default:"1MiB"`
+	Linger            Duration          `yaml:"linger" doc:"Longest wait to fill a batch before it is sent." min:"0s" max:"1m" default:"10ms"`
+	WriteTimeout      Duration          `yaml:"write_timeout" doc:"Timeout of one produce request; on expiry the items are retryable." min:"1s" max:"10m" default:"30s"`
+	CreateTopics      bool              `yaml:"create_topics" doc:"Create missing topics at start with partitions, replication_factor and (for entity feeds, if compact) cleanup.policy=compact." default:"true"`
+	Partitions        int               `yaml:"partitions" doc:"Partitions of created topics (records are partitioned by key, so per-key order holds)." min:"1" max:"10000" default:"3"`
+	ReplicationFactor int               `yaml:"replication_factor" doc:"Replication factor of created topics. -1 = the broker's default.replication.factor." min:"-1" max:"32" default:"-1"`
+	Compact           bool              `yaml:"compact" doc:"Create entity feed topics with cleanup.policy=compact (raw topics keep the broker default)." default:"true"`
 	TopicConfigs      map[string]string `yaml:"topic_configs" doc:"Extra topic configs for created topics (e.g. retention.ms: \"604800000\", min.insync.replicas: \"2\")." keys:"config"`
-	MaxMessageBytes   ByteSize          `yaml:"max_message_bytes" doc:"Largest record sent; a bigger item fails alone as rejected. Keep at or below the broker's message.max.bytes." min:"1KiB" max:"1GiB"`
+	MaxMessageBytes   ByteSize          `yaml:"max_message_bytes" doc:"Largest record sent; a bigger item fails alone as rejected. Keep at or below the broker's message.max.bytes." min:"1KiB" max:"1GiB" default:"1000000"`
 	TLS               KafkaTLS          `yaml:"tls" doc:"TLS to the brokers."`
 	SASL              KafkaSASL         `yaml:"sasl" doc:"SASL authentication."`
 }
@@ -202,7 +210,7 @@ type KafkaTLS struct {
 type KafkaSASL struct {
 	Mechanism    string `yaml:"mechanism" doc:"SASL mechanism; empty = no SASL." enum:",PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"`
 	User         string `yaml:"user" doc:"SASL user name."`
-	Password     Secret `yaml:"password" doc:"SASL password. Only from FEEDCDC_SINKS_<NAME>_KAFKA_SASL_PASSWORD, password_env or password_file." secret:"true"`
+	Password     Secret `yaml:"password" doc:"SASL password. Only from FEEDCDC_SINKS_<NAME>_KAFKA_SASL_PASSWORD, password_env or password_file."`
 	PasswordFile string `yaml:"password_file" doc:"File holding the SASL password."`
 	PasswordEnv  string `yaml:"password_env" doc:"Environment variable holding the SASL password."`
 }
@@ -213,15 +221,15 @@ type HTTPSink struct {
 	Routes             map[string]string `yaml:"routes" doc:"Route per feed name; a feed not listed uses its own name." keys:"feed"`
 	DataSpace          string            `yaml:"data_space" doc:"Data space (environment) id appended to the URL."`
 	Headers            map[string]string `yaml:"headers" doc:"Extra non-secret request headers. Credentials go in api_key, never here." keys:"header"`
-	APIKey             Secret            `yaml:"api_key" doc:"API key sent in every header of api_key_headers. Only from FEEDCDC_SINKS_<NAME>_HTTP_API_KEY, api_key_env or api_key_file." secret:"true"`
+	APIKey             Secret            `yaml:"api_key" doc:"API key sent in every header of api_key_headers. Only from FEEDCDC_SINKS_<NAME>_HTTP_API_KEY, api_key_env or api_key_file."`
 	APIKeyFile         string            `yaml:"api_key_file" doc:"File holding the API key."`
 	APIKeyEnv          string            `yaml:"api_key_env" doc:"Environment variable holding the API key."`
-	APIKeyHeaders      []string          `yaml:"api_key_headers" doc:"Headers that carry the API key."`
-	Timeout            Duration          `yaml:"timeout" doc:"Timeout of one request; on expiry its items are retryable." min:"100ms" max:"10m"`
-	Gzip               bool              `yaml:"gzip" doc:"gzip request bodies (Content-Encoding: gzip)."`
-	MaxItemsPerRequest int               `yaml:"max_items_per_request" doc:"Most items per POST (the service rejects bigger requests)." min:"1" max:"100000"`
-	ErrorItemsField    string            `yaml:"error_items_field" doc:"Response field listing rejected items ({itemIndex, code, message} or {field: /<index>/..., message})."`
-	RequestIDHeader    string            `yaml:"request_id_header" doc:"Response header whose value is recorded with the items as their request id."`
+	APIKeyHeaders      []string          `yaml:"api_key_headers" doc:"Headers that carry the API key." default:"x-api-key"`
+	Timeout            Duration          `yaml:"timeout" doc:"Timeout of one request; on expiry its items are retryable." min:"100ms" max:"10m" default:"30s"`
+	Gzip               bool              `yaml:"gzip" doc:"gzip request bodies (Content-Encoding: gzip)." default:"true"`
+	MaxItemsPerRequest int               `yaml:"max_items_per_request" doc:"Most items per POST (the service rejects bigger requests)." min:"1" max:"100000" default:"100"`
+	ErrorItemsField    string            `yaml:"error_items_field" doc:"Response field listing rejected items ({itemIndex, code, message} or {field: /<index>/..., message})." default:"invalidFeedItems"`
+	RequestIDHeader    string            `yaml:"request_id_header" doc:"Response header whose value is recorded with the items as their request id." default:"x-request-id"`
 	TLS                HTTPTLS           `yaml:"tls" doc:"TLS for https base URLs."`
 }
 
@@ -235,134 +243,52 @@ type HTTPTLS struct {
 
 // FileSink writes JSON Lines files.
 type FileSink struct {
-	Dir      string   `yaml:"dir" doc:"Directory of the files (<feed>.jsonl, raw: the raw topic_template + .jsonl); created if missing." required:"true"`
-	MaxSize  ByteSize `yaml:"max_size" doc:"A file is rotated when it would exceed this size." min:"1KiB" max:"1TiB"`
-	MaxFiles int      `yaml:"max_files" doc:"Rotated files kept per stream; the oldest is deleted (and the deletion logged) when one more is made, although its items were acknowledged. 0 = keep all." min:"0" max:"100000"`
-	Fsync    bool     `yaml:"fsync" doc:"fsync before acknowledging a batch (durable; slower). Without it a power loss can lose acknowledged lines."`
+	Dir      string   `yaml:"dir" doc:"Directory of the files (<feed>.jsonl, raw: the raw topic_template + .jsonl); created if missing." required:"true" default:"feedcdc-data/out"`
+	MaxSize  ByteSize `yaml:"max_size" doc:"A file is rotated when it would exceed this size." min:"1KiB" max:"1TiB" default:"100MiB"`
+	MaxFiles int      `yaml:"max_files" doc:"Rotated files kept per stream; the oldest is deleted (and the deletion logged) when one more is made, although its items were acknowledged. 0 = keep all." min:"0" max:"100000" default:"10"`
+	Fsync    bool     `yaml:"fsync" doc:"fsync before acknowledging a batch (durable; slower). Without it a power loss can lose acknowledged lines." default:"true"`
 	Envelope bool     `yaml:"envelope" doc:"Write each line as {feed, topic, id, key, hash, op, position, value} instead of the bare item JSON (tombstones then appear with value null)."`
 }
 
 // Backpressure bounds memory between reader and sinks.
 type Backpressure struct {
-	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes" doc:"Bytes of changes and items in flight (read, not yet acknowledged by every sink); the binlog reader pauses at this bound and resumes as sinks drain." min:"1MiB" max:"64GiB"`
-	QueueSize        int      `yaml:"queue_size" doc:"Raw change records that close a batch before flush_interval (a batch holds at most this many records)." min:"1" max:"10000000"`
-	SinkQueueSize    int      `yaml:"sink_queue_size" doc:"Closed batches waiting for the exporter; when it is full (or max_inflight_bytes is reached) the binlog reader waits." min:"1" max:"100000"`
+	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes" doc:"Bytes of changes and items in flight (read, not yet acknowledged by every sink); the binlog reader pauses at this bound and resumes as sinks drain." min:"1MiB" max:"64GiB" default:"64MiB"`
+	QueueSize        int      `yaml:"queue_size" doc:"Raw change records that close a batch before flush_interval (a batch holds at most this many records)." min:"1" max:"10000000" default:"8192"`
+	SinkQueueSize    int      `yaml:"sink_queue_size" doc:"Closed batches waiting for the exporter; when it is full (or max_inflight_bytes is reached) the binlog reader waits." min:"1" max:"100000" default:"16"`
 }
 
 // Telemetry configures metrics, traces and health.
 type Telemetry struct {
-	Listen         string   `yaml:"listen" doc:"Address serving /metrics (Prometheus), /healthz and /readyz. Empty = off." pattern:"listen"`
+	Listen         string   `yaml:"listen" doc:"Address serving /metrics (Prometheus), /healthz and /readyz. Empty = off." pattern:"listen" default:"127.0.0.1:9464"`
 	OTLPEndpoint   string   `yaml:"otlp_endpoint" doc:"OTLP/HTTP endpoint (http://host:4318) for metrics and traces. Empty = no OTLP export."`
 	Traces         bool     `yaml:"traces" doc:"Record spans per build/export batch and resync chunk (exported over OTLP)."`
 	ServiceName    string   `yaml:"service_name" doc:"OpenTelemetry service.name. Empty = the connector name."`
-	ReadyMaxLag    Duration `yaml:"ready_max_lag" doc:"/readyz fails while lag behind the source exceeds this." min:"1s" max:"24h"`
-	MetricInterval Duration `yaml:"metric_interval" doc:"OTLP metric push period." min:"1s" max:"1h"`
+	ReadyMaxLag    Duration `yaml:"ready_max_lag" doc:"/readyz fails while lag behind the source exceeds this." min:"1s" max:"24h" default:"1m"`
+	MetricInterval Duration `yaml:"metric_interval" doc:"OTLP metric push period." min:"1s" max:"1h" default:"15s"`
 }
 
 // Dashboard configures the web dashboard.
 type Dashboard struct {
-	Enabled         bool     `yaml:"enabled" doc:"Serve the dashboard from feedcdc run."`
-	Listen          string   `yaml:"listen" doc:"Dashboard address. A non-loopback address requires a token." pattern:"listen"`
-	Token           Secret   `yaml:"token" doc:"Bearer token required by mutating actions (resync, retry). Only from FEEDCDC_DASHBOARD_TOKEN, token_env or token_file." secret:"true"`
+	Enabled         bool     `yaml:"enabled" doc:"Serve the dashboard from feedcdc run." default:"true"`
+	Listen          string   `yaml:"listen" doc:"Dashboard address. A non-loopback address requires a token." pattern:"listen" default:"127.0.0.1:8484"`
+	Token           Secret   `yaml:"token" doc:"Bearer token required by mutating actions (resync, retry). Only from FEEDCDC_DASHBOARD_TOKEN, token_env or token_file."`
 	TokenFile       string   `yaml:"token_file" doc:"File holding the dashboard token."`
 	TokenEnv        string   `yaml:"token_env" doc:"Environment variable holding the dashboard token."`
-	RefreshInterval Duration `yaml:"refresh_interval" doc:"How often the page refreshes itself." min:"1s" max:"1h"`
+	RefreshInterval Duration `yaml:"refresh_interval" doc:"How often the page refreshes itself." min:"1s" max:"1h" default:"5s"`
+	ItemsToken      string   `yaml:"items_token" doc:"When reading feed items (GET /api/items, GET /api/feeds/{feed}/items/{id}: full item payloads) needs the token: auto (when listen is not a loopback address), always, or never." enum:"auto,always,never" default:"auto"`
 }
 
 // Log configures logging.
 type Log struct {
-	Level  string `yaml:"level" doc:"Lowest level logged." enum:"debug,info,warn,error"`
-	Format string `yaml:"format" doc:"json, text, or auto (text on a terminal, json otherwise)." enum:"json,text,auto"`
+	Level  string `yaml:"level" doc:"Lowest level logged." enum:"debug,info,warn,error" default:"info"`
+	Format string `yaml:"format" doc:"json, text, or auto (text on a terminal, json otherwise)." enum:"json,text,auto" default:"auto"`
 }
 
-// Default returns the built-in configuration: every key at its default.
-// It is not valid on its own: source.user must be set.
+// Default returns the built-in configuration: every key at its default
+// (the default tags above; lists and maps empty, not nil) and the default
+// sink set. It is not valid on its own: source.user must be set.
 func Default() *Config {
-	feed := func() Feed {
-		return Feed{
-			Enabled:        true,
-			Mode:           "immediate",
-			BatchSize:      500,
-			BatchWindow:    Duration(100_000_000), // 100ms
-			Sinks:          []string{},
-			LegacySchedule: "5m",
-			RetrySchedule:  "5m",
-			MaxAttempts:    10,
-			BackoffBase:    Duration(60_000_000_000),   // 1m
-			BackoffMax:     Duration(3600_000_000_000), // 1h
-			Stores:         []string{},
-			Websites:       []string{},
-		}
-	}
-	return &Config{
-		Name: "feedcdc",
-		Source: Source{
-			Host:             "127.0.0.1",
-			Port:             3306,
-			Flavor:           "auto",
-			TLS:              SourceTLS{Mode: "preferred"},
-			Heartbeat:        Duration(10_000_000_000),
-			ReadTimeout:      Duration(90_000_000_000),
-			ConnectTimeout:   Duration(10_000_000_000),
-			ReconnectMin:     Duration(500_000_000),
-			ReconnectMax:     Duration(30_000_000_000),
-			StartPosition:    "current",
-			OnPurgedPosition: "fail",
-			Databases:        []string{},
-			IncludeTables:    []string{},
-			ExcludeTables:    []string{},
-			ZeroDates:        "null",
-			PoolSize:         4,
-			QueryTimeout:     Duration(300_000_000_000),
-			Retry:            SourceRetry{Initial: Duration(500_000_000), Max: Duration(30_000_000_000)},
-		},
-		State: State{
-			Path:                   "feedcdc-data/state.db",
-			Retention:              Duration(7 * 24 * 3600_000_000_000),
-			FlushInterval:          Duration(200_000_000),
-			FlushBatch:             5000,
-			IdleCheckpointInterval: Duration(10_000_000_000),
-		},
-		Feeds: Feeds{
-			Database:               "magento",
-			BuildThreads:           2,
-			VisibilityFence:        true,
-			VisibilityFenceTimeout: Duration(60_000_000_000),
-			Products:               feed(),
-			ProductAttributes:      feed(),
-			Variants:               feed(),
-			ProductOverrides:       feed(),
-		},
-		Raw: Raw{
-			TopicTemplate: "{prefix}.{db}.{table}",
-			Tombstones:    true,
-			Sinks:         []string{},
-		},
-		Resync: Resync{
-			BatchSize:     1000,
-			ThreadCount:   2,
-			RowsPerSecond: 20000,
-			MaxReplicaLag: Duration(10_000_000_000),
-			OnFirstStart:  "full",
-		},
-		Sinks: DefaultSinks(),
-		Backpressure: Backpressure{
-			MaxInflightBytes: 64 << 20,
-			QueueSize:        8192,
-			SinkQueueSize:    16,
-		},
-		Telemetry: Telemetry{
-			Listen:         "127.0.0.1:9464",
-			ReadyMaxLag:    Duration(60_000_000_000),
-			MetricInterval: Duration(15_000_000_000),
-		},
-		Dashboard: Dashboard{
-			Enabled:         true,
-			Listen:          "127.0.0.1:8484",
-			RefreshInterval: Duration(5_000_000_000),
-		},
-		Log: Log{Level: "info", Format: "auto"},
-	}
+	return withDefaults(&Config{Sinks: DefaultSinks()})
 }
 
 // DefaultSinks is the sink set used when the file defines none: one file
@@ -373,59 +299,20 @@ func DefaultSinks() map[string]*Sink {
 
 // DefaultKafkaSink returns a Kafka sink section with every default set
 // (brokers empty).
-func DefaultKafkaSink() *KafkaSink {
-	return &KafkaSink{
-		Brokers:           []string{},
-		ClientID:          "feedcdc",
-		TopicPrefix:       "feedcdc",
-		TopicTemplate:     "{prefix}.{feed}",
-		Compression:       "none",
-		Acks:              "all",
-		BatchSize:         1000,
-		BatchBytes:        1 << 20,
-		Linger:            Duration(10_000_000),
-		WriteTimeout:      Duration(30_000_000_000),
-		CreateTopics:      true,
-		Partitions:        3,
-		ReplicationFactor: -1,
-		Compact:           true,
-		MaxMessageBytes:   1_000_000,
-		TopicConfigs:      map[string]string{},
-	}
-}
+func DefaultKafkaSink() *KafkaSink { return withDefaults(&KafkaSink{}) }
 
 // DefaultHTTPSink returns an HTTP sink section with every default set
 // (base_url empty).
-func DefaultHTTPSink() *HTTPSink {
-	return &HTTPSink{
-		Routes:             map[string]string{},
-		Headers:            map[string]string{},
-		APIKeyHeaders:      []string{"x-api-key"},
-		Timeout:            Duration(30_000_000_000),
-		Gzip:               true,
-		MaxItemsPerRequest: 100,
-		ErrorItemsField:    "invalidFeedItems",
-		RequestIDHeader:    "x-request-id",
-	}
-}
+func DefaultHTTPSink() *HTTPSink { return withDefaults(&HTTPSink{}) }
 
 // DefaultFileSink returns a file sink section with every default set.
-func DefaultFileSink() *FileSink {
-	return &FileSink{Dir: "feedcdc-data/out", MaxSize: 100 << 20, MaxFiles: 10, Fsync: true}
-}
+func DefaultFileSink() *FileSink { return withDefaults(&FileSink{}) }
 
 // Feed returns the settings of the named feed (names compare
 // case-insensitively), or nil for an unknown name.
 func (f *Feeds) Feed(name string) *Feed {
-	switch strings.ToLower(name) {
-	case strings.ToLower(FeedProducts):
-		return &f.Products
-	case strings.ToLower(FeedProductAttributes):
-		return &f.ProductAttributes
-	case strings.ToLower(FeedVariants):
-		return &f.Variants
-	case strings.ToLower(FeedProductOverrides):
-		return &f.ProductOverrides
+	if i := slices.IndexFunc(FeedNames, func(n string) bool { return strings.EqualFold(n, name) }); i >= 0 {
+		return []*Feed{&f.Products, &f.ProductAttributes, &f.Variants, &f.ProductOverrides}[i]
 	}
 	return nil
 }

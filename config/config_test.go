@@ -437,3 +437,49 @@ func TestTableFilterEquivalent(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownEnvOfSectionIsError: a FEEDCDC_<SECTION>_<KEY> variable that
+// names no key is an error with the closest key, as the same typo in the
+// file is; variables of other tools (FEEDCDC_CHAOS_*, *_TEST_*, *_BENCH_*)
+// stay warnings or are ignored.
+func TestUnknownEnvOfSectionIsError(t *testing.T) {
+	_, err := LoadBytes([]byte(base), "config.yaml", []string{"FEEDCDC_SOURCE_HEARBEAT=5s"})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Env != "FEEDCDC_SOURCE_HEARBEAT" ||
+		!strings.Contains(err.Error(), "did you mean FEEDCDC_SOURCE_HEARTBEAT?") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = LoadBytes([]byte(base), "config.yaml", []string{"FEEDCDC_SINKS_MAIN_KAFKA_BROKERS=k:9092"})
+	if !errors.As(err, &ve) || !strings.Contains(err.Error(), "$FEEDCDC_SINKS_MAIN_KAFKA_BROKERS") || !strings.Contains(err.Error(), "sinks defined in the file") {
+		t.Fatalf("override of an undefined sink: %v", err)
+	}
+	cfg := mustLoad(t, base, "FEEDCDC_CHAOS_SEED=1", "FEEDCDC_FEEDS_BENCH_PROFILE=small", "FEEDCDC_STATE_BENCH_LARGE=1",
+		"FEEDCDC_DASHBOARD_TOKEN=tok", "FEEDCDC_SOURCE_TEST_X=1", "FEEDCDC_NAME_X=1")
+	if len(cfg.Warnings) != 2 || !strings.Contains(cfg.Warnings[0], "FEEDCDC_CHAOS_SEED") || !strings.Contains(cfg.Warnings[1], "FEEDCDC_NAME_X") || cfg.Dashboard.Token.Value() != "tok" {
+		t.Fatalf("warnings %q", cfg.Warnings)
+	}
+}
+
+func TestUnknownEnvOfSinkSuggestsItsKeys(t *testing.T) {
+	_, err := LoadBytes([]byte(base+"sinks:\n  main:\n    kafka: {brokers: [k:1]}\n"), "config.yaml", []string{"FEEDCDC_SINKS_MAIN_KAFKA_BROKER=k:9092"})
+	if err == nil || !strings.Contains(err.Error(), "did you mean FEEDCDC_SINKS_MAIN_KAFKA_BROKERS?") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestEnvDecodedLikeFile: an override goes through the file's decoder, so
+// a value out of the field's range is reported rather than wrapped around.
+func TestEnvDecodedLikeFile(t *testing.T) {
+	for env, want := range map[string]string{
+		"FEEDCDC_SOURCE_SERVER_ID=99999999999": "$FEEDCDC_SOURCE_SERVER_ID: source.server_id: 99999999999 is out of range; allowed: 0..4294967295",
+		"FEEDCDC_SOURCE_PORT=":                 "$FEEDCDC_SOURCE_PORT: source.port: must be an integer",
+		"FEEDCDC_RAW_ENABLED=maybe":            "$FEEDCDC_RAW_ENABLED: raw.enabled: must be true or false",
+	} {
+		if _, err := LoadBytes([]byte(base), "config.yaml", []string{env}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", env, err, want)
+		}
+	}
+	if cfg := mustLoad(t, base, "FEEDCDC_RAW_ENABLED=1", "FEEDCDC_DASHBOARD_ENABLED=f"); !cfg.Raw.Enabled || cfg.Dashboard.Enabled {
+		t.Fatal("booleans 1 and f from the environment not applied")
+	}
+}

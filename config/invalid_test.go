@@ -89,6 +89,8 @@ func TestInvalidConfigs(t *testing.T) {
 			nil, []string{"source.tls.mode", "set mode: verify-identity"}},
 		{"dashboard open without token", base + "dashboard:\n  listen: 0.0.0.0:8484\n",
 			nil, []string{"config.yaml:5:", "dashboard.listen", "no token", "token_env", "127.0.0.1"}},
+		{"items token without token", base + "dashboard:\n  items_token: always\n",
+			nil, []string{"dashboard.items_token", "always needs a token", "token_env"}},
 		{"dashboard and telemetry clash", base + "dashboard:\n  listen: 127.0.0.1:9464\n",
 			nil, []string{"dashboard.listen", "also telemetry.listen", "own port"}},
 		{"listen address", base + "telemetry:\n  listen: \"9464\"\n",

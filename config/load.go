@@ -1,19 +1,15 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -50,15 +46,21 @@ func LoadBytes(data []byte, name string, environ []string) (*Config, error) {
 	return cfg, nil
 }
 
+// loader decodes one configuration: the YAML tree, then the environment,
+// into a Config holding the defaults, recording where each key came from.
+type loader struct {
+	file     string
+	environ  map[string]string
+	env      string // the FEEDCDC_* variable being applied ("" while reading the file)
+	problems []Problem
+	warnings []string
+	lines    map[string]int    // concrete key path -> line in the file
+	envSet   map[string]string // concrete key path -> FEEDCDC_* variable that set it
+	given    map[string]bool   // sinks.<name>.<kafka|http|file> sections given
+}
+
 func newLoader(name string, environ []string) *loader {
-	l := &loader{
-		file:         name,
-		lines:        map[string]int{},
-		envSet:       map[string]string{},
-		sections:     map[string]map[string]bool{},
-		environ:      map[string]string{},
-		topicConfigs: map[string]map[string]string{},
-	}
+	l := &loader{file: name, environ: map[string]string{}, lines: map[string]int{}, envSet: map[string]string{}, given: map[string]bool{}}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			l.environ[k] = v
@@ -67,144 +69,62 @@ func newLoader(name string, environ []string) *loader {
 	return l
 }
 
-type loader struct {
-	file         string
-	problems     []Problem
-	warnings     []string
-	lines        map[string]int             // concrete key path -> line in the file
-	envSet       map[string]string          // concrete key path -> FEEDCDC_* variable that set it
-	sections     map[string]map[string]bool // sink name -> sections (kafka/http/file) given
-	environ      map[string]string
-	topicConfigs map[string]map[string]string // sink name -> kafka.topic_configs (read outside viper)
-	fileSink     bool                         // the file (or an override of a default sink) defines the sinks section
-	yamlSinks    []string                     // sink names defined in the file
-}
-
 func (l *loader) problemAt(line int, path, format string, args ...any) {
-	l.problems = append(l.problems, Problem{Path: path, File: l.file, Line: line, Message: fmt.Sprintf(format, args...)})
-}
-
-func (l *loader) envProblem(env, path, format string, args ...any) {
-	l.problems = append(l.problems, Problem{Path: path, File: l.file, Env: env, Message: fmt.Sprintf(format, args...)})
-}
-
-func (l *loader) reportedUnder(prefix string) bool {
-	for _, p := range l.problems {
-		if strings.HasPrefix(p.Path, prefix) {
-			return true
-		}
+	if l.env != "" {
+		line = 0
 	}
-	return false
+	l.problems = append(l.problems, Problem{Path: path, File: l.file, Line: line, Env: l.env, Message: fmt.Sprintf(format, args...)})
 }
 
-// locate fills File/Line/Env of a problem found on the decoded config.
-func (l *loader) locate(p Problem) Problem {
+// locate adds a problem found on the decoded config, with the line or
+// variable of its key (or of the nearest section above it).
+func (l *loader) locate(p Problem) {
 	p.File = l.file
-	for path := p.Path; path != ""; {
-		if env, ok := l.envSet[path]; ok {
-			p.Env = env
-			return p
-		}
-		if line, ok := l.lines[path]; ok {
-			p.Line = line
-			return p
-		}
+	for path := p.Path; path != "" && p.Env == "" && p.Line == 0; {
+		p.Env, p.Line = l.envSet[path], l.lines[path]
 		i := strings.LastIndexByte(path, '.')
-		if i < 0 {
-			break
-		}
-		path = path[:i]
+		path = path[:max(i, 0)]
 	}
-	return p
+	l.problems = append(l.problems, p)
 }
+
+var lineRE = regexp.MustCompile(`line (\d+): `)
 
 func (l *loader) load(data []byte) *Config {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := err.Error()
-		line := 0
+		msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 0
 		if m := lineRE.FindStringSubmatch(msg); m != nil {
 			line, _ = strconv.Atoi(m[1])
 			msg = strings.Replace(msg, m[0], "", 1)
 		}
-		l.problemAt(line, "", "not valid YAML: %s; fix the syntax (indent with spaces, quote values containing ': ' or '#')", strings.TrimPrefix(msg, "yaml: "))
+		l.problemAt(line, "", "not valid YAML: %s; fix the syntax (indent with spaces, quote values containing ': ' or '#')", msg)
 		return nil
 	}
+	cfg := Default()
+	cfg.Sinks = map[string]*Sink{"file": sinkPrototype()}
+	cfg.Sinks["file"].Type = "file"
 	if len(doc.Content) > 0 {
-		root := doc.Content[0]
-		if root.Kind == yaml.MappingNode {
-			l.walkSection(root, reflect.TypeOf(Config{}), nil)
+		if root := doc.Content[0]; root.Kind == yaml.MappingNode {
+			l.section(root, reflect.ValueOf(cfg).Elem(), nil)
 		} else if !isNull(root) {
 			l.problemAt(root.Line, "", "the file must be a YAML mapping of sections (source:, sinks:, ...), not a %s", nodeKind(root))
-			doc.Content = nil
 		}
 	}
-	clean := []byte{}
-	if len(doc.Content) > 0 && doc.Content[0].Kind == yaml.MappingNode {
-		var err error
-		if clean, err = yaml.Marshal(&doc); err != nil {
-			l.problemAt(0, "", "internal error re-encoding the configuration: %v", err)
-			return nil
-		}
+	l.applyEnv(cfg)
+	for name, s := range cfg.Sinks {
+		l.finishSink(name, s)
 	}
-
-	v := viper.New()
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(bytes.NewReader(clean)); err != nil {
-		l.problemAt(0, "", "viper could not read the configuration: %v", err)
-		return nil
-	}
-	l.applyEnv(v)
-
-	cfg := Default()
-	settings := v.AllSettings()
-	rawSinks, hasSinks := settings["sinks"]
-	delete(settings, "sinks")
-	if err := decodeInto(settings, cfg); err != nil {
-		l.decodeError(err, "")
-	}
-	if hasSinks || l.fileSink {
-		m, _ := rawSinks.(map[string]any)
-		if m == nil {
-			m = map[string]any{}
-		}
-		for _, n := range l.yamlSinks {
-			if _, ok := m[n]; !ok {
-				m[n] = nil // an empty section, dropped by viper
-			}
-		}
-		if len(m) == 0 && !l.reportedUnder("sinks.") {
-			l.problemAt(l.lines["sinks"], "sinks", "no sinks are defined; define at least one, e.g. sinks: {out: {type: file, file: {dir: feedcdc-data/out}}}, or remove the empty sinks: section to use the default file sink")
-		}
-		cfg.Sinks = map[string]*Sink{}
-		for name, raw := range m {
-			s := sinkPrototype()
-			if raw == nil {
-				raw = map[string]any{}
-			}
-			if err := decodeInto(raw, s); err != nil {
-				l.decodeError(err, "sinks."+name)
-			}
-			l.finishSink(name, s)
-			if s.Kafka != nil {
-				for k, v := range l.topicConfigs[name] {
-					s.Kafka.TopicConfigs[k] = v
-				}
-			}
-			cfg.Sinks[name] = s
-		}
-	}
-	canonicalizeRoutes(cfg)
 	l.resolveSecrets(cfg)
-	// One problem per key: a key already reported while reading the file
-	// (e.g. a literal secret, dropped) is not reported again as missing.
+	// One problem per key: a key already reported while reading (e.g. a
+	// literal secret, dropped) is not reported again as missing.
 	reported := map[string]bool{}
 	for _, p := range l.problems {
 		reported[p.Path] = true
 	}
 	for _, p := range validate(cfg) {
 		if !reported[p.Path] {
-			l.problems = append(l.problems, l.locate(p))
+			l.locate(p)
 		}
 	}
 	l.warnings = append(l.warnings, warnings(cfg)...)
@@ -218,101 +138,15 @@ func (l *loader) load(data []byte) *Config {
 	return cfg
 }
 
-func (l *loader) decodeError(err error, prefix string) {
-	var de *mapstructure.DecodeError
-	msgs := []string{err.Error()}
-	if errors.As(err, &de) {
-		msgs = []string{de.Error()}
-	}
-	for _, m := range msgs {
-		l.problemAt(0, prefix, "%s", m)
-	}
-}
+// --- the decoder: one walk over the YAML tree into the typed struct ---------
 
-// finishSink infers the sink type from its sections and drops the sections
-// of other types (their defaults were only prototypes).
-func (l *loader) finishSink(name string, s *Sink) {
-	given := l.sections[name]
-	path := "sinks." + name
-	if s.Type == "" {
-		var present []string
-		for _, t := range []string{"kafka", "http", "file"} {
-			if given[t] {
-				present = append(present, t)
-			}
-		}
-		switch len(present) {
-		case 1:
-			s.Type = present[0]
-		case 0: // reported by validate
-		default:
-			l.problemAt(l.lines[path], path+".type", "sink %q has sections %s but no type; add type: with one of them and remove the others", name, strings.Join(present, " and "))
-		}
-	}
-	for _, t := range []string{"kafka", "http", "file"} {
-		if given[t] && s.Type != "" && s.Type != t && validEnum(s.Type, "kafka", "http", "file") {
-			line := l.lines[path+"."+t]
-			l.problemAt(line, path+"."+t, "section %s is set but the sink's type is %s; remove the %s section or change type to %s", t, s.Type, t, t)
-		}
-	}
-	if s.Type != "kafka" {
-		s.Kafka = nil
-	}
-	if s.Type != "http" {
-		s.HTTP = nil
-	}
-	if s.Type != "file" {
-		s.File = nil
-	}
-}
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
-func validEnum(v string, vals ...string) bool {
-	for _, x := range vals {
-		if x == v {
-			return true
-		}
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
 	}
-	return false
-}
-
-func canonicalizeRoutes(cfg *Config) {
-	for _, s := range cfg.Sinks {
-		if s.HTTP == nil || len(s.HTTP.Routes) == 0 {
-			continue
-		}
-		m := map[string]string{}
-		for k, v := range s.HTTP.Routes {
-			if c, ok := CanonicalFeedName(k); ok {
-				k = c
-			}
-			m[k] = v
-		}
-		s.HTTP.Routes = m
-	}
-}
-
-// decodeInto decodes viper settings (lower-cased keys) into out, which
-// already holds defaults.
-func decodeInto(in any, out any) error {
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		TagName:          "yaml",
-		WeaklyTypedInput: true,
-		Result:           out,
-		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.TextUnmarshallerHookFunc(),
-			mapstructure.StringToSliceHookFunc(","),
-		),
-	})
-	if err != nil {
-		return err
-	}
-	return dec.Decode(in)
-}
-
-// --- YAML node walk: unknown keys, types, literal secrets ------------------
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+	return n
 }
 
 func nodeKind(n *yaml.Node) string {
@@ -330,63 +164,51 @@ func nodeKind(n *yaml.Node) string {
 	return "value " + n.Value
 }
 
-func join(path []string) string { return strings.Join(path, ".") }
-
-func with(path []string, name string) []string {
-	return append(append([]string(nil), path...), name)
+// walkSection checks a section of the file against its type, decoding into
+// a throw-away value (tests check config.yaml's commented keys with it).
+func (l *loader) walkSection(n *yaml.Node, t reflect.Type, path []string) {
+	l.section(n, reflect.New(t).Elem(), path)
 }
 
-// walkSection checks a mapping node against a section type and removes the
-// keys it reports, so that decoding sees only well-formed values.
-func (l *loader) walkSection(n *yaml.Node, t reflect.Type, path []string) {
+// section decodes a mapping node into the struct v. Merge keys (<<: *anchor)
+// are applied first, so the section's own keys win over merged ones.
+func (l *loader) section(n *yaml.Node, v reflect.Value, path []string) {
 	seen := map[string]int{}
-	var kept []*yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		if val.Kind == yaml.AliasNode && val.Alias != nil {
-			val = val.Alias
-		}
-		name := k.Value
-		p := with(path, name)
-		if k.Tag == "!!merge" {
-			// "<<: *anchor" (or a list of anchors) merges sections.
-			targets := []*yaml.Node{val}
-			if val.Kind == yaml.SequenceNode {
-				targets = val.Content
+	for _, merging := range []bool{true, false} {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], resolve(n.Content[i+1])
+			p := with(path, k.Value)
+			if (k.Tag == "!!merge") != merging {
+				continue
 			}
-			ok := true
-			for _, m := range targets {
-				if m.Kind == yaml.AliasNode && m.Alias != nil {
-					m = m.Alias
+			if merging {
+				targets := []*yaml.Node{val}
+				if val.Kind == yaml.SequenceNode {
+					targets = val.Content
 				}
-				if m.Kind != yaml.MappingNode {
-					l.problemAt(k.Line, join(path), "<< must merge a section (<<: *anchor), not a %s", nodeKind(m))
-					ok = false
-					continue
+				for _, m := range targets {
+					if m = resolve(m); m.Kind != yaml.MappingNode {
+						l.problemAt(k.Line, join(path), "<< must merge a section (<<: *anchor), not a %s", nodeKind(m))
+					} else {
+						l.section(m, v, path)
+					}
 				}
-				l.walkSection(m, t, path)
+				continue
 			}
-			if ok {
-				kept = append(kept, k, n.Content[i+1])
+			if prev, dup := seen[k.Value]; dup {
+				l.problemAt(k.Line, join(p), "key %q is set twice (also on line %d); keep one", k.Value, prev)
+				continue
 			}
-			continue
-		}
-		if prev, dup := seen[name]; dup {
-			l.problemAt(k.Line, join(p), "key %q is set twice (also on line %d); keep one", name, prev)
-			continue
-		}
-		seen[name] = k.Line
-		f, ok := fieldByName(t, name)
-		if !ok {
-			l.unknownKey(k, t, path)
-			continue
-		}
-		l.lines[join(p)] = k.Line
-		if l.walkField(val, f, p) {
-			kept = append(kept, k, val)
+			seen[k.Value] = k.Line
+			f, ok := fieldByName(v.Type(), k.Value)
+			if !ok {
+				l.unknownKey(k, v.Type(), path)
+				continue
+			}
+			l.lines[join(p)] = k.Line
+			l.value(val, v.Field(f.Index), f, p)
 		}
 	}
-	n.Content = kept
 }
 
 func (l *loader) unknownKey(k *yaml.Node, t reflect.Type, path []string) {
@@ -403,8 +225,7 @@ func (l *loader) unknownKey(k *yaml.Node, t reflect.Type, path []string) {
 		l.problemAt(k.Line, p, "unknown key %q; did you mean %q (%s)?", k.Value, c, join(with(path, c)))
 		return
 	}
-	// A key that exists elsewhere (misplaced rather than misspelt).
-	var elsewhere []string
+	var elsewhere []string // a key that exists elsewhere: misplaced, not misspelt
 	for _, ap := range allPaths() {
 		if ap == k.Value || strings.HasSuffix(ap, "."+k.Value) {
 			elsewhere = append(elsewhere, ap)
@@ -421,209 +242,174 @@ func (l *loader) unknownKey(k *yaml.Node, t reflect.Type, path []string) {
 	l.problemAt(k.Line, p, "unknown key %q; valid keys %s are: %s", k.Value, where, strings.Join(names, ", "))
 }
 
-var lineRE = regexp.MustCompile(`line (\d+): `)
-
-var topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
-
-var sinkNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-
-// walkField checks one value; it returns false when the value must be
-// dropped (reported, or null meaning "use the default").
-func (l *loader) walkField(val *yaml.Node, f field, p []string) bool {
+// value decodes one node into v, the field f at path p. A null keeps the
+// default; a value that is reported is not stored.
+func (l *loader) value(n *yaml.Node, v reflect.Value, f field, p []string) {
 	path := join(p)
-	if isNull(val) {
-		return false
+	if n = resolve(n); isNull(n) {
+		return
 	}
 	switch f.Kind {
 	case kStruct:
-		if val.Kind != yaml.MappingNode {
-			l.problemAt(val.Line, path, "must be a section of key: value pairs, not a %s", nodeKind(val))
-			return false
+		if n.Kind != yaml.MappingNode {
+			l.problemAt(n.Line, path, "must be a section of key: value pairs, not a %s", nodeKind(n))
+			return
 		}
 		if len(p) == 3 && p[0] == "sinks" {
-			if l.sections[p[1]] == nil {
-				l.sections[p[1]] = map[string]bool{}
-			}
-			l.sections[p[1]][p[2]] = true
+			l.given[path] = true
 		}
-		t := f.Type
-		if t.Kind() == reflect.Pointer {
-			t = t.Elem()
+		if v.Kind() == reflect.Pointer && v.IsNil() {
+			v.Set(reflect.New(f.Type.Elem()))
 		}
-		l.walkSection(val, t, p)
-		return true
+		l.section(n, reflect.Indirect(v), p)
 	case kSinkMap:
-		if val.Kind != yaml.MappingNode {
-			l.problemAt(val.Line, path, "must be a section of named sinks (sinks: {main: {type: kafka, ...}}), not a %s", nodeKind(val))
-			return false
-		}
-		var kept []*yaml.Node
-		seen := map[string]int{}
-		for i := 0; i+1 < len(val.Content); i += 2 {
-			k, sv := val.Content[i], val.Content[i+1]
-			sp := with(p, k.Value)
-			if prev, dup := seen[k.Value]; dup {
-				l.problemAt(k.Line, join(sp), "sink %q is defined twice (also on line %d); rename or remove one", k.Value, prev)
-				continue
-			}
-			seen[k.Value] = k.Line
-			if !sinkNameRE.MatchString(k.Value) {
-				l.problemAt(k.Line, join(sp), "sink name %q must be lower-case letters, digits and _ starting with a letter (it is used in FEEDCDC_SINKS_<NAME>_* variables); rename it to %q", k.Value, suggestSinkName(k.Value))
-				continue
-			}
-			l.lines[join(sp)] = k.Line
-			if sv.Kind != yaml.MappingNode {
-				l.problemAt(sv.Line, join(sp), "sink %q must be a section (type: kafka|http|file plus its options), not a %s", k.Value, nodeKind(sv))
-				continue
-			}
-			l.walkSection(sv, reflect.TypeOf(Sink{}), sp)
-			l.yamlSinks = append(l.yamlSinks, k.Value)
-			kept = append(kept, k, sv)
-		}
-		val.Content = kept
-		l.fileSink = true
-		return true
+		l.sinks(n, v, p)
 	case kStringMap:
-		if val.Kind != yaml.MappingNode {
-			l.problemAt(val.Line, path, "must be a map of %s: value pairs, not a %s", f.Keys, nodeKind(val))
-			return false
-		}
-		var kept []*yaml.Node
-		for i := 0; i+1 < len(val.Content); i += 2 {
-			k, mv := val.Content[i], val.Content[i+1]
-			kp := join(with(p, k.Value))
-			if f.Keys == "feed" && !isFeedName(k.Value) {
-				hint := "valid feeds: " + strings.Join(FeedNames, ", ")
-				if c := closest(k.Value, FeedNames); c != "" {
-					hint = fmt.Sprintf("did you mean %q?", c)
-				}
-				l.problemAt(k.Line, kp, "%q is not a feed; %s", k.Value, hint)
-				continue
-			}
-			if f.Keys == "config" && !topicConfigRE.MatchString(k.Value) {
-				l.problemAt(k.Line, kp, "%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", k.Value)
-				continue
-			}
-			if f.Keys == "config" && k.Value == "cleanup.policy" {
-				l.problemAt(k.Line, kp, "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs")
-				continue
-			}
-			if f.Keys == "header" && !validHeaderName(k.Value) {
-				l.problemAt(k.Line, kp, "%q is not a valid HTTP header name; use letters, digits and - only", k.Value)
-				continue
-			}
-			if f.Keys == "header" && looksLikeCredentialHeader(k.Value) {
-				l.problemAt(k.Line, kp, "header %q carries a credential; literal secrets are not allowed in the file: set api_key_env (or api_key_file) and add %q to api_key_headers", k.Value, strings.ToLower(k.Value))
-				continue
-			}
-			if mv.Kind != yaml.ScalarNode || isNull(mv) {
-				l.problemAt(mv.Line, kp, "must be a string, not a %s", nodeKind(mv))
-				continue
-			}
-			l.lines[kp] = k.Line
-			kept = append(kept, k, mv)
-			if f.Keys == "config" {
-				// Kafka config names contain dots, which viper would split
-				// into nested keys: keep them out of viper.
-				if l.topicConfigs[p[1]] == nil {
-					l.topicConfigs[p[1]] = map[string]string{}
-				}
-				l.topicConfigs[p[1]][k.Value] = mv.Value
-			}
-		}
-		val.Content = kept
-		return f.Keys != "config"
+		l.stringMap(n, v, f, p)
 	case kStrings:
-		switch val.Kind {
+		switch n.Kind {
 		case yaml.ScalarNode: // "a, b" is accepted as a comma-separated list
-			return true
+			v.Set(reflect.ValueOf(splitList(n.Value)))
 		case yaml.SequenceNode:
-			for _, e := range val.Content {
-				if e.Kind != yaml.ScalarNode || isNull(e) {
+			list := []string{}
+			for _, e := range n.Content {
+				if e = resolve(e); e.Kind != yaml.ScalarNode || isNull(e) {
 					l.problemAt(e.Line, path, "list entries must be strings, not a %s; write e.g. [a, b]", nodeKind(e))
-					return false
+					return
 				}
+				list = append(list, e.Value)
 			}
-			return true
+			v.Set(reflect.ValueOf(list))
+		default:
+			l.problemAt(n.Line, path, "must be a list of strings like [a, b], not a %s", nodeKind(n))
 		}
-		l.problemAt(val.Line, path, "must be a list of strings like [a, b], not a %s", nodeKind(val))
-		return false
-	}
-	if val.Kind != yaml.ScalarNode {
-		l.problemAt(val.Line, path, "must be a single %s, not a %s", f.Kind.typeName(), nodeKind(val))
-		return false
-	}
-	switch f.Kind {
-	case kSecret:
-		if val.Value != "" {
-			l.problemAt(val.Line, path, "a literal secret is not allowed in the configuration file; remove it and set %s_env: VAR_NAME, %s_file: /path/to/file, or the environment variable %s", f.Name, f.Name, envName(path))
-			return false
-		}
-		return false
-	case kInt, kUint:
-		if val.Tag != "!!int" {
-			l.problemAt(val.Line, path, "must be an integer, got %s; write e.g. %s: %s", nodeKind(val), f.Name, exampleInt(f, p))
-			return false
-		}
-		n, err := strconv.ParseInt(strings.ReplaceAll(val.Value, "_", ""), 0, 64)
-		if err != nil || (f.Kind == kUint && n < 0) {
-			l.problemAt(val.Line, path, "%s is out of range; allowed: %s", val.Value, allowedOr(f, "a non-negative integer"))
-			return false
-		}
-	case kBool:
-		if val.Tag != "!!bool" {
-			l.problemAt(val.Line, path, "must be true or false, got %s", nodeKind(val))
-			return false
-		}
-	case kDuration:
-		if (val.Tag == "!!int" || val.Tag == "!!float") && val.Value != "0" {
-			l.problemAt(val.Line, path, "%s has no unit; write e.g. %ss, %sms or %sm", val.Value, val.Value, val.Value, val.Value)
-			return false
-		}
-		if _, err := ParseDuration(val.Value); err != nil {
-			l.problemAt(val.Line, path, "%v", err)
-			return false
-		}
-	case kByteSize:
-		if val.Tag == "!!int" {
-			if n, err := strconv.ParseInt(val.Value, 0, 64); err != nil || n < 0 {
-				l.problemAt(val.Line, path, "%s is not a size; write a non-negative byte count or e.g. 64MiB", val.Value)
-				return false
+	default:
+		switch {
+		case n.Kind != yaml.ScalarNode:
+			l.problemAt(n.Line, path, "must be a single %s, not a %s", f.Kind.typeName(), nodeKind(n))
+		case f.Kind == kBool && l.env != "" && n.Tag != "!!bool":
+			if b, err := strconv.ParseBool(n.Value); err == nil { // FEEDCDC_RAW_ENABLED=1
+				v.SetBool(b)
+			} else {
+				l.problemAt(0, path, "must be true or false, got %q", n.Value)
 			}
-		} else if _, err := ParseByteSize(val.Value); err != nil {
-			l.problemAt(val.Line, path, "%v", err)
-			return false
+		case f.Kind == kSecret && l.env == "" && n.Value != "":
+			l.problemAt(n.Line, path, "a literal secret is not allowed in the configuration file; remove it and set %s_env: VAR_NAME, %s_file: /path/to/file, or the environment variable %s", f.Name, f.Name, envName(path))
+		default:
+			if err := setScalar(n, v, f, p); err != nil {
+				l.problemAt(n.Line, path, "%v", err)
+			}
 		}
 	}
-	return true
 }
 
-func exampleInt(f field, path []string) string {
-	if d := defaultFor(path); d != "" {
-		return d
+var sinkNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// sinks decodes the sinks section: it replaces the default sink set.
+func (l *loader) sinks(n *yaml.Node, v reflect.Value, p []string) {
+	if n.Kind != yaml.MappingNode {
+		l.problemAt(n.Line, join(p), "must be a section of named sinks (sinks: {main: {type: kafka, ...}}), not a %s", nodeKind(n))
+		return
 	}
-	if f.Min != "" {
-		return f.Min
+	m, seen, bad := map[string]*Sink{}, map[string]int{}, false
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, sv := n.Content[i], resolve(n.Content[i+1])
+		sp := join(with(p, k.Value))
+		prev, dup := seen[k.Value]
+		seen[k.Value] = k.Line
+		switch {
+		case dup:
+			l.problemAt(k.Line, sp, "sink %q is defined twice (also on line %d); rename or remove one", k.Value, prev)
+		case !sinkNameRE.MatchString(k.Value):
+			l.problemAt(k.Line, sp, "sink name %q must be lower-case letters, digits and _ starting with a letter (it is used in FEEDCDC_SINKS_<NAME>_* variables); rename it to %q", k.Value, suggestSinkName(k.Value))
+		case sv.Kind != yaml.MappingNode:
+			l.problemAt(sv.Line, sp, "sink %q must be a section (type: kafka|http|file plus its options), not a %s", k.Value, nodeKind(sv))
+		default:
+			l.lines[sp] = k.Line
+			m[k.Value] = sinkPrototype()
+			l.section(sv, reflect.ValueOf(m[k.Value]).Elem(), with(p, k.Value))
+			continue
+		}
+		bad = true
 	}
-	return "1"
+	if len(m) == 0 && !bad {
+		l.problemAt(n.Line, join(p), "no sinks are defined; define at least one, e.g. sinks: {out: {type: file, file: {dir: feedcdc-data/out}}}, or remove the empty sinks: section to use the default file sink")
+	}
+	v.Set(reflect.ValueOf(m))
 }
 
-// defaultFor returns the documented default of a concrete key path.
-func defaultFor(path []string) string {
-	g := generalize(path)
-	for _, k := range Keys() {
-		if k.Path == g {
-			return k.Default
+var topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
+
+// stringMap decodes routes, headers and topic_configs, checking their keys.
+func (l *loader) stringMap(n *yaml.Node, v reflect.Value, f field, p []string) {
+	if n.Kind != yaml.MappingNode {
+		l.problemAt(n.Line, join(p), "must be a map of %s: value pairs, not a %s", f.Keys, nodeKind(n))
+		return
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMap(f.Type))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, mv := n.Content[i], resolve(n.Content[i+1])
+		kp, key := join(with(p, k.Value)), k.Value
+		msg := ""
+		switch {
+		case f.Keys == "feed" && !isFeedName(key):
+			msg = "valid feeds: " + strings.Join(FeedNames, ", ")
+			if c := closest(key, FeedNames); c != "" {
+				msg = fmt.Sprintf("did you mean %q?", c)
+			}
+			msg = fmt.Sprintf("%q is not a feed; %s", key, msg)
+		case f.Keys == "config" && !topicConfigRE.MatchString(key):
+			msg = fmt.Sprintf("%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", key)
+		case f.Keys == "config" && key == "cleanup.policy":
+			msg = "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs"
+		case f.Keys == "header" && !validHeaderName(key):
+			msg = fmt.Sprintf("%q is not a valid HTTP header name; use letters, digits and - only", key)
+		case f.Keys == "header" && looksLikeCredentialHeader(key):
+			msg = fmt.Sprintf("header %q carries a credential; literal secrets are not allowed in the file: set api_key_env (or api_key_file) and add %q to api_key_headers", key, strings.ToLower(key))
+		case mv.Kind != yaml.ScalarNode || isNull(mv):
+			l.problemAt(mv.Line, kp, "must be a string, not a %s", nodeKind(mv))
+			continue
+		}
+		if msg != "" {
+			l.problemAt(k.Line, kp, "%s", msg)
+			continue
+		}
+		l.lines[kp] = k.Line
+		v.SetMapIndex(reflect.ValueOf(key), reflect.ValueOf(mv.Value))
+	}
+}
+
+// finishSink infers the sink type from its sections and drops the sections
+// of other types (their defaults were only prototypes).
+func (l *loader) finishSink(name string, s *Sink) {
+	path := "sinks." + name
+	var present []string
+	for _, t := range []string{"kafka", "http", "file"} {
+		if l.given[path+"."+t] {
+			present = append(present, t)
 		}
 	}
-	return ""
-}
-
-func allowedOr(f field, def string) string {
-	if a := allowed(f); a != "" {
-		return a
+	if s.Type == "" && len(present) == 1 {
+		s.Type = present[0]
+	} else if s.Type == "" && len(present) > 1 {
+		l.problemAt(l.lines[path], path+".type", "sink %q has sections %s but no type; add type: with one of them and remove the others", name, strings.Join(present, " and "))
 	}
-	return def
+	for _, t := range present {
+		if s.Type != t && slices.Contains([]string{"kafka", "http", "file"}, s.Type) {
+			l.problemAt(l.lines[path+"."+t], path+"."+t, "section %s is set but the sink's type is %s; remove the %s section or change type to %s", t, s.Type, t, t)
+		}
+	}
+	if s.Type != "kafka" {
+		s.Kafka = nil
+	}
+	if s.Type != "http" {
+		s.HTTP = nil
+	}
+	if s.Type != "file" {
+		s.File = nil
+	}
 }
 
 func suggestSinkName(s string) string {
@@ -633,11 +419,10 @@ func suggestSinkName(s string) string {
 			b[i] = '_'
 		}
 	}
-	out := string(b)
-	if out == "" || !(out[0] >= 'a' && out[0] <= 'z') {
-		out = "s" + out
+	if len(b) == 0 || b[0] < 'a' || b[0] > 'z' {
+		return "s" + string(b)
 	}
-	return out
+	return string(b)
 }
 
 var headerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
@@ -654,38 +439,31 @@ func looksLikeCredentialHeader(h string) bool {
 	return false
 }
 
-// --- environment overrides ----------------------------------------------------
+// --- environment overrides ------------------------------------------------------
 
-type envTarget struct {
-	path []string
-	f    field
-}
-
-// envTargets maps every FEEDCDC_* name to the concrete key it overrides.
-func (l *loader) envTargets(sinkNames []string) map[string]envTarget {
-	out := map[string]envTarget{}
+// envTargets maps every FEEDCDC_* name to the concrete key path it sets:
+// every leaf key, with the sinks of cfg and the feeds of http routes.
+func envTargets(cfg *Config) map[string][]string {
+	out := map[string][]string{}
 	var walk func(t reflect.Type, path []string)
 	walk = func(t reflect.Type, path []string) {
-		if t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
 		for _, f := range fieldsOf(t) {
 			p := with(path, f.Name)
 			switch f.Kind {
 			case kStruct:
 				walk(f.Type, p)
 			case kSinkMap:
-				for _, n := range sinkNames {
+				for n := range cfg.Sinks {
 					walk(reflect.TypeOf(Sink{}), with(p, n))
 				}
 			case kStringMap:
-				if f.Keys == "feed" {
-					for _, n := range FeedNames {
-						out[envName(join(with(p, n)))] = envTarget{with(p, n), field{Name: n, Kind: kString}}
+				for _, n := range FeedNames {
+					if f.Keys == "feed" {
+						out[envName(join(with(p, n)))] = with(p, n)
 					}
 				}
 			default:
-				out[envName(join(p))] = envTarget{p, f}
+				out[envName(join(p))] = p
 			}
 		}
 	}
@@ -693,24 +471,12 @@ func (l *loader) envTargets(sinkNames []string) map[string]envTarget {
 	return out
 }
 
-func (l *loader) applyEnv(v *viper.Viper) {
-	var sinkNames []string
-	if l.fileSink {
-		for n := range v.GetStringMap("sinks") {
-			sinkNames = append(sinkNames, n)
-		}
-	} else {
-		for n := range DefaultSinks() {
-			sinkNames = append(sinkNames, n)
-		}
-	}
-	targets := l.envTargets(sinkNames)
+// applyEnv applies the FEEDCDC_* overrides, in name order, through the same
+// decoder as the file (a value is a YAML scalar; lists are comma-separated).
+func (l *loader) applyEnv(cfg *Config) {
+	targets := envTargets(cfg)
 	referenced := map[string]bool{}
-	for _, k := range v.AllKeys() {
-		if strings.HasSuffix(k, "_env") {
-			referenced[v.GetString(k)] = true
-		}
-	}
+	forEachSecret(cfg, func(_ string, _ *Secret, _, env *string) { referenced[*env] = true })
 	var names []string
 	for k := range l.environ {
 		if strings.HasPrefix(k, EnvPrefix) {
@@ -719,135 +485,113 @@ func (l *loader) applyEnv(v *viper.Viper) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		val := l.environ[name]
-		t, ok := targets[name]
-		if !ok {
-			if !referenced[name] && name != "FEEDCDC_CONFIG" && !strings.HasPrefix(name, "FEEDCDC_TEST_") {
-				var cands []string
-				for c := range targets {
-					cands = append(cands, c)
-				}
-				sort.Strings(cands)
-				msg := fmt.Sprintf("environment variable %s matches no configuration key and is ignored", name)
-				if c := closest(name, cands); c != "" {
-					msg += fmt.Sprintf("; did you mean %s?", c)
-				}
-				l.warnings = append(l.warnings, msg)
+		p, ok := targets[name]
+		words := strings.Split(name, "_")
+		switch {
+		case ok:
+			if len(p) > 3 && p[0] == "sinks" {
+				l.given[join(p[:3])] = true
 			}
-			continue
+			l.env = name
+			l.setPath(reflect.ValueOf(cfg), p, p, scalarNode(l.environ[name]))
+			l.envSet[join(p)], l.env = name, ""
+		case !referenced[name] && name != "FEEDCDC_CONFIG" && !slices.Contains(words, "TEST") && !slices.Contains(words, "BENCH"):
+			l.unknownEnv(name, targets, cfg)
 		}
-		path := join(t.path)
-		conv, err := convertEnv(val, t.f)
-		if err != nil {
-			l.envProblem(name, path, "%v", err)
-			continue
-		}
-		if len(t.path) >= 3 && t.path[0] == "sinks" {
-			if l.sections[t.path[1]] == nil {
-				l.sections[t.path[1]] = map[string]bool{}
-			}
-			if t.path[2] != "type" {
-				l.sections[t.path[1]][t.path[2]] = true
-			}
-		}
-		if !l.fileSink && t.path[0] == "sinks" {
-			// Overriding a default sink: seed it so that it is decoded.
-			l.fileSink = true
-			for n, s := range DefaultSinks() {
-				v.Set("sinks."+n+".type", s.Type)
-			}
-		}
-		v.Set(path, conv)
-		l.envSet[path] = name
 	}
 }
 
-func convertEnv(val string, f field) (any, error) {
-	switch f.Kind {
-	case kInt:
-		n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("must be an integer, got %q", val)
-		}
-		return n, nil
-	case kUint:
-		n, err := strconv.ParseUint(strings.TrimSpace(val), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("must be a non-negative integer, got %q", val)
-		}
-		return n, nil
-	case kBool:
-		b, err := strconv.ParseBool(strings.TrimSpace(val))
-		if err != nil {
-			return nil, fmt.Errorf("must be true or false, got %q", val)
-		}
-		return b, nil
-	case kDuration:
-		d, err := ParseDuration(val)
-		if err != nil {
-			return nil, err
-		}
-		return d, nil
-	case kByteSize:
-		b, err := ParseByteSize(val)
-		if err != nil {
-			return nil, err
-		}
-		return b, nil
-	case kStrings:
-		var out []string
-		for _, s := range strings.Split(val, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
+// setPath decodes n into the key at rest (the tail of the concrete path full).
+func (l *loader) setPath(v reflect.Value, rest, full []string, n *yaml.Node) {
+	v = reflect.Indirect(v)
+	f, _ := fieldByName(v.Type(), rest[0])
+	fv := v.Field(f.Index)
+	switch {
+	case f.Kind == kSinkMap:
+		l.setPath(fv.MapIndex(reflect.ValueOf(rest[1])), rest[2:], full, n)
+	case f.Kind == kStringMap:
+		fv.SetMapIndex(reflect.ValueOf(rest[1]), reflect.ValueOf(n.Value))
+	case len(rest) > 1:
+		l.setPath(fv, rest[1:], full, n)
+	default:
+		l.value(n, fv, f, full)
+	}
+}
+
+// unknownEnv reports a FEEDCDC_* variable that names no key: an error when
+// its first word names a section (FEEDCDC_SOURCE_HEARBEAT is a typo of a
+// key, as it would be in the file), a warning otherwise (other tools use the
+// prefix too). Variables with a TEST or BENCH word (the test suite's) and
+// FEEDCDC_CONFIG are not reported at all.
+func (l *loader) unknownEnv(name string, targets map[string][]string, cfg *Config) {
+	section, _, _ := strings.Cut(strings.TrimPrefix(name, EnvPrefix), "_")
+	f, isSection := fieldByName(reflect.TypeOf(Config{}), strings.ToLower(section))
+	isSection = isSection && (f.Kind == kStruct || f.Kind == kSinkMap) && strings.Contains(name[len(EnvPrefix):], "_")
+	prefix := EnvPrefix + section + "_"
+	if isSection && f.Kind == kSinkMap {
+		prefix = "-" // suggest only keys of a sink named in the variable
+		for n := range cfg.Sinks {
+			if p := EnvPrefix + "SINKS_" + strings.ToUpper(n) + "_"; strings.HasPrefix(name, p) {
+				prefix = p
 			}
 		}
-		if out == nil {
-			out = []string{}
-		}
-		return out, nil
 	}
-	return val, nil
+	var cands []string
+	for c := range targets {
+		if !isSection || strings.HasPrefix(c, prefix) {
+			cands = append(cands, c)
+		}
+	}
+	sort.Strings(cands)
+	hint := ""
+	if c := closest(name, cands); c != "" {
+		hint = fmt.Sprintf("; did you mean %s?", c)
+	}
+	switch {
+	case !isSection:
+		l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s matches no configuration key and is ignored%s", name, hint))
+		return
+	case hint == "" && f.Kind == kSinkMap:
+		hint = "; FEEDCDC_SINKS_<NAME>_<KEY> variables override keys of sinks defined in the file (or of the default sink \"file\")"
+	case hint == "":
+		hint = fmt.Sprintf("; FEEDCDC_%s_<KEY> variables must name a key of %s (docs/configuration.md lists them)", section, strings.ToLower(section))
+	}
+	l.problems = append(l.problems, Problem{Path: strings.ToLower(section), File: l.file, Env: name, Message: "matches no configuration key" + hint + "; fix the name or unset it"})
 }
 
 // --- secrets ------------------------------------------------------------------
 
-// resolveSecrets fills every Secret from its FEEDCDC_* override (already
-// decoded), its _file sibling or its _env sibling.
+// resolveSecrets fills every Secret not set by its FEEDCDC_* override from
+// its _file or _env sibling.
 func (l *loader) resolveSecrets(cfg *Config) {
 	forEachSecret(cfg, func(path string, sec *Secret, file, env *string) {
-		base := path[:strings.LastIndexByte(path, '.')+1]
-		name := path[len(base):]
-		if *file != "" && *env != "" {
-			l.problems = append(l.problems, l.locate(Problem{Path: base + name + "_file", Message: fmt.Sprintf("both %s_file and %s_env are set; keep one", name, name)}))
-			return
+		name := path[strings.LastIndexByte(path, '.')+1:]
+		fail := func(key, format string, args ...any) {
+			l.locate(Problem{Path: path + key, Message: fmt.Sprintf(format, args...)})
 		}
-		if _, overridden := l.envSet[path]; overridden {
-			return
-		}
-		switch {
+		switch _, overridden := l.envSet[path]; {
+		case *file != "" && *env != "":
+			fail("_file", "both %s_file and %s_env are set; keep one", name, name)
+		case overridden:
 		case *file != "":
-			fp := base + name + "_file"
 			data, err := os.ReadFile(*file)
-			if err != nil {
-				l.problems = append(l.problems, l.locate(Problem{Path: fp, Message: fmt.Sprintf("cannot read the secret: %v; create the file or fix the path", err)}))
-				return
-			}
 			s := strings.TrimRight(string(data), "\r\n")
-			if s == "" {
-				l.problems = append(l.problems, l.locate(Problem{Path: fp, Message: fmt.Sprintf("secret file %s is empty; write the %s into it", *file, name)}))
-				return
+			if err != nil {
+				fail("_file", "cannot read the secret: %v; create the file or fix the path", err)
+			} else if s == "" {
+				fail("_file", "secret file %s is empty; write the %s into it", *file, name)
+			} else {
+				if st, err := os.Stat(*file); err == nil && st.Mode().Perm()&0o077 != 0 {
+					l.warnings = append(l.warnings, fmt.Sprintf("%s_file: secret file %s is readable by group or others (mode %v); run chmod 600 %s", path, *file, st.Mode().Perm(), *file))
+				}
+				*sec = Secret(s)
 			}
-			if st, err := os.Stat(*file); err == nil && st.Mode().Perm()&0o077 != 0 {
-				l.warnings = append(l.warnings, fmt.Sprintf("%s: secret file %s is readable by group or others (mode %v); run chmod 600 %s", fp, *file, st.Mode().Perm(), *file))
-			}
-			*sec = Secret(s)
 		case *env != "":
-			val, ok := l.environ[*env]
-			if !ok {
-				l.problems = append(l.problems, l.locate(Problem{Path: base + name + "_env", Message: fmt.Sprintf("environment variable %s is not set; export it (export %s=...) or remove %s_env", *env, *env, name)}))
-				return
+			if val, ok := l.environ[*env]; ok {
+				*sec = Secret(val)
+			} else {
+				fail("_env", "environment variable %s is not set; export it (export %s=...) or remove %s_env", *env, *env, name)
 			}
-			*sec = Secret(val)
 		}
 	})
 }
@@ -857,16 +601,11 @@ func (l *loader) resolveSecrets(cfg *Config) {
 func forEachSecret(cfg *Config, fn func(path string, sec *Secret, file, env *string)) {
 	var walk func(v reflect.Value, path []string)
 	walk = func(v reflect.Value, path []string) {
-		if v.Kind() == reflect.Pointer {
-			if v.IsNil() {
-				return
-			}
-			v = v.Elem()
+		if v = reflect.Indirect(v); !v.IsValid() {
+			return
 		}
-		fields := fieldsOf(v.Type())
-		for _, f := range fields {
-			fv := v.Field(f.Index)
-			p := with(path, f.Name)
+		for _, f := range fieldsOf(v.Type()) {
+			fv, p := v.Field(f.Index), with(path, f.Name)
 			switch f.Kind {
 			case kStruct:
 				walk(fv, p)
@@ -877,26 +616,13 @@ func forEachSecret(cfg *Config, fn func(path string, sec *Secret, file, env *str
 					walk(fv.MapIndex(k), with(p, k.String()))
 				}
 			case kSecret:
-				var file, env *string
-				for _, g := range fields {
-					switch g.Name {
-					case f.Name + "_file":
-						file = v.Field(g.Index).Addr().Interface().(*string)
-					case f.Name + "_env":
-						env = v.Field(g.Index).Addr().Interface().(*string)
-					}
+				sib := func(suffix string) *string {
+					g, _ := fieldByName(v.Type(), f.Name+suffix)
+					return v.Field(g.Index).Addr().Interface().(*string)
 				}
-				fn(join(p), fv.Addr().Interface().(*Secret), file, env)
+				fn(join(p), fv.Addr().Interface().(*Secret), sib("_file"), sib("_env"))
 			}
 		}
 	}
 	walk(reflect.ValueOf(cfg), nil)
-}
-
-// resolveAbs is filepath.Abs that falls back to the input.
-func resolveAbs(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
 }

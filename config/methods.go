@@ -3,6 +3,8 @@ package config
 import (
 	"hash/fnv"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -56,38 +58,12 @@ var systemDatabases = map[string]bool{"mysql": true, "sys": true, "information_s
 // characters) and ? (one character), compared case-insensitively, as in
 // connector/binlog's Filter.
 func (s *Source) Captures(db, table string) bool {
-	if len(s.Databases) > 0 {
-		found := false
-		for _, d := range s.Databases {
-			if strings.EqualFold(d, db) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	} else if systemDatabases[strings.ToLower(db)] {
+	if len(s.Databases) > 0 && !slices.ContainsFunc(s.Databases, func(d string) bool { return strings.EqualFold(d, db) }) ||
+		len(s.Databases) == 0 && systemDatabases[strings.ToLower(db)] {
 		return false
 	}
-	if len(s.IncludeTables) > 0 {
-		ok := false
-		for _, p := range s.IncludeTables {
-			if matchTable(p, db, table) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	for _, p := range s.ExcludeTables {
-		if matchTable(p, db, table) {
-			return false
-		}
-	}
-	return true
+	match := func(p string) bool { return matchTable(p, db, table) }
+	return (len(s.IncludeTables) == 0 || slices.ContainsFunc(s.IncludeTables, match)) && !slices.ContainsFunc(s.ExcludeTables, match)
 }
 
 // TableFilter returns include/exclude patterns equivalent to Captures for
@@ -107,8 +83,8 @@ func (s *Source) TableFilter() (include, exclude []string) {
 		seen := map[string]bool{}
 		for _, d := range s.Databases {
 			for _, p := range s.IncludeTables {
-				pd, pt, _ := strings.Cut(p, ".")
-				if globMatch(strings.ToLower(pd), strings.ToLower(d)) && !seen[d+"."+pt] {
+				_, pt, _ := strings.Cut(p, ".")
+				if patternNamesDB(p, d) && !seen[d+"."+pt] {
 					seen[d+"."+pt] = true
 					include = append(include, d+"."+pt)
 				}
@@ -122,6 +98,12 @@ func (s *Source) TableFilter() (include, exclude []string) {
 		}
 	}
 	return include, exclude
+}
+
+// patternNamesDB reports whether a db.table pattern can match tables of db.
+func patternNamesDB(pattern, db string) bool {
+	pd, _, _ := strings.Cut(pattern, ".")
+	return globMatch(strings.ToLower(pd), strings.ToLower(db))
 }
 
 func matchTable(pattern, db, table string) bool {
@@ -155,4 +137,12 @@ func globMatch(pattern, s string) bool {
 		pi++
 	}
 	return pi == len(p)
+}
+
+// resolveAbs is filepath.Abs that falls back to the input.
+func resolveAbs(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -3,12 +3,15 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
-	"sync"
+
+	"go.yaml.in/yaml/v3"
 )
 
-// kind classifies a config field for parsing, validation and docs.
+// kind classifies a config field for decoding, validation and docs.
 type kind int
 
 const (
@@ -26,31 +29,28 @@ const (
 	kSinkMap // map[string]*Sink
 )
 
-var (
-	tDuration = reflect.TypeOf(Duration(0))
-	tByteSize = reflect.TypeOf(ByteSize(0))
-	tSecret   = reflect.TypeOf(Secret(""))
-	tSchedule = reflect.TypeOf(Schedule(""))
-	tFeed     = reflect.TypeOf(Feed{})
-)
+var kindNames = []string{"string", "secret", "schedule", "integer", "integer", "boolean", "duration", "size", "list of strings", "map of strings", "section", "map of sinks"}
+
+// typeName is how a kind is described to users.
+func (k kind) typeName() string { return kindNames[k] }
 
 func kindOf(t reflect.Type) kind {
 	switch t {
-	case tDuration:
+	case reflect.TypeOf(Duration(0)):
 		return kDuration
-	case tByteSize:
+	case reflect.TypeOf(ByteSize(0)):
 		return kByteSize
-	case tSecret:
+	case reflect.TypeOf(Secret("")):
 		return kSecret
-	case tSchedule:
+	case reflect.TypeOf(Schedule("")):
 		return kSchedule
 	}
 	switch t.Kind() {
 	case reflect.String:
 		return kString
-	case reflect.Int, reflect.Int64, reflect.Int32:
+	case reflect.Int, reflect.Int64:
 		return kInt
-	case reflect.Uint32, reflect.Uint, reflect.Uint64:
+	case reflect.Uint32:
 		return kUint
 	case reflect.Bool:
 		return kBool
@@ -61,95 +61,35 @@ func kindOf(t reflect.Type) kind {
 			return kStringMap
 		}
 		return kSinkMap
-	case reflect.Struct:
-		return kStruct
-	case reflect.Pointer:
+	case reflect.Struct, reflect.Pointer:
 		return kStruct
 	}
 	panic(fmt.Sprintf("config: unsupported field type %s", t))
 }
 
-// typeName is how a kind is described to users.
-func (k kind) typeName() string {
-	switch k {
-	case kString:
-		return "string"
-	case kSecret:
-		return "secret"
-	case kSchedule:
-		return "schedule"
-	case kInt, kUint:
-		return "integer"
-	case kBool:
-		return "boolean"
-	case kDuration:
-		return "duration"
-	case kByteSize:
-		return "size"
-	case kStrings:
-		return "list of strings"
-	case kStringMap:
-		return "map of strings"
-	case kStruct:
-		return "section"
-	case kSinkMap:
-		return "map of sinks"
-	}
-	return "?"
-}
-
-// field is one key of a config section.
+// field is one key of a config section; Tag holds its doc, default, enum,
+// min, max, required, pattern, ref and keys tags.
 type field struct {
-	Name     string // yaml key
-	Index    int    // struct field index
-	Type     reflect.Type
-	Kind     kind
-	Doc      string
-	Enum     []string // allowed values (may contain "")
-	Min, Max string
-	Secret   bool
-	Required bool
-	Ref      string // "sink": values name sinks
-	Keys     string // map key placeholder: "feed", "header"
-	Pattern  string // "listen", "name"
+	Name  string // yaml key
+	Index int    // struct field index
+	Type  reflect.Type
+	Kind  kind
+	Tag   reflect.StructTag
+	Keys  string // map key placeholder: "feed", "header", "config"
 }
-
-// fieldCache memoizes fieldsOf: derived from types only, never mutated
-// after being stored.
-var fieldCache sync.Map // reflect.Type -> []field
 
 // fieldsOf lists the keys of a section type (struct or pointer to struct).
-// The result is shared: do not modify it.
 func fieldsOf(t reflect.Type) []field {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if f, ok := fieldCache.Load(t); ok {
-		return f.([]field)
-	}
-	f := computeFields(t)
-	fieldCache.Store(t, f)
-	return f
-}
-
-func computeFields(t reflect.Type) []field {
 	var out []field
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
 		name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
-		if name == "" || name == "-" {
-			continue
+		if name != "-" {
+			out = append(out, field{Name: name, Index: i, Type: sf.Type, Kind: kindOf(sf.Type), Tag: sf.Tag, Keys: sf.Tag.Get("keys")})
 		}
-		f := field{
-			Name: name, Index: i, Type: sf.Type, Kind: kindOf(sf.Type),
-			Doc: sf.Tag.Get("doc"), Min: sf.Tag.Get("min"), Max: sf.Tag.Get("max"),
-			Secret: sf.Tag.Get("secret") == "true", Required: sf.Tag.Get("required") == "true",
-			Ref: sf.Tag.Get("ref"), Keys: sf.Tag.Get("keys"), Pattern: sf.Tag.Get("pattern"),
-		}
-		if e, ok := sf.Tag.Lookup("enum"); ok {
-			f.Enum = strings.Split(e, ",")
-		}
-		out = append(out, f)
 	}
 	return out
 }
@@ -161,6 +101,115 @@ func fieldByName(t reflect.Type, name string) (field, bool) {
 		}
 	}
 	return field{}, false
+}
+
+func (f field) enum() []string {
+	if e, ok := f.Tag.Lookup("enum"); ok {
+		return strings.Split(e, ",")
+	}
+	return nil
+}
+
+// withDefaults sets every field of *p (recursively) to its default tag;
+// lists and maps become empty, sections behind pointers stay nil.
+func withDefaults[T any](p *T) *T {
+	setDefaults(reflect.ValueOf(p).Elem())
+	return p
+}
+
+func setDefaults(v reflect.Value) {
+	for _, f := range fieldsOf(v.Type()) {
+		fv := v.Field(f.Index)
+		switch def, ok := f.Tag.Lookup("default"); {
+		case f.Kind == kStruct && fv.Kind() == reflect.Struct:
+			setDefaults(fv)
+		case f.Kind == kStrings:
+			fv.Set(reflect.ValueOf(splitList(def)))
+		case f.Kind == kStringMap:
+			fv.Set(reflect.MakeMap(f.Type))
+		case ok:
+			if err := setScalar(scalarNode(def), fv, f, nil); err != nil {
+				panic(fmt.Sprintf("config: default of %s: %v", f.Name, err))
+			}
+		}
+	}
+}
+
+// scalarNode is a plain YAML scalar holding s, typed as YAML would type it
+// (an empty value is the empty string, not null).
+func scalarNode(s string) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.ScalarNode, Value: s}
+	if n.Tag = n.ShortTag(); n.Tag == "!!null" {
+		n.Tag = "!!str"
+	}
+	return n
+}
+
+func splitList(s string) []string {
+	out := []string{}
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// setScalar stores the scalar n in v, a field f at path, or says what is
+// wrong with it. Secrets are handled by the caller.
+func setScalar(n *yaml.Node, v reflect.Value, f field, path []string) error {
+	s := n.Value
+	switch f.Kind {
+	case kInt, kUint:
+		if n.Tag != "!!int" {
+			ex := f.Tag.Get("default")
+			if ex == "" {
+				ex = or(f.Tag.Get("min"), "1")
+			}
+			return fmt.Errorf("must be an integer, got %s; write e.g. %s: %s", nodeKind(n), f.Name, ex)
+		}
+		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
+		if err != nil || (f.Kind == kUint && (i < 0 || v.OverflowUint(uint64(i)))) || (f.Kind == kInt && v.OverflowInt(i)) {
+			return fmt.Errorf("%s is out of range; allowed: %s", s, or(allowed(f), "a non-negative integer"))
+		}
+		if f.Kind == kUint {
+			v.SetUint(uint64(i))
+		} else {
+			v.SetInt(i)
+		}
+	case kBool:
+		if n.Tag != "!!bool" {
+			return fmt.Errorf("must be true or false, got %s", nodeKind(n))
+		}
+		v.SetBool(strings.EqualFold(s, "true"))
+	case kDuration:
+		if (n.Tag == "!!int" || n.Tag == "!!float") && s != "0" {
+			return fmt.Errorf("%s has no unit; write e.g. %ss, %sms or %sm", s, s, s, s)
+		}
+		d, err := ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case kByteSize:
+		b, err := ParseByteSize(s)
+		if n.Tag == "!!int" && err != nil {
+			return fmt.Errorf("%s is not a size; write a non-negative byte count or e.g. 64MiB", s)
+		} else if err != nil {
+			return err
+		}
+		v.SetInt(int64(b))
+	default:
+		v.SetString(s)
+	}
+	return nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // Key documents one configuration key.
@@ -187,49 +236,41 @@ func Keys() []Key {
 var envReplacer = strings.NewReplacer(".", "_", "<", "", ">", "")
 
 func envName(path string) string {
-	return "FEEDCDC_" + strings.ToUpper(envReplacer.Replace(path))
+	return EnvPrefix + strings.ToUpper(envReplacer.Replace(path))
 }
 
+// sinkPrototype is a sink with every section at its defaults; decoding
+// fills it and finishSink drops the sections of other types.
 func sinkPrototype() *Sink {
 	return &Sink{Kafka: DefaultKafkaSink(), HTTP: DefaultHTTPSink(), File: DefaultFileSink()}
 }
 
 func walkKeys(v reflect.Value, path []string, out *[]Key) {
-	if v.Kind() == reflect.Pointer {
-		v = v.Elem()
-	}
 	feedDone := false
 	for _, f := range fieldsOf(v.Type()) {
-		fv := v.Field(f.Index)
-		name := f.Name
-		if f.Type == tFeed {
+		fv, name := v.Field(f.Index), f.Name
+		if f.Type == reflect.TypeOf(Feed{}) {
 			if feedDone {
 				continue
 			}
 			feedDone, name = true, "<feed>"
 		}
-		p := append(append([]string(nil), path...), name)
+		p := with(path, name)
 		switch f.Kind {
 		case kStruct:
-			if fv.Kind() == reflect.Pointer && fv.IsNil() {
-				fv = reflect.New(f.Type.Elem())
-			}
-			walkKeys(fv, p, out)
+			walkKeys(reflect.Indirect(fv), p, out)
 		case kSinkMap:
-			walkKeys(reflect.ValueOf(sinkPrototype()), append(p, "<name>"), out)
+			walkKeys(reflect.ValueOf(sinkPrototype()).Elem(), with(p, "<name>"), out)
 		case kStringMap:
-			ph := "<" + f.Keys + ">"
+			p = with(p, "<"+f.Keys+">")
 			def := ""
 			if f.Keys == "feed" {
 				def = "the feed name"
 			}
-			*out = append(*out, Key{Path: strings.Join(append(p, ph), "."), Type: "string", Default: def, Doc: f.Doc, Env: envName(strings.Join(append(p, ph), "."))})
+			*out = append(*out, Key{Path: join(p), Type: "string", Default: def, Doc: f.Tag.Get("doc"), Env: envName(join(p))})
 		default:
-			k := Key{Path: strings.Join(p, "."), Type: f.Kind.typeName(), Default: formatValue(fv, f), Allowed: allowed(f), Doc: f.Doc, Env: envName(strings.Join(p, "."))}
-			if f.Secret {
-				k.Default = ""
-			}
-			if strings.HasSuffix(k.Path, ".type") && len(path) > 0 && path[len(path)-1] == "<name>" {
+			k := Key{Path: join(p), Type: f.Kind.typeName(), Default: formatValue(fv), Allowed: allowed(f), Doc: f.Tag.Get("doc"), Env: envName(join(p))}
+			if name == "type" && len(path) > 0 && path[len(path)-1] == "<name>" {
 				k.Default = "inferred from the section present"
 			}
 			*out = append(*out, k)
@@ -238,20 +279,18 @@ func walkKeys(v reflect.Value, path []string, out *[]Key) {
 }
 
 func allowed(f field) string {
+	lo, hi := f.Tag.Get("min"), f.Tag.Get("max")
 	switch {
-	case f.Enum != nil:
-		var vals []string
-		for _, e := range f.Enum {
-			if e == "" {
-				e = `""`
-			}
-			vals = append(vals, e)
+	case f.enum() != nil:
+		vals := strings.Join(f.enum(), ", ")
+		if strings.HasPrefix(vals, ",") {
+			vals = `""` + vals
 		}
-		return "one of " + strings.Join(vals, ", ")
-	case f.Min != "" && f.Max != "":
-		return f.Min + ".." + f.Max
-	case f.Max != "":
-		return "0.." + f.Max
+		return "one of " + vals
+	case lo != "" && hi != "":
+		return lo + ".." + hi
+	case hi != "":
+		return "0.." + hi
 	case f.Kind == kSchedule:
 		return "duration or cron expression"
 	}
@@ -259,29 +298,11 @@ func allowed(f field) string {
 }
 
 // formatValue renders a value the way it is written in config.yaml.
-func formatValue(v reflect.Value, f field) string {
-	switch f.Kind {
-	case kStrings:
-		if v.Len() == 0 {
-			return "[]"
-		}
-		var s []string
-		for i := 0; i < v.Len(); i++ {
-			s = append(s, v.Index(i).String())
-		}
-		return "[" + strings.Join(s, ", ") + "]"
-	case kDuration:
-		return Duration(v.Int()).String()
-	case kByteSize:
-		return ByteSize(v.Int()).String()
-	case kBool:
-		return fmt.Sprint(v.Bool())
-	case kInt:
-		return fmt.Sprint(v.Int())
-	case kUint:
-		return fmt.Sprint(v.Uint())
+func formatValue(v reflect.Value) string {
+	if l, ok := v.Interface().([]string); ok {
+		return "[" + strings.Join(l, ", ") + "]"
 	}
-	return v.String()
+	return fmt.Sprint(v.Interface())
 }
 
 // allPaths returns every known path in the placeholder form, for
@@ -305,22 +326,88 @@ func generalize(path []string) string {
 			g[i] = "<name>"
 		case i == 1 && g[0] == "feeds" && isFeedName(g[i]):
 			g[i] = "<feed>"
-		case i == 4 && g[0] == "sinks" && g[2] == "http" && g[3] == "routes":
-			g[i] = "<feed>"
-		case i == 4 && g[0] == "sinks" && g[2] == "http" && g[3] == "headers":
-			g[i] = "<header>"
-		case i == 4 && g[0] == "sinks" && g[2] == "kafka" && g[3] == "topic_configs":
-			g[i] = "<config>"
+		case i == 4 && g[0] == "sinks" && (g[3] == "routes" || g[3] == "headers" || g[3] == "topic_configs"):
+			g[i] = map[string]string{"routes": "<feed>", "headers": "<header>", "topic_configs": "<config>"}[g[3]]
 		}
 	}
-	return strings.Join(g, ".")
+	return join(g)
 }
 
-func isFeedName(s string) bool {
-	for _, n := range FeedNames {
-		if n == s {
-			return true
+func isFeedName(s string) bool { return slices.Contains(FeedNames, s) }
+
+func join(path []string) string { return strings.Join(path, ".") }
+
+func with(path []string, name string) []string {
+	return append(append([]string(nil), path...), name)
+}
+
+// ReferenceMarkdown renders Keys() as the Markdown tables of
+// docs/configuration.md (one table per top-level section).
+func ReferenceMarkdown() string {
+	var b strings.Builder
+	section := ""
+	esc := strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;")
+	for _, k := range Keys() {
+		if top, _, _ := strings.Cut(k.Path, "."); top != section {
+			section = top
+			fmt.Fprintf(&b, "\n### `%s`\n\n| Key | Type | Default | Allowed | Meaning |\n|---|---|---|---|---|\n", top)
+		}
+		def := k.Default
+		if def != "" {
+			def = "`" + def + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", k.Path, k.Type, def, strings.ReplaceAll(k.Allowed, "|", "\\|"), esc.Replace(k.Doc))
+	}
+	return strings.TrimLeft(b.String(), "\n")
+}
+
+// editDistance is the optimal-string-alignment distance (Levenshtein plus
+// transposition of adjacent characters), case-insensitive.
+func editDistance(a, b string) int {
+	ra, rb := []rune(strings.ToLower(a)), []rune(strings.ToLower(b))
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
 	}
-	return false
+	return d[len(ra)][len(rb)]
+}
+
+// closest returns the candidate nearest to word, if it is near enough to be
+// a plausible typo (distance <= max(2, len/3)); "" otherwise. Candidates
+// that contain the word or vice versa ("password" for "pass") count as 2.
+func closest(word string, candidates []string) string {
+	best, bestD := "", 1<<30
+	lw := strings.ToLower(word)
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		d, lc := editDistance(word, c), strings.ToLower(c)
+		if d > 0 && len(lw) >= 3 && (strings.Contains(lc, lw) || strings.Contains(lw, lc)) {
+			d = min(d, 2)
+		}
+		if d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD <= max(2, len([]rune(word))/3) {
+		return best
+	}
+	return ""
 }

@@ -53,16 +53,6 @@ func ParseDuration(s string) (Duration, error) {
 	return Duration(d), nil
 }
 
-// UnmarshalText implements encoding.TextUnmarshaler (used by viper).
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = v
-	return nil
-}
-
 // String formats d compactly: "7d", "5m", "1h30m", "250ms", "0s".
 func (d Duration) String() string {
 	td := time.Duration(d)
@@ -120,16 +110,6 @@ func ParseByteSize(s string) (ByteSize, error) {
 	return ByteSize(v * float64(mult)), nil
 }
 
-// UnmarshalText implements encoding.TextUnmarshaler (used by viper).
-func (b *ByteSize) UnmarshalText(t []byte) error {
-	v, err := ParseByteSize(string(t))
-	if err != nil {
-		return err
-	}
-	*b = v
-	return nil
-}
-
 // String formats b with the largest binary unit that divides it exactly.
 func (b ByteSize) String() string {
 	switch {
@@ -175,7 +155,6 @@ func (s Secret) MarshalText() ([]byte, error)  { return []byte(s.mask()), nil }
 func (s Secret) MarshalYAML() (any, error)     { return s.mask(), nil }
 func (s Secret) Format(f fmt.State, verb rune) { fmt.Fprint(f, s.mask()) }
 func (s Secret) MarshalJSON() ([]byte, error)  { return []byte(strconv.Quote(s.mask())), nil }
-func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
 
 // Schedule is when a periodic job runs: a duration ("5m", "30s") meaning
 // "every", or a cron expression with 5 fields ("*/5 * * * *"), 6 fields

@@ -10,6 +10,7 @@ import (
 	"path"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,20 +26,19 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	var b strings.Builder
+	s := ""
 	switch {
 	case p.Env != "":
-		b.WriteString("$" + p.Env + ": ")
+		s = "$" + p.Env + ": "
 	case p.File != "" && p.Line > 0:
-		fmt.Fprintf(&b, "%s:%d: ", p.File, p.Line)
+		s = fmt.Sprintf("%s:%d: ", p.File, p.Line)
 	case p.File != "":
-		b.WriteString(p.File + ": ")
+		s = p.File + ": "
 	}
 	if p.Path != "" {
-		b.WriteString(p.Path + ": ")
+		s += p.Path + ": "
 	}
-	b.WriteString(p.Message)
-	return b.String()
+	return s + p.Message
 }
 
 // ValidationError lists every problem found in a configuration.
@@ -48,21 +48,15 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	var b strings.Builder
-	n := len(e.Problems)
-	name := e.File
-	if name == "" {
-		name = "configuration"
+	name := or(e.File, "configuration")
+	if len(e.Problems) == 1 {
+		return fmt.Sprintf("invalid %s: %s", name, e.Problems[0])
 	}
-	if n == 1 {
-		fmt.Fprintf(&b, "invalid %s: %s", name, e.Problems[0])
-		return b.String()
-	}
-	fmt.Fprintf(&b, "invalid %s: %d problems:", name, n)
+	s := fmt.Sprintf("invalid %s: %d problems:", name, len(e.Problems))
 	for _, p := range e.Problems {
-		b.WriteString("\n  " + p.String())
+		s += "\n  " + p.String()
 	}
-	return b.String()
+	return s
 }
 
 // Validate checks a configuration built in code (e.g. Default() with the
@@ -98,55 +92,38 @@ func validate(c *Config) []Problem {
 // generic applies the required/enum/min/max/pattern/ref tags.
 func (k *checker) generic(v reflect.Value, path []string) {
 	for _, f := range fieldsOf(v.Type()) {
-		fv := v.Field(f.Index)
-		p := with(path, f.Name)
+		fv, p := v.Field(f.Index), with(path, f.Name)
 		ps := join(p)
-		switch f.Kind {
-		case kStruct:
-			if fv.Kind() == reflect.Pointer {
-				if fv.IsNil() {
-					continue
-				}
-				fv = fv.Elem()
-			}
-			k.generic(fv, p)
-			continue
-		case kSinkMap:
-			keys := fv.MapKeys()
-			sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-			for _, key := range keys {
-				s := fv.MapIndex(key)
-				if s.IsNil() {
-					continue
-				}
-				k.generic(s.Elem(), with(p, key.String()))
+		switch {
+		case f.Kind == kStruct:
+			if fv = reflect.Indirect(fv); fv.IsValid() {
+				k.generic(fv, p)
 			}
 			continue
-		}
-		if f.Required && isEmpty(fv) {
+		case f.Kind == kSinkMap:
+			for _, name := range k.c.sinkNames(func(*Sink) bool { return true }) {
+				k.generic(fv.MapIndex(reflect.ValueOf(name)).Elem(), with(p, name))
+			}
+			continue
+		case f.Tag.Get("required") == "true" && fv.Len() == 0:
 			k.add(ps, "is required; %s", requiredHint(ps, f))
 			continue
 		}
-		if f.Enum != nil {
-			val := fv.String()
-			if val == "" && !validEnum("", f.Enum...) && len(path) == 2 && path[0] == "sinks" {
+		if enum, val := f.enum(), fv.String(); enum != nil && !slices.Contains(enum, val) {
+			if val == "" && len(path) == 2 && path[0] == "sinks" {
 				k.add(ps, "sink %q has no type; add type: kafka, type: http or type: file with its section", path[1])
-			} else if !validEnum(val, f.Enum...) {
-				msg := fmt.Sprintf("%q is not %s", val, allowed(f))
-				if c := closest(val, f.Enum); c != "" {
-					msg += fmt.Sprintf(" (did you mean %q?)", c)
-				}
-				k.add(ps, "%s", msg)
+			} else if c := closest(val, enum); c != "" {
+				k.add(ps, "%q is not %s (did you mean %q?)", val, allowed(f), c)
+			} else {
+				k.add(ps, "%q is not %s", val, allowed(f))
 			}
 		}
-		if f.Min != "" || f.Max != "" {
-			k.rangeCheck(ps, fv, f)
-		}
-		switch f.Pattern {
+		k.rangeCheck(ps, fv, f)
+		switch f.Tag.Get("pattern") {
 		case "listen":
 			if s := fv.String(); s != "" {
 				if _, port, err := net.SplitHostPort(s); err != nil || !validPort(port, true) {
-					k.add(ps, "%q is not a listen address; write host:port, e.g. 127.0.0.1:%s", s, defaultPortFor(ps))
+					k.add(ps, "%q is not a listen address; write host:port, e.g. 127.0.0.1:%s", s, map[bool]string{true: "8484", false: "9464"}[strings.HasPrefix(ps, "dashboard")])
 				}
 			}
 		case "name":
@@ -154,9 +131,8 @@ func (k *checker) generic(v reflect.Value, path []string) {
 				k.add(ps, "%q must be letters, digits, '.', '_' or '-' (starting with a letter or digit), e.g. magento-prod", fv.String())
 			}
 		}
-		if f.Ref == "sink" {
-			for i := 0; i < fv.Len(); i++ {
-				name := fv.Index(i).String()
+		if f.Tag.Get("ref") == "sink" {
+			for _, name := range fv.Interface().([]string) {
 				if _, ok := k.c.Sinks[name]; !ok {
 					k.add(ps, "sink %q is not defined under sinks; %s", name, k.sinkHint(name))
 				}
@@ -167,43 +143,19 @@ func (k *checker) generic(v reflect.Value, path []string) {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
+var examples = map[string]string{"brokers": "kafka-1:9092", "base_url": "https://feeds.example.com/api", "dir": "feedcdc-data/out",
+	"path": "feedcdc-data/state.db", "topic_template": "\"{prefix}.{feed}\"", "database": "magento"}
+
 func requiredHint(path string, f field) string {
-	switch path {
-	case "source.user":
+	switch {
+	case path == "source.user":
 		return "set the replication user (needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT), e.g. user: feedcdc, or FEEDCDC_SOURCE_USER"
-	case "source.host":
+	case path == "source.host":
 		return "set the source server's host, e.g. host: db-replica.internal"
+	case f.Kind == kStrings:
+		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, or(examples[f.Name], "..."))
 	}
-	switch f.Kind {
-	case kStrings:
-		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, exampleFor(f.Name))
-	}
-	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, exampleFor(f.Name))
-}
-
-func exampleFor(name string) string {
-	switch name {
-	case "brokers":
-		return "kafka-1:9092"
-	case "base_url":
-		return "https://feeds.example.com/api"
-	case "dir":
-		return "feedcdc-data/out"
-	case "path":
-		return "feedcdc-data/state.db"
-	case "topic_template":
-		return "\"{prefix}.{feed}\""
-	case "database":
-		return "magento"
-	}
-	return "..."
-}
-
-func defaultPortFor(path string) string {
-	if strings.HasPrefix(path, "dashboard") {
-		return "8484"
-	}
-	return "9464"
+	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, or(examples[f.Name], "..."))
 }
 
 func validPort(p string, allowZero bool) bool {
@@ -211,60 +163,23 @@ func validPort(p string, allowZero bool) bool {
 	return err == nil && n <= 65535 && (n > 0 || (allowZero && n == 0))
 }
 
-func isEmpty(v reflect.Value) bool {
-	switch v.Kind() {
-	case reflect.String, reflect.Slice, reflect.Map:
-		return v.Len() == 0
-	}
-	return false
-}
-
+// rangeCheck applies the min and max tags, parsed like values of the field.
 func (k *checker) rangeCheck(ps string, fv reflect.Value, f field) {
-	var val, lo, hi float64
-	hasLo, hasHi := f.Min != "", f.Max != ""
-	show := ""
-	switch f.Kind {
-	case kDuration:
-		val = float64(fv.Int())
-		show = Duration(fv.Int()).String()
-		if hasLo {
-			d, _ := ParseDuration(f.Min)
-			lo = float64(d)
+	num := func(v reflect.Value) float64 {
+		if f.Kind == kUint {
+			return float64(v.Uint())
 		}
-		if hasHi {
-			d, _ := ParseDuration(f.Max)
-			hi = float64(d)
-		}
-	case kByteSize:
-		val = float64(fv.Int())
-		show = ByteSize(fv.Int()).String()
-		if hasLo {
-			b, _ := ParseByteSize(f.Min)
-			lo = float64(b)
-		}
-		if hasHi {
-			b, _ := ParseByteSize(f.Max)
-			hi = float64(b)
-		}
-	case kInt:
-		val = float64(fv.Int())
-		show = strconv.FormatInt(fv.Int(), 10)
-	case kUint:
-		val = float64(fv.Uint())
-		show = strconv.FormatUint(fv.Uint(), 10)
-	default:
-		return
+		return float64(v.Int())
 	}
-	if f.Kind == kInt || f.Kind == kUint {
-		if hasLo {
-			lo, _ = strconv.ParseFloat(f.Min, 64)
+	for i, bound := range []string{f.Tag.Get("min"), f.Tag.Get("max")} {
+		b := reflect.New(f.Type).Elem()
+		if bound == "" || setScalar(scalarNode(bound), b, f, nil) != nil {
+			continue
 		}
-		if hasHi {
-			hi, _ = strconv.ParseFloat(f.Max, 64)
+		if (i == 0 && num(fv) < num(b)) || (i == 1 && num(fv) > num(b)) {
+			k.add(ps, "%s is out of range; allowed: %s", formatValue(fv), allowed(f))
+			return
 		}
-	}
-	if (hasLo && val < lo) || (hasHi && val > hi) {
-		k.add(ps, "%s is out of range; allowed: %s", show, allowed(f))
 	}
 }
 
@@ -343,16 +258,9 @@ func (k *checker) source() {
 		}
 	}
 	if len(s.Databases) > 0 && len(s.IncludeTables) > 0 {
-		reach := false
-		for _, db := range s.Databases {
-			for _, p := range s.IncludeTables {
-				pd, _, _ := strings.Cut(p, ".")
-				if globMatch(strings.ToLower(pd), strings.ToLower(db)) {
-					reach = true
-				}
-			}
-		}
-		if !reach {
+		if !slices.ContainsFunc(s.IncludeTables, func(p string) bool {
+			return slices.ContainsFunc(s.Databases, func(d string) bool { return patternNamesDB(p, d) })
+		}) {
 			k.add("source.include_tables", "no pattern names a database of source.databases %v, so no table would be captured; write patterns like %s.*", s.Databases, s.Databases[0])
 		}
 	}
@@ -396,7 +304,7 @@ func (k *checker) checkTemplate(p, tmpl string, allowedPH []string, must string)
 	}
 	unknown := false
 	for _, ph := range placeholderRE.FindAllString(tmpl, -1) {
-		if !validEnum(ph, allowedPH...) {
+		if !slices.Contains(allowedPH, ph) {
 			unknown = true
 			msg := fmt.Sprintf("unknown placeholder %s; allowed: %s", ph, strings.Join(allowedPH, ", "))
 			if c := closest(ph, allowedPH); c != "" {
@@ -490,7 +398,7 @@ func (k *checker) kafka(p string, kc *KafkaSink) {
 	}
 	k.tlsFiles(p+".tls", kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile)
 	sa := &kc.SASL
-	if !validEnum(sa.Mechanism, "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") {
+	if !slices.Contains([]string{"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}, sa.Mechanism) {
 		return // reported by the enum check
 	}
 	if sa.Mechanism == "" {
@@ -562,6 +470,9 @@ func (k *checker) rest() {
 	}
 	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && !isLoopback(c.Dashboard.Listen) && !c.Dashboard.Token.IsSet() {
 		k.add("dashboard.listen", "%s is reachable from other hosts but no token is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or listen on 127.0.0.1", c.Dashboard.Listen)
+	}
+	if c.Dashboard.Enabled && c.Dashboard.ItemsToken == "always" && !c.Dashboard.Token.IsSet() {
+		k.add("dashboard.items_token", "always needs a token, and none is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or use items_token: auto")
 	}
 	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && c.Dashboard.Listen == c.Telemetry.Listen {
 		k.add("dashboard.listen", "%s is also telemetry.listen; give the dashboard its own port (e.g. 127.0.0.1:8484)", c.Dashboard.Listen)

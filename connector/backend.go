@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector/check"
 	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/feeds"
@@ -242,11 +245,11 @@ func (b *Backend) RetryFailed(ctx context.Context, feed string) error {
 func (b *Backend) Health(ctx context.Context) (dashboard.Health, error) {
 	h := dashboard.Health{CheckedAt: time.Now(), Source: b.source()}
 	for name, s := range b.C.Sinks {
-		kind := "sink"
+		kind, target := "sink", ""
 		if cs := b.C.Config.Sinks[name]; cs != nil {
-			kind = cs.Type
+			kind, target = cs.Type, sinkTarget(cs)
 		}
-		ss := dashboard.SinkStatus{Name: name, Kind: kind, Connected: true}
+		ss := dashboard.SinkStatus{Name: name, Kind: kind, Target: target, Connected: true}
 		if p, ok := s.(check.Pinger); ok {
 			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			if err := p.Ping(pctx); err != nil {
@@ -398,4 +401,24 @@ func (n namedPinger) Ping(ctx context.Context) error { return n.ping(ctx) }
 
 func loadPrevItem(it state.Item) feeds.PrevItem {
 	return feeds.PrevItem{ID: it.ID, EntityKey: it.EntityKey, Identity: it.Identity, Hash: it.Hash, Status: it.Status, Deleted: it.Deleted}
+}
+
+// sinkTarget is where a sink sends to, for the dashboard's sink labels:
+// the Kafka brokers, the HTTP base URL without credentials or query, the
+// file sink's directory.
+func sinkTarget(cs *config.Sink) string {
+	switch {
+	case cs.Kafka != nil:
+		return strings.Join(cs.Kafka.Brokers, ",")
+	case cs.HTTP != nil:
+		u, err := url.Parse(cs.HTTP.BaseURL)
+		if err != nil {
+			return ""
+		}
+		u.User, u.RawQuery, u.Fragment = nil, "", ""
+		return u.String()
+	case cs.File != nil:
+		return cs.File.Dir
+	}
+	return ""
 }

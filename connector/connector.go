@@ -515,14 +515,16 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 	if ro.OnStart != nil {
 		ro.OnStart(pos, firstStart)
 	}
-	if len(syncs) > 0 {
+	// The feeds' full syncs run concurrently: their builds overlap, and
+	// their exports share the one ordered exporter.
+	for _, ro := range syncs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, ro := range syncs {
-				if _, err := c.Resync(runCtx, ro); err != nil && runCtx.Err() == nil {
-					errc <- fmt.Errorf("full sync of %s: %w", ro.Feed, err)
-					return
+			if _, err := c.Resync(runCtx, ro); err != nil && runCtx.Err() == nil {
+				select {
+				case errc <- fmt.Errorf("full sync of %s: %w", ro.Feed, err):
+				default: // another error already stops the run
 				}
 			}
 		}()

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,8 +14,6 @@ import (
 	"github.com/feedcdc/feedcdc/feeds"
 	"github.com/feedcdc/feedcdc/sink"
 	"github.com/feedcdc/feedcdc/state"
-	"github.com/feedcdc/feedcdc/telemetry"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Operation names as the system feedcdc replaces logs them; legacy ones
@@ -72,270 +68,8 @@ type ResyncResult struct {
 	Progress state.Progress
 	Sample   []feeds.Item
 	Elapsed  time.Duration
-}
-
-// Resync runs a full (or by-ids) sync of one feed through the pipeline:
-// keys are enumerated in chunks and each group of ThreadCount chunks is
-// built and exported as one job on the exporter, between stream batches.
-// Progress is persisted per job, in the same transaction as its items.
-func (p *Pipeline) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult, error) {
-	start := p.o.Now()
-	res := ResyncResult{Feed: ro.Feed}
-	if p.o.Registry == nil {
-		return res, errors.New("connector: no feeds are enabled")
-	}
-	f, ok := p.o.Registry.Feed(ro.Feed)
-	if !ok {
-		return res, fmt.Errorf("connector: unknown or disabled feed %q; enabled feeds: %s", ro.Feed, strings.Join(p.FeedNames(), ", "))
-	}
-	if ro.BatchSize <= 0 {
-		ro.BatchSize = 500
-	}
-	if ro.ThreadCount <= 0 {
-		ro.ThreadCount = 1
-	}
-	owner := ro.Owner
-	if owner == "" {
-		owner = fmt.Sprintf("resync(pid %d)", os.Getpid())
-	}
-	release, err := p.o.Store.AcquireFeedLock(ctx, ro.Feed, owner)
-	if err != nil {
-		return res, fmt.Errorf("connector: resync %s: %w", ro.Feed, err)
-	}
-	defer release()
-	log := p.o.Logger.With("feed", ro.Feed)
-	op := OpFullSync
-	if len(ro.ByIDs) > 0 {
-		op = OpResyncByIDs
-	} else if p.o.policy(ro.Feed).Mode == ModeLegacy {
-		op = OpFullSyncLegcy
-	}
-	if ro.CleanupFeed && !ro.DryRun {
-		log.Warn("forgetting the feed's state: every item is sent again, and items of entities deleted meanwhile stay at the destination; clean the destination first", "operation", op)
-		if err := p.Do(ctx, func(ctx context.Context) error { return p.o.Store.ForgetFeed(ctx, ro.Feed) }); err != nil {
-			return res, fmt.Errorf("connector: cleanup feed %s: %w", ro.Feed, err)
-		}
-	}
-	prog := state.Progress{Feed: ro.Feed, Position: ro.Position, StartedAt: start, DryRun: ro.DryRun}
-	if ro.Continue {
-		old, ok, err := p.o.Store.Progress(ctx, ro.Feed)
-		if err != nil {
-			return res, err
-		}
-		if ok && !old.Finished() && !old.DryRun {
-			prog = old
-			log.Info("continuing resync", "operation", op, "after_key", old.LastKey, "chunks_done", old.Chunks)
-		} else {
-			log.Info("no unfinished resync to continue; starting from the beginning", "operation", op)
-		}
-	}
-	var sample []feeds.Item
-	if ro.DryRun && ro.SampleSize > 0 {
-		sample = make([]feeds.Item, 0, ro.SampleSize)
-	}
-	eo := ExportOptions{DryRun: ro.DryRun, Operation: op, Force: len(ro.ByIDs) > 0, Position: ro.Position}
-	if sample != nil {
-		eo.Sample = &sample
-	}
-	log.Info("start processing", "operation", op, "batch_size", ro.BatchSize, "threads", ro.ThreadCount)
-
-	var pending []string
-	flush := func(last string) error {
-		if len(pending) == 0 {
-			return nil
-		}
-		keys := pending
-		pending = nil
-		var st ExportStats
-		err := p.Do(ctx, func(ctx context.Context) (err error) {
-			ctx, end := p.span(ctx, func(t *telemetry.Tracing) (context.Context, trace.Span) {
-				return t.StartResyncChunk(ctx, ro.Feed, prog.Chunks+1, len(keys), ro.Position)
-			})
-			defer func() { end(err) }()
-			var w writeSet
-			st, err = p.exportKeys(ctx, ro.Feed, keys, eo, &w, ro.ThreadCount, ro.BatchSize)
-			if err != nil {
-				return err
-			}
-			prog.Chunks++
-			prog.Processed += int64(len(keys))
-			prog.Synced += int64(st.Sent)
-			prog.Failed += int64(st.Failed + st.Rejected)
-			if last != "" {
-				prog.LastKey = last
-			}
-			prog.UpdatedAt = p.o.Now()
-			if ro.DryRun {
-				return nil
-			}
-			return p.o.Store.Update(ctx, func(tx *state.Tx) error {
-				if err := w.apply(tx); err != nil {
-					return err
-				}
-				if len(ro.ByIDs) > 0 {
-					return nil
-				}
-				return tx.PutProgress(prog)
-			})
-		})
-		if err != nil {
-			return err
-		}
-		res.Stats.add(st)
-		if ro.Progress != nil {
-			ro.Progress(prog)
-		}
-		return nil
-	}
-	group := ro.BatchSize * ro.ThreadCount
-	emit := func(keys []string) error {
-		if ro.Continue && prog.LastKey != "" {
-			keys = keysAfter(keys, prog.LastKey)
-		}
-		if len(keys) == 0 {
-			return nil
-		}
-		if ro.Throttle != nil {
-			if err := ro.Throttle.Wait(ctx, len(keys)); err != nil {
-				return err
-			}
-		}
-		for _, k := range keys {
-			pending = append(pending, k)
-			if len(pending) >= group {
-				if err := flush(k); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if len(ro.ByIDs) > 0 {
-		keys, err := p.resolveIDs(ctx, f, ro.ByIDs, ro.IDType)
-		if err != nil {
-			return res, err
-		}
-		err = emit(keys)
-		if err == nil {
-			err = flush("")
-		}
-		if err != nil {
-			return res, err
-		}
-	} else {
-		if err := f.Scan(ctx, emit); err != nil {
-			return res, fmt.Errorf("connector: resync %s: scan: %w", ro.Feed, err)
-		}
-		if err := flush(lastOf(pending)); err != nil {
-			return res, err
-		}
-		// Entities the state store knows but the source no longer has:
-		// rebuilding them sends their items once as deleted.
-		if err := p.resyncVanished(ctx, ro.Feed, f, eo, &res.Stats); err != nil {
-			return res, err
-		}
-		prog.FinishedAt = p.o.Now()
-		if !ro.DryRun {
-			if err := p.Do(ctx, func(ctx context.Context) error {
-				return p.o.Store.Update(ctx, func(tx *state.Tx) error { return tx.PutProgress(prog) })
-			}); err != nil {
-				return res, err
-			}
-		}
-	}
-	res.Progress = prog
-	res.Sample = sample
-	res.Elapsed = p.o.Now().Sub(start)
-	log.Info("Complete", "operation", op, "processed", prog.Processed, "synced", res.Stats.Sent, "skipped", res.Stats.Skipped,
-		"failed", res.Stats.Failed, "rejected", res.Stats.Rejected, "elapsed", res.Elapsed.Round(time.Millisecond).String())
-	return res, nil
-}
-
-func lastOf(s []string) string {
-	if len(s) == 0 {
-		return ""
-	}
-	return s[len(s)-1]
-}
-
-// keysAfter drops keys not after last (numeric order for numeric keys).
-func keysAfter(keys []string, last string) []string {
-	ln, lerr := strconv.ParseInt(last, 10, 64)
-	out := keys[:0:0]
-	for _, k := range keys {
-		if kn, err := strconv.ParseInt(k, 10, 64); err == nil && lerr == nil {
-			if kn > ln {
-				out = append(out, k)
-			}
-		} else if k > last {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// resyncVanished rebuilds the entity keys the state store knows that are not
-// deleted yet (or whose deleted payload is not final); Build returns nothing for vanished ones and Diff turns their
-// items into deleted payloads. Existing entities are rebuilt too and skipped
-// as unchanged, so this costs one more build of the feed's state.
-func (p *Pipeline) resyncVanished(ctx context.Context, feed string, f feeds.Feed, eo ExportOptions, total *ExportStats) error {
-	after := ""
-	for {
-		var next string
-		err := p.Do(ctx, func(ctx context.Context) (err error) {
-			next, err = p.exportVanishedPage(ctx, feed, f, after, eo, total)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("connector: resync %s: vanished entities: %w", feed, err)
-		}
-		if next == "" {
-			return nil
-		}
-		after = next
-	}
-}
-
-// exportVanishedPage looks at one page of the entities the state knows for
-// a feed (after the item id after) and exports the deleted payloads of
-// those the source no longer has. It returns where the next page starts
-// ("" at the end). It runs on the exporter goroutine.
-func (p *Pipeline) exportVanishedPage(ctx context.Context, feed string, f feeds.Feed, after string, eo ExportOptions, total *ExportStats) (string, error) {
-	seen := map[string]bool{}
-	var keys []string
-	items, next, err := p.o.Store.ListItems(ctx, state.ListQuery{Feed: feed, After: after, Limit: 1000})
-	if err != nil {
-		return "", err
-	}
-	for _, it := range items {
-		// A deleted payload whose send never completed (the process was
-		// killed after the write-ahead recorded it, status not final) is
-		// looked at too: nothing else resends it when no replay covers it
-		// (a first start begun again, or a resumed full sync).
-		if (!it.Deleted || !state.IsFinal(it.Status)) && !seen[it.EntityKey] {
-			seen[it.EntityKey] = true
-			keys = append(keys, it.EntityKey)
-		}
-	}
-	if len(keys) == 0 {
-		return next, nil
-	}
-	exists, err := p.existing(ctx, f, keys)
-	if err != nil {
-		return "", err
-	}
-	var gone []string
-	for _, k := range keys {
-		if !exists[k] {
-			gone = append(gone, k)
-		}
-	}
-	if len(gone) == 0 {
-		return next, nil
-	}
-	st, err := p.ExportKeys(ctx, feed, gone, eo, nil)
-	total.add(st)
-	return next, err
+	// Vanished is what the pass over remembered entities did.
+	Vanished VanishedStats
 }
 
 // rebuildAll rebuilds every item of a feed after why (a TRUNCATE of a table
@@ -351,7 +85,9 @@ func (p *Pipeline) rebuildAll(ctx context.Context, feed, why string, eo ExportOp
 	}
 	start := p.o.Now()
 	var total ExportStats
+	seen := &keySet{}
 	err := f.Scan(ctx, func(keys []string) error {
+		seen.add(keys)
 		st, err := p.ExportKeys(ctx, feed, keys, eo, nil)
 		total.add(st)
 		return err
@@ -359,33 +95,15 @@ func (p *Pipeline) rebuildAll(ctx context.Context, feed, why string, eo ExportOp
 	if err != nil {
 		return fmt.Errorf("connector: rebuild %s after %s: %w", feed, why, err)
 	}
-	for after := ""; ; {
-		next, err := p.exportVanishedPage(ctx, feed, f, after, eo, &total)
-		if err != nil {
-			return fmt.Errorf("connector: rebuild %s after %s: vanished entities: %w", feed, why, err)
-		}
-		if next == "" {
-			break
-		}
-		after = next
+	var vs VanishedStats
+	onExporter := func(ctx context.Context, job func(context.Context) error) error { return job(ctx) }
+	if err := p.exportVanished(ctx, feed, seen, eo, &vs, &total, onExporter); err != nil {
+		return fmt.Errorf("connector: rebuild %s after %s: vanished entities: %w", feed, why, err)
 	}
 	p.o.Logger.Info("rebuilt every item", "feed", feed, "after", why, "operation", eo.Operation,
-		"entities", total.Keys, "synced", total.Sent, "skipped", total.Skipped, "deleted", total.Deleted, "failed", total.Failed, "elapsed", p.o.Now().Sub(start).Round(time.Millisecond))
+		"entities", total.Keys, "synced", total.Sent, "skipped", total.Skipped, "deleted", total.Deleted, "failed", total.Failed,
+		"vanished_checked", vs.Checked, "vanished_rebuilt", vs.Rebuilt, "elapsed", p.o.Now().Sub(start).Round(time.Millisecond))
 	return nil
-}
-
-// existing reports which entity keys still have items, by building them
-// (Build returns no items for vanished entities).
-func (p *Pipeline) existing(ctx context.Context, f feeds.Feed, keys []string) (map[string]bool, error) {
-	built, err := f.Build(ctx, keys)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]bool{}
-	for _, it := range built {
-		out[it.EntityKey] = true
-	}
-	return out, nil
 }
 
 // resolveIDs maps --by-ids values to the feed's entity keys.

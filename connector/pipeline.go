@@ -317,6 +317,9 @@ type Pipeline struct {
 	// noDefer, when set (benchmarks), builds big transactions batch by
 	// batch in stream order, as before deferred keys existed.
 	noDefer bool
+	// watch records the keys exported while a full sync of their feed
+	// builds chunks off the exporter (fullsync.go).
+	watch exportWatch
 }
 
 // LastSync is when the feed last exported items in this process.
@@ -682,19 +685,44 @@ func (p *Pipeline) FlushQueued(ctx context.Context) error {
 
 // Do runs job on the exporter goroutine after everything queued before it,
 // and waits for its result. Jobs see the state store as the exporter left
-// it, so they keep per-key order with the stream.
+// it, so they keep per-key order with the stream. The job's context ends
+// with ctx as well as with the exporter's; when ctx ends, Do returns at
+// once if the job has not started (it then never runs), and otherwise only
+// after the job returned, so that nothing the caller started is still
+// writing when Do returns.
 func (p *Pipeline) Do(ctx context.Context, job func(ctx context.Context) error) error {
 	done := make(chan error, 1)
-	if err := p.Enqueue(ctx, job, done); err != nil {
+	var claim atomic.Int32 // jobQueued, jobRunning or jobAbandoned
+	bound := func(ectx context.Context) error {
+		if !claim.CompareAndSwap(jobQueued, jobRunning) {
+			return context.Canceled
+		}
+		jctx, cancel := context.WithCancel(ectx)
+		defer cancel()
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+		return job(jctx)
+	}
+	if err := p.Enqueue(ctx, bound, done); err != nil {
 		return err
 	}
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		if !claim.CompareAndSwap(jobQueued, jobAbandoned) {
+			<-done // running, with its context cancelled: wait until it stopped
+		}
 		return ctx.Err()
 	}
 }
+
+// States of a job queued by Do.
+const (
+	jobQueued int32 = iota
+	jobRunning
+	jobAbandoned
+)
 
 // Enqueue queues job after the current batch without waiting for it; done
 // (optional) receives its result.
@@ -1109,6 +1137,7 @@ func (p *Pipeline) exportKeys(ctx context.Context, feed string, keys []string, e
 	if own {
 		w = &writeSet{}
 	}
+	defer p.watch.exported(feed, keys)
 	size = max(size, 1)
 	nchunks := (len(keys) + size - 1) / size
 	threads = max(1, min(threads, nchunks))

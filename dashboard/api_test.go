@@ -412,3 +412,27 @@ func TestPageAndAssetsAreSelfContained(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestItemsNeedToken(t *testing.T) {
+	for _, c := range []struct {
+		mode, listen string
+		want         bool
+	}{
+		{"auto", "127.0.0.1:8484", false},
+		{"", "127.0.0.1:8484", false},
+		{"auto", "", false},
+		{"auto", "localhost:8484", false},
+		{"auto", "[::1]:8484", false},
+		{"auto", "127.3.4.5:8484", false},
+		{"auto", "0.0.0.0:8484", true},
+		{"auto", ":8484", true},
+		{"auto", "10.1.2.3:8484", true},
+		{"auto", "[::]:8484", true},
+		{"always", "127.0.0.1:8484", true},
+		{"never", "0.0.0.0:8484", false},
+	} {
+		if got := dashboard.ItemsNeedToken(c.mode, c.listen); got != c.want {
+			t.Errorf("ItemsNeedToken(%q, %q) = %v, want %v", c.mode, c.listen, got, c.want)
+		}
+	}
+}

@@ -249,8 +249,12 @@ type Health struct {
 
 // SinkStatus is one configured sink.
 type SinkStatus struct {
-	Name      string `json:"name"`
-	Kind      string `json:"kind"` // kafka, http, file
+	Name string `json:"name"`
+	Kind string `json:"kind"` // kafka, http, file
+	// Target is where the sink sends to: Kafka bootstrap brokers, the HTTP
+	// service's base URL (without credentials or query), the file sink's
+	// directory.
+	Target    string `json:"target,omitempty"`
 	Connected bool   `json:"connected"`
 	Error     string `json:"error,omitempty"`
 }

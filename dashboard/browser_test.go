@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
 	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/dashboard/dashboardtest"
 )
@@ -20,6 +23,20 @@ import (
 // screenshots to test-artifacts/.
 func TestDashboardInBrowser(t *testing.T) {
 	b := newMemBackend()
+	// A long error code without spaces, as feed services return them.
+	var longErrID string
+	for i := range b.items {
+		if b.items[i].row.Status == 400 {
+			b.items[i].row.Error = longErrorText
+			longErrID = b.items[i].row.FeedID
+			break
+		}
+	}
+	// A sink named after its type, and one with its own name, down.
+	b.health.Sinks = []dashboard.SinkStatus{
+		{Name: "kafka", Kind: "kafka", Target: "127.0.0.1:9092", Connected: true},
+		{Name: "audit", Kind: "http", Target: "https://feeds.example.com/api", Error: "HTTP 503"},
+	}
 	srv := newServer(t, b, dashboard.Options{Token: testToken, RefreshInterval: time.Second})
 	br := dashboardtest.NewBrowser(t)
 	br.Open(srv.URL + "/")
@@ -64,6 +81,69 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("failed items total shown %s, want %d", failedShown, wantFailed)
 	}
 	br.Screenshot("overview")
+
+	// "Successfully sent" can exceed "Source records" (a deleted item is
+	// sent, with deleted: true, but has no source record): the page says so.
+	if sent, src := br.FeedValue("productAttributes", "sent"), br.FeedValue("productAttributes", "source_records"); sent <= src {
+		t.Fatalf("fixture: productAttributes sent %d should exceed source records %d (one deleted item)", sent, src)
+	}
+	if got := br.Text("#feeds-help"); !strings.Contains(got, "deleted items too") || !strings.Contains(got, "still exist in the source") {
+		t.Errorf("feeds help line: %q", got)
+	}
+	if got := br.Attr("#feeds-table thead th:nth-child(4)", "title"); !strings.Contains(got, "deleted ones included") {
+		t.Errorf("Successfully sent header tooltip: %q", got)
+	}
+
+	// Sinks are labelled once: type, name when it differs, target.
+	if got := br.Text(`#health-sinks [data-sink="kafka"]`); got != "kafka → 127.0.0.1:9092 · connected" {
+		t.Errorf("kafka sink label %q", got)
+	}
+	if got := br.Text(`#health-sinks [data-sink="audit"]`); got != "http audit → https://feeds.example.com/api · down: HTTP 503" {
+		t.Errorf("http sink label %q", got)
+	}
+
+	// A long error code wraps at its separators, never mid-word, in a
+	// column wide enough to read.
+	errCell := fmt.Sprintf(`#items-body tr[data-item-id=%q] td[data-field="error"]`, longErrID)
+	if got := br.Text(errCell); got != longErrorText {
+		t.Fatalf("error cell shows %q", got)
+	}
+	if broken := br.MidWordBreaks("#items-body td[data-field=error]"); broken != nil {
+		t.Errorf("error texts broken mid-word: %q", broken)
+	}
+	if w := br.ElementWidth(errCell); w < 200 {
+		t.Errorf("error column is %.0f px wide; too narrow to read", w)
+	}
+
+	// With a full page of items, the first row's detail opens in a side
+	// panel in view (not below the table), and Escape closes it.
+	br.SelectStatus("all")
+	if n := len(br.ItemIDs()); n != 50 {
+		t.Fatalf("status all shows %d rows, want a full page of 50", n)
+	}
+	firstID := br.ItemIDs()[0]
+	if text := br.OpenItem(firstID); !strings.Contains(text, `"sku"`) {
+		t.Fatalf("first item JSON: %q", text)
+	}
+	if !br.InViewport("#item-detail") {
+		t.Errorf("the item panel is not in view after clicking the first row")
+	}
+	br.ScreenshotWindow("item-panel")
+	br.Do("pressing Escape", chromedp.KeyEvent(kb.Escape))
+	br.WaitJS("the panel to close", `document.getElementById("item-detail").hidden`)
+	br.SelectStatus("failed")
+	br.OpenItem(longErrID)
+	if !br.InViewport("#item-detail") {
+		t.Errorf("the item panel is not in view")
+	}
+	if got := br.Text(`#item-detail-meta dd[data-field="error"]`); got != longErrorText {
+		t.Errorf("panel error %q", got)
+	}
+	if broken := br.MidWordBreaks("#item-detail-meta"); broken != nil {
+		t.Errorf("panel texts broken mid-word: %q", broken)
+	}
+	br.Do("closing the panel", chromedp.Click(chromedp.CSS("#item-close")))
+	br.WaitJS("the panel to close", `document.getElementById("item-detail").hidden`)
 
 	// The page refreshes by itself: a change in the backend (an item of
 	// variants delivered) shows up without any interaction.
@@ -123,6 +203,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := json.Unmarshal([]byte(text), &item); err != nil || item["sku"] != "MH07-XS-Blue" || item["storeViewCode"] != "french" {
 		t.Fatalf("item JSON shown: %q (%v)", text, err)
 	}
+	br.Do("closing the panel", chromedp.Click(chromedp.CSS("#item-close")))
+	br.WaitJS("the panel to close", `document.getElementById("item-detail").hidden`)
 
 	// Without a token the action is refused and nothing reaches the backend.
 	state, msg := br.ScheduleResync("products", "MH07-XS-Blue")
@@ -171,6 +253,83 @@ func TestDashboardInBrowser(t *testing.T) {
 	path := br.Screenshot("after-resync")
 	if st, err := os.Stat(path); err != nil || st.Size() < 10_000 {
 		t.Fatalf("screenshot %s: %v (%d bytes)", path, err, st.Size())
+	}
+}
+
+// longErrorText is a feed service error with a long code without spaces.
+const longErrorText = "ITEM_VALIDATION_FAILED.ATTRIBUTE_VALUE_EXCEEDS_MAXIMUM_LENGTH_FOR_STORE_VIEW_SCOPE: attribute description_long_html_content_for_french_store_view has 70000 characters; the limit is 65535"
+
+// TestDashboardEmptyStates: with no feeds, items, checks or sinks, every
+// table says so in words instead of showing nothing.
+func TestDashboardEmptyStates(t *testing.T) {
+	b := &memBackend{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), busy: map[string]bool{}}
+	srv := newServer(t, b, dashboard.Options{Token: testToken, RefreshInterval: time.Second})
+	br := dashboardtest.NewBrowser(t)
+	br.Open(srv.URL + "/")
+	for sel, want := range map[string]string{
+		`#feeds-body tr[data-empty="feeds"]`:   "No feeds are enabled: enable one under feeds:",
+		`#items-body tr[data-empty="items"]`:   "No failed items. Nothing needs attention.",
+		`#checks-body tr[data-empty="checks"]`: "No check results yet",
+		`#health-sinks [data-empty="sinks"]`:   "no sinks configured",
+	} {
+		if got := br.Text(sel); !strings.Contains(got, want) {
+			t.Errorf("%s shows %q, want %q", sel, got, want)
+		}
+	}
+	br.SelectStatus("pending")
+	if got := br.Text(`#items-body tr[data-empty="items"]`); got != "No items awaiting submission." {
+		t.Errorf("empty pending items: %q", got)
+	}
+	br.SearchSKU("MH99")
+	if got := br.Text(`#items-body tr[data-empty="items"]`); !strings.HasPrefix(got, "No items awaiting submission matching SKU “MH99”.") {
+		t.Errorf("empty search: %q", got)
+	}
+	br.Screenshot("empty")
+}
+
+// TestDashboardItemsTokenRule: on a non-loopback listen address the item
+// endpoints (full item payloads) answer 401 without the token; the page
+// says the token is needed instead of failing, and shows the items once
+// the token is given. On loopback they stay open.
+func TestDashboardItemsTokenRule(t *testing.T) {
+	b := newMemBackend()
+	open := newServer(t, b, dashboard.Options{Token: testToken, Listen: "127.0.0.1:8484"})
+	locked := newServer(t, b, dashboard.Options{Token: testToken, Listen: "0.0.0.0:8484", RefreshInterval: time.Second})
+	id := b.items[0].row.FeedID
+	for _, path := range []string{"/api/items", "/api/items?status=all&sku=MH01", "/api/feeds/products/items/" + id} {
+		if r := do(t, "GET", locked.URL+path, "", nil); r.code != 401 || !strings.Contains(r.errorText(t), "needs the dashboard token") {
+			t.Errorf("non-loopback GET %s without token: %d %.200s", path, r.code, r.body)
+		}
+		if r := do(t, "GET", locked.URL+path, "wrong", nil); r.code != 401 {
+			t.Errorf("non-loopback GET %s with a wrong token: %d", path, r.code)
+		}
+		if r := do(t, "GET", locked.URL+path, testToken, nil); r.code != 200 {
+			t.Errorf("non-loopback GET %s with the token: %d %s", path, r.code, r.body)
+		}
+		if r := do(t, "GET", open.URL+path, "", nil); r.code != 200 {
+			t.Errorf("loopback GET %s without token: %d %s", path, r.code, r.body)
+		}
+	}
+	// The overview and health stay readable: they hold counts, no payloads.
+	if r := do(t, "GET", locked.URL+"/api/overview", "", nil); r.code != 200 {
+		t.Errorf("non-loopback overview: %d", r.code)
+	}
+
+	br := dashboardtest.NewBrowser(t)
+	br.Open(locked.URL + "/")
+	if got := br.Text(`#items-body tr[data-empty="items"]`); !strings.Contains(got, "Feed items need the dashboard token on this address") {
+		t.Errorf("items table without token: %q", got)
+	}
+	if br.Eval(`String(document.getElementById("error-banner").hidden)`) != "true" {
+		t.Errorf("error banner shown for a missing token: %q", br.Text("#error-banner"))
+	}
+	if got := br.SetToken(testToken); got != "ok" {
+		t.Fatalf("token state %q", got)
+	}
+	br.WaitJS("the items to load with the token", `document.querySelectorAll("#items-body tr[data-item-id]").length > 0`)
+	ids := br.ItemIDs()
+	if text := br.OpenItem(ids[0]); !strings.Contains(text, "sku") {
+		t.Errorf("item JSON with the token: %q", text)
 	}
 }
 

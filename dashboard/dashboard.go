@@ -11,6 +11,10 @@
 //     endpoints (check, backup: the copy holds every item) require
 //     "Authorization: Bearer <token>", compared in constant time; without a
 //     configured token they are disabled (403). The token is never logged.
+//   - The item endpoints (GET /api/items, GET /api/feeds/{feed}/items/{id}:
+//     full item payloads) require the same token when Options.ItemsToken
+//     says so; by default ("auto") exactly when the dashboard listens on a
+//     non-loopback address.
 //   - Responses carry a strict Content-Security-Policy (scripts and styles
 //     from the dashboard itself only), and the UI renders every backend
 //     string as text, never as HTML.
@@ -28,7 +32,9 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +67,49 @@ type Options struct {
 	MaxResyncIDs int
 	// Timeout bounds each backend call (default 10s).
 	Timeout time.Duration
+	// Listen is the address the dashboard is served on; with ItemsToken
+	// "auto" it decides whether the item endpoints need the token ("":
+	// unknown, treated as loopback).
+	Listen string
+	// ItemsToken says when the item endpoints (full item payloads) need
+	// the token: ItemsTokenAuto (default: when Listen is not a loopback
+	// address), ItemsTokenAlways or ItemsTokenNever.
+	ItemsToken string
+}
+
+// Values of Options.ItemsToken (config: dashboard.items_token).
+const (
+	ItemsTokenAuto   = "auto"
+	ItemsTokenAlways = "always"
+	ItemsTokenNever  = "never"
+)
+
+// ItemsNeedToken reports whether the item endpoints need the token for the
+// given mode (ItemsToken*; "" is auto) and listen address. An address
+// without a host (":8484") listens on every interface: not loopback. An
+// empty listen (not told) keeps them open, as on loopback.
+func ItemsNeedToken(mode, listen string) bool {
+	switch mode {
+	case ItemsTokenAlways:
+		return true
+	case ItemsTokenNever:
+		return false
+	}
+	return listen != "" && !IsLoopback(listen)
+}
+
+// IsLoopback reports whether the host of a host:port listen address is
+// "localhost" or a loopback IP.
+func IsLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		host = listen
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 const (
@@ -70,11 +119,12 @@ const (
 )
 
 type server struct {
-	b         Backend
-	o         Options
-	tokenHash [32]byte
-	index     []byte
-	static    fs.FS
+	b          Backend
+	o          Options
+	itemsToken bool // the item endpoints need the token
+	tokenHash  [32]byte
+	index      []byte
+	static     fs.FS
 }
 
 // New returns the dashboard's HTTP handler, to mount at the root of its own
@@ -95,7 +145,7 @@ func New(b Backend, o Options) http.Handler {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
-	s := &server{b: b, o: o, tokenHash: sha256.Sum256([]byte(o.Token))}
+	s := &server{b: b, o: o, tokenHash: sha256.Sum256([]byte(o.Token)), itemsToken: ItemsNeedToken(o.ItemsToken, o.Listen)}
 	static := Assets()
 	s.static = static
 	s.index = s.renderIndex()
@@ -105,8 +155,12 @@ func New(b Backend, o Options) http.Handler {
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /api/overview", s.handleOverview)
 	mux.HandleFunc("GET /api/health", s.handleHealth)
-	mux.HandleFunc("GET /api/items", s.handleItems)
-	mux.HandleFunc("GET /api/feeds/{feed}/items/{id}", s.handleItem)
+	items, item := s.handleItems, s.handleItem
+	if s.itemsToken {
+		items, item = s.authorized(items), s.authorized(item)
+	}
+	mux.HandleFunc("GET /api/items", items)
+	mux.HandleFunc("GET /api/feeds/{feed}/items/{id}", item)
 	mux.HandleFunc("POST /api/feeds/{feed}/resync", s.authorized(s.handleResync))
 	mux.HandleFunc("POST /api/feeds/{feed}/retry", s.authorized(s.handleRetry))
 	mux.HandleFunc("GET /api/state/check", s.authorized(s.handleStateCheck))
@@ -185,6 +239,7 @@ func (s *server) renderIndex() []byte {
 	if err := tpl.Execute(&buf, map[string]any{
 		"RefreshMS":      s.o.RefreshInterval.Milliseconds(),
 		"ActionsEnabled": s.o.Token != "",
+		"ItemsNeedToken": s.itemsToken,
 	}); err != nil {
 		panic(fmt.Sprintf("dashboard: rendering index.html: %v", err))
 	}
@@ -208,7 +263,8 @@ func (s *server) handleIndex(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(s.index)
 }
 
-// authorized wraps a mutating handler with the bearer-token check.
+// authorized wraps a handler with the bearer-token check: the mutating
+// and state file endpoints, and the item endpoints when s.itemsToken.
 func (s *server) authorized(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.o.Token == "" {
@@ -219,7 +275,7 @@ func (s *server) authorized(next http.HandlerFunc) http.HandlerFunc {
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
 		if !ok || tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="feedcdc"`)
-			writeError(w, http.StatusUnauthorized, "this action needs the dashboard token: send Authorization: Bearer <token>")
+			writeError(w, http.StatusUnauthorized, "this request needs the dashboard token: send Authorization: Bearer <token>")
 			return
 		}
 		got := sha256.Sum256([]byte(tok))
@@ -263,6 +319,7 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if h.Sinks == nil {
 		h.Sinks = []SinkStatus{}
 	}
+	slices.SortFunc(h.Sinks, func(a, b SinkStatus) int { return strings.Compare(a.Name, b.Name) })
 	if h.Checks == nil {
 		h.Checks = []CheckResult{}
 	}

@@ -28,6 +28,10 @@ type Progress struct {
 	UpdatedAt  time.Time       `json:"updated_at"`
 	FinishedAt time.Time       `json:"finished_at"`
 	DryRun     bool            `json:"dry_run,omitempty"`
+	// StateItems is how many items the state held for the feed when the
+	// sync began (nil in progress written before it was recorded): with
+	// none, nothing can have vanished and the sync skips that pass.
+	StateItems *int64 `json:"state_items,omitempty"`
 }
 
 // Finished reports whether the sync completed.

@@ -7,22 +7,36 @@
 // the testing package) and may run apt-get: the deployable feedcdc binary
 // must not. `feedcdc demo` only says how to run this one.
 //
-// Invariants: everything it starts (mariadbd, broker, connector) is stopped
-// when it returns, and its folder is removed unless --keep is given.
+// Invariants:
+//   - Everything it starts (mariadbd, broker, connector) is stopped when it
+//     returns, and what it created is removed unless --keep is given: the
+//     whole --dir when the demo created it, else only the entries it added.
+//   - A stop request never kills it before that cleanup: SIGINT (Ctrl-C),
+//     SIGTERM and SIGHUP cancel its context, and so does its stdout being
+//     closed (`feedcdc-demo | head`, a `tee` killed by Ctrl-C): SIGPIPE is
+//     caught, a write error on stdout or a pipe whose reader is gone stops
+//     the demo, and later output is dropped.
+//   - Exit code: 0 when it stopped as asked (--duration elapsed, a signal,
+//     stdout closed) and cleaned up; 1 when it failed (the reason on
+//     stderr) or could not remove what it created.
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +44,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/feedcdc/feedcdc/change"
 	"github.com/feedcdc/feedcdc/config"
@@ -50,10 +66,29 @@ type demoOptions struct {
 	noApt    bool
 }
 
+// errStdoutClosed is the stop cause when nobody reads the demo's output
+// any more.
+var errStdoutClosed = errors.New("stdout closed")
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	ctx, stop := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 4)
+	// SIGPIPE is caught so that a write to a closed stdout returns EPIPE
+	// (seen by stopWriter) instead of killing the process before cleanup.
+	// The signal itself is not a stop request: a broken network connection
+	// raises it too.
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	go func() {
+		for sig := range sigs {
+			if sig != syscall.SIGPIPE {
+				stop(fmt.Errorf("%v", sig))
+			}
+		}
+	}()
+	stdout := newStopWriter(os.Stdout, func() { stop(errStdoutClosed) })
+	go watchStdout(ctx, os.Stdout, func() { stop(errStdoutClosed) })
+	code := Main(ctx, os.Args[1:], stdout, os.Stderr)
+	signal.Stop(sigs)
 	os.Exit(code)
 }
 
@@ -82,8 +117,13 @@ starts a private mariadbd under --dir (binlog on, loopback only), loads the
 small Magento catalog profile, starts an embedded Kafka-protocol broker,
 runs the connector on embedded defaults (bbolt state; Kafka and JSON Lines
 file sinks), performs the full sync, then applies a live workload and shows
-what flows: counts per feed, a sample item, and where the dashboard and
-metrics are. Ctrl-C stops and removes everything it started.`,
+what flows: counts per feed, the Kafka topics with a kcat command line,
+raw-stream record counts, a sample item, and where the dashboard and
+metrics are.
+
+Ctrl-C, SIGTERM, SIGHUP or closing its output (a "| tee" or "| head" that
+ended) stop everything it started and remove what it created under --dir.
+Exit code: 0 after such a stop or at the end of --duration; 1 on failure.`,
 		Example: `  go run ./cmd/feedcdc-demo
   go run ./cmd/feedcdc-demo --rate 200 --profile tiny
   go run ./cmd/feedcdc-demo --duration 60s --keep   # stop a minute into the workload, keep .demo/ to inspect`,
@@ -131,31 +171,169 @@ func ensureMariaDB(ctx context.Context, w io.Writer, noApt bool) error {
 	return nil
 }
 
-func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
-	start := time.Now()
-	profile, err := catalog.ProfileByName(o.profile)
+// demo is one run: what its steps start, in order, and how to undo it.
+type demo struct {
+	o     demoOptions
+	out   io.Writer
+	start time.Time
+
+	profile  catalog.Profile
+	dir      string
+	keepDir  map[string]bool // entries of --dir before the demo; nil: the demo created it
+	cleanups []func() error  // run in reverse order
+
+	srv     *mysqltest.Server
+	shop    *sql.DB
+	kafka   *kafkatest.Cluster
+	admin   *kadm.Client
+	cfg     *config.Config
+	logFile *os.File
+	log     *slog.Logger
+
+	conn    *connector.Connector
+	addrs   [2]string // metrics, dashboard
+	runErr  chan error
+	stopRun context.CancelFunc
+}
+
+// step is one named stage of the demo.
+type step struct {
+	name string
+	run  func(context.Context) error
+}
+
+// runDemo runs the steps in order and always undoes what they started.
+// A stop request (context cancelled) ends it without error.
+func runDemo(ctx context.Context, out io.Writer, o demoOptions) (err error) {
+	d := &demo{o: o, out: out, start: time.Now()}
+	defer func() {
+		if cerr := d.cleanup(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if err == nil {
+			reason := "done"
+			if cause := context.Cause(ctx); cause != nil {
+				reason = cause.Error()
+			}
+			what := "stopped and removed"
+			if o.keep {
+				what = "stopped; " + d.dir + " kept (--keep)"
+			}
+			d.say(fmt.Sprintf("demo: stopped (%s); everything it started is %s", reason, what))
+		}
+	}()
+	steps := []step{
+		{"check MariaDB", d.checkMariaDB},
+		{"prepare the demo folder", d.prepareDir},
+		{"start MariaDB", d.startMariaDB},
+		{"load the catalog", d.loadCatalog},
+		{"start Kafka", d.startKafka},
+		{"start the connector", d.startConnector},
+		{"full sync", d.waitFullSync},
+		{"show what was sent", d.showResults},
+		{"live workload", d.runWorkload},
+	}
+	for _, s := range steps {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := s.run(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // the step failed because the demo is stopping
+			}
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+// say prints a line on the demo's output; when that output is gone (a
+// closed pipe) it goes to stderr instead, so the last words are not lost.
+func (d *demo) say(line string) {
+	if _, err := fmt.Fprintln(d.out, line); err != nil {
+		fmt.Fprintln(os.Stderr, line)
+	}
+}
+
+func (d *demo) onCleanup(f func() error) { d.cleanups = append(d.cleanups, f) }
+
+// cleanup undoes every step in reverse order and returns the first error.
+func (d *demo) cleanup() error {
+	var first error
+	for i := len(d.cleanups) - 1; i >= 0; i-- {
+		if err := d.cleanups[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	d.cleanups = nil
+	return first
+}
+
+func (d *demo) checkMariaDB(ctx context.Context) error {
+	p, err := catalog.ProfileByName(d.o.profile)
 	if err != nil {
 		return fmt.Errorf("--profile: %w", err)
 	}
-	if err := ensureMariaDB(ctx, out, o.noApt); err != nil {
-		return err
-	}
-	dir, err := filepath.Abs(o.dir)
+	d.profile = p
+	return ensureMariaDB(ctx, d.out, d.o.noApt)
+}
+
+// prepareDir makes --dir and registers its removal: all of it when the
+// demo creates it, else only what the demo adds.
+func (d *demo) prepareDir(context.Context) error {
+	dir, err := filepath.Abs(d.o.dir)
 	if err != nil {
 		return err
+	}
+	d.dir = dir
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("--dir %s: %w", dir, err)
+	default:
+		d.keepDir = map[string]bool{}
+		for _, e := range entries {
+			d.keepDir[e.Name()] = true
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return fmt.Errorf("--dir: %w", err)
 	}
-	if !o.keep {
-		defer os.RemoveAll(dir)
+	if d.o.keep {
+		return nil
 	}
-	fmt.Fprintf(out, "demo: starting a private MariaDB under %s ...\n", dir)
-	srv, err := mysqltest.Start(ctx, mysqltest.Options{BaseDir: dir})
+	d.onCleanup(func() error {
+		if d.keepDir == nil {
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("removing %s: %w", dir, err)
+			}
+			return nil
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("cleaning %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if !d.keepDir[e.Name()] {
+				if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+					return fmt.Errorf("cleaning %s: %w", dir, err)
+				}
+			}
+		}
+		return nil
+	})
+	return nil
+}
+
+func (d *demo) startMariaDB(ctx context.Context) error {
+	fmt.Fprintf(d.out, "demo: starting a private MariaDB under %s ...\n", d.dir)
+	srv, err := mysqltest.Start(ctx, mysqltest.Options{BaseDir: d.dir})
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
+	d.srv = srv
+	d.onCleanup(srv.Stop)
 	admin, err := sql.Open("mysql", srv.AdminDSN(""))
 	if err != nil {
 		return err
@@ -168,69 +346,99 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	defer shop.Close()
-	fmt.Fprintf(out, "demo: MariaDB %s on %s; loading the %s catalog profile ...\n", srv.Version, srv.Addr(), profile.Name)
-	st, err := catalog.Load(ctx, shop, profile, 1)
-	if err != nil {
-		return fmt.Errorf("load catalog: %w", err)
-	}
-	fmt.Fprintf(out, "demo: loaded %d products (%d rows) in %s\n", st.Products, st.Rows, st.Duration.Round(time.Millisecond))
+	d.shop = shop
+	d.onCleanup(shop.Close)
+	return nil
+}
 
+func (d *demo) loadCatalog(ctx context.Context) error {
+	fmt.Fprintf(d.out, "demo: MariaDB %s on %s; loading the %s catalog profile ...\n", d.srv.Version, d.srv.Addr(), d.profile.Name)
+	st, err := catalog.Load(ctx, d.shop, d.profile, 1)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "demo: loaded %d products (%d rows) in %s\n", st.Products, st.Rows, st.Duration.Round(time.Millisecond))
+	return nil
+}
+
+func (d *demo) startKafka(ctx context.Context) error {
 	kafka, err := kafkatest.New(ctx, kafkatest.InMemory())
 	if err != nil {
 		return fmt.Errorf("embedded Kafka broker: %w", err)
 	}
-	defer kafka.Close()
+	d.kafka = kafka
+	d.onCleanup(func() error { kafka.Close(); return nil })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.Addr()))
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	d.admin = kadm.NewClient(cl)
+	d.onCleanup(func() error { cl.Close(); return nil })
+	return nil
+}
 
-	cfg, err := demoConfig(srv, kafka.Addr(), dir)
+func (d *demo) startConnector(ctx context.Context) error {
+	cfg, err := demoConfig(d.srv, d.kafka.Addr(), d.dir)
 	if err != nil {
 		return err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "feedcdc.log"))
+	d.cfg = cfg
+	logFile, err := os.Create(filepath.Join(d.dir, "feedcdc.log"))
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
-	log, err := telemetry.NewLogger(logFile, cfg.Log.Format, cfg.Log.Level)
-	if err != nil {
+	d.logFile = logFile
+	d.onCleanup(logFile.Close)
+	if d.log, err = telemetry.NewLogger(logFile, cfg.Log.Format, cfg.Log.Level); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "demo: embedded Kafka broker on %s; connector logs in %s\n", kafka.Addr(), logFile.Name())
+	fmt.Fprintf(d.out, "demo: embedded Kafka broker on %s; connector logs in %s\n", d.kafka.Addr(), logFile.Name())
 
-	var (
-		mu       sync.Mutex
-		conn     *connector.Connector
-		addrs    [2]string
-		started  = make(chan struct{})
-		startErr = make(chan error, 1)
-	)
+	var mu sync.Mutex
+	started := make(chan struct{})
 	hooks := &runner.Hooks{
-		OnReady: func(c *connector.Connector, pos change.Position, first bool) {
+		OnReady: func(c *connector.Connector, _ change.Position, _ bool) {
 			mu.Lock()
-			conn = c
+			d.conn = c
 			mu.Unlock()
 			close(started)
 		},
-		Addrs: func(m, d string) { addrs = [2]string{m, d} },
+		Addrs: func(m, dash string) { d.addrs = [2]string{m, dash} },
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	go func() { startErr <- runner.Run(runCtx, cfg, log, "demo", hooks) }()
+	d.stopRun = stopRun
+	d.runErr = make(chan error, 1)
+	go func() { d.runErr <- runner.Run(runCtx, cfg, d.log, "demo", hooks) }()
+	// Stopping the connector waits for it to return: its state file and
+	// listeners are closed before MariaDB and Kafka stop.
+	d.onCleanup(func() error {
+		stopRun()
+		if err := <-d.runErr; err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Warn("connector stopped with an error", "err", err)
+		}
+		return nil
+	})
 	select {
 	case <-started:
-	case err := <-startErr:
+	case err := <-d.runErr:
+		d.runErr <- err // for the cleanup
 		return fmt.Errorf("connector: %w (see %s)", err, logFile.Name())
 	case <-ctx.Done():
-		return nil
+		return ctx.Err()
 	}
-	fmt.Fprintf(out, "demo: connector running: dashboard http://%s/  metrics http://%s/metrics\n", addrs[1], addrs[0])
-	fmt.Fprintln(out, "demo: full sync of every feed ...")
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Fprintf(d.out, "demo: connector running: dashboard http://%s/  metrics http://%s/metrics\n", d.addrs[1], d.addrs[0])
+	return nil
+}
 
-	// Wait for the first-start full sync of every feed.
+// waitFullSync waits for the first-start full sync of every feed.
+func (d *demo) waitFullSync(ctx context.Context) error {
+	fmt.Fprintln(d.out, "demo: full sync of every feed ...")
 	for {
 		done := true
-		for _, f := range cfg.EnabledFeeds() {
-			p, ok, _ := conn.Store.Progress(ctx, f)
+		for _, f := range d.cfg.EnabledFeeds() {
+			p, ok, _ := d.conn.Store.Progress(ctx, f)
 			if !ok || !p.Finished() {
 				done = false
 			}
@@ -239,79 +447,198 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 			break
 		}
 		select {
-		case err := <-startErr:
-			return fmt.Errorf("connector stopped: %v (see %s)", err, logFile.Name())
+		case err := <-d.runErr:
+			d.runErr <- err
+			return fmt.Errorf("connector stopped: %v (see %s)", err, d.logFile.Name())
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(out, "demo: full sync done %s after start\n", time.Since(start).Round(100*time.Millisecond))
-	printDemoCounts(ctx, out, conn, cfg)
-	printSample(out, filepath.Join(dir, "out"))
+	fmt.Fprintf(d.out, "demo: full sync done %s after start\n", time.Since(d.start).Round(100*time.Millisecond))
+	return nil
+}
 
-	fmt.Fprintf(out, "demo: applying a live workload at %.0f changes/s (Ctrl-C to stop) ...\n", o.rate)
-	wl := catalog.NewWorkload(shop, 2, catalog.WorkloadOptions{})
+// showResults prints the counts, the Kafka topics with a kcat command
+// line, and a sample item.
+func (d *demo) showResults(ctx context.Context) error {
+	fmt.Fprint(d.out, "demo: sent so far: ")
+	d.printCounts(ctx)
+	d.printTopics(ctx)
+	printSample(d.out, filepath.Join(d.dir, "out"))
+	return nil
+}
+
+// runWorkload applies the live workload until --duration or a stop
+// request, printing the counts every 5 seconds.
+func (d *demo) runWorkload(ctx context.Context) error {
+	fmt.Fprintf(d.out, "demo: applying a live workload at %.0f changes/s (Ctrl-C to stop) ...\n", d.o.rate)
+	wctx, stopWorkload := context.WithCancel(ctx)
+	wl := catalog.NewWorkload(d.shop, 2, catalog.WorkloadOptions{})
 	wlErr := make(chan error, 1)
 	var applied atomic.Int64
 	go func() {
-		for runCtx.Err() == nil {
-			st, err := wl.Run(runCtx, 50, o.rate)
+		for wctx.Err() == nil {
+			st, err := wl.Run(wctx, 50, d.o.rate)
 			applied.Add(int64(st.Transactions))
-			if err != nil && runCtx.Err() == nil {
+			if err != nil && wctx.Err() == nil {
 				wlErr <- err
 				return
 			}
 		}
 		wlErr <- nil
 	}()
+	defer func() {
+		stopWorkload()
+		<-wlErr
+	}()
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
+	rawShown := false
 	var stopAfter <-chan time.Time
-	if o.duration > 0 {
-		stopAfter = time.After(o.duration)
+	if d.o.duration > 0 {
+		stopAfter = time.After(d.o.duration)
 	}
 	for {
 		select {
 		case <-stopAfter:
-			fmt.Fprintf(out, "demo: workload ran %s; ", o.duration)
-			printDemoCounts(ctx, out, conn, cfg)
-			stopRun()
-			<-startErr
-			fmt.Fprintln(out, "demo: stopped; everything it started is stopped and removed")
+			fmt.Fprintf(d.out, "demo: workload ran %s; %d transactions; ", d.o.duration, applied.Load())
+			d.printCounts(ctx)
 			return nil
 		case <-ctx.Done():
-			stopRun()
-			<-startErr
-			fmt.Fprintln(out, "demo: stopped; everything it started is stopped and removed")
-			return nil
-		case err := <-startErr:
-			return fmt.Errorf("connector stopped: %v (see %s)", err, logFile.Name())
+			return ctx.Err()
+		case err := <-d.runErr:
+			d.runErr <- err
+			return fmt.Errorf("connector stopped: %v (see %s)", err, d.logFile.Name())
 		case err := <-wlErr:
+			wlErr <- nil // for the deferred wait
 			if err != nil {
 				return fmt.Errorf("workload: %w", err)
 			}
 		case <-tick.C:
-			fmt.Fprintf(out, "demo: workload %d transactions; ", applied.Load())
-			printDemoCounts(ctx, out, conn, cfg)
+			fmt.Fprintf(d.out, "demo: workload %d transactions; ", applied.Load())
+			if raw := d.printCounts(ctx); raw > 0 && !rawShown {
+				// The raw streams' topics exist once rows change.
+				rawShown = true
+				d.printTopics(ctx)
+			}
 		}
 	}
 }
 
-func printDemoCounts(ctx context.Context, w io.Writer, c *connector.Connector, cfg *config.Config) {
+// printCounts prints one line: per feed sent/failed, the raw streams'
+// records in Kafka, and the checkpoint. It returns the raw records.
+func (d *demo) printCounts(ctx context.Context) (rawRecords int64) {
 	var parts []string
-	for _, f := range cfg.EnabledFeeds() {
-		n, err := c.Store.Counts(ctx, f)
+	for _, f := range d.cfg.EnabledFeeds() {
+		n, err := d.conn.Store.Counts(ctx, f)
 		if err != nil {
 			continue
 		}
 		parts = append(parts, fmt.Sprintf("%s %d sent / %d failed", f, n.Sent, n.Failed))
 	}
+	if topics, err := d.topics(ctx); err == nil {
+		var raw, streams int64
+		for _, t := range topics {
+			if t.rawStream {
+				raw += t.records
+				streams++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("raw streams %d records in %d topics", raw, streams))
+		rawRecords = raw
+	}
 	cp := "-"
-	if pos, _, ok, _ := c.Store.Checkpoint(ctx); ok {
+	if pos, _, ok, _ := d.conn.Store.Checkpoint(ctx); ok {
 		cp = pos.String()
 	}
-	fmt.Fprintf(w, "%s; checkpoint %s\n", strings.Join(parts, ", "), cp)
+	fmt.Fprintf(d.out, "%s; checkpoint %s\n", strings.Join(parts, ", "), cp)
+	return rawRecords
+}
+
+// topicInfo is one Kafka topic of the demo.
+type topicInfo struct {
+	name      string
+	records   int64  // records in the log now (end - start offsets)
+	feed      string // entity feed of the topic, "" for a raw stream
+	rawStream bool
+}
+
+// topics lists the demo's Kafka topics with their record counts.
+func (d *demo) topics(ctx context.Context) ([]topicInfo, error) {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	details, err := d.admin.ListTopics(tctx)
+	if err != nil {
+		return nil, err
+	}
+	names := details.Names()
+	ends, err := d.admin.ListEndOffsets(tctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	starts, err := d.admin.ListStartOffsets(tctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	feedOf := map[string]string{}
+	for _, f := range d.cfg.EnabledFeeds() {
+		feedOf[d.cfg.FeedTopic("kafka", f)] = f
+	}
+	var out []topicInfo
+	for _, name := range names {
+		t := topicInfo{name: name, feed: feedOf[name]}
+		t.rawStream = t.feed == ""
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Topic == name && o.Err == nil {
+				t.records += o.Offset
+			}
+		})
+		starts.Each(func(o kadm.ListedOffset) {
+			if o.Topic == name && o.Err == nil {
+				t.records -= o.Offset
+			}
+		})
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b topicInfo) int {
+		if a.rawStream != b.rawStream {
+			if a.rawStream {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	return out, nil
+}
+
+// printTopics prints the Kafka topics, their record counts, and a ready
+// kcat command line to read one.
+func (d *demo) printTopics(ctx context.Context) {
+	topics, err := d.topics(ctx)
+	if err != nil {
+		fmt.Fprintf(d.out, "demo: could not list the Kafka topics: %v\n", err)
+		return
+	}
+	fmt.Fprintf(d.out, "demo: Kafka topics on %s (records now):\n", d.kafka.Addr())
+	example, width := "", 0
+	for _, t := range topics {
+		width = max(width, len(t.name))
+	}
+	for _, t := range topics {
+		what := "raw change stream of one table"
+		if !t.rawStream {
+			what = "entity feed " + t.feed
+		}
+		if example == "" || t.feed == "products" {
+			example = t.name
+		}
+		fmt.Fprintf(d.out, "  %-*s %8d  %s\n", width, t.name, t.records, what)
+	}
+	if example != "" {
+		fmt.Fprintf(d.out, "demo: read a topic with kcat (Debian package kcat), while the demo runs:\n  kcat -b %s -C -t %s -o beginning -e -f '%%k\\t%%s\\n'\n", d.kafka.Addr(), example)
+	}
 }
 
 func printSample(w io.Writer, dir string) {
@@ -324,11 +651,29 @@ func printSample(w io.Writer, dir string) {
 	if json.Unmarshal([]byte(line), &v) != nil {
 		return
 	}
-	pretty, _ := json.MarshalIndent(v, "  ", "  ")
+	pretty, err := marshalSample(v)
+	if err != nil {
+		return
+	}
 	if len(pretty) > 1500 {
-		pretty = append(pretty[:1500], []byte("\n  ...")...)
+		// Cut at a line end: never inside a multi-byte character.
+		cut := bytes.LastIndexByte(pretty[:1500], '\n')
+		pretty = append(pretty[:cut+1], []byte("  ...")...)
 	}
 	fmt.Fprintf(w, "demo: a products item (from %s):\n  %s\n", filepath.Join(dir, "products.jsonl"), pretty)
+}
+
+// marshalSample indents v as JSON for the terminal, without escaping HTML
+// (descriptions hold <p> and &, which json.Marshal would print as \u003cp\u003e).
+func marshalSample(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("  ", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 // freePort returns preferred if it is free on 127.0.0.1, else any free port.

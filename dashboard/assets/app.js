@@ -7,6 +7,9 @@
   const body = document.body;
   const refreshMs = Math.max(1000, parseInt(body.dataset.refreshMs, 10) || 5000);
   const actionsEnabled = body.dataset.actionsEnabled === "true";
+  // On a non-loopback listener (or when configured) the item endpoints,
+  // which return full item payloads, need the token too.
+  const itemsNeedToken = body.dataset.itemsNeedToken === "true";
   const TOKEN_KEY = "feedcdc.dashboard.token";
   const $ = (id) => document.getElementById(id);
 
@@ -17,6 +20,7 @@
     itemsSeq: 0,
     feeds: [],
     detail: null, // {feed, id, sku}
+    detailOpener: null, // the row that opened the panel (focus returns to it)
     refreshing: false,
     refreshCount: 0,
   };
@@ -34,6 +38,26 @@
     }
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
+  }
+
+  // emptyRow is the single row a table shows when it has nothing to list.
+  function emptyRow(table, cols, text) {
+    const tr = el("tr", { class: "empty", "data-empty": table });
+    tr.appendChild(el("td", { colspan: String(cols) }, text));
+    return tr;
+  }
+
+  // wrapAtSeparators fills node with text, allowing line breaks after the
+  // separators of long codes and paths (_ . / : - = , ;) so that they wrap
+  // there instead of mid-word. Only text nodes and <wbr> are created.
+  function wrapAtSeparators(node, text) {
+    node.replaceChildren();
+    const parts = String(text).split(/(?<=[_./:=,;-])/);
+    parts.forEach((p, i) => {
+      node.appendChild(document.createTextNode(p));
+      if (i < parts.length - 1) node.appendChild(document.createElement("wbr"));
+    });
+    return node;
   }
 
   function fmtInt(n) {
@@ -68,7 +92,7 @@
     opts = opts || {};
     const headers = { "Accept": "application/json" };
     if (opts.body !== undefined) headers["Content-Type"] = "application/json";
-    if (opts.auth) {
+    if (opts.auth || itemsNeedToken) {
       const t = token();
       if (t) headers["Authorization"] = "Bearer " + t;
     }
@@ -164,6 +188,9 @@
       tr.appendChild(td);
       rows.push(tr);
     }
+    if (rows.length === 0) {
+      rows.push(emptyRow("feeds", 10, "No feeds are enabled: enable one under feeds: in the configuration (feeds.<name>.enabled: true) and restart feedcdc."));
+    }
     tbody.replaceChildren(...rows);
 
     // keep the feed selectors in sync with the feeds
@@ -196,22 +223,51 @@
     q.set("offset", String(state.itemsOffset));
     q.set("limit", String(state.itemsLimit));
     const seq = ++state.itemsSeq;
-    const page = await api("api/items?" + q.toString());
-    if (seq !== state.itemsSeq) return; // a newer query was sent meanwhile; its answer wins
-    if (page.total > 0 && page.offset >= page.total) {
-      state.itemsOffset = Math.max(0, Math.floor((page.total - 1) / state.itemsLimit) * state.itemsLimit);
-      return loadItems();
+    let page;
+    try {
+      page = await api("api/items?" + q.toString());
+    } catch (e) {
+      if (seq !== state.itemsSeq) return;
+      if (e.status !== 401 && e.status !== 403) throw e;
+      // Not an outage: this listener needs the token for item payloads.
+      renderItems({ items: [], total: 0, offset: 0 }, (e.status === 401 ? "Feed items need the dashboard token on this address: type it in the Token box above. " : "") + e.message);
+      page = null;
     }
-    renderItems(page);
+    if (seq !== state.itemsSeq) return; // a newer query was sent meanwhile; its answer wins
+    if (page === null) {
+      $("items-body").dataset.locked = "true";
+    } else {
+      delete $("items-body").dataset.locked;
+      if (page.total > 0 && page.offset >= page.total) {
+        state.itemsOffset = Math.max(0, Math.floor((page.total - 1) / state.itemsLimit) * state.itemsLimit);
+        return loadItems();
+      }
+      renderItems(page, emptyItemsText(feed, $("items-status").value, sku));
+    }
     // What the table shows now, for readers (and browser tests).
     const tb = $("items-body");
     tb.dataset.feed = feed;
     tb.dataset.status = $("items-status").value;
     tb.dataset.sku = sku;
-    tb.dataset.offset = String(page.offset);
+    tb.dataset.offset = String(page ? page.offset : 0);
   }
 
-  function renderItems(page) {
+  const STATUS_WORDS = {
+    failed: "failed items", retryable: "items that failed and will retry", rejected: "items that require attention",
+    pending: "items awaiting submission", sent: "submitted items", all: "items",
+  };
+
+  function emptyItemsText(feed, status, sku) {
+    let t = "No " + (STATUS_WORDS[status] || "items");
+    if (feed) t += " in " + feed;
+    if (sku) t += " matching SKU “" + sku + "”";
+    t += ".";
+    if (status === "failed" && !sku) t += " Nothing needs attention.";
+    if (sku) t += " The search matches part of a SKU or other identifier, in any case.";
+    return t;
+  }
+
+  function renderItems(page, emptyText) {
     state.itemsTotal = page.total;
     $("items-total").textContent = fmtInt(page.total);
     $("items-total").dataset.value = String(page.total);
@@ -233,19 +289,62 @@
       tr.appendChild(el("td", { class: "status-" + it.status }, it.status_text + " (" + it.status + ")"));
       tr.appendChild(el("td", { class: "num" }, it.attempts));
       tr.appendChild(el("td", null, fmtTime(it.last_sync)));
-      tr.appendChild(el("td", { class: "error-text" }, it.error || ""));
+      tr.appendChild(wrapAtSeparators(el("td", { class: "error-text", "data-field": "error" }), it.error || ""));
       tr.appendChild(el("td", { class: "mono" }, it.request_id || ""));
-      const open = () => openItem(it);
+      if (state.detail && state.detail.id === it.feed_id && state.detail.feed === it.feed) tr.classList.add("selected");
+      const open = () => openItem(it, tr);
       tr.addEventListener("click", open);
       tr.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
       return tr;
     });
+    if (rows.length === 0) rows.push(emptyRow("items", 9, emptyText || "No items."));
     $("items-body").replaceChildren(...rows);
   }
 
-  async function openItem(it) {
+  // placePanel starts the side panel below the (sticky) header, so the
+  // token box stays reachable while it is open.
+  function placePanel() {
+    const h = document.querySelector("header").getBoundingClientRect().height;
+    document.documentElement.style.setProperty("--header-h", Math.ceil(h) + "px");
+  }
+
+  function closeItem() {
+    $("item-detail").hidden = true;
+    state.detail = null;
+    for (const r of document.querySelectorAll("#items-body tr.selected")) r.classList.remove("selected");
+    if (state.detailOpener && document.body.contains(state.detailOpener)) state.detailOpener.focus();
+    state.detailOpener = null;
+  }
+
+  function renderItemMeta(it) {
+    const dl = $("item-detail-meta");
+    const rows = [
+      ["Status", it.status_text + " (" + it.status + ")"],
+      ["Identifiers", identText(it.identifiers) + (it.deleted ? " (deleted)" : "")],
+      ["Entity ID", it.entity_id],
+      ["Attempts", String(it.attempts)],
+      ["Last sync", fmtTime(it.last_sync)],
+    ];
+    if (it.error) rows.push(["Error", it.error]);
+    if (it.request_id) rows.push(["Request ID", it.request_id]);
+    const nodes = [];
+    for (const [k, v] of rows) {
+      nodes.push(el("dt", null, k));
+      const dd = el("dd", { "data-field": k.toLowerCase().replace(/ /g, "_") });
+      wrapAtSeparators(dd, v || "");
+      if (k === "Error") dd.className = "error-text";
+      nodes.push(dd);
+    }
+    dl.replaceChildren(...nodes);
+  }
+
+  async function openItem(it, row) {
     const sku = (it.identifiers && (it.identifiers.sku || it.identifiers.productSku)) || "";
     state.detail = { feed: it.feed, id: it.feed_id, sku: sku };
+    state.detailOpener = row || null;
+    for (const r of document.querySelectorAll("#items-body tr.selected")) r.classList.remove("selected");
+    if (row) row.classList.add("selected");
+    renderItemMeta(it);
     $("item-detail-id").textContent = it.feed_id;
     $("item-detail-feed").textContent = it.feed;
     $("item-resync").disabled = !sku || !actionsEnabled;
@@ -253,7 +352,9 @@
     pre.textContent = "loading…";
     pre.dataset.itemId = it.feed_id;
     pre.dataset.loaded = "false";
+    placePanel();
     $("item-detail").hidden = false;
+    $("item-close").focus({ preventScroll: true });
     try {
       const data = await api("api/feeds/" + encodeURIComponent(it.feed) + "/items/" + encodeURIComponent(it.feed_id));
       pre.textContent = JSON.stringify(data, null, 2);
@@ -278,8 +379,10 @@
     hr.textContent = "checkpoint age " + fmtDuration((h.checkpoint_age_seconds || 0) * 1000) +
       (h.binlog_retention_seconds > 0 ? " of " + fmtDuration(h.binlog_retention_seconds * 1000) + " binlog retention" : " (binlog retention unknown)");
     const sinks = (h.sinks || []).map((s) => el("span", {
-      class: "pill " + (s.connected ? "ok" : "bad"), "data-sink": s.name, "data-connected": String(!!s.connected),
-    }, s.kind + " " + s.name + (s.connected ? " connected" : " down" + (s.error ? ": " + s.error : ""))));
+      class: "pill " + (s.connected ? "ok" : "bad"), "data-sink": s.name, "data-kind": s.kind, "data-connected": String(!!s.connected),
+      title: "sink " + s.name + " (type " + s.kind + ")" + (s.target ? " → " + s.target : ""),
+    }, sinkLabel(s)));
+    if (sinks.length === 0) sinks.push(el("span", { class: "muted", "data-empty": "sinks" }, "no sinks configured"));
     $("health-sinks").replaceChildren(...sinks);
     const rows = (h.checks || []).map((c) => {
       const tr = el("tr", { "data-check": c.name, "data-status": c.status });
@@ -290,11 +393,19 @@
       return tr;
     });
     if (rows.length === 0) {
-      const tr = el("tr");
-      tr.appendChild(el("td", { colspan: "4", class: "muted" }, "no check results yet"));
-      rows.push(tr);
+      rows.push(emptyRow("checks", 4, "No check results yet: the source preflight checks run at start and then every minute."));
     }
     $("checks-body").replaceChildren(...rows);
+  }
+
+  // sinkLabel names a sink once: its type, its name when that differs from
+  // the type, and where it sends to ("kafka → 127.0.0.1:9092 · connected",
+  // "http audit → the service URL · down: …").
+  function sinkLabel(s) {
+    let t = s.kind || "sink";
+    if (s.name && s.name !== s.kind) t += " " + s.name;
+    if (s.target) t += " → " + s.target;
+    return t + (s.connected ? " · connected" : " · down" + (s.error ? ": " + s.error : ""));
   }
 
   // ---------- refresh loop ----------
@@ -361,6 +472,7 @@
       await api("api/auth/check", { method: "POST", auth: true });
       ts.dataset.state = "ok";
       ts.textContent = "token accepted";
+      if (itemsNeedToken) loadItems().catch((e) => showError("items: " + e.message));
     } catch (e) {
       ts.dataset.state = "rejected";
       ts.textContent = e.message;
@@ -384,7 +496,11 @@
     $("item-resync").addEventListener("click", () => {
       if (state.detail && state.detail.sku) scheduleResync(state.detail.feed, [state.detail.sku], false);
     });
-    $("item-close").addEventListener("click", () => { $("item-detail").hidden = true; state.detail = null; });
+    $("item-close").addEventListener("click", closeItem);
+    window.addEventListener("resize", placePanel);
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && !$("item-detail").hidden) closeItem();
+    });
     let searchTimer = null;
     const reloadItems = () => {
       state.itemsOffset = 0;

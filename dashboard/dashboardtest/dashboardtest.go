@@ -254,15 +254,68 @@ func (b *Browser) ItemIDs() []string {
 	return strings.Split(s, "\n")
 }
 
-// OpenItem clicks the item's row and returns the JSON text shown.
+// OpenItem scrolls the item's row into view, clicks it and returns the JSON
+// text shown.
 func (b *Browser) OpenItem(feedItemID string) string {
 	b.t.Helper()
-	b.Do("clicking item "+feedItemID, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#items-body tr[data-item-id=%s]`, strconv.Quote(feedItemID)))))
+	// Scroll the row to the middle of the window and click it in one
+	// script: the auto-refresh replaces the rows, so a node looked up
+	// earlier may be gone by the time a separate click arrives.
+	sel := fmt.Sprintf(`#items-body tr[data-item-id=%s]`, strconv.Quote(feedItemID))
+	if b.Eval(fmt.Sprintf(`(function(){const r=document.querySelector(%s);if(!r)return "missing";r.scrollIntoView({block:"center"});r.click();return "ok"})()`, strconv.Quote(sel))) != "ok" {
+		b.t.Fatalf("browser: no row for item %s", feedItemID)
+	}
 	b.WaitJS("the item JSON", fmt.Sprintf(`(function(){const p=document.getElementById("item-json");return p.dataset.itemId===%s && p.dataset.loaded!=="false"})()`, strconv.Quote(feedItemID)))
 	if st := b.Attr("#item-json", "data-loaded"); st != "true" {
 		b.t.Fatalf("browser: item %s did not load: %s", feedItemID, b.Text("#item-json"))
 	}
 	return b.Text("#item-json")
+}
+
+// InViewport reports whether the first element matching sel is shown and
+// lies entirely inside the browser window as it is scrolled now (what a
+// user sees without scrolling).
+func (b *Browser) InViewport(sel string) bool {
+	b.t.Helper()
+	return b.Eval(fmt.Sprintf(`(function(){const e=document.querySelector(%s);if(!e||e.hidden)return "false";
+const r=e.getBoundingClientRect();
+return String(r.width>0&&r.height>0&&r.top>=0&&r.left>=0&&r.bottom<=window.innerHeight&&r.right<=window.innerWidth)})()`, strconv.Quote(sel))) == "true"
+}
+
+// MidWordBreaks returns the words (runs of letters and digits) inside the
+// elements matching sel that the browser laid out over more than one
+// line, i.e. broke mid-word; nil when every word is whole.
+func (b *Browser) MidWordBreaks(sel string) []string {
+	b.t.Helper()
+	s := b.Eval(fmt.Sprintf(`(function(){const broken=[];
+for (const e of document.querySelectorAll(%s)) {
+  const w=document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+  for (let n=w.nextNode(); n; n=w.nextNode()) {
+    const re=/[\p{L}\p{N}]+/gu; let m;
+    while ((m=re.exec(n.data))!==null) {
+      const r=document.createRange(); r.setStart(n, m.index); r.setEnd(n, m.index+m[0].length);
+      const tops=new Set(Array.from(r.getClientRects()).filter(x=>x.width>0).map(x=>Math.round(x.top)));
+      if (tops.size>1) broken.push(m[0]);
+    }
+  }
+}
+return broken.join("\n")})()`, strconv.Quote(sel)))
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// ElementWidth returns the rendered width in CSS pixels of the first
+// element matching sel (0 when absent).
+func (b *Browser) ElementWidth(sel string) float64 {
+	b.t.Helper()
+	v := b.Eval(fmt.Sprintf(`(function(){const e=document.querySelector(%s);return e?String(e.getBoundingClientRect().width):"0"})()`, strconv.Quote(sel)))
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		b.t.Fatalf("browser: width of %s: %q", sel, v)
+	}
+	return f
 }
 
 // ScheduleResync fills the actions form (feed, SKUs; no ids = whole feed),
@@ -298,9 +351,21 @@ func (b *Browser) clickAction(button string) (string, string) {
 // directory and returns its path (also logged).
 func (b *Browser) Screenshot(name string) string {
 	b.t.Helper()
+	return b.screenshot(name, chromedp.FullScreenshot(100))
+}
+
+// ScreenshotWindow saves what the window shows now (no scrolling; fixed
+// panels where the user sees them) as name.png, like Screenshot.
+func (b *Browser) ScreenshotWindow(name string) string {
+	b.t.Helper()
+	return b.screenshot(name, chromedp.CaptureScreenshot())
+}
+
+func (b *Browser) screenshot(name string, shot chromedp.Action[[]byte]) string {
+	b.t.Helper()
 	ctx, cancel := b.op()
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		b.t.Fatalf("browser: screenshot: %v", err)
 	}

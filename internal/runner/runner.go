@@ -89,7 +89,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 	defer cancel()
 	if cfg.Dashboard.Enabled {
 		b := &connector.Backend{C: c, Ctx: runCtx, Lag: lag}
-		h := dashboard.New(b, dashboard.Options{Token: cfg.Dashboard.Token.Value(), Logger: log, RefreshInterval: cfg.Dashboard.RefreshInterval.D()})
+		h := dashboard.New(b, dashboard.Options{Token: cfg.Dashboard.Token.Value(), Logger: log, RefreshInterval: cfg.Dashboard.RefreshInterval.D(),
+			Listen: cfg.Dashboard.Listen, ItemsToken: cfg.Dashboard.ItemsToken})
 		if dashAddr, err = serve("dashboard.listen", cfg.Dashboard.Listen, h); err != nil {
 			return err
 		}

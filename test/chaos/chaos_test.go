@@ -13,14 +13,15 @@ import (
 // TestReduced runs the reduced suite (make test): >= 10 SIGKILLs over a
 // first full sync and streaming, source restarts (SIGTERM and SIGKILL of
 // mariadbd, KILL of the replication connection), a sink outage (feed
-// service and Kafka broker down), and partial Kafka produce failures. FEEDCDC_CHAOS_SCENARIOS
+// service and Kafka broker down), partial Kafka produce failures, and an
+// online schema change with two TRUNCATEs under load. FEEDCDC_CHAOS_SCENARIOS
 // (comma-separated) picks others; FEEDCDC_CHAOS_SEED sets the seed.
 func TestReduced(t *testing.T) {
 	seed := int64(1)
 	if v := os.Getenv("FEEDCDC_CHAOS_SEED"); v != "" {
 		seed, _ = strconv.ParseInt(v, 10, 64)
 	}
-	names := []string{"kill9", "source-restarts", "outage", "kafka-partial"}
+	names := []string{"kill9", "source-restarts", "outage", "kafka-partial", "osc"}
 	if v := os.Getenv("FEEDCDC_CHAOS_SCENARIOS"); v != "" {
 		names = strings.Split(v, ",")
 	}
@@ -54,6 +55,12 @@ func TestReduced(t *testing.T) {
 			}
 			if p.DiskFullBlocks > 0 && sum.DiskFullErrors == 0 {
 				t.Errorf("no write failed with \"file too large\": the disk-full run proves nothing")
+			}
+			if p.OSCTable != "" && (sum.Swaps != 1 || sum.Truncates != len(p.TruncateTables)) {
+				t.Errorf("%d cut-overs and %d TRUNCATEs ran, want 1 and %d", sum.Swaps, sum.Truncates, len(p.TruncateTables))
+			}
+			if p.OSCTable != "" && sum.TableRecords < 1+len(p.TruncateTables) {
+				t.Errorf("the checker saw %d TRUNCATE/RENAME statements in the binlog, want at least %d", sum.TableRecords, 1+len(p.TruncateTables))
 			}
 			if sum.Resyncs < p.Resyncs {
 				t.Errorf("%d of %d resyncs were requested", sum.Resyncs, p.Resyncs)

@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/feedcdc/feedcdc/feeds"
 	"github.com/feedcdc/feedcdc/test/catalog"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
 	"github.com/feedcdc/feedcdc/test/mysqltest"
@@ -73,6 +72,18 @@ type Plan struct {
 	// KiB (file sink and state file cannot grow past it) during the
 	// workload; then it is restarted without the limit.
 	DiskFullBlocks int
+	// OSCTable, when set, is migrated gh-ost style (a ghost table filled
+	// in chunks under load, then RENAME TABLE t TO _t_del, _t_gho TO t)
+	// OSCAfter into the workload, and the connector is SIGKILLed right
+	// after the RENAME; then each of TruncateTables is truncated under load,
+	// each followed at once by a SIGKILL.
+	OSCTable       string
+	OSCAfter       time.Duration
+	TruncateTables []string
+	// NoProductDeletes leaves product deletions out of the workload: a
+	// restart whose replay holds a deleted configurable product rebuilds
+	// every products item, which would hide a missed rebuild after a swap.
+	NoProductDeletes bool
 	// CatchUp bounds the wait for the outputs to equal the database after
 	// the faults (default 4 min).
 	CatchUp time.Duration
@@ -85,6 +96,11 @@ type Summary struct {
 	Kills, Terms   int
 	Resyncs        int // resyncs the dashboard accepted
 	SourceRestarts int
+	// Swaps counts online schema changes (RENAME cut-overs), Truncates
+	// TRUNCATE TABLE statements, both under load.
+	Swaps, Truncates int
+	// TableRecords counts the truncate and replace records checked.
+	TableRecords int
 	// ReplicationKills counts KILLs of the connector's binlog connection.
 	ReplicationKills int
 	Changes          int // row changes checked in the raw streams
@@ -95,8 +111,11 @@ type Summary struct {
 	FeedDuplicates   int
 	RSSPeakMiB       float64
 	CatchUpSeconds   float64
-	Elapsed          time.Duration
-	ServiceRequests  map[string]int
+	// ExpectedBuildSeconds is the time the expected side's four resync
+	// runs took (part of the catch-up: no check passes before it).
+	ExpectedBuildSeconds float64
+	Elapsed              time.Duration
+	ServiceRequests      map[string]int
 	// ProduceFailures counts produce requests the broker was made to fail.
 	ProduceFailures int64
 	// UnexpectedExits counts connector exits the suite did not cause
@@ -113,9 +132,9 @@ func (s Summary) OK() bool {
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d resyncs=%d source_restarts=%d replication_kills=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f produce_failures=%d disk_full_errors=%d unexpected_exits=%d elapsed=%s",
-		s.Scenario, s.Seed, s.Kills, s.Terms, s.Resyncs, s.SourceRestarts, s.ReplicationKills, s.Changes, s.Items, s.Lost, s.Wrong, s.OutOfOrder, s.RawDuplicates+s.FeedDuplicates,
-		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ProduceFailures, s.DiskFullErrors, s.UnexpectedExits, s.Elapsed.Round(time.Second))
+	return fmt.Sprintf("scenario=%s seed=%d kills=%d terms=%d resyncs=%d source_restarts=%d replication_kills=%d swaps=%d truncates=%d table_records=%d changes_checked=%d items_checked=%d lost=%d wrong=%d out_of_order=%d duplicated=%d (raw %d, feeds %d) rss_peak_mib=%.0f catch_up_s=%.1f expected_build_s=%.1f produce_failures=%d disk_full_errors=%d unexpected_exits=%d elapsed=%s",
+		s.Scenario, s.Seed, s.Kills, s.Terms, s.Resyncs, s.SourceRestarts, s.ReplicationKills, s.Swaps, s.Truncates, s.TableRecords, s.Changes, s.Items, s.Lost, s.Wrong, s.OutOfOrder, s.RawDuplicates+s.FeedDuplicates,
+		s.RawDuplicates, s.FeedDuplicates, s.RSSPeakMiB, s.CatchUpSeconds, s.ExpectedBuildSeconds, s.ProduceFailures, s.DiskFullErrors, s.UnexpectedExits, s.Elapsed.Round(time.Second))
 }
 
 // Run runs one plan end to end: fresh database, broker, service and state.
@@ -156,15 +175,7 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 			return sum, err
 		}
 	}
-	reg, err := feeds.NewRegistry(feeds.Config{DB: admin, Database: schema})
-	if err != nil {
-		return sum, err
-	}
-	identity := map[string][]string{}
-	for _, f := range reg.Feeds() {
-		identity[f.Name()] = f.IdentityFields()
-	}
-	svc := NewService(identity, p.Seed)
+	svc := NewService(feedIdentity, p.Seed)
 	hs := httptest.NewServer(svc)
 	defer hs.Close()
 	kafka, err := kafkatest.New(ctx, kafkatest.WithDataDir(filepath.Join(dir, "kafka")))
@@ -206,19 +217,30 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	var wlErr error
-	var wlDone atomic.Bool
+	var wlDone, oscDone atomic.Bool
 	var gate sync.Mutex
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer wlDone.Store(true)
-		wl := catalog.NewWorkload(admin, p.Seed, catalog.WorkloadOptions{})
+		var wo catalog.WorkloadOptions
+		if p.NoProductDeletes {
+			wo.Weights = catalog.DefaultWeights()
+			delete(wo.Weights, catalog.KindDeleteProduct)
+		}
+		wl := catalog.NewWorkload(admin, p.Seed, wo)
 		var v int64 = 1000
 		crng := rand.New(rand.NewPCG(uint64(p.Seed), 14))
 		step := max(p.Changes/50, 1)
-		for done := 0; done < p.Changes; done += step {
-			n := min(step, p.Changes-done)
+		// An online schema change's steps wait for the connector, which
+		// takes longer on a loaded machine: the workload runs on until
+		// they are done.
+		for done := 0; done < p.Changes || (p.OSCTable != "" && !oscDone.Load() && wctx.Err() == nil); done += step {
+			n := step
+			if done < p.Changes {
+				n = min(step, p.Changes-done)
+			}
 			gate.Lock() // a source restart waits for the chunk, and the chunk for it
 			_, err := wl.Run(wctx, n, p.Rate)
 			if err != nil {
@@ -322,6 +344,59 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		if child, err = startChild(0); err != nil {
 			return sum, err
 		}
+	}
+	if p.OSCTable != "" {
+		// The statements must fall after the first start's full syncs:
+		// one still running (or resumed after the kill) would rebuild
+		// every item anyway and hide a missed rebuild.
+		for waited := time.Duration(0); ; waited += 100 * time.Millisecond {
+			if fullSyncsDone(filepath.Join(dir, "feedcdc.log")) >= len(FeedNames) || waited > 2*time.Minute {
+				break
+			}
+			if err := sleep(100 * time.Millisecond); err != nil {
+				return sum, err
+			}
+		}
+		if err := sleep(p.OSCAfter); err != nil {
+			return sum, err
+		}
+		// Each SIGKILL is to hit a connector that streams: wait for the
+		// current process's preflight, then a second.
+		streaming := func() error {
+			for waited := time.Duration(0); countLines(filepath.Join(dir, "feedcdc.log"), `"msg":"preflight passed"`) < starts && waited < 2*time.Minute; waited += 100 * time.Millisecond {
+				if err := sleep(100 * time.Millisecond); err != nil {
+					return err
+				}
+			}
+			return sleep(time.Second)
+		}
+		if err := ghostMigration(ctx, admin, p.OSCTable, 400, 50*time.Millisecond, &gate); err != nil {
+			return sum, err
+		}
+		sum.Swaps++
+		child.Kill() // right after the RENAME
+		sum.Kills++
+		if child, err = startChild(0); err != nil {
+			return sum, err
+		}
+		if _, err := admin.ExecContext(ctx, "DROP TABLE `_"+p.OSCTable+"_del`"); err != nil {
+			return sum, fmt.Errorf("drop the old table after the cut-over: %w", err)
+		}
+		for _, t := range p.TruncateTables {
+			if err := streaming(); err != nil {
+				return sum, err
+			}
+			if _, err := admin.ExecContext(ctx, "TRUNCATE TABLE `"+t+"`"); err != nil {
+				return sum, fmt.Errorf("truncate %s: %w", t, err)
+			}
+			sum.Truncates++
+			child.Kill() // right after the TRUNCATE
+			sum.Kills++
+			if child, err = startChild(0); err != nil {
+				return sum, err
+			}
+		}
+		oscDone.Store(true)
 	}
 	var killerDone chan struct{}
 	if p.KillReplicationEvery > 0 {
@@ -437,27 +512,31 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		return sum, fmt.Errorf("no first-start position in the connector log %s (%v)", filepath.Join(dir, "feedcdc.log"), err)
 	}
 	want := After(all, seq)
-	fs := reg.Feeds()
-	svcFeeds := []feeds.Feed{}
-	for _, f := range fs {
-		if f.Name() == "products" || f.Name() == "productOverrides" {
-			svcFeeds = append(svcFeeds, f)
+	var stmts []string
+	for _, ev := range all {
+		if ev.tableEvent() {
+			stmts = append(stmts, fmt.Sprintf("%s@%d", ev.describe(), ev.Seq))
 		}
 	}
+	e.Log.Info("binlog decoded", "scenario", p.Scenario, "row_changes", len(all), "stream_start_seq", seq, "checked", len(want), "table_statements", stmts)
+	// The expected feeds: a fresh full build by the binary into a state
+	// and a file sink of its own (the database no longer changes).
+	buildStart := time.Now()
+	wantFeeds, err := e.ExpectedFeeds(ctx, filepath.Join(dir, "expected"), schema, 6_000_000+rng.Int64N(1_000_000), env)
+	if err != nil {
+		return sum, err
+	}
+	sum.ExpectedBuildSeconds = time.Since(buildStart).Seconds()
 	check := func() (RawResult, FeedResult, error) {
-		raw, err := CheckRaw(ctx, kafka, "chaos", schema, want)
+		raw, err := CheckRaw(ctx, kafka, "chaos", schema, want, seq)
 		if err != nil {
 			return raw, FeedResult{}, err
 		}
-		fk, err := CheckFeedsKafka(ctx, kafka, "chaos", fs)
+		fk, err := CheckFeedsKafka(ctx, kafka, "chaos", wantFeeds)
 		if err != nil {
 			return raw, fk, err
 		}
-		fsv, err := CheckFeedsService(ctx, svc, svcFeeds)
-		if err != nil {
-			return raw, fk, err
-		}
-		fk.add(fsv)
+		fk.add(CheckFeedsService(svc, wantFeeds, []string{"products", "productOverrides"}))
 		return raw, fk, nil
 	}
 	var raw RawResult
@@ -501,6 +580,7 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 		sum.Wrong++
 	}
 	sum.Changes, sum.Items = raw.Checked, fr.Checked
+	sum.TableRecords = raw.TableRecords
 	sum.Lost += raw.Lost + fr.Lost
 	sum.Wrong += raw.Wrong + fr.Wrong
 	sum.OutOfOrder = raw.OutOfOrder

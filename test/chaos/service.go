@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/feedcdc/feedcdc/feeds"
 )
 
 // Service is an HTTP feed service: POST {base}/{feed} with a JSON array of
@@ -113,7 +111,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for j, f := range fields {
 			vals[j], _ = m[f].(string)
 		}
-		id := feeds.FeedID(vals...)
+		id := feedID(vals...)
 		if s.accepted[feed] == nil {
 			s.accepted[feed] = map[string]json.RawMessage{}
 		}

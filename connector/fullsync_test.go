@@ -1,0 +1,293 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/sink"
+)
+
+// gatedSink holds every Send until the gate opens or the send's context
+// ends, as a destination that stopped answering would; entered receives one
+// value per Send that started waiting.
+type gatedSink struct {
+	sink.Sink
+	entered chan struct{}
+	mu      sync.Mutex
+	gate    chan struct{}
+}
+
+func newGatedSink() *gatedSink {
+	return &gatedSink{entered: make(chan struct{}, 1000), gate: make(chan struct{})}
+}
+
+func (g *gatedSink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, error) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Sink.Send(ctx, recs)
+}
+
+func (g *gatedSink) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.gate:
+	default:
+		close(g.gate)
+	}
+}
+
+// TestResyncCancelledStopsTouchingState: a resync whose caller gives up
+// (its context is cancelled while a chunk is being sent) returns only once
+// its chunk job stopped; nothing writes the feed's progress or items after
+// it returned, its feed lock is free at once, and a second resync then
+// runs cleanly. The chunk job used to keep running on the exporter with the
+// exporter's context after Resync had returned and released the lock, and
+// wrote the progress of a sync nobody ran any more.
+func TestResyncCancelledStopsTouchingState(t *testing.T) {
+	g := newGatedSink()
+	e := newEnv(t, nil, func(s sink.Sink) sink.Sink { g.Sink = s; return g })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: 20, ThreadCount: 2})
+		done <- err
+	}()
+	select {
+	case <-g.entered:
+	case err := <-done:
+		t.Fatalf("resync ended before sending anything: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the resync never sent a chunk")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled resync returned %v, want context.Canceled", err)
+	}
+	bg := context.Background()
+	before, hadBefore, err := e.store.Progress(bg, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	countsBefore, err := e.store.Counts(bg, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whatever the cancelled resync still had running may proceed now.
+	g.open()
+	if err := e.p.Do(bg, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	after, hadAfter, err := e.store.Progress(bg, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	countsAfter, err := e.store.Counts(bg, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hadBefore != hadAfter || before.Chunks != after.Chunks || before.Processed != after.Processed || !before.UpdatedAt.Equal(after.UpdatedAt) {
+		t.Fatalf("progress written after the cancelled resync returned: %+v (had %v), then %+v (had %v)", before, hadBefore, after, hadAfter)
+	}
+	if countsBefore != countsAfter {
+		t.Fatalf("item states written after the cancelled resync returned: %+v, then %+v", countsBefore, countsAfter)
+	}
+	// The lock is free at once and a second resync finishes the job.
+	release, err := e.store.AcquireFeedLock(bg, "products", "test")
+	if err != nil {
+		t.Fatalf("feed lock after the cancelled resync: %v", err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.p.Resync(bg, ResyncOptions{Feed: "products", BatchSize: 20, ThreadCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, err := e.store.Counts(bg, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := e.records(t, "products")
+	if res.Stats.Sent == 0 || counts.Sent != counts.Total || int(counts.Total) != len(recs) || counts.Pending != 0 {
+		t.Fatalf("second resync: %+v; state %+v; topic has %d keys", res.Stats, counts, len(recs))
+	}
+	if !res.Progress.Finished() {
+		t.Fatalf("second resync's progress not finished: %+v", res.Progress)
+	}
+}
+
+// TestResyncVanishedPassOnlyWhenTheStateHeldItems: a first full sync (the
+// state held nothing for the feed) reads no remembered item at all; a
+// resync of an unchanged catalog reads the state once and rebuilds
+// nothing for the pass; after products are deleted at the source, a resync
+// rebuilds exactly them and sends their items once as deleted.
+func TestResyncVanishedPassOnlyWhenTheStateHeldItems(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	ctx := context.Background()
+	first, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: 25, ThreadCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Vanished.Skipped || first.Vanished.Checked != 0 || first.Vanished.Rebuilt != 0 || first.Stats.Sent == 0 {
+		t.Fatalf("first sync: vanished %+v, stats %+v; want the pass skipped", first.Vanished, first.Stats)
+	}
+	again, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: 25, ThreadCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Vanished.Skipped || again.Vanished.Checked != first.Stats.Sent || again.Vanished.Rebuilt != 0 || again.Stats.Sent != 0 {
+		t.Fatalf("unchanged resync: vanished %+v, stats %+v; want %d items checked, nothing rebuilt or sent", again.Vanished, again.Stats, first.Stats.Sent)
+	}
+	rows, err := e.admin.QueryContext(ctx, "SELECT entity_id, sku FROM catalog_product_entity WHERE type_id = 'simple' ORDER BY entity_id DESC LIMIT 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := map[string]bool{}
+	var ids []any
+	for rows.Next() {
+		var id int64
+		var sku string
+		if err := rows.Scan(&id, &sku); err != nil {
+			t.Fatal(err)
+		}
+		gone[sku] = true
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if len(ids) != 2 {
+		t.Fatalf("found %d simple products", len(ids))
+	}
+	if _, err := e.admin.ExecContext(ctx, "DELETE FROM catalog_product_entity WHERE entity_id IN (?, ?)", ids...); err != nil {
+		t.Fatal(err)
+	}
+	after, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: 25, ThreadCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Vanished.Rebuilt != 2 || after.Stats.Deleted == 0 || after.Stats.Deleted != after.Stats.Sent {
+		t.Fatalf("resync after deleting 2 products: vanished %+v, stats %+v; want 2 entities rebuilt, only deleted payloads sent", after.Vanished, after.Stats)
+	}
+	deleted := 0
+	for _, r := range e.records(t, "products") {
+		var item map[string]any
+		if err := json.Unmarshal(r.Value, &item); err != nil {
+			t.Fatal(err)
+		}
+		sku, _ := item["sku"].(string)
+		if gone[sku] != (item["deleted"] == true) {
+			t.Fatalf("latest record of %s: deleted=%v", sku, item["deleted"])
+		}
+		if gone[sku] {
+			deleted++
+		}
+	}
+	if deleted != after.Stats.Deleted {
+		t.Fatalf("%d deleted records in the topic, the resync sent %d", deleted, after.Stats.Deleted)
+	}
+}
+
+// TestResyncChunkBuiltBeforeAStreamExportIsRebuilt: full-sync chunks are
+// built off the exporter, ahead of their export. A stream batch that
+// exports a key after its chunk was built but before the chunk is
+// exported must win: the chunk rebuilds that key on the exporter instead of
+// sending its older build (which would bring back the product's old SKU
+// and delete its new one at the destination).
+func TestResyncChunkBuiltBeforeAStreamExportIsRebuilt(t *testing.T) {
+	g := newGatedSink()
+	rec := &buildRecorder{}
+	e := newEnv(t, nil, func(s sink.Sink) sink.Sink { g.Sink = s; return g }, func(o *PipelineOptions) { o.Observer = rec })
+	ctx := context.Background()
+	f, _ := e.reg.Feed("products")
+	keys := scanKeys(t, f)
+	const size = 10
+	if len(keys) < 5*size {
+		t.Fatalf("the catalog has %d products, want at least %d", len(keys), 5*size)
+	}
+	// The first two chunks are exported together and wait at the gate;
+	// meanwhile the third and fourth are built. Its first key changes.
+	key := keys[2*size]
+	var sku string
+	var setID int64
+	if err := e.admin.QueryRow("SELECT sku, attribute_set_id FROM catalog_product_entity WHERE entity_id = ?", key).Scan(&sku, &setID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: size, ThreadCount: 2})
+		done <- err
+	}()
+	<-g.entered
+	deadline := time.Now().Add(time.Minute)
+	for rec.count() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d chunks built while the first ones wait at the sink", rec.count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := e.admin.Exec("UPDATE catalog_product_entity SET sku = CONCAT(sku, '-new') WHERE entity_id = ?", key); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := strconv.ParseInt(key, 10, 64)
+	c := &change.Change{Table: productTable(e.db), Op: change.OpUpdate, Before: []any{id, setID, "simple", sku}, After: []any{id, setID, "simple", sku + "-new"}}
+	if err := e.p.Change(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.TxEnd(ctx, change.TxEnd{Position: change.Position{Flavor: "mariadb", GTIDSet: "0-1-9", File: "binlog.000001", Pos: 999}, Timestamp: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.cut(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	g.open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	renamed := 0
+	for _, r := range e.records(t, "products") {
+		var item map[string]any
+		if err := json.Unmarshal(r.Value, &item); err != nil {
+			t.Fatal(err)
+		}
+		switch item["sku"] {
+		case sku:
+			if item["deleted"] != true {
+				t.Fatalf("the old SKU %s is live again at the destination: %s", sku, r.Value)
+			}
+		case sku + "-new":
+			if item["deleted"] == true {
+				t.Fatalf("the new SKU %s-new is deleted at the destination", sku)
+			}
+			renamed++
+		}
+	}
+	if renamed == 0 {
+		t.Fatalf("no item of the new SKU %s-new at the destination", sku)
+	}
+}
+
+func (r *buildRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.builds)
+}
