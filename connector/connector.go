@@ -380,32 +380,44 @@ type RunOptions struct {
 // anything is read. On a clean stop the pipeline is flushed and the final
 // checkpoint stored again with the current time.
 func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
-	cfg := c.Config
-	log := c.Logger
+	plan, err := c.start(ctx)
+	if err != nil {
+		return err
+	}
+	return c.serve(ctx, plan, ro)
+}
+
+// runPlan is what start decided: where the stream starts, whether this is
+// the connector's first start, and the full syncs to run next to the
+// stream.
+type runPlan struct {
+	pos        change.Position
+	firstStart bool
+	syncs      []ResyncOptions
+}
+
+// start prepares a run before anything is read: the Kafka topics, the
+// feeds' tables, the source's TLS (mode preferred), the start position and
+// the full syncs to run; a new start position is stored first.
+func (c *Connector) start(ctx context.Context) (runPlan, error) {
 	if kafka, ok := c.kafkaSinks(); ok {
 		for _, k := range kafka {
 			if err := k.EnsureTopics(ctx, c.Pipeline.FeedNames(), nil); err != nil {
-				return fmt.Errorf("sink %s: %w", k.Name(), err)
+				return runPlan{}, fmt.Errorf("sink %s: %w", k.Name(), err)
 			}
 		}
 	}
 	if c.Registry != nil {
 		if err := c.retry.Do(ctx, "check the feeds' tables", c.Registry.Check); err != nil {
-			return err
+			return runPlan{}, err
 		}
 	}
-	if cfg.Source.TLS.Mode == "preferred" {
-		if offered, err := sourceOffersTLS(ctx, c.SourceDB); err != nil {
-			return err
-		} else if offered {
-			tc, err := cfg.Source.TLSConfig()
-			if err != nil {
-				return err
-			}
-			c.sourceCfg.TLS = binlog.TLSConfig{Enabled: true, Config: tc}
-		} else {
-			log.Warn("source offers no TLS; the binlog connection is not encrypted (source.tls.mode: preferred)")
+	if c.Config.Source.TLS.Mode == "preferred" {
+		tc, err := c.preferredTLS(ctx)
+		if err != nil {
+			return runPlan{}, err
 		}
+		c.sourceCfg.TLS = tc
 	}
 	var start startPlan
 	err := c.retry.Do(ctx, "decide the start position", func(ctx context.Context) (err error) {
@@ -413,70 +425,89 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 		return err
 	})
 	if err != nil {
-		return err
+		return runPlan{}, err
 	}
-	pos, firstStart := start.pos, start.firstStart
-	// Full syncs to run next to the stream: every feed on a first start
-	// (resync.on_first_start: full) and after a purge recovered by resync,
-	// and any full sync an earlier run left unfinished (resumed after its
-	// last completed chunk).
-	var syncs []ResyncOptions
-	if c.Registry != nil {
-		for _, f := range c.Pipeline.FeedNames() {
-			// A new start position always syncs from scratch: the stream
-			// starts from a new position, so an older sync's completed
-			// chunks may have missed changes since.
-			switch p, ok, err := c.Store.Progress(ctx, f); {
-			case err != nil:
-				return err
-			case start.syncAll:
-				syncs = append(syncs, ResyncOptions{Feed: f, Position: pos})
-			case ok && !p.Finished() && !p.DryRun:
-				log.Info("resuming an unfinished full sync", "feed", f, "operation", OpFullSync, "after_key", p.LastKey)
-				syncs = append(syncs, ResyncOptions{Feed: f, Continue: true})
-			}
-		}
+	syncs, err := c.plannedSyncs(ctx, start)
+	if err != nil {
+		return runPlan{}, err
 	}
 	if start.store {
-		// Store the new start position, with every full sync it needs
-		// recorded as started, before anything is read or sent: a stop at
-		// any later moment resumes from here (and resumes those syncs), and
-		// is never a second first start.
-		if err := c.Store.Update(ctx, func(tx *state.Tx) error {
-			if start.syncAll {
-				for _, ro := range syncs {
-					if err := tx.PutProgress(state.Progress{Feed: ro.Feed, Position: pos, StartedAt: time.Now()}); err != nil {
-						return err
-					}
-				}
-			}
-			if err := tx.SetCheckpoint(pos, time.Now()); err != nil {
-				return err
-			}
-			return tx.RecordPositionChange(start.record)
-		}); err != nil {
-			return fmt.Errorf("store the start position: %w", err)
-		}
-		if start.record.Gap {
-			if g, ok := c.observer.(GapObserver); ok {
-				g.PositionGap()
-			}
+		if err := c.storeStart(ctx, start, syncs); err != nil {
+			return runPlan{}, err
 		}
 	}
-	hist := schemaHistory{c.Store}
-	src, err := binlog.New(c.sourceCfg, log, hist)
+	return runPlan{pos: start.pos, firstStart: start.firstStart, syncs: syncs}, nil
+}
+
+// plannedSyncs lists the full syncs to run next to the stream: every feed
+// on a first start (resync.on_first_start: full) and after a purge
+// recovered by resync, and any full sync an earlier run left unfinished
+// (resumed after its last completed chunk).
+func (c *Connector) plannedSyncs(ctx context.Context, start startPlan) ([]ResyncOptions, error) {
+	if c.Registry == nil {
+		return nil, nil
+	}
+	var syncs []ResyncOptions
+	for _, f := range c.Pipeline.FeedNames() {
+		// A new start position always syncs from scratch: the stream
+		// starts from a new position, so an older sync's completed
+		// chunks may have missed changes since.
+		switch p, ok, err := c.Store.Progress(ctx, f); {
+		case err != nil:
+			return nil, err
+		case start.syncAll:
+			syncs = append(syncs, ResyncOptions{Feed: f, Position: start.pos})
+		case ok && !p.Finished() && !p.DryRun:
+			c.Logger.Info("resuming an unfinished full sync", "feed", f, "operation", OpFullSync, "after_key", p.LastKey)
+			syncs = append(syncs, ResyncOptions{Feed: f, Continue: true})
+		}
+	}
+	return syncs, nil
+}
+
+// storeStart stores a new start position, with every full sync it needs
+// recorded as started, before anything is read or sent: a stop at any
+// later moment resumes from here (and resumes those syncs), and is never a
+// second first start.
+func (c *Connector) storeStart(ctx context.Context, start startPlan, syncs []ResyncOptions) error {
+	if err := c.Store.Update(ctx, func(tx *state.Tx) error {
+		if start.syncAll {
+			for _, ro := range syncs {
+				if err := tx.PutProgress(state.Progress{Feed: ro.Feed, Position: start.pos, StartedAt: time.Now()}); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.SetCheckpoint(start.pos, time.Now()); err != nil {
+			return err
+		}
+		return tx.RecordPositionChange(start.record)
+	}); err != nil {
+		return fmt.Errorf("store the start position: %w", err)
+	}
+	if start.record.Gap {
+		if g, ok := c.observer.(GapObserver); ok {
+			g.PositionGap()
+		}
+	}
+	return nil
+}
+
+// serve runs the exporter, the binlog stream, the planned full syncs and
+// the scheduled jobs until ctx ends or one of them fails for good, then
+// stops them in order. The source, the full syncs and the scheduled jobs
+// stop with ctx; the exporter outlives them so that a clean stop can export
+// what was read and write the final checkpoint.
+func (c *Connector) serve(ctx context.Context, plan runPlan, ro RunOptions) error {
+	src, err := binlog.New(c.sourceCfg, c.Logger, schemaHistory{c.Store})
 	if err != nil {
 		return err
 	}
-	// The source, the full syncs and the scheduled jobs stop with ctx; the
-	// exporter outlives them so that a clean stop can export what was read
-	// and write the final checkpoint.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pipeCtx, pipeCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer pipeCancel()
 	errc := make(chan error, 4)
-	var wg sync.WaitGroup
 	pipeDone := make(chan struct{})
 	go func() {
 		defer close(pipeDone)
@@ -484,55 +515,25 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 			errc <- fmt.Errorf("export: %w", err)
 		}
 	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.connected.Store(true)
-		defer c.connected.Store(false)
-		// Once streaming, the source reconnects by itself; what it cannot
-		// retry is its start (connect, start position, schema snapshot),
-		// which fails before any change was delivered, so starting again
-		// from pos repeats nothing.
-		err := c.retry.DoLong(runCtx, "start the binlog stream", func(ctx context.Context, started func()) error {
-			return src.Run(ctx, pos, startedHandler{c.Pipeline, started})
-		})
-		if err != nil && runCtx.Err() == nil {
-			if errors.Is(err, binlog.ErrPositionPurged) {
-				if cfg.Source.OnPurgedPosition == OnPurgedResync {
-					err = fmt.Errorf("%w\nsource.on_purged_position is resync: start feedcdc run again and it recovers at start", err)
-				} else {
-					reason := err.Error()
-					var pe *binlog.PositionPurgedError
-					if errors.As(err, &pe) {
-						reason = "the server says: " + pe.Server
-					}
-					err = c.purgedError(pos, reason)
-				}
-			}
-			errc <- fmt.Errorf("binlog: %w", err)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := c.stream(runCtx, src, plan.pos); err != nil {
+			errc <- err
 		}
-	}()
+	})
 	if ro.OnStart != nil {
-		ro.OnStart(pos, firstStart)
+		ro.OnStart(plan.pos, plan.firstStart)
 	}
-	// The feeds' full syncs run concurrently: their builds overlap, and
-	// their exports share the one ordered exporter.
-	for _, ro := range syncs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := c.Resync(runCtx, ro); err != nil && runCtx.Err() == nil {
-				select {
-				case errc <- fmt.Errorf("full sync of %s: %w", ro.Feed, err):
-				default: // another error already stops the run
-				}
+	if len(plan.syncs) > 0 {
+		wg.Go(func() {
+			if err := c.runSyncs(runCtx, plan.syncs); err != nil {
+				errc <- err
 			}
-		}()
+		})
 	}
 	var sched *cron.Cron
 	if !ro.NoSchedule {
-		sched, err = c.schedule(runCtx)
-		if err != nil {
+		if sched, err = c.schedule(runCtx); err != nil {
 			return err
 		}
 		sched.Start()
@@ -547,26 +548,82 @@ func (c *Connector) Run(ctx context.Context, ro RunOptions) error {
 		<-sched.Stop().Done()
 	}
 	wg.Wait()
-	if runErr == nil {
-		// Clean stop: the source no longer delivers; export what was read
-		// and write the final checkpoint (deferred keys of a big
-		// transaction stay in the state for the next start).
-		fctx, fcancel := context.WithTimeout(pipeCtx, 30*time.Second)
-		if err := c.Pipeline.FlushQueued(fctx); err != nil {
-			log.Warn("final flush incomplete; the next start resumes from the last checkpoint", "error", err)
-		} else if err := c.Pipeline.TouchCheckpoint(fctx); err != nil {
-			// Everything read is exported: store the final checkpoint
-			// with this moment's time, also when the source was idle.
-			log.Warn("final checkpoint not stored again; the next start resumes from the last one", "error", err)
-		}
-		fcancel()
-	}
+	c.stop(pipeCtx, runErr == nil)
 	pipeCancel()
 	<-pipeDone
 	if cp, _, ok, _ := c.Store.Checkpoint(context.Background()); ok {
-		log.Info("stopped", "checkpoint", cp.String())
+		c.Logger.Info("stopped", "checkpoint", cp.String())
 	}
 	return runErr
+}
+
+// stream runs the binlog source from pos until ctx ends; its error, when
+// it stops on its own, says how to recover from a purged position.
+func (c *Connector) stream(ctx context.Context, src *binlog.Source, pos change.Position) error {
+	c.connected.Store(true)
+	defer c.connected.Store(false)
+	// Once streaming, the source reconnects by itself; what it cannot
+	// retry is its start (connect, start position, schema snapshot),
+	// which fails before any change was delivered, so starting again
+	// from pos repeats nothing.
+	err := c.retry.DoLong(ctx, "start the binlog stream", func(ctx context.Context, started func()) error {
+		return src.Run(ctx, pos, startedHandler{c.Pipeline, started})
+	})
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	if errors.Is(err, binlog.ErrPositionPurged) {
+		if c.Config.Source.OnPurgedPosition == OnPurgedResync {
+			err = fmt.Errorf("%w\nsource.on_purged_position is resync: start feedcdc run again and it recovers at start", err)
+		} else {
+			reason := err.Error()
+			var pe *binlog.PositionPurgedError
+			if errors.As(err, &pe) {
+				reason = "the server says: " + pe.Server
+			}
+			err = c.purgedError(pos, reason)
+		}
+	}
+	return fmt.Errorf("binlog: %w", err)
+}
+
+// runSyncs runs the planned full syncs one after the other until ctx ends.
+func (c *Connector) runSyncs(ctx context.Context, syncs []ResyncOptions) error {
+	// The feeds' full syncs run concurrently: their builds overlap, and
+	// their exports share the one ordered exporter. The first failure
+	// stops the others.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, ro := range syncs {
+		wg.Go(func() {
+			if _, err := c.Resync(ctx, ro); err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("full sync of %s: %w", ro.Feed, err))
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// stop ends a run: after a clean stop (the source no longer delivers) it
+// exports what was read and writes the final checkpoint with this moment's
+// time, also when the source was idle. Deferred keys of a big transaction
+// stay in the state for the next start.
+func (c *Connector) stop(ctx context.Context, clean bool) {
+	if !clean {
+		return
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer fcancel()
+	if err := c.Pipeline.FlushQueued(fctx); err != nil {
+		c.Logger.Warn("final flush incomplete; the next start resumes from the last checkpoint", "error", err)
+	} else if err := c.Pipeline.TouchCheckpoint(fctx); err != nil {
+		c.Logger.Warn("final checkpoint not stored again; the next start resumes from the last one", "error", err)
+	}
 }
 
 func (c *Connector) kafkaSinks() ([]*kafkasink.Sink, bool) {

@@ -26,13 +26,9 @@ func (c *Connector) ReloadSchema(ctx context.Context, table string) (binlog.Sche
 	}
 	scfg := c.sourceCfg
 	if c.Config.Source.TLS.Mode == "preferred" {
-		var haveSSL string
-		if err := c.SourceDB.QueryRowContext(ctx, "SELECT @@have_ssl").Scan(&haveSSL); err == nil && strings.EqualFold(haveSSL, "YES") {
-			tc, err := c.Config.Source.TLSConfig()
-			if err != nil {
-				return binlog.SchemaRecord{}, err
-			}
-			scfg.TLS = binlog.TLSConfig{Enabled: true, Config: tc}
+		var err error
+		if scfg.TLS, err = c.preferredTLS(ctx); err != nil {
+			return binlog.SchemaRecord{}, err
 		}
 	}
 	src, err := binlog.New(scfg, c.Logger, schemaHistory{c.Store})

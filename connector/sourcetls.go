@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+
+	"github.com/feedcdc/feedcdc/connector/binlog"
 )
 
 // sourceOffersTLS answers source.tls.mode preferred: whether the source
@@ -24,4 +26,24 @@ func sourceOffersTLS(ctx context.Context, db *sql.DB) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("source.tls.mode preferred: the source answered @@have_ssl = %q (want YES, NO or DISABLED); set source.tls.mode to required or disabled", have)
+}
+
+// preferredTLS resolves source.tls.mode preferred for a binlog
+// connection: TLS when the source offers it, plaintext with a warning when
+// the source says it has none, an error when it cannot tell. (Every other
+// mode is resolved by binlogConfig.)
+func (c *Connector) preferredTLS(ctx context.Context) (binlog.TLSConfig, error) {
+	offered, err := sourceOffersTLS(ctx, c.SourceDB)
+	if err != nil {
+		return binlog.TLSConfig{}, err
+	}
+	if !offered {
+		c.Logger.Warn("source offers no TLS (@@have_ssl is NO or DISABLED); the binlog connection is not encrypted (source.tls.mode: preferred)")
+		return binlog.TLSConfig{}, nil
+	}
+	tc, err := c.Config.Source.TLSConfig()
+	if err != nil {
+		return binlog.TLSConfig{}, err
+	}
+	return binlog.TLSConfig{Enabled: true, Config: tc}, nil
 }

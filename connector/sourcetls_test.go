@@ -39,3 +39,27 @@ func TestPreferredTLSFallsBackOnlyOnADefiniteNo(t *testing.T) {
 		t.Fatalf("unreachable source: offered %v, err %v; want an error naming source.tls.mode preferred", offered, err)
 	}
 }
+
+// TestSchemaReloadPreferredTLSDoesNotGuess: `feedcdc schema reload` with
+// source.tls.mode preferred asks the source the same way Run does. When the
+// question fails (here the connector's pool is closed), the reload stops
+// with an error naming source.tls.mode preferred instead of reading the
+// schema over plaintext as if the source had said it has no TLS.
+func TestSchemaReloadPreferredTLSDoesNotGuess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := srv.NewDatabase(t, "prefreload")
+	srv.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	cy := connectorYAML{Name: "prefreload", Database: db, Feeds: noFeeds,
+		Source:   []string{"tls: {mode: preferred}", fmt.Sprintf("include_tables: [\"%s.t\"]", db)},
+		Sections: "raw:\n  enabled: true\n"}
+	c := openConnector(t, cy.load(t), OpenOptions{NoSinks: true})
+	if _, err := c.ReloadSchema(ctx, db+".t"); err != nil {
+		t.Fatalf("reload with the source reachable (no TLS, plaintext as preferred allows): %v", err)
+	}
+	c.SourceDB.Close()
+	_, err := c.ReloadSchema(ctx, db+".t")
+	if err == nil || !strings.Contains(err.Error(), "source.tls.mode preferred") {
+		t.Fatalf("reload when the source cannot be asked about TLS: err %v; want an error naming source.tls.mode preferred", err)
+	}
+}

@@ -140,96 +140,136 @@ func (p *productAttributes) Build(ctx context.Context, entityKeys []string) ([]I
 	modifiedAt := e.modifiedAt()
 	var out []Item
 	for _, part := range chunks(idList, e.chunk) {
-		attrs, err := loadAttributes(ctx, e.db, part)
+		items, err := p.buildChunk(ctx, part, stores, modifiedAt)
 		if err != nil {
 			return nil, err
 		}
-		if len(attrs) == 0 {
-			continue
-		}
-		present := make([]uint64, 0, len(attrs))
-		for id := range attrs {
-			present = append(present, id)
-		}
-		sort.Slice(present, func(i, j int) bool { return present[i] < present[j] })
-		in, args := inList(present)
-		labels := map[uint64]map[uint64]string{}
-		err = query(ctx, e.db, `SELECT attribute_id, store_id, value FROM eav_attribute_label
-			WHERE value IS NOT NULL AND attribute_id IN (`+in+`) ORDER BY attribute_label_id`, args, func(r *sql.Rows) error {
-			var aid, sid uint64
-			var v string
-			if err := r.Scan(&aid, &sid, &v); err != nil {
-				return err
+		out = append(out, items...)
+	}
+	return out, nil
+}
+
+// attributeOptionRow is one option of an attribute.
+type attributeOptionRow struct {
+	id, sort uint64
+}
+
+// buildChunk builds the items of the attributes ids (one per store view)
+// with their labels and options.
+func (p *productAttributes) buildChunk(ctx context.Context, ids []uint64, stores []storeView, modifiedAt string) ([]Item, error) {
+	e := p.e
+	attrs, err := loadAttributes(ctx, e.db, ids)
+	if err != nil || len(attrs) == 0 {
+		return nil, err
+	}
+	present := make([]uint64, 0, len(attrs))
+	for id := range attrs {
+		present = append(present, id)
+	}
+	sort.Slice(present, func(i, j int) bool { return present[i] < present[j] })
+	labels, err := attributeLabels(ctx, e.db, present)
+	if err != nil {
+		return nil, err
+	}
+	opts, optIDs, err := attributeOptions(ctx, e.db, present)
+	if err != nil {
+		return nil, err
+	}
+	optLabels, err := optionLabels(ctx, e.db, optIDs, e.chunk)
+	if err != nil {
+		return nil, fmt.Errorf("productAttributes: %w", err)
+	}
+	var out []Item
+	for _, id := range present {
+		for _, s := range stores {
+			pl := attributeItemPayload(id, attrs[id], s, labels[id], opts[id], optLabels)
+			ident := map[string]string{
+				"attributeCode": pl.AttributeCode, "storeViewCode": s.Code, "id": pl.ID, "websiteCode": s.WebsiteCode,
+				"storeCode": s.GroupCode, "attributeType": productEntityTypeC,
 			}
-			if labels[aid] == nil {
-				labels[aid] = map[uint64]string{}
+			it, err := newItem(p.Name(), pl.ID, p.IdentityFields(), ident, pl, "", modifiedAt)
+			if err != nil {
+				return nil, err
 			}
-			labels[aid][sid] = v
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("productAttributes: read labels: %w", err)
-		}
-		type opt struct {
-			id, sort uint64
-		}
-		opts := map[uint64][]opt{}
-		var optIDs []uint64
-		err = query(ctx, e.db, `SELECT attribute_id, option_id, sort_order FROM eav_attribute_option
-			WHERE attribute_id IN (`+in+`) ORDER BY attribute_id, sort_order, option_id`, args, func(r *sql.Rows) error {
-			var aid uint64
-			var o opt
-			if err := r.Scan(&aid, &o.id, &o.sort); err != nil {
-				return err
-			}
-			opts[aid] = append(opts[aid], o)
-			optIDs = append(optIDs, o.id)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("productAttributes: read options: %w", err)
-		}
-		optLabels, err := optionLabels(ctx, e.db, optIDs, e.chunk)
-		if err != nil {
-			return nil, fmt.Errorf("productAttributes: %w", err)
-		}
-		for _, id := range present {
-			a := attrs[id]
-			for _, s := range stores {
-				lbl := a.FrontendLabel
-				if l, ok := labels[id][s.ID]; ok {
-					lbl = l
-				}
-				pl := attributePayload{
-					ID: strconv.FormatUint(id, 10), StoreCode: s.GroupCode, WebsiteCode: s.WebsiteCode, StoreViewCode: s.Code,
-					AttributeCode: a.Code, AttributeType: productEntityTypeC, DataType: a.BackendType,
-					Multi: a.FrontendInput == "multiselect" || a.FrontendInput == "multiline", Label: lbl,
-					FrontendInput: a.FrontendInput, Required: a.Required, Unique: a.Unique, Global: a.IsGlobal == 1,
-					Scope: scopeName(a.IsGlobal), Visible: a.Visible, Searchable: a.Searchable, Filterable: a.Filterable,
-					VisibleInCompareList: a.Comparable, VisibleInListing: a.UsedInListing, Sortable: a.UsedForSortBy,
-					VisibleInSearch: a.VisibleOnFront, FilterableInSearch: a.FilterableSearch, SearchWeight: a.SearchWeight,
-					UsedForRules: a.UsedForPromoRules, Boolean: a.FrontendInput == "boolean", SystemAttribute: !a.UserDefined,
-					Numeric: a.BackendType == "decimal" || (a.BackendType == "int" && !a.usesOptions() && a.FrontendInput != "boolean"),
-					Options: []attributeOption{},
-				}
-				for _, o := range opts[id] {
-					l, ok := label(optLabels[o.id], s.ID)
-					if !ok {
-						l = ""
-					}
-					pl.Options = append(pl.Options, attributeOption{ID: strconv.FormatUint(o.id, 10), Label: l, SortOrder: int64(o.sort)})
-				}
-				ident := map[string]string{
-					"attributeCode": a.Code, "storeViewCode": s.Code, "id": pl.ID, "websiteCode": s.WebsiteCode,
-					"storeCode": s.GroupCode, "attributeType": productEntityTypeC,
-				}
-				it, err := newItem(p.Name(), pl.ID, p.IdentityFields(), ident, pl, "", modifiedAt)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, it)
-			}
+			out = append(out, it)
 		}
 	}
 	return out, nil
+}
+
+// attributeLabels reads the attributes' store labels, by attribute and
+// store.
+func attributeLabels(ctx context.Context, db *sql.DB, ids []uint64) (map[uint64]map[uint64]string, error) {
+	in, args := inList(ids)
+	labels := map[uint64]map[uint64]string{}
+	err := query(ctx, db, `SELECT attribute_id, store_id, value FROM eav_attribute_label
+		WHERE value IS NOT NULL AND attribute_id IN (`+in+`) ORDER BY attribute_label_id`, args, func(r *sql.Rows) error {
+		var aid, sid uint64
+		var v string
+		if err := r.Scan(&aid, &sid, &v); err != nil {
+			return err
+		}
+		if labels[aid] == nil {
+			labels[aid] = map[uint64]string{}
+		}
+		labels[aid][sid] = v
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("productAttributes: read labels: %w", err)
+	}
+	return labels, nil
+}
+
+// attributeOptions reads the attributes' options in sort order, by
+// attribute, and lists every option id.
+func attributeOptions(ctx context.Context, db *sql.DB, ids []uint64) (map[uint64][]attributeOptionRow, []uint64, error) {
+	in, args := inList(ids)
+	opts := map[uint64][]attributeOptionRow{}
+	var optIDs []uint64
+	err := query(ctx, db, `SELECT attribute_id, option_id, sort_order FROM eav_attribute_option
+		WHERE attribute_id IN (`+in+`) ORDER BY attribute_id, sort_order, option_id`, args, func(r *sql.Rows) error {
+		var aid uint64
+		var o attributeOptionRow
+		if err := r.Scan(&aid, &o.id, &o.sort); err != nil {
+			return err
+		}
+		opts[aid] = append(opts[aid], o)
+		optIDs = append(optIDs, o.id)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("productAttributes: read options: %w", err)
+	}
+	return opts, optIDs, nil
+}
+
+// attributeItemPayload is attribute a (id) as seen in store view s: its
+// store label (labels by store) or frontend label, and its options with
+// their labels in s.
+func attributeItemPayload(id uint64, a *attrMeta, s storeView, labels map[uint64]string, opts []attributeOptionRow, optLabels map[uint64]map[uint64]string) attributePayload {
+	lbl := a.FrontendLabel
+	if l, ok := labels[s.ID]; ok {
+		lbl = l
+	}
+	pl := attributePayload{
+		ID: strconv.FormatUint(id, 10), StoreCode: s.GroupCode, WebsiteCode: s.WebsiteCode, StoreViewCode: s.Code,
+		AttributeCode: a.Code, AttributeType: productEntityTypeC, DataType: a.BackendType,
+		Multi: a.FrontendInput == "multiselect" || a.FrontendInput == "multiline", Label: lbl,
+		FrontendInput: a.FrontendInput, Required: a.Required, Unique: a.Unique, Global: a.IsGlobal == 1,
+		Scope: scopeName(a.IsGlobal), Visible: a.Visible, Searchable: a.Searchable, Filterable: a.Filterable,
+		VisibleInCompareList: a.Comparable, VisibleInListing: a.UsedInListing, Sortable: a.UsedForSortBy,
+		VisibleInSearch: a.VisibleOnFront, FilterableInSearch: a.FilterableSearch, SearchWeight: a.SearchWeight,
+		UsedForRules: a.UsedForPromoRules, Boolean: a.FrontendInput == "boolean", SystemAttribute: !a.UserDefined,
+		Numeric: a.BackendType == "decimal" || (a.BackendType == "int" && !a.usesOptions() && a.FrontendInput != "boolean"),
+		Options: []attributeOption{},
+	}
+	for _, o := range opts {
+		l, ok := label(optLabels[o.id], s.ID)
+		if !ok {
+			l = ""
+		}
+		pl.Options = append(pl.Options, attributeOption{ID: strconv.FormatUint(o.id, 10), Label: l, SortOrder: int64(o.sort)})
+	}
+	return pl
 }

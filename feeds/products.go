@@ -369,12 +369,42 @@ func (p *products) Build(ctx context.Context, entityKeys []string) ([]Item, erro
 
 // load reads the entities of one chunk with one query per source table.
 func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]*productRow, error) {
-	db := p.e.db
-	in, args := inList(part)
-	byID := map[uint64]*productRow{}
-	var order []*productRow
-	err := query(ctx, db, `SELECT entity_id, sku, type_id, UNIX_TIMESTAMP(created_at), UNIX_TIMESTAMP(updated_at)
-		FROM catalog_product_entity WHERE entity_id IN (`+in+`) ORDER BY entity_id`, args, func(r *sql.Rows) error {
+	ch := &productChunk{db: p.e.db, byID: map[uint64]*productRow{}}
+	ch.in, ch.args = inList(part)
+	if err := ch.entities(ctx); err != nil {
+		return nil, err
+	}
+	if len(ch.order) == 0 {
+		return nil, nil
+	}
+	for _, step := range []func(context.Context) error{
+		ch.websites,
+		func(ctx context.Context) error { return ch.values(ctx, wanted) },
+		ch.categories,
+		ch.stock,
+		ch.parents,
+	} {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return ch.order, nil
+}
+
+// productChunk is one chunk of products being loaded: the IN list of its
+// ids and the rows read so far, by id and in id order.
+type productChunk struct {
+	db    *sql.DB
+	in    string
+	args  []any
+	byID  map[uint64]*productRow
+	order []*productRow
+}
+
+// entities reads the catalog_product_entity rows.
+func (ch *productChunk) entities(ctx context.Context) error {
+	err := query(ctx, ch.db, `SELECT entity_id, sku, type_id, UNIX_TIMESTAMP(created_at), UNIX_TIMESTAMP(updated_at)
+		FROM catalog_product_entity WHERE entity_id IN (`+ch.in+`) ORDER BY entity_id`, ch.args, func(r *sql.Rows) error {
 		pr := &productRow{}
 		var sku sql.NullString
 		var ca, ua sql.NullInt64
@@ -382,113 +412,138 @@ func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]
 			return err
 		}
 		pr.sku, pr.createdAt, pr.updatedAt = sku.String, ca.Int64, ua.Int64
-		byID[pr.id] = pr
-		order = append(order, pr)
+		ch.byID[pr.id] = pr
+		ch.order = append(ch.order, pr)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("products: read entities: %w", err)
+		return fmt.Errorf("products: read entities: %w", err)
 	}
-	if len(order) == 0 {
-		return nil, nil
-	}
-	err = query(ctx, db, `SELECT product_id, website_id FROM catalog_product_website WHERE product_id IN (`+in+`) ORDER BY product_id, website_id`, args, func(r *sql.Rows) error {
+	return nil
+}
+
+// websites reads the products' website assignments.
+func (ch *productChunk) websites(ctx context.Context) error {
+	err := query(ctx, ch.db, `SELECT product_id, website_id FROM catalog_product_website WHERE product_id IN (`+ch.in+`) ORDER BY product_id, website_id`, ch.args, func(r *sql.Rows) error {
 		var pid, wid uint64
 		if err := r.Scan(&pid, &wid); err != nil {
 			return err
 		}
-		if pr := byID[pid]; pr != nil {
+		if pr := ch.byID[pid]; pr != nil {
 			pr.websites = append(pr.websites, wid)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("products: read website assignments: %w", err)
+		return fmt.Errorf("products: read website assignments: %w", err)
 	}
-	if len(wanted) > 0 {
-		// Filtering attributes in SQL too ("AND attribute_id IN (…)") makes
-		// the optimizer probe entities × attributes ranges of the unique
-		// key: 100x slower at 300 attributes. Filter here instead.
-		want := make(map[uint64]bool, len(wanted))
-		for _, a := range wanted {
-			want[a] = true
+	return nil
+}
+
+// values reads the products' EAV values of the wanted attributes (none
+// when wanted is empty), sorted by attribute and store.
+func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
+	if len(wanted) == 0 {
+		return nil
+	}
+	// Filtering attributes in SQL too ("AND attribute_id IN (…)") makes
+	// the optimizer probe entities × attributes ranges of the unique
+	// key: 100x slower at 300 attributes. Filter here instead.
+	want := make(map[uint64]bool, len(wanted))
+	for _, a := range wanted {
+		want[a] = true
+	}
+	var parts []string
+	for _, bt := range backendTypes {
+		parts = append(parts, `SELECT entity_id, attribute_id, store_id, CAST(value AS CHAR) FROM `+valueTables[bt]+
+			` WHERE entity_id IN (`+ch.in+`)`)
+	}
+	err := query(ctx, ch.db, strings.Join(parts, " UNION ALL "), nil, func(r *sql.Rows) error {
+		var pid, aid, sid uint64
+		var v sql.NullString
+		if err := r.Scan(&pid, &aid, &sid, &v); err != nil {
+			return err
 		}
-		var parts []string
-		for _, bt := range backendTypes {
-			parts = append(parts, `SELECT entity_id, attribute_id, store_id, CAST(value AS CHAR) FROM `+valueTables[bt]+
-				` WHERE entity_id IN (`+in+`)`)
-		}
-		err = query(ctx, db, strings.Join(parts, " UNION ALL "), nil, func(r *sql.Rows) error {
-			var pid, aid, sid uint64
-			var v sql.NullString
-			if err := r.Scan(&pid, &aid, &sid, &v); err != nil {
-				return err
-			}
-			pr := byID[pid]
-			if pr == nil || !want[aid] {
-				return nil
-			}
-			pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: v})
+		pr := ch.byID[pid]
+		if pr == nil || !want[aid] {
 			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("products: read attribute values: %w", err)
 		}
-		for _, pr := range order {
-			sort.Slice(pr.vals, func(i, j int) bool {
-				a, b := pr.vals[i], pr.vals[j]
-				return a.attr < b.attr || a.attr == b.attr && a.store < b.store
-			})
-		}
+		pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: v})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("products: read attribute values: %w", err)
 	}
-	err = query(ctx, db, `SELECT cp.product_id, cp.category_id, cp.position, COALESCE(ce.path, '')
+	for _, pr := range ch.order {
+		sort.Slice(pr.vals, func(i, j int) bool {
+			a, b := pr.vals[i], pr.vals[j]
+			return a.attr < b.attr || a.attr == b.attr && a.store < b.store
+		})
+	}
+	return nil
+}
+
+// categories reads the products' category assignments with the
+// categories' paths.
+func (ch *productChunk) categories(ctx context.Context) error {
+	err := query(ctx, ch.db, `SELECT cp.product_id, cp.category_id, cp.position, COALESCE(ce.path, '')
 		FROM catalog_category_product cp LEFT JOIN catalog_category_entity ce ON ce.entity_id = cp.category_id
-		WHERE cp.product_id IN (`+in+`) ORDER BY cp.product_id, cp.category_id`, args, func(r *sql.Rows) error {
+		WHERE cp.product_id IN (`+ch.in+`) ORDER BY cp.product_id, cp.category_id`, ch.args, func(r *sql.Rows) error {
 		var pid, cid uint64
 		var pos int64
 		var path string
 		if err := r.Scan(&pid, &cid, &pos, &path); err != nil {
 			return err
 		}
-		if pr := byID[pid]; pr != nil {
+		if pr := ch.byID[pid]; pr != nil {
 			pr.cats = append(pr.cats, categoryRef{CategoryID: strconv.FormatUint(cid, 10), CategoryPath: path, ProductPosition: pos})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("products: read categories: %w", err)
+		return fmt.Errorf("products: read categories: %w", err)
 	}
-	err = query(ctx, db, `SELECT product_id, CAST(qty AS CHAR), is_in_stock, IF(use_config_manage_stock = 1, 1, manage_stock)
-		FROM cataloginventory_stock_item WHERE product_id IN (`+in+`) ORDER BY product_id, stock_id`, args, func(r *sql.Rows) error {
+	return nil
+}
+
+// stock reads each product's first stock item.
+func (ch *productChunk) stock(ctx context.Context) error {
+	err := query(ctx, ch.db, `SELECT product_id, CAST(qty AS CHAR), is_in_stock, IF(use_config_manage_stock = 1, 1, manage_stock)
+		FROM cataloginventory_stock_item WHERE product_id IN (`+ch.in+`) ORDER BY product_id, stock_id`, ch.args, func(r *sql.Rows) error {
 		var pid uint64
 		var s stockRow
 		if err := r.Scan(&pid, &s.qty, &s.inStock, &s.manage); err != nil {
 			return err
 		}
-		if pr := byID[pid]; pr != nil && pr.stock == nil {
+		if pr := ch.byID[pid]; pr != nil && pr.stock == nil {
 			pr.stock = &s
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("products: read stock: %w", err)
+		return fmt.Errorf("products: read stock: %w", err)
 	}
-	err = query(ctx, db, `SELECT r.child_id, p.sku, p.type_id FROM catalog_product_relation r
-		JOIN catalog_product_entity p ON p.entity_id = r.parent_id WHERE r.child_id IN (`+in+`)`, args, func(r *sql.Rows) error {
+	return nil
+}
+
+// parents reads the parents (SKU and type) of the products.
+func (ch *productChunk) parents(ctx context.Context) error {
+	err := query(ctx, ch.db, `SELECT r.child_id, p.sku, p.type_id FROM catalog_product_relation r
+		JOIN catalog_product_entity p ON p.entity_id = r.parent_id WHERE r.child_id IN (`+ch.in+`)`, ch.args, func(r *sql.Rows) error {
 		var cid uint64
 		var ref parentRef
 		if err := r.Scan(&cid, &ref.SKU, &ref.ProductType); err != nil {
 			return err
 		}
-		if pr := byID[cid]; pr != nil {
+		if pr := ch.byID[cid]; pr != nil {
 			pr.parents = append(pr.parents, ref)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("products: read parents: %w", err)
+		return fmt.Errorf("products: read parents: %w", err)
 	}
-	return order, nil
+	return nil
 }
 
 // query runs a query and calls fn for every row.
@@ -608,68 +663,99 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 }
 
 func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, modifiedAt string) (Item, error) {
-	get := func(code string) (sql.NullString, bool) {
-		a := byCode[code]
-		if a == nil {
-			return sql.NullString{}, false
-		}
-		return pr.resolve(a.ID, s.ID)
-	}
-	str := func(code string) *string {
-		v, ok := get(code)
-		if !ok || !v.Valid {
-			return nil
-		}
-		return &v.String
-	}
-	withDefault := func(code string) *string {
-		if v := str(code); v != nil {
-			return v
-		}
-		if a := byCode[code]; a != nil && a.DefaultValue.Valid {
-			d := a.DefaultValue.String
-			return &d
-		}
-		return nil
-	}
-	num := func(code string) *json.Number {
-		v := str(code)
-		if v == nil {
-			return nil
-		}
-		n := json.Number(trimDecimal(*v))
-		return &n
-	}
-	img := func(code, labelCode string) *imageRef {
-		v := str(code)
-		if v == nil || *v == "" || *v == "no_selection" {
-			return nil
-		}
-		return &imageRef{URL: *v, Label: str(labelCode)}
-	}
+	r := storeValues{pr: pr, store: s.ID, byCode: byCode}
 	pl := productPayload{
 		SKU: pr.sku, StoreViewCode: s.Code, StoreCode: s.GroupCode, WebsiteCode: s.WebsiteCode, ProductID: pr.id,
-		Type: pr.typ, Name: str("name"), URLKey: str("url_key"), Description: str("description"),
-		ShortDescription: str("short_description"), MetaTitle: str("meta_title"), MetaKeyword: str("meta_keyword"),
-		MetaDescription: str("meta_description"), TaxClassID: str("tax_class_id"), Weight: num("weight"),
-		Prices: productPrices{RegularPrice: num("price"), SpecialPrice: num("special_price"),
-			SpecialFromDate: str("special_from_date"), SpecialToDate: str("special_to_date")},
-		Image: img("image", "image_label"), SmallImage: img("small_image", "small_image_label"),
-		Thumbnail: img("thumbnail", "thumbnail_label"), SwatchImage: img("swatch_image", ""),
-		CategoryData: nonNil(pr.cats), Parents: nonNil(pr.parents), Attributes: []attributeValue{},
-		CreatedAt: formatTime(time.Unix(pr.createdAt, 0)),
+		Type: pr.typ, Name: r.str("name"), URLKey: r.str("url_key"), Description: r.str("description"),
+		ShortDescription: r.str("short_description"), MetaTitle: r.str("meta_title"), MetaKeyword: r.str("meta_keyword"),
+		MetaDescription: r.str("meta_description"), TaxClassID: r.str("tax_class_id"), Weight: r.num("weight"),
+		Prices: productPrices{RegularPrice: r.num("price"), SpecialPrice: r.num("special_price"),
+			SpecialFromDate: r.str("special_from_date"), SpecialToDate: r.str("special_to_date")},
+		Image: r.img("image", "image_label"), SmallImage: r.img("small_image", "small_image_label"),
+		Thumbnail: r.img("thumbnail", "thumbnail_label"), SwatchImage: r.img("swatch_image", ""),
+		CategoryData: nonNil(pr.cats), Parents: nonNil(pr.parents),
+		Attributes: attributeValues(pr, s, listed, labels),
+		CreatedAt:  formatTime(time.Unix(pr.createdAt, 0)),
 	}
+	setAvailability(&pl, r, pr.stock)
+	ident := map[string]string{
+		"sku": pr.sku, "storeViewCode": s.Code, "productId": strconv.FormatUint(pr.id, 10),
+		"storeCode": s.GroupCode, "websiteCode": s.WebsiteCode,
+	}
+	return newItem(p.Name(), strconv.FormatUint(pr.id, 10), p.IdentityFields(), ident, &pl, formatTime(time.Unix(pr.updatedAt, 0)), modifiedAt)
+}
+
+// storeValues reads a product's attribute values by code, resolved for
+// one store view.
+type storeValues struct {
+	pr     *productRow
+	store  uint64
+	byCode map[string]*attrMeta
+}
+
+func (r storeValues) get(code string) (sql.NullString, bool) {
+	a := r.byCode[code]
+	if a == nil {
+		return sql.NullString{}, false
+	}
+	return r.pr.resolve(a.ID, r.store)
+}
+
+// str is the value, nil when the product has none.
+func (r storeValues) str(code string) *string {
+	v, ok := r.get(code)
+	if !ok || !v.Valid {
+		return nil
+	}
+	return &v.String
+}
+
+// withDefault is the value, or the attribute's default value.
+func (r storeValues) withDefault(code string) *string {
+	if v := r.str(code); v != nil {
+		return v
+	}
+	if a := r.byCode[code]; a != nil && a.DefaultValue.Valid {
+		d := a.DefaultValue.String
+		return &d
+	}
+	return nil
+}
+
+// num is a decimal value without trailing zeros.
+func (r storeValues) num(code string) *json.Number {
+	v := r.str(code)
+	if v == nil {
+		return nil
+	}
+	n := json.Number(trimDecimal(*v))
+	return &n
+}
+
+// img is an image with its label; nil without an image.
+func (r storeValues) img(code, labelCode string) *imageRef {
+	v := r.str(code)
+	if v == nil || *v == "" || *v == "no_selection" {
+		return nil
+	}
+	return &imageRef{URL: *v, Label: r.str(labelCode)}
+}
+
+// setAvailability sets status, visibility, inventory and what follows from
+// them: displayable (enabled and visible) and buyable (enabled and in
+// stock).
+func setAvailability(pl *productPayload, r storeValues, st *stockRow) {
 	enabled := false
-	if v := withDefault("status"); v != nil {
+	if v := r.withDefault("status"); v != nil {
 		l := statusLabel(*v)
 		pl.Status, enabled = &l, *v == "1"
 	}
 	visible := false
-	if v := withDefault("visibility"); v != nil {
+	if v := r.withDefault("visibility"); v != nil {
 		l := visibilityLabel(*v)
 		pl.Visibility, visible = &l, *v != "1"
 	}
-	if st := pr.stock; st != nil {
+	if st != nil {
 		inv := &inventory{IsInStock: st.inStock, ManageStock: st.manage}
 		if st.qty.Valid {
 			n := json.Number(trimDecimal(st.qty.String))
@@ -680,6 +766,13 @@ func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta
 	}
 	pl.Displayable = enabled && visible
 	pl.Buyable = enabled && pl.InStock
+}
+
+// attributeValues lists the product's values of the listed attributes in
+// store view s: option labels (and ids) for select attributes, the value
+// otherwise; never nil.
+func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map[uint64]map[uint64]string) []attributeValue {
+	out := []attributeValue{}
 	for _, a := range listed {
 		v, ok := pr.resolve(a.ID, s.ID)
 		if !ok || !v.Valid {
@@ -707,13 +800,9 @@ func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta
 			}
 			av.Value = []string{val}
 		}
-		pl.Attributes = append(pl.Attributes, av)
+		out = append(out, av)
 	}
-	ident := map[string]string{
-		"sku": pr.sku, "storeViewCode": s.Code, "productId": strconv.FormatUint(pr.id, 10),
-		"storeCode": s.GroupCode, "websiteCode": s.WebsiteCode,
-	}
-	return newItem(p.Name(), strconv.FormatUint(pr.id, 10), p.IdentityFields(), ident, &pl, formatTime(time.Unix(pr.updatedAt, 0)), modifiedAt)
+	return out
 }
 
 func nonNil[T any](s []T) []T {

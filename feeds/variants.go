@@ -41,35 +41,11 @@ func (v *variants) Scan(ctx context.Context, emit func([]string) error) error {
 
 func (v *variants) Keys(ctx context.Context, c *change.Change, emit func([]string) error) error {
 	e := v.e
-	// onlyChildren drops keys of products that are no variant child (their
-	// Build would return nothing and they have no items to delete: a child
-	// losing its last link is keyed by the super_link change itself).
-	onlyChildren := func(keys []string) error {
-		ch, err := e.links.filterChildren(ctx, keys)
-		if err != nil || len(ch) == 0 {
-			return err
-		}
-		return emit(ch)
-	}
 	switch c.Table.Name {
 	case tProductEntity:
-		if c.After == nil {
-			// The product as a child (its items vanish) and its children
-			// as a parent (their links cascaded away unseen).
-			if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
-				return err
-			}
-			return childrenKeys(ctx, e, c, true, emit)
-		}
-		if !changed(c, "sku") {
-			return nil
-		}
-		if err := emitIDs(ids(c, "entity_id"), e.chunk, onlyChildren); err != nil {
-			return err
-		}
-		return childrenKeys(ctx, e, c, true, emit)
+		return v.productKeys(ctx, c, emit)
 	case "catalog_product_entity_int":
-		return emitIDs(ids(c, "entity_id"), e.chunk, onlyChildren)
+		return emitIDs(ids(c, "entity_id"), e.chunk, v.onlyChildren(ctx, emit))
 	case tSuperLink:
 		return emitIDs(ids(c, "product_id"), e.chunk, emit)
 	case tSuperAttribute:
@@ -96,36 +72,82 @@ func (v *variants) Keys(ctx context.Context, c *change.Change, emit func([]strin
 		}
 		return nil
 	case tAttributeOption:
-		if c.Before == nil {
-			return nil
-		}
-		for _, row := range [][]any{c.Before, c.After} {
-			oid, ok1 := imageUint(c.Table, row, "option_id")
-			aid, ok2 := imageUint(c.Table, row, "attribute_id")
-			if ok1 && ok2 {
-				if err := productsUsingOption(ctx, e, aid, oid, "int", onlyChildren); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return v.optionKeys(ctx, c, emit)
 	case tOptionValue:
-		// Variant labels are the admin (store 0) option labels.
-		if !v.storeZero(c) {
-			return nil
+		return v.optionValueKeys(ctx, c, emit)
+	}
+	return nil
+}
+
+// onlyChildren is emit for the keys of products that are a variant child
+// only (any other product's Build would return nothing and it has no
+// items to delete: a child losing its last link is keyed by the
+// super_link change itself).
+func (v *variants) onlyChildren(ctx context.Context, emit func([]string) error) func([]string) error {
+	return func(keys []string) error {
+		ch, err := v.e.links.filterChildren(ctx, keys)
+		if err != nil || len(ch) == 0 {
+			return err
 		}
-		for _, oid := range ids(c, "option_id") {
-			if !firstLookup(ctx, v.Name(), "option", oid) {
-				continue
-			}
-			aid, bt, ok, err := optionAttribute(ctx, e, oid)
-			if err != nil {
+		return emit(ch)
+	}
+}
+
+// productKeys keys a product change: a deleted product as a child (its
+// items vanish) and its children as a parent (their links cascaded away
+// unseen); a changed SKU the same way.
+func (v *variants) productKeys(ctx context.Context, c *change.Change, emit func([]string) error) error {
+	e := v.e
+	if c.After == nil {
+		if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
+			return err
+		}
+		return childrenKeys(ctx, e, c, true, emit)
+	}
+	if !changed(c, "sku") {
+		return nil
+	}
+	if err := emitIDs(ids(c, "entity_id"), e.chunk, v.onlyChildren(ctx, emit)); err != nil {
+		return err
+	}
+	return childrenKeys(ctx, e, c, true, emit)
+}
+
+// optionKeys keys the children using a changed or deleted option (before
+// and after image).
+func (v *variants) optionKeys(ctx context.Context, c *change.Change, emit func([]string) error) error {
+	if c.Before == nil {
+		return nil
+	}
+	for _, row := range [][]any{c.Before, c.After} {
+		oid, ok1 := imageUint(c.Table, row, "option_id")
+		aid, ok2 := imageUint(c.Table, row, "attribute_id")
+		if ok1 && ok2 {
+			if err := productsUsingOption(ctx, v.e, aid, oid, "int", v.onlyChildren(ctx, emit)); err != nil {
 				return err
 			}
-			if ok && bt == "int" {
-				if err := productsUsingOption(ctx, e, aid, oid, "int", onlyChildren); err != nil {
-					return err
-				}
+		}
+	}
+	return nil
+}
+
+// optionValueKeys keys the children using an option whose admin (store 0)
+// label changed: variant labels are the admin labels.
+func (v *variants) optionValueKeys(ctx context.Context, c *change.Change, emit func([]string) error) error {
+	if !v.storeZero(c) {
+		return nil
+	}
+	for _, oid := range ids(c, "option_id") {
+		if !firstLookup(ctx, v.Name(), "option", oid) {
+			continue
+		}
+		aid, bt, ok, err := optionAttribute(ctx, v.e, oid)
+		if err != nil {
+			return err
+		}
+		if ok && bt == "int" {
+			if err := productsUsingOption(ctx, v.e, aid, oid, "int", v.onlyChildren(ctx, emit)); err != nil {
+				return err
 			}
 		}
 	}
@@ -217,92 +239,135 @@ func (v *variants) Build(ctx context.Context, entityKeys []string) ([]Item, erro
 
 func (v *variants) build(ctx context.Context, part []uint64, modifiedAt string) ([]Item, error) {
 	db := v.e.db
-	in, args := inList(part)
-	type link struct {
-		child, parent       uint64
-		childSKU, parentSKU string
+	links, err := readVariantLinks(ctx, db, part)
+	if err != nil || len(links) == 0 {
+		return nil, err
 	}
-	var links []link
 	parentSet := map[uint64]bool{}
+	for _, l := range links {
+		parentSet[l.parent] = true
+	}
+	axes, err := readVariantAxes(ctx, db, sortedIDs(parentSet))
+	if err != nil {
+		return nil, err
+	}
+	axisSet := map[uint64]bool{}
+	for _, as := range axes {
+		for _, ax := range as {
+			axisSet[ax.attr] = true
+		}
+	}
+	values, err := readAxisValues(ctx, db, part, sortedIDs(axisSet))
+	if err != nil {
+		return nil, err
+	}
+	optSet := map[uint64]bool{}
+	for _, o := range values {
+		optSet[o] = true
+	}
+	labels, err := optionLabels(ctx, db, sortedIDs(optSet), v.e.chunk)
+	if err != nil {
+		return nil, fmt.Errorf("variants: %w", err)
+	}
+	return v.items(links, axes, values, labels, modifiedAt)
+}
+
+// variantLink is a child product linked to its configurable parent.
+type variantLink struct {
+	child, parent       uint64
+	childSKU, parentSKU string
+}
+
+// variantAxis is one super attribute of a configurable (color, size, ...).
+type variantAxis struct {
+	attr uint64
+	code string
+}
+
+// sortedIDs lists the keys of set in increasing order.
+func sortedIDs(set map[uint64]bool) []uint64 {
+	ids := make([]uint64, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// readVariantLinks reads the parent links of the children, in child and
+// parent id order.
+func readVariantLinks(ctx context.Context, db *sql.DB, children []uint64) ([]variantLink, error) {
+	in, args := inList(children)
+	var links []variantLink
 	err := query(ctx, db, `SELECT l.product_id, l.parent_id, c.sku, p.sku FROM catalog_product_super_link l
 		JOIN catalog_product_entity c ON c.entity_id = l.product_id
 		JOIN catalog_product_entity p ON p.entity_id = l.parent_id
 		WHERE l.product_id IN (`+in+`) ORDER BY l.product_id, l.parent_id`, args, func(r *sql.Rows) error {
-		var l link
+		var l variantLink
 		if err := r.Scan(&l.child, &l.parent, &l.childSKU, &l.parentSKU); err != nil {
 			return err
 		}
 		links = append(links, l)
-		parentSet[l.parent] = true
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("variants: read links: %w", err)
 	}
-	if len(links) == 0 {
-		return nil, nil
-	}
-	parents := make([]uint64, 0, len(parentSet))
-	for p := range parentSet {
-		parents = append(parents, p)
-	}
-	sort.Slice(parents, func(i, j int) bool { return parents[i] < parents[j] })
-	type axis struct {
-		attr uint64
-		code string
-	}
-	axes := map[uint64][]axis{}
-	axisSet := map[uint64]bool{}
+	return links, nil
+}
+
+// readVariantAxes reads the super attributes of the parents, in position
+// order.
+func readVariantAxes(ctx context.Context, db *sql.DB, parents []uint64) (map[uint64][]variantAxis, error) {
+	axes := map[uint64][]variantAxis{}
 	pin, pargs := inList(parents)
-	err = query(ctx, db, `SELECT sa.product_id, sa.attribute_id, a.attribute_code FROM catalog_product_super_attribute sa
+	err := query(ctx, db, `SELECT sa.product_id, sa.attribute_id, a.attribute_code FROM catalog_product_super_attribute sa
 		JOIN eav_attribute a ON a.attribute_id = sa.attribute_id
 		WHERE sa.product_id IN (`+pin+`) ORDER BY sa.product_id, sa.position, sa.attribute_id`, pargs, func(r *sql.Rows) error {
 		var p uint64
-		var ax axis
+		var ax variantAxis
 		if err := r.Scan(&p, &ax.attr, &ax.code); err != nil {
 			return err
 		}
 		axes[p] = append(axes[p], ax)
-		axisSet[ax.attr] = true
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("variants: read super attributes: %w", err)
 	}
-	values := map[[2]uint64]uint64{} // (child, attribute) -> option id
-	optSet := map[uint64]bool{}
-	if len(axisSet) > 0 {
-		axisIDs := make([]uint64, 0, len(axisSet))
-		for a := range axisSet {
-			axisIDs = append(axisIDs, a)
-		}
-		ain, aargs := inList(axisIDs)
-		err = query(ctx, db, `SELECT entity_id, attribute_id, value FROM catalog_product_entity_int
-			WHERE store_id = 0 AND value IS NOT NULL AND entity_id IN (`+in+`) AND attribute_id IN (`+ain+`)`, append(args, aargs...), func(r *sql.Rows) error {
-			var c, a uint64
-			var val int64
-			if err := r.Scan(&c, &a, &val); err != nil {
-				return err
-			}
-			if val >= 0 {
-				values[[2]uint64{c, a}] = uint64(val)
-				optSet[uint64(val)] = true
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("variants: read axis values: %w", err)
-		}
+	return axes, nil
+}
+
+// readAxisValues reads the children's option ids of the axis attributes
+// (default store), by (child, attribute).
+func readAxisValues(ctx context.Context, db *sql.DB, children, axisIDs []uint64) (map[[2]uint64]uint64, error) {
+	values := map[[2]uint64]uint64{}
+	if len(axisIDs) == 0 {
+		return values, nil
 	}
-	optIDs := make([]uint64, 0, len(optSet))
-	for o := range optSet {
-		optIDs = append(optIDs, o)
-	}
-	sort.Slice(optIDs, func(i, j int) bool { return optIDs[i] < optIDs[j] })
-	labels, err := optionLabels(ctx, db, optIDs, v.e.chunk)
+	in, args := inList(children)
+	ain, aargs := inList(axisIDs)
+	err := query(ctx, db, `SELECT entity_id, attribute_id, value FROM catalog_product_entity_int
+		WHERE store_id = 0 AND value IS NOT NULL AND entity_id IN (`+in+`) AND attribute_id IN (`+ain+`)`, append(args, aargs...), func(r *sql.Rows) error {
+		var c, a uint64
+		var val int64
+		if err := r.Scan(&c, &a, &val); err != nil {
+			return err
+		}
+		if val >= 0 {
+			values[[2]uint64{c, a}] = uint64(val)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("variants: %w", err)
+		return nil, fmt.Errorf("variants: read axis values: %w", err)
 	}
+	return values, nil
+}
+
+// items builds one item per link with the child's option values, keeping
+// the first of duplicate ids (duplicate SKUs).
+func (v *variants) items(links []variantLink, axes map[uint64][]variantAxis, values map[[2]uint64]uint64, labels map[uint64]map[uint64]string, modifiedAt string) ([]Item, error) {
 	var out []Item
 	seen := map[string]bool{}
 	for _, l := range links {

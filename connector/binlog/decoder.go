@@ -186,16 +186,7 @@ func (d *decoder) handle(ctx context.Context, ev *replication.BinlogEvent) (err 
 
 func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) error {
 	h := ev.Header
-	endPos := d.pos
-	switch {
-	case h.LogPos != 0:
-		endPos = h.LogPos
-	case h.Flags&replication.LOG_EVENT_ARTIFICIAL_F == 0 && h.EventType != replication.ROTATE_EVENT &&
-		h.EventType != replication.FORMAT_DESCRIPTION_EVENT && h.EventType != replication.HEARTBEAT_EVENT &&
-		h.EventType != replication.HEARTBEAT_LOG_EVENT_V2:
-		// MariaDB 11.4+ writes end_log_pos=0 inside transactions: track it ourselves.
-		endPos = d.pos + h.EventSize
-	}
+	endPos := d.endPosition(h)
 	switch h.EventType {
 	case replication.HEARTBEAT_EVENT, replication.HEARTBEAT_LOG_EVENT_V2:
 		if d.obs != nil {
@@ -217,46 +208,15 @@ func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) 
 		d.file = string(e.NextLogName)
 		d.pos = uint32(e.Position)
 	case *replication.PreviousGTIDsEvent:
-		if d.gsetFromFile && d.gset == nil {
-			s, err := mysql.ParseMysqlGTIDSet(e.GTIDSets)
-			if err != nil {
-				return fmt.Errorf("PREVIOUS_GTIDS %q: %w", e.GTIDSets, err)
-			}
-			d.gset = s
-		}
+		return d.previousMySQLGTIDs(e)
 	case *replication.MariadbGTIDListEvent:
-		if d.gsetFromFile && d.gset == nil {
-			s, _ := mysql.ParseMariadbGTIDSet("")
-			for i := range e.GTIDs {
-				if err := s.(*mysql.MariadbGTIDSet).AddSet(&e.GTIDs[i]); err != nil {
-					return err
-				}
-			}
-			d.gset = s
-		}
+		return d.previousMariaDBGTIDs(e)
 	case *replication.GTIDEvent:
 		return d.beginMySQL(h, e, nil, endPos)
 	case *replication.GtidTaggedLogEvent:
 		return d.beginMySQL(h, &e.GTIDEvent, e, endPos)
 	case *replication.MariadbGTIDEvent:
-		d.startTx(h)
-		g := e.GTID
-		d.txGTID = g.String()
-		d.standalone = e.IsStandalone()
-		if e.Flags&mariadbFlPreparedXA != 0 {
-			// the event group of an XA transaction's rows, up to its XA PREPARE
-			d.xa.open = &[]*change.Change{}
-		}
-		d.addGTID = func() error {
-			if d.gset == nil {
-				d.gset, _ = mysql.ParseMariadbGTIDSet("")
-			}
-			ms, ok := d.gset.(*mysql.MariadbGTIDSet)
-			if !ok {
-				return fmt.Errorf("MariaDB GTID %s in a stream with a MySQL GTID set", g.String())
-			}
-			return ms.AddSet(&g)
-		}
+		d.beginMariaDB(h, e)
 	case *replication.QueryEvent:
 		return d.query(ctx, h, e, endPos)
 	case *replication.XIDEvent:
@@ -279,6 +239,75 @@ func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) 
 		return d.generic(h)
 	}
 	return nil
+}
+
+// endPosition is the position after the event: its end_log_pos, or, for
+// a real event without one (MariaDB 11.4+ writes end_log_pos=0 inside
+// transactions), the current position plus its size.
+func (d *decoder) endPosition(h *replication.EventHeader) uint32 {
+	switch {
+	case h.LogPos != 0:
+		return h.LogPos
+	case h.Flags&replication.LOG_EVENT_ARTIFICIAL_F == 0 && h.EventType != replication.ROTATE_EVENT &&
+		h.EventType != replication.FORMAT_DESCRIPTION_EVENT && h.EventType != replication.HEARTBEAT_EVENT &&
+		h.EventType != replication.HEARTBEAT_LOG_EVENT_V2:
+		return d.pos + h.EventSize
+	}
+	return d.pos
+}
+
+// previousMySQLGTIDs takes the GTID set from a file's PREVIOUS_GTIDS when
+// the stream starts from a file without one.
+func (d *decoder) previousMySQLGTIDs(e *replication.PreviousGTIDsEvent) error {
+	if !d.gsetFromFile || d.gset != nil {
+		return nil
+	}
+	s, err := mysql.ParseMysqlGTIDSet(e.GTIDSets)
+	if err != nil {
+		return fmt.Errorf("PREVIOUS_GTIDS %q: %w", e.GTIDSets, err)
+	}
+	d.gset = s
+	return nil
+}
+
+// previousMariaDBGTIDs takes the GTID set from a file's GTID_LIST when the
+// stream starts from a file without one.
+func (d *decoder) previousMariaDBGTIDs(e *replication.MariadbGTIDListEvent) error {
+	if !d.gsetFromFile || d.gset != nil {
+		return nil
+	}
+	s, _ := mysql.ParseMariadbGTIDSet("")
+	for i := range e.GTIDs {
+		if err := s.(*mysql.MariadbGTIDSet).AddSet(&e.GTIDs[i]); err != nil {
+			return err
+		}
+	}
+	d.gset = s
+	return nil
+}
+
+// beginMariaDB starts a MariaDB event group (transaction, DDL, or the rows
+// of an XA transaction up to its XA PREPARE); its GTID joins the set when
+// the group ends.
+func (d *decoder) beginMariaDB(h *replication.EventHeader, e *replication.MariadbGTIDEvent) {
+	d.startTx(h)
+	g := e.GTID
+	d.txGTID = g.String()
+	d.standalone = e.IsStandalone()
+	if e.Flags&mariadbFlPreparedXA != 0 {
+		// the event group of an XA transaction's rows, up to its XA PREPARE
+		d.xa.open = &[]*change.Change{}
+	}
+	d.addGTID = func() error {
+		if d.gset == nil {
+			d.gset, _ = mysql.ParseMariadbGTIDSet("")
+		}
+		ms, ok := d.gset.(*mysql.MariadbGTIDSet)
+		if !ok {
+			return fmt.Errorf("MariaDB GTID %s in a stream with a MySQL GTID set", g.String())
+		}
+		return ms.AddSet(&g)
+	}
 }
 
 // generic rejects event types go-mysql does not know and that may carry rows.

@@ -502,185 +502,226 @@ func dbOf(tn *ast.TableName, defaultDB string) string {
 	return defaultDB
 }
 
+// applyStmt records in the schema history what one DDL statement at pos
+// does to the tables the tracker follows.
 func (t *schemaTracker) applyStmt(ctx context.Context, defaultDB string, stmt ast.StmtNode, query string, pos change.Position) error {
 	switch s := stmt.(type) {
 	case *ast.CreateTableStmt:
-		if s.TemporaryKeyword != ast.TemporaryNone {
-			return nil
-		}
-		db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
-		if !t.tracks(db, name) || t.reflected(db, name, pos) {
-			return nil
-		}
-		captured := t.filter.Match(db, name)
-		if s.ReferTable != nil {
-			sdb := dbOf(s.ReferTable, defaultDB)
-			src, _ := t.lookup(sdb, s.ReferTable.Name.O)
-			if src == nil {
-				if !captured {
-					return t.record(ctx, pos, db, name, nil, query)
-				}
-				return t.learn(ctx, db, name, pos, query, fmt.Sprintf("CREATE TABLE %s.%s LIKE %s.%s: the source table's schema is unknown", db, name, sdb, s.ReferTable.Name.O))
-			}
-			cp := cloneTable(src)
-			cp.DB, cp.Name = db, name
-			return t.record(ctx, pos, db, name, cp, query)
-		}
-		if s.Select != nil {
-			// The column types come from a query: the table's schema is
-			// unknown to the history. With FULL row metadata nothing else is
-			// needed; otherwise its rows fail with a clear error.
-			if captured {
-				t.log.Warn("CREATE TABLE … SELECT: the new table's schema is not tracked; its rows need binlog_row_metadata=FULL", "table", db+"."+name)
-			}
-			return t.record(ctx, pos, db, name, nil, query)
-		}
-		st := &storedTable{DB: db, Name: name}
-		tableCharset := ""
-		for _, o := range s.Options {
-			if o.Tp == ast.TableOptionCharset {
-				tableCharset = strings.ToLower(o.StrValue)
-			}
-		}
-		for _, cd := range s.Cols {
-			st.Columns = append(st.Columns, columnFromDef(cd, tableCharset))
-		}
-		for _, cd := range s.Cols {
-			for _, o := range cd.Options {
-				if o.Tp == ast.ColumnOptionPrimaryKey {
-					st.PK = []int{indexOfColumn(st, cd.Name.Name.O)}
-				}
-			}
-		}
-		for _, c := range s.Constraints {
-			if c.Tp == ast.ConstraintPrimaryKey {
-				st.PK = pkFromKeys(st, c.Keys)
-			}
-		}
-		markPKNotNull(st)
-		return t.record(ctx, pos, db, name, st, query)
-
+		return t.createTable(ctx, defaultDB, s, query, pos)
 	case *ast.AlterTableStmt:
-		db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
-		newDB, newName := db, name
-		for _, spec := range s.Specs {
-			if spec.Tp == ast.AlterTableRenameTable {
-				newDB, newName = dbOf(spec.NewTable, db), spec.NewTable.Name.O
-			}
-		}
-		renamed := newDB != db || newName != name
-		if !t.tracks(db, name) && !(renamed && t.tracks(newDB, newName)) {
-			return nil
-		}
-		if t.reflected(db, name, pos) || (renamed && t.reflected(newDB, newName, pos)) {
-			return nil
-		}
-		cur, _ := t.lookup(db, name)
-		if cur == nil {
-			if renamed && t.filter.Match(db, name) {
-				if err := t.record(ctx, pos, db, name, nil, query); err != nil {
-					return err
-				}
-			}
-			if !t.filter.Match(newDB, newName) {
-				// a followed table we do not know stays unknown (a known
-				// one renamed over is forgotten)
-				if prev, _ := t.lookup(newDB, newName); renamed && prev != nil {
-					return t.record(ctx, pos, newDB, newName, nil, query)
-				}
-				return nil
-			}
-			return t.learn(ctx, newDB, newName, pos, query, fmt.Sprintf("ALTER TABLE %s.%s: the table's previous schema is not in the schema history", db, name))
-		}
-		st := cloneTable(cur)
-		for _, spec := range s.Specs {
-			if err := alterTable(st, spec); err != nil {
-				if !t.filter.Match(db, name) && !t.filter.Match(newDB, newName) {
-					// a followed table: forget it rather than stop
-					t.log.Debug("schema of a followed table forgotten", "table", db+"."+name, "error", err)
-					return t.record(ctx, pos, db, name, nil, query)
-				}
-				return fmt.Errorf("ALTER TABLE %s.%s: %w", db, name, err)
-			}
-		}
-		markPKNotNull(st)
-		if renamed {
-			if err := t.record(ctx, pos, db, name, nil, query); err != nil {
-				return err
-			}
-			if !t.tracks(newDB, newName) {
-				return nil
-			}
-			st.DB, st.Name = newDB, newName
-			return t.record(ctx, pos, newDB, newName, st, query)
-		}
-		return t.record(ctx, pos, db, name, st, query)
-
+		return t.alterTableStmt(ctx, defaultDB, s, query, pos)
 	case *ast.DropTableStmt:
-		if s.IsView || s.TemporaryKeyword != ast.TemporaryNone {
-			return nil
-		}
-		for _, tn := range s.Tables {
-			db := dbOf(tn, defaultDB)
-			if !t.tracks(db, tn.Name.O) || t.reflected(db, tn.Name.O, pos) {
-				continue
-			}
-			if st, _ := t.lookup(db, tn.Name.O); st == nil && !t.filter.Match(db, tn.Name.O) {
-				continue // a followed table not known: nothing to forget
-			}
-			if err := t.record(ctx, pos, db, tn.Name.O, nil, query); err != nil {
-				return err
-			}
-		}
+		return t.dropTables(ctx, defaultDB, s, query, pos)
 	case *ast.RenameTableStmt:
 		for _, tt := range s.TableToTables {
-			odb, ndb := dbOf(tt.OldTable, defaultDB), dbOf(tt.NewTable, defaultDB)
-			oname, nname := tt.OldTable.Name.O, tt.NewTable.Name.O
-			if t.reflected(odb, oname, pos) || t.reflected(ndb, nname, pos) {
-				continue
-			}
-			cur, _ := t.lookup(odb, oname)
-			if t.tracks(odb, oname) && (cur != nil || t.filter.Match(odb, oname)) {
-				if err := t.record(ctx, pos, odb, oname, nil, query); err != nil {
-					return err
-				}
-			}
-			if !t.tracks(ndb, nname) {
-				continue
-			}
-			if cur == nil {
-				if !t.filter.Match(ndb, nname) {
-					if prev, _ := t.lookup(ndb, nname); prev != nil {
-						if err := t.record(ctx, pos, ndb, nname, nil, query); err != nil {
-							return err
-						}
-					}
-					continue
-				}
-				if err := t.learn(ctx, ndb, nname, pos, query, fmt.Sprintf("RENAME TABLE %s.%s TO %s.%s: the schema of %s.%s is unknown", odb, oname, ndb, nname, odb, oname)); err != nil {
-					return err
-				}
-				continue
-			}
-			st := cloneTable(cur)
-			st.DB, st.Name = ndb, nname
-			if err := t.record(ctx, pos, ndb, nname, st, query); err != nil {
+			if err := t.renameTable(ctx, defaultDB, tt, query, pos); err != nil {
 				return err
 			}
 		}
 	case *ast.DropDatabaseStmt:
-		prefix := strings.ToLower(s.Name.O) + "."
-		var drop []*storedTable
-		for k, st := range t.current {
-			if strings.HasPrefix(k, prefix) && st != nil {
-				drop = append(drop, st)
+		return t.dropDatabase(ctx, s, query, pos)
+	}
+	return nil
+}
+
+// createTable records the schema of a new table: copied from its source
+// table (LIKE), unknown (… SELECT), or built from its definition.
+func (t *schemaTracker) createTable(ctx context.Context, defaultDB string, s *ast.CreateTableStmt, query string, pos change.Position) error {
+	if s.TemporaryKeyword != ast.TemporaryNone {
+		return nil
+	}
+	db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
+	if !t.tracks(db, name) || t.reflected(db, name, pos) {
+		return nil
+	}
+	captured := t.filter.Match(db, name)
+	if s.ReferTable != nil {
+		sdb := dbOf(s.ReferTable, defaultDB)
+		src, _ := t.lookup(sdb, s.ReferTable.Name.O)
+		if src == nil {
+			if !captured {
+				return t.record(ctx, pos, db, name, nil, query)
+			}
+			return t.learn(ctx, db, name, pos, query, fmt.Sprintf("CREATE TABLE %s.%s LIKE %s.%s: the source table's schema is unknown", db, name, sdb, s.ReferTable.Name.O))
+		}
+		cp := cloneTable(src)
+		cp.DB, cp.Name = db, name
+		return t.record(ctx, pos, db, name, cp, query)
+	}
+	if s.Select != nil {
+		// The column types come from a query: the table's schema is
+		// unknown to the history. With FULL row metadata nothing else is
+		// needed; otherwise its rows fail with a clear error.
+		if captured {
+			t.log.Warn("CREATE TABLE … SELECT: the new table's schema is not tracked; its rows need binlog_row_metadata=FULL", "table", db+"."+name)
+		}
+		return t.record(ctx, pos, db, name, nil, query)
+	}
+	return t.record(ctx, pos, db, name, tableFromCreate(db, name, s), query)
+}
+
+// tableFromCreate builds a table's schema from its CREATE TABLE
+// definition: columns, the table's character set, the primary key.
+func tableFromCreate(db, name string, s *ast.CreateTableStmt) *storedTable {
+	st := &storedTable{DB: db, Name: name}
+	tableCharset := ""
+	for _, o := range s.Options {
+		if o.Tp == ast.TableOptionCharset {
+			tableCharset = strings.ToLower(o.StrValue)
+		}
+	}
+	for _, cd := range s.Cols {
+		st.Columns = append(st.Columns, columnFromDef(cd, tableCharset))
+	}
+	for _, cd := range s.Cols {
+		for _, o := range cd.Options {
+			if o.Tp == ast.ColumnOptionPrimaryKey {
+				st.PK = []int{indexOfColumn(st, cd.Name.Name.O)}
 			}
 		}
-		sort.Slice(drop, func(i, j int) bool { return drop[i].Name < drop[j].Name })
-		for _, st := range drop {
-			if err := t.record(ctx, pos, st.DB, st.Name, nil, query); err != nil {
-				return err
+	}
+	for _, c := range s.Constraints {
+		if c.Tp == ast.ConstraintPrimaryKey {
+			st.PK = pkFromKeys(st, c.Keys)
+		}
+	}
+	markPKNotNull(st)
+	return st
+}
+
+// alterTableStmt applies an ALTER TABLE (possibly renaming the table) to
+// the table's known schema.
+func (t *schemaTracker) alterTableStmt(ctx context.Context, defaultDB string, s *ast.AlterTableStmt, query string, pos change.Position) error {
+	db, name := dbOf(s.Table, defaultDB), s.Table.Name.O
+	newDB, newName := db, name
+	for _, spec := range s.Specs {
+		if spec.Tp == ast.AlterTableRenameTable {
+			newDB, newName = dbOf(spec.NewTable, db), spec.NewTable.Name.O
+		}
+	}
+	renamed := newDB != db || newName != name
+	if !t.tracks(db, name) && !(renamed && t.tracks(newDB, newName)) {
+		return nil
+	}
+	if t.reflected(db, name, pos) || (renamed && t.reflected(newDB, newName, pos)) {
+		return nil
+	}
+	cur, _ := t.lookup(db, name)
+	if cur == nil {
+		return t.alterUnknownTable(ctx, db, name, newDB, newName, query, pos)
+	}
+	st := cloneTable(cur)
+	for _, spec := range s.Specs {
+		if err := alterTable(st, spec); err != nil {
+			if !t.filter.Match(db, name) && !t.filter.Match(newDB, newName) {
+				// a followed table: forget it rather than stop
+				t.log.Debug("schema of a followed table forgotten", "table", db+"."+name, "error", err)
+				return t.record(ctx, pos, db, name, nil, query)
 			}
+			return fmt.Errorf("ALTER TABLE %s.%s: %w", db, name, err)
+		}
+	}
+	markPKNotNull(st)
+	if !renamed {
+		return t.record(ctx, pos, db, name, st, query)
+	}
+	if err := t.record(ctx, pos, db, name, nil, query); err != nil {
+		return err
+	}
+	if !t.tracks(newDB, newName) {
+		return nil
+	}
+	st.DB, st.Name = newDB, newName
+	return t.record(ctx, pos, newDB, newName, st, query)
+}
+
+// alterUnknownTable handles an ALTER TABLE db.name (renaming it to
+// newDB.newName, or not) of a table whose schema the history does not
+// hold: a captured result is learned from the server.
+func (t *schemaTracker) alterUnknownTable(ctx context.Context, db, name, newDB, newName, query string, pos change.Position) error {
+	renamed := newDB != db || newName != name
+	if renamed && t.filter.Match(db, name) {
+		if err := t.record(ctx, pos, db, name, nil, query); err != nil {
+			return err
+		}
+	}
+	if !t.filter.Match(newDB, newName) {
+		// a followed table we do not know stays unknown (a known
+		// one renamed over is forgotten)
+		if prev, _ := t.lookup(newDB, newName); renamed && prev != nil {
+			return t.record(ctx, pos, newDB, newName, nil, query)
+		}
+		return nil
+	}
+	return t.learn(ctx, newDB, newName, pos, query, fmt.Sprintf("ALTER TABLE %s.%s: the table's previous schema is not in the schema history", db, name))
+}
+
+// dropTables forgets the dropped tables (views and temporary tables are
+// not tracked).
+func (t *schemaTracker) dropTables(ctx context.Context, defaultDB string, s *ast.DropTableStmt, query string, pos change.Position) error {
+	if s.IsView || s.TemporaryKeyword != ast.TemporaryNone {
+		return nil
+	}
+	for _, tn := range s.Tables {
+		db := dbOf(tn, defaultDB)
+		if !t.tracks(db, tn.Name.O) || t.reflected(db, tn.Name.O, pos) {
+			continue
+		}
+		if st, _ := t.lookup(db, tn.Name.O); st == nil && !t.filter.Match(db, tn.Name.O) {
+			continue // a followed table not known: nothing to forget
+		}
+		if err := t.record(ctx, pos, db, tn.Name.O, nil, query); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// renameTable moves one table's schema to its new name (one pair of a
+// RENAME TABLE statement).
+func (t *schemaTracker) renameTable(ctx context.Context, defaultDB string, tt *ast.TableToTable, query string, pos change.Position) error {
+	odb, ndb := dbOf(tt.OldTable, defaultDB), dbOf(tt.NewTable, defaultDB)
+	oname, nname := tt.OldTable.Name.O, tt.NewTable.Name.O
+	if t.reflected(odb, oname, pos) || t.reflected(ndb, nname, pos) {
+		return nil
+	}
+	cur, _ := t.lookup(odb, oname)
+	if t.tracks(odb, oname) && (cur != nil || t.filter.Match(odb, oname)) {
+		if err := t.record(ctx, pos, odb, oname, nil, query); err != nil {
+			return err
+		}
+	}
+	if !t.tracks(ndb, nname) {
+		return nil
+	}
+	if cur != nil {
+		st := cloneTable(cur)
+		st.DB, st.Name = ndb, nname
+		return t.record(ctx, pos, ndb, nname, st, query)
+	}
+	if t.filter.Match(ndb, nname) {
+		return t.learn(ctx, ndb, nname, pos, query, fmt.Sprintf("RENAME TABLE %s.%s TO %s.%s: the schema of %s.%s is unknown", odb, oname, ndb, nname, odb, oname))
+	}
+	if prev, _ := t.lookup(ndb, nname); prev != nil {
+		return t.record(ctx, pos, ndb, nname, nil, query)
+	}
+	return nil
+}
+
+// dropDatabase forgets every known table of the dropped database, in name
+// order.
+func (t *schemaTracker) dropDatabase(ctx context.Context, s *ast.DropDatabaseStmt, query string, pos change.Position) error {
+	prefix := strings.ToLower(s.Name.O) + "."
+	var drop []*storedTable
+	for k, st := range t.current {
+		if strings.HasPrefix(k, prefix) && st != nil {
+			drop = append(drop, st)
+		}
+	}
+	sort.Slice(drop, func(i, j int) bool { return drop[i].Name < drop[j].Name })
+	for _, st := range drop {
+		if err := t.record(ctx, pos, st.DB, st.Name, nil, query); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -724,108 +765,13 @@ func markPKNotNull(st *storedTable) {
 
 // alterTable applies one ALTER TABLE clause to st.
 func alterTable(st *storedTable, spec *ast.AlterTableSpec) error {
-	pkNames := func() []string {
-		var n []string
-		for _, i := range st.PK {
-			n = append(n, st.Columns[i].Name)
-		}
-		return n
-	}
-	setPK := func(names []string) {
-		st.PK = st.PK[:0]
-		for _, n := range names {
-			if i := indexOfColumn(st, n); i >= 0 {
-				st.PK = append(st.PK, i)
-			}
-		}
-	}
-	insertAt := func(col storedColumn, p *ast.ColumnPosition) error {
-		names := pkNames()
-		idx := len(st.Columns)
-		if p != nil {
-			switch p.Tp {
-			case ast.ColumnPositionFirst:
-				idx = 0
-			case ast.ColumnPositionAfter:
-				i := indexOfColumn(st, p.RelativeColumn.Name.O)
-				if i < 0 {
-					return fmt.Errorf("AFTER %s: no such column", p.RelativeColumn.Name.O)
-				}
-				idx = i + 1
-			}
-		}
-		st.Columns = append(st.Columns, storedColumn{})
-		copy(st.Columns[idx+1:], st.Columns[idx:])
-		st.Columns[idx] = col
-		setPK(names)
-		return nil
-	}
 	switch spec.Tp {
 	case ast.AlterTableAddColumns:
-		for i, cd := range spec.NewColumns {
-			pos := spec.Position
-			if i > 0 {
-				pos = nil // ADD COLUMN (a, b): appended in order
-			}
-			if spec.IfNotExists && indexOfColumn(st, cd.Name.Name.O) >= 0 {
-				continue
-			}
-			if err := insertAt(columnFromDef(cd, ""), pos); err != nil {
-				return err
-			}
-			for _, o := range cd.Options {
-				if o.Tp == ast.ColumnOptionPrimaryKey {
-					setPK([]string{cd.Name.Name.O})
-				}
-			}
-		}
+		return addColumns(st, spec)
 	case ast.AlterTableDropColumn:
-		i := indexOfColumn(st, spec.OldColumnName.Name.O)
-		if i < 0 {
-			if spec.IfExists {
-				return nil
-			}
-			return fmt.Errorf("DROP COLUMN %s: no such column", spec.OldColumnName.Name.O)
-		}
-		names := pkNames()
-		st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
-		var keep []string
-		for _, n := range names {
-			if !strings.EqualFold(n, spec.OldColumnName.Name.O) {
-				keep = append(keep, n)
-			}
-		}
-		setPK(keep)
+		return dropColumn(st, spec)
 	case ast.AlterTableModifyColumn, ast.AlterTableChangeColumn:
-		cd := spec.NewColumns[0]
-		old := cd.Name.Name.O
-		if spec.Tp == ast.AlterTableChangeColumn {
-			old = spec.OldColumnName.Name.O
-		}
-		i := indexOfColumn(st, old)
-		if i < 0 {
-			if spec.IfExists {
-				return nil
-			}
-			return fmt.Errorf("%s: no such column", old)
-		}
-		names := pkNames()
-		for k, n := range names {
-			if strings.EqualFold(n, old) {
-				names[k] = cd.Name.Name.O
-			}
-		}
-		col := columnFromDef(cd, "")
-		if spec.Position != nil && spec.Position.Tp != ast.ColumnPositionNone {
-			st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
-			setPK(nil)
-			if err := insertAt(col, spec.Position); err != nil {
-				return err
-			}
-		} else {
-			st.Columns[i] = col
-		}
-		setPK(names)
+		return modifyColumn(st, spec)
 	case ast.AlterTableRenameColumn:
 		i := indexOfColumn(st, spec.OldColumnName.Name.O)
 		if i < 0 {
@@ -839,6 +785,128 @@ func alterTable(st *storedTable, spec *ast.AlterTableSpec) error {
 	case ast.AlterTableDropPrimaryKey:
 		st.PK = nil
 	}
+	return nil
+}
+
+// addColumns applies ADD COLUMN: one column at its position, or several
+// appended in order.
+func addColumns(st *storedTable, spec *ast.AlterTableSpec) error {
+	for i, cd := range spec.NewColumns {
+		pos := spec.Position
+		if i > 0 {
+			pos = nil // ADD COLUMN (a, b): appended in order
+		}
+		if spec.IfNotExists && indexOfColumn(st, cd.Name.Name.O) >= 0 {
+			continue
+		}
+		if err := insertColumn(st, columnFromDef(cd, ""), pos); err != nil {
+			return err
+		}
+		for _, o := range cd.Options {
+			if o.Tp == ast.ColumnOptionPrimaryKey {
+				setPK(st, []string{cd.Name.Name.O})
+			}
+		}
+	}
+	return nil
+}
+
+// dropColumn applies DROP COLUMN; the column leaves the primary key too.
+func dropColumn(st *storedTable, spec *ast.AlterTableSpec) error {
+	i := indexOfColumn(st, spec.OldColumnName.Name.O)
+	if i < 0 {
+		if spec.IfExists {
+			return nil
+		}
+		return fmt.Errorf("DROP COLUMN %s: no such column", spec.OldColumnName.Name.O)
+	}
+	names := pkNames(st)
+	st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
+	var keep []string
+	for _, n := range names {
+		if !strings.EqualFold(n, spec.OldColumnName.Name.O) {
+			keep = append(keep, n)
+		}
+	}
+	setPK(st, keep)
+	return nil
+}
+
+// modifyColumn applies MODIFY or CHANGE COLUMN: the new definition (and
+// name) in place, or moved to a new position.
+func modifyColumn(st *storedTable, spec *ast.AlterTableSpec) error {
+	cd := spec.NewColumns[0]
+	old := cd.Name.Name.O
+	if spec.Tp == ast.AlterTableChangeColumn {
+		old = spec.OldColumnName.Name.O
+	}
+	i := indexOfColumn(st, old)
+	if i < 0 {
+		if spec.IfExists {
+			return nil
+		}
+		return fmt.Errorf("%s: no such column", old)
+	}
+	names := pkNames(st)
+	for k, n := range names {
+		if strings.EqualFold(n, old) {
+			names[k] = cd.Name.Name.O
+		}
+	}
+	col := columnFromDef(cd, "")
+	if spec.Position != nil && spec.Position.Tp != ast.ColumnPositionNone {
+		st.Columns = append(st.Columns[:i], st.Columns[i+1:]...)
+		setPK(st, nil)
+		if err := insertColumn(st, col, spec.Position); err != nil {
+			return err
+		}
+	} else {
+		st.Columns[i] = col
+	}
+	setPK(st, names)
+	return nil
+}
+
+// pkNames lists the names of st's primary key columns.
+func pkNames(st *storedTable) []string {
+	var n []string
+	for _, i := range st.PK {
+		n = append(n, st.Columns[i].Name)
+	}
+	return n
+}
+
+// setPK makes the named columns (those that exist) st's primary key.
+func setPK(st *storedTable, names []string) {
+	st.PK = st.PK[:0]
+	for _, n := range names {
+		if i := indexOfColumn(st, n); i >= 0 {
+			st.PK = append(st.PK, i)
+		}
+	}
+}
+
+// insertColumn inserts col at position p (FIRST, AFTER a column, or last
+// when p is nil), keeping the primary key on the same columns.
+func insertColumn(st *storedTable, col storedColumn, p *ast.ColumnPosition) error {
+	names := pkNames(st)
+	idx := len(st.Columns)
+	if p != nil {
+		switch p.Tp {
+		case ast.ColumnPositionFirst:
+			idx = 0
+		case ast.ColumnPositionAfter:
+			i := indexOfColumn(st, p.RelativeColumn.Name.O)
+			if i < 0 {
+				return fmt.Errorf("AFTER %s: no such column", p.RelativeColumn.Name.O)
+			}
+			idx = i + 1
+		}
+	}
+	st.Columns = append(st.Columns, storedColumn{})
+	copy(st.Columns[idx+1:], st.Columns[idx:])
+	st.Columns[idx] = col
+	setPK(st, names)
 	return nil
 }
 

@@ -267,22 +267,8 @@ func tableFromMap(tm *replication.TableMapEvent, hist *storedTable) (*tableInfo,
 		} else if hc != nil {
 			col.Unsigned = hc.Unsigned
 		}
-		if id, ok := colls[i]; ok {
-			ci.charset = charsetForCollation(id)
-		} else if id, ok := esColls[i]; ok {
-			ci.charset = charsetForCollation(id)
-		} else if hc != nil && hc.Charset != "" {
-			ci.charset = charsetForName(hc.Charset)
-		} else if hc == nil && isBinaryOnlyType(real, colls == nil) {
-			ci.charset = charsetBinary
-		}
-		if v, ok := enums[i]; ok {
-			ci.values = v
-		} else if v, ok := sets[i]; ok {
-			ci.values = v
-		} else if hc != nil && (real == mysql.MYSQL_TYPE_ENUM || real == mysql.MYSQL_TYPE_SET) {
-			ci.values = hc.Values
-		}
+		ci.charset = columnCharset(i, real, hc, colls, esColls)
+		ci.values = columnMembers(i, real, hc, enums, sets)
 		jsonText := hc != nil && hc.Type == "json" && real != mysql.MYSQL_TYPE_JSON
 		ci.kind = kindFor(real, col.Unsigned, ci.charset, jsonText)
 		if hc != nil && hc.Type != "" {
@@ -293,27 +279,65 @@ func tableFromMap(tm *replication.TableMapEvent, hist *storedTable) (*tableInfo,
 		ti.table.Columns[i] = col
 		ti.cols[i] = ci
 	}
+	ti.table.PK = primaryKey(tm, hist, full, ti.table)
+	return ti, nil
+}
+
+// columnCharset is column i's character set: from the event's collations,
+// else from the schema history, else binary for a type that is binary
+// only when the event has no collations (default UTF-8).
+func columnCharset(i int, real byte, hc *storedColumn, colls, esColls map[int]uint64) charset {
+	if id, ok := colls[i]; ok {
+		return charsetForCollation(id)
+	} else if id, ok := esColls[i]; ok {
+		return charsetForCollation(id)
+	} else if hc != nil && hc.Charset != "" {
+		return charsetForName(hc.Charset)
+	} else if hc == nil && isBinaryOnlyType(real, colls == nil) {
+		return charsetBinary
+	}
+	return charsetUTF8
+}
+
+// columnMembers is column i's ENUM or SET members: from the event, else
+// from the schema history (nil when unknown).
+func columnMembers(i int, real byte, hc *storedColumn, enums, sets map[int][]string) []string {
+	if v, ok := enums[i]; ok {
+		return v
+	} else if v, ok := sets[i]; ok {
+		return v
+	} else if hc != nil && (real == mysql.MYSQL_TYPE_ENUM || real == mysql.MYSQL_TYPE_SET) {
+		return hc.Values
+	}
+	return nil
+}
+
+// primaryKey is the table's primary key: from the event, else the schema
+// history's, mapped onto the event's columns by name when the event has
+// names (full), by position otherwise.
+func primaryKey(tm *replication.TableMapEvent, hist *storedTable, full bool, table *change.Table) []int {
+	var pk []int
 	switch {
 	case len(tm.PrimaryKey) > 0:
-		ti.table.PK = make([]int, len(tm.PrimaryKey))
+		pk = make([]int, len(tm.PrimaryKey))
 		for i, p := range tm.PrimaryKey {
-			ti.table.PK[i] = int(p)
+			pk[i] = int(p)
 		}
 	case hist != nil:
 		for _, p := range hist.PK {
 			if full {
 				// map the history's PK column names onto this event's order
 				if p < len(hist.Columns) {
-					if idx := ti.table.ColumnIndex(hist.Columns[p].Name); idx >= 0 {
-						ti.table.PK = append(ti.table.PK, idx)
+					if idx := table.ColumnIndex(hist.Columns[p].Name); idx >= 0 {
+						pk = append(pk, idx)
 					}
 				}
-			} else if p < n {
-				ti.table.PK = append(ti.table.PK, p)
+			} else if p < int(tm.ColumnCount) {
+				pk = append(pk, p)
 			}
 		}
 	}
-	return ti, nil
+	return pk
 }
 
 // isBinaryOnlyType reports columns decoded as bytes when neither the binlog

@@ -416,67 +416,90 @@ func (t *trackingHandler) TxEnd(ctx context.Context, e change.TxEnd) error {
 // (ErrPositionPurged) or a server_id clash (ErrServerIDClash). After a
 // network error it reconnects with backoff from the last delivered TxEnd.
 func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error {
-	c, err := connect(ctx, s.cfg, s.tls)
+	flavor, from, tracker, err := s.prepare(ctx, from)
 	if err != nil {
 		return err
 	}
+	return s.streamReconnecting(ctx, flavor, from, h, tracker)
+}
+
+// prepare resolves, on one connection, what streaming needs: the server's
+// flavor, the start position (complete with its GTID set) and the schema
+// tracker bootstrapped at it.
+func (s *Source) prepare(ctx context.Context, from change.Position) (string, change.Position, *schemaTracker, error) {
+	c, err := connect(ctx, s.cfg, s.tls)
+	if err != nil {
+		return "", from, nil, err
+	}
+	defer c.Close()
 	flavor, err := detectFlavor(c, s.cfg.Flavor)
 	if err != nil {
-		c.Close()
-		return err
+		return "", from, nil, err
 	}
 	startIsCurrent := false
 	if from.IsZero() {
 		spec, _ := parseStart(s.cfg.StartPosition)
 		startIsCurrent = spec.kind == "current"
-		from, err = s.resolveStart(c, flavor)
-		if err != nil {
-			c.Close()
-			return err
+		if from, err = s.resolveStart(c, flavor); err != nil {
+			return "", from, nil, err
 		}
 	}
 	from.Flavor = flavor
-	if flavor == mysql.MariaDBFlavor && from.GTIDSet == "" && from.File != "" {
-		// The GTID state at a file/pos (all domains), so that checkpoints are
-		// complete GTID positions from the first TxEnd on.
+	if from, err = s.completeGTIDs(ctx, c, flavor, from); err != nil {
+		return "", from, nil, err
+	}
+	if s.history == nil {
+		return flavor, from, nil, nil
+	}
+	tracker, err := newSchemaTracker(ctx, s.history, s.cfg.Filter, flavor, s.log)
+	if err != nil {
+		return "", from, nil, err
+	}
+	tracker.load = s.schemaLoader(flavor)
+	snap, err := tracker.bootstrap(ctx, c, from)
+	if err != nil {
+		return "", from, nil, err
+	}
+	if !snap.IsZero() && startIsCurrent {
+		// start exactly where the schema snapshot was taken
+		from = snap
+	}
+	return flavor, from, tracker, nil
+}
+
+// completeGTIDs adds the GTID set at a file/pos start position, so that
+// checkpoints are complete GTID positions from the first TxEnd on.
+func (s *Source) completeGTIDs(ctx context.Context, c *client.Conn, flavor string, from change.Position) (change.Position, error) {
+	if from.GTIDSet != "" || from.File == "" {
+		return from, nil
+	}
+	if flavor == mysql.MariaDBFlavor {
+		// The GTID state at a file/pos (all domains).
 		g, err := queryString(c, fmt.Sprintf("SELECT BINLOG_GTID_POS('%s', %d)", escapeSQL(from.File), from.Pos))
 		if err != nil {
-			c.Close()
-			return fmt.Errorf("start position %s: %w", from, err)
+			return from, fmt.Errorf("start position %s: %w", from, err)
 		}
 		from.GTIDSet = g
 	}
-	if flavor == mysql.MySQLFlavor && from.GTIDSet == "" && from.File != "" && from.Pos > 4 {
+	if flavor == mysql.MySQLFlavor && from.Pos > 4 {
 		// A start in the middle of a file: the GTID set there is the file's
-		// PREVIOUS_GTIDS plus the GTIDs before the position, so that every
-		// checkpoint is a complete GTID position ("" without GTIDs: file/pos).
+		// PREVIOUS_GTIDS plus the GTIDs before the position ("" without
+		// GTIDs: file/pos).
 		g, err := s.mysqlGTIDsAt(ctx, from)
 		if err != nil {
-			c.Close()
-			return err
+			return from, err
 		}
 		from.GTIDSet = g
 		s.log.Info("resolved the GTID set at the start position", "position", from.String())
 	}
-	var tracker *schemaTracker
-	if s.history != nil {
-		var snap change.Position
-		tracker, err = newSchemaTracker(ctx, s.history, s.cfg.Filter, flavor, s.log)
-		if err == nil {
-			tracker.load = s.schemaLoader(flavor)
-			snap, err = tracker.bootstrap(ctx, c, from)
-		}
-		if err != nil {
-			c.Close()
-			return err
-		}
-		if !snap.IsZero() && startIsCurrent {
-			// start exactly where the schema snapshot was taken
-			from = snap
-		}
-	}
-	c.Close()
+	return from, nil
+}
 
+// streamReconnecting streams from from until ctx ends or an error that
+// reconnecting cannot fix; after any other error it tells h that the open
+// transaction is abandoned (TxAborter) and reconnects with backoff from
+// the last delivered TxEnd.
+func (s *Source) streamReconnecting(ctx context.Context, flavor string, from change.Position, h Handler, tracker *schemaTracker) error {
 	th := &trackingHandler{h: h, last: from}
 	cache := make(map[string]*tableInfo)
 	backoff := s.cfg.ReconnectMin
@@ -486,15 +509,7 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var he *handlerError
-		if errors.As(err, &he) {
-			return he.err
-		}
-		var de *decodeError
-		if errors.As(err, &de) {
-			return err
-		}
-		if errors.Is(err, ErrPositionPurged) || errors.Is(err, ErrServerIDClash) {
+		if err := stopError(err); err != nil {
 			return err
 		}
 		if th.open {
@@ -519,6 +534,24 @@ func (s *Source) Run(ctx context.Context, from change.Position, h Handler) error
 			tracker.rewind(th.last)
 		}
 	}
+}
+
+// stopError returns the error Run stops with when a stream ended with err
+// (a Handler error, a decoding error, a purged position, a server_id
+// clash), or nil when reconnecting may help.
+func stopError(err error) error {
+	var he *handlerError
+	if errors.As(err, &he) {
+		return he.err
+	}
+	var de *decodeError
+	if errors.As(err, &de) {
+		return err
+	}
+	if errors.Is(err, ErrPositionPurged) || errors.Is(err, ErrServerIDClash) {
+		return err
+	}
+	return nil
 }
 
 // schemaLoader reads one table's current schema from the server on a
@@ -595,55 +628,16 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 	d.pos = from.Pos
 	d.xa.last = from // what a TxEnd carries while an XA transaction prepared before any other end is pending
 
-	var gset mysql.GTIDSet
-	if from.GTIDSet != "" || (flavor == mysql.MariaDBFlavor && from.File == "") {
-		var err error
-		gset, err = mysql.ParseGTIDSet(flavor, from.GTIDSet)
-		if err != nil {
-			return &decodeError{fmt.Errorf("start position %s: bad %s GTID set: %w", from, flavor, err)}
-		}
-		d.gset = gset.Clone()
-	} else if flavor == mysql.MariaDBFlavor {
-		// MariaDB always has GTIDs: checkpoints carry them from the first TxEnd on.
-		d.gset, _ = mysql.ParseMariadbGTIDSet("")
-	} else if from.Pos <= 4 {
-		d.gsetFromFile = true
-	} else {
-		// A MySQL file/pos in the middle of a file without a GTID set
-		// (the file had none there): a set of only the GTIDs seen from
-		// here on would be incomplete, so positions stay file/pos only.
-		d.gsetUnknown = true
+	gset, err := d.startGTIDs(flavor, from)
+	if err != nil {
+		return err
 	}
 
 	sh := &syncHandler{ctx: ctx, d: d}
-	// go-mysql logs connection errors we handle (and report) ourselves: keep them at debug level.
-	logger := slog.New(capLevel{s.log.Handler()}).With("component", "go-mysql")
-	cfg := replication.BinlogSyncerConfig{
-		ServerID:                s.cfg.ServerID,
-		Flavor:                  flavor,
-		Host:                    s.cfg.Host,
-		Port:                    uint16(s.cfg.Port),
-		User:                    s.cfg.User,
-		Password:                s.cfg.Password,
-		TLSConfig:               s.tls,
-		HeartbeatPeriod:         s.cfg.HeartbeatPeriod,
-		ReadTimeout:             s.cfg.ReadTimeout,
-		DisableRetrySync:        true,
-		VerifyChecksum:          true,
-		TimestampStringLocation: time.UTC,
-		ParseTime:               true,
-		Logger:                  logger,
-		RowsEventDecodeFunc:     d.rowsDecodeFunc,
-		FillZeroLogPos:          flavor == mysql.MariaDBFlavor,
-		SynchronousEventHandler: sh,
-		EventCacheCount:         1,
-		DiscardGTIDSet:          true,
-	}
-	syncer := replication.NewBinlogSyncer(cfg)
+	syncer := replication.NewBinlogSyncer(s.syncerConfig(flavor, d, sh))
 	defer syncer.Close()
 
 	var streamer *replication.BinlogStreamer
-	var err error
 	if gset != nil {
 		streamer, err = syncer.StartSyncGTID(gset)
 	} else {
@@ -676,6 +670,59 @@ func (s *Source) stream(ctx context.Context, flavor string, from change.Position
 		d.obs.Disconnected(err)
 	}
 	return err
+}
+
+// startGTIDs sets up the decoder's GTID set at the start position and
+// returns the set to stream from by GTID (nil: stream from file/pos).
+func (d *decoder) startGTIDs(flavor string, from change.Position) (mysql.GTIDSet, error) {
+	var gset mysql.GTIDSet
+	if from.GTIDSet != "" || (flavor == mysql.MariaDBFlavor && from.File == "") {
+		var err error
+		gset, err = mysql.ParseGTIDSet(flavor, from.GTIDSet)
+		if err != nil {
+			return nil, &decodeError{fmt.Errorf("start position %s: bad %s GTID set: %w", from, flavor, err)}
+		}
+		d.gset = gset.Clone()
+	} else if flavor == mysql.MariaDBFlavor {
+		// MariaDB always has GTIDs: checkpoints carry them from the first TxEnd on.
+		d.gset, _ = mysql.ParseMariadbGTIDSet("")
+	} else if from.Pos <= 4 {
+		d.gsetFromFile = true
+	} else {
+		// A MySQL file/pos in the middle of a file without a GTID set
+		// (the file had none there): a set of only the GTIDs seen from
+		// here on would be incomplete, so positions stay file/pos only.
+		d.gsetUnknown = true
+	}
+	return gset, nil
+}
+
+// syncerConfig is go-mysql's configuration of a binlog connection that
+// hands every event to sh, decoding rows with d.
+func (s *Source) syncerConfig(flavor string, d *decoder, sh *syncHandler) replication.BinlogSyncerConfig {
+	// go-mysql logs connection errors we handle (and report) ourselves: keep them at debug level.
+	logger := slog.New(capLevel{s.log.Handler()}).With("component", "go-mysql")
+	return replication.BinlogSyncerConfig{
+		ServerID:                s.cfg.ServerID,
+		Flavor:                  flavor,
+		Host:                    s.cfg.Host,
+		Port:                    uint16(s.cfg.Port),
+		User:                    s.cfg.User,
+		Password:                s.cfg.Password,
+		TLSConfig:               s.tls,
+		HeartbeatPeriod:         s.cfg.HeartbeatPeriod,
+		ReadTimeout:             s.cfg.ReadTimeout,
+		DisableRetrySync:        true,
+		VerifyChecksum:          true,
+		TimestampStringLocation: time.UTC,
+		ParseTime:               true,
+		Logger:                  logger,
+		RowsEventDecodeFunc:     d.rowsDecodeFunc,
+		FillZeroLogPos:          flavor == mysql.MariaDBFlavor,
+		SynchronousEventHandler: sh,
+		EventCacheCount:         1,
+		DiscardGTIDSet:          true,
+	}
 }
 
 // classify turns server errors into ErrPositionPurged / ErrServerIDClash.

@@ -23,56 +23,15 @@ const (
 var errPartialJSON = fmt.Errorf("the row update carries a partial JSON diff (binlog_row_value_options=PARTIAL_JSON), which cannot be turned into a full after image: run SET GLOBAL binlog_row_value_options='' on the source, then resync the affected tables")
 
 // normalize turns one value as decoded by go-mysql into the representation
-// documented in docs/types.md. v is never nil here.
+// documented in docs/types.md. v is never nil here. Each kind has its own
+// step; a value of a Go type the kind does not expect is an error.
 func normalize(v any, c *colInfo, zero ZeroDates) (any, error) {
 	switch c.kind {
 	case kInt:
-		switch x := v.(type) {
-		case int8:
-			return int64(x), nil
-		case int16:
-			return int64(x), nil
-		case int32:
-			return int64(x), nil
-		case int64:
-			return x, nil
-		case uint8:
-			return int64(int8(x)), nil
-		case uint16:
-			return int64(int16(x)), nil
-		case uint32:
-			if c.typ == 9 { // INT24 decoded unsigned
-				return int64(int32(x<<8) >> 8), nil
-			}
-			return int64(int32(x)), nil
-		case uint64:
-			return int64(x), nil
-		}
+		return normalizeInt(v, c)
 	case kUint:
-		// go-mysql decodes unsigned columns as signed unless the TABLE_MAP
-		// carries signedness; reinterpret the bits at the column's width.
-		switch x := v.(type) {
-		case int8:
-			return uint64(uint8(x)), nil
-		case int16:
-			return uint64(uint16(x)), nil
-		case int32:
-			if c.typ == 9 { // INT24
-				return uint64(uint32(x) & 0xffffff), nil
-			}
-			return uint64(uint32(x)), nil
-		case int64:
-			return uint64(x), nil
-		case uint8:
-			return uint64(x), nil
-		case uint16:
-			return uint64(x), nil
-		case uint32:
-			return uint64(x), nil
-		case uint64:
-			return x, nil
-		}
-	case kDecimal:
+		return normalizeUint(v, c)
+	case kDecimal, kTime:
 		if s, ok := v.(string); ok {
 			return s, nil
 		}
@@ -93,120 +52,21 @@ func normalize(v any, c *colInfo, zero ZeroDates) (any, error) {
 			return int64(x), nil
 		}
 	case kDate, kDatetime:
-		switch x := v.(type) {
-		case string:
-			if zeroDate(x) && zero != ZeroDatesString {
-				return nil, nil
-			}
-			return x, nil
-		case time.Time: // ParseTime: DATETIME(fsp) from 1970 on, already in UTC = wall clock
-			return formatDatetime(x, int(c.meta), ' ', false), nil
-		}
+		return normalizeDatetime(v, c, zero)
 	case kTimestamp:
-		if t, ok := v.(time.Time); ok {
-			return formatDatetime(t.UTC(), int(c.meta), 'T', true), nil
-		}
-		if s, ok := v.(string); ok {
-			if zeroDate(s) {
-				if zero != ZeroDatesString {
-					return nil, nil
-				}
-				return s, nil
-			}
-			// "2006-01-02 15:04:05[.ffffff]" in UTC -> RFC 3339 "…T…Z"
-			if len(s) >= 19 && s[10] == ' ' {
-				return s[:10] + "T" + s[11:] + "Z", nil
-			}
-			return s, nil
-		}
-	case kTime:
-		if s, ok := v.(string); ok {
-			return s, nil
-		}
+		return normalizeTimestamp(v, c, zero)
 	case kText:
-		switch x := v.(type) {
-		case string:
-			return c.charset.decodeTextString(x)
-		case []byte:
-			return c.charset.decodeText(x)
-		}
-	case kBinary:
-		switch x := v.(type) {
-		case []byte:
-			return x, nil
-		case string:
-			return []byte(x), nil
-		}
-	case kFixedBin:
-		var b []byte
-		switch x := v.(type) {
-		case []byte:
-			b = x
-		case string:
-			b = []byte(x)
-		}
-		if b != nil || v != nil {
-			if len(b) < c.length {
-				// MySQL strips trailing 0x00 from BINARY(n) in row images; restore them.
-				p := make([]byte, c.length)
-				copy(p, b)
-				b = p
-			}
-			return b, nil
-		}
+		return normalizeText(v, c)
+	case kBinary, kFixedBin:
+		return normalizeBinary(v, c)
 	case kEnum:
-		if x, ok := v.(int64); ok {
-			if c.values == nil {
-				return x, nil
-			}
-			if x == 0 {
-				return "", nil // the "invalid value" member
-			}
-			if int(x) <= len(c.values) {
-				return c.values[x-1], nil
-			}
-			return nil, fmt.Errorf("ENUM index %d out of range (%d members)", x, len(c.values))
-		}
+		return normalizeEnum(v, c)
 	case kSet:
-		if x, ok := v.(int64); ok {
-			if c.values == nil {
-				return uint64(x), nil
-			}
-			var sb strings.Builder
-			for i, m := range c.values {
-				if x&(1<<uint(i)) != 0 {
-					if sb.Len() > 0 {
-						sb.WriteByte(',')
-					}
-					sb.WriteString(m)
-				}
-			}
-			return sb.String(), nil
-		}
+		return normalizeSet(v, c)
 	case kJSON:
-		switch x := v.(type) {
-		case string:
-			return json.RawMessage(x), nil
-		case []byte:
-			if len(x) == 0 {
-				return json.RawMessage("null"), nil
-			}
-			return json.RawMessage(x), nil
-		case *replication.JsonDiff:
-			return nil, errPartialJSON
-		}
+		return normalizeJSON(v, c)
 	case kJSONText:
-		var b []byte
-		switch x := v.(type) {
-		case []byte:
-			b = x
-		case string:
-			b = []byte(x)
-		}
-		if !json.Valid(b) {
-			return nil, fmt.Errorf("MariaDB JSON column holds invalid JSON text %q", truncate(b, 64))
-		}
-		return json.RawMessage(b), nil
+		return normalizeJSONText(v)
 	case kGeometry:
 		if b, ok := v.([]byte); ok {
 			if len(b) < 4 {
@@ -221,7 +81,209 @@ func normalize(v any, c *colInfo, zero ZeroDates) (any, error) {
 	case kNull:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("unexpected %T value for a %s column", v, kindName(c.kind))
+	return nil, unexpectedValue(v, c)
+}
+
+func unexpectedValue(v any, c *colInfo) error {
+	return fmt.Errorf("unexpected %T value for a %s column", v, kindName(c.kind))
+}
+
+// normalizeInt widens a signed integer to int64. go-mysql may hand a signed
+// column's value as an unsigned Go type; its bits are reinterpreted at the
+// column's width.
+func normalizeInt(v any, c *colInfo) (any, error) {
+	switch x := v.(type) {
+	case int8:
+		return int64(x), nil
+	case int16:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case int64:
+		return x, nil
+	case uint8:
+		return int64(int8(x)), nil
+	case uint16:
+		return int64(int16(x)), nil
+	case uint32:
+		if c.typ == 9 { // INT24 decoded unsigned
+			return int64(int32(x<<8) >> 8), nil
+		}
+		return int64(int32(x)), nil
+	case uint64:
+		return int64(x), nil
+	}
+	return nil, unexpectedValue(v, c)
+}
+
+// normalizeUint widens an unsigned integer to uint64. go-mysql decodes
+// unsigned columns as signed unless the TABLE_MAP carries signedness;
+// the bits are reinterpreted at the column's width.
+func normalizeUint(v any, c *colInfo) (any, error) {
+	switch x := v.(type) {
+	case int8:
+		return uint64(uint8(x)), nil
+	case int16:
+		return uint64(uint16(x)), nil
+	case int32:
+		if c.typ == 9 { // INT24
+			return uint64(uint32(x) & 0xffffff), nil
+		}
+		return uint64(uint32(x)), nil
+	case int64:
+		return uint64(x), nil
+	case uint8:
+		return uint64(x), nil
+	case uint16:
+		return uint64(x), nil
+	case uint32:
+		return uint64(x), nil
+	case uint64:
+		return x, nil
+	}
+	return nil, unexpectedValue(v, c)
+}
+
+// normalizeDatetime keeps a DATE/DATETIME as its wall-clock text; a zero
+// date becomes nil unless zero is ZeroDatesString.
+func normalizeDatetime(v any, c *colInfo, zero ZeroDates) (any, error) {
+	switch x := v.(type) {
+	case string:
+		if zeroDate(x) && zero != ZeroDatesString {
+			return nil, nil
+		}
+		return x, nil
+	case time.Time: // ParseTime: DATETIME(fsp) from 1970 on, already in UTC = wall clock
+		return formatDatetime(x, int(c.meta), ' ', false), nil
+	}
+	return nil, unexpectedValue(v, c)
+}
+
+// normalizeTimestamp turns a TIMESTAMP into RFC 3339 UTC text; a zero
+// timestamp becomes nil unless zero is ZeroDatesString.
+func normalizeTimestamp(v any, c *colInfo, zero ZeroDates) (any, error) {
+	switch x := v.(type) {
+	case time.Time:
+		return formatDatetime(x.UTC(), int(c.meta), 'T', true), nil
+	case string:
+		if zeroDate(x) {
+			if zero != ZeroDatesString {
+				return nil, nil
+			}
+			return x, nil
+		}
+		// "2006-01-02 15:04:05[.ffffff]" in UTC -> RFC 3339 "…T…Z"
+		if len(x) >= 19 && x[10] == ' ' {
+			return x[:10] + "T" + x[11:] + "Z", nil
+		}
+		return x, nil
+	}
+	return nil, unexpectedValue(v, c)
+}
+
+// normalizeText decodes text in the column's character set to UTF-8.
+func normalizeText(v any, c *colInfo) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return c.charset.decodeTextString(x)
+	case []byte:
+		return c.charset.decodeText(x)
+	}
+	return nil, unexpectedValue(v, c)
+}
+
+// normalizeBinary returns the bytes of a binary column; BINARY(n) gets
+// back the trailing 0x00 bytes MySQL strips from row images.
+func normalizeBinary(v any, c *colInfo) (any, error) {
+	var b []byte
+	switch x := v.(type) {
+	case []byte:
+		b = x
+	case string:
+		b = []byte(x)
+	default:
+		return nil, unexpectedValue(v, c)
+	}
+	if c.kind == kFixedBin && len(b) < c.length {
+		p := make([]byte, c.length)
+		copy(p, b)
+		b = p
+	}
+	return b, nil
+}
+
+// normalizeEnum turns an ENUM index into its member's name (the index
+// itself when the members are unknown; "" for the "invalid value" 0).
+func normalizeEnum(v any, c *colInfo) (any, error) {
+	x, ok := v.(int64)
+	if !ok {
+		return nil, unexpectedValue(v, c)
+	}
+	if c.values == nil {
+		return x, nil
+	}
+	if x == 0 {
+		return "", nil // the "invalid value" member
+	}
+	if int(x) <= len(c.values) {
+		return c.values[x-1], nil
+	}
+	return nil, fmt.Errorf("ENUM index %d out of range (%d members)", x, len(c.values))
+}
+
+// normalizeSet turns a SET bitmap into its members' names joined by
+// commas (the bitmap itself when the members are unknown).
+func normalizeSet(v any, c *colInfo) (any, error) {
+	x, ok := v.(int64)
+	if !ok {
+		return nil, unexpectedValue(v, c)
+	}
+	if c.values == nil {
+		return uint64(x), nil
+	}
+	var sb strings.Builder
+	for i, m := range c.values {
+		if x&(1<<uint(i)) != 0 {
+			if sb.Len() > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(m)
+		}
+	}
+	return sb.String(), nil
+}
+
+// normalizeJSON returns MySQL's JSON (decoded to text by go-mysql) as raw
+// JSON; a partial JSON diff cannot be turned into a value.
+func normalizeJSON(v any, c *colInfo) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return json.RawMessage(x), nil
+	case []byte:
+		if len(x) == 0 {
+			return json.RawMessage("null"), nil
+		}
+		return json.RawMessage(x), nil
+	case *replication.JsonDiff:
+		return nil, errPartialJSON
+	}
+	return nil, unexpectedValue(v, c)
+}
+
+// normalizeJSONText returns MariaDB's JSON (a LONGTEXT) as raw JSON after
+// checking that it is valid.
+func normalizeJSONText(v any) (any, error) {
+	var b []byte
+	switch x := v.(type) {
+	case []byte:
+		b = x
+	case string:
+		b = []byte(x)
+	}
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("MariaDB JSON column holds invalid JSON text %q", truncate(b, 64))
+	}
+	return json.RawMessage(b), nil
 }
 
 // zeroDate reports a zero or partly-zero date ("0000-00-00", "2024-00-01",

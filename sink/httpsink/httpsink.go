@@ -235,13 +235,73 @@ func (s *Sink) post(ctx context.Context, feed string, recs []sink.Record, idx []
 		return
 	}
 	endpoint := s.URL(feed)
+	resp, failed := s.send(ctx, feed, endpoint, body, len(idx))
+	if failed != nil {
+		setAll(*failed)
+		return
+	}
+	if resp.code == http.StatusRequestEntityTooLarge {
+		if len(idx) > 1 {
+			mid := len(idx) / 2
+			s.post(ctx, feed, recs, idx[:mid], results)
+			s.post(ctx, feed, recs, idx[mid:], results)
+			return
+		}
+		setAll(sink.Result{Status: sink.StatusRejected, Err: fmt.Errorf("HTTP 413 for a single item of %d bytes", len(recs[idx[0]].Value)), Reason: "HTTP 413: item too large", RequestID: resp.requestID})
+		return
+	}
+	invalid, listErr := parseInvalid(resp.body, s.cfg.ErrorItemsField, len(idx))
+	if listErr != nil {
+		s.log.Warn("http feed response lists invalid items that cannot be matched to the request; using the HTTP status for every item",
+			"feed", feed, "status", resp.code, "request_id", resp.requestID, "error", listErr)
+		invalid = nil
+	}
+	base := requestResult(endpoint, resp, len(invalid) > 0)
+	s.itemResults(feed, endpoint, resp, base, invalid, idx, results)
+}
+
+// response is what post needs of the service's answer.
+type response struct {
+	code      int
+	header    http.Header
+	body      []byte // at most maxResponseBody bytes
+	requestID string
+}
+
+// send POSTs body to endpoint and reads the answer. When there is no
+// usable answer (no request, a network error, a 2xx answer cut short) it
+// returns the result of every item of the request instead.
+func (s *Sink) send(ctx context.Context, feed, endpoint string, body []byte, items int) (response, *sink.Result) {
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
-		setAll(sink.Result{Status: sink.StatusRejected, Err: err, Reason: "BAD_REQUEST_URL"})
-		return
+		return response{}, &sink.Result{Status: sink.StatusRejected, Err: err, Reason: "BAD_REQUEST_URL"}
 	}
+	s.setHeaders(req)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		reason := "NETWORK"
+		if errors.Is(err, context.DeadlineExceeded) {
+			reason = "TIMEOUT"
+		}
+		s.log.Warn("http feed request failed", "feed", feed, "url", endpoint, "items", items, "reason", reason, "error", err)
+		return response{}, &sink.Result{Status: sink.StatusRetryable, Err: fmt.Errorf("POST %s: %w", endpoint, err), Reason: reason}
+	}
+	respBody, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	resp.Body.Close()
+	r := response{code: resp.StatusCode, header: resp.Header, body: respBody, requestID: resp.Header.Get(s.cfg.RequestIDHeader)}
+	if rerr != nil && r.code/100 == 2 {
+		// The service said yes but the answer was cut: we cannot know which
+		// items it refused, so send them again.
+		return r, &sink.Result{Status: sink.StatusRetryable, Err: fmt.Errorf("read response: %w", rerr), Reason: "NETWORK", RequestID: r.requestID}
+	}
+	return r, nil
+}
+
+// setHeaders sets the content headers, the configured headers and the API
+// key headers of a request.
+func (s *Sink) setHeaders(req *http.Request) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	if s.cfg.Gzip {
@@ -255,59 +315,28 @@ func (s *Sink) post(ctx context.Context, feed string, recs []sink.Record, idx []
 			req.Header.Set(h, s.apiKey)
 		}
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		reason := "NETWORK"
-		if errors.Is(err, context.DeadlineExceeded) {
-			reason = "TIMEOUT"
-		}
-		s.log.Warn("http feed request failed", "feed", feed, "url", endpoint, "items", len(idx), "reason", reason, "error", err)
-		setAll(sink.Result{Status: sink.StatusRetryable, Err: fmt.Errorf("POST %s: %w", endpoint, err), Reason: reason})
-		return
-	}
-	respBody, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
-	resp.Body.Close()
-	reqID := resp.Header.Get(s.cfg.RequestIDHeader)
-	code := resp.StatusCode
-	if rerr != nil && code/100 == 2 {
-		// The service said yes but the answer was cut: we cannot know which
-		// items it refused, so send them again.
-		setAll(sink.Result{Status: sink.StatusRetryable, Err: fmt.Errorf("read response: %w", rerr), Reason: "NETWORK", RequestID: reqID})
-		return
-	}
+}
 
-	if code == http.StatusRequestEntityTooLarge {
-		if len(idx) > 1 {
-			mid := len(idx) / 2
-			s.post(ctx, feed, recs, idx[:mid], results)
-			s.post(ctx, feed, recs, idx[mid:], results)
-			return
-		}
-		setAll(sink.Result{Status: sink.StatusRejected, Err: fmt.Errorf("HTTP 413 for a single item of %d bytes", len(recs[idx[0]].Value)), Reason: "HTTP 413: item too large", RequestID: reqID})
-		return
-	}
-
-	invalid, listErr := parseInvalid(respBody, s.cfg.ErrorItemsField, len(idx))
-	if listErr != nil {
-		s.log.Warn("http feed response lists invalid items that cannot be matched to the request; using the HTTP status for every item",
-			"feed", feed, "status", code, "request_id", reqID, "error", listErr)
-		invalid = nil
-	}
-	snippet := bodySnippet(respBody)
-	base := sink.Result{RequestID: reqID}
+// requestResult is the result the HTTP status gives every item of the
+// request that the answer does not list as invalid (someInvalid: it lists
+// some).
+func requestResult(endpoint string, resp response, someInvalid bool) sink.Result {
+	code := resp.code
+	snippet := bodySnippet(resp.body)
+	base := sink.Result{RequestID: resp.requestID}
 	switch {
 	case code/100 == 2:
 		// base stays OK
 	case code/100 == 3:
 		base.Status = sink.StatusRetryable
 		base.Reason = fmt.Sprintf("HTTP %d redirect", code)
-		base.Err = fmt.Errorf("POST %s: HTTP %d redirect to %q: the sink does not follow redirects (they would carry the API key to another address); set base_url to the address the service is really at", endpoint, code, resp.Header.Get("Location"))
+		base.Err = fmt.Errorf("POST %s: HTTP %d redirect to %q: the sink does not follow redirects (they would carry the API key to another address); set base_url to the address the service is really at", endpoint, code, resp.header.Get("Location"))
 	case retryableStatus(code):
 		base.Status = sink.StatusRetryable
 		base.Reason = fmt.Sprintf("HTTP %d", code)
 		base.Err = fmt.Errorf("POST %s: HTTP %d %s", endpoint, code, snippet)
-		base.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
-	case code == http.StatusBadRequest && len(invalid) > 0:
+		base.RetryAfter = retryAfter(resp.header.Get("Retry-After"), time.Now())
+	case code == http.StatusBadRequest && someInvalid:
 		// Only the listed items are at fault; the rest were refused with them.
 		base.Status = sink.StatusRetryable
 		base.Reason = "HTTP 400: refused with invalid items of the same request"
@@ -320,11 +349,18 @@ func (s *Sink) post(ctx context.Context, feed string, recs []sink.Record, idx []
 		}
 		base.Err = fmt.Errorf("POST %s: HTTP %d %s", endpoint, code, snippet)
 	}
+	return base
+}
+
+// itemResults fills the results of the items idx: base, or the item's own
+// rejection when the answer lists it as invalid; a request with failed
+// items is logged.
+func (s *Sink) itemResults(feed, endpoint string, resp response, base sink.Result, invalid map[int]invalidItem, idx []int, results []sink.Result) {
 	var rejected, retry int
 	for j, i := range idx {
 		r := base
 		if it, ok := invalid[j]; ok {
-			r = sink.Result{Status: sink.StatusRejected, RequestID: reqID, Reason: it.reason(), ItemRejected: true}
+			r = sink.Result{Status: sink.StatusRejected, RequestID: resp.requestID, Reason: it.reason(), ItemRejected: true}
 			if it.Code == "items_limit_exceeded" {
 				r.Status, r.ItemRejected = sink.StatusRetryable, false
 			}
@@ -339,8 +375,8 @@ func (s *Sink) post(ctx context.Context, feed string, recs []sink.Record, idx []
 		results[i] = r
 	}
 	if rejected+retry > 0 {
-		s.log.Warn("Export error. API request was not successful.", "feed", feed, "url", endpoint, "status_code", code,
-			"request_id", reqID, "items", len(idx), "rejected", rejected, "retryable", retry, "reason", base.Reason)
+		s.log.Warn("Export error. API request was not successful.", "feed", feed, "url", endpoint, "status_code", resp.code,
+			"request_id", resp.requestID, "items", len(idx), "rejected", rejected, "retryable", retry, "reason", base.Reason)
 	}
 }
 

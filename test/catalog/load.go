@@ -170,22 +170,46 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 		return err
 	}
 	defer endSession(conn)
-	rows := l.p.BatchRows
-	run := func(table, cols string, fill func(b *batcher) error) error {
-		b := newBatcher(conn, table, cols, rows)
-		if err := fill(b); err != nil {
-			b.abort()
+	m := &metaLoader{l: l, conn: conn, add: add}
+	for _, step := range []func(context.Context) error{
+		m.scopes, m.attributes, m.attributeSets, m.entityAttributes, m.options, m.attributeLabels, m.customerGroups,
+	} {
+		if err := step(ctx); err != nil {
 			return err
 		}
-		if err := b.close(ctx); err != nil {
-			b.abort()
-			return err
-		}
-		add(table, b.total, 0)
-		return nil
 	}
+	return l.loadCategories(ctx, conn, func(table, cols string, fill func(b *batcher) error) error {
+		return m.run(ctx, table, cols, fill)
+	})
+}
+
+// metaLoader writes the small tables of a layout on one connection.
+type metaLoader struct {
+	l    *layout
+	conn *sql.Conn
+	add  addFunc
+}
+
+// run writes table with the rows fill adds.
+func (m *metaLoader) run(ctx context.Context, table, cols string, fill func(b *batcher) error) error {
+	b := newBatcher(m.conn, table, cols, m.l.p.BatchRows)
+	if err := fill(b); err != nil {
+		b.abort()
+		return err
+	}
+	if err := b.close(ctx); err != nil {
+		b.abort()
+		return err
+	}
+	m.add(table, b.total, 0)
+	return nil
+}
+
+// scopes writes the websites, store groups and store views, and the price scope.
+func (m *metaLoader) scopes(ctx context.Context) error {
+	l := m.l
 	// Scopes. Website 1, group 1 and store 1 are seeded.
-	if err := run("store_website", "website_id, code, name, sort_order, default_group_id, is_default", func(b *batcher) error {
+	if err := m.run(ctx, "store_website", "website_id, code, name, sort_order, default_group_id, is_default", func(b *batcher) error {
 		for _, w := range l.websites[1:] {
 			b.begin()
 			b.u(uint64(w.id)).s(w.code).s(w.name).u(uint64(w.id)).u(uint64(w.groupID)).u(0)
@@ -197,7 +221,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("store_group", "group_id, website_id, name, root_category_id, default_store_id, code", func(b *batcher) error {
+	if err := m.run(ctx, "store_group", "group_id, website_id, name, root_category_id, default_store_id, code", func(b *batcher) error {
 		for _, w := range l.websites[1:] {
 			b.begin()
 			b.u(uint64(w.groupID)).u(uint64(w.id)).s(w.name + " Store").u(2).u(uint64(w.stores[0])).s(fmt.Sprintf("store_group_%d", w.groupID))
@@ -209,7 +233,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("store", "store_id, code, website_id, group_id, name, sort_order, is_active", func(b *batcher) error {
+	if err := m.run(ctx, "store", "store_id, code, website_id, group_id, name, sort_order, is_active", func(b *batcher) error {
 		for _, s := range l.stores[1:] {
 			b.begin()
 			b.u(uint64(s.id)).s(s.code).u(uint64(s.websiteID)).u(uint64(s.groupID)).s(s.name).u(uint64(s.id)).u(1)
@@ -221,23 +245,35 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, "UPDATE catalog_eav_attribute SET is_global = ? WHERE attribute_id = ?", uint8(l.p.PriceScope), AttrPrice); err != nil {
+	if _, err := m.conn.ExecContext(ctx, "UPDATE catalog_eav_attribute SET is_global = ? WHERE attribute_id = ?", uint8(l.p.PriceScope), AttrPrice); err != nil {
 		return fmt.Errorf("price scope: %w", err)
 	}
+	return nil
+}
+
+// attributes writes the generated attributes in one transaction.
+func (m *metaLoader) attributes(ctx context.Context) error {
+	l := m.l
 	// Generated attributes and their sets.
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+	if _, err := m.conn.ExecContext(ctx, "BEGIN"); err != nil {
 		return err
 	}
-	if err := insertAttributes(ctx, conn, l.genAttrs); err != nil {
-		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+	if err := insertAttributes(ctx, m.conn, l.genAttrs); err != nil {
+		_, _ = m.conn.ExecContext(ctx, "ROLLBACK")
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := m.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return err
 	}
-	add("eav_attribute", int64(len(l.genAttrs)), 0)
-	add("catalog_eav_attribute", int64(len(l.genAttrs)), 0)
-	if err := run("eav_attribute_set", "attribute_set_id, entity_type_id, attribute_set_name, sort_order", func(b *batcher) error {
+	m.add("eav_attribute", int64(len(l.genAttrs)), 0)
+	m.add("catalog_eav_attribute", int64(len(l.genAttrs)), 0)
+	return nil
+}
+
+// attributeSets writes the generated attribute sets and their two groups each.
+func (m *metaLoader) attributeSets(ctx context.Context) error {
+	l := m.l
+	if err := m.run(ctx, "eav_attribute_set", "attribute_set_id, entity_type_id, attribute_set_name, sort_order", func(b *batcher) error {
 		for s := 0; s < l.p.AttributeSets; s++ {
 			b.begin()
 			b.u(uint64(firstGeneratedSetID() + uint16(s))).u(uint64(EntityTypeProduct)).s(fmt.Sprintf("Attribute Set %d", s+1)).i(0)
@@ -249,17 +285,16 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	groupID := func(s, g int) uint64 { return uint64(20 + 2*s + g) }
-	if err := run("eav_attribute_group", "attribute_group_id, attribute_set_id, attribute_group_name, sort_order, default_id, attribute_group_code", func(b *batcher) error {
+	if err := m.run(ctx, "eav_attribute_group", "attribute_group_id, attribute_set_id, attribute_group_name, sort_order, default_id, attribute_group_code", func(b *batcher) error {
 		for s := 0; s < l.p.AttributeSets; s++ {
 			set := uint64(firstGeneratedSetID() + uint16(s))
 			b.begin()
-			b.u(groupID(s, 0)).u(set).s("Product Details").i(1).u(1).s("product-details")
+			b.u(attributeGroupID(s, 0)).u(set).s("Product Details").i(1).u(1).s("product-details")
 			if err := b.end(ctx); err != nil {
 				return err
 			}
 			b.begin()
-			b.u(groupID(s, 1)).u(set).s("Attributes").i(2).u(0).s("attributes")
+			b.u(attributeGroupID(s, 1)).u(set).s("Attributes").i(2).u(0).s("attributes")
 			if err := b.end(ctx); err != nil {
 				return err
 			}
@@ -268,8 +303,14 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
+	return nil
+}
+
+// entityAttributes assigns the standard attributes and each set's generated attributes to the sets.
+func (m *metaLoader) entityAttributes(ctx context.Context) error {
+	l := m.l
 	std := StandardAttributes()
-	if err := run("eav_entity_attribute", "entity_type_id, attribute_set_id, attribute_group_id, attribute_id, sort_order", func(b *batcher) error {
+	if err := m.run(ctx, "eav_entity_attribute", "entity_type_id, attribute_set_id, attribute_group_id, attribute_id, sort_order", func(b *batcher) error {
 		for s := 0; s < l.p.AttributeSets; s++ {
 			set := uint64(firstGeneratedSetID() + uint16(s))
 			for i, a := range std {
@@ -277,7 +318,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 					continue
 				}
 				b.begin()
-				b.u(uint64(EntityTypeProduct)).u(set).u(groupID(s, 0)).u(uint64(a.ID)).i(int64(i))
+				b.u(uint64(EntityTypeProduct)).u(set).u(attributeGroupID(s, 0)).u(uint64(a.ID)).i(int64(i))
 				if err := b.end(ctx); err != nil {
 					return err
 				}
@@ -285,7 +326,7 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 			from, to := l.setAttrs(s)
 			for j := from; j < to; j++ {
 				b.begin()
-				b.u(uint64(EntityTypeProduct)).u(set).u(groupID(s, 1)).u(uint64(l.genAttrs[j].ID)).i(int64(j - from))
+				b.u(uint64(EntityTypeProduct)).u(set).u(attributeGroupID(s, 1)).u(uint64(l.genAttrs[j].ID)).i(int64(j - from))
 				if err := b.end(ctx); err != nil {
 					return err
 				}
@@ -295,37 +336,14 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	// Options: color, size, then every generated attribute's.
-	type opt struct {
-		id    uint32
-		attr  uint16
-		sort  int
-		label string
-	}
-	eachOption := func(f func(o opt) error) error {
-		if l.p.ConfigurableProducts > 0 {
-			for i := 0; i < l.p.Colors; i++ {
-				if err := f(opt{l.colorOption(i), AttrColor, i, l.colorName(i)}); err != nil {
-					return err
-				}
-			}
-			for i := 0; i < l.p.Sizes; i++ {
-				if err := f(opt{l.sizeOption(i), AttrSize, i, l.sizeName(i)}); err != nil {
-					return err
-				}
-			}
-		}
-		for j := range l.genAttrs {
-			for o := 0; o < l.p.OptionsPerAttribute; o++ {
-				if err := f(opt{l.genOption(j, o), l.genAttrs[j].ID, o, fmt.Sprintf("Option %d", o+1)}); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := run("eav_attribute_option", "option_id, attribute_id, sort_order", func(b *batcher) error {
-		return eachOption(func(o opt) error {
+	return nil
+}
+
+// options writes the options of color, size and every generated attribute, with their per-store labels.
+func (m *metaLoader) options(ctx context.Context) error {
+	l := m.l
+	if err := m.run(ctx, "eav_attribute_option", "option_id, attribute_id, sort_order", func(b *batcher) error {
+		return l.eachOption(func(o metaOption) error {
 			b.begin()
 			b.u(uint64(o.id)).u(uint64(o.attr)).u(uint64(o.sort))
 			return b.end(ctx)
@@ -333,8 +351,8 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("eav_attribute_option_value", "option_id, store_id, value", func(b *batcher) error {
-		return eachOption(func(o opt) error {
+	if err := m.run(ctx, "eav_attribute_option_value", "option_id, store_id, value", func(b *batcher) error {
+		return l.eachOption(func(o metaOption) error {
 			b.begin()
 			b.u(uint64(o.id)).u(0).s(o.label)
 			if err := b.end(ctx); err != nil {
@@ -355,7 +373,13 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("eav_attribute_label", "attribute_id, store_id, value", func(b *batcher) error {
+	return nil
+}
+
+// attributeLabels writes the per-store labels of color, size and the generated attributes.
+func (m *metaLoader) attributeLabels(ctx context.Context) error {
+	l := m.l
+	if err := m.run(ctx, "eav_attribute_label", "attribute_id, store_id, value", func(b *batcher) error {
 		for _, s := range l.stores {
 			suffix := " (" + translations[int(s.id)%len(translations)] + ")"
 			if l.p.ConfigurableProducts > 0 {
@@ -385,7 +409,13 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	if err := run("customer_group", "customer_group_id, customer_group_code, tax_class_id", func(b *batcher) error {
+	return nil
+}
+
+// customerGroups writes the extra customer groups.
+func (m *metaLoader) customerGroups(ctx context.Context) error {
+	l := m.l
+	if err := m.run(ctx, "customer_group", "customer_group_id, customer_group_code, tax_class_id", func(b *batcher) error {
 		for g := 0; g < l.p.ExtraCustomerGroups; g++ {
 			b.begin()
 			b.u(uint64(4 + g)).s(fmt.Sprintf("Customer Group %d", g+4)).u(3)
@@ -397,7 +427,44 @@ func (l *layout) loadMeta(ctx context.Context, db *sql.DB, add addFunc) error {
 	}); err != nil {
 		return err
 	}
-	return l.loadCategories(ctx, conn, run)
+	return nil
+}
+
+// attributeGroupID is the id of group g (0 product details, 1 generated
+// attributes) of generated attribute set s.
+func attributeGroupID(s, g int) uint64 { return uint64(20 + 2*s + g) }
+
+// metaOption is one attribute option.
+type metaOption struct {
+	id    uint32
+	attr  uint16
+	sort  int
+	label string
+}
+
+// eachOption calls f for every option: color, size, then every generated
+// attribute's.
+func (l *layout) eachOption(f func(o metaOption) error) error {
+	if l.p.ConfigurableProducts > 0 {
+		for i := 0; i < l.p.Colors; i++ {
+			if err := f(metaOption{l.colorOption(i), AttrColor, i, l.colorName(i)}); err != nil {
+				return err
+			}
+		}
+		for i := 0; i < l.p.Sizes; i++ {
+			if err := f(metaOption{l.sizeOption(i), AttrSize, i, l.sizeName(i)}); err != nil {
+				return err
+			}
+		}
+	}
+	for j := range l.genAttrs {
+		for o := 0; o < l.p.OptionsPerAttribute; o++ {
+			if err := f(metaOption{l.genOption(j, o), l.genAttrs[j].ID, o, fmt.Sprintf("Option %d", o+1)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (l *layout) loadCategories(ctx context.Context, conn *sql.Conn, run func(string, string, func(*batcher) error) error) error {
@@ -605,305 +672,34 @@ func eav(ctx context.Context, b *batcher, attr uint16, store uint16, id uint32, 
 // productJobs lists the per-product tables, largest first.
 func (l *layout) productJobs() []tableJob {
 	const eavCols = "attribute_id, store_id, entity_id, value"
-	str := func(v string) func(*batcher) { return func(b *batcher) { b.s(v) } }
-	num := func(v int64) func(*batcher) { return func(b *batcher) { b.i(v) } }
-	cents := func(v int64) func(*batcher) { return func(b *batcher) { b.cents(v) } }
-	p := l.p
 	jobs := []tableJob{
-		job("catalog_product_entity_varchar", eavCols, func(ctx context.Context, b *batcher, pr product) error {
-			vals := []attrString{{AttrName, l.name(pr)}, {AttrURLKey, l.urlKey(pr)}, {AttrMetaTitle, l.name(pr)}, {AttrOptionsContainer, "container2"}}
-			if pr.kind != kindVariant {
-				img := l.imagePath(pr)
-				vals = append(vals, attrString{AttrImage, img}, attrString{AttrSmallImage, img}, attrString{AttrThumbnail, img})
-			}
-			for _, v := range vals {
-				if err := eav(ctx, b, v.attr, 0, pr.id, str(v.v)); err != nil {
-					return err
-				}
-			}
-			if pr.setIdx >= 0 {
-				from, to := l.setAttrs(pr.setIdx)
-				for j := from; j < to; j++ {
-					if !l.isMultiselect(j) {
-						continue
-					}
-					o := l.genValue(pr, j)
-					if o < 0 {
-						continue
-					}
-					o2 := (o + 1) % p.OptionsPerAttribute
-					v := fmt.Sprintf("%d,%d", l.genOption(j, o), l.genOption(j, o2))
-					if err := eav(ctx, b, l.genAttrs[j].ID, 0, pr.id, str(v)); err != nil {
-						return err
-					}
-				}
-			}
-			for _, s := range l.stores {
-				if l.overrides(pr.id, s.id, saltName, p.NameOverrideFraction) {
-					if err := eav(ctx, b, AttrName, s.id, pr.id, str(l.storeName(pr, s))); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}),
-		job("catalog_product_entity_int", eavCols, func(ctx context.Context, b *batcher, pr product) error {
-			vis := int64(VisibilityCatalogSearch)
-			if pr.kind == kindVariant {
-				vis = VisibilityNotVisible
-			}
-			for _, v := range []struct {
-				attr uint16
-				v    int64
-			}{{AttrStatus, StatusEnabled}, {AttrVisibility, vis}, {AttrTaxClassID, 2}, {AttrQuantityAndStockStatus, 1}} {
-				if err := eav(ctx, b, v.attr, 0, pr.id, num(v.v)); err != nil {
-					return err
-				}
-			}
-			if pr.kind == kindVariant {
-				if err := eav(ctx, b, AttrColor, 0, pr.id, num(int64(l.colorOption(pr.color)))); err != nil {
-					return err
-				}
-				if err := eav(ctx, b, AttrSize, 0, pr.id, num(int64(l.sizeOption(pr.size)))); err != nil {
-					return err
-				}
-			}
-			if pr.setIdx >= 0 {
-				from, to := l.setAttrs(pr.setIdx)
-				for j := from; j < to; j++ {
-					if l.isMultiselect(j) {
-						continue
-					}
-					if o := l.genValue(pr, j); o >= 0 {
-						if err := eav(ctx, b, l.genAttrs[j].ID, 0, pr.id, num(int64(l.genOption(j, o)))); err != nil {
-							return err
-						}
-					}
-				}
-			}
-			// Website-scope status: a row for every store view of the website.
-			for _, w := range l.websitesOf(pr) {
-				if !l.overrides(pr.id, w.id, saltStatus, p.StatusOverrideFraction) {
-					continue
-				}
-				for _, s := range w.stores {
-					if err := eav(ctx, b, AttrStatus, s, pr.id, num(StatusDisabled)); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}),
-		job("catalog_product_entity_text", eavCols, func(ctx context.Context, b *batcher, pr product) error {
-			if err := eav(ctx, b, AttrDescription, 0, pr.id, str(l.description(pr))); err != nil {
-				return err
-			}
-			if pr.kind == kindVariant {
-				return nil
-			}
-			if err := eav(ctx, b, AttrShortDescription, 0, pr.id, str(l.shortDescription(pr))); err != nil {
-				return err
-			}
-			for _, s := range l.stores {
-				if l.overrides(pr.id, s.id, saltDesc, p.DescriptionOverrideFraction) {
-					if err := eav(ctx, b, AttrDescription, s.id, pr.id, str(l.storeDescription(pr, s))); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}),
-		job("catalog_product_entity_decimal", eavCols, func(ctx context.Context, b *batcher, pr product) error {
-			if pr.kind == kindConfigurable {
-				return nil // a configurable's price comes from its children
-			}
-			if err := eav(ctx, b, AttrPrice, 0, pr.id, cents(pr.price)); err != nil {
-				return err
-			}
-			if err := eav(ctx, b, AttrWeight, 0, pr.id, cents(pr.weight)); err != nil {
-				return err
-			}
-			if pr.special {
-				if err := eav(ctx, b, AttrSpecialPrice, 0, pr.id, cents(pr.price*8/10)); err != nil {
-					return err
-				}
-			}
-			if p.PriceScope == ScopeWebsite {
-				for _, w := range l.websitesOf(pr) {
-					if !l.overrides(pr.id, w.id, saltPriceOverride, p.PriceOverrideFraction) {
-						continue
-					}
-					for _, s := range w.stores {
-						if err := eav(ctx, b, AttrPrice, s, pr.id, cents(pr.price*9/10)); err != nil {
-							return err
-						}
-					}
-				}
-			}
-			return nil
-		}),
-		job("url_rewrite", "entity_type, entity_id, request_path, target_path, redirect_type, store_id, is_autogenerated, metadata", func(ctx context.Context, b *batcher, pr product) error {
-			if pr.kind == kindVariant {
-				return nil
-			}
-			key := l.urlKey(pr)
-			cats := l.categoriesOf(pr)
-			for _, w := range l.websitesOf(pr) {
-				for _, s := range w.stores {
-					b.begin()
-					b.s("product").u(uint64(pr.id)).s(key + ".html").s(fmt.Sprintf("catalog/product/view/id/%d", pr.id)).u(0).u(uint64(s)).u(1).null()
-					if err := b.end(ctx); err != nil {
-						return err
-					}
-					if len(cats) > 0 {
-						c := &l.categories[cats[0]]
-						b.begin()
-						b.s("product").u(uint64(pr.id)).s(c.urlPath + "/" + key + ".html").
-							s(fmt.Sprintf("catalog/product/view/id/%d/category/%d", pr.id, c.id)).u(0).u(uint64(s)).u(1).
-							s(fmt.Sprintf(`{"category_id":"%d"}`, c.id))
-						if err := b.end(ctx); err != nil {
-							return err
-						}
-					}
-				}
-			}
-			return nil
-		}),
-		job("catalog_product_entity", "entity_id, attribute_set_id, type_id, sku, has_options, required_options, created_at, updated_at", func(ctx context.Context, b *batcher, pr product) error {
-			opts := uint64(0)
-			if pr.kind == kindConfigurable {
-				opts = 1
-			}
-			ts := l.timestamp(pr.id)
-			b.begin()
-			b.u(uint64(pr.id)).u(uint64(l.attributeSetID(pr))).s(pr.kind.typeID()).s(l.sku(pr)).u(opts).u(opts).s(ts).s(ts)
-			return b.end(ctx)
-		}),
-		job("cataloginventory_stock_item", "item_id, product_id, stock_id, qty, is_in_stock, website_id", func(ctx context.Context, b *batcher, pr product) error {
-			qty, inStock := pr.qty, pr.qty > 0
-			if pr.kind == kindConfigurable {
-				qty, inStock = 0, true
-			}
-			b.begin()
-			b.u(uint64(pr.id)).u(uint64(pr.id)).u(1).cents(qty * 100).u(uint64(b2i(inStock))).u(0)
-			return b.end(ctx)
-		}),
-		job("catalog_category_product", "category_id, product_id, position", func(ctx context.Context, b *batcher, pr product) error {
-			for i, c := range l.categoriesOf(pr) {
-				b.begin()
-				b.u(uint64(l.categories[c].id)).u(uint64(pr.id)).i(int64(i))
-				if err := b.end(ctx); err != nil {
-					return err
-				}
-			}
-			return nil
-		}),
-		job("catalog_product_website", "product_id, website_id", func(ctx context.Context, b *batcher, pr product) error {
-			for _, w := range l.websitesOf(pr) {
-				b.begin()
-				b.u(uint64(pr.id)).u(uint64(w.id))
-				if err := b.end(ctx); err != nil {
-					return err
-				}
-			}
-			return nil
-		}),
-		job("magento_catalogpermissions_index_product", "product_id, store_id, customer_group_id, grant_catalog_category_view, grant_catalog_product_price, grant_checkout_items", func(ctx context.Context, b *batcher, pr product) error {
-			if !l.overrides(pr.id, 0, saltPermission, p.PermissionFraction) {
-				return nil
-			}
-			for _, w := range l.websitesOf(pr) {
-				for _, s := range w.stores {
-					for g := 0; g < 4+p.ExtraCustomerGroups; g++ {
-						view, price, checkout := int64(GrantAllow), int64(GrantAllow), int64(GrantAllow)
-						h := hash3(l.seed, uint64(pr.id), saltGrant, uint64(s)<<32|uint64(g))
-						switch {
-						case g == 0 && frac(h) < 0.5: // guests see the product but not its price
-							price, checkout = GrantDeny, GrantDeny
-						case frac(h) < 0.1:
-							view, price, checkout = GrantDeny, GrantDeny, GrantDeny
-						}
-						b.begin()
-						b.u(uint64(pr.id)).u(uint64(s)).u(uint64(g)).i(view).i(price).i(checkout)
-						if err := b.end(ctx); err != nil {
-							return err
-						}
-					}
-				}
-			}
-			return nil
-		}),
-		job("catalog_product_entity_datetime", eavCols, func(ctx context.Context, b *batcher, pr product) error {
-			if pr.newFrom {
-				if err := eav(ctx, b, AttrNewsFromDate, 0, pr.id, str("2025-06-01 00:00:00")); err != nil {
-					return err
-				}
-			}
-			if pr.special && pr.kind != kindConfigurable {
-				if err := eav(ctx, b, AttrSpecialFromDate, 0, pr.id, str("2025-03-01 00:00:00")); err != nil {
-					return err
-				}
-			}
-			return nil
-		}),
-		job("catalog_product_super_link", "product_id, parent_id", func(ctx context.Context, b *batcher, pr product) error {
-			if pr.kind != kindVariant {
-				return nil
-			}
-			b.begin()
-			b.u(uint64(pr.id)).u(uint64(pr.parent))
-			return b.end(ctx)
-		}),
-		job("catalog_product_relation", "parent_id, child_id", func(ctx context.Context, b *batcher, pr product) error {
-			if pr.kind != kindVariant {
-				return nil
-			}
-			b.begin()
-			b.u(uint64(pr.parent)).u(uint64(pr.id))
-			return b.end(ctx)
-		}),
-		job("catalog_product_super_attribute", "product_super_attribute_id, product_id, attribute_id, position", func(ctx context.Context, b *batcher, pr product) error {
-			if pr.kind != kindConfigurable {
-				return nil
-			}
-			for i, a := range []uint16{AttrColor, AttrSize} {
-				b.begin()
-				b.u(uint64(2*pr.cfg + i + 1)).u(uint64(pr.id)).u(uint64(a)).u(uint64(i))
-				if err := b.end(ctx); err != nil {
-					return err
-				}
-			}
-			return nil
-		}),
-		job("catalog_product_super_attribute_label", "product_super_attribute_id, store_id, use_default, value", func(ctx context.Context, b *batcher, pr product) error {
-			if pr.kind != kindConfigurable {
-				return nil
-			}
-			for i, label := range []string{"Color", "Size"} {
-				psa := uint64(2*pr.cfg + i + 1)
-				b.begin()
-				b.u(psa).u(0).u(0).s(label)
-				if err := b.end(ctx); err != nil {
-					return err
-				}
-				for _, s := range l.stores {
-					if !l.overrides(pr.id, s.id, saltSuperLabel+uint64(i)<<8, p.OptionLabelFraction) {
-						continue
-					}
-					b.begin()
-					b.u(psa).u(uint64(s.id)).u(0).s(label + " " + translations[int(s.id)%len(translations)])
-					if err := b.end(ctx); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}),
+		job("catalog_product_entity_varchar", eavCols, l.varcharRows),
+		job("catalog_product_entity_int", eavCols, l.intRows),
+		job("catalog_product_entity_text", eavCols, l.textRows),
+		job("catalog_product_entity_decimal", eavCols, l.decimalRows),
+		job("url_rewrite", "entity_type, entity_id, request_path, target_path, redirect_type, store_id, is_autogenerated, metadata", l.urlRewriteRows),
+		job("catalog_product_entity", "entity_id, attribute_set_id, type_id, sku, has_options, required_options, created_at, updated_at", l.entityRow),
+		job("cataloginventory_stock_item", "item_id, product_id, stock_id, qty, is_in_stock, website_id", l.stockItemRow),
+		job("catalog_category_product", "category_id, product_id, position", l.categoryProductRows),
+		job("catalog_product_website", "product_id, website_id", l.websiteRows),
+		job("magento_catalogpermissions_index_product", "product_id, store_id, customer_group_id, grant_catalog_category_view, grant_catalog_product_price, grant_checkout_items", l.permissionRows),
+		job("catalog_product_entity_datetime", eavCols, l.datetimeRows),
+		job("catalog_product_super_link", "product_id, parent_id", l.superLinkRow),
+		job("catalog_product_relation", "parent_id, child_id", l.relationRow),
+		job("catalog_product_super_attribute", "product_super_attribute_id, product_id, attribute_id, position", l.superAttributeRows),
+		job("catalog_product_super_attribute_label", "product_super_attribute_id, store_id, use_default, value", l.superAttributeLabelRows),
 	}
-	// Rows per product are bounded: fixed rows, generated attributes of the
-	// product's set, and per-store overrides.
+	l.assignIDs(jobs)
+	return jobs
+}
+
+// assignIDs marks the jobs that load in parallel chunks: tables with
+// explicit keys or no auto-increment column, and the tables whose rows per
+// product are bounded (fixed rows, generated attributes of the product's
+// set, and per-store overrides), which get explicit ids.
+func (l *layout) assignIDs(jobs []tableJob) {
 	stores := uint64(len(l.stores))
-	aps := uint64(p.AttributesPerSet)
+	aps := uint64(l.p.AttributesPerSet)
 	perProduct := map[string]uint64{
 		"catalog_product_entity_varchar":  7 + aps + stores,
 		"catalog_product_entity_int":      6 + aps + stores,
@@ -931,7 +727,6 @@ func (l *layout) productJobs() []tableJob {
 			j.idsPerProduct, j.chunkable = k, true
 		}
 	}
-	return jobs
 }
 
 // primaryKey names the auto-increment key of tables given explicit ids.
