@@ -34,6 +34,7 @@ type Backend struct {
 	checks    []check.Result
 	checkedAt time.Time
 	running   map[string]bool
+	jobs      jobTable // jobs started by the CLI (apijobs.go)
 }
 
 var (

@@ -65,6 +65,9 @@ type OpenOptions struct {
 	// NewState replaces a damaged, empty or foreign state file with a new
 	// one, moving the old file aside (feedcdc run --new-state).
 	NewState bool
+	// ReadOnly opens an existing state file read-only (status): nothing
+	// is written to it, and it fails while another process holds it.
+	ReadOnly bool
 }
 
 // Open builds a connector from a validated configuration: it opens the
@@ -93,7 +96,11 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		cmd = "feedcdc"
 	}
 	var err error
-	c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
+	if oo.ReadOnly {
+		c.Store, err = state.OpenReadOnly(cfg.State.Path, state.Options{Command: cmd, Logger: log})
+	} else {
+		c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -431,6 +438,20 @@ func (c *Connector) start(ctx context.Context) (runPlan, error) {
 	if err != nil {
 		return runPlan{}, err
 	}
+	// One line says where streaming starts and why, so restarts can be
+	// traced in the logs.
+	how := "resuming from checkpoint "
+	switch {
+	case start.firstStart:
+		how = "first start: streaming from "
+	case start.store:
+		how = "checkpoint purged: streaming from the current position "
+	}
+	mode := "file/pos"
+	if start.pos.GTIDSet != "" {
+		mode = "gtid"
+	}
+	c.Logger.Info(how+start.pos.String(), "operation", "start", "position", start.pos.String(), "mode", mode, "full_syncs", len(syncs))
 	if start.store {
 		if err := c.storeStart(ctx, start, syncs); err != nil {
 			return runPlan{}, err
@@ -680,7 +701,7 @@ func (c *Connector) schedule(ctx context.Context) (*cron.Cron, error) {
 			c.Logger.Error("cleanup", "operation", OpCleanup, "error", err)
 			return
 		}
-		c.Logger.Info("Complete", "operation", OpCleanup, "removed", n)
+		c.Logger.Info("complete", "operation", OpCleanup, "removed", n)
 	}); err != nil {
 		return nil, err
 	}
@@ -708,8 +729,28 @@ func (c *Connector) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult,
 			ro.Position = pos
 		}
 	}
+	// The total is counted first, so that progress (callback, metrics)
+	// always has one.
+	total, err := c.ResyncTotal(ctx, ro)
+	if err != nil {
+		return ResyncResult{Feed: ro.Feed}, err
+	}
+	obs, _ := c.observer.(ResyncObserver)
+	if obs != nil && !ro.Continue {
+		obs.ResyncProgress(ro.Feed, 0, total)
+	}
+	userProgress := ro.Progress
+	ro.Progress = func(p state.Progress) {
+		p.Total = total
+		if obs != nil {
+			obs.ResyncProgress(ro.Feed, p.Processed, total)
+		}
+		if userProgress != nil {
+			userProgress(p)
+		}
+	}
 	var res ResyncResult
-	err := c.retry.Do(ctx, "full sync of "+ro.Feed, func(ctx context.Context) (err error) {
+	err = c.retry.Do(ctx, "full sync of "+ro.Feed, func(ctx context.Context) (err error) {
 		res, err = c.Pipeline.Resync(ctx, ro)
 		// Another attempt continues after the last completed chunk (its
 		// progress is stored with its items) and forgets nothing again.

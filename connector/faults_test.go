@@ -581,7 +581,7 @@ func TestHTTPFeedServiceFaultsAcrossRestart(t *testing.T) {
 	// First start: a full sync of the four feeds. The kill comes after it
 	// completed (an interrupted first-start sync is not resumed by a
 	// restart; see docs/sinks.md).
-	w1 := &childWatch{t: t, marker: `Complete feed=productOverrides operation="full sync"`}
+	w1 := &childWatch{t: t, marker: `complete feed=productOverrides operation="full sync"`}
 	child := start(w1)
 	for deadline := time.Now().Add(2 * time.Minute); w1.n.Load() < 1; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -228,7 +228,7 @@ func (fs *fullSync) finish() ResyncResult {
 	res.Progress = fs.prog
 	res.Sample = fs.sample
 	res.Elapsed = fs.p.o.Now().Sub(fs.start)
-	fs.log.Info("Complete", "operation", fs.op, "processed", fs.prog.Processed, "synced", res.Stats.Sent, "skipped", res.Stats.Skipped,
+	fs.log.Info("complete", "operation", fs.op, "processed", fs.prog.Processed, "synced", res.Stats.Sent, "skipped", res.Stats.Skipped,
 		"failed", res.Stats.Failed, "rejected", res.Stats.Rejected, "vanished_checked", res.Vanished.Checked,
 		"vanished_rebuilt", res.Vanished.Rebuilt, "rebuilt_after_stream", fs.refreshed, "elapsed", res.Elapsed.Round(time.Millisecond).String())
 	return res

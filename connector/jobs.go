@@ -307,7 +307,7 @@ func (p *Pipeline) FlushOutbox(ctx context.Context, feed string, batchSize int) 
 		}
 	}
 	if total.Sent+total.Failed+total.Rejected > 0 {
-		p.o.Logger.Info("Complete", "feed", feed, "operation", OpLegacyFlush, "synced", total.Sent, "failed", total.Failed,
+		p.o.Logger.Info("complete", "feed", feed, "operation", OpLegacyFlush, "synced", total.Sent, "failed", total.Failed,
 			"rejected", total.Rejected, "elapsed", p.o.Now().Sub(start).Round(time.Millisecond).String())
 	}
 	return total, nil

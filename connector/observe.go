@@ -50,7 +50,7 @@ func (o MetricsObserver) RawSent(records int, d time.Duration) {
 func (o MetricsObserver) Checkpointed(pos change.Position, sourceTime time.Time) {
 	o.M.CheckpointStored(pos)
 	if !sourceTime.IsZero() {
-		o.M.Feed("all").Acknowledged(sourceTime, o.now())
+		o.M.Committed(sourceTime, o.now())
 	}
 }
 
@@ -145,3 +145,14 @@ func (o MetricsObserver) Connected() { o.M.SourceConnected() }
 
 // Disconnected implements SourceObserver.
 func (o MetricsObserver) Disconnected(err error) { o.M.SourceDisconnected(err) }
+
+// ResyncProgress implements ResyncObserver.
+func (o MetricsObserver) ResyncProgress(feed string, done, total int64) {
+	o.M.Feed(feed).ResyncProgress(done, total)
+}
+
+// ResyncObserver is an optional Observer extension: progress of a full
+// sync, entities done of total (counted before the first chunk).
+type ResyncObserver interface {
+	ResyncProgress(feed string, done, total int64)
+}

@@ -163,7 +163,7 @@ func TestCheckpointFromTheFirstMoment(t *testing.T) {
 	second := startSyncChild(t, srv, cfgPath, "FEEDCDC_SYNC_MODE=run")
 	waitUntil(t, "the resumed full syncs to complete", 3*time.Minute, func() bool {
 		l := second.stderr.String()
-		return strings.Contains(l, "resuming an unfinished full sync") && strings.Count(l, "operation=\"full sync\"") > 0 && strings.Count(l, "Complete feed=") >= strings.Count(l, "resuming an unfinished full sync")
+		return strings.Contains(l, "resuming an unfinished full sync") && strings.Count(l, "operation=\"full sync\"") > 0 && strings.Count(l, "complete feed=") >= strings.Count(l, "resuming an unfinished full sync")
 	}, second.stderr.String)
 	time.Sleep(500 * time.Millisecond) // idle: nothing in flight
 	second.kill()

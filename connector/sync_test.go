@@ -722,7 +722,7 @@ func TestLegacyModeThroughRun(t *testing.T) {
 	lg := logs.String()
 	var flushes int
 	for _, l := range strings.Split(lg, "\n") {
-		if strings.Contains(l, `"operation":"partial sync (legacy)"`) && strings.Contains(l, `"msg":"Complete"`) {
+		if strings.Contains(l, `"operation":"partial sync (legacy)"`) && strings.Contains(l, `"msg":"complete"`) {
 			flushes++
 		}
 	}

@@ -15,6 +15,9 @@
 //     full item payloads) require the same token when Options.ItemsToken
 //     says so; by default ("auto") exactly when the dashboard listens on a
 //     non-loopback address.
+//   - The CLI's job endpoints (POST /api/jobs, GET /api/jobs/{id}) need
+//     the token too; they exist only when the Backend implements
+//     JobBackend (501 otherwise). GET /api/status (StatusBackend) reads.
 //   - Responses carry a strict Content-Security-Policy (scripts and styles
 //     from the dashboard itself only), and the UI renders every backend
 //     string as text, never as HTML.
@@ -165,6 +168,7 @@ func New(b Backend, o Options) http.Handler {
 	mux.HandleFunc("POST /api/feeds/{feed}/retry", s.authorized(s.handleRetry))
 	mux.HandleFunc("GET /api/state/check", s.authorized(s.handleStateCheck))
 	mux.HandleFunc("GET /api/state/backup", s.authorized(s.handleStateBackup))
+	s.registerJobs(mux)
 	mux.HandleFunc("POST /api/auth/check", s.authorized(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))

@@ -47,6 +47,7 @@ const (
 	MetricCheckpointFile      = "feedcdc.checkpoint.file"
 	MetricCheckpointAge       = "feedcdc.checkpoint.age"
 	MetricPositionGaps        = "feedcdc.position.gaps"
+	MetricFeedItems           = "feedcdc.feed.items"
 	attrFeed                  = "feed"
 	attrQueue                 = "queue"
 	attrFailure               = "failure"
@@ -79,6 +80,7 @@ type Metrics struct {
 	ckptPos, ckptFile       atomic.Int64
 	ckptFileKnown           atomic.Bool
 	ckptStoredAt            atomic.Int64 // unix nanoseconds of the last stored checkpoint; 0 = none
+	itemCounts              atomic.Pointer[func() []FeedItemCounts]
 
 	buildDur, exportDur, e2e metric.Float64Histogram
 	fenceWait                metric.Float64Histogram
@@ -106,6 +108,7 @@ type observables struct {
 	resyncDone, resyncTotal                               metric.Int64ObservableGauge
 	resyncProgress, ckptAge                               metric.Float64ObservableGauge
 	lag                                                   metric.Int64ObservableGauge
+	feedItems                                             metric.Int64ObservableGauge
 }
 
 // NewMetrics creates the instruments on meter. lag feeds the
@@ -181,6 +184,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.ckptPos = gauge(MetricCheckpointPosition, "By", "Byte offset of the stored checkpoint within its binlog file.")
 	o.ckptFile = gauge(MetricCheckpointFile, "{file}", "Sequence number of the stored checkpoint's binlog file (mysql-bin.000042 → 42).")
 	o.ckptAge = fgauge(MetricCheckpointAge, "s", "Seconds since the checkpoint was last stored.")
+	o.feedItems = gauge(MetricFeedItems, "{item}", "Feed items of a feed in the state store now, by status: failed (status 2, will retry), rejected (status 400/1, require attention), pending (not sent yet).")
 	o.lag = gauge(MetricSourceLag, "ms", "How far the binlog reader is behind the source, from event timestamps and heartbeats; 0 when idle, growing when the source is silent or disconnected.")
 	m.buildDur = hist(MetricBuildDuration, "Time to build one batch of feed items.", durationBuckets)
 	m.exportDur = hist(MetricExportDuration, "Time to export one batch of feed items to the sink, until acknowledged.", durationBuckets)
@@ -191,7 +195,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	} else {
 		m.sourceRetries = c
 	}
-	m.e2e = hist(MetricE2ELatency, "From the source commit timestamp to the sink acknowledgement (whole-second source precision).", latencyBuckets)
+	m.e2e = hist(MetricE2ELatency, "From the source commit timestamp of the transaction that closed a batch to the checkpoint stored once every sink acknowledged it (whole-second source precision).", latencyBuckets)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("telemetry: creating instruments: %v", errs)
 	}
@@ -201,7 +205,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	}, o.events, o.rows, o.bytes, o.heartbeats, o.disconnects, o.txLarge, o.fenceTimeouts, o.positionGaps,
 		o.built, o.sent, o.skipped, o.failed, o.retried,
 		o.connected, o.ckptPos, o.ckptFile, o.queueDepth, o.queueBytes, o.queueCap, o.queueCapBytes,
-		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag)
+		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag, o.feedItems)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: registering the metrics callback: %w", err)
 	}
@@ -246,6 +250,17 @@ func (m *Metrics) observe(ob metric.Observer, o *observables) {
 			ob.ObserveInt64(o.resyncDone, done, f.obs)
 			ob.ObserveInt64(o.resyncTotal, total, f.obs)
 			ob.ObserveFloat64(o.resyncProgress, progress(done, total), f.obs)
+		}
+	}
+	if fn := m.itemCounts.Load(); fn != nil {
+		for _, c := range (*fn)() {
+			for _, st := range []struct {
+				status string
+				n      int64
+			}{{"failed", c.Failed}, {"rejected", c.Rejected}, {"pending", c.Pending}} {
+				ob.ObserveInt64(o.feedItems, st.n, metric.WithAttributeSet(attribute.NewSet(
+					attribute.String(attrFeed, c.Feed), attribute.String("status", st.status))))
+			}
 		}
 	}
 	for _, q := range queues {
@@ -458,24 +473,22 @@ func (f *FeedMetrics) ExportDuration(d time.Duration) {
 	f.m.exportDur.Record(f.m.ctx, d.Seconds(), f.rec...)
 }
 
-// Acknowledged records the end-to-end latency of an item whose source
-// transaction committed at commit and that the sink acknowledged at ack.
-// Source timestamps have whole-second precision; negative values (clock
-// skew) are recorded as 0.
-func (f *FeedMetrics) Acknowledged(commit, ack time.Time) {
-	d := ack.Sub(commit)
-	if d < 0 {
-		d = 0
-	}
-	f.m.e2e.Record(f.m.ctx, d.Seconds(), f.rec...)
+// FeedItemCounts are one feed's items in the state store by status.
+type FeedItemCounts struct {
+	Feed                      string
+	Failed, Rejected, Pending int64
 }
 
-// E2ELatency records an end-to-end latency measured by the caller.
-func (f *FeedMetrics) E2ELatency(d time.Duration) {
-	if d < 0 {
-		d = 0
-	}
-	f.m.e2e.Record(f.m.ctx, d.Seconds(), f.rec...)
+// ItemCounts registers fn, called at every scrape (or OTLP push) for the
+// feedcdc.feed.items gauges; it must be quick and bounded.
+func (m *Metrics) ItemCounts(fn func() []FeedItemCounts) { m.itemCounts.Store(&fn) }
+
+// Committed records the end-to-end latency of the transaction that closed
+// a batch: from its source commit (whole-second precision) to ack, when
+// the checkpoint after it was stored. Negative values (clock skew) are
+// recorded as 0.
+func (m *Metrics) Committed(commit, ack time.Time) {
+	m.e2e.Record(m.ctx, max(0, ack.Sub(commit)).Seconds())
 }
 
 // ResyncProgress records full-sync progress: done of total source keys.

@@ -124,7 +124,10 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 	p.BuildDuration(20 * time.Millisecond)
 	p.BuildDuration(40 * time.Millisecond)
 	p.ExportDuration(200 * time.Millisecond)
-	p.Acknowledged(clk.Now().Add(-2*time.Second), clk.Now())
+	m.Committed(clk.Now().Add(-2*time.Second), clk.Now())
+	m.ItemCounts(func() []FeedItemCounts {
+		return []FeedItemCounts{{Feed: "products", Failed: 4, Rejected: 2, Pending: 9}}
+	})
 	p.ResyncProgress(250, 1000)
 	q := m.Queue("changes")
 	q.Depth(12, 3000)
@@ -158,6 +161,9 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 		{"feedcdc_resync_progress_ratio", map[string]string{"feed": "products"}, 0.25},
 		{"feedcdc_resync_done", map[string]string{"feed": "products"}, 250},
 		{"feedcdc_resync_total", map[string]string{"feed": "products"}, 1000},
+		{"feedcdc_feed_items", map[string]string{"feed": "products", "status": "failed"}, 4},
+		{"feedcdc_feed_items", map[string]string{"feed": "products", "status": "rejected"}, 2},
+		{"feedcdc_feed_items", map[string]string{"feed": "products", "status": "pending"}, 9},
 		{"feedcdc_queue_depth", map[string]string{"queue": "changes"}, 12},
 		{"feedcdc_queue_depth_bytes", map[string]string{"queue": "changes"}, 3000},
 		{"feedcdc_queue_capacity", map[string]string{"queue": "changes"}, 1000},
@@ -184,7 +190,7 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 	if h := sample(t, fams, "feedcdc_feed_export_duration_seconds", map[string]string{"feed": "products"}).GetHistogram(); h.GetSampleCount() != 1 {
 		t.Errorf("export duration count = %d, want 1", h.GetSampleCount())
 	}
-	e2e := sample(t, fams, "feedcdc_e2e_latency_seconds", map[string]string{"feed": "products"}).GetHistogram()
+	e2e := sample(t, fams, "feedcdc_e2e_latency_seconds", nil).GetHistogram()
 	if e2e.GetSampleCount() != 1 || e2e.GetSampleSum() != 2 {
 		t.Errorf("e2e latency: count %d sum %v, want 1 and 2", e2e.GetSampleCount(), e2e.GetSampleSum())
 	}

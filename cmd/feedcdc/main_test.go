@@ -130,6 +130,25 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "feedcdc ") || !strings.Contains(out, "go-mysql") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
+	first, _, _ := strings.Cut(out, "\n")
+	code, flagOut, errOut := run(t, nil, "--version")
+	if code != 0 || flagOut != first+"\n" {
+		t.Fatalf("--version: exit %d, %q (want %q); stderr %s", code, flagOut, first+"\n", errOut)
+	}
+}
+
+func TestFeedsListsTopics(t *testing.T) {
+	cfg := writeConfig(t, "")
+	code, out, errOut := run(t, nil, "feeds", "-c", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	dir := filepath.Join(filepath.Dir(cfg), "out")
+	for _, want := range []string{"TOPICS", "files:" + filepath.Join(dir, "products.jsonl"), "files:" + filepath.Join(dir, "variants.jsonl")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("feeds output lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestInspectFixture(t *testing.T) {
@@ -206,7 +225,7 @@ func TestCheckStatusResyncAgainstPrivateServer(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "full re-sync complete") {
 		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if !strings.Contains(errOut, "Progress") {
+	if !strings.Contains(errOut, "progress 74/74 entities") {
 		t.Fatalf("no progress lines off a terminal:\n%s", errOut)
 	}
 	code, out, _ = run(t, nil, "status", "-c", cfg)
@@ -284,7 +303,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	p.update(state.Progress{Chunks: 1, Processed: 250, Synced: 900})
 	p.done()
 	out := buf.String()
-	for _, want := range []string{"\rproducts [", "#######", "250 entities", "900 synced", "/s", "ETA"} {
+	for _, want := range []string{"\rproducts [", "#######", "250/1000 entities", "900 synced", "/s", "ETA"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("bar %q lacks %q", out, want)
 		}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -59,14 +61,7 @@ func (g *globals) openForPosition(ctx context.Context, command string) (*connect
 }
 
 // PositionReport is what `feedcdc position show --json` prints.
-type PositionReport struct {
-	Checkpoint  *change.Position       `json:"checkpoint,omitempty"`
-	StoredAt    time.Time              `json:"stored_at,omitzero"`
-	AgeSeconds  float64                `json:"age_seconds,omitempty"`
-	Server      *binlog.Availability   `json:"server,omitempty"`
-	ServerError string                 `json:"server_error,omitempty"`
-	History     []state.PositionChange `json:"history,omitempty"`
-}
+type PositionReport = connector.PositionReport
 
 func newPositionShow(g *globals) *cobra.Command {
 	var asJSON bool
@@ -82,27 +77,9 @@ changes made to it by commands or by source.on_purged_position.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			c, err := g.openForPosition(ctx, "feedcdc position show")
+			r, err := g.positionReport(ctx)
 			if err != nil {
 				return err
-			}
-			defer c.Close()
-			var r PositionReport
-			pos, at, ok, err := c.Store.Checkpoint(ctx)
-			if err != nil {
-				return err
-			}
-			if r.History, err = c.Store.PositionHistory(ctx); err != nil {
-				return err
-			}
-			if ok {
-				r.Checkpoint, r.StoredAt, r.AgeSeconds = &pos, at, time.Since(at).Seconds()
-				a, err := binlog.CheckPosition(ctx, c.SourceConfig(), pos)
-				if err != nil {
-					r.ServerError = err.Error()
-				} else {
-					r.Server = &a
-				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(g.stdout)
@@ -115,6 +92,31 @@ changes made to it by commands or by source.on_purged_position.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// positionReport reads the report from the state file or, while `feedcdc
+// run` holds it, from the running connector (GET /api/position).
+func (g *globals) positionReport(ctx context.Context) (PositionReport, error) {
+	var r PositionReport
+	cfg, log, err := g.configAndLogger()
+	if err != nil {
+		return r, err
+	}
+	c, err := connector.Open(ctx, cfg, connector.OpenOptions{Logger: log, Command: "feedcdc position show", NoSinks: true, ReadOnly: true})
+	switch {
+	case errors.Is(err, state.ErrInUse):
+		rm, rerr := g.remoteFor(cfg, "feedcdc position show", err, false)
+		if rerr != nil {
+			return r, rerr
+		}
+		return r, rm.do(ctx, http.MethodGet, "/api/position", nil, &r)
+	case errors.Is(err, os.ErrNotExist):
+		return r, nil // no state yet: no checkpoint, the next run is a first start
+	case err != nil:
+		return r, err
+	}
+	defer c.Close()
+	return c.PositionReport(ctx)
 }
 
 func printPosition(w io.Writer, r PositionReport) {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
+	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/telemetry"
 )
@@ -22,6 +21,7 @@ import (
 func newResync(g *globals) *cobra.Command {
 	var o connector.ResyncOptions
 	var byIDs string
+	var noWait bool
 	cmd := &cobra.Command{
 		Use:   "resync",
 		Short: "Full sync (or by-ids sync) of a feed, safe to run at any time",
@@ -31,13 +31,22 @@ or not) through the same build/diff/export path as streaming. It takes no
 locks and writes nothing on the source; it is throttled by resync.rows_per_second
 and resync.max_replica_lag, and resumable with --continue-resync.
 
-While 'feedcdc run' holds the state file, resync asks the running connector
-to do it (through its dashboard API, which must be enabled with a token).`,
+Progress shows entities done/total (the total is counted first), the rate
+and the time left. SIGINT or SIGTERM stops it cleanly after the current
+chunk (exit 0; --continue-resync resumes it).
+
+While 'feedcdc run' holds the state file, resync runs as a job of the
+running connector, through its dashboard API (dashboard.enabled, and the
+dashboard token in FEEDCDC_DASHBOARD_TOKEN): every flag works the same.
+The command waits for the job, shows its progress and exits 1 when it
+fails; --no-wait prints the job id and returns (follow it with
+'feedcdc status').`,
 		Example: `  feedcdc resync --feed products
   feedcdc resync --feed products --by-ids '24-MB01,24-MB04'
   feedcdc resync --feed products --by-ids 1,2,3 --id-type productId
   feedcdc resync --feed variants --dry-run
-  feedcdc resync --feed products --continue-resync --thread-count 4 --batch-size 1000`,
+  feedcdc resync --feed products --continue-resync --thread-count 4 --batch-size 1000
+  feedcdc resync --feed products --no-wait     # while run runs: print the job id`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig()
@@ -71,7 +80,7 @@ to do it (through its dashboard API, which must be enabled with a token).`,
 			}
 			c, err := connector.Open(cmd.Context(), cfg, connector.OpenOptions{Logger: log, Command: "feedcdc resync --feed " + feed, NoSinks: o.DryRun})
 			if errors.Is(err, state.ErrInUse) {
-				return g.remoteResync(cmd.Context(), cfg, o, err)
+				return g.remoteResync(cmd.Context(), cfg, o, !noWait, err)
 			}
 			if err != nil {
 				return err
@@ -80,22 +89,18 @@ to do it (through its dashboard API, which must be enabled with a token).`,
 			if !cfg.Feeds.Feed(feed).Enabled {
 				return fmt.Errorf("feed %s is disabled in %s (feeds.%s.enabled: false)", feed, cfg.File, feed)
 			}
-			stop := c.RunExporter(cmd.Context())
+			ctx := cmd.Context()
+			stop := c.RunExporter(ctx)
 			progress := newProgress(g.stderr, feed)
 			o.Progress = progress.update
 			o.SampleSize = 3
-			if o.Continue {
-				if p, ok, _ := c.Store.Progress(cmd.Context(), feed); ok {
-					progress.total = p.Total
-				}
-			}
-			res, err := c.Resync(cmd.Context(), o)
+			res, err := c.Resync(ctx, o)
 			progress.done()
 			if serr := stop(); err == nil {
 				err = serr
 			}
 			if err != nil {
-				return err
+				return interrupted(ctx, feed, err)
 			}
 			printResync(g.stdout, res, o)
 			return nil
@@ -110,18 +115,38 @@ to do it (through its dashboard API, which must be enabled with a token).`,
 	f.BoolVar(&o.Continue, "continue-resync", false, "resume an interrupted full sync after its last completed chunk")
 	f.IntVar(&o.BatchSize, "batch-size", 0, "entities per chunk (default resync.batch_size)")
 	f.IntVar(&o.ThreadCount, "thread-count", 0, "chunks built in parallel (default resync.thread_count)")
+	f.BoolVar(&noWait, "no-wait", false, "while 'feedcdc run' runs: print the job id and return instead of waiting for the job")
 	_ = cmd.MarkFlagRequired("feed")
 	return cmd
 }
 
-func printResync(w io.Writer, res connector.ResyncResult, o connector.ResyncOptions) {
-	mode := ""
-	if o.DryRun {
-		mode = " (dry run: nothing sent or stored)"
+// interrupted turns the end of a resync stopped by SIGINT/SIGTERM into a
+// clean stop (exit 0) that says how to resume it; other errors pass.
+func interrupted(ctx context.Context, feed string, err error) error {
+	if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+		return err
 	}
-	fmt.Fprintf(w, "%s: full re-sync complete in %s%s\n", res.Feed, fmtElapsed(res.Elapsed), mode)
-	fmt.Fprintf(w, "  entities %d, items built %d, sent %d (deleted %d), unchanged %d, failed %d, rejected %d\n",
-		res.Stats.Keys, res.Stats.Built, res.Stats.Sent, res.Stats.Deleted, res.Stats.Skipped, res.Stats.Failed, res.Stats.Rejected)
+	return &exitError{code: 0, err: fmt.Errorf("resync of %s stopped by a signal after its last completed chunk; `feedcdc resync --feed %s --continue-resync` resumes a full sync", feed, feed)}
+}
+
+func printResync(w io.Writer, res connector.ResyncResult, o connector.ResyncOptions) {
+	what := "full re-sync"
+	if len(o.ByIDs) > 0 {
+		idType := "SKUs"
+		if o.IDType == "productId" {
+			idType = "product ids"
+		}
+		what = fmt.Sprintf("resync by ids (%d %s given)", len(o.ByIDs), idType)
+	}
+	if o.DryRun {
+		fmt.Fprintf(w, "%s: %s dry run complete in %s: nothing sent or stored\n", res.Feed, what, fmtElapsed(res.Elapsed))
+		fmt.Fprintf(w, "  entities %d, items built %d, would send %d (deleted %d), unchanged %d\n",
+			res.Stats.Keys, res.Stats.Built, res.Stats.Sent, res.Stats.Deleted, res.Stats.Skipped)
+	} else {
+		fmt.Fprintf(w, "%s: %s complete in %s\n", res.Feed, what, fmtElapsed(res.Elapsed))
+		fmt.Fprintf(w, "  entities %d, items built %d, sent %d (deleted %d), unchanged %d, failed %d, rejected %d\n",
+			res.Stats.Keys, res.Stats.Built, res.Stats.Sent, res.Stats.Deleted, res.Stats.Skipped, res.Stats.Failed, res.Stats.Rejected)
+	}
 	for i, it := range res.Sample {
 		fmt.Fprintf(w, "  sample %d: %s\n", i+1, it.Data)
 	}
@@ -135,39 +160,49 @@ func fmtElapsed(d time.Duration) string {
 	return fmt.Sprintf("%02d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
 }
 
-// remoteResync asks the running connector (which holds the state file) to
-// run the resync, through its dashboard API.
-func (g *globals) remoteResync(ctx context.Context, cfg *config.Config, o connector.ResyncOptions, inUse error) error {
-	var iu *state.InUseError
-	if errors.As(inUse, &iu) && !strings.Contains(iu.Owner.Command, " run") {
-		return fmt.Errorf("%w\nanother feedcdc command holds the state file (%s, pid %d); wait for it to finish and run this resync again", inUse, iu.Owner.Command, iu.Owner.PID)
-	}
-	if !cfg.Dashboard.Enabled || cfg.Dashboard.Token.Value() == "" || o.DryRun || o.Continue || o.CleanupFeed || o.IDType != "" {
-		return fmt.Errorf("%w\nwhile `feedcdc run` is running, schedule the resync through it: enable dashboard (with a token) and run `feedcdc resync --feed %s [--by-ids ...]` again, or use the dashboard; --dry-run, --continue-resync, --cleanup-feed and --id-type need the connector stopped", inUse, o.Feed)
-	}
-	body, _ := json.Marshal(map[string]any{"ids": o.ByIDs, "whole_feed": len(o.ByIDs) == 0})
-	url := "http://" + cfg.Dashboard.Listen + "/api/feeds/" + o.Feed + "/resync"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+// remoteResync runs the resync as a job of the running connector (which
+// holds the state file), through its dashboard API.
+func (g *globals) remoteResync(ctx context.Context, cfg *config.Config, o connector.ResyncOptions, wait bool, inUse error) error {
+	rm, err := g.remoteFor(cfg, "feedcdc resync", inUse, true)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+cfg.Dashboard.Token.Value())
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	req := dashboard.JobRequest{Kind: dashboard.JobResync, Feed: o.Feed, IDs: o.ByIDs, IDType: o.IDType, DryRun: o.DryRun,
+		CleanupFeed: o.CleanupFeed, Continue: o.Continue, BatchSize: o.BatchSize, ThreadCount: o.ThreadCount}
+	var progress *progress
+	if wait {
+		progress = newProgress(g.stderr, o.Feed)
+	}
+	job, err := rm.startJob(ctx, req, wait, func(j dashboard.Job) {
+		if j.Total == 0 && j.State == dashboard.JobRunning {
+			return // still counting the entities
+		}
+		progress.total = j.Total
+		progress.update(state.Progress{Processed: j.Done})
+	})
+	if progress != nil {
+		progress.done()
+	}
 	if err != nil {
-		return fmt.Errorf("%w\nand the running connector's dashboard at %s did not answer: %v", inUse, cfg.Dashboard.Listen, err)
+		return err
 	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("the running connector refused the resync: %s %s", resp.Status, strings.TrimSpace(string(msg)))
+	if !wait {
+		fmt.Fprintf(g.stdout, "resync of %s started as job %s on %s; follow it with `feedcdc status`\n", o.Feed, job.ID, rm.who())
+		fmt.Fprintln(g.stdout, job.ID)
+		return nil
 	}
-	fmt.Fprintf(g.stdout, "resync of %s scheduled on the running connector (pid holding %s); follow it with `feedcdc status`\n", o.Feed, cfg.State.Path)
+	var res connector.ResyncResult
+	if err := json.Unmarshal(job.Result, &res); err != nil {
+		return fmt.Errorf("resync job %s ended without a readable result: %w", job.ID, err)
+	}
+	fmt.Fprintf(g.stdout, "ran on %s as job %s\n", rm.who(), job.ID)
+	printResync(g.stdout, res, o)
 	return nil
 }
 
-// progress shows resync progress: a live bar on a terminal, otherwise lines
-// like the system feedcdc replaces ("Progress i/n, processed X, synced Y").
+// progress shows resync progress: a live bar on a terminal, otherwise a
+// line every interval. Both show entities done/total, the rate and the
+// time left.
 type progress struct {
 	w        io.Writer
 	feed     string
@@ -189,23 +224,21 @@ func (p *progress) update(pr state.Progress) {
 	}
 	now := time.Now()
 	rate := float64(pr.Processed) / now.Sub(p.start).Seconds()
+	eta := "?"
+	if p.total > 0 && rate > 0 {
+		eta = (time.Duration(float64(max(0, p.total-pr.Processed))/rate) * time.Second).Round(time.Second).String()
+	}
 	if p.tty {
 		if now.Sub(p.last) < 200*time.Millisecond {
 			return
 		}
 		p.last = now
-		var bar string
-		eta := "?"
+		frac := 0.0
 		if p.total > 0 {
-			frac := min(1, float64(pr.Processed)/float64(p.total))
-			bar = strings.Repeat("#", int(frac*30)) + strings.Repeat(".", 30-int(frac*30))
-			if rate > 0 {
-				eta = (time.Duration(float64(p.total-pr.Processed)/rate) * time.Second).Round(time.Second).String()
-			}
-		} else {
-			bar = strings.Repeat(".", 30)
+			frac = min(1, float64(pr.Processed)/float64(p.total))
 		}
-		fmt.Fprintf(p.w, "\r%s [%s] %d entities, %d synced, %.0f/s, ETA %s   ", p.feed, bar, pr.Processed, pr.Synced, rate, eta)
+		bar := strings.Repeat("#", int(frac*30)) + strings.Repeat(".", 30-int(frac*30))
+		fmt.Fprintf(p.w, "\r%s [%s] %d/%d entities, %d synced, %.0f/s, ETA %s   ", p.feed, bar, pr.Processed, p.total, pr.Synced, rate, eta)
 		return
 	}
 	if p.lines > 0 && now.Sub(p.last) < p.interval {
@@ -213,11 +246,7 @@ func (p *progress) update(pr state.Progress) {
 	}
 	p.last = now
 	p.lines++
-	total := "?"
-	if p.total > 0 {
-		total = fmt.Sprint(p.total)
-	}
-	fmt.Fprintf(p.w, "%s: Progress %d/%s, processed %d, synced %d\n", p.feed, pr.Chunks, total, pr.Processed, pr.Synced)
+	fmt.Fprintf(p.w, "%s: progress %d/%d entities, synced %d, %.0f/s, ETA %s\n", p.feed, pr.Processed, p.total, pr.Synced, rate, eta)
 }
 
 func (p *progress) done() {

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
+	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/state"
 )
 
@@ -20,7 +25,10 @@ func newRetry(g *globals) *cobra.Command {
 		Long: `Rebuilds the items of a feed that failed with a retryable error (status 2)
 from the source's current state and sends them again. By default only items
 whose backoff has passed are retried, as the scheduled job does; --all retries
-every failed item now. Items rejected by the destination (status 400 / 1) are
+every failed item now. While 'feedcdc run' holds the state file, the retry
+runs as a job of the running connector through its dashboard API (with the
+dashboard token in FEEDCDC_DASHBOARD_TOKEN), and the command waits for it.
+Items rejected by the destination (status 400 / 1) are
 final until their content changes.`,
 		Example: `  feedcdc retry --feed products
   feedcdc retry --feed productOverrides --all`,
@@ -40,7 +48,7 @@ final until their content changes.`,
 			}
 			c, err := connector.Open(cmd.Context(), cfg, connector.OpenOptions{Logger: log, Command: "feedcdc retry --feed " + name})
 			if errors.Is(err, state.ErrInUse) {
-				return fmt.Errorf("%w\nthe running connector retries failed items on feeds.%s.retry_schedule; use its dashboard's \"retry failed now\" to run it at once", err, name)
+				return g.remoteRetry(cmd.Context(), cfg, name, all, err)
 			}
 			if err != nil {
 				return err
@@ -59,8 +67,7 @@ final until their content changes.`,
 				return err
 			}
 			counts, _ := c.Store.Counts(cmd.Context(), name)
-			fmt.Fprintf(g.stdout, "%s_resend_failed_items: %d entities rebuilt, %d items sent, %d still failing, %d rejected, %d requiring attention (feed now: %d failed in total)\n",
-				name, st.Keys, st.Sent, st.Failed, st.Rejected, st.Attention, counts.Failed)
+			printRetry(g.stdout, connector.RetryResult{Feed: name, Stats: st, FailedNow: counts.Failed})
 			return nil
 		},
 	}
@@ -68,4 +75,30 @@ final until their content changes.`,
 	cmd.Flags().BoolVar(&all, "all", false, "retry every failed item now, ignoring backoff")
 	_ = cmd.MarkFlagRequired("feed")
 	return cmd
+}
+
+func printRetry(w io.Writer, r connector.RetryResult) {
+	st := r.Stats
+	fmt.Fprintf(w, "%s_resend_failed_items: %d entities rebuilt, %d items sent, %d still failing, %d rejected, %d requiring attention (feed now: %d failed in total)\n",
+		r.Feed, st.Keys, st.Sent, st.Failed, st.Rejected, st.Attention, r.FailedNow)
+}
+
+// remoteRetry runs the retry as a job of the running connector and waits
+// for it.
+func (g *globals) remoteRetry(ctx context.Context, cfg *config.Config, feed string, all bool, inUse error) error {
+	rm, err := g.remoteFor(cfg, "feedcdc retry", inUse, true)
+	if err != nil {
+		return err
+	}
+	job, err := rm.startJob(ctx, dashboard.JobRequest{Kind: dashboard.JobRetry, Feed: feed, All: all}, true, nil)
+	if err != nil {
+		return err
+	}
+	var res connector.RetryResult
+	if err := json.Unmarshal(job.Result, &res); err != nil {
+		return fmt.Errorf("retry job %s ended without a readable result: %w", job.ID, err)
+	}
+	fmt.Fprintf(g.stdout, "ran on %s as job %s\n", rm.who(), job.ID)
+	printRetry(g.stdout, res)
+	return nil
 }

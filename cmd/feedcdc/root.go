@@ -38,7 +38,10 @@ feed service or files, with checkpointed binlog positions.`,
   feedcdc state backup /backup/feedcdc-state.db`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints the first line of `feedcdc version`.
+		Version: Version,
 	}
+	root.SetVersionTemplate(versionLine() + "\n")
 	def := os.Getenv("FEEDCDC_CONFIG")
 	if def == "" {
 		def = "config.yaml"

@@ -180,18 +180,15 @@ its flushes. To restore: stop feedcdc, copy the backup over state.path, run
 // dashboardGet sends an authenticated GET to the running connector's
 // dashboard API; inUse is the error that says the connector holds the file.
 func (g *globals) dashboardGet(ctx context.Context, cfg *config.Config, what, path string, inUse error) (*http.Response, error) {
-	var iu *state.InUseError
-	if errors.As(inUse, &iu) && iu.Owner.PID != 0 && !strings.Contains(iu.Owner.Command, " run") {
-		return nil, fmt.Errorf("%w\nanother feedcdc command holds the state file (%s, pid %d); wait for it to finish and run %s again", inUse, iu.Owner.Command, iu.Owner.PID, what)
-	}
-	if !cfg.Dashboard.Enabled || cfg.Dashboard.Token.Value() == "" {
-		return nil, fmt.Errorf("%w\nwhile `feedcdc run` holds the state file, %s goes through the running connector: enable dashboard with a token (dashboard.token or FEEDCDC_DASHBOARD_TOKEN) and restart it, or stop it and run %s again", inUse, what, what)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.Dashboard.Listen+path, nil)
+	rm, err := g.remoteFor(cfg, what, inUse, true)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+cfg.Dashboard.Token.Value())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rm.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+rm.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w\nand the running connector's dashboard at %s did not answer: %v", inUse, cfg.Dashboard.Listen, err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,7 +16,6 @@ import (
 
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
-	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/state"
 )
 
@@ -23,30 +24,42 @@ func newStatus(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the checkpoint and, per feed, mode, item counts, last sync and resync progress",
-		Long: `Reads the state file: the checkpoint position and its age, and per feed its
-export mode, items total / sent / failed / rejected / pending, last sync time
-and resync progress. While 'feedcdc run' holds the state file, status reads
-the same figures from the running connector's dashboard API (enable
-dashboard). Secrets are never shown.`,
+		Long: `Shows the checkpoint position and its age, and per feed its export mode,
+items total / sent / failed / rejected / pending, last sync time and resync
+progress. It opens the state file read-only and never writes it. While
+'feedcdc run' holds the state file, status reads the same figures from the
+running connector's dashboard API (dashboard.enabled; no token needed):
+the table and the JSON have the same shape either way ("running" tells
+which). The JSON schema is documented in docs/operations.md. Secrets are
+never shown.`,
 		Example: `  feedcdc status
-  feedcdc status --json | jq '.feeds[] | {name, failed: .counts.Failed}'`,
+  feedcdc status --json | jq -r '.feeds[] | "\(.name) \(.counts.failed)"'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := g.configAndLogger()
 			if err != nil {
 				return err
 			}
-			c, err := connector.Open(cmd.Context(), cfg, connector.OpenOptions{Logger: log, Command: "feedcdc status", NoSinks: true})
-			if errors.Is(err, state.ErrInUse) {
-				return g.remoteStatus(cfg, asJSON, err)
-			}
-			if err != nil {
+			var st connector.Status
+			c, err := connector.Open(cmd.Context(), cfg, connector.OpenOptions{Logger: log, Command: "feedcdc status", NoSinks: true, ReadOnly: true})
+			switch {
+			case errors.Is(err, state.ErrInUse):
+				rm, rerr := g.remoteFor(cfg, "feedcdc status", err, false)
+				if rerr != nil {
+					return rerr
+				}
+				if err := rm.do(cmd.Context(), http.MethodGet, "/api/status", nil, &st); err != nil {
+					return err
+				}
+			case errors.Is(err, os.ErrNotExist):
+				return fmt.Errorf("state file %s does not exist: the connector has not run yet with this state.path (the first 'feedcdc run' creates it)", cfg.State.Path)
+			case err != nil:
 				return err
-			}
-			defer c.Close()
-			st, err := c.Status(cmd.Context())
-			if err != nil {
-				return err
+			default:
+				defer c.Close()
+				if st, err = c.Status(cmd.Context()); err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(g.stdout)
@@ -57,12 +70,16 @@ dashboard). Secrets are never shown.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema in docs/operations.md)")
 	return cmd
 }
 
 func printStatus(w io.Writer, st connector.Status) {
-	fmt.Fprintf(w, "connector %s, source %s, state %s (%d bytes)\n", st.Name, st.Source, st.StateFile, st.StateBytes)
+	run := "stopped"
+	if st.Running {
+		run = fmt.Sprintf("running (pid %d)", st.PID)
+	}
+	fmt.Fprintf(w, "connector %s %s, source %s, state %s (%d bytes)\n", st.Name, run, st.Source, st.StateFile, st.StateBytes)
 	if st.Checkpoint != nil {
 		fmt.Fprintf(w, "checkpoint %s, stored %s ago\n", st.Checkpoint, time.Duration(st.CheckpointAgeSec*float64(time.Second)).Round(time.Second))
 	} else {
@@ -71,7 +88,7 @@ func printStatus(w io.Writer, st connector.Status) {
 	if pc := st.LastPositionChange; pc != nil {
 		fmt.Fprintf(w, "last position change %s\n", pc)
 	}
-	if g := st.LastGap; g != nil && g != st.LastPositionChange {
+	if g := st.LastGap; g != nil && (st.LastPositionChange == nil || g.String() != st.LastPositionChange.String()) {
 		fmt.Fprintf(w, "last raw stream gap %s\n", g)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -99,46 +116,22 @@ func printStatus(w io.Writer, st connector.Status) {
 			f.Counts.Rejected, f.Counts.Pending+f.Counts.Outbox, last, rs)
 	}
 	tw.Flush()
-}
-
-func (g *globals) remoteStatus(cfg *config.Config, asJSON bool, inUse error) error {
-	if !cfg.Dashboard.Enabled {
-		return fmt.Errorf("%w\nenable dashboard in the configuration so that status can ask the running connector", inUse)
-	}
-	resp, err := http.Get("http://" + cfg.Dashboard.Listen + "/api/overview")
-	if err != nil {
-		return fmt.Errorf("%w\nand its dashboard at %s did not answer: %v", inUse, cfg.Dashboard.Listen, err)
-	}
-	defer resp.Body.Close()
-	var ov dashboard.Overview
-	if err := json.NewDecoder(resp.Body).Decode(&ov); err != nil {
-		return fmt.Errorf("dashboard overview: %w", err)
-	}
-	if asJSON {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ov)
-	}
-	fmt.Fprintf(g.stdout, "connector %s is running (source connected: %v, lag %d ms)\ncheckpoint %s, %.0fs old\n", cfg.Name, ov.Source.Connected, ov.Source.LagMS, ov.Checkpoint.Position, ov.Checkpoint.AgeSeconds)
-	if ov.Source.Unavailable != "" {
-		fmt.Fprintln(g.stdout, ov.Source.Unavailable)
-	}
-	tw := tabwriter.NewWriter(g.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FEED\tMODE\tRECORDS\tSENT\tFAILED\tREJECTED\tPENDING\tRESYNC")
-	for _, f := range ov.Feeds {
-		rs := "-"
-		if f.Resync.Running {
-			rs = fmt.Sprintf("running %d/%d", f.Resync.Done, f.Resync.Total)
+	for _, j := range st.Jobs {
+		line := fmt.Sprintf("job %s: %s %s %s, %d/%d entities, started %s", j.ID, j.Kind, j.Feed, j.State, j.Done, j.Total, j.StartedAt.UTC().Format(time.RFC3339))
+		if j.Error != "" {
+			line += ": " + j.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Name, f.Mode, f.SourceRecords, f.Sent, f.Failed, f.Rejected, f.Pending, rs)
+		fmt.Fprintln(w, line)
 	}
-	return tw.Flush()
 }
 
 func newFeeds(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:     "feeds",
-		Short:   "List the feeds with their export mode, sinks and watched tables",
+		Use:   "feeds",
+		Short: "List the feeds with their export mode, sinks, topics and watched tables",
+		Long: `Lists every feed with whether it is enabled, its export mode, and where its
+items go: per sink, the Kafka topic, the HTTP route or the file, as the
+connector names them (templates filled in).`,
 		Example: "  feedcdc feeds -c config.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -147,16 +140,69 @@ func newFeeds(g *globals) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "FEED\tENABLED\tMODE\tSINKS\tWATCHED TABLES")
+			fmt.Fprintln(tw, "FEED\tENABLED\tMODE\tSINKS\tTOPICS\tWATCHED TABLES")
 			tables := feedTables(cfg)
 			for _, name := range config.FeedNames {
 				f := cfg.Feeds.Feed(name)
-				fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\n", name, f.Enabled, f.Mode, strings.Join(cfg.SinksFor(name), ","), strings.Join(tables[name], " "))
+				sinks := cfg.SinksFor(name)
+				var topics []string
+				for _, s := range sinks {
+					topics = append(topics, s+":"+feedTopic(cfg, s, name))
+				}
+				fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\n", name, f.Enabled, f.Mode, strings.Join(sinks, ","), strings.Join(topics, " "), strings.Join(tables[name], " "))
 			}
 			if cfg.Raw.Enabled {
-				fmt.Fprintf(tw, "raw\ttrue\timmediate\t%s\t%s\n", strings.Join(cfg.RawSinks(), ","), "captured tables (source.databases / include_tables)")
+				var topics []string
+				for _, s := range cfg.RawSinks() {
+					topics = append(topics, s+":"+rawTopic(cfg, s))
+				}
+				fmt.Fprintf(tw, "raw\ttrue\timmediate\t%s\t%s\t%s\n", strings.Join(cfg.RawSinks(), ","), strings.Join(topics, " "), "captured tables (source.databases / include_tables)")
 			}
 			return tw.Flush()
 		},
 	}
+}
+
+// feedTopic names where sink sends feed's items: a Kafka topic, an HTTP
+// route or a file, with the sink's placeholders filled in as the sinks do.
+func feedTopic(cfg *config.Config, sinkName, feed string) string {
+	s := cfg.Sinks[sinkName]
+	switch {
+	case s == nil:
+		return "?"
+	case s.Kafka != nil:
+		tpl := s.Kafka.TopicTemplate
+		if tpl == "" {
+			tpl = "{prefix}.{feed}"
+		}
+		return strings.Trim(strings.NewReplacer("{prefix}", s.Kafka.TopicPrefix, "{feed}", feed, "{name}", cfg.Name).Replace(tpl), ".")
+	case s.HTTP != nil:
+		route := feed
+		if r, ok := s.HTTP.Routes[feed]; ok {
+			route = r
+		}
+		u := strings.TrimRight(s.HTTP.BaseURL, "/") + "/" + route
+		if s.HTTP.DataSpace != "" {
+			u += "/" + s.HTTP.DataSpace
+		}
+		return "POST " + u
+	case s.File != nil:
+		return filepath.Join(s.File.Dir, feed+".jsonl")
+	}
+	return "?"
+}
+
+// rawTopic names the raw streams' topic (or file) pattern on a sink.
+func rawTopic(cfg *config.Config, sinkName string) string {
+	tpl := strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name)
+	s := cfg.Sinks[sinkName]
+	switch {
+	case s == nil:
+		return "?"
+	case s.Kafka != nil:
+		return strings.TrimPrefix(strings.ReplaceAll(tpl, "{prefix}", s.Kafka.TopicPrefix), ".")
+	case s.File != nil:
+		return filepath.Join(s.File.Dir, strings.ReplaceAll(tpl, "{prefix}", cfg.Name)+".jsonl")
+	}
+	return tpl
 }

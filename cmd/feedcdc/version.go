@@ -12,10 +12,10 @@ func newVersion(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",
 		Short:   "Print feedcdc's version and the versions of its key libraries",
-		Example: "  feedcdc version",
+		Example: "  feedcdc version\n  feedcdc --version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(g.stdout, "feedcdc %s (%s %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(g.stdout, versionLine())
 			if bi, ok := debug.ReadBuildInfo(); ok {
 				for _, d := range bi.Deps {
 					switch d.Path {
@@ -27,4 +27,10 @@ func newVersion(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// versionLine is the first line of `feedcdc version` and all of
+// `feedcdc --version`.
+func versionLine() string {
+	return fmt.Sprintf("feedcdc %s (%s %s/%s)", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

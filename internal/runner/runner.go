@@ -57,6 +57,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 		return err
 	}
 	defer c.Close()
+	tel.Metrics.Queue("export").Capacity(int64(c.Pipeline.QueueLen()), int64(c.Pipeline.MaxInflightBytes()))
+	tel.Metrics.ItemCounts(c.ItemCounts)
 	lag := func() (int64, string) {
 		r := tel.Metrics.Lag().Read()
 		return r.Lag.Milliseconds(), r.State.String()

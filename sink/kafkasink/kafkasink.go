@@ -442,8 +442,8 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 		}
 		m := Message(topic, &recs[i])
 		if n := messageSize(&m); n > s.maxRecord {
-			results[i] = reject(fmt.Errorf("record of %d bytes exceeds the %d-byte limit (max_message_bytes/batch_bytes): %w", n, s.maxRecord, kafka.MessageSizeTooLarge),
-				fmt.Sprintf("MESSAGE_TOO_LARGE: %d bytes > %d", n, s.maxRecord))
+			results[i] = reject(fmt.Errorf("record of %d bytes exceeds feedcdc's own limit of %d bytes (sinks.%s.kafka.max_message_bytes, or batch_bytes if lower); raise it if the topic's max.message.bytes allows: %w", n, s.maxRecord, s.cfg.Name, kafka.MessageSizeTooLarge),
+				fmt.Sprintf("MESSAGE_TOO_LARGE: %d bytes > feedcdc's limit of %d bytes (sinks.%s.kafka.max_message_bytes)", n, s.maxRecord, s.cfg.Name))
 			continue
 		}
 		g := groups[topic]
@@ -484,23 +484,51 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 	wg.Wait()
 
 	s.health.Observe(results, time.Now())
-	var failed, rejected int
-	var firstReason string
-	for _, r := range results {
-		if r.Status != sink.StatusOK {
-			failed++
-			if r.Status == sink.StatusRejected {
-				rejected++
-			}
-			if firstReason == "" {
-				firstReason = r.Reason
-			}
+	s.logIncomplete(recs, results)
+	return results, nil
+}
+
+// logIncomplete logs the records of one batch that were not delivered:
+// one line per feed, topic and reason, with the count, up to three keys
+// and the reason (which names the limit hit), never one line per record.
+func (s *Sink) logIncomplete(recs []sink.Record, results []sink.Result) {
+	type agg struct {
+		feed, topic, reason string
+		status              int
+		n                   int
+		keys                []string
+	}
+	var groups []*agg
+	index := map[[3]string]*agg{}
+	for i, r := range results {
+		if r.Status == sink.StatusOK {
+			continue
+		}
+		topic, _ := s.TopicFor(&recs[i])
+		reason := r.Reason
+		if j := strings.IndexByte(reason, ':'); j > 0 {
+			reason = reason[:j] // the code: one line per kind of failure
+		}
+		k := [3]string{recs[i].Feed, topic, reason}
+		g := index[k]
+		if g == nil {
+			g = &agg{feed: recs[i].Feed, topic: topic, reason: r.Reason, status: int(r.Status)}
+			index[k] = g
+			groups = append(groups, g)
+		}
+		g.n++
+		if len(g.keys) < 3 {
+			g.keys = append(g.keys, strings.ReplaceAll(string(recs[i].Key), "\x00", "|"))
 		}
 	}
-	if failed > 0 {
-		s.log.Warn("kafka send incomplete", "records", len(recs), "failed", failed, "rejected", rejected, "reason", firstReason)
+	for _, g := range groups {
+		what := "records failed (retried)"
+		if g.status == int(sink.StatusRejected) {
+			what = "records rejected (final until the item changes)"
+		}
+		s.log.Warn("kafka: "+what, "sink", s.cfg.Name, "feed", g.feed, "topic", g.topic, "records", g.n, "of", len(recs),
+			"keys", strings.Join(g.keys, ", "), "reason", g.reason)
 	}
-	return results, nil
 }
 
 // write sends msgs of one topic and maps kafka-go's outcome to one result
@@ -562,7 +590,7 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 		case e == nil:
 			res[i] = sink.Result{}
 		case isTooLarge(e):
-			res[i] = reject(e, "MESSAGE_TOO_LARGE: broker refused the record (message.max.bytes / max.message.bytes)")
+			res[i] = reject(e, fmt.Sprintf("MESSAGE_TOO_LARGE: the broker refused the record (%d bytes): the topic's max.message.bytes (or the broker's message.max.bytes) is lower than feedcdc's max_message_bytes; raise the topic's limit or lower sinks.%s.kafka.max_message_bytes", messageSize(&msgs[i]), s.cfg.Name))
 		default:
 			res[i] = s.classify(e, topic)
 		}

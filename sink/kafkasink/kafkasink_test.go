@@ -1,9 +1,11 @@
 package kafkasink
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -298,5 +300,48 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want error containing %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestRejectionsLoggedOncePerBatch: records over feedcdc's own
+// max_message_bytes are logged as one line for the batch, with the feed,
+// the topic, the count, key examples and the limit that was hit.
+func TestRejectionsLoggedOncePerBatch(t *testing.T) {
+	ctx := ctxT(t, time.Minute)
+	c := kafkatest.Start(t, kafkatest.InMemory())
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	s := newSink(t, Config{Name: "events", Brokers: []string{c.Addr()}, TopicPrefix: "agg", CreateTopics: true, Partitions: 1,
+		MaxMessageBytes: 10_000, Linger: time.Millisecond, Logger: log})
+	recs := []sink.Record{item("products", "small", 1)}
+	for i := 0; i < 5; i++ {
+		r := item("products", fmt.Sprintf("huge-%d", i), 1)
+		r.Value = []byte(`{"description":"` + strings.Repeat("x", 20_000) + `"}`)
+		recs = append(recs, r)
+	}
+	res, err := s.Send(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != sink.StatusOK || res[5].Status != sink.StatusRejected || !strings.Contains(res[5].Reason, "sinks.events.kafka.max_message_bytes") {
+		t.Fatalf("results: %+v", res)
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["level"] == "WARN" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("%d warnings for one batch, want 1:\n%s", len(lines), logs.String())
+	}
+	l := lines[0]
+	if l["feed"] != "products" || l["topic"] != "agg.products" || l["records"] != 5.0 || l["keys"] != "huge-0|default, huge-1|default, huge-2|default" ||
+		!strings.Contains(l["reason"].(string), "feedcdc's limit of 10000 bytes (sinks.events.kafka.max_message_bytes)") || strings.Contains(fmt.Sprint(l), "{prefix}") {
+		t.Fatalf("rejection log line: %v", l)
 	}
 }
