@@ -141,6 +141,7 @@ type Feed struct {
 	Sinks          []string `yaml:"sinks" doc:"Names of the sinks (under sinks:) this feed is sent to; an item is delivered when every one has it. Empty = every sink." ref:"sink"`
 	LegacySchedule Schedule `yaml:"legacy_schedule" doc:"legacy mode: when the outbox is flushed, as a duration (5m, 30s) or cron expression (*/5 * * * *)." default:"5m"`
 	RetrySchedule  Schedule `yaml:"retry_schedule" doc:"When the <feed>_resend_failed_items job rebuilds and resends items with status 2 (duration or cron)." default:"5m"`
+	VerifySchedule Schedule `yaml:"verify_schedule" doc:"When the connector verifies the feed against the source on its own, like feedcdc verify without --repair (duration or cron; throttled by resync.rows_per_second and max_replica_lag). Empty = never. See docs/verify.md."`
 	MaxAttempts    int      `yaml:"max_attempts" doc:"Attempts after which a failing item is marked as requiring attention and no longer retried automatically." min:"1" max:"1000" default:"10"`
 	BackoffBase    Duration `yaml:"backoff_base" doc:"Per-item retry backoff after the first failure; doubles per attempt." min:"1s" max:"24h" default:"1m"`
 	BackoffMax     Duration `yaml:"backoff_max" doc:"Upper bound of the per-item retry backoff." min:"1s" max:"30d" default:"1h"`

@@ -288,6 +288,11 @@ func (k *checker) feeds() {
 				k.add(p+"."+sc.key, "%v", err)
 			}
 		}
+		if f.VerifySchedule != "" {
+			if _, err := f.VerifySchedule.Parse(); err != nil {
+				k.add(p+".verify_schedule", "%v (or leave it empty to verify only on demand)", err)
+			}
+		}
 	}
 	if !anyEnabled && !k.c.Raw.Enabled {
 		k.add("feeds", "every feed is disabled and raw.enabled is false, so there is nothing to export; enable a feed (feeds.products.enabled: true) or raw streams (raw.enabled: true)")

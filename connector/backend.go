@@ -78,6 +78,7 @@ func (b *Backend) Overview(ctx context.Context) (dashboard.Overview, error) {
 				fs.Resync.Total = f.Resync.Processed
 			}
 		}
+		fs.LastVerify = lastVerify(f.Verify)
 		ov.Feeds = append(ov.Feeds, fs)
 	}
 	return ov, nil

@@ -683,6 +683,9 @@ func (c *Connector) schedule(ctx context.Context) (*cron.Cron, error) {
 				c.Logger.Error("retry failed items", "feed", feed, "operation", OpRetryFailed, "error", err)
 			}
 		}))
+		if err := c.scheduleVerify(ctx, sched, feed); err != nil {
+			return nil, err
+		}
 		if f.Mode == ModeLegacy {
 			ls, err := f.LegacySchedule.Parse()
 			if err != nil {

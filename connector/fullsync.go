@@ -276,12 +276,19 @@ func (fs *fullSync) pipeline(ctx context.Context, enumerate func(context.Context
 }
 
 // plan enumerates the keys, records them for the vanished pass, skips those
-// an earlier attempt completed, paces them and cuts them into chunks that
-// go to the builders and, in order, to the persister.
+// an earlier attempt completed and cuts them into chunks that, paced by
+// the throttle, go to the builders and, in order, to the persister.
 func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, func([]string) error) error, resumeAfter string, todo, ordered chan<- *syncChunk) error {
 	size := fs.ro.BatchSize
 	var pending []string
 	send := func(keys []string) error {
+		// Paced per chunk handed to the builders (not per scan page of
+		// up to 1,000 keys), so rows_per_second holds at every size.
+		if fs.ro.Throttle != nil {
+			if err := fs.ro.Throttle.Wait(ctx, len(keys)); err != nil {
+				return err
+			}
+		}
 		c := &syncChunk{keys: keys, built: make(chan struct{})}
 		for _, ch := range []chan<- *syncChunk{ordered, todo} {
 			select {
@@ -301,11 +308,6 @@ func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, fu
 		}
 		if len(keys) == 0 {
 			return nil
-		}
-		if fs.ro.Throttle != nil {
-			if err := fs.ro.Throttle.Wait(ctx, len(keys)); err != nil {
-				return err
-			}
 		}
 		pending = append(pending, keys...)
 		for len(pending) >= size {

@@ -19,6 +19,9 @@ type FeedStatus struct {
 	LastSync time.Time       `json:"last_sync,omitzero"`
 	Resync   *state.Progress `json:"resync,omitempty"`
 	Lock     *state.FeedLock `json:"lock,omitempty"`
+	// Verify is the feed's last verify report (feedcdc verify or its
+	// schedule), if any.
+	Verify *state.VerifyReport `json:"verify,omitempty"`
 }
 
 // StatusCounts are a feed's item counts (state.Counts with the JSON
@@ -105,6 +108,9 @@ func (c *Connector) Status(ctx context.Context) (Status, error) {
 			fs.LastSync = t
 		} else if ok {
 			fs.LastSync = at
+		}
+		if r, ok, err := c.Store.VerifyReport(ctx, name); err == nil && ok {
+			fs.Verify = &r
 		}
 		for i := range locks {
 			if locks[i].Feed == name {

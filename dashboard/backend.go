@@ -137,6 +137,7 @@ type FeedStatus struct {
 	LastSync      time.Time      `json:"last_sync,omitzero"`
 	LagMS         int64          `json:"lag_ms"` // age of the oldest pending change, 0 when none
 	Resync        ResyncProgress `json:"resync"`
+	LastVerify    *LastVerify    `json:"last_verify,omitempty"` // feedcdc verify's last run, if any
 }
 
 // ResyncProgress is the progress of a feed's running or last full sync.

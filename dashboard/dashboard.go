@@ -166,6 +166,7 @@ func New(b Backend, o Options) http.Handler {
 	mux.HandleFunc("GET /api/feeds/{feed}/items/{id}", item)
 	mux.HandleFunc("POST /api/feeds/{feed}/resync", s.authorized(s.handleResync))
 	mux.HandleFunc("POST /api/feeds/{feed}/retry", s.authorized(s.handleRetry))
+	mux.HandleFunc("POST /api/feeds/{feed}/verify", s.authorized(s.handleVerify))
 	mux.HandleFunc("GET /api/state/check", s.authorized(s.handleStateCheck))
 	mux.HandleFunc("GET /api/state/backup", s.authorized(s.handleStateBackup))
 	s.registerJobs(mux)

@@ -87,6 +87,7 @@ type Metrics struct {
 	// sourceRetries counts retried source reads by reason; recorded
 	// synchronously (rare: only while the source fails).
 	sourceRetries metric.Int64Counter
+	verify        verifyInstruments
 
 	srcMu  sync.Mutex
 	srcUp  bool
@@ -194,6 +195,11 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 		errs = append(errs, err)
 	} else {
 		m.sourceRetries = c
+	}
+	if v, err := newVerifyInstruments(meter); err != nil {
+		errs = append(errs, err)
+	} else {
+		m.verify = v
 	}
 	m.e2e = hist(MetricE2ELatency, "From the source commit timestamp of the transaction that closed a batch to the checkpoint stored once every sink acknowledged it (whole-second source precision).", latencyBuckets)
 	if len(errs) > 0 {

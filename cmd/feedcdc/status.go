@@ -123,6 +123,19 @@ func printStatus(w io.Writer, st connector.Status) {
 		}
 		fmt.Fprintln(w, line)
 	}
+	for _, f := range st.Feeds {
+		if v := f.Verify; v != nil {
+			fmt.Fprintf(w, "last verify of %s: %s, checked %d, drift %d, repaired %d%s\n", f.Name, v.FinishedAt.UTC().Format(time.RFC3339),
+				v.Counts["checked"], v.Drift, v.Repaired, verifyErr(v.Error))
+		}
+	}
+}
+
+func verifyErr(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (failed: " + e + ")"
 }
 
 func newFeeds(g *globals) *cobra.Command {
