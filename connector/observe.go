@@ -66,6 +66,21 @@ func (o MetricsObserver) Queue(batches int, bytes int64) {
 	o.M.Queue("export").Depth(int64(batches), bytes)
 }
 
+// Deferred implements DeferredObserver: the deferred keys of big
+// transactions are the "deferred" queue (feedcdc_queue_depth{queue="deferred"}).
+func (o MetricsObserver) Deferred(keys int) { o.M.Queue("deferred").Depth(int64(keys), 0) }
+
+// LargeTransaction implements DeferredObserver (feedcdc_tx_large_total).
+func (o MetricsObserver) LargeTransaction() { o.M.LargeTransaction() }
+
+// DeferredObserver is an optional Observer extension for big transactions:
+// LargeTransaction when one starts being deferred, Deferred when the number
+// of deferred keys waiting to be built changed.
+type DeferredObserver interface {
+	Deferred(keys int)
+	LargeTransaction()
+}
+
 // SourceEvent implements Observer: a row change read from the binlog (the
 // lag comes from EventRead, which sees every event).
 func (o MetricsObserver) SourceEvent(ts time.Time) { o.M.RowsRead(1) }

@@ -242,6 +242,14 @@ type batch struct {
 	// failed later (the source went away during a build) and is retried
 	// does not send them again.
 	rawSent bool
+	// deferKeys is set on a batch cut in the middle of a transaction that
+	// alone gave BatchKeys keys or more (a big transaction): its keys are
+	// recorded in the state's deferred set with the batch's checkpoint
+	// instead of being built, and built later in steps (drainDeferred).
+	deferKeys bool
+	// endsBigTx is set on the batch holding the end of a big transaction:
+	// once it is exported, every deferred batch of the transaction is.
+	endsBigTx bool
 }
 
 func (b *batch) empty() bool {
@@ -265,8 +273,21 @@ type Pipeline struct {
 	queue   chan task
 	limiter *sink.Limiter
 
-	mu  sync.Mutex // guards cur
+	mu  sync.Mutex // guards cur and txKeys
 	cur *batch
+	// txKeys counts the feed keys the transaction being read has added to
+	// batches so far (reset at its TxEnd).
+	txKeys int
+	// deferred is the number of keys in the state's deferred set (written
+	// by the exporter goroutine only); deferredLoaded is set once it was
+	// counted from the state.
+	deferred       atomic.Int64
+	deferredLoaded bool
+	// inBigTx is set (on the exporter goroutine) from a deferred batch
+	// until the batch that ends its transaction is exported: deferred keys
+	// are not built meanwhile, so that a key the transaction changes again
+	// and again is built once, after it.
+	inBigTx bool
 
 	cutMu sync.Mutex // orders cuts onto the queue
 
@@ -290,6 +311,12 @@ type Pipeline struct {
 	// retryHook, when set (tests), is called as a retry run starts (+1)
 	// and ends (-1).
 	retryHook func(feed string, delta int)
+	// deferHook, when set (tests), is called with the number of keys each
+	// deferred batch added to the state's deferred set.
+	deferHook func(added int)
+	// noDefer, when set (benchmarks), builds big transactions batch by
+	// batch in stream order, as before deferred keys existed.
+	noDefer bool
 	// watch records the keys exported while a full sync of their feed
 	// builds chunks off the exporter (fullsync.go).
 	watch exportWatch
@@ -430,6 +457,7 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 					if _, ok := set[k]; !ok {
 						set[k] = struct{}{}
 						p.cur.nkeys++
+						p.txKeys++
 					}
 				}
 				over := p.cur.nkeys >= p.o.BatchKeys
@@ -591,6 +619,10 @@ func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) e
 func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
 	p.mu.Lock()
 	pos := e.Position
+	if p.txKeys >= p.o.BatchKeys && !p.noDefer {
+		p.cur.endsBigTx = true
+	}
+	p.txKeys = 0
 	p.cur.checkpoint = &pos
 	p.cur.sourceTime = e.Timestamp
 	due := p.o.Now().Sub(p.cur.started) >= p.o.Window
@@ -612,6 +644,12 @@ func (p *Pipeline) cut(ctx context.Context, onlyIfDue bool) error {
 		p.mu.Unlock()
 		return nil
 	}
+	if p.txKeys >= p.o.BatchKeys && !p.noDefer {
+		// Cut (by size or by the window) inside a big transaction: its
+		// keys are deferred, so that the reader and the changes behind the
+		// transaction need not wait for all of its builds.
+		b.deferKeys = true
+	}
 	p.cur = p.newBatch()
 	p.mu.Unlock()
 	select {
@@ -626,8 +664,19 @@ func (p *Pipeline) cut(ctx context.Context, onlyIfDue bool) error {
 }
 
 // Flush cuts the current batch and waits until everything queued so far is
-// exported and checkpointed.
+// exported and checkpointed, and every deferred key of a big transaction
+// is built and exported.
 func (p *Pipeline) Flush(ctx context.Context) error {
+	if err := p.cut(ctx, false); err != nil {
+		return err
+	}
+	return p.Do(ctx, p.drainAllDeferred)
+}
+
+// FlushQueued is Flush without building the deferred keys of big
+// transactions (they stay in the state and are built after the next
+// start): a clean stop need not wait for a big transaction's builds.
+func (p *Pipeline) FlushQueued(ctx context.Context) error {
 	if err := p.cut(ctx, false); err != nil {
 		return err
 	}
@@ -721,30 +770,70 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	if err := p.loadDeferred(ctx); err != nil {
+		return err
+	}
+	// Deferred keys of big transactions are built in steps when the queue
+	// is empty, and at least every deferredEvery tasks otherwise: the
+	// changes behind a big transaction wait for one step, not for all of it.
+	sinceStep := 0
 	for {
+		if p.deferred.Load() > 0 && !p.inBigTx {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case err := <-tickErr:
+				return err
+			case t := <-p.queue:
+				if err := p.runTask(ctx, t); err != nil {
+					return err
+				}
+				if sinceStep++; sinceStep < deferredEvery {
+					continue
+				}
+			default:
+			}
+			sinceStep = 0
+			if err := p.o.SourceRetry.Do(ctx, "build deferred keys", p.drainDeferred); err != nil {
+				return err
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-tickErr:
 			return err
 		case t := <-p.queue:
-			var err error
-			if t.batch != nil {
-				// A batch that met a source failure is exported again, whole,
-				// once the source answers; its checkpoint is written only
-				// with its items, so nothing is skipped meanwhile.
-				err = p.o.SourceRetry.Do(ctx, "export batch", func(ctx context.Context) error { return p.exportBatchWaitingForTables(ctx, t.batch) })
-			} else {
-				err = t.job(ctx)
-			}
-			if t.done != nil {
-				t.done <- err
-			}
-			if err != nil && t.batch != nil {
+			if err := p.runTask(ctx, t); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// deferredEvery is how many queued tasks may run before a step of deferred
+// keys does, while both wait.
+const deferredEvery = 4
+
+// runTask runs one task of the queue; a failed batch stops the exporter.
+func (p *Pipeline) runTask(ctx context.Context, t task) error {
+	var err error
+	if t.batch != nil {
+		// A batch that met a source failure is exported again, whole,
+		// once the source answers; its checkpoint is written only
+		// with its items, so nothing is skipped meanwhile.
+		err = p.o.SourceRetry.Do(ctx, "export batch", func(ctx context.Context) error { return p.exportBatchWaitingForTables(ctx, t.batch) })
+	} else {
+		err = t.job(ctx)
+	}
+	if t.done != nil {
+		t.done <- err
+	}
+	if t.batch != nil {
+		return err
+	}
+	return nil
 }
 
 // exportBatch exports one stream batch: raw records until delivered, feed
@@ -777,6 +866,12 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 			return err
 		}
 		delete(b.keys, f)
+	}
+	if b.deferKeys {
+		return p.deferBatch(ctx, b)
+	}
+	if b.endsBigTx {
+		defer func() { p.inBigTx = false }()
 	}
 	feedNames := make([]string, 0, len(b.keys))
 	for f := range b.keys {
@@ -827,15 +922,31 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 			w.outbox[feed] = append(w.outbox[feed], entries...)
 		}
 	}
+	undeferred := 0
 	err := p.o.Store.Update(ctx, func(tx *state.Tx) error {
+		undeferred = 0
 		if err := w.apply(tx); err != nil {
 			return err
+		}
+		if p.deferred.Load() > 0 {
+			// Keys built here need no deferred build any more.
+			for _, f := range feedNames {
+				n, err := tx.DeleteDeferred(f, slices.Collect(maps.Keys(b.keys[f])))
+				if err != nil {
+					return err
+				}
+				undeferred += n
+			}
 		}
 		if b.checkpoint != nil {
 			return tx.SetCheckpoint(*b.checkpoint, p.o.Now())
 		}
 		return nil
 	})
+	if err == nil && undeferred > 0 {
+		p.deferred.Add(-int64(undeferred))
+		p.deferredChanged()
+	}
 	p.limiter.Release(b.rawBytes)
 	if err != nil {
 		return fmt.Errorf("connector: persist batch: %w", err)

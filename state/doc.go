@@ -1,7 +1,8 @@
 // Package state is feedcdc's embedded state store: one bbolt file per
 // connector holding the binlog checkpoint, the schema history, per-item feed
-// state with its indexes, the legacy outbox, resync progress and feed
-// operation locks. See docs/state.md for the file layout and sizes.
+// state with its indexes, the legacy outbox, resync progress, feed
+// operation locks and the deferred keys of big transactions. See
+// docs/state.md for the file layout and sizes.
 //
 // Invariants:
 //   - One process at a time. Open takes bbolt's exclusive file lock with a
@@ -43,6 +44,11 @@
 //     the same transaction in a bounded position history (at most
 //     MaxPositionHistory entries), and removing the checkpoint
 //     (DeleteCheckpoint) keeps every item, progress and schema record.
+//   - The deferred set (PutDeferred / DeleteDeferred) holds each (feed,
+//     entity key) once; a caller that records keys in it in the Update of
+//     a checkpoint and removes them in the Update of their item states
+//     never has a checkpoint past a key that is neither stored nor
+//     deferred.
 //   - Values returned by reads are copies: they stay valid after the
 //     transaction ends.
 package state

@@ -158,6 +158,16 @@ type Workload struct {
 	labelAttrs []uint16 // user-defined attributes whose labels change
 	minOption  uint32
 	maxOption  uint32
+	// minConfigurable is the lowest configurable product id at init: picks
+	// of configurables start their scan at or above it, so they need not
+	// walk through every simple product generated before them.
+	minConfigurable uint32
+	// maxID is the highest product id seen, read again every maxIDRefresh
+	// picks (other workloads create products too) and raised by every
+	// product this workload creates; a pick beyond the real maximum scans
+	// downwards instead.
+	maxID      uint32
+	maxIDPicks int
 	seq        int
 	unassigned []pair // (product, website) pairs removed by the workload
 	unlinked   []pair // (child, parent) links removed by the workload
@@ -251,6 +261,11 @@ func (w *Workload) init(ctx context.Context) error {
 		return fmt.Errorf("workload: %w", err)
 	}
 	w.minOption, w.maxOption = uint32(minO.Int64), uint32(maxO.Int64)
+	var minConf sql.NullInt64
+	if err := w.db.QueryRowContext(ctx, "SELECT MIN(entity_id) FROM catalog_product_entity WHERE type_id = 'configurable'").Scan(&minConf); err != nil {
+		return fmt.Errorf("workload: %w", err)
+	}
+	w.minConfigurable = uint32(minConf.Int64)
 	var scope uint8
 	if err := w.db.QueryRowContext(ctx, "SELECT is_global FROM catalog_eav_attribute WHERE attribute_id = ?", AttrPrice).Scan(&scope); err != nil {
 		return fmt.Errorf("workload: price scope: %w", err)
@@ -485,16 +500,29 @@ func (w *Workload) change(ctx context.Context, t *tx, k Kind) (Kind, error) {
 }
 
 // pickProduct returns a random existing product id matching cond (an SQL
-// condition on catalog_product_entity e), or 0 if there is none.
+// condition on catalog_product_entity e), or 0 if there is none. It scans
+// the primary key from a random id and stops at the first match, so cond
+// must be cheap per row: a correlated subquery is written with exists or
+// notExists, never as [NOT] EXISTS, which MariaDB turns into a semi-join
+// that materialises the whole subquery table on every pick (23 ms on the
+// medium profile, most of a change's time on the large one).
 func (w *Workload) pickProduct(ctx context.Context, t *tx, cond string) (uint32, error) {
-	var maxID sql.NullInt64
-	if err := t.QueryRowContext(ctx, "SELECT MAX(entity_id) FROM catalog_product_entity").Scan(&maxID); err != nil {
-		return 0, err
+	if w.maxIDPicks == 0 || w.maxID == 0 {
+		var maxID sql.NullInt64
+		if err := t.QueryRowContext(ctx, "SELECT MAX(entity_id) FROM catalog_product_entity").Scan(&maxID); err != nil {
+			return 0, err
+		}
+		if !maxID.Valid {
+			return 0, nil
+		}
+		w.maxID, w.maxIDPicks = uint32(maxID.Int64), maxIDRefresh
 	}
-	if !maxID.Valid {
-		return 0, nil
+	w.maxIDPicks--
+	low := uint32(1)
+	if strings.HasPrefix(cond, condConfigurable) && w.minConfigurable > 0 && w.minConfigurable <= w.maxID {
+		low = w.minConfigurable
 	}
-	from := 1 + w.rng.Uint32N(uint32(maxID.Int64))
+	from := low + w.rng.Uint32N(w.maxID-low+1)
 	if cond == "" {
 		cond = "1=1"
 	}
@@ -533,13 +561,23 @@ func (w *Workload) notReserved(col string) string {
 	return b.String()
 }
 
+// maxIDRefresh is how many picks use a cached MAX(entity_id).
+const maxIDRefresh = 64
+
+// exists is the condition "sub returns a row", as a scalar subquery that
+// the optimizer evaluates per outer row (see pickProduct).
+func exists(sub string) string { return "(" + sub + " LIMIT 1) IS NOT NULL" }
+
+// notExists is the condition "sub returns no row" (see exists).
+func notExists(sub string) string { return "(" + sub + " LIMIT 1) IS NULL" }
+
 const (
 	condNotConfigurable = "e.type_id <> 'configurable'"
 	condConfigurable    = "e.type_id = 'configurable'"
 )
 
 func (w *Workload) condVisible() string {
-	return fmt.Sprintf("EXISTS (SELECT 1 FROM catalog_product_entity_int v WHERE v.entity_id = e.entity_id AND v.attribute_id = %d AND v.store_id = 0 AND v.value <> %d)", AttrVisibility, VisibilityNotVisible)
+	return exists(fmt.Sprintf("SELECT 1 FROM catalog_product_entity_int v WHERE v.entity_id = e.entity_id AND v.attribute_id = %d AND v.store_id = 0 AND v.value <> %d", AttrVisibility, VisibilityNotVisible))
 }
 
 func (w *Workload) store() storeRef { return w.stores[w.rng.IntN(len(w.stores))] }
@@ -726,6 +764,7 @@ func (w *Workload) newProduct(ctx context.Context, t *tx, typ, sku, name string,
 		return 0, err
 	}
 	id := uint32(id64)
+	w.maxID = max(w.maxID, id)
 	urlKey := strings.ToLower(strings.ReplaceAll(sku, "_", "-"))
 	for _, v := range []attrString{{AttrName, name}, {AttrURLKey, urlKey}, {AttrMetaTitle, name}, {AttrOptionsContainer, "container2"}} {
 		if err := upsert(ctx, t, "catalog_product_entity_varchar", v.attr, 0, id, v.v); err != nil {
@@ -899,7 +938,7 @@ func (w *Workload) websiteAssign(ctx context.Context, t *tx) (Kind, error) {
 	if id == 0 && len(w.websiteIDs) > 1 {
 		web = w.websiteIDs[w.rng.IntN(len(w.websiteIDs))]
 		var err error
-		id, err = w.pickProduct(ctx, t, fmt.Sprintf("NOT EXISTS (SELECT 1 FROM catalog_product_website pw WHERE pw.product_id = e.entity_id AND pw.website_id = %d)", web))
+		id, err = w.pickProduct(ctx, t, notExists(fmt.Sprintf("SELECT 1 FROM catalog_product_website pw WHERE pw.product_id = e.entity_id AND pw.website_id = %d", web)))
 		if err != nil {
 			return KindWebsiteAssign, err
 		}
@@ -922,7 +961,7 @@ func (w *Workload) websiteAssign(ctx context.Context, t *tx) (Kind, error) {
 }
 
 func (w *Workload) websiteUnassign(ctx context.Context, t *tx) (Kind, error) {
-	id, err := w.pickProduct(ctx, t, "EXISTS (SELECT 1 FROM catalog_product_website pw WHERE pw.product_id = e.entity_id)")
+	id, err := w.pickProduct(ctx, t, exists("SELECT 1 FROM catalog_product_website pw WHERE pw.product_id = e.entity_id"))
 	if err != nil || id == 0 {
 		return KindWebsiteUnassign, err
 	}
@@ -1167,7 +1206,7 @@ func (w *Workload) categoryAssign(ctx context.Context, t *tx) (Kind, error) {
 }
 
 func (w *Workload) categoryUnassign(ctx context.Context, t *tx) (Kind, error) {
-	id, err := w.pickProduct(ctx, t, "EXISTS (SELECT 1 FROM catalog_category_product c WHERE c.product_id = e.entity_id)")
+	id, err := w.pickProduct(ctx, t, exists("SELECT 1 FROM catalog_category_product c WHERE c.product_id = e.entity_id"))
 	if err != nil {
 		return KindCategoryUnassign, err
 	}

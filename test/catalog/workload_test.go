@@ -268,23 +268,31 @@ func TestWorkloadReadBackFromBinlog(t *testing.T) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// TestConcurrentWorkloads runs three workloads on one catalog at once; lock
-// conflicts are retried, and the catalog stays consistent.
+// TestConcurrentWorkloads runs three workloads on one catalog at once
+// (ParallelWorkload); lock conflicts are retried, every change is applied
+// once, and the catalog stays consistent.
 func TestConcurrentWorkloads(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	db, _ := loadProfile(t, Tiny(), 21)
-	errs := make(chan error, 3)
-	for i := 0; i < 3; i++ {
-		go func(seed int64) {
-			_, err := NewWorkload(db, seed, WorkloadOptions{}).Run(ctx, 80, 0)
-			errs <- err
-		}(int64(100 + i))
+	p := NewParallelWorkload(db, 100, 3, WorkloadOptions{})
+	st, err := p.Run(ctx, 241, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := 0; i < 3; i++ {
-		if err := <-errs; err != nil {
-			t.Error(err)
+	if st.Transactions != 241 {
+		t.Errorf("%d transactions, want 241", st.Transactions)
+	}
+	for i, w := range p.ws {
+		if n := w.Stats().Transactions; n != 80 && n != 81 {
+			t.Errorf("connection %d applied %d changes, want 80 or 81 (an even share)", i+1, n)
 		}
+	}
+	if n, err := p.LargeTransaction(ctx, 30); err != nil || n != 30 {
+		t.Fatalf("LargeTransaction: %d, %v", n, err)
+	}
+	if all := p.Stats(); all.Transactions != 242 || all.Kinds[KindLarge] != 1 {
+		t.Errorf("Stats: %d transactions, %d large, want 242 and 1", all.Transactions, all.Kinds[KindLarge])
 	}
 	checkConsistency(t, db)
 }

@@ -5,6 +5,10 @@
 //
 //	go run ./test/cmd/catalog --profile medium --dsn 'root@tcp(127.0.0.1:3306)/shop'
 //	go run ./test/cmd/catalog --dsn 'root@tcp(127.0.0.1:3306)/shop' --workload 1000 --rate 200
+//	go run ./test/cmd/catalog --dsn 'root@tcp(127.0.0.1:3306)/shop' --workload 20000 --connections 8
+//
+// The workload runs on --connections connections at once (default 4), each
+// with its own seed; one connection is limited by its commits' log flush.
 package main
 
 import (
@@ -47,6 +51,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		batchRows = fs.Int("batch-rows", 0, "rows per multi-row INSERT (0 = profile default)")
 		workload  = fs.Int("workload", 0, "apply N workload changes; without an explicit --profile the catalog must already be loaded")
 		rate      = fs.Float64("rate", 0, "workload changes per second (0 = as fast as possible)")
+		conns     = fs.Int("connections", 4, "workload connections applying changes at once (seeds seed, seed+1, ...)")
 		largeTx   = fs.Int("large-tx", 0, "after the workload, one transaction changing N prices")
 		createDB  = fs.Bool("create-db", true, "create the DSN's database if it does not exist")
 	)
@@ -81,6 +86,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *rate < 0 || *workload < 0 || *largeTx < 0 || *extra < 0 {
 		return errors.New("--workload, --rate, --large-tx and --extra-store-views must not be negative")
+	}
+	if *conns < 1 || *conns > 64 {
+		return fmt.Errorf("--connections %d: want 1..64", *conns)
 	}
 	load := *workload == 0 && *largeTx == 0 || explicit["profile"]
 	if *createDB && load {
@@ -118,17 +126,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			(st.Duration - st.SchemaDuration).Round(time.Millisecond), st.RowsPerSecond())
 	}
 	if *workload > 0 || *largeTx > 0 {
-		w := catalog.NewWorkload(db, *seed, catalog.WorkloadOptions{})
+		db.SetMaxIdleConns(max(16, *conns))
+		w := catalog.NewParallelWorkload(db, *seed, *conns, catalog.WorkloadOptions{})
 		if *workload > 0 {
-			fmt.Fprintf(out, "workload: %d changes at %s\n", *workload, rateString(*rate))
-			if _, err := w.Run(ctx, *workload, *rate); err != nil {
+			fmt.Fprintf(out, "workload: %d changes at %s on %d connections\n", *workload, rateString(*rate), *conns)
+			st, err := w.Run(ctx, *workload, *rate)
+			if err != nil {
 				return err
 			}
+			fmt.Fprintf(out, "%.0f changes/s\n", float64(st.Transactions)/st.Duration.Seconds())
 		}
 		if *largeTx > 0 {
+			start := time.Now()
 			if _, err := w.LargeTransaction(ctx, *largeTx); err != nil {
 				return err
 			}
+			fmt.Fprintf(out, "large transaction: %d prices in %s\n", *largeTx, time.Since(start).Round(time.Millisecond))
 		}
 		st := w.Stats()
 		fmt.Fprint(out, st.Report())

@@ -56,7 +56,7 @@ func TestLoadThenWorkload(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	t.Log(out.String())
-	if !strings.Contains(out.String(), "31 transactions") || !strings.Contains(out.String(), "large_transaction") {
+	if !strings.Contains(out.String(), "31 transactions") || !strings.Contains(out.String(), "large_transaction") || !strings.Contains(out.String(), "on 4 connections") {
 		t.Fatalf("workload output:\n%s", out.String())
 	}
 	// Loading the same database again is refused.
@@ -77,6 +77,7 @@ func TestRefusesRemoteAndBadFlags(t *testing.T) {
 		{[]string{}, "--dsn is required"},
 		{[]string{"--dsn", "root@tcp(127.0.0.1:1)/x", "--profile", "huge"}, "unknown profile"},
 		{[]string{"--dsn", "root@tcp(127.0.0.1:1)/x", "--rate", "-1", "--workload", "1"}, "must not be negative"},
+		{[]string{"--dsn", "root@tcp(127.0.0.1:1)/x", "--connections", "0", "--workload", "1"}, "--connections 0"},
 	} {
 		var out bytes.Buffer
 		err := run(ctx, append(tc.args, "--create-db=false"), &out)

@@ -1,0 +1,336 @@
+package connector
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/feeds"
+	"github.com/feedcdc/feedcdc/state"
+	"github.com/feedcdc/feedcdc/telemetry"
+	"github.com/feedcdc/feedcdc/test/catalog"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
+)
+
+// bigTxConfig is a connector on db whose batches hold 200 keys and whose
+// products are built 100 at a time, so that a 20,000-row transaction over
+// the small catalog's ~1,200 products is a big one.
+func bigTxConfig(db, kafkaAddr, statePath string, sections string) connectorYAML {
+	return connectorYAML{Name: "bigtx", Database: db,
+		// The state section is written as "path: <StatePath>"; the batch
+		// size rides on it.
+		StatePath: statePath + "\n  flush_batch: 200",
+		Feeds:     []string{"products: {batch_size: 100}"},
+		Sections:  unthrottledResync + kafkaSink(kafkaAddr, db, "linger: 1ms") + sections}
+}
+
+// loadBigTxCatalog loads the small profile with 3 store views.
+func loadBigTxCatalog(t *testing.T, admin *sql.DB) {
+	t.Helper()
+	p := catalog.Small()
+	p.ExtraStoreViews = 2
+	if _, err := catalog.Load(context.Background(), admin, p, 5); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// probeProduct is a simple product in a website without store-level
+// prices: its store-0 price is its items' regularPrice.
+func probeProduct(t testing.TB, admin *sql.DB) uint32 {
+	t.Helper()
+	var id uint32
+	err := admin.QueryRow(`SELECT e.entity_id FROM catalog_product_entity e JOIN catalog_product_website w ON w.product_id = e.entity_id
+		WHERE e.type_id = 'simple' AND NOT EXISTS (SELECT 1 FROM catalog_product_entity_decimal d
+		WHERE d.entity_id = e.entity_id AND d.attribute_id = ? AND d.store_id > 0) ORDER BY e.entity_id LIMIT 1`, catalog.AttrPrice).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestBigTransactionIsDeferredAndExportedInOrder: a 20,000-row price
+// transaction (every simple product of the catalog, many times) is cut
+// into deferred batches whose keys are built after it in steps, while 50
+// single-price transactions on one product it touched follow it: every
+// feed ends equal to a fresh build, the product's prices reach Kafka in
+// commit order (never an older price after a newer one), and the deferred
+// set is empty at the end.
+func TestBigTransactionIsDeferredAndExportedInOrder(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "bigtx")
+	admin := srv.Admin(t, db)
+	loadBigTxCatalog(t, admin)
+	kafka := kafkatest.Start(t)
+	cc := bigTxConfig(db, kafka.Addr(), filepath.Join(t.TempDir(), "state.db"), "")
+	cfg := cc.load(t)
+	tel, err := telemetry.New(ctx, telemetry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	metricsSrv := httptest.NewServer(tel.MetricsHandler())
+	defer metricsSrv.Close()
+	deferredGauge := func() string {
+		resp, err := http.Get(metricsSrv.URL)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(regexp.MustCompile(`(?m)^feedcdc_queue_depth\{[^}]*queue="deferred"[^}]*\} \d+$`).Find(body))
+	}
+	c := openConnector(t, cfg, OpenOptions{Observer: MetricsObserver{M: tel.Metrics}})
+	var deferred atomic.Int64
+	var gaugeAtFirst string
+	c.Pipeline.deferHook = func(n int) {
+		if deferred.Add(int64(n)) == int64(n) {
+			gaugeAtFirst = deferredGauge()
+		}
+	}
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitFullSyncs(t, c)
+
+	probe := probeProduct(t, admin)
+	wl := catalog.NewWorkload(admin, 3, catalog.WorkloadOptions{Reserved: []uint32{probe}})
+	n, err := wl.LargeTransaction(ctx, 20000)
+	if err != nil || n != 20000 {
+		t.Fatalf("large transaction: %d rows, %v", n, err)
+	}
+	for i := 1; i <= 50; i++ {
+		if _, err := admin.Exec(`INSERT INTO catalog_product_entity_decimal (attribute_id, store_id, entity_id, value) VALUES (?, 0, ?, ?)
+			ON DUPLICATE KEY UPDATE value = VALUES(value)`, catalog.AttrPrice, probe, 900000+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := wl.Run(ctx, 100, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if deferred.Load() == 0 {
+		t.Fatal("no key of the big transaction was deferred")
+	}
+	if !strings.HasSuffix(gaugeAtFirst, "} 200") {
+		t.Errorf("feedcdc_queue_depth{queue=\"deferred\"} after the first deferred batch: %q, want 200 keys", gaugeAtFirst)
+	}
+	if resp, err := http.Get(metricsSrv.URL); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !regexp.MustCompile(`(?m)^feedcdc_tx_large_total(\{[^}]*\})? 1$`).Match(body) {
+			t.Errorf("feedcdc_tx_large_total is not 1 after one big transaction")
+		}
+	}
+	if g := deferredGauge(); !strings.HasSuffix(g, "} 0") {
+		t.Errorf("feedcdc_queue_depth{queue=\"deferred\"} after Flush: %q, want 0", g)
+	}
+	if n := c.Pipeline.DeferredKeys(); n != 0 {
+		t.Errorf("%d deferred keys left after Flush", n)
+	}
+	if n, err := c.Store.DeferredCount(ctx); err != nil || n != 0 {
+		t.Errorf("state holds %d deferred keys after Flush (%v)", n, err)
+	}
+	feedsEqualFreshBuild(t, c, kafka, db)
+
+	// The probe's prices, per item (store view), in Kafka order.
+	recs, err := kafka.ReadAll(ctx, db+".products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sku string
+	if err := admin.QueryRow("SELECT sku FROM catalog_product_entity WHERE entity_id = ?", probe).Scan(&sku); err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]float64{}
+	seen := 0
+	for _, r := range recs {
+		var it struct {
+			SKU    string `json:"sku"`
+			Prices struct {
+				RegularPrice *float64 `json:"regularPrice"`
+			} `json:"prices"`
+		}
+		if json.Unmarshal(r.Value, &it) != nil || it.SKU != sku || it.Prices.RegularPrice == nil {
+			continue
+		}
+		p, key := *it.Prices.RegularPrice, string(r.Key)
+		if p >= 900000 {
+			seen++
+			if p < last[key] {
+				t.Errorf("%s: price %.0f after %.0f: an older state was exported after a newer one", key, p, last[key])
+			}
+		} else if last[key] >= 900000 {
+			t.Errorf("%s: price %.2f (the big transaction's) after the later %.0f", key, p, last[key])
+		}
+		last[key] = p
+	}
+	for key, p := range last {
+		if p != 900050 {
+			t.Errorf("%s: last price %.2f, want 900050", key, p)
+		}
+	}
+	t.Logf("%d keys deferred; probe %s: %d records with a probe price over %d items", deferred.Load(), sku, seen, len(last))
+}
+
+// TestBigTransactionSurvivesSIGKILL kills the connector process (SIGKILL)
+// right after it deferred the first keys of a 20,000-row transaction, checks
+// that the state file holds deferred keys, restarts it, and waits until
+// every feed in Kafka equals a fresh build; then the same with a clean stop
+// (SIGTERM) right after the first deferral of a second big transaction;
+// then stops it cleanly and finds the deferred set empty.
+func TestBigTransactionSurvivesSIGKILL(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "bigkill")
+	admin := srv.Admin(t, db)
+	loadBigTxCatalog(t, admin)
+	kafka := kafkatest.Start(t)
+	dir := t.TempDir()
+	statePath := filepath.Join(dir, "state.db")
+	cc := bigTxConfig(db, kafka.Addr(), statePath, "log: {format: json, level: info}\n")
+	cfgPath := cc.write(t, dir)
+	feedNames := cc.load(t).EnabledFeeds()
+	startChild := func(w *signalWriter) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "BIGTX_SOURCE_PASSWORD="+srv.CDCPassword)
+		cmd.Stderr = w
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	var fs []feeds.Feed
+	for _, f := range feedNames {
+		fs = append(fs, openFeed(t, srv, db, f))
+	}
+	waitEqual := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			bad, detail := feedsInKafka(t, kafka, db, fs)
+			if bad == 0 {
+				t.Logf("%s: every feed equals a fresh build (%s)", what, detail)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: feeds differ from a fresh build after 3 minutes: %s", what, detail)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+
+	w1 := newSignalWriter(t, "keys of a big transaction deferred")
+	child := startChild(w1)
+	waitEqual("first start")
+	wl := catalog.NewWorkload(admin, 4, catalog.WorkloadOptions{})
+	if _, err := wl.LargeTransaction(ctx, 20000); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w1.matched:
+	case <-time.After(2 * time.Minute):
+		child.Process.Kill()
+		child.Wait()
+		t.Fatal("the connector never deferred keys of the big transaction")
+	}
+	_ = child.Process.Kill() // SIGKILL
+	_ = child.Wait()
+	st, err := state.Open(statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := st.DeferredCount(ctx)
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left == 0 {
+		t.Fatal("killed after the first deferral, yet the state holds no deferred key: the kill came too late to test anything")
+	}
+	t.Logf("killed with %d deferred keys in the state", left)
+
+	child = startChild(newSignalWriter(t, ""))
+	waitEqual("after the restart")
+
+	// A clean stop (SIGTERM) right after the first deferral of a second
+	// big transaction leaves its deferred keys in the state rather than
+	// building them all before exiting; the next start builds them.
+	w3 := newSignalWriter(t, "keys of a big transaction deferred")
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clean stop: %v", err)
+	}
+	child = startChild(w3)
+	if _, err := wl.LargeTransaction(ctx, 20000); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w3.matched:
+	case <-time.After(2 * time.Minute):
+		child.Process.Kill()
+		child.Wait()
+		t.Fatal("the connector never deferred keys of the second big transaction")
+	}
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clean stop during the big transaction: %v", err)
+	}
+	if st, err = state.Open(statePath, state.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	left, err = st.DeferredCount(ctx)
+	st.Close()
+	t.Logf("stopped cleanly with %d deferred keys in the state (%v)", left, err)
+	child = startChild(newSignalWriter(t, ""))
+	waitEqual("after the clean stop and restart")
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clean stop: %v", err)
+	}
+	st, err = state.Open(statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.DeferredCount(ctx); err != nil || n != 0 {
+		t.Errorf("%d deferred keys left after catching up (%v)", n, err)
+	}
+}
+
+// signalWriter logs a child's stderr and closes matched at the first line
+// containing want.
+type signalWriter struct {
+	t       *testing.T
+	want    []byte
+	once    sync.Once
+	matched chan struct{}
+}
+
+func newSignalWriter(t *testing.T, want string) *signalWriter {
+	return &signalWriter{t: t, want: []byte(want), matched: make(chan struct{})}
+}
+
+func (w *signalWriter) Write(b []byte) (int, error) {
+	if len(w.want) > 0 && bytes.Contains(b, w.want) {
+		w.once.Do(func() { close(w.matched) })
+	}
+	if !bytes.Contains(b, []byte(`"level":"INFO"`)) {
+		w.t.Logf("child: %s", b)
+	}
+	return len(b), nil
+}
