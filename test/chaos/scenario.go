@@ -758,7 +758,11 @@ func freeAddr() (string, error) {
 // yet or the feed is busy.
 func requestResync(ctx context.Context, addr string) error {
 	var last error
-	for i := 0; i < 40; i++ {
+	// 409 while another operation holds the feed: after kills, the first
+	// start's full syncs resume and hold their feeds until they finish,
+	// which takes longer while all four run at once. Up to 90 s (the kills
+	// wait meanwhile, so the sync can finish).
+	for i := 0; i < 360; i++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/feeds/products/resync", strings.NewReader(`{"whole_feed":true}`))
 		if err != nil {
 			return err
