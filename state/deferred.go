@@ -103,6 +103,23 @@ func (t *Tx) Deferred(perFeed int) (map[string][]string, int, error) {
 	return out, n, nil
 }
 
+// DeferredAmong returns which of keys of feed wait in the deferred set.
+func (t *Tx) DeferredAmong(feed string, keys []string) map[string]bool {
+	out := map[string]bool{}
+	b := t.tx.Bucket(bDeferred)
+	if b == nil {
+		return out
+	}
+	var buf []byte
+	for _, k := range keys {
+		buf = deferredKey(buf, feed, k)
+		if b.Get(buf) != nil {
+			out[k] = true
+		}
+	}
+	return out
+}
+
 // DeferredCount counts the deferred keys (it reads them all: call it once,
 // at start, and keep the count up to date).
 func (t *Tx) DeferredCount() (int, error) {
@@ -120,6 +137,16 @@ func (s *Store) DeferredCount(ctx context.Context) (n int, err error) {
 		return err
 	})
 	return n, err
+}
+
+// DeferredAmong returns which of keys of feed wait in the deferred set
+// (see Tx.DeferredAmong).
+func (s *Store) DeferredAmong(ctx context.Context, feed string, keys []string) (deferred map[string]bool, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		deferred = tx.DeferredAmong(feed, keys)
+		return nil
+	})
+	return deferred, err
 }
 
 // Deferred returns up to perFeed deferred keys of each feed (see

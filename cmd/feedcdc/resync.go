@@ -33,7 +33,11 @@ and resync.max_replica_lag, and resumable with --continue-resync.
 
 Progress shows entities done/total (the total is counted first), the rate
 and the time left. SIGINT or SIGTERM stops it cleanly after the current
-chunk (exit 0; --continue-resync resumes it).
+chunk (exit 0; --continue-resync resumes it). The summary counts entities,
+items built, sent, unchanged, failed and rejected and, for a full sync,
+what the pass over remembered entities found (remembered items checked,
+entities the scan did not list rebuilt, or that it was skipped because the
+state held no item of the feed).
 
 While 'feedcdc run' holds the state file, resync runs as a job of the
 running connector, through its dashboard API (dashboard.enabled, and the
@@ -146,6 +150,15 @@ func printResync(w io.Writer, res connector.ResyncResult, o connector.ResyncOpti
 		fmt.Fprintf(w, "%s: %s complete in %s\n", res.Feed, what, fmtElapsed(res.Elapsed))
 		fmt.Fprintf(w, "  entities %d, items built %d, sent %d (deleted %d), unchanged %d, failed %d, rejected %d\n",
 			res.Stats.Keys, res.Stats.Built, res.Stats.Sent, res.Stats.Deleted, res.Stats.Skipped, res.Stats.Failed, res.Stats.Rejected)
+	}
+	if len(o.ByIDs) == 0 {
+		// The pass over remembered entities that finds vanished ones.
+		if res.Vanished.Skipped {
+			fmt.Fprintln(w, "  vanished pass: skipped (the state held no item of the feed when the sync began)")
+		} else {
+			fmt.Fprintf(w, "  vanished pass: checked %d remembered items, rebuilt %d entities the scan did not list\n",
+				res.Vanished.Checked, res.Vanished.Rebuilt)
+		}
 	}
 	for i, it := range res.Sample {
 		fmt.Fprintf(w, "  sample %d: %s\n", i+1, it.Data)

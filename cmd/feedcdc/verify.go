@@ -37,7 +37,8 @@ items from the database's current state and compares them with what the
 state file records as delivered. It reports items checked, equal, stale
 (hash differs), missing (never delivered, or recorded deleted), orphaned
 (recorded live but no longer built) and unsettled (pending, failed or
-rejected: the retry job's business, not drift), with examples.
+rejected: the retry job's business; or deferred keys of a big transaction
+still to be built: in flight, not drift), with examples.
 
 --read-back also reads what the sinks hold (file sink: its files; Kafka: the
 feed topic, latest value per key) and reports items missing, differing or
