@@ -83,7 +83,11 @@ func (c *Connector) PositionReport(ctx context.Context) (PositionReport, error) 
 	}
 	if ok {
 		r.Checkpoint, r.StoredAt, r.AgeSeconds = &pos, at, time.Since(at).Seconds()
-		a, err := binlog.CheckPosition(ctx, c.SourceConfig(), pos)
+		scfg, err := c.ResolvedSourceConfig(ctx)
+		var a binlog.Availability
+		if err == nil {
+			a, err = binlog.CheckPosition(ctx, scfg, pos)
+		}
 		if err != nil {
 			r.ServerError = err.Error()
 		} else {

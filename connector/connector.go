@@ -738,6 +738,7 @@ func (c *Connector) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult,
 	if err != nil {
 		return ResyncResult{Feed: ro.Feed}, err
 	}
+	ro.Total = total
 	obs, _ := c.observer.(ResyncObserver)
 	if obs != nil && !ro.Continue {
 		obs.ResyncProgress(ro.Feed, 0, total)

@@ -176,6 +176,9 @@ func (fs *fullSync) begin(ctx context.Context) error {
 			fs.log.Info("no unfinished resync to continue; starting from the beginning", "operation", fs.op)
 		}
 	}
+	if ro.Total > 0 {
+		fs.prog.Total = ro.Total
+	}
 	// What the state held when the sync (or the one continued) began; a
 	// progress written before this was recorded counts as "something".
 	if fs.prog.StateItems == nil || *fs.prog.StateItems > 0 {

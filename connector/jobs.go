@@ -55,6 +55,10 @@ type ResyncOptions struct {
 	// Position is the binlog position the sync starts from (recorded in
 	// its progress).
 	Position change.Position
+	// Total is how many entities the sync goes through, counted before it
+	// starts (Connector.Resync: ResyncTotal); stored in its progress
+	// record so that status shows it while the sync runs. 0: unknown.
+	Total int64
 	// Progress is called after every chunk.
 	Progress func(state.Progress)
 	// Owner names who runs it (for the feed lock), e.g. "resync(pid 123)".

@@ -24,12 +24,9 @@ func (c *Connector) ReloadSchema(ctx context.Context, table string) (binlog.Sche
 	if !c.sourceCfg.Filter.Match(db, name) {
 		return binlog.SchemaRecord{}, fmt.Errorf("table %s is not captured by this connector (no feed reads it and source.include_tables/exclude_tables leave it out): its schema is not needed", table)
 	}
-	scfg := c.sourceCfg
-	if c.Config.Source.TLS.Mode == "preferred" {
-		var err error
-		if scfg.TLS, err = c.preferredTLS(ctx); err != nil {
-			return binlog.SchemaRecord{}, err
-		}
+	scfg, err := c.ResolvedSourceConfig(ctx)
+	if err != nil {
+		return binlog.SchemaRecord{}, err
 	}
 	src, err := binlog.New(scfg, c.Logger, schemaHistory{c.Store})
 	if err != nil {

@@ -47,3 +47,19 @@ func (c *Connector) preferredTLS(ctx context.Context) (binlog.TLSConfig, error) 
 	}
 	return binlog.TLSConfig{Enabled: true, Config: tc}, nil
 }
+
+// ResolvedSourceConfig is SourceConfig with source.tls.mode preferred
+// resolved by asking the source (as Run and ReloadSchema do), for commands
+// that open their own binlog connections (position show/set): with
+// preferred, SourceConfig alone says plaintext until Run has resolved it.
+// It fails, naming the setting, when the source cannot be asked.
+func (c *Connector) ResolvedSourceConfig(ctx context.Context) (binlog.Config, error) {
+	scfg := c.sourceCfg
+	if c.Config.Source.TLS.Mode == "preferred" {
+		var err error
+		if scfg.TLS, err = c.preferredTLS(ctx); err != nil {
+			return binlog.Config{}, err
+		}
+	}
+	return scfg, nil
+}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feedcdc/feedcdc/connector/binlog"
+	"github.com/feedcdc/feedcdc/state"
 )
 
 // TestPreferredTLSFallsBackOnlyOnADefiniteNo: a source without TLS answers
@@ -61,5 +64,40 @@ func TestSchemaReloadPreferredTLSDoesNotGuess(t *testing.T) {
 	_, err := c.ReloadSchema(ctx, db+".t")
 	if err == nil || !strings.Contains(err.Error(), "source.tls.mode preferred") {
 		t.Fatalf("reload when the source cannot be asked about TLS: err %v; want an error naming source.tls.mode preferred", err)
+	}
+}
+
+// TestPositionPreferredTLSDoesNotGuess: the position commands (show, set)
+// open their own binlog connections; with source.tls.mode preferred they
+// ask the source about TLS as Run does (ResolvedSourceConfig), so when the
+// question fails the report names source.tls.mode preferred instead of
+// checking the position over plaintext as if the source had no TLS.
+func TestPositionPreferredTLSDoesNotGuess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := srv.NewDatabase(t, "prefposition")
+	srv.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	cy := connectorYAML{Name: "prefposition", Database: db, Feeds: noFeeds,
+		Source:   []string{"tls: {mode: preferred}", fmt.Sprintf("include_tables: [\"%s.t\"]", db)},
+		Sections: "raw:\n  enabled: true\n"}
+	c := openConnector(t, cy.load(t), OpenOptions{NoSinks: true})
+	pos, err := binlog.CurrentPosition(ctx, c.SourceConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store.Update(ctx, func(tx *state.Tx) error { return tx.SetCheckpoint(pos, time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.PositionReport(ctx)
+	if err != nil || r.ServerError != "" || r.Server == nil || !r.Server.Available {
+		t.Fatalf("position report with the source reachable (no TLS, plaintext as preferred allows): %+v, err %v", r, err)
+	}
+	c.SourceDB.Close()
+	r, err = c.PositionReport(ctx)
+	if err != nil || !strings.Contains(r.ServerError, "source.tls.mode preferred") {
+		t.Fatalf("position report when the source cannot be asked about TLS: server error %q (err %v); want one naming source.tls.mode preferred", r.ServerError, err)
+	}
+	if _, err := c.ResolvedSourceConfig(ctx); err == nil || !strings.Contains(err.Error(), "source.tls.mode preferred") {
+		t.Fatalf("ResolvedSourceConfig when the source cannot be asked: %v", err)
 	}
 }

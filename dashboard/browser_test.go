@@ -62,6 +62,19 @@ func TestDashboardInBrowser(t *testing.T) {
 	if done, total, running := br.ResyncProgress("products"); done != 30 || total != 120 || !running {
 		t.Errorf("products resync shown %d/%d running=%v", done, total, running)
 	}
+	// The last verify: drift found and repaired, or "never".
+	lvCell := dashboardtest.FeedCellSelector("productAttributes", "last_verify")
+	for attr, want := range map[string]string{"data-checked": "40", "data-drift": "3", "data-repaired": "2", "data-error": ""} {
+		if got := br.Attr(lvCell, attr); got != want {
+			t.Errorf("productAttributes last verify %s shown %q, want %q", attr, got, want)
+		}
+	}
+	if got := br.Text(lvCell); !strings.Contains(got, "ago") || !strings.Contains(got, "40 checked, drift 3, repaired 2") {
+		t.Errorf("productAttributes last verify shows %q", got)
+	}
+	if got := br.Text(dashboardtest.FeedCellSelector("variants", "last_verify")); got != "never" {
+		t.Errorf("variants last verify shows %q, want never", got)
+	}
 	if got := br.Attr("#source-status", "data-connected"); got != "true" {
 		t.Errorf("source connected shown %q", got)
 	}

@@ -35,6 +35,7 @@ type memFeed struct {
 	name, mode string
 	lagMS      int64
 	resync     dashboard.ResyncProgress
+	lastVerify *dashboard.LastVerify
 }
 
 type memItem struct {
@@ -60,7 +61,8 @@ func newMemBackend() *memBackend {
 	b.feeds = []memFeed{
 		{name: "products", mode: dashboard.ModeImmediate, lagMS: 120,
 			resync: dashboard.ResyncProgress{Running: true, Done: 30, Total: 120, StartedAt: now.Add(-time.Minute), UpdatedAt: now}},
-		{name: "productAttributes", mode: dashboard.ModeImmediate},
+		{name: "productAttributes", mode: dashboard.ModeImmediate,
+			lastVerify: &dashboard.LastVerify{FinishedAt: now.Add(-time.Hour), Elapsed: "1.2s", Checked: 40, Drift: 3, Repaired: 2}},
 		{name: "variants", mode: dashboard.ModeLegacy, lagMS: 2500},
 	}
 	statuses := []int{200, 200, 200, 2, 400, 200, 1, 0, 200, 2}
@@ -168,7 +170,7 @@ func (b *memBackend) Overview(ctx context.Context) (dashboard.Overview, error) {
 	}
 	for _, f := range b.feeds {
 		st := b.counts(f.name)
-		st.Name, st.Mode, st.LagMS, st.Resync = f.name, f.mode, f.lagMS, f.resync
+		st.Name, st.Mode, st.LagMS, st.Resync, st.LastVerify = f.name, f.mode, f.lagMS, f.resync, f.lastVerify
 		ov.Feeds = append(ov.Feeds, st)
 	}
 	return ov, nil

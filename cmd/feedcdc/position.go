@@ -193,15 +193,19 @@ moving back). To bring the feeds up to date after skipping changes, run
 				return err
 			}
 			defer c.Close()
+			scfg, err := c.ResolvedSourceConfig(ctx)
+			if err != nil {
+				return fmt.Errorf("position set %s: %w", target, err)
+			}
 			var pos change.Position
 			switch strings.ToLower(target) {
 			case "current":
-				pos, err = binlog.CurrentPosition(ctx, c.SourceConfig())
+				pos, err = binlog.CurrentPosition(ctx, scfg)
 			case "earliest":
-				pos, err = binlog.EarliestPosition(ctx, c.SourceConfig())
+				pos, err = binlog.EarliestPosition(ctx, scfg)
 			default:
 				pos = given
-				a, cerr := binlog.CheckPosition(ctx, c.SourceConfig(), pos)
+				a, cerr := binlog.CheckPosition(ctx, scfg, pos)
 				switch {
 				case cerr != nil:
 					err = fmt.Errorf("check that the server has %s: %w", pos, cerr)

@@ -135,6 +135,31 @@
   }
 
   // ---------- overview ----------
+  // lastVerifyCell shows a feed's last feedcdc verify: when it finished,
+  // items checked, drift found and repaired, its error, or "never".
+  function lastVerifyCell(lv) {
+    if (!lv) {
+      return el("td", { "data-field": "last_verify", "data-value": "" }, "never");
+    }
+    const td = el("td", {
+      "data-field": "last_verify", "data-value": lv.finished_at || "",
+      "data-checked": lv.checked || 0, "data-drift": lv.drift || 0, "data-repaired": lv.repaired || 0,
+      "data-error": lv.error || "",
+      class: lv.error || (lv.drift || 0) > (lv.repaired || 0) ? "warn" : "",
+    });
+    td.appendChild(el("div", null, fmtTime(lv.finished_at)));
+    let what;
+    if (lv.error) {
+      what = "failed: " + lv.error;
+    } else if (lv.drift > 0) {
+      what = fmtInt(lv.checked) + " checked, drift " + fmtInt(lv.drift) + ", repaired " + fmtInt(lv.repaired);
+    } else {
+      what = fmtInt(lv.checked) + " checked, no drift";
+    }
+    td.appendChild(el("div", { class: "muted" }, what + (lv.elapsed ? " (" + lv.elapsed + ")" : "")));
+    return td;
+  }
+
   function renderOverview(ov) {
     const src = $("source-status");
     src.dataset.connected = String(!!ov.source.connected);
@@ -186,10 +211,11 @@
         td.appendChild(el("span", { class: "muted" }, "—"));
       }
       tr.appendChild(td);
+      tr.appendChild(lastVerifyCell(f.last_verify));
       rows.push(tr);
     }
     if (rows.length === 0) {
-      rows.push(emptyRow("feeds", 10, "No feeds are enabled: enable one under feeds: in the configuration (feeds.<name>.enabled: true) and restart feedcdc."));
+      rows.push(emptyRow("feeds", 11, "No feeds are enabled: enable one under feeds: in the configuration (feeds.<name>.enabled: true) and restart feedcdc."));
     }
     tbody.replaceChildren(...rows);
 
