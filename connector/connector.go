@@ -744,8 +744,7 @@ func (c *Connector) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult,
 		obs.ResyncProgress(ro.Feed, 0, total)
 	}
 	userProgress := ro.Progress
-	ro.Progress = func(p state.Progress) {
-		p.Total = total
+	ro.Progress = func(p state.Progress) { // p.Total is ro.Total
 		if obs != nil {
 			obs.ResyncProgress(ro.Feed, p.Processed, total)
 		}
