@@ -60,15 +60,16 @@ dashboard:
 	return cfgPath, dir, metricsPort
 }
 
-// loadShop creates database db with the tiny catalog.
-func loadShop(t *testing.T, db string) {
+// loadShop creates database db with the tiny catalog of seed, dropped at
+// the end of the test.
+func loadShop(t *testing.T, db string, seed int64) {
 	t.Helper()
 	admin := srv.Admin(t, "")
 	if _, err := admin.Exec("DROP DATABASE IF EXISTS " + db + "; CREATE DATABASE " + db + " CHARACTER SET utf8mb4"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS " + db) })
-	if _, err := catalog.Load(context.Background(), srv.Admin(t, db), catalog.Tiny(), 5); err != nil {
+	if _, err := catalog.Load(context.Background(), srv.Admin(t, db), catalog.Tiny(), seed); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -258,7 +259,7 @@ func fileHash(t *testing.T, path string) ([32]byte, time.Time) {
 // failing job reaches the CLI's exit code. status has one shape in both
 // modes, and never writes the state file.
 func TestCLIThroughRunningConnector(t *testing.T) {
-	loadShop(t, "remoteshop")
+	loadShop(t, "remoteshop", 5)
 	t.Setenv("FEEDCDC_DASHBOARD_TOKEN", "remote-s3cret")
 	cfg, dir, metricsPort := remoteConfig(t, "remoteshop", 779101)
 	r := startRun(t, cfg)
@@ -440,7 +441,7 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 // standalone resync the way SIGTERM does (main cancels the context): it
 // ends cleanly after a chunk with exit 0 and says how to resume.
 func TestStandaloneResyncStoppedBySignalExitsZero(t *testing.T) {
-	loadShop(t, "sigshop")
+	loadShop(t, "sigshop", 5)
 	cfg, _, _ := remoteConfig(t, "sigshop", 779102)
 	t.Setenv("FEEDCDC_RESYNC_ROWS_PER_SECOND", "20")
 	t.Setenv("FEEDCDC_RESYNC_BATCH_SIZE", "10")

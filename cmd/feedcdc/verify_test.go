@@ -17,7 +17,6 @@ import (
 	"github.com/feedcdc/feedcdc/connector"
 	"github.com/feedcdc/feedcdc/internal/runner"
 	"github.com/feedcdc/feedcdc/state"
-	"github.com/feedcdc/feedcdc/test/catalog"
 )
 
 // TestVerifyThroughTheRunningConnector runs feedcdc verify while `run`
@@ -83,15 +82,8 @@ func TestVerifyThroughTheRunningConnector(t *testing.T) {
 // nothing.
 func TestScheduledVerifyReportsDrift(t *testing.T) {
 	ctx := context.Background()
-	admin := srv.Admin(t, "")
-	if _, err := admin.Exec("DROP DATABASE IF EXISTS vsched; CREATE DATABASE vsched CHARACTER SET utf8mb4"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS vsched") })
+	loadShop(t, "vsched", 4)
 	shop := srv.Admin(t, "vsched")
-	if _, err := catalog.Load(ctx, shop, catalog.Tiny(), 4); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	y := fmt.Sprintf(`name: vs
 source:
@@ -207,15 +199,7 @@ func filterPrefix(m map[string]float64, prefix string) map[string]float64 {
 // the file sink's output emptied it exits 3 naming every item missing at
 // the destination; --repair rewrites them and the next verify exits 0.
 func TestVerifyStandalone(t *testing.T) {
-	ctx := context.Background()
-	admin := srv.Admin(t, "")
-	if _, err := admin.Exec("DROP DATABASE IF EXISTS vstand; CREATE DATABASE vstand CHARACTER SET utf8mb4"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP DATABASE IF EXISTS vstand") })
-	if _, err := catalog.Load(ctx, srv.Admin(t, "vstand"), catalog.Tiny(), 6); err != nil {
-		t.Fatal(err)
-	}
+	loadShop(t, "vstand", 6)
 	cfgPath := writeConfig(t, "")
 	b, err := os.ReadFile(cfgPath)
 	if err != nil {
