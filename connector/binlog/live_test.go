@@ -81,7 +81,21 @@ func TestLiveTypeMatrix(t *testing.T) {
 	exec("UPDATE types SET vc = 'updated', biu = 1 WHERE id = 2")
 	exec("DELETE FROM types WHERE id = 1")
 
-	waitFor(t, "7 changes of the type matrix", func() bool { return len(col.tableChanges(db, "types")) >= 6 })
+	// wait for the six changes and for the delete's transaction end, which
+	// arrives after its row event
+	waitFor(t, "6 changes of the type matrix and the delete's TxEnd", func() bool {
+		ch := col.tableChanges(db, "types")
+		if len(ch) < 6 {
+			return false
+		}
+		_, ends := col.snapshot()
+		for _, e := range ends {
+			if e.GTID == ch[5].Source.GTID {
+				return true
+			}
+		}
+		return false
+	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
