@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -315,5 +316,62 @@ func TestBackupIsAConsistentCopy(t *testing.T) {
 	}
 	if err := cp.Update(ctx, func(*Tx) error { return nil }); err == nil {
 		t.Fatal("a read-only store accepted a write")
+	}
+}
+
+// oversizeLeafKeys sets, on every used leaf page, the key size of the last
+// plain (non-bucket) element to 1 GiB: the key then runs past the end of
+// the file. Page and element layout as bbolt writes them: page header
+// id(8) flags(2) count(2) overflow(4); leaf element flags(4) pos(4)
+// ksize(4) vsize(4).
+func oversizeLeafKeys(t *testing.T, path string) {
+	used := usedSize(t, path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ps, leaf = 4096, 0x02
+	var n int
+	for off := int64(2 * ps); off+ps <= used; off += ps {
+		p := b[off : off+ps]
+		if binary.LittleEndian.Uint16(p[8:]) != leaf {
+			continue
+		}
+		count := int(binary.LittleEndian.Uint16(p[10:]))
+		for i := count - 1; i >= 0; i-- {
+			e := p[16+16*i:]
+			if binary.LittleEndian.Uint32(e) == 0 { // not a bucket entry
+				binary.LittleEndian.PutUint32(e[8:], 1<<30)
+				n++
+				break
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no leaf page to damage")
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKeyPastTheEndOfTheFileIsDamageNotCrash: a leaf element whose key
+// size runs past the mapping passed validation (the page walk read no key
+// bytes), so the file opened as healthy and the first read of that key, or
+// bbolt's free-page scan comparing it on a goroutine of its own where no
+// fault can be caught, would fault later.
+func TestKeyPastTheEndOfTheFileIsDamageNotCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	writeStateFixture(t, path, 3000)
+	oversizeLeafKeys(t, path)
+	sum := fileSum(t, path)
+	if _, err := Open(path, Options{}); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Open: %v, want a *DamagedError", err)
+	}
+	if r, err := CheckFile(context.Background(), path, Options{}); err != nil || r.OK() {
+		t.Fatalf("CheckFile: %+v, %v", r, err)
+	}
+	if fileSum(t, path) != sum {
+		t.Fatal("the damaged file was changed")
 	}
 }
