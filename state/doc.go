@@ -12,8 +12,8 @@
 //     validates an existing file read-only before bbolt opens it for
 //     writing: both meta pages (magic, version, checksum; one torn meta
 //     page is tolerated as bbolt does), the file size against the high-water
-//     mark of the meta page in use, every page of every bucket (read under
-//     guard), and feedcdc's own records (root buckets, meta/format,
+//     mark of the meta page in use, every page, key and value of every
+//     bucket (read under guard, keys ascending), and feedcdc's own records (root buckets, meta/format,
 //     checkpoint). An empty (0-byte) or foreign file is refused too. The
 //     error matches ErrDamaged; Options.NewState renames the file to
 //     "<path>.damaged-<time>" and starts a new one. Every bbolt call on an
