@@ -171,7 +171,15 @@ func (s *Sink) line(r *sink.Record) ([]byte, error) {
 	if v == nil {
 		v = json.RawMessage("null")
 	}
-	return json.Marshal(envelope{Feed: r.Feed, Topic: r.Topic, ID: r.ID, Key: string(r.Key), Hash: r.Hash, Op: r.Op, Position: r.Position, Value: v})
+	// An encoder without HTML escaping: the value's bytes are written as
+	// sent (json.Marshal would turn <, > and & into \u003c… escapes).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(envelope{Feed: r.Feed, Topic: r.Topic, ID: r.ID, Key: string(r.Key), Hash: r.Hash, Op: r.Op, Position: r.Position, Value: v}); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Send implements sink.Sink.

@@ -109,6 +109,15 @@ func TestEnvelope(t *testing.T) {
 		e[1]["key"] != "gone" || e[1]["value"] != nil {
 		t.Fatalf("envelopes: %v", e)
 	}
+	// the value's bytes are written as sent, without HTML escapes
+	val := `{"sku":"<b>a & b</b>"}`
+	if _, err := s.Send(context.Background(), []sink.Record{{Feed: "products", ID: "x", Key: []byte("x"), Value: []byte(val)}}); err != nil {
+		t.Fatal(err)
+	}
+	got = readLines(t, filepath.Join(dir, "products.jsonl"))
+	if last := got[len(got)-1]; !strings.Contains(last, `"value":`+val) {
+		t.Fatalf("value not written as sent: %s", last)
+	}
 }
 
 func TestRotationKeepsNFilesAndSurvivesReopen(t *testing.T) {

@@ -81,10 +81,12 @@ func (s *Sink) readFile(ctx context.Context, path string, fn func(id string, key
 }
 
 // unescapeHTML undoes what json.Marshal did to a value embedded in an
-// envelope: \u003c, \u003e and \u0026 escapes back to the characters,
-// so the value is byte for byte what was sent (feedcdc's encoders do not
-// escape them; U+2028 and U+2029 are escaped by both alike). Every backslash in JSON starts an escape,
-// so no string tracking is needed.
+// envelope by feedcdc versions before 2026-12 (they escaped <, > and &;
+// current ones write the value's bytes as sent): \u003c, \u003e and
+// \u0026 escapes back to the characters, so the value is byte for byte
+// what was sent (feedcdc's encoders do not escape them; U+2028 and U+2029
+// are escaped by both alike). Every backslash in JSON starts an escape, so
+// no string tracking is needed.
 func unescapeHTML(v []byte) []byte {
 	if bytes.IndexByte(v, '\\') < 0 {
 		return v
