@@ -80,7 +80,7 @@ type VerifyOptions struct {
 	// BatchSize keys per chunk, ThreadCount chunks built in parallel.
 	BatchSize   int
 	ThreadCount int
-	// Throttle paces the key scan, as for a resync.
+	// Throttle paces the chunks of keys read, as for a resync.
 	Throttle *snapshot.Throttle
 	// Owner names who runs it (for the feed lock).
 	Owner string
@@ -116,9 +116,12 @@ type VerifyResult struct {
 	ReadBack           []string `json:"read_back,omitempty"`
 	DestinationRecords int64    `json:"destination_records,omitempty"`
 	// Repaired are the export statistics of --repair.
-	Repair    *ExportStats  `json:"repair,omitempty"`
-	StartedAt time.Time     `json:"started_at"`
-	Elapsed   time.Duration `json:"elapsed_ns"`
+	Repair *ExportStats `json:"repair,omitempty"`
+	// Throttle is what the throttle did: chunks of keys paced and how
+	// many of them waited (rows_per_second, max_replica_lag).
+	Throttle  *snapshot.ThrottleStats `json:"throttle,omitempty"`
+	StartedAt time.Time               `json:"started_at"`
+	Elapsed   time.Duration           `json:"elapsed_ns"`
 }
 
 // Report is the summary kept in the state store.
@@ -235,46 +238,52 @@ func (p *Pipeline) Verify(ctx context.Context, vo VerifyOptions) (VerifyResult, 
 		res.DestinationRecords += int64(len(idx.recs))
 	}
 
-	var pending []string
+	// The keys go through the full sync's pacedChunks (the throttle holds
+	// from the first chunk of batch_size keys); thread_count chunks make
+	// one exporter job, whose builds run in parallel.
+	var group []string
+	chunks := 0
 	flush := func(upTo string) error {
-		keys := pending
-		pending = nil
+		keys := group
+		group, chunks = nil, 0
 		return p.Do(ctx, func(ctx context.Context) error { return v.chunk(ctx, keys, upTo) })
 	}
-	group := vo.BatchSize * vo.ThreadCount
+	collect := func(keys []string) error {
+		group = append(group, keys...)
+		if chunks++; chunks < vo.ThreadCount {
+			return nil
+		}
+		upTo := ""
+		if len(vo.ByIDs) == 0 {
+			upTo = maxEntity(group)
+		}
+		return flush(upTo)
+	}
+	var enumerate func(context.Context, func([]string) error) error
 	if len(vo.ByIDs) > 0 {
 		keys, err := p.resolveIDs(ctx, f, vo.ByIDs, vo.IDType)
 		if err != nil {
 			return res, err
 		}
-		pending = keys
-		if err := flush(""); err != nil {
-			return res, fmt.Errorf("connector: verify %s: %w", vo.Feed, err)
-		}
+		enumerate = func(_ context.Context, emit func([]string) error) error { return emit(keys) }
 	} else {
-		err := f.Scan(ctx, func(keys []string) error {
-			if vo.Throttle != nil {
-				if err := vo.Throttle.Wait(ctx, len(keys)); err != nil {
-					return err
-				}
-			}
-			pending = append(pending, keys...)
-			if len(pending) >= group {
-				return flush(maxEntity(pending))
-			}
-			return nil
-		})
-		if err == nil {
-			// The last chunk also takes every entity the state knows
-			// after the last scanned key.
-			err = flush("")
-		}
-		if err == nil {
-			err = p.Do(ctx, v.destOrphans)
-		}
-		if err != nil {
-			return res, fmt.Errorf("connector: verify %s: %w", vo.Feed, err)
-		}
+		enumerate = f.Scan
+	}
+	err = pacedChunks(ctx, enumerate, vo.BatchSize, vo.Throttle, collect)
+	if err == nil && (len(group) > 0 || len(vo.ByIDs) == 0) {
+		// For a full verify the last job also takes every entity the
+		// state knows after the last scanned key.
+		err = flush("")
+	}
+	if err == nil && len(vo.ByIDs) == 0 {
+		err = p.Do(ctx, v.destOrphans)
+	}
+	if err != nil {
+		return res, fmt.Errorf("connector: verify %s: %w", vo.Feed, err)
+	}
+	if vo.Throttle != nil {
+		ts := vo.Throttle.Stats()
+		res.Throttle = &ts
 	}
 	if err := v.fetchExamples(ctx); err != nil {
 		return res, err
@@ -750,8 +759,9 @@ func diffFields(a, b map[string]any) []string {
 	return out
 }
 
-// Verify runs a verify of one feed with the configured resync defaults
-// (batch size, threads, throttle) for the options left zero, and keeps its
+// Verify runs a verify of one feed, for the options left zero with the
+// configured chunks (resync.batch_size, resync.thread_count) and its own
+// throttle (verify.rows_per_second, verify.max_replica_lag), and keeps its
 // report in the state store. The exporter must be running.
 func (c *Connector) Verify(ctx context.Context, vo VerifyOptions) (VerifyResult, error) {
 	rc := c.Config.Resync
@@ -761,8 +771,8 @@ func (c *Connector) Verify(ctx context.Context, vo VerifyOptions) (VerifyResult,
 	if vo.ThreadCount <= 0 {
 		vo.ThreadCount = rc.ThreadCount
 	}
-	if vo.Throttle == nil && (rc.RowsPerSecond > 0 || rc.MaxReplicaLag > 0) {
-		vo.Throttle = &snapshot.Throttle{RowsPerSecond: float64(rc.RowsPerSecond), MaxLag: rc.MaxReplicaLag.D(),
+	if vc := c.Config.Verify; vo.Throttle == nil && (vc.RowsPerSecond > 0 || vc.MaxReplicaLag > 0) {
+		vo.Throttle = &snapshot.Throttle{RowsPerSecond: float64(vc.RowsPerSecond), MaxLag: vc.MaxReplicaLag.D(),
 			Lag: c.replicaLag, Logger: c.Logger, Name: vo.Feed}
 	}
 	var res VerifyResult
