@@ -651,9 +651,10 @@ func (v *verifyRun) markSeen(id string) {
 }
 
 // destOrphans reports the live records the destinations hold for items
-// the source did not build, and with Repair sends their deleted payloads
-// when the state knows the item (its entity and identity). It runs on the
-// exporter goroutine after the last chunk.
+// the source did not build, and with Repair sends their deleted payloads:
+// from the state's record of the item when it knows it, otherwise from the
+// destination's own record (orphansUnknown). It runs on the exporter
+// goroutine after the last chunk.
 func (v *verifyRun) destOrphans(ctx context.Context) error {
 	var ids []string
 	sinkOf := map[string]string{}
@@ -674,6 +675,7 @@ func (v *verifyRun) destOrphans(ctx context.Context) error {
 	sort.Strings(ids)
 	var send []feeds.Item
 	prev := map[string]state.Item{}
+	unknown := map[string]bool{}
 	for len(ids) > 0 {
 		page := ids[:min(len(ids), 1000)]
 		ids = ids[len(page):]
@@ -683,22 +685,119 @@ func (v *verifyRun) destOrphans(ctx context.Context) error {
 		}
 		for _, id := range page {
 			it, ok := known[id]
-			if ok && it.ModifiedAt.After(v.dests[0].loaded) {
+			if !ok {
+				unknown[id] = true
+				continue
+			}
+			if it.ModifiedAt.After(v.dests[0].loaded) {
 				continue // recorded after the destination was read
 			}
-			item := feeds.Item{ID: id}
-			if ok {
-				item = v.f.DeletedPayload(loadPrevItem(it))
-				prev[id] = it
+			item := v.f.DeletedPayload(loadPrevItem(it))
+			prev[id] = it
+			send = append(send, item)
+			v.note(VerifyOrphanedAtDest, item, it.Status, sinkOf[id])
+		}
+	}
+	if len(unknown) > 0 {
+		items, err := v.orphansUnknown(ctx, unknown)
+		if err != nil {
+			return err
+		}
+		for _, id := range sortedIDs(unknown) {
+			item, ok := items[id]
+			if !ok {
+				// A record without the fields of a deleted payload
+				// (not written by feedcdc): reported, not repaired.
+				item = feeds.Item{ID: id}
+			} else {
 				send = append(send, item)
 			}
-			v.note(VerifyOrphanedAtDest, item, it.Status, sinkOf[id])
+			v.note(VerifyOrphanedAtDest, item, 0, sinkOf[id])
 		}
 	}
 	if !v.vo.Repair || len(send) == 0 {
 		return nil
 	}
 	return v.send(ctx, send, prev)
+}
+
+func sortedIDs(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// orphansUnknown makes the deleted payloads of live destination records the
+// state has no item for (written under another state file, or kept by a
+// destination restored from a backup after the state forgot the item): it
+// reads the destinations again for those feed_ids and takes the identity
+// and entity key from the last record of each — its top-level strings and
+// numbers, the entity key being its productId (products, variants,
+// productOverrides) or id (productAttributes), as the feeds build them.
+// Records without one are left out.
+func (v *verifyRun) orphansUnknown(ctx context.Context, ids map[string]bool) (map[string]feeds.Item, error) {
+	fields := v.f.IdentityFields()
+	last := map[string]map[string]string{}
+	for _, d := range v.vo.Destinations {
+		err := d.ReadFeed(ctx, v.vo.Feed, func(id string, _, value []byte) error {
+			if len(value) == 0 || (id != "" && !ids[id]) {
+				return nil
+			}
+			m, err := decodeObject(value)
+			if err != nil {
+				return nil
+			}
+			if id == "" {
+				id = feedIDOf(m, fields)
+			}
+			if !ids[id] {
+				return nil
+			}
+			ident := map[string]string{}
+			for k, x := range m {
+				switch x := x.(type) {
+				case string:
+					ident[k] = x
+				case json.Number:
+					ident[k] = x.String()
+				}
+			}
+			last[id] = ident
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("connector: verify %s: read back sink %s: %w", v.vo.Feed, d.Name(), err)
+		}
+	}
+	out := make(map[string]feeds.Item, len(last))
+	for id, ident := range last {
+		key := ident["productId"]
+		if key == "" {
+			key = ident["id"]
+		}
+		if key == "" {
+			continue
+		}
+		item := v.f.DeletedPayload(feeds.PrevItem{ID: id, EntityKey: key, Identity: ident})
+		// Keep in the state only the identity the deleted payload and the
+		// record key use, not every field of the old record.
+		body, err := decodeObject(item.Data)
+		if err != nil {
+			return nil, fmt.Errorf("connector: verify %s: deleted payload of %s: %w", v.vo.Feed, id, err)
+		}
+		kept := map[string]string{}
+		for k, val := range item.Identity {
+			if _, inBody := body[k]; inBody || slices.Contains(fields, k) {
+				kept[k] = val
+			}
+		}
+		item.Identity = kept
+		out[id] = item
+	}
+	return out, nil
 }
 
 // fetchExamples reads the destinations again for the payloads of the
