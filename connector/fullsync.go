@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedcdc/feedcdc/connector/snapshot"
@@ -73,6 +74,23 @@ type fullSync struct {
 	// exported them after their chunk was built.
 	refreshed int
 	start     time.Time
+	// scanned counts the keys the scan enumerated so far (the ones an
+	// earlier attempt completed too), scanDone is set once it ended: the
+	// progress's total is then exact, and ro.Total (an estimate) until.
+	// Written by the plan goroutine, read by the persist jobs.
+	scanned  atomic.Int64
+	scanDone atomic.Bool
+}
+
+// total is the progress's total: the keys the scan enumerated once it has
+// ended, until then the estimate given (ro.Total) or, when the scan has
+// already enumerated more, that.
+func (fs *fullSync) total() int64 {
+	n := fs.scanned.Load()
+	if fs.scanDone.Load() {
+		return n
+	}
+	return max(fs.ro.Total, n)
 }
 
 // syncChunk is one chunk of keys on its way through the stages.
@@ -217,6 +235,7 @@ func (fs *fullSync) runFull(ctx context.Context) error {
 		return err
 	}
 	fs.prog.FinishedAt = fs.p.o.Now()
+	fs.prog.Total = fs.total()
 	if fs.ro.DryRun {
 		return nil
 	}
@@ -285,7 +304,8 @@ func (fs *fullSync) pipeline(ctx context.Context, enumerate func(context.Context
 // persister.
 func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, func([]string) error) error, resumeAfter string, todo, ordered chan<- *syncChunk) error {
 	filtered := func(ctx context.Context, emit func([]string) error) error {
-		return enumerate(ctx, func(keys []string) error {
+		err := enumerate(ctx, func(keys []string) error {
+			fs.scanned.Add(int64(len(keys)))
 			if fs.seen != nil {
 				fs.seen.add(keys)
 			}
@@ -297,6 +317,12 @@ func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, fu
 			}
 			return emit(keys)
 		})
+		if err == nil {
+			// Before the last chunk is handed on, so that its progress
+			// has the exact total.
+			fs.scanDone.Store(true)
+		}
+		return err
 	}
 	err := pacedChunks(ctx, filtered, fs.ro.BatchSize, fs.ro.Throttle, func(keys []string) error {
 		c := &syncChunk{keys: keys, built: make(chan struct{})}
@@ -451,6 +477,7 @@ func (fs *fullSync) persist(ctx context.Context, group []*syncChunk) error {
 		prog.Synced += int64(st.Sent)
 		prog.Failed += int64(st.Failed + st.Rejected)
 		prog.LastKey = keys[len(keys)-1]
+		prog.Total = fs.total()
 		prog.UpdatedAt = p.o.Now()
 		if !ro.DryRun {
 			err = p.o.Store.Update(ctx, func(tx *state.Tx) error {
