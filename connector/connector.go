@@ -774,7 +774,7 @@ func (c *Connector) replicaLag(ctx context.Context) (time.Duration, error) {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && (me.Number == 1227 || me.Number == 1142) {
 		c.lagDenied.Store(true)
-		c.Logger.Warn("cannot read the source's replication lag, so resync.max_replica_lag is not enforced: GRANT SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) ON *.* TO the connector user", "error", err)
+		c.Logger.Warn("cannot read the source's replication lag, so resync.max_replica_lag and verify.max_replica_lag are not enforced: GRANT SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) ON *.* TO the connector user", "error", err)
 		return 0, nil
 	}
 	return lag, err
