@@ -54,6 +54,7 @@ type Config struct {
 	Feeds        Feeds            `yaml:"feeds" doc:"Catalog entity feeds."`
 	Raw          Raw              `yaml:"raw" doc:"Raw per-table change streams (Debezium-style envelopes)."`
 	Resync       Resync           `yaml:"resync" doc:"Full sync (resync) defaults; resync command flags override them per run."`
+	Verify       Verify           `yaml:"verify" doc:"Rate limits of feedcdc verify (the command, the dashboard API and feeds.<feed>.verify_schedule); its chunks are resync.batch_size keys, resync.thread_count built at once. See docs/verify.md."`
 	Sinks        map[string]*Sink `yaml:"sinks" doc:"Named destinations. Feeds and raw streams route to them by name."`
 	Backpressure Backpressure     `yaml:"backpressure" doc:"Memory bounds between the binlog reader and the sinks."`
 	Telemetry    Telemetry        `yaml:"telemetry" doc:"Metrics, traces and health endpoints."`
@@ -141,7 +142,7 @@ type Feed struct {
 	Sinks          []string `yaml:"sinks" doc:"Names of the sinks (under sinks:) this feed is sent to; an item is delivered when every one has it. Empty = every sink." ref:"sink"`
 	LegacySchedule Schedule `yaml:"legacy_schedule" doc:"legacy mode: when the outbox is flushed, as a duration (5m, 30s) or cron expression (*/5 * * * *)." default:"5m"`
 	RetrySchedule  Schedule `yaml:"retry_schedule" doc:"When the <feed>_resend_failed_items job rebuilds and resends items with status 2 (duration or cron)." default:"5m"`
-	VerifySchedule Schedule `yaml:"verify_schedule" doc:"When the connector verifies the feed against the source on its own, like feedcdc verify without --repair (duration or cron; throttled by resync.rows_per_second and max_replica_lag). Empty = never. See docs/verify.md."`
+	VerifySchedule Schedule `yaml:"verify_schedule" doc:"When the connector verifies the feed against the source on its own, like feedcdc verify without --repair (duration or cron; throttled by verify.rows_per_second and verify.max_replica_lag). Empty = never. See docs/verify.md."`
 	MaxAttempts    int      `yaml:"max_attempts" doc:"Attempts after which a failing item is marked as requiring attention and no longer retried automatically." min:"1" max:"1000" default:"10"`
 	BackoffBase    Duration `yaml:"backoff_base" doc:"Per-item retry backoff after the first failure; doubles per attempt." min:"1s" max:"24h" default:"1m"`
 	BackoffMax     Duration `yaml:"backoff_max" doc:"Upper bound of the per-item retry backoff." min:"1s" max:"30d" default:"1h"`
@@ -164,6 +165,12 @@ type Resync struct {
 	RowsPerSecond int      `yaml:"rows_per_second" doc:"Scan rate limit in source rows per second. 0 = unlimited." min:"0" max:"100000000" default:"20000"`
 	MaxReplicaLag Duration `yaml:"max_replica_lag" doc:"Pause the scan while the source replica lags its primary by more than this (Seconds_Behind_Master; needs SLAVE MONITOR on MariaDB, REPLICATION CLIENT on MySQL, else the throttle is off with a warning). 0 = do not watch lag." min:"0s" max:"24h" default:"10s"`
 	OnFirstStart  string   `yaml:"on_first_start" doc:"With no checkpoint: full = capture the current position, full sync every enabled feed, then stream from that position; none = just stream from start_position." enum:"full,none" default:"full"`
+}
+
+// Verify configures the pacing of feedcdc verify.
+type Verify struct {
+	RowsPerSecond int      `yaml:"rows_per_second" doc:"Source rows a verify reads per second (paced per chunk of resync.batch_size keys, from the first chunk). Lower than resync's by default: a scheduled verify runs beside the stream for as long as it takes. 0 = unlimited." min:"0" max:"100000000" default:"5000"`
+	MaxReplicaLag Duration `yaml:"max_replica_lag" doc:"Pause a verify while the source replica lags its primary by more than this (as resync.max_replica_lag; needs the same privilege, else the lag is not watched, with a warning). 0 = do not watch lag." min:"0s" max:"24h" default:"10s"`
 }
 
 // Sink is one named destination. Exactly the section matching Type is set

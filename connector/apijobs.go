@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -256,25 +257,40 @@ func (b *Backend) startRetry(r dashboard.JobRequest) (dashboard.Job, error) {
 	return b.Job(j.ID)
 }
 
-// ResyncTotal counts the entities a resync with ro goes through, before it
-// starts, so that progress always has a total: the ids given, or every
-// entity key of the feed (one key scan).
-func (c *Connector) ResyncTotal(ctx context.Context, ro ResyncOptions) (int64, error) {
+// estimateTotal is the total a sync's progress shows until its scan has
+// counted the entity keys (no extra pass over the source): the ids given;
+// else the total of the feed's last sync in the state (exact when it
+// finished); else the source's row estimate of the feed's first table
+// (information_schema.TABLES.TABLE_ROWS: catalog_product_entity for
+// products, variants; eav_attribute for productAttributes, the
+// permissions index for productOverrides). 0 when none is known.
+func (c *Connector) estimateTotal(ctx context.Context, ro ResyncOptions) int64 {
 	if len(ro.ByIDs) > 0 {
-		return int64(len(ro.ByIDs)), nil
+		return int64(len(ro.ByIDs))
 	}
-	if c.Registry == nil {
-		return 0, nil
+	if old, ok, err := c.Store.Progress(ctx, ro.Feed); err == nil && ok && !old.DryRun {
+		if old.Total > 0 {
+			return old.Total
+		}
+		if old.Finished() {
+			return old.Processed
+		}
+	}
+	if c.Registry == nil || c.SourceDB == nil {
+		return 0
 	}
 	f, ok := c.Registry.Feed(ro.Feed)
-	if !ok {
-		return 0, nil
+	if !ok || len(f.Tables()) == 0 {
+		return 0
 	}
-	var n int64
-	if err := f.Scan(ctx, func(keys []string) error { n += int64(len(keys)); return nil }); err != nil {
-		return 0, fmt.Errorf("count the entities of %s: %w", ro.Feed, err)
+	var n sql.NullInt64
+	err := c.SourceDB.QueryRowContext(ctx, "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+		c.Config.Feeds.Database, f.Tables()[0]).Scan(&n)
+	if err != nil {
+		c.Logger.Debug("no estimate of the entities to sync", "feed", ro.Feed, "error", err)
+		return 0
 	}
-	return n, nil
+	return n.Int64
 }
 
 // opOf is the operation name of a resync.

@@ -732,28 +732,24 @@ func (c *Connector) Resync(ctx context.Context, ro ResyncOptions) (ResyncResult,
 			ro.Position = pos
 		}
 	}
-	// The total is counted first, so that progress (callback, metrics)
-	// always has one.
-	total, err := c.ResyncTotal(ctx, ro)
-	if err != nil {
-		return ResyncResult{Feed: ro.Feed}, err
-	}
-	ro.Total = total
+	// Progress (callback, metrics, status) has a total from the start: an
+	// estimate until the sync's own scan has counted the keys.
+	ro.Total = c.estimateTotal(ctx, ro)
 	obs, _ := c.observer.(ResyncObserver)
 	if obs != nil && !ro.Continue {
-		obs.ResyncProgress(ro.Feed, 0, total)
+		obs.ResyncProgress(ro.Feed, 0, ro.Total)
 	}
 	userProgress := ro.Progress
-	ro.Progress = func(p state.Progress) { // p.Total is ro.Total
+	ro.Progress = func(p state.Progress) {
 		if obs != nil {
-			obs.ResyncProgress(ro.Feed, p.Processed, total)
+			obs.ResyncProgress(ro.Feed, p.Processed, p.Total)
 		}
 		if userProgress != nil {
 			userProgress(p)
 		}
 	}
 	var res ResyncResult
-	err = c.retry.Do(ctx, "full sync of "+ro.Feed, func(ctx context.Context) (err error) {
+	err := c.retry.Do(ctx, "full sync of "+ro.Feed, func(ctx context.Context) (err error) {
 		res, err = c.Pipeline.Resync(ctx, ro)
 		// Another attempt continues after the last completed chunk (its
 		// progress is stored with its items) and forgets nothing again.
@@ -778,7 +774,7 @@ func (c *Connector) replicaLag(ctx context.Context) (time.Duration, error) {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && (me.Number == 1227 || me.Number == 1142) {
 		c.lagDenied.Store(true)
-		c.Logger.Warn("cannot read the source's replication lag, so resync.max_replica_lag is not enforced: GRANT SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) ON *.* TO the connector user", "error", err)
+		c.Logger.Warn("cannot read the source's replication lag, so resync.max_replica_lag and verify.max_replica_lag are not enforced: GRANT SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL) ON *.* TO the connector user", "error", err)
 		return 0, nil
 	}
 	return lag, err

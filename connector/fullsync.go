@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/feedcdc/feedcdc/connector/snapshot"
 	"github.com/feedcdc/feedcdc/feeds"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/telemetry"
@@ -72,6 +74,23 @@ type fullSync struct {
 	// exported them after their chunk was built.
 	refreshed int
 	start     time.Time
+	// scanned counts the keys the scan enumerated so far (the ones an
+	// earlier attempt completed too), scanDone is set once it ended: the
+	// progress's total is then exact, and ro.Total (an estimate) until.
+	// Written by the plan goroutine, read by the persist jobs.
+	scanned  atomic.Int64
+	scanDone atomic.Bool
+}
+
+// total is the progress's total: the keys the scan enumerated once it has
+// ended, until then the estimate given (ro.Total) or, when the scan has
+// already enumerated more, that.
+func (fs *fullSync) total() int64 {
+	n := fs.scanned.Load()
+	if fs.scanDone.Load() {
+		return n
+	}
+	return max(fs.ro.Total, n)
 }
 
 // syncChunk is one chunk of keys on its way through the stages.
@@ -216,6 +235,7 @@ func (fs *fullSync) runFull(ctx context.Context) error {
 		return err
 	}
 	fs.prog.FinishedAt = fs.p.o.Now()
+	fs.prog.Total = fs.total()
 	if fs.ro.DryRun {
 		return nil
 	}
@@ -280,18 +300,31 @@ func (fs *fullSync) pipeline(ctx context.Context, enumerate func(context.Context
 
 // plan enumerates the keys, records them for the vanished pass, skips those
 // an earlier attempt completed and cuts them into chunks that, paced by
-// the throttle, go to the builders and, in order, to the persister.
+// the throttle (pacedChunks), go to the builders and, in order, to the
+// persister.
 func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, func([]string) error) error, resumeAfter string, todo, ordered chan<- *syncChunk) error {
-	size := fs.ro.BatchSize
-	var pending []string
-	send := func(keys []string) error {
-		// Paced per chunk handed to the builders (not per scan page of
-		// up to 1,000 keys), so rows_per_second holds at every size.
-		if fs.ro.Throttle != nil {
-			if err := fs.ro.Throttle.Wait(ctx, len(keys)); err != nil {
-				return err
+	filtered := func(ctx context.Context, emit func([]string) error) error {
+		err := enumerate(ctx, func(keys []string) error {
+			fs.scanned.Add(int64(len(keys)))
+			if fs.seen != nil {
+				fs.seen.add(keys)
 			}
+			if resumeAfter != "" {
+				keys = keysAfter(keys, resumeAfter)
+			}
+			if len(keys) == 0 {
+				return nil
+			}
+			return emit(keys)
+		})
+		if err == nil {
+			// Before the last chunk is handed on, so that its progress
+			// has the exact total.
+			fs.scanDone.Store(true)
 		}
+		return err
+	}
+	err := pacedChunks(ctx, filtered, fs.ro.BatchSize, fs.ro.Throttle, func(keys []string) error {
 		c := &syncChunk{keys: keys, built: make(chan struct{})}
 		for _, ch := range []chan<- *syncChunk{ordered, todo} {
 			select {
@@ -301,17 +334,31 @@ func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, fu
 			}
 		}
 		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("connector: resync %s: scan: %w", fs.ro.Feed, err)
 	}
-	emit := func(keys []string) error {
-		if fs.seen != nil {
-			fs.seen.add(keys)
+	return nil
+}
+
+// pacedChunks is how a full sync and a verify read the source: it cuts the
+// keys enumerate emits (scan pages of up to 1,000 keys, or ids) into chunks
+// of size keys, in order, and hands each to fn once the throttle (nil:
+// none) accounted for it. Pacing per chunk rather than per scan page makes
+// rows_per_second and max_replica_lag hold from the first chunk at every
+// catalog size; at most one chunk and one scan page are held here.
+func pacedChunks(ctx context.Context, enumerate func(context.Context, func([]string) error) error, size int, th *snapshot.Throttle,
+	fn func(keys []string) error) error {
+	var pending []string
+	send := func(keys []string) error {
+		if th != nil {
+			if err := th.Wait(ctx, len(keys)); err != nil {
+				return err
+			}
 		}
-		if resumeAfter != "" {
-			keys = keysAfter(keys, resumeAfter)
-		}
-		if len(keys) == 0 {
-			return nil
-		}
+		return fn(keys)
+	}
+	err := enumerate(ctx, func(keys []string) error {
 		pending = append(pending, keys...)
 		for len(pending) >= size {
 			if err := send(pending[:size:size]); err != nil {
@@ -320,9 +367,9 @@ func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, fu
 			pending = pending[size:]
 		}
 		return nil
-	}
-	if err := enumerate(ctx, emit); err != nil {
-		return fmt.Errorf("connector: resync %s: scan: %w", fs.ro.Feed, err)
+	})
+	if err != nil {
+		return err
 	}
 	if len(pending) > 0 {
 		return send(pending)
@@ -430,6 +477,7 @@ func (fs *fullSync) persist(ctx context.Context, group []*syncChunk) error {
 		prog.Synced += int64(st.Sent)
 		prog.Failed += int64(st.Failed + st.Rejected)
 		prog.LastKey = keys[len(keys)-1]
+		prog.Total = fs.total()
 		prog.UpdatedAt = p.o.Now()
 		if !ro.DryRun {
 			err = p.o.Store.Update(ctx, func(tx *state.Tx) error {

@@ -55,9 +55,10 @@ type ResyncOptions struct {
 	// Position is the binlog position the sync starts from (recorded in
 	// its progress).
 	Position change.Position
-	// Total is how many entities the sync goes through, counted before it
-	// starts (Connector.Resync: ResyncTotal); stored in its progress
-	// record so that status shows it while the sync runs. 0: unknown.
+	// Total estimates how many entities the sync goes through
+	// (Connector.Resync: estimateTotal), so that status shows a total
+	// while the sync runs; once its scan has ended the progress holds the
+	// keys it counted instead. 0: unknown until then.
 	Total int64
 	// Progress is called after every chunk.
 	Progress func(state.Progress)

@@ -118,9 +118,9 @@ func (c *connectorYAML) write(t testing.TB, dir string) string {
 var noFeeds = []string{"products: {enabled: false}", "productAttributes: {enabled: false}",
 	"variants: {enabled: false}", "productOverrides: {enabled: false}"}
 
-// unthrottledResync lets full syncs run at full speed without watching
-// replica lag (the test server is no replica).
-const unthrottledResync = "resync: {max_replica_lag: 0s, rows_per_second: 0}\n"
+// unthrottledResync lets full syncs and verifies run at full speed without
+// watching replica lag (the test server is no replica).
+const unthrottledResync = "resync: {max_replica_lag: 0s, rows_per_second: 0}\nverify: {max_replica_lag: 0s, rows_per_second: 0}\n"
 
 // kafkaSink is a sinks: section with one Kafka sink named kafka (one
 // partition), plus further "key: value" lines of its kafka: block.

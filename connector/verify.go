@@ -80,7 +80,7 @@ type VerifyOptions struct {
 	// BatchSize keys per chunk, ThreadCount chunks built in parallel.
 	BatchSize   int
 	ThreadCount int
-	// Throttle paces the key scan, as for a resync.
+	// Throttle paces the chunks of keys read, as for a resync.
 	Throttle *snapshot.Throttle
 	// Owner names who runs it (for the feed lock).
 	Owner string
@@ -116,9 +116,12 @@ type VerifyResult struct {
 	ReadBack           []string `json:"read_back,omitempty"`
 	DestinationRecords int64    `json:"destination_records,omitempty"`
 	// Repaired are the export statistics of --repair.
-	Repair    *ExportStats  `json:"repair,omitempty"`
-	StartedAt time.Time     `json:"started_at"`
-	Elapsed   time.Duration `json:"elapsed_ns"`
+	Repair *ExportStats `json:"repair,omitempty"`
+	// Throttle is what the throttle did: chunks of keys paced and how
+	// many of them waited (rows_per_second, max_replica_lag).
+	Throttle  *snapshot.ThrottleStats `json:"throttle,omitempty"`
+	StartedAt time.Time               `json:"started_at"`
+	Elapsed   time.Duration           `json:"elapsed_ns"`
 }
 
 // Report is the summary kept in the state store.
@@ -235,46 +238,52 @@ func (p *Pipeline) Verify(ctx context.Context, vo VerifyOptions) (VerifyResult, 
 		res.DestinationRecords += int64(len(idx.recs))
 	}
 
-	var pending []string
+	// The keys go through the full sync's pacedChunks (the throttle holds
+	// from the first chunk of batch_size keys); thread_count chunks make
+	// one exporter job, whose builds run in parallel.
+	var group []string
+	chunks := 0
 	flush := func(upTo string) error {
-		keys := pending
-		pending = nil
+		keys := group
+		group, chunks = nil, 0
 		return p.Do(ctx, func(ctx context.Context) error { return v.chunk(ctx, keys, upTo) })
 	}
-	group := vo.BatchSize * vo.ThreadCount
+	collect := func(keys []string) error {
+		group = append(group, keys...)
+		if chunks++; chunks < vo.ThreadCount {
+			return nil
+		}
+		upTo := ""
+		if len(vo.ByIDs) == 0 {
+			upTo = maxEntity(group)
+		}
+		return flush(upTo)
+	}
+	var enumerate func(context.Context, func([]string) error) error
 	if len(vo.ByIDs) > 0 {
 		keys, err := p.resolveIDs(ctx, f, vo.ByIDs, vo.IDType)
 		if err != nil {
 			return res, err
 		}
-		pending = keys
-		if err := flush(""); err != nil {
-			return res, fmt.Errorf("connector: verify %s: %w", vo.Feed, err)
-		}
+		enumerate = func(_ context.Context, emit func([]string) error) error { return emit(keys) }
 	} else {
-		err := f.Scan(ctx, func(keys []string) error {
-			if vo.Throttle != nil {
-				if err := vo.Throttle.Wait(ctx, len(keys)); err != nil {
-					return err
-				}
-			}
-			pending = append(pending, keys...)
-			if len(pending) >= group {
-				return flush(maxEntity(pending))
-			}
-			return nil
-		})
-		if err == nil {
-			// The last chunk also takes every entity the state knows
-			// after the last scanned key.
-			err = flush("")
-		}
-		if err == nil {
-			err = p.Do(ctx, v.destOrphans)
-		}
-		if err != nil {
-			return res, fmt.Errorf("connector: verify %s: %w", vo.Feed, err)
-		}
+		enumerate = f.Scan
+	}
+	err = pacedChunks(ctx, enumerate, vo.BatchSize, vo.Throttle, collect)
+	if err == nil && (len(group) > 0 || len(vo.ByIDs) == 0) {
+		// For a full verify the last job also takes every entity the
+		// state knows after the last scanned key.
+		err = flush("")
+	}
+	if err == nil && len(vo.ByIDs) == 0 {
+		err = p.Do(ctx, v.destOrphans)
+	}
+	if err != nil {
+		return res, fmt.Errorf("connector: verify %s: %w", vo.Feed, err)
+	}
+	if vo.Throttle != nil {
+		ts := vo.Throttle.Stats()
+		res.Throttle = &ts
 	}
 	if err := v.fetchExamples(ctx); err != nil {
 		return res, err
@@ -642,9 +651,10 @@ func (v *verifyRun) markSeen(id string) {
 }
 
 // destOrphans reports the live records the destinations hold for items
-// the source did not build, and with Repair sends their deleted payloads
-// when the state knows the item (its entity and identity). It runs on the
-// exporter goroutine after the last chunk.
+// the source did not build, and with Repair sends their deleted payloads:
+// from the state's record of the item when it knows it, otherwise from the
+// destination's own record (orphansUnknown). It runs on the exporter
+// goroutine after the last chunk.
 func (v *verifyRun) destOrphans(ctx context.Context) error {
 	var ids []string
 	sinkOf := map[string]string{}
@@ -665,6 +675,7 @@ func (v *verifyRun) destOrphans(ctx context.Context) error {
 	sort.Strings(ids)
 	var send []feeds.Item
 	prev := map[string]state.Item{}
+	unknown := map[string]bool{}
 	for len(ids) > 0 {
 		page := ids[:min(len(ids), 1000)]
 		ids = ids[len(page):]
@@ -674,22 +685,119 @@ func (v *verifyRun) destOrphans(ctx context.Context) error {
 		}
 		for _, id := range page {
 			it, ok := known[id]
-			if ok && it.ModifiedAt.After(v.dests[0].loaded) {
+			if !ok {
+				unknown[id] = true
+				continue
+			}
+			if it.ModifiedAt.After(v.dests[0].loaded) {
 				continue // recorded after the destination was read
 			}
-			item := feeds.Item{ID: id}
-			if ok {
-				item = v.f.DeletedPayload(loadPrevItem(it))
-				prev[id] = it
+			item := v.f.DeletedPayload(loadPrevItem(it))
+			prev[id] = it
+			send = append(send, item)
+			v.note(VerifyOrphanedAtDest, item, it.Status, sinkOf[id])
+		}
+	}
+	if len(unknown) > 0 {
+		items, err := v.orphansUnknown(ctx, unknown)
+		if err != nil {
+			return err
+		}
+		for _, id := range sortedIDs(unknown) {
+			item, ok := items[id]
+			if !ok {
+				// A record without the fields of a deleted payload
+				// (not written by feedcdc): reported, not repaired.
+				item = feeds.Item{ID: id}
+			} else {
 				send = append(send, item)
 			}
-			v.note(VerifyOrphanedAtDest, item, it.Status, sinkOf[id])
+			v.note(VerifyOrphanedAtDest, item, 0, sinkOf[id])
 		}
 	}
 	if !v.vo.Repair || len(send) == 0 {
 		return nil
 	}
 	return v.send(ctx, send, prev)
+}
+
+func sortedIDs(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// orphansUnknown makes the deleted payloads of live destination records the
+// state has no item for (written under another state file, or kept by a
+// destination restored from a backup after the state forgot the item): it
+// reads the destinations again for those feed_ids and takes the identity
+// and entity key from the last record of each — its top-level strings and
+// numbers, the entity key being its productId (products, variants,
+// productOverrides) or id (productAttributes), as the feeds build them.
+// Records without one are left out.
+func (v *verifyRun) orphansUnknown(ctx context.Context, ids map[string]bool) (map[string]feeds.Item, error) {
+	fields := v.f.IdentityFields()
+	last := map[string]map[string]string{}
+	for _, d := range v.vo.Destinations {
+		err := d.ReadFeed(ctx, v.vo.Feed, func(id string, _, value []byte) error {
+			if len(value) == 0 || (id != "" && !ids[id]) {
+				return nil
+			}
+			m, err := decodeObject(value)
+			if err != nil {
+				return nil
+			}
+			if id == "" {
+				id = feedIDOf(m, fields)
+			}
+			if !ids[id] {
+				return nil
+			}
+			ident := map[string]string{}
+			for k, x := range m {
+				switch x := x.(type) {
+				case string:
+					ident[k] = x
+				case json.Number:
+					ident[k] = x.String()
+				}
+			}
+			last[id] = ident
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("connector: verify %s: read back sink %s: %w", v.vo.Feed, d.Name(), err)
+		}
+	}
+	out := make(map[string]feeds.Item, len(last))
+	for id, ident := range last {
+		key := ident["productId"]
+		if key == "" {
+			key = ident["id"]
+		}
+		if key == "" {
+			continue
+		}
+		item := v.f.DeletedPayload(feeds.PrevItem{ID: id, EntityKey: key, Identity: ident})
+		// Keep in the state only the identity the deleted payload and the
+		// record key use, not every field of the old record.
+		body, err := decodeObject(item.Data)
+		if err != nil {
+			return nil, fmt.Errorf("connector: verify %s: deleted payload of %s: %w", v.vo.Feed, id, err)
+		}
+		kept := map[string]string{}
+		for k, val := range item.Identity {
+			if _, inBody := body[k]; inBody || slices.Contains(fields, k) {
+				kept[k] = val
+			}
+		}
+		item.Identity = kept
+		out[id] = item
+	}
+	return out, nil
 }
 
 // fetchExamples reads the destinations again for the payloads of the
@@ -750,8 +858,9 @@ func diffFields(a, b map[string]any) []string {
 	return out
 }
 
-// Verify runs a verify of one feed with the configured resync defaults
-// (batch size, threads, throttle) for the options left zero, and keeps its
+// Verify runs a verify of one feed, for the options left zero with the
+// configured chunks (resync.batch_size, resync.thread_count) and its own
+// throttle (verify.rows_per_second, verify.max_replica_lag), and keeps its
 // report in the state store. The exporter must be running.
 func (c *Connector) Verify(ctx context.Context, vo VerifyOptions) (VerifyResult, error) {
 	rc := c.Config.Resync
@@ -761,8 +870,8 @@ func (c *Connector) Verify(ctx context.Context, vo VerifyOptions) (VerifyResult,
 	if vo.ThreadCount <= 0 {
 		vo.ThreadCount = rc.ThreadCount
 	}
-	if vo.Throttle == nil && (rc.RowsPerSecond > 0 || rc.MaxReplicaLag > 0) {
-		vo.Throttle = &snapshot.Throttle{RowsPerSecond: float64(rc.RowsPerSecond), MaxLag: rc.MaxReplicaLag.D(),
+	if vc := c.Config.Verify; vo.Throttle == nil && (vc.RowsPerSecond > 0 || vc.MaxReplicaLag > 0) {
+		vo.Throttle = &snapshot.Throttle{RowsPerSecond: float64(vc.RowsPerSecond), MaxLag: vc.MaxReplicaLag.D(),
 			Lag: c.replicaLag, Logger: c.Logger, Name: vo.Feed}
 	}
 	var res VerifyResult

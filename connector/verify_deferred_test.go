@@ -27,7 +27,7 @@ func TestVerifyCountsDeferredKeysAsUnsettled(t *testing.T) {
 	}
 	cy := connectorYAML{Name: "verifydeferred", Database: db,
 		Feeds:    []string{"productAttributes: {enabled: false}", "variants: {enabled: false}", "productOverrides: {enabled: false}"},
-		Sections: unthrottledResync}
+		Sections: unthrottledResync + "sinks:\n  files:\n    type: file\n    file:\n      dir: " + t.TempDir() + "\n      fsync: false\n"}
 	cfg := cy.load(t)
 	c := openConnector(t, cfg, OpenOptions{})
 	runErr, stop := startRun(t, c, RunOptions{NoSchedule: true})

@@ -31,8 +31,8 @@ func newVerify(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Prove that a feed's delivered items equal the database, and repair any drift",
-		Long: `Enumerates the feed's entities in primary-key chunks (throttled like a
-resync by resync.rows_per_second and resync.max_replica_lag), builds their
+		Long: `Enumerates the feed's entities in primary-key chunks (paced per chunk by
+verify.rows_per_second and verify.max_replica_lag), builds their
 items from the database's current state and compares them with what the
 state file records as delivered. It reports items checked, equal, stale
 (hash differs), missing (never delivered, or recorded deleted), orphaned

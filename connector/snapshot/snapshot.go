@@ -34,38 +34,58 @@ type Throttle struct {
 	Name          string // for logs
 
 	start time.Time
-	total int64
+	stats ThrottleStats
 }
+
+// ThrottleStats counts what a Throttle did: the chunks and rows it
+// accounted (one Wait each) and how many of those Waits blocked (rate or
+// replica lag).
+type ThrottleStats struct {
+	Chunks int64 `json:"chunks"`
+	Rows   int64 `json:"rows"`
+	Paused int64 `json:"paused"`
+}
+
+// Stats returns the counts so far. Like Wait, it is not safe for use
+// concurrently with Wait.
+func (t *Throttle) Stats() ThrottleStats { return t.stats }
 
 // Wait accounts for n rows about to be read and blocks as needed.
 func (t *Throttle) Wait(ctx context.Context, n int) error {
-	if err := t.waitLag(ctx); err != nil {
+	paused, err := t.waitLag(ctx)
+	if err != nil {
 		return err
 	}
 	if t.start.IsZero() {
 		t.start = time.Now()
 	}
-	err := t.pace(ctx)
-	t.total += int64(n)
+	slept, err := t.pace(ctx)
+	t.stats.Chunks++
+	t.stats.Rows += int64(n)
+	if paused || slept {
+		t.stats.Paused++
+	}
 	return err
 }
 
 // pace sleeps so that the rows accounted since start stay under
-// RowsPerSecond.
-func (t *Throttle) pace(ctx context.Context) error {
+// RowsPerSecond; slept says whether it had to.
+func (t *Throttle) pace(ctx context.Context) (slept bool, err error) {
 	if t.RowsPerSecond <= 0 {
-		return nil
+		return false, nil
 	}
-	due := t.start.Add(time.Duration(float64(t.total) / t.RowsPerSecond * float64(time.Second)))
+	due := t.start.Add(time.Duration(float64(t.stats.Rows) / t.RowsPerSecond * float64(time.Second)))
 	if wait := time.Until(due); wait > 0 {
-		return sleep(ctx, wait)
+		return true, sleep(ctx, wait)
 	}
-	return nil
+	return false, nil
 }
 
-func (t *Throttle) waitLag(ctx context.Context) error {
+// waitLag blocks while the lag is above MaxLag; paused says whether it
+// had to.
+func (t *Throttle) waitLag(ctx context.Context) (paused bool, err error) {
 	if t.MaxLag <= 0 || t.Lag == nil {
-		return nil
+		return false, nil
 	}
 	poll := t.LagPoll
 	if poll <= 0 {
@@ -75,20 +95,21 @@ func (t *Throttle) waitLag(ctx context.Context) error {
 	for {
 		lag, err := t.Lag(ctx)
 		if err != nil {
-			return fmt.Errorf("snapshot: read replication lag: %w", err)
+			return paused, fmt.Errorf("snapshot: read replication lag: %w", err)
 		}
 		if lag <= t.MaxLag {
 			if logged && t.Logger != nil {
 				t.Logger.Info("replica caught up, resuming full sync", "feed", t.Name, "lag", lag)
 			}
-			return nil
+			return paused, nil
 		}
+		paused = true
 		if !logged && t.Logger != nil {
 			t.Logger.Warn("replica lag above limit, pausing full sync", "feed", t.Name, "lag", lag, "max_lag", t.MaxLag)
 			logged = true
 		}
 		if err := sleep(ctx, poll); err != nil {
-			return err
+			return paused, err
 		}
 	}
 }

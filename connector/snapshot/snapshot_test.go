@@ -37,6 +37,10 @@ func TestThrottlePausesWhileLagIsHigh(t *testing.T) {
 	if err := th.Wait(context.Background(), 100); err != nil || calls.Load() != 7 {
 		t.Fatalf("second Wait: err %v, lag polls %d", err, calls.Load())
 	}
+	// Stats count both chunks and only the first as paused.
+	if st := th.Stats(); st != (ThrottleStats{Chunks: 2, Rows: 200, Paused: 1}) {
+		t.Errorf("stats %+v, want 2 chunks of 200 rows, 1 paused", st)
+	}
 }
 
 func TestThrottleLagErrorStopsTheSync(t *testing.T) {
