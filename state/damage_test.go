@@ -375,3 +375,41 @@ func TestKeyPastTheEndOfTheFileIsDamageNotCrash(t *testing.T) {
 		t.Fatal("the damaged file was changed")
 	}
 }
+
+// TestDamageMetInAWriteIsAnErrorNotCrash: a write transaction that meets a
+// damaged page is rolled back; with the free list not synced (as feedcdc
+// opened files before), bbolt's rollback rescanned the whole file for free
+// pages on a goroutine of its own, where the broken pages crashed the
+// process (seen as a flaky crash of a connector whose file was overwritten
+// while it ran).
+func TestDamageMetInAWriteIsAnErrorNotCrash(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	writeStateFixture(t, path, 3000)
+	st, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// every page but the two meta pages
+	used := usedSize(t, path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, int(used-2*4096)), 2*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for i := 0; i < 3; i++ {
+		err = st.Update(ctx, func(tx *Tx) error {
+			_, _, err := tx.ListItems(ListQuery{Feed: "products", Limit: 100000})
+			return err
+		})
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("a write on a damaged open file: %v", err)
+		}
+	}
+	if err := st.Close(); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Close: %v", err)
+	}
+}

@@ -167,9 +167,16 @@ func Open(path string, opts Options) (*Store, error) {
 	var db *bolt.DB
 	err = guard(path, "opening the file", func() (err error) {
 		db, err = bolt.Open(path, 0o600, &bolt.Options{
-			Timeout:         opts.LockTimeout,
-			FreelistType:    bolt.FreelistMapType,
-			NoFreelistSync:  true, // as etcd: no freelist write per commit; rebuilt by a scan at Open
+			Timeout:      opts.LockTimeout,
+			FreelistType: bolt.FreelistMapType,
+			// The free list is written with every commit. Without it (as
+			// etcd runs bbolt) every rolled-back write transaction rescans
+			// the whole file for free pages on a goroutine of bbolt's own,
+			// where a damaged page crashes the process instead of becoming
+			// a *DamagedError, and a large state pays a full scan per
+			// rollback. A file written without it is scanned once at Open
+			// (after validate) and has its free list from the first commit.
+			NoFreelistSync:  false,
 			InitialMmapSize: opts.InitialMmapSize,
 			NoSync:          opts.NoSync,
 		})
@@ -425,13 +432,32 @@ func (s *Store) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := s.db.Close(); err != nil {
+	if err := s.closeDB(damaged != nil); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("state: close %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// closeDB closes bbolt. On a damaged file a write transaction that met
+// the damage may have left bbolt's writer lock held (its rollback reads the
+// free list, which can be a broken page too), and bbolt's Close would wait
+// for it for ever: it is given a moment, then left to the process's exit,
+// which releases the file's lock and mapping.
+func (s *Store) closeDB(damaged bool) error {
+	if !damaged {
+		return s.db.Close()
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.db.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(2 * time.Second):
+		return errors.New("bbolt's writer lock is still held by a transaction that met the damage; the file is released when the process exits")
+	}
 }
 
 func (s *Store) checkOpen() error {
