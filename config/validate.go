@@ -80,7 +80,7 @@ func (k *checker) add(path, format string, args ...any) {
 
 func validate(c *Config) []Problem {
 	k := &checker{c: c}
-	k.generic(reflect.ValueOf(c).Elem(), nil)
+	k.generic()
 	k.source()
 	k.feeds()
 	k.raw()
@@ -90,28 +90,16 @@ func validate(c *Config) []Problem {
 }
 
 // generic applies the required/enum/min/max/pattern/ref tags.
-func (k *checker) generic(v reflect.Value, path []string) {
-	for _, f := range fieldsOf(v.Type()) {
-		fv, p := v.Field(f.Index), with(path, f.Name)
-		ps := join(p)
-		switch {
-		case f.Kind == kStruct:
-			if fv = reflect.Indirect(fv); fv.IsValid() {
-				k.generic(fv, p)
-			}
-			continue
-		case f.Kind == kSinkMap:
-			for _, name := range k.c.sinkNames(func(*Sink) bool { return true }) {
-				k.generic(fv.MapIndex(reflect.ValueOf(name)).Elem(), with(p, name))
-			}
-			continue
-		case f.Tag.Get("required") == "true" && fv.Len() == 0:
+func (k *checker) generic() {
+	eachKey(reflect.ValueOf(k.c), nil, func(parent reflect.Value, f field, p []string) {
+		fv, ps := parent.Field(f.Index), join(p)
+		if f.Tag.Get("required") == "true" && fv.Len() == 0 {
 			k.add(ps, "is required; %s", requiredHint(ps, f))
-			continue
+			return
 		}
 		if enum, val := f.enum(), fv.String(); enum != nil && !slices.Contains(enum, val) {
-			if val == "" && len(path) == 2 && path[0] == "sinks" {
-				k.add(ps, "sink %q has no type; add type: kafka, type: http or type: file with its section", path[1])
+			if val == "" && len(p) == 3 && p[0] == "sinks" {
+				k.add(ps, "sink %q has no type; add type: kafka, type: http or type: file with its section", p[1])
 			} else if c := closest(val, enum); c != "" {
 				k.add(ps, "%q is not %s (did you mean %q?)", val, allowed(f), c)
 			} else {
@@ -138,7 +126,7 @@ func (k *checker) generic(v reflect.Value, path []string) {
 				}
 			}
 		}
-	}
+	})
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
