@@ -20,6 +20,11 @@
 //   - The set of keys is defined once, by the yaml tags of the Config struct
 //     tree; config.yaml at the repository root and docs/configuration.md are
 //     tested to document exactly those keys.
+//   - Adding an option is adding one struct field with its tags (yaml, doc,
+//     default, and enum/min/max/required/pattern/ref as needed): the one walk
+//     over the tree (eachKey) gives it its default, decoding with file:line
+//     errors and "did you mean", its FEEDCDC_* override, the tag checks and
+//     its row in Keys. Only checks across fields are written out (validate.go).
 //
 // This package imports no other feedcdc package except change.
 package config
