@@ -79,15 +79,10 @@ func TestLiveTruncate(t *testing.T) {
 	if srv.Dir == "" {
 		return // an external server's binlog files are not readable here
 	}
-	recs, text := inspectRecords(t, db)
+	recs, text := inspectRecords(t, db, "truncate")
 	var tables []string
 	for _, r := range recs {
-		if r.Type == "truncate" {
-			if r.DB != db || r.GTID == "" {
-				t.Errorf("truncate record %+v", r)
-			}
-			tables = append(tables, r.Table)
-		}
+		tables = append(tables, r.Table)
 	}
 	if fmt.Sprint(tables) != "[t u t]" {
 		t.Fatalf("inspect printed truncates of %v, want [t u t]:\n%s", tables, text)
@@ -97,10 +92,11 @@ func TestLiveTruncate(t *testing.T) {
 // inspectRecord is one line `feedcdc inspect binlog` prints.
 type inspectRecord struct{ Type, DB, Table, From, GTID string }
 
-// inspectRecords flushes the binary log and returns what `feedcdc inspect
-// binlog` prints for tables t and u of db from the file that was current,
-// as records and as text.
-func inspectRecords(t *testing.T, db string) ([]inspectRecord, string) {
+// inspectRecords flushes the binary log and returns the records of type typ
+// that `feedcdc inspect binlog` prints for tables t and u of db from the
+// file that was current (each must name db and carry a GTID), and all it
+// printed.
+func inspectRecords(t *testing.T, db, typ string) ([]inspectRecord, string) {
 	t.Helper()
 	admin := srv.Admin(t, db)
 	var file, pos, doDB, ignoreDB string
@@ -120,6 +116,12 @@ func inspectRecords(t *testing.T, db string) ([]inspectRecord, string) {
 		var r inspectRecord
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("%s: %v", line, err)
+		}
+		if r.Type != typ {
+			continue
+		}
+		if r.DB != db || r.GTID == "" {
+			t.Errorf("%s record %s", typ, line)
 		}
 		recs = append(recs, r)
 	}
