@@ -24,7 +24,9 @@
 //     default, and enum/min/max/required/pattern/ref as needed): the one walk
 //     over the tree (eachKey) gives it its default, decoding with file:line
 //     errors and "did you mean", its FEEDCDC_* override, the tag checks and
-//     its row in Keys. Only checks across fields are written out (validate.go).
+//     its row in Keys. Checks the tags cannot express (across keys, or the
+//     syntax of one key such as table patterns, URLs and brokers) are
+//     written out in validate.go.
 //
 // This package imports no other feedcdc package except change.
 package config
