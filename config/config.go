@@ -20,6 +20,13 @@
 //   - The set of keys is defined once, by the yaml tags of the Config struct
 //     tree; config.yaml at the repository root and docs/configuration.md are
 //     tested to document exactly those keys.
+//   - Adding an option is adding one struct field with its tags (yaml, doc,
+//     default, and enum/min/max/required/pattern/ref as needed): the one walk
+//     over the tree (eachKey) gives it its default, decoding with file:line
+//     errors and "did you mean", its FEEDCDC_* override, the tag checks and
+//     its row in Keys. Checks the tags cannot express (across keys, or the
+//     syntax of one key such as table patterns, URLs and brokers) are
+//     written out in validate.go.
 //
 // This package imports no other feedcdc package except change.
 package config
@@ -44,7 +51,9 @@ var FeedNames = []string{FeedProducts, FeedProductAttributes, FeedVariants, Feed
 // yaml = key name; doc = meaning (shown in docs/configuration.md);
 // default = the built-in value, in config.yaml syntax (lists
 // comma-separated); enum = allowed values; min/max = inclusive range;
-// required; pattern (listen, name); ref:"sink" = the values name sinks;
+// required; pattern (listen, name, file: an existing file); needs = the
+// sibling key that must be set with this one; ref:"sink" = the values name
+// sinks;
 // keys = what the keys of a map are (feed, header, config). A Secret field
 // is read only from the environment or its <key>_env / <key>_file siblings.
 type Config struct {
@@ -105,9 +114,9 @@ type SourceRetry struct {
 // SourceTLS configures TLS to the source, with MySQL's ssl-mode semantics.
 type SourceTLS struct {
 	Mode       string `yaml:"mode" doc:"disabled: plaintext. preferred: TLS if the server offers it, plaintext (logged as a warning) only when it answers that it has none; if it cannot be asked, feedcdc run stops with an error. required: TLS, no verification. verify-ca: TLS, server certificate signed by ca_file (or system roots). verify-identity: verify-ca plus host name check." enum:"disabled,preferred,required,verify-ca,verify-identity" default:"preferred"`
-	CAFile     string `yaml:"ca_file" doc:"PEM CA bundle for verify-ca/verify-identity. Empty = system roots."`
-	CertFile   string `yaml:"cert_file" doc:"PEM client certificate (needs key_file)."`
-	KeyFile    string `yaml:"key_file" doc:"PEM client private key (needs cert_file)."`
+	CAFile     string `yaml:"ca_file" doc:"PEM CA bundle for verify-ca/verify-identity. Empty = system roots." pattern:"file"`
+	CertFile   string `yaml:"cert_file" doc:"PEM client certificate (needs key_file)." pattern:"file" needs:"key_file"`
+	KeyFile    string `yaml:"key_file" doc:"PEM client private key (needs cert_file)." pattern:"file" needs:"cert_file"`
 	ServerName string `yaml:"server_name" doc:"Host name expected in the server certificate. Empty = source.host."`
 }
 
@@ -207,9 +216,9 @@ type KafkaSink struct {
 // KafkaTLS configures TLS to Kafka.
 type KafkaTLS struct {
 	Enabled            bool   `yaml:"enabled" doc:"Connect with TLS (the server certificate is verified against ca_file or the system roots)."`
-	CAFile             string `yaml:"ca_file" doc:"PEM CA bundle. Empty = system roots."`
-	CertFile           string `yaml:"cert_file" doc:"PEM client certificate for mutual TLS (needs key_file)."`
-	KeyFile            string `yaml:"key_file" doc:"PEM client private key (needs cert_file)."`
+	CAFile             string `yaml:"ca_file" doc:"PEM CA bundle. Empty = system roots." pattern:"file"`
+	CertFile           string `yaml:"cert_file" doc:"PEM client certificate for mutual TLS (needs key_file)." pattern:"file" needs:"key_file"`
+	KeyFile            string `yaml:"key_file" doc:"PEM client private key (needs cert_file)." pattern:"file" needs:"cert_file"`
 	ServerName         string `yaml:"server_name" doc:"Host name expected in broker certificates. Empty = the broker's host."`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" doc:"Do not verify broker certificates (testing only; logged as a warning)."`
 }
@@ -243,9 +252,9 @@ type HTTPSink struct {
 
 // HTTPTLS configures TLS for an https base_url.
 type HTTPTLS struct {
-	CAFile             string `yaml:"ca_file" doc:"PEM CA bundle. Empty = system roots."`
-	CertFile           string `yaml:"cert_file" doc:"PEM client certificate (needs key_file)."`
-	KeyFile            string `yaml:"key_file" doc:"PEM client private key (needs cert_file)."`
+	CAFile             string `yaml:"ca_file" doc:"PEM CA bundle. Empty = system roots." pattern:"file"`
+	CertFile           string `yaml:"cert_file" doc:"PEM client certificate (needs key_file)." pattern:"file" needs:"key_file"`
+	KeyFile            string `yaml:"key_file" doc:"PEM client private key (needs cert_file)." pattern:"file" needs:"cert_file"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" doc:"Do not verify the server certificate (testing only; logged as a warning)."`
 }
 

@@ -445,29 +445,16 @@ func looksLikeCredentialHeader(h string) bool {
 // every leaf key, with the sinks of cfg and the feeds of http routes.
 func envTargets(cfg *Config) map[string][]string {
 	out := map[string][]string{}
-	var walk func(t reflect.Type, path []string)
-	walk = func(t reflect.Type, path []string) {
-		for _, f := range fieldsOf(t) {
-			p := with(path, f.Name)
-			switch f.Kind {
-			case kStruct:
-				walk(f.Type, p)
-			case kSinkMap:
-				for n := range cfg.Sinks {
-					walk(reflect.TypeOf(Sink{}), with(p, n))
-				}
-			case kStringMap:
-				for _, n := range FeedNames {
-					if f.Keys == "feed" {
-						out[envName(join(with(p, n)))] = with(p, n)
-					}
-				}
-			default:
-				out[envName(join(p))] = p
+	eachKey(reflect.ValueOf(cfg), nil, func(_ reflect.Value, f field, p []string) {
+		switch {
+		case f.Kind != kStringMap:
+			out[envName(join(p))] = p
+		case f.Keys == "feed":
+			for _, n := range FeedNames {
+				out[envName(join(with(p, n)))] = with(p, n)
 			}
 		}
-	}
-	walk(reflect.TypeOf(Config{}), nil)
+	})
 	return out
 }
 
@@ -599,30 +586,13 @@ func (l *loader) resolveSecrets(cfg *Config) {
 // forEachSecret calls fn for every Secret field with its _file and _env
 // siblings. Paths are concrete (sinks.main.kafka.sasl.password).
 func forEachSecret(cfg *Config, fn func(path string, sec *Secret, file, env *string)) {
-	var walk func(v reflect.Value, path []string)
-	walk = func(v reflect.Value, path []string) {
-		if v = reflect.Indirect(v); !v.IsValid() {
-			return
+	eachKey(reflect.ValueOf(cfg), nil, func(v reflect.Value, f field, p []string) {
+		sib := func(suffix string) *string {
+			g, _ := fieldByName(v.Type(), f.Name+suffix)
+			return v.Field(g.Index).Addr().Interface().(*string)
 		}
-		for _, f := range fieldsOf(v.Type()) {
-			fv, p := v.Field(f.Index), with(path, f.Name)
-			switch f.Kind {
-			case kStruct:
-				walk(fv, p)
-			case kSinkMap:
-				keys := fv.MapKeys()
-				sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-				for _, k := range keys {
-					walk(fv.MapIndex(k), with(p, k.String()))
-				}
-			case kSecret:
-				sib := func(suffix string) *string {
-					g, _ := fieldByName(v.Type(), f.Name+suffix)
-					return v.Field(g.Index).Addr().Interface().(*string)
-				}
-				fn(join(p), fv.Addr().Interface().(*Secret), sib("_file"), sib("_env"))
-			}
+		if f.Kind == kSecret {
+			fn(join(p), v.Field(f.Index).Addr().Interface().(*Secret), sib("_file"), sib("_env"))
 		}
-	}
-	walk(reflect.ValueOf(cfg), nil)
+	})
 }

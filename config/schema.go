@@ -118,11 +118,9 @@ func withDefaults[T any](p *T) *T {
 }
 
 func setDefaults(v reflect.Value) {
-	for _, f := range fieldsOf(v.Type()) {
-		fv := v.Field(f.Index)
+	eachKey(v, nil, func(parent reflect.Value, f field, _ []string) {
+		fv := parent.Field(f.Index)
 		switch def, ok := f.Tag.Lookup("default"); {
-		case f.Kind == kStruct && fv.Kind() == reflect.Struct:
-			setDefaults(fv)
 		case f.Kind == kStrings:
 			fv.Set(reflect.ValueOf(splitList(def)))
 		case f.Kind == kStringMap:
@@ -131,6 +129,31 @@ func setDefaults(v reflect.Value) {
 			if err := setScalar(scalarNode(def), fv, f, nil); err != nil {
 				panic(fmt.Sprintf("config: default of %s: %v", f.Name, err))
 			}
+		}
+	})
+}
+
+// eachKey is the one walk over the configuration tree: it calls leaf for
+// every key below v (a section, or a pointer to one) that is not itself a
+// section, with the struct holding it and its concrete path. It descends
+// into sections that are set and into the sinks map in name order.
+func eachKey(v reflect.Value, path []string, leaf func(parent reflect.Value, f field, p []string)) {
+	if v = reflect.Indirect(v); !v.IsValid() {
+		return
+	}
+	for _, f := range fieldsOf(v.Type()) {
+		fv, p := v.Field(f.Index), with(path, f.Name)
+		switch f.Kind {
+		case kStruct:
+			eachKey(fv, p, leaf)
+		case kSinkMap:
+			keys := fv.MapKeys()
+			slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+			for _, k := range keys {
+				eachKey(fv.MapIndex(k), with(p, k.String()), leaf)
+			}
+		default:
+			leaf(v, f, p)
 		}
 	}
 }
@@ -228,8 +251,29 @@ type Key struct {
 // default and documentation. It drives docs/configuration.md and the tests
 // that keep config.yaml complete.
 func Keys() []Key {
+	cfg := Default()
+	cfg.Sinks = map[string]*Sink{"<name>": sinkPrototype()}
 	var out []Key
-	walkKeys(reflect.ValueOf(Default()).Elem(), nil, &out)
+	seen := map[string]bool{}
+	eachKey(reflect.ValueOf(cfg), nil, func(parent reflect.Value, f field, p []string) {
+		path := generalize(p)
+		if seen[path] { // the second and later feeds
+			return
+		}
+		seen[path] = true
+		k := Key{Path: path, Type: f.Kind.typeName(), Default: formatValue(parent.Field(f.Index)), Allowed: allowed(f), Doc: f.Tag.Get("doc")}
+		switch {
+		case f.Kind == kStringMap:
+			k.Path, k.Type, k.Default = path+".<"+f.Keys+">", "string", ""
+			if f.Keys == "feed" {
+				k.Default = "the feed name"
+			}
+		case f.Name == "type" && p[0] == "sinks":
+			k.Default = "inferred from the section present"
+		}
+		k.Env = envName(k.Path)
+		out = append(out, k)
+	})
 	return out
 }
 
@@ -243,39 +287,6 @@ func envName(path string) string {
 // fills it and finishSink drops the sections of other types.
 func sinkPrototype() *Sink {
 	return &Sink{Kafka: DefaultKafkaSink(), HTTP: DefaultHTTPSink(), File: DefaultFileSink()}
-}
-
-func walkKeys(v reflect.Value, path []string, out *[]Key) {
-	feedDone := false
-	for _, f := range fieldsOf(v.Type()) {
-		fv, name := v.Field(f.Index), f.Name
-		if f.Type == reflect.TypeOf(Feed{}) {
-			if feedDone {
-				continue
-			}
-			feedDone, name = true, "<feed>"
-		}
-		p := with(path, name)
-		switch f.Kind {
-		case kStruct:
-			walkKeys(reflect.Indirect(fv), p, out)
-		case kSinkMap:
-			walkKeys(reflect.ValueOf(sinkPrototype()).Elem(), with(p, "<name>"), out)
-		case kStringMap:
-			p = with(p, "<"+f.Keys+">")
-			def := ""
-			if f.Keys == "feed" {
-				def = "the feed name"
-			}
-			*out = append(*out, Key{Path: join(p), Type: "string", Default: def, Doc: f.Tag.Get("doc"), Env: envName(join(p))})
-		default:
-			k := Key{Path: join(p), Type: f.Kind.typeName(), Default: formatValue(fv), Allowed: allowed(f), Doc: f.Tag.Get("doc"), Env: envName(join(p))}
-			if name == "type" && len(path) > 0 && path[len(path)-1] == "<name>" {
-				k.Default = "inferred from the section present"
-			}
-			*out = append(*out, k)
-		}
-	}
 }
 
 func allowed(f field) string {

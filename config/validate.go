@@ -80,7 +80,7 @@ func (k *checker) add(path, format string, args ...any) {
 
 func validate(c *Config) []Problem {
 	k := &checker{c: c}
-	k.generic(reflect.ValueOf(c).Elem(), nil)
+	k.generic()
 	k.source()
 	k.feeds()
 	k.raw()
@@ -90,28 +90,16 @@ func validate(c *Config) []Problem {
 }
 
 // generic applies the required/enum/min/max/pattern/ref tags.
-func (k *checker) generic(v reflect.Value, path []string) {
-	for _, f := range fieldsOf(v.Type()) {
-		fv, p := v.Field(f.Index), with(path, f.Name)
-		ps := join(p)
-		switch {
-		case f.Kind == kStruct:
-			if fv = reflect.Indirect(fv); fv.IsValid() {
-				k.generic(fv, p)
-			}
-			continue
-		case f.Kind == kSinkMap:
-			for _, name := range k.c.sinkNames(func(*Sink) bool { return true }) {
-				k.generic(fv.MapIndex(reflect.ValueOf(name)).Elem(), with(p, name))
-			}
-			continue
-		case f.Tag.Get("required") == "true" && fv.Len() == 0:
+func (k *checker) generic() {
+	eachKey(reflect.ValueOf(k.c), nil, func(parent reflect.Value, f field, p []string) {
+		fv, ps := parent.Field(f.Index), join(p)
+		if f.Tag.Get("required") == "true" && fv.Len() == 0 {
 			k.add(ps, "is required; %s", requiredHint(ps, f))
-			continue
+			return
 		}
 		if enum, val := f.enum(), fv.String(); enum != nil && !slices.Contains(enum, val) {
-			if val == "" && len(path) == 2 && path[0] == "sinks" {
-				k.add(ps, "sink %q has no type; add type: kafka, type: http or type: file with its section", path[1])
+			if val == "" && len(p) == 3 && p[0] == "sinks" {
+				k.add(ps, "sink %q has no type; add type: kafka, type: http or type: file with its section", p[1])
 			} else if c := closest(val, enum); c != "" {
 				k.add(ps, "%q is not %s (did you mean %q?)", val, allowed(f), c)
 			} else {
@@ -130,6 +118,16 @@ func (k *checker) generic(v reflect.Value, path []string) {
 			if !nameRE.MatchString(fv.String()) {
 				k.add(ps, "%q must be letters, digits, '.', '_' or '-' (starting with a letter or digit), e.g. magento-prod", fv.String())
 			}
+		case "file":
+			k.file(ps, f.Name, fv.String())
+		}
+		if g, ok := fieldByName(parent.Type(), f.Tag.Get("needs")); ok && fv.String() != "" && parent.Field(g.Index).String() == "" {
+			k.add(join(with(p[:len(p)-1], g.Name)), "%s is set without %s; set %s or remove %s", f.Name, g.Name, g.Name, f.Name)
+		}
+		if s := fv.String(); f.Kind == kSchedule && (s != "" || f.Tag.Get("default") != "") {
+			if _, err := Schedule(s).Parse(); err != nil {
+				k.add(ps, "%v%s", err, map[bool]string{true: " (or leave it empty for never)"}[f.Tag.Get("default") == ""])
+			}
 		}
 		if f.Tag.Get("ref") == "sink" {
 			for _, name := range fv.Interface().([]string) {
@@ -138,6 +136,24 @@ func (k *checker) generic(v reflect.Value, path []string) {
 				}
 			}
 		}
+	})
+}
+
+// file checks that a file key names an existing file.
+func (k *checker) file(path, key, name string) {
+	if name == "" {
+		return
+	}
+	st, err := os.Stat(name)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	switch {
+	case err != nil:
+		k.add(path, "cannot use %s: %v; fix the path", name, err)
+	case st.IsDir():
+		k.add(path, "%s is a directory; point %s at a PEM file", name, key)
 	}
 }
 
@@ -198,32 +214,6 @@ func (k *checker) sinkHint(name string) string {
 	return fmt.Sprintf("defined sinks: %s; define %q under sinks or remove it from the list", strings.Join(names, ", "), name)
 }
 
-func (k *checker) tlsFiles(prefix, ca, cert, key string) {
-	if (cert == "") != (key == "") {
-		if cert == "" {
-			k.add(prefix+".cert_file", "key_file is set without cert_file; set cert_file to the PEM client certificate or remove key_file")
-		} else {
-			k.add(prefix+".key_file", "cert_file is set without key_file; set key_file to the PEM private key of the client certificate or remove cert_file")
-		}
-	}
-	for _, f := range []struct{ key, val string }{{"ca_file", ca}, {"cert_file", cert}, {"key_file", key}} {
-		if f.val == "" {
-			continue
-		}
-		st, err := os.Stat(f.val)
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		switch {
-		case err != nil:
-			k.add(prefix+"."+f.key, "cannot use %s: %v; fix the path", f.val, err)
-		case st.IsDir():
-			k.add(prefix+"."+f.key, "%s is a directory; point %s at a PEM file", f.val, f.key)
-		}
-	}
-}
-
 func (k *checker) source() {
 	s := &k.c.Source
 	if s.Heartbeat > 0 && s.ReadTimeout > 0 && s.ReadTimeout <= s.Heartbeat {
@@ -238,7 +228,6 @@ func (k *checker) source() {
 	if s.TLS.Mode == "disabled" && (s.TLS.CAFile != "" || s.TLS.CertFile != "") {
 		k.add("source.tls.mode", "is disabled but ca_file/cert_file are set; set mode: verify-identity (or verify-ca, required) to use them, or remove the files")
 	}
-	k.tlsFiles("source.tls", s.TLS.CAFile, s.TLS.CertFile, s.TLS.KeyFile)
 	if _, err := ParseStartPosition(s.StartPosition); err != nil {
 		k.add("source.start_position", "%v", err)
 	}
@@ -279,19 +268,6 @@ func (k *checker) feeds() {
 		p := "feeds." + name
 		if f.BackoffBase > f.BackoffMax {
 			k.add(p+".backoff_base", "%s is larger than backoff_max (%s); lower backoff_base or raise backoff_max", f.BackoffBase, f.BackoffMax)
-		}
-		for _, sc := range []struct {
-			key string
-			v   Schedule
-		}{{"legacy_schedule", f.LegacySchedule}, {"retry_schedule", f.RetrySchedule}} {
-			if _, err := sc.v.Parse(); err != nil {
-				k.add(p+"."+sc.key, "%v", err)
-			}
-		}
-		if f.VerifySchedule != "" {
-			if _, err := f.VerifySchedule.Parse(); err != nil {
-				k.add(p+".verify_schedule", "%v (or leave it empty to verify only on demand)", err)
-			}
 		}
 	}
 	if !anyEnabled && !k.c.Raw.Enabled {
@@ -401,7 +377,6 @@ func (k *checker) kafka(p string, kc *KafkaSink) {
 	if !kc.TLS.Enabled && (kc.TLS.CAFile != "" || kc.TLS.CertFile != "" || kc.TLS.InsecureSkipVerify) {
 		k.add(p+".tls.enabled", "is false but TLS options are set; set enabled: true or remove the options")
 	}
-	k.tlsFiles(p+".tls", kc.TLS.CAFile, kc.TLS.CertFile, kc.TLS.KeyFile)
 	sa := &kc.SASL
 	if !slices.Contains([]string{"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}, sa.Mechanism) {
 		return // reported by the enum check
@@ -447,7 +422,6 @@ func (k *checker) http(p string, hc *HTTPSink) {
 			k.add(p+".api_key_headers", "%q is not a valid HTTP header name", h)
 		}
 	}
-	k.tlsFiles(p+".tls", hc.TLS.CAFile, hc.TLS.CertFile, hc.TLS.KeyFile)
 }
 
 func isLoopback(addr string) bool {

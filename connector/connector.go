@@ -80,12 +80,51 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		log = slog.Default()
 	}
 	c := &Connector{Config: cfg, Logger: log, Sinks: map[string]sink.Sink{}, observer: oo.Observer}
-	ok := false
-	defer func() {
-		if !ok {
-			c.Close()
+	if err := c.open(oo); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// open runs Open's steps in order: state, source pool, feed registry,
+// sinks, binlog source, pipeline. On error the caller closes what was
+// opened.
+func (c *Connector) open(oo OpenOptions) error {
+	var err error
+	if c.Store, err = openState(c.Config, oo, c.Logger); err != nil {
+		return err
+	}
+	if err := c.openSource(); err != nil {
+		return err
+	}
+	if p := c.Config.Feeds.TablePrefix; p != "" && len(c.Config.EnabledFeeds()) > 0 {
+		return fmt.Errorf("feeds.table_prefix %q: prefixed Magento tables are not supported yet; disable the feeds or use raw streams (raw.enabled) for now", p)
+	}
+	if names := c.Config.EnabledFeeds(); len(names) > 0 {
+		c.Registry, err = feeds.NewRegistry(feeds.Config{DB: c.SourceDB, Database: c.Config.Feeds.Database, Feeds: names,
+			ChunkSize: 1000, Logger: c.Logger})
+		if err != nil {
+			return err
 		}
-	}()
+	}
+	if !oo.NoSinks {
+		if err := c.openSinks(); err != nil {
+			return err
+		}
+	} else {
+		c.Router, _ = sink.NewRouter(nil, nil)
+	}
+	if c.sourceCfg, err = c.binlogConfig(); err != nil {
+		return err
+	}
+	c.Pipeline, err = NewPipeline(c.pipelineOptions(oo))
+	return err
+}
+
+// openState opens the state store (read-only for oo.ReadOnly), creating
+// its directory 0750 first.
+func openState(cfg *config.Config, oo OpenOptions, log *slog.Logger) (*state.Store, error) {
 	if dir := filepath.Dir(cfg.State.Path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("state.path: create %s: %w", dir, err)
@@ -95,65 +134,51 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	if cmd == "" {
 		cmd = "feedcdc"
 	}
-	var err error
 	if oo.ReadOnly {
-		c.Store, err = state.OpenReadOnly(cfg.State.Path, state.Options{Command: cmd, Logger: log})
-	} else {
-		c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
+		return state.OpenReadOnly(cfg.State.Path, state.Options{Command: cmd, Logger: log})
 	}
-	if err != nil {
-		return nil, err
-	}
+	return state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
+}
+
+// openSource opens the source pool (every statement with a deadline: the
+// driver stops reading after query_timeout, and the server stops the
+// statement itself) and the retry of its transient failures.
+func (c *Connector) openSource() error {
+	cfg := c.Config
 	mc, err := cfg.MySQLConfig(cfg.Feeds.Database)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// Every statement has a deadline: the driver stops reading after
-	// query_timeout, and the server stops the statement itself.
 	mc.ReadTimeout = cfg.Source.QueryTimeout.D()
 	mc.WriteTimeout = cfg.Source.QueryTimeout.D()
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
-		return nil, fmt.Errorf("source: %w", err)
+		return fmt.Errorf("source: %w", err)
 	}
 	c.SourceDB = sql.OpenDB(&statementTimeout{Connector: connector, Timeout: cfg.Source.QueryTimeout.D(), Flavor: cfg.Source.Flavor})
 	c.SourceDB.SetMaxOpenConns(cfg.Source.PoolSize)
 	c.SourceDB.SetMaxIdleConns(cfg.Source.PoolSize)
 	c.SourceDB.SetConnMaxIdleTime(5 * time.Minute)
 	c.retry = &SourceRetry{Backoff: sink.Backoff{Initial: cfg.Source.Retry.Initial.D(), Max: cfg.Source.Retry.Max.D()},
-		MaxElapsed: cfg.Source.Retry.MaxElapsed.D(), Logger: log}
-	if ro, ok := oo.Observer.(interface{ SourceRetried(reason string) }); ok {
+		MaxElapsed: cfg.Source.Retry.MaxElapsed.D(), Logger: c.Logger}
+	if ro, ok := c.observer.(interface{ SourceRetried(reason string) }); ok {
 		c.retry.OnRetry = ro.SourceRetried
 	}
+	return nil
+}
 
-	if cfg.Feeds.TablePrefix != "" && len(cfg.EnabledFeeds()) > 0 {
-		return nil, fmt.Errorf("feeds.table_prefix %q: prefixed Magento tables are not supported yet; disable the feeds or use raw streams (raw.enabled) for now", cfg.Feeds.TablePrefix)
-	}
-	if names := cfg.EnabledFeeds(); len(names) > 0 {
-		c.Registry, err = feeds.NewRegistry(feeds.Config{DB: c.SourceDB, Database: cfg.Feeds.Database, Feeds: names,
-			ChunkSize: 1000, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-	}
-	if !oo.NoSinks {
-		if err := c.openSinks(); err != nil {
-			return nil, err
-		}
-	} else {
-		c.Router, _ = sink.NewRouter(nil, nil)
-	}
-	c.sourceCfg, err = c.binlogConfig()
-	if err != nil {
-		return nil, err
-	}
-	po := PipelineOptions{Logger: log, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer, Tracing: oo.Tracing,
+// pipelineOptions derives the pipeline's settings from the configuration:
+// bounds, the visibility fence, per-feed policies (the shortest batch
+// window of a feed wins over state.flush_interval) and the raw encoder.
+func (c *Connector) pipelineOptions(oo OpenOptions) PipelineOptions {
+	cfg := c.Config
+	po := PipelineOptions{Logger: c.Logger, Store: c.Store, Registry: c.Registry, Sink: c.Router, Observer: oo.Observer, Tracing: oo.Tracing,
 		MaxInflightBytes: int64(cfg.Backpressure.MaxInflightBytes), QueueLen: cfg.Backpressure.SinkQueueSize,
 		BatchRecords: cfg.Backpressure.QueueSize, BatchKeys: cfg.State.FlushBatch, Window: cfg.State.FlushInterval.D(),
 		BuildThreads: cfg.Feeds.BuildThreads, Policies: map[string]FeedPolicy{}, IdleCheckpoint: cfg.State.IdleCheckpointInterval.D(),
 		SourceRetry: c.retry}
 	if c.Registry != nil && cfg.Feeds.VisibilityFence {
-		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: log, User: cfg.Source.User, Timeout: cfg.Feeds.VisibilityFenceTimeout.D()}
+		po.Fence = &VisibilityFence{DB: c.SourceDB, Logger: c.Logger, User: cfg.Source.User, Timeout: cfg.Feeds.VisibilityFenceTimeout.D()}
 		if fo, ok := oo.Observer.(interface{ Fenced(time.Duration, bool) }); ok {
 			po.Fence.OnWait = fo.Fenced
 		}
@@ -171,12 +196,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		po.Raw = &raw.Encoder{ServerName: cfg.Name, Prefix: "{prefix}", TopicTemplate: strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name), Tombstones: cfg.Raw.Tombstones}
 		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
 	}
-	c.Pipeline, err = NewPipeline(po)
-	if err != nil {
-		return nil, err
-	}
-	ok = true
-	return c, nil
+	return po
 }
 
 // openSinks opens every configured sink, in name order, and routes the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,7 +34,16 @@ func TestMain(m *testing.M) {
 	if os.Getenv("FEEDCDC_CRASH_CHILD") != "" {
 		os.Exit(crashChild())
 	}
-	os.Exit(mysqltest.Main(m, mysqltest.Options{}, &srv))
+	_, statErr := os.Stat("feedcdc-data")
+	code := mysqltest.Main(m, mysqltest.Options{}, &srv)
+	if _, err := os.Stat("feedcdc-data"); err == nil && statErr != nil {
+		// The default file sink (feedcdc-data/out) wrote into the package
+		// directory: a test's connector has no sinks: section of its own
+		// outside connectorYAML. Give it one under t.TempDir().
+		fmt.Fprintln(os.Stderr, "FAIL: a test wrote connector/feedcdc-data (the default file sink's relative directory); give its connector a file sink under t.TempDir() and delete the folder")
+		code = 1
+	}
+	os.Exit(code)
 }
 
 // syncBuffer is a log sink safe for concurrent writes.

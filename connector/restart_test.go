@@ -181,21 +181,46 @@ var (
 // topic holds no change the binlog lacks.
 func rawEqualsBinlog(t *testing.T, s *mysqltest.Server, admin *sql.DB, kafka *kafkatest.Cluster, db string, start change.Position) {
 	t.Helper()
-	ctx := context.Background()
 	startSeq := gtidSeq(t, start.GTIDSet)
-	// Primary key columns (1-based ordinals and names) of every table.
-	type pkCol struct {
-		ord  int
-		name string
+	pks := primaryKeys(t, admin, db)
+	want := binlogChanges(t, s, db, pks, startSeq)
+	var total, delivered int
+	for table, changes := range want {
+		got := topicChanges(t, kafka, db, table, pks[table])
+		byKey := map[string][]binlogChange{}
+		for _, ch := range changes {
+			byKey[ch.key] = append(byKey[ch.key], ch)
+		}
+		bad := 0
+		for k, seq := range byKey {
+			total += len(seq)
+			delivered += checkKeyChanges(t, table, k, seq, got[k], startSeq, &bad)
+		}
 	}
+	t.Logf("raw: %d row changes in the binlog after %s, %d delivered in order", total, start, delivered)
+	if total == 0 {
+		t.Fatal("no row change in the binlog after the start position")
+	}
+}
+
+// pkCol is a primary key column: its 1-based ordinal and name.
+type pkCol struct {
+	ord  int
+	name string
+}
+
+// primaryKeys returns the primary key columns of every table of db.
+func primaryKeys(t *testing.T, admin *sql.DB, db string) map[string][]pkCol {
+	t.Helper()
 	pks := map[string][]pkCol{}
-	rows, err := admin.QueryContext(ctx, `SELECT k.table_name, c.ordinal_position, k.column_name
+	rows, err := admin.QueryContext(context.Background(), `SELECT k.table_name, c.ordinal_position, k.column_name
 		FROM information_schema.key_column_usage k JOIN information_schema.columns c
 		  ON c.table_schema = k.table_schema AND c.table_name = k.table_name AND c.column_name = k.column_name
 		WHERE k.table_schema = ? AND k.constraint_name = 'PRIMARY' ORDER BY k.table_name, k.ordinal_position`, db)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var tbl, col string
 		var ord int
@@ -204,9 +229,14 @@ func rawEqualsBinlog(t *testing.T, s *mysqltest.Server, admin *sql.DB, kafka *ka
 		}
 		pks[tbl] = append(pks[tbl], pkCol{ord, col})
 	}
-	rows.Close()
+	return pks
+}
 
-	// The binlog, decoded by the server's own tool.
+// binlogChanges decodes the server's binlog with its own tool
+// (mariadb-binlog) into the row changes of db's tables with a primary key,
+// per table in binlog order, of transactions after startSeq.
+func binlogChanges(t *testing.T, s *mysqltest.Server, db string, pks map[string][]pkCol, startSeq uint64) map[string][]binlogChange {
+	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(s.Dir, "data", "binlog.[0-9]*"))
 	sort.Strings(files)
 	if len(files) == 0 {
@@ -280,75 +310,73 @@ func rawEqualsBinlog(t *testing.T, s *mysqltest.Server, admin *sql.DB, kafka *ka
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
+	return want
+}
 
-	var total, delivered int
-	for table, changes := range want {
-		recs := recordsOrNone(t, kafka, db+".raw."+table)
-		got := map[string][]binlogChange{}
-		for _, r := range recs {
-			if r.Value == nil {
-				continue // tombstone
-			}
-			var env struct {
-				Op     string `json:"op"`
-				Source struct {
-					GTID string `json:"gtid"`
-				} `json:"source"`
-			}
-			if err := json.Unmarshal(r.Value, &env); err != nil {
-				t.Fatalf("%s: %v: %s", table, err, r.Value)
-			}
-			dec := json.NewDecoder(bytes.NewReader(r.Key))
-			dec.UseNumber()
-			var key map[string]any
-			if err := dec.Decode(&key); err != nil {
-				t.Fatalf("%s key %s: %v", table, r.Key, err)
-			}
-			var parts []string
-			for _, pk := range pks[table] {
-				parts = append(parts, fmt.Sprint(key[pk.name]))
-			}
-			k := strings.Join(parts, ",")
-			got[k] = append(got[k], binlogChange{gtid: env.Source.GTID, op: env.Op, key: k})
+// topicChanges reads table's raw topic into changes per key (the key
+// columns' values joined by commas), in topic order.
+func topicChanges(t *testing.T, kafka *kafkatest.Cluster, db, table string, pk []pkCol) map[string][]binlogChange {
+	t.Helper()
+	got := map[string][]binlogChange{}
+	for _, r := range recordsOrNone(t, kafka, db+".raw."+table) {
+		if r.Value == nil {
+			continue // tombstone
 		}
-		byKey := map[string][]binlogChange{}
-		for _, ch := range changes {
-			byKey[ch.key] = append(byKey[ch.key], ch)
+		var env struct {
+			Op     string `json:"op"`
+			Source struct {
+				GTID string `json:"gtid"`
+			} `json:"source"`
 		}
-		bad := 0
-		for k, seq := range byKey {
-			total += len(seq)
-			g := got[k]
-			j := 0
-			for _, ch := range seq {
-				for j < len(g) && (g[j].gtid != ch.gtid || g[j].op != ch.op) {
-					j++
-				}
-				if j == len(g) {
-					bad++
-					if bad <= 3 {
-						t.Errorf("raw %s key %s: change %s %s of the binlog is missing or out of order in the topic (topic has %v, binlog %v)", table, k, ch.gtid, ch.op, g, seq)
-					}
-					break
-				}
-				j++
-				delivered++
+		if err := json.Unmarshal(r.Value, &env); err != nil {
+			t.Fatalf("%s: %v: %s", table, err, r.Value)
+		}
+		dec := json.NewDecoder(bytes.NewReader(r.Key))
+		dec.UseNumber()
+		var key map[string]any
+		if err := dec.Decode(&key); err != nil {
+			t.Fatalf("%s key %s: %v", table, r.Key, err)
+		}
+		var parts []string
+		for _, c := range pk {
+			parts = append(parts, fmt.Sprint(key[c.name]))
+		}
+		k := strings.Join(parts, ",")
+		got[k] = append(got[k], binlogChange{gtid: env.Source.GTID, op: env.Op, key: k})
+	}
+	return got
+}
+
+// checkKeyChanges wants the binlog's changes seq of one key as a
+// subsequence of the topic's g, and no change after startSeq in g that the
+// binlog lacks; it returns how many were delivered in order. bad counts the
+// table's missing changes (the first three are reported).
+func checkKeyChanges(t *testing.T, table, k string, seq, g []binlogChange, startSeq uint64, bad *int) (delivered int) {
+	t.Helper()
+	j := 0
+	for _, ch := range seq {
+		for j < len(g) && (g[j].gtid != ch.gtid || g[j].op != ch.op) {
+			j++
+		}
+		if j == len(g) {
+			if *bad++; *bad <= 3 {
+				t.Errorf("raw %s key %s: change %s %s of the binlog is missing or out of order in the topic (topic has %v, binlog %v)", table, k, ch.gtid, ch.op, g, seq)
 			}
-			known := map[binlogChange]bool{}
-			for _, ch := range seq {
-				known[ch] = true
-			}
-			for _, ch := range g {
-				if gtidSeqOf(ch.gtid) > startSeq && !known[ch] {
-					t.Errorf("raw %s key %s: the topic has %s %s, which the binlog does not", table, k, ch.gtid, ch.op)
-				}
-			}
+			break
+		}
+		j++
+		delivered++
+	}
+	known := map[binlogChange]bool{}
+	for _, ch := range seq {
+		known[ch] = true
+	}
+	for _, ch := range g {
+		if gtidSeqOf(ch.gtid) > startSeq && !known[ch] {
+			t.Errorf("raw %s key %s: the topic has %s %s, which the binlog does not", table, k, ch.gtid, ch.op)
 		}
 	}
-	t.Logf("raw: %d row changes in the binlog after %s, %d delivered in order", total, start, delivered)
-	if total == 0 {
-		t.Fatal("no row change in the binlog after the start position")
-	}
+	return delivered
 }
 
 // gtidSeq is the sequence number of domain 0 in a MariaDB GTID set.

@@ -21,7 +21,9 @@ import (
 // dashboard) plus what a test sets. Source and Feeds hold further "key:
 // value" lines of those sections (a Source key replaces the default of the
 // same key); Sections holds further top-level YAML (raw:, resync:, sinks:,
-// log:, ...).
+// log:, ...). Without a sinks: section the connector gets one file sink
+// writing into a fresh temporary folder (never the default relative
+// feedcdc-data/out, which would land in the package directory).
 type connectorYAML struct {
 	Name      string            // connector name; the password comes from NAME_SOURCE_PASSWORD
 	Server    *mysqltest.Server // default: the package's srv
@@ -79,6 +81,9 @@ func (c *connectorYAML) yaml(t testing.TB) string {
 	}
 	b.WriteString("telemetry: {listen: \"\"}\ndashboard: {enabled: false}\n")
 	b.WriteString(c.Sections)
+	if !strings.HasPrefix(c.Sections, "sinks:") && !strings.Contains(c.Sections, "\nsinks:") {
+		fmt.Fprintf(&b, "sinks: {file: {type: file, file: {dir: %q}}}\n", filepath.Join(t.TempDir(), "out"))
+	}
 	return b.String()
 }
 

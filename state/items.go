@@ -491,23 +491,12 @@ func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 	if err != nil || fb == nil {
 		return nil, "", err
 	}
-	statuses := q.Statuses
-	if q.Attention {
-		statuses = []int{StatusRetryableFailure}
+	f, err := newListFilter(q)
+	if err != nil {
+		return nil, "", err
 	}
-	useIndex := len(statuses) > 0
-	want := map[int]bool{}
-	for _, s := range statuses {
-		if !inStatusIndex(s) {
-			useIndex = false
-		}
-		if s < minStatus || s > maxStatus {
-			return nil, "", fmt.Errorf("state: list items: status %d out of range", s)
-		}
-		want[s] = true
-	}
-	mode := "i"
-	if useIndex {
+	mode := "i" // cursors of entity-key order (all items) and of the status index differ
+	if f.useIndex {
 		mode = "s"
 	}
 	var after []byte
@@ -515,27 +504,6 @@ func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 		if after, err = hex.DecodeString(strings.TrimPrefix(q.After, mode)); err != nil || !strings.HasPrefix(q.After, mode) {
 			return nil, "", fmt.Errorf("state: list items: cursor %q does not belong to this query; start again without one", q.After)
 		}
-	}
-	search := strings.ToLower(q.Search)
-	match := func(it *Item) bool {
-		if len(want) > 0 && !want[it.Status] {
-			return false
-		}
-		if q.Attention && !it.Attention {
-			return false
-		}
-		if search == "" {
-			return true
-		}
-		if containsFold(it.ID, search) || containsFold(it.EntityKey, search) {
-			return true
-		}
-		for _, v := range it.Identity {
-			if containsFold(v, search) {
-				return true
-			}
-		}
-		return false
 	}
 	var out []Item
 	var last []byte
@@ -547,44 +515,16 @@ func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 				return false, err
 			}
 		}
-		if match(&it) {
+		if f.match(&it) {
 			out = append(out, it)
 			last = append(last[:0], key...)
 		}
 		return len(out) < limit, nil
 	}
-	if useIndex {
-		err = t.mergeStatus(fb, statuses, after, visit)
+	if f.useIndex {
+		err = t.mergeStatus(fb, f.statuses, after, visit)
 	} else {
-		c := fb.items.Cursor()
-		k, v := c.First()
-		if after != nil {
-			k, v = c.Seek(after)
-			if k != nil && bytes.Equal(k, after) {
-				k, v = c.Next()
-			}
-		}
-		for ; k != nil; k, v = c.Next() {
-			ek, idk, err := splitItemKey(k)
-			if err != nil {
-				return nil, "", err
-			}
-			id, err := decodeID(idk)
-			if err != nil {
-				return nil, "", err
-			}
-			it, err := decodeItem(q.Feed, id, string(ek), v)
-			if err != nil {
-				return nil, "", err
-			}
-			more, err := visit(k, it)
-			if err != nil {
-				return nil, "", err
-			}
-			if !more {
-				break
-			}
-		}
+		err = scanItems(fb, q.Feed, after, visit)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("state: list items of feed %q: %w", q.Feed, err)
@@ -594,6 +534,79 @@ func (t *Tx) ListItems(q ListQuery) ([]Item, string, error) {
 		next = mode + hex.EncodeToString(last)
 	}
 	return out, next, nil
+}
+
+// listFilter is the item filter of a ListQuery.
+type listFilter struct {
+	statuses  []int
+	want      map[int]bool
+	useIndex  bool // every wanted status is in the status index
+	attention bool
+	search    string // lower case
+}
+
+func newListFilter(q ListQuery) (listFilter, error) {
+	f := listFilter{statuses: q.Statuses, want: map[int]bool{}, attention: q.Attention, search: strings.ToLower(q.Search)}
+	if q.Attention {
+		f.statuses = []int{StatusRetryableFailure}
+	}
+	f.useIndex = len(f.statuses) > 0
+	for _, s := range f.statuses {
+		if !inStatusIndex(s) {
+			f.useIndex = false
+		}
+		if s < minStatus || s > maxStatus {
+			return f, fmt.Errorf("state: list items: status %d out of range", s)
+		}
+		f.want[s] = true
+	}
+	return f, nil
+}
+
+func (f *listFilter) match(it *Item) bool {
+	if len(f.want) > 0 && !f.want[it.Status] || f.attention && !it.Attention {
+		return false
+	}
+	if f.search == "" || containsFold(it.ID, f.search) || containsFold(it.EntityKey, f.search) {
+		return true
+	}
+	for _, v := range it.Identity {
+		if containsFold(v, f.search) {
+			return true
+		}
+	}
+	return false
+}
+
+// scanItems visits the items of a feed in entity-key order, starting after
+// the items-bucket key 'after' (nil: from the first), until visit says stop.
+func scanItems(fb *feedBuckets, feed string, after []byte, visit func(key []byte, it Item) (bool, error)) error {
+	c := fb.items.Cursor()
+	k, v := c.First()
+	if after != nil {
+		k, v = c.Seek(after)
+		if k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil; k, v = c.Next() {
+		ek, idk, err := splitItemKey(k)
+		if err != nil {
+			return err
+		}
+		id, err := decodeID(idk)
+		if err != nil {
+			return err
+		}
+		it, err := decodeItem(feed, id, string(ek), v)
+		if err != nil {
+			return err
+		}
+		if more, err := visit(k, it); err != nil || !more {
+			return err
+		}
+	}
+	return nil
 }
 
 // mergeStatus visits items of the given statuses in id-key order, merging

@@ -92,36 +92,7 @@ func TestBadFlagsAndArguments(t *testing.T) {
 // file sink; extra YAML is appended (a top-level typo, for example).
 func writeConfig(t *testing.T, extra string) string {
 	t.Helper()
-	dir := t.TempDir()
-	y := fmt.Sprintf(`name: clitest
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: CLI_SOURCE_PASSWORD
-  server_id: 777001
-state:
-  path: %s
-feeds:
-  database: clishop
-resync:
-  max_replica_lag: 0s
-sinks:
-  files:
-    type: file
-    file:
-      dir: %s
-      fsync: false
-telemetry:
-  listen: ""
-dashboard:
-  enabled: false
-%s`, srv.Port, srv.CDCUser, filepath.Join(dir, "state.db"), filepath.Join(dir, "out"), extra)
-	p := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("CLI_SOURCE_PASSWORD", srv.CDCPassword)
+	p, _ := cliConfig{Name: "clitest", Env: "CLI", ServerID: 777001, Database: "clishop", Sections: extra}.write(t)
 	return p
 }
 

@@ -18,50 +18,16 @@ import (
 // positionConfig writes a configuration for server s: raw streams of
 // db.rawt to a file sink, the four feeds on db when withFeeds (else
 // disabled), plus extra source: lines.
-func positionConfig(t *testing.T, s *mysqltest.Server, db string, withFeeds bool, sourceExtra string) (cfgPath, outDir string) {
+func positionConfig(t *testing.T, s *mysqltest.Server, db string, withFeeds bool) (cfgPath, outDir string) {
 	t.Helper()
-	dir := t.TempDir()
-	outDir = filepath.Join(dir, "out")
-	feeds := ""
+	c := cliConfig{Name: "pos", Server: s, ServerID: 777002, Database: db,
+		Source:   []string{"heartbeat: 1s", "read_timeout: 10s", fmt.Sprintf("include_tables: [\"%s.rawt\"]", db)},
+		Sections: "raw:\n  enabled: true\n  tombstones: false\n"}
 	if !withFeeds {
-		feeds = "  products: {enabled: false}\n  productAttributes: {enabled: false}\n  variants: {enabled: false}\n  productOverrides: {enabled: false}\n"
+		c.Feeds = noFeeds
 	}
-	y := fmt.Sprintf(`name: pos
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: POS_SOURCE_PASSWORD
-  server_id: 777002
-  heartbeat: 1s
-  read_timeout: 10s
-  include_tables: ["%s.rawt"]
-%sstate:
-  path: %s
-feeds:
-  database: %s
-%sresync:
-  max_replica_lag: 0s
-raw:
-  enabled: true
-  tombstones: false
-sinks:
-  files:
-    type: file
-    file:
-      dir: %s
-      fsync: false
-telemetry:
-  listen: ""
-dashboard:
-  enabled: false
-`, s.Port, s.CDCUser, db, sourceExtra, filepath.Join(dir, "state.db"), db, feeds, outDir)
-	cfgPath = filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("POS_SOURCE_PASSWORD", s.CDCPassword)
-	return cfgPath, outDir
+	cfgPath, dir := c.write(t)
+	return cfgPath, filepath.Join(dir, "out")
 }
 
 // startCLI runs the CLI in the background (e.g. `run`) until stop, which
@@ -114,7 +80,7 @@ func showPosition(t *testing.T, cfg string) positionJSON {
 func TestPositionCommands(t *testing.T) {
 	db := srv.NewDatabase(t, "poscmd")
 	srv.Exec(t, db, "CREATE TABLE rawt (id INT PRIMARY KEY, v INT NOT NULL)")
-	cfg, _ := positionConfig(t, srv, db, false, "")
+	cfg, _ := positionConfig(t, srv, db, false)
 
 	code, out, errOut := run(t, nil, "position", "show", "-c", cfg)
 	if code != 0 || !strings.Contains(out, "checkpoint   none") {
@@ -267,7 +233,7 @@ func TestPurgedPositionRemedyFollowedLiterally(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Exec(t, db, "CREATE TABLE rawt (id INT PRIMARY KEY, v INT NOT NULL)")
-	cfg, out := positionConfig(t, s, db, true, "")
+	cfg, out := positionConfig(t, s, db, true)
 	if code, _, errOut := run(t, nil, "position", "set", "current", "-c", cfg); code != 0 {
 		t.Fatalf("position set current: %s", errOut)
 	}

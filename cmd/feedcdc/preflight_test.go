@@ -85,50 +85,13 @@ func (r *runningCLI) stop(t *testing.T) int {
 // on addr as user.
 func preflightConfig(t *testing.T, s *mysqltest.Server, user, password, db, maxLag string) (cfg, outDir string) {
 	t.Helper()
-	dir := t.TempDir()
-	outDir = filepath.Join(dir, "out")
-	y := fmt.Sprintf(`name: pftest
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: PF_SOURCE_PASSWORD
-  server_id: 777101
-  include_tables: ["%s.*"]
-  reconnect_min: 100ms
-  reconnect_max: 1s
-  tls:
-    mode: disabled
-state:
-  path: %s
-feeds:
-  database: %s
-  products: {enabled: false}
-  productAttributes: {enabled: false}
-  variants: {enabled: false}
-  productOverrides: {enabled: false}
-raw:
-  enabled: true
-resync:
-  max_replica_lag: %s
-sinks:
-  files:
-    type: file
-    file:
-      dir: %s
-      fsync: false
-      envelope: true
-telemetry:
-  listen: ""
-dashboard:
-  enabled: false
-`, s.Port, user, db, filepath.Join(dir, "state.db"), db, maxLag, outDir)
-	cfg = filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PF_SOURCE_PASSWORD", password)
-	return cfg, outDir
+	cfg, dir := cliConfig{Name: "pftest", Env: "PF", Server: s, User: user, Password: password, ServerID: 777101, Database: db,
+		Source:   []string{fmt.Sprintf("include_tables: [\"%s.*\"]", db), "reconnect_min: 100ms", "reconnect_max: 1s", "tls: {mode: disabled}"},
+		Feeds:    noFeeds,
+		MaxLag:   maxLag,
+		FileSink: []string{"envelope: true"},
+		Sections: "raw:\n  enabled: true\n"}.write(t)
+	return cfg, filepath.Join(dir, "out")
 }
 
 // checkJSON runs `check --json` and returns its exit code and results.

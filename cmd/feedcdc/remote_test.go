@@ -24,39 +24,10 @@ import (
 // sink, /metrics and the dashboard (token from FEEDCDC_DASHBOARD_TOKEN).
 func remoteConfig(t *testing.T, db string, serverID int) (cfgPath, dir string, metricsPort int) {
 	t.Helper()
-	dir = t.TempDir()
 	metricsPort = freePort(t)
-	y := fmt.Sprintf(`name: %s
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: CLI_SOURCE_PASSWORD
-  server_id: %d
-  heartbeat: 1s
-state:
-  path: %s
-feeds:
-  database: %s
-resync:
-  max_replica_lag: 0s
-sinks:
-  files:
-    type: file
-    file:
-      dir: %s
-      fsync: false
-telemetry:
-  listen: 127.0.0.1:%d
-dashboard:
-  enabled: true
-  listen: 127.0.0.1:%d
-`, db, srv.Port, srv.CDCUser, serverID, filepath.Join(dir, "state.db"), db, filepath.Join(dir, "out"), metricsPort, freePort(t))
-	cfgPath = filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("CLI_SOURCE_PASSWORD", srv.CDCPassword)
+	cfgPath, dir = cliConfig{Name: db, Env: "CLI", ServerID: serverID, Database: db, Source: []string{"heartbeat: 1s"},
+		Telemetry: []string{fmt.Sprintf("listen: 127.0.0.1:%d", metricsPort)},
+		Dashboard: []string{"enabled: true", fmt.Sprintf("listen: 127.0.0.1:%d", freePort(t))}}.write(t)
 	return cfgPath, dir, metricsPort
 }
 

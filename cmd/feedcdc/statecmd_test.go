@@ -189,38 +189,8 @@ func runningConnector(t *testing.T, db string, serverID int) (*connector.Connect
 	if _, err := catalog.Load(ctx, srv.Admin(t, db), catalog.Tiny(), 5); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	y := fmt.Sprintf(`name: bk
-source:
-  host: 127.0.0.1
-  port: %d
-  user: %s
-  password_env: BK_SOURCE_PASSWORD
-  server_id: %d
-state:
-  path: %s
-feeds:
-  database: %s
-resync:
-  max_replica_lag: 0s
-sinks:
-  files:
-    type: file
-    file:
-      dir: %s
-      fsync: false
-telemetry:
-  listen: ""
-dashboard:
-  enabled: true
-  listen: 127.0.0.1:%d
-  token_env: BK_DASHBOARD_TOKEN
-`, srv.Port, srv.CDCUser, serverID, filepath.Join(dir, "state.db"), db, filepath.Join(dir, "out"), freePort(t))
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("BK_SOURCE_PASSWORD", srv.CDCPassword)
+	cfgPath, _ := cliConfig{Name: "bk", ServerID: serverID, Database: db,
+		Dashboard: []string{"enabled: true", fmt.Sprintf("listen: 127.0.0.1:%d", freePort(t)), "token_env: BK_DASHBOARD_TOKEN"}}.write(t)
 	t.Setenv("BK_DASHBOARD_TOKEN", "bk-token")
 	cfg, err := config.Load(cfgPath, os.Environ())
 	if err != nil {

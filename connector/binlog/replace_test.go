@@ -1,11 +1,8 @@
 package binlog
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,33 +60,12 @@ func TestLiveReplace(t *testing.T) {
 	if srv.Dir == "" {
 		return // an external server's binlog files are not readable here
 	}
-	admin := srv.Admin(t, db)
-	var file, pos, doDB, ignoreDB string
-	if err := admin.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &doDB, &ignoreDB); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("FLUSH BINARY LOGS"); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := InspectFiles(context.Background(), []string{filepath.Join(srv.Dir, "data", file)}, &out,
-		InspectOptions{Filter: Filter{Include: []string{db + ".t", db + ".u"}}}); err != nil {
-		t.Fatal(err)
-	}
+	recs, text := inspectRecords(t, db, "replace")
 	var got []string
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		var r struct{ Type, DB, Table, From, GTID string }
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("%s: %v", line, err)
-		}
-		if r.Type == "replace" {
-			if r.DB != db || r.GTID == "" {
-				t.Errorf("replace record %s", line)
-			}
-			got = append(got, r.Table+"<"+r.From)
-		}
+	for _, r := range recs {
+		got = append(got, r.Table+"<"+r.From)
 	}
 	if want := fmt.Sprintf("[t<%[1]s.t_new u<%[1]s.u_stage t<%[1]s.u u<%[1]s.tmp]", db); fmt.Sprint(got) != want {
-		t.Fatalf("inspect printed replaces %v, want %s:\n%s", got, want, out.String())
+		t.Fatalf("inspect printed replaces %v, want %s:\n%s", got, want, text)
 	}
 }

@@ -79,6 +79,25 @@ func TestLiveTruncate(t *testing.T) {
 	if srv.Dir == "" {
 		return // an external server's binlog files are not readable here
 	}
+	recs, text := inspectRecords(t, db, "truncate")
+	var tables []string
+	for _, r := range recs {
+		tables = append(tables, r.Table)
+	}
+	if fmt.Sprint(tables) != "[t u t]" {
+		t.Fatalf("inspect printed truncates of %v, want [t u t]:\n%s", tables, text)
+	}
+}
+
+// inspectRecord is one line `feedcdc inspect binlog` prints.
+type inspectRecord struct{ Type, DB, Table, From, GTID string }
+
+// inspectRecords flushes the binary log and returns the records of type typ
+// that `feedcdc inspect binlog` prints for tables t and u of db from the
+// file that was current (each must name db and carry a GTID), and all it
+// printed.
+func inspectRecords(t *testing.T, db, typ string) ([]inspectRecord, string) {
+	t.Helper()
 	admin := srv.Admin(t, db)
 	var file, pos, doDB, ignoreDB string
 	if err := admin.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &doDB, &ignoreDB); err != nil {
@@ -92,22 +111,21 @@ func TestLiveTruncate(t *testing.T) {
 		InspectOptions{Filter: Filter{Include: []string{db + ".t", db + ".u"}}}); err != nil {
 		t.Fatal(err)
 	}
-	var tables []string
+	var recs []inspectRecord
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		var r struct{ Type, DB, Table, GTID string }
+		var r inspectRecord
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("%s: %v", line, err)
 		}
-		if r.Type == "truncate" {
-			if r.DB != db || r.GTID == "" {
-				t.Errorf("truncate record %s", line)
-			}
-			tables = append(tables, r.Table)
+		if r.Type != typ {
+			continue
 		}
+		if r.DB != db || r.GTID == "" {
+			t.Errorf("%s record %s", typ, line)
+		}
+		recs = append(recs, r)
 	}
-	if fmt.Sprint(tables) != "[t u t]" {
-		t.Fatalf("inspect printed truncates of %v, want [t u t]:\n%s", tables, out.String())
-	}
+	return recs, out.String()
 }
 
 func TestTruncatedTableNames(t *testing.T) {

@@ -442,87 +442,94 @@ func CheckRaw(ctx context.Context, kafka *kafkatest.Cluster, prefix, schema stri
 		k := e.Table + "/" + e.Key
 		exp[k] = append(exp[k], e.Op+":"+e.V)
 	}
-	got := map[string][]string{}
-	// whole-table records delivered: "t"/"replace" + table + seq
-	gotTable := map[string]int{}
-	var delivered []rowEvent // row records with their GTID, for the state model
+	got := rawGot{keys: map[string][]string{}, tables: map[string]int{}}
 	for t := range tables {
-		recs, err := kafka.ReadAll(ctx, prefix+"."+schema+"."+t)
-		if err != nil {
-			return res, fmt.Errorf("read raw topic of %s: %w", t, err)
-		}
-		// Per partition in offset order is the order a consumer sees per
-		// key (one key, one partition).
-		for _, r := range recs {
-			if r.Value == nil {
-				continue // tombstone
-			}
-			var env struct {
-				Op     string
-				Before map[string]json.RawMessage
-				After  map[string]json.RawMessage
-				Source struct{ GTID string }
-			}
-			if err := json.Unmarshal(r.Value, &env); err != nil {
-				return res, fmt.Errorf("raw record of %s: %w", t, err)
-			}
-			seq := gtidSeq(env.Source.GTID)
-			if env.Op == "t" || env.Op == "replace" {
-				if len(r.Key) != 0 {
-					res.Wrong++
-					res.detail(fmt.Sprintf("%s: %s record with key %s (want none)", t, env.Op, r.Key))
-				}
-				gotTable[fmt.Sprintf("%s %s %d", env.Op, t, seq)]++
-				continue
-			}
-			dec := json.NewDecoder(bytes.NewReader(r.Key))
-			dec.UseNumber()
-			var km map[string]any
-			if err := dec.Decode(&km); err != nil {
-				return res, fmt.Errorf("raw key %q of %s: %w", r.Key, t, err)
-			}
-			key := keyString(r.Key)
-			k := t + "/" + key
-			v := ""
-			if t == CountersTable {
-				src := env.After
-				if env.Op == "d" {
-					src = env.Before
-				}
-				v = strings.Trim(string(src["v"]), `"`)
-			}
-			got[k] = append(got[k], env.Op+":"+v)
-			if seq > startSeq {
-				delivered = append(delivered, rowEvent{Table: t, Key: key, Op: env.Op, V: v, Seq: seq})
-			}
+		if err := got.read(ctx, kafka, prefix+"."+schema+"."+t, t, startSeq, &res); err != nil {
+			return res, err
 		}
 	}
+	res.checkKeys(exp, got.keys)
+	res.checkTableRecords(tableEvs, got.tables)
+	res.checkFinalState(finalState(want), finalState(mergeBySeq(got.delivered, tableEvs)))
+	return res, nil
+}
+
+// rawGot is what the raw topics hold.
+type rawGot struct {
+	keys      map[string][]string // table/key -> tokens (op:v)
+	tables    map[string]int      // whole-table records delivered: "t"/"replace" + table + seq
+	delivered []rowEvent          // row records with their GTID, for the state model
+}
+
+// read adds the records of table t's raw topic. Per partition in offset
+// order is the order a consumer sees per key (one key, one partition).
+func (g *rawGot) read(ctx context.Context, kafka *kafkatest.Cluster, topic, t string, startSeq uint64, res *RawResult) error {
+	recs, err := kafka.ReadAll(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("read raw topic of %s: %w", t, err)
+	}
+	for _, r := range recs {
+		if r.Value == nil {
+			continue // tombstone
+		}
+		var env struct {
+			Op     string
+			Before map[string]json.RawMessage
+			After  map[string]json.RawMessage
+			Source struct{ GTID string }
+		}
+		if err := json.Unmarshal(r.Value, &env); err != nil {
+			return fmt.Errorf("raw record of %s: %w", t, err)
+		}
+		seq := gtidSeq(env.Source.GTID)
+		if env.Op == "t" || env.Op == "replace" {
+			if len(r.Key) != 0 {
+				res.Wrong++
+				res.detail(fmt.Sprintf("%s: %s record with key %s (want none)", t, env.Op, r.Key))
+			}
+			g.tables[fmt.Sprintf("%s %s %d", env.Op, t, seq)]++
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(r.Key))
+		dec.UseNumber()
+		var km map[string]any
+		if err := dec.Decode(&km); err != nil {
+			return fmt.Errorf("raw key %q of %s: %w", r.Key, t, err)
+		}
+		key := keyString(r.Key)
+		v := ""
+		if t == CountersTable {
+			src := env.After
+			if env.Op == "d" {
+				src = env.Before
+			}
+			v = strings.Trim(string(src["v"]), `"`)
+		}
+		g.keys[t+"/"+key] = append(g.keys[t+"/"+key], env.Op+":"+v)
+		if seq > startSeq {
+			g.delivered = append(g.delivered, rowEvent{Table: t, Key: key, Op: env.Op, V: v, Seq: seq})
+		}
+	}
+	return nil
+}
+
+// checkKeys wants each key's binlog changes as a subsequence of its
+// records, in order, ending with the binlog's last; more records are
+// duplicates, records of keys the binlog never changed are wrong.
+func (res *RawResult) checkKeys(exp, got map[string][]string) {
 	for k, e := range exp {
 		res.Checked += len(e)
 		g := got[k]
-		// Greedy: is e a subsequence of g?
-		j := 0
+		j := 0 // greedy: is e a subsequence of g?
 		for _, tok := range g {
 			if j < len(e) && tok == e[j] {
 				j++
 			}
 		}
 		if j < len(e) {
-			// Lost, or delivered out of order.
-			have := map[string]int{}
-			for _, tok := range g {
-				have[tok]++
-			}
-			lost := 0
-			for _, tok := range e {
-				if have[tok] == 0 {
-					lost++
-				} else {
-					have[tok]--
-				}
-			}
-			res.Lost += lost
-			if lost == 0 {
+			if lost := missing(e, g); lost > 0 {
+				res.Lost += lost
+			} else {
 				res.OutOfOrder++
 			}
 			res.detail(fmt.Sprintf("%s: binlog %v, kafka %v", k, clip(e), clip(g)))
@@ -540,8 +547,28 @@ func CheckRaw(ctx context.Context, kafka *kafkatest.Cluster, prefix, schema stri
 			res.detail(fmt.Sprintf("%s: %d records in kafka for a key the binlog never changed", k, len(g)))
 		}
 	}
-	// Whole-table records: one per TRUNCATE, one per renamed-in table, with
-	// the statement's GTID.
+}
+
+// missing counts the tokens of e that g lacks (as a multiset).
+func missing(e, g []string) int {
+	have := map[string]int{}
+	for _, tok := range g {
+		have[tok]++
+	}
+	lost := 0
+	for _, tok := range e {
+		if have[tok] == 0 {
+			lost++
+		} else {
+			have[tok]--
+		}
+	}
+	return lost
+}
+
+// checkTableRecords wants one whole-table record per TRUNCATE and per
+// renamed-in table, with the statement's GTID.
+func (res *RawResult) checkTableRecords(tableEvs []rowEvent, gotTable map[string]int) {
 	for _, e := range tableEvs {
 		res.Checked++
 		res.TableRecords++
@@ -563,9 +590,11 @@ func CheckRaw(ctx context.Context, kafka *kafkatest.Cluster, prefix, schema stri
 		res.Wrong += n
 		res.detail(fmt.Sprintf("%s: whole-table record(s) for no such statement in the binlog", k))
 	}
-	// The state a consumer ends with.
-	wantState := finalState(want)
-	gotState := finalState(mergeBySeq(delivered, tableEvs))
+}
+
+// checkFinalState wants the state a consumer of the raw stream ends with
+// to equal the binlog's.
+func (res *RawResult) checkFinalState(wantState, gotState map[string]string) {
 	for k, w := range wantState {
 		res.Checked++
 		if g := gotState[k]; g != w {
@@ -579,7 +608,6 @@ func CheckRaw(ctx context.Context, kafka *kafkatest.Cluster, prefix, schema stri
 			res.detail(fmt.Sprintf("%s: a consumer of the raw stream ends with %q, the binlog with no row", k, g))
 		}
 	}
-	return res, nil
 }
 
 func (r *RawResult) detail(s string) {

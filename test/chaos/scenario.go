@@ -138,9 +138,34 @@ func (s Summary) String() string {
 }
 
 // Run runs one plan end to end: fresh database, broker, service and state.
+// Its steps: set up, start the workload, inject the plan's faults, wait for
+// the workload and end the faults, catch up (poll until the outputs equal
+// the database), and sum up.
 func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
-	start := time.Now()
-	sum := Summary{Scenario: p.Scenario, Seed: p.Seed}
+	r := &run{e: e, p: p.withDefaults(), start: time.Now(), sum: Summary{Scenario: p.Scenario, Seed: p.Seed}}
+	r.rng = rand.New(rand.NewPCG(uint64(p.Seed), 13))
+	defer r.close()
+	if err := r.setUp(ctx); err != nil {
+		return r.sum, err
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	r.stopWorkload = wcancel
+	r.startWorkload(wctx)
+	if err := r.faults(ctx); err != nil {
+		return r.sum, err
+	}
+	if err := r.endFaults(ctx); err != nil {
+		return r.sum, err
+	}
+	raw, fr, err := r.catchUp(ctx)
+	if err != nil {
+		return r.sum, err
+	}
+	r.sumUp(raw, fr)
+	return r.sum, nil
+}
+
+func (p Plan) withDefaults() Plan {
 	if p.CatchUp <= 0 {
 		p.CatchUp = 4 * time.Minute
 	}
@@ -150,432 +175,599 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 	if p.KillMax <= 0 {
 		p.KillMin, p.KillMax = 300*time.Millisecond, 2500*time.Millisecond
 	}
-	rng := rand.New(rand.NewPCG(uint64(p.Seed), 13))
-	dir, err := os.MkdirTemp(e.Dir, p.Scenario+"-")
-	if err != nil {
-		return sum, err
+	return p
+}
+
+// run is one Env.Run in progress: the plan, what it set up, the connector
+// process of the moment and the summary so far.
+type run struct {
+	e     *Env
+	p     Plan
+	start time.Time
+	sum   Summary
+	rng   *rand.Rand
+
+	dir, schema, cfgPath, dashAddr string
+	admin                          *sql.DB
+	svc                            *Service
+	hs                             *httptest.Server
+	kafka                          *kafkatest.Cluster
+	from                           BinlogPos
+	env                            []string
+	rss                            *RSS
+	starts                         int
+	child                          *Child
+
+	// The workload goroutine and what the faults share with it.
+	stopWorkload    context.CancelFunc
+	wg              sync.WaitGroup
+	wlErr           error
+	wlDone, oscDone atomic.Bool
+	gate            sync.Mutex // a source restart waits for a workload chunk, and the chunk for it
+	partial         atomic.Bool
+	injected        atomic.Int64
+	replKills       atomic.Int64
+	killerDone      chan struct{}
+	faultsEnd       time.Time
+}
+
+func (r *run) logPath() string { return filepath.Join(r.dir, "feedcdc.log") }
+
+// close ends what setUp started, newest first.
+func (r *run) close() {
+	if r.stopWorkload != nil {
+		r.stopWorkload()
 	}
-	schema := fmt.Sprintf("chaos_%s_%d", strings.ReplaceAll(p.Scenario, "-", "_"), p.Seed)
-	admin, err := e.database(ctx, schema)
-	if err != nil {
-		return sum, err
+	if r.child != nil {
+		r.child.Kill()
 	}
-	defer admin.Close()
+	if r.kafka != nil {
+		r.kafka.Close()
+	}
+	if r.hs != nil {
+		r.hs.Close()
+	}
+	if r.admin != nil {
+		r.admin.Close()
+	}
+}
+
+// setUp creates the database (catalog and counters), the feed service,
+// the broker and the connector's config, and starts the connector.
+func (r *run) setUp(ctx context.Context) error {
+	var err error
+	if r.dir, err = os.MkdirTemp(r.e.Dir, r.p.Scenario+"-"); err != nil {
+		return err
+	}
+	r.schema = fmt.Sprintf("chaos_%s_%d", strings.ReplaceAll(r.p.Scenario, "-", "_"), r.p.Seed)
+	if r.admin, err = r.e.database(ctx, r.schema); err != nil {
+		return err
+	}
+	if err := loadDatabase(ctx, r.admin, r.p); err != nil {
+		return err
+	}
+	r.svc = NewService(feedIdentity, r.p.Seed)
+	r.hs = httptest.NewServer(r.svc)
+	if r.kafka, err = kafkatest.New(ctx, kafkatest.WithDataDir(filepath.Join(r.dir, "kafka"))); err != nil {
+		return err
+	}
+	if r.from, err = CurrentBinlog(ctx, r.admin); err != nil {
+		return err
+	}
+	if r.dashAddr, err = freeAddr(); err != nil {
+		return err
+	}
+	r.cfgPath = filepath.Join(r.dir, "config.yaml")
+	if err := os.WriteFile(r.cfgPath, []byte(r.e.config(r.p, r.schema, r.dir, r.kafka.Addr(), r.hs.URL, r.dashAddr, r.rng)), 0o600); err != nil {
+		return err
+	}
+	r.env = []string{"CHAOS_SOURCE_PASSWORD=" + r.e.Server.CDCPassword, "FEEDCDC_DASHBOARD_TOKEN=" + dashToken}
+	r.rss = &RSS{}
+	return r.startChild(0)
+}
+
+// loadDatabase creates the catalog of the plan's profile and the counters
+// table with 50 rows.
+func loadDatabase(ctx context.Context, admin *sql.DB, p Plan) error {
 	if err := catalog.CreateSchema(ctx, admin); err != nil {
-		return sum, fmt.Errorf("catalog schema: %w", err)
+		return fmt.Errorf("catalog schema: %w", err)
 	}
 	if _, err := catalog.Load(ctx, admin, p.Profile, p.Seed); err != nil {
-		return sum, fmt.Errorf("catalog load: %w", err)
+		return fmt.Errorf("catalog load: %w", err)
 	}
 	if _, err := admin.ExecContext(ctx, "CREATE TABLE "+CountersTable+" (id INT PRIMARY KEY, v BIGINT NOT NULL)"); err != nil {
-		return sum, err
+		return err
 	}
 	for i := 0; i < 50; i++ {
 		if _, err := admin.ExecContext(ctx, "INSERT INTO "+CountersTable+" VALUES (?, ?)", i, i); err != nil {
-			return sum, err
+			return err
 		}
 	}
-	svc := NewService(feedIdentity, p.Seed)
-	hs := httptest.NewServer(svc)
-	defer hs.Close()
-	kafka, err := kafkatest.New(ctx, kafkatest.WithDataDir(filepath.Join(dir, "kafka")))
-	if err != nil {
-		return sum, err
-	}
-	defer kafka.Close()
+	return nil
+}
 
-	from, err := CurrentBinlog(ctx, admin)
+// startChild starts a connector process (with every file limited to fsize
+// KiB when fsize > 0) as the current child.
+func (r *run) startChild(fsize int) error {
+	r.starts++
+	c, err := r.e.StartChild([]string{"run", "-c", r.cfgPath}, r.env, r.logPath(), fsize)
 	if err != nil {
-		return sum, err
+		return err
 	}
-	dashAddr, err := freeAddr()
-	if err != nil {
-		return sum, err
-	}
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(e.config(p, schema, dir, kafka.Addr(), hs.URL, dashAddr, rng)), 0o600); err != nil {
-		return sum, err
-	}
-	env := []string{"CHAOS_SOURCE_PASSWORD=" + e.Server.CDCPassword, "FEEDCDC_DASHBOARD_TOKEN=" + dashToken}
-	rss := &RSS{}
-	starts := 0
-	startChild := func(fsize int) (*Child, error) {
-		starts++
-		c, err := e.StartChild([]string{"run", "-c", cfgPath}, env, filepath.Join(dir, "feedcdc.log"), fsize)
-		if err == nil {
-			rss.Watch(c, 200*time.Millisecond)
-		}
-		return c, err
-	}
-	child, err := startChild(0)
-	if err != nil {
-		return sum, err
-	}
-	defer func() { child.Kill() }()
+	r.rss.Watch(c, 200*time.Millisecond)
+	r.child = c
+	return nil
+}
 
-	// The workload: catalog changes and counters changes, in one goroutine.
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	var wlErr error
-	var wlDone, oscDone atomic.Bool
-	var gate sync.Mutex
-	var wg sync.WaitGroup
-	wg.Add(1)
+// killAndRestart SIGKILLs the current child and starts a new one.
+func (r *run) killAndRestart() error {
+	r.child.Kill()
+	r.sum.Kills++
+	return r.startChild(0)
+}
+
+func (r *run) sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// between is a random pause between two faults.
+func (r *run) between() time.Duration {
+	return r.p.KillMin + time.Duration(r.rng.Int64N(int64(r.p.KillMax-r.p.KillMin)+1))
+}
+
+// startWorkload runs the catalog and counters changes in one goroutine.
+// An online schema change's steps wait for the connector, which takes
+// longer on a loaded machine: the workload runs on until they are done.
+func (r *run) startWorkload(ctx context.Context) {
+	p := r.p
+	r.wg.Add(1)
 	go func() {
-		defer wg.Done()
-		defer wlDone.Store(true)
+		defer r.wg.Done()
+		defer r.wlDone.Store(true)
 		var wo catalog.WorkloadOptions
 		if p.NoProductDeletes {
 			wo.Weights = catalog.DefaultWeights()
 			delete(wo.Weights, catalog.KindDeleteProduct)
 		}
-		wl := catalog.NewWorkload(admin, p.Seed, wo)
-		var v int64 = 1000
-		crng := rand.New(rand.NewPCG(uint64(p.Seed), 14))
+		wl := catalog.NewWorkload(r.admin, p.Seed, wo)
+		counters := &counterChanges{admin: r.admin, v: 1000, rng: rand.New(rand.NewPCG(uint64(p.Seed), 14))}
 		step := max(p.Changes/50, 1)
-		// An online schema change's steps wait for the connector, which
-		// takes longer on a loaded machine: the workload runs on until
-		// they are done.
-		for done := 0; done < p.Changes || (p.OSCTable != "" && !oscDone.Load() && wctx.Err() == nil); done += step {
+		for done := 0; done < p.Changes || (p.OSCTable != "" && !r.oscDone.Load() && ctx.Err() == nil); done += step {
 			n := step
 			if done < p.Changes {
 				n = min(step, p.Changes-done)
 			}
-			gate.Lock() // a source restart waits for the chunk, and the chunk for it
-			_, err := wl.Run(wctx, n, p.Rate)
-			if err != nil {
-				gate.Unlock()
-				wlErr = fmt.Errorf("workload: %w", err)
+			if err := r.workloadChunk(ctx, wl, counters, n); err != nil {
+				r.wlErr = err
 				return
 			}
-			for i := 0; i < max(n/p.CounterEvery, 1); i++ {
-				v++
-				id := crng.IntN(60) // 50..59: inserts of new rows and their deletes
-				var err error
-				switch {
-				case id >= 50 && crng.IntN(2) == 0:
-					_, err = admin.ExecContext(wctx, "DELETE FROM "+CountersTable+" WHERE id = ?", id)
-				case id >= 50:
-					_, err = admin.ExecContext(wctx, "INSERT INTO "+CountersTable+" VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)", id, v)
-				default:
-					_, err = admin.ExecContext(wctx, "UPDATE "+CountersTable+" SET v = ? WHERE id = ?", v, id)
-				}
-				if err != nil {
-					gate.Unlock()
-					wlErr = fmt.Errorf("counters: %w", err)
-					return
-				}
-			}
-			gate.Unlock()
 		}
 	}()
+}
 
-	// Faults.
-	if p.DiskFullBlocks > 0 {
-		// Let the first start write its state, then restart with every
-		// file limited to what the file sink's products.jsonl has now plus
-		// DiskFullBlocks KiB: the file sink runs out of "disk" soon, and
-		// the state file (bigger) as soon as it grows or writes past it.
-		time.Sleep(4 * time.Second)
-		if err := child.Term(2 * time.Minute); err != nil {
-			return sum, fmt.Errorf("stop before the disk-full run: %w", err)
-		}
-		sum.Terms++
-		fi, err := os.Stat(filepath.Join(dir, "out", "products.jsonl"))
-		if err != nil {
-			return sum, fmt.Errorf("the file sink wrote nothing before the disk-full run: %w", err)
-		}
-		limit := int(fi.Size()>>10) + p.DiskFullBlocks
-		if child, err = startChild(limit); err != nil {
-			return sum, err
-		}
-		e.Log.Info("disk full: every file limited", "scenario", p.Scenario, "kib", limit)
+// workloadChunk runs n catalog changes and their share of counters
+// changes while holding the gate.
+func (r *run) workloadChunk(ctx context.Context, wl *catalog.Workload, counters *counterChanges, n int) error {
+	r.gate.Lock()
+	defer r.gate.Unlock()
+	if _, err := wl.Run(ctx, n, r.p.Rate); err != nil {
+		return fmt.Errorf("workload: %w", err)
 	}
-	if p.HTTPFailRate > 0 {
-		svc.SetFailRate(p.HTTPFailRate)
-	}
-	var partial atomic.Bool
-	var injected, replKills atomic.Int64
-	if p.KafkaPartial > 0 {
-		partial.Store(true)
-		failPartitions(kafka, p.KafkaPartial, p.Seed, &partial, &injected)
-	}
-	sleep := func(d time.Duration) error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-			return nil
+	for i := 0; i < max(n/r.p.CounterEvery, 1); i++ {
+		if err := counters.next(ctx); err != nil {
+			return fmt.Errorf("counters: %w", err)
 		}
 	}
-	between := func() time.Duration {
-		return p.KillMin + time.Duration(rng.Int64N(int64(p.KillMax-p.KillMin)+1))
+	return nil
+}
+
+// counterChanges writes a new, globally unique value per change of the
+// counters table: updates of rows 0..49, inserts and deletes of 50..59.
+type counterChanges struct {
+	admin *sql.DB
+	v     int64
+	rng   *rand.Rand
+}
+
+func (c *counterChanges) next(ctx context.Context) error {
+	c.v++
+	id := c.rng.IntN(60)
+	var err error
+	switch {
+	case id >= 50 && c.rng.IntN(2) == 0:
+		_, err = c.admin.ExecContext(ctx, "DELETE FROM "+CountersTable+" WHERE id = ?", id)
+	case id >= 50:
+		_, err = c.admin.ExecContext(ctx, "INSERT INTO "+CountersTable+" VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)", id, c.v)
+	default:
+		_, err = c.admin.ExecContext(ctx, "UPDATE "+CountersTable+" SET v = ? WHERE id = ?", c.v, id)
 	}
+	return err
+}
+
+// faults injects the plan's faults, in this order, while the workload
+// runs: a disk-full restart, HTTP and Kafka failures, kills (with
+// resyncs), SIGTERMs, the online schema change and truncates, binlog
+// connection kills, source restarts, and the outage.
+func (r *run) faults(ctx context.Context) error {
+	if r.p.DiskFullBlocks > 0 {
+		if err := r.diskFull(); err != nil {
+			return err
+		}
+	}
+	if r.p.HTTPFailRate > 0 {
+		r.svc.SetFailRate(r.p.HTTPFailRate)
+	}
+	if r.p.KafkaPartial > 0 {
+		r.partial.Store(true)
+		failPartitions(r.kafka, r.p.KafkaPartial, r.p.Seed, &r.partial, &r.injected)
+	}
+	steps := []func(context.Context) error{r.kills, r.terms, r.onlineSchemaChange}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	if r.p.KillReplicationEvery > 0 {
+		r.killReplication(ctx)
+	}
+	for _, step := range []func(context.Context) error{r.sourceRestarts, r.outage} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// diskFull lets the first start write its state, then restarts with every
+// file limited to what the file sink's products.jsonl has now plus
+// DiskFullBlocks KiB: the file sink runs out of "disk" soon, and the state
+// file (bigger) as soon as it grows or writes past it.
+func (r *run) diskFull() error {
+	time.Sleep(4 * time.Second)
+	if err := r.child.Term(2 * time.Minute); err != nil {
+		return fmt.Errorf("stop before the disk-full run: %w", err)
+	}
+	r.sum.Terms++
+	fi, err := os.Stat(filepath.Join(r.dir, "out", "products.jsonl"))
+	if err != nil {
+		return fmt.Errorf("the file sink wrote nothing before the disk-full run: %w", err)
+	}
+	limit := int(fi.Size()>>10) + r.p.DiskFullBlocks
+	if err := r.startChild(limit); err != nil {
+		return err
+	}
+	r.e.Log.Info("disk full: every file limited", "scenario", r.p.Scenario, "kib", limit)
+	return nil
+}
+
+// kills SIGKILLs the connector Plan.Kills times, asking for the plan's
+// resyncs spread over them.
+func (r *run) kills(ctx context.Context) error {
 	resyncAt := map[int]bool{}
-	for r := 1; r <= p.Resyncs; r++ {
-		resyncAt[r*p.Kills/(p.Resyncs+1)] = true
+	for i := 1; i <= r.p.Resyncs; i++ {
+		resyncAt[i*r.p.Kills/(r.p.Resyncs+1)] = true
 	}
-	for i := 0; i < p.Kills; i++ {
+	for i := 0; i < r.p.Kills; i++ {
 		if resyncAt[i] {
-			if err := requestResync(ctx, dashAddr); err != nil {
-				sum.Detail = append(sum.Detail, "resync request: "+err.Error())
+			if err := requestResync(ctx, r.dashAddr); err != nil {
+				r.sum.Detail = append(r.sum.Detail, "resync request: "+err.Error())
 			} else {
-				sum.Resyncs++
+				r.sum.Resyncs++
 			}
 		}
-		if err := sleep(between()); err != nil {
-			return sum, err
+		if err := r.sleep(ctx, r.between()); err != nil {
+			return err
 		}
-		child.Kill()
-		sum.Kills++
-		if child, err = startChild(0); err != nil {
-			return sum, err
+		if err := r.killAndRestart(); err != nil {
+			return err
 		}
 	}
-	for i := 0; i < p.Terms; i++ {
-		if err := sleep(between()); err != nil {
-			return sum, err
+	return nil
+}
+
+// terms stops the connector with SIGTERM Plan.Terms times; it must exit 0.
+func (r *run) terms(ctx context.Context) error {
+	for i := 0; i < r.p.Terms; i++ {
+		if err := r.sleep(ctx, r.between()); err != nil {
+			return err
 		}
-		if err := child.Term(2 * time.Minute); err != nil {
-			sum.Detail = append(sum.Detail, fmt.Sprintf("SIGTERM %d: %v (see %s)", i+1, err, filepath.Join(dir, "feedcdc.log")))
-			sum.Wrong++
+		if err := r.child.Term(2 * time.Minute); err != nil {
+			r.sum.Detail = append(r.sum.Detail, fmt.Sprintf("SIGTERM %d: %v (see %s)", i+1, err, r.logPath()))
+			r.sum.Wrong++
 		}
-		sum.Terms++
-		if child, err = startChild(0); err != nil {
-			return sum, err
+		r.sum.Terms++
+		if err := r.startChild(0); err != nil {
+			return err
 		}
 	}
-	if p.OSCTable != "" {
-		// The statements must fall after the first start's full syncs:
-		// one still running (or resumed after the kill) would rebuild
-		// every item anyway and hide a missed rebuild.
-		for waited := time.Duration(0); ; waited += 100 * time.Millisecond {
-			if fullSyncsDone(filepath.Join(dir, "feedcdc.log")) >= len(FeedNames) || waited > 2*time.Minute {
-				break
-			}
-			if err := sleep(100 * time.Millisecond); err != nil {
-				return sum, err
-			}
+	return nil
+}
+
+// onlineSchemaChange migrates Plan.OSCTable gh-ost style and SIGKILLs the
+// connector right after the RENAME, then truncates each of
+// Plan.TruncateTables, each followed at once by a SIGKILL.
+func (r *run) onlineSchemaChange(ctx context.Context) error {
+	if r.p.OSCTable == "" {
+		return nil
+	}
+	// The statements must fall after the first start's full syncs: one
+	// still running (or resumed after the kill) would rebuild every item
+	// anyway and hide a missed rebuild.
+	for waited := time.Duration(0); fullSyncsDone(r.logPath()) < len(FeedNames) && waited <= 2*time.Minute; waited += 100 * time.Millisecond {
+		if err := r.sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
 		}
-		if err := sleep(p.OSCAfter); err != nil {
-			return sum, err
+	}
+	if err := r.sleep(ctx, r.p.OSCAfter); err != nil {
+		return err
+	}
+	if err := ghostMigration(ctx, r.admin, r.p.OSCTable, 400, 50*time.Millisecond, &r.gate); err != nil {
+		return err
+	}
+	r.sum.Swaps++
+	if err := r.killAndRestart(); err != nil { // right after the RENAME
+		return err
+	}
+	if _, err := r.admin.ExecContext(ctx, "DROP TABLE `_"+r.p.OSCTable+"_del`"); err != nil {
+		return fmt.Errorf("drop the old table after the cut-over: %w", err)
+	}
+	for _, t := range r.p.TruncateTables {
+		if err := r.streaming(ctx); err != nil {
+			return err
 		}
-		// Each SIGKILL is to hit a connector that streams: wait for the
-		// current process's preflight, then a second.
-		streaming := func() error {
-			for waited := time.Duration(0); countLines(filepath.Join(dir, "feedcdc.log"), `"msg":"preflight passed"`) < starts && waited < 2*time.Minute; waited += 100 * time.Millisecond {
-				if err := sleep(100 * time.Millisecond); err != nil {
-					return err
+		if _, err := r.admin.ExecContext(ctx, "TRUNCATE TABLE `"+t+"`"); err != nil {
+			return fmt.Errorf("truncate %s: %w", t, err)
+		}
+		r.sum.Truncates++
+		if err := r.killAndRestart(); err != nil { // right after the TRUNCATE
+			return err
+		}
+	}
+	r.oscDone.Store(true)
+	return nil
+}
+
+// streaming waits until the current process has passed its preflight, then
+// a second, so that a SIGKILL hits a connector that streams.
+func (r *run) streaming(ctx context.Context) error {
+	for waited := time.Duration(0); countLines(r.logPath(), `"msg":"preflight passed"`) < r.starts && waited < 2*time.Minute; waited += 100 * time.Millisecond {
+		if err := r.sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return r.sleep(ctx, time.Second)
+}
+
+// killReplication KILLs the connector's binlog connection every
+// Plan.KillReplicationEvery until the workload is done (in a goroutine
+// that closes killerDone).
+func (r *run) killReplication(ctx context.Context) {
+	r.killerDone = make(chan struct{})
+	go func() {
+		defer close(r.killerDone)
+		for !r.wlDone.Load() && ctx.Err() == nil {
+			time.Sleep(r.p.KillReplicationEvery)
+			var id int64
+			err := r.admin.QueryRowContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ? LIMIT 1", r.e.Server.CDCUser).Scan(&id)
+			if err == nil {
+				if _, err := r.admin.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err == nil {
+					r.replKills.Add(1)
 				}
 			}
-			return sleep(time.Second)
 		}
-		if err := ghostMigration(ctx, admin, p.OSCTable, 400, 50*time.Millisecond, &gate); err != nil {
-			return sum, err
+	}()
+}
+
+// sourceRestarts stops mariadbd (alternately SIGTERM and SIGKILL) and
+// starts it again Plan.SourceRestarts times, between workload chunks.
+func (r *run) sourceRestarts(ctx context.Context) error {
+	for i := 0; i < r.p.SourceRestarts; i++ {
+		if err := r.sleep(ctx, r.between()); err != nil {
+			return err
 		}
-		sum.Swaps++
-		child.Kill() // right after the RENAME
-		sum.Kills++
-		if child, err = startChild(0); err != nil {
-			return sum, err
+		if err := r.restartSource(ctx, i%2 == 0); err != nil {
+			return fmt.Errorf("source restart %d: %w", i+1, err)
 		}
-		if _, err := admin.ExecContext(ctx, "DROP TABLE `_"+p.OSCTable+"_del`"); err != nil {
-			return sum, fmt.Errorf("drop the old table after the cut-over: %w", err)
-		}
-		for _, t := range p.TruncateTables {
-			if err := streaming(); err != nil {
-				return sum, err
-			}
-			if _, err := admin.ExecContext(ctx, "TRUNCATE TABLE `"+t+"`"); err != nil {
-				return sum, fmt.Errorf("truncate %s: %w", t, err)
-			}
-			sum.Truncates++
-			child.Kill() // right after the TRUNCATE
-			sum.Kills++
-			if child, err = startChild(0); err != nil {
-				return sum, err
-			}
-		}
-		oscDone.Store(true)
+		r.sum.SourceRestarts++
 	}
-	var killerDone chan struct{}
-	if p.KillReplicationEvery > 0 {
-		killerDone = make(chan struct{})
-		go func() {
-			defer close(killerDone)
-			for !wlDone.Load() && ctx.Err() == nil {
-				time.Sleep(p.KillReplicationEvery)
-				var id int64
-				err := admin.QueryRowContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ? LIMIT 1", e.Server.CDCUser).Scan(&id)
-				if err == nil {
-					if _, err := admin.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err == nil {
-						replKills.Add(1)
-					}
-				}
-			}
-		}()
+	return nil
+}
+
+func (r *run) restartSource(ctx context.Context, graceful bool) error {
+	r.gate.Lock()
+	defer r.gate.Unlock()
+	stop := r.e.Server.Kill
+	if graceful {
+		stop = r.e.Server.Shutdown
 	}
-	for i := 0; i < p.SourceRestarts; i++ {
-		if err := sleep(between()); err != nil {
-			return sum, err
-		}
-		gate.Lock()
-		if i%2 == 0 {
-			err = e.Server.Shutdown()
-		} else {
-			err = e.Server.Kill()
-		}
-		if err == nil {
-			time.Sleep(time.Duration(1+rng.IntN(3)) * time.Second)
-			err = e.Server.Restart(ctx, mysqltest.Options{BaseDir: e.Dir})
-		}
-		gate.Unlock()
-		if err != nil {
-			return sum, fmt.Errorf("source restart %d: %w", i+1, err)
-		}
-		sum.SourceRestarts++
+	if err := stop(); err != nil {
+		return err
 	}
-	if p.Outage > 0 {
-		if err := sleep(p.OutageAfter); err != nil {
-			return sum, err
-		}
-		// The feed service goes down first and the broker once the service
-		// has refused a request (or after half the outage): with both down
-		// at once the exporter may block on the raw records' in-place
-		// retries before it ever reaches the service, and the outage would
-		// prove nothing about the feed side.
-		svc.SetDown(true)
-		downAt := time.Now()
-		for svc.Stats()["503 (down)"] == 0 && time.Since(downAt) < p.Outage/2 {
-			if err := sleep(50 * time.Millisecond); err != nil {
-				return sum, err
-			}
-		}
-		if err := kafka.Stop(); err != nil {
-			return sum, err
-		}
-		e.Log.Info("outage: feed service and Kafka broker down", "scenario", p.Scenario, "for", p.Outage)
-		if err := sleep(p.Outage - time.Since(downAt)); err != nil {
-			return sum, err
-		}
-		if err := kafka.Restart(ctx); err != nil {
-			return sum, err
-		}
-		svc.SetDown(false)
+	time.Sleep(time.Duration(1+r.rng.IntN(3)) * time.Second)
+	return r.e.Server.Restart(ctx, mysqltest.Options{BaseDir: r.e.Dir})
+}
+
+// outage takes the feed service and the broker down for Plan.Outage,
+// starting Plan.OutageAfter into the workload. The feed service goes down
+// first and the broker once the service has refused a request (or after
+// half the outage): with both down at once the exporter may block on the
+// raw records' in-place retries before it ever reaches the service, and
+// the outage would prove nothing about the feed side.
+func (r *run) outage(ctx context.Context) error {
+	if r.p.Outage <= 0 {
+		return nil
 	}
-	wg.Wait()
-	if killerDone != nil {
-		<-killerDone
+	if err := r.sleep(ctx, r.p.OutageAfter); err != nil {
+		return err
 	}
-	sum.ReplicationKills = int(replKills.Load())
-	if wlErr != nil {
-		return sum, wlErr
+	r.svc.SetDown(true)
+	downAt := time.Now()
+	for r.svc.Stats()["503 (down)"] == 0 && time.Since(downAt) < r.p.Outage/2 {
+		if err := r.sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
 	}
-	svc.SetFailRate(0)
-	partial.Store(false)
-	if p.DiskFullBlocks > 0 {
+	if err := r.kafka.Stop(); err != nil {
+		return err
+	}
+	r.e.Log.Info("outage: feed service and Kafka broker down", "scenario", r.p.Scenario, "for", r.p.Outage)
+	if err := r.sleep(ctx, r.p.Outage-time.Since(downAt)); err != nil {
+		return err
+	}
+	if err := r.kafka.Restart(ctx); err != nil {
+		return err
+	}
+	r.svc.SetDown(false)
+	return nil
+}
+
+// endFaults waits for the workload (and the binlog connection killer),
+// turns the injected failures off, restarts a disk-full connector without
+// the limit, and restarts one that exited on its own (counted).
+func (r *run) endFaults(ctx context.Context) error {
+	r.wg.Wait()
+	if r.killerDone != nil {
+		<-r.killerDone
+	}
+	r.sum.ReplicationKills = int(r.replKills.Load())
+	if r.wlErr != nil {
+		return r.wlErr
+	}
+	r.svc.SetFailRate(0)
+	r.partial.Store(false)
+	if r.p.DiskFullBlocks > 0 {
 		// Space freed: a restart without the limit. The process may have
 		// exited on its own (EFBIG on the state file), which is allowed.
 		select {
-		case <-child.Done():
-			sum.Detail = append(sum.Detail, "the connector exited while the disk was full (allowed; restarted)")
+		case <-r.child.Done():
+			r.sum.Detail = append(r.sum.Detail, "the connector exited while the disk was full (allowed; restarted)")
 		default:
-			child.Kill()
-			sum.Kills++
+			r.child.Kill()
+			r.sum.Kills++
 		}
-		if child, err = startChild(0); err != nil {
-			return sum, err
+		if err := r.startChild(0); err != nil {
+			return err
 		}
-		logText, _ := os.ReadFile(filepath.Join(dir, "feedcdc.log"))
-		sum.DiskFullErrors = strings.Count(string(logText), "file too large")
+		logText, _ := os.ReadFile(r.logPath())
+		r.sum.DiskFullErrors = strings.Count(string(logText), "file too large")
 	}
 	select {
-	case <-child.Done():
-		if p.DiskFullBlocks == 0 {
-			sum.UnexpectedExits++
-			sum.Detail = append(sum.Detail, "the connector exited on its own during the faults (see its log); restarted")
-			if child, err = startChild(0); err != nil {
-				return sum, err
+	case <-r.child.Done():
+		if r.p.DiskFullBlocks == 0 {
+			r.sum.UnexpectedExits++
+			r.sum.Detail = append(r.sum.Detail, "the connector exited on its own during the faults (see its log); restarted")
+			if err := r.startChild(0); err != nil {
+				return err
 			}
 		}
 	default:
 	}
-	faultsEnd := time.Now()
+	r.faultsEnd = time.Now()
+	return nil
+}
 
-	// Catch up: poll until the outputs equal the database.
-	all, err := DecodeBinlog(ctx, admin, e.DataDir(), schema, from)
+// catchUp decodes the binlog into the expected raw changes, builds the
+// expected feeds, and polls until the outputs equal them or Plan.CatchUp
+// has passed since the faults ended.
+func (r *run) catchUp(ctx context.Context) (RawResult, FeedResult, error) {
+	want, seq, err := r.expectedRaw(ctx)
 	if err != nil {
-		return sum, err
+		return RawResult{}, FeedResult{}, err
 	}
-	seq, found, err := StreamStart(filepath.Join(dir, "feedcdc.log"))
+	// The expected feeds: a fresh full build by the binary into a state
+	// and a file sink of its own (the database no longer changes).
+	buildStart := time.Now()
+	wantFeeds, err := r.e.ExpectedFeeds(ctx, filepath.Join(r.dir, "expected"), r.schema, 6_000_000+r.rng.Int64N(1_000_000), r.env)
+	if err != nil {
+		return RawResult{}, FeedResult{}, err
+	}
+	r.sum.ExpectedBuildSeconds = time.Since(buildStart).Seconds()
+	check := func() (RawResult, FeedResult, error) {
+		raw, err := CheckRaw(ctx, r.kafka, "chaos", r.schema, want, seq)
+		if err != nil {
+			return raw, FeedResult{}, err
+		}
+		fk, err := CheckFeedsKafka(ctx, r.kafka, "chaos", wantFeeds)
+		if err != nil {
+			return raw, fk, err
+		}
+		fk.add(CheckFeedsService(r.svc, wantFeeds, []string{"products", "productOverrides"}))
+		return raw, fk, nil
+	}
+	deadline := r.faultsEnd.Add(r.p.CatchUp)
+	for {
+		raw, fr, cerr := check()
+		if cerr == nil && raw.Lost+raw.Wrong+raw.OutOfOrder+fr.Lost+fr.Wrong == 0 {
+			r.sum.CatchUpSeconds = time.Since(r.faultsEnd).Seconds()
+			return raw, fr, nil
+		}
+		if err := r.restartIfExited(); err != nil {
+			return raw, fr, err
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if cerr != nil {
+				r.sum.Detail = append(r.sum.Detail, "check: "+cerr.Error())
+				r.sum.Lost++
+			}
+			r.sum.CatchUpSeconds = -1
+			return raw, fr, nil
+		}
+		if err := r.sleep(ctx, 3*time.Second); err != nil {
+			return raw, fr, err
+		}
+	}
+}
+
+// expectedRaw decodes the binlog since the scenario began and keeps the
+// row changes after the connector's first stream start (seq).
+func (r *run) expectedRaw(ctx context.Context) (want []rowEvent, seq uint64, err error) {
+	all, err := DecodeBinlog(ctx, r.admin, r.e.DataDir(), r.schema, r.from)
+	if err != nil {
+		return nil, 0, err
+	}
+	seq, found, err := StreamStart(r.logPath())
 	if err != nil || !found {
-		return sum, fmt.Errorf("no first-start position in the connector log %s (%v)", filepath.Join(dir, "feedcdc.log"), err)
+		return nil, 0, fmt.Errorf("no first-start position in the connector log %s (%v)", r.logPath(), err)
 	}
-	want := After(all, seq)
+	want = After(all, seq)
 	var stmts []string
 	for _, ev := range all {
 		if ev.tableEvent() {
 			stmts = append(stmts, fmt.Sprintf("%s@%d", ev.describe(), ev.Seq))
 		}
 	}
-	e.Log.Info("binlog decoded", "scenario", p.Scenario, "row_changes", len(all), "stream_start_seq", seq, "checked", len(want), "table_statements", stmts)
-	// The expected feeds: a fresh full build by the binary into a state
-	// and a file sink of its own (the database no longer changes).
-	buildStart := time.Now()
-	wantFeeds, err := e.ExpectedFeeds(ctx, filepath.Join(dir, "expected"), schema, 6_000_000+rng.Int64N(1_000_000), env)
-	if err != nil {
-		return sum, err
+	r.e.Log.Info("binlog decoded", "scenario", r.p.Scenario, "row_changes", len(all), "stream_start_seq", seq, "checked", len(want), "table_statements", stmts)
+	return want, seq, nil
+}
+
+// restartIfExited restarts a connector that exited on its own during the
+// catch-up (counted unless the disk was full), at most 100 starts in all.
+func (r *run) restartIfExited() error {
+	select {
+	case <-r.child.Done():
+		if r.starts >= 100 {
+			return nil
+		}
+		if r.p.DiskFullBlocks == 0 {
+			r.sum.UnexpectedExits++
+		}
+		r.sum.Detail = append(r.sum.Detail, "the connector exited on its own (see its log); restarted")
+		return r.startChild(0)
+	default:
+		return nil
 	}
-	sum.ExpectedBuildSeconds = time.Since(buildStart).Seconds()
-	check := func() (RawResult, FeedResult, error) {
-		raw, err := CheckRaw(ctx, kafka, "chaos", schema, want, seq)
-		if err != nil {
-			return raw, FeedResult{}, err
-		}
-		fk, err := CheckFeedsKafka(ctx, kafka, "chaos", wantFeeds)
-		if err != nil {
-			return raw, fk, err
-		}
-		fk.add(CheckFeedsService(svc, wantFeeds, []string{"products", "productOverrides"}))
-		return raw, fk, nil
-	}
-	var raw RawResult
-	var fr FeedResult
-	deadline := faultsEnd.Add(p.CatchUp)
-	for {
-		var cerr error
-		cctx, ccancel := context.WithTimeout(ctx, time.Minute)
-		raw, fr, cerr = func() (RawResult, FeedResult, error) { defer ccancel(); _ = cctx; return check() }()
-		if cerr == nil && raw.Lost+raw.Wrong+raw.OutOfOrder+fr.Lost+fr.Wrong == 0 {
-			sum.CatchUpSeconds = time.Since(faultsEnd).Seconds()
-			break
-		}
-		select {
-		case <-child.Done():
-			if starts < 100 {
-				if p.DiskFullBlocks == 0 {
-					sum.UnexpectedExits++
-				}
-				sum.Detail = append(sum.Detail, "the connector exited on its own (see its log); restarted")
-				if child, err = startChild(0); err != nil {
-					return sum, err
-				}
-			}
-		default:
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			if cerr != nil {
-				sum.Detail = append(sum.Detail, "check: "+cerr.Error())
-				sum.Lost++
-			}
-			sum.CatchUpSeconds = -1
-			break
-		}
-		if err := sleep(3 * time.Second); err != nil {
-			return sum, err
-		}
-	}
-	if err := child.Term(2 * time.Minute); err != nil {
+}
+
+// sumUp stops the connector, fills the summary from the last check, and
+// removes the scenario's files and database when it passed.
+func (r *run) sumUp(raw RawResult, fr FeedResult) {
+	sum := &r.sum
+	if err := r.child.Term(2 * time.Minute); err != nil {
 		sum.Detail = append(sum.Detail, "final SIGTERM: "+err.Error())
 		sum.Wrong++
 	}
@@ -587,17 +779,16 @@ func (e *Env) Run(ctx context.Context, p Plan) (Summary, error) {
 	sum.RawDuplicates, sum.FeedDuplicates = raw.Duplicated, fr.Duplicated
 	sum.Detail = append(sum.Detail, raw.Detail...)
 	sum.Detail = append(sum.Detail, fr.Detail...)
-	sum.RSSPeakMiB = rss.PeakMiB()
-	sum.ServiceRequests = svc.Stats()
-	sum.ProduceFailures = injected.Load()
-	sum.Elapsed = time.Since(start)
+	sum.RSSPeakMiB = r.rss.PeakMiB()
+	sum.ServiceRequests = r.svc.Stats()
+	sum.ProduceFailures = r.injected.Load()
+	sum.Elapsed = time.Since(r.start)
 	if !sum.OK() {
-		sum.Detail = append(sum.Detail, "connector log: "+filepath.Join(dir, "feedcdc.log"))
+		sum.Detail = append(sum.Detail, "connector log: "+r.logPath())
 	} else {
-		_ = os.RemoveAll(dir)
-		_, _ = admin.ExecContext(context.Background(), "DROP DATABASE `"+schema+"`")
+		_ = os.RemoveAll(r.dir)
+		_, _ = r.admin.ExecContext(context.Background(), "DROP DATABASE `"+r.schema+"`")
 	}
-	return sum, nil
 }
 
 // database creates schema and returns an admin pool on it.
