@@ -175,6 +175,20 @@ func (t *Tx) missing(fb *feedBuckets, what string, idk []byte) error {
 	return fmt.Errorf("state: feed %q: %s names item %s that does not exist: %w", fb.name, what, id, errCorrupt)
 }
 
+// checkItem checks what PutItems refuses to store.
+func checkItem(it *Item) error {
+	if it.ID == "" {
+		return fmt.Errorf("state: put item in feed %q: empty feed id", it.Feed)
+	}
+	if it.Status < minStatus || it.Status > maxStatus {
+		return fmt.Errorf("state: put item %s: status %d out of range", it.ID, it.Status)
+	}
+	if len(it.EntityKey) > 512 {
+		return fmt.Errorf("state: put item %s: entity key of %d bytes is too long (max 512)", it.ID, len(it.EntityKey))
+	}
+	return nil
+}
+
 // PutItems inserts or replaces item states, keeping the id, failed and
 // status indexes and the feed counters consistent. Attention is stored only
 // for items whose status is 2. A later item in items replaces an earlier
@@ -187,14 +201,8 @@ func (t *Tx) PutItems(items []Item) error {
 	for i := range items {
 		cp := items[i] // the caller's slice is not modified
 		it := &cp
-		if it.ID == "" {
-			return fmt.Errorf("state: put item in feed %q: empty feed id", it.Feed)
-		}
-		if it.Status < minStatus || it.Status > maxStatus {
-			return fmt.Errorf("state: put item %s: status %d out of range", it.ID, it.Status)
-		}
-		if len(it.EntityKey) > 512 {
-			return fmt.Errorf("state: put item %s: entity key of %d bytes is too long (max 512)", it.ID, len(it.EntityKey))
+		if err := checkItem(it); err != nil {
+			return err
 		}
 		if it.Status != StatusRetryableFailure {
 			it.Attention = false
