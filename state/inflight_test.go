@@ -154,3 +154,27 @@ func TestInflightRecordRemovedWithFinalStates(t *testing.T) {
 		t.Errorf("after reopening: %+v, want the pending state kept", g)
 	}
 }
+
+// TestPutItemsLaterItemWinsWhateverTheKeyOrder: PutItems writes in item-key
+// order, but the last of two items with the same id still wins, also when
+// it moves the item to an entity that sorts before the earlier one's.
+func TestPutItemsLaterItemWinsWhateverTheKeyOrder(t *testing.T) {
+	ctx := context.Background()
+	st, _ := openTemp(t)
+	first := product("A", "default", 5, StatusPending)
+	later := product("A", "default", 3, StatusSent)
+	later.Hash = sha1hex("later")
+	put(t, st, first, product("B", "default", 4, StatusSent), later, product("C", "default", 1, StatusSent))
+	mustCheck(t, st)
+	g, ok, err := st.Item(ctx, "products", later.ID)
+	if err != nil || !ok || g.EntityKey != "3" || g.Hash != later.Hash || g.Status != StatusSent {
+		t.Fatalf("item A: %+v (ok %v, err %v), want the later one (entity 3, status 200)", g, ok, err)
+	}
+	if c, _ := st.Counts(ctx, "products"); c.Total != 3 || c.Sent != 3 {
+		t.Fatalf("counts %+v, want 3 items sent", c)
+	}
+	byEntity, err := st.ItemsByEntity(ctx, "products", []string{"5"})
+	if err != nil || len(byEntity["5"]) != 0 {
+		t.Fatalf("entity 5 still holds %+v (%v)", byEntity["5"], err)
+	}
+}

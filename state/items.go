@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -189,6 +190,54 @@ func checkItem(it *Item) error {
 	return nil
 }
 
+// putOrder returns the items' item keys (in one new buffer) and the order
+// PutItems writes them in: by feed and item key, keeping only the last of
+// the items with the same feed and id (what writing all of them in the
+// given order stores). bbolt keeps a page's entries in one slice, so an
+// entry inserted in the middle moves every entry after it, and a
+// transaction's new entries at the end of a bucket pile up in its last
+// page until the commit splits it: a full sync's new items written in
+// feed-id order (the order Diff returns) cost a quadratic number of moves,
+// in key order they are appended.
+func putOrder(items []Item) ([][]byte, []int) {
+	size := 0
+	for i := range items {
+		size += binary.MaxVarintLen64 + len(items[i].EntityKey) + 1 + len(items[i].ID)
+	}
+	buf := make([]byte, 0, size)
+	keys := make([][]byte, len(items))
+	order := make([]int, 0, len(items))
+	last := make(map[[2]string]int, len(items))
+	for i := range items {
+		it := &items[i]
+		n := len(buf)
+		buf = encodeID(appendBytes(buf, it.EntityKey), it.ID) // itemKey
+		keys[i] = buf[n:len(buf):len(buf)]
+		id := [2]string{it.Feed, it.ID}
+		if j, dup := last[id]; dup {
+			order[j] = -1
+		}
+		last[id] = len(order)
+		order = append(order, i)
+	}
+	order = slices.DeleteFunc(order, func(i int) bool { return i < 0 })
+	slices.SortFunc(order, func(a, b int) int {
+		if c := strings.Compare(items[a].Feed, items[b].Feed); c != 0 {
+			return c
+		}
+		return bytes.Compare(keys[a], keys[b])
+	})
+	return keys, order
+}
+
+// idKeyLen is the length of encodeID(id).
+func idKeyLen(id string) int {
+	if len(id) == 40 && isLowerHex(id) {
+		return 21
+	}
+	return 1 + len(id)
+}
+
 // PutItems inserts or replaces item states, keeping the id, failed and
 // status indexes and the feed counters consistent. Attention is stored only
 // for items whose status is 2. A later item in items replaces an earlier
@@ -197,13 +246,16 @@ func (t *Tx) PutItems(items []Item) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	var scratch []byte
 	for i := range items {
-		cp := items[i] // the caller's slice is not modified
-		it := &cp
-		if err := checkItem(it); err != nil {
+		if err := checkItem(&items[i]); err != nil {
 			return err
 		}
+	}
+	keys, order := putOrder(items)
+	var scratch []byte
+	for n, i := range order {
+		cp := items[i] // the caller's slice is not modified
+		it := &cp
 		if it.Status != StatusRetryableFailure {
 			it.Attention = false
 		}
@@ -211,7 +263,8 @@ func (t *Tx) PutItems(items []Item) error {
 		if err != nil {
 			return err
 		}
-		idk := t.keep(encodeID(t.kbuf[:0], it.ID))
+		ik := keys[i]                        // stays valid until the commit
+		idk := ik[len(ik)-idKeyLen(it.ID):] // the item key ends with the id key
 		newNext := timeToMicro(it.NextAttempt)
 		failedOld, statusOld := false, false
 		var oldNext int64
@@ -219,7 +272,7 @@ func (t *Tx) PutItems(items []Item) error {
 		// Most writes update an item under the same entity: find it by its
 		// item key first and consult the id index only when that misses
 		// (a new item, or one whose entity key changed).
-		old := fb.items.Get(itemKey(t.kbuf2[:0], it.EntityKey, idk))
+		old := fb.items.Get(ik)
 		if old == nil {
 			oldEK, oldIK, ov := t.lookup(fb, idk)
 			if oldEK != nil {
@@ -269,12 +322,12 @@ func (t *Tx) PutItems(items []Item) error {
 			}
 		}
 		scratch = encodeItem(scratch[:0], it)
-		if err := fb.items.Put(t.keep(itemKey(t.kbuf[:0], it.EntityKey, idk)), t.keep(scratch)); err != nil {
+		if err := fb.items.Put(ik, t.keep(scratch)); err != nil {
 			return fmt.Errorf("state: put feed %q item %s: %w", it.Feed, it.ID, err)
 		}
 		fb.delta.add(contribution(it.Status, it.Deleted, it.Attention), 1)
 		fb.dirty = true
-		if i%1024 == 1023 {
+		if n%1024 == 1023 {
 			if err := t.ctx.Err(); err != nil {
 				return err
 			}
