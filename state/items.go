@@ -190,7 +190,8 @@ func checkItem(it *Item) error {
 	return nil
 }
 
-// putOrder returns the items' item keys (in one new buffer) and the order
+// putOrder returns the items' item keys (in one new buffer), where in each
+// the id key starts, and the order
 // PutItems writes them in: by feed and item key, keeping only the last of
 // the items with the same feed and id (what writing all of them in the
 // given order stores). bbolt keeps a page's entries in one slice, so an
@@ -199,19 +200,21 @@ func checkItem(it *Item) error {
 // page until the commit splits it: a full sync's new items written in
 // feed-id order (the order Diff returns) cost a quadratic number of moves,
 // in key order they are appended.
-func putOrder(items []Item) ([][]byte, []int) {
+func putOrder(items []Item) (keys [][]byte, idAt []int, order []int) {
 	size := 0
 	for i := range items {
 		size += binary.MaxVarintLen64 + len(items[i].EntityKey) + 1 + len(items[i].ID)
 	}
 	buf := make([]byte, 0, size)
-	keys := make([][]byte, len(items))
-	order := make([]int, 0, len(items))
+	keys, idAt = make([][]byte, len(items)), make([]int, len(items))
+	order = make([]int, 0, len(items))
 	last := make(map[[2]string]int, len(items))
 	for i := range items {
 		it := &items[i]
 		n := len(buf)
-		buf = encodeID(appendBytes(buf, it.EntityKey), it.ID) // itemKey
+		buf = appendBytes(buf, it.EntityKey) // itemKey: entity, then id key
+		idAt[i] = len(buf) - n
+		buf = encodeID(buf, it.ID)
 		keys[i] = buf[n:len(buf):len(buf)]
 		id := [2]string{it.Feed, it.ID}
 		if j, dup := last[id]; dup {
@@ -227,15 +230,7 @@ func putOrder(items []Item) ([][]byte, []int) {
 		}
 		return bytes.Compare(keys[a], keys[b])
 	})
-	return keys, order
-}
-
-// idKeyLen is the length of encodeID(id).
-func idKeyLen(id string) int {
-	if len(id) == 40 && isLowerHex(id) {
-		return 21
-	}
-	return 1 + len(id)
+	return keys, idAt, order
 }
 
 // PutItems inserts or replaces item states, keeping the id, failed and
@@ -251,7 +246,7 @@ func (t *Tx) PutItems(items []Item) error {
 			return err
 		}
 	}
-	keys, order := putOrder(items)
+	keys, idAt, order := putOrder(items)
 	var scratch []byte
 	for n, i := range order {
 		cp := items[i] // the caller's slice is not modified
@@ -263,8 +258,8 @@ func (t *Tx) PutItems(items []Item) error {
 		if err != nil {
 			return err
 		}
-		ik := keys[i]                        // stays valid until the commit
-		idk := ik[len(ik)-idKeyLen(it.ID):] // the item key ends with the id key
+		ik := keys[i] // stays valid until the commit
+		idk := ik[idAt[i]:]
 		newNext := timeToMicro(it.NextAttempt)
 		failedOld, statusOld := false, false
 		var oldNext int64
