@@ -55,7 +55,8 @@ func (g *gatedSink) open() {
 
 // TestResyncCancelledStopsTouchingState: a resync whose caller gives up
 // (its context is cancelled while a chunk is being sent) returns only once
-// its chunk job stopped; nothing writes the feed's progress or items after
+// its chunk job stopped, with the chunk's items recorded as in flight
+// (pending: the write-ahead record of the abandoned export applied); nothing writes the feed's progress or items after
 // it returned, its feed lock is free at once, and a second resync then
 // runs cleanly. The chunk job used to keep running on the exporter with the
 // exporter's context after Resync had returned and released the lock, and
@@ -89,6 +90,13 @@ func TestResyncCancelledStopsTouchingState(t *testing.T) {
 	countsBefore, err := e.store.Counts(bg, "products")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The chunk that was being sent when the resync gave up is in the
+	// state as in flight (its write-ahead, applied before Resync returned):
+	// the destination may hold it.
+	if countsBefore.Total == 0 || countsBefore.Pending != countsBefore.Total || e.store.InflightRecords() != 0 {
+		t.Fatalf("after the cancelled resync: counts %+v, %d write-ahead records; want the chunk in flight as pending items, no record left",
+			countsBefore, e.store.InflightRecords())
 	}
 	// Whatever the cancelled resync still had running may proceed now.
 	g.open()

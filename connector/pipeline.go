@@ -823,15 +823,46 @@ func (p *Pipeline) runTask(ctx context.Context, t task) error {
 		// A batch that met a source failure is exported again, whole,
 		// once the source answers; its checkpoint is written only
 		// with its items, so nothing is skipped meanwhile.
-		err = p.o.SourceRetry.Do(ctx, "export batch", func(ctx context.Context) error { return p.exportBatchWaitingForTables(ctx, t.batch) })
+		err = p.o.SourceRetry.Do(ctx, "export batch", func(ctx context.Context) error {
+			err := p.exportBatchWaitingForTables(ctx, t.batch)
+			if serr := p.settleInflight(ctx); err == nil {
+				err = serr
+			}
+			return err
+		})
 	} else {
 		err = t.job(ctx)
+		if serr := p.settleInflight(ctx); err == nil {
+			err = serr
+		}
 	}
 	if t.done != nil {
 		t.done <- err
 	}
 	if t.batch != nil {
 		return err
+	}
+	return nil
+}
+
+// settleInflight runs after each exporter task (and each attempt of a
+// batch) and applies the write-ahead records of its exports that ended
+// without their final Update (an error, a cancelled job): the state then
+// holds their items' pending states, as if they had been written ahead
+// item by item, before the task's caller learns that it ended. After a
+// task no export of the exporter is between its write-ahead and its final
+// Update, so every record left is such a one. It writes even when ctx was
+// cancelled: the write-ahead it completes was made already.
+func (p *Pipeline) settleInflight(ctx context.Context) error {
+	if p.o.Store.InflightRecords() <= 0 {
+		return nil
+	}
+	n, err := p.o.Store.ApplyInflight(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("connector: apply the write-ahead records of unfinished exports: %w", err)
+	}
+	if n > 0 {
+		p.o.Logger.Info("applied the write-ahead records of exports that did not finish; their items are sent again", "records", n)
 	}
 	return nil
 }
@@ -914,13 +945,7 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 	}
 	var w writeSet
 	for i := range ws {
-		w.items = append(w.items, ws[i].items...)
-		for feed, entries := range ws[i].outbox {
-			if w.outbox == nil {
-				w.outbox = map[string][]state.OutboxEntry{}
-			}
-			w.outbox[feed] = append(w.outbox[feed], entries...)
-		}
+		w.add(&ws[i])
 	}
 	undeferred := 0
 	err := p.o.Store.Update(ctx, func(tx *state.Tx) error {
@@ -1069,15 +1094,35 @@ func (p *Pipeline) span(ctx context.Context, start func(*telemetry.Tracing) (con
 	return ctx, func(err error) { telemetry.End(sp, err) }
 }
 
-// writeSet collects the state writes of one export for a single transaction.
+// writeSet collects the state writes of one export for a single
+// transaction: the final item states, outbox entries, and the write-ahead
+// records (state.Tx.PutInflight) those states settle.
 type writeSet struct {
-	items  []state.Item
-	outbox map[string][]state.OutboxEntry
+	items    []state.Item
+	outbox   map[string][]state.OutboxEntry
+	inflight []uint64
+}
+
+// add appends o's writes to w.
+func (w *writeSet) add(o *writeSet) {
+	w.items = append(w.items, o.items...)
+	w.inflight = append(w.inflight, o.inflight...)
+	for feed, entries := range o.outbox {
+		if w.outbox == nil {
+			w.outbox = map[string][]state.OutboxEntry{}
+		}
+		w.outbox[feed] = append(w.outbox[feed], entries...)
+	}
 }
 
 func (w *writeSet) apply(tx *state.Tx) error {
 	if len(w.items) > 0 {
 		if err := tx.PutItems(w.items); err != nil {
+			return err
+		}
+	}
+	for _, token := range w.inflight {
+		if err := tx.DeleteInflight(token); err != nil {
 			return err
 		}
 	}
@@ -1336,15 +1381,24 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 	// between the sink's acknowledgement and the batch's state commit then
 	// replays into a state that knows the in-flight version: an entity that
 	// changed back is resent (its hash differs from the pending one), and a
-	// vanished one gets its deleted payload.
+	// vanished one gets its deleted payload. The states are written as one
+	// record (PutInflight), which the final Update removes; a record left
+	// behind is applied as those pending states (state.Store.ApplyInflight:
+	// at Open, and by the exporter before each task).
 	inflight := make([]state.Item, len(items))
 	for i, it := range items {
 		inflight[i] = base(it)
 		inflight[i].Status = state.StatusPending
 	}
-	if err := p.o.Store.Update(ctx, func(tx *state.Tx) error { return tx.PutItems(inflight) }); err != nil {
+	var token uint64
+	err := p.o.Store.Update(ctx, func(tx *state.Tx) (err error) {
+		token, err = tx.PutInflight(inflight)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("connector: record %s items in flight: %w", feed, err)
 	}
+	w.inflight = append(w.inflight, token)
 	recs := make([]sink.Record, len(items))
 	for i, it := range items {
 		recs[i] = Record(it, f.IdentityFields())

@@ -122,7 +122,7 @@ func (o *productOverrides) Build(ctx context.Context, entityKeys []string) ([]It
 	var out []Item
 	seen := map[string]bool{}
 	for _, part := range chunks(idList, o.e.chunk) {
-		in, args := inList(part)
+		ids := matchIDs(part)
 		err := query(ctx, o.e.db, `SELECT i.product_id, p.sku, w.code, i.customer_group_id,
 			i.grant_catalog_category_view, i.grant_catalog_product_price, i.grant_checkout_items
 			FROM `+tPermissionsIndex+` i
@@ -130,13 +130,16 @@ func (o *productOverrides) Build(ctx context.Context, entityKeys []string) ([]It
 			JOIN store s ON s.store_id = i.store_id
 			JOIN store_website w ON w.website_id = s.website_id
 			JOIN customer_group g ON g.customer_group_id = i.customer_group_id
-			WHERE i.product_id IN (`+in+`) AND s.store_id <> 0 AND w.website_id <> 0 AND p.sku <> ''
-			ORDER BY i.product_id, w.website_id, i.customer_group_id, i.store_id`, args, func(r *sql.Rows) error {
+			WHERE `+ids.On("i.product_id")+` AND s.store_id <> 0 AND w.website_id <> 0 AND p.sku <> ''
+			ORDER BY i.product_id, w.website_id, i.customer_group_id, i.store_id`, nil, func(r *sql.Rows) error {
 			var pl overridePayload
 			var gid uint64
 			var view, price, cart sql.NullInt64
 			if err := r.Scan(&pl.ProductID, &pl.SKU, &pl.WebsiteCode, &gid, &view, &price, &cart); err != nil {
 				return err
+			}
+			if !ids.Has(pl.ProductID) {
+				return nil
 			}
 			pl.CustomerGroupCode = customerGroupCode(gid)
 			pl.Displayable, pl.PriceDisplayable, pl.AddToCartAllowed = granted(view), granted(price), granted(cart)

@@ -369,8 +369,7 @@ func (p *products) Build(ctx context.Context, entityKeys []string) ([]Item, erro
 
 // load reads the entities of one chunk with one query per source table.
 func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]*productRow, error) {
-	ch := &productChunk{db: p.e.db, byID: map[uint64]*productRow{}}
-	ch.in, ch.args = inList(part)
+	ch := &productChunk{db: p.e.db, byID: map[uint64]*productRow{}, ids: matchIDs(part)}
 	if err := ch.entities(ctx); err != nil {
 		return nil, err
 	}
@@ -391,12 +390,13 @@ func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]
 	return ch.order, nil
 }
 
-// productChunk is one chunk of products being loaded: the IN list of its
-// ids and the rows read so far, by id and in id order.
+// productChunk is one chunk of products being loaded: the condition
+// selecting its ids and the rows read so far, by id and in id order. The
+// other tables' rows are matched to byID, which holds only the chunk's
+// products.
 type productChunk struct {
 	db    *sql.DB
-	in    string
-	args  []any
+	ids   idMatch
 	byID  map[uint64]*productRow
 	order []*productRow
 }
@@ -404,12 +404,15 @@ type productChunk struct {
 // entities reads the catalog_product_entity rows.
 func (ch *productChunk) entities(ctx context.Context) error {
 	err := query(ctx, ch.db, `SELECT entity_id, sku, type_id, UNIX_TIMESTAMP(created_at), UNIX_TIMESTAMP(updated_at)
-		FROM catalog_product_entity WHERE entity_id IN (`+ch.in+`) ORDER BY entity_id`, ch.args, func(r *sql.Rows) error {
+		FROM catalog_product_entity WHERE `+ch.ids.On("entity_id")+` ORDER BY entity_id`, nil, func(r *sql.Rows) error {
 		pr := &productRow{}
 		var sku sql.NullString
 		var ca, ua sql.NullInt64
 		if err := r.Scan(&pr.id, &sku, &pr.typ, &ca, &ua); err != nil {
 			return err
+		}
+		if !ch.ids.Has(pr.id) {
+			return nil
 		}
 		pr.sku, pr.createdAt, pr.updatedAt = sku.String, ca.Int64, ua.Int64
 		ch.byID[pr.id] = pr
@@ -424,7 +427,7 @@ func (ch *productChunk) entities(ctx context.Context) error {
 
 // websites reads the products' website assignments.
 func (ch *productChunk) websites(ctx context.Context) error {
-	err := query(ctx, ch.db, `SELECT product_id, website_id FROM catalog_product_website WHERE product_id IN (`+ch.in+`) ORDER BY product_id, website_id`, ch.args, func(r *sql.Rows) error {
+	err := query(ctx, ch.db, `SELECT product_id, website_id FROM catalog_product_website WHERE `+ch.ids.On("product_id")+` ORDER BY product_id, website_id`, nil, func(r *sql.Rows) error {
 		var pid, wid uint64
 		if err := r.Scan(&pid, &wid); err != nil {
 			return err
@@ -456,7 +459,7 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 	var parts []string
 	for _, bt := range backendTypes {
 		parts = append(parts, `SELECT entity_id, attribute_id, store_id, CAST(value AS CHAR) FROM `+valueTables[bt]+
-			` WHERE entity_id IN (`+ch.in+`)`)
+			` WHERE `+ch.ids.On("entity_id"))
 	}
 	err := query(ctx, ch.db, strings.Join(parts, " UNION ALL "), nil, func(r *sql.Rows) error {
 		var pid, aid, sid uint64
@@ -488,7 +491,7 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 func (ch *productChunk) categories(ctx context.Context) error {
 	err := query(ctx, ch.db, `SELECT cp.product_id, cp.category_id, cp.position, COALESCE(ce.path, '')
 		FROM catalog_category_product cp LEFT JOIN catalog_category_entity ce ON ce.entity_id = cp.category_id
-		WHERE cp.product_id IN (`+ch.in+`) ORDER BY cp.product_id, cp.category_id`, ch.args, func(r *sql.Rows) error {
+		WHERE `+ch.ids.On("cp.product_id")+` ORDER BY cp.product_id, cp.category_id`, nil, func(r *sql.Rows) error {
 		var pid, cid uint64
 		var pos int64
 		var path string
@@ -509,7 +512,7 @@ func (ch *productChunk) categories(ctx context.Context) error {
 // stock reads each product's first stock item.
 func (ch *productChunk) stock(ctx context.Context) error {
 	err := query(ctx, ch.db, `SELECT product_id, CAST(qty AS CHAR), is_in_stock, IF(use_config_manage_stock = 1, 1, manage_stock)
-		FROM cataloginventory_stock_item WHERE product_id IN (`+ch.in+`) ORDER BY product_id, stock_id`, ch.args, func(r *sql.Rows) error {
+		FROM cataloginventory_stock_item WHERE `+ch.ids.On("product_id")+` ORDER BY product_id, stock_id`, nil, func(r *sql.Rows) error {
 		var pid uint64
 		var s stockRow
 		if err := r.Scan(&pid, &s.qty, &s.inStock, &s.manage); err != nil {
@@ -529,7 +532,7 @@ func (ch *productChunk) stock(ctx context.Context) error {
 // parents reads the parents (SKU and type) of the products.
 func (ch *productChunk) parents(ctx context.Context) error {
 	err := query(ctx, ch.db, `SELECT r.child_id, p.sku, p.type_id FROM catalog_product_relation r
-		JOIN catalog_product_entity p ON p.entity_id = r.parent_id WHERE r.child_id IN (`+ch.in+`)`, ch.args, func(r *sql.Rows) error {
+		JOIN catalog_product_entity p ON p.entity_id = r.parent_id WHERE `+ch.ids.On("r.child_id"), nil, func(r *sql.Rows) error {
 		var cid uint64
 		var ref parentRef
 		if err := r.Scan(&cid, &ref.SKU, &ref.ProductType); err != nil {

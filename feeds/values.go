@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -175,6 +176,61 @@ func inList(vals []uint64) (string, []any) {
 		b = strconv.AppendUint(b, v, 10)
 	}
 	return string(b), nil
+}
+
+// idMatch selects rows by an id column for one chunk of ids: On gives the
+// SQL condition and Has says which of the rows it selects were asked for.
+//
+// A dense chunk (a full sync's chunks are consecutive primary keys) reads
+// the range "col BETWEEN lo AND hi": one range scan of the index. An IN
+// list of the same ids costs the server more: MariaDB turns an IN list of
+// in_predicate_conversion_threshold (1000) or more values into a
+// materialised table-value constructor that it joins with the table, and
+// below that it probes each value as its own range. A range may also
+// return ids between lo and hi that the chunk does not hold (at most as
+// many as it holds); callers skip the rows Has rejects. A sparse chunk (a
+// stream batch) keeps the IN list.
+type idMatch struct {
+	lo, hi uint64
+	in     string              // the IN list; "" for a range
+	set    map[uint64]struct{} // a range's ids
+}
+
+// minRangeIDs is the smallest chunk read as a range; smaller lists are
+// cheap as IN lists.
+const minRangeIDs = 64
+
+// matchIDs returns the match of ids (distinct values).
+func matchIDs(ids []uint64) idMatch {
+	if len(ids) >= minRangeIDs {
+		lo, hi := slices.Min(ids), slices.Max(ids)
+		if hi-lo < 2*uint64(len(ids)) { // dense: at most as many other ids as asked
+			set := make(map[uint64]struct{}, len(ids))
+			for _, id := range ids {
+				set[id] = struct{}{}
+			}
+			return idMatch{lo: lo, hi: hi, set: set}
+		}
+	}
+	in, _ := inList(ids)
+	return idMatch{in: in}
+}
+
+// On is the SQL condition selecting the ids in column col.
+func (m idMatch) On(col string) string {
+	if m.set == nil {
+		return col + " IN (" + m.in + ")"
+	}
+	return col + " BETWEEN " + strconv.FormatUint(m.lo, 10) + " AND " + strconv.FormatUint(m.hi, 10)
+}
+
+// Has reports whether id was asked for.
+func (m idMatch) Has(id uint64) bool {
+	if m.set == nil {
+		return true
+	}
+	_, ok := m.set[id]
+	return ok
 }
 
 // scanIDs runs a keyset-paginated id query and emits the ids page by page.

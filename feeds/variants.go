@@ -297,15 +297,18 @@ func sortedIDs(set map[uint64]bool) []uint64 {
 // readVariantLinks reads the parent links of the children, in child and
 // parent id order.
 func readVariantLinks(ctx context.Context, db *sql.DB, children []uint64) ([]variantLink, error) {
-	in, args := inList(children)
+	ids := matchIDs(children)
 	var links []variantLink
 	err := query(ctx, db, `SELECT l.product_id, l.parent_id, c.sku, p.sku FROM catalog_product_super_link l
 		JOIN catalog_product_entity c ON c.entity_id = l.product_id
 		JOIN catalog_product_entity p ON p.entity_id = l.parent_id
-		WHERE l.product_id IN (`+in+`) ORDER BY l.product_id, l.parent_id`, args, func(r *sql.Rows) error {
+		WHERE `+ids.On("l.product_id")+` ORDER BY l.product_id, l.parent_id`, nil, func(r *sql.Rows) error {
 		var l variantLink
 		if err := r.Scan(&l.child, &l.parent, &l.childSKU, &l.parentSKU); err != nil {
 			return err
+		}
+		if !ids.Has(l.child) {
+			return nil
 		}
 		links = append(links, l)
 		return nil
@@ -345,14 +348,17 @@ func readAxisValues(ctx context.Context, db *sql.DB, children, axisIDs []uint64)
 	if len(axisIDs) == 0 {
 		return values, nil
 	}
-	in, args := inList(children)
-	ain, aargs := inList(axisIDs)
+	ids := matchIDs(children)
+	ain, _ := inList(axisIDs)
 	err := query(ctx, db, `SELECT entity_id, attribute_id, value FROM catalog_product_entity_int
-		WHERE store_id = 0 AND value IS NOT NULL AND entity_id IN (`+in+`) AND attribute_id IN (`+ain+`)`, append(args, aargs...), func(r *sql.Rows) error {
+		WHERE store_id = 0 AND value IS NOT NULL AND `+ids.On("entity_id")+` AND attribute_id IN (`+ain+`)`, nil, func(r *sql.Rows) error {
 		var c, a uint64
 		var val int64
 		if err := r.Scan(&c, &a, &val); err != nil {
 			return err
+		}
+		if !ids.Has(c) {
+			return nil
 		}
 		if val >= 0 {
 			values[[2]uint64{c, a}] = uint64(val)

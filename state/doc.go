@@ -1,7 +1,8 @@
 // Package state is feedcdc's embedded state store: one bbolt file per
 // connector holding the binlog checkpoint, the schema history, per-item feed
 // state with its indexes, the legacy outbox, resync progress, feed
-// operation locks and the deferred keys of big transactions. See
+// operation locks, the deferred keys of big transactions and the write-ahead
+// records of exports in flight. See
 // docs/state.md for the file layout and sizes.
 //
 // Invariants:
@@ -49,6 +50,11 @@
 //     a checkpoint and removes them in the Update of their item states
 //     never has a checkpoint past a key that is neither stored nor
 //     deferred.
+//   - A write-ahead record (PutInflight) is removed in the Update that
+//     stores its items' final states (DeleteInflight) or applied as
+//     PutItems of its pending states (ApplyInflight, and Open for records
+//     an earlier process left); it is never applied after the final states
+//     of its own export.
 //   - Values returned by reads are copies: they stay valid after the
 //     transaction ends.
 package state

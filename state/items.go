@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -175,6 +176,63 @@ func (t *Tx) missing(fb *feedBuckets, what string, idk []byte) error {
 	return fmt.Errorf("state: feed %q: %s names item %s that does not exist: %w", fb.name, what, id, errCorrupt)
 }
 
+// checkItem checks what PutItems refuses to store.
+func checkItem(it *Item) error {
+	if it.ID == "" {
+		return fmt.Errorf("state: put item in feed %q: empty feed id", it.Feed)
+	}
+	if it.Status < minStatus || it.Status > maxStatus {
+		return fmt.Errorf("state: put item %s: status %d out of range", it.ID, it.Status)
+	}
+	if len(it.EntityKey) > 512 {
+		return fmt.Errorf("state: put item %s: entity key of %d bytes is too long (max 512)", it.ID, len(it.EntityKey))
+	}
+	return nil
+}
+
+// putOrder returns the items' item keys (in one new buffer), where in each
+// the id key starts, and the order
+// PutItems writes them in: by feed and item key, keeping only the last of
+// the items with the same feed and id (what writing all of them in the
+// given order stores). bbolt keeps a page's entries in one slice, so an
+// entry inserted in the middle moves every entry after it, and a
+// transaction's new entries at the end of a bucket pile up in its last
+// page until the commit splits it: a full sync's new items written in
+// feed-id order (the order Diff returns) cost a quadratic number of moves,
+// in key order they are appended.
+func putOrder(items []Item) (keys [][]byte, idAt []int, order []int) {
+	size := 0
+	for i := range items {
+		size += binary.MaxVarintLen64 + len(items[i].EntityKey) + 1 + len(items[i].ID)
+	}
+	buf := make([]byte, 0, size)
+	keys, idAt = make([][]byte, len(items)), make([]int, len(items))
+	order = make([]int, 0, len(items))
+	last := make(map[[2]string]int, len(items))
+	for i := range items {
+		it := &items[i]
+		n := len(buf)
+		buf = appendBytes(buf, it.EntityKey) // itemKey: entity, then id key
+		idAt[i] = len(buf) - n
+		buf = encodeID(buf, it.ID)
+		keys[i] = buf[n:len(buf):len(buf)]
+		id := [2]string{it.Feed, it.ID}
+		if j, dup := last[id]; dup {
+			order[j] = -1
+		}
+		last[id] = len(order)
+		order = append(order, i)
+	}
+	order = slices.DeleteFunc(order, func(i int) bool { return i < 0 })
+	slices.SortFunc(order, func(a, b int) int {
+		if c := strings.Compare(items[a].Feed, items[b].Feed); c != 0 {
+			return c
+		}
+		return bytes.Compare(keys[a], keys[b])
+	})
+	return keys, idAt, order
+}
+
 // PutItems inserts or replaces item states, keeping the id, failed and
 // status indexes and the feed counters consistent. Attention is stored only
 // for items whose status is 2. A later item in items replaces an earlier
@@ -183,19 +241,16 @@ func (t *Tx) PutItems(items []Item) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	var scratch []byte
 	for i := range items {
+		if err := checkItem(&items[i]); err != nil {
+			return err
+		}
+	}
+	keys, idAt, order := putOrder(items)
+	var scratch []byte
+	for n, i := range order {
 		cp := items[i] // the caller's slice is not modified
 		it := &cp
-		if it.ID == "" {
-			return fmt.Errorf("state: put item in feed %q: empty feed id", it.Feed)
-		}
-		if it.Status < minStatus || it.Status > maxStatus {
-			return fmt.Errorf("state: put item %s: status %d out of range", it.ID, it.Status)
-		}
-		if len(it.EntityKey) > 512 {
-			return fmt.Errorf("state: put item %s: entity key of %d bytes is too long (max 512)", it.ID, len(it.EntityKey))
-		}
 		if it.Status != StatusRetryableFailure {
 			it.Attention = false
 		}
@@ -203,7 +258,8 @@ func (t *Tx) PutItems(items []Item) error {
 		if err != nil {
 			return err
 		}
-		idk := t.keep(encodeID(t.kbuf[:0], it.ID))
+		ik := keys[i] // stays valid until the commit
+		idk := ik[idAt[i]:]
 		newNext := timeToMicro(it.NextAttempt)
 		failedOld, statusOld := false, false
 		var oldNext int64
@@ -211,7 +267,7 @@ func (t *Tx) PutItems(items []Item) error {
 		// Most writes update an item under the same entity: find it by its
 		// item key first and consult the id index only when that misses
 		// (a new item, or one whose entity key changed).
-		old := fb.items.Get(itemKey(t.kbuf2[:0], it.EntityKey, idk))
+		old := fb.items.Get(ik)
 		if old == nil {
 			oldEK, oldIK, ov := t.lookup(fb, idk)
 			if oldEK != nil {
@@ -261,12 +317,12 @@ func (t *Tx) PutItems(items []Item) error {
 			}
 		}
 		scratch = encodeItem(scratch[:0], it)
-		if err := fb.items.Put(t.keep(itemKey(t.kbuf[:0], it.EntityKey, idk)), t.keep(scratch)); err != nil {
+		if err := fb.items.Put(ik, t.keep(scratch)); err != nil {
 			return fmt.Errorf("state: put feed %q item %s: %w", it.Feed, it.ID, err)
 		}
 		fb.delta.add(contribution(it.Status, it.Deleted, it.Attention), 1)
 		fb.dirty = true
-		if i%1024 == 1023 {
+		if n%1024 == 1023 {
 			if err := t.ctx.Err(); err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -119,6 +120,10 @@ type Store struct {
 
 	readOnly bool
 
+	// inflight is the number of write-ahead records in the file (see
+	// bInflight), maintained by Update on commit.
+	inflight atomic.Int64
+
 	mu      sync.Mutex
 	closed  bool
 	damaged error // the first *DamagedError met; every later call returns it
@@ -194,7 +199,38 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("state: write owner record: %w", err)
 	}
+	if err := s.openInflight(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// openInflight applies the write-ahead records an earlier process left
+// (it stopped between an export's PutInflight and its final Update).
+func (s *Store) openInflight() error {
+	var left bool
+	err := s.View(context.Background(), func(tx *Tx) error {
+		if b := tx.tx.Bucket(bInflight); b != nil {
+			k, _ := b.Cursor().First()
+			left = k != nil
+		}
+		return nil
+	})
+	if err != nil || !left {
+		return err
+	}
+	var n int
+	err = s.Update(context.Background(), func(tx *Tx) error {
+		n, err = tx.applyInflight()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("state: apply the write-ahead records of an interrupted export: %w", err)
+	}
+	s.inflight.Store(0)
+	s.log.Info("state: applied the write-ahead records of exports an earlier process did not finish; their items are sent again", "records", n)
+	return nil
 }
 
 // OpenReadOnly opens an existing state file for reading (state check,
@@ -500,7 +536,8 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if s.readOnly {
 		return fmt.Errorf("state: %s is open read-only (for check or backup); it cannot be written", s.path)
 	}
-	return s.guarded("a write transaction", func() error {
+	var inflight int64
+	err := s.guarded("a write transaction", func() error {
 		return s.db.Update(func(btx *bolt.Tx) error {
 			tx := newTx(ctx, s, btx)
 			if err := fn(tx); err != nil {
@@ -509,9 +546,14 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			inflight = tx.inflight
 			return tx.finish()
 		})
 	})
+	if err == nil && inflight != 0 {
+		s.inflight.Add(inflight)
+	}
+	return err
 }
 
 // View runs fn in a read-only transaction seeing one consistent snapshot.

@@ -42,6 +42,9 @@ type Tx struct {
 	buf   []byte
 	kbuf  []byte
 	kbuf2 []byte
+	// inflight counts the write-ahead records this transaction added
+	// (negative: removed); Store.Update adds it to Store.inflight on commit.
+	inflight int64
 }
 
 type feedBuckets struct {

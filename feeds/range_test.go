@@ -1,0 +1,116 @@
+package feeds
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/feedcdc/feedcdc/test/catalog"
+)
+
+func TestMatchIDs(t *testing.T) {
+	seq := func(from, n, step uint64) []uint64 {
+		var out []uint64
+		for i := range n {
+			out = append(out, from+i*step)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name    string
+		ids     []uint64
+		want    string
+		isRange bool
+	}{
+		{"consecutive", seq(101, 100, 1), "x BETWEEN 101 AND 200", true},
+		{"every other id", seq(1, 100, 2), "x BETWEEN 1 AND 199", true},
+		{"too sparse", seq(1, 100, 3), "", false},
+		{"too few", seq(1, minRangeIDs-1, 1), "", false},
+	} {
+		m := matchIDs(tc.ids)
+		if got := m.set != nil; got != tc.isRange {
+			t.Errorf("%s: range %v, want %v (%s)", tc.name, got, tc.isRange, m.On("x"))
+			continue
+		}
+		if tc.isRange && m.On("x") != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, m.On("x"), tc.want)
+		}
+		if !tc.isRange {
+			in, _ := inList(tc.ids)
+			if m.On("x") != "x IN ("+in+")" {
+				t.Errorf("%s: %s, want the IN list", tc.name, m.On("x"))
+			}
+		}
+		for _, id := range tc.ids {
+			if !m.Has(id) {
+				t.Errorf("%s: Has(%d) false", tc.name, id)
+			}
+		}
+		if tc.isRange && tc.name == "every other id" && m.Has(2) {
+			t.Errorf("%s: Has(2) true for an id not asked for", tc.name)
+		}
+	}
+}
+
+// TestBuildRangeChunkMatchesPerKeyBuilds builds a dense chunk with gaps
+// (every third product id left out) in one call — read as an id range —
+// and checks that every feed keyed by product id returns exactly the items
+// the same keys give when built one by one (IN lists): the same ids and
+// bytes, and nothing of the ids between them that were not asked for.
+func TestBuildRangeChunkMatchesPerKeyBuilds(t *testing.T) {
+	ctx := context.Background()
+	p := catalog.Tiny()
+	p.SimpleProducts = 200
+	_, _, reg := loadCatalog(t, p, 1000)
+	products, _ := reg.Feed("products")
+	var all []string
+	if err := products.Scan(ctx, func(k []string) error { all = append(all, k...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	var ids []uint64
+	for i, k := range all {
+		if i%3 != 2 {
+			keys = append(keys, k)
+			n, _ := strconv.ParseUint(k, 10, 64)
+			ids = append(ids, n)
+		}
+	}
+	if m := matchIDs(ids); m.set == nil {
+		t.Fatalf("%d of %d product ids do not make a range chunk; the test needs one", len(ids), len(all))
+	}
+	asked := map[string]bool{}
+	for _, k := range keys {
+		asked[k] = true
+	}
+	for _, name := range []string{"products", "variants", "productOverrides"} {
+		f, _ := reg.Feed(name)
+		got, err := f.Build(ctx, keys)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := map[string]string{}
+		for _, k := range keys {
+			items, err := f.Build(ctx, []string{k})
+			if err != nil {
+				t.Fatalf("%s: key %s: %v", name, k, err)
+			}
+			for _, it := range items {
+				want[it.ID] = string(it.Data)
+			}
+		}
+		if len(want) == 0 {
+			t.Fatalf("%s: no items for %d keys", name, len(keys))
+		}
+		for _, it := range got {
+			if !asked[it.EntityKey] {
+				t.Errorf("%s: item %s of entity %s, which was not asked for", name, it.ID, it.EntityKey)
+			} else if want[it.ID] != string(it.Data) {
+				t.Errorf("%s: item %s differs from its per-key build:\n got %s\nwant %s", name, it.ID, it.Data, want[it.ID])
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: %d items, want %d", name, len(got), len(want))
+		}
+	}
+}
