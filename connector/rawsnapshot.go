@@ -13,6 +13,7 @@ import (
 	"github.com/feedcdc/feedcdc/connector/raw"
 	"github.com/feedcdc/feedcdc/connector/rawsnap"
 	"github.com/feedcdc/feedcdc/connector/snapshot"
+	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/state"
 )
 
@@ -227,9 +228,14 @@ type RawSnapshotObserver interface {
 	RawSnapshotProgress(table string, read, sent, dropped, total int64)
 }
 
-// ErrRawSnapshot wraps the refusals of RequestRawSnapshot and
-// ControlRawSnapshot that are the request's fault.
-var ErrRawSnapshot = errors.New("raw snapshot")
+// Refusals of RequestRawSnapshot and ControlRawSnapshot that are the
+// request's fault: a bad request, a snapshot of the table already running,
+// no snapshot of the table.
+var (
+	ErrRawSnapshot        = errors.New("raw snapshot")
+	ErrRawSnapshotBusy    = errors.New("raw snapshot running")
+	ErrRawSnapshotUnknown = errors.New("no such raw snapshot")
+)
 
 // RawSnapshotRequest asks for the snapshot of one table.
 type RawSnapshotRequest struct {
@@ -283,7 +289,7 @@ func (c *Connector) RequestRawSnapshot(ctx context.Context, r RawSnapshotRequest
 		for _, s := range all {
 			seq = max(seq, s.Seq)
 			if s.Table == t.FullName() && (s.State == state.RawSnapRunning || s.State == state.RawSnapPaused) {
-				return fmt.Errorf("%w: a snapshot of %s is already %s (%d rows read): stop it first (feedcdc snapshot --stop --table %s)", ErrRawSnapshot, s.Table, s.State, s.Read, s.Table)
+				return fmt.Errorf("%w: a snapshot of %s is already %s (%d rows read): stop it first (feedcdc snapshot --stop --table %s)", ErrRawSnapshotBusy, s.Table, s.State, s.Read, s.Table)
 			}
 		}
 		now := time.Now().UTC()
@@ -319,7 +325,7 @@ func (c *Connector) ControlRawSnapshot(ctx context.Context, table, action string
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("%w: there is no snapshot of %s", ErrRawSnapshot, table)
+			return fmt.Errorf("%w: there is no snapshot of %s", ErrRawSnapshotUnknown, table)
 		}
 		if p.State == state.RawSnapDone || p.State == state.RawSnapStopped {
 			return fmt.Errorf("%w: the snapshot of %s is %s already", ErrRawSnapshot, table, p.State)
@@ -384,7 +390,7 @@ func (c *Connector) initialRawSnapshots(ctx context.Context) error {
 	}
 	for i, tn := range tables {
 		if _, err := c.RequestRawSnapshot(ctx, RawSnapshotRequest{Table: tn, Mode: RawSnapInitial, Last: i == len(tables)-1}); err != nil {
-			if errors.Is(err, ErrRawSnapshot) {
+			if errors.Is(err, ErrRawSnapshot) || errors.Is(err, ErrRawSnapshotBusy) {
 				c.Logger.Warn("raw.snapshot: initial skips a table", "table", tn, "error", err)
 				continue
 			}
@@ -464,6 +470,11 @@ func (c *Connector) rawSnapshotTable(ctx context.Context, prog state.RawSnapshot
 	obs, _ := c.observer.(RawSnapshotObserver)
 	c.Logger.Info("raw snapshot running", "table", prog.Table, "mode", prog.Mode, "after_key", prog.LastKey, "read", prog.Read)
 	for {
+		// Paced first, so that a pause or stop that arrives meanwhile is
+		// seen before the next chunk is read.
+		if err := th.Wait(ctx, size); err != nil {
+			return false, err
+		}
 		var stored state.RawSnapshot
 		var ok bool
 		if err := c.Store.View(ctx, func(tx *state.Tx) (err error) {
@@ -474,9 +485,6 @@ func (c *Connector) rawSnapshotTable(ctx context.Context, prog state.RawSnapshot
 		}
 		if !ok || stored.Seq != prog.Seq || stored.State != state.RawSnapRunning {
 			return false, nil // paused, stopped or replaced
-		}
-		if err := th.Wait(ctx, size); err != nil {
-			return false, err
 		}
 		var ch rawsnap.Chunk
 		c.Pipeline.snapBegin(t)
@@ -511,4 +519,42 @@ func (c *Connector) rawSnapshotTable(ctx context.Context, prog state.RawSnapshot
 			return true, nil
 		}
 	}
+}
+
+// RawSnapshotsStatus is what status and GET /api/raw-snapshots report.
+type RawSnapshotsStatus struct {
+	Snapshots []state.RawSnapshot `json:"snapshots"`
+}
+
+var _ dashboard.RawSnapshotBackend = (*Backend)(nil)
+
+// RawSnapshots implements dashboard.RawSnapshotBackend.
+func (b *Backend) RawSnapshots(ctx context.Context) (any, error) {
+	all, err := b.C.Store.RawSnapshots(ctx)
+	return RawSnapshotsStatus{Snapshots: all}, err
+}
+
+// StartRawSnapshot implements dashboard.RawSnapshotBackend.
+func (b *Backend) StartRawSnapshot(ctx context.Context, r dashboard.RawSnapshotRequest) (any, error) {
+	p, err := b.C.RequestRawSnapshot(ctx, RawSnapshotRequest{Table: r.Table, Where: r.Where})
+	return p, dashboardError(err)
+}
+
+// ControlRawSnapshot implements dashboard.RawSnapshotBackend.
+func (b *Backend) ControlRawSnapshot(ctx context.Context, table, action string) (any, error) {
+	p, err := b.C.ControlRawSnapshot(ctx, table, action)
+	return p, dashboardError(err)
+}
+
+// dashboardError maps the refusals of raw snapshot requests to the API's.
+func dashboardError(err error) error {
+	switch {
+	case errors.Is(err, ErrRawSnapshotBusy):
+		return fmt.Errorf("%w (%w)", err, dashboard.ErrBusy)
+	case errors.Is(err, ErrRawSnapshotUnknown):
+		return fmt.Errorf("%w (%w)", err, dashboard.ErrNotFound)
+	case errors.Is(err, ErrRawSnapshot):
+		return fmt.Errorf("%w (%w)", err, dashboard.ErrInvalid)
+	}
+	return err
 }

@@ -4,17 +4,20 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/feedcdc/feedcdc/change"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
 )
@@ -274,4 +277,154 @@ func TestRawSnapshotUnderWorkloadSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d rows, %d changes, 2 kills: %d records, snapshot reads %v; progress: read %d, sent %d, dropped for newer changes %d, %d chunks",
 		n, changes.Load(), len(recs), kinds, s.Read, s.Sent, s.Dropped, s.Chunks)
+}
+
+// TestRawSnapshotOnDemandMatchesTheStream snapshots a table of many
+// column types on demand while the connector streams it: a snapshot
+// record's key and after image equal those of the streamed insert of the
+// same row, and the records carry op "r" and source.snapshot
+// "incremental". Requests name what is wrong (not captured, no primary
+// key, a bad --where, one running already); pause, resume and stop act.
+func TestRawSnapshotOnDemandMatchesTheStream(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "rawsnapdemand")
+	admin := srv.Admin(t, db)
+	for _, q := range []string{
+		`CREATE TABLE typed (id BIGINT UNSIGNED PRIMARY KEY, i INT, s VARCHAR(20), d DECIMAL(10,3), f FLOAT, g DOUBLE,
+			dt DATETIME(3), ts TIMESTAMP(6) NULL, dd DATE, tm TIME, y YEAR, b VARBINARY(8), bl BLOB, e ENUM('a','b'), st SET('x','y'),
+			bt BIT(10), j JSON, tx TEXT, n INT NULL)`,
+		`CREATE TABLE nokey (v INT)`,
+		`CREATE TABLE other (id INT PRIMARY KEY)`,
+	} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kafka := kafkatest.Start(t)
+	cc := connectorYAML{Name: "snapdemand", Database: db, Feeds: noFeeds,
+		Source:   []string{fmt.Sprintf("include_tables: [\"%s.typed\", \"%s.nokey\"]", db, db)},
+		// 2 rows a chunk at 4 rows/s: a chunk every half second.
+		Sections: "raw:\n  enabled: true\n  tombstones: false\n  snapshot_chunk_size: 2\n" +
+			"resync: {max_replica_lag: 0s, rows_per_second: 4}\n" + kafkaSink(kafka.Addr(), "snapdemand")}
+	c := openConnector(t, cc.load(t), OpenOptions{})
+	started := make(chan struct{})
+	_, stop := startRun(t, c, RunOptions{NoSchedule: true, OnStart: func(change.Position, bool) { close(started) }})
+	<-started
+	topic := "snapdemand." + db + ".typed"
+	insert := `INSERT INTO typed VALUES (?, -5, 'héllo', 12.345, 1.5, 2.25, '2024-01-02 03:04:05.678', '2024-05-06 07:08:09.123456',
+		'2024-02-29', '12:34:56', 2024, x'00ff10', x'deadbeef', 'b', 'x,y', b'1010000001', '{"k": [1, 2]}', 'text', NULL)`
+	for id := 1; id <= 5; id++ {
+		if _, err := admin.Exec(insert, uint64(1)<<63+uint64(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	streamed := waitRecords(t, kafka, topic, 5)
+
+	for _, bad := range []struct{ table, where, want string }{
+		{db + ".other", "", "is not captured"},
+		{db + ".nokey", "", "has no primary key"},
+		{db + ".typed", "no_such_column > 1", "is not a valid condition"},
+		{"typed", "", "name it as db.table"},
+	} {
+		if _, err := c.RequestRawSnapshot(ctx, RawSnapshotRequest{Table: bad.table, Where: bad.where}); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("request %+v: %v, want an error saying %q", bad, err, bad.want)
+		}
+	}
+	if _, err := c.RequestRawSnapshot(ctx, RawSnapshotRequest{Table: db + ".typed", Where: "i = -5"}); err != nil {
+		t.Fatal(err)
+	}
+	recs := waitRecords(t, kafka, topic, 10)
+	// The snapshot record of each row equals its streamed insert but for
+	// op, source and ts_ms.
+	type env struct {
+		After  map[string]any `json:"after"`
+		Op     string         `json:"op"`
+		Source struct {
+			Snapshot string `json:"snapshot"`
+		} `json:"source"`
+	}
+	for i := range 5 {
+		var s, r env
+		if err := json.Unmarshal(streamed[i].Value, &s); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(recs[5+i].Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		if s.Op != "c" || s.Source.Snapshot != "false" || r.Op != "r" || r.Source.Snapshot != "incremental" {
+			t.Fatalf("streamed %s\nsnapshot %s", streamed[i].Value, recs[5+i].Value)
+		}
+		if string(streamed[i].Key) != string(recs[5+i].Key) {
+			t.Fatalf("keys differ: streamed %s, snapshot %s", streamed[i].Key, recs[5+i].Key)
+		}
+		sa, _ := json.Marshal(s.After)
+		ra, _ := json.Marshal(r.After)
+		if string(sa) != string(ra) {
+			t.Fatalf("after images differ:\nstreamed %s\nsnapshot %s", sa, ra)
+		}
+	}
+	snapDone := func() state.RawSnapshot {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			all, err := c.Store.RawSnapshots(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) == 1 && all[0].State == state.RawSnapDone {
+				return all[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("snapshot not done: %+v", all)
+			}
+		}
+	}
+	if p := snapDone(); p.Read != 5 || p.Sent != 5 || p.Chunks != 3 || p.Mode != RawSnapIncremental {
+		t.Fatalf("progress %+v", p)
+	}
+	if _, err := c.ControlRawSnapshot(ctx, db+".typed", RawSnapPause); err == nil || !strings.Contains(err.Error(), "done already") {
+		t.Fatalf("pause of a finished snapshot: %v", err)
+	}
+
+	// Pause holds a new snapshot before its first chunk; resume finishes it.
+	if _, err := c.ControlRawSnapshot(ctx, db+".typed", "jump"); err == nil {
+		t.Fatal("an unknown action was accepted")
+	}
+	p, err := c.RequestRawSnapshot(ctx, RawSnapshotRequest{Table: db + ".typed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ControlRawSnapshot(ctx, db+".typed", RawSnapPause); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RequestRawSnapshot(ctx, RawSnapshotRequest{Table: db + ".typed"}); !errors.Is(err, ErrRawSnapshotBusy) {
+		t.Fatalf("second request while paused: %v", err)
+	}
+	// At most the chunk being read when the pause came is sent.
+	time.Sleep(time.Second)
+	all, _ := c.Store.RawSnapshots(ctx)
+	paused := all[0]
+	time.Sleep(time.Second)
+	if all, _ = c.Store.RawSnapshots(ctx); all[0].Read != paused.Read || all[0].State != paused.State || paused.State != state.RawSnapPaused || paused.Read > 2 || paused.Seq != p.Seq {
+		t.Fatalf("paused snapshot moved on: %+v, then %+v", paused, all[0])
+	}
+	if _, err := c.ControlRawSnapshot(ctx, db+".typed", RawSnapResume); err != nil {
+		t.Fatal(err)
+	}
+	if p := snapDone(); p.Read != 5 || p.Seq != 2 {
+		t.Fatalf("progress after resume %+v", p)
+	}
+	stop()
+}
+
+// waitRecords waits until topic holds at least n records and returns them.
+func waitRecords(t *testing.T, kafka *kafkatest.Cluster, topic string, n int) []kafkatest.Record {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		recs, err := kafka.ReadAll(context.Background(), topic)
+		if err == nil && len(recs) >= n {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d records, want %d (%v)", topic, len(recs), n, err)
+		}
+	}
 }

@@ -104,6 +104,22 @@ func LoadTable(ctx context.Context, pool *sql.DB, db, name string) (*Table, erro
 	if err := pk.Err(); err != nil {
 		return nil, err
 	}
+	// MariaDB's JSON is a LONGTEXT with a json_valid() check named after
+	// the column; the stream renders it inline, so does the snapshot. (No
+	// such table on MySQL: the query fails and changes nothing.)
+	if chk, err := pool.QueryContext(ctx, `SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+		WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND CHECK_CLAUSE LIKE 'json_valid(%'`, db, name); err == nil {
+		for chk.Next() {
+			var clause string
+			if chk.Scan(&clause) == nil {
+				col := strings.Trim(strings.TrimSuffix(strings.TrimPrefix(clause, "json_valid("), ")"), "`")
+				if i := t.ColumnIndex(col); i >= 0 {
+					t.Columns[i].Type, t.kinds[i] = "json", kJSON
+				}
+			}
+		}
+		chk.Close()
+	}
 	if len(t.PK) == 0 {
 		return nil, fmt.Errorf("rawsnap: table %s.%s has no primary key: a snapshot reads it in primary-key chunks; add a primary key", db, name)
 	}
