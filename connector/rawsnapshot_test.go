@@ -302,7 +302,7 @@ func TestRawSnapshotOnDemandMatchesTheStream(t *testing.T) {
 	}
 	kafka := kafkatest.Start(t)
 	cc := connectorYAML{Name: "snapdemand", Database: db, Feeds: noFeeds,
-		Source:   []string{fmt.Sprintf("include_tables: [\"%s.typed\", \"%s.nokey\"]", db, db)},
+		Source: []string{fmt.Sprintf("include_tables: [\"%s.typed\", \"%s.nokey\"]", db, db)},
 		// 2 rows a chunk at 4 rows/s: a chunk every half second.
 		Sections: "raw:\n  enabled: true\n  tombstones: false\n  snapshot_chunk_size: 2\n" +
 			"resync: {max_replica_lag: 0s, rows_per_second: 4}\n" + kafkaSink(kafka.Addr(), "snapdemand")}
