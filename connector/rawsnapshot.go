@@ -467,6 +467,7 @@ func (c *Connector) rawSnapshotTable(ctx context.Context, prog state.RawSnapshot
 		Logger: c.Logger, Name: "raw snapshot of " + prog.Table}
 	size := max(c.Config.Raw.SnapshotChunk, 1)
 	reader := &rawsnap.Reader{DB: c.SourceDB, Flavor: c.sourceCfg.Flavor}
+	defer reader.Close()
 	obs, _ := c.observer.(RawSnapshotObserver)
 	c.Logger.Info("raw snapshot running", "table", prog.Table, "mode", prog.Mode, "after_key", prog.LastKey, "read", prog.Read)
 	for {

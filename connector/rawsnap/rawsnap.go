@@ -23,12 +23,14 @@ package rawsnap
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/feedcdc/feedcdc/change"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -274,6 +276,9 @@ type Reader struct {
 	// Flavor is "mariadb" or "mysql" (go-mysql's flavor names); empty:
 	// asked from the server on the first chunk.
 	Flavor string
+
+	conn *sql.Conn // held between chunks, time_zone '+00:00'
+	tz   string    // its time_zone before
 }
 
 // DetectFlavor asks the server behind db whether it is MariaDB or MySQL.
@@ -289,8 +294,19 @@ func DetectFlavor(ctx context.Context, db *sql.DB) (string, error) {
 }
 
 // ReadChunk reads up to limit rows of t after the key after (nil: from the
-// start) that match where (SQL, may be empty), in primary-key order.
+// start) that match where (SQL, may be empty), in primary-key order. The
+// Reader keeps one connection of the pool (time_zone '+00:00') between
+// chunks; Close gives it back. After an error the connection is given
+// back, and the next call takes another.
 func (r *Reader) ReadChunk(ctx context.Context, t *Table, where string, after []string, limit int) (Chunk, error) {
+	ch, err := r.readChunk(ctx, t, where, after, limit)
+	if err != nil {
+		r.Close()
+	}
+	return ch, err
+}
+
+func (r *Reader) readChunk(ctx context.Context, t *Table, where string, after []string, limit int) (Chunk, error) {
 	if r.Flavor == "" {
 		f, err := DetectFlavor(ctx, r.DB)
 		if err != nil {
@@ -298,28 +314,35 @@ func (r *Reader) ReadChunk(ctx context.Context, t *Table, where string, after []
 		}
 		r.Flavor = f
 	}
-	conn, err := r.DB.Conn(ctx)
-	if err != nil {
-		return Chunk{}, fmt.Errorf("rawsnap: %w", err)
+	if r.conn == nil {
+		conn, err := r.DB.Conn(ctx)
+		if err != nil {
+			return Chunk{}, fmt.Errorf("rawsnap: %w", err)
+		}
+		if err := conn.QueryRowContext(ctx, "SELECT @@session.time_zone").Scan(&r.tz); err != nil {
+			conn.Close()
+			return Chunk{}, fmt.Errorf("rawsnap: read time_zone: %w", err)
+		}
+		// TIMESTAMP values in UTC, as the binlog has them.
+		if _, err := conn.ExecContext(ctx, "SET time_zone = '+00:00'"); err != nil {
+			conn.Close()
+			return Chunk{}, fmt.Errorf("rawsnap: set time_zone: %w", err)
+		}
+		r.conn = conn
 	}
-	defer conn.Close()
-	var tz string
-	if err := conn.QueryRowContext(ctx, "SELECT @@session.time_zone").Scan(&tz); err != nil {
-		return Chunk{}, fmt.Errorf("rawsnap: read time_zone: %w", err)
-	}
-	if _, err := conn.ExecContext(ctx, "SET time_zone = '+00:00'"); err != nil {
-		return Chunk{}, fmt.Errorf("rawsnap: set time_zone: %w", err)
-	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SET time_zone = ?", tz) //nolint:errcheck // a failure closes nothing; the pool's next user sets its own
+	conn := r.conn
 	var ch Chunk
+	var err error
 	if r.Flavor == gomysql.MariaDBFlavor {
+		// The snapshot's binlog position describes what its reads see only
+		// under REPEATABLE READ (set for the next transaction alone).
 		if _, err := conn.ExecContext(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
 			return Chunk{}, fmt.Errorf("rawsnap: %w", err)
 		}
 		if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
 			return Chunk{}, fmt.Errorf("rawsnap: start a consistent snapshot: %w", err)
 		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // read-only
+		defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // read-only; a broken connection is dropped by Close
 		if ch.Watermark, err = mariadbSnapshotPosition(ctx, conn); err != nil {
 			return Chunk{}, err
 		}
@@ -335,6 +358,22 @@ func (r *Reader) ReadChunk(ctx context.Context, t *Table, where string, after []
 		return Chunk{}, err
 	}
 	return ch, nil
+}
+
+// Close gives the Reader's connection back to the pool with its time_zone
+// restored.
+func (r *Reader) Close() {
+	if r.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.conn.ExecContext(ctx, "SET time_zone = ?", r.tz); err != nil {
+		// Do not hand a connection in UTC to the pool's next user.
+		_ = r.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	r.conn.Close()
+	r.conn = nil
 }
 
 func mariadbSnapshotPosition(ctx context.Context, conn *sql.Conn) (change.Position, error) {
@@ -424,11 +463,9 @@ func readRows(ctx context.Context, conn *sql.Conn, t *Table, where string, after
 		for i := range t.PK {
 			var ands []string
 			for j := 0; j < i; j++ {
-				ands = append(ands, quoteIdent(t.Columns[t.PK[j]].Name)+" = ?")
-				args = append(args, after[j])
+				ands = append(ands, quoteIdent(t.Columns[t.PK[j]].Name)+" = "+bound(after[j], &args))
 			}
-			ands = append(ands, quoteIdent(t.Columns[t.PK[i]].Name)+" > ?")
-			args = append(args, after[i])
+			ands = append(ands, quoteIdent(t.Columns[t.PK[i]].Name)+" > "+bound(after[i], &args))
 			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
 		}
 		conds = append(conds, "("+strings.Join(ors, " OR ")+")")
@@ -483,6 +520,20 @@ func readRows(ctx context.Context, conn *sql.Conn, t *Table, where string, after
 		}
 	}
 	return nil
+}
+
+// bound returns the SQL of a key bound: an integer inline (the chunk's
+// query then needs one round trip, not a prepared statement's three), any
+// other value as a placeholder with its argument.
+func bound(v string, args *[]any) string {
+	if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return v
+	}
+	if _, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return v
+	}
+	*args = append(*args, v)
+	return "?"
 }
 
 // keyText renders a key value as SQL text for the next chunk's bound.
