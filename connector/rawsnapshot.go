@@ -455,13 +455,6 @@ func (c *Connector) runRawSnapshots(ctx context.Context) {
 // until it is done, paused, stopped or ctx ends; done reports the first.
 func (c *Connector) rawSnapshotTable(ctx context.Context, prog state.RawSnapshot) (done bool, err error) {
 	db, name, _ := strings.Cut(prog.Table, ".")
-	var t *rawsnap.Table
-	if err := c.retry.Do(ctx, "raw snapshot: read the table "+prog.Table, func(ctx context.Context) (err error) {
-		t, err = rawsnap.LoadTable(ctx, c.SourceDB, db, name)
-		return err
-	}); err != nil {
-		return false, err
-	}
 	rc := c.Config.Resync
 	th := &snapshot.Throttle{RowsPerSecond: float64(rc.RowsPerSecond), MaxLag: rc.MaxReplicaLag.D(), Lag: c.replicaLag,
 		Logger: c.Logger, Name: "raw snapshot of " + prog.Table}
@@ -487,9 +480,16 @@ func (c *Connector) rawSnapshotTable(ctx context.Context, prog state.RawSnapshot
 		if !ok || stored.Seq != prog.Seq || stored.State != state.RawSnapRunning {
 			return false, nil // paused, stopped or replaced
 		}
+		// The columns are read again for every chunk: a DDL on the table
+		// during its snapshot changes the next chunk's rows as it changes
+		// the stream's.
+		var t *rawsnap.Table
 		var ch rawsnap.Chunk
-		c.Pipeline.snapBegin(t)
 		err := c.retry.Do(ctx, "raw snapshot chunk of "+prog.Table, func(ctx context.Context) (err error) {
+			if t, err = rawsnap.LoadTable(ctx, c.SourceDB, db, name); err != nil {
+				return err
+			}
+			c.Pipeline.snapBegin(t)
 			ch, err = reader.ReadChunk(ctx, t, prog.Where, prog.LastKey, size)
 			return err
 		})
