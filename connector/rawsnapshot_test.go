@@ -428,3 +428,42 @@ func waitRecords(t *testing.T, kafka *kafkatest.Cluster, topic string, n int) []
 		}
 	}
 }
+
+// TestRawSnapshotProgressKeepsCommands: progress a batch stores never
+// undoes a pause or stop that a command stored meanwhile, and progress of
+// an older request never overwrites a newer one.
+func TestRawSnapshotProgressKeepsCommands(t *testing.T) {
+	ctx := context.Background()
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	put := func(p state.RawSnapshot) {
+		t.Helper()
+		if err := st.Update(ctx, func(tx *state.Tx) error { return putRawSnaps(tx, []state.RawSnapshot{p}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func() state.RawSnapshot {
+		t.Helper()
+		all, err := st.RawSnapshots(ctx)
+		if err != nil || len(all) != 1 {
+			t.Fatalf("%+v %v", all, err)
+		}
+		return all[0]
+	}
+	put(state.RawSnapshot{Table: "d.t", Seq: 2, State: state.RawSnapPaused, Read: 10})
+	put(state.RawSnapshot{Table: "d.t", Seq: 2, State: state.RawSnapRunning, Read: 20})
+	if p := get(); p.State != state.RawSnapPaused || p.Read != 20 {
+		t.Fatalf("a chunk's progress undid the pause: %+v", p)
+	}
+	put(state.RawSnapshot{Table: "d.t", Seq: 1, State: state.RawSnapRunning, Read: 99})
+	if p := get(); p.Seq != 2 || p.Read != 20 {
+		t.Fatalf("an older request's progress overwrote the newer one: %+v", p)
+	}
+	put(state.RawSnapshot{Table: "d.t", Seq: 2, State: state.RawSnapDone, Read: 30})
+	if p := get(); p.State != state.RawSnapDone {
+		t.Fatalf("the last chunk's progress: %+v", p)
+	}
+}
