@@ -100,7 +100,11 @@ type Source struct {
 	Pos       uint32    // end position of the rows event
 	Row       int       // index of the row image within its rows event
 	Timestamp time.Time // event timestamp (commit time on the source, second precision)
-	Snapshot  bool      // true for snapshot reads (Op "r")
+	// Snapshot is source.snapshot of a snapshot read (Op "r"): "true" (a
+	// row of the initial snapshot), "last" (its last row) or
+	// "incremental" (a snapshot asked for later); "" for streamed changes
+	// (rendered "false", as Debezium does).
+	Snapshot string
 }
 
 // Change is one row change of a captured table.

@@ -165,6 +165,8 @@ type Raw struct {
 	TopicTemplate string   `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true" default:"{prefix}.{db}.{table}"`
 	Tombstones    bool     `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction." default:"true"`
 	Sinks         []string `yaml:"sinks" doc:"Sinks (kafka or file) raw streams go to. Empty = every kafka and file sink." ref:"sink"`
+	Snapshot      string   `yaml:"snapshot" doc:"initial = on a first start (no checkpoint), snapshot every captured table into its raw stream (op r) while streaming, lock-free, chunked by primary key, resumable; none = only on demand (feedcdc snapshot, the dashboard, the API). Paced by resync.rows_per_second and resync.max_replica_lag." enum:"none,initial" default:"none"`
+	SnapshotChunk int      `yaml:"snapshot_chunk_size" doc:"Rows per chunk of a raw snapshot: each chunk is one SELECT by primary key, held until the stream reaches the chunk's binlog position (memory is bounded by one chunk)." min:"1" max:"100000" default:"2000"`
 }
 
 // Resync configures full sync.

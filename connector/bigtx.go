@@ -78,6 +78,9 @@ func (p *Pipeline) deferBatch(ctx context.Context, b *batch) error {
 			}
 			added += n
 		}
+		if err := putRawSnaps(tx, b.rawSnaps); err != nil {
+			return err
+		}
 		if b.checkpoint != nil {
 			return tx.SetCheckpoint(*b.checkpoint, p.o.Now())
 		}

@@ -49,6 +49,9 @@ type Connector struct {
 	connected atomic.Bool
 	lagDenied atomic.Bool
 	closeOnce sync.Once
+	// rawWake tells the raw snapshot runner that a request arrived.
+	rawWake     chan struct{}
+	rawWakeOnce sync.Once
 }
 
 // OpenOptions tune Open.
@@ -472,6 +475,13 @@ func (c *Connector) start(ctx context.Context) (runPlan, error) {
 		mode = "gtid"
 	}
 	c.Logger.Info(how+start.pos.String(), "operation", "start", "position", start.pos.String(), "mode", mode, "full_syncs", len(syncs))
+	if start.firstStart && c.Config.Raw.Enabled && c.Config.Raw.Snapshot == "initial" {
+		// Requested before the start position is stored: a stop before
+		// that is another first start, which requests them again.
+		if err := c.retry.Do(ctx, "request the initial raw snapshots", c.initialRawSnapshots); err != nil {
+			return runPlan{}, err
+		}
+	}
 	if start.store {
 		if err := c.storeStart(ctx, start, syncs); err != nil {
 			return runPlan{}, err
@@ -557,11 +567,15 @@ func (c *Connector) serve(ctx context.Context, plan runPlan, ro RunOptions) erro
 		}
 	}()
 	var wg sync.WaitGroup
+	c.Pipeline.snap.setStart(plan.pos)
 	wg.Go(func() {
 		if err := c.stream(runCtx, src, plan.pos); err != nil {
 			errc <- err
 		}
 	})
+	if c.Config.Raw.Enabled {
+		wg.Go(func() { c.runRawSnapshots(runCtx) })
+	}
 	if ro.OnStart != nil {
 		ro.OnStart(plan.pos, plan.firstStart)
 	}

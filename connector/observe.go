@@ -151,6 +151,11 @@ func (o MetricsObserver) ResyncProgress(feed string, done, total int64) {
 	o.M.Feed(feed).ResyncProgress(done, total)
 }
 
+// RawSnapshotProgress implements RawSnapshotObserver.
+func (o MetricsObserver) RawSnapshotProgress(table string, read, sent, dropped, total int64) {
+	o.M.RawSnapshotProgress(table, read, sent, dropped, total)
+}
+
 // ResyncObserver is an optional Observer extension: progress of a full
 // sync, entities done of total (counted before the first chunk).
 type ResyncObserver interface {

@@ -250,10 +250,13 @@ type batch struct {
 	// endsBigTx is set on the batch holding the end of a big transaction:
 	// once it is exported, every deferred batch of the transaction is.
 	endsBigTx bool
+	// rawSnaps is the progress of raw snapshots whose chunk ends in this
+	// batch, written in its state transaction (rawsnapshot.go).
+	rawSnaps []state.RawSnapshot
 }
 
 func (b *batch) empty() bool {
-	return b.nkeys == 0 && len(b.raw) == 0 && b.checkpoint == nil && len(b.rebuild) == 0
+	return b.nkeys == 0 && len(b.raw) == 0 && b.checkpoint == nil && len(b.rebuild) == 0 && len(b.rawSnaps) == 0
 }
 
 // task is one unit of the exporter's ordered queue.
@@ -320,6 +323,8 @@ type Pipeline struct {
 	// watch records the keys exported while a full sync of their feed
 	// builds chunks off the exporter (fullsync.go).
 	watch exportWatch
+	// snap reconciles raw snapshot chunks with the stream (rawsnapshot.go).
+	snap snapWatch
 }
 
 // LastSync is when the feed last exported items in this process.
@@ -415,11 +420,16 @@ func (p *Pipeline) encodeRaw(c *change.Change) (key, value []byte) {
 
 // Change implements binlog.Handler.
 func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
+	p.snap.mu.Lock()
+	defer p.snap.mu.Unlock()
 	if p.o.Observer != nil {
 		p.o.Observer.SourceEvent(c.Source.Timestamp)
 	}
 	if p.o.Raw != nil {
 		if rt := p.rawTableOf(c.Table); rt.captured {
+			if p.snap.pending != nil {
+				p.snap.changed(c)
+			}
 			if err := p.addRaw(ctx, c, rt.topic); err != nil {
 				return err
 			}
@@ -492,6 +502,9 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 // known to the state — in the batch that holds the statement, before its
 // checkpoint.
 func (p *Pipeline) Truncate(ctx context.Context, t *change.Table, src change.Source) error {
+	p.snap.mu.Lock()
+	defer p.snap.mu.Unlock()
+	p.snap.replaced(t)
 	if p.o.Observer != nil {
 		p.o.Observer.SourceEvent(src.Timestamp)
 	}
@@ -514,6 +527,9 @@ func (p *Pipeline) Truncate(ctx context.Context, t *change.Table, src change.Sou
 // as after a TRUNCATE, in the batch that holds the statement, before its
 // checkpoint.
 func (p *Pipeline) Replace(ctx context.Context, t *change.Table, from string, src change.Source) error {
+	p.snap.mu.Lock()
+	defer p.snap.mu.Unlock()
+	p.snap.replaced(t)
 	if p.o.Observer != nil {
 		p.o.Observer.SourceEvent(src.Timestamp)
 	}
@@ -617,6 +633,9 @@ func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) e
 
 // TxEnd implements binlog.Handler.
 func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
+	p.snap.mu.Lock()
+	defer p.snap.mu.Unlock()
+	p.snap.read(e.Position)
 	p.mu.Lock()
 	pos := e.Position
 	if p.txKeys >= p.o.BatchKeys && !p.noDefer {
@@ -962,6 +981,9 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 				}
 				undeferred += n
 			}
+		}
+		if err := putRawSnaps(tx, b.rawSnaps); err != nil {
+			return err
 		}
 		if b.checkpoint != nil {
 			return tx.SetCheckpoint(*b.checkpoint, p.o.Now())

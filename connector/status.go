@@ -59,6 +59,8 @@ type Status struct {
 	// Jobs are the CLI's jobs the running connector runs or ran since it
 	// started (resync, retry), oldest first; empty when it is stopped.
 	Jobs []dashboard.Job `json:"jobs"`
+	// RawSnapshots is the progress of the snapshots of raw tables.
+	RawSnapshots []state.RawSnapshot `json:"raw_snapshots,omitempty"`
 }
 
 // Status reads the connector's state: checkpoint, and per feed its mode,
@@ -118,6 +120,9 @@ func (c *Connector) Status(ctx context.Context) (Status, error) {
 			}
 		}
 		st.Feeds = append(st.Feeds, fs)
+	}
+	if st.RawSnapshots, err = c.Store.RawSnapshots(ctx); err != nil {
+		return st, err
 	}
 	return st, nil
 }

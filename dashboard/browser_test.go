@@ -255,6 +255,27 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	br.WaitJS("pending to update", `document.querySelector('#feeds-body tr[data-feed="products"] td[data-field="pending"]').dataset.value === "`+jsonInt(int(wantPending))+`"`)
 
+	// A raw snapshot: the form starts it, the list shows its progress, its
+	// pause button pauses it.
+	state, msg = br.StartRawSnapshot("shop.orders", "id > 5")
+	if state != "ok" || msg != "raw snapshot of shop.orders started" {
+		t.Fatalf("raw snapshot: %s %q", state, msg)
+	}
+	if s, _, ok := b.snapshot("shop.orders"); !ok || s.Where != "id > 5" {
+		t.Fatalf("backend raw snapshot = %+v, %v", s, ok)
+	}
+	state, msg = br.RawSnapshotAction("shop.orders", "pause")
+	if state != "ok" {
+		t.Fatalf("raw snapshot pause: %s %q", state, msg)
+	}
+	if _, acts, _ := b.snapshot("shop.orders"); len(acts) != 1 || acts[0] != "pause" {
+		t.Fatalf("backend raw snapshot actions = %v", acts)
+	}
+	br.WaitJS("the paused snapshot", `document.querySelector('#raw-snapshots li[data-table="shop.orders"]').dataset.state === "paused"`)
+	if got := br.Text(`#raw-snapshots li[data-table="shop.orders"]`); !strings.Contains(got, "read 40 of about 100, sent 39, left out for newer changes 1") {
+		t.Fatalf("raw snapshot shown as %q", got)
+	}
+
 	// Retry failed now, for the legacy feed.
 	state, msg = br.RetryFailed("variants")
 	if state != "ok" || !strings.Contains(msg, "retry of failed items of variants started") {

@@ -170,6 +170,7 @@ func New(b Backend, o Options) http.Handler {
 	mux.HandleFunc("GET /api/state/check", s.authorized(s.handleStateCheck))
 	mux.HandleFunc("GET /api/state/backup", s.authorized(s.handleStateBackup))
 	s.registerJobs(mux)
+	s.registerRawSnapshots(mux)
 	mux.HandleFunc("POST /api/auth/check", s.authorized(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))

@@ -29,6 +29,71 @@ type memBackend struct {
 	// sourceUnavailable is the overview's source.unavailable sentence.
 	sourceUnavailable string
 	now               time.Time
+	// snaps are the raw snapshots started through the API, with the
+	// actions received for them ("pause", ...).
+	snaps map[string]*memSnap
+}
+
+type memSnap struct {
+	Table   string   `json:"table"`
+	Where   string   `json:"where,omitempty"`
+	State   string   `json:"state"`
+	Mode    string   `json:"mode"`
+	Read    int64    `json:"read"`
+	Sent    int64    `json:"sent"`
+	Dropped int64    `json:"dropped"`
+	Total   int64    `json:"total"`
+	actions []string // not in the JSON
+}
+
+func (b *memBackend) RawSnapshots(ctx context.Context) (any, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := struct {
+		Snapshots []memSnap `json:"snapshots"`
+	}{Snapshots: []memSnap{}}
+	for _, s := range b.snaps {
+		out.Snapshots = append(out.Snapshots, *s)
+	}
+	return out, nil
+}
+
+func (b *memBackend) StartRawSnapshot(ctx context.Context, r dashboard.RawSnapshotRequest) (any, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !strings.Contains(r.Table, ".") {
+		return nil, fmt.Errorf("table %q: name it as db.table: %w", r.Table, dashboard.ErrInvalid)
+	}
+	if b.snaps == nil {
+		b.snaps = map[string]*memSnap{}
+	}
+	s := &memSnap{Table: r.Table, Where: r.Where, State: "running", Mode: "incremental", Read: 40, Sent: 39, Dropped: 1, Total: 100}
+	b.snaps[r.Table] = s
+	return *s, nil
+}
+
+func (b *memBackend) ControlRawSnapshot(ctx context.Context, table, action string) (any, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.snaps[table]
+	if !ok {
+		return nil, fmt.Errorf("no snapshot of %s: %w", table, dashboard.ErrNotFound)
+	}
+	s.actions = append(s.actions, action)
+	s.State = map[string]string{"pause": "paused", "resume": "running", "stop": "stopped"}[action]
+	return *s, nil
+}
+
+// snapshot returns a copy of the raw snapshot of table and the actions
+// received for it.
+func (b *memBackend) snapshot(table string) (memSnap, []string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.snaps[table]
+	if !ok {
+		return memSnap{}, nil, false
+	}
+	return *s, append([]string(nil), s.actions...), true
 }
 
 type memFeed struct {

@@ -88,6 +88,7 @@ type Metrics struct {
 	// synchronously (rare: only while the source fails).
 	sourceRetries metric.Int64Counter
 	verify        verifyInstruments
+	rawSnap       rawSnapInstruments
 
 	srcMu  sync.Mutex
 	srcUp  bool
@@ -200,6 +201,11 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 		errs = append(errs, err)
 	} else {
 		m.verify = v
+	}
+	if r, err := newRawSnapInstruments(meter); err != nil {
+		errs = append(errs, err)
+	} else {
+		m.rawSnap = r
 	}
 	m.e2e = hist(MetricE2ELatency, "From the source commit timestamp of the transaction that closed a batch to the checkpoint stored once every sink acknowledged it (whole-second source precision).", latencyBuckets)
 	if len(errs) > 0 {

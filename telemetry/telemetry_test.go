@@ -129,6 +129,7 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 		return []FeedItemCounts{{Feed: "products", Failed: 4, Rejected: 2, Pending: 9}}
 	})
 	p.ResyncProgress(250, 1000)
+	m.RawSnapshotProgress("shop.orders", 1500, 1490, 10, 4000)
 	q := m.Queue("changes")
 	q.Depth(12, 3000)
 	q.Capacity(1000, 64<<20)
@@ -161,6 +162,10 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 		{"feedcdc_resync_progress_ratio", map[string]string{"feed": "products"}, 0.25},
 		{"feedcdc_resync_done", map[string]string{"feed": "products"}, 250},
 		{"feedcdc_resync_total", map[string]string{"feed": "products"}, 1000},
+		{"feedcdc_raw_snapshot_rows", map[string]string{"table": "shop.orders", "kind": "read"}, 1500},
+		{"feedcdc_raw_snapshot_rows", map[string]string{"table": "shop.orders", "kind": "sent"}, 1490},
+		{"feedcdc_raw_snapshot_rows", map[string]string{"table": "shop.orders", "kind": "dropped"}, 10},
+		{"feedcdc_raw_snapshot_total", map[string]string{"table": "shop.orders"}, 4000},
 		{"feedcdc_feed_items", map[string]string{"feed": "products", "status": "failed"}, 4},
 		{"feedcdc_feed_items", map[string]string{"feed": "products", "status": "rejected"}, 2},
 		{"feedcdc_feed_items", map[string]string{"feed": "products", "status": "pending"}, 9},

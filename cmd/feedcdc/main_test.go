@@ -40,7 +40,7 @@ func fixture(name string) string {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for _, cmd := range [][]string{{}, {"run"}, {"resync"}, {"retry"}, {"status"}, {"feeds"}, {"check"}, {"inspect"}, {"inspect", "binlog"}, {"position"}, {"position", "show"}, {"position", "set"}, {"position", "reset"}, {"state"}, {"state", "check"}, {"state", "backup"}, {"schema"}, {"schema", "reload"}, {"verify"}, {"demo"}, {"version"}} {
+	for _, cmd := range [][]string{{}, {"run"}, {"resync"}, {"snapshot"}, {"retry"}, {"status"}, {"feeds"}, {"check"}, {"inspect"}, {"inspect", "binlog"}, {"position"}, {"position", "show"}, {"position", "set"}, {"position", "reset"}, {"state"}, {"state", "check"}, {"state", "backup"}, {"schema"}, {"schema", "reload"}, {"verify"}, {"demo"}, {"version"}} {
 		t.Run(strings.Join(append([]string{"feedcdc"}, cmd...), " "), func(t *testing.T) {
 			code, out, errOut := run(t, nil, append(cmd, "--help")...)
 			if code != 0 {

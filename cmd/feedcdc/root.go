@@ -49,7 +49,7 @@ feed service or files, with checkpointed binlog positions.`,
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", def, "configuration file (env FEEDCDC_CONFIG)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "override log.level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "", "override log.format: json, text, auto")
-	root.AddCommand(newRun(g), newResync(g), newRetry(g), newStatus(g), newFeeds(g), newCheck(g), newInspect(g), newPosition(g), newState(g), newSchema(g), newVerify(g), newDemo(g), newVersion(g))
+	root.AddCommand(newRun(g), newResync(g), newSnapshot(g), newRetry(g), newStatus(g), newFeeds(g), newCheck(g), newInspect(g), newPosition(g), newState(g), newSchema(g), newVerify(g), newDemo(g), newVersion(g))
 	return root
 }
 

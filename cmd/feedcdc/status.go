@@ -123,6 +123,9 @@ func printStatus(w io.Writer, st connector.Status) {
 		}
 		fmt.Fprintln(w, line)
 	}
+	for _, r := range st.RawSnapshots {
+		fmt.Fprintf(w, "raw snapshot of %s: %s\n", r.Table, rawSnapLine(r))
+	}
 	for _, f := range st.Feeds {
 		if v := f.Verify; v != nil {
 			fmt.Fprintf(w, "last verify of %s: %s, checked %d, drift %d, repaired %d%s\n", f.Name, v.FinishedAt.UTC().Format(time.RFC3339),

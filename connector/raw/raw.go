@@ -3,7 +3,7 @@
 //
 //	{"before":{…}|null,"after":{…}|null,"op":"c|u|d|r",
 //	 "source":{"name":…,"server_id":…,"gtid":…,"file":…,"pos":…,"row":…,
-//	           "ts_ms":…,"db":…,"table":…,"snapshot":…},
+//	           "ts_ms":…,"db":…,"table":…,"snapshot":"false|true|last|incremental"},
 //	 "ts_ms":…}
 //
 // keyed by the JSON object of the primary-key columns ({"id":1}), on a
@@ -183,10 +183,12 @@ func (e *Encoder) AppendEnvelope(buf []byte, c *change.Change) []byte {
 	buf = AppendString(buf, c.Table.DB)
 	buf = append(buf, `,"table":`...)
 	buf = AppendString(buf, c.Table.Name)
-	if c.Source.Snapshot {
-		buf = append(buf, `,"snapshot":true},"ts_ms":`...)
+	if c.Source.Snapshot == "" {
+		buf = append(buf, `,"snapshot":"false"},"ts_ms":`...)
 	} else {
-		buf = append(buf, `,"snapshot":false},"ts_ms":`...)
+		buf = append(buf, `,"snapshot":`...)
+		buf = AppendString(buf, c.Source.Snapshot)
+		buf = append(buf, `},"ts_ms":`...)
 	}
 	now := time.Now
 	if e.Now != nil {

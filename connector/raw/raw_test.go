@@ -33,7 +33,7 @@ func TestEnvelope(t *testing.T) {
 	}
 	want := `{"before":{"id":18446744073709551615,"sku":"a\"b\\c\n\u0001é😀","price":"12.3400","img":"AAEC/w==","attrs":{"a":[1,2]},"w":1.5,"f":0.1,"n":-5},` +
 		`"after":{"id":18446744073709551615,"sku":"new","price":null,"img":null,"attrs":null,"w":null,"f":3,"n":7},"op":"u",` +
-		`"source":{"name":"shop-primary","server_id":7,"gtid":"0-1-5","file":"binlog.000003","pos":1234,"row":2,"ts_ms":1700000000000,"db":"shop","table":"product","snapshot":false},"ts_ms":1700000000123}`
+		`"source":{"name":"shop-primary","server_id":7,"gtid":"0-1-5","file":"binlog.000003","pos":1234,"row":2,"ts_ms":1700000000000,"db":"shop","table":"product","snapshot":"false"},"ts_ms":1700000000123}`
 	if string(value) != want {
 		t.Errorf("value\n got %s\nwant %s", value, want)
 	}
@@ -120,8 +120,8 @@ func TestTopicTemplate(t *testing.T) {
 
 func TestSnapshotRead(t *testing.T) {
 	e := &Encoder{Now: fixedNow}
-	_, _, v := e.Encode(&change.Change{Table: testTable, Op: change.OpRead, After: make([]any, 8), Source: change.Source{Snapshot: true}}, nil)
-	if !strings.Contains(string(v), `"op":"r"`) || !strings.Contains(string(v), `"snapshot":true`) || !strings.Contains(string(v), `"gtid":null`) {
+	_, _, v := e.Encode(&change.Change{Table: testTable, Op: change.OpRead, After: make([]any, 8), Source: change.Source{Snapshot: "incremental"}}, nil)
+	if !strings.Contains(string(v), `"op":"r"`) || !strings.Contains(string(v), `"snapshot":"incremental"`) || !strings.Contains(string(v), `"gtid":null`) {
 		t.Errorf("snapshot envelope %s", v)
 	}
 }

@@ -444,6 +444,7 @@
       if (ov.status === "fulfilled") renderOverview(ov.value); else errors.push("overview: " + ov.reason.message);
       if (h.status === "fulfilled") renderHealth(h.value); else errors.push("health: " + h.reason.message);
       try { await loadItems(); } catch (e) { errors.push("items: " + e.message); }
+      try { await loadSnapshots(); } catch (e) { errors.push("raw snapshots: " + e.message); }
     } finally {
       state.refreshing = false;
     }
@@ -489,6 +490,62 @@
     }
   }
 
+  // ---------- raw snapshots ----------
+  async function startSnapshot(table, where) {
+    if (!table) { setResult("error", "enter the table to snapshot as db.table"); return; }
+    setResult("busy", "starting…");
+    try {
+      const body = { table: table };
+      if (where) body.where = where;
+      await api("api/raw-snapshots", { method: "POST", auth: true, body: body });
+      setResult("ok", "raw snapshot of " + table + " started");
+      loadSnapshots().catch(() => {});
+    } catch (e) {
+      setResult("error", (e.status === 401 ? "token needed or wrong: " : "") + e.message);
+    }
+  }
+
+  async function controlSnapshot(table, action) {
+    setResult("busy", action + "…");
+    try {
+      await api("api/raw-snapshots/" + encodeURIComponent(table) + "/" + action, { method: "POST", auth: true });
+      setResult("ok", "raw snapshot of " + table + ": " + action);
+      loadSnapshots().catch(() => {});
+    } catch (e) {
+      setResult("error", (e.status === 401 ? "token needed or wrong: " : "") + e.message);
+    }
+  }
+
+  // loadSnapshots lists the raw snapshots with their progress and the
+  // actions that apply; a connector without raw snapshots (501) hides
+  // the form.
+  async function loadSnapshots() {
+    let r;
+    try {
+      r = await api("api/raw-snapshots");
+    } catch (e) {
+      if (e.status === 501) { $("snapshot-row").hidden = true; return; }
+      throw e;
+    }
+    const list = $("raw-snapshots");
+    list.replaceChildren();
+    for (const s of r.snapshots || []) {
+      let text = s.table + ": " + s.state + " (" + s.mode + "), read " + s.read;
+      if (s.total > 0) text += " of about " + s.total;
+      text += ", sent " + s.sent + ", left out for newer changes " + s.dropped;
+      if (s.error) text += ": " + s.error;
+      const li = el("li", { "data-table": s.table, "data-state": s.state }, text);
+      const acts = s.state === "running" ? ["pause", "stop"] : s.state === "paused" ? ["resume", "stop"] : [];
+      for (const a of acts) {
+        const b = el("button", { type: "button", "data-action": a }, a);
+        b.disabled = !actionsEnabled;
+        b.addEventListener("click", () => controlSnapshot(s.table, a));
+        li.append(" ", b);
+      }
+      list.append(li);
+    }
+  }
+
   async function checkToken() {
     const ts = $("token-state");
     if (!token()) { ts.dataset.state = "none"; ts.textContent = "no token"; return; }
@@ -508,7 +565,7 @@
   function wire() {
     if (!actionsEnabled) {
       $("actions-disabled").hidden = false;
-      for (const id of ["resync-button", "retry-button", "item-resync", "token-save"]) $(id).disabled = true;
+      for (const id of ["resync-button", "retry-button", "item-resync", "token-save", "snapshot-button"]) $(id).disabled = true;
     }
     $("token").value = token();
     $("token-form").addEventListener("submit", (e) => {
@@ -519,6 +576,8 @@
     $("resync-button").addEventListener("click", () =>
       scheduleResync($("action-feed").value, parseIDs($("resync-ids").value), $("resync-whole").checked));
     $("retry-button").addEventListener("click", () => retryFailed($("action-feed").value));
+    $("snapshot-button").addEventListener("click", () =>
+      startSnapshot($("snapshot-table").value.trim(), $("snapshot-where").value.trim()));
     $("item-resync").addEventListener("click", () => {
       if (state.detail && state.detail.sku) scheduleResync(state.detail.feed, [state.detail.sku], false);
     });

@@ -332,6 +332,25 @@ func (b *Browser) ScheduleResync(feed string, skus ...string) (state, message st
 	return b.clickAction("#resync-button")
 }
 
+// StartRawSnapshot fills the raw snapshot form (table, condition), clicks
+// its button and returns the outcome shown ("ok" or "error") and its
+// message.
+func (b *Browser) StartRawSnapshot(table, where string) (state, message string) {
+	b.t.Helper()
+	b.setInput("#snapshot-table", table)
+	b.setInput("#snapshot-where", where)
+	return b.clickAction("#snapshot-button")
+}
+
+// RawSnapshotAction clicks the action button (pause, resume, stop) shown
+// for table's raw snapshot once the list shows it, and returns the outcome.
+func (b *Browser) RawSnapshotAction(table, action string) (state, message string) {
+	b.t.Helper()
+	sel := fmt.Sprintf(`#raw-snapshots li[data-table=%s] button[data-action=%s]`, strconv.Quote(table), strconv.Quote(action))
+	b.WaitJS("the "+action+" button of "+table, fmt.Sprintf(`document.querySelector(%s) !== null`, strconv.Quote(sel)))
+	return b.clickAction(sel)
+}
+
 // RetryFailed clicks "Retry failed now" for feed and returns the outcome.
 func (b *Browser) RetryFailed(feed string) (state, message string) {
 	b.t.Helper()
