@@ -43,6 +43,9 @@ type Connector struct {
 	Router   *sink.Router
 	Pipeline *Pipeline
 
+	// sourceMu guards sourceCfg: start resolves source.tls.mode preferred
+	// into it while API handlers (dashboard, status) read SourceConfig.
+	sourceMu  sync.Mutex
 	sourceCfg binlog.Config
 	observer  Observer
 	retry     *SourceRetry
@@ -317,7 +320,13 @@ func (c *Connector) binlogConfig() (binlog.Config, error) {
 }
 
 // SourceConfig is the binlog source configuration derived from the config.
-func (c *Connector) SourceConfig() binlog.Config { return c.sourceCfg }
+// It is safe to call while Run starts (which resolves source.tls.mode
+// preferred into it).
+func (c *Connector) SourceConfig() binlog.Config {
+	c.sourceMu.Lock()
+	defer c.sourceMu.Unlock()
+	return c.sourceCfg
+}
 
 // SinkReadiness reports, per sink that tracks it, whether its last send
 // reached the destination (for /readyz).
@@ -424,7 +433,9 @@ func (c *Connector) start(ctx context.Context) (runPlan, error) {
 		if err != nil {
 			return runPlan{}, err
 		}
+		c.sourceMu.Lock()
 		c.sourceCfg.TLS = tc
+		c.sourceMu.Unlock()
 	}
 	var start startPlan
 	err := c.retry.Do(ctx, "decide the start position", func(ctx context.Context) (err error) {
@@ -520,7 +531,7 @@ func (c *Connector) storeStart(ctx context.Context, start startPlan, syncs []Res
 // stop with ctx; the exporter outlives them so that a clean stop can export
 // what was read and write the final checkpoint.
 func (c *Connector) serve(ctx context.Context, plan runPlan, ro RunOptions) error {
-	src, err := binlog.New(c.sourceCfg, c.Logger, schemaHistory{c.Store})
+	src, err := binlog.New(c.SourceConfig(), c.Logger, schemaHistory{c.Store})
 	if err != nil {
 		return err
 	}
