@@ -110,7 +110,7 @@ func TestSourceConfigReadableWhileRunStarts(t *testing.T) {
 	db := srv.NewDatabase(t, "prefrace")
 	srv.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
 	cy := connectorYAML{Name: "prefrace", Database: db, Feeds: noFeeds,
-		Source: []string{"tls: {mode: preferred}", fmt.Sprintf("include_tables: [\"%s.t\"]", db)},
+		Source:   []string{"tls: {mode: preferred}", fmt.Sprintf("include_tables: [\"%s.t\"]", db)},
 		Sections: "raw: {enabled: true, sinks: [files]}\nsinks:\n  files:\n    type: file\n    file: {dir: " + t.TempDir() + "}\n"}
 	c := openConnector(t, cy.load(t), OpenOptions{})
 	readerDone := make(chan struct{})
