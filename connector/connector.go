@@ -173,6 +173,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	if cfg.Raw.Enabled {
 		po.Raw = &raw.Encoder{ServerName: cfg.Name, Prefix: "{prefix}", TopicTemplate: strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name), Tombstones: cfg.Raw.Tombstones}
 		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
+		po.RawTopicName = c.rawTopicName
 	}
 	c.Pipeline, err = NewPipeline(po)
 	if err != nil {
@@ -317,6 +318,37 @@ func (c *Connector) binlogConfig() (binlog.Config, error) {
 	}
 	bc.Filter.Include, bc.Filter.Exclude = c.CapturedTables()
 	return bc, nil
+}
+
+// rawTopicName fills in the {prefix} of a raw stream's topic as its sinks
+// do (a Kafka sink's topic_prefix, the connector name for file sinks), for
+// messages: "shop.magento.catalog_product_entity", or one name per sink
+// when their prefixes differ.
+func (c *Connector) rawTopicName(topic string) string {
+	if !strings.Contains(topic, "{prefix}") {
+		return topic
+	}
+	var names []string
+	seen := map[string]bool{}
+	for _, n := range c.Config.RawSinks() {
+		prefix := c.Config.Name
+		if s := c.Config.Sinks[n]; s != nil && s.Kafka != nil {
+			prefix = s.Kafka.TopicPrefix
+		}
+		t := strings.ReplaceAll(topic, "{prefix}", prefix)
+		if !seen[t] {
+			seen[t] = true
+			names = append(names, t+" (sink "+n+")")
+		}
+	}
+	switch len(names) {
+	case 0:
+		return topic
+	case 1:
+		t, _, _ := strings.Cut(names[0], " (sink ")
+		return t
+	}
+	return strings.Join(names, ", ")
 }
 
 // SourceConfig is the binlog source configuration derived from the config.

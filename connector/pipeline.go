@@ -107,6 +107,9 @@ type PipelineOptions struct {
 	// the tables whose changes go to raw streams (nil: every captured table).
 	Raw       *raw.Encoder
 	RawTables func(*change.Table) bool
+	// RawTopicName names a raw record's topic in messages as the sinks
+	// write it (the {prefix} the sinks fill in, filled in); nil: as is.
+	RawTopicName func(topic string) string
 	// Sink receives every record (usually a sink.Router).
 	Sink sink.Sink
 	// A stream batch is cut at BatchKeys dirty keys (all feeds), BatchRecords
@@ -1032,8 +1035,12 @@ func (p *Pipeline) sendRaw(ctx context.Context, recs []sink.Record) error {
 		}
 		for i, r := range res {
 			if r.Status == sink.StatusRejected {
-				return fmt.Errorf("connector: raw change on %s at %s was rejected by the sink (%s); feedcdc stops rather than skip a change: raise the destination's limit (e.g. the topic's max.message.bytes) and restart",
-					recs[i].Topic, recs[i].Position, r.Reason)
+				topic := recs[i].Topic
+				if p.o.RawTopicName != nil {
+					topic = p.o.RawTopicName(topic)
+				}
+				return fmt.Errorf("connector: raw change on %s at %s was rejected by the sink (%s); feedcdc stops rather than skip a change: raise the limit named there and restart",
+					topic, recs[i].Position, r.Reason)
 			}
 		}
 		if err == nil {
