@@ -212,7 +212,11 @@ func (b *Backend) ScheduleResync(ctx context.Context, feed string, ids []string)
 			b.mu.Unlock()
 		}()
 		if _, err := b.C.Resync(b.Ctx, ro); err != nil && b.Ctx.Err() == nil {
-			b.C.Logger.Error("scheduled resync failed", "feed", feed, "operation", "schedule_resync", "error", err)
+			op := OpFullSync
+			if len(ids) > 0 {
+				op = OpResyncByIDs
+			}
+			b.C.Logger.Error("scheduled resync failed", "feed", feed, "operation", op, "error", err)
 		}
 	}()
 	return nil

@@ -457,7 +457,11 @@ func (s *server) handleResync(w http.ResponseWriter, r *http.Request) {
 	if len(ids) == 0 {
 		msg = "resync of the whole feed " + feed + " scheduled"
 	}
-	s.o.Logger.Info("dashboard action", "operation", "schedule_resync", "feed", feed, "ids", len(ids), "remote", r.RemoteAddr)
+	op := "full sync" // the operation names of the connector's logs (Adobe's)
+	if len(ids) > 0 {
+		op = "partial resync by ids"
+	}
+	s.o.Logger.Info("dashboard action", "operation", op, "feed", feed, "ids", len(ids), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusAccepted, ActionResponse{Status: "scheduled", Feed: feed, IDs: len(ids), Message: msg})
 }
 
