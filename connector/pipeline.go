@@ -310,7 +310,7 @@ type Pipeline struct {
 	storedAt atomic.Int64
 	touching atomic.Bool
 	retryMu  sync.Mutex
-	retrying map[string]bool // feeds whose retry of failed items runs now
+	retrying map[string]retryClaim // feeds whose retry of failed items runs now
 	// retryHook, when set (tests), is called as a retry run starts (+1)
 	// and ends (-1).
 	retryHook func(feed string, delta int)
