@@ -30,10 +30,10 @@ type jobTable struct {
 
 // RetryResult summarises a retry of failed items (feedcdc retry).
 type RetryResult struct {
-	Feed  string
-	Stats ExportStats
+	Feed  string      `json:"feed"`
+	Stats ExportStats `json:"stats"`
 	// FailedNow is the feed's failed items (status 2) after the retry.
-	FailedNow int64
+	FailedNow int64 `json:"failed_now"`
 }
 
 var (

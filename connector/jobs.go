@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -67,13 +68,21 @@ type ResyncOptions struct {
 
 // ResyncResult summarises a resync.
 type ResyncResult struct {
-	Feed     string
-	Stats    ExportStats
-	Progress state.Progress
-	Sample   []feeds.Item
-	Elapsed  time.Duration
+	Feed     string         `json:"feed"`
+	Stats    ExportStats    `json:"stats"`
+	Progress state.Progress `json:"progress"`
+	// Sample holds up to ResyncOptions.SampleSize built items (dry runs).
+	Sample  []SampleItem  `json:"sample,omitempty"`
+	Elapsed time.Duration `json:"elapsed_ns"`
 	// Vanished is what the pass over remembered entities did.
-	Vanished VanishedStats
+	Vanished VanishedStats `json:"vanished"`
+}
+
+// SampleItem is a built item as a resync's sample shows it.
+type SampleItem struct {
+	ID      string          `json:"feed_id"`
+	Deleted bool            `json:"deleted,omitempty"`
+	Data    json.RawMessage `json:"data"`
 }
 
 // rebuildAll rebuilds every item of a feed after why (a TRUNCATE of a table

@@ -74,14 +74,14 @@ type Observer interface {
 
 // ExportStats counts what one export did for one feed.
 type ExportStats struct {
-	Keys      int // entity keys rebuilt
-	Built     int // items built
-	Skipped   int // unchanged (hash equal), not sent
-	Sent      int // acknowledged by every sink (or queued in the outbox)
-	Deleted   int // of Sent: deleted payloads
-	Failed    int // retryable failures recorded for the retry job
-	Rejected  int // rejected by a sink (final until the hash changes)
-	Attention int // failures that reached the maximum attempts
+	Keys      int `json:"keys"`      // entity keys rebuilt
+	Built     int `json:"built"`     // items built
+	Skipped   int `json:"skipped"`   // unchanged (hash equal), not sent
+	Sent      int `json:"sent"`      // acknowledged by every sink (or queued in the outbox)
+	Deleted   int `json:"deleted"`   // of Sent: deleted payloads
+	Failed    int `json:"failed"`    // retryable failures recorded for the retry job
+	Rejected  int `json:"rejected"`  // rejected by a sink (final until the hash changes)
+	Attention int `json:"attention"` // failures that reached the maximum attempts
 }
 
 func (s *ExportStats) add(o ExportStats) {
