@@ -311,6 +311,9 @@ func (c *Connector) Preflight(ctx context.Context) ([]check.Result, error) {
 		return rs, err
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
 		c.Logger.Warn("preflight: the source cannot be reached; retrying", "operation", "preflight", "retry_in", next, "error", err)
+		if c.retry.OnRetry != nil {
+			c.retry.OnRetry("connection") // feedcdc_source_retries_total: the source is down from the start
+		}
 	}))
 	if err != nil {
 		if ctx.Err() != nil {

@@ -246,6 +246,9 @@ func (p *Pipeline) RetryFailedClaimed(ctx context.Context, feed string, now time
 			return total, fmt.Errorf("connector: %s_resend_failed_items: %w", feed, err)
 		}
 		total.add(st)
+		if ro, ok := p.o.Observer.(interface{ Retried(feed string, n int) }); ok {
+			ro.Retried(feed, st.Sent+st.Failed+st.Rejected) // feedcdc_feed_items_retried_total
+		}
 		if n < 1000 || st.Sent+st.Rejected == 0 {
 			break
 		}

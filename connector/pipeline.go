@@ -64,6 +64,8 @@ func (p FeedPolicy) keep(it feeds.Item) bool {
 // Methods must be cheap and must not block.
 type Observer interface {
 	Built(feed string, items int, d time.Duration)
+	// Exported is called after every export of a feed's items, and with
+	// d 0 when a batch held only unchanged items (nothing was exported).
 	Exported(feed string, st ExportStats, d time.Duration)
 	RawSent(records int, d time.Duration)
 	Checkpointed(pos change.Position, sourceTime time.Time)
@@ -1267,6 +1269,9 @@ func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string,
 		return st, nil
 	}
 	if len(items) == 0 {
+		if p.o.Observer != nil && st.Skipped > 0 {
+			p.o.Observer.Exported(feed, st, 0) // unchanged items only: counted, no export
+		}
 		return st, nil
 	}
 	t1 := p.o.Now()
