@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,10 +31,10 @@ type jobTable struct {
 
 // RetryResult summarises a retry of failed items (feedcdc retry).
 type RetryResult struct {
-	Feed  string
-	Stats ExportStats
+	Feed  string      `json:"feed"`
+	Stats ExportStats `json:"stats"`
 	// FailedNow is the feed's failed items (status 2) after the retry.
-	FailedNow int64
+	FailedNow int64 `json:"failed_now"`
 }
 
 var (
@@ -113,6 +114,38 @@ func (b *Backend) Job(id string) (dashboard.Job, error) {
 	return *j, nil
 }
 
+// lockHolder names who holds a feed lock and since when, for a 409.
+func lockHolder(l state.FeedLock) string {
+	who := l.Owner
+	if !strings.Contains(who, "pid") {
+		who = fmt.Sprintf("%s (pid %d)", who, l.PID)
+	}
+	if l.Command != "" && !strings.Contains(who, l.Command) {
+		who += ", command " + strconv.Quote(l.Command)
+	}
+	return "locked by " + who + " since " + l.Acquired.UTC().Format(time.RFC3339)
+}
+
+// resyncHolder is the resync job running on a feed (named in a 409).
+type resyncHolder struct {
+	job   string
+	op    string
+	since time.Time
+}
+
+// forget drops a job that could not start.
+func (t *jobTable) forget(j *dashboard.Job) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.jobs, j.ID)
+	for i, id := range t.order {
+		if id == j.ID {
+			t.order = append(t.order[:i], t.order[i+1:]...)
+			break
+		}
+	}
+}
+
 // update changes a job under the table's lock.
 func (t *jobTable) update(j *dashboard.Job, f func(j *dashboard.Job)) {
 	t.mu.Lock()
@@ -190,22 +223,23 @@ func (b *Backend) startResync(r dashboard.JobRequest) (dashboard.Job, error) {
 	}
 	for _, l := range locks {
 		if l.Feed == r.Feed {
-			return dashboard.Job{}, fmt.Errorf("feed %s is locked by %s: %w", r.Feed, l.Owner, dashboard.ErrBusy)
+			return dashboard.Job{}, fmt.Errorf("feed %s is busy: %s: %w", r.Feed, lockHolder(l), dashboard.ErrBusy)
 		}
 	}
 	b.mu.Lock()
 	if b.running == nil {
-		b.running = map[string]bool{}
+		b.running = map[string]resyncHolder{}
 	}
-	if b.running[r.Feed] {
+	if h, ok := b.running[r.Feed]; ok {
 		b.mu.Unlock()
-		return dashboard.Job{}, fmt.Errorf("a resync of %s is already running: %w", r.Feed, dashboard.ErrBusy)
+		return dashboard.Job{}, fmt.Errorf("feed %s is busy: resync job %s (%s, pid %d) running since %s; follow it with GET /api/jobs/%s or `feedcdc status`: %w",
+			r.Feed, h.job, h.op, os.Getpid(), h.since.UTC().Format(time.RFC3339), h.job, dashboard.ErrBusy)
 	}
-	b.running[r.Feed] = true
-	b.mu.Unlock()
 	j := b.jobs.add(dashboard.JobResync, r.Feed)
 	ro := ResyncOptions{Feed: r.Feed, ByIDs: r.IDs, IDType: r.IDType, DryRun: r.DryRun, CleanupFeed: r.CleanupFeed, Continue: r.Continue,
 		BatchSize: r.BatchSize, ThreadCount: r.ThreadCount, Owner: fmt.Sprintf("feedcdc resync job %s (pid %d)", j.ID, os.Getpid())}
+	b.running[r.Feed] = resyncHolder{job: j.ID, op: opOf(ro), since: j.StartedAt}
+	b.mu.Unlock()
 	if r.DryRun {
 		ro.SampleSize = 3
 	}
@@ -231,11 +265,12 @@ func (b *Backend) startResync(r dashboard.JobRequest) (dashboard.Job, error) {
 }
 
 func (b *Backend) startRetry(r dashboard.JobRequest) (dashboard.Job, error) {
-	release, ok := b.C.Pipeline.ClaimRetry(r.Feed)
-	if !ok {
-		return dashboard.Job{}, fmt.Errorf("feed %s: %w (%w)", r.Feed, ErrRetryRunning, dashboard.ErrBusy)
-	}
 	j := b.jobs.add(dashboard.JobRetry, r.Feed)
+	release, err := b.C.Pipeline.ClaimRetry(r.Feed, fmt.Sprintf("retry job %s (pid %d)", j.ID, os.Getpid()))
+	if err != nil {
+		b.jobs.forget(j)
+		return dashboard.Job{}, fmt.Errorf("feed %s is busy: %w (%w)", r.Feed, err, dashboard.ErrBusy)
+	}
 	go func() {
 		defer release()
 		now := time.Now()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +32,8 @@ type Backend struct {
 	mu        sync.Mutex
 	checks    []check.Result
 	checkedAt time.Time
-	running   map[string]bool
-	jobs      jobTable // jobs started by the CLI (apijobs.go)
+	running   map[string]resyncHolder // feeds with a resync job running
+	jobs      jobTable                // jobs started by the CLI (apijobs.go)
 }
 
 var (
@@ -176,46 +175,11 @@ func (b *Backend) Item(ctx context.Context, feed, id string) (json.RawMessage, e
 	return f.DeletedPayload(prev).Data, nil
 }
 
-// ScheduleResync implements dashboard.Backend: the resync runs in the
-// background on the pipeline, between stream batches.
-func (b *Backend) ScheduleResync(ctx context.Context, feed string, ids []string) error {
-	if b.C.Registry == nil {
-		return fmt.Errorf("feed %s: %w", feed, dashboard.ErrNotFound)
-	}
-	if _, ok := b.C.Registry.Feed(feed); !ok {
-		return fmt.Errorf("feed %s: %w", feed, dashboard.ErrNotFound)
-	}
-	locks, err := b.C.Store.FeedLocks(ctx)
-	if err != nil {
-		return err
-	}
-	for _, l := range locks {
-		if l.Feed == feed {
-			return fmt.Errorf("feed %s is locked by %s: %w", feed, l.Owner, dashboard.ErrBusy)
-		}
-	}
-	b.mu.Lock()
-	if b.running == nil {
-		b.running = map[string]bool{}
-	}
-	if b.running[feed] {
-		b.mu.Unlock()
-		return fmt.Errorf("a resync of %s is already scheduled: %w", feed, dashboard.ErrBusy)
-	}
-	b.running[feed] = true
-	b.mu.Unlock()
-	ro := ResyncOptions{Feed: feed, ByIDs: ids, Owner: fmt.Sprintf("dashboard resync(pid %d)", os.Getpid())}
-	go func() {
-		defer func() {
-			b.mu.Lock()
-			delete(b.running, feed)
-			b.mu.Unlock()
-		}()
-		if _, err := b.C.Resync(b.Ctx, ro); err != nil && b.Ctx.Err() == nil {
-			b.C.Logger.Error("scheduled resync failed", "feed", feed, "operation", "schedule_resync", "error", err)
-		}
-	}()
-	return nil
+// ScheduleResync implements dashboard.Backend: the resync runs as a job
+// (GET /api/jobs/{id}), exactly like one the CLI starts.
+func (b *Backend) ScheduleResync(_ context.Context, feed string, ids []string) error {
+	_, err := b.StartJob(dashboard.JobRequest{Kind: dashboard.JobResync, Feed: feed, IDs: ids})
+	return err
 }
 
 // RetryFailed implements dashboard.Backend.
@@ -228,9 +192,9 @@ func (b *Backend) RetryFailed(ctx context.Context, feed string) error {
 	}
 	// One retry per feed at a time: a second POST while one runs is
 	// answered 409 "already running" instead of queueing another.
-	release, ok := b.C.Pipeline.ClaimRetry(feed)
-	if !ok {
-		return fmt.Errorf("feed %s: %w (%w)", feed, ErrRetryRunning, dashboard.ErrBusy)
+	release, err := b.C.Pipeline.ClaimRetry(feed, "a retry started from the dashboard")
+	if err != nil {
+		return fmt.Errorf("feed %s: %w (%w)", feed, err, dashboard.ErrBusy)
 	}
 	go func() {
 		defer release()
@@ -347,6 +311,9 @@ func (c *Connector) Preflight(ctx context.Context) ([]check.Result, error) {
 		return rs, err
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
 		c.Logger.Warn("preflight: the source cannot be reached; retrying", "operation", "preflight", "retry_in", next, "error", err)
+		if c.retry.OnRetry != nil {
+			c.retry.OnRetry("connection") // feedcdc_source_retries_total: the source is down from the start
+		}
 	}))
 	if err != nil {
 		if ctx.Err() != nil {

@@ -43,6 +43,9 @@ type Connector struct {
 	Router   *sink.Router
 	Pipeline *Pipeline
 
+	// sourceMu guards sourceCfg: start resolves source.tls.mode preferred
+	// into it while API handlers (dashboard, status) read SourceConfig.
+	sourceMu  sync.Mutex
 	sourceCfg binlog.Config
 	observer  Observer
 	retry     *SourceRetry
@@ -198,6 +201,7 @@ func (c *Connector) pipelineOptions(oo OpenOptions) PipelineOptions {
 	if cfg.Raw.Enabled {
 		po.Raw = &raw.Encoder{ServerName: cfg.Name, Prefix: "{prefix}", TopicTemplate: strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name), Tombstones: cfg.Raw.Tombstones}
 		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
+		po.RawTopicName = c.rawTopicName
 	}
 	return po
 }
@@ -339,8 +343,45 @@ func (c *Connector) binlogConfig() (binlog.Config, error) {
 	return bc, nil
 }
 
+// rawTopicName fills in the {prefix} of a raw stream's topic as its sinks
+// do (a Kafka sink's topic_prefix, the connector name for file sinks), for
+// messages: "shop.magento.catalog_product_entity", or one name per sink
+// when their prefixes differ.
+func (c *Connector) rawTopicName(topic string) string {
+	if !strings.Contains(topic, "{prefix}") {
+		return topic
+	}
+	var names []string
+	seen := map[string]bool{}
+	for _, n := range c.Config.RawSinks() {
+		prefix := c.Config.Name
+		if s := c.Config.Sinks[n]; s != nil && s.Kafka != nil {
+			prefix = s.Kafka.TopicPrefix
+		}
+		t := strings.ReplaceAll(topic, "{prefix}", prefix)
+		if !seen[t] {
+			seen[t] = true
+			names = append(names, t+" (sink "+n+")")
+		}
+	}
+	switch len(names) {
+	case 0:
+		return topic
+	case 1:
+		t, _, _ := strings.Cut(names[0], " (sink ")
+		return t
+	}
+	return strings.Join(names, ", ")
+}
+
 // SourceConfig is the binlog source configuration derived from the config.
-func (c *Connector) SourceConfig() binlog.Config { return c.sourceCfg }
+// It is safe to call while Run starts (which resolves source.tls.mode
+// preferred into it).
+func (c *Connector) SourceConfig() binlog.Config {
+	c.sourceMu.Lock()
+	defer c.sourceMu.Unlock()
+	return c.sourceCfg
+}
 
 // SinkReadiness reports, per sink that tracks it, whether its last send
 // reached the destination (for /readyz).
@@ -447,7 +488,9 @@ func (c *Connector) start(ctx context.Context) (runPlan, error) {
 		if err != nil {
 			return runPlan{}, err
 		}
+		c.sourceMu.Lock()
 		c.sourceCfg.TLS = tc
+		c.sourceMu.Unlock()
 	}
 	var start startPlan
 	err := c.retry.Do(ctx, "decide the start position", func(ctx context.Context) (err error) {
@@ -550,7 +593,7 @@ func (c *Connector) storeStart(ctx context.Context, start startPlan, syncs []Res
 // stop with ctx; the exporter outlives them so that a clean stop can export
 // what was read and write the final checkpoint.
 func (c *Connector) serve(ctx context.Context, plan runPlan, ro RunOptions) error {
-	src, err := binlog.New(c.sourceCfg, c.Logger, schemaHistory{c.Store})
+	src, err := binlog.New(c.SourceConfig(), c.Logger, schemaHistory{c.Store})
 	if err != nil {
 		return err
 	}

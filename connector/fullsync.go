@@ -46,12 +46,12 @@ type VanishedStats struct {
 	// Skipped is set when the state held no item of the feed when the
 	// sync began (a first start, or after CleanupFeed): nothing can have
 	// vanished, so the state is not read at all.
-	Skipped bool
+	Skipped bool `json:"skipped"`
 	// Checked counts the remembered items read from the state.
-	Checked int
+	Checked int `json:"checked"`
 	// Rebuilt counts the remembered entities the scan did not enumerate,
 	// rebuilt so that the vanished ones are sent as deleted.
-	Rebuilt int
+	Rebuilt int `json:"rebuilt"`
 }
 
 // fullSync is one run of Resync.
@@ -249,7 +249,9 @@ func (fs *fullSync) runFull(ctx context.Context) error {
 func (fs *fullSync) finish() ResyncResult {
 	res := fs.res
 	res.Progress = fs.prog
-	res.Sample = fs.sample
+	for _, it := range fs.sample {
+		res.Sample = append(res.Sample, SampleItem{ID: it.ID, Deleted: it.Deleted, Data: it.Data})
+	}
 	res.Elapsed = fs.p.o.Now().Sub(fs.start)
 	fs.log.Info("complete", "operation", fs.op, "processed", fs.prog.Processed, "synced", res.Stats.Sent, "skipped", res.Stats.Skipped,
 		"failed", res.Stats.Failed, "rejected", res.Stats.Rejected, "vanished_checked", res.Vanished.Checked,

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -68,13 +69,21 @@ type ResyncOptions struct {
 
 // ResyncResult summarises a resync.
 type ResyncResult struct {
-	Feed     string
-	Stats    ExportStats
-	Progress state.Progress
-	Sample   []feeds.Item
-	Elapsed  time.Duration
+	Feed     string         `json:"feed"`
+	Stats    ExportStats    `json:"stats"`
+	Progress state.Progress `json:"progress"`
+	// Sample holds up to ResyncOptions.SampleSize built items (dry runs).
+	Sample  []SampleItem  `json:"sample,omitempty"`
+	Elapsed time.Duration `json:"elapsed_ns"`
 	// Vanished is what the pass over remembered entities did.
-	Vanished VanishedStats
+	Vanished VanishedStats `json:"vanished"`
+}
+
+// SampleItem is a built item as a resync's sample shows it.
+type SampleItem struct {
+	ID      string          `json:"feed_id"`
+	Deleted bool            `json:"deleted,omitempty"`
+	Data    json.RawMessage `json:"data"`
 }
 
 // rebuildAll rebuilds every item of a feed after why (a TRUNCATE of a table
@@ -148,19 +157,21 @@ func (p *Pipeline) FeedNames() []string {
 // failed items is already running (in this process).
 var ErrRetryRunning = errors.New("retry of failed items already running")
 
-// ClaimRetry reserves the feed's retry of failed items: at most one runs
-// per feed at a time, whoever starts it (schedule, dashboard, command).
-// ok is false when one is running; otherwise call release when done.
-func (p *Pipeline) ClaimRetry(feed string) (release func(), ok bool) {
+// ClaimRetry reserves the feed's retry of failed items for who (named in
+// the error of a later claim: "retry job 4", "the retry schedule"): at most
+// one runs per feed at a time, whoever starts it (schedule, dashboard,
+// command). While one runs it returns an error wrapping ErrRetryRunning
+// that names its holder and since when; otherwise call release when done.
+func (p *Pipeline) ClaimRetry(feed, who string) (release func(), err error) {
 	p.retryMu.Lock()
 	defer p.retryMu.Unlock()
-	if p.retrying[feed] {
-		return nil, false
+	if h, ok := p.retrying[feed]; ok {
+		return nil, fmt.Errorf("%w: %s, running since %s", ErrRetryRunning, h.who, h.since.UTC().Format(time.RFC3339))
 	}
 	if p.retrying == nil {
-		p.retrying = map[string]bool{}
+		p.retrying = map[string]retryClaim{}
 	}
-	p.retrying[feed] = true
+	p.retrying[feed] = retryClaim{who: who, since: time.Now()}
 	if p.retryHook != nil {
 		p.retryHook(feed, +1)
 	}
@@ -174,7 +185,13 @@ func (p *Pipeline) ClaimRetry(feed string) (release func(), ok bool) {
 			}
 			p.retryMu.Unlock()
 		})
-	}, true
+	}, nil
+}
+
+// retryClaim is who holds a feed's retry of failed items, since when.
+type retryClaim struct {
+	who   string
+	since time.Time
 }
 
 // RetryFailed runs the <feed>_resend_failed_items job: items with status 2
@@ -183,9 +200,9 @@ func (p *Pipeline) ClaimRetry(feed string) (release func(), ok bool) {
 // retry is already running it returns an error wrapping ErrRetryRunning at
 // once (one retry per feed at a time).
 func (p *Pipeline) RetryFailed(ctx context.Context, feed string, now time.Time) (ExportStats, error) {
-	release, ok := p.ClaimRetry(feed)
-	if !ok {
-		return ExportStats{}, fmt.Errorf("connector: %s_resend_failed_items: %w", feed, ErrRetryRunning)
+	release, err := p.ClaimRetry(feed, "the retry schedule")
+	if err != nil {
+		return ExportStats{}, fmt.Errorf("connector: %s_resend_failed_items: %w", feed, err)
 	}
 	defer release()
 	return p.RetryFailedClaimed(ctx, feed, now)
@@ -230,6 +247,9 @@ func (p *Pipeline) RetryFailedClaimed(ctx context.Context, feed string, now time
 			return total, fmt.Errorf("connector: %s_resend_failed_items: %w", feed, err)
 		}
 		total.add(st)
+		if ro, ok := p.o.Observer.(interface{ Retried(feed string, n int) }); ok {
+			ro.Retried(feed, st.Sent+st.Failed+st.Rejected) // feedcdc_feed_items_retried_total
+		}
 		if n < 1000 || st.Sent+st.Rejected == 0 {
 			break
 		}

@@ -35,8 +35,14 @@ func (o MetricsObserver) Exported(feed string, st ExportStats, d time.Duration) 
 	f.Skipped(int64(st.Skipped))
 	f.Failed(int64(st.Failed))
 	f.Rejected(int64(st.Rejected))
-	f.ExportDuration(d)
+	if st.Sent+st.Failed+st.Rejected+st.Attention > 0 {
+		f.ExportDuration(d)
+	}
 }
+
+// Retried counts the items a retry of failed items sent again, whatever
+// the answer (feedcdc_feed_items_retried_total).
+func (o MetricsObserver) Retried(feed string, n int) { o.M.ItemsRetried(feed, int64(n)) }
 
 // RawSent implements Observer.
 func (o MetricsObserver) RawSent(records int, d time.Duration) {

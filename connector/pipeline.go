@@ -64,6 +64,8 @@ func (p FeedPolicy) keep(it feeds.Item) bool {
 // Methods must be cheap and must not block.
 type Observer interface {
 	Built(feed string, items int, d time.Duration)
+	// Exported is called after every export of a feed's items, and with
+	// d 0 when a batch held only unchanged items (nothing was exported).
 	Exported(feed string, st ExportStats, d time.Duration)
 	RawSent(records int, d time.Duration)
 	Checkpointed(pos change.Position, sourceTime time.Time)
@@ -74,14 +76,14 @@ type Observer interface {
 
 // ExportStats counts what one export did for one feed.
 type ExportStats struct {
-	Keys      int // entity keys rebuilt
-	Built     int // items built
-	Skipped   int // unchanged (hash equal), not sent
-	Sent      int // acknowledged by every sink (or queued in the outbox)
-	Deleted   int // of Sent: deleted payloads
-	Failed    int // retryable failures recorded for the retry job
-	Rejected  int // rejected by a sink (final until the hash changes)
-	Attention int // failures that reached the maximum attempts
+	Keys      int `json:"keys"`      // entity keys rebuilt
+	Built     int `json:"built"`     // items built
+	Skipped   int `json:"skipped"`   // unchanged (hash equal), not sent
+	Sent      int `json:"sent"`      // acknowledged by every sink (or queued in the outbox)
+	Deleted   int `json:"deleted"`   // of Sent: deleted payloads
+	Failed    int `json:"failed"`    // retryable failures recorded for the retry job
+	Rejected  int `json:"rejected"`  // rejected by a sink (final until the hash changes)
+	Attention int `json:"attention"` // failures that reached the maximum attempts
 }
 
 func (s *ExportStats) add(o ExportStats) {
@@ -107,6 +109,9 @@ type PipelineOptions struct {
 	// the tables whose changes go to raw streams (nil: every captured table).
 	Raw       *raw.Encoder
 	RawTables func(*change.Table) bool
+	// RawTopicName names a raw record's topic in messages as the sinks
+	// write it (the {prefix} the sinks fill in, filled in); nil: as is.
+	RawTopicName func(topic string) string
 	// Sink receives every record (usually a sink.Router).
 	Sink sink.Sink
 	// A stream batch is cut at BatchKeys dirty keys (all feeds), BatchRecords
@@ -310,7 +315,7 @@ type Pipeline struct {
 	storedAt atomic.Int64
 	touching atomic.Bool
 	retryMu  sync.Mutex
-	retrying map[string]bool // feeds whose retry of failed items runs now
+	retrying map[string]retryClaim // feeds whose retry of failed items runs now
 	// retryHook, when set (tests), is called as a retry run starts (+1)
 	// and ends (-1).
 	retryHook func(feed string, delta int)
@@ -1079,8 +1084,12 @@ func (p *Pipeline) sendRaw(ctx context.Context, recs []sink.Record) error {
 		}
 		for i, r := range res {
 			if r.Status == sink.StatusRejected {
-				return fmt.Errorf("connector: raw change on %s at %s was rejected by the sink (%s); feedcdc stops rather than skip a change: raise the destination's limit (e.g. the topic's max.message.bytes) and restart",
-					recs[i].Topic, recs[i].Position, r.Reason)
+				topic := recs[i].Topic
+				if p.o.RawTopicName != nil {
+					topic = p.o.RawTopicName(topic)
+				}
+				return fmt.Errorf("connector: raw change on %s at %s was rejected by the sink (%s); feedcdc stops rather than skip a change: raise the limit named there and restart",
+					topic, recs[i].Position, r.Reason)
 			}
 		}
 		if err == nil {
@@ -1327,6 +1336,9 @@ func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string,
 		return st, nil
 	}
 	if len(items) == 0 {
+		if p.o.Observer != nil && st.Skipped > 0 {
+			p.o.Observer.Exported(feed, st, 0) // unchanged items only: counted, no export
+		}
 		return st, nil
 	}
 	t1 := p.o.Now()

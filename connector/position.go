@@ -46,12 +46,12 @@ func (c *Connector) startPosition(ctx context.Context) (startPlan, error) {
 		sp := startPlan{firstStart: true, store: true}
 		if cfg.Resync.OnFirstStart == "full" && c.Registry != nil {
 			sp.syncAll = true
-			if sp.pos, err = binlog.CurrentPosition(ctx, c.sourceCfg); err != nil {
+			if sp.pos, err = binlog.CurrentPosition(ctx, c.SourceConfig()); err != nil {
 				return sp, fmt.Errorf("read the source's current position: %w", err)
 			}
 			log.Info("first start: full sync of every feed, then streaming from the position captured now", "position", sp.pos.String())
 		} else {
-			if sp.pos, err = binlog.ResolveStart(ctx, c.sourceCfg); err != nil {
+			if sp.pos, err = binlog.ResolveStart(ctx, c.SourceConfig()); err != nil {
 				return sp, fmt.Errorf("resolve source.start_position %q: %w", cfg.Source.StartPosition, err)
 			}
 			log.Info("first start: streaming from source.start_position", "start_position", cfg.Source.StartPosition, "position", sp.pos.String())
@@ -60,7 +60,7 @@ func (c *Connector) startPosition(ctx context.Context) (startPlan, error) {
 		sp.record = state.PositionChange{At: now, New: &p, Command: "feedcdc run", Reason: "first start (no checkpoint)"}
 		return sp, nil
 	}
-	a, err := binlog.CheckPosition(ctx, c.sourceCfg, pos)
+	a, err := binlog.CheckPosition(ctx, c.SourceConfig(), pos)
 	if err != nil {
 		// The stream itself tells a purged position apart; this is only the
 		// early check.

@@ -21,7 +21,7 @@ func (c *Connector) ReloadSchema(ctx context.Context, table string) (binlog.Sche
 	if !ok || db == "" || name == "" || strings.Contains(name, ".") {
 		return binlog.SchemaRecord{}, fmt.Errorf("--table %q: name the table as db.table (e.g. shop.catalog_product_entity)", table)
 	}
-	if !c.sourceCfg.Filter.Match(db, name) {
+	if !c.SourceConfig().Filter.Match(db, name) {
 		return binlog.SchemaRecord{}, fmt.Errorf("table %s is not captured by this connector (no feed reads it and source.include_tables/exclude_tables leave it out): its schema is not needed", table)
 	}
 	scfg, err := c.ResolvedSourceConfig(ctx)

@@ -54,7 +54,7 @@ func (c *Connector) preferredTLS(ctx context.Context) (binlog.TLSConfig, error) 
 // preferred, SourceConfig alone says plaintext until Run has resolved it.
 // It fails, naming the setting, when the source cannot be asked.
 func (c *Connector) ResolvedSourceConfig(ctx context.Context) (binlog.Config, error) {
-	scfg := c.sourceCfg
+	scfg := c.SourceConfig()
 	if c.Config.Source.TLS.Mode == "preferred" {
 		var err error
 		if scfg.TLS, err = c.preferredTLS(ctx); err != nil {

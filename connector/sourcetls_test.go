@@ -101,3 +101,51 @@ func TestPositionPreferredTLSDoesNotGuess(t *testing.T) {
 		t.Fatalf("ResolvedSourceConfig when the source cannot be asked: %v", err)
 	}
 }
+
+// TestSourceConfigReadableWhileRunStarts: Run resolves source.tls.mode
+// preferred into the source configuration while the dashboard's and the
+// API's handlers read it (SourceConfig); under -race an unguarded write
+// is reported here.
+func TestSourceConfigReadableWhileRunStarts(t *testing.T) {
+	db := srv.NewDatabase(t, "prefrace")
+	srv.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	cy := connectorYAML{Name: "prefrace", Database: db, Feeds: noFeeds,
+		Source:   []string{"tls: {mode: preferred}", fmt.Sprintf("include_tables: [\"%s.t\"]", db)},
+		Sections: "raw: {enabled: true, sinks: [files]}\nsinks:\n  files:\n    type: file\n    file: {dir: " + t.TempDir() + "}\n"}
+	c := openConnector(t, cy.load(t), OpenOptions{})
+	readerDone := make(chan struct{})
+	stopReader := make(chan struct{})
+	reads := 0
+	go func() {
+		defer close(readerDone)
+		for {
+			select {
+			case <-stopReader:
+				return
+			default:
+			}
+			_ = c.SourceConfig().TLS.Enabled
+			reads++
+		}
+	}()
+	runErr, stop := startRun(t, c, RunOptions{})
+	for deadline := time.Now().Add(time.Minute); !c.Connected(); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-runErr:
+			t.Fatalf("run ended: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("connector did not connect to the source")
+		}
+	}
+	close(stopReader)
+	<-readerDone
+	stop()
+	if reads == 0 {
+		t.Fatal("SourceConfig was never read while Run started")
+	}
+	if c.SourceConfig().TLS.Enabled {
+		t.Fatal("source without TLS: preferred resolved to TLS")
+	}
+}

@@ -298,7 +298,7 @@ func (p *Pipeline) Verify(ctx context.Context, vo VerifyOptions) (VerifyResult, 
 		}
 	}
 	res.Elapsed = p.o.Now().Sub(start)
-	log.Info("Complete", "checked", res.Checked, "equal", res.Counts[VerifyEqual], "stale", res.Counts[VerifyStale],
+	log.Info("verify complete", "checked", res.Checked, "equal", res.Counts[VerifyEqual], "stale", res.Counts[VerifyStale],
 		"missing", res.Counts[VerifyMissing], "orphaned", res.Counts[VerifyOrphaned], "unsettled", res.Counts[VerifyUnsettled],
 		"missing_at_destination", res.Counts[VerifyMissingAtDest], "differs_at_destination", res.Counts[VerifyDiffersAtDest],
 		"orphaned_at_destination", res.Counts[VerifyOrphanedAtDest], "drift", res.Drift, "repaired", v.repair.Sent,

@@ -283,7 +283,7 @@ func TestMutationsRequireToken(t *testing.T) {
 		t.Fatalf("overview without token: %d", r.code)
 	}
 	// The token never reaches the logs.
-	if strings.Contains(logs.String(), testToken) || !strings.Contains(logs.String(), "schedule_resync") {
+	if strings.Contains(logs.String(), testToken) || !strings.Contains(logs.String(), `"operation":"partial resync by ids"`) {
 		t.Fatalf("logs: %s", logs.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		{Name: "kafka", Kind: "kafka", Target: "127.0.0.1:9092", Connected: true},
 		{Name: "audit", Kind: "http", Target: "https://feeds.example.com/api", Error: "HTTP 503"},
 	}
-	srv := newServer(t, b, dashboard.Options{Token: testToken, RefreshInterval: time.Second})
+	jb := &jobMemBackend{memBackend: b}
+	srv := newServer(t, jb, dashboard.Options{Token: testToken, RefreshInterval: time.Second})
 	br := dashboardtest.NewBrowser(t)
 	br.Open(srv.URL + "/")
 
@@ -239,10 +241,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	if got := br.SetToken(testToken); got != "ok" {
 		t.Fatalf("token state %q", got)
 	}
+	// The resync runs as a job, like the CLI's: the page shows its
+	// progress until it ends, then its summary.
 	pendingBefore := br.FeedValue("products", "pending")
-	state, msg = br.ScheduleResync("products", "MH07-XS-Blue")
-	if state != "ok" || msg != "resync of 1 item(s) of products scheduled" {
-		t.Fatalf("resync: %s %q", state, msg)
+	progress, state, msg := br.ScheduleResyncJob("products", "MH07-XS-Blue")
+	if state != "ok" || msg != "resync job 1 of products done: 3/3 entities, sent 3, unchanged 0, failed 0, rejected 0" {
+		t.Fatalf("resync: %s %q (progress shown %q)", state, msg, progress)
+	}
+	if len(progress) == 0 || !regexp.MustCompile(`^resync job 1 of products: [0-2]/3 entities$`).MatchString(progress[len(progress)-1]) || jb.pollCount() < 3 {
+		t.Fatalf("resync job progress shown %q after %d polls; want done/total while it ran", progress, jb.pollCount())
+	}
+	if got := br.Attr("#action-result", "data-job-state"); got != "done" {
+		t.Fatalf("action result data-job-state %q", got)
 	}
 	rs, _ := b.calls()
 	if len(rs) != 1 || rs[0].Feed != "products" || len(rs[0].IDs) != 1 || rs[0].IDs[0] != "MH07-XS-Blue" {
@@ -297,7 +307,8 @@ const longErrorText = "ITEM_VALIDATION_FAILED.ATTRIBUTE_VALUE_EXCEEDS_MAXIMUM_LE
 // table says so in words instead of showing nothing.
 func TestDashboardEmptyStates(t *testing.T) {
 	b := &memBackend{now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), busy: map[string]bool{}}
-	srv := newServer(t, b, dashboard.Options{Token: testToken, RefreshInterval: time.Second})
+	jb := &jobMemBackend{memBackend: b}
+	srv := newServer(t, jb, dashboard.Options{Token: testToken, RefreshInterval: time.Second})
 	br := dashboardtest.NewBrowser(t)
 	br.Open(srv.URL + "/")
 	for sel, want := range map[string]string{

@@ -417,6 +417,9 @@ type ActionResponse struct {
 	Feed    string `json:"feed"`
 	IDs     int    `json:"ids"`
 	Message string `json:"message"`
+	// Job is the resync job started (backends that run jobs); follow it
+	// with GET /api/jobs/{id}.
+	Job *Job `json:"job,omitempty"`
 }
 
 func (s *server) handleResync(w http.ResponseWriter, r *http.Request) {
@@ -448,6 +451,22 @@ func (s *server) handleResync(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d ids in one request; the limit is %d: split the list, or resync the whole feed", len(ids), s.o.MaxResyncIDs))
 		return
 	}
+	op := "full sync" // the operation names of the connector's logs (Adobe's)
+	if len(ids) > 0 {
+		op = "partial resync by ids"
+	}
+	if jb, ok := s.b.(JobBackend); ok {
+		// The same job the CLI starts: the page follows its progress.
+		job, err := jb.StartJob(JobRequest{Kind: JobResync, Feed: feed, IDs: ids})
+		if err != nil {
+			s.backendError(w, r, "start resync", err)
+			return
+		}
+		s.o.Logger.Info("dashboard action", "operation", op, "feed", feed, "ids", len(ids), "job", job.ID, "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusAccepted, ActionResponse{Status: "started", Feed: feed, IDs: len(ids),
+			Message: fmt.Sprintf("resync job %s of %s started", job.ID, feed), Job: &job})
+		return
+	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	if err := s.b.ScheduleResync(ctx, feed, ids); err != nil {
@@ -458,7 +477,7 @@ func (s *server) handleResync(w http.ResponseWriter, r *http.Request) {
 	if len(ids) == 0 {
 		msg = "resync of the whole feed " + feed + " scheduled"
 	}
-	s.o.Logger.Info("dashboard action", "operation", "schedule_resync", "feed", feed, "ids", len(ids), "remote", r.RemoteAddr)
+	s.o.Logger.Info("dashboard action", "operation", op, "feed", feed, "ids", len(ids), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusAccepted, ActionResponse{Status: "scheduled", Feed: feed, IDs: len(ids), Message: msg})
 }
 

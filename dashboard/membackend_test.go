@@ -324,3 +324,54 @@ func (b *memBackend) calls() ([]resyncCall, []string) {
 	defer b.mu.Unlock()
 	return append([]resyncCall(nil), b.resyncs...), append([]string(nil), b.retries...)
 }
+
+// jobMemBackend is memBackend that runs resyncs as jobs, as the
+// connector's backend does: a job advances one entity per poll (GET
+// /api/jobs/{id}) until its total of 3, then reports a summary.
+type jobMemBackend struct {
+	*memBackend
+	jmu   sync.Mutex
+	jobs  map[string]*dashboard.Job
+	polls int
+}
+
+func (b *jobMemBackend) StartJob(r dashboard.JobRequest) (dashboard.Job, error) {
+	if r.Kind != dashboard.JobResync {
+		return dashboard.Job{}, fmt.Errorf("kind %s: %w", r.Kind, dashboard.ErrInvalid)
+	}
+	if err := b.ScheduleResync(context.Background(), r.Feed, r.IDs); err != nil {
+		return dashboard.Job{}, err
+	}
+	b.jmu.Lock()
+	defer b.jmu.Unlock()
+	if b.jobs == nil {
+		b.jobs = map[string]*dashboard.Job{}
+	}
+	j := &dashboard.Job{ID: fmt.Sprint(len(b.jobs) + 1), Kind: r.Kind, Feed: r.Feed, State: dashboard.JobRunning, Total: 3, StartedAt: b.now}
+	b.jobs[j.ID] = j
+	return *j, nil
+}
+
+func (b *jobMemBackend) Job(id string) (dashboard.Job, error) {
+	b.jmu.Lock()
+	defer b.jmu.Unlock()
+	j, ok := b.jobs[id]
+	if !ok {
+		return dashboard.Job{}, fmt.Errorf("job %s: %w", id, dashboard.ErrNotFound)
+	}
+	b.polls++
+	if j.State == dashboard.JobRunning {
+		if j.Done++; j.Done == j.Total {
+			j.State = dashboard.JobDone
+			j.Result = json.RawMessage(`{"feed":"` + j.Feed + `","stats":{"keys":3,"built":3,"sent":3,"skipped":0,"failed":0,"rejected":0}}`)
+		}
+	}
+	return *j, nil
+}
+
+// pollCount is how many times the page asked for a job.
+func (b *jobMemBackend) pollCount() int {
+	b.jmu.Lock()
+	defer b.jmu.Unlock()
+	return b.polls
+}

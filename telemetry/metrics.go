@@ -234,9 +234,9 @@ func (m *Metrics) observe(ob metric.Observer, o *observables) {
 	ob.ObserveInt64(o.txLarge, m.txLarge.Load())
 	ob.ObserveInt64(o.fenceTimeouts, m.fenceTimeouts.Load())
 	ob.ObserveInt64(o.positionGaps, m.positionGaps.Load())
-	if c := m.connected.Load(); c >= 0 {
-		ob.ObserveInt64(o.connected, c)
-	}
+	// 0 until the first connection too: a source unreachable from the
+	// start is "down" (alert Source down), not absent.
+	ob.ObserveInt64(o.connected, max(0, m.connected.Load()))
 	if r := m.lag.Read(); r.State != LagUnknown {
 		ob.ObserveInt64(o.lag, r.Lag.Milliseconds())
 	}

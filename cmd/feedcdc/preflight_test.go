@@ -46,7 +46,13 @@ type runningCLI struct {
 
 func startRun(t *testing.T, cfg string) *runningCLI {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	return startRunWithin(t, cfg, 3*time.Minute)
+}
+
+// startRunWithin is startRun for a run stopped after d at the latest.
+func startRunWithin(t *testing.T, cfg string, d time.Duration) *runningCLI {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	r := &runningCLI{stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
 		r.done <- Main(ctx, []string{"run", "--log-format", "text", "-c", cfg}, strings.NewReader(""), io.Discard, r.stderr)

@@ -224,6 +224,32 @@ func fileHash(t *testing.T, path string) ([32]byte, time.Time) {
 	return sha256.Sum256(b), st.ModTime()
 }
 
+// apiGet GETs path from the dashboard of the connector configured in cfg
+// (its dashboard.listen) with token, and decodes the JSON object.
+func apiGet(t *testing.T, cfg, path, token string) map[string]any {
+	t.Helper()
+	y, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^dashboard:\n(?:  .*\n)*?  listen: (\S+)`).FindSubmatch(y)
+	if m == nil {
+		t.Fatalf("no dashboard.listen in %s", cfg)
+	}
+	req, _ := http.NewRequest("GET", "http://"+string(m[1])+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+	}
+	return out
+}
+
 // TestCLIThroughRunningConnector runs every state command against a
 // running connector: they go through its job API, wait, show progress
 // with a counted total, report the summary of the mode they ran in, and a
@@ -269,6 +295,30 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "resync by ids (1 SKUs given) complete") || strings.Contains(out, "full re-sync") || !strings.Contains(out, pid) ||
 		strings.Contains(out, "vanished pass") {
 		t.Fatalf("resync --by-ids %s: exit %d\nstdout %s\nstderr %s", sku, code, out, errOut)
+	}
+	// --json prints the job's result as GET /api/jobs/{id} has it: the
+	// same object, with the documented lower-case keys.
+	code, out, errOut = run(t, nil, "resync", "--feed", "products", "--by-ids", sku, "--json", "-c", cfg)
+	jm := regexp.MustCompile(`as job (\d+)`).FindStringSubmatch(errOut)
+	var cliRes map[string]any
+	if code != 0 || jm == nil || json.Unmarshal([]byte(out), &cliRes) != nil {
+		t.Fatalf("resync --json: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	apiJob := apiGet(t, cfg, "/api/jobs/"+jm[1], "remote-s3cret")
+	if !reflect.DeepEqual(cliRes, apiJob["result"]) {
+		t.Fatalf("resync --json differs from the API's job result:\nCLI %v\nAPI %v", cliRes, apiJob["result"])
+	}
+	remoteShape := map[string]bool{}
+	keyPaths(cliRes, "", remoteShape)
+	for _, k := range []string{".feed", ".stats.sent", ".stats.keys", ".vanished.checked", ".elapsed_ns", ".progress.processed"} {
+		if !remoteShape[k] {
+			t.Fatalf("resync --json lacks %s (documented in docs/operations.md): %v", k, cliRes)
+		}
+	}
+	for k := range remoteShape {
+		if k != strings.ToLower(k) {
+			t.Fatalf("resync --json has a key with capitals: %s", k)
+		}
 	}
 	// --id-type productId goes through too.
 	code, out, errOut = run(t, nil, "resync", "--feed", "products", "--by-ids", "1", "--id-type", "productId", "-c", cfg)
@@ -350,6 +400,17 @@ func TestCLIThroughRunningConnector(t *testing.T) {
 	checkMetricsDocumented(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if c := r.stop(t); c != 0 {
 		t.Fatalf("run exit %d:\n%s", c, r.stderr.String())
+	}
+	// A standalone resync --json has the shape of the job's result.
+	code, out, errOut = run(t, nil, "resync", "--feed", "products", "--by-ids", sku, "--json", "-c", cfg)
+	var standalone map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &standalone) != nil {
+		t.Fatalf("standalone resync --json: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	standaloneShape := map[string]bool{}
+	keyPaths(standalone, "", standaloneShape)
+	if !reflect.DeepEqual(standaloneShape, remoteShape) {
+		t.Fatalf("resync --json shapes differ: standalone %v, through the connector %v", standaloneShape, remoteShape)
 	}
 
 	// Stopped: the same shape, and the state file is not written.

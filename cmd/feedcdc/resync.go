@@ -21,7 +21,7 @@ import (
 func newResync(g *globals) *cobra.Command {
 	var o connector.ResyncOptions
 	var byIDs string
-	var noWait bool
+	var noWait, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "resync",
 		Short: "Full sync (or by-ids sync) of a feed, safe to run at any time",
@@ -84,7 +84,7 @@ fails; --no-wait prints the job id and returns (follow it with
 			}
 			c, err := connector.Open(cmd.Context(), cfg, connector.OpenOptions{Logger: log, Command: "feedcdc resync --feed " + feed, NoSinks: o.DryRun})
 			if errors.Is(err, state.ErrInUse) {
-				return g.remoteResync(cmd.Context(), cfg, o, !noWait, err)
+				return g.remoteResync(cmd.Context(), cfg, o, !noWait, asJSON, err)
 			}
 			if err != nil {
 				return err
@@ -106,6 +106,9 @@ fails; --no-wait prints the job id and returns (follow it with
 			if err != nil {
 				return interrupted(ctx, feed, err)
 			}
+			if asJSON {
+				return writeJSON(g.stdout, res)
+			}
 			printResync(g.stdout, res, o)
 			return nil
 		},
@@ -119,6 +122,7 @@ fails; --no-wait prints the job id and returns (follow it with
 	f.BoolVar(&o.Continue, "continue-resync", false, "resume an interrupted full sync after its last completed chunk")
 	f.IntVar(&o.BatchSize, "batch-size", 0, "entities per chunk (default resync.batch_size)")
 	f.IntVar(&o.ThreadCount, "thread-count", 0, "chunks built in parallel (default resync.thread_count)")
+	f.BoolVar(&asJSON, "json", false, "print the summary as JSON (the result object of GET /api/jobs/{id}, documented in docs/operations.md)")
 	f.BoolVar(&noWait, "no-wait", false, "while 'feedcdc run' runs: print the job id and return instead of waiting for the job")
 	_ = cmd.MarkFlagRequired("feed")
 	return cmd
@@ -168,6 +172,15 @@ func printResync(w io.Writer, res connector.ResyncResult, o connector.ResyncOpti
 	}
 }
 
+// writeJSON prints v as indented JSON, without escaping HTML in item
+// payloads.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
 func fmtElapsed(d time.Duration) string {
 	d = d.Round(time.Second)
 	return fmt.Sprintf("%02d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
@@ -175,7 +188,7 @@ func fmtElapsed(d time.Duration) string {
 
 // remoteResync runs the resync as a job of the running connector (which
 // holds the state file), through its dashboard API.
-func (g *globals) remoteResync(ctx context.Context, cfg *config.Config, o connector.ResyncOptions, wait bool, inUse error) error {
+func (g *globals) remoteResync(ctx context.Context, cfg *config.Config, o connector.ResyncOptions, wait, asJSON bool, inUse error) error {
 	rm, err := g.remoteFor(cfg, "feedcdc resync", inUse, true)
 	if err != nil {
 		return err
@@ -207,6 +220,10 @@ func (g *globals) remoteResync(ctx context.Context, cfg *config.Config, o connec
 	var res connector.ResyncResult
 	if err := json.Unmarshal(job.Result, &res); err != nil {
 		return fmt.Errorf("resync job %s ended without a readable result: %w", job.ID, err)
+	}
+	if asJSON {
+		fmt.Fprintf(g.stderr, "ran on %s as job %s\n", rm.who(), job.ID)
+		return writeJSON(g.stdout, res)
 	}
 	fmt.Fprintf(g.stdout, "ran on %s as job %s\n", rm.who(), job.ID)
 	printResync(g.stdout, res, o)

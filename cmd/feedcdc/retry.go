@@ -18,7 +18,7 @@ import (
 
 func newRetry(g *globals) *cobra.Command {
 	var feed string
-	var all bool
+	var all, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "retry",
 		Short: "Run the retry of failed items (<feed>_resend_failed_items) now",
@@ -48,7 +48,7 @@ final until their content changes.`,
 			}
 			c, err := connector.Open(cmd.Context(), cfg, connector.OpenOptions{Logger: log, Command: "feedcdc retry --feed " + name})
 			if errors.Is(err, state.ErrInUse) {
-				return g.remoteRetry(cmd.Context(), cfg, name, all, err)
+				return g.remoteRetry(cmd.Context(), cfg, name, all, asJSON, err)
 			}
 			if err != nil {
 				return err
@@ -67,12 +67,17 @@ final until their content changes.`,
 				return err
 			}
 			counts, _ := c.Store.Counts(cmd.Context(), name)
-			printRetry(g.stdout, connector.RetryResult{Feed: name, Stats: st, FailedNow: counts.Failed})
+			res := connector.RetryResult{Feed: name, Stats: st, FailedNow: counts.Failed}
+			if asJSON {
+				return writeJSON(g.stdout, res)
+			}
+			printRetry(g.stdout, res)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&feed, "feed", "", "feed whose failed items are retried (required)")
 	cmd.Flags().BoolVar(&all, "all", false, "retry every failed item now, ignoring backoff")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON (the result object of GET /api/jobs/{id}, documented in docs/operations.md)")
 	_ = cmd.MarkFlagRequired("feed")
 	return cmd
 }
@@ -85,7 +90,7 @@ func printRetry(w io.Writer, r connector.RetryResult) {
 
 // remoteRetry runs the retry as a job of the running connector and waits
 // for it.
-func (g *globals) remoteRetry(ctx context.Context, cfg *config.Config, feed string, all bool, inUse error) error {
+func (g *globals) remoteRetry(ctx context.Context, cfg *config.Config, feed string, all, asJSON bool, inUse error) error {
 	rm, err := g.remoteFor(cfg, "feedcdc retry", inUse, true)
 	if err != nil {
 		return err
@@ -97,6 +102,10 @@ func (g *globals) remoteRetry(ctx context.Context, cfg *config.Config, feed stri
 	var res connector.RetryResult
 	if err := json.Unmarshal(job.Result, &res); err != nil {
 		return fmt.Errorf("retry job %s ended without a readable result: %w", job.ID, err)
+	}
+	if asJSON {
+		fmt.Fprintf(g.stderr, "ran on %s as job %s\n", rm.who(), job.ID)
+		return writeJSON(g.stdout, res)
 	}
 	fmt.Fprintf(g.stdout, "ran on %s as job %s\n", rm.who(), job.ID)
 	printRetry(g.stdout, res)

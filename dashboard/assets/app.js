@@ -471,10 +471,40 @@
       const r = await api("api/feeds/" + encodeURIComponent(feed) + "/resync", {
         method: "POST", auth: true, body: whole ? { whole_feed: true } : { ids: ids },
       });
-      setResult("ok", r.message);
+      if (r.job) {
+        await followJob(r.job);
+      } else {
+        setResult("ok", r.message);
+      }
       refresh();
     } catch (e) {
       setResult("error", (e.status === 401 ? "token needed or wrong: " : "") + e.message);
+    }
+  }
+
+  // followJob shows a job's progress (entities done/total) in the action
+  // result until it ends, then its summary or its error.
+  async function followJob(job) {
+    const r = $("action-result");
+    r.dataset.job = job.id;
+    for (;;) {
+      r.dataset.done = String(job.done);
+      r.dataset.total = String(job.total);
+      r.dataset.jobState = job.state;
+      const of = "resync job " + job.id + " of " + job.feed;
+      if (job.state === "failed") {
+        setResult("error", of + " failed: " + (job.error || "unknown error"));
+        return;
+      }
+      if (job.state === "done") {
+        const st = (job.result && job.result.stats) || {};
+        setResult("ok", of + " done: " + job.done + "/" + job.total + " entities, sent " + (st.sent || 0) +
+          ", unchanged " + (st.skipped || 0) + ", failed " + (st.failed || 0) + ", rejected " + (st.rejected || 0));
+        return;
+      }
+      setResult("busy", of + ": " + job.done + "/" + (job.total > 0 ? job.total : "…") + " entities");
+      await new Promise((ok) => setTimeout(ok, 500));
+      job = await api("api/jobs/" + encodeURIComponent(job.id), { auth: true });
     }
   }
 

@@ -351,6 +351,35 @@ func (b *Browser) RawSnapshotAction(table, action string) (state, message string
 	return b.clickAction(sel)
 }
 
+// ScheduleResyncJob is ScheduleResync for a connector that runs the
+// resync as a job: it also returns every progress message the page showed
+// while the job ran ("resync job 1 of products: 1/3 entities"), read
+// until the outcome is shown (within a minute).
+func (b *Browser) ScheduleResyncJob(feed string, skus ...string) (progress []string, state, message string) {
+	b.t.Helper()
+	b.Do("choosing feed "+feed, chromedp.SetValue(chromedp.CSS("#action-feed"), feed))
+	b.setInput("#resync-ids", strings.Join(skus, ", "))
+	whole := b.Eval(`String(document.getElementById("resync-whole").checked)`) == "true"
+	if whole != (len(skus) == 0) {
+		b.Do("toggling whole feed", chromedp.Click(chromedp.CSS("#resync-whole")))
+	}
+	b.Eval(`(function(){const r=document.getElementById("action-result");r.dataset.state="";r.textContent="";return ""})()`)
+	b.Do("clicking #resync-button", chromedp.Click(chromedp.CSS("#resync-button")))
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		state, text, _ := strings.Cut(b.Eval(`(function(){const r=document.getElementById("action-result");return r.dataset.state+"\n"+r.textContent})()`), "\n")
+		switch state {
+		case "ok", "error":
+			return progress, state, text
+		case "busy":
+			if len(progress) == 0 || progress[len(progress)-1] != text {
+				progress = append(progress, text)
+			}
+		}
+	}
+	b.t.Fatalf("browser: the resync job's outcome was not shown within a minute (progress seen: %q)", progress)
+	return nil, "", ""
+}
+
 // RetryFailed clicks "Retry failed now" for feed and returns the outcome.
 func (b *Browser) RetryFailed(feed string) (state, message string) {
 	b.t.Helper()

@@ -59,6 +59,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 	defer c.Close()
 	tel.Metrics.Queue("export").Capacity(int64(c.Pipeline.QueueLen()), int64(c.Pipeline.MaxInflightBytes()))
 	tel.Metrics.ItemCounts(c.ItemCounts)
+	// The feeds' counters exist (at 0) before the preflight waits for an
+	// unreachable source, so that alerts comparing them (Source
+	// unavailable: retries while nothing is built) work from the start.
+	for _, f := range cfg.EnabledFeeds() {
+		tel.Metrics.Feed(f)
+	}
 	lag := func() (int64, string) {
 		r := tel.Metrics.Lag().Read()
 		return r.Lag.Milliseconds(), r.State.String()

@@ -108,12 +108,9 @@ func (s *Sink) StreamName(r *sink.Record) string {
 	if v, ok := s.names.Load(key); ok {
 		return v.(string)
 	}
-	n := r.Topic
+	n := s.topic(r)
 	if n == "" {
 		n = r.Feed
-	}
-	if strings.Contains(n, "{") {
-		n = strings.NewReplacer("{prefix}", s.cfg.TopicPrefix, "{feed}", r.Feed, "{name}", s.cfg.ConnectorName).Replace(n)
 	}
 	n = sanitize(strings.Trim(n, "."))
 	s.names.Store(key, n)
@@ -121,6 +118,14 @@ func (s *Sink) StreamName(r *sink.Record) string {
 }
 
 type nameKey struct{ topic, feed string }
+
+// topic is r's topic with its placeholders filled in ("" when r has none).
+func (s *Sink) topic(r *sink.Record) string {
+	if !strings.Contains(r.Topic, "{") {
+		return r.Topic
+	}
+	return strings.NewReplacer("{prefix}", s.cfg.TopicPrefix, "{feed}", r.Feed, "{name}", s.cfg.ConnectorName).Replace(r.Topic)
+}
 
 func sanitize(n string) string {
 	b := []byte(n)
@@ -176,7 +181,7 @@ func (s *Sink) line(r *sink.Record) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(envelope{Feed: r.Feed, Topic: r.Topic, ID: r.ID, Key: string(r.Key), Hash: r.Hash, Op: r.Op, Position: r.Position, Value: v}); err != nil {
+	if err := enc.Encode(envelope{Feed: r.Feed, Topic: s.topic(r), ID: r.ID, Key: string(r.Key), Hash: r.Hash, Op: r.Op, Position: r.Position, Value: v}); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil

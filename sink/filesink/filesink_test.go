@@ -120,6 +120,27 @@ func TestEnvelope(t *testing.T) {
 	}
 }
 
+// TestEnvelopeTopicIsFilledIn: a raw record's topic comes with the
+// {prefix} placeholder the sink fills in; the envelope carries the topic
+// as named (file name and "topic" field), never the literal template.
+func TestEnvelopeTopicIsFilledIn(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Config{Dir: dir, Envelope: true, TopicPrefix: "shop", ConnectorName: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, _ := s.Send(context.Background(), []sink.Record{{Feed: "raw", Topic: "{prefix}.magento.catalog_product_entity", Key: []byte("1"), Value: []byte(`{"op":"c"}`)}})
+	if res[0].Status != sink.StatusOK {
+		t.Fatal(res)
+	}
+	got := readLines(t, filepath.Join(dir, "shop.magento.catalog_product_entity.jsonl"))
+	var e map[string]any
+	if len(got) != 1 || json.Unmarshal([]byte(got[0]), &e) != nil || e["topic"] != "shop.magento.catalog_product_entity" {
+		t.Fatalf("envelope: %v; want topic shop.magento.catalog_product_entity", got)
+	}
+}
+
 func TestRotationKeepsNFilesAndSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{Dir: dir, MaxSize: 100, MaxFiles: 2, Fsync: true}

@@ -253,11 +253,11 @@ func (s *Sink) post(ctx context.Context, feed string, recs []sink.Record, idx []
 	invalid, listErr := parseInvalid(resp.body, s.cfg.ErrorItemsField, len(idx))
 	if listErr != nil {
 		s.log.Warn("http feed response lists invalid items that cannot be matched to the request; using the HTTP status for every item",
-			"feed", feed, "status", resp.code, "request_id", resp.requestID, "error", listErr)
+			"feed", feed, "status_code", resp.code, "request_id", resp.requestID, "error", listErr)
 		invalid = nil
 	}
 	base := requestResult(endpoint, resp, len(invalid) > 0)
-	s.itemResults(feed, endpoint, resp, base, invalid, idx, results)
+	s.itemResults(feed, endpoint, resp, base, invalid, recs, idx, results)
 }
 
 // response is what post needs of the service's answer.
@@ -355,8 +355,11 @@ func requestResult(endpoint string, resp response, someInvalid bool) sink.Result
 // itemResults fills the results of the items idx: base, or the item's own
 // rejection when the answer lists it as invalid; a request with failed
 // items is logged.
-func (s *Sink) itemResults(feed, endpoint string, resp response, base sink.Result, invalid map[int]invalidItem, idx []int, results []sink.Result) {
+func (s *Sink) itemResults(feed, endpoint string, resp response, base sink.Result, invalid map[int]invalidItem, recs []sink.Record, idx []int, results []sink.Result) {
 	var rejected, retry int
+	var ids []string      // examples of failed items, for the log
+	var itemReason string // a listed item's own reason, a rejected one's first
+	var itemRejected bool
 	for j, i := range idx {
 		r := base
 		if it, ok := invalid[j]; ok {
@@ -365,6 +368,12 @@ func (s *Sink) itemResults(feed, endpoint string, resp response, base sink.Resul
 				r.Status, r.ItemRejected = sink.StatusRetryable, false
 			}
 			r.Err = errors.New(r.Reason)
+			if itemReason == "" || r.Status == sink.StatusRejected && !itemRejected {
+				itemReason, itemRejected = r.Reason, r.Status == sink.StatusRejected
+			}
+		}
+		if r.Status != sink.StatusOK && len(ids) < 3 {
+			ids = append(ids, recs[i].ID)
 		}
 		switch r.Status {
 		case sink.StatusRejected:
@@ -375,8 +384,12 @@ func (s *Sink) itemResults(feed, endpoint string, resp response, base sink.Resul
 		results[i] = r
 	}
 	if rejected+retry > 0 {
-		s.log.Warn("Export error. API request was not successful.", "feed", feed, "url", endpoint, "status_code", resp.code,
-			"request_id", resp.requestID, "items", len(idx), "rejected", rejected, "retryable", retry, "reason", base.Reason)
+		reason := base.Reason
+		if reason == "" || (itemReason != "" && rejected > 0) {
+			reason = itemReason
+		}
+		s.log.Warn("http feed: items not accepted", "feed", feed, "url", endpoint, "status_code", resp.code,
+			"request_id", resp.requestID, "items", len(idx), "rejected", rejected, "retryable", retry, "ids", strings.Join(ids, ", "), "reason", reason)
 	}
 }
 

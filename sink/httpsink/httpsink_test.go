@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -219,6 +220,12 @@ func TestFlakyServiceEveryItemEndsRight(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), key) {
 		t.Fatal("the API key appears in the sink's logs")
+	}
+	// One line per request with failed items, naming the sink, the feed,
+	// examples of the failed items and the service's reason.
+	rejectedLine := regexp.MustCompile(`msg="http feed: items not accepted" sink=saas feed=(products|prices) url=\S+ status_code=\d+ request_id=\S+ items=\d+ rejected=[1-9]\d* retryable=\d+ ids="?[^ ]+.* reason="[^"]*invalid`)
+	if !rejectedLine.MatchString(logs.String()) {
+		t.Errorf("no log line of a request with rejected items naming sink, feed, ids and the item's reason:\n%s", logs.String())
 	}
 	t.Logf("requests %d, outcomes %v", svc.requests, svc.outcomes)
 }

@@ -396,7 +396,7 @@ func fullSyncsDone(logPath string) int {
 		switch {
 		case bytes.Contains(line, []byte(`"first start`)):
 			n = 0
-		case bytes.Contains(line, []byte(`"msg":"Complete"`)) && bytes.Contains(line, []byte(`"operation":"full sync"`)):
+		case bytes.Contains(line, []byte(`"msg":"complete"`)) && bytes.Contains(line, []byte(`"operation":"full sync"`)):
 			n++
 		}
 	}
