@@ -49,6 +49,14 @@
 //     a checkpoint and removes them in the Update of their item states
 //     never has a checkpoint past a key that is neither stored nor
 //     deferred.
+//   - Replication sees every write (high availability). With
+//     Options.OnCommit set, every write an Update makes (puts, deletes,
+//     bucket creation and removal, bucket sequences; not the per-process
+//     meta bucket) is recorded as an Op, and the hook receives the ops of
+//     each committed Update after it is durable, in commit order (Updates
+//     and the hook are serialised). Store.Apply replays ops in one
+//     transaction; a file built by Apply has the same content as the
+//     original. Without a hook nothing is recorded.
 //   - Values returned by reads are copies: they stay valid after the
 //     transaction ends.
 package state
