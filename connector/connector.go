@@ -49,6 +49,7 @@ type Connector struct {
 	connected atomic.Bool
 	lagDenied atomic.Bool
 	closeOnce sync.Once
+	guard     func(sink.Sink) sink.Sink // OpenOptions.GuardSink
 }
 
 // OpenOptions tune Open.
@@ -68,6 +69,12 @@ type OpenOptions struct {
 	// ReadOnly opens an existing state file read-only (status): nothing
 	// is written to it, and it fails while another process holds it.
 	ReadOnly bool
+	// OnCommit receives every committed state transaction's writes (high
+	// availability: the active instance replicates them; state.Options).
+	OnCommit state.CommitHook
+	// GuardSink, when set, wraps every sink a feed or raw stream routes to
+	// (high availability: a fenced instance's sends fail before they start).
+	GuardSink func(sink.Sink) sink.Sink
 }
 
 // Open builds a connector from a validated configuration: it opens the
@@ -79,7 +86,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Connector{Config: cfg, Logger: log, Sinks: map[string]sink.Sink{}, observer: oo.Observer}
+	c := &Connector{Config: cfg, Logger: log, Sinks: map[string]sink.Sink{}, observer: oo.Observer, guard: oo.GuardSink}
 	ok := false
 	defer func() {
 		if !ok {
@@ -99,7 +106,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	if oo.ReadOnly {
 		c.Store, err = state.OpenReadOnly(cfg.State.Path, state.Options{Command: cmd, Logger: log})
 	} else {
-		c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
+		c.Store, err = state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState, OnCommit: oo.OnCommit})
 	}
 	if err != nil {
 		return nil, err
@@ -212,15 +219,25 @@ func (c *Connector) openSinksWith(open func(name string, s *config.Sink) (sink.S
 		}
 		c.Sinks[n] = s
 	}
+	guarded := map[string]sink.Sink{}
+	route := func(n string) sink.Sink {
+		if c.guard == nil {
+			return c.Sinks[n]
+		}
+		if guarded[n] == nil {
+			guarded[n] = c.guard(c.Sinks[n])
+		}
+		return guarded[n]
+	}
 	routes := map[string][]sink.Sink{}
 	for _, feed := range cfg.EnabledFeeds() {
 		for _, n := range cfg.SinksFor(feed) {
-			routes[feed] = append(routes[feed], c.Sinks[n])
+			routes[feed] = append(routes[feed], route(n))
 		}
 	}
 	if cfg.Raw.Enabled {
 		for _, n := range cfg.RawSinks() {
-			routes["raw"] = append(routes["raw"], c.Sinks[n])
+			routes["raw"] = append(routes["raw"], route(n))
 		}
 	}
 	r, err := sink.NewRouter(routes, nil)

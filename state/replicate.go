@@ -131,13 +131,19 @@ func (b *bucket) SetSequence(n uint64) error {
 	return nil
 }
 
+// kReplica (in meta, never replicated) records how far this file follows
+// a replicated state: the caller's mark, written by Apply.
+var kReplica = []byte("replica")
+
 // Apply writes ops (recorded by another store's CommitHook) in one
-// transaction, creating the buckets on their paths as needed. It is how a
-// standby keeps its copy of the active instance's state; the store's own
-// commit hook is not called for it. A malformed op is an error naming it,
-// and nothing of ops is written.
-func (s *Store) Apply(ctx context.Context, ops []Op) error {
-	if len(ops) == 0 {
+// transaction, creating the buckets on their paths as needed, and records
+// mark (when not nil) in the same transaction; ReplicaMark returns it. It
+// is how a standby keeps its copy of the active instance's state and
+// remembers how far it has read; the store's own commit hook is not called
+// for it. A malformed op is an error naming it, and nothing of ops is
+// written.
+func (s *Store) Apply(ctx context.Context, ops []Op, mark []byte) error {
+	if len(ops) == 0 && mark == nil {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -155,6 +161,9 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 				if err := applyOp(btx, op); err != nil {
 					return fmt.Errorf("state: replicated write %d (kind %d, bucket %q, key %q): %w", i, op.Kind, op.Bucket, op.Key, err)
 				}
+			}
+			if mark != nil {
+				return btx.Bucket(bMeta).Put(kReplica, mark)
 			}
 			return nil
 		})
@@ -240,4 +249,55 @@ func (t *Tx) createRoot(name []byte) (*bucket, error) {
 	path := [][]byte{name}
 	t.record(OpCreateBucket, path, nil, nil)
 	return &bucket{Bucket: b, path: path, t: t}, nil
+}
+
+// ReplicaMark returns the mark recorded by the last Apply that had one
+// (nil when none).
+func (s *Store) ReplicaMark(ctx context.Context) (mark []byte, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		if v := tx.tx.Bucket(bMeta).Get(kReplica); v != nil {
+			mark = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return mark, err
+}
+
+// Lookup returns the op that sets what op wrote to its current value in
+// this file: a put of the key's value, or its delete when it is absent;
+// for bucket ops a create when the bucket exists, else its drop, and for a
+// sequence the bucket's current sequence. It lets a new active instance
+// correct writes of an incomplete replicated transaction it did not apply.
+func (s *Store) Lookup(ctx context.Context, op Op) (cur Op, err error) {
+	err = s.View(ctx, func(tx *Tx) error {
+		cur = Op{Kind: op.Kind, Bucket: op.Bucket, Key: op.Key}
+		b, err := walk(tx.tx, op.Bucket, false)
+		if err != nil {
+			return err
+		}
+		switch op.Kind {
+		case OpPut, OpDelete:
+			cur.Kind = OpDelete
+			if b != nil {
+				if v := b.Get(op.Key); v != nil {
+					cur.Kind, cur.Value = OpPut, append([]byte{}, v...)
+				}
+			}
+		case OpCreateBucket, OpDropBucket:
+			cur.Kind = OpDropBucket
+			if b != nil {
+				cur.Kind = OpCreateBucket
+			}
+		case OpSequence:
+			var n uint64
+			if b != nil {
+				n = b.Sequence()
+			}
+			cur.Value = binary.BigEndian.AppendUint64(nil, n)
+		default:
+			return fmt.Errorf("state: lookup of an op of unknown kind %d", op.Kind)
+		}
+		return nil
+	})
+	return cur, err
 }

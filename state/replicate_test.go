@@ -61,7 +61,7 @@ func TestReplicatedWritesRebuildTheSameFile(t *testing.T) {
 	commits := 0
 	active, err := Open(filepath.Join(dir, "active.db"), Options{NoSync: true, OnCommit: func(ctx context.Context, ops []Op) error {
 		commits++
-		return standby.Apply(ctx, ops)
+		return standby.Apply(ctx, ops, []byte(fmt.Sprint(commits)))
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +135,9 @@ func TestReplicatedWritesRebuildTheSameFile(t *testing.T) {
 	if err := standby.Check(ctx); err != nil {
 		t.Fatalf("the standby's indexes: %v", err)
 	}
+	if m, err := standby.ReplicaMark(ctx); err != nil || string(m) != fmt.Sprint(commits) {
+		t.Fatalf("replica mark %q %v, want %d", m, err, commits)
+	}
 	// The standby continues where the active stopped: sequences were
 	// replicated, so a new schema record and outbox entry do not reuse
 	// numbers.
@@ -144,6 +147,16 @@ func TestReplicatedWritesRebuildTheSameFile(t *testing.T) {
 	recs, err := standby.SchemaRecords(ctx)
 	if err != nil || len(recs) != 3 || recs[2].Seq != 11 {
 		t.Fatalf("schema history on the standby after a new record: %+v %v", recs, err)
+	}
+	// Lookup gives the current value of what an op wrote.
+	if cur, err := active.Lookup(ctx, Op{Kind: OpDelete, Bucket: [][]byte{bCheckpoint}, Key: kPos}); err != nil || cur.Kind != OpPut || !bytes.Contains(cur.Value, []byte(`"pos":30`)) {
+		t.Fatalf("Lookup of the checkpoint: %+v %v", cur, err)
+	}
+	if cur, err := active.Lookup(ctx, Op{Kind: OpPut, Bucket: [][]byte{bFeeds, []byte("variants"), bItems}, Key: []byte("x")}); err != nil || cur.Kind != OpDelete {
+		t.Fatalf("Lookup in a forgotten feed: %+v %v", cur, err)
+	}
+	if cur, err := active.Lookup(ctx, Op{Kind: OpCreateBucket, Bucket: [][]byte{bFeeds, []byte("variants")}}); err != nil || cur.Kind != OpDropBucket {
+		t.Fatalf("Lookup of a forgotten feed's bucket: %+v %v", cur, err)
 	}
 	// A store without a hook records nothing (no cost for one process).
 	if err := standby.Update(ctx, func(tx *Tx) error {
@@ -189,11 +202,14 @@ func TestApplyRejectsMalformedOps(t *testing.T) {
 	err = st.Apply(ctx, []Op{
 		{Kind: OpPut, Bucket: [][]byte{bCheckpoint}, Key: kPos, Value: []byte(`{"position":{"file":"b","pos":4}}`)},
 		{Kind: OpSequence, Bucket: [][]byte{bSchema}, Value: []byte{1}},
-	})
+	}, []byte("mark"))
 	if err == nil || !strings.Contains(err.Error(), "replicated write 1") || !strings.Contains(err.Error(), "sequence of 1 bytes") {
 		t.Fatalf("Apply of a malformed op: %v", err)
 	}
 	if _, _, ok, _ := st.Checkpoint(ctx); ok {
 		t.Fatal("a rejected Apply wrote its first op")
+	}
+	if m, _ := st.ReplicaMark(ctx); m != nil {
+		t.Fatalf("a rejected Apply wrote its mark %q", m)
 	}
 }
