@@ -229,7 +229,7 @@ func (f *Follower) watchLag(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		end, err := f.end(ctx)
+		end, err := f.n.End(ctx)
 		if err == nil {
 			f.n.setStatus(func(s *Status) { s.Lag = max(0, end-f.offset()) })
 		}
@@ -247,14 +247,15 @@ func (f *Follower) offset() int64 {
 	return f.m.Offset
 }
 
-func (f *Follower) end(ctx context.Context) (int64, error) {
-	ends, err := f.n.admin.ListEndOffsets(ctx, f.n.opts.StateTopic())
+// End is the changelog's end offset (the number of records written to it).
+func (n *Node) End(ctx context.Context) (int64, error) {
+	ends, err := n.admin.ListEndOffsets(ctx, n.opts.StateTopic())
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("ha: end offset of %s: %w", n.opts.StateTopic(), err)
 	}
-	o, ok := ends.Lookup(f.n.opts.StateTopic(), 0)
+	o, ok := ends.Lookup(n.opts.StateTopic(), 0)
 	if !ok || o.Err != nil {
-		return 0, fmt.Errorf("ha: end offset of %s: %v", f.n.opts.StateTopic(), o.Err)
+		return 0, fmt.Errorf("ha: end offset of %s: %v", n.opts.StateTopic(), o.Err)
 	}
 	return o.Offset, nil
 }

@@ -305,6 +305,12 @@ func (n *Node) setStatus(f func(s *Status)) {
 	n.mu.Unlock()
 }
 
+// TookOver records a finished takeover (status: last takeover and its
+// duration).
+func (n *Node) TookOver(d time.Duration) {
+	n.setStatus(func(s *Status) { s.LastTakeover, s.TakeoverMillis, s.Lag = time.Now().UTC(), d.Milliseconds(), 0 })
+}
+
 // Epoch is the epoch of this instance's current (or last) leadership.
 func (n *Node) Epoch() int64 {
 	n.mu.Lock()
