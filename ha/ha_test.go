@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/sink/filesink"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
 )
@@ -163,5 +167,57 @@ func TestHAReplicatesAndTakesOver(t *testing.T) {
 	itemsB, _ := stB.Counts(ctx, "products")
 	if itemsA != itemsB {
 		t.Fatalf("counts differ: active %+v, standby %+v", itemsA, itemsB)
+	}
+}
+
+// TestHAPartitionedActiveIsFenced: an active instance that cannot reach
+// the group coordinator (the broker is down) loses its lease: Writable
+// fails with ErrFenced, and a guarded sink delivers nothing (the file sink
+// writes no line), while before the outage the same send was delivered.
+func TestHAPartitionedActiveIsFenced(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCluster(t)
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitElected(t, a, 20*time.Second)
+	dir := t.TempDir()
+	fs, err := filesink.New(filesink.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	s := a.GuardSink(fs)
+	send := func(id string) error {
+		_, err := s.Send(ctx, []sink.Record{{Feed: "products", ID: id, Value: []byte(`{"sku":"` + id + `"}`)}})
+		return err
+	}
+	if err := send("before"); err != nil {
+		t.Fatalf("the active instance's send: %v", err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for a.Writable() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := a.Writable(); !errors.Is(err, ErrFenced) {
+		t.Fatalf("Writable: %v", err)
+	}
+	if err := send("after"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a fenced instance's send: %v, want ErrFenced", err)
+	}
+	if err := a.Commit(ctx, []state.Op{{Kind: state.OpPut, Bucket: [][]byte{[]byte("checkpoint")}, Key: []byte("pos"), Value: []byte("x")}}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a fenced instance's changelog write: %v, want ErrFenced", err)
+	}
+	out, err := os.ReadFile(filepath.Join(dir, "products.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "before") || strings.Contains(string(out), "after") {
+		t.Fatalf("file sink content %q: want the send before the outage only", out)
 	}
 }
