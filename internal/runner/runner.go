@@ -75,6 +75,12 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 	defer c.Close()
 	tel.Metrics.Queue("export").Capacity(int64(c.Pipeline.QueueLen()), int64(c.Pipeline.MaxInflightBytes()))
 	tel.Metrics.ItemCounts(c.ItemCounts)
+	if node != nil {
+		tel.Metrics.HA(func() telemetry.HAStatus {
+			s := node.Status()
+			return telemetry.HAStatus{Active: node.Writable() == nil, Epoch: s.Epoch, TakeoverMillis: s.TakeoverMillis}
+		})
+	}
 	lag := func() (int64, string) {
 		r := tel.Metrics.Lag().Read()
 		return r.Lag.Milliseconds(), r.State.String()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -168,6 +169,31 @@ func TestHA(t *testing.T) {
 	first, _ := active(time.Time{}, 2*time.Minute, instances)
 	if first == nil {
 		t.Fatalf("no instance became active (log %s)", logPath)
+	}
+	// Probes: standbys are live but not ready; the active one reports its
+	// role in /metrics.
+	get := func(addr, path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, in := range instances {
+		if in == first {
+			continue
+		}
+		if code, body := get(in.listen, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "standby") {
+			t.Errorf("standby %s /readyz: %d %s", in.name, code, body)
+		}
+		if code, body := get(in.listen, "/healthz"); code != http.StatusOK {
+			t.Errorf("standby %s /healthz: %d %s", in.name, code, body)
+		}
+	}
+	if code, body := get(first.listen, "/metrics"); code != http.StatusOK || !strings.Contains(body, "\nfeedcdc_ha_active 1\n") {
+		t.Errorf("active %s /metrics: %d, no feedcdc_ha_active 1", first.name, code)
 	}
 
 	// The workload: 300 changes/s, with counters changes, until stopped.
