@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/feedcdc/feedcdc/sink"
 )
@@ -22,5 +23,23 @@ func (g *guarded) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, 
 	if err := g.n.Writable(); err != nil {
 		return nil, err
 	}
-	return g.Sink.Send(ctx, recs)
+	return g.Sink.Send(leaseContext{Context: ctx, n: g.n}, recs)
+}
+
+// leaseContext is a send's context whose Err reports a lost lease at once,
+// without waiting for a goroutine to notice and cancel: a sink that checks
+// ctx.Err() before each request (the HTTP sink splits a send into
+// requests) starts none after a pause that outlived the lease, even when
+// its goroutine is the first to run after the resume. Only a request
+// already being written when the process was paused can still complete.
+type leaseContext struct {
+	context.Context
+	n *Node
+}
+
+func (c leaseContext) Err() error {
+	if err := c.n.Writable(); err != nil {
+		return fmt.Errorf("%w: %w", context.Canceled, err)
+	}
+	return c.Context.Err()
 }

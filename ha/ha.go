@@ -60,8 +60,8 @@ type Status struct {
 	Lag int64 `json:"changelog_lag"`
 	// LastTakeover is when this instance last became active (zero: never).
 	LastTakeover time.Time `json:"last_takeover,omitzero"`
-	// TakeoverMillis is how long its last takeover took from election to
-	// the connector's start (catch-up, fencing wait).
+	// TakeoverMillis is how long its last takeover took from the election
+	// to the connector streaming (catch-up, fencing wait, preflight).
 	TakeoverMillis int64 `json:"takeover_ms,omitempty"`
 }
 
@@ -305,10 +305,15 @@ func (n *Node) setStatus(f func(s *Status)) {
 	n.mu.Unlock()
 }
 
-// TookOver records a finished takeover (status: last takeover and its
-// duration).
-func (n *Node) TookOver(d time.Duration) {
+// Streaming records that the connector of this leadership streams: the
+// takeover is over (status: last takeover, and its duration from the
+// election).
+func (n *Node) Streaming() time.Duration {
+	n.mu.Lock()
+	d := time.Since(n.electedAt)
+	n.mu.Unlock()
 	n.setStatus(func(s *Status) { s.LastTakeover, s.TakeoverMillis, s.Lag = time.Now().UTC(), d.Milliseconds(), 0 })
+	return d
 }
 
 // Epoch is the epoch of this instance's current (or last) leadership.

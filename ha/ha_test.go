@@ -221,3 +221,35 @@ func TestHAPartitionedActiveIsFenced(t *testing.T) {
 		t.Fatalf("file sink content %q: want the send before the outage only", out)
 	}
 }
+
+// TestHALeaseContextReportsFencingAtOnce: the context a guarded sink gets
+// reports the lost lease through Err as soon as the lease is over, before
+// any goroutine cancels anything: a sink's per-request ctx.Err() check
+// then stops the rest of a send that began while the lease held.
+func TestHALeaseContextReportsFencingAtOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCluster(t)
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitElected(t, a, 20*time.Second)
+	lc := leaseContext{Context: ctx, n: a}
+	if err := lc.Err(); err != nil {
+		t.Fatalf("Err while the lease holds: %v", err)
+	}
+	if err := c.Stop(); err != nil { // the lease can no longer be renewed
+		t.Fatal(err)
+	}
+	for a.Writable() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := lc.Err(); !errors.Is(err, context.Canceled) || !errors.Is(err, ErrFenced) {
+		t.Fatalf("Err after the lease: %v, want context.Canceled and ErrFenced", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the parent context was canceled: the test proves nothing")
+	}
+}

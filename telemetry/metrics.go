@@ -193,7 +193,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.feedItems = gauge(MetricFeedItems, "{item}", "Feed items of a feed in the state store now, by status: failed (status 2, will retry), rejected (status 400/1, require attention), pending (not sent yet).")
 	o.haActive = gauge(MetricHAActive, "", "High availability: 1 while this instance is the active one and its lease holds, else 0.")
 	o.haEpoch = gauge(MetricHAEpoch, "", "High availability: the epoch (group generation) of this instance's leadership.")
-	o.haTakeover = gauge(MetricHATakeover, "ms", "High availability: how long this instance's last takeover took, from its election to the connector's start.")
+	o.haTakeover = gauge(MetricHATakeover, "ms", "High availability: how long this instance's last takeover took, from its election to the connector streaming.")
 	o.lag = gauge(MetricSourceLag, "ms", "How far the binlog reader is behind the source, from event timestamps and heartbeats; 0 when idle, growing when the source is silent or disconnected.")
 	m.buildDur = hist(MetricBuildDuration, "Time to build one batch of feed items.", durationBuckets)
 	m.exportDur = hist(MetricExportDuration, "Time to export one batch of feed items to the sink, until acknowledged.", durationBuckets)

@@ -107,7 +107,6 @@ func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, node *ha
 			f.Close()
 			return false, err
 		}
-		start := time.Now()
 		err = f.Takeover(ctx)
 		if errors.Is(err, ha.ErrFenced) {
 			log.Warn("ha: lost the election before the takeover finished; staying standby", "error", err)
@@ -123,9 +122,7 @@ func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, node *ha
 			log.Warn("ha: lost the election during the takeover; staying standby", "error", err)
 			continue
 		}
-		took := time.Since(start)
-		node.TookOver(took)
-		log.Info("ha: active; resuming from the replicated checkpoint", "epoch", node.Epoch(), "takeover_ms", took.Milliseconds())
+		log.Info("ha: active; resuming from the replicated checkpoint", "epoch", node.Epoch())
 		if err := st.Close(); err != nil {
 			return false, err
 		}

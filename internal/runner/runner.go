@@ -146,8 +146,13 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 		return err
 	}
 	ro := connector.RunOptions{}
-	if hooks != nil && hooks.OnReady != nil {
-		ro.OnStart = func(pos change.Position, first bool) { hooks.OnReady(c, pos, first) }
+	ro.OnStart = func(pos change.Position, first bool) {
+		if node != nil {
+			log.Info("ha: streaming; takeover complete", "epoch", node.Epoch(), "takeover_ms", node.Streaming().Milliseconds())
+		}
+		if hooks != nil && hooks.OnReady != nil {
+			hooks.OnReady(c, pos, first)
+		}
 	}
 	err = c.Run(runCtx, ro)
 	if err != nil && !errors.Is(err, context.Canceled) {
