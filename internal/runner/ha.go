@@ -20,7 +20,8 @@ import (
 // runHA runs one instance of a highly available connector (ha.enabled):
 // as a standby it applies the state changelog to its local state file and
 // serves /healthz (live), /readyz (not ready: standby) and /ha; elected, it
-// takes over (catch-up, fencing wait) and runs the connector with its
+// takes over (catch-up; the fencing wait overlaps the connector's open and
+// preflight, which send nothing) and runs the connector with its
 // state replicated, until ctx ends or it loses its membership, when it
 // discards its local file (it may hold writes the changelog does not) and
 // becomes a standby again.
@@ -114,13 +115,6 @@ func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, node *ha
 		}
 		if err != nil {
 			return false, err
-		}
-		if err := node.WaitFence(ctx); err != nil {
-			return false, nil
-		}
-		if err := node.Writable(); err != nil {
-			log.Warn("ha: lost the election during the takeover; staying standby", "error", err)
-			continue
 		}
 		log.Info("ha: active; resuming from the replicated checkpoint", "epoch", node.Epoch())
 		if err := st.Close(); err != nil {

@@ -145,6 +145,13 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 		}
 		return err
 	}
+	if node != nil {
+		// The previous active instance's lease must be over before this
+		// one sends anything (docs/operations.md, Fencing).
+		if err := node.WaitFence(runCtx); err != nil {
+			return nil
+		}
+	}
 	ro := connector.RunOptions{}
 	ro.OnStart = func(pos change.Position, first bool) {
 		if node != nil {
