@@ -356,6 +356,10 @@ func (f *Follower) Takeover(ctx context.Context) error {
 	if err := f.n.Writable(); err != nil {
 		return err
 	}
+	end, err := f.n.End(ctx)
+	if err != nil {
+		return err
+	}
 	marker := &kgo.Record{Topic: f.n.opts.StateTopic(), Partition: 0, Key: []byte{classEpoch}, Value: u64(epoch), Headers: []kgo.RecordHeader{
 		{Key: hEpoch, Value: u64(epoch)}, {Key: hTx, Value: u64(0)}, {Key: hCount, Value: binary.BigEndian.AppendUint32(nil, 1)}, {Key: hKind, Value: []byte{0}}}}
 	if err := f.n.plain.ProduceSync(ctx, marker).FirstErr(); err != nil {
@@ -398,6 +402,21 @@ func (f *Follower) Takeover(ctx context.Context) error {
 	b, _ := json.Marshal(mark{Role: RoleActive, Offset: at + 1, Epoch: epoch})
 	if err := f.st.Apply(ctx, nil, b); err != nil {
 		return err
+	}
+	if end == 0 {
+		// A new group: the local file (a single-process connector's, when
+		// HA is turned on for it) is where the state starts; publish it.
+		n := 0
+		err := f.st.Export(ctx, 10_000, func(ops []state.Op) error {
+			n += len(ops)
+			return f.n.Commit(ctx, ops)
+		})
+		if err != nil {
+			return fmt.Errorf("ha: publish the local state to the empty changelog: %w", err)
+		}
+		if n > 0 {
+			f.n.log.Info("ha: published the local state file to the empty changelog", "records", n)
+		}
 	}
 	if len(fix) > 0 {
 		f.n.log.Warn("ha: the previous active instance's last transaction is incomplete in the changelog; writing corrections", "records", len(fix))

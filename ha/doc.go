@@ -34,6 +34,7 @@
 //     up to it (so it applied exactly what every follower applies), writes
 //     corrections for an incomplete last transaction it did not apply, and
 //     only then opens the connector, which resumes from the replicated
-//     checkpoint. At-least-once and per-key order hold; duplicates come only
+//     checkpoint. On an empty changelog (a new group) it publishes its
+//     whole local file first (state.Store.Export). At-least-once and per-key order hold; duplicates come only
 //     from the batch in flight at the failure.
 package ha

@@ -253,3 +253,71 @@ func TestHALeaseContextReportsFencingAtOnce(t *testing.T) {
 		t.Fatal("the parent context was canceled: the test proves nothing")
 	}
 }
+
+// TestHAPublishesExistingStateToEmptyChangelog: HA turned on for an
+// existing connector: the first active instance publishes its local file
+// to the empty changelog, so a standby with an empty disk gets the whole
+// state, not only what is written after.
+func TestHAPublishesExistingStateToEmptyChangelog(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCluster(t)
+	dir := t.TempDir()
+	st, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 120; i++ { // written by the single process, before HA
+		if err := writeTx(ctx, st, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitElected(t, a, 20*time.Second)
+	fa, err := a.Follow(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fa.Takeover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := st.Counts(ctx, "products")
+	st.Close()
+
+	b, err := Start(ctx, testOptions(c, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	stB, err := state.Open(filepath.Join(dir, "b.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stB.Close()
+	fb, err := b.Follow(ctx, stB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	end, err := b.End(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fb.Offset() < end {
+		if err := fb.pollOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pos, _, ok, _ := stB.Checkpoint(ctx)
+	got, _ := stB.Counts(ctx, "products")
+	if !ok || pos.Pos != 120 || got != want || want.Total != 50 {
+		t.Fatalf("the standby restored checkpoint %v (ok %v) and counts %+v, want 120 and %+v", pos, ok, got, want)
+	}
+	if err := stB.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -56,7 +56,8 @@
 //     each committed Update after it is durable, in commit order (Updates
 //     and the hook are serialised). Store.Apply replays ops in one
 //     transaction; a file built by Apply has the same content as the
-//     original. Without a hook nothing is recorded.
+//     original; so does one built from Export's ops. Without a hook nothing
+//     is recorded.
 //   - Values returned by reads are copies: they stay valid after the
 //     transaction ends.
 package state

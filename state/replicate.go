@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -300,4 +301,69 @@ func (s *Store) Lookup(ctx context.Context, op Op) (cur Op, err error) {
 		return nil
 	})
 	return cur, err
+}
+
+// Export hands the whole content of the file (but the per-process meta
+// bucket) to fn as ops that rebuild it — bucket creations, sequences and
+// puts, in key order, the checkpoint bucket last — in slices of at most
+// batch ops, from one consistent read transaction. It publishes a state
+// that existed before replication began (high availability turned on for
+// an existing connector).
+func (s *Store) Export(ctx context.Context, batch int, fn func(ops []Op) error) error {
+	if batch <= 0 {
+		batch = 10_000
+	}
+	return s.View(ctx, func(tx *Tx) error {
+		var ops []Op
+		emit := func(op Op) error {
+			ops = append(ops, op)
+			if len(ops) < batch {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := fn(ops)
+			ops = nil
+			return err
+		}
+		var walkB func(path [][]byte, b *bolt.Bucket) error
+		walkB = func(path [][]byte, b *bolt.Bucket) error {
+			if err := emit(Op{Kind: OpCreateBucket, Bucket: path}); err != nil {
+				return err
+			}
+			if seq := b.Sequence(); seq != 0 {
+				if err := emit(Op{Kind: OpSequence, Bucket: path, Value: binary.BigEndian.AppendUint64(nil, seq)}); err != nil {
+					return err
+				}
+			}
+			return b.ForEach(func(k, v []byte) error {
+				if v == nil {
+					return walkB(appendPath(path, k), b.Bucket(k))
+				}
+				return emit(Op{Kind: OpPut, Bucket: path, Key: append([]byte(nil), k...), Value: append([]byte{}, v...)})
+			})
+		}
+		var roots [][]byte
+		err := tx.tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			if !bytes.Equal(name, bMeta) && !bytes.Equal(name, bCheckpoint) {
+				roots = append(roots, append([]byte(nil), name...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, name := range append(roots, bCheckpoint) {
+			if b := tx.tx.Bucket(name); b != nil {
+				if err := walkB([][]byte{name}, b); err != nil {
+					return err
+				}
+			}
+		}
+		if len(ops) > 0 {
+			return fn(ops)
+		}
+		return nil
+	})
 }

@@ -158,6 +158,25 @@ func TestReplicatedWritesRebuildTheSameFile(t *testing.T) {
 	if cur, err := active.Lookup(ctx, Op{Kind: OpCreateBucket, Bucket: [][]byte{bFeeds, []byte("variants")}}); err != nil || cur.Kind != OpDropBucket {
 		t.Fatalf("Lookup of a forgotten feed's bucket: %+v %v", cur, err)
 	}
+	// Export rebuilds the same content in an empty file, in slices.
+	copyDB, err := Open(filepath.Join(dir, "export.db"), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer copyDB.Close()
+	slices := 0
+	if err := active.Export(ctx, 1000, func(ops []Op) error {
+		slices++
+		if len(ops) > 1000 {
+			t.Fatalf("a slice of %d ops", len(ops))
+		}
+		return copyDB.Apply(ctx, ops, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dumpFile(t, copyDB); got != dumpFile(t, active) || slices < 2 {
+		t.Fatalf("the exported copy differs (or came in %d slices)\nactive:\n%s\ncopy:\n%s", slices, dumpFile(t, active), got)
+	}
 	// A store without a hook records nothing (no cost for one process).
 	if err := standby.Update(ctx, func(tx *Tx) error {
 		if tx.recording || len(tx.ops) != 0 {
