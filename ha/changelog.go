@@ -287,20 +287,25 @@ func (f *Follower) handle(ctx context.Context, r *kgo.Record) error {
 		return err
 	}
 	next := r.Offset + 1
-	if h.kind == 0 { // epoch marker
+	if h.kind == 0 { // epoch marker: its offset is the new epoch
 		if len(f.pending) > 0 {
 			if err := f.flush(ctx, r.Offset); err != nil {
 				return err
 			}
 		}
-		if h.epoch > f.m.Epoch {
-			f.m.Epoch = h.epoch
+		if e := uint64(r.Offset); e > f.m.Epoch {
+			f.m.Epoch = e
 		}
 		f.n.setStatus(func(s *Status) { s.Epoch = int64(f.m.Epoch) })
 		return f.save(ctx, nil, next)
 	}
-	if h.epoch < f.m.Epoch {
-		return nil // a fenced writer's late record
+	if h.epoch < f.m.Epoch { // a fenced writer's late record
+		if len(f.pending) == 0 { // read; recorded with the next apply
+			f.mu.Lock()
+			f.m.Offset = next
+			f.mu.Unlock()
+		}
+		return nil
 	}
 	if len(f.pending) > 0 && (f.ph.epoch != h.epoch || f.ph.tx != h.tx) {
 		if err := f.flush(ctx, r.Offset); err != nil { // incomplete: compacted, or corrected later
@@ -352,20 +357,25 @@ func (f *Follower) save(ctx context.Context, ops []state.Op, next int64) error {
 // (a restart then restores from the changelog). The follower is closed.
 func (f *Follower) Takeover(ctx context.Context) error {
 	defer f.cl.Close()
-	epoch := uint64(f.n.Epoch())
 	if err := f.n.Writable(); err != nil {
 		return err
 	}
+	gen := uint64(f.n.Status().Generation)
 	end, err := f.n.End(ctx)
 	if err != nil {
 		return err
 	}
-	marker := &kgo.Record{Topic: f.n.opts.StateTopic(), Partition: 0, Key: []byte{classEpoch}, Value: u64(epoch), Headers: []kgo.RecordHeader{
-		{Key: hEpoch, Value: u64(epoch)}, {Key: hTx, Value: u64(0)}, {Key: hCount, Value: binary.BigEndian.AppendUint32(nil, 1)}, {Key: hKind, Value: []byte{0}}}}
+	// The marker's offset is the epoch: offsets only grow, while group
+	// generations restart when Kafka deletes an empty group (every
+	// instance down at once). Its value is the generation, for people.
+	marker := &kgo.Record{Topic: f.n.opts.StateTopic(), Partition: 0, Key: []byte{classEpoch}, Value: u64(gen), Headers: []kgo.RecordHeader{
+		{Key: hEpoch, Value: u64(gen)}, {Key: hTx, Value: u64(0)}, {Key: hCount, Value: binary.BigEndian.AppendUint32(nil, 1)}, {Key: hKind, Value: []byte{0}}}}
 	if err := f.n.plain.ProduceSync(ctx, marker).FirstErr(); err != nil {
 		return fmt.Errorf("ha: write the epoch marker to %s: %w", f.n.opts.StateTopic(), err)
 	}
 	at := marker.Offset
+	epoch := uint64(at)
+	f.n.setEpoch(int64(at))
 	// Read up to (excluding) the marker; records of older epochs after it
 	// are ignored by every follower, so they are not applied here either.
 	for read := f.m.Offset; read < at; {

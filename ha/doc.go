@@ -7,8 +7,10 @@
 //   - At most one instance writes at a time. The instances join the group
 //     feedcdc.<name> and consume the single-partition coordination topic
 //     <prefix>.<name>.leader; the member assigned its partition 0 is
-//     active, and the group generation at that assignment is its epoch
-//     (generations only grow, so a later active has a larger epoch). An
+//     active. Its epoch is the changelog offset of the epoch marker its
+//     takeover writes: offsets only grow, so a later active has a larger
+//     epoch — also after every instance was down and Kafka deleted the
+//     empty group, which restarts group generations. An
 //     active instance may write (sinks, changelog) only while its lease
 //     holds: the lease is renewed, for SessionTimeout/2 from the moment the
 //     request was sent, each time the coordinator lists this member in the

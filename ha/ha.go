@@ -53,9 +53,11 @@ const (
 type Status struct {
 	Instance string `json:"instance"`
 	Role     Role   `json:"role"`
-	// Epoch is the active instance's epoch (its group generation when it
-	// was elected); on a standby, the newest epoch it read.
+	// Epoch is the active instance's epoch (the changelog offset of its
+	// epoch marker); on a standby, the newest epoch it read.
 	Epoch int64 `json:"epoch"`
+	// Generation is the group generation of this instance's last election.
+	Generation int64 `json:"generation,omitempty"`
 	// Lag is, on a standby, the changelog records not applied yet.
 	Lag int64 `json:"changelog_lag"`
 	// LastTakeover is when this instance last became active (zero: never).
@@ -175,10 +177,11 @@ func (n *Node) assigned(_ context.Context, cl *kgo.Client, m map[string][]int32)
 	_, gen := cl.GroupMetadata()
 	now := time.Now()
 	n.mu.Lock()
-	n.active, n.epoch, n.electedAt = true, int64(gen), now
+	n.active, n.electedAt = true, now
+	n.status.Generation = int64(gen)
 	n.leaseUntil = now.Add(n.opts.lease())
 	n.mu.Unlock()
-	n.log.Info("ha: elected active", "epoch", gen)
+	n.log.Info("ha: elected active", "generation", gen)
 	select {
 	case n.elected <- int64(gen):
 	default:
@@ -264,7 +267,8 @@ func (n *Node) Writable() error {
 	return nil
 }
 
-// Elected receives this instance's epoch each time it becomes active.
+// Elected receives this instance's group generation each time it becomes
+// active.
 func (n *Node) Elected() <-chan int64 { return n.elected }
 
 // Lost receives once each time this instance stops being active.
@@ -316,7 +320,15 @@ func (n *Node) Streaming() time.Duration {
 	return d
 }
 
-// Epoch is the epoch of this instance's current (or last) leadership.
+// setEpoch records the epoch of this leadership (its marker's offset).
+func (n *Node) setEpoch(e int64) {
+	n.mu.Lock()
+	n.epoch = e
+	n.mu.Unlock()
+}
+
+// Epoch is the epoch of this instance's current (or last) leadership: the
+// changelog offset of the epoch marker its takeover wrote.
 func (n *Node) Epoch() int64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -16,6 +16,8 @@ import (
 	"github.com/feedcdc/feedcdc/sink/filesink"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func testOptions(c *kafkatest.Cluster, instance string) Options {
@@ -65,7 +67,7 @@ func TestHAReplicatesAndTakesOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	epochA := waitElected(t, a, 20*time.Second)
+	waitElected(t, a, 20*time.Second)
 	if err := a.Writable(); err != nil {
 		t.Fatalf("the elected node is not writable: %v", err)
 	}
@@ -82,6 +84,7 @@ func TestHAReplicatesAndTakesOver(t *testing.T) {
 	if err := fa.Takeover(ctx); err != nil {
 		t.Fatal(err)
 	}
+	epochA := a.Epoch()
 	stA.Close()
 	stA, err = state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: a.Commit})
 	if err != nil {
@@ -139,16 +142,16 @@ func TestHAReplicatesAndTakesOver(t *testing.T) {
 	if err := writeTx(ctx, stA, 201); !errors.Is(err, ErrFenced) {
 		t.Fatalf("a fenced node's state commit replicated: %v", err)
 	}
-	epochB := waitElected(t, b, 20*time.Second)
-	if epochB <= epochA {
-		t.Fatalf("epoch %d after takeover, not above %d", epochB, epochA)
-	}
+	waitElected(t, b, 20*time.Second)
 	fcancel()
 	if err := <-fdone; err != nil {
 		t.Fatal(err)
 	}
 	if err := fb.Takeover(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if epochB := b.Epoch(); epochB <= epochA {
+		t.Fatalf("epoch %d after takeover, not above %d", epochB, epochA)
 	}
 	if err := b.WaitFence(ctx); err != nil {
 		t.Fatal(err)
@@ -319,5 +322,111 @@ func TestHAPublishesExistingStateToEmptyChangelog(t *testing.T) {
 	}
 	if err := stB.Check(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHAEpochSurvivesGroupDeletion: after every instance was down and the
+// empty group was deleted (Kafka does so for a group without members and
+// committed offsets), group generations start at 1 again; the next active
+// instance's writes must still be applied by a restoring standby (its
+// epoch, a changelog offset, is above every earlier one).
+func TestHAEpochSurvivesGroupDeletion(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCluster(t)
+	dir := t.TempDir()
+	takeover := func(n *Node, path string) *state.Store {
+		t.Helper()
+		st, err := state.Open(path, state.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := n.Follow(ctx, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Takeover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		st, err = state.Open(path, state.Options{NoSync: true, OnCommit: n.Commit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	// x is elected first; a joins, and becomes active when x leaves: its
+	// election is at a later generation.
+	x, err := Start(ctx, testOptions(c, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitElected(t, x, 20*time.Second)
+	stX := takeover(x, filepath.Join(dir, "x.db"))
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // let a join as a standby
+	stX.Close()
+	x.Close()
+	genA := waitElected(t, a, 20*time.Second)
+	if genA < 2 {
+		t.Fatalf("a was elected at generation %d; the test needs a later one", genA)
+	}
+	stA := takeover(a, filepath.Join(dir, "a.db"))
+	if err := writeTx(ctx, stA, 1); err != nil {
+		t.Fatal(err)
+	}
+	stA.Close()
+	a.Close()
+	// Every instance is down; the group goes.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.DeleteGroup(ctx, testOptions(c, "").Group()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Start(ctx, testOptions(c, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if genB := waitElected(t, b, 20*time.Second); genB >= genA {
+		t.Fatalf("the new group's generation %d is not below the old one's %d: the test proves nothing", genB, genA)
+	}
+	stB := takeover(b, filepath.Join(dir, "b.db"))
+	if err := writeTx(ctx, stB, 2); err != nil {
+		t.Fatal(err)
+	}
+	stB.Close()
+	// A standby with an empty disk restores everything, b's write included.
+	stC, err := state.Open(filepath.Join(dir, "c.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stC.Close()
+	f, err := b.Follow(ctx, stC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	end, err := b.End(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); f.Offset() < end; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby read up to offset %d of %d", f.Offset(), end)
+		}
+		if err := f.pollOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pos, _, ok, _ := stC.Checkpoint(ctx); !ok || pos.Pos != 2 {
+		t.Fatalf("the restored checkpoint is %v (ok %v), want the new active's 2", pos, ok)
 	}
 }

@@ -339,8 +339,8 @@ func TestHA(t *testing.T) {
 			t.Fatalf("changelog record without epoch: %+v", r)
 		}
 		e := binary.BigEndian.Uint64([]byte(ev))
-		if k, _ := r.Header("k"); k == "\x00" {
-			epoch = max(epoch, e)
+		if k, _ := r.Header("k"); k == "\x00" { // a marker: its offset is the epoch
+			epoch = max(epoch, uint64(r.Offset))
 			continue
 		}
 		if e < epoch {
