@@ -74,7 +74,11 @@ func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, node *ha
 	if err != nil {
 		return false, err
 	}
-	defer st.Close()
+	defer func() {
+		if st != nil {
+			st.Close()
+		}
+	}()
 	srv, err := serveStandby(cfg, node)
 	if err != nil {
 		return false, err
@@ -110,7 +114,18 @@ func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, node *ha
 		}
 		err = f.Takeover(ctx)
 		if errors.Is(err, ha.ErrFenced) {
+			// The takeover may have marked the file as active or written
+			// to it what the changelog lacks: restore it afresh.
 			log.Warn("ha: lost the election before the takeover finished; staying standby", "error", err)
+			if err := st.Close(); err != nil {
+				return false, err
+			}
+			if err := removeState(cfg.State.Path); err != nil {
+				return false, err
+			}
+			if st, err = openReplica(ctx, cfg, log, node); err != nil {
+				return false, err
+			}
 			continue
 		}
 		if err != nil {
