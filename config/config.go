@@ -286,7 +286,7 @@ type HA struct {
 	Brokers        []string `yaml:"brokers" doc:"Bootstrap brokers (host:port) of the Kafka cluster holding the group, the coordination topic and the state changelog. Required when enabled."`
 	TopicPrefix    string   `yaml:"topic_prefix" doc:"Prefix of the coordination topic <prefix>.<name>.leader and the compacted state changelog <prefix>.<name>.state (both created when missing)." pattern:"name" default:"feedcdc"`
 	Instance       string   `yaml:"instance" doc:"This instance's name in status, metrics and logs. Empty = host name and process id."`
-	SessionTimeout Duration `yaml:"session_timeout" doc:"Group session timeout: an active instance that has not reached the group coordinator for this long is replaced, and fences itself (stops exporting) when it notices. A takeover after a crash takes about this long." min:"1s" max:"5m" default:"6s"`
+	SessionTimeout Duration `yaml:"session_timeout" doc:"Group session timeout: an active instance that has not reached the group coordinator for this long is replaced, and fences itself (stops exporting) after half of it without reaching the coordinator. A takeover after a crash takes about 1.5 times this plus the connector's start (docs/benchmarks.md); the broker's group.min.session.timeout.ms must allow it." min:"1s" max:"5m" default:"6s"`
 	Replication    int      `yaml:"replication_factor" doc:"Replication factor of the topics feedcdc creates (-1 = the broker default)." min:"-1" max:"32" default:"-1"`
 }
 
