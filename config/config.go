@@ -69,6 +69,7 @@ type Config struct {
 	Telemetry    Telemetry        `yaml:"telemetry" doc:"Metrics, traces and health endpoints."`
 	Dashboard    Dashboard        `yaml:"dashboard" doc:"The data management dashboard (web)."`
 	Log          Log              `yaml:"log" doc:"Logging."`
+	HA           HA               `yaml:"ha" doc:"High availability on Kafka: several feedcdc run instances with the same name form one connector; one is active, the others are warm standbys (docs/operations.md, High availability)."`
 
 	// Warnings collected while loading (e.g. an unknown FEEDCDC_* variable,
 	// a world-readable secret file). Not a configuration key.
@@ -295,6 +296,16 @@ type Dashboard struct {
 	TokenEnv        string   `yaml:"token_env" doc:"Environment variable holding the dashboard token."`
 	RefreshInterval Duration `yaml:"refresh_interval" doc:"How often the page refreshes itself." min:"1s" max:"1h" default:"5s"`
 	ItemsToken      string   `yaml:"items_token" doc:"When reading feed items (GET /api/items, GET /api/feeds/{feed}/items/{id}: full item payloads) needs the token: auto (when listen is not a loopback address), always, or never." enum:"auto,always,never" default:"auto"`
+}
+
+// HA configures high availability on Kafka (docs/operations.md).
+type HA struct {
+	Enabled        bool     `yaml:"enabled" doc:"Run as one instance of a highly available connector: instances with the same name join the Kafka group feedcdc.<name>; the one assigned the coordination topic's partition is active, the others replicate its state from the changelog topic and take over when it goes. Off = one process with its local state file." default:"false"`
+	Brokers        []string `yaml:"brokers" doc:"Bootstrap brokers (host:port) of the Kafka cluster holding the group, the coordination topic and the state changelog. Required when enabled."`
+	TopicPrefix    string   `yaml:"topic_prefix" doc:"Prefix of the coordination topic <prefix>.<name>.leader and the compacted state changelog <prefix>.<name>.state (both created when missing)." pattern:"name" default:"feedcdc"`
+	Instance       string   `yaml:"instance" doc:"This instance's name in status, metrics and logs. Empty = host name and process id."`
+	SessionTimeout Duration `yaml:"session_timeout" doc:"Group session timeout: an active instance that has not reached the group coordinator for this long is replaced, and fences itself (stops exporting) after half of it without reaching the coordinator. A takeover after a crash takes about 1.5 times this plus the connector's start (docs/benchmarks.md); the broker's group.min.session.timeout.ms must allow it." min:"1s" max:"5m" default:"6s"`
+	Replication    int      `yaml:"replication_factor" doc:"Replication factor of the topics feedcdc creates (-1 = the broker default)." min:"-1" max:"32" default:"-1"`
 }
 
 // Log configures logging.

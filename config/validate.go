@@ -456,6 +456,9 @@ func (k *checker) rest() {
 	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && c.Dashboard.Listen == c.Telemetry.Listen {
 		k.add("dashboard.listen", "%s is also telemetry.listen; give the dashboard its own port (e.g. 127.0.0.1:8484)", c.Dashboard.Listen)
 	}
+	if c.HA.Enabled && len(c.HA.Brokers) == 0 {
+		k.add("ha.brokers", "is empty but ha.enabled is true; list the Kafka bootstrap brokers (e.g. [kafka-1:9092]) that hold the group and the state changelog, or set ha.enabled: false")
+	}
 	if c.Telemetry.Traces && c.Telemetry.OTLPEndpoint == "" {
 		k.add("telemetry.traces", "is true but telemetry.otlp_endpoint is empty, so spans would go nowhere; set otlp_endpoint (e.g. http://127.0.0.1:4318) or traces: false")
 	}

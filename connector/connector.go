@@ -55,6 +55,7 @@ type Connector struct {
 	// rawWake tells the raw snapshot runner that a request arrived.
 	rawWake     chan struct{}
 	rawWakeOnce sync.Once
+	guard       func(sink.Sink) sink.Sink // OpenOptions.GuardSink
 }
 
 // OpenOptions tune Open.
@@ -74,6 +75,12 @@ type OpenOptions struct {
 	// ReadOnly opens an existing state file read-only (status): nothing
 	// is written to it, and it fails while another process holds it.
 	ReadOnly bool
+	// OnCommit receives every committed state transaction's writes (high
+	// availability: the active instance replicates them; state.Options).
+	OnCommit state.CommitHook
+	// GuardSink, when set, wraps every sink a feed or raw stream routes to
+	// (high availability: a fenced instance's sends fail before they start).
+	GuardSink func(sink.Sink) sink.Sink
 }
 
 // Open builds a connector from a validated configuration: it opens the
@@ -85,7 +92,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Connector{Config: cfg, Logger: log, Sinks: map[string]sink.Sink{}, observer: oo.Observer}
+	c := &Connector{Config: cfg, Logger: log, Sinks: map[string]sink.Sink{}, observer: oo.Observer, guard: oo.GuardSink}
 	if err := c.open(oo); err != nil {
 		c.Close()
 		return nil, err
@@ -143,7 +150,7 @@ func openState(cfg *config.Config, oo OpenOptions, log *slog.Logger) (*state.Sto
 	if oo.ReadOnly {
 		return state.OpenReadOnly(cfg.State.Path, state.Options{Command: cmd, Logger: log})
 	}
-	return state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState})
+	return state.Open(cfg.State.Path, state.Options{Command: cmd, Logger: log, NewState: oo.NewState, OnCommit: oo.OnCommit})
 }
 
 // openSource opens the source pool (every statement with a deadline: the
@@ -239,15 +246,25 @@ func (c *Connector) openSinksWith(open func(name string, s *config.Sink) (sink.S
 		}
 		c.Sinks[n] = s
 	}
+	guarded := map[string]sink.Sink{}
+	route := func(n string) sink.Sink {
+		if c.guard == nil {
+			return c.Sinks[n]
+		}
+		if guarded[n] == nil {
+			guarded[n] = c.guard(c.Sinks[n])
+		}
+		return guarded[n]
+	}
 	routes := map[string][]sink.Sink{}
 	for _, feed := range cfg.EnabledFeeds() {
 		for _, n := range cfg.SinksFor(feed) {
-			routes[feed] = append(routes[feed], c.Sinks[n])
+			routes[feed] = append(routes[feed], route(n))
 		}
 	}
 	if cfg.Raw.Enabled {
 		for _, n := range cfg.RawSinks() {
-			routes["raw"] = append(routes["raw"], c.Sinks[n])
+			routes["raw"] = append(routes["raw"], route(n))
 		}
 	}
 	r, err := sink.NewRouter(routes, nil)

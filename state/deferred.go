@@ -33,7 +33,7 @@ func (t *Tx) PutDeferred(feed string, keys []string) (added int, err error) {
 	if err := validFeed(feed); err != nil {
 		return 0, err
 	}
-	b, err := t.tx.CreateBucketIfNotExists(bDeferred)
+	b, err := t.createRoot(bDeferred)
 	if err != nil {
 		return 0, fmt.Errorf("state: create the deferred keys bucket: %w", err)
 	}
@@ -57,10 +57,10 @@ func (t *Tx) DeleteDeferred(feed string, keys []string) (removed int, err error)
 	if err := t.writable(); err != nil {
 		return 0, err
 	}
-	b := t.tx.Bucket(bDeferred)
-	if b == nil {
+	if t.tx.Bucket(bDeferred) == nil {
 		return 0, nil
 	}
+	b := t.root(bDeferred)
 	for _, k := range keys {
 		t.kbuf = deferredKey(t.kbuf, feed, k)
 		if b.Get(t.kbuf) == nil {

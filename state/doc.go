@@ -55,6 +55,15 @@
 //     PutItems of its pending states (ApplyInflight, and Open for records
 //     an earlier process left); it is never applied after the final states
 //     of its own export.
+//   - Replication sees every write (high availability). With
+//     Options.OnCommit set, every write an Update makes (puts, deletes,
+//     bucket creation and removal, bucket sequences; not the per-process
+//     meta bucket) is recorded as an Op, and the hook receives the ops of
+//     each committed Update after it is durable, in commit order (Updates
+//     and the hook are serialised). Store.Apply replays ops in one
+//     transaction; a file built by Apply has the same content as the
+//     original; so does one built from Export's ops. Without a hook nothing
+//     is recorded.
 //   - Values returned by reads are copies: they stay valid after the
 //     transaction ends.
 package state

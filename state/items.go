@@ -472,7 +472,7 @@ func (t *Tx) Counts(feed string) (Counts, error) {
 	if err != nil || fb == nil {
 		return Counts{}, err
 	}
-	c, err := readCounts(fb.meta)
+	c, err := readCounts(fb.meta.Bucket)
 	if err != nil {
 		return Counts{}, fmt.Errorf("state: feed %q: %w", feed, err)
 	}

@@ -67,7 +67,7 @@ func (s *Store) AcquireFeedLock(ctx context.Context, feed, owner string) (releas
 	}
 	var stale *FeedLock
 	err = s.Update(ctx, func(tx *Tx) error {
-		b := tx.tx.Bucket(bLocks)
+		b := tx.root(bLocks)
 		stale = nil
 		if v := b.Get([]byte(feed)); v != nil {
 			var cur FeedLock
@@ -98,7 +98,7 @@ func (s *Store) AcquireFeedLock(ctx context.Context, feed, owner string) (releas
 	release = func() error {
 		once.Do(func() {
 			err := s.Update(context.Background(), func(tx *Tx) error {
-				b := tx.tx.Bucket(bLocks)
+				b := tx.root(bLocks)
 				v := b.Get([]byte(feed))
 				if v == nil {
 					return nil

@@ -124,7 +124,7 @@ func (s *Store) ForgetFeed(ctx context.Context, feed string) error {
 		return err
 	}
 	return s.Update(ctx, func(tx *Tx) error {
-		err := tx.tx.Bucket(bFeeds).DeleteBucket([]byte(feed))
+		err := tx.root(bFeeds).dropSub([]byte(feed))
 		if err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return fmt.Errorf("state: forget feed %q: %w", feed, err)
 		}
@@ -240,7 +240,7 @@ func (t *Tx) checkFeed(feed string) error {
 	if err != nil {
 		return err
 	}
-	got, err := readCounts(fb.meta)
+	got, err := readCounts(fb.meta.Bucket)
 	if err != nil {
 		bad("%v", err)
 	} else if got != want {

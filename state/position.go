@@ -60,7 +60,7 @@ func (t *Tx) DeleteCheckpoint() error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	if err := t.tx.Bucket(bCheckpoint).Delete(kPos); err != nil {
+	if err := t.root(bCheckpoint).Delete(kPos); err != nil {
 		return fmt.Errorf("state: delete checkpoint: %w", err)
 	}
 	return nil
@@ -86,7 +86,7 @@ func (t *Tx) RecordPositionChange(c PositionChange) error {
 	if err != nil {
 		return err
 	}
-	if err := t.tx.Bucket(bCheckpoint).Put(kPosHistory, b); err != nil {
+	if err := t.root(bCheckpoint).Put(kPosHistory, b); err != nil {
 		return fmt.Errorf("state: write position history: %w", err)
 	}
 	return nil

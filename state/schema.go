@@ -70,7 +70,7 @@ func (t *Tx) AppendSchema(rec SchemaRecord) (uint64, error) {
 	if err := t.writable(); err != nil {
 		return 0, err
 	}
-	b := t.tx.Bucket(bSchema)
+	b := t.root(bSchema)
 	if rec.Seq == 0 {
 		seq, err := b.NextSequence()
 		if err != nil {

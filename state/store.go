@@ -68,6 +68,11 @@ type Options struct {
 	// deleted. Without it Open fails with a *DamagedError. A healthy file is
 	// opened as usual.
 	NewState bool
+	// OnCommit, when set, receives the writes of every committed Update
+	// (high availability: the active instance replicates them to its
+	// standbys). Updates are then serialised including the hook, so it
+	// sees transactions in commit order.
+	OnCommit CommitHook
 }
 
 // Owner identifies the process that holds a state file.
@@ -123,6 +128,8 @@ type Store struct {
 	// inflight is the number of write-ahead records in the file (see
 	// bInflight), maintained by Update on commit.
 	inflight atomic.Int64
+	onCommit CommitHook
+	commitMu sync.Mutex // held across commit and hook when onCommit is set
 
 	mu      sync.Mutex
 	closed  bool
@@ -191,6 +198,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, err)
 	}
 	s := newStore(db, path, opts)
+	s.onCommit = opts.OnCommit
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -537,9 +545,15 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		return fmt.Errorf("state: %s is open read-only (for check or backup); it cannot be written", s.path)
 	}
 	var inflight int64
+	if s.onCommit != nil {
+		s.commitMu.Lock()
+		defer s.commitMu.Unlock()
+	}
+	var ops []Op
 	err := s.guarded("a write transaction", func() error {
 		return s.db.Update(func(btx *bolt.Tx) error {
 			tx := newTx(ctx, s, btx)
+			tx.recording = s.onCommit != nil
 			if err := fn(tx); err != nil {
 				return err
 			}
@@ -547,13 +561,23 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 				return err
 			}
 			inflight = tx.inflight
-			return tx.finish()
+			if err := tx.finish(); err != nil {
+				return err
+			}
+			ops = tx.ops
+			return nil
 		})
 	})
 	if err == nil && inflight != 0 {
 		s.inflight.Add(inflight)
 	}
-	return err
+	if err != nil || len(ops) == 0 {
+		return err
+	}
+	if err := s.onCommit(ctx, ops); err != nil {
+		return fmt.Errorf("state: the transaction is committed locally but its replication failed: %w", err)
+	}
+	return nil
 }
 
 // View runs fn in a read-only transaction seeing one consistent snapshot.

@@ -45,12 +45,15 @@ type Tx struct {
 	// inflight counts the write-ahead records this transaction added
 	// (negative: removed); Store.Update adds it to Store.inflight on commit.
 	inflight int64
+
+	recording bool // the store has a commit hook: writes are recorded in ops
+	ops       []Op
 }
 
 type feedBuckets struct {
 	name                                               string
-	root, items, byID, failed, status, outbox, outbxID *bolt.Bucket
-	meta                                               *bolt.Bucket
+	root, items, byID, failed, status, outbox, outbxID *bucket
+	meta                                               *bucket
 	delta                                              Counts
 	dirty                                              bool
 }
@@ -79,8 +82,8 @@ func (t *Tx) feed(feed string, create bool) (*feedBuckets, error) {
 	if err := validFeed(feed); err != nil {
 		return nil, err
 	}
-	feeds := t.tx.Bucket(bFeeds)
-	root := feeds.Bucket([]byte(feed))
+	feeds := t.root(bFeeds)
+	root := feeds.sub([]byte(feed))
 	if root == nil {
 		if !create {
 			return nil, nil
@@ -89,11 +92,11 @@ func (t *Tx) feed(feed string, create bool) (*feedBuckets, error) {
 			return nil, ErrReadOnly
 		}
 		var err error
-		if root, err = feeds.CreateBucket([]byte(feed)); err != nil {
+		if root, err = feeds.createSub([]byte(feed)); err != nil {
 			return nil, fmt.Errorf("state: create feed %q: %w", feed, err)
 		}
 		for _, n := range [][]byte{bItems, bByID, bFailed, bStatus, bOutbox, bOutboxID, bFeedMeta} {
-			if _, err := root.CreateBucket(n); err != nil {
+			if _, err := root.createSub(n); err != nil {
 				return nil, fmt.Errorf("state: create feed %q bucket %s: %w", feed, n, err)
 			}
 		}
@@ -101,13 +104,13 @@ func (t *Tx) feed(feed string, create bool) (*feedBuckets, error) {
 	fb := &feedBuckets{
 		name:    feed,
 		root:    root,
-		items:   root.Bucket(bItems),
-		byID:    root.Bucket(bByID),
-		failed:  root.Bucket(bFailed),
-		status:  root.Bucket(bStatus),
-		outbox:  root.Bucket(bOutbox),
-		outbxID: root.Bucket(bOutboxID),
-		meta:    root.Bucket(bFeedMeta),
+		items:   root.sub(bItems),
+		byID:    root.sub(bByID),
+		failed:  root.sub(bFailed),
+		status:  root.sub(bStatus),
+		outbox:  root.sub(bOutbox),
+		outbxID: root.sub(bOutboxID),
+		meta:    root.sub(bFeedMeta),
 	}
 	if fb.items == nil || fb.byID == nil || fb.failed == nil || fb.status == nil || fb.outbox == nil || fb.outbxID == nil || fb.meta == nil {
 		return nil, fmt.Errorf("state: feed %q is missing sub-buckets: %w", feed, errCorrupt)
@@ -128,7 +131,7 @@ func (t *Tx) finish() error {
 		if !fb.dirty {
 			continue
 		}
-		c, err := readCounts(fb.meta)
+		c, err := readCounts(fb.meta.Bucket)
 		if err != nil {
 			return fmt.Errorf("state: feed %q: %w", fb.name, err)
 		}
@@ -163,7 +166,7 @@ func (t *Tx) SetCheckpoint(pos change.Position, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := t.tx.Bucket(bCheckpoint).Put(kPos, b); err != nil {
+	if err := t.root(bCheckpoint).Put(kPos, b); err != nil {
 		return fmt.Errorf("state: write checkpoint: %w", err)
 	}
 	return nil

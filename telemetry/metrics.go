@@ -48,6 +48,9 @@ const (
 	MetricCheckpointAge       = "feedcdc.checkpoint.age"
 	MetricPositionGaps        = "feedcdc.position.gaps"
 	MetricFeedItems           = "feedcdc.feed.items"
+	MetricHAActive            = "feedcdc.ha.active"
+	MetricHAEpoch             = "feedcdc.ha.epoch"
+	MetricHATakeover          = "feedcdc.ha.takeover.duration"
 	attrFeed                  = "feed"
 	attrQueue                 = "queue"
 	attrFailure               = "failure"
@@ -81,6 +84,7 @@ type Metrics struct {
 	ckptFileKnown           atomic.Bool
 	ckptStoredAt            atomic.Int64 // unix nanoseconds of the last stored checkpoint; 0 = none
 	itemCounts              atomic.Pointer[func() []FeedItemCounts]
+	haStatus                atomic.Pointer[func() HAStatus]
 
 	buildDur, exportDur, e2e metric.Float64Histogram
 	fenceWait                metric.Float64Histogram
@@ -111,6 +115,7 @@ type observables struct {
 	resyncProgress, ckptAge                               metric.Float64ObservableGauge
 	lag                                                   metric.Int64ObservableGauge
 	feedItems                                             metric.Int64ObservableGauge
+	haActive, haEpoch, haTakeover                         metric.Int64ObservableGauge
 }
 
 // NewMetrics creates the instruments on meter. lag feeds the
@@ -187,6 +192,9 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.ckptFile = gauge(MetricCheckpointFile, "{file}", "Sequence number of the stored checkpoint's binlog file (mysql-bin.000042 → 42).")
 	o.ckptAge = fgauge(MetricCheckpointAge, "s", "Seconds since the checkpoint was last stored.")
 	o.feedItems = gauge(MetricFeedItems, "{item}", "Feed items of a feed in the state store now, by status: failed (status 2, will retry), rejected (status 400/1, require attention), pending (not sent yet).")
+	o.haActive = gauge(MetricHAActive, "", "High availability: 1 while this instance is the active one and its lease holds, else 0.")
+	o.haEpoch = gauge(MetricHAEpoch, "", "High availability: the epoch (group generation) of this instance's leadership.")
+	o.haTakeover = gauge(MetricHATakeover, "ms", "High availability: how long this instance's last takeover took, from its election to the connector streaming.")
 	o.lag = gauge(MetricSourceLag, "ms", "How far the binlog reader is behind the source, from event timestamps and heartbeats; 0 when idle, growing when the source is silent or disconnected.")
 	m.buildDur = hist(MetricBuildDuration, "Time to build one batch of feed items.", durationBuckets)
 	m.exportDur = hist(MetricExportDuration, "Time to export one batch of feed items to the sink, until acknowledged.", durationBuckets)
@@ -217,7 +225,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	}, o.events, o.rows, o.bytes, o.heartbeats, o.disconnects, o.txLarge, o.fenceTimeouts, o.positionGaps,
 		o.built, o.sent, o.skipped, o.failed, o.retried,
 		o.connected, o.ckptPos, o.ckptFile, o.queueDepth, o.queueBytes, o.queueCap, o.queueCapBytes,
-		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag, o.feedItems)
+		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag, o.feedItems, o.haActive, o.haEpoch, o.haTakeover)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: registering the metrics callback: %w", err)
 	}
@@ -274,6 +282,16 @@ func (m *Metrics) observe(ob metric.Observer, o *observables) {
 					attribute.String(attrFeed, c.Feed), attribute.String("status", st.status))))
 			}
 		}
+	}
+	if fn := m.haStatus.Load(); fn != nil {
+		s := (*fn)()
+		active := int64(0)
+		if s.Active {
+			active = 1
+		}
+		ob.ObserveInt64(o.haActive, active)
+		ob.ObserveInt64(o.haEpoch, s.Epoch)
+		ob.ObserveInt64(o.haTakeover, s.TakeoverMillis)
 	}
 	for _, q := range queues {
 		ob.ObserveInt64(o.queueDepth, q.items.Load(), q.obs)
@@ -494,6 +512,17 @@ type FeedItemCounts struct {
 // ItemCounts registers fn, called at every scrape (or OTLP push) for the
 // feedcdc.feed.items gauges; it must be quick and bounded.
 func (m *Metrics) ItemCounts(fn func() []FeedItemCounts) { m.itemCounts.Store(&fn) }
+
+// HAStatus is what the feedcdc.ha.* gauges show (high availability).
+type HAStatus struct {
+	Active         bool
+	Epoch          int64
+	TakeoverMillis int64
+}
+
+// HA sets the function the feedcdc.ha.* gauges read at collection time;
+// without it (no high availability) they are not reported.
+func (m *Metrics) HA(fn func() HAStatus) { m.haStatus.Store(&fn) }
 
 // Committed records the end-to-end latency of the transaction that closed
 // a batch: from its source commit (whole-second precision) to ack, when

@@ -130,6 +130,7 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 	})
 	p.ResyncProgress(250, 1000)
 	m.RawSnapshotProgress("shop.orders", 1500, 1490, 10, 4000)
+	m.HA(func() HAStatus { return HAStatus{Active: true, Epoch: 7, TakeoverMillis: 4200} })
 	q := m.Queue("changes")
 	q.Depth(12, 3000)
 	q.Capacity(1000, 64<<20)
@@ -150,6 +151,9 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 		{"feedcdc_tx_large_total", nil, 1},
 		{"feedcdc_fence_timeouts_total", nil, 1},
 		{"feedcdc_position_gaps_total", nil, 1},
+		{"feedcdc_ha_active", nil, 1},
+		{"feedcdc_ha_epoch", nil, 7},
+		{"feedcdc_ha_takeover_duration_milliseconds", nil, 4200},
 		{"feedcdc_source_retries_total", map[string]string{"reason": "connection"}, 2},
 		{"feedcdc_source_retries_total", map[string]string{"reason": "deadlock"}, 1},
 		{"feedcdc_feed_items_built_total", map[string]string{"feed": "products"}, 8},

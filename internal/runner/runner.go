@@ -21,6 +21,7 @@ import (
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
 	"github.com/feedcdc/feedcdc/dashboard"
+	"github.com/feedcdc/feedcdc/ha"
 	"github.com/feedcdc/feedcdc/telemetry"
 )
 
@@ -39,8 +40,19 @@ type Hooks struct {
 
 // Run opens and runs a connector with its telemetry and dashboard listeners
 // until ctx ends; version is reported to telemetry as the service version.
-// A context cancellation is a clean stop (nil).
+// A context cancellation is a clean stop (nil). With ha.enabled the
+// instance is one of a highly available group (see runHA).
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version string, hooks *Hooks) error {
+	if cfg.HA.Enabled {
+		return runHA(ctx, cfg, log, version, hooks)
+	}
+	return runActive(ctx, cfg, log, version, hooks, nil)
+}
+
+// runActive runs the connector; node is this instance's HA membership (nil
+// without HA): its commit hook replicates the state, its guard fences the
+// sinks, and /readyz and /ha report its role.
+func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, version string, hooks *Hooks, node *ha.Node) error {
 	tel, err := telemetry.New(ctx, telemetry.Options{ServiceName: orDefault(cfg.Telemetry.ServiceName, cfg.Name), ServiceVersion: version,
 		OTLPEndpoint: cfg.Telemetry.OTLPEndpoint, MetricInterval: cfg.Telemetry.MetricInterval.D(), TracesEnabled: cfg.Telemetry.Traces && cfg.Telemetry.OTLPEndpoint != "",
 		Lag: telemetry.LagOptions{HeartbeatPeriod: cfg.Source.Heartbeat.D()}, Logger: log})
@@ -51,8 +63,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 	if hooks == nil {
 		hooks = &Hooks{}
 	}
-	c, err := connector.Open(ctx, cfg, connector.OpenOptions{Logger: log, Command: "feedcdc run",
-		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState})
+	oo := connector.OpenOptions{Logger: log, Command: "feedcdc run",
+		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState}
+	if node != nil {
+		oo.OnCommit, oo.GuardSink = node.Commit, node.GuardSink
+	}
+	c, err := connector.Open(ctx, cfg, oo)
 	if err != nil {
 		return err
 	}
@@ -64,6 +80,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 	// unavailable: retries while nothing is built) work from the start.
 	for _, f := range cfg.EnabledFeeds() {
 		tel.Metrics.Feed(f)
+	}
+	if node != nil {
+		tel.Metrics.HA(func() telemetry.HAStatus {
+			s := node.Status()
+			return telemetry.HAStatus{Active: node.Writable() == nil, Epoch: s.Epoch, TakeoverMillis: s.TakeoverMillis}
+		})
 	}
 	lag := func() (int64, string) {
 		r := tel.Metrics.Lag().Read()
@@ -87,8 +109,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 			telemetry.LagBelow(tel.Metrics.Lag(), cfg.Telemetry.ReadyMaxLag.D()),
 			c.FenceReadiness(),
 		}
-		ready := telemetry.AllReady(append(checks, c.SinkReadiness()...)...)
-		if metricsAddr, err = serve("telemetry.listen", cfg.Telemetry.Listen, tel.Handler(ready)); err != nil {
+		var h http.Handler
+		if node != nil {
+			checks = append(checks, haReadiness(node))
+			h = haHandler(node, tel.Handler(telemetry.AllReady(append(checks, c.SinkReadiness()...)...)))
+		} else {
+			h = tel.Handler(telemetry.AllReady(append(checks, c.SinkReadiness()...)...))
+		}
+		if metricsAddr, err = serve("telemetry.listen", cfg.Telemetry.Listen, h); err != nil {
 			return err
 		}
 		log.Info("serving metrics", "url", "http://"+metricsAddr+"/metrics")
@@ -123,9 +151,21 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 		}
 		return err
 	}
+	if node != nil {
+		// The previous active instance's lease must be over before this
+		// one sends anything (docs/operations.md, Fencing).
+		if err := node.WaitFence(runCtx); err != nil {
+			return nil
+		}
+	}
 	ro := connector.RunOptions{}
-	if hooks != nil && hooks.OnReady != nil {
-		ro.OnStart = func(pos change.Position, first bool) { hooks.OnReady(c, pos, first) }
+	ro.OnStart = func(pos change.Position, first bool) {
+		if node != nil {
+			log.Info("ha: streaming; takeover complete", "epoch", node.Epoch(), "takeover_ms", node.Streaming().Milliseconds())
+		}
+		if hooks != nil && hooks.OnReady != nil {
+			hooks.OnReady(c, pos, first)
+		}
 	}
 	err = c.Run(runCtx, ro)
 	if err != nil && !errors.Is(err, context.Canceled) {
