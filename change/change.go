@@ -152,6 +152,20 @@ func (c *Change) Key() []any {
 	return k
 }
 
+// SchemaChange is one DDL statement that changed (created, altered,
+// renamed, dropped) a captured table, delivered at its place in the stream.
+type SchemaChange struct {
+	// Table names the table; its Columns and PK are the schema after the
+	// statement (empty for a dropped table, or one whose schema is unknown).
+	Table *Table
+	// Kind is CREATE, ALTER or DROP (a rename drops the old name and
+	// creates the new one).
+	Kind string
+	// DDL is the statement as logged.
+	DDL    string
+	Source Source
+}
+
 // TxEnd closes a source transaction. Position is where streaming resumes to
 // continue after it; it is the only kind of position stored as a checkpoint.
 type TxEnd struct {

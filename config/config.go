@@ -151,10 +151,14 @@ type Feed struct {
 
 // Raw configures raw per-table change streams.
 type Raw struct {
-	Enabled       bool     `yaml:"enabled" doc:"Emit every row change of the captured tables as a JSON envelope {before, after, op, source, ts_ms}."`
-	TopicTemplate string   `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true" default:"{prefix}.{db}.{table}"`
-	Tombstones    bool     `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction." default:"true"`
-	Sinks         []string `yaml:"sinks" doc:"Sinks (kafka or file) raw streams go to. Empty = every kafka and file sink." ref:"sink"`
+	Enabled            bool     `yaml:"enabled" doc:"Emit every row change of the captured tables as a JSON envelope {before, after, op, source, ts_ms}."`
+	TopicTemplate      string   `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true" default:"{prefix}.{db}.{table}"`
+	Tombstones         bool     `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction." default:"true"`
+	Sinks              []string `yaml:"sinks" doc:"Sinks (kafka or file) raw streams go to. Empty = every kafka and file sink." ref:"sink"`
+	SchemaChanges      bool     `yaml:"schema_changes" doc:"Emit a schema-change record for every DDL statement (CREATE, ALTER, RENAME, DROP) that changes a table of the raw streams: statement, db, table, binlog position/GTID, timestamp and the table's columns after it, in binlog order with the data records (Debezium's schema-change topic; docs/sinks.md)." default:"true"`
+	SchemaChangesTopic string   `yaml:"schema_changes_topic" doc:"Topic (Kafka) or file name (file sink) of schema-change records. Placeholders: {prefix}, {name}." default:"{prefix}.schema-changes"`
+	HeartbeatInterval  Duration `yaml:"heartbeat_interval" doc:"Emit a heartbeat record (the connector's current binlog position and the source server's time) this often, also while the source is idle, so consumers can tell an idle source from a stopped connector (Debezium's heartbeat.interval.ms). 0 = off." min:"0s" max:"24h"`
+	HeartbeatTopic     string   `yaml:"heartbeat_topic" doc:"Topic (Kafka) or file name (file sink) of heartbeat records. Placeholders: {prefix}, {name}." default:"{prefix}.heartbeat"`
 }
 
 // Resync configures full sync.

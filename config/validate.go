@@ -333,6 +333,8 @@ func (k *checker) raw() {
 		return
 	}
 	k.checkTemplate("raw.topic_template", r.TopicTemplate, []string{"{prefix}", "{db}", "{table}", "{name}"}, "{table}")
+	k.checkTemplate("raw.schema_changes_topic", r.SchemaChangesTopic, []string{"{prefix}", "{name}"}, "")
+	k.checkTemplate("raw.heartbeat_topic", r.HeartbeatTopic, []string{"{prefix}", "{name}"}, "")
 	for _, sn := range r.Sinks {
 		if s := k.c.Sinks[sn]; s != nil && s.Type == "http" {
 			k.add("raw.sinks", "sink %q is an http sink; raw change streams go to kafka or file sinks: remove it from raw.sinks", sn)

@@ -531,6 +531,23 @@ func (p *Pipeline) Replace(ctx context.Context, t *change.Table, from string, sr
 	return nil
 }
 
+// SchemaChange implements binlog.SchemaChanger: with schema-change
+// records on, a DDL statement that changed a table of the raw streams
+// becomes one record on the schema-change topic, in the batch that holds
+// the statement (so in binlog order with the data records).
+func (p *Pipeline) SchemaChange(ctx context.Context, sc change.SchemaChange) error {
+	if p.o.Raw == nil || !p.o.Raw.SchemaChanges || (p.o.RawTables != nil && !p.o.RawTables(sc.Table)) {
+		return nil
+	}
+	pos := sc.Source.GTID
+	if pos == "" {
+		pos = fmt.Sprintf("%s:%d", sc.Source.File, sc.Source.Pos)
+	}
+	key := raw.AppendSchemaChangeKey(nil, &sc)
+	value := p.o.Raw.AppendSchemaChange(nil, &sc)
+	return p.addRawRecords(ctx, []sink.Record{{Feed: "raw", Topic: p.o.Raw.SchemaChangesTopicName(), Key: key, Value: value, Op: "ddl", Position: pos}})
+}
+
 // rebuildReading marks every feed reading t for a full rebuild in the
 // current batch; why names the statement.
 func (p *Pipeline) rebuildReading(t *change.Table, why string, src change.Source) {
@@ -593,6 +610,12 @@ func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) e
 	if p.o.Raw.Tombstones && c.Op == change.OpDelete && key != nil {
 		rec = append(rec, sink.Record{Feed: "raw", Topic: topic, Key: key, Op: string(c.Op), Position: pos})
 	}
+	return p.addRawRecords(ctx, rec)
+}
+
+// addRawRecords adds raw records to the current batch, waiting for
+// in-flight bytes first, and cuts the batch when it is full.
+func (p *Pipeline) addRawRecords(ctx context.Context, rec []sink.Record) error {
 	n := 0
 	for i := range rec {
 		n += rec[i].Size()

@@ -50,6 +50,14 @@ type Encoder struct {
 	Tombstones bool
 	// Now returns the processing time for the top-level ts_ms (nil: time.Now).
 	Now func() time.Time
+	// SchemaChanges turns on schema-change records (one per DDL statement
+	// on a captured table) on SchemaChangesTopic
+	// (DefaultSchemaChangesTopic when empty; {prefix} is filled in).
+	SchemaChanges      bool
+	SchemaChangesTopic string
+	// HeartbeatTopic is the topic of heartbeat records
+	// (DefaultHeartbeatTopic when empty; {prefix} is filled in).
+	HeartbeatTopic string
 }
 
 // Topic returns the topic of a table.

@@ -1,0 +1,145 @@
+package raw
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+)
+
+// DefaultSchemaChangesTopic and DefaultHeartbeatTopic name the topics of
+// schema-change and heartbeat records when the Encoder leaves them empty.
+const (
+	DefaultSchemaChangesTopic = "{prefix}.schema-changes"
+	DefaultHeartbeatTopic     = "{prefix}.heartbeat"
+)
+
+// expand fills {prefix} (dropping a leading "{prefix}." when Prefix is
+// empty, like Topic).
+func (e *Encoder) expand(tpl string) string {
+	if e.Prefix == "" {
+		tpl = strings.TrimPrefix(tpl, "{prefix}.")
+	}
+	return strings.ReplaceAll(tpl, "{prefix}", e.Prefix)
+}
+
+// SchemaChangesTopicName is the topic of schema-change records.
+func (e *Encoder) SchemaChangesTopicName() string {
+	if e.SchemaChangesTopic == "" {
+		return e.expand(DefaultSchemaChangesTopic)
+	}
+	return e.expand(e.SchemaChangesTopic)
+}
+
+// HeartbeatTopicName is the topic of heartbeat records.
+func (e *Encoder) HeartbeatTopicName() string {
+	if e.HeartbeatTopic == "" {
+		return e.expand(DefaultHeartbeatTopic)
+	}
+	return e.expand(e.HeartbeatTopic)
+}
+
+// AppendSchemaChangeKey appends the key of a schema-change record,
+// {"databaseName":"<db>"} (Debezium's), so that the changes of one
+// database keep their order in one partition.
+func AppendSchemaChangeKey(buf []byte, sc *change.SchemaChange) []byte {
+	buf = append(buf, `{"databaseName":`...)
+	buf = AppendString(buf, sc.Table.DB)
+	return append(buf, '}')
+}
+
+// AppendSchemaChange appends the value of a schema-change record, shaped
+// like Debezium's schema-change topic:
+//
+//	{"source":{…},"ts_ms":…,"databaseName":"shop","schemaName":null,
+//	 "ddl":"ALTER TABLE …","tableChanges":[{"type":"ALTER","id":"\"shop\".\"t\"",
+//	  "table":{"primaryKeyColumnNames":["id"],"columns":[{"name":"id",
+//	  "typeName":"int","position":1,"optional":false,"unsigned":false},…]}}]}
+//
+// "table" is null for a dropped table (or one whose schema is unknown).
+func (e *Encoder) AppendSchemaChange(buf []byte, sc *change.SchemaChange) []byte {
+	t := sc.Table
+	buf = append(buf, `{"source":`...)
+	buf = e.appendSource(buf, t, sc.Source)
+	buf = append(buf, `,"ts_ms":`...)
+	buf = strconv.AppendInt(buf, e.now().UnixMilli(), 10)
+	buf = append(buf, `,"databaseName":`...)
+	buf = AppendString(buf, t.DB)
+	buf = append(buf, `,"schemaName":null,"ddl":`...)
+	buf = AppendString(buf, sc.DDL)
+	buf = append(buf, `,"tableChanges":[{"type":`...)
+	buf = AppendString(buf, sc.Kind)
+	buf = append(buf, `,"id":`...)
+	buf = AppendString(buf, strconv.Quote(t.DB)+"."+strconv.Quote(t.Name))
+	buf = append(buf, `,"table":`...)
+	if len(t.Columns) == 0 {
+		buf = append(buf, "null"...)
+	} else {
+		buf = append(buf, `{"primaryKeyColumnNames":[`...)
+		for i, idx := range t.PK {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			if idx < len(t.Columns) {
+				buf = AppendString(buf, t.Columns[idx].Name)
+			}
+		}
+		buf = append(buf, `],"columns":[`...)
+		for i, c := range t.Columns {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, `{"name":`...)
+			buf = AppendString(buf, c.Name)
+			buf = append(buf, `,"typeName":`...)
+			buf = AppendString(buf, c.Type)
+			buf = append(buf, `,"position":`...)
+			buf = strconv.AppendInt(buf, int64(i+1), 10)
+			buf = append(buf, `,"optional":`...)
+			buf = strconv.AppendBool(buf, c.Nullable)
+			buf = append(buf, `,"unsigned":`...)
+			buf = strconv.AppendBool(buf, c.Unsigned)
+			buf = append(buf, '}')
+		}
+		buf = append(buf, "]}"...)
+	}
+	return append(buf, "}]}"...)
+}
+
+// appendSource appends the source block of a schema-change record: where
+// the statement is in the binlog and which table it changed.
+func (e *Encoder) appendSource(buf []byte, t *change.Table, src change.Source) []byte {
+	buf = append(buf, `{"name":`...)
+	buf = AppendString(buf, e.ServerName)
+	buf = append(buf, `,"server_id":`...)
+	buf = strconv.AppendUint(buf, uint64(src.ServerID), 10)
+	buf = append(buf, `,"gtid":`...)
+	if src.GTID == "" {
+		buf = append(buf, "null"...)
+	} else {
+		buf = AppendString(buf, src.GTID)
+	}
+	buf = append(buf, `,"file":`...)
+	buf = AppendString(buf, src.File)
+	buf = append(buf, `,"pos":`...)
+	buf = strconv.AppendUint(buf, uint64(src.Pos), 10)
+	buf = append(buf, `,"ts_ms":`...)
+	if src.Timestamp.IsZero() {
+		buf = append(buf, '0')
+	} else {
+		buf = strconv.AppendInt(buf, src.Timestamp.UnixMilli(), 10)
+	}
+	buf = append(buf, `,"db":`...)
+	buf = AppendString(buf, t.DB)
+	buf = append(buf, `,"table":`...)
+	buf = AppendString(buf, t.Name)
+	return append(buf, '}')
+}
+
+func (e *Encoder) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}

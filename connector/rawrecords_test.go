@@ -1,0 +1,211 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/feedcdc/feedcdc/test/kafkatest"
+)
+
+// rawOnly is a connector with the four feeds off and raw streams of the
+// given tables of db on one Kafka sink (prefix db), plus more raw: lines.
+func rawOnly(t *testing.T, name, db, kafkaAddr string, tables []string, rawLines string, sinkLines ...string) connectorYAML {
+	t.Helper()
+	var inc []string
+	for _, tb := range tables {
+		inc = append(inc, fmt.Sprintf("%q", db+"."+tb))
+	}
+	return connectorYAML{Name: name, Database: db, Feeds: noFeeds,
+		Source:   []string{"include_tables: [" + strings.Join(inc, ", ") + "]"},
+		Sections: "raw:\n  enabled: true\n" + rawLines + kafkaSink(kafkaAddr, db, append([]string{"linger: 1ms"}, sinkLines...)...)}
+}
+
+// binlogAt orders records by their source position (one binlog file in
+// these tests, so file then pos).
+type binlogAt struct {
+	File string `json:"file"`
+	Pos  uint64 `json:"pos"`
+}
+
+func (a binlogAt) less(b binlogAt) bool {
+	if a.File != b.File {
+		return a.File < b.File
+	}
+	return a.Pos < b.Pos
+}
+
+// TestRawSchemaChangeRecordsInBinlogOrder: DDL on a captured table while a
+// workload writes to it gives one schema-change record per statement, at
+// the statement's binlog position, with the table's columns after it; every
+// data record's columns are those of the latest schema change before it in
+// the binlog, and data records lie between the DDLs (interleaved).
+func TestRawSchemaChangeRecordsInBinlogOrder(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "rawddl")
+	admin := srv.Admin(t, db)
+	if _, err := admin.Exec("CREATE TABLE w (id INT PRIMARY KEY, v INT NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE TABLE other (id INT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	cc := rawOnly(t, "rawddl", db, kafka.Addr(), []string{"w"}, "  tombstones: false\n")
+	c := openConnector(t, cc.load(t), OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitCaughtUp(t, c, admin, runErr)
+
+	var n atomic.Int64
+	stop := make(chan struct{})
+	wlErr := make(chan error, 1)
+	go func() {
+		defer close(wlErr)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := admin.Exec("INSERT INTO w (id, v) VALUES (?, ?)", i, i); err != nil {
+				wlErr <- err
+				return
+			}
+			n.Add(1)
+		}
+	}()
+	waitRows := func() {
+		for target := n.Load() + 20; n.Load() < target; {
+			select {
+			case err := <-wlErr:
+				t.Fatalf("workload: %v", err)
+			default:
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	ddls := []string{"ALTER TABLE w ADD COLUMN c1 INT", "ALTER TABLE w ADD COLUMN c2 VARCHAR(10) AFTER id",
+		"ALTER TABLE other ADD COLUMN x INT", "ALTER TABLE w DROP COLUMN c1"}
+	for _, q := range ddls {
+		waitRows()
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	waitRows()
+	close(stop)
+	if err := <-wlErr; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	type rec struct {
+		at   binlogAt
+		ddl  string
+		cols []string // schema change: columns after it; data: columns of after
+	}
+	var all []rec
+	schema, err := kafka.ReadAll(ctx, db+".schema-changes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range schema {
+		var v struct {
+			Source       binlogAt `json:"source"`
+			DatabaseName string   `json:"databaseName"`
+			DDL          string   `json:"ddl"`
+			TableChanges []struct {
+				Type  string `json:"type"`
+				ID    string `json:"id"`
+				Table struct {
+					PK      []string `json:"primaryKeyColumnNames"`
+					Columns []struct {
+						Name     string `json:"name"`
+						Position int    `json:"position"`
+					} `json:"columns"`
+				} `json:"table"`
+			} `json:"tableChanges"`
+		}
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatalf("schema-change record %s: %v", r.Value, err)
+		}
+		if string(r.Key) != fmt.Sprintf(`{"databaseName":%q}`, db) || v.DatabaseName != db || len(v.TableChanges) != 1 {
+			t.Fatalf("schema-change record key %s value %s", r.Key, r.Value)
+		}
+		tc := v.TableChanges[0]
+		if tc.Type != "ALTER" || tc.ID != fmt.Sprintf("%q.%q", db, "w") || !slices.Equal(tc.Table.PK, []string{"id"}) {
+			t.Fatalf("schema-change record %s", r.Value)
+		}
+		var cols []string
+		for i, col := range tc.Table.Columns {
+			if col.Position != i+1 {
+				t.Fatalf("column positions in %s", r.Value)
+			}
+			cols = append(cols, col.Name)
+		}
+		all = append(all, rec{at: v.Source, ddl: v.DDL, cols: cols})
+	}
+	var got []string
+	for _, r := range all {
+		got = append(got, r.ddl)
+	}
+	if want := []string{ddls[0], ddls[1], ddls[3]}; !slices.Equal(got, want) {
+		t.Fatalf("schema-change records %q, want one per DDL on the captured table %q", got, want)
+	}
+	data, err := kafka.ReadAll(ctx, db+"."+db+".w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range data {
+		var v struct {
+			Source binlogAt                   `json:"source"`
+			After  map[string]json.RawMessage `json:"after"`
+		}
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatal(err)
+		}
+		var cols []string
+		for k := range v.After {
+			cols = append(cols, k)
+		}
+		all = append(all, rec{at: v.Source, cols: cols})
+	}
+	if len(data) < int(n.Load()) {
+		t.Fatalf("%d data records, want %d", len(data), n.Load())
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].at.less(all[j].at) })
+	cur := []string{"id", "v"}
+	segment, segments := 0, []int{}
+	for _, r := range all {
+		if r.ddl != "" {
+			segments = append(segments, segment)
+			cur, segment = r.cols, 0
+			continue
+		}
+		segment++
+		a, b := slices.Clone(cur), slices.Clone(r.cols)
+		sort.Strings(a)
+		sort.Strings(b)
+		if !slices.Equal(a, b) {
+			t.Fatalf("data record at %v has columns %v, but the latest schema change before it in the binlog says %v", r.at, r.cols, cur)
+		}
+	}
+	segments = append(segments, segment)
+	for i, s := range segments {
+		if s == 0 {
+			t.Fatalf("no data records in segment %d between the schema changes (%v): not interleaved", i, segments)
+		}
+	}
+	if want := []string{"id", "c2", "v"}; !slices.Equal(cur, want) {
+		t.Fatalf("last schema change lists %v, want %v", cur, want)
+	}
+}
