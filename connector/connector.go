@@ -172,6 +172,8 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 			SchemaChanges: cfg.Raw.SchemaChanges, SchemaChangesTopic: strings.ReplaceAll(cfg.Raw.SchemaChangesTopic, "{name}", cfg.Name),
 			HeartbeatTopic: strings.ReplaceAll(cfg.Raw.HeartbeatTopic, "{name}", cfg.Name)}
 		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
+		po.Heartbeat = cfg.Raw.HeartbeatInterval.D()
+		po.ServerTime = c.serverTime
 	}
 	c.Pipeline, err = NewPipeline(po)
 	if err != nil {
@@ -179,6 +181,15 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	}
 	ok = true
 	return c, nil
+}
+
+// serverTime reads the source server's clock (heartbeat records).
+func (c *Connector) serverTime(ctx context.Context) (time.Time, error) {
+	var ms int64
+	if err := c.SourceDB.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)").Scan(&ms); err != nil {
+		return time.Time{}, fmt.Errorf("read the source server's time: %w", err)
+	}
+	return time.UnixMilli(ms), nil
 }
 
 // openSinks opens every configured sink, in name order, and routes the

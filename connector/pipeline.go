@@ -151,7 +151,12 @@ type PipelineOptions struct {
 	// reads to exist again (a two-statement table swap); default
 	// MissingTableWait.
 	MissingTableWait time.Duration
-	Now              func() time.Time
+	// Heartbeat, when positive and Raw is set, adds a heartbeat record to
+	// the raw streams this often (heartbeat.go); ServerTime reads the
+	// source server's clock for it (nil or failing: server_ts_ms null).
+	Heartbeat  time.Duration
+	ServerTime func(ctx context.Context) (time.Time, error)
+	Now        func() time.Time
 }
 
 func (o *PipelineOptions) defaults() {
@@ -320,6 +325,10 @@ type Pipeline struct {
 	// watch records the keys exported while a full sync of their feed
 	// builds chunks off the exporter (fullsync.go).
 	watch exportWatch
+	// readPos and readTime are the position and source time of the last
+	// TxEnd read (guarded by mu), for heartbeat records.
+	readPos  change.Position
+	readTime time.Time
 }
 
 // LastSync is when the feed last exported items in this process.
@@ -648,6 +657,7 @@ func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
 	p.txKeys = 0
 	p.cur.checkpoint = &pos
 	p.cur.sourceTime = e.Timestamp
+	p.readPos, p.readTime = pos, e.Timestamp
 	due := p.o.Now().Sub(p.cur.started) >= p.o.Window
 	p.mu.Unlock()
 	if due {
@@ -775,9 +785,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer it.Stop()
 		idle = it.C
 	}
-	tickErr := make(chan error, 1)
+	tickErr := make(chan error, 2) // the window ticker and heartbeats
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if p.o.Raw != nil && p.o.Heartbeat > 0 {
+		go p.heartbeats(tctx, tickErr)
+	}
 	go func() {
 		for {
 			select {

@@ -209,3 +209,78 @@ func TestRawSchemaChangeRecordsInBinlogOrder(t *testing.T) {
 		t.Fatalf("last schema change lists %v, want %v", cur, want)
 	}
 }
+
+// TestRawHeartbeatRecordsOnAnIdleSource: with raw.heartbeat_interval set,
+// heartbeat records arrive while nothing is written to the captured table,
+// each with the stream's position and the source server's time, and never
+// more often than the interval.
+func TestRawHeartbeatRecordsOnAnIdleSource(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "rawhb")
+	admin := srv.Admin(t, db)
+	if _, err := admin.Exec("CREATE TABLE idle (id INT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	const interval = 200 * time.Millisecond
+	cc := rawOnly(t, "rawhb", db, kafka.Addr(), []string{"idle"}, "  heartbeat_interval: 200ms\n")
+	c := openConnector(t, cc.load(t), OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitCaughtUp(t, c, admin, runErr)
+	type hb struct {
+		TS       int64  `json:"ts_ms"`
+		ServerTS *int64 `json:"server_ts_ms"`
+		Source   struct {
+			Name    string `json:"name"`
+			GTIDSet string `json:"gtid_set"`
+			File    string `json:"file"`
+			Pos     uint64 `json:"pos"`
+		} `json:"source"`
+	}
+	var beats []hb
+	for deadline := time.Now().Add(time.Minute); len(beats) < 8; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d heartbeat records within a minute on an idle source with heartbeat_interval %s", len(beats), interval)
+		}
+		select {
+		case err := <-runErr:
+			t.Fatalf("connector stopped: %v", err)
+		default:
+		}
+		recs, err := kafka.ReadAll(ctx, db+".heartbeat")
+		if err != nil {
+			continue // the topic is created with the first record
+		}
+		beats = beats[:0]
+		for _, r := range recs {
+			if string(r.Key) != `{"serverName":"rawhb"}` {
+				t.Fatalf("heartbeat key %s", r.Key)
+			}
+			var v hb
+			if err := json.Unmarshal(r.Value, &v); err != nil {
+				t.Fatalf("heartbeat %s: %v", r.Value, err)
+			}
+			beats = append(beats, v)
+		}
+	}
+	if n, err := kafka.ReadAll(ctx, db+"."+db+".idle"); err == nil && len(n) > 0 {
+		t.Fatalf("the idle table has %d change records", len(n))
+	}
+	for i, b := range beats {
+		if b.Source.Name != "rawhb" || b.Source.GTIDSet == "" || b.Source.File == "" || b.Source.Pos == 0 {
+			t.Fatalf("heartbeat %d carries no position: %+v", i, b)
+		}
+		if b.ServerTS == nil || *b.ServerTS <= 0 {
+			t.Fatalf("heartbeat %d carries no server time: %+v", i, b)
+		}
+		if i > 0 && b.TS < beats[i-1].TS {
+			t.Fatalf("heartbeats out of order: %d after %d", b.TS, beats[i-1].TS)
+		}
+	}
+	// A ticker never fires more often than its period: over the span the
+	// records cover, at most span/interval + 1 of them.
+	span := time.Duration(beats[len(beats)-1].TS-beats[0].TS) * time.Millisecond
+	if max := int(span/interval) + 2; len(beats) > max {
+		t.Fatalf("%d heartbeats within %s at an interval of %s", len(beats), span, interval)
+	}
+}

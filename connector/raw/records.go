@@ -137,6 +137,52 @@ func (e *Encoder) appendSource(buf []byte, t *change.Table, src change.Source) [
 	return append(buf, '}')
 }
 
+// AppendHeartbeatKey appends the key of a heartbeat record,
+// {"serverName":"<name>"} (Debezium's).
+func (e *Encoder) AppendHeartbeatKey(buf []byte) []byte {
+	buf = append(buf, `{"serverName":`...)
+	buf = AppendString(buf, e.ServerName)
+	return append(buf, '}')
+}
+
+// AppendHeartbeat appends the value of a heartbeat record:
+//
+//	{"ts_ms":…,"server_ts_ms":…|null,"source":{"name":…,"gtid_set":…|null,
+//	 "file":…,"pos":…,"ts_ms":…}}
+//
+// pos is the position of the last transaction end read (where the stream
+// is), sourceTime the source timestamp of that transaction, serverTime
+// the source server's clock when the heartbeat was made (zero: unknown).
+func (e *Encoder) AppendHeartbeat(buf []byte, pos change.Position, sourceTime, serverTime time.Time) []byte {
+	buf = append(buf, `{"ts_ms":`...)
+	buf = strconv.AppendInt(buf, e.now().UnixMilli(), 10)
+	buf = append(buf, `,"server_ts_ms":`...)
+	buf = appendMillis(buf, serverTime)
+	buf = append(buf, `,"source":{"name":`...)
+	buf = AppendString(buf, e.ServerName)
+	buf = append(buf, `,"gtid_set":`...)
+	if pos.GTIDSet == "" {
+		buf = append(buf, "null"...)
+	} else {
+		buf = AppendString(buf, pos.GTIDSet)
+	}
+	buf = append(buf, `,"file":`...)
+	buf = AppendString(buf, pos.File)
+	buf = append(buf, `,"pos":`...)
+	buf = strconv.AppendUint(buf, uint64(pos.Pos), 10)
+	buf = append(buf, `,"ts_ms":`...)
+	buf = appendMillis(buf, sourceTime)
+	return append(buf, "}}"...)
+}
+
+// appendMillis appends t as Unix milliseconds, or null for the zero time.
+func appendMillis(buf []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(buf, "null"...)
+	}
+	return strconv.AppendInt(buf, t.UnixMilli(), 10)
+}
+
 func (e *Encoder) now() time.Time {
 	if e.Now != nil {
 		return e.Now()
