@@ -172,6 +172,10 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 			SchemaChanges: cfg.Raw.SchemaChanges, SchemaChangesTopic: strings.ReplaceAll(cfg.Raw.SchemaChangesTopic, "{name}", cfg.Name),
 			HeartbeatTopic: strings.ReplaceAll(cfg.Raw.HeartbeatTopic, "{name}", cfg.Name)}
 		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
+		if r := cfg.Raw; len(r.IncludeColumns)+len(r.ExcludeColumns)+len(r.MaskColumns)+len(r.KeyColumns) > 0 {
+			po.Raw.Columns = &raw.Columns{Include: r.IncludeColumns, Exclude: r.ExcludeColumns, Masks: r.MaskColumns,
+				Salt: []byte(r.HashSalt.Value()), Keys: r.KeyColumns}
+		}
 		po.Heartbeat = cfg.Raw.HeartbeatInterval.D()
 		po.ServerTime = c.serverTime
 	}

@@ -367,6 +367,10 @@ func (p *Pipeline) newBatch() *batch {
 type rawTable struct {
 	captured bool
 	topic    string
+	// plan applies the raw column rules (nil: none concern the table);
+	// planErr is why they cannot be applied (a wrong key_columns entry).
+	plan    *raw.TablePlan
+	planErr error
 }
 
 const (
@@ -391,6 +395,7 @@ func (p *Pipeline) rawTableOf(t *change.Table) rawTable {
 	rt := rawTable{captured: p.o.RawTables == nil || p.o.RawTables(t)}
 	if rt.captured {
 		rt.topic = p.o.Raw.Topic(t)
+		rt.plan, rt.planErr = p.o.Raw.Columns.Plan(t)
 	}
 	p.rawTables[t] = rt
 	return rt
@@ -398,14 +403,18 @@ func (p *Pipeline) rawTableOf(t *change.Table) rawTable {
 
 // encodeRaw renders the key and envelope of c into the slab and returns
 // them as capacity-capped sub-slices (what raw.Encoder.Encode returns).
-func (p *Pipeline) encodeRaw(c *change.Change) (key, value []byte) {
+func (p *Pipeline) encodeRaw(c *change.Change, plan *raw.TablePlan) (key, value []byte) {
 	if cap(p.slab)-len(p.slab) < slabMinFree {
 		p.slab = make([]byte, 0, slabSize)
 	}
 	buf := p.slab
 	start := len(buf)
-	if len(c.Table.PK) > 0 {
-		buf = raw.AppendKey(buf, c)
+	kc := c
+	if plan != nil {
+		c, kc = plan.Apply(c)
+	}
+	if len(kc.Table.PK) > 0 {
+		buf = raw.AppendKey(buf, kc)
 		key = buf[start:len(buf):len(buf)]
 	}
 	vstart := len(buf)
@@ -429,7 +438,7 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 	}
 	if p.o.Raw != nil {
 		if rt := p.rawTableOf(c.Table); rt.captured {
-			if err := p.addRaw(ctx, c, rt.topic); err != nil {
+			if err := p.addRaw(ctx, c, rt); err != nil {
 				return err
 			}
 		}
@@ -506,7 +515,7 @@ func (p *Pipeline) Truncate(ctx context.Context, t *change.Table, src change.Sou
 	}
 	if p.o.Raw != nil {
 		if rt := p.rawTableOf(t); rt.captured {
-			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpTruncate, Source: src}, rt.topic); err != nil {
+			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpTruncate, Source: src}, rt); err != nil {
 				return err
 			}
 		}
@@ -528,7 +537,7 @@ func (p *Pipeline) Replace(ctx context.Context, t *change.Table, from string, sr
 	}
 	if p.o.Raw != nil {
 		if rt := p.rawTableOf(t); rt.captured {
-			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpReplace, Source: src}, rt.topic); err != nil {
+			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpReplace, Source: src}, rt); err != nil {
 				return err
 			}
 		}
@@ -607,8 +616,12 @@ func (p *Pipeline) full(b *batch) bool {
 
 // addRaw adds the raw record(s) of c to the current batch, waiting for
 // in-flight bytes first, and cuts the batch when it is full.
-func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) error {
-	key, value := p.encodeRaw(c)
+func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, rt rawTable) error {
+	if rt.planErr != nil {
+		return fmt.Errorf("connector: raw stream of %s: %w", c.Table.FullName(), rt.planErr)
+	}
+	topic := rt.topic
+	key, value := p.encodeRaw(c, rt.plan)
 	pos := c.Source.GTID
 	if pos == "" {
 		pos = fmt.Sprintf("%s:%d", c.Source.File, c.Source.Pos)

@@ -2,6 +2,9 @@ package connector
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -282,5 +285,101 @@ func TestRawHeartbeatRecordsOnAnIdleSource(t *testing.T) {
 	span := time.Duration(beats[len(beats)-1].TS-beats[0].TS) * time.Millisecond
 	if max := int(span/interval) + 2; len(beats) > max {
 		t.Fatalf("%d heartbeats within %s at an interval of %s", len(beats), span, interval)
+	}
+}
+
+// TestRawColumnRulesMaskExcludeAndKeyColumns: raw.include_columns,
+// exclude_columns, mask_columns (hash with the salt, mask:N, truncate:N)
+// and key_columns (a table without a primary key) shape what reaches
+// Kafka; the hash is checked against an independent HMAC-SHA-256.
+func TestRawColumnRulesMaskExcludeAndKeyColumns(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "rawcols")
+	admin := srv.Admin(t, db)
+	for _, q := range []string{
+		"CREATE TABLE customer (id INT PRIMARY KEY, email VARCHAR(100), phone VARCHAR(30), note TEXT, secret VARCHAR(30), name VARCHAR(30))",
+		"CREATE TABLE audit (table_name VARCHAR(30) NOT NULL, row_id INT NOT NULL, v INT)",
+		"CREATE TABLE narrow (id INT PRIMARY KEY, a INT, b INT)",
+	} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kafka := kafkatest.Start(t)
+	const salt = "pepper-7f3c"
+	rules := fmt.Sprintf(`  tombstones: false
+  exclude_columns: ["%[1]s.customer.secret"]
+  include_columns: ["%[1]s.narrow.id", "%[1]s.NARROW.a"]
+  mask_columns: {"%[1]s.customer.email": hash, "%[1]s.customer.phone": "mask:4", "*.customer.note": "truncate:3"}
+  key_columns: {"%[1]s.audit": "table_name, row_id"}
+`, db)
+	cc := rawOnly(t, "rawcols", db, kafka.Addr(), []string{"customer", "audit", "narrow"}, rules)
+	c := openConnector(t, cc.load(t, "FEEDCDC_RAW_HASH_SALT="+salt), OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitCaughtUp(t, c, admin, runErr)
+	for _, q := range []string{
+		"INSERT INTO customer VALUES (1, 'ann@example.com', '+49 170 1234567', 'Ünïcode note', 'hunter2', 'Ann')",
+		"INSERT INTO customer VALUES (2, NULL, NULL, 'ab', 'x', 'Bob')",
+		"UPDATE customer SET email = 'ann@example.org' WHERE id = 1",
+		"INSERT INTO audit VALUES ('orders', 5, 1)",
+		"INSERT INTO narrow VALUES (1, 2, 3)",
+	} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hash := func(s string) string {
+		m := hmac.New(sha256.New, []byte(salt))
+		m.Write([]byte(s))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	read := func(table string) []kafkatest.Record {
+		recs, err := kafka.ReadAll(ctx, db+"."+db+"."+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs
+	}
+	type env struct {
+		Before map[string]any `json:"before"`
+		After  map[string]any `json:"after"`
+	}
+	decode := func(r kafkatest.Record) env {
+		var e env
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	cust := read("customer")
+	if len(cust) != 3 {
+		t.Fatalf("%d customer records, want 3", len(cust))
+	}
+	want := []map[string]any{
+		{"id": 1.0, "email": hash("ann@example.com"), "phone": "****", "note": "Ünï", "name": "Ann"},
+		{"id": 2.0, "email": nil, "phone": nil, "note": "ab", "name": "Bob"},
+		{"id": 1.0, "email": hash("ann@example.org"), "phone": "****", "note": "Ünï", "name": "Ann"},
+	}
+	for i, r := range cust {
+		e := decode(r)
+		if fmt.Sprint(e.After) != fmt.Sprint(want[i]) {
+			t.Errorf("customer record %d after = %v, want %v", i, e.After, want[i])
+		}
+		if wk := fmt.Sprintf(`{"id":%v}`, want[i]["id"]); string(r.Key) != wk {
+			t.Errorf("customer record %d key %s, want %s", i, r.Key, wk)
+		}
+	}
+	if e := decode(cust[2]); fmt.Sprint(e.Before) != fmt.Sprint(want[0]) {
+		t.Errorf("update before = %v, want the masked old row %v", e.Before, want[0])
+	}
+	if a := read("audit"); len(a) != 1 || string(a[0].Key) != `{"table_name":"orders","row_id":5}` {
+		t.Errorf("audit records %v: want one keyed by key_columns", a)
+	}
+	if n := read("narrow"); len(n) != 1 || fmt.Sprint(decode(n[0]).After) != fmt.Sprint(map[string]any{"id": 1.0, "a": 2.0}) {
+		t.Errorf("narrow records: want only the included columns id, a")
 	}
 }

@@ -55,6 +55,8 @@ type Encoder struct {
 	// (DefaultSchemaChangesTopic when empty; {prefix} is filled in).
 	SchemaChanges      bool
 	SchemaChangesTopic string
+	// Columns are the column filters, masks and key overrides (nil: none).
+	Columns *Columns
 	// HeartbeatTopic is the topic of heartbeat records
 	// (DefaultHeartbeatTopic when empty; {prefix} is filled in).
 	HeartbeatTopic string
