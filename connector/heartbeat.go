@@ -61,4 +61,3 @@ func (p *Pipeline) heartbeat(ctx context.Context) error {
 		Value: enc.AppendHeartbeat(nil, pos, at, server), Op: "heartbeat", Position: pos.String()}
 	return p.addRawRecords(ctx, []sink.Record{rec})
 }
-
