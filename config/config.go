@@ -204,6 +204,7 @@ type KafkaSink struct {
 	Compact           bool              `yaml:"compact" doc:"Create entity feed topics with cleanup.policy=compact (raw topics keep the broker default)." default:"true"`
 	TopicConfigs      map[string]string `yaml:"topic_configs" doc:"Extra topic configs for created topics (e.g. retention.ms: \"604800000\", min.insync.replicas: \"2\")." keys:"config"`
 	MaxMessageBytes   ByteSize          `yaml:"max_message_bytes" doc:"Largest record sent; a bigger item fails alone as rejected. Keep at or below the broker's message.max.bytes." min:"1KiB" max:"1GiB" default:"1000000"`
+	Producer          map[string]string `yaml:"producer" doc:"Kafka producer settings handed to kafka-go's Writer, named like the Java client's properties (linger.ms, batch.size, compression.type, acks, max.request.size, request.timeout.ms, retries, ...; docs/sinks.md lists them); they override the kafka keys above. An unknown or unsupported name is refused." keys:"producer"`
 	TLS               KafkaTLS          `yaml:"tls" doc:"TLS to the brokers."`
 	SASL              KafkaSASL         `yaml:"sasl" doc:"SASL authentication."`
 }

@@ -27,6 +27,12 @@ func TestInvalidConfigs(t *testing.T) {
 		env  []string
 		want []string // all must appear in one problem
 	}{
+		{"unknown producer setting", kafka + "      producer: {linger.msx: \"5\"}\n" + base,
+			nil, []string{"sinks.main.kafka.producer.linger.msx", `unknown producer setting "linger.msx" (did you mean "linger.ms"?)`}},
+		{"unsupported producer setting", kafka + "      producer: {enable.idempotence: \"true\"}\n" + base,
+			nil, []string{"sinks.main.kafka.producer.enable.idempotence", "not supported", "no idempotent producer"}},
+		{"bad producer value", kafka + "      producer: {compression.type: brotli}\n" + base,
+			nil, []string{"sinks.main.kafka.producer.compression.type", `"brotli" is not one of none, gzip`}},
 		{"unknown raw mask", base + "raw:\n  enabled: true\n  mask_columns: {shop.c.email: sha1}\n",
 			nil, []string{"raw.mask_columns.shop.c.email", `"sha1" is not a mask; use hash, mask:N or truncate:N`}},
 		{"hash mask without salt", base + "raw:\n  enabled: true\n  mask_columns: {shop.c.email: hash}\n",

@@ -261,7 +261,7 @@ func (c *Connector) openSink(name string, s *config.Sink) (sink.Sink, error) {
 			TopicTemplate: k.TopicTemplate, ConnectorName: cfg.Name, Compression: k.Compression, Acks: k.Acks,
 			BatchSize: k.BatchSize, BatchBytes: int64(k.BatchBytes), Linger: k.Linger.D(), WriteTimeout: k.WriteTimeout.D(),
 			CreateTopics: k.CreateTopics, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Compact: k.Compact,
-			MaxMessageBytes: int64(k.MaxMessageBytes), TopicConfigs: k.TopicConfigs, Logger: c.Logger}
+			MaxMessageBytes: int64(k.MaxMessageBytes), TopicConfigs: k.TopicConfigs, Producer: k.Producer, Logger: c.Logger}
 		if tlsCfg != nil {
 			kc.TLS = kafkasink.TLSConfig{Enabled: true, Config: tlsCfg}
 		}
