@@ -346,6 +346,7 @@ func (k *checker) raw() {
 	k.checkTemplate("raw.topic_template", r.TopicTemplate, []string{"{prefix}", "{db}", "{table}", "{name}"}, "{table}")
 	k.checkTemplate("raw.schema_changes_topic", r.SchemaChangesTopic, []string{"{prefix}", "{name}"}, "")
 	k.checkTemplate("raw.heartbeat_topic", r.HeartbeatTopic, []string{"{prefix}", "{name}"}, "")
+	k.checkTemplate("raw.transaction_topic", r.TransactionTopic, []string{"{prefix}", "{name}"}, "")
 	for _, l := range []struct {
 		key  string
 		pats []string

@@ -325,6 +325,9 @@ type Pipeline struct {
 	// watch records the keys exported while a full sync of their feed
 	// builds chunks off the exporter (fullsync.go).
 	watch exportWatch
+	// tx is the transaction being read, for transaction metadata (reader
+	// goroutine only; nil between transactions).
+	tx *txMeta
 	// readPos and readTime are the position and source time of the last
 	// TxEnd read (guarded by mu), for heartbeat records.
 	readPos  change.Position
@@ -403,7 +406,7 @@ func (p *Pipeline) rawTableOf(t *change.Table) rawTable {
 
 // encodeRaw renders the key and envelope of c into the slab and returns
 // them as capacity-capped sub-slices (what raw.Encoder.Encode returns).
-func (p *Pipeline) encodeRaw(c *change.Change, plan *raw.TablePlan) (key, value []byte) {
+func (p *Pipeline) encodeRaw(c *change.Change, plan *raw.TablePlan, order *raw.TxOrder) (key, value []byte) {
 	if cap(p.slab)-len(p.slab) < slabMinFree {
 		p.slab = make([]byte, 0, slabSize)
 	}
@@ -419,6 +422,9 @@ func (p *Pipeline) encodeRaw(c *change.Change, plan *raw.TablePlan) (key, value 
 	}
 	vstart := len(buf)
 	buf = p.o.Raw.AppendEnvelope(buf, c)
+	if order != nil {
+		buf = raw.AppendTransactionBlock(buf, *order)
+	}
 	value = buf[vstart:len(buf):len(buf)]
 	if len(buf) <= cap(p.slab) {
 		// Encoded in place: the slab's free tail starts after it.
@@ -621,7 +627,15 @@ func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, rt rawTable) er
 		return fmt.Errorf("connector: raw stream of %s: %w", c.Table.FullName(), rt.planErr)
 	}
 	topic := rt.topic
-	key, value := p.encodeRaw(c, rt.plan)
+	var order *raw.TxOrder
+	if p.o.Raw.Transactions {
+		o, err := p.txEvent(ctx, c)
+		if err != nil {
+			return err
+		}
+		order = &o
+	}
+	key, value := p.encodeRaw(c, rt.plan, order)
 	pos := c.Source.GTID
 	if pos == "" {
 		pos = fmt.Sprintf("%s:%d", c.Source.File, c.Source.Pos)
@@ -662,6 +676,11 @@ func (p *Pipeline) addRawRecords(ctx context.Context, rec []sink.Record) error {
 
 // TxEnd implements binlog.Handler.
 func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
+	if p.tx != nil {
+		if err := p.txEnd(ctx, e); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	pos := e.Position
 	if p.txKeys >= p.o.BatchKeys && !p.noDefer {

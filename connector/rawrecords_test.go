@@ -383,3 +383,111 @@ func TestRawColumnRulesMaskExcludeAndKeyColumns(t *testing.T) {
 		t.Errorf("narrow records: want only the included columns id, a")
 	}
 }
+
+// TestRawTransactionMetadataCounts: with raw.transaction_metadata, every
+// transaction with raw changes gets a BEGIN and an END record whose counts
+// per table match its changes, and each envelope's transaction block
+// places the change in it; transactions without captured changes get none.
+func TestRawTransactionMetadataCounts(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "rawtx")
+	admin := srv.Admin(t, db)
+	for _, q := range []string{"CREATE TABLE a (id INT PRIMARY KEY, v INT)", "CREATE TABLE b (id INT PRIMARY KEY, v INT)", "CREATE TABLE untracked (id INT PRIMARY KEY)"} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kafka := kafkatest.Start(t)
+	cc := rawOnly(t, "rawtx", db, kafka.Addr(), []string{"a", "b"}, "  tombstones: false\n  transaction_metadata: true\n")
+	c := openConnector(t, cc.load(t), OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitCaughtUp(t, c, admin, runErr)
+	tx, err := admin.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"INSERT INTO a VALUES (1, 1)", "INSERT INTO b VALUES (1, 1)", "UPDATE a SET v = 2 WHERE id = 1", "INSERT INTO untracked VALUES (1)"} {
+		if _, err := tx.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"INSERT INTO untracked VALUES (2)", "DELETE FROM b WHERE id = 1"} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	txRecs, err := kafka.ReadAll(ctx, db+".transaction")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type txRec struct {
+		Status string `json:"status"`
+		ID     string `json:"id"`
+		Count  *int64 `json:"event_count"`
+		Colls  []struct {
+			Name  string `json:"data_collection"`
+			Count int64  `json:"event_count"`
+		} `json:"data_collections"`
+	}
+	var got []string
+	var ids []string
+	for _, r := range txRecs {
+		var v txRec
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Key) != fmt.Sprintf(`{"id":%q}`, v.ID) {
+			t.Fatalf("transaction record key %s for id %s", r.Key, v.ID)
+		}
+		s := v.Status
+		if v.Count != nil {
+			s += fmt.Sprintf(" %d", *v.Count)
+			for _, c := range v.Colls {
+				s += fmt.Sprintf(" %s=%d", strings.TrimPrefix(c.Name, db+"."), c.Count)
+			}
+		}
+		got = append(got, s)
+		if v.Status == "BEGIN" {
+			ids = append(ids, v.ID)
+		}
+	}
+	if want := []string{"BEGIN", "END 3 a=2 b=1", "BEGIN", "END 1 b=1"}; !slices.Equal(got, want) {
+		t.Fatalf("transaction records %q, want %q", got, want)
+	}
+	if len(ids) != 2 || ids[0] == ids[1] || !strings.HasPrefix(ids[0], "0-") {
+		t.Fatalf("transaction ids %q: want two GTIDs", ids)
+	}
+	blocks := map[string][]string{}
+	for _, table := range []string{"a", "b"} {
+		recs, err := kafka.ReadAll(ctx, db+"."+db+"."+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			var v struct {
+				Tx struct {
+					ID    string `json:"id"`
+					Total int64  `json:"total_order"`
+					Coll  int64  `json:"data_collection_order"`
+				} `json:"transaction"`
+			}
+			if err := json.Unmarshal(r.Value, &v); err != nil {
+				t.Fatal(err)
+			}
+			blocks[table] = append(blocks[table], fmt.Sprintf("%s/%d/%d", v.Tx.ID, v.Tx.Total, v.Tx.Coll))
+		}
+	}
+	if want := []string{ids[0] + "/1/1", ids[0] + "/3/2"}; !slices.Equal(blocks["a"], want) {
+		t.Errorf("transaction blocks of a %q, want %q", blocks["a"], want)
+	}
+	if want := []string{ids[0] + "/2/1", ids[1] + "/1/1"}; !slices.Equal(blocks["b"], want) {
+		t.Errorf("transaction blocks of b %q, want %q", blocks["b"], want)
+	}
+}

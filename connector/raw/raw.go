@@ -55,6 +55,11 @@ type Encoder struct {
 	// (DefaultSchemaChangesTopic when empty; {prefix} is filled in).
 	SchemaChanges      bool
 	SchemaChangesTopic string
+	// Transactions turns on transaction metadata: BEGIN/END records on
+	// TransactionTopic (DefaultTransactionTopic when empty) and a
+	// transaction block in every envelope.
+	Transactions     bool
+	TransactionTopic string
 	// Columns are the column filters, masks and key overrides (nil: none).
 	Columns *Columns
 	// HeartbeatTopic is the topic of heartbeat records

@@ -189,3 +189,85 @@ func (e *Encoder) now() time.Time {
 	}
 	return time.Now()
 }
+
+// DefaultTransactionTopic names the topic of transaction metadata records
+// when the Encoder leaves it empty.
+const DefaultTransactionTopic = "{prefix}.transaction"
+
+// TransactionTopicName is the topic of transaction BEGIN/END records.
+func (e *Encoder) TransactionTopicName() string {
+	if e.TransactionTopic == "" {
+		return e.expand(DefaultTransactionTopic)
+	}
+	return e.expand(e.TransactionTopic)
+}
+
+// TxOrder places one change in its transaction (Debezium's transaction
+// block): the transaction id, the change's 1-based position among the
+// transaction's events, and among the events of its table.
+type TxOrder struct {
+	ID                  string
+	TotalOrder          int64
+	DataCollectionOrder int64
+}
+
+// AppendTransactionBlock adds the transaction block to an envelope that
+// buf ends with (its closing brace is replaced):
+// …,"transaction":{"id":…,"total_order":…,"data_collection_order":…}}.
+func AppendTransactionBlock(buf []byte, o TxOrder) []byte {
+	buf = buf[:len(buf)-1]
+	buf = append(buf, `,"transaction":{"id":`...)
+	buf = AppendString(buf, o.ID)
+	buf = append(buf, `,"total_order":`...)
+	buf = strconv.AppendInt(buf, o.TotalOrder, 10)
+	buf = append(buf, `,"data_collection_order":`...)
+	buf = strconv.AppendInt(buf, o.DataCollectionOrder, 10)
+	return append(buf, "}}"...)
+}
+
+// AppendTransactionKey appends the key of a transaction record, {"id":…}.
+func AppendTransactionKey(buf []byte, id string) []byte {
+	buf = append(buf, `{"id":`...)
+	buf = AppendString(buf, id)
+	return append(buf, '}')
+}
+
+// CollectionCount is the number of events of one table in a transaction.
+type CollectionCount struct {
+	DataCollection string // "db.table"
+	EventCount     int64
+}
+
+// AppendTransaction appends a transaction record (Debezium's format):
+// BEGIN has null counts; END carries event_count and the events per table
+// in the order the tables first appeared.
+//
+//	{"status":"END","id":"0-1-42","event_count":3,
+//	 "data_collections":[{"data_collection":"shop.t","event_count":3}],"ts_ms":…}
+func (e *Encoder) AppendTransaction(buf []byte, status, id string, total int64, colls []CollectionCount, ts time.Time) []byte {
+	buf = append(buf, `{"status":`...)
+	buf = AppendString(buf, status)
+	buf = append(buf, `,"id":`...)
+	buf = AppendString(buf, id)
+	if status == "BEGIN" {
+		buf = append(buf, `,"event_count":null,"data_collections":null`...)
+	} else {
+		buf = append(buf, `,"event_count":`...)
+		buf = strconv.AppendInt(buf, total, 10)
+		buf = append(buf, `,"data_collections":[`...)
+		for i, c := range colls {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, `{"data_collection":`...)
+			buf = AppendString(buf, c.DataCollection)
+			buf = append(buf, `,"event_count":`...)
+			buf = strconv.AppendInt(buf, c.EventCount, 10)
+			buf = append(buf, '}')
+		}
+		buf = append(buf, ']')
+	}
+	buf = append(buf, `,"ts_ms":`...)
+	buf = appendMillis(buf, ts)
+	return append(buf, '}')
+}
