@@ -101,6 +101,9 @@ type Source struct {
 	Row       int       // index of the row image within its rows event
 	Timestamp time.Time // event timestamp (commit time on the source, second precision)
 	Snapshot  bool      // true for snapshot reads (Op "r")
+	Flavor    string    // "mysql" or "mariadb" (the server the change was read from)
+	Query     string    // the statement that made the row change, when the server logs it ("" otherwise)
+	Thread    uint32    // id of the session (connection) that made the change, when known (0 otherwise)
 }
 
 // Change is one row change of a captured table.

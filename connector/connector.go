@@ -65,6 +65,8 @@ type OpenOptions struct {
 	// NewState replaces a damaged, empty or foreign state file with a new
 	// one, moving the old file aside (feedcdc run --new-state).
 	NewState bool
+	// Version is feedcdc's version, source.version of raw envelopes.
+	Version string
 	// ReadOnly opens an existing state file read-only (status): nothing
 	// is written to it, and it fails while another process holds it.
 	ReadOnly bool
@@ -171,7 +173,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 		po.Raw = &raw.Encoder{ServerName: cfg.Name, Prefix: "{prefix}", TopicTemplate: strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name), Tombstones: cfg.Raw.Tombstones,
 			SchemaChanges: cfg.Raw.SchemaChanges, SchemaChangesTopic: strings.ReplaceAll(cfg.Raw.SchemaChangesTopic, "{name}", cfg.Name),
 			HeartbeatTopic: strings.ReplaceAll(cfg.Raw.HeartbeatTopic, "{name}", cfg.Name),
-			Transactions:   cfg.Raw.TransactionMetadata, TransactionTopic: strings.ReplaceAll(cfg.Raw.TransactionTopic, "{name}", cfg.Name)}
+			Version:        oo.Version, IncludeQuery: cfg.Raw.IncludeQuery, Transactions: cfg.Raw.TransactionMetadata, TransactionTopic: strings.ReplaceAll(cfg.Raw.TransactionTopic, "{name}", cfg.Name)}
 		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
 		if r := cfg.Raw; len(r.IncludeColumns)+len(r.ExcludeColumns)+len(r.MaskColumns)+len(r.KeyColumns) > 0 {
 			po.Raw.Columns = &raw.Columns{Include: r.IncludeColumns, Exclude: r.ExcludeColumns, Masks: r.MaskColumns,

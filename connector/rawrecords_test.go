@@ -491,3 +491,64 @@ func TestRawTransactionMetadataCounts(t *testing.T) {
 		t.Errorf("transaction blocks of b %q, want %q", blocks["b"], want)
 	}
 }
+
+// TestRawSourceVersionConnectorQueryThread: envelopes carry feedcdc's
+// version, the server flavor, the session id of the writer and, with
+// raw.include_query, the statement from MariaDB's annotate events.
+func TestRawSourceVersionConnectorQueryThread(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "rawsrc")
+	admin := srv.Admin(t, db)
+	if _, err := admin.Exec("CREATE TABLE q (id INT PRIMARY KEY, v VARCHAR(20))"); err != nil {
+		t.Fatal(err)
+	}
+	kafka := kafkatest.Start(t)
+	cc := rawOnly(t, "rawsrc", db, kafka.Addr(), []string{"q"}, "  tombstones: false\n  include_query: true\n")
+	c := openConnector(t, cc.load(t), OpenOptions{Version: "1.2.3-test"})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitCaughtUp(t, c, admin, runErr)
+	conn, err := admin.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var thread uint64
+	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&thread); err != nil {
+		t.Fatal(err)
+	}
+	const stmt = "INSERT INTO q VALUES (1, 'one'), (2, 'two') /* tagged */"
+	if _, err := conn.ExecContext(ctx, stmt); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := kafka.ReadAll(ctx, db+"."+db+".q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2", len(recs))
+	}
+	for _, r := range recs {
+		var v struct {
+			Source struct {
+				Version   string `json:"version"`
+				Connector string `json:"connector"`
+				Thread    uint64 `json:"thread"`
+				Query     string `json:"query"`
+			} `json:"source"`
+		}
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatal(err)
+		}
+		s := v.Source
+		// MariaDB begins a transaction with a GTID event, not a BEGIN query
+		// event, so its session id is not in the binlog: no thread (the
+		// MySQL case is TestSourceThreadAndFlavorFromMySQLBinlog).
+		if s.Version != "1.2.3-test" || s.Connector != "mariadb" || s.Thread != 0 || s.Query != stmt {
+			t.Fatalf("source %+v, want version 1.2.3-test, connector mariadb, no thread (session %d), query %q", s, thread, stmt)
+		}
+	}
+}

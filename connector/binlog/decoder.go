@@ -119,6 +119,8 @@ type decoder struct {
 	txTime     time.Time
 	addGTID    func() error // adds the transaction's GTID to gset at commit
 	txEnd      uint32       // MySQL: end position of the transaction from its GTID event's transaction length (0: unknown)
+	txThread   uint32       // session id from the transaction's BEGIN (0: unknown)
+	rowsQuery  string       // statement of the following rows events (ANNOTATE_ROWS / ROWS_QUERY), "" if not logged
 
 	requireNames bool // live: a table without column names and history is an error
 	allowPartial bool // mark missing columns with absent{} instead of failing (inspect only)
@@ -235,6 +237,10 @@ func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) 
 		return d.commit(ctx, endPos)
 	case *replication.TableMapEvent:
 		return d.tableMap(e)
+	case *replication.MariadbAnnotateRowsEvent:
+		d.rowsQuery = string(e.Query)
+	case *replication.RowsQueryEvent:
+		d.rowsQuery = string(e.Query)
 	case *replication.RowsEvent:
 		return d.rows(ctx, h, e, endPos)
 	case *replication.TransactionPayloadEvent:
@@ -354,6 +360,8 @@ func (d *decoder) startTx(h *replication.EventHeader) {
 	d.txTime = time.Unix(int64(h.Timestamp), 0).UTC()
 	d.addGTID = nil
 	d.txEnd = 0
+	d.txThread = 0
+	d.rowsQuery = ""
 }
 
 func (d *decoder) beginMySQL(h *replication.EventHeader, e *replication.GTIDEvent, tagged *replication.GtidTaggedLogEvent, endPos uint32) error {
@@ -412,6 +420,7 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 	word := firstWord(q)
 	switch word {
 	case "BEGIN":
+		d.txThread = e.SlaveProxyID
 		if d.addGTID == nil && !d.inTx {
 			// no GTID event (very old servers / anonymous): the transaction starts here
 			d.txRows = 0
@@ -671,6 +680,8 @@ func (d *decoder) commit(ctx context.Context, endPos uint32) error {
 	d.txGTID = ""
 	d.txRows = 0
 	d.txTime = time.Time{}
+	d.txThread = 0
+	d.rowsQuery = ""
 	d.addGTID = nil
 	d.txEnd = 0
 	clear(d.tables)
@@ -812,6 +823,7 @@ func (d *decoder) rows(ctx context.Context, h *replication.EventHeader, re *repl
 	for i, k := 0, 0; i < len(re.Rows); i, k = i+step, k+1 {
 		c := &change.Change{Table: ti.table, Op: op, Source: change.Source{
 			ServerID: h.ServerID, GTID: d.txGTID, File: d.file, Pos: endPos, Row: k, Timestamp: ts,
+			Flavor: d.flavor, Query: d.rowsQuery, Thread: d.txThread,
 		}}
 		img, err := d.image(ti, re, i)
 		if err != nil {

@@ -54,3 +54,17 @@ func TestRawPlanEncodesMaskedFilteredEnvelope(t *testing.T) {
 		t.Fatalf("Apply changed the original change: %v", c.After)
 	}
 }
+
+func TestRawEnvelopeSourceQueryOnlyWhenIncluded(t *testing.T) {
+	tbl := &change.Table{DB: "d", Name: "t", PK: []int{0}, Columns: []change.Column{{Name: "id"}}}
+	c := &change.Change{Table: tbl, Op: change.OpCreate, After: []any{int64(1)},
+		Source: change.Source{Flavor: "mariadb", Query: "INSERT INTO t VALUES (1)", Thread: 7}}
+	off := string((&Encoder{Version: "v1"}).AppendEnvelope(nil, c))
+	on := string((&Encoder{Version: "v1", IncludeQuery: true}).AppendEnvelope(nil, c))
+	if strings.Contains(off, "query") || !strings.Contains(off, `"source":{"version":"v1","connector":"mariadb","name":""`) || !strings.Contains(off, `"thread":7`) {
+		t.Fatalf("without include_query: %s", off)
+	}
+	if !strings.Contains(on, `"query":"INSERT INTO t VALUES (1)"`) {
+		t.Fatalf("with include_query: %s", on)
+	}
+}

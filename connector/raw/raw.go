@@ -60,6 +60,12 @@ type Encoder struct {
 	// transaction block in every envelope.
 	Transactions     bool
 	TransactionTopic string
+	// IncludeQuery adds source.query (the statement that made the change,
+	// when the server logs it) to envelopes.
+	IncludeQuery bool
+	// Version is source.version, feedcdc's version ("" leaves version and
+	// connector out of the source block).
+	Version string
 	// Columns are the column filters, masks and key overrides (nil: none).
 	Columns *Columns
 	// HeartbeatTopic is the topic of heartbeat records
@@ -172,7 +178,15 @@ func (e *Encoder) AppendEnvelope(buf []byte, c *change.Change) []byte {
 	buf = AppendRow(buf, c.Table, c.After)
 	buf = append(buf, `,"op":"`...)
 	buf = append(buf, c.Op...)
-	buf = append(buf, `","source":{"name":`...)
+	buf = append(buf, `","source":{`...)
+	if e.Version != "" {
+		buf = append(buf, `"version":`...)
+		buf = AppendString(buf, e.Version)
+		buf = append(buf, `,"connector":`...)
+		buf = AppendString(buf, c.Source.Flavor)
+		buf = append(buf, ',')
+	}
+	buf = append(buf, `"name":`...)
 	buf = AppendString(buf, e.ServerName)
 	buf = append(buf, `,"server_id":`...)
 	buf = strconv.AppendUint(buf, uint64(c.Source.ServerID), 10)
@@ -188,6 +202,14 @@ func (e *Encoder) AppendEnvelope(buf []byte, c *change.Change) []byte {
 	buf = strconv.AppendUint(buf, uint64(c.Source.Pos), 10)
 	buf = append(buf, `,"row":`...)
 	buf = strconv.AppendInt(buf, int64(c.Source.Row), 10)
+	if c.Source.Thread != 0 {
+		buf = append(buf, `,"thread":`...)
+		buf = strconv.AppendUint(buf, uint64(c.Source.Thread), 10)
+	}
+	if e.IncludeQuery && c.Source.Query != "" {
+		buf = append(buf, `,"query":`...)
+		buf = AppendString(buf, c.Source.Query)
+	}
 	buf = append(buf, `,"ts_ms":`...)
 	if c.Source.Timestamp.IsZero() {
 		buf = append(buf, '0')

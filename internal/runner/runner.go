@@ -52,7 +52,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, version stri
 		hooks = &Hooks{}
 	}
 	c, err := connector.Open(ctx, cfg, connector.OpenOptions{Logger: log, Command: "feedcdc run",
-		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState})
+		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState, Version: version})
 	if err != nil {
 		return err
 	}
