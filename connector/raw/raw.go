@@ -7,7 +7,12 @@
 //	 "ts_ms":…}
 //
 // keyed by the JSON object of the primary-key columns ({"id":1}), on a
-// topic named by a template ("{prefix}.{db}.{table}" by default).
+// topic named by a template ("{prefix}.{db}.{table}" by default). It also
+// renders the other records of the raw streams (records.go): schema
+// changes, heartbeats and transaction BEGIN/END records, and applies the
+// column rules (columns.go: include/exclude, masks, key columns) through a
+// TablePlan per table version, which never modifies the change it is
+// given.
 //
 // Invariants: encoding is append-based and allocation-light (it runs once
 // per row change on the hot path); the output is always valid JSON (invalid
