@@ -480,10 +480,11 @@ func (d *decoder) applyDDL(ctx context.Context, h *replication.EventHeader, defa
 	if d.schemas == nil {
 		return nil
 	}
-	if err := d.schemas.applyQuery(ctx, defaultDB, q, pos); err != nil {
+	err := d.schemas.applyQuery(ctx, defaultDB, q, pos)
+	changed := d.schemas.takeChanged()
+	if err != nil {
 		return err
 	}
-	changed := d.schemas.takeChanged()
 	if len(changed) == 0 {
 		return nil
 	}
