@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"io"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/feedcdc/feedcdc/change"
 )
@@ -176,20 +179,28 @@ func (cs *Columns) maskFor(full string) func(any) any {
 	salt := cs.Salt
 	switch kind {
 	case "hash":
+		// HMAC states are reused (keyed once): hmac.New per value costs
+		// more than the rest of the envelope.
+		macs := &sync.Pool{New: func() any { return hmac.New(sha256.New, salt) }}
 		return func(v any) any {
 			if v == nil {
 				return nil
 			}
-			h := hmac.New(sha256.New, salt)
+			h := macs.Get().(hash.Hash)
+			h.Reset()
 			switch x := v.(type) {
 			case string:
-				h.Write([]byte(x))
+				io.WriteString(h, x)
 			case []byte:
 				h.Write(x)
 			default:
 				h.Write(AppendValue(nil, v))
 			}
-			return hex.EncodeToString(h.Sum(nil))
+			var sum [sha256.Size]byte
+			var out [2 * sha256.Size]byte
+			hex.Encode(out[:], h.Sum(sum[:0]))
+			macs.Put(h)
+			return string(out[:])
 		}
 	case "mask":
 		stars := strings.Repeat("*", n)

@@ -1,6 +1,9 @@
 package raw
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -66,5 +69,21 @@ func TestRawEnvelopeSourceQueryOnlyWhenIncluded(t *testing.T) {
 	}
 	if !strings.Contains(on, `"query":"INSERT INTO t VALUES (1)"`) {
 		t.Fatalf("with include_query: %s", on)
+	}
+}
+
+func TestRawHashMaskIsHMACSHA256WithTheSalt(t *testing.T) {
+	tbl := &change.Table{DB: "d", Name: "t", PK: []int{0}, Columns: []change.Column{{Name: "id"}, {Name: "mail"}}}
+	p, err := (&Columns{Masks: map[string]string{"d.t.mail": "hash"}, Salt: []byte("salt")}).Plan(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // pooled MAC states give the same result every time
+		v, _ := p.Apply(&change.Change{Table: tbl, Op: change.OpCreate, After: []any{int64(1), "a@b"}})
+		m := hmac.New(sha256.New, []byte("salt"))
+		m.Write([]byte("a@b"))
+		if want := hex.EncodeToString(m.Sum(nil)); v.After[1] != want {
+			t.Fatalf("hash %v, want %s", v.After[1], want)
+		}
 	}
 }
