@@ -157,6 +157,19 @@ func TestRawSchemaChangeRecordsInBinlogOrder(t *testing.T) {
 		}
 		all = append(all, rec{at: v.Source, ddl: v.DDL, cols: cols})
 	}
+	// An independent client (kcat, librdkafka) reads the same records.
+	kc, err := kafka.KcatReadAll(ctx, db+".schema-changes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kc) != len(schema) {
+		t.Fatalf("kcat reads %d schema-change records, kgo %d", len(kc), len(schema))
+	}
+	for i, r := range kc {
+		if r.Key == nil || r.Payload == nil || *r.Key != string(schema[i].Key) || *r.Payload != string(schema[i].Value) {
+			t.Fatalf("kcat record %d differs from kgo's: %+v", i, r)
+		}
+	}
 	var got []string
 	for _, r := range all {
 		got = append(got, r.ddl)
