@@ -565,3 +565,63 @@ func TestRawSourceVersionConnectorQueryThread(t *testing.T) {
 		}
 	}
 }
+
+// TestRawSchemaChangeKindsOfCreateRenameDrop: CREATE, ALTER, RENAME (both
+// forms) and DROP of captured tables give CREATE/ALTER/DROP records, a
+// rename as a DROP of the old name and a CREATE of the new one, with the
+// columns after each statement (none for a dropped name).
+func TestRawSchemaChangeKindsOfCreateRenameDrop(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "rawkinds")
+	admin := srv.Admin(t, db)
+	kafka := kafkatest.Start(t)
+	cc := rawOnly(t, "rawkinds", db, kafka.Addr(), []string{"t*"}, "")
+	c := openConnector(t, cc.load(t), OpenOptions{})
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitCaughtUp(t, c, admin, runErr)
+	for _, q := range []string{"CREATE TABLE t1 (id INT PRIMARY KEY)", "ALTER TABLE t1 ADD COLUMN c INT", "RENAME TABLE t1 TO t2",
+		"ALTER TABLE t2 RENAME TO t3", "CREATE TABLE other (id INT PRIMARY KEY)", "DROP TABLE t3"} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := kafka.ReadAll(ctx, db+".schema-changes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		var v struct {
+			Source struct {
+				Table string `json:"table"`
+			} `json:"source"`
+			TableChanges []struct {
+				Type  string `json:"type"`
+				Table *struct {
+					Columns []struct {
+						Name string `json:"name"`
+					} `json:"columns"`
+				} `json:"table"`
+			} `json:"tableChanges"`
+		}
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatal(err)
+		}
+		tc := v.TableChanges[0]
+		s := v.Source.Table + " " + tc.Type
+		if tc.Table != nil {
+			for _, col := range tc.Table.Columns {
+				s += " " + col.Name
+			}
+		}
+		got = append(got, s)
+	}
+	want := []string{"t1 CREATE id", "t1 ALTER id c", "t1 DROP", "t2 CREATE id c", "t2 DROP", "t3 CREATE id c", "t3 DROP"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("schema-change records %q, want %q", got, want)
+	}
+}

@@ -498,12 +498,12 @@ func (d *decoder) applyDDL(ctx context.Context, h *replication.EventHeader, defa
 		t := &change.Table{DB: c.db, Name: c.table}
 		kind := "ALTER"
 		switch {
-		case word == "CREATE":
-			kind = "CREATE"
-		case c.st == nil:
+		case c.st != nil && !c.existed, word == "CREATE":
+			kind = "CREATE" // a new table, or a table renamed to this name
+		case c.st == nil && (word == "DROP" || word == "RENAME" || !c.existed):
 			kind = "DROP"
-		case word == "RENAME":
-			kind = "CREATE" // the new name of a renamed table
+		case c.st == nil && word == "ALTER" && c.existed && strings.Contains(strings.ToUpper(q), "RENAME"):
+			kind = "DROP" // ALTER TABLE … RENAME: the old name
 		}
 		if c.st != nil {
 			t.PK = append([]int(nil), c.st.PK...)

@@ -98,6 +98,7 @@ type schemaTracker struct {
 type tableChange struct {
 	db, table string
 	st        *storedTable
+	existed   bool // the history knew a schema of the table before
 }
 
 // takeChanged returns the captured tables the statements applied since the
@@ -384,7 +385,7 @@ func (t *schemaTracker) learn(ctx context.Context, db, name string, pos change.P
 // at the same position exists (a DDL re-read after a restart).
 func (t *schemaTracker) record(ctx context.Context, pos change.Position, db, table string, st *storedTable, ddl string) error {
 	if ddl != "" && t.filter.Match(db, table) {
-		t.changed = append(t.changed, tableChange{db: db, table: table, st: st})
+		t.changed = append(t.changed, tableChange{db: db, table: table, st: st, existed: t.current[tableKeyName(db, table)] != nil})
 	}
 	var js []byte
 	if st != nil {
