@@ -59,5 +59,5 @@ func (p *Pipeline) heartbeat(ctx context.Context) error {
 	enc := p.o.Raw
 	rec := sink.Record{Feed: "raw", Topic: enc.HeartbeatTopicName(), Key: enc.AppendHeartbeatKey(nil),
 		Value: enc.AppendHeartbeat(nil, pos, at, server), Op: "heartbeat", Position: pos.String()}
-	return p.addRawRecords(ctx, []sink.Record{rec})
+	return p.addRawRecords(ctx, []sink.Record{rec}, true)
 }

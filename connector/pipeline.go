@@ -255,6 +255,9 @@ type batch struct {
 	// endsBigTx is set on the batch holding the end of a big transaction:
 	// once it is exported, every deferred batch of the transaction is.
 	endsBigTx bool
+	// heartbeats counts the heartbeat records among raw: a batch holding
+	// only those does not keep the idle checkpoint from being re-stored.
+	heartbeats int
 }
 
 func (b *batch) empty() bool {
@@ -569,7 +572,7 @@ func (p *Pipeline) SchemaChange(ctx context.Context, sc change.SchemaChange) err
 	}
 	key := raw.AppendSchemaChangeKey(nil, &sc)
 	value := p.o.Raw.AppendSchemaChange(nil, &sc)
-	return p.addRawRecords(ctx, []sink.Record{{Feed: "raw", Topic: p.o.Raw.SchemaChangesTopicName(), Key: key, Value: value, Op: "ddl", Position: pos}})
+	return p.addRawRecords(ctx, []sink.Record{{Feed: "raw", Topic: p.o.Raw.SchemaChangesTopicName(), Key: key, Value: value, Op: "ddl", Position: pos}}, false)
 }
 
 // rebuildReading marks every feed reading t for a full rebuild in the
@@ -646,12 +649,13 @@ func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, rt rawTable) er
 	if p.o.Raw.Tombstones && c.Op == change.OpDelete && key != nil {
 		rec = append(rec, sink.Record{Feed: "raw", Topic: topic, Key: key, Op: string(c.Op), Position: pos})
 	}
-	return p.addRawRecords(ctx, rec)
+	return p.addRawRecords(ctx, rec, false)
 }
 
 // addRawRecords adds raw records to the current batch, waiting for
-// in-flight bytes first, and cuts the batch when it is full.
-func (p *Pipeline) addRawRecords(ctx context.Context, rec []sink.Record) error {
+// in-flight bytes first, and cuts the batch when it is full. heartbeat
+// marks heartbeat records.
+func (p *Pipeline) addRawRecords(ctx context.Context, rec []sink.Record, heartbeat bool) error {
 	n := 0
 	for i := range rec {
 		n += rec[i].Size()
@@ -666,6 +670,9 @@ func (p *Pipeline) addRawRecords(ctx context.Context, rec []sink.Record) error {
 	}
 	b.raw = append(b.raw, rec...)
 	b.rawBytes += n
+	if heartbeat {
+		b.heartbeats += len(rec)
+	}
 	full := p.full(b)
 	p.mu.Unlock()
 	if full {
@@ -1065,7 +1072,8 @@ func (p *Pipeline) idleTouch(ctx context.Context) {
 		return
 	}
 	p.mu.Lock()
-	busy := !p.cur.empty()
+	b := p.cur
+	busy := !b.empty() && !(b.nkeys == 0 && len(b.raw) == b.heartbeats && b.checkpoint == nil && len(b.rebuild) == 0)
 	p.mu.Unlock()
 	if busy || !p.touching.CompareAndSwap(false, true) {
 		return

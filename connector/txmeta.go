@@ -69,5 +69,5 @@ func (p *Pipeline) addTxRecord(ctx context.Context, status string, ts time.Time)
 	enc, tx := p.o.Raw, p.tx
 	rec := sink.Record{Feed: "raw", Topic: enc.TransactionTopicName(), Key: raw.AppendTransactionKey(nil, tx.id),
 		Value: enc.AppendTransaction(nil, status, tx.id, tx.total, tx.colls, ts), Op: status, Position: tx.id}
-	return p.addRawRecords(ctx, []sink.Record{rec})
+	return p.addRawRecords(ctx, []sink.Record{rec}, false)
 }
