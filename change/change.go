@@ -105,6 +105,9 @@ type Source struct {
 	// "incremental" (a snapshot asked for later); "" for streamed changes
 	// (rendered "false", as Debezium does).
 	Snapshot string
+	Flavor   string // "mysql" or "mariadb" (the server the change was read from)
+	Query    string // the statement that made the row change, when the server logs it ("" otherwise)
+	Thread   uint32 // id of the session (connection) that made the change, when known (0 otherwise)
 }
 
 // Change is one row change of a captured table.
@@ -154,6 +157,20 @@ func (c *Change) Key() []any {
 		}
 	}
 	return k
+}
+
+// SchemaChange is one DDL statement that changed (created, altered,
+// renamed, dropped) a captured table, delivered at its place in the stream.
+type SchemaChange struct {
+	// Table names the table; its Columns and PK are the schema after the
+	// statement (empty for a dropped table, or one whose schema is unknown).
+	Table *Table
+	// Kind is CREATE, ALTER or DROP (a rename drops the old name and
+	// creates the new one).
+	Kind string
+	// DDL is the statement as logged.
+	DDL    string
+	Source Source
 }
 
 // TxEnd closes a source transaction. Position is where streaming resumes to

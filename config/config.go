@@ -162,12 +162,26 @@ type Feed struct {
 
 // Raw configures raw per-table change streams.
 type Raw struct {
-	Enabled       bool     `yaml:"enabled" doc:"Emit every row change of the captured tables as a JSON envelope {before, after, op, source, ts_ms}."`
-	TopicTemplate string   `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true" default:"{prefix}.{db}.{table}"`
-	Tombstones    bool     `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction." default:"true"`
-	Sinks         []string `yaml:"sinks" doc:"Sinks (kafka or file) raw streams go to. Empty = every kafka and file sink." ref:"sink"`
-	Snapshot      string   `yaml:"snapshot" doc:"initial = on a first start (no checkpoint), snapshot every captured table into its raw stream (op r) while streaming, lock-free, chunked by primary key, resumable; none = only on demand (feedcdc snapshot, the dashboard, the API). Paced by resync.rows_per_second and resync.max_replica_lag." enum:"none,initial" default:"none"`
-	SnapshotChunk int      `yaml:"snapshot_chunk_size" doc:"Rows per chunk of a raw snapshot: each chunk is one SELECT by primary key, held until the stream reaches the chunk's binlog position (memory is bounded by one chunk)." min:"1" max:"100000" default:"2000"`
+	Enabled             bool              `yaml:"enabled" doc:"Emit every row change of the captured tables as a JSON envelope {before, after, op, source, ts_ms}."`
+	TopicTemplate       string            `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true" default:"{prefix}.{db}.{table}"`
+	Tombstones          bool              `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction." default:"true"`
+	Sinks               []string          `yaml:"sinks" doc:"Sinks (kafka or file) raw streams go to. Empty = every kafka and file sink." ref:"sink"`
+	SchemaChanges       bool              `yaml:"schema_changes" doc:"Emit a schema-change record for every DDL statement (CREATE, ALTER, RENAME, DROP) that changes a table of the raw streams: statement, db, table, binlog position/GTID, timestamp and the table's columns after it, in binlog order with the data records (Debezium's schema-change topic; docs/sinks.md)." default:"true"`
+	SchemaChangesTopic  string            `yaml:"schema_changes_topic" doc:"Topic (Kafka) or file name (file sink) of schema-change records. Placeholders: {prefix}, {name}." default:"{prefix}.schema-changes"`
+	HeartbeatInterval   Duration          `yaml:"heartbeat_interval" doc:"Emit a heartbeat record (the connector's current binlog position and the source server's time) this often, also while the source is idle, so consumers can tell an idle source from a stopped connector (Debezium's heartbeat.interval.ms). 0 = off." min:"0s" max:"24h"`
+	HeartbeatTopic      string            `yaml:"heartbeat_topic" doc:"Topic (Kafka) or file name (file sink) of heartbeat records. Placeholders: {prefix}, {name}." default:"{prefix}.heartbeat"`
+	TransactionMetadata bool              `yaml:"transaction_metadata" doc:"Emit a BEGIN and an END record (with the event count per table) for every transaction with raw changes on transaction_topic, and a transaction block {id, total_order, data_collection_order} in every envelope (Debezium's provide.transaction.metadata)."`
+	TransactionTopic    string            `yaml:"transaction_topic" doc:"Topic (Kafka) or file name (file sink) of transaction BEGIN/END records. Placeholders: {prefix}, {name}." default:"{prefix}.transaction"`
+	IncludeQuery        bool              `yaml:"include_query" doc:"Add source.query, the SQL statement that made the row change, to envelopes, when the server logs it (MariaDB binlog_annotate_row_events, on by default; MySQL binlog_rows_query_log_events). Off by default, like Debezium's include.query: a statement shows values in clear that mask_columns hides."`
+	IncludeColumns      []string          `yaml:"include_columns" doc:"Columns shown in raw envelopes, as db.table.column patterns (* and ?, case-insensitive). A table named by at least one pattern shows only its matching columns; other tables show every column. The record key is not affected."`
+	ExcludeColumns      []string          `yaml:"exclude_columns" doc:"Columns never shown in raw envelopes (db.table.column patterns); applied after include_columns."`
+	MaskColumns         map[string]string `yaml:"mask_columns" doc:"Masks per db.table.column pattern: hash (hex HMAC-SHA-256 of the value keyed with hash_salt), mask:N (N asterisks) or truncate:N (the first N characters; N bytes of a binary value). NULL stays null. Applied to before, after and a key column alike; with several matching patterns the first in sorted order wins." keys:"column"`
+	HashSalt            Secret            `yaml:"hash_salt" doc:"Salt (HMAC key) of hash masks; required when a mask is hash. Only from FEEDCDC_RAW_HASH_SALT, hash_salt_env or hash_salt_file."`
+	HashSaltFile        string            `yaml:"hash_salt_file" doc:"File holding the hash salt."`
+	HashSaltEnv         string            `yaml:"hash_salt_env" doc:"Environment variable holding the hash salt."`
+	KeyColumns          map[string]string `yaml:"key_columns" doc:"Message key columns per db.table pattern, comma-separated (\"sku,store_id\"): they key the table's records instead of its primary key, or supply a key for a table without one. A column the table lacks stops the stream with an error naming the entry." keys:"table"`
+	Snapshot            string            `yaml:"snapshot" doc:"initial = on a first start (no checkpoint), snapshot every captured table into its raw stream (op r) while streaming, lock-free, chunked by primary key, resumable; none = only on demand (feedcdc snapshot, the dashboard, the API). Paced by resync.rows_per_second and resync.max_replica_lag." enum:"none,initial" default:"none"`
+	SnapshotChunk       int               `yaml:"snapshot_chunk_size" doc:"Rows per chunk of a raw snapshot: each chunk is one SELECT by primary key, held until the stream reaches the chunk's binlog position (memory is bounded by one chunk)." min:"1" max:"100000" default:"2000"`
 }
 
 // Resync configures full sync.
@@ -212,6 +226,7 @@ type KafkaSink struct {
 	Compact           bool              `yaml:"compact" doc:"Create entity feed topics with cleanup.policy=compact (raw topics keep the broker default)." default:"true"`
 	TopicConfigs      map[string]string `yaml:"topic_configs" doc:"Extra topic configs for created topics (e.g. retention.ms: \"604800000\", min.insync.replicas: \"2\")." keys:"config"`
 	MaxMessageBytes   ByteSize          `yaml:"max_message_bytes" doc:"Largest record sent; a bigger item fails alone as rejected. Keep at or below the broker's message.max.bytes." min:"1KiB" max:"1GiB" default:"1000000"`
+	Producer          map[string]string `yaml:"producer" doc:"Kafka producer settings handed to kafka-go's Writer, named like the Java client's properties (linger.ms, batch.size, compression.type, acks, max.request.size, request.timeout.ms, retries, ...; docs/sinks.md lists them); they override the kafka keys above. An unknown or unsupported name is refused." keys:"producer"`
 	TLS               KafkaTLS          `yaml:"tls" doc:"TLS to the brokers."`
 	SASL              KafkaSASL         `yaml:"sasl" doc:"SASL authentication."`
 }

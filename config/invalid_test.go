@@ -27,6 +27,22 @@ func TestInvalidConfigs(t *testing.T) {
 		env  []string
 		want []string // all must appear in one problem
 	}{
+		{"unknown producer setting", kafka + "      producer: {linger.msx: \"5\"}\n" + base,
+			nil, []string{"sinks.main.kafka.producer.linger.msx", `unknown producer setting "linger.msx" (did you mean "linger.ms"?)`}},
+		{"unsupported producer setting", kafka + "      producer: {enable.idempotence: \"true\"}\n" + base,
+			nil, []string{"sinks.main.kafka.producer.enable.idempotence", "not supported", "no idempotent producer"}},
+		{"bad producer value", kafka + "      producer: {compression.type: brotli}\n" + base,
+			nil, []string{"sinks.main.kafka.producer.compression.type", `"brotli" is not one of none, gzip`}},
+		{"unknown raw mask", base + "raw:\n  enabled: true\n  mask_columns: {shop.c.email: sha1}\n",
+			nil, []string{"raw.mask_columns.shop.c.email", `"sha1" is not a mask; use hash, mask:N or truncate:N`}},
+		{"hash mask without salt", base + "raw:\n  enabled: true\n  mask_columns: {shop.c.email: hash}\n",
+			nil, []string{"raw.hash_salt", "FEEDCDC_RAW_HASH_SALT"}},
+		{"mask column not db.table.column", base + "raw:\n  enabled: true\n  mask_columns: {email: hash}\n",
+			nil, []string{"raw.mask_columns.email", "not a db.table.column pattern"}},
+		{"key_columns not db.table", base + "raw:\n  enabled: true\n  key_columns: {log: a}\n",
+			nil, []string{"raw.key_columns.log", "not a db.table pattern"}},
+		{"exclude column not db.table.column", base + "raw:\n  enabled: true\n  exclude_columns: [shop.c]\n",
+			nil, []string{"raw.exclude_columns", "not a db.table.column pattern"}},
 		{"typo in key", base + "  heartbeet: 5s\n",
 			nil, []string{"config.yaml:4:", "source.heartbeet", `did you mean "heartbeat"`}},
 		{"typo in section", base + "sink:\n  main: {type: file}\n",

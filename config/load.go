@@ -364,6 +364,14 @@ func (l *loader) stringMap(n *yaml.Node, v reflect.Value, f field, p []string) {
 			msg = fmt.Sprintf("%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", key)
 		case f.Keys == "config" && key == "cleanup.policy":
 			msg = "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs"
+		case f.Keys == "producer" && producerKeyProblem(key) != "":
+			msg = producerKeyProblem(key)
+		case f.Keys == "producer" && mv.Kind == yaml.ScalarNode && producerValueProblem(key, mv.Value) != "":
+			msg = producerValueProblem(key, mv.Value)
+		case f.Keys == "column" && strings.Count(key, ".") != 2:
+			msg = fmt.Sprintf("%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", key)
+		case f.Keys == "table" && strings.Count(key, ".") != 1:
+			msg = fmt.Sprintf("%q is not a db.table pattern (e.g. shop.events or shop.log_*)", key)
 		case f.Keys == "header" && !validHeaderName(key):
 			msg = fmt.Sprintf("%q is not a valid HTTP header name; use letters, digits and - only", key)
 		case f.Keys == "header" && looksLikeCredentialHeader(key):

@@ -337,8 +337,10 @@ func generalize(path []string) string {
 			g[i] = "<name>"
 		case i == 1 && g[0] == "feeds" && isFeedName(g[i]):
 			g[i] = "<feed>"
-		case i == 4 && g[0] == "sinks" && (g[3] == "routes" || g[3] == "headers" || g[3] == "topic_configs"):
-			g[i] = map[string]string{"routes": "<feed>", "headers": "<header>", "topic_configs": "<config>"}[g[3]]
+		case i == 2 && g[0] == "raw" && (g[1] == "mask_columns" || g[1] == "key_columns"):
+			g[i] = map[string]string{"mask_columns": "<column>", "key_columns": "<table>"}[g[1]]
+		case i == 4 && g[0] == "sinks" && (g[3] == "routes" || g[3] == "headers" || g[3] == "topic_configs" || g[3] == "producer"):
+			g[i] = map[string]string{"routes": "<feed>", "headers": "<header>", "topic_configs": "<config>", "producer": "<producer>"}[g[3]]
 		}
 	}
 	return join(g)

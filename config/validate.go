@@ -275,6 +275,17 @@ func (k *checker) feeds() {
 	}
 }
 
+var maskRE = regexp.MustCompile(`^(mask|truncate):[0-9]{1,7}$`)
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 var placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)
 
 // checkTemplate validates a topic template's placeholders and literal
@@ -309,6 +320,41 @@ func (k *checker) raw() {
 		return
 	}
 	k.checkTemplate("raw.topic_template", r.TopicTemplate, []string{"{prefix}", "{db}", "{table}", "{name}"}, "{table}")
+	k.checkTemplate("raw.schema_changes_topic", r.SchemaChangesTopic, []string{"{prefix}", "{name}"}, "")
+	k.checkTemplate("raw.heartbeat_topic", r.HeartbeatTopic, []string{"{prefix}", "{name}"}, "")
+	k.checkTemplate("raw.transaction_topic", r.TransactionTopic, []string{"{prefix}", "{name}"}, "")
+	for _, l := range []struct {
+		key  string
+		pats []string
+	}{{"raw.include_columns", r.IncludeColumns}, {"raw.exclude_columns", r.ExcludeColumns}} {
+		for _, pat := range l.pats {
+			if strings.Count(pat, ".") != 2 {
+				k.add(l.key, "%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", pat)
+			}
+		}
+	}
+	hashes := false
+	for _, col := range sortedKeys(r.MaskColumns) {
+		m := strings.TrimSpace(r.MaskColumns[col])
+		switch {
+		case m == "hash":
+			hashes = true
+		case maskRE.MatchString(m):
+		default:
+			k.add("raw.mask_columns."+col, "%q is not a mask; use hash, mask:N or truncate:N (e.g. mask:4)", m)
+		}
+	}
+	if hashes && !r.HashSalt.IsSet() {
+		k.add("raw.hash_salt", "a mask is hash but no salt is set; set FEEDCDC_RAW_HASH_SALT, raw.hash_salt_env or raw.hash_salt_file (a long random string, kept secret and stable)")
+	}
+	for _, tbl := range sortedKeys(r.KeyColumns) {
+		for _, c := range strings.Split(r.KeyColumns[tbl], ",") {
+			if strings.TrimSpace(c) == "" {
+				k.add("raw.key_columns."+tbl, "%q has an empty column name; write the columns comma-separated, e.g. \"sku,store_id\"", r.KeyColumns[tbl])
+				break
+			}
+		}
+	}
 	for _, sn := range r.Sinks {
 		if s := k.c.Sinks[sn]; s != nil && s.Type == "http" {
 			k.add("raw.sinks", "sink %q is an http sink; raw change streams go to kafka or file sinks: remove it from raw.sinks", sn)

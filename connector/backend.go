@@ -278,6 +278,9 @@ func (c *Connector) checkTarget(ctx context.Context, withCheckpoint bool) check.
 		if len(t.KeyedTables) == 0 {
 			t.KeyedTables = []string{"*.*"}
 		}
+		for p := range cfg.Raw.KeyColumns {
+			t.KeyColumnTables = append(t.KeyColumnTables, p)
+		}
 	}
 	if withCheckpoint && c.Store != nil {
 		if pos, at, ok, err := c.Store.Checkpoint(ctx); err == nil && ok {

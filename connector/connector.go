@@ -72,6 +72,8 @@ type OpenOptions struct {
 	// NewState replaces a damaged, empty or foreign state file with a new
 	// one, moving the old file aside (feedcdc run --new-state).
 	NewState bool
+	// Version is feedcdc's version, source.version of raw envelopes.
+	Version string
 	// ReadOnly opens an existing state file read-only (status): nothing
 	// is written to it, and it fails while another process holds it.
 	ReadOnly bool
@@ -206,11 +208,29 @@ func (c *Connector) pipelineOptions(oo OpenOptions) PipelineOptions {
 		}
 	}
 	if cfg.Raw.Enabled {
-		po.Raw = &raw.Encoder{ServerName: cfg.Name, Prefix: "{prefix}", TopicTemplate: strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name), Tombstones: cfg.Raw.Tombstones}
+		po.Raw = &raw.Encoder{ServerName: cfg.Name, Prefix: "{prefix}", TopicTemplate: strings.ReplaceAll(cfg.Raw.TopicTemplate, "{name}", cfg.Name), Tombstones: cfg.Raw.Tombstones,
+			SchemaChanges: cfg.Raw.SchemaChanges, SchemaChangesTopic: strings.ReplaceAll(cfg.Raw.SchemaChangesTopic, "{name}", cfg.Name),
+			HeartbeatTopic: strings.ReplaceAll(cfg.Raw.HeartbeatTopic, "{name}", cfg.Name),
+			Version:        oo.Version, IncludeQuery: cfg.Raw.IncludeQuery, Transactions: cfg.Raw.TransactionMetadata, TransactionTopic: strings.ReplaceAll(cfg.Raw.TransactionTopic, "{name}", cfg.Name)}
 		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
 		po.RawTopicName = c.rawTopicName
+		if r := cfg.Raw; len(r.IncludeColumns)+len(r.ExcludeColumns)+len(r.MaskColumns)+len(r.KeyColumns) > 0 {
+			po.Raw.Columns = &raw.Columns{Include: r.IncludeColumns, Exclude: r.ExcludeColumns, Masks: r.MaskColumns,
+				Salt: []byte(r.HashSalt.Value()), Keys: r.KeyColumns}
+		}
+		po.Heartbeat = cfg.Raw.HeartbeatInterval.D()
+		po.ServerTime = c.serverTime
 	}
 	return po
+}
+
+// serverTime reads the source server's clock (heartbeat records).
+func (c *Connector) serverTime(ctx context.Context) (time.Time, error) {
+	var ms int64
+	if err := c.SourceDB.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)").Scan(&ms); err != nil {
+		return time.Time{}, fmt.Errorf("read the source server's time: %w", err)
+	}
+	return time.UnixMilli(ms), nil
 }
 
 // openSinks opens every configured sink, in name order, and routes the
@@ -288,7 +308,7 @@ func (c *Connector) openSink(name string, s *config.Sink) (sink.Sink, error) {
 			TopicTemplate: k.TopicTemplate, ConnectorName: cfg.Name, Compression: k.Compression, Acks: k.Acks,
 			BatchSize: k.BatchSize, BatchBytes: int64(k.BatchBytes), Linger: k.Linger.D(), WriteTimeout: k.WriteTimeout.D(),
 			CreateTopics: k.CreateTopics, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Compact: k.Compact,
-			MaxMessageBytes: int64(k.MaxMessageBytes), TopicConfigs: k.TopicConfigs, Logger: c.Logger}
+			MaxMessageBytes: int64(k.MaxMessageBytes), TopicConfigs: k.TopicConfigs, Producer: k.Producer, Logger: c.Logger}
 		if tlsCfg != nil {
 			kc.TLS = kafkasink.TLSConfig{Enabled: true, Config: tlsCfg}
 		}

@@ -156,7 +156,12 @@ type PipelineOptions struct {
 	// reads to exist again (a two-statement table swap); default
 	// MissingTableWait.
 	MissingTableWait time.Duration
-	Now              func() time.Time
+	// Heartbeat, when positive and Raw is set, adds a heartbeat record to
+	// the raw streams this often (heartbeat.go); ServerTime reads the
+	// source server's clock for it (nil or failing: server_ts_ms null).
+	Heartbeat  time.Duration
+	ServerTime func(ctx context.Context) (time.Time, error)
+	Now        func() time.Time
 }
 
 func (o *PipelineOptions) defaults() {
@@ -258,6 +263,9 @@ type batch struct {
 	// rawSnaps is the progress of raw snapshots whose chunk ends in this
 	// batch, written in its state transaction (rawsnapshot.go).
 	rawSnaps []state.RawSnapshot
+	// heartbeats counts the heartbeat records among raw: a batch holding
+	// only those does not keep the idle checkpoint from being re-stored.
+	heartbeats int
 }
 
 func (b *batch) empty() bool {
@@ -330,6 +338,13 @@ type Pipeline struct {
 	watch exportWatch
 	// snap reconciles raw snapshot chunks with the stream (rawsnapshot.go).
 	snap snapWatch
+	// tx is the transaction being read, for transaction metadata (reader
+	// goroutine only; nil between transactions).
+	tx *txMeta
+	// readPos and readTime are the position and source time of the last
+	// TxEnd read (guarded by mu), for heartbeat records.
+	readPos  change.Position
+	readTime time.Time
 }
 
 // LastSync is when the feed last exported items in this process.
@@ -368,6 +383,10 @@ func (p *Pipeline) newBatch() *batch {
 type rawTable struct {
 	captured bool
 	topic    string
+	// plan applies the raw column rules (nil: none concern the table);
+	// planErr is why they cannot be applied (a wrong key_columns entry).
+	plan    *raw.TablePlan
+	planErr error
 }
 
 const (
@@ -392,6 +411,7 @@ func (p *Pipeline) rawTableOf(t *change.Table) rawTable {
 	rt := rawTable{captured: p.o.RawTables == nil || p.o.RawTables(t)}
 	if rt.captured {
 		rt.topic = p.o.Raw.Topic(t)
+		rt.plan, rt.planErr = p.o.Raw.Columns.Plan(t)
 	}
 	p.rawTables[t] = rt
 	return rt
@@ -399,18 +419,25 @@ func (p *Pipeline) rawTableOf(t *change.Table) rawTable {
 
 // encodeRaw renders the key and envelope of c into the slab and returns
 // them as capacity-capped sub-slices (what raw.Encoder.Encode returns).
-func (p *Pipeline) encodeRaw(c *change.Change) (key, value []byte) {
+func (p *Pipeline) encodeRaw(c *change.Change, plan *raw.TablePlan, order *raw.TxOrder) (key, value []byte) {
 	if cap(p.slab)-len(p.slab) < slabMinFree {
 		p.slab = make([]byte, 0, slabSize)
 	}
 	buf := p.slab
 	start := len(buf)
-	if len(c.Table.PK) > 0 {
-		buf = raw.AppendKey(buf, c)
+	kc := c
+	if plan != nil {
+		c, kc = plan.Apply(c)
+	}
+	if len(kc.Table.PK) > 0 {
+		buf = raw.AppendKey(buf, kc)
 		key = buf[start:len(buf):len(buf)]
 	}
 	vstart := len(buf)
 	buf = p.o.Raw.AppendEnvelope(buf, c)
+	if order != nil {
+		buf = raw.AppendTransactionBlock(buf, *order)
+	}
 	value = buf[vstart:len(buf):len(buf)]
 	if len(buf) <= cap(p.slab) {
 		// Encoded in place: the slab's free tail starts after it.
@@ -435,7 +462,7 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 			if p.snap.pending != nil {
 				p.snap.changed(c)
 			}
-			if err := p.addRaw(ctx, c, rt.topic); err != nil {
+			if err := p.addRaw(ctx, c, rt); err != nil {
 				return err
 			}
 		}
@@ -515,7 +542,7 @@ func (p *Pipeline) Truncate(ctx context.Context, t *change.Table, src change.Sou
 	}
 	if p.o.Raw != nil {
 		if rt := p.rawTableOf(t); rt.captured {
-			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpTruncate, Source: src}, rt.topic); err != nil {
+			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpTruncate, Source: src}, rt); err != nil {
 				return err
 			}
 		}
@@ -540,7 +567,7 @@ func (p *Pipeline) Replace(ctx context.Context, t *change.Table, from string, sr
 	}
 	if p.o.Raw != nil {
 		if rt := p.rawTableOf(t); rt.captured {
-			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpReplace, Source: src}, rt.topic); err != nil {
+			if err := p.addRaw(ctx, &change.Change{Table: t, Op: change.OpReplace, Source: src}, rt); err != nil {
 				return err
 			}
 		}
@@ -550,6 +577,23 @@ func (p *Pipeline) Replace(ctx context.Context, t *change.Table, from string, sr
 	}
 	p.rebuildReading(t, "RENAME of "+from+" to "+t.FullName(), src)
 	return nil
+}
+
+// SchemaChange implements binlog.SchemaChanger: with schema-change
+// records on, a DDL statement that changed a table of the raw streams
+// becomes one record on the schema-change topic, in the batch that holds
+// the statement (so in binlog order with the data records).
+func (p *Pipeline) SchemaChange(ctx context.Context, sc change.SchemaChange) error {
+	if p.o.Raw == nil || !p.o.Raw.SchemaChanges || (p.o.RawTables != nil && !p.o.RawTables(sc.Table)) {
+		return nil
+	}
+	pos := sc.Source.GTID
+	if pos == "" {
+		pos = fmt.Sprintf("%s:%d", sc.Source.File, sc.Source.Pos)
+	}
+	key := raw.AppendSchemaChangeKey(nil, &sc)
+	value := p.o.Raw.AppendSchemaChange(nil, &sc)
+	return p.addRawRecords(ctx, []sink.Record{{Feed: "raw", Topic: p.o.Raw.SchemaChangesTopicName(), Key: key, Value: value, Op: "ddl", Position: pos}}, false)
 }
 
 // rebuildReading marks every feed reading t for a full rebuild in the
@@ -602,8 +646,20 @@ func (p *Pipeline) full(b *batch) bool {
 
 // addRaw adds the raw record(s) of c to the current batch, waiting for
 // in-flight bytes first, and cuts the batch when it is full.
-func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) error {
-	key, value := p.encodeRaw(c)
+func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, rt rawTable) error {
+	if rt.planErr != nil {
+		return fmt.Errorf("connector: raw stream of %s: %w", c.Table.FullName(), rt.planErr)
+	}
+	topic := rt.topic
+	var order *raw.TxOrder
+	if p.o.Raw.Transactions && c.Op != change.OpRead { // snapshot reads belong to no transaction
+		o, err := p.txEvent(ctx, c)
+		if err != nil {
+			return err
+		}
+		order = &o
+	}
+	key, value := p.encodeRaw(c, rt.plan, order)
 	pos := c.Source.GTID
 	if pos == "" {
 		pos = fmt.Sprintf("%s:%d", c.Source.File, c.Source.Pos)
@@ -614,6 +670,13 @@ func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) e
 	if p.o.Raw.Tombstones && c.Op == change.OpDelete && key != nil {
 		rec = append(rec, sink.Record{Feed: "raw", Topic: topic, Key: key, Op: string(c.Op), Position: pos})
 	}
+	return p.addRawRecords(ctx, rec, false)
+}
+
+// addRawRecords adds raw records to the current batch, waiting for
+// in-flight bytes first, and cuts the batch when it is full. heartbeat
+// marks heartbeat records.
+func (p *Pipeline) addRawRecords(ctx context.Context, rec []sink.Record, heartbeat bool) error {
 	n := 0
 	for i := range rec {
 		n += rec[i].Size()
@@ -628,6 +691,9 @@ func (p *Pipeline) addRaw(ctx context.Context, c *change.Change, topic string) e
 	}
 	b.raw = append(b.raw, rec...)
 	b.rawBytes += n
+	if heartbeat {
+		b.heartbeats += len(rec)
+	}
 	full := p.full(b)
 	p.mu.Unlock()
 	if full {
@@ -641,6 +707,11 @@ func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
 	p.snap.mu.Lock()
 	defer p.snap.mu.Unlock()
 	p.snap.read(e.Position)
+	if p.tx != nil {
+		if err := p.txEnd(ctx, e); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	pos := e.Position
 	if p.txKeys >= p.o.BatchKeys && !p.noDefer {
@@ -649,6 +720,7 @@ func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
 	p.txKeys = 0
 	p.cur.checkpoint = &pos
 	p.cur.sourceTime = e.Timestamp
+	p.readPos, p.readTime = pos, e.Timestamp
 	due := p.o.Now().Sub(p.cur.started) >= p.o.Window
 	p.mu.Unlock()
 	if due {
@@ -776,9 +848,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer it.Stop()
 		idle = it.C
 	}
-	tickErr := make(chan error, 1)
+	tickErr := make(chan error, 2) // the window ticker and heartbeats
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if p.o.Raw != nil && p.o.Heartbeat > 0 {
+		go p.heartbeats(tctx, tickErr)
+	}
 	go func() {
 		for {
 			select {
@@ -1049,7 +1124,8 @@ func (p *Pipeline) idleTouch(ctx context.Context) {
 		return
 	}
 	p.mu.Lock()
-	busy := !p.cur.empty()
+	b := p.cur
+	busy := !b.empty() && !(b.nkeys == 0 && len(b.raw) == b.heartbeats && b.checkpoint == nil && len(b.rebuild) == 0)
 	p.mu.Unlock()
 	if busy || !p.touching.CompareAndSwap(false, true) {
 		return

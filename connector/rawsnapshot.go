@@ -174,7 +174,9 @@ func (p *Pipeline) snapEmit(ctx context.Context, t *rawsnap.Table, ch rawsnap.Ch
 			lastIdx = i
 		}
 	}
-	topic := p.o.Raw.Topic(t.Table)
+	// the stream's topic and column rules (masks, key_columns) apply to
+	// snapshot rows alike (the reader is held: its cache is ours now)
+	rt := p.rawTableOf(t.Table)
 	now := p.o.Now()
 	for i, row := range ch.Rows {
 		if !w.noReconcile && (pc.all || pc.dropped[i]) {
@@ -186,7 +188,7 @@ func (p *Pipeline) snapEmit(ctx context.Context, t *rawsnap.Table, ch rawsnap.Ch
 		if last && i == lastIdx && mode == RawSnapInitial {
 			c.Source.Snapshot = "last"
 		}
-		if err := p.addRaw(ctx, c, topic); err != nil {
+		if err := p.addRaw(ctx, c, rt); err != nil {
 			return sent, dropped, err
 		}
 		sent++

@@ -33,8 +33,8 @@ REPLICATION CLIENT (MySQL) (WARN: the lag throttle is off without it); the
 feeds' visibility fence may take a shared row lock (WARN with the GRANT on
 MySQL 8.0.22+ without LOCK TABLES); binlog retention against the stored
 checkpoint; captured tables exist, and every raw-stream table has a key (its
-primary key, or the NOT NULL unique key the server uses instead, named in
-the message); sinks reachable and authenticated; state file writable.
+primary key, the NOT NULL unique key the server uses instead, named in
+the message, or raw.key_columns); sinks reachable and authenticated; state file writable.
 
 Each line is PASS, WARN, FAIL or SKIP, with the exact SQL or config change
 that fixes a WARN or FAIL. SKIP is a check not run because an earlier one
@@ -107,6 +107,9 @@ func checkWithoutState(cmd *cobra.Command, cfg *config.Config, stateNote string)
 		t.KeyedTables, t.Exclude = cfg.Source.TableFilter()
 		if len(t.KeyedTables) == 0 {
 			t.KeyedTables = []string{"*.*"}
+		}
+		for p := range cfg.Raw.KeyColumns {
+			t.KeyColumnTables = append(t.KeyColumnTables, p)
 		}
 	}
 	if stateNote == "" {

@@ -60,6 +60,18 @@ type schemaSource interface {
 	applyQuery(ctx context.Context, defaultDB, query string, pos change.Position) error
 	// advance tells that the stream reached pos (a transaction end).
 	advance(pos change.Position)
+	// takeChanged returns (and forgets) the captured tables the statements
+	// applied since the last call changed.
+	takeChanged() []tableChange
+}
+
+// SchemaChanger is implemented by handlers that want a record of every DDL
+// statement that changed a captured table (schema-change streams).
+// SchemaChange is called once per changed captured table, after the
+// statement took effect in the schema history and before the statement's
+// TxEnd, so it is ordered with the row changes around it.
+type SchemaChanger interface {
+	SchemaChange(ctx context.Context, sc change.SchemaChange) error
 }
 
 // absent marks a column missing from a partial row image (inspect only).
@@ -107,6 +119,8 @@ type decoder struct {
 	txTime     time.Time
 	addGTID    func() error // adds the transaction's GTID to gset at commit
 	txEnd      uint32       // MySQL: end position of the transaction from its GTID event's transaction length (0: unknown)
+	txThread   uint32       // session id from the transaction's BEGIN (0: unknown)
+	rowsQuery  string       // statement of the following rows events (ANNOTATE_ROWS / ROWS_QUERY), "" if not logged
 
 	requireNames bool // live: a table without column names and history is an error
 	allowPartial bool // mark missing columns with absent{} instead of failing (inspect only)
@@ -223,6 +237,10 @@ func (d *decoder) handleEvent(ctx context.Context, ev *replication.BinlogEvent) 
 		return d.commit(ctx, endPos)
 	case *replication.TableMapEvent:
 		return d.tableMap(e)
+	case *replication.MariadbAnnotateRowsEvent:
+		d.rowsQuery = string(e.Query)
+	case *replication.RowsQueryEvent:
+		d.rowsQuery = string(e.Query)
 	case *replication.RowsEvent:
 		return d.rows(ctx, h, e, endPos)
 	case *replication.TransactionPayloadEvent:
@@ -342,6 +360,8 @@ func (d *decoder) startTx(h *replication.EventHeader) {
 	d.txTime = time.Unix(int64(h.Timestamp), 0).UTC()
 	d.addGTID = nil
 	d.txEnd = 0
+	d.txThread = 0
+	d.rowsQuery = ""
 }
 
 func (d *decoder) beginMySQL(h *replication.EventHeader, e *replication.GTIDEvent, tagged *replication.GtidTaggedLogEvent, endPos uint32) error {
@@ -400,6 +420,7 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 	word := firstWord(q)
 	switch word {
 	case "BEGIN":
+		d.txThread = e.SlaveProxyID
 		if d.addGTID == nil && !d.inTx {
 			// no GTID event (very old servers / anonymous): the transaction starts here
 			d.txRows = 0
@@ -430,28 +451,18 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 	if !d.inTx && d.txEnd != 0 && endPos < d.txEnd {
 		// a statement that opens a transaction (MySQL CREATE TABLE … SELECT)
 		d.inTx = true
-		if d.schemas != nil {
-			return d.schemas.applyQuery(ctx, string(e.Schema), q, d.positionAfterCommit(d.txEnd))
-		}
-		return nil
+		return d.applyDDL(ctx, h, string(e.Schema), q, d.positionAfterCommit(d.txEnd), endPos)
 	}
 	if d.inTx && !d.standalone {
 		// A statement inside a transaction (statement-based logging of DML
 		// under MIXED/STATEMENT, or a CREATE TEMPORARY TABLE).
-		if d.schemas != nil {
-			if err := d.schemas.applyQuery(ctx, string(e.Schema), q, d.position(endPos)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return d.applyDDL(ctx, h, string(e.Schema), q, d.position(endPos), endPos)
 	}
 	if d.txTime.IsZero() {
 		d.txTime = time.Unix(int64(h.Timestamp), 0).UTC()
 	}
-	if d.schemas != nil {
-		if err := d.schemas.applyQuery(ctx, string(e.Schema), q, d.positionAfterCommit(endPos)); err != nil {
-			return err
-		}
+	if err := d.applyDDL(ctx, h, string(e.Schema), q, d.positionAfterCommit(endPos), endPos); err != nil {
+		return err
 	}
 	if word == "RENAME" || word == "ALTER" {
 		if err := d.replace(ctx, h, q, string(e.Schema), endPos); err != nil {
@@ -461,6 +472,61 @@ func (d *decoder) query(ctx context.Context, h *replication.EventHeader, e *repl
 	// A table id may now refer to another table version.
 	clear(d.tables)
 	return d.commit(ctx, endPos)
+}
+
+// applyDDL records a statement's effect in the schema history (at pos) and
+// hands every captured table it changed to a SchemaChanger.
+func (d *decoder) applyDDL(ctx context.Context, h *replication.EventHeader, defaultDB, q string, pos change.Position, endPos uint32) error {
+	if d.schemas == nil {
+		return nil
+	}
+	err := d.schemas.applyQuery(ctx, defaultDB, q, pos)
+	changed := d.schemas.takeChanged()
+	if err != nil {
+		return err
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	sc, ok := d.h.(SchemaChanger)
+	if !ok || !handlesSchemaChange(d.h) {
+		return nil
+	}
+	src := change.Source{ServerID: h.ServerID, GTID: d.txGTID, File: d.file, Pos: endPos, Timestamp: time.Unix(int64(h.Timestamp), 0).UTC()}
+	word := strings.ToUpper(firstWord(q))
+	for _, c := range changed {
+		t := &change.Table{DB: c.db, Name: c.table}
+		kind := "ALTER"
+		switch {
+		case c.st != nil && !c.existed, word == "CREATE":
+			kind = "CREATE" // a new table, or a table renamed to this name
+		case c.st == nil && (word == "DROP" || word == "RENAME" || !c.existed):
+			kind = "DROP"
+		case c.st == nil && word == "ALTER" && c.existed && strings.Contains(strings.ToUpper(q), "RENAME"):
+			kind = "DROP" // ALTER TABLE … RENAME: the old name
+		}
+		if c.st != nil {
+			t.PK = append([]int(nil), c.st.PK...)
+			t.Columns = make([]change.Column, len(c.st.Columns))
+			for i, col := range c.st.Columns {
+				t.Columns[i] = change.Column{Name: col.Name, Type: col.Type, Unsigned: col.Unsigned, Nullable: col.Nullable}
+			}
+		}
+		if err := sc.SchemaChange(ctx, change.SchemaChange{Table: t, Kind: kind, DDL: q, Source: src}); err != nil {
+			return &handlerError{err}
+		}
+	}
+	return nil
+}
+
+// handlesSchemaChange reports whether h, or the handler it wraps, is a
+// SchemaChanger.
+func handlesSchemaChange(h Handler) bool {
+	if w, ok := h.(interface{ inner() Handler }); ok {
+		return handlesSchemaChange(w.inner())
+	}
+	_, ok := h.(SchemaChanger)
+	return ok
 }
 
 // truncate hands a TRUNCATE of a captured table to the handler (or warns
@@ -615,6 +681,8 @@ func (d *decoder) commit(ctx context.Context, endPos uint32) error {
 	d.txGTID = ""
 	d.txRows = 0
 	d.txTime = time.Time{}
+	d.txThread = 0
+	d.rowsQuery = ""
 	d.addGTID = nil
 	d.txEnd = 0
 	clear(d.tables)
@@ -756,6 +824,7 @@ func (d *decoder) rows(ctx context.Context, h *replication.EventHeader, re *repl
 	for i, k := 0, 0; i < len(re.Rows); i, k = i+step, k+1 {
 		c := &change.Change{Table: ti.table, Op: op, Source: change.Source{
 			ServerID: h.ServerID, GTID: d.txGTID, File: d.file, Pos: endPos, Row: k, Timestamp: ts,
+			Flavor: d.flavor, Query: d.rowsQuery, Thread: d.txThread,
 		}}
 		img, err := d.image(ti, re, i)
 		if err != nil {

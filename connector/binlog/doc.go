@@ -31,5 +31,6 @@
 //     table it cannot know from the server when it becomes captured.
 //   - A TRUNCATE of a captured table, and a rename that puts another table
 //     at a captured name, reach the Handler (Truncater, Replacer) before
-//     the statement's TxEnd.
+//     the statement's TxEnd; so does every DDL that changed a captured
+//     table (SchemaChanger), once per table, with its schema after it.
 package binlog

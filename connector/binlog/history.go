@@ -88,6 +88,25 @@ type schemaTracker struct {
 	// position it is current at (nil: offline, no server to ask). st is nil
 	// when the table does not exist.
 	load func(ctx context.Context, db, table string) (st *storedTable, at change.Position, err error)
+	// changed lists the captured tables the statement being applied
+	// changed, with their new versions (taken by takeChanged).
+	changed []tableChange
+}
+
+// tableChange is a captured table a DDL statement changed, and its schema
+// after it (nil: dropped or unknown).
+type tableChange struct {
+	db, table string
+	st        *storedTable
+	existed   bool // the history knew a schema of the table before
+}
+
+// takeChanged returns the captured tables the statements applied since the
+// last call changed, in statement order, and forgets them.
+func (t *schemaTracker) takeChanged() []tableChange {
+	c := t.changed
+	t.changed = nil
+	return c
 }
 
 // tracks reports whether the history follows db.table: every captured
@@ -365,6 +384,9 @@ func (t *schemaTracker) learn(ctx context.Context, db, name string, pos change.P
 // record sets a table's version and persists it, unless an identical record
 // at the same position exists (a DDL re-read after a restart).
 func (t *schemaTracker) record(ctx context.Context, pos change.Position, db, table string, st *storedTable, ddl string) error {
+	if ddl != "" && t.filter.Match(db, table) {
+		t.changed = append(t.changed, tableChange{db: db, table: table, st: st, existed: t.current[tableKeyName(db, table)] != nil})
+	}
 	var js []byte
 	if st != nil {
 		var err error

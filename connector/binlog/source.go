@@ -402,6 +402,13 @@ func (t *trackingHandler) Replace(ctx context.Context, tbl *change.Table, from s
 	return t.h.(Replacer).Replace(ctx, tbl, from, src)
 }
 
+// SchemaChange passes a schema change on (the decoder asks
+// handlesSchemaChange first).
+func (t *trackingHandler) SchemaChange(ctx context.Context, sc change.SchemaChange) error {
+	t.open = true
+	return t.h.(SchemaChanger).SchemaChange(ctx, sc)
+}
+
 func (t *trackingHandler) inner() Handler { return t.h }
 
 func (t *trackingHandler) TxEnd(ctx context.Context, e change.TxEnd) error {

@@ -26,7 +26,7 @@
 //     server promotes to primary key (information_schema COLUMN_KEY='PRI';
 //     the binlog's table map carries the same key with
 //     binlog_row_metadata=FULL, which is what the binlog source keys
-//     changes by).
+//     changes by), or when raw.key_columns names its key columns.
 package check
 
 import (
@@ -94,6 +94,10 @@ type Target struct {
 	Tables      []string
 	Exclude     []string
 	KeyedTables []string
+	// KeyColumnTables are the table patterns of raw.key_columns: their
+	// records are keyed by the configured columns, so they need no key of
+	// their own.
+	KeyColumnTables []string
 	// FenceTable ("db.table") is a table the feeds' visibility fence takes
 	// shared row locks in; empty: the fence is off or there are no feeds.
 	FenceTable string
@@ -789,16 +793,23 @@ func (s *server) checkTables(ctx context.Context, t Target) Result {
 				Fix: fmt.Sprintf("create the table, fix the pattern in config.yaml, or GRANT SELECT ON %s.* TO <connector user>;", db)}
 		}
 	}
-	var nokey, byUnique []string
+	var nokey, byUnique, byColumns []string
 	for k, x := range found {
-		keyed := false
+		keyed, configured := false, false
 		for _, p := range t.KeyedTables {
 			if matchGlob(p, k) {
 				keyed = true
 			}
 		}
+		for _, p := range t.KeyColumnTables {
+			if matchGlob(p, k) {
+				configured = true
+			}
+		}
 		switch {
 		case !keyed:
+		case configured:
+			byColumns = append(byColumns, k)
 		case x.key == nil:
 			nokey = append(nokey, k)
 		case x.key.index != "PRIMARY":
@@ -807,14 +818,18 @@ func (s *server) checkTables(ctx context.Context, t Target) Result {
 	}
 	sort.Strings(nokey)
 	sort.Strings(byUnique)
+	sort.Strings(byColumns)
 	if len(nokey) > 0 {
 		return Result{Name: "captured tables", Status: Fail,
 			Message: fmt.Sprintf("%d tables captured for raw change streams have neither a primary key nor a NOT NULL unique key, so their changes cannot be keyed: %s", len(nokey), strings.Join(nokey, ", ")),
-			Fix:     fmt.Sprintf("exclude them from the raw streams (source.exclude_tables: [%q]), or give them a key (ALTER TABLE %s ADD PRIMARY KEY (...))", nokey[0], nokey[0])}
+			Fix:     fmt.Sprintf("exclude them from the raw streams (source.exclude_tables: [%q]), give them a key (ALTER TABLE %s ADD PRIMARY KEY (...)), or name key columns (raw.key_columns: {%q: \"col1,col2\"})", nokey[0], nokey[0], nokey[0])}
 	}
 	msg := fmt.Sprintf("%d tables exist", len(found))
 	if len(t.KeyedTables) > 0 {
 		msg += "; every table of a raw change stream has a key"
+	}
+	if len(byColumns) > 0 {
+		msg += fmt.Sprintf("; keyed by raw.key_columns: %s", strings.Join(byColumns, ", "))
 	}
 	if len(byUnique) > 0 {
 		msg += fmt.Sprintf("; keyed by a NOT NULL unique key (no primary key): %s", strings.Join(byUnique, ", "))

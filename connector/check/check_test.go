@@ -251,6 +251,14 @@ func TestTablesWithoutPrimaryKeyOrMissing(t *testing.T) {
 	tg := target(t, srv, db)
 	tg.Tables = []string{db + ".*"}
 	expect(t, Run(context.Background(), tg), "captured tables", Fail, "ADD PRIMARY KEY")
+	// raw.key_columns supplies the key of a table without one.
+	tg.KeyColumnTables = []string{db + ".nopk_*"}
+	rs := Run(context.Background(), tg)
+	expect(t, rs, "captured tables", Pass, "")
+	if m := byName(rs)["captured tables"].Message; !strings.Contains(m, "keyed by raw.key_columns: "+db+".nopk_log") {
+		t.Fatalf("the message does not name the table keyed by key_columns: %s", m)
+	}
+	tg.KeyColumnTables = nil
 	tg.Exclude = []string{db + ".nopk_*"}
 	expect(t, Run(context.Background(), tg), "captured tables", Pass, "")
 	tg.Tables = []string{db + ".no_such_table"}

@@ -7,7 +7,12 @@
 //	 "ts_ms":…}
 //
 // keyed by the JSON object of the primary-key columns ({"id":1}), on a
-// topic named by a template ("{prefix}.{db}.{table}" by default).
+// topic named by a template ("{prefix}.{db}.{table}" by default). It also
+// renders the other records of the raw streams (records.go): schema
+// changes, heartbeats and transaction BEGIN/END records, and applies the
+// column rules (columns.go: include/exclude, masks, key columns) through a
+// TablePlan per table version, which never modifies the change it is
+// given.
 //
 // Invariants: encoding is append-based and allocation-light (it runs once
 // per row change on the hot path); the output is always valid JSON (invalid
@@ -50,6 +55,27 @@ type Encoder struct {
 	Tombstones bool
 	// Now returns the processing time for the top-level ts_ms (nil: time.Now).
 	Now func() time.Time
+	// SchemaChanges turns on schema-change records (one per DDL statement
+	// on a captured table) on SchemaChangesTopic
+	// (DefaultSchemaChangesTopic when empty; {prefix} is filled in).
+	SchemaChanges      bool
+	SchemaChangesTopic string
+	// Transactions turns on transaction metadata: BEGIN/END records on
+	// TransactionTopic (DefaultTransactionTopic when empty) and a
+	// transaction block in every envelope.
+	Transactions     bool
+	TransactionTopic string
+	// IncludeQuery adds source.query (the statement that made the change,
+	// when the server logs it) to envelopes.
+	IncludeQuery bool
+	// Version is source.version, feedcdc's version ("" leaves version and
+	// connector out of the source block).
+	Version string
+	// Columns are the column filters, masks and key overrides (nil: none).
+	Columns *Columns
+	// HeartbeatTopic is the topic of heartbeat records
+	// (DefaultHeartbeatTopic when empty; {prefix} is filled in).
+	HeartbeatTopic string
 }
 
 // Topic returns the topic of a table.
@@ -157,7 +183,15 @@ func (e *Encoder) AppendEnvelope(buf []byte, c *change.Change) []byte {
 	buf = AppendRow(buf, c.Table, c.After)
 	buf = append(buf, `,"op":"`...)
 	buf = append(buf, c.Op...)
-	buf = append(buf, `","source":{"name":`...)
+	buf = append(buf, `","source":{`...)
+	if e.Version != "" {
+		buf = append(buf, `"version":`...)
+		buf = AppendString(buf, e.Version)
+		buf = append(buf, `,"connector":`...)
+		buf = AppendString(buf, c.Source.Flavor)
+		buf = append(buf, ',')
+	}
+	buf = append(buf, `"name":`...)
 	buf = AppendString(buf, e.ServerName)
 	buf = append(buf, `,"server_id":`...)
 	buf = strconv.AppendUint(buf, uint64(c.Source.ServerID), 10)
@@ -173,6 +207,14 @@ func (e *Encoder) AppendEnvelope(buf []byte, c *change.Change) []byte {
 	buf = strconv.AppendUint(buf, uint64(c.Source.Pos), 10)
 	buf = append(buf, `,"row":`...)
 	buf = strconv.AppendInt(buf, int64(c.Source.Row), 10)
+	if c.Source.Thread != 0 {
+		buf = append(buf, `,"thread":`...)
+		buf = strconv.AppendUint(buf, uint64(c.Source.Thread), 10)
+	}
+	if e.IncludeQuery && c.Source.Query != "" {
+		buf = append(buf, `,"query":`...)
+		buf = AppendString(buf, c.Source.Query)
+	}
 	buf = append(buf, `,"ts_ms":`...)
 	if c.Source.Timestamp.IsZero() {
 		buf = append(buf, '0')

@@ -64,7 +64,7 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 		hooks = &Hooks{}
 	}
 	oo := connector.OpenOptions{Logger: log, Command: "feedcdc run",
-		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState}
+		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState, Version: version}
 	if node != nil {
 		oo.OnCommit, oo.GuardSink = node.Commit, node.GuardSink
 	}

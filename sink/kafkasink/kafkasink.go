@@ -67,9 +67,15 @@ type Config struct {
 	MaxMessageBytes   int64         // max_message_bytes: largest record; default 1,000,000
 	MaxAttempts       int           // max_attempts inside kafka-go per batch; default 3
 	MetadataTTL       time.Duration // metadata_ttl: metadata refresh interval; default 2 s
-	TLS               TLSConfig
-	SASL              SASLConfig
-	Logger            *slog.Logger
+	BackoffMin        time.Duration // first wait before kafka-go retries a batch; default 100 ms
+	BackoffMax        time.Duration // longest wait between those retries; default 1 s
+	// Producer holds producer settings named like the Java client's
+	// (linger.ms, batch.size, ...; producer.go), applied over the fields
+	// above.
+	Producer map[string]string
+	TLS      TLSConfig
+	SASL     SASLConfig
+	Logger   *slog.Logger
 }
 
 // TLSConfig is the tls section. Config, when set, is used as is (tests,
@@ -157,6 +163,12 @@ func (c *Config) defaults() error {
 	if c.MetadataTTL <= 0 {
 		c.MetadataTTL = 2 * time.Second
 	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = 100 * time.Millisecond
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -195,6 +207,9 @@ func acks(name string) (kafka.RequiredAcks, error) {
 // EnsureTopics) does, so a broker that is down at start only makes records
 // Retryable.
 func New(cfg Config) (*Sink, error) {
+	if err := cfg.applyProducer(); err != nil {
+		return nil, err
+	}
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -250,8 +265,8 @@ func New(cfg Config) (*Sink, error) {
 		Addr:            kafka.TCP(cfg.Brokers...),
 		Balancer:        &kafka.Murmur2Balancer{},
 		MaxAttempts:     cfg.MaxAttempts,
-		WriteBackoffMin: 100 * time.Millisecond,
-		WriteBackoffMax: time.Second,
+		WriteBackoffMin: cfg.BackoffMin,
+		WriteBackoffMax: cfg.BackoffMax,
 		BatchSize:       cfg.BatchSize,
 		BatchBytes:      cfg.BatchBytes,
 		BatchTimeout:    cfg.Linger,
