@@ -82,10 +82,7 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 		tel.Metrics.Feed(f)
 	}
 	if node != nil {
-		tel.Metrics.HA(func() telemetry.HAStatus {
-			s := node.Status()
-			return telemetry.HAStatus{Active: node.Writable() == nil, Epoch: s.Epoch, TakeoverMillis: s.TakeoverMillis}
-		})
+		tel.Metrics.HA(func() telemetry.HAStatus { return haMetrics(node) })
 	}
 	lag := func() (int64, string) {
 		r := tel.Metrics.Lag().Read()
