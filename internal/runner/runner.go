@@ -66,7 +66,7 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 	oo := connector.OpenOptions{Logger: log, Command: "feedcdc run",
 		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState, Version: version}
 	if node != nil {
-		oo.OnCommit, oo.GuardSink = node.Commit, node.GuardSink
+		oo.OnCommit, oo.GuardSink, oo.HA = node.Commit, node.GuardSink, node.Status
 	}
 	c, err := connector.Open(ctx, cfg, oo)
 	if err != nil {
