@@ -28,6 +28,8 @@ type memBackend struct {
 	failWith error // returned by Overview when set
 	// sourceUnavailable is the overview's source.unavailable sentence.
 	sourceUnavailable string
+	// ha is the overview's high-availability block (nil: HA off).
+	ha *dashboard.HAStatus
 	now               time.Time
 	// snaps are the raw snapshots started through the API, with the
 	// actions received for them ("pause", ...).
@@ -238,6 +240,7 @@ func (b *memBackend) Overview(ctx context.Context) (dashboard.Overview, error) {
 		st.Name, st.Mode, st.LagMS, st.Resync, st.LastVerify = f.name, f.mode, f.lagMS, f.resync, f.lastVerify
 		ov.Feeds = append(ov.Feeds, st)
 	}
+	ov.HA = b.ha
 	return ov, nil
 }
 

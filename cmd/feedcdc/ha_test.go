@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedcdc/feedcdc/dashboard"
 	"github.com/feedcdc/feedcdc/ha"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
@@ -34,13 +35,13 @@ func haGet(port int) (ha.Status, bool) {
 func TestStatusShowsHA(t *testing.T) {
 	loadShop(t, "hashop", 11)
 	c := kafkatest.Start(t, kafkatest.WithBrokerConfigs(map[string]string{"group.min.session.timeout.ms": "500"}))
-	instance := func(name string) (cfg string, metricsPort int) {
-		metricsPort = freePort(t)
+	instance := func(name string) (cfg string, metricsPort, dashPort int) {
+		metricsPort, dashPort = freePort(t), freePort(t)
 		cfg, _ = cliConfig{Name: "hashop", Env: "CLI", ServerID: 779301, Database: "hashop", Source: []string{"heartbeat: 1s"},
 			Telemetry: []string{fmt.Sprintf("listen: 127.0.0.1:%d", metricsPort)},
-			Dashboard: []string{"enabled: true", fmt.Sprintf("listen: 127.0.0.1:%d", freePort(t))},
+			Dashboard: []string{"enabled: true", fmt.Sprintf("listen: 127.0.0.1:%d", dashPort)},
 			Sections:  fmt.Sprintf("ha: {enabled: true, brokers: [%q], instance: %s, session_timeout: 2s}\n", c.Addr(), name)}.write(t)
-		return cfg, metricsPort
+		return cfg, metricsPort, dashPort
 	}
 	// A first, empty leadership, so that instance a's epoch is not 0.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -68,7 +69,7 @@ func TestStatusShowsHA(t *testing.T) {
 	}
 	stZ.Close()
 	z.Close()
-	cfgA, portA := instance("a")
+	cfgA, portA, dashA := instance("a")
 	startRun(t, cfgA)
 	var active ha.Status
 	waitFor(t, "instance a to stream as the active one", 2*time.Minute, func() bool {
@@ -79,7 +80,7 @@ func TestStatusShowsHA(t *testing.T) {
 	if active.Epoch == 0 {
 		t.Fatal("instance a's epoch is 0 after an earlier leadership")
 	}
-	cfgB, portB := instance("b")
+	cfgB, portB, _ := instance("b")
 	rb := startRunWithin(t, cfgB, 3*time.Minute)
 	waitFor(t, "instance b to follow the changelog as a standby", 2*time.Minute, func() bool {
 		s, ok := haGet(portB)
@@ -117,6 +118,21 @@ func TestStatusShowsHA(t *testing.T) {
 	wantA := fmt.Sprintf("ha: active, instance a, epoch %d, last takeover %s (took ", active.Epoch, active.LastTakeover.UTC().Format(time.RFC3339))
 	if !strings.Contains(text, wantA) || !strings.Contains(text, "FEED") {
 		t.Errorf("status text of the active instance lacks %q or its feeds:\n%s", wantA, text)
+	}
+
+	// The active instance's dashboard overview carries the same block.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/overview", dashA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ov struct {
+		HA *dashboard.HAStatus `json:"ha"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&ov)
+	resp.Body.Close()
+	if err != nil || ov.HA == nil || ov.HA.Role != "active" || ov.HA.Instance != "a" || ov.HA.Epoch != active.Epoch ||
+		!ov.HA.LastTakeover.Equal(active.LastTakeover) || ov.HA.TakeoverMillis != active.TakeoverMillis {
+		t.Errorf("dashboard overview of the active instance: ha %+v (%v), want active, a, epoch %d, last takeover %s", ov.HA, err, active.Epoch, active.LastTakeover)
 	}
 
 	// The standby, from its /ha.

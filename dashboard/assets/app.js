@@ -160,6 +160,28 @@
     return td;
   }
 
+  // The high-availability block (ha.enabled only): role, instance, epoch,
+  // changelog lag and last takeover.
+  function renderHA(h) {
+    const el = $("ha-status");
+    if (!h) {
+      el.hidden = true;
+      el.dataset.role = "";
+      return;
+    }
+    el.hidden = false;
+    el.dataset.role = h.role;
+    el.dataset.instance = h.instance || "";
+    el.dataset.epoch = String(h.epoch || 0);
+    el.dataset.changelogLag = String(h.changelog_lag || 0);
+    el.dataset.lastTakeover = h.last_takeover || "";
+    el.dataset.takeoverMs = String(h.takeover_ms || 0);
+    el.className = "pill " + (h.role === "active" ? "ok" : "warn");
+    el.textContent = "HA " + h.role + (h.instance ? " · " + h.instance : "") + " · epoch " + (h.epoch || 0) +
+      " · changelog lag " + fmtInt(h.changelog_lag) + " records · last takeover " +
+      (h.last_takeover ? fmtTime(h.last_takeover) + ", took " + fmtDuration(h.takeover_ms || 0) : "never");
+  }
+
   function renderOverview(ov) {
     const src = $("source-status");
     src.dataset.connected = String(!!ov.source.connected);
@@ -179,6 +201,7 @@
     lag.dataset.state = ov.source.lag_state || "";
     lag.textContent = "lag " + fmtDuration(ov.source.lag_ms || 0) + (ov.source.lag_state ? " (" + ov.source.lag_state.replace("_", " ") + ")" : "");
     lag.className = "pill " + (ov.source.lag_state === "stale" ? "bad" : "");
+    renderHA(ov.ha);
 
     $("checkpoint-position").textContent = ov.checkpoint.position || "(none)";
     $("checkpoint-position").dataset.value = ov.checkpoint.position || "";
