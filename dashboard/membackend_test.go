@@ -29,8 +29,8 @@ type memBackend struct {
 	// sourceUnavailable is the overview's source.unavailable sentence.
 	sourceUnavailable string
 	// ha is the overview's high-availability block (nil: HA off).
-	ha *dashboard.HAStatus
-	now               time.Time
+	ha  *dashboard.HAStatus
+	now time.Time
 	// snaps are the raw snapshots started through the API, with the
 	// actions received for them ("pause", ...).
 	snaps map[string]*memSnap
