@@ -304,13 +304,21 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("raw snapshot shown as %q", got)
 	}
 
-	// Retry failed now, for the legacy feed.
+	// Retry failed now, for the legacy feed: a job like the CLI's `retry
+	// --all`, whose progress and outcome the page shows.
+	polls := jb.pollCount()
 	state, msg = br.RetryFailed("variants")
-	if state != "ok" || !strings.Contains(msg, "retry of failed items of variants started") {
-		t.Fatalf("retry: %s %q", state, msg)
+	if want := "retry job 2 of variants done: 3 entities rebuilt, sent 2, still failing 1, rejected 0, requiring attention 0; the feed has 1 failed items now"; state != "ok" || msg != want {
+		t.Fatalf("retry: %s %q, want ok %q", state, msg, want)
+	}
+	if got := br.Attr("#action-result", "data-job-state"); got != "done" || jb.pollCount() < polls+3 {
+		t.Fatalf("retry job: data-job-state %q after %d polls; want done, followed to its end", got, jb.pollCount()-polls)
 	}
 	if _, rt := b.calls(); len(rt) != 1 || rt[0] != "variants" {
 		t.Fatalf("backend retries = %v", rt)
+	}
+	if reqs := jb.jobRequests(); len(reqs) != 2 || reqs[1].Kind != dashboard.JobRetry || reqs[1].Feed != "variants" || !reqs[1].All {
+		t.Fatalf("jobs requested = %+v, want the resync then a retry --all of variants", reqs)
 	}
 	path := br.Screenshot("after-resync")
 	if st, err := os.Stat(path); err != nil || st.Size() < 10_000 {

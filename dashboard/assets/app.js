@@ -505,8 +505,9 @@
     }
   }
 
-  // followJob shows a job's progress (entities done/total) in the action
-  // result until it ends, then its summary or its error.
+  // followJob shows a job's (resync or retry) progress (entities
+  // done/total) in the action result until it ends, then its summary or
+  // its error.
   async function followJob(job) {
     const r = $("action-result");
     r.dataset.job = job.id;
@@ -514,9 +515,17 @@
       r.dataset.done = String(job.done);
       r.dataset.total = String(job.total);
       r.dataset.jobState = job.state;
-      const of = "resync job " + job.id + " of " + job.feed;
+      const of = (job.kind || "resync") + " job " + job.id + " of " + job.feed;
       if (job.state === "failed") {
         setResult("error", of + " failed: " + (job.error || "unknown error"));
+        return;
+      }
+      if (job.state === "done" && job.kind === "retry") {
+        const res = job.result || {};
+        const st = res.stats || {};
+        setResult("ok", of + " done: " + (st.keys || 0) + " entities rebuilt, sent " + (st.sent || 0) + ", still failing " +
+          (st.failed || 0) + ", rejected " + (st.rejected || 0) + ", requiring attention " + (st.attention || 0) +
+          "; the feed has " + fmtInt(res.failed_now) + " failed items now");
         return;
       }
       if (job.state === "done") {
@@ -536,7 +545,11 @@
     setResult("busy", "starting…");
     try {
       const r = await api("api/feeds/" + encodeURIComponent(feed) + "/retry", { method: "POST", auth: true });
-      setResult("ok", r.message);
+      if (r.job) {
+        await followJob(r.job);
+      } else {
+        setResult("ok", r.message);
+      }
       refresh();
     } catch (e) {
       setResult("error", (e.status === 401 ? "token needed or wrong: " : "") + e.message);
