@@ -222,7 +222,16 @@ func serveStandby(ctx context.Context, cfg *config.Config, log *slog.Logger, ver
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	tel.Metrics.Standby(func() telemetry.HAStatus { return haMetrics(node) })
-	closeTel := func() { tel.Shutdown(context.Background()) }
+	// The last OTLP push must not delay a takeover (an unreachable
+	// endpoint would hold Shutdown for the exporter's timeout): it runs in
+	// the background, bounded.
+	closeTel := func() {
+		go func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			tel.Shutdown(sctx)
+		}()
+	}
 	if cfg.Telemetry.Listen == "" {
 		return closeTel, nil
 	}
