@@ -145,6 +145,22 @@ func TestStatusShowsHA(t *testing.T) {
 		t.Errorf("status text of the standby lacks the standby line or %q:\n%s", wantB, text)
 	}
 
+	// A standby without telemetry.listen: status cannot ask it and says
+	// how to make it answer.
+	cfgC, _ := cliConfig{Name: "hashop", Env: "CLI", ServerID: 779301, Database: "hashop", Source: []string{"heartbeat: 1s"},
+		Dashboard: []string{"enabled: true", fmt.Sprintf("listen: 127.0.0.1:%d", freePort(t))},
+		Sections:  fmt.Sprintf("ha: {enabled: true, brokers: [%q], instance: c, session_timeout: 2s}\n", c.Addr())}.write(t)
+	startRunWithin(t, cfgC, 3*time.Minute)
+	var errC string
+	waitFor(t, "status of the standby without telemetry.listen to explain itself", time.Minute, func() bool {
+		var code int
+		code, _, errC = run(t, nil, "status", "-c", cfgC)
+		return code != 0 && strings.Contains(errC, "holds the state file")
+	})
+	if !strings.Contains(errC, "status asks a standby through GET /ha on telemetry.listen, which is not set; set telemetry.listen") {
+		t.Errorf("status of a standby without telemetry.listen: %s", errC)
+	}
+
 	// The standby stopped: from its state file.
 	rb.cancel()
 	rb.exit(t, time.Minute)

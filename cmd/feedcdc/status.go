@@ -58,6 +58,9 @@ Secrets are never shown.`,
 					return rerr
 				}
 				if err := rm.do(cmd.Context(), http.MethodGet, "/api/status", nil, &st); err != nil {
+					if cfg.HA.Enabled && cfg.Telemetry.Listen == "" {
+						return fmt.Errorf("%w\nwith ha.enabled the holder may be a standby, which serves no dashboard: status asks a standby through GET /ha on telemetry.listen, which is not set; set telemetry.listen (e.g. 127.0.0.1:9464) and restart it", err)
+					}
 					return err
 				}
 			case errors.Is(err, os.ErrNotExist):
