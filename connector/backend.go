@@ -63,6 +63,10 @@ func (b *Backend) Overview(ctx context.Context) (dashboard.Overview, error) {
 		return dashboard.Overview{}, err
 	}
 	ov := dashboard.Overview{GeneratedAt: time.Now(), Source: b.source()}
+	if h := st.HA; h != nil {
+		ov.HA = &dashboard.HAStatus{Instance: h.Instance, Role: string(h.Role), Epoch: h.Epoch, ChangelogLag: h.Lag,
+			LastTakeover: h.LastTakeover, TakeoverMillis: h.TakeoverMillis}
+	}
 	if st.Checkpoint != nil {
 		ov.Checkpoint = dashboard.Checkpoint{Position: st.Checkpoint.String(), GTIDSet: st.Checkpoint.GTIDSet, File: st.Checkpoint.File,
 			Pos: st.Checkpoint.Pos, StoredAt: st.CheckpointAt, AgeSeconds: st.CheckpointAgeSec}

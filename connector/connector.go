@@ -23,6 +23,7 @@ import (
 	"github.com/feedcdc/feedcdc/connector/raw"
 	"github.com/feedcdc/feedcdc/connector/snapshot"
 	"github.com/feedcdc/feedcdc/feeds"
+	"github.com/feedcdc/feedcdc/ha"
 	"github.com/feedcdc/feedcdc/sink"
 	"github.com/feedcdc/feedcdc/sink/filesink"
 	"github.com/feedcdc/feedcdc/sink/httpsink"
@@ -56,6 +57,7 @@ type Connector struct {
 	rawWake     chan struct{}
 	rawWakeOnce sync.Once
 	guard       func(sink.Sink) sink.Sink // OpenOptions.GuardSink
+	ha          func() ha.Status          // OpenOptions.HA
 }
 
 // OpenOptions tune Open.
@@ -83,6 +85,9 @@ type OpenOptions struct {
 	// GuardSink, when set, wraps every sink a feed or raw stream routes to
 	// (high availability: a fenced instance's sends fail before they start).
 	GuardSink func(sink.Sink) sink.Sink
+	// HA, when set, is this instance's high-availability status (role,
+	// epoch, changelog lag, last takeover), shown by Status.
+	HA func() ha.Status
 }
 
 // Open builds a connector from a validated configuration: it opens the
@@ -94,7 +99,7 @@ func Open(ctx context.Context, cfg *config.Config, oo OpenOptions) (*Connector, 
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Connector{Config: cfg, Logger: log, Sinks: map[string]sink.Sink{}, observer: oo.Observer, guard: oo.GuardSink}
+	c := &Connector{Config: cfg, Logger: log, Sinks: map[string]sink.Sink{}, observer: oo.Observer, guard: oo.GuardSink, ha: oo.HA}
 	if err := c.open(oo); err != nil {
 		c.Close()
 		return nil, err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/feedcdc/feedcdc/change"
 	"github.com/feedcdc/feedcdc/dashboard"
+	"github.com/feedcdc/feedcdc/ha"
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/telemetry"
 )
@@ -61,6 +62,10 @@ type Status struct {
 	Jobs []dashboard.Job `json:"jobs"`
 	// RawSnapshots is the progress of the snapshots of raw tables.
 	RawSnapshots []state.RawSnapshot `json:"raw_snapshots,omitempty"`
+	// HA is, with ha.enabled, this instance's role, epoch, changelog lag
+	// and last takeover; role "stopped" when no instance runs on this
+	// state file (the epoch is then the one its file last followed).
+	HA *ha.Status `json:"ha,omitempty"`
 }
 
 // Status reads the connector's state: checkpoint, and per feed its mode,
@@ -123,6 +128,17 @@ func (c *Connector) Status(ctx context.Context) (Status, error) {
 	}
 	if st.RawSnapshots, err = c.Store.RawSnapshots(ctx); err != nil {
 		return st, err
+	}
+	switch {
+	case c.ha != nil:
+		h := c.ha()
+		st.HA = &h
+	case cfg.HA.Enabled:
+		h, err := ha.StoppedStatus(ctx, c.Store, cfg.HA.Instance)
+		if err != nil {
+			return st, err
+		}
+		st.HA = &h
 	}
 	return st, nil
 }

@@ -98,6 +98,20 @@ type Overview struct {
 	Source      SourceStatus `json:"source"`
 	Checkpoint  Checkpoint   `json:"checkpoint"`
 	Feeds       []FeedStatus `json:"feeds"`
+	// HA is this instance's high-availability status (ha.enabled only).
+	HA *HAStatus `json:"ha,omitempty"`
+}
+
+// HAStatus is the high-availability block of the overview: the instance's
+// role (the dashboard runs on the active one), the epoch of its
+// leadership, its changelog lag and its last takeover.
+type HAStatus struct {
+	Instance       string    `json:"instance"`
+	Role           string    `json:"role"`
+	Epoch          int64     `json:"epoch"`
+	ChangelogLag   int64     `json:"changelog_lag"`
+	LastTakeover   time.Time `json:"last_takeover,omitzero"`
+	TakeoverMillis int64     `json:"takeover_ms,omitempty"`
 }
 
 // SourceStatus is the binlog connection to the source.

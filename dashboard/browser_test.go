@@ -38,10 +38,28 @@ func TestDashboardInBrowser(t *testing.T) {
 		{Name: "kafka", Kind: "kafka", Target: "127.0.0.1:9092", Connected: true},
 		{Name: "audit", Kind: "http", Target: "https://feeds.example.com/api", Error: "HTTP 503"},
 	}
+	// High availability on: this is the active instance.
+	b.ha = &dashboard.HAStatus{Instance: "feedcdc-0", Role: "active", Epoch: 42, ChangelogLag: 0,
+		LastTakeover: b.now.Add(-90 * time.Second), TakeoverMillis: 4610}
 	jb := &jobMemBackend{memBackend: b}
 	srv := newServer(t, jb, dashboard.Options{Token: testToken, RefreshInterval: time.Second})
 	br := dashboardtest.NewBrowser(t)
 	br.Open(srv.URL + "/")
+
+	// The HA block shows the role, instance, epoch, lag and last takeover.
+	if got := br.Eval(`String(document.getElementById("ha-status").offsetParent !== null)`); got != "true" {
+		t.Errorf("the HA block is not visible with HA on")
+	}
+	for attr, want := range map[string]string{"data-role": "active", "data-instance": "feedcdc-0", "data-epoch": "42",
+		"data-changelog-lag": "0", "data-takeover-ms": "4610", "data-last-takeover": b.ha.LastTakeover.Format(time.RFC3339)} {
+		if got := br.Attr("#ha-status", attr); got != want {
+			t.Errorf("HA block %s shown %q, want %q", attr, got, want)
+		}
+	}
+	if got := br.Text("#ha-status"); !strings.HasPrefix(got, "HA active · feedcdc-0 · epoch 42 · changelog lag 0 records · last takeover ") ||
+		!strings.HasSuffix(got, ", took 4.6 s") {
+		t.Errorf("HA block shows %q", got)
+	}
 
 	// Counts shown equal the backend's.
 	if got := strings.Join(br.Feeds(), ","); got != "products,productAttributes,variants" {
@@ -286,13 +304,21 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("raw snapshot shown as %q", got)
 	}
 
-	// Retry failed now, for the legacy feed.
+	// Retry failed now, for the legacy feed: a job like the CLI's `retry
+	// --all`, whose progress and outcome the page shows.
+	polls := jb.pollCount()
 	state, msg = br.RetryFailed("variants")
-	if state != "ok" || !strings.Contains(msg, "retry of failed items of variants started") {
-		t.Fatalf("retry: %s %q", state, msg)
+	if want := "retry job 2 of variants done: 3 entities rebuilt, sent 2, still failing 1, rejected 0, requiring attention 0; the feed has 1 failed items now"; state != "ok" || msg != want {
+		t.Fatalf("retry: %s %q, want ok %q", state, msg, want)
+	}
+	if got := br.Attr("#action-result", "data-job-state"); got != "done" || jb.pollCount() < polls+3 {
+		t.Fatalf("retry job: data-job-state %q after %d polls; want done, followed to its end", got, jb.pollCount()-polls)
 	}
 	if _, rt := b.calls(); len(rt) != 1 || rt[0] != "variants" {
 		t.Fatalf("backend retries = %v", rt)
+	}
+	if reqs := jb.jobRequests(); len(reqs) != 2 || reqs[1].Kind != dashboard.JobRetry || reqs[1].Feed != "variants" || !reqs[1].All {
+		t.Fatalf("jobs requested = %+v, want the resync then a retry --all of variants", reqs)
 	}
 	path := br.Screenshot("after-resync")
 	if st, err := os.Stat(path); err != nil || st.Size() < 10_000 {
@@ -311,6 +337,10 @@ func TestDashboardEmptyStates(t *testing.T) {
 	srv := newServer(t, jb, dashboard.Options{Token: testToken, RefreshInterval: time.Second})
 	br := dashboardtest.NewBrowser(t)
 	br.Open(srv.URL + "/")
+	// High availability off: no HA block.
+	if got := br.Eval(`String(document.getElementById("ha-status").offsetParent === null)`); got != "true" {
+		t.Errorf("the HA block is visible with HA off: %q", br.Text("#ha-status"))
+	}
 	for sel, want := range map[string]string{
 		`#feeds-body tr[data-empty="feeds"]`:   "No feeds are enabled: enable one under feeds:",
 		`#items-body tr[data-empty="items"]`:   "No failed items. Nothing needs attention.",

@@ -417,8 +417,8 @@ type ActionResponse struct {
 	Feed    string `json:"feed"`
 	IDs     int    `json:"ids"`
 	Message string `json:"message"`
-	// Job is the resync job started (backends that run jobs); follow it
-	// with GET /api/jobs/{id}.
+	// Job is the resync or retry job started (backends that run jobs);
+	// follow it with GET /api/jobs/{id}.
 	Job *Job `json:"job,omitempty"`
 }
 
@@ -483,6 +483,18 @@ func (s *server) handleResync(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) handleRetry(w http.ResponseWriter, r *http.Request) {
 	feed := r.PathValue("feed")
+	if jb, ok := s.b.(JobBackend); ok {
+		// The same job as the CLI's `retry --all`: the page follows it.
+		job, err := jb.StartJob(JobRequest{Kind: JobRetry, Feed: feed, All: true})
+		if err != nil {
+			s.backendError(w, r, "retry failed items", err)
+			return
+		}
+		s.o.Logger.Info("dashboard action", "operation", "retry failed items", "feed", feed, "job", job.ID, "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusAccepted, ActionResponse{Status: "started", Feed: feed,
+			Message: fmt.Sprintf("retry job %s of %s started", job.ID, feed), Job: &job})
+		return
+	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	if err := s.b.RetryFailed(ctx, feed); err != nil {

@@ -28,7 +28,9 @@ type memBackend struct {
 	failWith error // returned by Overview when set
 	// sourceUnavailable is the overview's source.unavailable sentence.
 	sourceUnavailable string
-	now               time.Time
+	// ha is the overview's high-availability block (nil: HA off).
+	ha  *dashboard.HAStatus
+	now time.Time
 	// snaps are the raw snapshots started through the API, with the
 	// actions received for them ("pause", ...).
 	snaps map[string]*memSnap
@@ -238,6 +240,7 @@ func (b *memBackend) Overview(ctx context.Context) (dashboard.Overview, error) {
 		st.Name, st.Mode, st.LagMS, st.Resync, st.LastVerify = f.name, f.mode, f.lagMS, f.resync, f.lastVerify
 		ov.Feeds = append(ov.Feeds, st)
 	}
+	ov.HA = b.ha
 	return ov, nil
 }
 
@@ -333,17 +336,26 @@ type jobMemBackend struct {
 	jmu   sync.Mutex
 	jobs  map[string]*dashboard.Job
 	polls int
+	// requests are the jobs asked for, in order.
+	requests []dashboard.JobRequest
 }
 
 func (b *jobMemBackend) StartJob(r dashboard.JobRequest) (dashboard.Job, error) {
-	if r.Kind != dashboard.JobResync {
-		return dashboard.Job{}, fmt.Errorf("kind %s: %w", r.Kind, dashboard.ErrInvalid)
+	var err error
+	switch r.Kind {
+	case dashboard.JobResync:
+		err = b.ScheduleResync(context.Background(), r.Feed, r.IDs)
+	case dashboard.JobRetry:
+		err = b.RetryFailed(context.Background(), r.Feed)
+	default:
+		err = fmt.Errorf("kind %s: %w", r.Kind, dashboard.ErrInvalid)
 	}
-	if err := b.ScheduleResync(context.Background(), r.Feed, r.IDs); err != nil {
+	if err != nil {
 		return dashboard.Job{}, err
 	}
 	b.jmu.Lock()
 	defer b.jmu.Unlock()
+	b.requests = append(b.requests, r)
 	if b.jobs == nil {
 		b.jobs = map[string]*dashboard.Job{}
 	}
@@ -364,9 +376,19 @@ func (b *jobMemBackend) Job(id string) (dashboard.Job, error) {
 		if j.Done++; j.Done == j.Total {
 			j.State = dashboard.JobDone
 			j.Result = json.RawMessage(`{"feed":"` + j.Feed + `","stats":{"keys":3,"built":3,"sent":3,"skipped":0,"failed":0,"rejected":0}}`)
+			if j.Kind == dashboard.JobRetry {
+				j.Result = json.RawMessage(`{"feed":"` + j.Feed + `","stats":{"keys":3,"built":3,"sent":2,"skipped":0,"failed":1,"rejected":0,"attention":0},"failed_now":1}`)
+			}
 		}
 	}
 	return *j, nil
+}
+
+// jobRequests returns the jobs asked for.
+func (b *jobMemBackend) jobRequests() []dashboard.JobRequest {
+	b.jmu.Lock()
+	defer b.jmu.Unlock()
+	return append([]dashboard.JobRequest(nil), b.requests...)
 }
 
 // pollCount is how many times the page asked for a job.

@@ -176,6 +176,22 @@ func ReadMark(ctx context.Context, st *state.Store) (m mark, ok bool, err error)
 	return m, m.Role == RoleStandby, nil
 }
 
+// StoppedStatus is the status of an instance that does not run, from its
+// state file st: role stopped and, for a standby's copy, the newest epoch
+// it read (0 for a file last written as active, whose epoch is not
+// recorded). The changelog lag is not measured (0).
+func StoppedStatus(ctx context.Context, st *state.Store, instance string) (Status, error) {
+	m, ok, err := ReadMark(ctx, st)
+	if err != nil {
+		return Status{}, fmt.Errorf("ha: read the replica mark of %s: %w", st.Path(), err)
+	}
+	s := Status{Instance: instance, Role: RoleStopped}
+	if ok {
+		s.Epoch = int64(m.Epoch)
+	}
+	return s, nil
+}
+
 // Follower applies the changelog to a standby's state file.
 type Follower struct {
 	n       *Node

@@ -47,6 +47,9 @@ type Role string
 const (
 	RoleStandby Role = "standby"
 	RoleActive  Role = "active"
+	// RoleStopped is shown by `feedcdc status` for an instance that does
+	// not run (read from its state file).
+	RoleStopped Role = "stopped"
 )
 
 // Status is what status pages and metrics show of an instance.

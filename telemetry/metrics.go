@@ -51,6 +51,7 @@ const (
 	MetricHAActive            = "feedcdc.ha.active"
 	MetricHAEpoch             = "feedcdc.ha.epoch"
 	MetricHATakeover          = "feedcdc.ha.takeover.duration"
+	MetricHAChangelogLag      = "feedcdc.ha.changelog.lag"
 	attrFeed                  = "feed"
 	attrQueue                 = "queue"
 	attrFailure               = "failure"
@@ -85,6 +86,7 @@ type Metrics struct {
 	ckptStoredAt            atomic.Int64 // unix nanoseconds of the last stored checkpoint; 0 = none
 	itemCounts              atomic.Pointer[func() []FeedItemCounts]
 	haStatus                atomic.Pointer[func() HAStatus]
+	standby                 atomic.Bool // only the feedcdc.ha.* gauges are reported
 
 	buildDur, exportDur, e2e metric.Float64Histogram
 	fenceWait                metric.Float64Histogram
@@ -115,7 +117,7 @@ type observables struct {
 	resyncProgress, ckptAge                               metric.Float64ObservableGauge
 	lag                                                   metric.Int64ObservableGauge
 	feedItems                                             metric.Int64ObservableGauge
-	haActive, haEpoch, haTakeover                         metric.Int64ObservableGauge
+	haActive, haEpoch, haTakeover, haChangelogLag         metric.Int64ObservableGauge
 }
 
 // NewMetrics creates the instruments on meter. lag feeds the
@@ -193,8 +195,9 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	o.ckptAge = fgauge(MetricCheckpointAge, "s", "Seconds since the checkpoint was last stored.")
 	o.feedItems = gauge(MetricFeedItems, "{item}", "Feed items of a feed in the state store now, by status: failed (status 2, will retry), rejected (status 400/1, require attention), pending (not sent yet).")
 	o.haActive = gauge(MetricHAActive, "", "High availability: 1 while this instance is the active one and its lease holds, else 0.")
-	o.haEpoch = gauge(MetricHAEpoch, "", "High availability: the epoch (group generation) of this instance's leadership.")
+	o.haEpoch = gauge(MetricHAEpoch, "", "High availability: the epoch of this instance's leadership (the changelog offset of its epoch marker); on a standby, the newest epoch it read.")
 	o.haTakeover = gauge(MetricHATakeover, "ms", "High availability: how long this instance's last takeover took, from its election to the connector streaming.")
+	o.haChangelogLag = gauge(MetricHAChangelogLag, "{record}", "High availability: on a standby, the state changelog records it has not applied yet (0 on the active instance).")
 	o.lag = gauge(MetricSourceLag, "ms", "How far the binlog reader is behind the source, from event timestamps and heartbeats; 0 when idle, growing when the source is silent or disconnected.")
 	m.buildDur = hist(MetricBuildDuration, "Time to build one batch of feed items.", durationBuckets)
 	m.exportDur = hist(MetricExportDuration, "Time to export one batch of feed items to the sink, until acknowledged.", durationBuckets)
@@ -225,7 +228,7 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 	}, o.events, o.rows, o.bytes, o.heartbeats, o.disconnects, o.txLarge, o.fenceTimeouts, o.positionGaps,
 		o.built, o.sent, o.skipped, o.failed, o.retried,
 		o.connected, o.ckptPos, o.ckptFile, o.queueDepth, o.queueBytes, o.queueCap, o.queueCapBytes,
-		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag, o.feedItems, o.haActive, o.haEpoch, o.haTakeover)
+		o.resyncDone, o.resyncTotal, o.resyncProgress, o.ckptAge, o.lag, o.feedItems, o.haActive, o.haEpoch, o.haTakeover, o.haChangelogLag)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: registering the metrics callback: %w", err)
 	}
@@ -234,6 +237,20 @@ func NewMetrics(meter metric.Meter, lag *LagTracker, now func() time.Time) (*Met
 
 // observe reports every atomic to the SDK; called at collection time.
 func (m *Metrics) observe(ob metric.Observer, o *observables) {
+	if fn := m.haStatus.Load(); fn != nil {
+		s := (*fn)()
+		active := int64(0)
+		if s.Active {
+			active = 1
+		}
+		ob.ObserveInt64(o.haActive, active)
+		ob.ObserveInt64(o.haEpoch, s.Epoch)
+		ob.ObserveInt64(o.haTakeover, s.TakeoverMillis)
+		ob.ObserveInt64(o.haChangelogLag, s.ChangelogLag)
+	}
+	if m.standby.Load() {
+		return
+	}
 	ob.ObserveInt64(o.events, m.events.Load())
 	ob.ObserveInt64(o.rows, m.rows.Load())
 	ob.ObserveInt64(o.bytes, m.bytes.Load())
@@ -282,16 +299,6 @@ func (m *Metrics) observe(ob metric.Observer, o *observables) {
 					attribute.String(attrFeed, c.Feed), attribute.String("status", st.status))))
 			}
 		}
-	}
-	if fn := m.haStatus.Load(); fn != nil {
-		s := (*fn)()
-		active := int64(0)
-		if s.Active {
-			active = 1
-		}
-		ob.ObserveInt64(o.haActive, active)
-		ob.ObserveInt64(o.haEpoch, s.Epoch)
-		ob.ObserveInt64(o.haTakeover, s.TakeoverMillis)
 	}
 	for _, q := range queues {
 		ob.ObserveInt64(o.queueDepth, q.items.Load(), q.obs)
@@ -518,11 +525,23 @@ type HAStatus struct {
 	Active         bool
 	Epoch          int64
 	TakeoverMillis int64
+	// ChangelogLag is, on a standby, the state changelog records not
+	// applied yet.
+	ChangelogLag int64
 }
 
 // HA sets the function the feedcdc.ha.* gauges read at collection time;
 // without it (no high availability) they are not reported.
 func (m *Metrics) HA(fn func() HAStatus) { m.haStatus.Store(&fn) }
+
+// Standby is HA for a standby instance, which runs no connector: only the
+// feedcdc.ha.* gauges are reported, so that the connector's metrics (and
+// the alerts reading them, such as Source down) belong to the active
+// instance alone.
+func (m *Metrics) Standby(fn func() HAStatus) {
+	m.standby.Store(true)
+	m.HA(fn)
+}
 
 // Committed records the end-to-end latency of the transaction that closed
 // a batch: from its source commit (whole-second precision) to ack, when

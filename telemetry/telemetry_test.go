@@ -130,7 +130,7 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 	})
 	p.ResyncProgress(250, 1000)
 	m.RawSnapshotProgress("shop.orders", 1500, 1490, 10, 4000)
-	m.HA(func() HAStatus { return HAStatus{Active: true, Epoch: 7, TakeoverMillis: 4200} })
+	m.HA(func() HAStatus { return HAStatus{Active: true, Epoch: 7, TakeoverMillis: 4200, ChangelogLag: 3} })
 	q := m.Queue("changes")
 	q.Depth(12, 3000)
 	q.Capacity(1000, 64<<20)
@@ -154,6 +154,7 @@ func TestMetricsExposedOnRealServer(t *testing.T) {
 		{"feedcdc_ha_active", nil, 1},
 		{"feedcdc_ha_epoch", nil, 7},
 		{"feedcdc_ha_takeover_duration_milliseconds", nil, 4200},
+		{"feedcdc_ha_changelog_lag", nil, 3},
 		{"feedcdc_source_retries_total", map[string]string{"reason": "connection"}, 2},
 		{"feedcdc_source_retries_total", map[string]string{"reason": "deadlock"}, 1},
 		{"feedcdc_feed_items_built_total", map[string]string{"feed": "products"}, 8},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
+	"github.com/feedcdc/feedcdc/dashboard"
+	"github.com/feedcdc/feedcdc/ha"
 	"github.com/feedcdc/feedcdc/state"
 )
 
@@ -30,8 +33,11 @@ progress. It opens the state file read-only and never writes it. While
 'feedcdc run' holds the state file, status reads the same figures from the
 running connector's dashboard API (dashboard.enabled; no token needed):
 the table and the JSON have the same shape either way ("running" tells
-which). The JSON schema is documented in docs/operations.md. Secrets are
-never shown.`,
+which). With ha.enabled it also shows this instance's role, epoch,
+changelog lag and last takeover; a running standby is asked through its
+GET /ha on telemetry.listen and shows only those (the figures are on the
+active instance). The JSON schema is documented in docs/operations.md.
+Secrets are never shown.`,
 		Example: `  feedcdc status
   feedcdc status --json | jq -r '.feeds[] | "\(.name) \(.counts.failed)"'`,
 		Args: cobra.NoArgs,
@@ -43,12 +49,18 @@ never shown.`,
 			var st connector.Status
 			c, err := connector.Open(cmd.Context(), cfg, connector.OpenOptions{Logger: log, Command: "feedcdc status", NoSinks: true, ReadOnly: true})
 			switch {
+			case errors.Is(err, state.ErrInUse) && cfg.HA.Enabled && standbyStatus(cmd.Context(), cfg, err, &st):
+				// A standby holds the file and runs no dashboard: its role,
+				// epoch and changelog lag come from its GET /ha.
 			case errors.Is(err, state.ErrInUse):
 				rm, rerr := g.remoteFor(cfg, "feedcdc status", err, false)
 				if rerr != nil {
 					return rerr
 				}
 				if err := rm.do(cmd.Context(), http.MethodGet, "/api/status", nil, &st); err != nil {
+					if cfg.HA.Enabled && cfg.Telemetry.Listen == "" {
+						return fmt.Errorf("%w\nwith ha.enabled the holder may be a standby, which serves no dashboard: status asks a standby through GET /ha on telemetry.listen, which is not set; set telemetry.listen (e.g. 127.0.0.1:9464) and restart it", err)
+					}
 					return err
 				}
 			case errors.Is(err, os.ErrNotExist):
@@ -74,12 +86,59 @@ never shown.`,
 	return cmd
 }
 
+// standbyStatus reads the HA status of the instance that holds the state
+// file (inUse) from GET /ha on telemetry.listen; it reports whether that
+// instance is a standby, and then fills st.
+func standbyStatus(ctx context.Context, cfg *config.Config, inUse error, st *connector.Status) bool {
+	if cfg.Telemetry.Listen == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.Telemetry.Listen+"/ha", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var h ha.Status
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&h) != nil || h.Role != ha.RoleStandby {
+		return false
+	}
+	*st = connector.Status{Name: cfg.Name, Running: true, Source: cfg.Source.Addr(), StateFile: cfg.State.Path,
+		Feeds: []connector.FeedStatus{}, Jobs: []dashboard.Job{}, HA: &h}
+	var iu *state.InUseError
+	if errors.As(inUse, &iu) {
+		st.PID = iu.Owner.PID
+	}
+	return true
+}
+
 func printStatus(w io.Writer, st connector.Status) {
 	run := "stopped"
 	if st.Running {
 		run = fmt.Sprintf("running (pid %d)", st.PID)
 	}
+	if h := st.HA; h != nil && h.Role == ha.RoleStandby {
+		fmt.Fprintf(w, "connector %s %s as a high-availability standby, source %s, state %s\n", st.Name, run, st.Source, st.StateFile)
+		fmt.Fprintf(w, "ha: standby, instance %s, following epoch %d, changelog lag %d records\n", h.Instance, h.Epoch, h.Lag)
+		fmt.Fprintln(w, "feeds, checkpoint and jobs: run feedcdc status on the active instance (the one whose /readyz answers 200)")
+		return
+	}
 	fmt.Fprintf(w, "connector %s %s, source %s, state %s (%d bytes)\n", st.Name, run, st.Source, st.StateFile, st.StateBytes)
+	if h := st.HA; h != nil {
+		line := fmt.Sprintf("ha: %s, instance %s, epoch %d", h.Role, orDash(h.Instance), h.Epoch)
+		if h.Role == ha.RoleStopped {
+			line += " (from the state file)"
+		}
+		if !h.LastTakeover.IsZero() {
+			line += fmt.Sprintf(", last takeover %s (took %s)", h.LastTakeover.UTC().Format(time.RFC3339), time.Duration(h.TakeoverMillis)*time.Millisecond)
+		}
+		fmt.Fprintln(w, line)
+	}
 	if st.Checkpoint != nil {
 		fmt.Fprintf(w, "checkpoint %s, stored %s ago\n", st.Checkpoint, time.Duration(st.CheckpointAgeSec*float64(time.Second)).Round(time.Second))
 	} else {

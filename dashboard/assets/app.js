@@ -160,6 +160,28 @@
     return td;
   }
 
+  // The high-availability block (ha.enabled only): role, instance, epoch,
+  // changelog lag and last takeover.
+  function renderHA(h) {
+    const el = $("ha-status");
+    if (!h) {
+      el.hidden = true;
+      el.dataset.role = "";
+      return;
+    }
+    el.hidden = false;
+    el.dataset.role = h.role;
+    el.dataset.instance = h.instance || "";
+    el.dataset.epoch = String(h.epoch || 0);
+    el.dataset.changelogLag = String(h.changelog_lag || 0);
+    el.dataset.lastTakeover = h.last_takeover || "";
+    el.dataset.takeoverMs = String(h.takeover_ms || 0);
+    el.className = "pill " + (h.role === "active" ? "ok" : "warn");
+    el.textContent = "HA " + h.role + (h.instance ? " · " + h.instance : "") + " · epoch " + (h.epoch || 0) +
+      " · changelog lag " + fmtInt(h.changelog_lag) + " records · last takeover " +
+      (h.last_takeover ? fmtTime(h.last_takeover) + ", took " + fmtDuration(h.takeover_ms || 0) : "never");
+  }
+
   function renderOverview(ov) {
     const src = $("source-status");
     src.dataset.connected = String(!!ov.source.connected);
@@ -179,6 +201,7 @@
     lag.dataset.state = ov.source.lag_state || "";
     lag.textContent = "lag " + fmtDuration(ov.source.lag_ms || 0) + (ov.source.lag_state ? " (" + ov.source.lag_state.replace("_", " ") + ")" : "");
     lag.className = "pill " + (ov.source.lag_state === "stale" ? "bad" : "");
+    renderHA(ov.ha);
 
     $("checkpoint-position").textContent = ov.checkpoint.position || "(none)";
     $("checkpoint-position").dataset.value = ov.checkpoint.position || "";
@@ -482,8 +505,9 @@
     }
   }
 
-  // followJob shows a job's progress (entities done/total) in the action
-  // result until it ends, then its summary or its error.
+  // followJob shows a job's (resync or retry) progress (entities
+  // done/total) in the action result until it ends, then its summary or
+  // its error.
   async function followJob(job) {
     const r = $("action-result");
     r.dataset.job = job.id;
@@ -491,9 +515,17 @@
       r.dataset.done = String(job.done);
       r.dataset.total = String(job.total);
       r.dataset.jobState = job.state;
-      const of = "resync job " + job.id + " of " + job.feed;
+      const of = (job.kind || "resync") + " job " + job.id + " of " + job.feed;
       if (job.state === "failed") {
         setResult("error", of + " failed: " + (job.error || "unknown error"));
+        return;
+      }
+      if (job.state === "done" && job.kind === "retry") {
+        const res = job.result || {};
+        const st = res.stats || {};
+        setResult("ok", of + " done: " + (st.keys || 0) + " entities rebuilt, sent " + (st.sent || 0) + ", still failing " +
+          (st.failed || 0) + ", rejected " + (st.rejected || 0) + ", requiring attention " + (st.attention || 0) +
+          "; the feed has " + fmtInt(res.failed_now) + " failed items now");
         return;
       }
       if (job.state === "done") {
@@ -513,7 +545,11 @@
     setResult("busy", "starting…");
     try {
       const r = await api("api/feeds/" + encodeURIComponent(feed) + "/retry", { method: "POST", auth: true });
-      setResult("ok", r.message);
+      if (r.job) {
+        await followJob(r.job);
+      } else {
+        setResult("ok", r.message);
+      }
       refresh();
     } catch (e) {
       setResult("error", (e.status === 401 ? "token needed or wrong: " : "") + e.message);

@@ -19,7 +19,8 @@ import (
 
 // runHA runs one instance of a highly available connector (ha.enabled):
 // as a standby it applies the state changelog to its local state file and
-// serves /healthz (live), /readyz (not ready: standby) and /ha; elected, it
+// serves /healthz (live), /readyz (not ready: standby), /ha and the HA
+// gauges on /metrics; elected, it
 // takes over (catch-up; the fencing wait overlaps the connector's open and
 // preflight, which send nothing) and runs the connector with its
 // state replicated, until ctx ends or it loses its membership, when it
@@ -39,7 +40,7 @@ func runHA(ctx context.Context, cfg *config.Config, log *slog.Logger, version st
 		case <-node.Lost():
 		default:
 		}
-		activeNow, err := standby(ctx, cfg, log, node)
+		activeNow, err := standby(ctx, cfg, log, version, node)
 		if err != nil || !activeNow {
 			return err
 		}
@@ -69,7 +70,7 @@ func runHA(ctx context.Context, cfg *config.Config, log *slog.Logger, version st
 
 // standby follows the changelog until this instance is elected and has
 // taken over (true), or ctx ends (false, nil).
-func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, node *ha.Node) (bool, error) {
+func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, version string, node *ha.Node) (bool, error) {
 	st, err := openReplica(ctx, cfg, log, node)
 	if err != nil {
 		return false, err
@@ -79,13 +80,13 @@ func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, node *ha
 			st.Close()
 		}
 	}()
-	srv, err := serveStandby(cfg, node)
+	stopServing, err := serveStandby(ctx, cfg, log, version, node)
 	if err != nil {
 		return false, err
 	}
 	defer func() {
-		if srv != nil {
-			srv.Close()
+		if stopServing != nil {
+			stopServing()
 		}
 	}()
 	for {
@@ -135,10 +136,8 @@ func standby(ctx context.Context, cfg *config.Config, log *slog.Logger, node *ha
 		if err := st.Close(); err != nil {
 			return false, err
 		}
-		if srv != nil {
-			srv.Close()
-			srv = nil
-		}
+		stopServing()
+		stopServing = nil
 		return true, nil
 	}
 }
@@ -208,20 +207,49 @@ func haHandler(node *ha.Node, h http.Handler) http.Handler {
 	return mux
 }
 
-// serveStandby serves /healthz (live), /readyz (503: standby) and /ha on
-// telemetry.listen while this instance is a standby.
-func serveStandby(cfg *config.Config, node *ha.Node) (*http.Server, error) {
-	if cfg.Telemetry.Listen == "" {
-		return nil, nil
+// serveStandby serves /healthz (live), /readyz (503: standby), /ha and
+// /metrics (only the feedcdc_ha_* gauges: role, epoch followed, changelog
+// lag) on telemetry.listen while this instance is a standby; with an OTLP
+// endpoint the same gauges are pushed. stop closes the listener and the
+// telemetry.
+func serveStandby(ctx context.Context, cfg *config.Config, log *slog.Logger, version string, node *ha.Node) (stop func(), err error) {
+	if cfg.Telemetry.Listen == "" && cfg.Telemetry.OTLPEndpoint == "" {
+		return func() {}, nil
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", telemetry.HealthzHandler())
-	mux.Handle("GET /readyz", telemetry.ReadyzHandler(haReadiness(node)))
+	tel, err := telemetry.New(ctx, telemetry.Options{ServiceName: orDefault(cfg.Telemetry.ServiceName, cfg.Name), ServiceVersion: version,
+		OTLPEndpoint: cfg.Telemetry.OTLPEndpoint, MetricInterval: cfg.Telemetry.MetricInterval.D(), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	tel.Metrics.Standby(func() telemetry.HAStatus { return haMetrics(node) })
+	// The last OTLP push must not delay a takeover (an unreachable
+	// endpoint would hold Shutdown for the exporter's timeout): it runs in
+	// the background, bounded.
+	closeTel := func() {
+		go func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			tel.Shutdown(sctx)
+		}()
+	}
+	if cfg.Telemetry.Listen == "" {
+		return closeTel, nil
+	}
 	ln, err := net.Listen("tcp", cfg.Telemetry.Listen)
 	if err != nil {
+		closeTel()
 		return nil, fmt.Errorf("telemetry.listen: listen on %s: %w", cfg.Telemetry.Listen, err)
 	}
-	srv := &http.Server{Handler: haHandler(node, mux), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: haHandler(node, tel.Handler(haReadiness(node))), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	return srv, nil
+	return func() {
+		srv.Close()
+		closeTel()
+	}, nil
+}
+
+// haMetrics is what the feedcdc_ha_* gauges show of node.
+func haMetrics(node *ha.Node) telemetry.HAStatus {
+	s := node.Status()
+	return telemetry.HAStatus{Active: node.Writable() == nil, Epoch: s.Epoch, TakeoverMillis: s.TakeoverMillis, ChangelogLag: s.Lag}
 }

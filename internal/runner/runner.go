@@ -66,7 +66,7 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 	oo := connector.OpenOptions{Logger: log, Command: "feedcdc run",
 		Observer: connector.MetricsObserver{M: tel.Metrics}, Tracing: tel.Tracing, NewState: hooks.NewState, Version: version}
 	if node != nil {
-		oo.OnCommit, oo.GuardSink = node.Commit, node.GuardSink
+		oo.OnCommit, oo.GuardSink, oo.HA = node.Commit, node.GuardSink, node.Status
 	}
 	c, err := connector.Open(ctx, cfg, oo)
 	if err != nil {
@@ -82,10 +82,7 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 		tel.Metrics.Feed(f)
 	}
 	if node != nil {
-		tel.Metrics.HA(func() telemetry.HAStatus {
-			s := node.Status()
-			return telemetry.HAStatus{Active: node.Writable() == nil, Epoch: s.Epoch, TakeoverMillis: s.TakeoverMillis}
-		})
+		tel.Metrics.HA(func() telemetry.HAStatus { return haMetrics(node) })
 	}
 	lag := func() (int64, string) {
 		r := tel.Metrics.Lag().Read()
