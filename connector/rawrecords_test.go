@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedcdc/feedcdc/change"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
 )
 
@@ -44,6 +45,40 @@ func (a binlogAt) less(b binlogAt) bool {
 	return a.Pos < b.Pos
 }
 
+// streamObserver records when the binlog source connected: only then has
+// it taken its schema snapshot. A first start's checkpoint covers the
+// server's position from the first moment, so waitCaughtUp alone can
+// return before the source read its schema; DDL run in between is then
+// part of the snapshot and gives no schema-change record (seen under load).
+type streamObserver struct{ connected atomic.Bool }
+
+func (*streamObserver) Built(string, int, time.Duration)            {}
+func (*streamObserver) Exported(string, ExportStats, time.Duration) {}
+func (*streamObserver) RawSent(int, time.Duration)                  {}
+func (*streamObserver) Checkpointed(change.Position, time.Time)     {}
+func (*streamObserver) Queue(int, int64)                            {}
+func (*streamObserver) SourceEvent(time.Time)                       {}
+func (*streamObserver) EventRead(uint32, time.Time)                 {}
+func (*streamObserver) Heartbeat()                                  {}
+func (o *streamObserver) Connected()                                { o.connected.Store(true) }
+func (*streamObserver) Disconnected(error)                          {}
+
+// waitStreaming waits until the binlog source connected (its schema
+// snapshot taken).
+func (o *streamObserver) waitStreaming(t *testing.T, runErr <-chan error) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); !o.connected.Load(); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-runErr:
+			t.Fatalf("connector stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the binlog source did not connect within 3 minutes")
+		}
+	}
+}
+
 // TestRawSchemaChangeRecordsInBinlogOrder: DDL on a captured table while a
 // workload writes to it gives one schema-change record per statement, at
 // the statement's binlog position, with the table's columns after it; every
@@ -61,8 +96,10 @@ func TestRawSchemaChangeRecordsInBinlogOrder(t *testing.T) {
 	}
 	kafka := kafkatest.Start(t)
 	cc := rawOnly(t, "rawddl", db, kafka.Addr(), []string{"w"}, "  tombstones: false\n")
-	c := openConnector(t, cc.load(t), OpenOptions{})
+	obs := &streamObserver{}
+	c := openConnector(t, cc.load(t), OpenOptions{Observer: obs})
 	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	obs.waitStreaming(t, runErr)
 	waitCaughtUp(t, c, admin, runErr)
 
 	var n atomic.Int64
@@ -576,8 +613,10 @@ func TestRawSchemaChangeKindsOfCreateRenameDrop(t *testing.T) {
 	admin := srv.Admin(t, db)
 	kafka := kafkatest.Start(t)
 	cc := rawOnly(t, "rawkinds", db, kafka.Addr(), []string{"t*"}, "")
-	c := openConnector(t, cc.load(t), OpenOptions{})
+	obs := &streamObserver{}
+	c := openConnector(t, cc.load(t), OpenOptions{Observer: obs})
 	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	obs.waitStreaming(t, runErr)
 	waitCaughtUp(t, c, admin, runErr)
 	for _, q := range []string{"CREATE TABLE t1 (id INT PRIMARY KEY)", "ALTER TABLE t1 ADD COLUMN c INT", "RENAME TABLE t1 TO t2",
 		"ALTER TABLE t2 RENAME TO t3", "CREATE TABLE other (id INT PRIMARY KEY)", "DROP TABLE t3"} {
