@@ -31,7 +31,10 @@ func (t *Tx) PutInflight(items []Item) (uint64, error) {
 	if err := t.writable(); err != nil {
 		return 0, err
 	}
-	b, err := t.tx.CreateBucketIfNotExists(bInflight)
+	// Through the recording buckets: with high availability the record is
+	// replicated like every other write, so that a standby taking over
+	// knows what was in flight.
+	b, err := t.createRoot(bInflight)
 	if err != nil {
 		return 0, fmt.Errorf("state: create the in-flight bucket: %w", err)
 	}
@@ -76,10 +79,10 @@ func (t *Tx) DeleteInflight(token uint64) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	b := t.tx.Bucket(bInflight)
-	if b == nil {
+	if t.tx.Bucket(bInflight) == nil {
 		return nil
 	}
+	b := t.root(bInflight)
 	k := binary.BigEndian.AppendUint64(nil, token)
 	if b.Get(k) == nil {
 		return nil
@@ -97,10 +100,10 @@ func (t *Tx) applyInflight() (int, error) {
 	if err := t.writable(); err != nil {
 		return 0, err
 	}
-	b := t.tx.Bucket(bInflight)
-	if b == nil {
+	if t.tx.Bucket(bInflight) == nil {
 		return 0, nil
 	}
+	b := t.root(bInflight)
 	var keys [][]byte
 	n := 0
 	c := b.Cursor()

@@ -58,7 +58,7 @@ func (t *Tx) PutRawSnapshot(p RawSnapshot) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
-	b, err := t.tx.CreateBucketIfNotExists(bRawSnap)
+	b, err := t.createRoot(bRawSnap) // recorded: replicated with high availability
 	if err != nil {
 		return fmt.Errorf("state: raw snapshots: %w", err)
 	}

@@ -92,6 +92,23 @@ func TestReplicatedWritesRebuildTheSameFile(t *testing.T) {
 			if _, err := tx.DeleteDeferred("products", []string{fmt.Sprint(i - 1)}); err != nil {
 				return err
 			}
+			// write-ahead records of exports in flight, some removed
+			if i%3 == 0 {
+				tok, err := tx.PutInflight(items[:2])
+				if err != nil {
+					return err
+				}
+				if i%6 == 0 {
+					if err := tx.DeleteInflight(tok); err != nil {
+						return err
+					}
+				}
+			}
+			if i%10 == 0 {
+				if err := tx.PutRawSnapshot(RawSnapshot{Table: fmt.Sprintf("shop.t%d", i), LastKey: []string{fmt.Sprint(i)}}); err != nil {
+					return err
+				}
+			}
 			return tx.SetCheckpoint(change.Position{File: "bin.000001", Pos: uint32(i)}, time.Unix(int64(i), 0))
 		})
 		if err != nil {
