@@ -23,7 +23,10 @@ func (g *guarded) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, 
 	if err := g.n.Writable(); err != nil {
 		return nil, err
 	}
-	return g.Sink.Send(leaseContext{Context: ctx, n: g.n}, recs)
+	// The epoch goes along as the send's fencing token (the HTTP sink sends
+	// it as a header; a destination that refuses lower epochs also refuses
+	// a request this instance had in flight when it was paused).
+	return g.Sink.Send(sink.WithFencingToken(leaseContext{Context: ctx, n: g.n}, g.n.Epoch()), recs)
 }
 
 // leaseContext is a send's context whose Err reports a lost lease at once,

@@ -219,3 +219,21 @@ func Combine(names []string, rs []Result) Result {
 	}
 	return out
 }
+
+// fencingKey is the context key of a send's fencing token.
+type fencingKey struct{}
+
+// WithFencingToken returns ctx carrying the sender's fencing token: the
+// epoch of a high-availability leadership (ha). A sink that can hand it to
+// its destination does (the HTTP sink: header X-Feedcdc-Epoch), so that a
+// destination which refuses a token lower than the highest it has seen
+// also refuses a request a paused former leader had in flight.
+func WithFencingToken(ctx context.Context, epoch int64) context.Context {
+	return context.WithValue(ctx, fencingKey{}, epoch)
+}
+
+// FencingToken returns the fencing token of a send's context, if any.
+func FencingToken(ctx context.Context) (int64, bool) {
+	e, ok := ctx.Value(fencingKey{}).(int64)
+	return e, ok
+}

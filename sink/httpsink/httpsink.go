@@ -315,7 +315,16 @@ func (s *Sink) setHeaders(req *http.Request) {
 			req.Header.Set(h, s.apiKey)
 		}
 	}
+	if e, ok := sink.FencingToken(req.Context()); ok {
+		req.Header.Set(EpochHeader, strconv.FormatInt(e, 10))
+	}
 }
+
+// EpochHeader carries a high-availability instance's fencing token (its
+// leadership's epoch; docs/operations.md "High availability"): a feed
+// service that answers 409 to a request whose epoch is lower than the
+// highest it has seen refuses what a paused former leader had in flight.
+const EpochHeader = "X-Feedcdc-Epoch"
 
 // requestResult is the result the HTTP status gives every item of the
 // request that the answer does not list as invalid (someInvalid: it lists

@@ -460,3 +460,34 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 		t.Fatalf("the redirect target received %d requests (API keys %q)", len(leaked), leaked)
 	}
 }
+
+// TestFencingTokenIsSentAsEpochHeader: a send whose context carries a
+// fencing token (an HA instance's epoch) sends it as X-Feedcdc-Epoch, so a
+// feed service can refuse what a fenced former leader had in flight; a
+// send without one sends no such header.
+func TestFencingTokenIsSentAsEpochHeader(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Get(EpochHeader))
+		mu.Unlock()
+		w.WriteHeader(200)
+	}))
+	defer svc.Close()
+	s, err := New(Config{BaseURL: svc.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, ctx := range []context.Context{sink.WithFencingToken(context.Background(), 4711), context.Background()} {
+		if _, err := s.Send(ctx, []sink.Record{itemRec("products", feedItem{SKU: "a"})}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0] != "4711" || got[1] != "" {
+		t.Fatalf("X-Feedcdc-Epoch headers %q, want [4711 \"\"]", got)
+	}
+}

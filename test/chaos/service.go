@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,10 @@ type Service struct {
 	accepted map[string]map[string]json.RawMessage // feed -> id -> payload
 	stats    map[string]int
 	items    int
+	// maxEpoch is the highest fencing token (X-Feedcdc-Epoch) seen: a
+	// request with a lower one comes from a fenced former leader and is
+	// refused with 409, as docs/operations.md asks of a feed service.
+	maxEpoch int64
 }
 
 // NewService builds a service for feeds with the given identity fields.
@@ -87,6 +92,19 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if h := r.Header.Get("X-Feedcdc-Epoch"); h != "" {
+		e, err := strconv.ParseInt(h, 10, 64)
+		if err != nil {
+			http.Error(w, "bad X-Feedcdc-Epoch", http.StatusBadRequest)
+			return
+		}
+		if e < s.maxEpoch {
+			s.stats["409 (stale epoch)"]++
+			http.Error(w, fmt.Sprintf(`{"error":"epoch %d is older than %d"}`, e, s.maxEpoch), http.StatusConflict)
+			return
+		}
+		s.maxEpoch = e
+	}
 	if s.down.Load() {
 		s.stats["503 (down)"]++
 		http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
