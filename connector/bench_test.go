@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -519,14 +520,24 @@ func partialSyncLatency(t testing.TB) {
 		linger = v
 	}
 	ctx := context.Background()
-	db := srv.NewDatabase(t, "lat")
+	// FEEDCDC_BENCH_DB: a catalog already loaded on the server of
+	// FEEDCDC_TEST_MYSQL_DSN (e.g. the large profile); FEEDCDC_BENCH_STATE:
+	// a state file of a connector that already synced it (copied, e.g. kept
+	// by go run ./test/cmd/firststart --keep), so the measurement starts
+	// from a full state at scale instead of a first start.
+	db := os.Getenv("FEEDCDC_BENCH_DB")
+	if db == "" {
+		db = srv.NewDatabase(t, "lat")
+	}
 	admin := srv.Admin(t, db)
 	admin.SetMaxOpenConns(workers + 4)
-	lst, err := catalog.Load(ctx, admin, catalog.Small(), 1)
-	if err != nil {
-		t.Fatal(err)
+	if os.Getenv("FEEDCDC_BENCH_DB") == "" {
+		lst, err := catalog.Load(ctx, admin, catalog.Small(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("loaded small profile: %d rows in %s", lst.Rows, lst.Duration.Round(time.Millisecond))
 	}
-	t.Logf("loaded small profile: %d rows in %s", lst.Rows, lst.Duration.Round(time.Millisecond))
 	var probeIDs []uint32
 	rows, err := admin.Query(`SELECT DISTINCT e.entity_id FROM catalog_product_entity e JOIN catalog_product_website w ON w.product_id = e.entity_id
 		WHERE e.type_id = 'simple' AND NOT EXISTS (SELECT 1 FROM catalog_product_entity_decimal d
@@ -550,6 +561,11 @@ func partialSyncLatency(t testing.TB) {
 	}
 	defer kc.Close()
 	dir := t.TempDir()
+	if from := os.Getenv("FEEDCDC_BENCH_STATE"); from != "" {
+		if err := copyFile(from, filepath.Join(dir, "state.db")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cc := connectorYAML{Name: "latency", StatePath: filepath.Join(dir, "state.db"), Database: db,
 		Sections: unthrottledResync + kafkaSink(kc.Addr(), "lat", "linger: "+linger)}
 	cfg := cc.load(t)
@@ -570,6 +586,8 @@ func partialSyncLatency(t testing.TB) {
 		}
 	}
 	t.Logf("first-start full sync of %v done in %s", cfg.EnabledFeeds(), time.Since(syncStart).Round(time.Millisecond))
+	waitCaughtUp(t, c, admin, runErr) // a copied state may start behind the source
+	t.Logf("caught up with the source %s after the start", time.Since(syncStart).Round(time.Millisecond))
 
 	// The consumer: every products record as it arrives.
 	topic := "lat.products"
@@ -705,4 +723,22 @@ func partialSyncLatency(t testing.TB) {
 	if len(consume) < len(sent)/2 {
 		t.Fatalf("only %d of %d probes reached Kafka", len(consume), len(sent))
 	}
+}
+
+// copyFile copies the file from to the new file to.
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
