@@ -300,6 +300,7 @@ type Telemetry struct {
 	ServiceName    string   `yaml:"service_name" doc:"OpenTelemetry service.name. Empty = the connector name."`
 	ReadyMaxLag    Duration `yaml:"ready_max_lag" doc:"/readyz fails while lag behind the source exceeds this." min:"1s" max:"24h" default:"1m"`
 	MetricInterval Duration `yaml:"metric_interval" doc:"OTLP metric push period." min:"1s" max:"1h" default:"15s"`
+	Pprof          bool     `yaml:"pprof" doc:"Also serve Go's runtime profiles (heap, CPU, goroutines) at /debug/pprof/ on listen, for diagnosing memory and CPU use (go tool pprof http://<listen>/debug/pprof/heap). Keep listen on loopback when on."`
 }
 
 // Dashboard configures the web dashboard.

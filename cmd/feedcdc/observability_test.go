@@ -98,6 +98,7 @@ sinks:
       fsync: false
 telemetry:
   listen: 127.0.0.1:%d
+  pprof: true
 dashboard:
   enabled: true
   listen: 127.0.0.1:%d
@@ -140,6 +141,17 @@ dashboard:
 		return true
 	})
 	metricsURL := "http://" + metricsAddr + "/metrics"
+
+	// telemetry.pprof serves the runtime's profiles beside /metrics.
+	resp, err := http.Get("http://" + metricsAddr + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(heap), "heap profile:") {
+		t.Errorf("GET /debug/pprof/heap with telemetry.pprof: %s %.80q", resp.Status, heap)
+	}
 
 	// Metrics move during a workload.
 	before := scrape(t, metricsURL)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -113,6 +114,9 @@ func runActive(ctx context.Context, cfg *config.Config, log *slog.Logger, versio
 		} else {
 			h = tel.Handler(telemetry.AllReady(append(checks, c.SinkReadiness()...)...))
 		}
+		if cfg.Telemetry.Pprof {
+			h = withPprof(h)
+		}
 		if metricsAddr, err = serve("telemetry.listen", cfg.Telemetry.Listen, h); err != nil {
 			return err
 		}
@@ -176,4 +180,17 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// withPprof adds Go's runtime profiles under /debug/pprof/ to h
+// (telemetry.pprof).
+func withPprof(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
