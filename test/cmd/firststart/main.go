@@ -62,6 +62,7 @@ type options struct {
 	workDir   string
 	keep      bool
 	poll      time.Duration
+	profiles  string
 }
 
 func main() {
@@ -75,6 +76,7 @@ func main() {
 	flag.StringVar(&o.workDir, "dir", "", "working directory for the state, the output and the broker log (default: a new temporary one)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory")
 	flag.DurationVar(&o.poll, "poll", 250*time.Millisecond, "how often the connector's status is read")
+	flag.StringVar(&o.profiles, "profiles", "", "directory for profiles of the first start (telemetry.pprof): a heap profile at each new peak of RssAnon (at most every 10 s) and a 30 s CPU profile after 20 s")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if *dsn == "" {
@@ -215,8 +217,8 @@ func runDump(ctx context.Context, o options, host, port string, tables []string)
 
 // config is the connector's configuration file and what it points at.
 type config struct {
-	path, state, listen string
-	broker              *kafkatest.Cluster
+	path, state, listen, metrics string
+	broker                       *kafkatest.Cluster
 }
 
 func (c *config) close() {
@@ -233,6 +235,18 @@ func writeConfig(ctx context.Context, o options, host, port string) (*config, er
 	}
 	c.listen = l.Addr().String()
 	l.Close()
+	telemetry := `{listen: ""}`
+	if o.profiles != "" {
+		if err := os.MkdirAll(o.profiles, 0o755); err != nil {
+			return nil, err
+		}
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		c.metrics = l.Addr().String()
+		l.Close()
+		telemetry = fmt.Sprintf(`{listen: "%s", pprof: true}`, c.metrics)
+	}
 	sink := fmt.Sprintf("  files:\n    type: file\n    file: {dir: %s}\n", filepath.Join(o.workDir, "out"))
 	if o.sink == "kafka" {
 		if c.broker, err = kafkatest.New(ctx, kafkatest.WithDataDir(filepath.Join(o.workDir, "kafka"))); err != nil {
@@ -247,10 +261,10 @@ source: {host: %s, port: %s, user: %s, tls: {mode: disabled}}
 feeds: {database: %s}
 state: {path: %s}
 dashboard: {listen: "%s"}
-telemetry: {listen: ""}
+telemetry: %s
 log: {level: warn}
 sinks:
-%s`, host, port, o.dsn.User, o.dsn.DBName, c.state, c.listen, sink)
+%s`, host, port, o.dsn.User, o.dsn.DBName, c.state, c.listen, telemetry, sink)
 	if err := os.WriteFile(c.path, []byte(yaml), 0o600); err != nil {
 		return nil, err
 	}
@@ -307,6 +321,8 @@ func firstStart(ctx context.Context, o options, c *config) (firstStartResult, er
 	}()
 	srv0, start := procCPU(o.serverPID), time.Now()
 	pid := cmd.Process.Pid
+	prof := profiler{o: o, c: c, start: start}
+	defer prof.wait()
 	done := map[string]time.Duration{}
 	var st status
 	for {
@@ -317,6 +333,7 @@ func firstStart(ctx context.Context, o options, c *config) (firstStartResult, er
 		case <-time.After(o.poll):
 		}
 		r.mem.sample(pid, cg)
+		prof.maybe(ctx, r.mem.peakAnon)
 		if err := getJSON(ctx, c.listen, "/api/status", &st); err != nil {
 			continue // not listening yet
 		}
@@ -569,4 +586,58 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	return strconv.ParseInt(s, 10, 64)
+}
+
+// profiler takes the profiles of --profiles from the running connector.
+type profiler struct {
+	o          options
+	c          *config
+	start      time.Time
+	lastHeap   time.Time
+	heapPeak   int64
+	cpuStarted bool
+	cpuDone    chan struct{}
+}
+
+func (p *profiler) maybe(ctx context.Context, peakAnon int64) {
+	if p.o.profiles == "" {
+		return
+	}
+	if !p.cpuStarted && time.Since(p.start) > 20*time.Second {
+		p.cpuStarted, p.cpuDone = true, make(chan struct{})
+		go func() {
+			defer close(p.cpuDone)
+			p.fetch(ctx, "/debug/pprof/profile?seconds=30", "cpu.pb.gz")
+		}()
+	}
+	if peakAnon > p.heapPeak && time.Since(p.lastHeap) > 10*time.Second {
+		p.heapPeak, p.lastHeap = peakAnon, time.Now()
+		p.fetch(ctx, "/debug/pprof/heap", fmt.Sprintf("heap-%03.0fs-%dMiB.pb.gz", time.Since(p.start).Seconds(), peakAnon>>20))
+	}
+}
+
+func (p *profiler) fetch(ctx context.Context, path, name string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.c.metrics+path, nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Printf("profile %s: %v", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(p.o.profiles, name), b, 0o644)
+	}
+	if err != nil {
+		log.Printf("profile %s: %v", path, err)
+	}
+}
+
+func (p *profiler) wait() {
+	if p.cpuDone != nil {
+		<-p.cpuDone
+	}
 }
