@@ -80,6 +80,12 @@ type fullSync struct {
 	// Written by the plan goroutine, read by the persist jobs.
 	scanned  atomic.Int64
 	scanDone atomic.Bool
+	// chunkBytes is the memory estimate of the next chunk: the size of the
+	// last one built (0 before the first build).
+	chunkBytes atomic.Int64
+	// held are the chunks holding bytes of Pipeline.syncMem.
+	heldMu sync.Mutex
+	held   map[*syncChunk]struct{}
 }
 
 // total is the progress's total: the keys the scan enumerated once it has
@@ -101,6 +107,12 @@ type syncChunk struct {
 	items []feeds.Item
 	err   error
 	built chan struct{}
+	// acquired and charged are the chunk's bytes in Pipeline.syncMem:
+	// acquired before the build (the estimate), charged after it when the
+	// items turned out larger; both are returned once it is persisted
+	// (fullSync.release).
+	acquired int
+	charged  int64
 }
 
 // Resync runs a full (or by-ids) sync of one feed through the pipeline
@@ -274,6 +286,7 @@ func (fs *fullSync) pipeline(ctx context.Context, enumerate func(context.Context
 		resumeAfter = fs.prog.LastKey
 	}
 	var wg sync.WaitGroup
+	defer fs.releaseAll() // chunks an error left unpersisted
 	planErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -327,7 +340,10 @@ func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, fu
 		return err
 	}
 	err := pacedChunks(ctx, filtered, fs.ro.BatchSize, fs.ro.Throttle, func(keys []string) error {
-		c := &syncChunk{keys: keys, built: make(chan struct{})}
+		c, err := fs.newChunk(ctx, keys)
+		if err != nil {
+			return err
+		}
 		for _, ch := range []chan<- *syncChunk{ordered, todo} {
 			select {
 			case ch <- c:
@@ -398,6 +414,88 @@ func (fs *fullSync) build(ctx context.Context, c *syncChunk) {
 		p.o.Observer.Built(feed, len(items), p.o.Now().Sub(t0))
 	}
 	c.items = items
+	size := int64(itemsBytes(items))
+	fs.chunkBytes.Store(size)
+	if extra := size - int64(c.acquired); extra > 0 {
+		p.syncMem.Charge(extra)
+		c.charged = extra
+	}
+}
+
+// Memory of a full sync.
+//
+// The chunks a full sync has built and not yet persisted hold their items
+// in memory; with several feeds syncing at once (a first start) and
+// thread_count chunks built ahead per feed, that is what a sync's memory
+// is made of. So every chunk holds bytes of the pipeline's syncMem
+// (backpressure.max_inflight_bytes, shared by every full sync and apart
+// from the stream's bound, so a resync never delays the stream): the
+// planner acquires the feed's estimate (the size of its last chunk, or a
+// quarter of the bound before the first build) before the chunk goes to a
+// builder, the builder charges what the items turned out to need beyond
+// it, and the persist job returns both. Acquiring only before a build
+// keeps the order deadlock-free: a chunk that holds bytes never waits for
+// more, and the exporter, which persists chunks in order, needs none. A
+// chunk larger than the bound is admitted alone.
+
+// newChunk makes the next chunk of keys once the sync memory holds its
+// estimate.
+func (fs *fullSync) newChunk(ctx context.Context, keys []string) (*syncChunk, error) {
+	est := fs.chunkBytes.Load()
+	if est == 0 {
+		est = fs.p.syncMem.Max() / 4
+	}
+	if err := fs.p.syncMem.Acquire(ctx, int(est)); err != nil {
+		return nil, fmt.Errorf("connector: resync %s: %w", fs.ro.Feed, err)
+	}
+	c := &syncChunk{keys: keys, built: make(chan struct{}), acquired: int(est)}
+	fs.heldMu.Lock()
+	if fs.held == nil {
+		fs.held = map[*syncChunk]struct{}{}
+	}
+	fs.held[c] = struct{}{}
+	fs.heldMu.Unlock()
+	return c, nil
+}
+
+// release returns a chunk's sync memory (once).
+func (fs *fullSync) release(c *syncChunk) {
+	fs.heldMu.Lock()
+	_, ok := fs.held[c]
+	delete(fs.held, c)
+	fs.heldMu.Unlock()
+	if ok {
+		fs.p.syncMem.Release(c.acquired)
+		fs.p.syncMem.Discharge(c.charged)
+	}
+}
+
+// releaseAll returns the memory of every chunk still holding some, once
+// no goroutine of the sync uses them any more.
+func (fs *fullSync) releaseAll() {
+	fs.heldMu.Lock()
+	held := make([]*syncChunk, 0, len(fs.held))
+	for c := range fs.held {
+		held = append(held, c)
+	}
+	fs.heldMu.Unlock()
+	for _, c := range held {
+		fs.release(c)
+	}
+}
+
+// itemsBytes estimates the memory items hold: their strings, payloads
+// and identity maps, and the structs themselves.
+func itemsBytes(items []feeds.Item) int {
+	n := 0
+	for i := range items {
+		it := &items[i]
+		n += 160 + len(it.Feed) + len(it.ID) + len(it.EntityKey) + len(it.Data) + len(it.Hash)
+		for k, v := range it.Identity {
+			n += 48 + len(k) + len(v)
+		}
+	}
+	return n
 }
 
 // persistAll takes the built chunks in key order and persists them, up to
@@ -500,6 +598,8 @@ func (fs *fullSync) persist(ctx context.Context, group []*syncChunk) error {
 	})
 	for _, c := range group {
 		p.watch.end(ro.Feed, c.seq)
+		c.items = nil
+		fs.release(c)
 	}
 	if err != nil {
 		return err

@@ -288,6 +288,9 @@ type Pipeline struct {
 	o       PipelineOptions
 	queue   chan task
 	limiter *sink.Limiter
+	// syncMem bounds the bytes of full-sync chunks built and not yet
+	// persisted, over every full sync of the pipeline (fullsync.go).
+	syncMem *sink.Limiter
 
 	mu  sync.Mutex // guards cur and txKeys
 	cur *batch
@@ -370,7 +373,7 @@ func NewPipeline(o PipelineOptions) (*Pipeline, error) {
 		return nil, errors.New("connector: pipeline needs a sink")
 	}
 	p := &Pipeline{o: o, queue: make(chan task, o.QueueLen), limiter: sink.NewLimiter(o.MaxInflightBytes),
-		lastSync: map[string]time.Time{}}
+		syncMem: sink.NewLimiter(o.MaxInflightBytes), lastSync: map[string]time.Time{}}
 	p.cur = p.newBatch()
 	return p, nil
 }

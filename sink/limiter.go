@@ -123,6 +123,33 @@ func (l *Limiter) notifyLocked() {
 	}
 }
 
+// Charge adds n bytes found in flight after the fact (e.g. a build that
+// turned out larger than the bytes acquired for it) without waiting: the
+// limit may be exceeded by it, and later Acquires wait until enough is
+// Discharged or Released. It is not clamped to the limit.
+func (l *Limiter) Charge(n int64) {
+	if n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	l.cur += n
+	l.mu.Unlock()
+}
+
+// Discharge returns n bytes added by Charge.
+func (l *Limiter) Discharge(n int64) {
+	if n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cur -= n
+	if l.cur < 0 {
+		panic(fmt.Sprintf("sink.Limiter: discharged %d bytes more than charged", -l.cur))
+	}
+	l.notifyLocked()
+}
+
 // InFlight is the number of bytes currently held.
 func (l *Limiter) InFlight() int64 {
 	l.mu.Lock()

@@ -352,3 +352,41 @@ func TestRouterRetriesPerSink(t *testing.T) {
 		t.Fatalf("exhausted: %+v %v", res, err)
 	}
 }
+
+// TestLimiterChargeOverTheLimit: bytes charged after the fact may exceed
+// the limit without waiting; a later Acquire waits until they are
+// discharged, and discharging more than was charged is a bug.
+func TestLimiterChargeOverTheLimit(t *testing.T) {
+	l := NewLimiter(100)
+	if err := l.Acquire(context.Background(), 60); err != nil {
+		t.Fatal(err)
+	}
+	l.Charge(90) // the build turned out larger than its estimate
+	if got := l.InFlight(); got != 150 {
+		t.Fatalf("in flight after the charge: %d, want 150", got)
+	}
+	if l.TryAcquire(1) {
+		t.Fatal("acquired over the limit")
+	}
+	got := make(chan error, 1)
+	go func() { got <- l.Acquire(context.Background(), 50) }()
+	l.Release(60)
+	select {
+	case <-got:
+		t.Fatal("acquired while charged bytes kept the limiter full")
+	case <-time.After(50 * time.Millisecond):
+	}
+	l.Discharge(90)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if n := l.InFlight(); n != 50 {
+		t.Fatalf("in flight: %d, want 50", n)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("discharging more than charged did not panic")
+		}
+	}()
+	l.Discharge(51)
+}
