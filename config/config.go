@@ -289,6 +289,7 @@ type FileSink struct {
 type Backpressure struct {
 	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes" doc:"Bytes of changes and items in flight (read, not yet acknowledged by every sink); the binlog reader pauses at this bound and resumes as sinks drain. Full syncs (first start, resync) keep the items they built and did not persist yet within a second bound of this size, shared by every feed's sync." min:"1MiB" max:"64GiB" default:"64MiB"`
 	QueueSize        int      `yaml:"queue_size" doc:"Raw change records that close a batch before flush_interval (a batch holds at most this many records)." min:"1" max:"10000000" default:"8192"`
+	MemoryLimit      ByteSize `yaml:"memory_limit" doc:"Soft limit of the Go runtime's memory (heap, stacks; not the memory-mapped state file): the garbage collector works harder as the process nears it, so anonymous memory stays about there. 0 = 64MiB plus twice max_inflight_bytes (192MiB with the defaults). The GOMEMLIMIT environment variable, when set, wins." max:"64GiB"`
 	SinkQueueSize    int      `yaml:"sink_queue_size" doc:"Closed batches waiting for the exporter; when it is full (or max_inflight_bytes is reached) the binlog reader waits." min:"1" max:"100000" default:"16"`
 }
 

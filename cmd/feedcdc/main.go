@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -24,7 +25,7 @@ var Version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	code := mainWith(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, debug.SetMemoryLimit)
 	stop()
 	os.Exit(code)
 }
@@ -45,7 +46,15 @@ func (e *exitError) Error() string {
 // Main runs the CLI with the given arguments and streams and returns the
 // process exit code (tests call it directly).
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	return mainWith(ctx, args, stdin, stdout, stderr, nil)
+}
+
+// mainWith is Main; setMemoryLimit (the process's debug.SetMemoryLimit, nil
+// in tests that run commands in their own process) applies
+// backpressure.memory_limit once a command loaded its configuration.
+func mainWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, setMemoryLimit func(int64) int64) int {
+	root, g := newRootGlobals(stdout, stderr)
+	g.setMemoryLimit = setMemoryLimit
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

@@ -281,3 +281,34 @@ func TestProgressBarOnATerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryLimitFromConfig: a command that loads the configuration sets
+// the Go runtime's soft memory limit from backpressure.memory_limit (by
+// default 64 MiB plus twice max_inflight_bytes), and leaves it to
+// GOMEMLIMIT when that is set.
+func TestMemoryLimitFromConfig(t *testing.T) {
+	for _, c := range []struct {
+		name, extra, gomemlimit string
+		want                    int64 // -1: not set
+	}{
+		{"default", "", "", 64<<20 + 2*64<<20},
+		{"from max_inflight_bytes", "backpressure: {max_inflight_bytes: 100MiB}\n", "", 64<<20 + 2*100<<20},
+		{"explicit", "backpressure: {memory_limit: 300MiB}\n", "", 300 << 20},
+		{"GOMEMLIMIT wins", "backpressure: {memory_limit: 300MiB}\n", "1GiB", -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("GOMEMLIMIT", c.gomemlimit)
+			cfg := writeConfig(t, c.extra)
+			var got int64 = -1
+			var out, errb bytes.Buffer
+			code := mainWith(context.Background(), []string{"feeds", "-c", cfg}, strings.NewReader(""), &out, &errb,
+				func(l int64) int64 { got = l; return 0 })
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			if got != c.want {
+				t.Fatalf("memory limit set: %d, want %d", got, c.want)
+			}
+		})
+	}
+}

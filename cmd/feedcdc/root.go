@@ -19,9 +19,17 @@ type globals struct {
 	logFormat  string
 	stdout     io.Writer
 	stderr     io.Writer
+	// setMemoryLimit is debug.SetMemoryLimit in the feedcdc process (nil
+	// when commands run inside a test's process).
+	setMemoryLimit func(int64) int64
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root, _ := newRootGlobals(stdout, stderr)
+	return root
+}
+
+func newRootGlobals(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "feedcdc",
@@ -50,7 +58,7 @@ feed service or files, with checkpointed binlog positions.`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "override log.level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "", "override log.format: json, text, auto")
 	root.AddCommand(newRun(g), newResync(g), newSnapshot(g), newRetry(g), newStatus(g), newFeeds(g), newCheck(g), newInspect(g), newPosition(g), newState(g), newSchema(g), newVerify(g), newDemo(g), newVersion(g))
-	return root
+	return root, g
 }
 
 // loadConfig loads and validates the configuration file with the process
@@ -69,7 +77,26 @@ func (g *globals) loadConfig() (*config.Config, error) {
 	if g.logFormat != "" {
 		cfg.Log.Format = g.logFormat
 	}
+	if g.setMemoryLimit != nil {
+		if limit, ok := memoryLimit(cfg, os.Getenv("GOMEMLIMIT")); ok {
+			g.setMemoryLimit(limit)
+		}
+	}
 	return cfg, nil
+}
+
+// memoryLimit is the Go runtime's soft memory limit backpressure.memory_limit
+// asks for (0: 64 MiB plus the two max_inflight_bytes budgets, the
+// stream's and the full syncs'); none when GOMEMLIMIT is set (the runtime
+// read it at start).
+func memoryLimit(cfg *config.Config, gomemlimit string) (int64, bool) {
+	if gomemlimit != "" {
+		return 0, false
+	}
+	if l := int64(cfg.Backpressure.MemoryLimit); l > 0 {
+		return l, true
+	}
+	return 64<<20 + 2*int64(cfg.Backpressure.MaxInflightBytes), true
 }
 
 // configAndLogger loads the config file and builds the logger it asks for.
