@@ -186,7 +186,7 @@ type Raw struct {
 
 // Resync configures full sync.
 type Resync struct {
-	BatchSize     int      `yaml:"batch_size" doc:"Primary-key chunk size of the keyset scan (--batch-size)." min:"1" max:"1000000" default:"1000"`
+	BatchSize     int      `yaml:"batch_size" doc:"Primary-key chunk size of the keyset scan (--batch-size). A feed with more than five items per entity (productOverrides: one per store view and customer group) gets chunks of fewer entities, so that a chunk, and the state transaction that persists it, holds at most about five times this many items." min:"1" max:"1000000" default:"1000"`
 	ThreadCount   int      `yaml:"thread_count" doc:"Chunks built in parallel (--thread-count)." min:"1" max:"64" default:"2"`
 	RowsPerSecond int      `yaml:"rows_per_second" doc:"Scan rate limit in source rows per second. 0 = unlimited." min:"0" max:"100000000" default:"20000"`
 	MaxReplicaLag Duration `yaml:"max_replica_lag" doc:"Pause the scan while the source replica lags its primary by more than this (Seconds_Behind_Master; needs SLAVE MONITOR on MariaDB, REPLICATION CLIENT on MySQL, else the throttle is off with a warning). 0 = do not watch lag." min:"0s" max:"24h" default:"10s"`

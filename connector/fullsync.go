@@ -83,6 +83,9 @@ type fullSync struct {
 	// chunkBytes is the memory estimate of the next chunk: the size of the
 	// last one built (0 before the first build).
 	chunkBytes atomic.Int64
+	// itemsPerKey is the items per key of the last chunk built, in
+	// thousandths (0 before the first build): chunkKeys cuts chunks by it.
+	itemsPerKey atomic.Int64
 	// held are the chunks holding bytes of Pipeline.syncMem.
 	heldMu sync.Mutex
 	held   map[*syncChunk]struct{}
@@ -339,7 +342,7 @@ func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, fu
 		}
 		return err
 	}
-	err := pacedChunks(ctx, filtered, fs.ro.BatchSize, fs.ro.Throttle, func(keys []string) error {
+	err := pacedChunks(ctx, filtered, fs.chunkKeys, fs.ro.Throttle, func(keys []string) error {
 		c, err := fs.newChunk(ctx, keys)
 		if err != nil {
 			return err
@@ -361,11 +364,11 @@ func (fs *fullSync) plan(ctx context.Context, enumerate func(context.Context, fu
 
 // pacedChunks is how a full sync and a verify read the source: it cuts the
 // keys enumerate emits (scan pages of up to 1,000 keys, or ids) into chunks
-// of size keys, in order, and hands each to fn once the throttle (nil:
+// of size() keys, in order, and hands each to fn once the throttle (nil:
 // none) accounted for it. Pacing per chunk rather than per scan page makes
 // rows_per_second and max_replica_lag hold from the first chunk at every
 // catalog size; at most one chunk and one scan page are held here.
-func pacedChunks(ctx context.Context, enumerate func(context.Context, func([]string) error) error, size int, th *snapshot.Throttle,
+func pacedChunks(ctx context.Context, enumerate func(context.Context, func([]string) error) error, size func() int, th *snapshot.Throttle,
 	fn func(keys []string) error) error {
 	var pending []string
 	send := func(keys []string) error {
@@ -378,11 +381,11 @@ func pacedChunks(ctx context.Context, enumerate func(context.Context, func([]str
 	}
 	err := enumerate(ctx, func(keys []string) error {
 		pending = append(pending, keys...)
-		for len(pending) >= size {
-			if err := send(pending[:size:size]); err != nil {
+		for n := size(); len(pending) >= n; n = size() {
+			if err := send(pending[:n:n]); err != nil {
 				return err
 			}
-			pending = pending[size:]
+			pending = pending[n:]
 		}
 		return nil
 	})
@@ -416,6 +419,9 @@ func (fs *fullSync) build(ctx context.Context, c *syncChunk) {
 	c.items = items
 	size := int64(itemsBytes(items))
 	fs.chunkBytes.Store(size)
+	if len(c.keys) > 0 {
+		fs.itemsPerKey.Store(int64(len(items) * 1000 / len(c.keys)))
+	}
 	if extra := size - int64(c.acquired); extra > 0 {
 		p.syncMem.Charge(extra)
 		c.charged = extra
@@ -437,6 +443,25 @@ func (fs *fullSync) build(ctx context.Context, c *syncChunk) {
 // keeps the order deadlock-free: a chunk that holds bytes never waits for
 // more, and the exporter, which persists chunks in order, needs none. A
 // chunk larger than the bound is admitted alone.
+
+// chunkItemsPerKey is how many items a chunk of resync.batch_size keys
+// may hold per key at most: a feed with more items per entity (e.g.
+// productOverrides, one item per store view and customer group) gets
+// chunks of fewer keys, so that one chunk, and so one state transaction,
+// holds at most about chunkItemsPerKey × batch_size items. The bbolt
+// nodes a transaction touches are what it holds in memory, and an item
+// whose id goes into the id index touches about one node.
+const chunkItemsPerKey = 5
+
+// chunkKeys is the size of the next chunk: resync.batch_size keys, fewer
+// when the feed's last chunk had more than chunkItemsPerKey items per key.
+func (fs *fullSync) chunkKeys() int {
+	n := fs.ro.BatchSize
+	if ipk := fs.itemsPerKey.Load(); ipk > chunkItemsPerKey*1000 {
+		n = max(1, int(int64(n)*chunkItemsPerKey*1000/ipk))
+	}
+	return n
+}
 
 // newChunk makes the next chunk of keys once the sync memory holds its
 // estimate.

@@ -373,3 +373,61 @@ func TestFullSyncMemoryIsBounded(t *testing.T) {
 		t.Fatalf("%d bytes of sync memory still held after the sync", n)
 	}
 }
+
+// chunkSizes is an Observer recording the items of each build of one feed.
+type chunkSizes struct {
+	feed  string
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (c *chunkSizes) Built(feed string, items int, _ time.Duration) {
+	if feed == c.feed {
+		c.mu.Lock()
+		c.sizes = append(c.sizes, items)
+		c.mu.Unlock()
+	}
+}
+func (*chunkSizes) Exported(string, ExportStats, time.Duration) {}
+func (*chunkSizes) RawSent(int, time.Duration)                  {}
+func (*chunkSizes) Checkpointed(change.Position, time.Time)     {}
+func (*chunkSizes) Queue(int, int64)                            {}
+func (*chunkSizes) SourceEvent(time.Time)                       {}
+
+// TestFullSyncChunksOfManyItemsPerKeyAreCut: productOverrides has one item
+// per store view and customer group of an entity (ten per key on the tiny
+// catalog); once its first chunks showed that, a full sync cuts chunks of
+// fewer keys so that one holds at most chunkItemsPerKey × batch_size items
+// (one chunk is one state transaction, and the bbolt nodes it touches are
+// what it holds in memory). Before, every chunk had batch_size keys (the
+// large catalog's chunks held 20,000 items, 40,000 in a transaction).
+func TestFullSyncChunksOfManyItemsPerKeyAreCut(t *testing.T) {
+	rec := &chunkSizes{feed: "productOverrides"}
+	e := newEnv(t, nil, nil, func(o *PipelineOptions) { o.Observer = rec })
+	f, _ := e.reg.Feed("productOverrides")
+	keys := scanKeys(t, f)
+	const size = 4
+	res, err := e.p.Resync(context.Background(), ResyncOptions{Feed: "productOverrides", BatchSize: size, ThreadCount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	items := 0
+	for _, n := range rec.sizes {
+		items += n
+	}
+	if items != res.Stats.Built || items < 2*chunkItemsPerKey*len(keys) {
+		t.Fatalf("built %d items in chunks %v (resync built %d) for %d keys; want more than %d items per key for this test", items, rec.sizes, res.Stats.Built, len(keys), 2*chunkItemsPerKey)
+	}
+	// The planner cuts up to three chunks (one building, one queued, one
+	// waiting) before the first build tells it the items per key.
+	for i, n := range rec.sizes {
+		if i >= 3 && n > chunkItemsPerKey*size {
+			t.Errorf("chunk %d holds %d items, want at most %d (chunks: %v)", i+1, n, chunkItemsPerKey*size, rec.sizes)
+		}
+	}
+	if want := (len(keys) + size - 1) / size; len(rec.sizes) <= want {
+		t.Errorf("%d chunks for %d keys, want more than %d chunks of %d keys (chunks: %v)", len(rec.sizes), len(keys), want, size, rec.sizes)
+	}
+}

@@ -269,7 +269,7 @@ func (p *Pipeline) Verify(ctx context.Context, vo VerifyOptions) (VerifyResult, 
 	} else {
 		enumerate = f.Scan
 	}
-	err = pacedChunks(ctx, enumerate, vo.BatchSize, vo.Throttle, collect)
+	err = pacedChunks(ctx, enumerate, func() int { return vo.BatchSize }, vo.Throttle, collect)
 	if err == nil && (len(group) > 0 || len(vo.ByIDs) == 0) {
 		// For a full verify the last job also takes every entity the
 		// state knows after the last scanned key.
