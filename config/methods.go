@@ -2,9 +2,11 @@ package config
 
 import (
 	"hash/fnv"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -30,6 +32,9 @@ func (c *Config) RedactedMap() map[string]any {
 	}
 	return m
 }
+
+// Addr is host:port of the source.
+func (s *Source) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
 // String is Redacted.
 func (c *Config) String() string { return c.Redacted() }

@@ -89,7 +89,7 @@ and SKIP (docs/operations.md).`,
 func checkWithoutState(cmd *cobra.Command, cfg *config.Config, stateNote string) []check.Result {
 	t := check.Target{Addr: cfg.Source.Addr(), User: cfg.Source.User, ServerID: cfg.EffectiveServerID(),
 		MaxReplicaLag: cfg.Resync.MaxReplicaLag.D()}
-	if mc, err := cfg.MySQLConfig(""); err != nil {
+	if mc, err := connector.MySQLConfig(cfg, ""); err != nil {
 		t.ConnectError = err
 	} else if conn, err := mysql.NewConnector(mc); err != nil {
 		t.ConnectError = err
