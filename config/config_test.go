@@ -300,25 +300,6 @@ func TestParsers(t *testing.T) {
 	}
 }
 
-func TestCaptures(t *testing.T) {
-	s := Source{Databases: []string{"magento"}, IncludeTables: []string{"magento.catalog_*", "magento.store"}, ExcludeTables: []string{"magento.catalog_*_tmp"}}
-	for tbl, want := range map[string]bool{"catalog_product_entity": true, "store": true, "catalog_x_tmp": false, "sales_order": false} {
-		if got := s.Captures("magento", tbl); got != want {
-			t.Errorf("Captures(magento.%s) = %v", tbl, got)
-		}
-	}
-	if s.Captures("other", "store") {
-		t.Error("other database captured")
-	}
-	if !s.Captures("Magento", "CATALOG_product_entity") {
-		t.Error("patterns must compare case-insensitively")
-	}
-	all := Source{}
-	if !all.Captures("shop", "x") || all.Captures("mysql", "user") || all.Captures("performance_schema", "x") {
-		t.Error("default capture set wrong")
-	}
-}
-
 func TestEffectiveServerID(t *testing.T) {
 	a := Default()
 	a.State.Path = "/var/lib/feedcdc/a.db"
@@ -382,59 +363,6 @@ feeds:
 `), "config.yaml", nil)
 	if err == nil || !strings.Contains(err.Error(), `config.yaml:4: feeds.products.mdoe: unknown key "mdoe"; did you mean "mode"`) {
 		t.Fatalf("got %v", err)
-	}
-}
-
-// TestTableFilterEquivalent: TableFilter folds databases into include
-// patterns so that an include/exclude-only matcher (binlog.Filter) captures
-// exactly what Captures does.
-func TestTableFilterEquivalent(t *testing.T) {
-	filterMatch := func(include, exclude []string, db, table string) bool {
-		if systemDatabases[strings.ToLower(db)] {
-			named := false
-			for _, p := range include {
-				if pd, _, _ := strings.Cut(p, "."); strings.EqualFold(pd, db) {
-					named = true
-				}
-			}
-			if !named {
-				return false
-			}
-		}
-		if len(include) > 0 {
-			ok := false
-			for _, p := range include {
-				ok = ok || matchTable(p, db, table)
-			}
-			if !ok {
-				return false
-			}
-		}
-		for _, p := range exclude {
-			if matchTable(p, db, table) {
-				return false
-			}
-		}
-		return true
-	}
-	sources := []Source{
-		{},
-		{Databases: []string{"magento"}},
-		{Databases: []string{"magento", "shop"}, IncludeTables: []string{"*.catalog_*", "shop.orders"}, ExcludeTables: []string{"*.catalog_*_tmp"}},
-		{IncludeTables: []string{"mag*.store*"}, ExcludeTables: []string{"magento.store_website"}},
-		{Databases: []string{"mysql"}},
-	}
-	dbs := []string{"magento", "shop", "other", "mysql", "magento2"}
-	tables := []string{"store", "store_website", "catalog_product_entity", "catalog_x_tmp", "orders", "user"}
-	for i, s := range sources {
-		inc, exc := s.TableFilter()
-		for _, db := range dbs {
-			for _, tbl := range tables {
-				if got, want := filterMatch(inc, exc, db, tbl), s.Captures(db, tbl); got != want {
-					t.Errorf("source %d: %s.%s: filter(%v, %v) = %v, Captures = %v", i, db, tbl, inc, exc, got, want)
-				}
-			}
-		}
 	}
 }
 

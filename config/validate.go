@@ -248,7 +248,11 @@ func (k *checker) source() {
 	}
 	if len(s.Databases) > 0 && len(s.IncludeTables) > 0 {
 		if !slices.ContainsFunc(s.IncludeTables, func(p string) bool {
-			return slices.ContainsFunc(s.Databases, func(d string) bool { return patternNamesDB(p, d) })
+			pd, _, _ := strings.Cut(strings.ToLower(p), ".")
+			return slices.ContainsFunc(s.Databases, func(d string) bool {
+				ok, _ := path.Match(pd, strings.ToLower(d)) // the patterns' * and ?; names hold no '/'
+				return ok
+			})
 		}) {
 			k.add("source.include_tables", "no pattern names a database of source.databases %v, so no table would be captured; write patterns like %s.*", s.Databases, s.Databases[0])
 		}

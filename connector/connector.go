@@ -217,7 +217,8 @@ func (c *Connector) pipelineOptions(oo OpenOptions) PipelineOptions {
 			SchemaChanges: cfg.Raw.SchemaChanges, SchemaChangesTopic: strings.ReplaceAll(cfg.Raw.SchemaChangesTopic, "{name}", cfg.Name),
 			HeartbeatTopic: strings.ReplaceAll(cfg.Raw.HeartbeatTopic, "{name}", cfg.Name),
 			Version:        oo.Version, IncludeQuery: cfg.Raw.IncludeQuery, Transactions: cfg.Raw.TransactionMetadata, TransactionTopic: strings.ReplaceAll(cfg.Raw.TransactionTopic, "{name}", cfg.Name)}
-		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
+		rf := rawFilter(cfg)
+		po.RawTables = func(t *change.Table) bool { return rf.Match(t.DB, t.Name) }
 		po.RawTopicName = c.rawTopicName
 		if r := cfg.Raw; len(r.IncludeColumns)+len(r.ExcludeColumns)+len(r.MaskColumns)+len(r.KeyColumns) > 0 {
 			po.Raw.Columns = &raw.Columns{Include: r.IncludeColumns, Exclude: r.ExcludeColumns, Masks: r.MaskColumns,
@@ -328,6 +329,12 @@ func (c *Connector) openSink(name string, s *config.Sink) (sink.Sink, error) {
 	return nil, fmt.Errorf("unknown sink type %q (kafka, http or file)", s.Type)
 }
 
+// rawFilter chooses the tables of raw streams (source.databases,
+// include_tables and exclude_tables).
+func rawFilter(cfg *config.Config) binlog.Filter {
+	return binlog.SourceFilter(cfg.Source.Databases, cfg.Source.IncludeTables, cfg.Source.ExcludeTables)
+}
+
 // CapturedTables are the table patterns the binlog source decodes: the
 // feeds' catalog tables, plus the configured tables when raw streams run.
 func (c *Connector) CapturedTables() (include, exclude []string) {
@@ -338,7 +345,8 @@ func (c *Connector) CapturedTables() (include, exclude []string) {
 		}
 	}
 	if cfg.Raw.Enabled {
-		inc, exc := cfg.Source.TableFilter()
+		rf := rawFilter(cfg)
+		inc, exc := rf.Include, rf.Exclude
 		if len(inc) == 0 {
 			inc = []string{"*.*"}
 		}
