@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -279,16 +280,26 @@ func (k *checker) feeds() {
 	}
 }
 
-var maskRE = regexp.MustCompile(`^(mask|truncate):[0-9]{1,7}$`)
+var headerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
 
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+func validHeaderName(s string) bool { return headerRE.MatchString(s) }
+
+func looksLikeCredentialHeader(h string) bool {
+	h = strings.ToLower(h)
+	for _, w := range []string{"authorization", "api-key", "apikey", "token", "secret", "password", "signature", "cookie"} {
+		if strings.Contains(h, w) {
+			return true
+		}
 	}
-	sort.Strings(out)
-	return out
+	return false
 }
+
+var (
+	sinkNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
+)
+
+var maskRE = regexp.MustCompile(`^(mask|truncate):[0-9]{1,7}$`)
 
 var placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)
 
@@ -320,6 +331,17 @@ func (k *checker) checkTemplate(p, tmpl string, allowedPH []string, must string)
 
 func (k *checker) raw() {
 	r := &k.c.Raw
+	badKey := map[string]bool{}
+	for _, col := range slices.Sorted(maps.Keys(r.MaskColumns)) {
+		if badKey[col] = strings.Count(col, ".") != 2; badKey[col] {
+			k.add("raw.mask_columns."+col, "%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", col)
+		}
+	}
+	for _, tbl := range slices.Sorted(maps.Keys(r.KeyColumns)) {
+		if badKey[tbl] = strings.Count(tbl, ".") != 1; badKey[tbl] {
+			k.add("raw.key_columns."+tbl, "%q is not a db.table pattern (e.g. shop.events or shop.log_*)", tbl)
+		}
+	}
 	if !r.Enabled {
 		return
 	}
@@ -338,9 +360,10 @@ func (k *checker) raw() {
 		}
 	}
 	hashes := false
-	for _, col := range sortedKeys(r.MaskColumns) {
+	for _, col := range slices.Sorted(maps.Keys(r.MaskColumns)) {
 		m := strings.TrimSpace(r.MaskColumns[col])
 		switch {
+		case badKey[col]:
 		case m == "hash":
 			hashes = true
 		case maskRE.MatchString(m):
@@ -351,9 +374,9 @@ func (k *checker) raw() {
 	if hashes && !r.HashSalt.IsSet() {
 		k.add("raw.hash_salt", "a mask is hash but no salt is set; set FEEDCDC_RAW_HASH_SALT, raw.hash_salt_env or raw.hash_salt_file (a long random string, kept secret and stable)")
 	}
-	for _, tbl := range sortedKeys(r.KeyColumns) {
+	for _, tbl := range slices.Sorted(maps.Keys(r.KeyColumns)) {
 		for _, c := range strings.Split(r.KeyColumns[tbl], ",") {
-			if strings.TrimSpace(c) == "" {
+			if strings.TrimSpace(c) == "" && !badKey[tbl] {
 				k.add("raw.key_columns."+tbl, "%q has an empty column name; write the columns comma-separated, e.g. \"sku,store_id\"", r.KeyColumns[tbl])
 				break
 			}
@@ -376,7 +399,7 @@ func (k *checker) sinks() {
 		s := k.c.Sinks[name]
 		p := "sinks." + name
 		if !sinkNameRE.MatchString(name) {
-			k.add(p, "sink name %q must be lower-case letters, digits and _ starting with a letter; rename it to %q", name, suggestSinkName(name))
+			k.add(p, "sink name %q must be lower-case letters, digits and _ starting with a letter (it is used in FEEDCDC_SINKS_<NAME>_* variables); rename it to %q", name, suggestSinkName(name))
 		}
 		switch s.Type {
 		case "kafka":
@@ -418,6 +441,18 @@ func (k *checker) kafka(p string, kc *KafkaSink) {
 		}
 	}
 	k.checkTemplate(p+".topic_template", kc.TopicTemplate, []string{"{prefix}", "{feed}", "{name}"}, "{feed}")
+	for _, c := range slices.Sorted(maps.Keys(kc.TopicConfigs)) {
+		if c == "cleanup.policy" {
+			k.add(p+".topic_configs."+c, "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs")
+		} else if !topicConfigRE.MatchString(c) {
+			k.add(p+".topic_configs."+c, "%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", c)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(kc.Producer)) {
+		if msg := producerProblem(name, kc.Producer[name]); msg != "" {
+			k.add(p+".producer."+name, "%s", msg)
+		}
+	}
 	if kc.MaxMessageBytes > kc.BatchBytes {
 		k.add(p+".batch_bytes", "%s is smaller than max_message_bytes (%s), so the largest allowed record could never be sent; raise batch_bytes to at least %s", kc.BatchBytes, kc.MaxMessageBytes, kc.MaxMessageBytes)
 	}
@@ -456,12 +491,23 @@ func (k *checker) http(p string, hc *HTTPSink) {
 			k.add(p+".tls", "TLS files are set but base_url is http://; use an https:// URL or remove the tls options")
 		}
 	}
-	for feed, route := range hc.Routes {
-		if _, ok := CanonicalFeedName(feed); !ok {
-			k.add(p+".routes."+feed, "%q is not a feed; valid feeds: %s", feed, strings.Join(FeedNames, ", "))
-		}
-		if strings.TrimSpace(route) == "" || strings.ContainsAny(route, " ?#") {
+	for _, feed := range slices.Sorted(maps.Keys(hc.Routes)) {
+		route := hc.Routes[feed]
+		if !isFeedName(feed) {
+			hint := "valid feeds: " + strings.Join(FeedNames, ", ")
+			if c := closest(feed, FeedNames); c != "" {
+				hint = fmt.Sprintf("did you mean %q?", c)
+			}
+			k.add(p+".routes."+feed, "%q is not a feed; %s", feed, hint)
+		} else if strings.TrimSpace(route) == "" || strings.ContainsAny(route, " ?#") {
 			k.add(p+".routes."+feed, "route %q must be a non-empty URL path segment like %q", route, feed)
+		}
+	}
+	for _, h := range slices.Sorted(maps.Keys(hc.Headers)) {
+		if !validHeaderName(h) {
+			k.add(p+".headers."+h, "%q is not a valid HTTP header name; use letters, digits and - only", h)
+		} else if looksLikeCredentialHeader(h) {
+			k.add(p+".headers."+h, "header %q carries a credential; literal secrets are not allowed in the file: set api_key_env (or api_key_file) and add %q to api_key_headers", h, strings.ToLower(h))
 		}
 	}
 	if hc.APIKey.IsSet() && len(hc.APIKeyHeaders) == 0 {
