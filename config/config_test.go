@@ -264,28 +264,6 @@ func TestParsers(t *testing.T) {
 			t.Errorf("Duration %v does not round-trip: %v %v", d, back, err)
 		}
 	}
-	sp, err := ParseStartPosition("mysql-bin.000003:157")
-	if err != nil || sp.Kind != StartFile || sp.Position.File != "mysql-bin.000003" || sp.Position.Pos != 157 {
-		t.Errorf("file:pos: %+v %v", sp, err)
-	}
-	sp, err = ParseStartPosition("gtid:0-1-100,1-2-5")
-	if err != nil || sp.Kind != StartGTID || sp.Position.GTIDSet != "0-1-100,1-2-5" {
-		t.Errorf("gtid: %+v %v", sp, err)
-	}
-	sp, err = ParseStartPosition("gtid:3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5")
-	if err != nil || sp.Kind != StartGTID {
-		t.Errorf("mysql gtid: %+v %v", sp, err)
-	}
-	for _, s := range []string{"earliest", "current"} {
-		if sp, err := ParseStartPosition(s); err != nil || string(sp.Kind) != s {
-			t.Errorf("%s: %+v %v", s, sp, err)
-		}
-	}
-	for _, bad := range []string{"gtid:", "mysql-bin", "mysql-bin.000001:x", "mysql-bin.000001:2", "latest"} {
-		if _, err := ParseStartPosition(bad); err == nil {
-			t.Errorf("ParseStartPosition(%q) accepted", bad)
-		}
-	}
 	start := time.Date(2026, 1, 1, 10, 2, 0, 0, time.UTC)
 	for sched, next := range map[Schedule]time.Time{
 		"5m":           start.Add(5 * time.Minute),

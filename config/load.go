@@ -164,12 +164,6 @@ func nodeKind(n *yaml.Node) string {
 	return "value " + n.Value
 }
 
-// walkSection checks a section of the file against its type, decoding into
-// a throw-away value (tests check config.yaml's commented keys with it).
-func (l *loader) walkSection(n *yaml.Node, t reflect.Type, path []string) {
-	l.section(n, reflect.New(t).Elem(), path)
-}
-
 // section decodes a mapping node into the struct v. Merge keys (<<: *anchor)
 // are applied first, so the section's own keys win over merged ones.
 func (l *loader) section(n *yaml.Node, v reflect.Value, path []string) {
@@ -302,7 +296,6 @@ func (l *loader) value(n *yaml.Node, v reflect.Value, f field, p []string) {
 		}
 	}
 }
-
 
 // sinks decodes the sinks section: it replaces the default sink set.
 func (l *loader) sinks(n *yaml.Node, v reflect.Value, p []string) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/feedcdc/feedcdc/change"
 )
 
 // Problem is one thing wrong with a configuration.
@@ -49,7 +52,7 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	name := or(e.File, "configuration")
+	name := cmp.Or(e.File, "configuration")
 	if len(e.Problems) == 1 {
 		return fmt.Sprintf("invalid %s: %s", name, e.Problems[0])
 	}
@@ -170,9 +173,9 @@ func requiredHint(path string, f field) string {
 	case path == "source.host":
 		return "set the source server's host, e.g. host: db-replica.internal"
 	case f.Kind == kStrings:
-		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, or(examples[f.Name], "..."))
+		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, cmp.Or(examples[f.Name], "..."))
 	}
-	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, or(examples[f.Name], "..."))
+	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, cmp.Or(examples[f.Name], "..."))
 }
 
 func validPort(p string, allowZero bool) bool {
@@ -229,7 +232,7 @@ func (k *checker) source() {
 	if s.TLS.Mode == "disabled" && (s.TLS.CAFile != "" || s.TLS.CertFile != "") {
 		k.add("source.tls.mode", "is disabled but ca_file/cert_file are set; set mode: verify-identity (or verify-ca, required) to use them, or remove the files")
 	}
-	if _, err := ParseStartPosition(s.StartPosition); err != nil {
+	if _, err := change.ParseStartPosition(s.StartPosition); err != nil {
 		k.add("source.start_position", "%v", err)
 	}
 	for _, list := range []struct {
