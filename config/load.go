@@ -396,17 +396,25 @@ func suggestSinkName(s string) string {
 
 // --- environment overrides ------------------------------------------------------
 
-// envTargets maps every FEEDCDC_* name to the concrete key path it sets:
-// every leaf key, with the sinks of cfg and the feeds of http routes.
-func envTargets(cfg *Config) map[string][]string {
-	out := map[string][]string{}
-	eachKey(reflect.ValueOf(cfg), nil, func(_ reflect.Value, f field, p []string) {
+// envTarget is the key a FEEDCDC_* variable sets: field f of the struct
+// parent at the concrete path p (for a routes entry, p ends with the feed).
+type envTarget struct {
+	parent reflect.Value
+	f      field
+	p      []string
+}
+
+// envTargets maps every FEEDCDC_* name to the key it sets: every leaf key,
+// with the sinks of cfg and the feeds of http routes.
+func envTargets(cfg *Config) map[string]envTarget {
+	out := map[string]envTarget{}
+	eachKey(reflect.ValueOf(cfg), nil, func(parent reflect.Value, f field, p []string) {
 		switch {
 		case f.Kind != kStringMap:
-			out[envName(join(p))] = p
+			out[envName(join(p))] = envTarget{parent, f, p}
 		case f.Keys == "feed":
 			for _, n := range FeedNames {
-				out[envName(join(with(p, n)))] = with(p, n)
+				out[envName(join(with(p, n)))] = envTarget{parent, f, with(p, n)}
 			}
 		}
 	})
@@ -427,36 +435,23 @@ func (l *loader) applyEnv(cfg *Config) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		p, ok := targets[name]
+		t, ok := targets[name]
 		words := strings.Split(name, "_")
 		switch {
 		case ok:
-			if len(p) > 3 && p[0] == "sinks" {
-				l.given[join(p[:3])] = true
+			if len(t.p) > 3 && t.p[0] == "sinks" {
+				l.given[join(t.p[:3])] = true
 			}
-			l.env = name
-			l.setPath(reflect.ValueOf(cfg), p, p, scalarNode(l.environ[name]))
-			l.envSet[join(p)], l.env = name, ""
+			l.env, l.envSet[join(t.p)] = name, name
+			if fv := t.parent.Field(t.f.Index); t.f.Kind == kStringMap {
+				fv.SetMapIndex(reflect.ValueOf(t.p[len(t.p)-1]), reflect.ValueOf(l.environ[name]))
+			} else {
+				l.value(scalarNode(l.environ[name]), fv, t.f, t.p)
+			}
+			l.env = ""
 		case !referenced[name] && name != "FEEDCDC_CONFIG" && !slices.Contains(words, "TEST") && !slices.Contains(words, "BENCH"):
 			l.unknownEnv(name, targets, cfg)
 		}
-	}
-}
-
-// setPath decodes n into the key at rest (the tail of the concrete path full).
-func (l *loader) setPath(v reflect.Value, rest, full []string, n *yaml.Node) {
-	v = reflect.Indirect(v)
-	f, _ := fieldByName(v.Type(), rest[0])
-	fv := v.Field(f.Index)
-	switch {
-	case f.Kind == kSinkMap:
-		l.setPath(fv.MapIndex(reflect.ValueOf(rest[1])), rest[2:], full, n)
-	case f.Kind == kStringMap:
-		fv.SetMapIndex(reflect.ValueOf(rest[1]), reflect.ValueOf(n.Value))
-	case len(rest) > 1:
-		l.setPath(fv, rest[1:], full, n)
-	default:
-		l.value(n, fv, f, full)
 	}
 }
 
@@ -465,7 +460,7 @@ func (l *loader) setPath(v reflect.Value, rest, full []string, n *yaml.Node) {
 // key, as it would be in the file), a warning otherwise (other tools use the
 // prefix too). Variables with a TEST or BENCH word (the test suite's) and
 // FEEDCDC_CONFIG are not reported at all.
-func (l *loader) unknownEnv(name string, targets map[string][]string, cfg *Config) {
+func (l *loader) unknownEnv(name string, targets map[string]envTarget, cfg *Config) {
 	section, _, _ := strings.Cut(strings.TrimPrefix(name, EnvPrefix), "_")
 	f, isSection := fieldByName(reflect.TypeOf(Config{}), strings.ToLower(section))
 	isSection = isSection && (f.Kind == kStruct || f.Kind == kSinkMap) && strings.Contains(name[len(EnvPrefix):], "_")
