@@ -13,6 +13,9 @@
 //   - Values are already normalised by the decoder (see docs/types.md):
 //     integers as int64/uint64, DECIMAL as an exact string, temporal values as
 //     strings, binary values as []byte, JSON as json.RawMessage, NULL as nil.
+//   - A start position (source.start_position, feedcdc position set) has one
+//     syntax and one parser, ParseStartPosition, used by config to validate
+//     it and by connector/binlog to resolve it.
 package change
 
 import (

@@ -24,9 +24,15 @@
 //     default, and enum/min/max/required/pattern/ref as needed): the one walk
 //     over the tree (eachKey) gives it its default, decoding with file:line
 //     errors and "did you mean", its FEEDCDC_* override, the tag checks and
-//     its row in Keys. Checks the tags cannot express (across keys, or the
-//     syntax of one key such as table patterns, URLs and brokers) are
-//     written out in validate.go.
+//     its row in Keys. Checks the tags cannot express (across keys, the
+//     syntax of one key such as table patterns, URLs and brokers, and the
+//     keys of maps such as routes, headers and producer settings) are
+//     written out in validate.go, so Validate applies them to a Config built
+//     in code as Load does to a file.
+//   - The package describes and checks the configuration; what is built from
+//     it lives with its user: TLS and driver configurations in connector,
+//     the table filter in connector/binlog, topic names and URLs in the
+//     sinks, the start position syntax in change.
 //
 // This package imports no other feedcdc package except change.
 package config

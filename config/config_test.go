@@ -82,7 +82,7 @@ func TestEnvOverrides(t *testing.T) {
 	// Map entries of routes can be overridden too.
 	cfg = mustLoad(t, "source: {host: db, user: cdc}\nsinks:\n  svc:\n    http: {base_url: \"http://127.0.0.1:1\"}\n",
 		"FEEDCDC_SINKS_SVC_HTTP_ROUTES_PRODUCTATTRIBUTES=attrs", "FEEDCDC_SINKS_SVC_HTTP_GZIP=false")
-	if h := cfg.Sinks["svc"].HTTP; h.Route("productAttributes") != "attrs" || h.Gzip || h.Route("products") != "products" {
+	if h := cfg.Sinks["svc"].HTTP; h.Routes["productAttributes"] != "attrs" || h.Gzip || len(h.Routes) != 1 {
 		t.Fatalf("route override: %s", cfg.Redacted())
 	}
 
@@ -264,28 +264,6 @@ func TestParsers(t *testing.T) {
 			t.Errorf("Duration %v does not round-trip: %v %v", d, back, err)
 		}
 	}
-	sp, err := ParseStartPosition("mysql-bin.000003:157")
-	if err != nil || sp.Kind != StartFile || sp.Position.File != "mysql-bin.000003" || sp.Position.Pos != 157 {
-		t.Errorf("file:pos: %+v %v", sp, err)
-	}
-	sp, err = ParseStartPosition("gtid:0-1-100,1-2-5")
-	if err != nil || sp.Kind != StartGTID || sp.Position.GTIDSet != "0-1-100,1-2-5" {
-		t.Errorf("gtid: %+v %v", sp, err)
-	}
-	sp, err = ParseStartPosition("gtid:3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5")
-	if err != nil || sp.Kind != StartGTID {
-		t.Errorf("mysql gtid: %+v %v", sp, err)
-	}
-	for _, s := range []string{"earliest", "current"} {
-		if sp, err := ParseStartPosition(s); err != nil || string(sp.Kind) != s {
-			t.Errorf("%s: %+v %v", s, sp, err)
-		}
-	}
-	for _, bad := range []string{"gtid:", "mysql-bin", "mysql-bin.000001:x", "mysql-bin.000001:2", "latest"} {
-		if _, err := ParseStartPosition(bad); err == nil {
-			t.Errorf("ParseStartPosition(%q) accepted", bad)
-		}
-	}
 	start := time.Date(2026, 1, 1, 10, 2, 0, 0, time.UTC)
 	for sched, next := range map[Schedule]time.Time{
 		"5m":           start.Add(5 * time.Minute),
@@ -297,25 +275,6 @@ func TestParsers(t *testing.T) {
 		if err != nil || !s.Next(start).Equal(next) {
 			t.Errorf("Schedule(%q): next %v, want %v (%v)", sched, s.Next(start), next, err)
 		}
-	}
-}
-
-func TestCaptures(t *testing.T) {
-	s := Source{Databases: []string{"magento"}, IncludeTables: []string{"magento.catalog_*", "magento.store"}, ExcludeTables: []string{"magento.catalog_*_tmp"}}
-	for tbl, want := range map[string]bool{"catalog_product_entity": true, "store": true, "catalog_x_tmp": false, "sales_order": false} {
-		if got := s.Captures("magento", tbl); got != want {
-			t.Errorf("Captures(magento.%s) = %v", tbl, got)
-		}
-	}
-	if s.Captures("other", "store") {
-		t.Error("other database captured")
-	}
-	if !s.Captures("Magento", "CATALOG_product_entity") {
-		t.Error("patterns must compare case-insensitively")
-	}
-	all := Source{}
-	if !all.Captures("shop", "x") || all.Captures("mysql", "user") || all.Captures("performance_schema", "x") {
-		t.Error("default capture set wrong")
 	}
 }
 
@@ -382,59 +341,6 @@ feeds:
 `), "config.yaml", nil)
 	if err == nil || !strings.Contains(err.Error(), `config.yaml:4: feeds.products.mdoe: unknown key "mdoe"; did you mean "mode"`) {
 		t.Fatalf("got %v", err)
-	}
-}
-
-// TestTableFilterEquivalent: TableFilter folds databases into include
-// patterns so that an include/exclude-only matcher (binlog.Filter) captures
-// exactly what Captures does.
-func TestTableFilterEquivalent(t *testing.T) {
-	filterMatch := func(include, exclude []string, db, table string) bool {
-		if systemDatabases[strings.ToLower(db)] {
-			named := false
-			for _, p := range include {
-				if pd, _, _ := strings.Cut(p, "."); strings.EqualFold(pd, db) {
-					named = true
-				}
-			}
-			if !named {
-				return false
-			}
-		}
-		if len(include) > 0 {
-			ok := false
-			for _, p := range include {
-				ok = ok || matchTable(p, db, table)
-			}
-			if !ok {
-				return false
-			}
-		}
-		for _, p := range exclude {
-			if matchTable(p, db, table) {
-				return false
-			}
-		}
-		return true
-	}
-	sources := []Source{
-		{},
-		{Databases: []string{"magento"}},
-		{Databases: []string{"magento", "shop"}, IncludeTables: []string{"*.catalog_*", "shop.orders"}, ExcludeTables: []string{"*.catalog_*_tmp"}},
-		{IncludeTables: []string{"mag*.store*"}, ExcludeTables: []string{"magento.store_website"}},
-		{Databases: []string{"mysql"}},
-	}
-	dbs := []string{"magento", "shop", "other", "mysql", "magento2"}
-	tables := []string{"store", "store_website", "catalog_product_entity", "catalog_x_tmp", "orders", "user"}
-	for i, s := range sources {
-		inc, exc := s.TableFilter()
-		for _, db := range dbs {
-			for _, tbl := range tables {
-				if got, want := filterMatch(inc, exc, db, tbl), s.Captures(db, tbl); got != want {
-					t.Errorf("source %d: %s.%s: filter(%v, %v) = %v, Captures = %v", i, db, tbl, inc, exc, got, want)
-				}
-			}
-		}
 	}
 }
 

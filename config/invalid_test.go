@@ -280,3 +280,36 @@ dashboard:
 		t.Fatalf("error text:\n%v", err)
 	}
 }
+
+// TestValidateChecksMapKeys: the keys of routes, headers, topic_configs,
+// producer settings and column maps are checked by Validate, so a
+// configuration built in code gets the same problems as a loaded one.
+func TestValidateChecksMapKeys(t *testing.T) {
+	cfg := Default()
+	cfg.Source.User = "cdc"
+	h := DefaultHTTPSink()
+	h.BaseURL, h.Headers, h.Routes = "https://x.example", map[string]string{"Authorization": "Bearer x"}, map[string]string{"product": "p"}
+	k := DefaultKafkaSink()
+	k.Brokers, k.Producer, k.TopicConfigs = []string{"k:9092"}, map[string]string{"linger.msx": "5"}, map[string]string{"cleanup.policy": "delete"}
+	cfg.Sinks = map[string]*Sink{"svc": {Type: "http", HTTP: h}, "main": {Type: "kafka", Kafka: k}}
+	cfg.Raw.MaskColumns = map[string]string{"email": "hash"}
+	var ve *ValidationError
+	if err := cfg.Validate(); !errors.As(err, &ve) {
+		t.Fatalf("Validate = %v", err)
+	}
+	want := []string{
+		`raw.mask_columns.email: "email" is not a db.table.column pattern`,
+		`sinks.main.kafka.topic_configs.cleanup.policy: cleanup.policy is set by compact`,
+		`sinks.main.kafka.producer.linger.msx: unknown producer setting "linger.msx" (did you mean "linger.ms"?)`,
+		`sinks.svc.http.routes.product: "product" is not a feed; did you mean "products"?`,
+		`sinks.svc.http.headers.Authorization: header "Authorization" carries a credential`,
+	}
+	if len(ve.Problems) != len(want) {
+		t.Errorf("want %d problems, got:\n%v", len(want), ve)
+	}
+	for _, w := range want {
+		if !strings.Contains(ve.Error(), w) {
+			t.Errorf("no problem %q in:\n%v", w, ve)
+		}
+	}
+}

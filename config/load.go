@@ -164,12 +164,6 @@ func nodeKind(n *yaml.Node) string {
 	return "value " + n.Value
 }
 
-// walkSection checks a section of the file against its type, decoding into
-// a throw-away value (tests check config.yaml's commented keys with it).
-func (l *loader) walkSection(n *yaml.Node, t reflect.Type, path []string) {
-	l.section(n, reflect.New(t).Elem(), path)
-}
-
 // section decodes a mapping node into the struct v. Merge keys (<<: *anchor)
 // are applied first, so the section's own keys win over merged ones.
 func (l *loader) section(n *yaml.Node, v reflect.Value, path []string) {
@@ -303,8 +297,6 @@ func (l *loader) value(n *yaml.Node, v reflect.Value, f field, p []string) {
 	}
 }
 
-var sinkNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-
 // sinks decodes the sinks section: it replaces the default sink set.
 func (l *loader) sinks(n *yaml.Node, v reflect.Value, p []string) {
 	if n.Kind != yaml.MappingNode {
@@ -320,8 +312,6 @@ func (l *loader) sinks(n *yaml.Node, v reflect.Value, p []string) {
 		switch {
 		case dup:
 			l.problemAt(k.Line, sp, "sink %q is defined twice (also on line %d); rename or remove one", k.Value, prev)
-		case !sinkNameRE.MatchString(k.Value):
-			l.problemAt(k.Line, sp, "sink name %q must be lower-case letters, digits and _ starting with a letter (it is used in FEEDCDC_SINKS_<NAME>_* variables); rename it to %q", k.Value, suggestSinkName(k.Value))
 		case sv.Kind != yaml.MappingNode:
 			l.problemAt(sv.Line, sp, "sink %q must be a section (type: kafka|http|file plus its options), not a %s", k.Value, nodeKind(sv))
 		default:
@@ -338,9 +328,8 @@ func (l *loader) sinks(n *yaml.Node, v reflect.Value, p []string) {
 	v.Set(reflect.ValueOf(m))
 }
 
-var topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
-
-// stringMap decodes routes, headers and topic_configs, checking their keys.
+// stringMap decodes routes, headers, topic_configs, producer settings and
+// column maps; validate checks their keys.
 func (l *loader) stringMap(n *yaml.Node, v reflect.Value, f field, p []string) {
 	if n.Kind != yaml.MappingNode {
 		l.problemAt(n.Line, join(p), "must be a map of %s: value pairs, not a %s", f.Keys, nodeKind(n))
@@ -351,41 +340,13 @@ func (l *loader) stringMap(n *yaml.Node, v reflect.Value, f field, p []string) {
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, mv := n.Content[i], resolve(n.Content[i+1])
-		kp, key := join(with(p, k.Value)), k.Value
-		msg := ""
-		switch {
-		case f.Keys == "feed" && !isFeedName(key):
-			msg = "valid feeds: " + strings.Join(FeedNames, ", ")
-			if c := closest(key, FeedNames); c != "" {
-				msg = fmt.Sprintf("did you mean %q?", c)
-			}
-			msg = fmt.Sprintf("%q is not a feed; %s", key, msg)
-		case f.Keys == "config" && !topicConfigRE.MatchString(key):
-			msg = fmt.Sprintf("%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", key)
-		case f.Keys == "config" && key == "cleanup.policy":
-			msg = "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs"
-		case f.Keys == "producer" && producerKeyProblem(key) != "":
-			msg = producerKeyProblem(key)
-		case f.Keys == "producer" && mv.Kind == yaml.ScalarNode && producerValueProblem(key, mv.Value) != "":
-			msg = producerValueProblem(key, mv.Value)
-		case f.Keys == "column" && strings.Count(key, ".") != 2:
-			msg = fmt.Sprintf("%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", key)
-		case f.Keys == "table" && strings.Count(key, ".") != 1:
-			msg = fmt.Sprintf("%q is not a db.table pattern (e.g. shop.events or shop.log_*)", key)
-		case f.Keys == "header" && !validHeaderName(key):
-			msg = fmt.Sprintf("%q is not a valid HTTP header name; use letters, digits and - only", key)
-		case f.Keys == "header" && looksLikeCredentialHeader(key):
-			msg = fmt.Sprintf("header %q carries a credential; literal secrets are not allowed in the file: set api_key_env (or api_key_file) and add %q to api_key_headers", key, strings.ToLower(key))
-		case mv.Kind != yaml.ScalarNode || isNull(mv):
+		kp := join(with(p, k.Value))
+		if mv.Kind != yaml.ScalarNode || isNull(mv) {
 			l.problemAt(mv.Line, kp, "must be a string, not a %s", nodeKind(mv))
 			continue
 		}
-		if msg != "" {
-			l.problemAt(k.Line, kp, "%s", msg)
-			continue
-		}
 		l.lines[kp] = k.Line
-		v.SetMapIndex(reflect.ValueOf(key), reflect.ValueOf(mv.Value))
+		v.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(mv.Value))
 	}
 }
 
@@ -433,33 +394,27 @@ func suggestSinkName(s string) string {
 	return string(b)
 }
 
-var headerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
-
-func validHeaderName(s string) bool { return headerRE.MatchString(s) }
-
-func looksLikeCredentialHeader(h string) bool {
-	h = strings.ToLower(h)
-	for _, w := range []string{"authorization", "api-key", "apikey", "token", "secret", "password", "signature", "cookie"} {
-		if strings.Contains(h, w) {
-			return true
-		}
-	}
-	return false
-}
-
 // --- environment overrides ------------------------------------------------------
 
-// envTargets maps every FEEDCDC_* name to the concrete key path it sets:
-// every leaf key, with the sinks of cfg and the feeds of http routes.
-func envTargets(cfg *Config) map[string][]string {
-	out := map[string][]string{}
-	eachKey(reflect.ValueOf(cfg), nil, func(_ reflect.Value, f field, p []string) {
+// envTarget is the key a FEEDCDC_* variable sets: field f of the struct
+// parent at the concrete path p (for a routes entry, p ends with the feed).
+type envTarget struct {
+	parent reflect.Value
+	f      field
+	p      []string
+}
+
+// envTargets maps every FEEDCDC_* name to the key it sets: every leaf key,
+// with the sinks of cfg and the feeds of http routes.
+func envTargets(cfg *Config) map[string]envTarget {
+	out := map[string]envTarget{}
+	eachKey(reflect.ValueOf(cfg), nil, func(parent reflect.Value, f field, p []string) {
 		switch {
 		case f.Kind != kStringMap:
-			out[envName(join(p))] = p
+			out[envName(join(p))] = envTarget{parent, f, p}
 		case f.Keys == "feed":
 			for _, n := range FeedNames {
-				out[envName(join(with(p, n)))] = with(p, n)
+				out[envName(join(with(p, n)))] = envTarget{parent, f, with(p, n)}
 			}
 		}
 	})
@@ -480,36 +435,23 @@ func (l *loader) applyEnv(cfg *Config) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		p, ok := targets[name]
+		t, ok := targets[name]
 		words := strings.Split(name, "_")
 		switch {
 		case ok:
-			if len(p) > 3 && p[0] == "sinks" {
-				l.given[join(p[:3])] = true
+			if len(t.p) > 3 && t.p[0] == "sinks" {
+				l.given[join(t.p[:3])] = true
 			}
-			l.env = name
-			l.setPath(reflect.ValueOf(cfg), p, p, scalarNode(l.environ[name]))
-			l.envSet[join(p)], l.env = name, ""
+			l.env, l.envSet[join(t.p)] = name, name
+			if fv := t.parent.Field(t.f.Index); t.f.Kind == kStringMap {
+				fv.SetMapIndex(reflect.ValueOf(t.p[len(t.p)-1]), reflect.ValueOf(l.environ[name]))
+			} else {
+				l.value(scalarNode(l.environ[name]), fv, t.f, t.p)
+			}
+			l.env = ""
 		case !referenced[name] && name != "FEEDCDC_CONFIG" && !slices.Contains(words, "TEST") && !slices.Contains(words, "BENCH"):
 			l.unknownEnv(name, targets, cfg)
 		}
-	}
-}
-
-// setPath decodes n into the key at rest (the tail of the concrete path full).
-func (l *loader) setPath(v reflect.Value, rest, full []string, n *yaml.Node) {
-	v = reflect.Indirect(v)
-	f, _ := fieldByName(v.Type(), rest[0])
-	fv := v.Field(f.Index)
-	switch {
-	case f.Kind == kSinkMap:
-		l.setPath(fv.MapIndex(reflect.ValueOf(rest[1])), rest[2:], full, n)
-	case f.Kind == kStringMap:
-		fv.SetMapIndex(reflect.ValueOf(rest[1]), reflect.ValueOf(n.Value))
-	case len(rest) > 1:
-		l.setPath(fv, rest[1:], full, n)
-	default:
-		l.value(n, fv, f, full)
 	}
 }
 
@@ -518,7 +460,7 @@ func (l *loader) setPath(v reflect.Value, rest, full []string, n *yaml.Node) {
 // key, as it would be in the file), a warning otherwise (other tools use the
 // prefix too). Variables with a TEST or BENCH word (the test suite's) and
 // FEEDCDC_CONFIG are not reported at all.
-func (l *loader) unknownEnv(name string, targets map[string][]string, cfg *Config) {
+func (l *loader) unknownEnv(name string, targets map[string]envTarget, cfg *Config) {
 	section, _, _ := strings.Cut(strings.TrimPrefix(name, EnvPrefix), "_")
 	f, isSection := fieldByName(reflect.TypeOf(Config{}), strings.ToLower(section))
 	isSection = isSection && (f.Kind == kStruct || f.Kind == kSinkMap) && strings.Contains(name[len(EnvPrefix):], "_")

@@ -51,46 +51,31 @@ var unsupportedProducer = map[string]string{
 	"delivery.timeout.ms":                   "use request.timeout.ms (or write_timeout); records are retried until delivered",
 }
 
-// producerKeyProblem says what is wrong with a producer setting name ("" if
-// nothing).
-func producerKeyProblem(key string) string {
-	if slices.ContainsFunc(ProducerSettings, func(s ProducerSetting) bool { return s.Name == key }) {
-		return ""
-	}
+// producerProblem says what is wrong with a producer setting, its name or
+// its value ("" if nothing).
+func producerProblem(key, val string) string {
+	i := slices.IndexFunc(ProducerSettings, func(s ProducerSetting) bool { return s.Name == key })
 	if why, ok := unsupportedProducer[key]; ok {
 		return fmt.Sprintf("producer setting %q is not supported: %s", key, why)
-	}
-	names := make([]string, len(ProducerSettings))
-	for i, s := range ProducerSettings {
-		names[i] = s.Name
-	}
-	msg := fmt.Sprintf("unknown producer setting %q", key)
-	if c := closest(key, names); c != "" {
-		return msg + fmt.Sprintf(" (did you mean %q?)", c)
-	}
-	return msg + "; supported: " + strings.Join(names, ", ")
-}
-
-// producerValueProblem checks a producer setting's value ("" if fine).
-func producerValueProblem(key, val string) string {
-	for _, s := range ProducerSettings {
-		if s.Name != key {
-			continue
+	} else if i < 0 {
+		names := make([]string, len(ProducerSettings))
+		for i, s := range ProducerSettings {
+			names[i] = s.Name
 		}
-		switch s.Kind {
-		case "enum":
-			if !slices.Contains(s.Values, strings.ToLower(val)) {
-				return fmt.Sprintf("%q is not one of %s", val, strings.Join(s.Values, ", "))
-			}
-		case "bytes", "count", "ms":
-			n, err := strconv.ParseInt(val, 10, 64)
-			if err != nil || n < 0 || (s.Kind == "bytes" && n < 1024) {
-				min := "0"
-				if s.Kind == "bytes" {
-					min = "1024"
-				}
-				return fmt.Sprintf("%q must be an integer of at least %s (%s)", val, min, map[string]string{"bytes": "bytes", "count": "a count", "ms": "milliseconds"}[s.Kind])
-			}
+		if c := closest(key, names); c != "" {
+			return fmt.Sprintf("unknown producer setting %q (did you mean %q?)", key, c)
+		}
+		return fmt.Sprintf("unknown producer setting %q; supported: %s", key, strings.Join(names, ", "))
+	}
+	switch s := ProducerSettings[i]; s.Kind {
+	case "enum":
+		if !slices.Contains(s.Values, strings.ToLower(val)) {
+			return fmt.Sprintf("%q is not one of %s", val, strings.Join(s.Values, ", "))
+		}
+	case "bytes", "count", "ms":
+		least := map[string]int64{"bytes": 1024}[s.Kind]
+		if n, err := strconv.ParseInt(val, 10, 64); err != nil || n < least {
+			return fmt.Sprintf("%q must be an integer of at least %d (%s)", val, least, map[string]string{"bytes": "bytes", "count": "a count", "ms": "milliseconds"}[s.Kind])
 		}
 	}
 	return ""

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"slices"
@@ -187,13 +188,13 @@ func setScalar(n *yaml.Node, v reflect.Value, f field, path []string) error {
 		if n.Tag != "!!int" {
 			ex := f.Tag.Get("default")
 			if ex == "" {
-				ex = or(f.Tag.Get("min"), "1")
+				ex = cmp.Or(f.Tag.Get("min"), "1")
 			}
 			return fmt.Errorf("must be an integer, got %s; write e.g. %s: %s", nodeKind(n), f.Name, ex)
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
 		if err != nil || (f.Kind == kUint && (i < 0 || v.OverflowUint(uint64(i)))) || (f.Kind == kInt && v.OverflowInt(i)) {
-			return fmt.Errorf("%s is out of range; allowed: %s", s, or(allowed(f), "a non-negative integer"))
+			return fmt.Errorf("%s is out of range; allowed: %s", s, cmp.Or(allowed(f), "a non-negative integer"))
 		}
 		if f.Kind == kUint {
 			v.SetUint(uint64(i))
@@ -226,13 +227,6 @@ func setScalar(n *yaml.Node, v reflect.Value, f field, path []string) error {
 		v.SetString(s)
 	}
 	return nil
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // Key documents one configuration key.

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -14,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/feedcdc/feedcdc/change"
 )
 
 // Problem is one thing wrong with a configuration.
@@ -48,7 +52,7 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	name := or(e.File, "configuration")
+	name := cmp.Or(e.File, "configuration")
 	if len(e.Problems) == 1 {
 		return fmt.Sprintf("invalid %s: %s", name, e.Problems[0])
 	}
@@ -169,9 +173,9 @@ func requiredHint(path string, f field) string {
 	case path == "source.host":
 		return "set the source server's host, e.g. host: db-replica.internal"
 	case f.Kind == kStrings:
-		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, or(examples[f.Name], "..."))
+		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, cmp.Or(examples[f.Name], "..."))
 	}
-	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, or(examples[f.Name], "..."))
+	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, cmp.Or(examples[f.Name], "..."))
 }
 
 func validPort(p string, allowZero bool) bool {
@@ -228,7 +232,7 @@ func (k *checker) source() {
 	if s.TLS.Mode == "disabled" && (s.TLS.CAFile != "" || s.TLS.CertFile != "") {
 		k.add("source.tls.mode", "is disabled but ca_file/cert_file are set; set mode: verify-identity (or verify-ca, required) to use them, or remove the files")
 	}
-	if _, err := ParseStartPosition(s.StartPosition); err != nil {
+	if _, err := change.ParseStartPosition(s.StartPosition); err != nil {
 		k.add("source.start_position", "%v", err)
 	}
 	for _, list := range []struct {
@@ -248,7 +252,11 @@ func (k *checker) source() {
 	}
 	if len(s.Databases) > 0 && len(s.IncludeTables) > 0 {
 		if !slices.ContainsFunc(s.IncludeTables, func(p string) bool {
-			return slices.ContainsFunc(s.Databases, func(d string) bool { return patternNamesDB(p, d) })
+			pd, _, _ := strings.Cut(strings.ToLower(p), ".")
+			return slices.ContainsFunc(s.Databases, func(d string) bool {
+				ok, _ := path.Match(pd, strings.ToLower(d)) // the patterns' * and ?; names hold no '/'
+				return ok
+			})
 		}) {
 			k.add("source.include_tables", "no pattern names a database of source.databases %v, so no table would be captured; write patterns like %s.*", s.Databases, s.Databases[0])
 		}
@@ -275,16 +283,26 @@ func (k *checker) feeds() {
 	}
 }
 
-var maskRE = regexp.MustCompile(`^(mask|truncate):[0-9]{1,7}$`)
+var headerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
 
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+func validHeaderName(s string) bool { return headerRE.MatchString(s) }
+
+func looksLikeCredentialHeader(h string) bool {
+	h = strings.ToLower(h)
+	for _, w := range []string{"authorization", "api-key", "apikey", "token", "secret", "password", "signature", "cookie"} {
+		if strings.Contains(h, w) {
+			return true
+		}
 	}
-	sort.Strings(out)
-	return out
+	return false
 }
+
+var (
+	sinkNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
+)
+
+var maskRE = regexp.MustCompile(`^(mask|truncate):[0-9]{1,7}$`)
 
 var placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)
 
@@ -316,6 +334,17 @@ func (k *checker) checkTemplate(p, tmpl string, allowedPH []string, must string)
 
 func (k *checker) raw() {
 	r := &k.c.Raw
+	badKey := map[string]bool{}
+	for _, col := range slices.Sorted(maps.Keys(r.MaskColumns)) {
+		if badKey[col] = strings.Count(col, ".") != 2; badKey[col] {
+			k.add("raw.mask_columns."+col, "%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", col)
+		}
+	}
+	for _, tbl := range slices.Sorted(maps.Keys(r.KeyColumns)) {
+		if badKey[tbl] = strings.Count(tbl, ".") != 1; badKey[tbl] {
+			k.add("raw.key_columns."+tbl, "%q is not a db.table pattern (e.g. shop.events or shop.log_*)", tbl)
+		}
+	}
 	if !r.Enabled {
 		return
 	}
@@ -334,9 +363,10 @@ func (k *checker) raw() {
 		}
 	}
 	hashes := false
-	for _, col := range sortedKeys(r.MaskColumns) {
+	for _, col := range slices.Sorted(maps.Keys(r.MaskColumns)) {
 		m := strings.TrimSpace(r.MaskColumns[col])
 		switch {
+		case badKey[col]:
 		case m == "hash":
 			hashes = true
 		case maskRE.MatchString(m):
@@ -347,9 +377,9 @@ func (k *checker) raw() {
 	if hashes && !r.HashSalt.IsSet() {
 		k.add("raw.hash_salt", "a mask is hash but no salt is set; set FEEDCDC_RAW_HASH_SALT, raw.hash_salt_env or raw.hash_salt_file (a long random string, kept secret and stable)")
 	}
-	for _, tbl := range sortedKeys(r.KeyColumns) {
+	for _, tbl := range slices.Sorted(maps.Keys(r.KeyColumns)) {
 		for _, c := range strings.Split(r.KeyColumns[tbl], ",") {
-			if strings.TrimSpace(c) == "" {
+			if strings.TrimSpace(c) == "" && !badKey[tbl] {
 				k.add("raw.key_columns."+tbl, "%q has an empty column name; write the columns comma-separated, e.g. \"sku,store_id\"", r.KeyColumns[tbl])
 				break
 			}
@@ -372,7 +402,7 @@ func (k *checker) sinks() {
 		s := k.c.Sinks[name]
 		p := "sinks." + name
 		if !sinkNameRE.MatchString(name) {
-			k.add(p, "sink name %q must be lower-case letters, digits and _ starting with a letter; rename it to %q", name, suggestSinkName(name))
+			k.add(p, "sink name %q must be lower-case letters, digits and _ starting with a letter (it is used in FEEDCDC_SINKS_<NAME>_* variables); rename it to %q", name, suggestSinkName(name))
 		}
 		switch s.Type {
 		case "kafka":
@@ -414,6 +444,18 @@ func (k *checker) kafka(p string, kc *KafkaSink) {
 		}
 	}
 	k.checkTemplate(p+".topic_template", kc.TopicTemplate, []string{"{prefix}", "{feed}", "{name}"}, "{feed}")
+	for _, c := range slices.Sorted(maps.Keys(kc.TopicConfigs)) {
+		if c == "cleanup.policy" {
+			k.add(p+".topic_configs."+c, "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs")
+		} else if !topicConfigRE.MatchString(c) {
+			k.add(p+".topic_configs."+c, "%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", c)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(kc.Producer)) {
+		if msg := producerProblem(name, kc.Producer[name]); msg != "" {
+			k.add(p+".producer."+name, "%s", msg)
+		}
+	}
 	if kc.MaxMessageBytes > kc.BatchBytes {
 		k.add(p+".batch_bytes", "%s is smaller than max_message_bytes (%s), so the largest allowed record could never be sent; raise batch_bytes to at least %s", kc.BatchBytes, kc.MaxMessageBytes, kc.MaxMessageBytes)
 	}
@@ -452,12 +494,23 @@ func (k *checker) http(p string, hc *HTTPSink) {
 			k.add(p+".tls", "TLS files are set but base_url is http://; use an https:// URL or remove the tls options")
 		}
 	}
-	for feed, route := range hc.Routes {
-		if _, ok := CanonicalFeedName(feed); !ok {
-			k.add(p+".routes."+feed, "%q is not a feed; valid feeds: %s", feed, strings.Join(FeedNames, ", "))
-		}
-		if strings.TrimSpace(route) == "" || strings.ContainsAny(route, " ?#") {
+	for _, feed := range slices.Sorted(maps.Keys(hc.Routes)) {
+		route := hc.Routes[feed]
+		if !isFeedName(feed) {
+			hint := "valid feeds: " + strings.Join(FeedNames, ", ")
+			if c := closest(feed, FeedNames); c != "" {
+				hint = fmt.Sprintf("did you mean %q?", c)
+			}
+			k.add(p+".routes."+feed, "%q is not a feed; %s", feed, hint)
+		} else if strings.TrimSpace(route) == "" || strings.ContainsAny(route, " ?#") {
 			k.add(p+".routes."+feed, "route %q must be a non-empty URL path segment like %q", route, feed)
+		}
+	}
+	for _, h := range slices.Sorted(maps.Keys(hc.Headers)) {
+		if !validHeaderName(h) {
+			k.add(p+".headers."+h, "%q is not a valid HTTP header name; use letters, digits and - only", h)
+		} else if looksLikeCredentialHeader(h) {
+			k.add(p+".headers."+h, "header %q carries a credential; literal secrets are not allowed in the file: set api_key_env (or api_key_file) and add %q to api_key_headers", h, strings.ToLower(h))
 		}
 	}
 	if hc.APIKey.IsSet() && len(hc.APIKeyHeaders) == 0 {

@@ -278,7 +278,7 @@ func (c *Connector) checkTarget(ctx context.Context, withCheckpoint bool) check.
 		t.FenceTable = cfg.Feeds.Database + ".catalog_product_entity"
 	}
 	if cfg.Raw.Enabled {
-		t.KeyedTables, _ = cfg.Source.TableFilter()
+		t.KeyedTables = rawFilter(cfg).Include
 		if len(t.KeyedTables) == 0 {
 			t.KeyedTables = []string{"*.*"}
 		}

@@ -165,7 +165,7 @@ func openState(cfg *config.Config, oo OpenOptions, log *slog.Logger) (*state.Sto
 // statement itself) and the retry of its transient failures.
 func (c *Connector) openSource() error {
 	cfg := c.Config
-	mc, err := cfg.MySQLConfig(cfg.Feeds.Database)
+	mc, err := MySQLConfig(cfg, cfg.Feeds.Database)
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,8 @@ func (c *Connector) pipelineOptions(oo OpenOptions) PipelineOptions {
 			SchemaChanges: cfg.Raw.SchemaChanges, SchemaChangesTopic: strings.ReplaceAll(cfg.Raw.SchemaChangesTopic, "{name}", cfg.Name),
 			HeartbeatTopic: strings.ReplaceAll(cfg.Raw.HeartbeatTopic, "{name}", cfg.Name),
 			Version:        oo.Version, IncludeQuery: cfg.Raw.IncludeQuery, Transactions: cfg.Raw.TransactionMetadata, TransactionTopic: strings.ReplaceAll(cfg.Raw.TransactionTopic, "{name}", cfg.Name)}
-		po.RawTables = func(t *change.Table) bool { return cfg.Source.Captures(t.DB, t.Name) }
+		rf := rawFilter(cfg)
+		po.RawTables = func(t *change.Table) bool { return rf.Match(t.DB, t.Name) }
 		po.RawTopicName = c.rawTopicName
 		if r := cfg.Raw; len(r.IncludeColumns)+len(r.ExcludeColumns)+len(r.MaskColumns)+len(r.KeyColumns) > 0 {
 			po.Raw.Columns = &raw.Columns{Include: r.IncludeColumns, Exclude: r.ExcludeColumns, Masks: r.MaskColumns,
@@ -305,38 +306,33 @@ func (c *Connector) openSink(name string, s *config.Sink) (sink.Sink, error) {
 	switch s.Type {
 	case "kafka":
 		k := s.Kafka
-		tlsCfg, err := k.TLSConfig("sinks." + name + ".kafka")
-		if err != nil {
-			return nil, err
-		}
 		kc := kafkasink.Config{Name: name, Brokers: k.Brokers, ClientID: k.ClientID, TopicPrefix: k.TopicPrefix,
 			TopicTemplate: k.TopicTemplate, ConnectorName: cfg.Name, Compression: k.Compression, Acks: k.Acks,
 			BatchSize: k.BatchSize, BatchBytes: int64(k.BatchBytes), Linger: k.Linger.D(), WriteTimeout: k.WriteTimeout.D(),
 			CreateTopics: k.CreateTopics, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, Compact: k.Compact,
-			MaxMessageBytes: int64(k.MaxMessageBytes), TopicConfigs: k.TopicConfigs, Producer: k.Producer, Logger: c.Logger}
-		if tlsCfg != nil {
-			kc.TLS = kafkasink.TLSConfig{Enabled: true, Config: tlsCfg}
-		}
+			MaxMessageBytes: int64(k.MaxMessageBytes), TopicConfigs: k.TopicConfigs, Producer: k.Producer, TLS: kafkaTLS(k.TLS), Logger: c.Logger}
 		if k.SASL.Mechanism != "" {
 			kc.SASL = kafkasink.SASLConfig{Mechanism: k.SASL.Mechanism, User: k.SASL.User, Password: k.SASL.Password.Value()}
 		}
 		return kafkasink.New(kc)
 	case "http":
 		h := s.HTTP
-		tlsCfg, err := h.TLSConfig("sinks." + name + ".http")
-		if err != nil {
-			return nil, err
-		}
 		return httpsink.New(httpsink.Config{Name: name, BaseURL: h.BaseURL, Routes: h.Routes, DataSpace: h.DataSpace,
 			Headers: h.Headers, APIKey: h.APIKey.Value(), APIKeyHeaders: h.APIKeyHeaders, Timeout: h.Timeout.D(), Gzip: h.Gzip,
 			MaxItemsPerRequest: h.MaxItemsPerRequest, ErrorItemsField: h.ErrorItemsField, RequestIDHeader: h.RequestIDHeader,
-			TLSConfig: tlsCfg, Logger: c.Logger})
+			TLS: httpTLS(h.TLS), Logger: c.Logger})
 	case "file":
 		f := s.File
 		return filesink.New(filesink.Config{Name: name, Dir: f.Dir, MaxSize: int64(f.MaxSize), MaxFiles: f.MaxFiles, Fsync: f.Fsync, Envelope: f.Envelope,
 			TopicPrefix: cfg.Name, ConnectorName: cfg.Name, Logger: c.Logger})
 	}
 	return nil, fmt.Errorf("unknown sink type %q (kafka, http or file)", s.Type)
+}
+
+// rawFilter chooses the tables of raw streams (source.databases,
+// include_tables and exclude_tables).
+func rawFilter(cfg *config.Config) binlog.Filter {
+	return binlog.SourceFilter(cfg.Source.Databases, cfg.Source.IncludeTables, cfg.Source.ExcludeTables)
 }
 
 // CapturedTables are the table patterns the binlog source decodes: the
@@ -349,7 +345,8 @@ func (c *Connector) CapturedTables() (include, exclude []string) {
 		}
 	}
 	if cfg.Raw.Enabled {
-		inc, exc := cfg.Source.TableFilter()
+		rf := rawFilter(cfg)
+		inc, exc := rf.Include, rf.Exclude
 		if len(inc) == 0 {
 			inc = []string{"*.*"}
 		}
@@ -375,7 +372,7 @@ func (c *Connector) binlogConfig() (binlog.Config, error) {
 	default:
 		// required, verify-ca and verify-identity with MySQL's semantics,
 		// the same configuration the builders' pool uses.
-		tc, err := s.TLSConfig()
+		tc, err := sourceTLSConfig(&s)
 		if err != nil {
 			return bc, err
 		}

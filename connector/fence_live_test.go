@@ -147,7 +147,7 @@ func TestFenceWaitsForASemiSyncCommit(t *testing.T) {
 
 // TestFenceHoldsNoLockWithAutocommitOff: with autocommit=0 set globally on
 // the source (so also for every new session), the source pool still runs in
-// autocommit (config.MySQLConfig sets it through the DSN, with the lock wait
+// autocommit (MySQLConfig sets it through the DSN, with the lock wait
 // timeouts) and the fence's shared-lock read releases its lock right after
 // the read: a writer on the same row never waits on feedcdc.
 func TestFenceHoldsNoLockWithAutocommitOff(t *testing.T) {
@@ -166,7 +166,7 @@ func TestFenceHoldsNoLockWithAutocommitOff(t *testing.T) {
 	t.Cleanup(func() { admin.Exec("SET GLOBAL autocommit = 1") })
 
 	cfg := (&connectorYAML{Name: "ac", Database: db}).load(t)
-	mc, err := cfg.MySQLConfig(db)
+	mc, err := MySQLConfig(cfg, db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	mysqldriver "github.com/go-sql-driver/mysql"
 
 	"github.com/feedcdc/feedcdc/change"
-	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/test/mysqltest"
 )
 
@@ -83,7 +82,7 @@ func TestFenceBuildWaitsForTheTransactionToCommit(t *testing.T) {
 }
 
 // fenceDSN is the CDC user's DSN with the session variables the source pool
-// sets (config.SourceSessionParams), as connector.Open configures it.
+// sets (sourceSessionParams), as connector.Open configures it.
 func fenceDSN(t *testing.T, s *mysqltest.Server, db string) string {
 	t.Helper()
 	mc, err := mysqldriver.ParseDSN(s.CDCDSN(db))
@@ -93,7 +92,7 @@ func fenceDSN(t *testing.T, s *mysqltest.Server, db string) string {
 	if mc.Params == nil {
 		mc.Params = map[string]string{}
 	}
-	maps.Copy(mc.Params, config.SourceSessionParams())
+	maps.Copy(mc.Params, sourceSessionParams())
 	return mc.FormatDSN()
 }
 

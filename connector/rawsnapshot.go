@@ -259,7 +259,7 @@ func (c *Connector) RequestRawSnapshot(ctx context.Context, r RawSnapshotRequest
 	if !ok || db == "" || name == "" {
 		return state.RawSnapshot{}, fmt.Errorf("%w: table %q: name it as db.table", ErrRawSnapshot, r.Table)
 	}
-	if !c.Config.Source.Captures(db, name) {
+	if !rawFilter(c.Config).Match(db, name) {
 		return state.RawSnapshot{}, fmt.Errorf("%w: table %s is not captured (source.include_tables / exclude_tables): its raw stream would get no changes", ErrRawSnapshot, r.Table)
 	}
 	t, err := rawsnap.LoadTable(ctx, c.SourceDB, db, name)
@@ -369,6 +369,7 @@ func (c *Connector) rawSnapWake() chan struct{} {
 // initialRawSnapshots requests the snapshot of every captured table (in
 // name order) on a first start with raw.snapshot: initial.
 func (c *Connector) initialRawSnapshots(ctx context.Context) error {
+	rf := rawFilter(c.Config)
 	rows, err := c.SourceDB.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
 		WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
 		ORDER BY TABLE_SCHEMA, TABLE_NAME`)
@@ -382,7 +383,7 @@ func (c *Connector) initialRawSnapshots(ctx context.Context) error {
 			rows.Close()
 			return err
 		}
-		if c.Config.Source.Captures(db, name) {
+		if rf.Match(db, name) {
 			tables = append(tables, db+"."+name)
 		}
 	}

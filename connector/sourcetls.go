@@ -41,7 +41,7 @@ func (c *Connector) preferredTLS(ctx context.Context) (binlog.TLSConfig, error) 
 		c.Logger.Warn("source offers no TLS (@@have_ssl is NO or DISABLED); the binlog connection is not encrypted (source.tls.mode: preferred)")
 		return binlog.TLSConfig{}, nil
 	}
-	tc, err := c.Config.Source.TLSConfig()
+	tc, err := sourceTLSConfig(&c.Config.Source)
 	if err != nil {
 		return binlog.TLSConfig{}, err
 	}

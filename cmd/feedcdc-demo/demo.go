@@ -51,6 +51,8 @@ import (
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
 	"github.com/feedcdc/feedcdc/internal/runner"
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/sink/kafkasink"
 	"github.com/feedcdc/feedcdc/telemetry"
 	"github.com/feedcdc/feedcdc/test/catalog"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
@@ -582,8 +584,11 @@ func (d *demo) topics(ctx context.Context) ([]topicInfo, error) {
 		return nil, err
 	}
 	feedOf := map[string]string{}
-	for _, f := range d.cfg.EnabledFeeds() {
-		feedOf[d.cfg.FeedTopic("kafka", f)] = f
+	if ks, ok := d.conn.Sinks["kafka"].(*kafkasink.Sink); ok {
+		for _, f := range d.cfg.EnabledFeeds() {
+			topic, _ := ks.TopicFor(&sink.Record{Feed: f})
+			feedOf[topic] = f
+		}
 	}
 	var out []topicInfo
 	for _, name := range names {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
+	"github.com/feedcdc/feedcdc/connector/binlog"
 	"github.com/feedcdc/feedcdc/connector/check"
 	"github.com/feedcdc/feedcdc/feeds"
 	"github.com/feedcdc/feedcdc/state"
@@ -89,7 +90,7 @@ and SKIP (docs/operations.md).`,
 func checkWithoutState(cmd *cobra.Command, cfg *config.Config, stateNote string) []check.Result {
 	t := check.Target{Addr: cfg.Source.Addr(), User: cfg.Source.User, ServerID: cfg.EffectiveServerID(),
 		MaxReplicaLag: cfg.Resync.MaxReplicaLag.D()}
-	if mc, err := cfg.MySQLConfig(""); err != nil {
+	if mc, err := connector.MySQLConfig(cfg, ""); err != nil {
 		t.ConnectError = err
 	} else if conn, err := mysql.NewConnector(mc); err != nil {
 		t.ConnectError = err
@@ -104,7 +105,8 @@ func checkWithoutState(cmd *cobra.Command, cfg *config.Config, stateNote string)
 		t.FenceTable = cfg.Feeds.Database + ".catalog_product_entity"
 	}
 	if cfg.Raw.Enabled {
-		t.KeyedTables, t.Exclude = cfg.Source.TableFilter()
+		rf := binlog.SourceFilter(cfg.Source.Databases, cfg.Source.IncludeTables, cfg.Source.ExcludeTables)
+		t.KeyedTables, t.Exclude = rf.Include, rf.Exclude
 		if len(t.KeyedTables) == 0 {
 			t.KeyedTables = []string{"*.*"}
 		}
@@ -170,7 +172,7 @@ func feedTablesList(cfg *config.Config) map[string]bool {
 	}
 	if cfg.Raw.Enabled {
 		// The same patterns as the connector's CapturedTables.
-		inc, _ := cfg.Source.TableFilter()
+		inc := binlog.SourceFilter(cfg.Source.Databases, cfg.Source.IncludeTables, cfg.Source.ExcludeTables).Include
 		if len(inc) == 0 {
 			inc = []string{"*.*"}
 		}

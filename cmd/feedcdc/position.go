@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/feedcdc/feedcdc/change"
-	"github.com/feedcdc/feedcdc/config"
 	"github.com/feedcdc/feedcdc/connector"
 	"github.com/feedcdc/feedcdc/connector/binlog"
 	"github.com/feedcdc/feedcdc/state"
@@ -182,7 +181,7 @@ moving back). To bring the feeds up to date after skipping changes, run
 			switch strings.ToLower(target) {
 			case "current", "earliest":
 			default:
-				sp, err := config.ParseStartPosition(target)
+				sp, err := change.ParseStartPosition(target)
 				if err != nil {
 					return fmt.Errorf("position %w", err)
 				}

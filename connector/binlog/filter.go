@@ -2,6 +2,8 @@ package binlog
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -29,6 +31,43 @@ func (f Filter) Validate() error {
 }
 
 var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
+
+// SourceFilter is the Filter of raw capture as config.yaml's source section
+// states it: a table is captured when its database is one of databases (or,
+// with none listed, is not a system schema), it matches an include pattern
+// (or there is none) and no exclude pattern. The databases are folded into
+// the include patterns; with none listed, the system schemas are excluded
+// even where an include pattern names them.
+func SourceFilter(databases, include, exclude []string) Filter {
+	f := Filter{Exclude: slices.Clone(exclude)}
+	switch {
+	case len(databases) == 0:
+		f.Include = slices.Clone(include)
+		for _, s := range slices.Sorted(maps.Keys(systemSchemas)) {
+			f.Exclude = append(f.Exclude, s+".*")
+		}
+	case len(include) == 0:
+		for _, d := range databases {
+			f.Include = append(f.Include, d+".*")
+		}
+	default:
+		for _, d := range databases {
+			for _, p := range include {
+				pd, pt, _ := strings.Cut(p, ".")
+				if q := d + "." + pt; glob(strings.ToLower(pd), strings.ToLower(d)) && !slices.Contains(f.Include, q) {
+					f.Include = append(f.Include, q)
+				}
+			}
+		}
+		if len(f.Include) == 0 {
+			// No include pattern reaches a listed database (config.Validate
+			// reports this): capture nothing rather than everything.
+			// Identifiers cannot contain NUL, so this pattern matches no table.
+			f.Include = []string{databases[0] + ".\x00"}
+		}
+	}
+	return f
+}
 
 // MatchAny reports whether any of the {db, table} names is captured.
 func (f Filter) MatchAny(names [][2]string) bool {

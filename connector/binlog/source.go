@@ -110,8 +110,8 @@ func (c Config) validate() error {
 	if c.ZeroDates != ZeroDatesNull && c.ZeroDates != ZeroDatesString {
 		errs = append(errs, fmt.Errorf("zero_dates %q: use null or string", c.ZeroDates))
 	}
-	if _, err := parseStart(c.StartPosition); err != nil {
-		errs = append(errs, err)
+	if _, err := change.ParseStartPosition(c.StartPosition); err != nil {
+		errs = append(errs, fmt.Errorf("start position: %w", err))
 	}
 	if err := c.Filter.Validate(); err != nil {
 		errs = append(errs, err)
@@ -155,35 +155,6 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
-}
-
-// startSpec is a parsed StartPosition.
-type startSpec struct {
-	kind string // "current", "earliest", "gtid", "file"
-	pos  change.Position
-}
-
-func parseStart(s string) (startSpec, error) {
-	s = strings.TrimSpace(s)
-	switch strings.ToLower(s) {
-	case "", "current":
-		return startSpec{kind: "current"}, nil
-	case "earliest":
-		return startSpec{kind: "earliest"}, nil
-	}
-	if g, ok := strings.CutPrefix(s, "gtid:"); ok {
-		if g == "" {
-			return startSpec{}, errors.New(`start position "gtid:" has an empty GTID set`)
-		}
-		return startSpec{kind: "gtid", pos: change.Position{GTIDSet: g}}, nil
-	}
-	if i := strings.LastIndexByte(s, ':'); i > 0 {
-		n, err := strconv.ParseUint(s[i+1:], 10, 32)
-		if err == nil {
-			return startSpec{kind: "file", pos: change.Position{File: s[:i], Pos: uint32(n)}}, nil
-		}
-	}
-	return startSpec{}, fmt.Errorf("start position %q: use current, earliest, gtid:<set> (e.g. gtid:0-1-100) or <file>:<pos> (e.g. binlog.000003:4)", s)
 }
 
 // Source is the live binlog source: a replica connection that streams
@@ -445,8 +416,8 @@ func (s *Source) prepare(ctx context.Context, from change.Position) (string, cha
 	}
 	startIsCurrent := false
 	if from.IsZero() {
-		spec, _ := parseStart(s.cfg.StartPosition)
-		startIsCurrent = spec.kind == "current"
+		spec, _ := change.ParseStartPosition(s.cfg.StartPosition)
+		startIsCurrent = spec.Kind == change.StartCurrent
 		if from, err = s.resolveStart(c, flavor); err != nil {
 			return "", from, nil, err
 		}
@@ -609,15 +580,15 @@ func (s *Source) ReloadSchema(ctx context.Context, hist SchemaHistory, db, table
 }
 
 func (s *Source) resolveStart(c *client.Conn, flavor string) (change.Position, error) {
-	spec, err := parseStart(s.cfg.StartPosition)
+	spec, err := change.ParseStartPosition(s.cfg.StartPosition)
 	if err != nil {
-		return change.Position{}, err
+		return change.Position{}, fmt.Errorf("start position: %w", err)
 	}
-	switch spec.kind {
-	case "earliest":
+	switch spec.Kind {
+	case change.StartEarliest:
 		return earliestPosition(c, flavor)
-	case "gtid", "file":
-		return spec.pos, nil
+	case change.StartGTID, change.StartFile:
+		return spec.Position, nil
 	}
 	return currentPosition(c, flavor)
 }

@@ -39,27 +39,6 @@ func TestFilter(t *testing.T) {
 	}
 }
 
-func TestParseStart(t *testing.T) {
-	for in, want := range map[string]startSpec{
-		"":                    {kind: "current"},
-		"CURRENT":             {kind: "current"},
-		"earliest":            {kind: "earliest"},
-		"gtid:0-1-5,1-2-7":    {kind: "gtid", pos: change.Position{GTIDSet: "0-1-5,1-2-7"}},
-		"binlog.000003:4":     {kind: "file", pos: change.Position{File: "binlog.000003", Pos: 4}},
-		"mysql-bin.000010:99": {kind: "file", pos: change.Position{File: "mysql-bin.000010", Pos: 99}},
-	} {
-		got, err := parseStart(in)
-		if err != nil || !reflect.DeepEqual(got, want) {
-			t.Errorf("parseStart(%q) = %+v, %v; want %+v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"gtid:", "binlog.000003", "yesterday", "file:x"} {
-		if _, err := parseStart(bad); err == nil {
-			t.Errorf("parseStart(%q) accepted", bad)
-		}
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	_, err := New(Config{Port: 3306, StartPosition: "nope", Filter: Filter{Include: []string{"x"}}, TLS: TLSConfig{CertFile: "c"}}, nil, nil)
 	for _, want := range []string{"host is empty", "server_id is 0", "start position", "db.table", "cert_file and key_file"} {

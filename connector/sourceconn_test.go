@@ -1,4 +1,4 @@
-package config
+package connector
 
 import (
 	"crypto/ecdsa"
@@ -9,12 +9,21 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/config"
+	"github.com/feedcdc/feedcdc/connector/raw"
+	"github.com/feedcdc/feedcdc/sink"
+	"github.com/feedcdc/feedcdc/sink/filesink"
+	"github.com/feedcdc/feedcdc/sink/httpsink"
+	"github.com/feedcdc/feedcdc/sink/kafkasink"
 )
 
 type testPKI struct {
@@ -141,23 +150,23 @@ func TestSourceTLSModes(t *testing.T) {
 	mtlsAddr := serveTLS(t, p, true)
 	cases := []struct {
 		name   string
-		tls    SourceTLS
+		tls    config.SourceTLS
 		addr   string
 		wantOK bool
 	}{
-		{"required skips verification", SourceTLS{Mode: "required"}, addr, true},
-		{"verify-ca with the CA", SourceTLS{Mode: "verify-ca", CAFile: p.caFile, ServerName: p.wrongServer}, addr, true},
-		{"verify-ca with another CA", SourceTLS{Mode: "verify-ca", CAFile: p.otherCAFile}, addr, false},
-		{"verify-identity right name", SourceTLS{Mode: "verify-identity", CAFile: p.caFile, ServerName: p.serverName}, addr, true},
-		{"verify-identity wrong name", SourceTLS{Mode: "verify-identity", CAFile: p.caFile, ServerName: p.wrongServer}, addr, false},
-		{"verify-identity system roots", SourceTLS{Mode: "verify-identity", ServerName: p.serverName}, addr, false},
-		{"client certificate", SourceTLS{Mode: "verify-identity", CAFile: p.caFile, ServerName: p.serverName, CertFile: p.clientCert, KeyFile: p.clientKey}, mtlsAddr, true},
-		{"missing client certificate", SourceTLS{Mode: "verify-identity", CAFile: p.caFile, ServerName: p.serverName}, mtlsAddr, false},
+		{"required skips verification", config.SourceTLS{Mode: "required"}, addr, true},
+		{"verify-ca with the CA", config.SourceTLS{Mode: "verify-ca", CAFile: p.caFile, ServerName: p.wrongServer}, addr, true},
+		{"verify-ca with another CA", config.SourceTLS{Mode: "verify-ca", CAFile: p.otherCAFile}, addr, false},
+		{"verify-identity right name", config.SourceTLS{Mode: "verify-identity", CAFile: p.caFile, ServerName: p.serverName}, addr, true},
+		{"verify-identity wrong name", config.SourceTLS{Mode: "verify-identity", CAFile: p.caFile, ServerName: p.wrongServer}, addr, false},
+		{"verify-identity system roots", config.SourceTLS{Mode: "verify-identity", ServerName: p.serverName}, addr, false},
+		{"client certificate", config.SourceTLS{Mode: "verify-identity", CAFile: p.caFile, ServerName: p.serverName, CertFile: p.clientCert, KeyFile: p.clientKey}, mtlsAddr, true},
+		{"missing client certificate", config.SourceTLS{Mode: "verify-identity", CAFile: p.caFile, ServerName: p.serverName}, mtlsAddr, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := Source{Host: "127.0.0.1", TLS: tc.tls}
-			c, err := s.TLSConfig()
+			s := config.Source{Host: "127.0.0.1", TLS: tc.tls}
+			c, err := sourceTLSConfig(&s)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,35 +176,37 @@ func TestSourceTLSModes(t *testing.T) {
 			}
 		})
 	}
-	if c, err := (&Source{TLS: SourceTLS{Mode: "disabled"}}).TLSConfig(); c != nil || err != nil {
+	if c, err := sourceTLSConfig(&config.Source{TLS: config.SourceTLS{Mode: "disabled"}}); c != nil || err != nil {
 		t.Fatalf("disabled: %v %v", c, err)
 	}
-	if _, err := (&Source{TLS: SourceTLS{Mode: "verify-ca", CAFile: p.clientKey}}).TLSConfig(); err == nil {
+	if _, err := sourceTLSConfig(&config.Source{TLS: config.SourceTLS{Mode: "verify-ca", CAFile: p.clientKey}}); err == nil {
 		t.Fatal("a key file as CA was accepted")
 	}
 }
 
+// TestKafkaAndHTTPTLS: the sinks' tls sections, as openSink hands them to
+// kafkasink and httpsink, make real mutual-TLS handshakes.
 func TestKafkaAndHTTPTLS(t *testing.T) {
 	p := makePKI(t)
 	mtlsAddr := serveTLS(t, p, true)
-	k := DefaultKafkaSink()
-	k.TLS = KafkaTLS{Enabled: true, CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey, ServerName: p.serverName}
-	c, err := k.TLSConfig("sinks.main.kafka")
+	k := config.DefaultKafkaSink()
+	k.TLS = config.KafkaTLS{Enabled: true, CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey, ServerName: p.serverName}
+	c, err := kafkaTLS(k.TLS).Build()
 	if err != nil || dialTLS(mtlsAddr, c) != nil {
 		t.Fatalf("kafka mTLS: %v", err)
 	}
 	k.TLS.ServerName = p.wrongServer
-	c, _ = k.TLSConfig("sinks.main.kafka")
+	c, _ = kafkaTLS(k.TLS).Build()
 	if dialTLS(mtlsAddr, c) == nil {
 		t.Fatal("kafka TLS accepted a wrong server name")
 	}
 	k.TLS.Enabled = false
-	if c, _ := k.TLSConfig("x"); c != nil {
-		t.Fatal("disabled kafka TLS returned a config")
+	if kafkaTLS(k.TLS).Enabled {
+		t.Fatal("disabled kafka TLS is enabled for the sink")
 	}
-	h := DefaultHTTPSink()
-	h.TLS = HTTPTLS{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey}
-	c, err = h.TLSConfig("sinks.svc.http")
+	h := config.DefaultHTTPSink()
+	h.TLS = config.HTTPTLS{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey}
+	c, err = httpTLS(h.TLS).Build()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,14 +215,17 @@ func TestKafkaAndHTTPTLS(t *testing.T) {
 		t.Fatalf("http mTLS: %v", err)
 	}
 	h.TLS.CertFile = "/nonexistent.pem"
-	if _, err := h.TLSConfig("sinks.svc.http"); err == nil {
+	if _, err := httpTLS(h.TLS).Build(); err == nil {
 		t.Fatal("missing cert accepted")
 	}
 }
 
 func TestMySQLConfig(t *testing.T) {
-	cfg := mustLoad(t, "source: {host: db.internal, port: 3307, user: cdc, tls: {mode: preferred}}\n", "FEEDCDC_SOURCE_PASSWORD=pw")
-	m, err := cfg.MySQLConfig("magento")
+	cfg, err := config.LoadBytes([]byte("source: {host: db.internal, port: 3307, user: cdc, tls: {mode: preferred}}\n"), "config.yaml", []string{"FEEDCDC_SOURCE_PASSWORD=pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := MySQLConfig(cfg, "magento")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,33 +233,50 @@ func TestMySQLConfig(t *testing.T) {
 		t.Fatalf("%+v", m)
 	}
 	cfg.Source.TLS.Mode = "disabled"
-	m, _ = cfg.MySQLConfig("")
+	m, _ = MySQLConfig(cfg, "")
 	if m.TLS != nil || m.AllowFallbackToPlaintext {
 		t.Fatalf("disabled: %+v", m)
 	}
 }
 
+// TestTopicsAndURLs: the topics, file names and URLs the sinks opened from
+// a configuration use for entity feeds and raw streams.
 func TestTopicsAndURLs(t *testing.T) {
 	y := `source: {host: db, user: cdc}
 name: shop1
 raw: {enabled: true}
 sinks:
   k:
-    kafka: {brokers: [k:9092], topic_prefix: cat}
+    kafka: {brokers: ["127.0.0.1:9092"], topic_prefix: cat}
   f:
-    file: {dir: out}
+    file: {dir: ` + t.TempDir() + `}
   svc:
     http: {base_url: "https://feeds.example.com/api/", data_space: ds-1, routes: {products: catalog/products}}
 `
-	cfg := mustLoad(t, y)
+	cfg, err := config.LoadBytes([]byte(y), "config.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Connector{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
+	open := func(name string) sink.Sink {
+		s, err := c.openSink(name, cfg.Sinks[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	k, f, svc := open("k").(*kafkasink.Sink), open("f").(*filesink.Sink), open("svc").(*httpsink.Sink)
+	kafkaTopic := func(r *sink.Record) string { topic, _ := k.TopicFor(r); return topic }
+	rawTopic := (&raw.Encoder{Prefix: "{prefix}", TopicTemplate: cfg.Raw.TopicTemplate}).Topic(&change.Table{DB: "magento", Name: "store"})
 	checks := [][2]string{
-		{cfg.FeedTopic("k", "products"), "cat.products"},
-		{cfg.FeedTopic("f", "variants"), "variants"},
-		{cfg.RawTopic("k", "magento", "store"), "cat.magento.store"},
-		{cfg.RawTopic("f", "magento", "store"), "shop1.magento.store"},
-		{cfg.Sinks["svc"].HTTP.URL("products"), "https://feeds.example.com/api/catalog/products/ds-1"},
-		{cfg.Sinks["svc"].HTTP.URL("variants"), "https://feeds.example.com/api/variants/ds-1"},
-		{ExpandTemplate("{a}-{b}", map[string]string{"a": "x"}), "x-{b}"},
+		{kafkaTopic(&sink.Record{Feed: "products"}), "cat.products"},
+		{f.StreamName(&sink.Record{Feed: "variants"}), "variants"},
+		{kafkaTopic(&sink.Record{Topic: rawTopic}), "cat.magento.store"},
+		{f.StreamName(&sink.Record{Topic: rawTopic}), "shop1.magento.store"},
+		{svc.URL("products"), "https://feeds.example.com/api/catalog/products/ds-1"},
+		{svc.URL("variants"), "https://feeds.example.com/api/variants/ds-1"},
+		{kafkaTopic(&sink.Record{Topic: "{prefix}-{b}"}), "cat-{b}"}, // unknown placeholders stay
 	}
 	for _, c := range checks {
 		if c[0] != c[1] {
