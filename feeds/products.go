@@ -573,7 +573,15 @@ type eavVal struct {
 // resolve returns the attribute's value for a store view: the store row
 // (even when its value is NULL) over the store-0 row.
 func (pr *productRow) resolve(attr, store uint64) (sql.NullString, bool) {
-	i := sort.Search(len(pr.vals), func(i int) bool { return pr.vals[i].attr >= attr })
+	i, hi := 0, len(pr.vals) // the first value of attr: sort.Search without the closure call
+	for i < hi {
+		m := int(uint(i+hi) >> 1)
+		if pr.vals[m].attr < attr {
+			i = m + 1
+		} else {
+			hi = m
+		}
+	}
 	var def sql.NullString
 	found := false
 	for ; i < len(pr.vals) && pr.vals[i].attr == attr; i++ {
@@ -590,13 +598,14 @@ func (pr *productRow) resolve(attr, store uint64) (sql.NullString, bool) {
 func (p *products) items(ctx context.Context, rows []*productRow, stores []storeView, attrs map[uint64]*attrMeta, byCode map[string]*attrMeta, modifiedAt string) ([]Item, error) {
 	// Option labels of every select/multiselect value in the chunk.
 	optSet := map[uint64]bool{}
+	var idBuf [8]uint64
 	for _, pr := range rows {
 		for _, ev := range pr.vals {
 			a := attrs[ev.attr]
 			if a == nil || !a.usesOptions() || !(a.UserDefined || systemAttributes[a.Code]) {
 				continue
 			}
-			for _, id := range optionIDs(ev.v) {
+			for _, id := range appendOptionIDs(idBuf[:0], ev.v) {
 				optSet[id] = true
 			}
 		}
@@ -620,6 +629,7 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 	}
 	seenSKU := map[string]uint64{}
 	var out []Item
+	var arena itemArena
 	for _, pr := range rows {
 		if pr.sku == "" {
 			p.e.warnOnce("nosku/"+strconv.FormatUint(pr.id, 10), "feeds: product without sku skipped (logged once per product)", "feed", p.Name(), "product", pr.id)
@@ -652,20 +662,28 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 			}
 		}
 		sort.Slice(listed, func(i, j int) bool { return listed[i].Code < listed[j].Code })
+		// What every store view's item of the product shares.
+		pc := productCommon{
+			key:       strconv.FormatUint(pr.id, 10),
+			createdAt: formatTime(time.Unix(pr.createdAt, 0)),
+			updatedAt: formatTime(time.Unix(pr.updatedAt, 0)),
+		}
 		for _, w := range pr.websites {
 			for _, s := range storesByWebsite[w] {
-				it, err := p.item(pr, s, byCode, listed, labels, modifiedAt)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, it)
+				out = append(out, p.item(&arena, pr, &pc, s, byCode, listed, labels, modifiedAt))
 			}
 		}
 	}
 	return out, nil
 }
 
-func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, modifiedAt string) (Item, error) {
+// productCommon is what the items of one product share across store views.
+type productCommon struct {
+	key                  string // entity key: the entity_id
+	createdAt, updatedAt string // formatTime
+}
+
+func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, modifiedAt string) Item {
 	r := storeValues{pr: pr, store: s.ID, byCode: byCode}
 	pl := productPayload{
 		SKU: pr.sku, StoreViewCode: s.Code, StoreCode: s.GroupCode, WebsiteCode: s.WebsiteCode, ProductID: pr.id,
@@ -678,14 +696,15 @@ func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta
 		Thumbnail: r.img("thumbnail", "thumbnail_label"), SwatchImage: r.img("swatch_image", ""),
 		CategoryData: nonNil(pr.cats), Parents: nonNil(pr.parents),
 		Attributes: attributeValues(pr, s, listed, labels),
-		CreatedAt:  formatTime(time.Unix(pr.createdAt, 0)),
+		CreatedAt:  pc.createdAt,
 	}
 	setAvailability(&pl, r, pr.stock)
 	ident := map[string]string{
-		"sku": pr.sku, "storeViewCode": s.Code, "productId": strconv.FormatUint(pr.id, 10),
+		"sku": pr.sku, "storeViewCode": s.Code, "productId": pc.key,
 		"storeCode": s.GroupCode, "websiteCode": s.WebsiteCode,
 	}
-	return newItem(p.Name(), strconv.FormatUint(pr.id, 10), p.IdentityFields(), ident, &pl, formatTime(time.Unix(pr.updatedAt, 0)), modifiedAt)
+	// The identity fields (IdentityFields): sku, storeViewCode.
+	return arena.newItem(p.Name(), FeedID(pr.sku, s.Code), pc.key, ident, &pl, pc.updatedAt, modifiedAt)
 }
 
 // storeValues reads a product's attribute values by code, resolved for
@@ -775,7 +794,8 @@ func setAvailability(pl *productPayload, r storeValues, st *stockRow) {
 // store view s: option labels (and ids) for select attributes, the value
 // otherwise; never nil.
 func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map[uint64]map[uint64]string) []attributeValue {
-	out := []attributeValue{}
+	out := make([]attributeValue, 0, len(listed))
+	var idBuf [8]uint64
 	for _, a := range listed {
 		v, ok := pr.resolve(a.ID, s.ID)
 		if !ok || !v.Valid {
@@ -783,19 +803,21 @@ func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map
 		}
 		av := attributeValue{AttributeCode: a.Code}
 		if a.usesOptions() {
-			oids := optionIDs(v)
+			oids := appendOptionIDs(idBuf[:0], v)
 			if len(oids) == 0 {
 				continue
 			}
-			for _, oid := range oids {
+			// Labels and ids in one allocation.
+			vs := make([]string, 2*len(oids))
+			for i, oid := range oids {
 				id := strconv.FormatUint(oid, 10)
 				lbl, ok := label(labels[oid], s.ID)
 				if !ok {
 					lbl = id
 				}
-				av.Value = append(av.Value, lbl)
-				av.ValueID = append(av.ValueID, id)
+				vs[i], vs[len(oids)+i] = lbl, id
 			}
+			av.Value, av.ValueID = vs[:len(oids):len(oids)], vs[len(oids):]
 		} else {
 			val := v.String
 			if a.BackendType == "decimal" {
@@ -815,20 +837,21 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// optionIDs parses a select value (one id) or a multiselect value (a
-// comma-separated id list), keeping the stored order and dropping junk.
-func optionIDs(v sql.NullString) []uint64 {
+// appendOptionIDs appends the ids of a select value (one id) or a
+// multiselect value (a comma-separated id list) to dst, keeping the stored
+// order and dropping junk.
+func appendOptionIDs(dst []uint64, v sql.NullString) []uint64 {
 	if !v.Valid {
-		return nil
+		return dst
 	}
-	var out []uint64
-	for _, f := range strings.Split(v.String, ",") {
-		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
-		if err == nil {
-			out = append(out, n)
+	for s, more := v.String, true; more; {
+		var f string
+		f, s, more = strings.Cut(s, ",")
+		if n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64); err == nil {
+			dst = append(dst, n)
 		}
 	}
-	return out
+	return dst
 }
 
 // trimDecimal normalises a DECIMAL text: "12.500000" -> "12.5",
