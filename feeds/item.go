@@ -141,7 +141,7 @@ func (a *itemArena) newItem(feed, id, entityKey string, identity map[string]stri
 			a.slab = make([]byte, 0, slabSize)
 		}
 		at := len(a.slab)
-		data = a.slab[at:at:at+n]
+		data = a.slab[at : at : at+n]
 	}
 	data = appendTimes(append(data, body...), updatedAt, modifiedAt)
 	if n < ownBuffer {
