@@ -463,7 +463,7 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 	}
 	err := query(ctx, ch.db, strings.Join(parts, " UNION ALL "), nil, func(r *sql.Rows) error {
 		var pid, aid, sid uint64
-		var v sql.NullString
+		var v sql.RawBytes // copied below only for the rows kept
 		if err := r.Scan(&pid, &aid, &sid, &v); err != nil {
 			return err
 		}
@@ -471,7 +471,7 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 		if pr == nil || !want[aid] {
 			return nil
 		}
-		pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: v})
+		pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: sql.NullString{String: string(v), Valid: v != nil}})
 		return nil
 	})
 	if err != nil {
