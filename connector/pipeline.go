@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1447,18 +1446,21 @@ func Record(it feeds.Item, identityFields []string) sink.Record {
 // identityKey is the record key: the JSON object of the identity fields in
 // feed order, e.g. {"sku":"24-MB01","storeViewCode":"default"}.
 func identityKey(it feeds.Item, fields []string) []byte {
-	var b strings.Builder
-	b.WriteByte('{')
+	n := 2
+	for _, f := range fields {
+		n += len(f) + len(it.Identity[f]) + 6
+	}
+	b := make([]byte, 0, n) // one allocation unless a value needs escapes
+	b = append(b, '{')
 	for i, f := range fields {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.Write(raw.AppendString(nil, f))
-		b.WriteByte(':')
-		b.Write(raw.AppendString(nil, it.Identity[f]))
+		b = raw.AppendString(b, f)
+		b = append(b, ':')
+		b = raw.AppendString(b, it.Identity[f])
 	}
-	b.WriteByte('}')
-	return []byte(b.String())
+	return append(b, '}')
 }
 
 // exportItems sends (or, in legacy mode, queues) items and records their new
