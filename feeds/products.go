@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -462,9 +463,17 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 			` WHERE `+ch.ids.On("entity_id"))
 	}
 	err := query(ctx, ch.db, strings.Join(parts, " UNION ALL "), nil, func(r *sql.Rows) error {
-		var pid, aid, sid uint64
-		var v sql.RawBytes // copied below only for the rows kept
-		if err := r.Scan(&pid, &aid, &sid, &v); err != nil {
+		// Raw columns: database/sql converts an integer column through
+		// reflection and a string per value; these are parsed here, and
+		// the value is copied only for the rows kept.
+		var rp, ra, rs, v sql.RawBytes
+		if err := r.Scan(&rp, &ra, &rs, &v); err != nil {
+			return err
+		}
+		pid, err1 := rawUint(rp)
+		aid, err2 := rawUint(ra)
+		sid, err3 := rawUint(rs)
+		if err := errors.Join(err1, err2, err3); err != nil {
 			return err
 		}
 		pr := ch.byID[pid]
