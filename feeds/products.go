@@ -577,11 +577,20 @@ func query(ctx context.Context, db *sql.DB, q string, args []any, fn func(*sql.R
 type eavVal struct {
 	attr, store uint64
 	v           sql.NullString
+	num         *json.Number // v as a trimmed decimal, once asked for (storeValues.num)
 }
 
 // resolve returns the attribute's value for a store view: the store row
 // (even when its value is NULL) over the store-0 row.
 func (pr *productRow) resolve(attr, store uint64) (sql.NullString, bool) {
+	if i := pr.resolveAt(attr, store); i >= 0 {
+		return pr.vals[i].v, true
+	}
+	return sql.NullString{}, false
+}
+
+// resolveAt is resolve returning the index of the value in pr.vals, or -1.
+func (pr *productRow) resolveAt(attr, store uint64) int {
 	i, hi := 0, len(pr.vals) // the first value of attr: sort.Search without the closure call
 	for i < hi {
 		m := int(uint(i+hi) >> 1)
@@ -591,17 +600,16 @@ func (pr *productRow) resolve(attr, store uint64) (sql.NullString, bool) {
 			hi = m
 		}
 	}
-	var def sql.NullString
-	found := false
+	def := -1
 	for ; i < len(pr.vals) && pr.vals[i].attr == attr; i++ {
 		switch pr.vals[i].store {
 		case store:
-			return pr.vals[i].v, true
+			return i
 		case 0:
-			def, found = pr.vals[i].v, true
+			def = i
 		}
 	}
-	return def, found
+	return def
 }
 
 func (p *products) items(ctx context.Context, rows []*productRow, stores []storeView, attrs map[uint64]*attrMeta, byCode map[string]*attrMeta, modifiedAt string) ([]Item, error) {
@@ -676,6 +684,7 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 			key:       strconv.FormatUint(pr.id, 10),
 			createdAt: formatTime(time.Unix(pr.createdAt, 0)),
 			updatedAt: formatTime(time.Unix(pr.updatedAt, 0)),
+			inventory: stockInventory(pr.stock),
 		}
 		for _, w := range pr.websites {
 			for _, s := range storesByWebsite[w] {
@@ -688,8 +697,9 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 
 // productCommon is what the items of one product share across store views.
 type productCommon struct {
-	key                  string // entity key: the entity_id
-	createdAt, updatedAt string // formatTime
+	key                  string     // entity key: the entity_id
+	createdAt, updatedAt string     // formatTime
+	inventory            *inventory // read only: shared by the items
 }
 
 func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, modifiedAt string) Item {
@@ -707,7 +717,7 @@ func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s s
 		Attributes: attributeValues(pr, s, listed, labels),
 		CreatedAt:  pc.createdAt,
 	}
-	setAvailability(&pl, r, pr.stock)
+	setAvailability(&pl, r, pr.stock, pc.inventory)
 	ident := map[string]string{
 		"sku": pr.sku, "storeViewCode": s.Code, "productId": pc.key,
 		"storeCode": s.GroupCode, "websiteCode": s.WebsiteCode,
@@ -724,21 +734,27 @@ type storeValues struct {
 	byCode map[string]*attrMeta
 }
 
-func (r storeValues) get(code string) (sql.NullString, bool) {
+// get is the product's value row of the attribute for the store view, or
+// nil (no attribute, no row, or a NULL value). The payload points into the
+// row: no copy per item.
+func (r storeValues) get(code string) *eavVal {
 	a := r.byCode[code]
 	if a == nil {
-		return sql.NullString{}, false
+		return nil
 	}
-	return r.pr.resolve(a.ID, r.store)
+	i := r.pr.resolveAt(a.ID, r.store)
+	if i < 0 || !r.pr.vals[i].v.Valid {
+		return nil
+	}
+	return &r.pr.vals[i]
 }
 
 // str is the value, nil when the product has none.
 func (r storeValues) str(code string) *string {
-	v, ok := r.get(code)
-	if !ok || !v.Valid {
-		return nil
+	if ev := r.get(code); ev != nil {
+		return &ev.v.String
 	}
-	return &v.String
+	return nil
 }
 
 // withDefault is the value, or the attribute's default value.
@@ -753,14 +769,18 @@ func (r storeValues) withDefault(code string) *string {
 	return nil
 }
 
-// num is a decimal value without trailing zeros.
+// num is a decimal value without trailing zeros (trimmed once per value
+// row, shared by the product's store views).
 func (r storeValues) num(code string) *json.Number {
-	v := r.str(code)
-	if v == nil {
+	ev := r.get(code)
+	if ev == nil {
 		return nil
 	}
-	n := json.Number(trimDecimal(*v))
-	return &n
+	if ev.num == nil {
+		n := json.Number(trimDecimal(ev.v.String))
+		ev.num = &n
+	}
+	return ev.num
 }
 
 // img is an image with its label; nil without an image.
@@ -775,7 +795,7 @@ func (r storeValues) img(code, labelCode string) *imageRef {
 // setAvailability sets status, visibility, inventory and what follows from
 // them: displayable (enabled and visible) and buyable (enabled and in
 // stock).
-func setAvailability(pl *productPayload, r storeValues, st *stockRow) {
+func setAvailability(pl *productPayload, r storeValues, st *stockRow, inv *inventory) {
 	enabled := false
 	if v := r.withDefault("status"); v != nil {
 		l := statusLabel(*v)
@@ -787,16 +807,24 @@ func setAvailability(pl *productPayload, r storeValues, st *stockRow) {
 		pl.Visibility, visible = &l, *v != "1"
 	}
 	if st != nil {
-		inv := &inventory{IsInStock: st.inStock, ManageStock: st.manage}
-		if st.qty.Valid {
-			n := json.Number(trimDecimal(st.qty.String))
-			inv.Qty = &n
-		}
 		pl.Inventory = inv
 		pl.InStock = !st.manage || st.inStock
 	}
 	pl.Displayable = enabled && visible
 	pl.Buyable = enabled && pl.InStock
+}
+
+// stockInventory is the inventory of a product's stock row (nil without).
+func stockInventory(st *stockRow) *inventory {
+	if st == nil {
+		return nil
+	}
+	inv := &inventory{IsInStock: st.inStock, ManageStock: st.manage}
+	if st.qty.Valid {
+		n := json.Number(trimDecimal(st.qty.String))
+		inv.Qty = &n
+	}
+	return inv
 }
 
 // attributeValues lists the product's values of the listed attributes in
