@@ -1,12 +1,12 @@
 package feeds
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -306,6 +306,8 @@ type productPayload struct {
 	Attributes       []attributeValue `json:"attributes"`
 	CreatedAt        string           `json:"createdAt"`
 	Deleted          bool             `json:"deleted"`
+
+	images [4]imageRef // what Image … SwatchImage point to: one allocation with the payload
 }
 
 // Core attributes read into named fields.
@@ -462,19 +464,23 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 		parts = append(parts, `SELECT entity_id, attribute_id, store_id, CAST(value AS CHAR) FROM `+valueTables[bt]+
 			` WHERE `+ch.ids.On("entity_id"))
 	}
+	// The scan targets are reused for every row (a target per row would
+	// be four allocations). The ids arrive as the driver decoded them
+	// (database/sql would convert them to uint64 through reflection and a
+	// string per value), the value as raw bytes, copied only for the rows
+	// kept.
+	var rp, ra, rs any
+	var v sql.RawBytes
+	dest := []any{&rp, &ra, &rs, &v}
 	err := query(ctx, ch.db, strings.Join(parts, " UNION ALL "), nil, func(r *sql.Rows) error {
-		// Raw columns: database/sql converts an integer column through
-		// reflection and a string per value; these are parsed here, and
-		// the value is copied only for the rows kept.
-		var rp, ra, rs, v sql.RawBytes
-		if err := r.Scan(&rp, &ra, &rs, &v); err != nil {
+		if err := r.Scan(dest...); err != nil {
 			return err
 		}
-		pid, err1 := rawUint(rp)
-		aid, err2 := rawUint(ra)
-		sid, err3 := rawUint(rs)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return err
+		pid, ok1 := toUint(rp)
+		aid, ok2 := toUint(ra)
+		sid, ok3 := toUint(rs)
+		if !ok1 || !ok2 || !ok3 {
+			return fmt.Errorf("value row ids %v, %v, %v: not unsigned integers", rp, ra, rs)
 		}
 		pr := ch.byID[pid]
 		if pr == nil || !want[aid] {
@@ -487,9 +493,11 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 		return fmt.Errorf("products: read attribute values: %w", err)
 	}
 	for _, pr := range ch.order {
-		sort.Slice(pr.vals, func(i, j int) bool {
-			a, b := pr.vals[i], pr.vals[j]
-			return a.attr < b.attr || a.attr == b.attr && a.store < b.store
+		slices.SortFunc(pr.vals, func(a, b eavVal) int {
+			if c := cmp.Compare(a.attr, b.attr); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.store, b.store)
 		})
 	}
 	return nil
@@ -631,7 +639,7 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 	for id := range optSet {
 		optIDs = append(optIDs, id)
 	}
-	sort.Slice(optIDs, func(i, j int) bool { return optIDs[i] < optIDs[j] })
+	slices.Sort(optIDs)
 	labels, err := optionLabels(ctx, p.e.db, optIDs, p.e.chunk)
 	if err != nil {
 		return nil, fmt.Errorf("products: %w", err)
@@ -657,16 +665,16 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 			continue
 		}
 		seenSKU[pr.sku] = pr.id
-		sort.Slice(pr.parents, func(i, j int) bool {
-			if pr.parents[i].SKU != pr.parents[j].SKU {
-				return pr.parents[i].SKU < pr.parents[j].SKU
+		slices.SortFunc(pr.parents, func(a, b parentRef) int {
+			if c := strings.Compare(a.SKU, b.SKU); c != 0 {
+				return c
 			}
-			return pr.parents[i].ProductType < pr.parents[j].ProductType
+			return strings.Compare(a.ProductType, b.ProductType)
 		})
-		sort.Slice(pr.cats, func(i, j int) bool {
-			a, _ := strconv.ParseUint(pr.cats[i].CategoryID, 10, 64)
-			b, _ := strconv.ParseUint(pr.cats[j].CategoryID, 10, 64)
-			return a < b
+		slices.SortFunc(pr.cats, func(a, b categoryRef) int {
+			x, _ := strconv.ParseUint(a.CategoryID, 10, 64)
+			y, _ := strconv.ParseUint(b.CategoryID, 10, 64)
+			return cmp.Compare(x, y)
 		})
 		// The product's attributes listed in attributes[], sorted by code.
 		var listed []*attrMeta
@@ -678,7 +686,7 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 				listed = append(listed, a)
 			}
 		}
-		sort.Slice(listed, func(i, j int) bool { return listed[i].Code < listed[j].Code })
+		slices.SortFunc(listed, func(a, b *attrMeta) int { return strings.Compare(a.Code, b.Code) })
 		// What every store view's item of the product shares.
 		pc := productCommon{
 			key:       strconv.FormatUint(pr.id, 10),
@@ -711,12 +719,14 @@ func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s s
 		MetaDescription: r.str("meta_description"), TaxClassID: r.str("tax_class_id"), Weight: r.num("weight"),
 		Prices: productPrices{RegularPrice: r.num("price"), SpecialPrice: r.num("special_price"),
 			SpecialFromDate: r.str("special_from_date"), SpecialToDate: r.str("special_to_date")},
-		Image: r.img("image", "image_label"), SmallImage: r.img("small_image", "small_image_label"),
-		Thumbnail: r.img("thumbnail", "thumbnail_label"), SwatchImage: r.img("swatch_image", ""),
 		CategoryData: nonNil(pr.cats), Parents: nonNil(pr.parents),
 		Attributes: attributeValues(pr, s, listed, labels),
 		CreatedAt:  pc.createdAt,
 	}
+	pl.Image = r.img(&pl.images[0], "image", "image_label")
+	pl.SmallImage = r.img(&pl.images[1], "small_image", "small_image_label")
+	pl.Thumbnail = r.img(&pl.images[2], "thumbnail", "thumbnail_label")
+	pl.SwatchImage = r.img(&pl.images[3], "swatch_image", "")
 	setAvailability(&pl, r, pr.stock, pc.inventory)
 	ident := map[string]string{
 		"sku": pr.sku, "storeViewCode": s.Code, "productId": pc.key,
@@ -783,13 +793,14 @@ func (r storeValues) num(code string) *json.Number {
 	return ev.num
 }
 
-// img is an image with its label; nil without an image.
-func (r storeValues) img(code, labelCode string) *imageRef {
+// img is an image with its label, stored in ref; nil without an image.
+func (r storeValues) img(ref *imageRef, code, labelCode string) *imageRef {
 	v := r.str(code)
 	if v == nil || *v == "" || *v == "no_selection" {
 		return nil
 	}
-	return &imageRef{URL: *v, Label: r.str(labelCode)}
+	*ref = imageRef{URL: *v, Label: r.str(labelCode)}
+	return ref
 }
 
 // setAvailability sets status, visibility, inventory and what follows from

@@ -61,15 +61,6 @@ func toString(v any) (string, bool) {
 	return fmt.Sprint(v), true
 }
 
-// rawUint parses an unsigned integer column scanned as sql.RawBytes.
-func rawUint(b sql.RawBytes) (uint64, error) {
-	n, err := strconv.ParseUint(string(b), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("unsigned integer column: %w", err)
-	}
-	return n, nil
-}
-
 // imageUint reads an unsigned column of one row image.
 func imageUint(t *change.Table, row []any, col string) (uint64, bool) {
 	if row == nil {
