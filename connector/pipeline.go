@@ -1512,8 +1512,9 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 	}
 	w.inflight = append(w.inflight, token)
 	recs := make([]sink.Record, len(items))
+	fields := f.IdentityFields()
 	for i, it := range items {
-		recs[i] = Record(it, f.IdentityFields())
+		recs[i] = Record(it, fields)
 		// A version some sinks already accepted goes only to the others.
 		if pv := prev[it.ID]; pv.Status == state.StatusRetryableFailure && pv.Hash == it.Hash && pv.Deleted == it.Deleted {
 			recs[i].SkipSinks = pv.Accepted
