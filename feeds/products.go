@@ -641,6 +641,11 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 	}
 	slices.Sort(optIDs)
 	labels, err := optionLabels(ctx, p.e.db, optIDs, p.e.chunk)
+	// The options' ids as text, once per chunk instead of once per item.
+	idText := make(map[uint64]string, len(optIDs))
+	for _, id := range optIDs {
+		idText[id] = strconv.FormatUint(id, 10)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("products: %w", err)
 	}
@@ -696,7 +701,7 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 		}
 		for _, w := range pr.websites {
 			for _, s := range storesByWebsite[w] {
-				out = append(out, p.item(&arena, pr, &pc, s, byCode, listed, labels, modifiedAt))
+				out = append(out, p.item(&arena, pr, &pc, s, byCode, listed, labels, idText, modifiedAt))
 			}
 		}
 	}
@@ -710,7 +715,7 @@ type productCommon struct {
 	inventory            *inventory // read only: shared by the items
 }
 
-func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, modifiedAt string) Item {
+func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, idText map[uint64]string, modifiedAt string) Item {
 	r := storeValues{pr: pr, store: s.ID, byCode: byCode}
 	pl := productPayload{
 		SKU: pr.sku, StoreViewCode: s.Code, StoreCode: s.GroupCode, WebsiteCode: s.WebsiteCode, ProductID: pr.id,
@@ -720,7 +725,7 @@ func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s s
 		Prices: productPrices{RegularPrice: r.num("price"), SpecialPrice: r.num("special_price"),
 			SpecialFromDate: r.str("special_from_date"), SpecialToDate: r.str("special_to_date")},
 		CategoryData: nonNil(pr.cats), Parents: nonNil(pr.parents),
-		Attributes: attributeValues(pr, s, listed, labels),
+		Attributes: attributeValues(pr, s, listed, labels, idText),
 		CreatedAt:  pc.createdAt,
 	}
 	pl.Image = r.img(&pl.images[0], "image", "image_label")
@@ -839,9 +844,9 @@ func stockInventory(st *stockRow) *inventory {
 }
 
 // attributeValues lists the product's values of the listed attributes in
-// store view s: option labels (and ids) for select attributes, the value
-// otherwise; never nil.
-func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map[uint64]map[uint64]string) []attributeValue {
+// store view s: option labels (and ids, as text in idText) for select
+// attributes, the value otherwise; never nil.
+func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map[uint64]map[uint64]string, idText map[uint64]string) []attributeValue {
 	out := make([]attributeValue, 0, len(listed))
 	var idBuf [8]uint64
 	for _, a := range listed {
@@ -858,7 +863,10 @@ func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map
 			// Labels and ids in one allocation.
 			vs := make([]string, 2*len(oids))
 			for i, oid := range oids {
-				id := strconv.FormatUint(oid, 10)
+				id, ok := idText[oid]
+				if !ok {
+					id = strconv.FormatUint(oid, 10)
+				}
 				lbl, ok := label(labels[oid], s.ID)
 				if !ok {
 					lbl = id
