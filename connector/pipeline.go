@@ -1524,13 +1524,20 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
+	// The final states reuse the write-ahead's slice (its record is
+	// written): one slice of states per export instead of two.
 	for i, it := range items {
-		s := base(it)
-		p.applyResult(&s, res[i], prev[it.ID], pol, now, st)
+		s := &inflight[i]
+		*s = base(it)
+		p.applyResult(s, res[i], prev[it.ID], pol, now, st)
 		if it.Deleted && s.Status == state.StatusSent {
 			st.Deleted++
 		}
-		w.items = append(w.items, s)
+	}
+	if w.items == nil {
+		w.items = inflight
+	} else {
+		w.items = append(w.items, inflight...)
 	}
 	return nil
 }
