@@ -308,6 +308,7 @@ type productPayload struct {
 	Deleted          bool             `json:"deleted"`
 
 	images [4]imageRef // what Image … SwatchImage point to: one allocation with the payload
+	labels [2]string   // what Status and Visibility point to
 }
 
 // Core attributes read into named fields.
@@ -814,13 +815,13 @@ func (r storeValues) img(ref *imageRef, code, labelCode string) *imageRef {
 func setAvailability(pl *productPayload, r storeValues, st *stockRow, inv *inventory) {
 	enabled := false
 	if v := r.withDefault("status"); v != nil {
-		l := statusLabel(*v)
-		pl.Status, enabled = &l, *v == "1"
+		pl.labels[0] = statusLabel(*v)
+		pl.Status, enabled = &pl.labels[0], *v == "1"
 	}
 	visible := false
 	if v := r.withDefault("visibility"); v != nil {
-		l := visibilityLabel(*v)
-		pl.Visibility, visible = &l, *v != "1"
+		pl.labels[1] = visibilityLabel(*v)
+		pl.Visibility, visible = &pl.labels[1], *v != "1"
 	}
 	if st != nil {
 		pl.Inventory = inv
