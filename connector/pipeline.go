@@ -1402,6 +1402,7 @@ func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string,
 	if eo.Sample != nil {
 		for _, it := range items {
 			if len(*eo.Sample) < cap(*eo.Sample) {
+				it.Data = slices.Clone(it.Data) // kept to the end: not the Build's shared buffer
 				*eo.Sample = append(*eo.Sample, it)
 			}
 		}

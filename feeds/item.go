@@ -20,9 +20,12 @@ type Item struct {
 	// Identity holds the identity fields and the minimal-payload fields the
 	// deleted payload is made of (e.g. sku, storeViewCode, productId).
 	Identity map[string]string
-	Data     json.RawMessage // canonical JSON of the whole item
-	Hash     string          // feed_hash: sha1 of Data without modifiedAt/updatedAt
-	Deleted  bool
+	// Data is the canonical JSON of the whole item. The items of one Build
+	// may share the memory behind their Data (read only): copy it to keep
+	// one item's Data well beyond its batch.
+	Data    json.RawMessage
+	Hash    string // feed_hash: sha1 of Data without modifiedAt/updatedAt
+	Deleted bool
 }
 
 // PrevItem is what the state store remembers of an exported item.
