@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1406,6 +1405,7 @@ func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string,
 	if eo.Sample != nil {
 		for _, it := range items {
 			if len(*eo.Sample) < cap(*eo.Sample) {
+				it.Data = slices.Clone(it.Data) // kept to the end: not the Build's shared buffer
 				*eo.Sample = append(*eo.Sample, it)
 			}
 		}
@@ -1450,18 +1450,21 @@ func Record(it feeds.Item, identityFields []string) sink.Record {
 // identityKey is the record key: the JSON object of the identity fields in
 // feed order, e.g. {"sku":"24-MB01","storeViewCode":"default"}.
 func identityKey(it feeds.Item, fields []string) []byte {
-	var b strings.Builder
-	b.WriteByte('{')
+	n := 2
+	for _, f := range fields {
+		n += len(f) + len(it.Identity[f]) + 6
+	}
+	b := make([]byte, 0, n) // one allocation unless a value needs escapes
+	b = append(b, '{')
 	for i, f := range fields {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.Write(raw.AppendString(nil, f))
-		b.WriteByte(':')
-		b.Write(raw.AppendString(nil, it.Identity[f]))
+		b = raw.AppendString(b, f)
+		b = append(b, ':')
+		b = raw.AppendString(b, it.Identity[f])
 	}
-	b.WriteByte('}')
-	return []byte(b.String())
+	return append(b, '}')
 }
 
 // exportItems sends (or, in legacy mode, queues) items and records their new
@@ -1513,8 +1516,9 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 	}
 	w.inflight = append(w.inflight, token)
 	recs := make([]sink.Record, len(items))
+	fields := f.IdentityFields()
 	for i, it := range items {
-		recs[i] = Record(it, f.IdentityFields())
+		recs[i] = Record(it, fields)
 		// A version some sinks already accepted goes only to the others.
 		if pv := prev[it.ID]; pv.Status == state.StatusRetryableFailure && pv.Hash == it.Hash && pv.Deleted == it.Deleted {
 			recs[i].SkipSinks = pv.Accepted
@@ -1524,13 +1528,20 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
+	// The final states reuse the write-ahead's slice (its record is
+	// written): one slice of states per export instead of two.
 	for i, it := range items {
-		s := base(it)
-		p.applyResult(&s, res[i], prev[it.ID], pol, now, st)
+		s := &inflight[i]
+		*s = base(it)
+		p.applyResult(s, res[i], prev[it.ID], pol, now, st)
 		if it.Deleted && s.Status == state.StatusSent {
 			st.Deleted++
 		}
-		w.items = append(w.items, s)
+	}
+	if w.items == nil {
+		w.items = inflight
+	} else {
+		w.items = append(w.items, inflight...)
 	}
 	return nil
 }

@@ -329,7 +329,7 @@ func (v *verifyRun) note(result string, it feeds.Item, status int, sink string) 
 	}
 	v.perKind[result]++
 	v.res.Examples = append(v.res.Examples, VerifyExample{Result: result, FeedID: it.ID, EntityKey: it.EntityKey, Identity: it.Identity,
-		Status: status, Sink: sink, built: it.Data})
+		Status: status, Sink: sink, built: bytes.Clone(it.Data)}) // kept to the end: not the Build's shared buffer
 	return &v.res.Examples[len(v.res.Examples)-1]
 }
 

@@ -1,7 +1,8 @@
 package feeds
 
 import (
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/feedcdc/feedcdc/state"
 )
@@ -30,6 +31,7 @@ func Diff(f Feed, built []Item, prev map[string][]PrevItem) (changed, deleted []
 		}
 	}
 	builtIDs := make(map[string]struct{}, len(built))
+	changed = make([]Item, 0, len(built))
 	for _, it := range built {
 		if _, dup := builtIDs[it.ID]; dup {
 			continue // Build already resolved duplicates; keep the first
@@ -51,7 +53,12 @@ func Diff(f Feed, built []Item, prev map[string][]PrevItem) (changed, deleted []
 		}
 		deleted = append(deleted, f.DeletedPayload(p))
 	}
-	sort.Slice(changed, func(i, j int) bool { return changed[i].ID < changed[j].ID })
-	sort.Slice(deleted, func(i, j int) bool { return deleted[i].ID < deleted[j].ID })
+	// Ids are distinct in each list, so any sort gives the same order.
+	byID := func(a, b Item) int { return strings.Compare(a.ID, b.ID) }
+	slices.SortFunc(changed, byID)
+	slices.SortFunc(deleted, byID)
+	if len(changed) == 0 {
+		changed = nil // nothing changed: nil, not the reserved slice
+	}
 	return changed, deleted, unchanged
 }

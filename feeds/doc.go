@@ -22,6 +22,11 @@
 //   - A Memo in the context of Registry.Keys (WithMemo) skips fan-out
 //     lookups already made for the batch being collected; without one every
 //     change is resolved on its own.
+//   - Items are read only once built. The items of one Build may share the
+//     memory behind their Data (products: 256 KiB slabs, each Data capped at
+//     its length, so an append reallocates instead of reaching the next
+//     item); a caller keeping one item's Data beyond its batch copies it, so
+//     that it does not pin the slab.
 //   - Feeds hold no per-item state; the state store (through PrevState) is
 //     the only memory of what was exported.
 package feeds

@@ -20,9 +20,12 @@ type Item struct {
 	// Identity holds the identity fields and the minimal-payload fields the
 	// deleted payload is made of (e.g. sku, storeViewCode, productId).
 	Identity map[string]string
-	Data     json.RawMessage // canonical JSON of the whole item
-	Hash     string          // feed_hash: sha1 of Data without modifiedAt/updatedAt
-	Deleted  bool
+	// Data is the canonical JSON of the whole item. The items of one Build
+	// may share the memory behind their Data (read only): copy it to keep
+	// one item's Data well beyond its batch.
+	Data    json.RawMessage
+	Hash    string // feed_hash: sha1 of Data without modifiedAt/updatedAt
+	Deleted bool
 }
 
 // PrevItem is what the state store remembers of an exported item.
@@ -37,21 +40,26 @@ type PrevItem struct {
 
 // FeedID is sha1(join("\0", values)) in lower-case hex.
 func FeedID(values ...string) string {
-	h := sha1.New()
+	var in [256]byte // identities are short: joined on the stack
+	b := in[:0]
 	for i, v := range values {
 		if i > 0 {
-			h.Write([]byte{0})
+			b = append(b, 0)
 		}
-		h.Write([]byte(v))
+		b = append(b, v...)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return hexSum(sha1.Sum(b))
 }
 
 // HashJSON is the feed_hash of an item's canonical JSON with modifiedAt and
 // updatedAt already removed.
-func HashJSON(b []byte) string {
-	s := sha1.Sum(b)
-	return hex.EncodeToString(s[:])
+func HashJSON(b []byte) string { return hexSum(sha1.Sum(b)) }
+
+// hexSum is a sha1 sum in lower-case hex (one allocation: the string).
+func hexSum(s [sha1.Size]byte) string {
+	var h [2 * sha1.Size]byte
+	hex.Encode(h[:], s[:])
+	return string(h[:])
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -87,14 +95,9 @@ func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }
 // contain updatedAt or modifiedAt: the hash is taken over that JSON, then
 // updatedAt (if non-empty) and modifiedAt are appended as the last fields.
 func newItem(feed, entityKey string, identityFields []string, identity map[string]string, payload any, updatedAt, modifiedAt string) (Item, error) {
-	var body []byte
-	if a, ok := payload.(jsonAppender); ok {
-		body = a.appendJSON(make([]byte, 0, 2048))
-	} else {
-		var err error
-		if body, err = canonical(payload); err != nil {
-			return Item{}, fmt.Errorf("%s: encode item of entity %s: %w", feed, entityKey, err)
-		}
+	body, err := canonical(payload)
+	if err != nil {
+		return Item{}, fmt.Errorf("%s: encode item of entity %s: %w", feed, entityKey, err)
 	}
 	vals := make([]string, len(identityFields))
 	for i, f := range identityFields {
@@ -103,6 +106,51 @@ func newItem(feed, entityKey string, identityFields []string, identity map[strin
 	it := Item{Feed: feed, ID: FeedID(vals...), EntityKey: entityKey, Identity: identity, Hash: HashJSON(body)}
 	it.Data = appendTimes(body, updatedAt, modifiedAt)
 	return it, nil
+}
+
+// itemArena hands out the Data of one Build's items from shared slabs
+// instead of a buffer per item: a payload is encoded into a scratch buffer
+// reused for every item, hashed there, and copied with its timestamps into
+// the current slab at its exact size (its capacity capped, so an append to
+// one item's Data cannot reach the next). The items of one Build are diffed,
+// sent and recorded together, so a slab lives about as long as its items;
+// the arena holds at most one partly used slab and the scratch buffer (the
+// largest item) beyond them. Not safe for concurrent use: one per Build.
+type itemArena struct {
+	scratch []byte
+	slab    []byte
+}
+
+const (
+	slabSize = 256 << 10
+	// ownBuffer: an item at least this large gets a buffer of its own.
+	ownBuffer = slabSize / 16
+	// timesFixed is what appendTimes adds besides the two timestamps:
+	// `,"updatedAt":""` and `,"modifiedAt":""`.
+	timesFixed = 31
+)
+
+// newItem is the package's newItem for a payload with a hand-written
+// encoder and its feed id already computed, its Data in the arena.
+func (a *itemArena) newItem(feed, id, entityKey string, identity map[string]string, payload jsonAppender, updatedAt, modifiedAt string) Item {
+	a.scratch = payload.appendJSON(a.scratch[:0])
+	body := a.scratch
+	n := len(body) + len(updatedAt) + len(modifiedAt) + timesFixed
+	var data []byte
+	if n >= ownBuffer {
+		data = make([]byte, 0, n)
+	} else {
+		if cap(a.slab)-len(a.slab) < n {
+			a.slab = make([]byte, 0, slabSize)
+		}
+		at := len(a.slab)
+		data = a.slab[at : at : at+n]
+	}
+	data = appendTimes(append(data, body...), updatedAt, modifiedAt)
+	if n < ownBuffer {
+		a.slab = a.slab[:len(a.slab)+min(len(data), n)]
+	}
+	return Item{Feed: feed, ID: id, EntityKey: entityKey, Identity: identity, Hash: HashJSON(body), Data: data[:len(data):len(data)]}
 }
 
 // appendTimes appends updatedAt (if non-empty) and modifiedAt as the last

@@ -2,6 +2,8 @@ package feeds
 
 import (
 	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -35,4 +37,52 @@ func TestHandEncoderMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("case %d:\n got %s\nwant %s", i, got, want)
 		}
 	}
+}
+
+// TestArenaItemsMatchNewItem builds product items through the arena (the
+// full-sync path: Data in shared slabs, the payload encoded once into a
+// scratch buffer) and checks each against newItem's encoding/json path:
+// the same id, hash and bytes, after the whole batch (a slab shared wrongly
+// would have overwritten earlier items), and that appending to one item's
+// Data leaves every other item as it was.
+func TestArenaItemsMatchNewItem(t *testing.T) {
+	var arena itemArena
+	var got, want []Item
+	n := json.Number("7.25")
+	for i := range 1500 {
+		desc := strings.Repeat("désc <&> \"q\" ", i%40)
+		if i%250 == 7 {
+			desc = strings.Repeat("x", ownBuffer+i) // a buffer of its own
+		}
+		sku, view := "sku-"+strconv.Itoa(i), []string{"default", "fr", "de"}[i%3]
+		pl := productPayload{SKU: sku, StoreViewCode: view, StoreCode: "main", WebsiteCode: "base", ProductID: uint64(i), Type: "simple",
+			Description: &desc, Weight: &n, CategoryData: []categoryRef{}, Parents: []parentRef{},
+			Attributes: []attributeValue{{AttributeCode: "color", Value: []string{"Red", desc}, ValueID: []string{"1", "2"}}},
+			CreatedAt:  "2025-01-01 00:00:00"}
+		ident := map[string]string{"sku": sku, "storeViewCode": view}
+		updated := ""
+		if i%2 == 0 {
+			updated = "2025-02-03 04:05:06"
+		}
+		got = append(got, arena.newItem("products", FeedID(sku, view), strconv.Itoa(i), ident, &pl, updated, "2026-01-02 03:04:05"))
+		w, err := newItem("products", strconv.Itoa(i), []string{"sku", "storeViewCode"}, ident, &struct{ productPayload }{pl}, updated, "2026-01-02 03:04:05")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, w)
+	}
+	check := func(when string) {
+		t.Helper()
+		for i := range got {
+			g, w := got[i], want[i]
+			if g.ID != w.ID || g.Hash != w.Hash || g.EntityKey != w.EntityKey || string(g.Data) != string(w.Data) {
+				t.Fatalf("%s: item %d:\n got %s %s %s\nwant %s %s %s", when, i, g.ID, g.Hash, g.Data, w.ID, w.Hash, w.Data)
+			}
+		}
+	}
+	check("after the batch")
+	for i := range got {
+		_ = append(got[i].Data, '!')
+	}
+	check("after appending to each item's Data")
 }

@@ -1,11 +1,12 @@
 package feeds
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -305,6 +306,9 @@ type productPayload struct {
 	Attributes       []attributeValue `json:"attributes"`
 	CreatedAt        string           `json:"createdAt"`
 	Deleted          bool             `json:"deleted"`
+
+	images [4]imageRef // what Image … SwatchImage point to: one allocation with the payload
+	labels [2]string   // what Status and Visibility point to
 }
 
 // Core attributes read into named fields.
@@ -461,26 +465,40 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 		parts = append(parts, `SELECT entity_id, attribute_id, store_id, CAST(value AS CHAR) FROM `+valueTables[bt]+
 			` WHERE `+ch.ids.On("entity_id"))
 	}
+	// The scan targets are reused for every row (a target per row would
+	// be four allocations). The ids arrive as the driver decoded them
+	// (database/sql would convert them to uint64 through reflection and a
+	// string per value), the value as raw bytes, copied only for the rows
+	// kept.
+	var rp, ra, rs any
+	var v sql.RawBytes
+	dest := []any{&rp, &ra, &rs, &v}
 	err := query(ctx, ch.db, strings.Join(parts, " UNION ALL "), nil, func(r *sql.Rows) error {
-		var pid, aid, sid uint64
-		var v sql.NullString
-		if err := r.Scan(&pid, &aid, &sid, &v); err != nil {
+		if err := r.Scan(dest...); err != nil {
 			return err
+		}
+		pid, ok1 := toUint(rp)
+		aid, ok2 := toUint(ra)
+		sid, ok3 := toUint(rs)
+		if !ok1 || !ok2 || !ok3 {
+			return fmt.Errorf("value row ids %v, %v, %v: not unsigned integers", rp, ra, rs)
 		}
 		pr := ch.byID[pid]
 		if pr == nil || !want[aid] {
 			return nil
 		}
-		pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: v})
+		pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: sql.NullString{String: string(v), Valid: v != nil}})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("products: read attribute values: %w", err)
 	}
 	for _, pr := range ch.order {
-		sort.Slice(pr.vals, func(i, j int) bool {
-			a, b := pr.vals[i], pr.vals[j]
-			return a.attr < b.attr || a.attr == b.attr && a.store < b.store
+		slices.SortFunc(pr.vals, func(a, b eavVal) int {
+			if c := cmp.Compare(a.attr, b.attr); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.store, b.store)
 		})
 	}
 	return nil
@@ -568,35 +586,52 @@ func query(ctx context.Context, db *sql.DB, q string, args []any, fn func(*sql.R
 type eavVal struct {
 	attr, store uint64
 	v           sql.NullString
+	num         *json.Number // v as a trimmed decimal, once asked for (storeValues.num)
 }
 
 // resolve returns the attribute's value for a store view: the store row
 // (even when its value is NULL) over the store-0 row.
 func (pr *productRow) resolve(attr, store uint64) (sql.NullString, bool) {
-	i := sort.Search(len(pr.vals), func(i int) bool { return pr.vals[i].attr >= attr })
-	var def sql.NullString
-	found := false
+	if i := pr.resolveAt(attr, store); i >= 0 {
+		return pr.vals[i].v, true
+	}
+	return sql.NullString{}, false
+}
+
+// resolveAt is resolve returning the index of the value in pr.vals, or -1.
+func (pr *productRow) resolveAt(attr, store uint64) int {
+	i, hi := 0, len(pr.vals) // the first value of attr: sort.Search without the closure call
+	for i < hi {
+		m := int(uint(i+hi) >> 1)
+		if pr.vals[m].attr < attr {
+			i = m + 1
+		} else {
+			hi = m
+		}
+	}
+	def := -1
 	for ; i < len(pr.vals) && pr.vals[i].attr == attr; i++ {
 		switch pr.vals[i].store {
 		case store:
-			return pr.vals[i].v, true
+			return i
 		case 0:
-			def, found = pr.vals[i].v, true
+			def = i
 		}
 	}
-	return def, found
+	return def
 }
 
 func (p *products) items(ctx context.Context, rows []*productRow, stores []storeView, attrs map[uint64]*attrMeta, byCode map[string]*attrMeta, modifiedAt string) ([]Item, error) {
 	// Option labels of every select/multiselect value in the chunk.
 	optSet := map[uint64]bool{}
+	var idBuf [8]uint64
 	for _, pr := range rows {
 		for _, ev := range pr.vals {
 			a := attrs[ev.attr]
 			if a == nil || !a.usesOptions() || !(a.UserDefined || systemAttributes[a.Code]) {
 				continue
 			}
-			for _, id := range optionIDs(ev.v) {
+			for _, id := range appendOptionIDs(idBuf[:0], ev.v) {
 				optSet[id] = true
 			}
 		}
@@ -605,8 +640,13 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 	for id := range optSet {
 		optIDs = append(optIDs, id)
 	}
-	sort.Slice(optIDs, func(i, j int) bool { return optIDs[i] < optIDs[j] })
+	slices.Sort(optIDs)
 	labels, err := optionLabels(ctx, p.e.db, optIDs, p.e.chunk)
+	// The options' ids as text, once per chunk instead of once per item.
+	idText := make(map[uint64]string, len(optIDs))
+	for _, id := range optIDs {
+		idText[id] = strconv.FormatUint(id, 10)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("products: %w", err)
 	}
@@ -620,6 +660,7 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 	}
 	seenSKU := map[string]uint64{}
 	var out []Item
+	var arena itemArena
 	for _, pr := range rows {
 		if pr.sku == "" {
 			p.e.warnOnce("nosku/"+strconv.FormatUint(pr.id, 10), "feeds: product without sku skipped (logged once per product)", "feed", p.Name(), "product", pr.id)
@@ -630,16 +671,16 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 			continue
 		}
 		seenSKU[pr.sku] = pr.id
-		sort.Slice(pr.parents, func(i, j int) bool {
-			if pr.parents[i].SKU != pr.parents[j].SKU {
-				return pr.parents[i].SKU < pr.parents[j].SKU
+		slices.SortFunc(pr.parents, func(a, b parentRef) int {
+			if c := strings.Compare(a.SKU, b.SKU); c != 0 {
+				return c
 			}
-			return pr.parents[i].ProductType < pr.parents[j].ProductType
+			return strings.Compare(a.ProductType, b.ProductType)
 		})
-		sort.Slice(pr.cats, func(i, j int) bool {
-			a, _ := strconv.ParseUint(pr.cats[i].CategoryID, 10, 64)
-			b, _ := strconv.ParseUint(pr.cats[j].CategoryID, 10, 64)
-			return a < b
+		slices.SortFunc(pr.cats, func(a, b categoryRef) int {
+			x, _ := strconv.ParseUint(a.CategoryID, 10, 64)
+			y, _ := strconv.ParseUint(b.CategoryID, 10, 64)
+			return cmp.Compare(x, y)
 		})
 		// The product's attributes listed in attributes[], sorted by code.
 		var listed []*attrMeta
@@ -651,21 +692,31 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 				listed = append(listed, a)
 			}
 		}
-		sort.Slice(listed, func(i, j int) bool { return listed[i].Code < listed[j].Code })
+		slices.SortFunc(listed, func(a, b *attrMeta) int { return strings.Compare(a.Code, b.Code) })
+		// What every store view's item of the product shares.
+		pc := productCommon{
+			key:       strconv.FormatUint(pr.id, 10),
+			createdAt: formatTime(time.Unix(pr.createdAt, 0)),
+			updatedAt: formatTime(time.Unix(pr.updatedAt, 0)),
+			inventory: stockInventory(pr.stock),
+		}
 		for _, w := range pr.websites {
 			for _, s := range storesByWebsite[w] {
-				it, err := p.item(pr, s, byCode, listed, labels, modifiedAt)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, it)
+				out = append(out, p.item(&arena, pr, &pc, s, byCode, listed, labels, idText, modifiedAt))
 			}
 		}
 	}
 	return out, nil
 }
 
-func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, modifiedAt string) (Item, error) {
+// productCommon is what the items of one product share across store views.
+type productCommon struct {
+	key                  string     // entity key: the entity_id
+	createdAt, updatedAt string     // formatTime
+	inventory            *inventory // read only: shared by the items
+}
+
+func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, idText map[uint64]string, modifiedAt string) Item {
 	r := storeValues{pr: pr, store: s.ID, byCode: byCode}
 	pl := productPayload{
 		SKU: pr.sku, StoreViewCode: s.Code, StoreCode: s.GroupCode, WebsiteCode: s.WebsiteCode, ProductID: pr.id,
@@ -674,18 +725,21 @@ func (p *products) item(pr *productRow, s storeView, byCode map[string]*attrMeta
 		MetaDescription: r.str("meta_description"), TaxClassID: r.str("tax_class_id"), Weight: r.num("weight"),
 		Prices: productPrices{RegularPrice: r.num("price"), SpecialPrice: r.num("special_price"),
 			SpecialFromDate: r.str("special_from_date"), SpecialToDate: r.str("special_to_date")},
-		Image: r.img("image", "image_label"), SmallImage: r.img("small_image", "small_image_label"),
-		Thumbnail: r.img("thumbnail", "thumbnail_label"), SwatchImage: r.img("swatch_image", ""),
 		CategoryData: nonNil(pr.cats), Parents: nonNil(pr.parents),
-		Attributes: attributeValues(pr, s, listed, labels),
-		CreatedAt:  formatTime(time.Unix(pr.createdAt, 0)),
+		Attributes: attributeValues(pr, s, listed, labels, idText),
+		CreatedAt:  pc.createdAt,
 	}
-	setAvailability(&pl, r, pr.stock)
+	pl.Image = r.img(&pl.images[0], "image", "image_label")
+	pl.SmallImage = r.img(&pl.images[1], "small_image", "small_image_label")
+	pl.Thumbnail = r.img(&pl.images[2], "thumbnail", "thumbnail_label")
+	pl.SwatchImage = r.img(&pl.images[3], "swatch_image", "")
+	setAvailability(&pl, r, pr.stock, pc.inventory)
 	ident := map[string]string{
-		"sku": pr.sku, "storeViewCode": s.Code, "productId": strconv.FormatUint(pr.id, 10),
+		"sku": pr.sku, "storeViewCode": s.Code, "productId": pc.key,
 		"storeCode": s.GroupCode, "websiteCode": s.WebsiteCode,
 	}
-	return newItem(p.Name(), strconv.FormatUint(pr.id, 10), p.IdentityFields(), ident, &pl, formatTime(time.Unix(pr.updatedAt, 0)), modifiedAt)
+	// The identity fields (IdentityFields): sku, storeViewCode.
+	return arena.newItem(p.Name(), FeedID(pr.sku, s.Code), pc.key, ident, &pl, pc.updatedAt, modifiedAt)
 }
 
 // storeValues reads a product's attribute values by code, resolved for
@@ -696,21 +750,27 @@ type storeValues struct {
 	byCode map[string]*attrMeta
 }
 
-func (r storeValues) get(code string) (sql.NullString, bool) {
+// get is the product's value row of the attribute for the store view, or
+// nil (no attribute, no row, or a NULL value). The payload points into the
+// row: no copy per item.
+func (r storeValues) get(code string) *eavVal {
 	a := r.byCode[code]
 	if a == nil {
-		return sql.NullString{}, false
+		return nil
 	}
-	return r.pr.resolve(a.ID, r.store)
+	i := r.pr.resolveAt(a.ID, r.store)
+	if i < 0 || !r.pr.vals[i].v.Valid {
+		return nil
+	}
+	return &r.pr.vals[i]
 }
 
 // str is the value, nil when the product has none.
 func (r storeValues) str(code string) *string {
-	v, ok := r.get(code)
-	if !ok || !v.Valid {
-		return nil
+	if ev := r.get(code); ev != nil {
+		return &ev.v.String
 	}
-	return &v.String
+	return nil
 }
 
 // withDefault is the value, or the attribute's default value.
@@ -725,45 +785,45 @@ func (r storeValues) withDefault(code string) *string {
 	return nil
 }
 
-// num is a decimal value without trailing zeros.
+// num is a decimal value without trailing zeros (trimmed once per value
+// row, shared by the product's store views).
 func (r storeValues) num(code string) *json.Number {
-	v := r.str(code)
-	if v == nil {
+	ev := r.get(code)
+	if ev == nil {
 		return nil
 	}
-	n := json.Number(trimDecimal(*v))
-	return &n
+	if ev.num == nil {
+		n := json.Number(trimDecimal(ev.v.String))
+		ev.num = &n
+	}
+	return ev.num
 }
 
-// img is an image with its label; nil without an image.
-func (r storeValues) img(code, labelCode string) *imageRef {
+// img is an image with its label, stored in ref; nil without an image.
+func (r storeValues) img(ref *imageRef, code, labelCode string) *imageRef {
 	v := r.str(code)
 	if v == nil || *v == "" || *v == "no_selection" {
 		return nil
 	}
-	return &imageRef{URL: *v, Label: r.str(labelCode)}
+	*ref = imageRef{URL: *v, Label: r.str(labelCode)}
+	return ref
 }
 
 // setAvailability sets status, visibility, inventory and what follows from
 // them: displayable (enabled and visible) and buyable (enabled and in
 // stock).
-func setAvailability(pl *productPayload, r storeValues, st *stockRow) {
+func setAvailability(pl *productPayload, r storeValues, st *stockRow, inv *inventory) {
 	enabled := false
 	if v := r.withDefault("status"); v != nil {
-		l := statusLabel(*v)
-		pl.Status, enabled = &l, *v == "1"
+		pl.labels[0] = statusLabel(*v)
+		pl.Status, enabled = &pl.labels[0], *v == "1"
 	}
 	visible := false
 	if v := r.withDefault("visibility"); v != nil {
-		l := visibilityLabel(*v)
-		pl.Visibility, visible = &l, *v != "1"
+		pl.labels[1] = visibilityLabel(*v)
+		pl.Visibility, visible = &pl.labels[1], *v != "1"
 	}
 	if st != nil {
-		inv := &inventory{IsInStock: st.inStock, ManageStock: st.manage}
-		if st.qty.Valid {
-			n := json.Number(trimDecimal(st.qty.String))
-			inv.Qty = &n
-		}
 		pl.Inventory = inv
 		pl.InStock = !st.manage || st.inStock
 	}
@@ -771,11 +831,25 @@ func setAvailability(pl *productPayload, r storeValues, st *stockRow) {
 	pl.Buyable = enabled && pl.InStock
 }
 
+// stockInventory is the inventory of a product's stock row (nil without).
+func stockInventory(st *stockRow) *inventory {
+	if st == nil {
+		return nil
+	}
+	inv := &inventory{IsInStock: st.inStock, ManageStock: st.manage}
+	if st.qty.Valid {
+		n := json.Number(trimDecimal(st.qty.String))
+		inv.Qty = &n
+	}
+	return inv
+}
+
 // attributeValues lists the product's values of the listed attributes in
-// store view s: option labels (and ids) for select attributes, the value
-// otherwise; never nil.
-func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map[uint64]map[uint64]string) []attributeValue {
-	out := []attributeValue{}
+// store view s: option labels (and ids, as text in idText) for select
+// attributes, the value otherwise; never nil.
+func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map[uint64]map[uint64]string, idText map[uint64]string) []attributeValue {
+	out := make([]attributeValue, 0, len(listed))
+	var idBuf [8]uint64
 	for _, a := range listed {
 		v, ok := pr.resolve(a.ID, s.ID)
 		if !ok || !v.Valid {
@@ -783,19 +857,24 @@ func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map
 		}
 		av := attributeValue{AttributeCode: a.Code}
 		if a.usesOptions() {
-			oids := optionIDs(v)
+			oids := appendOptionIDs(idBuf[:0], v)
 			if len(oids) == 0 {
 				continue
 			}
-			for _, oid := range oids {
-				id := strconv.FormatUint(oid, 10)
+			// Labels and ids in one allocation.
+			vs := make([]string, 2*len(oids))
+			for i, oid := range oids {
+				id, ok := idText[oid]
+				if !ok {
+					id = strconv.FormatUint(oid, 10)
+				}
 				lbl, ok := label(labels[oid], s.ID)
 				if !ok {
 					lbl = id
 				}
-				av.Value = append(av.Value, lbl)
-				av.ValueID = append(av.ValueID, id)
+				vs[i], vs[len(oids)+i] = lbl, id
 			}
+			av.Value, av.ValueID = vs[:len(oids):len(oids)], vs[len(oids):]
 		} else {
 			val := v.String
 			if a.BackendType == "decimal" {
@@ -815,20 +894,21 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// optionIDs parses a select value (one id) or a multiselect value (a
-// comma-separated id list), keeping the stored order and dropping junk.
-func optionIDs(v sql.NullString) []uint64 {
+// appendOptionIDs appends the ids of a select value (one id) or a
+// multiselect value (a comma-separated id list) to dst, keeping the stored
+// order and dropping junk.
+func appendOptionIDs(dst []uint64, v sql.NullString) []uint64 {
 	if !v.Valid {
-		return nil
+		return dst
 	}
-	var out []uint64
-	for _, f := range strings.Split(v.String, ",") {
-		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
-		if err == nil {
-			out = append(out, n)
+	for s, more := v.String, true; more; {
+		var f string
+		f, s, more = strings.Cut(s, ",")
+		if n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64); err == nil {
+			dst = append(dst, n)
 		}
 	}
-	return out
+	return dst
 }
 
 // trimDecimal normalises a DECIMAL text: "12.500000" -> "12.5",

@@ -135,9 +135,12 @@ func (r *Router) fanOut(ctx context.Context, recs []Record, send func(context.Co
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			batch := make([]Record, len(p.idx))
-			for j, i := range p.idx {
-				batch[j] = recs[i]
+			batch := recs // every record, in order (indexes ascend): no copy
+			if len(p.idx) != len(recs) {
+				batch = make([]Record, len(p.idx))
+				for j, i := range p.idx {
+					batch[j] = recs[i]
+				}
 			}
 			res, err := send(ctx, s, batch)
 			if err == nil && len(res) != len(batch) {
@@ -161,6 +164,13 @@ func (r *Router) fanOut(ctx context.Context, recs []Record, send func(context.Co
 				Reason: fmt.Sprintf("no sink for feed %q", recs[i].Feed)}
 			continue
 		}
+		if len(ss) == 1 { // the result of its one sink, or OK if it skipped it
+			if s := ss[0]; !slices.Contains(recs[i].SkipSinks, s.Name()) {
+				out[i] = parts[s].res[pos[s]]
+				pos[s]++
+			}
+			continue
+		}
 		names := make([]string, len(ss))
 		rs := make([]Result, len(ss))
 		for k, s := range ss {
@@ -170,10 +180,6 @@ func (r *Router) fanOut(ctx context.Context, recs []Record, send func(context.Co
 			}
 			rs[k] = parts[s].res[pos[s]]
 			pos[s]++
-		}
-		if len(ss) == 1 {
-			out[i] = rs[0]
-			continue
 		}
 		out[i] = Combine(names, rs)
 	}

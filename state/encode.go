@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -61,9 +62,10 @@ var errCorrupt = errors.New("corrupt record")
 // (the feed item contract) is stored as 0x01 + its 20 bytes, anything else
 // as 0x00 + the raw bytes. Both forms keep a stable order.
 func encodeID(dst []byte, id string) []byte {
-	if len(id) == 40 && isLowerHex(id) {
-		dst = append(dst, 1)
-		return appendHex(dst, id)
+	if len(id) == 40 {
+		if d, ok := appendLowerHex(append(dst, 1), id); ok {
+			return d
+		}
 	}
 	dst = append(dst, 0)
 	return append(dst, id...)
@@ -134,20 +136,21 @@ func encodeItem(dst []byte, it *Item) []byte {
 	dst = appendCompact(dst, it.Hash)
 	dst = binary.AppendUvarint(dst, uint64(len(it.Identity)))
 	if len(it.Identity) > 0 {
-		var arr [8]string
-		keys := arr[:0]
-		for k := range it.Identity {
-			keys = append(keys, k)
+		type field struct{ k, v string }
+		var arr [8]field
+		fields := arr[:0]
+		for k, v := range it.Identity {
+			fields = append(fields, field{k, v})
 		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if c := identityCode(k); c != 0 {
+		slices.SortFunc(fields, func(a, b field) int { return strings.Compare(a.k, b.k) })
+		for _, f := range fields {
+			if c := identityCode(f.k); c != 0 {
 				dst = append(dst, c)
 			} else {
 				dst = append(dst, 0)
-				dst = appendBytes(dst, k)
+				dst = appendBytes(dst, f.k)
 			}
-			dst = appendBytes(dst, it.Identity[k])
+			dst = appendBytes(dst, f.v)
 		}
 	}
 	dst = appendBytes(dst, it.LastError)
@@ -170,6 +173,34 @@ func appendHex(dst []byte, s string) []byte {
 	return dst
 }
 
+// appendLowerHex appends the bytes of s, an even-length string, if it is
+// lower-case hex (checked and decoded in one pass); otherwise it returns
+// dst unchanged and false.
+func appendLowerHex(dst []byte, s string) ([]byte, bool) {
+	n := len(dst)
+	dst = slices.Grow(dst, len(s)/2)[:n+len(s)/2]
+	out := dst[n:]
+	for i := range out {
+		hi, lo := lowerNibble(s[2*i]), lowerNibble(s[2*i+1])
+		if hi|lo > 0x0f {
+			return dst[:n], false
+		}
+		out[i] = hi<<4 | lo
+	}
+	return dst, true
+}
+
+// lowerNibble is the value of a lower-case hex digit, or 0xff.
+func lowerNibble(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 0xff
+}
+
 func unhex(c byte) byte {
 	if c <= '9' {
 		return c - '0'
@@ -187,12 +218,12 @@ func isUUID(s string) bool {
 // appendCompact stores hex strings (hashes) and UUIDs (request ids) as
 // their bytes.
 func appendCompact(dst []byte, s string) []byte {
-	switch {
-	case len(s) > 0 && len(s)%2 == 0 && isLowerHex(s):
-		dst = append(dst, 1)
-		dst = binary.AppendUvarint(dst, uint64(len(s)/2))
-		return appendHex(dst, s)
-	case isUUID(s):
+	if len(s) > 0 && len(s)%2 == 0 {
+		if d, ok := appendLowerHex(binary.AppendUvarint(append(dst, 1), uint64(len(s)/2)), s); ok {
+			return d
+		}
+	}
+	if isUUID(s) {
 		dst = append(dst, 2)
 		dst = appendHex(dst, s[0:8])
 		dst = appendHex(dst, s[9:13])

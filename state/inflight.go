@@ -38,7 +38,7 @@ func (t *Tx) PutInflight(items []Item) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("state: create the in-flight bucket: %w", err)
 	}
-	rec := make([]byte, 0, 64+len(items)*128)
+	rec := make([]byte, 0, 64+len(items)*256) // a products item takes about 180
 	rec = append(rec, inflightVersion)
 	rec = binary.AppendUvarint(rec, uint64(len(items)))
 	var scratch []byte

@@ -152,6 +152,19 @@ func (t *Tx) keep(b []byte) []byte {
 	return t.buf[n:len(t.buf):len(t.buf)]
 }
 
+// keepString is keep for a string.
+func (t *Tx) keepString(s string) []byte {
+	if len(s) > 4096 {
+		return []byte(s)
+	}
+	if cap(t.buf)-len(t.buf) < len(s) {
+		t.buf = make([]byte, 0, 64<<10)
+	}
+	n := len(t.buf)
+	t.buf = append(t.buf, s...)
+	return t.buf[n:len(t.buf):len(t.buf)]
+}
+
 var empty = []byte{}
 
 func inFailedIndex(status int, attention bool) bool {
@@ -248,6 +261,11 @@ func (t *Tx) PutItems(items []Item) error {
 	}
 	keys, idAt, order := putOrder(items)
 	var scratch []byte
+	// The id index entries of items new under their entity key, written
+	// after the loop in id-key order: ids are sha1 hex, so in item-key
+	// order their inserts land on random pages of the index; sorted, each
+	// page is reached once and its neighbour next.
+	var newIDs []int
 	for n, i := range order {
 		cp := items[i] // the caller's slice is not modified
 		it := &cp
@@ -279,9 +297,7 @@ func (t *Tx) PutItems(items []Item) error {
 				}
 				old = ov
 			}
-			if err := fb.byID.Put(idk, t.keep([]byte(it.EntityKey))); err != nil {
-				return err
-			}
+			newIDs = append(newIDs, i)
 		}
 		if old != nil {
 			h, _, err := decodeHead(old)
@@ -326,6 +342,21 @@ func (t *Tx) PutItems(items []Item) error {
 			if err := t.ctx.Err(); err != nil {
 				return err
 			}
+		}
+	}
+	slices.SortFunc(newIDs, func(a, b int) int {
+		if c := strings.Compare(items[a].Feed, items[b].Feed); c != 0 {
+			return c
+		}
+		return bytes.Compare(keys[a][idAt[a]:], keys[b][idAt[b]:])
+	})
+	for _, i := range newIDs {
+		fb, err := t.feed(items[i].Feed, true)
+		if err != nil {
+			return err
+		}
+		if err := fb.byID.Put(keys[i][idAt[i]:], t.keepString(items[i].EntityKey)); err != nil {
+			return err
 		}
 	}
 	return nil

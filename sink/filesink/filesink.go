@@ -14,6 +14,10 @@
 //     renamed <name>.<seq>.jsonl (seq increasing, never reused) and at most
 //     max_files rotated files are kept per stream, the oldest deleted first
 //     (acknowledged output: each deletion is logged at info level).
+//   - Lines go to the file through one write buffer per stream, reused
+//     across Sends and written out whenever it holds writeBuffer bytes, so
+//     a Send of any size holds at most about writeBuffer (plus one line)
+//     per stream.
 //   - Stream names become file names: anything but letters, digits, '.',
 //     '-' and '_' is replaced by '_', so a name can never leave the
 //     directory.
@@ -70,8 +74,13 @@ type stream struct {
 	path string
 	f    *os.File
 	size int64
-	seq  int // last rotated sequence number
+	seq  int    // last rotated sequence number
+	buf  []byte // the write buffer, reused (under mu)
 }
+
+// writeBuffer is how many bytes of lines a stream gathers before a write;
+// a buffer grown beyond it by one long line is not kept.
+const writeBuffer = 1 << 20
 
 var _ sink.Sink = (*Sink)(nil)
 
@@ -245,15 +254,25 @@ func (s *Sink) writeStream(name string, recs []sink.Record, idx []int, results [
 		fail(0, err, "OPEN")
 		return
 	}
-	size := 0
-	for _, i := range idx {
-		size += len(recs[i].Value) + 1
-		if s.cfg.Envelope {
-			size += 128 + len(recs[i].Key) + len(recs[i].ID) + len(recs[i].Hash) + len(recs[i].Position) + len(recs[i].Topic)
-		}
+	if st.buf == nil {
+		st.buf = make([]byte, 0, writeBuffer)
 	}
-	buf := make([]byte, 0, min(size, int(min(s.cfg.MaxSize, 64<<20))))
+	buf := st.buf[:0]
+	defer func() {
+		if cap(buf) <= writeBuffer {
+			st.buf = buf[:0]
+		}
+	}()
 	flushed := 0 // records of idx whose lines are in the file (not yet synced)
+	synced := 0  // records of idx whose lines are in a synced (rotated) file
+	// kept is how many records stay OK when a write fails: those in the
+	// file, or with fsync on only those synced.
+	kept := func() int {
+		if s.cfg.Fsync {
+			return synced
+		}
+		return flushed
+	}
 	write := func(upTo int) error {
 		if len(buf) == 0 {
 			flushed = upTo
@@ -283,18 +302,24 @@ func (s *Sink) writeStream(name string, recs []sink.Record, idx []int, results [
 		}
 		if st.size+int64(len(buf))+int64(len(line))+1 > s.cfg.MaxSize && st.size+int64(len(buf)) > 0 {
 			if err := write(j); err != nil {
-				fail(flushed, err, "WRITE")
+				fail(kept(), err, "WRITE")
 				return
 			}
 			if err := s.rotate(st); err != nil {
 				fail(0, err, "ROTATE") // earlier lines may not be synced
 				return
 			}
+			synced = j
+		} else if len(buf) > 0 && len(buf)+len(line)+1 > writeBuffer {
+			if err := write(j); err != nil {
+				fail(kept(), err, "WRITE")
+				return
+			}
 		}
 		buf = append(append(buf, line...), '\n')
 	}
 	if err := write(len(idx)); err != nil {
-		fail(flushed, err, "WRITE")
+		fail(kept(), err, "WRITE")
 		return
 	}
 	if s.cfg.Fsync {

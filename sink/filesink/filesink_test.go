@@ -25,7 +25,7 @@ func readLines(t *testing.T, path string) []string {
 	defer f.Close()
 	var out []string
 	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
+	sc.Buffer(nil, 4<<20)
 	for sc.Scan() {
 		if !json.Valid(sc.Bytes()) {
 			t.Fatalf("%s: line %q is not JSON", path, sc.Text())
@@ -281,5 +281,52 @@ func TestOpenFailureIsRetryable(t *testing.T) {
 	}
 	if _, err := New(Config{}); err == nil {
 		t.Error("empty dir accepted")
+	}
+}
+
+// TestLargeSendWritesThroughABoundedBuffer sends several write buffers'
+// worth of lines (and one line longer than a buffer) in one Send: every
+// line arrives in order, and the stream keeps a buffer of at most
+// writeBuffer bytes for the next Send, not one the size of the Send.
+func TestLargeSendWritesThroughABoundedBuffer(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Config{Dir: dir, Fsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var recs []sink.Record
+	var want []string
+	pad := strings.Repeat("x", 2000)
+	for i := range 3 * writeBuffer / 2000 {
+		sku := fmt.Sprintf("%s-%d", pad, i)
+		if i == 700 {
+			sku = strings.Repeat("y", writeBuffer+10)
+		}
+		recs = append(recs, rec("products", sku))
+		want = append(want, fmt.Sprintf(`{"sku":%q}`, sku))
+	}
+	for round := range 2 {
+		res, err := s.Send(context.Background(), recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if r.Status != sink.StatusOK {
+				t.Fatalf("round %d record %d: %v %s", round, i, r.Status, r.Reason)
+			}
+		}
+		if c := cap(s.stream("products").buf); c > writeBuffer {
+			t.Errorf("round %d: the stream keeps a buffer of %d bytes (> %d)", round, c, writeBuffer)
+		}
+	}
+	got := readLines(t, filepath.Join(dir, "products.jsonl"))
+	if len(got) != 2*len(want) {
+		t.Fatalf("%d lines, want %d", len(got), 2*len(want))
+	}
+	for i, l := range got {
+		if l != want[i%len(want)] {
+			t.Fatalf("line %d differs (%d bytes, want %d)", i, len(l), len(want[i%len(want)]))
+		}
 	}
 }
