@@ -81,7 +81,7 @@ func bigTransaction(t testing.TB) {
 		t.Fatal(err)
 	}
 	type variant struct {
-		name              string
+		name             string
 		noDefer, noAhead bool
 	}
 	variants := []variant{{"stream order (before)", true, false}, {"deferred keys, one step at a time (before)", false, true}, {"deferred keys, steps built ahead", false, false}}
