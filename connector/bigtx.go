@@ -288,6 +288,9 @@ func (p *Pipeline) drainDeferred(ctx context.Context) (err error) {
 		if p.next, err = p.startStep(ctx, cur.after()); err != nil {
 			return err
 		}
+		if p.next != nil && p.aheadHook != nil {
+			p.aheadHook(ctx, p.next)
+		}
 	}
 	eo := ExportOptions{Operation: OpPartialSync}
 	ws := make([]writeSet, len(cur.feeds))

@@ -338,6 +338,10 @@ type Pipeline struct {
 	// step only when it is exported, as before steps were built ahead.
 	next        *deferredStep
 	noStepAhead bool
+	// aheadHook, when set (tests), is called on the exporter with a step
+	// of deferred keys just started ahead, before the step before it is
+	// exported.
+	aheadHook func(ctx context.Context, next *deferredStep)
 	// staleHook, when set (tests), is called with the keys of a build
 	// made off the exporter that are built again because the exporter
 	// exported them meanwhile.
