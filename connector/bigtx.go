@@ -37,9 +37,22 @@ import (
 //     big transaction's end is exported, so a key it changes many times is
 //     built once (the set holds each key once).
 //   - Per-key order: items are built from the database's current state,
-//     and the exporter builds one key at a time, so any later build of a
-//     key shows a state at least as new as an earlier one. A stream batch
-//     that builds a deferred key removes it from the set.
+//     and a key's exports follow the order of its builds, so any later
+//     export of a key shows a state at least as new as an earlier one. A
+//     stream batch that builds a deferred key removes it from the set.
+//     The one build made off the exporter — the step built ahead while the
+//     step before it is exported and the stream's batches run — is
+//     checked against the exports made since its build began
+//     (exportWatch, as a full sync's chunks are): those keys are built
+//     again on the exporter before the step is exported. A batch that
+//     defers keys again (a new big transaction) drops the step built
+//     ahead, whose build may predate that transaction.
+//   - Commits: while no batch waits, the drain goes on with the next step,
+//     and a step's final write (items, removal from the set) commits with
+//     the next step's write-ahead record; the write-ahead record of the
+//     step before is then still in the state until that commit, so a crash
+//     between them makes its items pending and leaves its keys deferred:
+//     they are sent again, never lost.
 
 // loadDeferred counts the state's deferred keys, once per pipeline.
 func (p *Pipeline) loadDeferred(ctx context.Context) error {

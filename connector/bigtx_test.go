@@ -315,6 +315,100 @@ func TestBigTransactionSurvivesSIGKILL(t *testing.T) {
 	}
 }
 
+// TestBigTransactionKilledBetweenStepsLosesNothing: a connector process
+// building the deferred keys of a 20,000-row transaction in steps of 100
+// keys per feed kills itself (SIGKILL) when a step's items were sent and
+// its final write waits to commit with the next step's write-ahead record;
+// restarted, it builds what was left, every feed in Kafka equals a fresh
+// build and the deferred set ends empty.
+func TestBigTransactionKilledBetweenStepsLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "bigcarry")
+	admin := srv.Admin(t, db)
+	loadBigTxCatalog(t, admin)
+	kafka := kafkatest.Start(t)
+	dir := t.TempDir()
+	statePath := filepath.Join(dir, "state.db")
+	cc := bigTxConfig(db, kafka.Addr(), statePath, "log: {format: json, level: info}\n")
+	cc.Feeds = []string{"products: {batch_size: 50}", "productAttributes: {batch_size: 50}", "variants: {batch_size: 50}", "productOverrides: {batch_size: 50}"}
+	cfgPath := cc.write(t, dir)
+	feedNames := cc.load(t).EnabledFeeds()
+	startChild := func(w *signalWriter, env ...string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "BIGTX_SOURCE_PASSWORD="+srv.CDCPassword), env...)
+		cmd.Stderr = w
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	var fs []feeds.Feed
+	for _, f := range feedNames {
+		fs = append(fs, openFeed(t, srv, db, f))
+	}
+	waitEqual := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			bad, detail := feedsInKafka(t, kafka, db, fs)
+			if bad == 0 {
+				t.Logf("%s: every feed equals a fresh build (%s)", what, detail)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: feeds differ from a fresh build after 3 minutes: %s", what, detail)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+
+	w := newSignalWriter(t, "killing myself while a step's final write is carried")
+	child := startChild(w, "FEEDCDC_BIGTX_KILL_CARRIED=1")
+	waitEqual("first start")
+	if _, err := catalog.NewWorkload(admin, 5, catalog.WorkloadOptions{}).LargeTransaction(ctx, 20000); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(3 * time.Minute):
+		child.Process.Kill()
+		<-exited
+		t.Fatal("the connector did not die while building the deferred keys")
+	}
+	select {
+	case <-w.matched:
+	default:
+		t.Fatal("the connector exited without having carried a step's final write: the kill tested nothing")
+	}
+	st, err := state.Open(statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := st.DeferredCount(ctx)
+	st.Close()
+	if err != nil || left == 0 {
+		t.Fatalf("killed between steps, yet the state holds %d deferred keys (%v)", left, err)
+	}
+	t.Logf("killed between two steps with %d deferred keys in the state", left)
+
+	child = startChild(newSignalWriter(t, ""))
+	waitEqual("after the restart")
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clean stop: %v", err)
+	}
+	if st, err = state.Open(statePath, state.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.DeferredCount(ctx); err != nil || n != 0 {
+		t.Errorf("%d deferred keys left after catching up (%v)", n, err)
+	}
+}
+
 // signalWriter logs a child's stderr and closes matched at the first line
 // containing want.
 type signalWriter struct {

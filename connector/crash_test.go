@@ -38,6 +38,21 @@ func crashChild() int {
 	// TestRawSnapshotUnderWorkloadSurvivesSIGKILL shows with it that the
 	// test fails without the watermark reconciliation.
 	c.Pipeline.snap.noReconcile = os.Getenv("FEEDCDC_RAWSNAP_NO_RECONCILE") != ""
+	if os.Getenv("FEEDCDC_BIGTX_KILL_CARRIED") != "" {
+		// TestBigTransactionKilledBetweenStepsLosesNothing: die at the
+		// first step built ahead while the final write of the step
+		// before it waits to commit with the next write-ahead record.
+		p := c.Pipeline
+		p.aheadHook = func(context.Context, *deferredStep) {
+			p.carryMu.Lock()
+			carried := p.carry != nil
+			p.carryMu.Unlock()
+			if carried {
+				fmt.Fprintln(os.Stderr, "child: killing myself while a step's final write is carried")
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
+	}
 	if err := c.Run(ctx, RunOptions{NoSchedule: true}); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
