@@ -298,9 +298,10 @@ func (p *Pipeline) drainDeferred(ctx context.Context) (err error) {
 				return nil
 			}
 		}
-		w, err := p.exportStep(ctx, cur)
+		var w *stepWrite
+		w, err = p.exportStep(ctx, cur)
 		p.release(cur, false)
-		if err == nil && last != nil && last.taken {
+		if last != nil && last.done {
 			// The step before was committed with this step's
 			// write-ahead record.
 			p.committedStep(last)
@@ -342,10 +343,11 @@ type stepWrite struct {
 	keys  map[string][]string
 	prev  *stepWrite // an earlier step's write riding along
 	// removed counts the keys the write removed from the set; taken is set
-	// by the Update that applied it (it committed unless that Update
-	// failed, which fails the export that made it).
-	removed int
-	taken   bool
+	// when a write-ahead Update took it, done once that Update committed
+	// (a failed one fails the export that made it: the write is lost, and
+	// the step's own write-ahead record makes its items pending).
+	removed     int
+	taken, done bool
 }
 
 func (w *stepWrite) apply(tx *state.Tx) error {

@@ -1538,6 +1538,9 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 	if err != nil {
 		return fmt.Errorf("connector: record %s items in flight: %w", feed, err)
 	}
+	if carry != nil {
+		carry.done = true
+	}
 	w.inflight = append(w.inflight, token)
 	recs := make([]sink.Record, len(items))
 	for i, it := range items {
