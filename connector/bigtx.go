@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/feedcdc/feedcdc/change"
 	"github.com/feedcdc/feedcdc/feeds"
@@ -47,12 +46,6 @@ import (
 //     again on the exporter before the step is exported. A batch that
 //     defers keys again (a new big transaction) drops the step built
 //     ahead, whose build may predate that transaction.
-//   - Commits: while no batch waits, the drain goes on with the next step,
-//     and a step's final write (items, removal from the set) commits with
-//     the next step's write-ahead record; the write-ahead record of the
-//     step before is then still in the state until that commit, so a crash
-//     between them makes its items pending and leaves its keys deferred:
-//     they are sent again, never lost.
 
 // loadDeferred counts the state's deferred keys, once per pipeline.
 func (p *Pipeline) loadDeferred(ctx context.Context) error {
@@ -262,100 +255,56 @@ func (p *Pipeline) dropNext() {
 	}
 }
 
-// drainDeferred builds, exports and removes steps of deferred keys
-// (startStep), each with a state write of its items and their removal
-// from the set. The step after each one is built meanwhile, off the
-// exporter, while it is diffed, sent and written and while the stream's
+// drainDeferred builds, exports and removes one step of deferred keys
+// (startStep), with one state Update for their items and their removal
+// from the set. The step after it is built meanwhile, off the exporter,
+// while this one is diffed, sent and written and while the stream's
 // batches run before the next call (p.next); keys the exporter exported
 // since that build began are built again before it is exported, so a key's
-// exports keep the order of its builds. While no batch waits in the queue
-// it goes on with the next step, for at most drainBudget, and each step's
-// final write rides on the next step's first state write (its write-ahead
-// record): one commit per step instead of two. A change behind a big
-// transaction waits for at most the step being exported when its batch is
-// queued.
+// exports keep the order of its builds. A step is what a change behind a
+// big transaction may wait for: about the time of one step's send and
+// state write, its build having run ahead.
 func (p *Pipeline) drainDeferred(ctx context.Context) (err error) {
-	var last *stepWrite // the final write of the step before, not committed yet
 	defer func() {
 		if err != nil {
 			p.dropNext()
 		}
 	}()
-	start := p.o.Now()
-	for {
-		cur := p.next
-		p.next = nil
-		if cur == nil {
-			if cur, err = p.startStep(ctx, nil); err != nil {
-				return errors.Join(err, p.commitStep(ctx, last, nil))
-			}
-			if cur == nil {
-				if err := p.commitStep(ctx, last, nil); err != nil {
-					return err
-				}
-				p.deferred.Store(0)
-				p.deferredChanged()
-				return nil
-			}
-		}
-		var w *stepWrite
-		w, err = p.exportStep(ctx, cur)
-		p.release(cur, false)
-		if last != nil && last.done {
-			// The step before was committed with this step's
-			// write-ahead record.
-			p.committedStep(last)
-			last = nil
-		}
-		if err != nil {
-			if last != nil && !last.taken {
-				err = errors.Join(err, p.commitStep(ctx, last, nil))
-			}
+	cur := p.next
+	p.next = nil
+	if cur == nil {
+		if cur, err = p.startStep(ctx, nil); err != nil {
 			return err
 		}
-		if p.noStepAhead || p.next == nil || len(p.queue) > 0 || p.o.Now().Sub(start) >= drainBudget {
-			return p.commitStep(ctx, w, last)
+		if cur == nil {
+			p.deferred.Store(0)
+			p.deferredChanged()
+			return nil
 		}
-		if last != nil {
-			// No write-ahead of this step took it (nothing changed):
-			// it rides on with this step's final write.
-			w.prev = last
-		}
-		p.carryMu.Lock()
-		p.carry = w
-		p.carryMu.Unlock()
-		last = w
 	}
+	w, err := p.exportStep(ctx, cur)
+	p.release(cur, false)
+	if err != nil {
+		return err
+	}
+	if err := p.o.Store.Update(ctx, w.apply); err != nil {
+		return fmt.Errorf("connector: persist built deferred keys: %w", err)
+	}
+	p.deferred.Add(-int64(w.removed))
+	p.deferredChanged()
+	return nil
 }
 
-// drainBudget bounds how long drainDeferred goes on with further steps
-// while no batch waits, so that the exporter's loop still looks at its
-// other inputs.
-const drainBudget = time.Second
-
 // stepWrite is the final state write of a step of deferred keys: its
-// items' states and their removal from the deferred set. When the drain
-// goes on with the next step it is handed to that step's first write-ahead
-// Update (Pipeline.carry, taken by exportItems).
+// items' states and their removal from the deferred set.
 type stepWrite struct {
-	feeds []string
-	ws    []writeSet
-	keys  map[string][]string
-	prev  *stepWrite // an earlier step's write riding along
-	// removed counts the keys the write removed from the set; taken is set
-	// when a write-ahead Update took it, done once that Update committed
-	// (a failed one fails the export that made it: the write is lost, and
-	// the step's own write-ahead record makes its items pending).
-	removed     int
-	taken, done bool
+	feeds   []string
+	ws      []writeSet
+	keys    map[string][]string
+	removed int // keys the write removed from the set
 }
 
 func (w *stepWrite) apply(tx *state.Tx) error {
-	if w.prev != nil {
-		if err := w.prev.apply(tx); err != nil {
-			return err
-		}
-	}
 	w.removed = 0
 	for i, f := range w.feeds {
 		if err := w.ws[i].apply(tx); err != nil {
@@ -368,60 +317,6 @@ func (w *stepWrite) apply(tx *state.Tx) error {
 		w.removed += n
 	}
 	return nil
-}
-
-// removedKeys counts the deferred keys the write and the ones riding
-// along removed.
-func (w *stepWrite) removedKeys() int {
-	n := w.removed
-	if w.prev != nil {
-		n += w.prev.removedKeys()
-	}
-	return n
-}
-
-// takeCarry returns the final write of the step before, for the caller's
-// Update to apply (once: the next caller gets nil).
-func (p *Pipeline) takeCarry() *stepWrite {
-	p.carryMu.Lock()
-	defer p.carryMu.Unlock()
-	w := p.carry
-	p.carry = nil
-	if w != nil {
-		w.taken = true
-	}
-	return w
-}
-
-// commitStep writes a step's final write w, with the write of the step
-// before it (last) when no write-ahead Update took that one, and accounts
-// for the keys they removed from the deferred set. Either may be nil.
-func (p *Pipeline) commitStep(ctx context.Context, w, last *stepWrite) error {
-	p.carryMu.Lock()
-	p.carry = nil
-	p.carryMu.Unlock()
-	if last != nil && !last.taken {
-		if w == nil {
-			w = last
-		} else {
-			w.prev = last
-		}
-	}
-	if w == nil {
-		return nil
-	}
-	if err := p.o.Store.Update(ctx, w.apply); err != nil {
-		return fmt.Errorf("connector: persist built deferred keys: %w", err)
-	}
-	p.committedStep(w)
-	return nil
-}
-
-// committedStep accounts for a committed step write: the deferred keys it
-// removed.
-func (p *Pipeline) committedStep(w *stepWrite) {
-	p.deferred.Add(-int64(w.removedKeys()))
-	p.deferredChanged()
 }
 
 // exportStep exports one built step of deferred keys (its feeds

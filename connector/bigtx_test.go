@@ -317,13 +317,13 @@ func TestBigTransactionSurvivesSIGKILL(t *testing.T) {
 
 // TestBigTransactionKilledBetweenStepsLosesNothing: a connector process
 // building the deferred keys of a 20,000-row transaction in steps of 100
-// keys per feed kills itself (SIGKILL) when a step's items were sent and
-// its final write waits to commit with the next step's write-ahead record;
-// restarted, it builds what was left, every feed in Kafka equals a fresh
-// build and the deferred set ends empty.
+// keys per feed kills itself (SIGKILL) after the first step was written,
+// with the second built and about to be exported and the third being built
+// ahead; restarted, it builds what was left, every feed in Kafka equals a
+// fresh build and the deferred set ends empty.
 func TestBigTransactionKilledBetweenStepsLosesNothing(t *testing.T) {
 	ctx := context.Background()
-	db := srv.NewDatabase(t, "bigcarry")
+	db := srv.NewDatabase(t, "bigstep")
 	admin := srv.Admin(t, db)
 	loadBigTxCatalog(t, admin)
 	kafka := kafkatest.Start(t)
@@ -363,8 +363,8 @@ func TestBigTransactionKilledBetweenStepsLosesNothing(t *testing.T) {
 		}
 	}
 
-	w := newSignalWriter(t, "killing myself while a step's final write is carried")
-	child := startChild(w, "FEEDCDC_BIGTX_KILL_CARRIED=1")
+	w := newSignalWriter(t, "killing myself while a step of deferred keys is built ahead")
+	child := startChild(w, "FEEDCDC_BIGTX_KILL_AHEAD=1")
 	waitEqual("first start")
 	if _, err := catalog.NewWorkload(admin, 5, catalog.WorkloadOptions{}).LargeTransaction(ctx, 20000); err != nil {
 		t.Fatal(err)
@@ -381,7 +381,7 @@ func TestBigTransactionKilledBetweenStepsLosesNothing(t *testing.T) {
 	select {
 	case <-w.matched:
 	default:
-		t.Fatal("the connector exited without having carried a step's final write: the kill tested nothing")
+		t.Fatal("the connector exited without having built a step ahead: the kill tested nothing")
 	}
 	st, err := state.Open(statePath, state.Options{})
 	if err != nil {

@@ -38,17 +38,14 @@ func crashChild() int {
 	// TestRawSnapshotUnderWorkloadSurvivesSIGKILL shows with it that the
 	// test fails without the watermark reconciliation.
 	c.Pipeline.snap.noReconcile = os.Getenv("FEEDCDC_RAWSNAP_NO_RECONCILE") != ""
-	if os.Getenv("FEEDCDC_BIGTX_KILL_CARRIED") != "" {
-		// TestBigTransactionKilledBetweenStepsLosesNothing: die at the
-		// first step built ahead while the final write of the step
-		// before it waits to commit with the next write-ahead record.
-		p := c.Pipeline
-		p.aheadHook = func(context.Context, *deferredStep) {
-			p.carryMu.Lock()
-			carried := p.carry != nil
-			p.carryMu.Unlock()
-			if carried {
-				fmt.Fprintln(os.Stderr, "child: killing myself while a step's final write is carried")
+	if os.Getenv("FEEDCDC_BIGTX_KILL_AHEAD") != "" {
+		// TestBigTransactionKilledBetweenStepsLosesNothing: die once a
+		// step of deferred keys was written and the next two are built
+		// (the one about to be exported) and building (the one ahead).
+		steps := 0
+		c.Pipeline.aheadHook = func(context.Context, *deferredStep) {
+			if steps++; steps == 2 {
+				fmt.Fprintln(os.Stderr, "child: killing myself while a step of deferred keys is built ahead")
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			}
 		}

@@ -338,11 +338,6 @@ type Pipeline struct {
 	// step only when it is exported, as before steps were built ahead.
 	next        *deferredStep
 	noStepAhead bool
-	// carry is the final write of the step of deferred keys just exported
-	// while the drain goes on with the next one: the next write-ahead
-	// Update takes it (takeCarry), so that it commits with that record.
-	carryMu sync.Mutex
-	carry   *stepWrite
 	// aheadHook, when set (tests), is called on the exporter with a step
 	// of deferred keys just started ahead, before the step before it is
 	// exported.
@@ -1523,23 +1518,12 @@ func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy,
 		inflight[i].Status = state.StatusPending
 	}
 	var token uint64
-	// The final write of a step of deferred keys before this one, if the
-	// exporter's drain goes on (bigtx.go), commits with this record.
-	carry := p.takeCarry()
 	err := p.o.Store.Update(ctx, func(tx *state.Tx) (err error) {
-		if carry != nil {
-			if err := carry.apply(tx); err != nil {
-				return err
-			}
-		}
 		token, err = tx.PutInflight(inflight)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("connector: record %s items in flight: %w", feed, err)
-	}
-	if carry != nil {
-		carry.done = true
 	}
 	w.inflight = append(w.inflight, token)
 	recs := make([]sink.Record, len(items))
