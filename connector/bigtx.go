@@ -135,7 +135,6 @@ func (p *Pipeline) deferBatch(ctx context.Context, b *batch) error {
 type deferredStep struct {
 	feeds []string            // in name order
 	keys  map[string][]string // feed -> keys, in key order
-	n     int
 	// seq is the exportWatch sequence of each feed when its builds began;
 	// a key the exporter exported after it is built again before the
 	// step is exported.
@@ -173,7 +172,7 @@ func (p *Pipeline) startStep(ctx context.Context, after map[string]string) (*def
 	if n == 0 {
 		return nil, nil
 	}
-	s := &deferredStep{feeds: slices.Sorted(maps.Keys(keys)), keys: keys, n: n, seq: map[string]uint64{},
+	s := &deferredStep{feeds: slices.Sorted(maps.Keys(keys)), keys: keys, seq: map[string]uint64{},
 		items: map[string][]feeds.Item{}, done: make(chan struct{})}
 	// The builds outlive the call that started them (the next step is
 	// built while the exporter runs other tasks): their context ends when
