@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,9 +27,13 @@ import (
 // large price transaction (catalog.Workload.LargeTransaction, the shape of
 // a mass price import) and how long single changes committed behind it
 // wait, for the pipeline as shipped (keys of a big transaction deferred
-// and built in steps) and, in the same run on the same catalog, the former
-// behaviour (every batch of the transaction built in stream order) as the
-// baseline.
+// and built in steps, each step built while the one before it is exported)
+// and, in the same run on the same catalog, two former behaviours as
+// baselines: every batch of the transaction built in stream order, and
+// deferred steps each built only when it is exported (noStepAhead). Set
+// FEEDCDC_BENCH_BIGTX_ONLY to a prefix of the variants' names to run some
+// ("deferred" runs both deferred variants), and FEEDCDC_BENCH_BIGTX_REPEAT
+// to run them that many times, alternating their order.
 //
 // Per variant: a connector with a fresh state, all four feeds, config
 // defaults, no first-start full sync, a kfake sink; the transaction of
@@ -74,19 +80,36 @@ func bigTransaction(t testing.TB) {
 		WHERE v.entity_id = e.entity_id AND v.attribute_id = ? AND v.store_id > 0) ORDER BY e.entity_id LIMIT 1`, catalog.AttrName).Scan(&probeID, &probeSKU); err != nil {
 		t.Fatal(err)
 	}
+	type variant struct {
+		name             string
+		noDefer, noAhead bool
+	}
+	variants := []variant{{"stream order (before)", true, false}, {"deferred keys, one step at a time (before)", false, true}, {"deferred keys, steps built ahead", false, false}}
+	repeat := 1
+	if v, err := strconv.Atoi(os.Getenv("FEEDCDC_BENCH_BIGTX_REPEAT")); err == nil && v > 0 {
+		repeat = v
+	}
 	var table []string
-	for i, variant := range []string{"stream order (before)", "deferred keys"} {
-		if only := os.Getenv("FEEDCDC_BENCH_BIGTX_ONLY"); only != "" && !strings.HasPrefix(variant, only) {
-			continue // e.g. FEEDCDC_BENCH_BIGTX_ONLY=deferred for a profile of the shipped pipeline
+	seed := int64(10)
+	for r := range repeat {
+		order := slices.Clone(variants)
+		if r%2 == 1 {
+			slices.Reverse(order)
 		}
-		table = append(table, bigTransactionVariant(t, db, variant, i == 0, int64(10+i), rows, probeID, probeSKU))
+		for _, v := range order {
+			if only := os.Getenv("FEEDCDC_BENCH_BIGTX_ONLY"); only != "" && !strings.HasPrefix(v.name, only) {
+				continue // e.g. FEEDCDC_BENCH_BIGTX_ONLY=deferred for the deferred variants only
+			}
+			table = append(table, bigTransactionVariant(t, db, v.name, v.noDefer, v.noAhead, seed, rows, probeID, probeSKU))
+			seed++
+		}
 	}
 	t.Logf("\n%s profile, one transaction of %d price rows; load average at the end %s\n"+
-		"| pipeline | apply | catch-up after commit | ratio | items built | probe lag p50 | p99 | max | probes seen |\n|---|---|---|---|---|---|---|---|---|\n%s",
+		"| pipeline | apply | catch-up after commit | ratio | items built | probe lag p50 | p99 | max | probes seen | test process CPU in catch-up | load average |\n|---|---|---|---|---|---|---|---|---|---|---|\n%s",
 		p.Name, rows, loadAvg(), strings.Join(table, "\n"))
 }
 
-func bigTransactionVariant(t testing.TB, db, variant string, noDefer bool, seed int64, rows int, probeID uint32, probeSKU string) string {
+func bigTransactionVariant(t testing.TB, db, variant string, noDefer, noAhead bool, seed int64, rows int, probeID uint32, probeSKU string) string {
 	ctx := context.Background()
 	admin := srv.Admin(t, db)
 	kc, err := kafkatest.New(ctx, kafkatest.InMemory())
@@ -100,6 +123,7 @@ func bigTransactionVariant(t testing.TB, db, variant string, noDefer bool, seed 
 	cfg := cc.load(t)
 	c := openConnector(t, cfg, OpenOptions{Logger: quietSlog()})
 	c.Pipeline.noDefer = noDefer
+	c.Pipeline.noStepAhead = noAhead
 	var built atomic.Int64
 	c.Pipeline.o.Observer = builtCounter{&built}
 	runErr, stop := startRun(t, c, RunOptions{NoSchedule: true})
@@ -185,11 +209,12 @@ func bigTransactionVariant(t testing.TB, db, variant string, noDefer bool, seed 
 	}
 	apply := time.Since(t0)
 	committed := time.Now()
+	cpu0 := processCPU(t)
 	var target string
 	if err := admin.QueryRow("SELECT @@gtid_binlog_pos").Scan(&target); err != nil {
 		t.Fatal(err)
 	}
-	var catchUp time.Duration
+	var catchUp, cpu time.Duration
 	for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		pos, _, ok, err := c.Store.Checkpoint(ctx)
 		if err != nil {
@@ -197,6 +222,7 @@ func bigTransactionVariant(t testing.TB, db, variant string, noDefer bool, seed 
 		}
 		if ok && gtidCovers(pos.GTIDSet, target) && c.Pipeline.DeferredKeys() == 0 {
 			catchUp = time.Since(committed)
+			cpu = processCPU(t) - cpu0
 			break
 		}
 		select {
@@ -236,10 +262,19 @@ func bigTransactionVariant(t testing.TB, db, variant string, noDefer bool, seed 
 		}
 		return lags[min(len(lags)-1, int(p*float64(len(lags))))].Round(time.Millisecond)
 	}
-	row := fmt.Sprintf("| %s | %s | %s | %.1f× | %d | %s | %s | %s | %d of %d |", variant, apply.Round(time.Millisecond), catchUp.Round(time.Millisecond),
-		catchUp.Seconds()/apply.Seconds(), itemsBuilt, pct(.5), pct(.99), pct(1), len(lags), len(sent))
+	row := fmt.Sprintf("| %s | %s | %s | %.1f× | %d | %s | %s | %s | %d of %d | %s | %s |", variant, apply.Round(time.Millisecond), catchUp.Round(time.Millisecond),
+		catchUp.Seconds()/apply.Seconds(), itemsBuilt, pct(.5), pct(.99), pct(1), len(lags), len(sent), cpu.Round(10*time.Millisecond), loadAvg())
 	t.Log(row)
 	return row
+}
+
+// processCPU is the user and system CPU time this process used so far.
+func processCPU(t testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // builtCounter is an Observer that counts built items.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -312,6 +315,100 @@ func TestBigTransactionSurvivesSIGKILL(t *testing.T) {
 	}
 }
 
+// TestBigTransactionKilledBetweenStepsLosesNothing: a connector process
+// building the deferred keys of a 20,000-row transaction in steps of 100
+// keys per feed kills itself (SIGKILL) after the first step was written,
+// with the second built and about to be exported and the third being built
+// ahead; restarted, it builds what was left, every feed in Kafka equals a
+// fresh build and the deferred set ends empty.
+func TestBigTransactionKilledBetweenStepsLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "bigstep")
+	admin := srv.Admin(t, db)
+	loadBigTxCatalog(t, admin)
+	kafka := kafkatest.Start(t)
+	dir := t.TempDir()
+	statePath := filepath.Join(dir, "state.db")
+	cc := bigTxConfig(db, kafka.Addr(), statePath, "log: {format: json, level: info}\n")
+	cc.Feeds = []string{"products: {batch_size: 50}", "productAttributes: {batch_size: 50}", "variants: {batch_size: 50}", "productOverrides: {batch_size: 50}"}
+	cfgPath := cc.write(t, dir)
+	feedNames := cc.load(t).EnabledFeeds()
+	startChild := func(w *signalWriter, env ...string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "BIGTX_SOURCE_PASSWORD="+srv.CDCPassword), env...)
+		cmd.Stderr = w
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	var fs []feeds.Feed
+	for _, f := range feedNames {
+		fs = append(fs, openFeed(t, srv, db, f))
+	}
+	waitEqual := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			bad, detail := feedsInKafka(t, kafka, db, fs)
+			if bad == 0 {
+				t.Logf("%s: every feed equals a fresh build (%s)", what, detail)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: feeds differ from a fresh build after 3 minutes: %s", what, detail)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+
+	w := newSignalWriter(t, "killing myself while a step of deferred keys is built ahead")
+	child := startChild(w, "FEEDCDC_BIGTX_KILL_AHEAD=1")
+	waitEqual("first start")
+	if _, err := catalog.NewWorkload(admin, 5, catalog.WorkloadOptions{}).LargeTransaction(ctx, 20000); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(3 * time.Minute):
+		child.Process.Kill()
+		<-exited
+		t.Fatal("the connector did not die while building the deferred keys")
+	}
+	select {
+	case <-w.matched:
+	default:
+		t.Fatal("the connector exited without having built a step ahead: the kill tested nothing")
+	}
+	st, err := state.Open(statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := st.DeferredCount(ctx)
+	st.Close()
+	if err != nil || left == 0 {
+		t.Fatalf("killed between steps, yet the state holds %d deferred keys (%v)", left, err)
+	}
+	t.Logf("killed between two steps with %d deferred keys in the state", left)
+
+	child = startChild(newSignalWriter(t, ""))
+	waitEqual("after the restart")
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clean stop: %v", err)
+	}
+	if st, err = state.Open(statePath, state.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.DeferredCount(ctx); err != nil || n != 0 {
+		t.Errorf("%d deferred keys left after catching up (%v)", n, err)
+	}
+}
+
 // signalWriter logs a child's stderr and closes matched at the first line
 // containing want.
 type signalWriter struct {
@@ -333,4 +430,221 @@ func (w *signalWriter) Write(b []byte) (int, error) {
 		w.t.Logf("child: %s", b)
 	}
 	return len(b), nil
+}
+
+// TestDeferredStepBuiltAheadKeepsPerKeyOrder: a step of deferred keys is
+// built while the step before it is exported, and the stream's batches run
+// before it is exported in turn. Two interleavings are forced from the
+// exporter (aheadHook), once each:
+//
+//  1. after the step ahead was built, one of its products gets a new price
+//     (autocommit) and the stream's batch exports it before the step: the
+//     step builds that product again, so the last record of each of its
+//     items in Kafka has the new price (exporting the step's older build
+//     would end on the big transaction's price);
+//  2. after the next step ahead was built, a second big transaction
+//     changes the prices of its products: its deferred batches reach the
+//     exporter before that step, which is then dropped, so the second
+//     transaction's prices are exported (exporting the step would remove
+//     its keys from the deferred set with the older prices).
+//
+// Every feed in Kafka ends equal to a fresh build.
+func TestDeferredStepBuiltAheadKeepsPerKeyOrder(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "bigahead")
+	admin := srv.Admin(t, db)
+	loadBigTxCatalog(t, admin)
+	kafka := kafkatest.Start(t)
+	cc := bigTxConfig(db, kafka.Addr(), filepath.Join(t.TempDir(), "state.db"), "")
+	c := openConnector(t, cc.load(t), OpenOptions{})
+	p := c.Pipeline
+	// Steps of 2 chunks of 50 keys per feed: the catalog's ~1,200
+	// products take a dozen steps.
+	p.o.BuildChunk = 50
+
+	var mu sync.Mutex
+	var stale []string
+	p.staleHook = func(feed string, keys []string) {
+		if feed == "products" {
+			mu.Lock()
+			stale = append(stale, keys...)
+			mu.Unlock()
+		}
+	}
+	// queueThrough waits (on the exporter) until the reader has read the
+	// server's last transaction, and queues the batch holding it.
+	queueThrough := func(ctx context.Context) error {
+		var target string
+		if err := admin.QueryRow("SELECT @@gtid_binlog_pos").Scan(&target); err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			p.mu.Lock()
+			read := p.readPos.GTIDSet
+			p.mu.Unlock()
+			if gtidCovers(read, target) {
+				return p.cut(ctx, false)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the reader did not read %s in a minute (at %s)", target, read)
+			}
+		}
+	}
+	// simplesAmong returns the simple products among keys (nil: all)
+	// without store-level prices (their store-0 price is every item's
+	// regularPrice), in id order.
+	simplesAmong := func(keys []string) ([]uint32, error) {
+		list := strings.Join(keys, ",")
+		rows, err := admin.Query(`SELECT e.entity_id FROM catalog_product_entity e JOIN catalog_product_website w ON w.product_id = e.entity_id
+			WHERE e.type_id = 'simple' AND (? = '' OR FIND_IN_SET(e.entity_id, ?)) AND NOT EXISTS (SELECT 1 FROM catalog_product_entity_decimal d
+			WHERE d.entity_id = e.entity_id AND d.attribute_id = ? AND d.store_id > 0) GROUP BY e.entity_id ORDER BY e.entity_id`, list, list, catalog.AttrPrice)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var ids []uint32
+		for rows.Next() {
+			var id uint32
+			if err := rows.Scan(&id); err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		return ids, rows.Err()
+	}
+	const probePrice = 777777
+	var probe uint32
+	var second []uint32 // the products of the second big transaction
+	var hookErr error
+	calls := 0
+	p.aheadHook = func(ctx context.Context, next *deferredStep) {
+		if hookErr != nil || calls >= 2 || len(next.keys["products"]) == 0 {
+			return
+		}
+		<-next.done // the step is built: what follows is newer than its build
+		ids, err := simplesAmong(next.keys["products"])
+		if err != nil || len(ids) < 2 {
+			hookErr = fmt.Errorf("simple products among the step's keys: %d, %v", len(ids), err)
+			return
+		}
+		calls++
+		if calls == 1 {
+			probe = ids[0]
+			_, err = admin.Exec(`UPDATE catalog_product_entity_decimal SET value = ? WHERE attribute_id = ? AND store_id = 0 AND entity_id = ?`,
+				probePrice, catalog.AttrPrice, probe)
+		} else {
+			// The step's products and enough others for a big transaction
+			// (the batches hold 200 keys), but not the probe.
+			var more []uint32
+			more, err = simplesAmong(nil)
+			second = ids
+			for _, id := range more {
+				if len(second) >= 450 {
+					break
+				}
+				if !slices.Contains(second, id) {
+					second = append(second, id)
+				}
+			}
+			second = slices.DeleteFunc(second, func(id uint32) bool { return id == probe })
+			if err == nil {
+				_, err = admin.Exec(`UPDATE catalog_product_entity_decimal SET value = value + 1000 WHERE attribute_id = ? AND store_id = 0 AND FIND_IN_SET(entity_id, ?)`,
+					catalog.AttrPrice, joinIDs(second))
+			}
+		}
+		if err == nil {
+			err = queueThrough(ctx)
+		}
+		if err != nil {
+			hookErr = err
+		}
+	}
+	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	waitFullSyncs(t, c)
+
+	wl := catalog.NewWorkload(admin, 3, catalog.WorkloadOptions{})
+	if _, err := wl.LargeTransaction(ctx, 20000); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, c, admin, runErr)
+	// The exporter's loop builds the steps (Flush would build them in one
+	// job, with no stream batch between them).
+	for deadline := time.Now().Add(3 * time.Minute); c.Pipeline.DeferredKeys() > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deferred keys left after 3 minutes", c.Pipeline.DeferredKeys())
+		}
+	}
+	if err := c.Pipeline.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if hookErr != nil {
+		t.Fatal(hookErr)
+	}
+	if calls != 2 {
+		t.Fatalf("the hook forced %d interleavings, want 2 (no steps built ahead?)", calls)
+	}
+	mu.Lock()
+	probeKey := strconv.FormatUint(uint64(probe), 10)
+	if !slices.Contains(stale, probeKey) {
+		t.Errorf("the step built ahead did not build product %s again after the stream exported it (rebuilt: %v)", probeKey, stale)
+	}
+	mu.Unlock()
+	if n, err := c.Store.DeferredCount(ctx); err != nil || n != 0 {
+		t.Errorf("state holds %d deferred keys after Flush (%v)", n, err)
+	}
+	feedsEqualFreshBuild(t, c, kafka, db)
+
+	// The last price of every item of the probe, and of the second
+	// transaction's products, in Kafka order.
+	recs, err := kafka.ReadAll(ctx, db+".products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{} // productId -> price expected last
+	want[probeKey] = probePrice
+	for _, id := range second {
+		var v float64
+		if err := admin.QueryRow(`SELECT value FROM catalog_product_entity_decimal WHERE attribute_id = ? AND store_id = 0 AND entity_id = ?`, catalog.AttrPrice, id).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		want[strconv.FormatUint(uint64(id), 10)] = v
+	}
+	last := map[string]float64{} // record key -> last price
+	product := map[string]string{}
+	for _, r := range recs {
+		var it struct {
+			ProductID json.Number `json:"productId"`
+			Prices    struct {
+				RegularPrice *float64 `json:"regularPrice"`
+			} `json:"prices"`
+		}
+		if json.Unmarshal(r.Value, &it) != nil || it.Prices.RegularPrice == nil {
+			continue
+		}
+		if _, ok := want[it.ProductID.String()]; ok {
+			last[string(r.Key)] = *it.Prices.RegularPrice
+			product[string(r.Key)] = it.ProductID.String()
+		}
+	}
+	seen := map[string]bool{}
+	for key, price := range last {
+		id := product[key]
+		seen[id] = true
+		if price != want[id] {
+			t.Errorf("product %s, item %s: last price in Kafka %.2f, want %.2f", id, key, price, want[id])
+		}
+	}
+	if !seen[probeKey] {
+		t.Errorf("no record of the probe product %s in Kafka", probeKey)
+	}
+	t.Logf("probe %s; second transaction: %d products; rebuilt after a stream export: %d keys", probeKey, len(second), len(stale))
+}
+
+// joinIDs formats ids for FIND_IN_SET.
+func joinIDs(ids []uint32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	return strings.Join(s, ",")
 }

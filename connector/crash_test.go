@@ -38,6 +38,18 @@ func crashChild() int {
 	// TestRawSnapshotUnderWorkloadSurvivesSIGKILL shows with it that the
 	// test fails without the watermark reconciliation.
 	c.Pipeline.snap.noReconcile = os.Getenv("FEEDCDC_RAWSNAP_NO_RECONCILE") != ""
+	if os.Getenv("FEEDCDC_BIGTX_KILL_AHEAD") != "" {
+		// TestBigTransactionKilledBetweenStepsLosesNothing: die once a
+		// step of deferred keys was written and the next two are built
+		// (the one about to be exported) and building (the one ahead).
+		steps := 0
+		c.Pipeline.aheadHook = func(context.Context, *deferredStep) {
+			if steps++; steps == 2 {
+				fmt.Fprintln(os.Stderr, "child: killing myself while a step of deferred keys is built ahead")
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
+	}
 	if err := c.Run(ctx, RunOptions{NoSchedule: true}); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1

@@ -593,6 +593,9 @@ func (fs *fullSync) persist(ctx context.Context, group []*syncChunk) error {
 		}
 		var w writeSet
 		st, err = p.exportBuilt(ctx, ro.Feed, keys, items, fs.eo, &w)
+		// A step of deferred keys built ahead must not export an older
+		// build of these keys after this one.
+		p.watch.exported(ro.Feed, keys)
 		if err != nil {
 			return err
 		}
@@ -644,25 +647,8 @@ func (fs *fullSync) refresh(ctx context.Context, group []*syncChunk, items []fee
 	for _, c := range group {
 		stale = append(stale, fs.p.watch.since(fs.ro.Feed, c.seq, c.keys)...)
 	}
-	if len(stale) == 0 {
-		return items, nil
-	}
-	fresh, err := fs.f.Build(ctx, stale)
-	if err != nil {
-		return nil, fmt.Errorf("connector: rebuild %s for %d keys the stream exported meanwhile: %w", fs.ro.Feed, len(stale), err)
-	}
 	fs.refreshed += len(stale)
-	drop := make(map[string]bool, len(stale))
-	for _, k := range stale {
-		drop[k] = true
-	}
-	kept := items[:0:0]
-	for _, it := range items {
-		if !drop[it.EntityKey] {
-			kept = append(kept, it)
-		}
-	}
-	return append(kept, fresh...), nil
+	return fs.p.rebuildStale(ctx, fs.f, stale, items)
 }
 
 // vanished sends the deleted payloads of the entities the state remembers

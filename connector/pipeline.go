@@ -335,6 +335,19 @@ type Pipeline struct {
 	// noDefer, when set (benchmarks), builds big transactions batch by
 	// batch in stream order, as before deferred keys existed.
 	noDefer bool
+	// next is the step of deferred keys built ahead (exporter goroutine
+	// only; bigtx.go); noStepAhead, when set (benchmarks), builds each
+	// step only when it is exported, as before steps were built ahead.
+	next        *deferredStep
+	noStepAhead bool
+	// aheadHook, when set (tests), is called on the exporter with a step
+	// of deferred keys just started ahead, before the step before it is
+	// exported.
+	aheadHook func(ctx context.Context, next *deferredStep)
+	// staleHook, when set (tests), is called with the keys of a build
+	// made off the exporter that are built again because the exporter
+	// exported them meanwhile.
+	staleHook func(feed string, keys []string)
 	// watch records the keys exported while a full sync of their feed
 	// builds chunks off the exporter (fullsync.go).
 	watch exportWatch
@@ -874,6 +887,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.loadDeferred(ctx); err != nil {
 		return err
 	}
+	defer p.dropNext()
 	// Deferred keys of big transactions are built in steps when the queue
 	// is empty, and at least every deferredEvery tasks otherwise: the
 	// changes behind a big transaction wait for one step, not for all of it.
@@ -889,7 +903,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				if err := p.runTask(ctx, t); err != nil {
 					return err
 				}
-				if sinceStep++; sinceStep < deferredEvery {
+				if sinceStep++; sinceStep < deferredEvery || p.deferred.Load() == 0 || p.inBigTx {
 					continue
 				}
 			default:
@@ -900,6 +914,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		// No step is drained now (nothing deferred, or a big transaction
+		// is being read): a step built ahead would only grow stale.
+		p.dropNext()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

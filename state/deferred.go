@@ -75,8 +75,11 @@ func (t *Tx) DeleteDeferred(feed string, keys []string) (removed int, err error)
 }
 
 // Deferred returns, for each feed with deferred keys, its first (lowest)
-// perFeed keys in key order, and how many keys it returned in all.
-func (t *Tx) Deferred(perFeed int) (map[string][]string, int, error) {
+// perFeed keys in key order that sort after after[feed] (all of a feed
+// missing from after), and how many keys it returned in all. The cursor
+// lets the pipeline read the next step while the keys of the step before
+// it, not yet built, are still in the set.
+func (t *Tx) Deferred(perFeed int, after map[string]string) (map[string][]string, int, error) {
 	out := map[string][]string{}
 	b := t.tx.Bucket(bDeferred)
 	if b == nil || perFeed <= 0 {
@@ -91,11 +94,20 @@ func (t *Tx) Deferred(perFeed int) (map[string][]string, int, error) {
 			return nil, n, fmt.Errorf("state: deferred key %q has no feed name: %w", k, errCorrupt)
 		}
 		feed := string(k[:i])
-		keys := out[feed]
+		if a, ok := after[feed]; ok {
+			// The first key after a: seek to it, and step over a itself.
+			t.kbuf = deferredKey(t.kbuf, feed, a)
+			if k, _ = c.Seek(t.kbuf); k != nil && bytes.Equal(k, t.kbuf) {
+				k, _ = c.Next()
+			}
+		}
+		var keys []string
 		for ; k != nil && len(keys) < perFeed && len(k) > i && k[i] == 0 && string(k[:i]) == feed; k, _ = c.Next() {
 			keys = append(keys, string(k[i+1:]))
 		}
-		out[feed] = keys
+		if len(keys) > 0 {
+			out[feed] = keys
+		}
 		n += len(keys)
 		// The next feed's keys start after feed "\x01".
 		k, _ = c.Seek(append([]byte(feed), 1))
@@ -149,11 +161,11 @@ func (s *Store) DeferredAmong(ctx context.Context, feed string, keys []string) (
 	return deferred, err
 }
 
-// Deferred returns up to perFeed deferred keys of each feed (see
-// Tx.Deferred).
-func (s *Store) Deferred(ctx context.Context, perFeed int) (keys map[string][]string, n int, err error) {
+// Deferred returns up to perFeed deferred keys of each feed, after the
+// feed's key in after (see Tx.Deferred).
+func (s *Store) Deferred(ctx context.Context, perFeed int, after map[string]string) (keys map[string][]string, n int, err error) {
 	err = s.View(ctx, func(tx *Tx) error {
-		keys, n, err = tx.Deferred(perFeed)
+		keys, n, err = tx.Deferred(perFeed, after)
 		return err
 	})
 	return keys, n, err

@@ -35,7 +35,7 @@ func TestDeferredKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, n, err := st.Deferred(ctx, 3)
+	keys, n, err := st.Deferred(ctx, 3, nil)
 	if err != nil || n != 4 || !reflect.DeepEqual(keys, map[string][]string{"products": {"1", "2", "3"}, "variants": {"9"}}) {
 		t.Fatalf("Deferred(3) = %v, %d, %v", keys, n, err)
 	}
@@ -57,9 +57,30 @@ func TestDeferredKeys(t *testing.T) {
 	if n, err := st.DeferredCount(ctx); err != nil || n != 3 {
 		t.Fatalf("after reopening: %d deferred keys, %v; want 3", n, err)
 	}
-	keys, n, err = st.Deferred(ctx, 10)
+	keys, n, err = st.Deferred(ctx, 10, nil)
 	if err != nil || n != 3 || !reflect.DeepEqual(keys, map[string][]string{"products": {"3", "4"}, "variants": {"9"}}) {
 		t.Fatalf("Deferred(10) = %v, %d, %v", keys, n, err)
+	}
+	// A cursor per feed: the keys after it (the key itself is not
+	// returned, whether it waits or not); a feed not in the map from its
+	// first key.
+	for _, c := range []struct {
+		after map[string]string
+		want  map[string][]string
+	}{
+		{map[string]string{"products": "3"}, map[string][]string{"products": {"4"}, "variants": {"9"}}},
+		{map[string]string{"products": "2"}, map[string][]string{"products": {"3", "4"}, "variants": {"9"}}},
+		{map[string]string{"products": "4", "variants": "1"}, map[string][]string{"variants": {"9"}}},
+		{map[string]string{"products": "9", "variants": "9"}, map[string][]string{}},
+	} {
+		keys, n, err := st.Deferred(ctx, 10, c.after)
+		want := 0
+		for _, k := range c.want {
+			want += len(k)
+		}
+		if err != nil || n != want || !reflect.DeepEqual(keys, c.want) {
+			t.Errorf("Deferred(10, %v) = %v, %d, %v; want %v", c.after, keys, n, err, c.want)
+		}
 	}
 	if err := st.View(ctx, func(tx *Tx) error {
 		_, err := tx.PutDeferred("products", []string{"5"})
