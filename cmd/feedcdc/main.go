@@ -53,7 +53,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 // in tests that run commands in their own process) applies
 // backpressure.memory_limit once a command loaded its configuration.
 func mainWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, setMemoryLimit func(int64) int64) int {
-	root, g := newRootGlobals(stdout, stderr)
+	root, g := newRoot(stdout, stderr)
 	g.setMemoryLimit = setMemoryLimit
 	root.SetArgs(args)
 	root.SetIn(stdin)

@@ -24,12 +24,8 @@ type globals struct {
 	setMemoryLimit func(int64) int64
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	root, _ := newRootGlobals(stdout, stderr)
-	return root
-}
-
-func newRootGlobals(stdout, stderr io.Writer) (*cobra.Command, *globals) {
+// newRoot builds the command tree and the globals its commands share.
+func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "feedcdc",
