@@ -109,6 +109,8 @@ func run(ctx context.Context, o options) error {
 		if !o.keep {
 			defer os.RemoveAll(o.workDir)
 		}
+	} else if err := os.MkdirAll(o.workDir, 0o755); err != nil {
+		return err
 	}
 	if o.bin == "" {
 		o.bin = filepath.Join(o.workDir, "feedcdc")
