@@ -460,38 +460,41 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 	for _, a := range wanted {
 		want[a] = true
 	}
-	var parts []string
-	for _, bt := range backendTypes {
-		parts = append(parts, `SELECT entity_id, attribute_id, store_id, CAST(value AS CHAR) FROM `+valueTables[bt]+
-			` WHERE `+ch.ids.On("entity_id"))
-	}
 	// The scan targets are reused for every row (a target per row would
 	// be four allocations). The ids arrive as the driver decoded them
 	// (database/sql would convert them to uint64 through reflection and a
-	// string per value), the value as raw bytes, copied only for the rows
-	// kept.
+	// string per value), the value as raw bytes (the text protocol's
+	// rendering of the column, as CAST(value AS CHAR) gives it), copied
+	// only for the rows kept.
 	var rp, ra, rs any
 	var v sql.RawBytes
 	dest := []any{&rp, &ra, &rs, &v}
-	err := query(ctx, ch.db, strings.Join(parts, " UNION ALL "), nil, func(r *sql.Rows) error {
-		if err := r.Scan(dest...); err != nil {
-			return err
-		}
-		pid, ok1 := toUint(rp)
-		aid, ok2 := toUint(ra)
-		sid, ok3 := toUint(rs)
-		if !ok1 || !ok2 || !ok3 {
-			return fmt.Errorf("value row ids %v, %v, %v: not unsigned integers", rp, ra, rs)
-		}
-		pr := ch.byID[pid]
-		if pr == nil || !want[aid] {
+	// One query per backend table, values as stored, rather than one
+	// UNION ALL of CAST(value AS CHAR): on the large catalog the union
+	// took 1.2x the server CPU of the five queries (61 chunks of 1,000
+	// products, two rounds: 2.2-2.3 s against 1.8-1.9 s).
+	for _, bt := range backendTypes {
+		err := query(ctx, ch.db, `SELECT entity_id, attribute_id, store_id, value FROM `+valueTables[bt]+
+			` WHERE `+ch.ids.On("entity_id"), nil, func(r *sql.Rows) error {
+			if err := r.Scan(dest...); err != nil {
+				return err
+			}
+			pid, ok1 := toUint(rp)
+			aid, ok2 := toUint(ra)
+			sid, ok3 := toUint(rs)
+			if !ok1 || !ok2 || !ok3 {
+				return fmt.Errorf("value row ids %v, %v, %v: not unsigned integers", rp, ra, rs)
+			}
+			pr := ch.byID[pid]
+			if pr == nil || !want[aid] {
+				return nil
+			}
+			pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: sql.NullString{String: string(v), Valid: v != nil}})
 			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("products: read attribute values (%s): %w", valueTables[bt], err)
 		}
-		pr.vals = append(pr.vals, eavVal{attr: aid, store: sid, v: sql.NullString{String: string(v), Valid: v != nil}})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("products: read attribute values: %w", err)
 	}
 	for _, pr := range ch.order {
 		slices.SortFunc(pr.vals, func(a, b eavVal) int {
