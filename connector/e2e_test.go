@@ -30,11 +30,17 @@ func e2eConfig(t *testing.T, db, kafkaAddr string, extra string) *config.Config 
 // server has written to its binlog.
 func waitCaughtUp(t testing.TB, c *Connector, admin *sql.DB, runErr <-chan error) {
 	t.Helper()
+	waitCaughtUpWithin(t, c, admin, runErr, 3*time.Minute)
+}
+
+// waitCaughtUpWithin is waitCaughtUp with its own deadline.
+func waitCaughtUpWithin(t testing.TB, c *Connector, admin *sql.DB, runErr <-chan error, within time.Duration) {
+	t.Helper()
 	var target string
 	if err := admin.QueryRow("SELECT @@gtid_binlog_pos").Scan(&target); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(within)
 	for {
 		pos, _, ok, err := c.Store.Checkpoint(context.Background())
 		if err != nil {
