@@ -205,37 +205,7 @@ func TestBigTransactionSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	statePath := filepath.Join(dir, "state.db")
 	cc := bigTxConfig(db, kafka.Addr(), statePath, "log: {format: json, level: info}\n")
-	cfgPath := cc.write(t, dir)
-	feedNames := cc.load(t).EnabledFeeds()
-	startChild := func(w *signalWriter) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "BIGTX_SOURCE_PASSWORD="+srv.CDCPassword)
-		cmd.Stderr = w
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	var fs []feeds.Feed
-	for _, f := range feedNames {
-		fs = append(fs, openFeed(t, srv, db, f))
-	}
-	waitEqual := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			bad, detail := feedsInKafka(t, kafka, db, fs)
-			if bad == 0 {
-				t.Logf("%s: every feed equals a fresh build (%s)", what, detail)
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: feeds differ from a fresh build after 3 minutes: %s", what, detail)
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-	}
+	startChild, waitEqual := bigTxCrashBed(t, cc, dir, db, kafka)
 
 	w1 := newSignalWriter(t, "keys of a big transaction deferred")
 	child := startChild(w1)
@@ -331,37 +301,7 @@ func TestBigTransactionKilledBetweenStepsLosesNothing(t *testing.T) {
 	statePath := filepath.Join(dir, "state.db")
 	cc := bigTxConfig(db, kafka.Addr(), statePath, "log: {format: json, level: info}\n")
 	cc.Feeds = []string{"products: {batch_size: 50}", "productAttributes: {batch_size: 50}", "variants: {batch_size: 50}", "productOverrides: {batch_size: 50}"}
-	cfgPath := cc.write(t, dir)
-	feedNames := cc.load(t).EnabledFeeds()
-	startChild := func(w *signalWriter, env ...string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "BIGTX_SOURCE_PASSWORD="+srv.CDCPassword), env...)
-		cmd.Stderr = w
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	var fs []feeds.Feed
-	for _, f := range feedNames {
-		fs = append(fs, openFeed(t, srv, db, f))
-	}
-	waitEqual := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			bad, detail := feedsInKafka(t, kafka, db, fs)
-			if bad == 0 {
-				t.Logf("%s: every feed equals a fresh build (%s)", what, detail)
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: feeds differ from a fresh build after 3 minutes: %s", what, detail)
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-	}
+	startChild, waitEqual := bigTxCrashBed(t, cc, dir, db, kafka)
 
 	w := newSignalWriter(t, "killing myself while a step of deferred keys is built ahead")
 	child := startChild(w, "FEEDCDC_BIGTX_KILL_AHEAD=1")
@@ -647,4 +587,42 @@ func joinIDs(ids []uint32) string {
 		s[i] = strconv.FormatUint(uint64(id), 10)
 	}
 	return strings.Join(s, ",")
+}
+
+// bigTxCrashBed writes cc into dir and returns how to start a connector
+// child process on it (killed with the test; env is added to its
+// environment) and how to wait until every feed in Kafka equals a fresh
+// build of db.
+func bigTxCrashBed(t *testing.T, cc connectorYAML, dir, db string, kafka *kafkatest.Cluster) (startChild func(w *signalWriter, env ...string) *exec.Cmd, waitEqual func(what string)) {
+	cfgPath := cc.write(t, dir)
+	var fs []feeds.Feed
+	for _, f := range cc.load(t).EnabledFeeds() {
+		fs = append(fs, openFeed(t, srv, db, f))
+	}
+	startChild = func(w *signalWriter, env ...string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "BIGTX_SOURCE_PASSWORD="+srv.CDCPassword), env...)
+		cmd.Stderr = w
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	waitEqual = func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			bad, detail := feedsInKafka(t, kafka, db, fs)
+			if bad == 0 {
+				t.Logf("%s: every feed equals a fresh build (%s)", what, detail)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: feeds differ from a fresh build after 3 minutes: %s", what, detail)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	return startChild, waitEqual
 }
