@@ -474,8 +474,14 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 	// took 1.2x the server CPU of the five queries (61 chunks of 1,000
 	// products, two rounds: 2.2-2.3 s against 1.8-1.9 s).
 	for _, bt := range backendTypes {
-		err := query(ctx, ch.db, `SELECT entity_id, attribute_id, store_id, value FROM `+valueTables[bt]+
-			` WHERE `+ch.ids.On("entity_id"), nil, func(r *sql.Rows) error {
+		where, err := ch.valueRange(ctx, valueTables[bt])
+		if err != nil {
+			return fmt.Errorf("products: read attribute value ids (%s): %w", valueTables[bt], err)
+		}
+		if where == "" {
+			continue // no value row of the chunk's products
+		}
+		err = query(ctx, ch.db, `SELECT entity_id, attribute_id, store_id, value FROM `+valueTables[bt]+where, nil, func(r *sql.Rows) error {
 			if err := r.Scan(dest...); err != nil {
 				return err
 			}
@@ -505,6 +511,47 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 		})
 	}
 	return nil
+}
+
+// valueRange returns the FROM-clause tail (index hint and WHERE) reading
+// the chunk's rows of value table t, or "" when it holds none.
+//
+// A range chunk (a full sync's) reads the rows of its products by their
+// primary key when their value_ids are dense: the value tables are
+// clustered on value_id, and products are mostly written with all their
+// values at once, so the value_ids of consecutive products are
+// consecutive too. One covering read of the unique (entity_id, ...) index
+// finds the span; the rows are then read in one pass over the clustered
+// index, with the entity range as a filter. Through the unique index
+// instead, every row costs a lookup of the clustered index: twice the
+// server's CPU on the large catalog (61 chunks of 1,000 products × five
+// tables: 167 against 88 ticks, the span query included). When the span
+// holds more than twice the chunk's rows (values added to old products
+// later, or values of many other products between them), the chunk reads
+// through the unique index as before.
+//
+// The two statements need not see the same snapshot: a row committed
+// before the span query has its value_id in the span; one committed after
+// it is a later change in the binlog, which rebuilds the product again.
+func (ch *productChunk) valueRange(ctx context.Context, t string) (string, error) {
+	byEntity := " WHERE " + ch.ids.On("entity_id")
+	if !ch.ids.isRange() {
+		return byEntity, nil
+	}
+	var lo, hi sql.NullInt64
+	var n int64
+	err := ch.db.QueryRowContext(ctx, `SELECT MIN(value_id), MAX(value_id), COUNT(*) FROM `+t+byEntity).Scan(&lo, &hi, &n)
+	switch {
+	case err != nil:
+		return "", err
+	case n == 0:
+		return "", nil
+	case hi.Int64-lo.Int64 < 2*n:
+		return " FORCE INDEX (PRIMARY) WHERE value_id BETWEEN " + strconv.FormatInt(lo.Int64, 10) + " AND " + strconv.FormatInt(hi.Int64, 10) +
+			" AND " + ch.ids.On("entity_id"), nil
+	default:
+		return byEntity, nil
+	}
 }
 
 // categories reads the products' category assignments with the

@@ -224,6 +224,9 @@ func (m idMatch) On(col string) string {
 	return col + " BETWEEN " + strconv.FormatUint(m.lo, 10) + " AND " + strconv.FormatUint(m.hi, 10)
 }
 
+// isRange reports whether the match reads a range of ids.
+func (m idMatch) isRange() bool { return m.set != nil }
+
 // Has reports whether id was asked for.
 func (m idMatch) Has(id uint64) bool {
 	if m.set == nil {
