@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -127,7 +126,7 @@ func setDefaults(v reflect.Value) {
 		case f.Kind == kStringMap:
 			fv.Set(reflect.MakeMap(f.Type))
 		case ok:
-			if err := setScalar(scalarNode(def), fv, f, nil); err != nil {
+			if err := setScalar(scalarNode(def), fv, f); err != nil {
 				panic(fmt.Sprintf("config: default of %s: %v", f.Name, err))
 			}
 		}
@@ -179,9 +178,9 @@ func splitList(s string) []string {
 	return out
 }
 
-// setScalar stores the scalar n in v, a field f at path, or says what is
-// wrong with it. Secrets are handled by the caller.
-func setScalar(n *yaml.Node, v reflect.Value, f field, path []string) error {
+// setScalar stores the scalar n in v, the field f, or says what is wrong
+// with it. Secrets are handled by the caller.
+func setScalar(n *yaml.Node, v reflect.Value, f field) error {
 	s := n.Value
 	switch f.Kind {
 	case kInt, kUint:
@@ -238,7 +237,6 @@ type Key struct {
 	Default string // formatted default ("" when empty)
 	Allowed string // e.g. "one of none, gzip" or "1..65535"
 	Doc     string
-	Env     string // FEEDCDC_* override, with placeholders upper-cased
 }
 
 // Keys lists every leaf key of the configuration in file order, with its
@@ -246,7 +244,7 @@ type Key struct {
 // that keep config.yaml complete.
 func Keys() []Key {
 	cfg := Default()
-	cfg.Sinks = map[string]*Sink{"<name>": sinkPrototype()}
+	cfg.Sinks = map[string]*Sink{"<name>": {Kafka: DefaultKafkaSink(), HTTP: DefaultHTTPSink(), File: DefaultFileSink()}}
 	var out []Key
 	seen := map[string]bool{}
 	eachKey(reflect.ValueOf(cfg), nil, func(parent reflect.Value, f field, p []string) {
@@ -265,7 +263,6 @@ func Keys() []Key {
 		case f.Name == "type" && p[0] == "sinks":
 			k.Default = "inferred from the section present"
 		}
-		k.Env = envName(k.Path)
 		out = append(out, k)
 	})
 	return out
@@ -275,12 +272,6 @@ var envReplacer = strings.NewReplacer(".", "_", "<", "", ">", "")
 
 func envName(path string) string {
 	return EnvPrefix + strings.ToUpper(envReplacer.Replace(path))
-}
-
-// sinkPrototype is a sink with every section at its defaults; decoding
-// fills it and finishSink drops the sections of other types.
-func sinkPrototype() *Sink {
-	return &Sink{Kafka: DefaultKafkaSink(), HTTP: DefaultHTTPSink(), File: DefaultFileSink()}
 }
 
 func allowed(f field) string {
@@ -308,17 +299,6 @@ func formatValue(v reflect.Value) string {
 		return "[" + strings.Join(l, ", ") + "]"
 	}
 	return fmt.Sprint(v.Interface())
-}
-
-// allPaths returns every known path in the placeholder form, for
-// "did you mean" suggestions of misplaced keys.
-func allPaths() []string {
-	var out []string
-	for _, k := range Keys() {
-		out = append(out, k.Path)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // generalize turns a concrete path into its placeholder form
