@@ -185,7 +185,9 @@ func (l *loader) entries(n *yaml.Node, path []string, fn func(k, v *yaml.Node)) 
 				l.problemAt(k.Line, join(with(path, k.Value)), "key %q is set twice (also on line %d); keep one", k.Value, prev)
 			default:
 				seen[k.Value] = k.Line
-				l.lines[join(with(path, k.Value))] = k.Line
+				if l.env == "" {
+					l.lines[join(with(path, k.Value))] = k.Line
+				}
 				fn(k, v)
 			}
 		}
@@ -250,12 +252,17 @@ func (l *loader) value(n *yaml.Node, v reflect.Value, f field, p []string) {
 		if v.Kind() == reflect.Pointer && v.IsNil() { // a sink's kafka, http or file section
 			v.Set(reflect.New(f.Type.Elem()))
 			setDefaults(v)
+			if l.env != "" {
+				l.envSet[path] = l.env
+			}
 		}
 		l.section(n, reflect.Indirect(v), p)
 	case kSinkMap:
 		l.sinks(n, v, p)
 	case kStringMap:
-		v.Set(reflect.MakeMap(f.Type))
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(f.Type))
+		}
 		l.entries(n, p, func(k, mv *yaml.Node) {
 			if mv.Kind != yaml.ScalarNode || isNull(mv) {
 				l.problemAt(mv.Line, join(with(p, k.Value)), "must be a string, not a %s", nodeKind(mv))
@@ -280,7 +287,7 @@ func (l *loader) value(n *yaml.Node, v reflect.Value, f field, p []string) {
 	default:
 		switch {
 		case n.Kind != yaml.ScalarNode:
-			l.problemAt(n.Line, path, "must be a single %s, not a %s", f.Kind.typeName(), nodeKind(n))
+			l.problemAt(n.Line, path, "must be a single %s, not a %s", f.Kind, nodeKind(n))
 		case f.Kind == kBool && l.env != "" && n.Tag != "!!bool":
 			if b, err := strconv.ParseBool(n.Value); err == nil { // FEEDCDC_RAW_ENABLED=1
 				v.SetBool(b)
@@ -297,15 +304,21 @@ func (l *loader) value(n *yaml.Node, v reflect.Value, f field, p []string) {
 	}
 }
 
-// sinks decodes the sinks section: it replaces the default sink set.
+// sinks decodes the sinks section: the file's replaces the default sink
+// set, a variable's sets a key of a sink defined (envKeys names no other).
 func (l *loader) sinks(n *yaml.Node, v reflect.Value, p []string) {
-	m := map[string]*Sink{}
+	m := v.Interface().(map[string]*Sink)
+	if l.env == "" {
+		m = map[string]*Sink{}
+	}
 	l.entries(n, p, func(k, sv *yaml.Node) {
 		if sv.Kind != yaml.MappingNode {
 			l.problemAt(sv.Line, join(with(p, k.Value)), "sink %q must be a section (type: kafka|http|file plus its options), not a %s", k.Value, nodeKind(sv))
 			return
 		}
-		m[k.Value] = &Sink{}
+		if m[k.Value] == nil {
+			m[k.Value] = &Sink{}
+		}
 		l.section(sv, reflect.ValueOf(m[k.Value]).Elem(), with(p, k.Value))
 	})
 	if len(n.Content) == 0 {
@@ -347,35 +360,33 @@ func (l *loader) finishSink(name string, s *Sink) {
 
 // --- environment overrides ------------------------------------------------------
 
-// envTarget is the key a FEEDCDC_* variable sets: field f of the struct
-// parent at the concrete path p (for a routes entry, p ends with the feed).
-type envTarget struct {
-	parent reflect.Value
-	f      field
-	p      []string
-}
-
-// envTargets maps every FEEDCDC_* name to the key it sets: every leaf key,
-// with the sinks of cfg and the feeds of http routes.
-func envTargets(cfg *Config) map[string]envTarget {
-	out := map[string]envTarget{}
-	eachKey(reflect.ValueOf(cfg), nil, func(parent reflect.Value, f field, p []string) {
+// envKeys maps every FEEDCDC_* name to the key path it sets: every leaf key
+// of every section of the sinks of cfg, and the routes of each feed. (The
+// keys of the other maps, header and Kafka config names, have no spelling
+// in a variable name.)
+func envKeys(cfg *Config) map[string]string {
+	all := Default()
+	all.Sinks = map[string]*Sink{}
+	for name := range cfg.Sinks {
+		all.Sinks[name] = sinkPrototype()
+	}
+	out := map[string]string{}
+	eachKey(reflect.ValueOf(all), nil, func(_ reflect.Value, f field, p []string) {
 		switch {
 		case f.Kind != kStringMap:
-			out[envName(join(p))] = envTarget{parent, f, p}
+			out[envName(join(p))] = join(p)
 		case f.Keys == "feed":
 			for _, n := range FeedNames {
-				out[envName(join(with(p, n)))] = envTarget{parent, f, with(p, n)}
+				out[envName(join(with(p, n)))] = join(with(p, n))
 			}
 		}
 	})
 	return out
 }
 
-// applyEnv applies the FEEDCDC_* overrides, in name order, through the same
-// decoder as the file (a value is a YAML scalar; lists are comma-separated).
-// A variable of a sink section the file does not give gives it (at its
-// defaults).
+// applyEnv applies the FEEDCDC_* overrides, in name order, each as a YAML
+// document holding its one key, through the decoder of the file (so a list
+// is comma-separated, and a sink section a variable names is given).
 func (l *loader) applyEnv(cfg *Config) {
 	var names []string
 	for k := range l.environ {
@@ -384,34 +395,23 @@ func (l *loader) applyEnv(cfg *Config) {
 		}
 	}
 	slices.Sort(names)
-	for name, s := range cfg.Sinks {
-		for _, t := range sinkTypes {
-			path := "sinks." + name + "." + t
-			i := slices.IndexFunc(names, func(n string) bool { return strings.HasPrefix(n, envName(path)+"_") })
-			if sec := sinkSection(s, t); sec.IsNil() && i >= 0 {
-				sec.Set(reflect.New(sec.Type().Elem()))
-				setDefaults(sec)
-				l.envSet[path] = names[i]
-			}
-		}
-	}
-	targets := envTargets(cfg)
+	keys := envKeys(cfg)
 	referenced := map[string]bool{}
 	forEachSecret(cfg, func(_ string, _ *Secret, _, env *string) { referenced[*env] = true })
 	for _, name := range names {
-		t, ok := targets[name]
+		path, ok := keys[name]
 		words := strings.Split(name, "_")
 		switch {
 		case ok:
-			l.env, l.envSet[join(t.p)] = name, name
-			if fv := t.parent.Field(t.f.Index); t.f.Kind == kStringMap {
-				fv.SetMapIndex(reflect.ValueOf(t.p[len(t.p)-1]), reflect.ValueOf(l.environ[name]))
-			} else {
-				l.value(scalarNode(l.environ[name]), fv, t.f, t.p)
+			doc := scalarNode(l.environ[name])
+			for _, k := range slices.Backward(strings.Split(path, ".")) {
+				doc = &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: k}, doc}}
 			}
+			l.env, l.envSet[path] = name, name
+			l.section(doc, reflect.ValueOf(cfg).Elem(), nil)
 			l.env = ""
 		case !referenced[name] && name != "FEEDCDC_CONFIG" && !slices.Contains(words, "TEST") && !slices.Contains(words, "BENCH"):
-			l.unknownEnv(name, targets, cfg)
+			l.unknownEnv(name, keys, cfg)
 		}
 	}
 }
@@ -421,7 +421,7 @@ func (l *loader) applyEnv(cfg *Config) {
 // key, as it would be in the file), a warning otherwise (other tools use the
 // prefix too). Variables with a TEST or BENCH word (the test suite's) and
 // FEEDCDC_CONFIG are not reported at all.
-func (l *loader) unknownEnv(name string, targets map[string]envTarget, cfg *Config) {
+func (l *loader) unknownEnv(name string, keys map[string]string, cfg *Config) {
 	section, _, _ := strings.Cut(strings.TrimPrefix(name, EnvPrefix), "_")
 	f, isSection := fieldByName(reflect.TypeOf(Config{}), strings.ToLower(section))
 	isSection = isSection && (f.Kind == kStruct || f.Kind == kSinkMap) && strings.Contains(name[len(EnvPrefix):], "_")
@@ -435,7 +435,7 @@ func (l *loader) unknownEnv(name string, targets map[string]envTarget, cfg *Conf
 		}
 	}
 	var cands []string
-	for c := range targets {
+	for c := range keys {
 		if !isSection || strings.HasPrefix(c, prefix) {
 			cands = append(cands, c)
 		}

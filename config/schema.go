@@ -11,47 +11,34 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// kind classifies a config field for decoding, validation and docs.
-type kind int
+// kind classifies a config field for decoding, validation and docs; it is
+// how the field's type is described to users.
+type kind string
 
 const (
-	kString kind = iota
-	kSecret
-	kSchedule
-	kInt
-	kUint
-	kBool
-	kDuration
-	kByteSize
-	kStrings
-	kStringMap // map[string]string
-	kStruct
-	kSinkMap // map[string]*Sink
+	kString    kind = "string"
+	kSecret    kind = "secret"
+	kSchedule  kind = "schedule"
+	kInt       kind = "integer" // signed or unsigned
+	kBool      kind = "boolean"
+	kDuration  kind = "duration"
+	kByteSize  kind = "size"
+	kStrings   kind = "list of strings"
+	kStringMap kind = "map of strings" // map[string]string
+	kStruct    kind = "section"
+	kSinkMap   kind = "map of sinks" // map[string]*Sink
 )
 
-var kindNames = []string{"string", "secret", "schedule", "integer", "integer", "boolean", "duration", "size", "list of strings", "map of strings", "section", "map of sinks"}
-
-// typeName is how a kind is described to users.
-func (k kind) typeName() string { return kindNames[k] }
-
 func kindOf(t reflect.Type) kind {
-	switch t {
-	case reflect.TypeOf(Duration(0)):
-		return kDuration
-	case reflect.TypeOf(ByteSize(0)):
-		return kByteSize
-	case reflect.TypeOf(Secret("")):
-		return kSecret
-	case reflect.TypeOf(Schedule("")):
-		return kSchedule
+	if k, ok := map[reflect.Type]kind{reflect.TypeFor[Duration](): kDuration, reflect.TypeFor[ByteSize](): kByteSize,
+		reflect.TypeFor[Secret](): kSecret, reflect.TypeFor[Schedule](): kSchedule}[t]; ok {
+		return k
 	}
 	switch t.Kind() {
 	case reflect.String:
 		return kString
-	case reflect.Int, reflect.Int64:
+	case reflect.Int, reflect.Int64, reflect.Uint32:
 		return kInt
-	case reflect.Uint32:
-		return kUint
 	case reflect.Bool:
 		return kBool
 	case reflect.Slice:
@@ -75,7 +62,7 @@ type field struct {
 	Type  reflect.Type
 	Kind  kind
 	Tag   reflect.StructTag
-	Keys  string // map key placeholder: "feed", "header", "config"
+	Keys  string // what the keys of a map are: its placeholder in docs and its entries' check (entryChecks)
 }
 
 // fieldsOf lists the keys of a section type (struct or pointer to struct).
@@ -183,19 +170,14 @@ func splitList(s string) []string {
 func setScalar(n *yaml.Node, v reflect.Value, f field) error {
 	s := n.Value
 	switch f.Kind {
-	case kInt, kUint:
+	case kInt:
 		if n.Tag != "!!int" {
-			ex := f.Tag.Get("default")
-			if ex == "" {
-				ex = cmp.Or(f.Tag.Get("min"), "1")
-			}
-			return fmt.Errorf("must be an integer, got %s; write e.g. %s: %s", nodeKind(n), f.Name, ex)
+			return fmt.Errorf("must be an integer, got %s; write e.g. %s: %s", nodeKind(n), f.Name, cmp.Or(f.Tag.Get("default"), f.Tag.Get("min"), "1"))
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
-		if err != nil || (f.Kind == kUint && (i < 0 || v.OverflowUint(uint64(i)))) || (f.Kind == kInt && v.OverflowInt(i)) {
+		if unsigned := v.Kind() == reflect.Uint32; err != nil || unsigned && (i < 0 || v.OverflowUint(uint64(i))) || !unsigned && v.OverflowInt(i) {
 			return fmt.Errorf("%s is out of range; allowed: %s", s, cmp.Or(allowed(f), "a non-negative integer"))
-		}
-		if f.Kind == kUint {
+		} else if unsigned {
 			v.SetUint(uint64(i))
 		} else {
 			v.SetInt(i)
@@ -244,7 +226,7 @@ type Key struct {
 // that keep config.yaml complete.
 func Keys() []Key {
 	cfg := Default()
-	cfg.Sinks = map[string]*Sink{"<name>": {Kafka: DefaultKafkaSink(), HTTP: DefaultHTTPSink(), File: DefaultFileSink()}}
+	cfg.Sinks = map[string]*Sink{"<name>": sinkPrototype()}
 	var out []Key
 	seen := map[string]bool{}
 	eachKey(reflect.ValueOf(cfg), nil, func(parent reflect.Value, f field, p []string) {
@@ -253,7 +235,7 @@ func Keys() []Key {
 			return
 		}
 		seen[path] = true
-		k := Key{Path: path, Type: f.Kind.typeName(), Default: formatValue(parent.Field(f.Index)), Allowed: allowed(f), Doc: f.Tag.Get("doc")}
+		k := Key{Path: path, Type: string(f.Kind), Default: formatValue(parent.Field(f.Index)), Allowed: allowed(f), Doc: f.Tag.Get("doc")}
 		switch {
 		case f.Kind == kStringMap:
 			k.Path, k.Type, k.Default = path+".<"+f.Keys+">", "string", ""
@@ -266,6 +248,12 @@ func Keys() []Key {
 		out = append(out, k)
 	})
 	return out
+}
+
+// sinkPrototype is a sink with every section at its defaults: the keys a
+// sink can have.
+func sinkPrototype() *Sink {
+	return &Sink{Kafka: DefaultKafkaSink(), HTTP: DefaultHTTPSink(), File: DefaultFileSink()}
 }
 
 var envReplacer = strings.NewReplacer(".", "_", "<", "", ">", "")

@@ -61,10 +61,25 @@ func TestMapsShareMergeAndDuplicateRules(t *testing.T) {
 func TestMapEntriesCheckedWhenRawIsOff(t *testing.T) {
 	for y, want := range map[string]string{
 		"raw:\n  mask_columns: {shop.c.email: sha1}\n": `config.yaml:5: raw.mask_columns.shop.c.email: "sha1" is not a mask`,
-		"raw:\n  key_columns: {shop.t: \"a,\"}\n":       `config.yaml:5: raw.key_columns.shop.t: "a," has an empty column name`,
+		"raw:\n  key_columns: {shop.t: \"a,\"}\n":      `config.yaml:5: raw.key_columns.shop.t: "a," has an empty column name`,
 	} {
 		if _, err := LoadBytes([]byte(base+y), "config.yaml", nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", y, err, want)
 		}
+	}
+}
+
+// TestEnvOverrideIsOneKey: a variable is decoded as a document holding its
+// one key, so it adds a routes entry to the file's and keeps the file's
+// other keys and lines.
+func TestEnvOverrideIsOneKey(t *testing.T) {
+	y := base + "sinks:\n  svc:\n    http:\n      base_url: https://x.example\n      routes: {products: p}\n"
+	cfg := mustLoad(t, y, "FEEDCDC_SINKS_SVC_HTTP_ROUTES_VARIANTS=v")
+	if r := cfg.Sinks["svc"].HTTP.Routes; len(r) != 2 || r["products"] != "p" || r["variants"] != "v" {
+		t.Fatalf("routes = %v", r)
+	}
+	_, err := LoadBytes([]byte(y+"    kafka: {}\n"), "config.yaml", []string{"FEEDCDC_SINKS_SVC_HTTP_TIMEOUT=5s"})
+	if err == nil || !strings.Contains(err.Error(), `config.yaml:5: sinks.svc.type: sink "svc" has sections kafka and http but no type`) {
+		t.Fatalf("a file problem after an override of its section: %v", err)
 	}
 }

@@ -102,8 +102,8 @@ func validate(c *Config) []Problem {
 func (k *checker) tags() {
 	eachKey(reflect.ValueOf(k.c), nil, func(parent reflect.Value, f field, p []string) {
 		fv, ps := parent.Field(f.Index), join(p)
-		if f.Tag.Get("required") == "true" && fv.Len() == 0 {
-			k.add(ps, "is required; %s", requiredHint(ps, f))
+		if hint, ok := f.Tag.Lookup("required"); ok && fv.Len() == 0 {
+			k.add(ps, "is required; %s", hint)
 			return
 		}
 		if enum, val := f.enum(), fv.String(); enum != nil && !slices.Contains(enum, val) {
@@ -177,21 +177,6 @@ var (
 	topicRE       = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
 )
 
-var examples = map[string]string{"brokers": "kafka-1:9092", "base_url": "https://feeds.example.com/api", "dir": "feedcdc-data/out",
-	"path": "feedcdc-data/state.db", "topic_template": "\"{prefix}.{feed}\"", "database": "magento"}
-
-func requiredHint(path string, f field) string {
-	switch {
-	case path == "source.user":
-		return "set the replication user (needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT), e.g. user: feedcdc, or FEEDCDC_SOURCE_USER"
-	case path == "source.host":
-		return "set the source server's host, e.g. host: db-replica.internal"
-	case f.Kind == kStrings:
-		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, cmp.Or(examples[f.Name], "..."))
-	}
-	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, cmp.Or(examples[f.Name], "..."))
-}
-
 func validPort(p string, allowZero bool) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n <= 65535 && (n > 0 || (allowZero && n == 0))
@@ -200,7 +185,7 @@ func validPort(p string, allowZero bool) bool {
 // rangeCheck applies the min and max tags, parsed like values of the field.
 func (k *checker) rangeCheck(ps string, fv reflect.Value, f field) {
 	num := func(v reflect.Value) float64 {
-		if f.Kind == kUint {
+		if v.Kind() == reflect.Uint32 {
 			return float64(v.Uint())
 		}
 		return float64(v.Int())
