@@ -2,33 +2,34 @@
 // (config.yaml plus FEEDCDC_* environment overrides).
 //
 // Invariants:
-//   - Every key has a default (its default struct tag; Default), so a file
-//     that only names the source host and user is a complete configuration.
-//   - One decoding path: the YAML node tree is decoded into the typed struct
-//     by one reflective walker (load.go), which also applies FEEDCDC_*
-//     overrides and the default tags, so every value is checked by the same
-//     code and every problem knows its line or variable.
+//   - The set of keys is defined once, by the yaml tags of the Config struct
+//     tree; config.yaml at the repository root and docs/configuration.md are
+//     tested to document exactly those keys, with their defaults.
+//   - Every key has a default (its default tag; Default), so a file that
+//     only names the source host and user is a complete configuration.
+//   - One decoding path: one reflective walker (load.go) decodes the YAML
+//     node tree into the typed struct, and decodes each FEEDCDC_* value as a
+//     YAML scalar of the key it names, so a value is checked by the same
+//     code wherever it comes from and every problem knows its line or
+//     variable. Every mapping (section, sinks, string map) is read by one
+//     function: merge keys apply, a key given twice is an error.
 //   - Load reports every problem of a file at once, as one *ValidationError
 //     whose Problems name the key path, the config.yaml line (or the
 //     environment variable) and how to fix it. A *Config returned without
-//     error has passed every check in Validate.
+//     error has passed every check in Validate, and each sink has exactly
+//     the options section of its type.
 //   - Secrets (source password, SASL passwords, HTTP API keys, dashboard
-//     token) come only from the environment or from files. A literal secret
-//     in the YAML is an error. Resolved secrets are held in Secret values
-//     that never print, log or marshal their content; Redacted/String show
-//     the configuration with secrets masked.
-//   - The set of keys is defined once, by the yaml tags of the Config struct
-//     tree; config.yaml at the repository root and docs/configuration.md are
-//     tested to document exactly those keys.
+//     token, hash salt) come only from the environment or from files; a
+//     literal secret in the YAML is an error. Secret values never print,
+//     log or marshal their content.
 //   - Adding an option is adding one struct field with its tags (yaml, doc,
-//     default, and enum/min/max/required/pattern/ref as needed): the one walk
-//     over the tree (eachKey) gives it its default, decoding with file:line
-//     errors and "did you mean", its FEEDCDC_* override, the tag checks and
-//     its row in Keys. Checks the tags cannot express (across keys, the
-//     syntax of one key such as table patterns, URLs and brokers, and the
-//     keys of maps such as routes, headers and producer settings) are
-//     written out in validate.go, so Validate applies them to a Config built
-//     in code as Load does to a file.
+//     default, and enum/min/max/required/pattern/needs/ref/keys as needed):
+//     the walk over the tree (eachKey) gives it its default, its decoding,
+//     its FEEDCDC_* override, the tag checks and its row in Keys. Checks the
+//     tags cannot express (across keys, or the syntax of one key such as
+//     table patterns, URLs and brokers) are written out in validate.go, so
+//     Validate applies them to a Config built in code as Load does to a
+//     file.
 //   - The package describes and checks the configuration; what is built from
 //     it lives with its user: TLS and driver configurations in connector,
 //     the table filter in connector/binlog, topic names and URLs in the
@@ -38,8 +39,15 @@
 package config
 
 import (
+	"hash/fnv"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Feed names, in the spelling used in config.yaml, on the CLI and in logs.
@@ -57,11 +65,12 @@ var FeedNames = []string{FeedProducts, FeedProductAttributes, FeedVariants, Feed
 // yaml = key name; doc = meaning (shown in docs/configuration.md);
 // default = the built-in value, in config.yaml syntax (lists
 // comma-separated); enum = allowed values; min/max = inclusive range;
-// required; pattern (listen, name, file: an existing file); needs = the
+// required = the key must not be empty, and how to fix it; pattern (listen, name, file: an existing file); needs = the
 // sibling key that must be set with this one; ref:"sink" = the values name
-// sinks;
-// keys = what the keys of a map are (feed, header, config). A Secret field
-// is read only from the environment or its <key>_env / <key>_file siblings.
+// sinks; keys = what the keys of a map are (feed, header, config,
+// producer, column, table), which also selects the check of its entries
+// (entryChecks). A Secret field is read only from the environment or its
+// <key>_env / <key>_file siblings.
 type Config struct {
 	Name         string           `yaml:"name" doc:"Connector name: appears in raw envelopes (source.name), logs, metrics and feed locks. Keep it stable and unique per connector." pattern:"name" default:"feedcdc"`
 	Source       Source           `yaml:"source" doc:"The MySQL/MariaDB server feedcdc reads the binlog from (usually a replica)."`
@@ -86,9 +95,9 @@ type Config struct {
 
 // Source is the binlog source.
 type Source struct {
-	Host             string      `yaml:"host" doc:"Host name or IP address of the source server." required:"true" default:"127.0.0.1"`
+	Host             string      `yaml:"host" doc:"Host name or IP address of the source server." required:"set the source server's host, e.g. host: db-replica.internal" default:"127.0.0.1"`
 	Port             int         `yaml:"port" doc:"TCP port of the source server." min:"1" max:"65535" default:"3306"`
-	User             string      `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables, and on MariaDB SLAVE MONITOR for resync.max_replica_lag (README, Grants)." required:"true"`
+	User             string      `yaml:"user" doc:"Replication user; needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT on the captured tables, and on MariaDB SLAVE MONITOR for resync.max_replica_lag (README, Grants)." required:"set the replication user (needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT), e.g. user: feedcdc, or FEEDCDC_SOURCE_USER"`
 	Password         Secret      `yaml:"password" doc:"Password of user. Only from FEEDCDC_SOURCE_PASSWORD, password_env or password_file; a literal value in the file is rejected."`
 	PasswordFile     string      `yaml:"password_file" doc:"File holding the password (trailing newline ignored)."`
 	PasswordEnv      string      `yaml:"password_env" doc:"Name of an environment variable holding the password."`
@@ -129,7 +138,7 @@ type SourceTLS struct {
 
 // State is the embedded state store.
 type State struct {
-	Path                   string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing. A damaged, empty or foreign file stops every command with the remedy (docs/state.md); check it with feedcdc state check, back it up with feedcdc state backup FILE." required:"true" default:"feedcdc-data/state.db"`
+	Path                   string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing. A damaged, empty or foreign file stops every command with the remedy (docs/state.md); check it with feedcdc state check, back it up with feedcdc state backup FILE." required:"set path, e.g. path: feedcdc-data/state.db" default:"feedcdc-data/state.db"`
 	Retention              Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d" default:"7d"`
 	FlushInterval          Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter)." min:"1ms" max:"1m" default:"200ms"`
 	FlushBatch             int      `yaml:"flush_batch" doc:"Changed entity keys (all feeds together) that close a batch before flush_interval." min:"1" max:"1000000" default:"5000"`
@@ -138,7 +147,7 @@ type State struct {
 
 // Feeds holds the four entity feeds.
 type Feeds struct {
-	Database               string   `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"true" default:"magento"`
+	Database               string   `yaml:"database" doc:"Database holding the Magento catalog tables the feed builders read." required:"set database, e.g. database: magento" default:"magento"`
 	TablePrefix            string   `yaml:"table_prefix" doc:"Magento table prefix (app/etc/env.php db.table_prefix). Only the empty prefix is supported so far; a non-empty one is refused at start."`
 	VisibilityFence        bool     `yaml:"visibility_fence" doc:"Before a streamed batch is built, prove that its newest transaction is committed, so the build sees it: take a shared lock on one row it changed (a point read in its own transaction, released at once), or, when a later transaction holds the row, read the row and find the change's result in it. MySQL and MariaDB show a transaction in the binlog before other sessions see its rows (seconds before with semi-sync AFTER_SYNC or a slow fsync); see feeds.visibility_fence_timeout. On MySQL 8.0.22+ this needs LOCK TABLES (or UPDATE/DELETE) on the catalog database; without it feedcdc warns once and waits 100 ms instead. Off: a build may miss a transaction read the instant it was committed." default:"true"`
 	VisibilityFenceTimeout Duration `yaml:"visibility_fence_timeout" doc:"Longest time the visibility fence waits for proof that a streamed batch's newest transaction is committed (its row lock is free, or its row shows the change while a later transaction holds the lock). A lock-wait timeout alone is no proof: a commit waiting for a semi-sync acknowledgement, a slow fsync or a stalled replica SQL thread looks the same. When the time runs out the batch is not exported, its checkpoint does not move, feedcdc.fence.timeouts counts it, an error is logged and the batch is retried. Set it above rpl_semi_sync_master_timeout / rpl_semi_sync_source_timeout." min:"1s" max:"1h" default:"1m"`
@@ -169,7 +178,7 @@ type Feed struct {
 // Raw configures raw per-table change streams.
 type Raw struct {
 	Enabled             bool              `yaml:"enabled" doc:"Emit every row change of the captured tables as a JSON envelope {before, after, op, source, ts_ms}."`
-	TopicTemplate       string            `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"true" default:"{prefix}.{db}.{table}"`
+	TopicTemplate       string            `yaml:"topic_template" doc:"Topic (Kafka) or file name (file sink) per table. Placeholders: {prefix} (a Kafka sink's topic_prefix; the connector name for file sinks), {db}, {table}, {name} (connector name)." required:"set topic_template, e.g. topic_template: \"{prefix}.{db}.{table}\"" default:"{prefix}.{db}.{table}"`
 	Tombstones          bool              `yaml:"tombstones" doc:"Follow each delete with a tombstone (null value) for log compaction." default:"true"`
 	Sinks               []string          `yaml:"sinks" doc:"Sinks (kafka or file) raw streams go to. Empty = every kafka and file sink." ref:"sink"`
 	SchemaChanges       bool              `yaml:"schema_changes" doc:"Emit a schema-change record for every DDL statement (CREATE, ALTER, RENAME, DROP) that changes a table of the raw streams: statement, db, table, binlog position/GTID, timestamp and the table's columns after it, in binlog order with the data records (Debezium's schema-change topic; docs/sinks.md)." default:"true"`
@@ -216,10 +225,10 @@ type Sink struct {
 
 // KafkaSink is a Kafka destination.
 type KafkaSink struct {
-	Brokers           []string          `yaml:"brokers" doc:"Bootstrap brokers as host:port." required:"true"`
+	Brokers           []string          `yaml:"brokers" doc:"Bootstrap brokers as host:port." required:"write at least one entry, e.g. brokers: [kafka-1:9092]"`
 	ClientID          string            `yaml:"client_id" doc:"Kafka client.id." default:"feedcdc"`
 	TopicPrefix       string            `yaml:"topic_prefix" doc:"Value of {prefix} in topic templates." default:"feedcdc"`
-	TopicTemplate     string            `yaml:"topic_template" doc:"Topic per entity feed. Placeholders: {prefix}, {feed}, {name}." required:"true" default:"{prefix}.{feed}"`
+	TopicTemplate     string            `yaml:"topic_template" doc:"Topic per entity feed. Placeholders: {prefix}, {feed}, {name}." required:"set topic_template, e.g. topic_template: \"{prefix}.{feed}\"" default:"{prefix}.{feed}"`
 	Compression       string            `yaml:"compression" doc:"Producer compression codec." enum:"none,gzip,snappy,lz4,zstd" default:"none"`
 	Acks              string            `yaml:"acks" doc:"Acknowledgements required: all (durable; required for at-least-once), one (leader only), none." enum:"all,one,none" default:"all"`
 	BatchSize         int               `yaml:"batch_size" doc:"Most messages per produce request." min:"1" max:"1000000" default:"1000"`
@@ -258,7 +267,7 @@ type KafkaSASL struct {
 
 // HTTPSink is an HTTP feed service (Adobe SaaS Data Export style).
 type HTTPSink struct {
-	BaseURL            string            `yaml:"base_url" doc:"Service base URL; requests go to POST {base_url}/{route}/{data_space} (or {base_url}/{route} without data_space)." required:"true"`
+	BaseURL            string            `yaml:"base_url" doc:"Service base URL; requests go to POST {base_url}/{route}/{data_space} (or {base_url}/{route} without data_space)." required:"set base_url, e.g. base_url: https://feeds.example.com/api"`
 	Routes             map[string]string `yaml:"routes" doc:"Route per feed name; a feed not listed uses its own name." keys:"feed"`
 	DataSpace          string            `yaml:"data_space" doc:"Data space (environment) id appended to the URL."`
 	Headers            map[string]string `yaml:"headers" doc:"Extra non-secret request headers. Credentials go in api_key, never here." keys:"header"`
@@ -284,7 +293,7 @@ type HTTPTLS struct {
 
 // FileSink writes JSON Lines files.
 type FileSink struct {
-	Dir      string   `yaml:"dir" doc:"Directory of the files (<feed>.jsonl, raw: the raw topic_template + .jsonl); created if missing." required:"true" default:"feedcdc-data/out"`
+	Dir      string   `yaml:"dir" doc:"Directory of the files (<feed>.jsonl, raw: the raw topic_template + .jsonl); created if missing." required:"set dir, e.g. dir: feedcdc-data/out" default:"feedcdc-data/out"`
 	MaxSize  ByteSize `yaml:"max_size" doc:"A file is rotated when it would exceed this size." min:"1KiB" max:"1TiB" default:"100MiB"`
 	MaxFiles int      `yaml:"max_files" doc:"Rotated files kept per stream; the oldest is deleted (and the deletion logged) when one more is made, although its items were acknowledged. 0 = keep all." min:"0" max:"100000" default:"10"`
 	Fsync    bool     `yaml:"fsync" doc:"fsync before acknowledging a batch (durable; slower). Without it a power loss can lose acknowledged lines." default:"true"`
@@ -413,4 +422,54 @@ func (c *Config) EnabledFeeds() []string {
 		}
 	}
 	return out
+}
+
+// Redacted renders the effective configuration as YAML with every secret
+// masked as "<redacted>" (unset secrets are ""). Use it for `status`, logs
+// and support bundles.
+func (c *Config) Redacted() string {
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		return "<config: " + err.Error() + ">"
+	}
+	return string(out)
+}
+
+// RedactedMap is Redacted as a generic map keyed like config.yaml, for JSON
+// output.
+func (c *Config) RedactedMap() map[string]any {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(c.Redacted()), &m); err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	return m
+}
+
+// Addr is host:port of the source.
+func (s *Source) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// String is Redacted.
+func (c *Config) String() string { return c.Redacted() }
+
+// EffectiveServerID is source.server_id, or when it is 0 a stable id derived
+// from the machine's host name and the absolute state.path, in
+// 1000000000..4294967295 (above the small ids DBAs usually hand out), so two
+// connectors on different hosts or with different state files do not clash.
+func (c *Config) EffectiveServerID() uint32 {
+	if c.Source.ServerID != 0 {
+		return c.Source.ServerID
+	}
+	host, _ := os.Hostname()
+	h := fnv.New32a()
+	h.Write([]byte(host + "\x00" + resolveAbs(c.State.Path)))
+	const lo = 1_000_000_000
+	return lo + h.Sum32()%(4294967295-lo+1)
+}
+
+// resolveAbs is filepath.Abs that falls back to the input.
+func resolveAbs(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

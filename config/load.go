@@ -1,12 +1,13 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -56,11 +57,10 @@ type loader struct {
 	warnings []string
 	lines    map[string]int    // concrete key path -> line in the file
 	envSet   map[string]string // concrete key path -> FEEDCDC_* variable that set it
-	given    map[string]bool   // sinks.<name>.<kafka|http|file> sections given
 }
 
 func newLoader(name string, environ []string) *loader {
-	l := &loader{file: name, environ: map[string]string{}, lines: map[string]int{}, envSet: map[string]string{}, given: map[string]bool{}}
+	l := &loader{file: name, environ: map[string]string{}, lines: map[string]int{}, envSet: map[string]string{}}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			l.environ[k] = v
@@ -80,10 +80,8 @@ func (l *loader) problemAt(line int, path, format string, args ...any) {
 // variable of its key (or of the nearest section above it).
 func (l *loader) locate(p Problem) {
 	p.File = l.file
-	for path := p.Path; path != "" && p.Env == "" && p.Line == 0; {
+	for path := p.Path; path != "" && p.Env == "" && p.Line == 0; path = path[:max(strings.LastIndexByte(path, '.'), 0)] {
 		p.Env, p.Line = l.envSet[path], l.lines[path]
-		i := strings.LastIndexByte(path, '.')
-		path = path[:max(i, 0)]
 	}
 	l.problems = append(l.problems, p)
 }
@@ -102,8 +100,6 @@ func (l *loader) load(data []byte) *Config {
 		return nil
 	}
 	cfg := Default()
-	cfg.Sinks = map[string]*Sink{"file": sinkPrototype()}
-	cfg.Sinks["file"].Type = "file"
 	if len(doc.Content) > 0 {
 		if root := doc.Content[0]; root.Kind == yaml.MappingNode {
 			l.section(root, reflect.ValueOf(cfg).Elem(), nil)
@@ -112,8 +108,8 @@ func (l *loader) load(data []byte) *Config {
 		}
 	}
 	l.applyEnv(cfg)
-	for name, s := range cfg.Sinks {
-		l.finishSink(name, s)
+	for _, name := range cfg.sinkNames(func(*Sink) bool { return true }) {
+		l.finishSink(name, cfg.Sinks[name])
 	}
 	l.resolveSecrets(cfg)
 	// One problem per key: a key already reported while reading (e.g. a
@@ -128,13 +124,13 @@ func (l *loader) load(data []byte) *Config {
 		}
 	}
 	l.warnings = append(l.warnings, warnings(cfg)...)
-	sort.SliceStable(l.problems, func(i, j int) bool {
-		a, b := l.problems[i], l.problems[j]
-		if (a.Env == "") != (b.Env == "") {
-			return a.Env == ""
+	envLast := func(p Problem) int { // file problems in line order, then the environment's
+		if p.Env != "" {
+			return math.MaxInt
 		}
-		return a.Line < b.Line
-	})
+		return p.Line
+	}
+	slices.SortStableFunc(l.problems, func(a, b Problem) int { return cmp.Compare(envLast(a), envLast(b)) })
 	return cfg
 }
 
@@ -150,64 +146,68 @@ func resolve(n *yaml.Node) *yaml.Node {
 }
 
 func nodeKind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
+	switch {
+	case n.Kind == yaml.MappingNode:
 		return "section (key: value pairs)"
-	case yaml.SequenceNode:
+	case n.Kind == yaml.SequenceNode:
 		return "list"
-	case yaml.AliasNode:
+	case n.Kind == yaml.AliasNode:
 		return "alias"
-	}
-	if n.Tag == "!!str" {
+	case n.Tag == "!!str":
 		return "string " + strconv.Quote(n.Value)
 	}
 	return "value " + n.Value
 }
 
-// section decodes a mapping node into the struct v. Merge keys (<<: *anchor)
-// are applied first, so the section's own keys win over merged ones.
-func (l *loader) section(n *yaml.Node, v reflect.Value, path []string) {
+// entries calls fn for each key of the mapping n at path: first the keys of
+// merged sections (<<: *anchor), so that its own keys win, then its own
+// keys. A key given twice is reported, and fn is called for its first.
+func (l *loader) entries(n *yaml.Node, path []string, fn func(k, v *yaml.Node)) {
 	seen := map[string]int{}
 	for _, merging := range []bool{true, false} {
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], resolve(n.Content[i+1])
-			p := with(path, k.Value)
-			if (k.Tag == "!!merge") != merging {
-				continue
-			}
-			if merging {
-				targets := []*yaml.Node{val}
-				if val.Kind == yaml.SequenceNode {
-					targets = val.Content
+			k, v := n.Content[i], resolve(n.Content[i+1])
+			switch prev, dup := seen[k.Value]; {
+			case (k.Tag == "!!merge") != merging:
+			case merging:
+				merged := []*yaml.Node{v}
+				if v.Kind == yaml.SequenceNode {
+					merged = v.Content
 				}
-				for _, m := range targets {
+				for _, m := range merged {
 					if m = resolve(m); m.Kind != yaml.MappingNode {
 						l.problemAt(k.Line, join(path), "<< must merge a section (<<: *anchor), not a %s", nodeKind(m))
 					} else {
-						l.section(m, v, path)
+						l.entries(m, path, fn)
 					}
 				}
-				continue
+			case dup:
+				l.problemAt(k.Line, join(with(path, k.Value)), "key %q is set twice (also on line %d); keep one", k.Value, prev)
+			default:
+				seen[k.Value] = k.Line
+				if l.env == "" {
+					l.lines[join(with(path, k.Value))] = k.Line
+				}
+				fn(k, v)
 			}
-			if prev, dup := seen[k.Value]; dup {
-				l.problemAt(k.Line, join(p), "key %q is set twice (also on line %d); keep one", k.Value, prev)
-				continue
-			}
-			seen[k.Value] = k.Line
-			f, ok := fieldByName(v.Type(), k.Value)
-			if !ok {
-				l.unknownKey(k, v.Type(), path)
-				continue
-			}
-			l.lines[join(p)] = k.Line
-			l.value(val, v.Field(f.Index), f, p)
 		}
 	}
 }
 
+// section decodes a mapping node into the struct v.
+func (l *loader) section(n *yaml.Node, v reflect.Value, path []string) {
+	l.entries(n, path, func(k, val *yaml.Node) {
+		if f, ok := fieldByName(v.Type(), k.Value); ok {
+			l.value(val, v.Field(f.Index), f, with(path, k.Value))
+		} else {
+			l.unknownKey(k, v.Type(), path)
+		}
+	})
+}
+
 func (l *loader) unknownKey(k *yaml.Node, t reflect.Type, path []string) {
 	p := join(with(path, k.Value))
-	var names []string
+	var names, elsewhere []string // elsewhere: a key that exists elsewhere is misplaced, not misspelt
 	for _, f := range fieldsOf(t) {
 		names = append(names, f.Name)
 		if strings.EqualFold(f.Name, k.Value) {
@@ -215,25 +215,24 @@ func (l *loader) unknownKey(k *yaml.Node, t reflect.Type, path []string) {
 			return
 		}
 	}
-	if c := closest(k.Value, names); c != "" {
-		l.problemAt(k.Line, p, "unknown key %q; did you mean %q (%s)?", k.Value, c, join(with(path, c)))
-		return
-	}
-	var elsewhere []string // a key that exists elsewhere: misplaced, not misspelt
-	for _, ap := range allPaths() {
-		if ap == k.Value || strings.HasSuffix(ap, "."+k.Value) {
-			elsewhere = append(elsewhere, ap)
+	for _, key := range Keys() {
+		if key.Path == k.Value || strings.HasSuffix(key.Path, "."+k.Value) {
+			elsewhere = append(elsewhere, key.Path)
 		}
 	}
-	if len(elsewhere) > 0 {
-		l.problemAt(k.Line, p, "unknown key %q here; it belongs at %s: move it there", k.Value, strings.Join(elsewhere, " or "))
-		return
-	}
+	slices.Sort(elsewhere)
 	where := "at the top level"
 	if len(path) > 0 {
 		where = "under " + generalize(path)
 	}
-	l.problemAt(k.Line, p, "unknown key %q; valid keys %s are: %s", k.Value, where, strings.Join(names, ", "))
+	switch c := closest(k.Value, names); {
+	case c != "":
+		l.problemAt(k.Line, p, "unknown key %q; did you mean %q (%s)?", k.Value, c, join(with(path, c)))
+	case len(elsewhere) > 0:
+		l.problemAt(k.Line, p, "unknown key %q here; it belongs at %s: move it there", k.Value, strings.Join(elsewhere, " or "))
+	default:
+		l.problemAt(k.Line, p, "unknown key %q; valid keys %s are: %s", k.Value, where, strings.Join(names, ", "))
+	}
 }
 
 // value decodes one node into v, the field f at path p. A null keeps the
@@ -243,44 +242,52 @@ func (l *loader) value(n *yaml.Node, v reflect.Value, f field, p []string) {
 	if n = resolve(n); isNull(n) {
 		return
 	}
+	if want, ok := map[kind]string{kStruct: "a section of key: value pairs", kSinkMap: "a section of named sinks (sinks: {main: {type: kafka, ...}})",
+		kStringMap: "a map of " + f.Keys + ": value pairs"}[f.Kind]; ok && n.Kind != yaml.MappingNode {
+		l.problemAt(n.Line, path, "must be %s, not a %s", want, nodeKind(n))
+		return
+	}
 	switch f.Kind {
 	case kStruct:
-		if n.Kind != yaml.MappingNode {
-			l.problemAt(n.Line, path, "must be a section of key: value pairs, not a %s", nodeKind(n))
-			return
-		}
-		if len(p) == 3 && p[0] == "sinks" {
-			l.given[path] = true
-		}
-		if v.Kind() == reflect.Pointer && v.IsNil() {
+		if v.Kind() == reflect.Pointer && v.IsNil() { // a sink's kafka, http or file section
 			v.Set(reflect.New(f.Type.Elem()))
+			setDefaults(v)
+			if l.env != "" {
+				l.envSet[path] = l.env
+			}
 		}
 		l.section(n, reflect.Indirect(v), p)
 	case kSinkMap:
 		l.sinks(n, v, p)
 	case kStringMap:
-		l.stringMap(n, v, f, p)
-	case kStrings:
-		switch n.Kind {
-		case yaml.ScalarNode: // "a, b" is accepted as a comma-separated list
-			v.Set(reflect.ValueOf(splitList(n.Value)))
-		case yaml.SequenceNode:
-			list := []string{}
-			for _, e := range n.Content {
-				if e = resolve(e); e.Kind != yaml.ScalarNode || isNull(e) {
-					l.problemAt(e.Line, path, "list entries must be strings, not a %s; write e.g. [a, b]", nodeKind(e))
-					return
-				}
-				list = append(list, e.Value)
-			}
-			v.Set(reflect.ValueOf(list))
-		default:
-			l.problemAt(n.Line, path, "must be a list of strings like [a, b], not a %s", nodeKind(n))
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(f.Type))
 		}
+		l.entries(n, p, func(k, mv *yaml.Node) {
+			if mv.Kind != yaml.ScalarNode || isNull(mv) {
+				l.problemAt(mv.Line, join(with(p, k.Value)), "must be a string, not a %s", nodeKind(mv))
+			} else {
+				v.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(mv.Value))
+			}
+		})
+	case kStrings:
+		if n.Kind == yaml.MappingNode {
+			l.problemAt(n.Line, path, "must be a list of strings like [a, b], not a %s", nodeKind(n))
+			return
+		}
+		list := splitList(n.Value) // a scalar "a, b" is a comma-separated list; a sequence has no Value
+		for _, e := range n.Content {
+			if e = resolve(e); e.Kind != yaml.ScalarNode || isNull(e) {
+				l.problemAt(e.Line, path, "list entries must be strings, not a %s; write e.g. [a, b]", nodeKind(e))
+				return
+			}
+			list = append(list, e.Value)
+		}
+		v.Set(reflect.ValueOf(list))
 	default:
 		switch {
 		case n.Kind != yaml.ScalarNode:
-			l.problemAt(n.Line, path, "must be a single %s, not a %s", f.Kind.typeName(), nodeKind(n))
+			l.problemAt(n.Line, path, "must be a single %s, not a %s", f.Kind, nodeKind(n))
 		case f.Kind == kBool && l.env != "" && n.Tag != "!!bool":
 			if b, err := strconv.ParseBool(n.Value); err == nil { // FEEDCDC_RAW_ENABLED=1
 				v.SetBool(b)
@@ -290,167 +297,121 @@ func (l *loader) value(n *yaml.Node, v reflect.Value, f field, p []string) {
 		case f.Kind == kSecret && l.env == "" && n.Value != "":
 			l.problemAt(n.Line, path, "a literal secret is not allowed in the configuration file; remove it and set %s_env: VAR_NAME, %s_file: /path/to/file, or the environment variable %s", f.Name, f.Name, envName(path))
 		default:
-			if err := setScalar(n, v, f, p); err != nil {
+			if err := setScalar(n, v, f); err != nil {
 				l.problemAt(n.Line, path, "%v", err)
 			}
 		}
 	}
 }
 
-// sinks decodes the sinks section: it replaces the default sink set.
+// sinks decodes the sinks section: the file's replaces the default sink
+// set, a variable's sets a key of a sink defined (envKeys names no other).
 func (l *loader) sinks(n *yaml.Node, v reflect.Value, p []string) {
-	if n.Kind != yaml.MappingNode {
-		l.problemAt(n.Line, join(p), "must be a section of named sinks (sinks: {main: {type: kafka, ...}}), not a %s", nodeKind(n))
-		return
+	m := v.Interface().(map[string]*Sink)
+	if l.env == "" {
+		m = map[string]*Sink{}
 	}
-	m, seen, bad := map[string]*Sink{}, map[string]int{}, false
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, sv := n.Content[i], resolve(n.Content[i+1])
-		sp := join(with(p, k.Value))
-		prev, dup := seen[k.Value]
-		seen[k.Value] = k.Line
-		switch {
-		case dup:
-			l.problemAt(k.Line, sp, "sink %q is defined twice (also on line %d); rename or remove one", k.Value, prev)
-		case sv.Kind != yaml.MappingNode:
-			l.problemAt(sv.Line, sp, "sink %q must be a section (type: kafka|http|file plus its options), not a %s", k.Value, nodeKind(sv))
-		default:
-			l.lines[sp] = k.Line
-			m[k.Value] = sinkPrototype()
-			l.section(sv, reflect.ValueOf(m[k.Value]).Elem(), with(p, k.Value))
-			continue
+	l.entries(n, p, func(k, sv *yaml.Node) {
+		if sv.Kind != yaml.MappingNode {
+			l.problemAt(sv.Line, join(with(p, k.Value)), "sink %q must be a section (type: kafka|http|file plus its options), not a %s", k.Value, nodeKind(sv))
+			return
 		}
-		bad = true
-	}
-	if len(m) == 0 && !bad {
+		if m[k.Value] == nil {
+			m[k.Value] = &Sink{}
+		}
+		l.section(sv, reflect.ValueOf(m[k.Value]).Elem(), with(p, k.Value))
+	})
+	if len(n.Content) == 0 {
 		l.problemAt(n.Line, join(p), "no sinks are defined; define at least one, e.g. sinks: {out: {type: file, file: {dir: feedcdc-data/out}}}, or remove the empty sinks: section to use the default file sink")
 	}
 	v.Set(reflect.ValueOf(m))
 }
 
-// stringMap decodes routes, headers, topic_configs, producer settings and
-// column maps; validate checks their keys.
-func (l *loader) stringMap(n *yaml.Node, v reflect.Value, f field, p []string) {
-	if n.Kind != yaml.MappingNode {
-		l.problemAt(n.Line, join(p), "must be a map of %s: value pairs, not a %s", f.Keys, nodeKind(n))
-		return
-	}
-	if v.IsNil() {
-		v.Set(reflect.MakeMap(f.Type))
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, mv := n.Content[i], resolve(n.Content[i+1])
-		kp := join(with(p, k.Value))
-		if mv.Kind != yaml.ScalarNode || isNull(mv) {
-			l.problemAt(mv.Line, kp, "must be a string, not a %s", nodeKind(mv))
-			continue
-		}
-		l.lines[kp] = k.Line
-		v.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(mv.Value))
-	}
+var sinkTypes = []string{"kafka", "http", "file"}
+
+// sinkSection is the field of s holding its options of type t (kafka, http
+// or file); nil when that section is not given.
+func sinkSection(s *Sink, t string) reflect.Value {
+	f, _ := fieldByName(reflect.TypeOf(*s), t)
+	return reflect.ValueOf(s).Elem().Field(f.Index)
 }
 
-// finishSink infers the sink type from its sections and drops the sections
-// of other types (their defaults were only prototypes).
+// finishSink infers the sink type from its sections and gives the sink
+// the section of its type, at its defaults, when none was given.
 func (l *loader) finishSink(name string, s *Sink) {
 	path := "sinks." + name
-	var present []string
-	for _, t := range []string{"kafka", "http", "file"} {
-		if l.given[path+"."+t] {
-			present = append(present, t)
-		}
-	}
+	present := slices.DeleteFunc(slices.Clone(sinkTypes), func(t string) bool { return sinkSection(s, t).IsNil() })
 	if s.Type == "" && len(present) == 1 {
 		s.Type = present[0]
 	} else if s.Type == "" && len(present) > 1 {
 		l.problemAt(l.lines[path], path+".type", "sink %q has sections %s but no type; add type: with one of them and remove the others", name, strings.Join(present, " and "))
 	}
 	for _, t := range present {
-		if s.Type != t && slices.Contains([]string{"kafka", "http", "file"}, s.Type) {
-			l.problemAt(l.lines[path+"."+t], path+"."+t, "section %s is set but the sink's type is %s; remove the %s section or change type to %s", t, s.Type, t, t)
+		if s.Type != t && slices.Contains(sinkTypes, s.Type) {
+			l.locate(Problem{Path: path + "." + t, Message: fmt.Sprintf("section %s is set but the sink's type is %s; remove the %s section or change type to %s", t, s.Type, t, t)})
 		}
 	}
-	if s.Type != "kafka" {
-		s.Kafka = nil
+	if slices.Contains(sinkTypes, s.Type) && sinkSection(s, s.Type).IsNil() {
+		sec := sinkSection(s, s.Type)
+		sec.Set(reflect.New(sec.Type().Elem()))
+		setDefaults(sec)
 	}
-	if s.Type != "http" {
-		s.HTTP = nil
-	}
-	if s.Type != "file" {
-		s.File = nil
-	}
-}
-
-func suggestSinkName(s string) string {
-	b := []byte(strings.ToLower(s))
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			b[i] = '_'
-		}
-	}
-	if len(b) == 0 || b[0] < 'a' || b[0] > 'z' {
-		return "s" + string(b)
-	}
-	return string(b)
 }
 
 // --- environment overrides ------------------------------------------------------
 
-// envTarget is the key a FEEDCDC_* variable sets: field f of the struct
-// parent at the concrete path p (for a routes entry, p ends with the feed).
-type envTarget struct {
-	parent reflect.Value
-	f      field
-	p      []string
-}
-
-// envTargets maps every FEEDCDC_* name to the key it sets: every leaf key,
-// with the sinks of cfg and the feeds of http routes.
-func envTargets(cfg *Config) map[string]envTarget {
-	out := map[string]envTarget{}
-	eachKey(reflect.ValueOf(cfg), nil, func(parent reflect.Value, f field, p []string) {
+// envKeys maps every FEEDCDC_* name to the key path it sets: every leaf key
+// of every section of the sinks of cfg, and the routes of each feed. (The
+// keys of the other maps, header and Kafka config names, have no spelling
+// in a variable name.)
+func envKeys(cfg *Config) map[string]string {
+	all := Default()
+	all.Sinks = map[string]*Sink{}
+	for name := range cfg.Sinks {
+		all.Sinks[name] = sinkPrototype()
+	}
+	out := map[string]string{}
+	eachKey(reflect.ValueOf(all), nil, func(_ reflect.Value, f field, p []string) {
 		switch {
 		case f.Kind != kStringMap:
-			out[envName(join(p))] = envTarget{parent, f, p}
+			out[envName(join(p))] = join(p)
 		case f.Keys == "feed":
 			for _, n := range FeedNames {
-				out[envName(join(with(p, n)))] = envTarget{parent, f, with(p, n)}
+				out[envName(join(with(p, n)))] = join(with(p, n))
 			}
 		}
 	})
 	return out
 }
 
-// applyEnv applies the FEEDCDC_* overrides, in name order, through the same
-// decoder as the file (a value is a YAML scalar; lists are comma-separated).
+// applyEnv applies the FEEDCDC_* overrides, in name order, each as a YAML
+// document holding its one key, through the decoder of the file (so a list
+// is comma-separated, and a sink section a variable names is given).
 func (l *loader) applyEnv(cfg *Config) {
-	targets := envTargets(cfg)
-	referenced := map[string]bool{}
-	forEachSecret(cfg, func(_ string, _ *Secret, _, env *string) { referenced[*env] = true })
 	var names []string
 	for k := range l.environ {
 		if strings.HasPrefix(k, EnvPrefix) {
 			names = append(names, k)
 		}
 	}
-	sort.Strings(names)
+	slices.Sort(names)
+	keys := envKeys(cfg)
+	referenced := map[string]bool{}
+	forEachSecret(cfg, func(_ string, _ *Secret, _, env *string) { referenced[*env] = true })
 	for _, name := range names {
-		t, ok := targets[name]
+		path, ok := keys[name]
 		words := strings.Split(name, "_")
 		switch {
 		case ok:
-			if len(t.p) > 3 && t.p[0] == "sinks" {
-				l.given[join(t.p[:3])] = true
+			doc := scalarNode(l.environ[name])
+			for _, k := range slices.Backward(strings.Split(path, ".")) {
+				doc = &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: k}, doc}}
 			}
-			l.env, l.envSet[join(t.p)] = name, name
-			if fv := t.parent.Field(t.f.Index); t.f.Kind == kStringMap {
-				fv.SetMapIndex(reflect.ValueOf(t.p[len(t.p)-1]), reflect.ValueOf(l.environ[name]))
-			} else {
-				l.value(scalarNode(l.environ[name]), fv, t.f, t.p)
-			}
+			l.env, l.envSet[path] = name, name
+			l.section(doc, reflect.ValueOf(cfg).Elem(), nil)
 			l.env = ""
 		case !referenced[name] && name != "FEEDCDC_CONFIG" && !slices.Contains(words, "TEST") && !slices.Contains(words, "BENCH"):
-			l.unknownEnv(name, targets, cfg)
+			l.unknownEnv(name, keys, cfg)
 		}
 	}
 }
@@ -460,7 +421,7 @@ func (l *loader) applyEnv(cfg *Config) {
 // key, as it would be in the file), a warning otherwise (other tools use the
 // prefix too). Variables with a TEST or BENCH word (the test suite's) and
 // FEEDCDC_CONFIG are not reported at all.
-func (l *loader) unknownEnv(name string, targets map[string]envTarget, cfg *Config) {
+func (l *loader) unknownEnv(name string, keys map[string]string, cfg *Config) {
 	section, _, _ := strings.Cut(strings.TrimPrefix(name, EnvPrefix), "_")
 	f, isSection := fieldByName(reflect.TypeOf(Config{}), strings.ToLower(section))
 	isSection = isSection && (f.Kind == kStruct || f.Kind == kSinkMap) && strings.Contains(name[len(EnvPrefix):], "_")
@@ -468,18 +429,18 @@ func (l *loader) unknownEnv(name string, targets map[string]envTarget, cfg *Conf
 	if isSection && f.Kind == kSinkMap {
 		prefix = "-" // suggest only keys of a sink named in the variable
 		for n := range cfg.Sinks {
-			if p := EnvPrefix + "SINKS_" + strings.ToUpper(n) + "_"; strings.HasPrefix(name, p) {
+			if p := envName("sinks."+n) + "_"; strings.HasPrefix(name, p) {
 				prefix = p
 			}
 		}
 	}
 	var cands []string
-	for c := range targets {
+	for c := range keys {
 		if !isSection || strings.HasPrefix(c, prefix) {
 			cands = append(cands, c)
 		}
 	}
-	sort.Strings(cands)
+	slices.Sort(cands)
 	hint := ""
 	if c := closest(name, cands); c != "" {
 		hint = fmt.Sprintf("; did you mean %s?", c)
@@ -538,11 +499,10 @@ func (l *loader) resolveSecrets(cfg *Config) {
 func forEachSecret(cfg *Config, fn func(path string, sec *Secret, file, env *string)) {
 	eachKey(reflect.ValueOf(cfg), nil, func(v reflect.Value, f field, p []string) {
 		sib := func(suffix string) *string {
-			g, _ := fieldByName(v.Type(), f.Name+suffix)
-			return v.Field(g.Index).Addr().Interface().(*string)
+			return v.FieldByName(v.Type().Field(f.Index).Name + suffix).Addr().Interface().(*string)
 		}
 		if f.Kind == kSecret {
-			fn(join(p), v.Field(f.Index).Addr().Interface().(*Secret), sib("_file"), sib("_env"))
+			fn(join(p), v.Field(f.Index).Addr().Interface().(*Secret), sib("File"), sib("Env"))
 		}
 	})
 }

@@ -5,54 +5,40 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
 
-// kind classifies a config field for decoding, validation and docs.
-type kind int
+// kind classifies a config field for decoding, validation and docs; it is
+// how the field's type is described to users.
+type kind string
 
 const (
-	kString kind = iota
-	kSecret
-	kSchedule
-	kInt
-	kUint
-	kBool
-	kDuration
-	kByteSize
-	kStrings
-	kStringMap // map[string]string
-	kStruct
-	kSinkMap // map[string]*Sink
+	kString    kind = "string"
+	kSecret    kind = "secret"
+	kSchedule  kind = "schedule"
+	kInt       kind = "integer" // signed or unsigned
+	kBool      kind = "boolean"
+	kDuration  kind = "duration"
+	kByteSize  kind = "size"
+	kStrings   kind = "list of strings"
+	kStringMap kind = "map of strings" // map[string]string
+	kStruct    kind = "section"
+	kSinkMap   kind = "map of sinks" // map[string]*Sink
 )
 
-var kindNames = []string{"string", "secret", "schedule", "integer", "integer", "boolean", "duration", "size", "list of strings", "map of strings", "section", "map of sinks"}
-
-// typeName is how a kind is described to users.
-func (k kind) typeName() string { return kindNames[k] }
-
 func kindOf(t reflect.Type) kind {
-	switch t {
-	case reflect.TypeOf(Duration(0)):
-		return kDuration
-	case reflect.TypeOf(ByteSize(0)):
-		return kByteSize
-	case reflect.TypeOf(Secret("")):
-		return kSecret
-	case reflect.TypeOf(Schedule("")):
-		return kSchedule
+	if k, ok := map[reflect.Type]kind{reflect.TypeFor[Duration](): kDuration, reflect.TypeFor[ByteSize](): kByteSize,
+		reflect.TypeFor[Secret](): kSecret, reflect.TypeFor[Schedule](): kSchedule}[t]; ok {
+		return k
 	}
 	switch t.Kind() {
 	case reflect.String:
 		return kString
-	case reflect.Int, reflect.Int64:
+	case reflect.Int, reflect.Int64, reflect.Uint32:
 		return kInt
-	case reflect.Uint32:
-		return kUint
 	case reflect.Bool:
 		return kBool
 	case reflect.Slice:
@@ -76,7 +62,7 @@ type field struct {
 	Type  reflect.Type
 	Kind  kind
 	Tag   reflect.StructTag
-	Keys  string // map key placeholder: "feed", "header", "config"
+	Keys  string // what the keys of a map are: its placeholder in docs and its entries' check (entryChecks)
 }
 
 // fieldsOf lists the keys of a section type (struct or pointer to struct).
@@ -127,7 +113,7 @@ func setDefaults(v reflect.Value) {
 		case f.Kind == kStringMap:
 			fv.Set(reflect.MakeMap(f.Type))
 		case ok:
-			if err := setScalar(scalarNode(def), fv, f, nil); err != nil {
+			if err := setScalar(scalarNode(def), fv, f); err != nil {
 				panic(fmt.Sprintf("config: default of %s: %v", f.Name, err))
 			}
 		}
@@ -179,24 +165,19 @@ func splitList(s string) []string {
 	return out
 }
 
-// setScalar stores the scalar n in v, a field f at path, or says what is
-// wrong with it. Secrets are handled by the caller.
-func setScalar(n *yaml.Node, v reflect.Value, f field, path []string) error {
+// setScalar stores the scalar n in v, the field f, or says what is wrong
+// with it. Secrets are handled by the caller.
+func setScalar(n *yaml.Node, v reflect.Value, f field) error {
 	s := n.Value
 	switch f.Kind {
-	case kInt, kUint:
+	case kInt:
 		if n.Tag != "!!int" {
-			ex := f.Tag.Get("default")
-			if ex == "" {
-				ex = cmp.Or(f.Tag.Get("min"), "1")
-			}
-			return fmt.Errorf("must be an integer, got %s; write e.g. %s: %s", nodeKind(n), f.Name, ex)
+			return fmt.Errorf("must be an integer, got %s; write e.g. %s: %s", nodeKind(n), f.Name, cmp.Or(f.Tag.Get("default"), f.Tag.Get("min"), "1"))
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
-		if err != nil || (f.Kind == kUint && (i < 0 || v.OverflowUint(uint64(i)))) || (f.Kind == kInt && v.OverflowInt(i)) {
+		if unsigned := v.Kind() == reflect.Uint32; err != nil || unsigned && (i < 0 || v.OverflowUint(uint64(i))) || !unsigned && v.OverflowInt(i) {
 			return fmt.Errorf("%s is out of range; allowed: %s", s, cmp.Or(allowed(f), "a non-negative integer"))
-		}
-		if f.Kind == kUint {
+		} else if unsigned {
 			v.SetUint(uint64(i))
 		} else {
 			v.SetInt(i)
@@ -238,7 +219,6 @@ type Key struct {
 	Default string // formatted default ("" when empty)
 	Allowed string // e.g. "one of none, gzip" or "1..65535"
 	Doc     string
-	Env     string // FEEDCDC_* override, with placeholders upper-cased
 }
 
 // Keys lists every leaf key of the configuration in file order, with its
@@ -255,7 +235,7 @@ func Keys() []Key {
 			return
 		}
 		seen[path] = true
-		k := Key{Path: path, Type: f.Kind.typeName(), Default: formatValue(parent.Field(f.Index)), Allowed: allowed(f), Doc: f.Tag.Get("doc")}
+		k := Key{Path: path, Type: string(f.Kind), Default: formatValue(parent.Field(f.Index)), Allowed: allowed(f), Doc: f.Tag.Get("doc")}
 		switch {
 		case f.Kind == kStringMap:
 			k.Path, k.Type, k.Default = path+".<"+f.Keys+">", "string", ""
@@ -265,22 +245,21 @@ func Keys() []Key {
 		case f.Name == "type" && p[0] == "sinks":
 			k.Default = "inferred from the section present"
 		}
-		k.Env = envName(k.Path)
 		out = append(out, k)
 	})
 	return out
+}
+
+// sinkPrototype is a sink with every section at its defaults: the keys a
+// sink can have.
+func sinkPrototype() *Sink {
+	return &Sink{Kafka: DefaultKafkaSink(), HTTP: DefaultHTTPSink(), File: DefaultFileSink()}
 }
 
 var envReplacer = strings.NewReplacer(".", "_", "<", "", ">", "")
 
 func envName(path string) string {
 	return EnvPrefix + strings.ToUpper(envReplacer.Replace(path))
-}
-
-// sinkPrototype is a sink with every section at its defaults; decoding
-// fills it and finishSink drops the sections of other types.
-func sinkPrototype() *Sink {
-	return &Sink{Kafka: DefaultKafkaSink(), HTTP: DefaultHTTPSink(), File: DefaultFileSink()}
 }
 
 func allowed(f field) string {
@@ -308,17 +287,6 @@ func formatValue(v reflect.Value) string {
 		return "[" + strings.Join(l, ", ") + "]"
 	}
 	return fmt.Sprint(v.Interface())
-}
-
-// allPaths returns every known path in the placeholder form, for
-// "did you mean" suggestions of misplaced keys.
-func allPaths() []string {
-	var out []string
-	for _, k := range Keys() {
-		out = append(out, k.Path)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // generalize turns a concrete path into its placeholder form

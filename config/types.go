@@ -23,11 +23,9 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // ParseDuration parses the Duration syntax described on Duration.
 func ParseDuration(s string) (Duration, error) {
 	s = strings.TrimSpace(s)
+	bad := fmt.Errorf("%q is not a duration (write e.g. 7d, 12h, 5m, 30s, 250ms)", s)
 	if s == "" {
 		return 0, errors.New("empty duration")
-	}
-	if s == "0" {
-		return 0, nil
 	}
 	for _, unit := range []struct {
 		suffix string
@@ -36,37 +34,31 @@ func ParseDuration(s string) (Duration, error) {
 		if n, ok := strings.CutSuffix(s, unit.suffix); ok {
 			v, err := strconv.ParseFloat(n, 64)
 			if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
-				return 0, fmt.Errorf("%q is not a duration (write e.g. 7d, 12h, 5m, 30s, 250ms)", s)
+				return 0, bad
 			}
 			return Duration(v * float64(unit.mult)), nil
 		}
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
-			return 0, fmt.Errorf("%q has no unit (write e.g. %ss or %sms)", s, s, s)
-		}
-		return 0, fmt.Errorf("%q is not a duration (write e.g. 7d, 12h, 5m, 30s, 250ms)", s)
+	d, err := time.ParseDuration(s) // "0" is the one number without a unit it accepts
+	if _, nerr := strconv.ParseFloat(s, 64); err != nil && nerr == nil {
+		return 0, fmt.Errorf("%q has no unit (write e.g. %ss or %sms)", s, s, s)
+	} else if err != nil {
+		return 0, bad
 	}
 	return Duration(d), nil
 }
 
 // String formats d compactly: "7d", "5m", "1h30m", "250ms", "0s".
 func (d Duration) String() string {
-	td := time.Duration(d)
-	if td == 0 {
-		return "0s"
-	}
 	const day = 24 * time.Hour
-	if td%day == 0 {
+	if td := time.Duration(d); td != 0 && td%day == 0 {
 		return fmt.Sprintf("%dd", td/day)
 	}
-	s := td.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
+	s := time.Duration(d).String() // "0s", "1h30m0s", "1h0m0s"
+	for _, zero := range []string{"m0s", "h0m"} {
+		if strings.HasSuffix(s, zero) {
+			s = s[:len(s)-2]
+		}
 	}
 	return s
 }

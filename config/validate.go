@@ -13,7 +13,6 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -66,11 +65,10 @@ func (e *ValidationError) Error() string {
 // Validate checks a configuration built in code (e.g. Default() with the
 // source user set). Secrets are not resolved: set them directly.
 func (c *Config) Validate() error {
-	ps := validate(c)
-	if len(ps) == 0 {
-		return nil
+	if ps := validate(c); len(ps) > 0 {
+		return &ValidationError{Problems: ps}
 	}
-	return &ValidationError{Problems: ps}
+	return nil
 }
 
 type checker struct {
@@ -82,48 +80,51 @@ func (k *checker) add(path, format string, args ...any) {
 	k.ps = append(k.ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
+// when adds the problem if bad holds (its arguments are evaluated anyway).
+func (k *checker) when(bad bool, path, format string, args ...any) {
+	if bad {
+		k.add(path, format, args...)
+	}
+}
+
 func validate(c *Config) []Problem {
 	k := &checker{c: c}
-	k.generic()
+	k.tags()
 	k.source()
-	k.feeds()
 	k.raw()
 	k.sinks()
 	k.rest()
 	return k.ps
 }
 
-// generic applies the required/enum/min/max/pattern/ref tags.
-func (k *checker) generic() {
+// tags applies the required/enum/min/max/pattern/needs/ref tags, the
+// schedule syntax and, by the keys tag, the checks of map entries.
+func (k *checker) tags() {
 	eachKey(reflect.ValueOf(k.c), nil, func(parent reflect.Value, f field, p []string) {
 		fv, ps := parent.Field(f.Index), join(p)
-		if f.Tag.Get("required") == "true" && fv.Len() == 0 {
-			k.add(ps, "is required; %s", requiredHint(ps, f))
+		if hint, ok := f.Tag.Lookup("required"); ok && fv.Len() == 0 {
+			k.add(ps, "is required; %s", hint)
 			return
 		}
 		if enum, val := f.enum(), fv.String(); enum != nil && !slices.Contains(enum, val) {
-			if val == "" && len(p) == 3 && p[0] == "sinks" {
+			switch c := closest(val, enum); {
+			case val == "" && len(p) == 3 && p[0] == "sinks":
 				k.add(ps, "sink %q has no type; add type: kafka, type: http or type: file with its section", p[1])
-			} else if c := closest(val, enum); c != "" {
+			case c != "":
 				k.add(ps, "%q is not %s (did you mean %q?)", val, allowed(f), c)
-			} else {
+			default:
 				k.add(ps, "%q is not %s", val, allowed(f))
 			}
 		}
 		k.rangeCheck(ps, fv, f)
-		switch f.Tag.Get("pattern") {
+		switch s := fv.String(); f.Tag.Get("pattern") {
 		case "listen":
-			if s := fv.String(); s != "" {
-				if _, port, err := net.SplitHostPort(s); err != nil || !validPort(port, true) {
-					k.add(ps, "%q is not a listen address; write host:port, e.g. 127.0.0.1:%s", s, map[bool]string{true: "8484", false: "9464"}[strings.HasPrefix(ps, "dashboard")])
-				}
-			}
+			_, port, err := net.SplitHostPort(s)
+			k.when(s != "" && (err != nil || !validPort(port, true)), ps, "%q is not a listen address; write host:port, e.g. 127.0.0.1:%s", s, map[bool]string{true: "8484", false: "9464"}[strings.HasPrefix(ps, "dashboard")])
 		case "name":
-			if !nameRE.MatchString(fv.String()) {
-				k.add(ps, "%q must be letters, digits, '.', '_' or '-' (starting with a letter or digit), e.g. magento-prod", fv.String())
-			}
+			k.when(!nameRE.MatchString(s), ps, "%q must be letters, digits, '.', '_' or '-' (starting with a letter or digit), e.g. magento-prod", s)
 		case "file":
-			k.file(ps, f.Name, fv.String())
+			k.file(ps, f.Name, s)
 		}
 		if g, ok := fieldByName(parent.Type(), f.Tag.Get("needs")); ok && fv.String() != "" && parent.Field(g.Index).String() == "" {
 			k.add(join(with(p[:len(p)-1], g.Name)), "%s is set without %s; set %s or remove %s", f.Name, g.Name, g.Name, f.Name)
@@ -135,9 +136,15 @@ func (k *checker) generic() {
 		}
 		if f.Tag.Get("ref") == "sink" {
 			for _, name := range fv.Interface().([]string) {
-				if _, ok := k.c.Sinks[name]; !ok {
-					k.add(ps, "sink %q is not defined under sinks; %s", name, k.sinkHint(name))
-				}
+				_, ok := k.c.Sinks[name]
+				k.when(!ok, ps, "sink %q is not defined under sinks; %s", name, k.sinkHint(name))
+			}
+		}
+		if check := entryChecks[f.Keys]; check != nil {
+			m := fv.Interface().(map[string]string)
+			for _, key := range slices.Sorted(maps.Keys(m)) {
+				msg := check(key, m[key])
+				k.when(msg != "", ps+"."+key, "%s", msg)
 			}
 		}
 	})
@@ -153,30 +160,22 @@ func (k *checker) file(path, key, name string) {
 	if errors.As(err, &pe) {
 		err = pe.Err
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		k.add(path, "cannot use %s: %v; fix the path", name, err)
-	case st.IsDir():
-		k.add(path, "%s is a directory; point %s at a PEM file", name, key)
+	} else {
+		k.when(st.IsDir(), path, "%s is a directory; point %s at a PEM file", name, key)
 	}
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-
-var examples = map[string]string{"brokers": "kafka-1:9092", "base_url": "https://feeds.example.com/api", "dir": "feedcdc-data/out",
-	"path": "feedcdc-data/state.db", "topic_template": "\"{prefix}.{feed}\"", "database": "magento"}
-
-func requiredHint(path string, f field) string {
-	switch {
-	case path == "source.user":
-		return "set the replication user (needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT), e.g. user: feedcdc, or FEEDCDC_SOURCE_USER"
-	case path == "source.host":
-		return "set the source server's host, e.g. host: db-replica.internal"
-	case f.Kind == kStrings:
-		return fmt.Sprintf("write at least one entry, e.g. %s: [%s]", f.Name, cmp.Or(examples[f.Name], "..."))
-	}
-	return fmt.Sprintf("set %s, e.g. %s: %s", f.Name, f.Name, cmp.Or(examples[f.Name], "..."))
-}
+var (
+	nameRE        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	headerRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
+	sinkNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
+	maskRE        = regexp.MustCompile(`^(mask|truncate):[0-9]{1,7}$`)
+	placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)
+	topicRE       = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
+)
 
 func validPort(p string, allowZero bool) bool {
 	n, err := strconv.Atoi(p)
@@ -186,17 +185,14 @@ func validPort(p string, allowZero bool) bool {
 // rangeCheck applies the min and max tags, parsed like values of the field.
 func (k *checker) rangeCheck(ps string, fv reflect.Value, f field) {
 	num := func(v reflect.Value) float64 {
-		if f.Kind == kUint {
+		if v.Kind() == reflect.Uint32 {
 			return float64(v.Uint())
 		}
 		return float64(v.Int())
 	}
 	for i, bound := range []string{f.Tag.Get("min"), f.Tag.Get("max")} {
 		b := reflect.New(f.Type).Elem()
-		if bound == "" || setScalar(scalarNode(bound), b, f, nil) != nil {
-			continue
-		}
-		if (i == 0 && num(fv) < num(b)) || (i == 1 && num(fv) > num(b)) {
+		if bound != "" && setScalar(scalarNode(bound), b, f) == nil && (i == 0 && num(fv) < num(b) || i == 1 && num(fv) > num(b)) {
 			k.add(ps, "%s is out of range; allowed: %s", formatValue(fv), allowed(f))
 			return
 		}
@@ -204,15 +200,11 @@ func (k *checker) rangeCheck(ps string, fv reflect.Value, f field) {
 }
 
 func (k *checker) sinkHint(name string) string {
-	var names []string
-	for n := range k.c.Sinks {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	if c := closest(name, names); c != "" {
+	names := k.c.sinkNames(func(*Sink) bool { return true })
+	switch c := closest(name, names); {
+	case c != "":
 		return fmt.Sprintf("did you mean %q?", c)
-	}
-	if len(names) == 0 {
+	case len(names) == 0:
 		return "define it under sinks"
 	}
 	return fmt.Sprintf("defined sinks: %s; define %q under sinks or remove it from the list", strings.Join(names, ", "), name)
@@ -220,91 +212,91 @@ func (k *checker) sinkHint(name string) string {
 
 func (k *checker) source() {
 	s := &k.c.Source
-	if s.Heartbeat > 0 && s.ReadTimeout > 0 && s.ReadTimeout <= s.Heartbeat {
-		k.add("source.read_timeout", "%s must be longer than source.heartbeat (%s), or every quiet period looks like a dead connection; set it to at least %s", s.ReadTimeout, s.Heartbeat, Duration(3*s.Heartbeat))
-	}
-	if s.Retry.Max > 0 && s.Retry.Initial > s.Retry.Max {
-		k.add("source.retry.max", "%s is shorter than source.retry.initial (%s); set it to at least %s", s.Retry.Max, s.Retry.Initial, s.Retry.Initial)
-	}
-	if s.Retry.MaxElapsed > 0 && s.Retry.MaxElapsed < s.Retry.Initial {
-		k.add("source.retry.max_elapsed", "%s is shorter than source.retry.initial (%s), so a failing source is never retried; set 0 (retry forever) or at least %s", s.Retry.MaxElapsed, s.Retry.Initial, Duration(10*s.Retry.Initial))
-	}
-	if s.TLS.Mode == "disabled" && (s.TLS.CAFile != "" || s.TLS.CertFile != "") {
-		k.add("source.tls.mode", "is disabled but ca_file/cert_file are set; set mode: verify-identity (or verify-ca, required) to use them, or remove the files")
-	}
+	k.when(s.Heartbeat > 0 && s.ReadTimeout > 0 && s.ReadTimeout <= s.Heartbeat, "source.read_timeout", "%s must be longer than source.heartbeat (%s), or every quiet period looks like a dead connection; set it to at least %s", s.ReadTimeout, s.Heartbeat, 3*s.Heartbeat)
+	k.when(s.Retry.Max > 0 && s.Retry.Initial > s.Retry.Max, "source.retry.max", "%s is shorter than source.retry.initial (%s); set it to at least %s", s.Retry.Max, s.Retry.Initial, s.Retry.Initial)
+	k.when(s.Retry.MaxElapsed > 0 && s.Retry.MaxElapsed < s.Retry.Initial, "source.retry.max_elapsed", "%s is shorter than source.retry.initial (%s), so a failing source is never retried; set 0 (retry forever) or at least %s", s.Retry.MaxElapsed, s.Retry.Initial, 10*s.Retry.Initial)
+	k.when(s.TLS.Mode == "disabled" && (s.TLS.CAFile != "" || s.TLS.CertFile != ""), "source.tls.mode", "is disabled but ca_file/cert_file are set; set mode: verify-identity (or verify-ca, required) to use them, or remove the files")
 	if _, err := change.ParseStartPosition(s.StartPosition); err != nil {
 		k.add("source.start_position", "%v", err)
 	}
-	for _, list := range []struct {
-		key string
-		v   []string
-	}{{"include_tables", s.IncludeTables}, {"exclude_tables", s.ExcludeTables}} {
-		for _, pat := range list.v {
+	tables := func(key string, pats []string) {
+		for _, pat := range pats {
 			db, tbl, _ := strings.Cut(pat, ".")
 			if strings.Count(pat, ".") != 1 || db == "" || tbl == "" {
-				k.add("source."+list.key, "pattern %q must be db.table (wildcards * and ? allowed, e.g. magento.catalog_product_*, *.store)", pat)
-				continue
-			}
-			if strings.ContainsAny(pat, "[]\\ ") {
-				k.add("source."+list.key, "pattern %q may only use the wildcards * and ?, e.g. magento.catalog_*", pat)
+				k.add("source."+key, "pattern %q must be db.table (wildcards * and ? allowed, e.g. magento.catalog_product_*, *.store)", pat)
+			} else {
+				k.when(strings.ContainsAny(pat, "[]\\ "), "source."+key, "pattern %q may only use the wildcards * and ?, e.g. magento.catalog_*", pat)
 			}
 		}
 	}
+	tables("include_tables", s.IncludeTables)
+	tables("exclude_tables", s.ExcludeTables)
 	if len(s.Databases) > 0 && len(s.IncludeTables) > 0 {
-		if !slices.ContainsFunc(s.IncludeTables, func(p string) bool {
+		k.when(!slices.ContainsFunc(s.IncludeTables, func(p string) bool {
 			pd, _, _ := strings.Cut(strings.ToLower(p), ".")
 			return slices.ContainsFunc(s.Databases, func(d string) bool {
 				ok, _ := path.Match(pd, strings.ToLower(d)) // the patterns' * and ?; names hold no '/'
 				return ok
 			})
-		}) {
-			k.add("source.include_tables", "no pattern names a database of source.databases %v, so no table would be captured; write patterns like %s.*", s.Databases, s.Databases[0])
-		}
+		}), "source.include_tables", "no pattern names a database of source.databases %v, so no table would be captured; write patterns like %s.*", s.Databases, s.Databases[0])
 	}
 	for _, db := range s.Databases {
-		if strings.TrimSpace(db) == "" || strings.ContainsAny(db, ".*?") {
-			k.add("source.databases", "%q is not a database name; list plain names like [magento] (use include_tables for patterns)", db)
-		}
+		k.when(strings.TrimSpace(db) == "" || strings.ContainsAny(db, ".*?"), "source.databases", "%q is not a database name; list plain names like [magento] (use include_tables for patterns)", db)
 	}
 }
 
-func (k *checker) feeds() {
-	anyEnabled := false
-	for _, name := range FeedNames {
-		f := k.c.Feeds.Feed(name)
-		anyEnabled = anyEnabled || f.Enabled
-		p := "feeds." + name
-		if f.BackoffBase > f.BackoffMax {
-			k.add(p+".backoff_base", "%s is larger than backoff_max (%s); lower backoff_base or raise backoff_max", f.BackoffBase, f.BackoffMax)
+// entryChecks check one entry of a map, by its keys tag: what is wrong with
+// the key or its value ("" if nothing).
+var entryChecks = map[string]func(key, val string) string{
+	"feed": func(feed, route string) string {
+		switch c := closest(feed, FeedNames); {
+		case !slices.Contains(FeedNames, feed) && c != "":
+			return fmt.Sprintf("%q is not a feed; did you mean %q?", feed, c)
+		case !slices.Contains(FeedNames, feed):
+			return fmt.Sprintf("%q is not a feed; valid feeds: %s", feed, strings.Join(FeedNames, ", "))
+		case strings.TrimSpace(route) == "" || strings.ContainsAny(route, " ?#"):
+			return fmt.Sprintf("route %q must be a non-empty URL path segment like %q", route, feed)
 		}
-	}
-	if !anyEnabled && !k.c.Raw.Enabled {
-		k.add("feeds", "every feed is disabled and raw.enabled is false, so there is nothing to export; enable a feed (feeds.products.enabled: true) or raw streams (raw.enabled: true)")
-	}
-}
-
-var headerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
-
-func validHeaderName(s string) bool { return headerRE.MatchString(s) }
-
-func looksLikeCredentialHeader(h string) bool {
-	h = strings.ToLower(h)
-	for _, w := range []string{"authorization", "api-key", "apikey", "token", "secret", "password", "signature", "cookie"} {
-		if strings.Contains(h, w) {
-			return true
+		return ""
+	},
+	"header": func(h, _ string) string {
+		switch {
+		case !headerRE.MatchString(h):
+			return fmt.Sprintf("%q is not a valid HTTP header name; use letters, digits and - only", h)
+		case slices.ContainsFunc([]string{"authorization", "api-key", "apikey", "token", "secret", "password", "signature", "cookie"}, func(w string) bool { return strings.Contains(strings.ToLower(h), w) }):
+			return fmt.Sprintf("header %q carries a credential; literal secrets are not allowed in the file: set api_key_env (or api_key_file) and add %q to api_key_headers", h, strings.ToLower(h))
 		}
-	}
-	return false
+		return ""
+	},
+	"config": func(c, _ string) string {
+		switch {
+		case c == "cleanup.policy":
+			return "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs"
+		case !topicConfigRE.MatchString(c):
+			return fmt.Sprintf("%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", c)
+		}
+		return ""
+	},
+	"producer": producerProblem,
+	"column": func(col, mask string) string {
+		switch mask = strings.TrimSpace(mask); {
+		case strings.Count(col, ".") != 2:
+			return fmt.Sprintf("%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", col)
+		case mask != "hash" && !maskRE.MatchString(mask):
+			return fmt.Sprintf("%q is not a mask; use hash, mask:N or truncate:N (e.g. mask:4)", mask)
+		}
+		return ""
+	},
+	"table": func(tbl, cols string) string {
+		switch {
+		case strings.Count(tbl, ".") != 1:
+			return fmt.Sprintf("%q is not a db.table pattern (e.g. shop.events or shop.log_*)", tbl)
+		case slices.ContainsFunc(strings.Split(cols, ","), func(c string) bool { return strings.TrimSpace(c) == "" }):
+			return fmt.Sprintf("%q has an empty column name; write the columns comma-separated, e.g. \"sku,store_id\"", cols)
+		}
+		return ""
+	},
 }
-
-var (
-	sinkNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-	topicConfigRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z0-9]+)*$`)
-)
-
-var maskRE = regexp.MustCompile(`^(mask|truncate):[0-9]{1,7}$`)
-
-var placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)
 
 // checkTemplate validates a topic template's placeholders and literal
 // characters (Kafka topics allow [A-Za-z0-9._-]).
@@ -316,35 +308,20 @@ func (k *checker) checkTemplate(p, tmpl string, allowedPH []string, must string)
 	for _, ph := range placeholderRE.FindAllString(tmpl, -1) {
 		if !slices.Contains(allowedPH, ph) {
 			unknown = true
-			msg := fmt.Sprintf("unknown placeholder %s; allowed: %s", ph, strings.Join(allowedPH, ", "))
+			hint := ""
 			if c := closest(ph, allowedPH); c != "" {
-				msg += fmt.Sprintf(" (did you mean %s?)", c)
+				hint = fmt.Sprintf(" (did you mean %s?)", c)
 			}
-			k.add(p, "%s", msg)
+			k.add(p, "unknown placeholder %s; allowed: %s%s", ph, strings.Join(allowedPH, ", "), hint)
 		}
 	}
-	if !strings.Contains(tmpl, must) && !unknown {
-		k.add(p, "%q must contain %s, or every stream would share one topic; e.g. %q", tmpl, must, "{prefix}."+must)
-	}
+	k.when(!strings.Contains(tmpl, must) && !unknown, p, "%q must contain %s, or every stream would share one topic; e.g. %q", tmpl, must, "{prefix}."+must)
 	lit := placeholderRE.ReplaceAllString(tmpl, "")
-	if strings.ContainsAny(lit, "{}") || !regexp.MustCompile(`^[A-Za-z0-9._-]*$`).MatchString(lit) {
-		k.add(p, "%q contains characters Kafka topic names do not allow; use letters, digits, '.', '_' and '-' around the placeholders", tmpl)
-	}
+	k.when(strings.ContainsAny(lit, "{}") || !topicRE.MatchString(lit), p, "%q contains characters Kafka topic names do not allow; use letters, digits, '.', '_' and '-' around the placeholders", tmpl)
 }
 
 func (k *checker) raw() {
 	r := &k.c.Raw
-	badKey := map[string]bool{}
-	for _, col := range slices.Sorted(maps.Keys(r.MaskColumns)) {
-		if badKey[col] = strings.Count(col, ".") != 2; badKey[col] {
-			k.add("raw.mask_columns."+col, "%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", col)
-		}
-	}
-	for _, tbl := range slices.Sorted(maps.Keys(r.KeyColumns)) {
-		if badKey[tbl] = strings.Count(tbl, ".") != 1; badKey[tbl] {
-			k.add("raw.key_columns."+tbl, "%q is not a db.table pattern (e.g. shop.events or shop.log_*)", tbl)
-		}
-	}
 	if !r.Enabled {
 		return
 	}
@@ -352,243 +329,132 @@ func (k *checker) raw() {
 	k.checkTemplate("raw.schema_changes_topic", r.SchemaChangesTopic, []string{"{prefix}", "{name}"}, "")
 	k.checkTemplate("raw.heartbeat_topic", r.HeartbeatTopic, []string{"{prefix}", "{name}"}, "")
 	k.checkTemplate("raw.transaction_topic", r.TransactionTopic, []string{"{prefix}", "{name}"}, "")
-	for _, l := range []struct {
-		key  string
-		pats []string
-	}{{"raw.include_columns", r.IncludeColumns}, {"raw.exclude_columns", r.ExcludeColumns}} {
-		for _, pat := range l.pats {
-			if strings.Count(pat, ".") != 2 {
-				k.add(l.key, "%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", pat)
-			}
-		}
+	for _, pat := range r.IncludeColumns {
+		k.when(strings.Count(pat, ".") != 2, "raw.include_columns", "%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", pat)
+	}
+	for _, pat := range r.ExcludeColumns {
+		k.when(strings.Count(pat, ".") != 2, "raw.exclude_columns", "%q is not a db.table.column pattern (e.g. shop.customer.email or *.*.email)", pat)
 	}
 	hashes := false
-	for _, col := range slices.Sorted(maps.Keys(r.MaskColumns)) {
-		m := strings.TrimSpace(r.MaskColumns[col])
-		switch {
-		case badKey[col]:
-		case m == "hash":
-			hashes = true
-		case maskRE.MatchString(m):
-		default:
-			k.add("raw.mask_columns."+col, "%q is not a mask; use hash, mask:N or truncate:N (e.g. mask:4)", m)
-		}
+	for col, m := range r.MaskColumns {
+		hashes = hashes || strings.Count(col, ".") == 2 && strings.TrimSpace(m) == "hash"
 	}
-	if hashes && !r.HashSalt.IsSet() {
-		k.add("raw.hash_salt", "a mask is hash but no salt is set; set FEEDCDC_RAW_HASH_SALT, raw.hash_salt_env or raw.hash_salt_file (a long random string, kept secret and stable)")
-	}
-	for _, tbl := range slices.Sorted(maps.Keys(r.KeyColumns)) {
-		for _, c := range strings.Split(r.KeyColumns[tbl], ",") {
-			if strings.TrimSpace(c) == "" && !badKey[tbl] {
-				k.add("raw.key_columns."+tbl, "%q has an empty column name; write the columns comma-separated, e.g. \"sku,store_id\"", r.KeyColumns[tbl])
-				break
-			}
-		}
-	}
+	k.when(hashes && !r.HashSalt.IsSet(), "raw.hash_salt", "a mask is hash but no salt is set; set FEEDCDC_RAW_HASH_SALT, raw.hash_salt_env or raw.hash_salt_file (a long random string, kept secret and stable)")
 	for _, sn := range r.Sinks {
-		if s := k.c.Sinks[sn]; s != nil && s.Type == "http" {
-			k.add("raw.sinks", "sink %q is an http sink; raw change streams go to kafka or file sinks: remove it from raw.sinks", sn)
-		}
+		s := k.c.Sinks[sn]
+		k.when(s != nil && s.Type == "http", "raw.sinks", "sink %q is an http sink; raw change streams go to kafka or file sinks: remove it from raw.sinks", sn)
 	}
-	if len(r.Sinks) == 0 && len(k.c.RawSinks()) == 0 {
-		k.add("raw.sinks", "raw.enabled is true but there is no kafka or file sink; define one under sinks")
-	}
+	k.when(len(r.Sinks) == 0 && len(k.c.RawSinks()) == 0, "raw.sinks", "raw.enabled is true but there is no kafka or file sink; define one under sinks")
 }
 
 func (k *checker) sinks() {
-	names := k.c.sinkNames(func(*Sink) bool { return true })
 	dirs := map[string]string{}
-	for _, name := range names {
-		s := k.c.Sinks[name]
-		p := "sinks." + name
-		if !sinkNameRE.MatchString(name) {
-			k.add(p, "sink name %q must be lower-case letters, digits and _ starting with a letter (it is used in FEEDCDC_SINKS_<NAME>_* variables); rename it to %q", name, suggestSinkName(name))
+	for _, name := range k.c.sinkNames(func(*Sink) bool { return true }) {
+		s, p := k.c.Sinks[name], "sinks."+name
+		k.when(!sinkNameRE.MatchString(name), p, "sink name %q must be lower-case letters, digits and _ starting with a letter (it is used in FEEDCDC_SINKS_<NAME>_* variables); rename it to %q", name, suggestSinkName(name))
+		if add, ok := map[string]string{"kafka": "{brokers: [host:9092]}", "http": "{base_url: https://...}", "file": "{dir: feedcdc-data/out}"}[s.Type]; ok && sinkSection(s, s.Type).IsNil() {
+			k.add(p+"."+s.Type, "type is %s but there is no %[1]s section; add %[1]s: %s", s.Type, add)
+			continue
 		}
-		switch s.Type {
-		case "kafka":
-			if s.Kafka == nil {
-				k.add(p+".kafka", "type is kafka but there is no kafka section; add kafka: {brokers: [host:9092]}")
-				continue
-			}
+		switch {
+		case s.Type == "kafka":
 			k.kafka(p+".kafka", s.Kafka)
-		case "http":
-			if s.HTTP == nil {
-				k.add(p+".http", "type is http but there is no http section; add http: {base_url: https://...}")
-				continue
-			}
+		case s.Type == "http":
 			k.http(p+".http", s.HTTP)
-		case "file":
-			if s.File == nil {
-				k.add(p+".file", "type is file but there is no file section; add file: {dir: feedcdc-data/out}")
-				continue
-			}
-			if s.File.Dir != "" {
-				abs := resolveAbs(s.File.Dir)
-				if other, dup := dirs[abs]; dup {
-					k.add(p+".file.dir", "%s is also the directory of sink %q; give each file sink its own directory", s.File.Dir, other)
-				}
-				dirs[abs] = name
-				if st, err := os.Stat(s.File.Dir); err == nil && !st.IsDir() {
-					k.add(p+".file.dir", "%s exists and is not a directory; choose a directory path", s.File.Dir)
-				}
-			}
+		case s.Type == "file" && s.File.Dir != "":
+			abs := resolveAbs(s.File.Dir)
+			other, dup := dirs[abs]
+			k.when(dup, p+".file.dir", "%s is also the directory of sink %q; give each file sink its own directory", s.File.Dir, other)
+			dirs[abs] = name
+			st, err := os.Stat(s.File.Dir)
+			k.when(err == nil && !st.IsDir(), p+".file.dir", "%s exists and is not a directory; choose a directory path", s.File.Dir)
 		}
 	}
+}
+
+func suggestSinkName(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] < 'a' || b[0] > 'z' {
+		return "s" + string(b)
+	}
+	return string(b)
 }
 
 func (k *checker) kafka(p string, kc *KafkaSink) {
 	for _, b := range kc.Brokers {
 		host, port, err := net.SplitHostPort(strings.TrimSpace(b))
-		if err != nil || host == "" || !validPort(port, false) {
-			k.add(p+".brokers", "%q is not host:port; write e.g. [kafka-1:9092, kafka-2:9092]", b)
-		}
+		k.when(err != nil || host == "" || !validPort(port, false), p+".brokers", "%q is not host:port; write e.g. [kafka-1:9092, kafka-2:9092]", b)
 	}
 	k.checkTemplate(p+".topic_template", kc.TopicTemplate, []string{"{prefix}", "{feed}", "{name}"}, "{feed}")
-	for _, c := range slices.Sorted(maps.Keys(kc.TopicConfigs)) {
-		if c == "cleanup.policy" {
-			k.add(p+".topic_configs."+c, "cleanup.policy is set by compact (true: compact for entity feed topics); remove it from topic_configs")
-		} else if !topicConfigRE.MatchString(c) {
-			k.add(p+".topic_configs."+c, "%q is not a Kafka topic config name (like retention.ms or min.insync.replicas)", c)
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(kc.Producer)) {
-		if msg := producerProblem(name, kc.Producer[name]); msg != "" {
-			k.add(p+".producer."+name, "%s", msg)
-		}
-	}
-	if kc.MaxMessageBytes > kc.BatchBytes {
-		k.add(p+".batch_bytes", "%s is smaller than max_message_bytes (%s), so the largest allowed record could never be sent; raise batch_bytes to at least %s", kc.BatchBytes, kc.MaxMessageBytes, kc.MaxMessageBytes)
-	}
-	if kc.MaxMessageBytes > k.c.Backpressure.MaxInflightBytes {
-		k.add("backpressure.max_inflight_bytes", "%s is smaller than %s.max_message_bytes (%s), so one large item could stall the pipeline; raise max_inflight_bytes", k.c.Backpressure.MaxInflightBytes, p, kc.MaxMessageBytes)
-	}
-	if !kc.TLS.Enabled && (kc.TLS.CAFile != "" || kc.TLS.CertFile != "" || kc.TLS.InsecureSkipVerify) {
-		k.add(p+".tls.enabled", "is false but TLS options are set; set enabled: true or remove the options")
-	}
-	sa := &kc.SASL
-	if !slices.Contains([]string{"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}, sa.Mechanism) {
-		return // reported by the enum check
-	}
-	if sa.Mechanism == "" {
-		if sa.User != "" || sa.Password.IsSet() || sa.PasswordEnv != "" || sa.PasswordFile != "" {
-			k.add(p+".sasl.mechanism", "is empty but SASL credentials are set; set mechanism: SCRAM-SHA-512 (or SCRAM-SHA-256, PLAIN) or remove the credentials")
-		}
-		return
-	}
-	if sa.User == "" {
-		k.add(p+".sasl.user", "is required with sasl.mechanism %s; set the SASL user name", sa.Mechanism)
-	}
-	if !sa.Password.IsSet() {
-		k.add(p+".sasl.password", "is required with sasl.mechanism %s; set sasl.password_env or sasl.password_file (or %s)", sa.Mechanism, envName(p+".sasl.password"))
+	k.when(kc.MaxMessageBytes > kc.BatchBytes, p+".batch_bytes", "%s is smaller than max_message_bytes (%s), so the largest allowed record could never be sent; raise batch_bytes to at least %s", kc.BatchBytes, kc.MaxMessageBytes, kc.MaxMessageBytes)
+	k.when(kc.MaxMessageBytes > k.c.Backpressure.MaxInflightBytes, "backpressure.max_inflight_bytes", "%s is smaller than %s.max_message_bytes (%s), so one large item could stall the pipeline; raise max_inflight_bytes", k.c.Backpressure.MaxInflightBytes, p, kc.MaxMessageBytes)
+	k.when(!kc.TLS.Enabled && (kc.TLS.CAFile != "" || kc.TLS.CertFile != "" || kc.TLS.InsecureSkipVerify), p+".tls.enabled", "is false but TLS options are set; set enabled: true or remove the options")
+	switch sa := &kc.SASL; {
+	case !slices.Contains([]string{"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}, sa.Mechanism): // reported by the enum check
+	case sa.Mechanism == "":
+		k.when(sa.User != "" || sa.Password.IsSet() || sa.PasswordEnv != "" || sa.PasswordFile != "", p+".sasl.mechanism", "is empty but SASL credentials are set; set mechanism: SCRAM-SHA-512 (or SCRAM-SHA-256, PLAIN) or remove the credentials")
+	default:
+		k.when(sa.User == "", p+".sasl.user", "is required with sasl.mechanism %s; set the SASL user name", sa.Mechanism)
+		k.when(!sa.Password.IsSet(), p+".sasl.password", "is required with sasl.mechanism %s; set sasl.password_env or sasl.password_file (or %s)", sa.Mechanism, envName(p+".sasl.password"))
 	}
 }
 
 func (k *checker) http(p string, hc *HTTPSink) {
-	if hc.BaseURL != "" {
-		u, err := url.Parse(hc.BaseURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			k.add(p+".base_url", "%q is not an http(s) URL; write e.g. https://feeds.example.com/api", hc.BaseURL)
-		} else if u.User != nil {
-			k.add(p+".base_url", "contains credentials (user:password@); remove them and use api_key_env or api_key_file")
-		} else if u.Scheme == "http" && (hc.TLS.CAFile != "" || hc.TLS.CertFile != "") {
-			k.add(p+".tls", "TLS files are set but base_url is http://; use an https:// URL or remove the tls options")
-		}
+	if u, err := url.Parse(hc.BaseURL); hc.BaseURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		k.add(p+".base_url", "%q is not an http(s) URL; write e.g. https://feeds.example.com/api", hc.BaseURL)
+	} else if hc.BaseURL != "" && u.User != nil {
+		k.add(p+".base_url", "contains credentials (user:password@); remove them and use api_key_env or api_key_file")
+	} else if hc.BaseURL != "" {
+		k.when(u.Scheme == "http" && (hc.TLS.CAFile != "" || hc.TLS.CertFile != ""), p+".tls", "TLS files are set but base_url is http://; use an https:// URL or remove the tls options")
 	}
-	for _, feed := range slices.Sorted(maps.Keys(hc.Routes)) {
-		route := hc.Routes[feed]
-		if !isFeedName(feed) {
-			hint := "valid feeds: " + strings.Join(FeedNames, ", ")
-			if c := closest(feed, FeedNames); c != "" {
-				hint = fmt.Sprintf("did you mean %q?", c)
-			}
-			k.add(p+".routes."+feed, "%q is not a feed; %s", feed, hint)
-		} else if strings.TrimSpace(route) == "" || strings.ContainsAny(route, " ?#") {
-			k.add(p+".routes."+feed, "route %q must be a non-empty URL path segment like %q", route, feed)
-		}
-	}
-	for _, h := range slices.Sorted(maps.Keys(hc.Headers)) {
-		if !validHeaderName(h) {
-			k.add(p+".headers."+h, "%q is not a valid HTTP header name; use letters, digits and - only", h)
-		} else if looksLikeCredentialHeader(h) {
-			k.add(p+".headers."+h, "header %q carries a credential; literal secrets are not allowed in the file: set api_key_env (or api_key_file) and add %q to api_key_headers", h, strings.ToLower(h))
-		}
-	}
-	if hc.APIKey.IsSet() && len(hc.APIKeyHeaders) == 0 {
-		k.add(p+".api_key_headers", "is empty but an api_key is set, so the key would never be sent; list the header, e.g. [x-api-key]")
-	}
+	k.when(hc.APIKey.IsSet() && len(hc.APIKeyHeaders) == 0, p+".api_key_headers", "is empty but an api_key is set, so the key would never be sent; list the header, e.g. [x-api-key]")
 	for _, h := range hc.APIKeyHeaders {
-		if !validHeaderName(h) {
-			k.add(p+".api_key_headers", "%q is not a valid HTTP header name", h)
-		}
+		k.when(!headerRE.MatchString(h), p+".api_key_headers", "%q is not a valid HTTP header name", h)
 	}
 }
 
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
 	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && (host == "localhost" || ip != nil && ip.IsLoopback())
 }
 
 func (k *checker) rest() {
-	c := k.c
-	if c.Resync.ThreadCount > c.Source.PoolSize && c.Source.PoolSize > 0 {
-		k.add("resync.thread_count", "%d exceeds source.pool_size (%d), so resync threads would wait for connections; raise source.pool_size to at least %d or lower thread_count", c.Resync.ThreadCount, c.Source.PoolSize, c.Resync.ThreadCount)
+	c, d := k.c, &k.c.Dashboard
+	k.when(c.Resync.ThreadCount > c.Source.PoolSize && c.Source.PoolSize > 0, "resync.thread_count", "%d exceeds source.pool_size (%d), so resync threads would wait for connections; raise source.pool_size to at least %d or lower thread_count", c.Resync.ThreadCount, c.Source.PoolSize, c.Resync.ThreadCount)
+	k.when(c.Feeds.BuildThreads > c.Source.PoolSize && c.Source.PoolSize > 0, "feeds.build_threads", "%d exceeds source.pool_size (%d), so builders would wait for connections; raise source.pool_size to at least %d or lower build_threads", c.Feeds.BuildThreads, c.Source.PoolSize, c.Feeds.BuildThreads)
+	anyEnabled := c.Raw.Enabled
+	for _, name := range FeedNames {
+		f, p := c.Feeds.Feed(name), "feeds."+name
+		anyEnabled = anyEnabled || f.Enabled
+		k.when(f.BackoffBase > f.BackoffMax, p+".backoff_base", "%s is larger than backoff_max (%s); lower backoff_base or raise backoff_max", f.BackoffBase, f.BackoffMax)
 	}
-	if c.Feeds.BuildThreads > c.Source.PoolSize && c.Source.PoolSize > 0 {
-		k.add("feeds.build_threads", "%d exceeds source.pool_size (%d), so builders would wait for connections; raise source.pool_size to at least %d or lower build_threads", c.Feeds.BuildThreads, c.Source.PoolSize, c.Feeds.BuildThreads)
-	}
-	if st, err := os.Stat(c.State.Path); err == nil && st.IsDir() {
-		k.add("state.path", "%s is a directory; set a file path such as %s", c.State.Path, path.Join(c.State.Path, "state.db"))
-	}
-	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && !isLoopback(c.Dashboard.Listen) && !c.Dashboard.Token.IsSet() {
-		k.add("dashboard.listen", "%s is reachable from other hosts but no token is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or listen on 127.0.0.1", c.Dashboard.Listen)
-	}
-	if c.Dashboard.Enabled && c.Dashboard.ItemsToken == "always" && !c.Dashboard.Token.IsSet() {
-		k.add("dashboard.items_token", "always needs a token, and none is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or use items_token: auto")
-	}
-	if c.Dashboard.Enabled && c.Dashboard.Listen != "" && c.Dashboard.Listen == c.Telemetry.Listen {
-		k.add("dashboard.listen", "%s is also telemetry.listen; give the dashboard its own port (e.g. 127.0.0.1:8484)", c.Dashboard.Listen)
-	}
-	if c.HA.Enabled && len(c.HA.Brokers) == 0 {
-		k.add("ha.brokers", "is empty but ha.enabled is true; list the Kafka bootstrap brokers (e.g. [kafka-1:9092]) that hold the group and the state changelog, or set ha.enabled: false")
-	}
-	if c.Telemetry.Traces && c.Telemetry.OTLPEndpoint == "" {
-		k.add("telemetry.traces", "is true but telemetry.otlp_endpoint is empty, so spans would go nowhere; set otlp_endpoint (e.g. http://127.0.0.1:4318) or traces: false")
-	}
+	k.when(!anyEnabled, "feeds", "every feed is disabled and raw.enabled is false, so there is nothing to export; enable a feed (feeds.products.enabled: true) or raw streams (raw.enabled: true)")
+	st, err := os.Stat(c.State.Path)
+	k.when(err == nil && st.IsDir(), "state.path", "%s is a directory; set a file path such as %s", c.State.Path, path.Join(c.State.Path, "state.db"))
+	k.when(d.Enabled && d.Listen != "" && !isLoopback(d.Listen) && !d.Token.IsSet(), "dashboard.listen", "%s is reachable from other hosts but no token is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or listen on 127.0.0.1", d.Listen)
+	k.when(d.Enabled && d.ItemsToken == "always" && !d.Token.IsSet(), "dashboard.items_token", "always needs a token, and none is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or use items_token: auto")
+	k.when(d.Enabled && d.Listen != "" && d.Listen == c.Telemetry.Listen, "dashboard.listen", "%s is also telemetry.listen; give the dashboard its own port (e.g. 127.0.0.1:8484)", d.Listen)
+	k.when(c.HA.Enabled && len(c.HA.Brokers) == 0, "ha.brokers", "is empty but ha.enabled is true; list the Kafka bootstrap brokers (e.g. [kafka-1:9092]) that hold the group and the state changelog, or set ha.enabled: false")
+	k.when(c.Telemetry.Traces && c.Telemetry.OTLPEndpoint == "", "telemetry.traces", "is true but telemetry.otlp_endpoint is empty, so spans would go nowhere; set otlp_endpoint (e.g. http://127.0.0.1:4318) or traces: false")
 	if e := c.Telemetry.OTLPEndpoint; e != "" {
 		u, err := url.Parse(e)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			k.add("telemetry.otlp_endpoint", "%q is not an http(s) URL; write e.g. http://127.0.0.1:4318", e)
-		}
+		k.when(err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "", "telemetry.otlp_endpoint", "%q is not an http(s) URL; write e.g. http://127.0.0.1:4318", e)
 	}
 }
 
-// warnings lists settings that are valid but weaken guarantees.
+// warnings lists settings that are valid but weaken guarantees. (Insecure
+// TLS and SASL PLAIN without TLS are warned about by the sinks when they
+// start.)
 func warnings(c *Config) []string {
 	var w []string
-	for _, name := range c.sinkNames(func(s *Sink) bool { return s.Type == "kafka" && s.Kafka != nil }) {
-		kc := c.Sinks[name].Kafka
-		p := "sinks." + name + ".kafka"
-		if kc.Acks != "all" {
-			w = append(w, fmt.Sprintf("%s.acks is %s: records acknowledged by fewer than all in-sync replicas can be lost, so delivery is no longer at-least-once", p, kc.Acks))
-		}
-		if kc.TLS.InsecureSkipVerify {
-			w = append(w, p+".tls.insecure_skip_verify is true: broker certificates are not verified")
-		}
-		if kc.SASL.Mechanism == "PLAIN" && !kc.TLS.Enabled {
-			w = append(w, p+".sasl.mechanism PLAIN without tls.enabled sends the password in clear text")
-		}
-	}
-	for _, name := range c.sinkNames(func(s *Sink) bool { return s.Type == "http" && s.HTTP != nil }) {
-		if c.Sinks[name].HTTP.TLS.InsecureSkipVerify {
-			w = append(w, "sinks."+name+".http.tls.insecure_skip_verify is true: the server certificate is not verified")
-		}
+	for _, name := range c.sinkNames(func(s *Sink) bool { return s.Type == "kafka" && s.Kafka != nil && s.Kafka.Acks != "all" }) {
+		w = append(w, fmt.Sprintf("sinks.%s.kafka.acks is %s: records acknowledged by fewer than all in-sync replicas can be lost, so delivery is no longer at-least-once", name, c.Sinks[name].Kafka.Acks))
 	}
 	return w
 }
@@ -600,6 +466,6 @@ func (c *Config) sinkNames(keep func(*Sink) bool) []string {
 			out = append(out, n)
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
