@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -521,4 +522,44 @@ func TestMergeStoppedByAnErrorResumes(t *testing.T) {
 	mustItem(t, st, a.ID, "x")
 	mustItem(t, st, b.ID, "y")
 	mustCheck(t, st)
+}
+
+// TestFormat1FileIsUpgradedAndNewerRefused: a file of format 1 (no staged
+// id index entries) opens and is marked format 2, so that a feedcdc that
+// reads only format 1, and would not see staged ids, refuses it; a file of
+// a newer format is refused.
+func TestFormat1FileIsUpgradedAndNewerRefused(t *testing.T) {
+	st, path := openTemp(t)
+	put(t, st, product("A", "default", 1, StatusSent))
+	setFormat := func(v uint32) {
+		t.Helper()
+		err := st.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bMeta).Put(kFormat, binary.BigEndian.AppendUint32(nil, v))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setFormat(1)
+	var err error
+	if st, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	err = st.db.View(func(tx *bolt.Tx) error {
+		if v := binary.BigEndian.Uint32(tx.Bucket(bMeta).Get(kFormat)); v != 2 {
+			return fmt.Errorf("format %d after opening a format 1 file, want 2", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustItem(t, st, product("A", "default", 1, StatusSent).ID, "1")
+	setFormat(3)
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "newer feedcdc") {
+		t.Fatalf("Open of a format 3 file: %v", err)
+	}
 }

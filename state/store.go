@@ -23,8 +23,10 @@ import (
 )
 
 // formatVersion is the layout version stored in meta/format. Opening a file
-// with a newer version fails instead of misreading it.
-const formatVersion = 1
+// with a newer version fails instead of misreading it; an older one is
+// upgraded in place. 2: the id index may have staged entries (byidnew,
+// idindex.go), which a feedcdc reading format 1 would not see.
+const formatVersion = 2
 
 // Root buckets.
 var (
@@ -352,8 +354,16 @@ func (s *Store) init() error {
 				if len(v) != 4 {
 					return fmt.Errorf("meta/format has %d bytes: %w", len(v), errCorrupt)
 				}
-				if ver := binary.BigEndian.Uint32(v); ver > formatVersion {
+				ver := binary.BigEndian.Uint32(v)
+				if ver > formatVersion {
 					return fmt.Errorf("state file format %d was written by a newer feedcdc (this one reads up to %d); upgrade feedcdc", ver, formatVersion)
+				}
+				if ver < formatVersion {
+					// Format 1 is format 2 without staged id index
+					// entries; from now on the file may have them.
+					if err := meta.Put(kFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
+						return err
+					}
 				}
 			} else {
 				if err := meta.Put(kFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
