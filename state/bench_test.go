@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -176,7 +177,10 @@ type profileResult struct {
 	// processes competing for the CPU, but without the fsync wait.
 	cpuState, cpuRaw, cpuSeqState, cpuSeqRaw time.Duration
 	loadCPUState, loadCPURaw                 time.Duration
-	reopen                                   time.Duration // Open of the full file (rebuilds the freelist)
+	// Block writes of the process (/proc/self/io write_bytes) during
+	// each initial load; -1 when the kernel does not report them.
+	loadWritesState, loadWritesRaw int64
+	reopen                         time.Duration // Open of the full file (rebuilds the freelist)
 }
 
 // runProfile writes the whole profile into a state store and into the raw
@@ -198,6 +202,7 @@ func runProfile(b *testing.B, p profile) profileResult {
 		return st.Update(ctx, func(tx *Tx) error { return tx.PutItems(items) })
 	}
 	// Only the writes are timed, not the generation of the items.
+	w0 := blockWrites()
 	err = p.items(10_000, func(items []Item) error {
 		res.items += len(items)
 		for i := 0; i < len(items); i += 20 {
@@ -211,6 +216,7 @@ func runProfile(b *testing.B, p profile) profileResult {
 	if err != nil {
 		b.Fatal(err)
 	}
+	w1 := blockWrites()
 	err = p.items(10_000, func(items []Item) error {
 		w, c, err := timed(func() error { return raw.put(items) })
 		rawWall += w
@@ -219,6 +225,11 @@ func runProfile(b *testing.B, p profile) profileResult {
 	})
 	if err != nil {
 		b.Fatal(err)
+	}
+	w2 := blockWrites()
+	res.loadWritesState, res.loadWritesRaw = w1-w0, w2-w1
+	if w0 < 0 {
+		res.loadWritesState, res.loadWritesRaw = -1, -1
 	}
 	res.stateSecs, res.rawSecs = loadWall.Seconds(), rawWall.Seconds()
 	res.stateLoaded = fileSize(b, filepath.Join(dir, "state.db"))
@@ -293,6 +304,25 @@ func runProfile(b *testing.B, p profile) profileResult {
 	return res
 }
 
+// blockWrites is the bytes this process caused to be written to storage
+// (write_bytes in /proc/self/io), -1 when it cannot be read.
+func blockWrites() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -322,6 +352,11 @@ func reportProfile(b *testing.B, p profile, r profileResult) {
 	b.Logf("  initial load in 10k flushes: state %.0f items/s (CPU %.1f µs/item), raw %.0f items/s (CPU %.1f µs/item); wall ratio %.2f, CPU ratio %.2f",
 		float64(r.items)/r.stateSecs, float64(r.loadCPUState)/1e3/float64(r.items), float64(r.items)/r.rawSecs, float64(r.loadCPURaw)/1e3/float64(r.items),
 		r.stateSecs/r.rawSecs, float64(r.loadCPUState)/float64(r.loadCPURaw))
+	if r.loadWritesState >= 0 {
+		b.Logf("  initial load, block writes (/proc/self/io write_bytes): state %.0f MiB (%.0f B/item), raw %.0f MiB; ratio %.2f",
+			float64(r.loadWritesState)/(1<<20), float64(r.loadWritesState)/float64(r.items), float64(r.loadWritesRaw)/(1<<20),
+			float64(r.loadWritesState)/float64(max(r.loadWritesRaw, 1)))
+	}
 	b.Logf("  10k-item flush, random items (median of 9, fsync): state %s wall / %s CPU, raw %s / %s; ratios %.2f / %.2f",
 		ms(r.flushState), ms(r.cpuState), ms(r.flushRaw), ms(r.cpuRaw), float64(r.flushState)/float64(r.flushRaw), float64(r.cpuState)/float64(r.cpuRaw))
 	b.Logf("  10k-item flush, consecutive entities (resync): state %s wall / %s CPU, raw %s / %s; ratios %.2f / %.2f",

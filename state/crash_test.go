@@ -15,12 +15,29 @@ import (
 // moments. After each kill the file must open, pass Check, and hold exactly
 // the state of the flush its checkpoint names: every item of that flush
 // with that flush's hash, and nothing from a later flush.
-func TestSurvivesKill9(t *testing.T) {
+func TestSurvivesKill9(t *testing.T) { survivesKill9(t, "writer") }
+
+// TestSurvivesKill9WhileMergingTheIDIndex is TestSurvivesKill9 with a
+// writer that merges its staged id index entries into byid every two or
+// three flushes, in chunk transactions, so that kills land in merges too.
+func TestSurvivesKill9WhileMergingTheIDIndex(t *testing.T) {
+	path := survivesKill9(t, "writer-merge")
+	st, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if byid, _ := idIndexSizes(t, st, "products"); byid == 0 {
+		t.Fatal("the writer never merged its staged id index entries")
+	}
+}
+
+func survivesKill9(t *testing.T, kind string) (path string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
+	path = filepath.Join(t.TempDir(), "state.db")
 	lastSeen := 0
 	for round := range 6 {
-		h, first := startHelper(t, "writer", path)
+		h, first := startHelper(t, kind, path)
 		n, err := strconv.Atoi(first)
 		if err != nil {
 			t.Fatalf("writer said %q", first)
@@ -105,4 +122,5 @@ func TestSurvivesKill9(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return path
 }

@@ -33,6 +33,14 @@
 //     index (feed id -> entity key), the failed index (status 2 and not
 //     Attention, by NextAttempt), the status index (status != 200) and the
 //     per-feed counters. Store.Check verifies this.
+//   - The id index of a feed is byid plus its staged entries (byidnew,
+//     idindex.go), each id in exactly one of them after every commit. New
+//     ids are staged; Update merges the staged entries into byid once they
+//     reach Store.pendBound. Store.pend holds exactly the staged entries
+//     of the last commit (a transaction's changes are applied to it only
+//     when it commits), loaded from the file before the first write
+//     transaction and again after an Apply that touched them; it is read
+//     by write transactions only. Its size is bounded by the merge bound.
 //   - Attention is only kept on items with status 2.
 //   - The legacy outbox is FIFO per feed and holds at most one entry per
 //     feed id: a newer payload for the same id replaces the waiting one and

@@ -173,15 +173,15 @@ func inFailedIndex(status int, attention bool) bool {
 
 func inStatusIndex(status int) bool { return status != StatusSent }
 
-// lookup finds the item with id key idk: its item key (in t.kbuf2) and
-// value, or nils.
-func (t *Tx) lookup(fb *feedBuckets, idk []byte) (ek, ik, v []byte) {
-	ek = fb.byID.Get(idk)
-	if ek == nil {
-		return nil, nil, nil
+// lookup finds the item with id key idk: where the id index holds it
+// (ref.ek is nil when it does not), its item key (in t.kbuf2) and value.
+func (t *Tx) lookup(fb *feedBuckets, idk []byte) (ref indexRef, ik, v []byte, err error) {
+	ref, err = t.indexGet(fb, idk)
+	if err != nil || ref.ek == nil {
+		return ref, nil, nil, err
 	}
-	ik = itemKey(t.kbuf2[:0], string(ek), idk)
-	return ek, ik, fb.items.Get(ik)
+	ik = itemKey(t.kbuf2[:0], string(ref.ek), idk)
+	return ref, ik, fb.items.Get(ik), nil
 }
 
 func (t *Tx) missing(fb *feedBuckets, what string, idk []byte) error {
@@ -262,10 +262,11 @@ func (t *Tx) PutItems(items []Item) error {
 	keys, idAt, order := putOrder(items)
 	var scratch []byte
 	// The id index entries of items new under their entity key, written
-	// after the loop in id-key order: ids are sha1 hex, so in item-key
-	// order their inserts land on random pages of the index; sorted, each
-	// page is reached once and its neighbour next.
+	// after the loop: new ids are staged (idindex.go), an id that moved
+	// to another entity is changed where the index holds it (in id-key
+	// order, so that each page of byid is reached once).
 	var newIDs []int
+	refs := map[int]indexRef{}
 	for n, i := range order {
 		cp := items[i] // the caller's slice is not modified
 		it := &cp
@@ -287,8 +288,11 @@ func (t *Tx) PutItems(items []Item) error {
 		// (a new item, or one whose entity key changed).
 		old := fb.items.Get(ik)
 		if old == nil {
-			oldEK, oldIK, ov := t.lookup(fb, idk)
-			if oldEK != nil {
+			ref, oldIK, ov, err := t.lookup(fb, idk)
+			if err != nil {
+				return err
+			}
+			if ref.ek != nil {
 				if ov == nil {
 					return t.missing(fb, "id index", idk)
 				}
@@ -296,6 +300,7 @@ func (t *Tx) PutItems(items []Item) error {
 					return err
 				}
 				old = ov
+				refs[i] = ref
 			}
 			newIDs = append(newIDs, i)
 		}
@@ -355,7 +360,14 @@ func (t *Tx) PutItems(items []Item) error {
 		if err != nil {
 			return err
 		}
-		if err := fb.byID.Put(keys[i][idAt[i]:], t.keepString(items[i].EntityKey)); err != nil {
+		idk := keys[i][idAt[i]:]
+		if ref, moved := refs[i]; moved && !ref.pending {
+			if err := fb.byID.Put(idk, t.keepString(items[i].EntityKey)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := t.stage(fb, idk, items[i].EntityKey, refs[i]); err != nil {
 			return err
 		}
 	}
@@ -383,9 +395,9 @@ func (t *Tx) DeleteItems(feed string, ids []string) error {
 // deleteItem removes the item with id key idk; idk must not alias t.kbuf
 // or t.kbuf2.
 func (t *Tx) deleteItem(fb *feedBuckets, idk []byte) error {
-	ek, ik, old := t.lookup(fb, idk)
-	if ek == nil {
-		return nil
+	ref, ik, old, err := t.lookup(fb, idk)
+	if err != nil || ref.ek == nil {
+		return err
 	}
 	if old == nil {
 		return t.missing(fb, "id index", idk)
@@ -407,7 +419,7 @@ func (t *Tx) deleteItem(fb *feedBuckets, idk []byte) error {
 			return err
 		}
 	}
-	if err := fb.byID.Delete(idk); err != nil {
+	if err := t.unindex(fb, idk, ref); err != nil {
 		return err
 	}
 	fb.delta.add(contribution(h.Status, h.Deleted, h.Attention), -1)
@@ -417,10 +429,11 @@ func (t *Tx) deleteItem(fb *feedBuckets, idk []byte) error {
 
 // getByIDKey decodes the item with id key idk; ok is false if absent.
 func (t *Tx) getByIDKey(fb *feedBuckets, idk []byte, id string) (Item, bool, error) {
-	ek, _, v := t.lookup(fb, idk)
-	if ek == nil {
-		return Item{}, false, nil
+	ref, _, v, err := t.lookup(fb, idk)
+	if err != nil || ref.ek == nil {
+		return Item{}, false, err
 	}
+	ek := ref.ek
 	if v == nil {
 		return Item{}, false, t.missing(fb, "id index", idk)
 	}

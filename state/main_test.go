@@ -48,9 +48,14 @@ func runHelper(kind, path string) int {
 		fmt.Println("ready")
 		io.Copy(io.Discard, os.Stdin)
 		return 0
-	case "writer":
+	case "writer", "writer-merge":
 		// Each iteration i rewrites crashItems items with hash "h<i>" and
 		// moves the checkpoint to Pos i, in one Update, then reports i.
+		// writer-merge merges the staged id index entries every few
+		// iterations, in chunks (idindex.go).
+		if kind == "writer-merge" {
+			st.pendBound, st.mergeChunk = 700, 150
+		}
 		w := bufio.NewWriter(os.Stdout)
 		start := 1
 		if pos, _, ok, err := st.Checkpoint(ctx); err == nil && ok {

@@ -89,8 +89,11 @@ func (s *Store) Cleanup(ctx context.Context, now time.Time, retention time.Durat
 					return err
 				}
 				for _, idk := range victims {
-					ek, _, v := tx.lookup(fb, idk)
-					if ek == nil || v == nil {
+					ref, _, v, err := tx.lookup(fb, idk)
+					if err != nil {
+						return err
+					}
+					if ref.ek == nil || v == nil {
 						continue
 					}
 					h, _, err := decodeHead(v)
@@ -129,6 +132,11 @@ func (s *Store) ForgetFeed(ctx context.Context, feed string) error {
 			return fmt.Errorf("state: forget feed %q: %w", feed, err)
 		}
 		delete(tx.feeds, feed)
+		p, err := tx.pendView(feed, nil)
+		if err != nil {
+			return err
+		}
+		p.clear() // its staged id index entries went with it
 		return nil
 	})
 }
@@ -165,6 +173,16 @@ func (t *Tx) checkFeed(feed string) error {
 	}
 	var want Counts
 	var nFailed, nStatus int
+	// The id index is byid and the staged entries (idindex.go), read
+	// from this snapshot (not Store.pend: a check may run in a write
+	// transaction of its own).
+	nStaged := checkStaged(fb, bad)
+	var staged map[string]pendEntry
+	if fb.staged != nil {
+		if staged, err = loadStaged(fb.staged); err != nil {
+			staged = nil
+		}
+	}
 	var kb []byte
 	c := fb.items.Cursor()
 	n := 0
@@ -190,7 +208,11 @@ func (t *Tx) checkFeed(feed string) error {
 		}
 		h, _, _ := decodeHead(v)
 		want.add(contribution(h.Status, h.Deleted, h.Attention), 1)
-		if got := fb.byID.Get(idk); got == nil || !bytes.Equal(got, ek) {
+		got := fb.byID.Get(idk)
+		if e, ok := staged[string(idk)]; ok && got == nil {
+			got = []byte(e.ek)
+		}
+		if got == nil || !bytes.Equal(got, ek) {
 			bad("item %s (entity %q) has id index entry %q", id, ek, got)
 		}
 		if inFailedIndex(h.Status, h.Attention) {
@@ -206,8 +228,8 @@ func (t *Tx) checkFeed(feed string) error {
 			}
 		}
 	}
-	if got := fb.byID.Stats().KeyN; got != int(want.Total) {
-		bad("id index has %d entries for %d items", got, want.Total)
+	if got := fb.byID.Stats().KeyN + nStaged; got != int(want.Total) {
+		bad("id index has %d entries (%d of them staged) for %d items", got, nStaged, want.Total)
 	}
 	if got := fb.failed.Stats().KeyN; got != nFailed {
 		bad("failed index has %d entries for %d failed items", got, nFailed)

@@ -156,6 +156,17 @@ func (s *Store) Apply(ctx context.Context, ops []Op, mark []byte) error {
 	if s.readOnly {
 		return fmt.Errorf("state: %s is open read-only; it cannot be written", s.path)
 	}
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	for _, op := range ops {
+		// Staged id index entries changed under Store.pend: reload it
+		// before the next Update (a standby applies far more often than
+		// it writes).
+		if len(op.Bucket) > 0 && bytes.Equal(op.Bucket[0], bFeeds) && (op.Kind == OpDropBucket || len(op.Bucket) > 2 && bytes.Equal(op.Bucket[2], bStaged)) {
+			s.pend.stale = true
+			break
+		}
+	}
 	return s.guarded("applying replicated writes", func() error {
 		return s.db.Update(func(btx *bolt.Tx) error {
 			for i, op := range ops {

@@ -23,8 +23,10 @@ import (
 )
 
 // formatVersion is the layout version stored in meta/format. Opening a file
-// with a newer version fails instead of misreading it.
-const formatVersion = 1
+// with a newer version fails instead of misreading it; an older one is
+// upgraded in place. 2: the id index may have staged entries (byidnew,
+// idindex.go), which a feedcdc reading format 1 would not see.
+const formatVersion = 2
 
 // Root buckets.
 var (
@@ -137,6 +139,15 @@ type Store struct {
 
 	// Cleanup transaction bounds (fields so that tests can shrink them).
 	cleanupScan, cleanupBatch int
+
+	// pendMu serialises Update and Apply whole (bbolt's writer lock is
+	// released before Update has applied the commit to pend); pend holds
+	// the committed staged id index entries (idindex.go). pendBound and
+	// mergeChunk are the merge bounds (fields so that tests can shrink
+	// them).
+	pendMu                sync.Mutex
+	pend                  pendIndex
+	pendBound, mergeChunk int
 }
 
 // Open opens (creating if needed) the state file at path and takes its file
@@ -316,6 +327,9 @@ func newStore(db *bolt.DB, path string, opts Options) *Store {
 		log:          opts.Logger,
 		cleanupScan:  cleanupScanPerTx,
 		cleanupBatch: cleanupDeletePerTx,
+		pend:         pendIndex{stale: true},
+		pendBound:    defaultPendBound,
+		mergeChunk:   defaultMergeChunk,
 		owner: Owner{
 			PID:      os.Getpid(),
 			Host:     host,
@@ -340,8 +354,16 @@ func (s *Store) init() error {
 				if len(v) != 4 {
 					return fmt.Errorf("meta/format has %d bytes: %w", len(v), errCorrupt)
 				}
-				if ver := binary.BigEndian.Uint32(v); ver > formatVersion {
+				ver := binary.BigEndian.Uint32(v)
+				if ver > formatVersion {
 					return fmt.Errorf("state file format %d was written by a newer feedcdc (this one reads up to %d); upgrade feedcdc", ver, formatVersion)
+				}
+				if ver < formatVersion {
+					// Format 1 is format 2 without staged id index
+					// entries; from now on the file may have them.
+					if err := meta.Put(kFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
+						return err
+					}
 				}
 			} else {
 				if err := meta.Put(kFormat, binary.BigEndian.AppendUint32(nil, formatVersion)); err != nil {
@@ -534,6 +556,11 @@ func (s *Store) guarded(op string, fn func() error) error {
 // Update per flush: item states, outbox changes and the checkpoint they
 // cover all commit together or not at all. fn must not call other Store
 // methods (it would deadlock on bbolt's writer lock); use tx's methods.
+//
+// When the committed transaction leaves the staged id index entries at
+// their bound, Update then merges them into the id index in transactions
+// of its own (idindex.go); an error of that merge is returned, the
+// caller's transaction stands.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -544,16 +571,39 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if s.readOnly {
 		return fmt.Errorf("state: %s is open read-only (for check or backup); it cannot be written", s.path)
 	}
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	if err := s.update(ctx, fn); err != nil {
+		return err
+	}
+	if s.pend.n < s.pendBound {
+		return nil
+	}
+	if err := s.mergePend(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("state: the transaction is committed, but %w", err)
+	}
+	return nil
+}
+
+// update is one write transaction of Update; s.pendMu is held.
+func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
 	var inflight int64
 	if s.onCommit != nil {
 		s.commitMu.Lock()
 		defer s.commitMu.Unlock()
 	}
 	var ops []Op
+	var tx *Tx
 	err := s.guarded("a write transaction", func() error {
 		return s.db.Update(func(btx *bolt.Tx) error {
-			tx := newTx(ctx, s, btx)
+			tx = newTx(ctx, s, btx)
 			tx.recording = s.onCommit != nil
+			if s.pend.stale {
+				if err := s.reloadPend(tx); err != nil {
+					s.pend.stale = true
+					return err
+				}
+			}
 			if err := fn(tx); err != nil {
 				return err
 			}
@@ -568,6 +618,9 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			return nil
 		})
 	})
+	if err == nil {
+		s.commitPend(tx)
+	}
 	if err == nil && inflight != 0 {
 		s.inflight.Add(inflight)
 	}

@@ -48,14 +48,22 @@ type Tx struct {
 
 	recording bool // the store has a commit hook: writes are recorded in ops
 	ops       []Op
+
+	// pend is this transaction's view of the staged id index entries per
+	// feed (see idindex.go).
+	pend map[string]*pendView
 }
 
 type feedBuckets struct {
 	name                                               string
 	root, items, byID, failed, status, outbox, outbxID *bucket
 	meta                                               *bucket
+	staged                                             *bucket          // nil until the first staged id index entry
+	parts                                              map[byte]*bucket // staging partitions used by this transaction
 	delta                                              Counts
 	dirty                                              bool
+	seq                                                uint64 // staging sequence as advanced by this transaction
+	seqRead                                            bool   // seq was read from staged
 }
 
 func newTx(ctx context.Context, s *Store, btx *bolt.Tx) *Tx {
@@ -111,6 +119,7 @@ func (t *Tx) feed(feed string, create bool) (*feedBuckets, error) {
 		outbox:  root.sub(bOutbox),
 		outbxID: root.sub(bOutboxID),
 		meta:    root.sub(bFeedMeta),
+		staged:  root.sub(bStaged),
 	}
 	if fb.items == nil || fb.byID == nil || fb.failed == nil || fb.status == nil || fb.outbox == nil || fb.outbxID == nil || fb.meta == nil {
 		return nil, fmt.Errorf("state: feed %q is missing sub-buckets: %w", feed, errCorrupt)
@@ -125,8 +134,12 @@ func (t *Tx) feed(feed string, create bool) (*feedBuckets, error) {
 	return fb, nil
 }
 
-// finish writes the counter deltas accumulated during the transaction.
+// finish writes the counter deltas accumulated during the transaction and
+// the staging sequences it advanced.
 func (t *Tx) finish() error {
+	if err := t.finishStaged(); err != nil {
+		return err
+	}
 	for _, fb := range t.feeds {
 		if !fb.dirty {
 			continue
