@@ -63,7 +63,7 @@ func TestHA(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	env, err := NewEnv(ctx, t.TempDir(), log)
+	env, err := NewEnv(ctx, haDir(t), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,10 +242,10 @@ func TestHA(t *testing.T) {
 	}
 
 	// 1. kill -9 of the active instance, four times in make test (with
-	// the last kill, five); FEEDCDC_HA_KILLS=8 gives, with the SIGSTOP
+	// the last kill, five); FEEDCDC_HA_TEST_KILLS=8 gives, with the SIGSTOP
 	// and the last kill, the ten takeovers of docs/benchmarks.md.
 	kills := 4
-	if v, err := strconv.Atoi(os.Getenv("FEEDCDC_HA_KILLS")); err == nil && v > 0 {
+	if v, err := strconv.Atoi(os.Getenv("FEEDCDC_HA_TEST_KILLS")); err == nil && v > 0 {
 		kills = v
 	}
 	var takeovers []time.Duration
@@ -420,6 +420,32 @@ func TestHA(t *testing.T) {
 			t.Errorf("takeover %d took %s, more than 10 s", i+1, d)
 		}
 	}
+}
+
+// haDir is the run's work folder: a temporary one, or, with
+// FEEDCDC_HA_TEST_KEEP=<dir>, a new folder under dir that is kept when the test
+// fails (the state files, the broker's data, the log, the database), for a
+// post-mortem.
+func haDir(t *testing.T) string {
+	keep := os.Getenv("FEEDCDC_HA_TEST_KEEP")
+	if keep == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(keep, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(keep, "ha-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kept the run's folder %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
 }
 
 // statusWriter records the status code a handler answered with.
