@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -428,5 +430,146 @@ func TestHAEpochSurvivesGroupDeletion(t *testing.T) {
 	}
 	if pos, _, ok, _ := stC.Checkpoint(ctx); !ok || pos.Pos != 2 {
 		t.Fatalf("the restored checkpoint is %v (ok %v), want the new active's 2", pos, ok)
+	}
+}
+
+// cancelAfter is a context that its own Err cancels on the n-th call. The
+// follower consults ctx.Err once after each poll and once before applying
+// each transaction (state.Store.Apply), so it ends the context at an exact
+// point inside a fetch: where the runner's cancel lands when the standby
+// is elected while it applies a fetch (a restarted standby restoring the
+// changelog, or one that lags).
+type cancelAfter struct {
+	context.Context
+	n      atomic.Int32
+	cancel context.CancelFunc
+}
+
+func newCancelAfter(parent context.Context, n int32) *cancelAfter {
+	ctx, cancel := context.WithCancel(parent)
+	c := &cancelAfter{Context: ctx, cancel: cancel}
+	c.n.Store(n)
+	return c
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n.Add(-1) == 0 {
+		c.cancel()
+	}
+	return c.Context.Err()
+}
+
+// exportAll is the whole content of a state file as Export hands it out.
+func exportAll(t *testing.T, ctx context.Context, st *state.Store) []state.Op {
+	t.Helper()
+	var all []state.Op
+	if err := st.Export(ctx, 1000, func(ops []state.Op) error {
+		all = append(all, ops...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// TestHATakeoverAppliesTheRecordsOfAnInterruptedFetch: a standby is
+// elected while it applies a fetch of the changelog (it lags, or restores
+// after a restart), so the runner ends its follow in the middle of the
+// fetch: two of the fetch's transactions are applied, the third's apply
+// meets the ended context. The takeover must still apply every record
+// after what the file holds: the new active's file equals the old
+// active's. Before the fix the takeover read on from where the consumer
+// had got to, after the whole fetch, and the new active lost the fetch's
+// other transactions: outbox entries that had been replaced (an older
+// payload, flushed later as if it were the item's current version), the
+// item states of sends, the counters.
+func TestHATakeoverAppliesTheRecordsOfAnInterruptedFetch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCluster(t)
+	dir := t.TempDir()
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitElected(t, a, 20*time.Second)
+	stA, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa, err := a.Follow(ctx, stA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fa.Takeover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stA.Close()
+	stA, err = state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: a.Commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stA.Close()
+	const fetched, txs = 60, 80
+	for i := 1; i <= fetched; i++ {
+		if err := writeTx(ctx, stA, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b, err := Start(ctx, testOptions(c, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	stB, err := state.Open(filepath.Join(dir, "b.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stB.Close()
+	fb, err := b.Follow(ctx, stB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first fetch holds the whole changelog (written before the follow
+	// began): a's epoch marker, the publication of its (empty) file, then
+	// the transactions. The context ends at the apply of transaction 3:
+	// the poll's Err, the marker, the publication, transactions 1 and 2,
+	// then the sixth call.
+	cctx := newCancelAfter(ctx, 6)
+	if err := fb.pollOnce(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the interrupted poll returned %v, want context.Canceled", err)
+	}
+	if pos, _, _, _ := stB.Checkpoint(ctx); pos.Pos != 2 {
+		t.Fatalf("the interrupted poll applied up to transaction %d, want 2: the fetch did not hold the transactions the test needs", pos.Pos)
+	}
+
+	// The active writes on while the standby has not read them yet.
+	for i := fetched + 1; i <= txs; i++ {
+		if err := writeTx(ctx, stA, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := exportAll(t, ctx, stA)
+	a.Close()
+	waitElected(t, b, 20*time.Second)
+	tctx, tcancel := context.WithTimeout(ctx, time.Minute)
+	defer tcancel()
+	if err := fb.Takeover(tctx); err != nil {
+		t.Fatal(err)
+	}
+	got := exportAll(t, ctx, stB)
+	if pos, _, _, _ := stB.Checkpoint(ctx); pos.Pos != txs {
+		t.Errorf("the new active resumes from transaction %d, want %d", pos.Pos, txs)
+	}
+	if n, _ := stB.OutboxLen(ctx, "products"); n != 7 {
+		t.Errorf("the new active's outbox holds %d entries, want 7 (one per id)", n)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the new active's file differs from the old active's: %d records against %d", len(got), len(want))
+	}
+	if err := stB.Check(ctx); err != nil {
+		t.Error(err)
 	}
 }
