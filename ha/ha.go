@@ -113,8 +113,14 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	n := &Node{opts: o, log: o.Logger.With("ha_instance", o.Instance), elected: make(chan int64, 1), lost: make(chan struct{}, 1)}
 	n.status = Status{Instance: o.Instance, Role: RoleStandby}
 	var err error
+	// Batches stay at the client's default size limit (about 1 MB, below
+	// the broker's default max.message.bytes): a state transaction's
+	// records span as many batches as they need (followers gather a
+	// transaction by its record count, not by batch). Larger batches are
+	// refused by a broker with the default limit (MESSAGE_TOO_LARGE), and
+	// the active instance stopped on the first transaction that filled one.
 	n.plain, err = kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.DefaultProduceTopic(o.StateTopic()),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(16<<20),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0),
 		kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		return nil, fmt.Errorf("ha: kafka client for %v: %w", o.Brokers, err)

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -572,4 +573,101 @@ func TestHATakeoverAppliesTheRecordsOfAnInterruptedFetch(t *testing.T) {
 	if err := stB.Check(ctx); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestHAReplicatesATransactionLargerThanABrokerMessage: one state
+// transaction whose changelog records add up to more than the broker's
+// default message size limit (max.message.bytes, 1 MiB) is replicated
+// and restored whole. Before, the producer put a transaction's records
+// into one batch of up to 16 MiB, which the broker refused
+// (MESSAGE_TOO_LARGE): the active instance stopped with "committed locally
+// but its replication failed", seen in TestHA when a takeover's first
+// batch rebuilt every product (21,553 records, 1.08 MB compressed).
+func TestHAReplicatesATransactionLargerThanABrokerMessage(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCluster(t)
+	dir := t.TempDir()
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitElected(t, a, 20*time.Second)
+	stA, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa, err := a.Follow(ctx, stA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fa.Takeover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stA.Close()
+	var ops int
+	stA, err = state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: func(ctx context.Context, o []state.Op) error {
+		ops = len(o)
+		return a.Commit(ctx, o)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stA.Close()
+	const n = 60_000
+	items := make([]state.Item, n)
+	for i := range items {
+		id := fmt.Sprintf("%x", sha1.Sum([]byte(fmt.Sprint("id", i))))
+		h := fmt.Sprintf("%x", sha1.Sum([]byte(fmt.Sprint("hash", i))))
+		items[i] = state.Item{Feed: "products", ID: id, EntityKey: fmt.Sprint(i), Hash: h, Status: state.StatusSent,
+			RequestID: h[:16], ModifiedAt: time.Unix(int64(i), 0), SentAt: time.Unix(int64(i), 0)}
+	}
+	if err := stA.Update(ctx, func(tx *state.Tx) error {
+		if err := tx.PutItems(items); err != nil {
+			return err
+		}
+		return tx.SetCheckpoint(change.Position{File: "bin.000001", Pos: 1}, time.Unix(1, 0))
+	}); err != nil {
+		t.Fatalf("a transaction of %d items: %v", n, err)
+	}
+	end, err := a.End(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := c.ReadAll(ctx, a.Options().StateTopic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 0
+	for _, r := range recs {
+		size += len(r.Key) + len(r.Value)
+	}
+	if size <= 8<<20 {
+		t.Fatalf("the changelog holds %d bytes of keys and values: the test needs more than 8 MiB", size)
+	}
+	want := exportAll(t, ctx, stA)
+
+	stB, err := state.Open(filepath.Join(dir, "b.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stB.Close()
+	fb, err := a.Follow(ctx, stB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	for deadline := time.Now().Add(time.Minute); fb.Offset() < end; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby read up to offset %d of %d", fb.Offset(), end)
+		}
+		if err := fb.pollOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := exportAll(t, ctx, stB); !reflect.DeepEqual(got, want) {
+		t.Errorf("the restored file differs: %d records against %d", len(got), len(want))
+	}
+	t.Logf("one transaction of %d changelog records, %d bytes of keys and values", ops, size)
 }
