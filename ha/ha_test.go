@@ -578,11 +578,12 @@ func TestHATakeoverAppliesTheRecordsOfAnInterruptedFetch(t *testing.T) {
 // TestHAReplicatesATransactionLargerThanABrokerMessage: one state
 // transaction whose changelog records add up to more than the broker's
 // default message size limit (max.message.bytes, 1 MiB) is replicated
-// and restored whole. Before, the producer put a transaction's records
-// into one batch of up to 16 MiB, which the broker refused
-// (MESSAGE_TOO_LARGE): the active instance stopped with "committed locally
-// but its replication failed", seen in TestHA when a takeover's first
-// batch rebuilt every product (21,553 records, 1.08 MB compressed).
+// and restored whole: the state topic is created with max.message.bytes
+// as large as the producer's batches. Before, the producer filled batches
+// of up to 16 MiB that the broker refused (MESSAGE_TOO_LARGE): the active
+// instance stopped with "committed locally but its replication failed",
+// seen in TestHA when a takeover's first batch rebuilt every product
+// (21,553 records, 1.08 MB compressed).
 func TestHAReplicatesATransactionLargerThanABrokerMessage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -647,6 +648,9 @@ func TestHAReplicatesATransactionLargerThanABrokerMessage(t *testing.T) {
 		t.Fatalf("the changelog holds %d bytes of keys and values: the test needs more than 8 MiB", size)
 	}
 	want := exportAll(t, ctx, stA)
+	if cfg, err := c.TopicConfig(ctx, a.Options().StateTopic()); err != nil || cfg["max.message.bytes"] != fmt.Sprint(maxBatchBytes) {
+		t.Errorf("the state topic's max.message.bytes is %q (%v), want %d", cfg["max.message.bytes"], err, maxBatchBytes)
+	}
 
 	stB, err := state.Open(filepath.Join(dir, "b.db"), state.Options{NoSync: true})
 	if err != nil {
