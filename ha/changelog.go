@@ -200,6 +200,7 @@ type Follower struct {
 	m       mark
 	pending []state.Op
 	ph      header     // header of the pending transaction
+	fetched int64      // offset after the last record the consumer handed out
 	mu      sync.Mutex // guards m for the lag watcher
 }
 
@@ -213,13 +214,52 @@ func (n *Node) Follow(ctx context.Context, st *state.Store) (*Follower, error) {
 	if !ok {
 		m = mark{Role: RoleStandby}
 	}
+	cl, err := n.consumer(m.Offset)
+	if err != nil {
+		return nil, err
+	}
+	return &Follower{n: n, st: st, cl: cl, m: m}, nil
+}
+
+// consumer reads the changelog from offset on.
+func (n *Node) consumer(offset int64) (*kgo.Client, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(n.opts.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.opts.StateTopic(): {0: kgo.NewOffset().At(m.Offset)}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{n.opts.StateTopic(): {0: kgo.NewOffset().At(offset)}}),
 		kgo.FetchMaxWait(200*time.Millisecond), kgo.FetchMaxBytes(64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("ha: changelog consumer: %w", err)
 	}
-	return &Follower{n: n, st: st, cl: cl, m: m}, nil
+	return cl, nil
+}
+
+// resume makes the follower read on from what its file holds: the file's
+// mark (the offset after the last record applied, the newest epoch read),
+// with no transaction pending. The consumer may have handed out records
+// that were never applied (a Run ended by its context drops the rest of
+// the fetch it was applying), so the consumer's position is not where
+// the file's content ends; the mark is, since it is written in the
+// transaction of each apply.
+func (f *Follower) resume(ctx context.Context) error {
+	m, ok, err := ReadMark(ctx, f.st)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		m = mark{Role: RoleStandby}
+	}
+	if f.fetched > m.Offset {
+		f.n.log.Info("ha: the follow ended with changelog records fetched but not applied; reading them again from the state file's mark",
+			"mark", m.Offset, "fetched_up_to", f.fetched)
+	}
+	cl, err := f.n.consumer(m.Offset)
+	if err != nil {
+		return err
+	}
+	f.cl.Close()
+	f.mu.Lock()
+	f.cl, f.m, f.pending = cl, m, nil
+	f.mu.Unlock()
+	return nil
 }
 
 // Close stops reading.
@@ -288,6 +328,9 @@ func (f *Follower) pollOnce(ctx context.Context) error {
 	}
 	var recs []*kgo.Record
 	fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+	if len(recs) > 0 {
+		f.fetched = recs[len(recs)-1].Offset + 1
+	}
 	for _, r := range recs {
 		if err := f.handle(ctx, r); err != nil {
 			return err
@@ -368,12 +411,20 @@ func (f *Follower) save(ctx context.Context, ops []state.Op, next int64) error {
 }
 
 // Takeover makes the follower's file the active instance's: it writes an
-// epoch marker, applies the changelog up to it, corrects an incomplete
+// epoch marker, applies the changelog from the file's mark up to it (what
+// Run had fetched but not applied when its context ended is read again),
+// corrects an incomplete
 // last transaction, and marks the file as written by an active instance
 // (a restart then restores from the changelog). The follower is closed.
 func (f *Follower) Takeover(ctx context.Context) error {
-	defer f.cl.Close()
+	defer func() { f.cl.Close() }()
 	if err := f.n.Writable(); err != nil {
+		return err
+	}
+	// The election ends Run wherever it was, also in the middle of a
+	// fetch: catch up from the file's mark, not from the consumer's
+	// position, so that no record between them is skipped.
+	if err := f.resume(ctx); err != nil {
 		return err
 	}
 	gen := uint64(f.n.Status().Generation)

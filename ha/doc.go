@@ -33,7 +33,10 @@
 //     a standby's (it was active, or a single-process file) is replaced by
 //     a restore from the changelog.
 //   - Takeover: the new active writes an epoch marker, reads the changelog
-//     up to it (so it applied exactly what every follower applies), writes
+//     from its file's mark up to the marker (so it applied exactly what
+//     every follower applies; the mark, not the consumer's position, since
+//     the election ends the follow wherever it is, also inside a fetch
+//     whose records it has not applied), writes
 //     corrections for an incomplete last transaction it did not apply, and
 //     only then opens the connector, which resumes from the replicated
 //     checkpoint. On an empty changelog (a new group) it publishes its

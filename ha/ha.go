@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -113,8 +114,12 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	n := &Node{opts: o, log: o.Logger.With("ha_instance", o.Instance), elected: make(chan int64, 1), lost: make(chan struct{}, 1)}
 	n.status = Status{Instance: o.Instance, Role: RoleStandby}
 	var err error
+	// A state transaction's records go out in batches of up to
+	// maxBatchBytes (followers gather a transaction by its record count,
+	// not by batch); the state topic accepts batches that large
+	// (ensureTopics).
 	n.plain, err = kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.DefaultProduceTopic(o.StateTopic()),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(16<<20),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(maxBatchBytes),
 		kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		return nil, fmt.Errorf("ha: kafka client for %v: %w", o.Brokers, err)
@@ -137,13 +142,22 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	return n, nil
 }
 
+// maxBatchBytes is the largest changelog batch, and the state topic's
+// max.message.bytes. A broker's default (1 MiB) is too small: one state
+// transaction (a takeover's first batch rebuilding every product: 21,553
+// records, 1.08 MB compressed) filled a batch the broker refused with
+// MESSAGE_TOO_LARGE, and the active instance stopped. One write-ahead
+// record of an export holds all its items' states, so smaller batches
+// are no answer either.
+const maxBatchBytes = 16 << 20
+
 func (n *Node) ensureTopics(ctx context.Context) error {
 	rf := int16(n.opts.Replication)
-	compact := "compact"
+	compact, maxBytes := "compact", strconv.Itoa(maxBatchBytes)
 	for _, t := range []struct {
 		name string
 		cfg  map[string]*string
-	}{{n.opts.LeaderTopic(), nil}, {n.opts.StateTopic(), map[string]*string{"cleanup.policy": &compact}}} {
+	}{{n.opts.LeaderTopic(), nil}, {n.opts.StateTopic(), map[string]*string{"cleanup.policy": &compact, "max.message.bytes": &maxBytes}}} {
 		r, err := n.admin.CreateTopic(ctx, 1, rf, t.cfg, t.name)
 		if err == nil {
 			err = r.Err

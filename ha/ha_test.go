@@ -2,12 +2,15 @@ package ha
 
 import (
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -429,4 +432,246 @@ func TestHAEpochSurvivesGroupDeletion(t *testing.T) {
 	if pos, _, ok, _ := stC.Checkpoint(ctx); !ok || pos.Pos != 2 {
 		t.Fatalf("the restored checkpoint is %v (ok %v), want the new active's 2", pos, ok)
 	}
+}
+
+// cancelAfter is a context that its own Err cancels on the n-th call. The
+// follower consults ctx.Err once after each poll and once before applying
+// each transaction (state.Store.Apply), so it ends the context at an exact
+// point inside a fetch: where the runner's cancel lands when the standby
+// is elected while it applies a fetch (a restarted standby restoring the
+// changelog, or one that lags).
+type cancelAfter struct {
+	context.Context
+	n      atomic.Int32
+	cancel context.CancelFunc
+}
+
+func newCancelAfter(parent context.Context, n int32) *cancelAfter {
+	ctx, cancel := context.WithCancel(parent)
+	c := &cancelAfter{Context: ctx, cancel: cancel}
+	c.n.Store(n)
+	return c
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n.Add(-1) == 0 {
+		c.cancel()
+	}
+	return c.Context.Err()
+}
+
+// exportAll is the whole content of a state file as Export hands it out.
+func exportAll(t *testing.T, ctx context.Context, st *state.Store) []state.Op {
+	t.Helper()
+	var all []state.Op
+	if err := st.Export(ctx, 1000, func(ops []state.Op) error {
+		all = append(all, ops...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// TestHATakeoverAppliesTheRecordsOfAnInterruptedFetch: a standby is
+// elected while it applies a fetch of the changelog (it lags, or restores
+// after a restart), so the runner ends its follow in the middle of the
+// fetch: two of the fetch's transactions are applied, the third's apply
+// meets the ended context. The takeover must still apply every record
+// after what the file holds: the new active's file equals the old
+// active's. Before the fix the takeover read on from where the consumer
+// had got to, after the whole fetch, and the new active lost the fetch's
+// other transactions: outbox entries that had been replaced (an older
+// payload, flushed later as if it were the item's current version), the
+// item states of sends, the counters.
+func TestHATakeoverAppliesTheRecordsOfAnInterruptedFetch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCluster(t)
+	dir := t.TempDir()
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitElected(t, a, 20*time.Second)
+	stA, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa, err := a.Follow(ctx, stA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fa.Takeover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stA.Close()
+	stA, err = state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: a.Commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stA.Close()
+	const fetched, txs = 60, 80
+	for i := 1; i <= fetched; i++ {
+		if err := writeTx(ctx, stA, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b, err := Start(ctx, testOptions(c, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	stB, err := state.Open(filepath.Join(dir, "b.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stB.Close()
+	fb, err := b.Follow(ctx, stB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first fetch holds the whole changelog (written before the follow
+	// began): a's epoch marker, the publication of its (empty) file, then
+	// the transactions. The context ends at the apply of transaction 3:
+	// the poll's Err, the marker, the publication, transactions 1 and 2,
+	// then the sixth call.
+	cctx := newCancelAfter(ctx, 6)
+	if err := fb.pollOnce(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the interrupted poll returned %v, want context.Canceled", err)
+	}
+	if pos, _, _, _ := stB.Checkpoint(ctx); pos.Pos != 2 {
+		t.Fatalf("the interrupted poll applied up to transaction %d, want 2: the fetch did not hold the transactions the test needs", pos.Pos)
+	}
+
+	// The active writes on while the standby has not read them yet.
+	for i := fetched + 1; i <= txs; i++ {
+		if err := writeTx(ctx, stA, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := exportAll(t, ctx, stA)
+	a.Close()
+	waitElected(t, b, 20*time.Second)
+	tctx, tcancel := context.WithTimeout(ctx, time.Minute)
+	defer tcancel()
+	if err := fb.Takeover(tctx); err != nil {
+		t.Fatal(err)
+	}
+	got := exportAll(t, ctx, stB)
+	if pos, _, _, _ := stB.Checkpoint(ctx); pos.Pos != txs {
+		t.Errorf("the new active resumes from transaction %d, want %d", pos.Pos, txs)
+	}
+	if n, _ := stB.OutboxLen(ctx, "products"); n != 7 {
+		t.Errorf("the new active's outbox holds %d entries, want 7 (one per id)", n)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the new active's file differs from the old active's: %d records against %d", len(got), len(want))
+	}
+	if err := stB.Check(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestHAReplicatesATransactionLargerThanABrokerMessage: one state
+// transaction whose changelog records add up to more than the broker's
+// default message size limit (max.message.bytes, 1 MiB) is replicated
+// and restored whole: the state topic is created with max.message.bytes
+// as large as the producer's batches. Before, the producer filled batches
+// of up to 16 MiB that the broker refused (MESSAGE_TOO_LARGE): the active
+// instance stopped with "committed locally but its replication failed",
+// seen in TestHA when a takeover's first batch rebuilt every product
+// (21,553 records, 1.08 MB compressed).
+func TestHAReplicatesATransactionLargerThanABrokerMessage(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := startCluster(t)
+	dir := t.TempDir()
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitElected(t, a, 20*time.Second)
+	stA, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa, err := a.Follow(ctx, stA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fa.Takeover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stA.Close()
+	var ops int
+	stA, err = state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: func(ctx context.Context, o []state.Op) error {
+		ops = len(o)
+		return a.Commit(ctx, o)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stA.Close()
+	const n = 60_000
+	items := make([]state.Item, n)
+	for i := range items {
+		id := fmt.Sprintf("%x", sha1.Sum([]byte(fmt.Sprint("id", i))))
+		h := fmt.Sprintf("%x", sha1.Sum([]byte(fmt.Sprint("hash", i))))
+		items[i] = state.Item{Feed: "products", ID: id, EntityKey: fmt.Sprint(i), Hash: h, Status: state.StatusSent,
+			RequestID: h[:16], ModifiedAt: time.Unix(int64(i), 0), SentAt: time.Unix(int64(i), 0)}
+	}
+	if err := stA.Update(ctx, func(tx *state.Tx) error {
+		if err := tx.PutItems(items); err != nil {
+			return err
+		}
+		return tx.SetCheckpoint(change.Position{File: "bin.000001", Pos: 1}, time.Unix(1, 0))
+	}); err != nil {
+		t.Fatalf("a transaction of %d items: %v", n, err)
+	}
+	end, err := a.End(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := c.ReadAll(ctx, a.Options().StateTopic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 0
+	for _, r := range recs {
+		size += len(r.Key) + len(r.Value)
+	}
+	if size <= 8<<20 {
+		t.Fatalf("the changelog holds %d bytes of keys and values: the test needs more than 8 MiB", size)
+	}
+	want := exportAll(t, ctx, stA)
+	if cfg, err := c.TopicConfig(ctx, a.Options().StateTopic()); err != nil || cfg["max.message.bytes"] != fmt.Sprint(maxBatchBytes) {
+		t.Errorf("the state topic's max.message.bytes is %q (%v), want %d", cfg["max.message.bytes"], err, maxBatchBytes)
+	}
+
+	stB, err := state.Open(filepath.Join(dir, "b.db"), state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stB.Close()
+	fb, err := a.Follow(ctx, stB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	for deadline := time.Now().Add(time.Minute); fb.Offset() < end; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby read up to offset %d of %d", fb.Offset(), end)
+		}
+		if err := fb.pollOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := exportAll(t, ctx, stB); !reflect.DeepEqual(got, want) {
+		t.Errorf("the restored file differs: %d records against %d", len(got), len(want))
+	}
+	t.Logf("one transaction of %d changelog records, %d bytes of keys and values", ops, size)
 }
