@@ -136,9 +136,15 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer conf.close()
+	self0 := procCPU(os.Getpid())
 	fs, err := firstStart(ctx, o, conf)
 	if err != nil {
 		return err
+	}
+	if conf.broker != nil {
+		// The broker runs in this process; its CPU competes with feedcdc's
+		// and the server's for the same cores.
+		log.Printf("Kafka broker (this process) CPU during the first start: %s", (procCPU(os.Getpid()) - self0).Round(100*time.Millisecond))
 	}
 	log.Printf("load average %s", loadAvg())
 	fmt.Printf("\n| sink | items | first start | items/s | feedcdc CPU (µs/item) | server CPU | dump (server CPU) | time start/dump | server CPU start/dump | peak RssAnon | peak RssFile | state file |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
