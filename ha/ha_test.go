@@ -32,6 +32,34 @@ func startCluster(t *testing.T) *kafkatest.Cluster {
 	return kafkatest.Start(t, kafkatest.WithBrokerConfigs(map[string]string{"group.min.session.timeout.ms": "500"}))
 }
 
+// electedActive starts instance "a", waits until it is elected and lets
+// it take over an empty state file at path, as the runner does (restore:
+// nothing yet; take over), leaving the file closed for the caller to open
+// with the node's commit hook.
+func electedActive(ctx context.Context, t *testing.T, c *kafkatest.Cluster, path string) *Node {
+	t.Helper()
+	a, err := Start(ctx, testOptions(c, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitElected(t, a, 20*time.Second)
+	st, err := state.Open(path, state.Options{NoSync: true})
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f, err := a.Follow(ctx, st)
+	if err == nil {
+		err = f.Takeover(ctx)
+	}
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	return a
+}
+
 func waitElected(t *testing.T, n *Node, within time.Duration) int64 {
 	t.Helper()
 	select {
@@ -489,25 +517,9 @@ func TestHATakeoverAppliesTheRecordsOfAnInterruptedFetch(t *testing.T) {
 	defer cancel()
 	c := startCluster(t)
 	dir := t.TempDir()
-	a, err := Start(ctx, testOptions(c, "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := electedActive(ctx, t, c, filepath.Join(dir, "a.db"))
 	defer a.Close()
-	waitElected(t, a, 20*time.Second)
-	stA, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fa, err := a.Follow(ctx, stA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fa.Takeover(ctx); err != nil {
-		t.Fatal(err)
-	}
-	stA.Close()
-	stA, err = state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: a.Commit})
+	stA, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: a.Commit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,26 +601,10 @@ func TestHAReplicatesATransactionLargerThanABrokerMessage(t *testing.T) {
 	defer cancel()
 	c := startCluster(t)
 	dir := t.TempDir()
-	a, err := Start(ctx, testOptions(c, "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := electedActive(ctx, t, c, filepath.Join(dir, "a.db"))
 	defer a.Close()
-	waitElected(t, a, 20*time.Second)
-	stA, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fa, err := a.Follow(ctx, stA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fa.Takeover(ctx); err != nil {
-		t.Fatal(err)
-	}
-	stA.Close()
 	var ops int
-	stA, err = state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: func(ctx context.Context, o []state.Op) error {
+	stA, err := state.Open(filepath.Join(dir, "a.db"), state.Options{NoSync: true, OnCommit: func(ctx context.Context, o []state.Op) error {
 		ops = len(o)
 		return a.Commit(ctx, o)
 	}})
