@@ -562,6 +562,9 @@ func (p *Pipeline) Truncate(ctx context.Context, t *change.Table, src change.Sou
 			}
 		}
 	}
+	if p.o.Registry != nil {
+		p.o.Registry.TableReplaced(t)
+	}
 	p.rebuildReading(t, "TRUNCATE of "+t.FullName(), src)
 	return nil
 }

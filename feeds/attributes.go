@@ -175,7 +175,7 @@ func (p *productAttributes) buildChunk(ctx context.Context, ids []uint64, stores
 	if err != nil {
 		return nil, err
 	}
-	optLabels, err := optionLabels(ctx, e.db, optIDs, e.chunk)
+	optLabels, err := e.optionLabels(ctx, optIDs)
 	if err != nil {
 		return nil, fmt.Errorf("productAttributes: %w", err)
 	}

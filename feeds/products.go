@@ -691,7 +691,7 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 		optIDs = append(optIDs, id)
 	}
 	slices.Sort(optIDs)
-	labels, err := optionLabels(ctx, p.e.db, optIDs, p.e.chunk)
+	labels, err := p.e.optionLabels(ctx, optIDs)
 	// The options' ids as text, once per chunk instead of once per item.
 	idText := make(map[uint64]string, len(optIDs))
 	for _, id := range optIDs {

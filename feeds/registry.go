@@ -85,6 +85,7 @@ type env struct {
 	log    *slog.Logger
 	links  *linkIndexes
 	warned *warnedSet
+	labels *labelCache
 }
 
 // warnedSet remembers which data problems were logged, so that a problem
@@ -168,7 +169,7 @@ func NewRegistry(cfg Config) (*Registry, error) {
 		names = Names()
 	}
 	e := &env{db: cfg.DB, dbName: cfg.Database, chunk: cfg.ChunkSize, now: cfg.Now, log: cfg.Logger,
-		warned: &warnedSet{keys: map[string]struct{}{}}}
+		warned: &warnedSet{keys: map[string]struct{}{}}, labels: &labelCache{}}
 	e.links = newLinkIndexes(e)
 	r := &Registry{env: e, byName: map[string]Feed{}, byTable: map[string][]Feed{}}
 	for _, n := range names {
@@ -240,6 +241,9 @@ func (r *Registry) Keys(ctx context.Context, c *change.Change, emit func(feed st
 	if c == nil || c.Table == nil || c.Table.DB != r.env.dbName {
 		return nil
 	}
+	if labelTables[c.Table.Name] {
+		r.env.labels.reset()
+	}
 	for _, f := range r.byTable[c.Table.Name] {
 		name := f.Name()
 		if err := f.Keys(ctx, c, func(keys []string) error {
@@ -269,15 +273,19 @@ func (r *Registry) FeedsReading(t *change.Table) []string {
 	return out
 }
 
-// TableReplaced tells the registry that a rename put another table in t's
-// place: an index it keeps of t (the parent/child links) is reloaded from
-// the database before its next use. The feeds reading t are rebuilt by the
-// caller (FeedsReading).
+// TableReplaced tells the registry that t's rows changed without row
+// events — a rename put another table in its place, or a TRUNCATE emptied
+// it: what it keeps of t (the parent/child links, the option labels) is
+// read from the database again before its next use. The feeds reading t
+// are rebuilt by the caller (FeedsReading).
 func (r *Registry) TableReplaced(t *change.Table) {
 	if t == nil || t.DB != r.env.dbName {
 		return
 	}
 	r.env.links.reset(t.Name)
+	if labelTables[t.Name] {
+		r.env.labels.reset()
+	}
 }
 
 // Check verifies that every table the configured feeds read exists in the

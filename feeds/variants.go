@@ -265,7 +265,7 @@ func (v *variants) build(ctx context.Context, part []uint64, modifiedAt string) 
 	for _, o := range values {
 		optSet[o] = true
 	}
-	labels, err := optionLabels(ctx, db, sortedIDs(optSet), v.e.chunk)
+	labels, err := v.e.optionLabels(ctx, sortedIDs(optSet))
 	if err != nil {
 		return nil, fmt.Errorf("variants: %w", err)
 	}
