@@ -51,6 +51,8 @@ func TestInvalidConfigs(t *testing.T) {
 			nil, []string{"source.brokers", "belongs at ha.brokers or sinks.<name>.kafka.brokers"}},
 		{"ha without brokers", base + "ha:\n  enabled: true\n",
 			nil, []string{"ha.brokers", "ha.enabled is true", "list the Kafka bootstrap brokers"}},
+		{"ha broker not host:port", base + "ha:\n  enabled: true\n  brokers: [kafka1]\n",
+			nil, []string{"ha.brokers", `"kafka1" is not host:port`}},
 		{"wrong case", base + "feeds:\n  productattributes: {mode: legacy}\n",
 			nil, []string{"config.yaml:5:", "feeds.productattributes", `case-sensitive; write "productAttributes"`}},
 		{"unknown key, nothing close", base + "  colour: blue\n",

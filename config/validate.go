@@ -385,11 +385,16 @@ func suggestSinkName(s string) string {
 	return string(b)
 }
 
-func (k *checker) kafka(p string, kc *KafkaSink) {
-	for _, b := range kc.Brokers {
+// brokers checks that every entry of a broker list at path is host:port.
+func (k *checker) brokers(path string, list []string) {
+	for _, b := range list {
 		host, port, err := net.SplitHostPort(strings.TrimSpace(b))
-		k.when(err != nil || host == "" || !validPort(port, false), p+".brokers", "%q is not host:port; write e.g. [kafka-1:9092, kafka-2:9092]", b)
+		k.when(err != nil || host == "" || !validPort(port, false), path, "%q is not host:port; write e.g. [kafka-1:9092, kafka-2:9092]", b)
 	}
+}
+
+func (k *checker) kafka(p string, kc *KafkaSink) {
+	k.brokers(p+".brokers", kc.Brokers)
 	k.checkTemplate(p+".topic_template", kc.TopicTemplate, []string{"{prefix}", "{feed}", "{name}"}, "{feed}")
 	k.when(kc.MaxMessageBytes > kc.BatchBytes, p+".batch_bytes", "%s is smaller than max_message_bytes (%s), so the largest allowed record could never be sent; raise batch_bytes to at least %s", kc.BatchBytes, kc.MaxMessageBytes, kc.MaxMessageBytes)
 	k.when(kc.MaxMessageBytes > k.c.Backpressure.MaxInflightBytes, "backpressure.max_inflight_bytes", "%s is smaller than %s.max_message_bytes (%s), so one large item could stall the pipeline; raise max_inflight_bytes", k.c.Backpressure.MaxInflightBytes, p, kc.MaxMessageBytes)
@@ -440,6 +445,7 @@ func (k *checker) rest() {
 	k.when(d.Enabled && d.Listen != "" && !isLoopback(d.Listen) && !d.Token.IsSet(), "dashboard.listen", "%s is reachable from other hosts but no token is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or listen on 127.0.0.1", d.Listen)
 	k.when(d.Enabled && d.ItemsToken == "always" && !d.Token.IsSet(), "dashboard.items_token", "always needs a token, and none is set; set dashboard.token_env or dashboard.token_file (or FEEDCDC_DASHBOARD_TOKEN), or use items_token: auto")
 	k.when(d.Enabled && d.Listen != "" && d.Listen == c.Telemetry.Listen, "dashboard.listen", "%s is also telemetry.listen; give the dashboard its own port (e.g. 127.0.0.1:8484)", d.Listen)
+	k.brokers("ha.brokers", c.HA.Brokers)
 	k.when(c.HA.Enabled && len(c.HA.Brokers) == 0, "ha.brokers", "is empty but ha.enabled is true; list the Kafka bootstrap brokers (e.g. [kafka-1:9092]) that hold the group and the state changelog, or set ha.enabled: false")
 	k.when(c.Telemetry.Traces && c.Telemetry.OTLPEndpoint == "", "telemetry.traces", "is true but telemetry.otlp_endpoint is empty, so spans would go nowhere; set otlp_endpoint (e.g. http://127.0.0.1:4318) or traces: false")
 	if e := c.Telemetry.OTLPEndpoint; e != "" {
