@@ -62,7 +62,7 @@ func TestLabelCacheDropsAReadThatRacedAChange(t *testing.T) {
 	if len(missing) != 1 {
 		t.Fatalf("missing %v, want [7]", missing)
 	}
-	c.reset() // the stream saw a label change while the read ran
+	c.changed("eav_attribute_option_value") // the stream saw a label change while the read ran
 	c.store(gen, missing, map[uint64][]storeLabel{7: {{0, "old"}}})
 	if missing, _ := c.lookup([]uint64{7}, out); len(missing) != 1 || len(out) != 0 {
 		t.Fatalf("a read that raced a change was cached: missing %v, out %v", missing, out)

@@ -266,8 +266,12 @@ func (c *labelCache) store(gen uint64, ids []uint64, read map[uint64][]storeLabe
 	}
 }
 
-// reset forgets every cached label.
-func (c *labelCache) reset() {
+// changed tells the cache that table changed: a label table's change
+// forgets every cached label.
+func (c *labelCache) changed(table string) {
+	if !labelTables[table] {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++

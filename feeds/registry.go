@@ -241,9 +241,7 @@ func (r *Registry) Keys(ctx context.Context, c *change.Change, emit func(feed st
 	if c == nil || c.Table == nil || c.Table.DB != r.env.dbName {
 		return nil
 	}
-	if labelTables[c.Table.Name] {
-		r.env.labels.reset()
-	}
+	r.env.labels.changed(c.Table.Name)
 	for _, f := range r.byTable[c.Table.Name] {
 		name := f.Name()
 		if err := f.Keys(ctx, c, func(keys []string) error {
@@ -283,9 +281,7 @@ func (r *Registry) TableReplaced(t *change.Table) {
 		return
 	}
 	r.env.links.reset(t.Name)
-	if labelTables[t.Name] {
-		r.env.labels.reset()
-	}
+	r.env.labels.changed(t.Name)
 }
 
 // Check verifies that every table the configured feeds read exists in the
