@@ -29,7 +29,7 @@ var ProducerSettings = []ProducerSetting{
 	{Name: "batch.size", Kind: "bytes", Key: "batch_bytes", Doc: "most bytes per produce request (kafka-go BatchBytes)"},
 	{Name: "client.id", Kind: "string", Key: "client_id", Doc: "client id sent to the brokers"},
 	{Name: "compression.type", Kind: "enum", Values: []string{"none", "gzip", "snappy", "lz4", "zstd"}, Key: "compression", Doc: "batch compression (kafka-go Compression)"},
-	{Name: "linger.ms", Kind: "ms", Key: "linger", Doc: "longest wait to fill a batch (kafka-go BatchTimeout)"},
+	{Name: "linger.ms", Kind: "ms", Key: "linger", Doc: "longest wait to fill a batch (kafka-go BatchTimeout; 0 = send at once)"},
 	{Name: "max.request.size", Kind: "bytes", Key: "max_message_bytes", Doc: "largest record sent; bigger ones are rejected alone"},
 	{Name: "metadata.max.age.ms", Kind: "ms", Doc: "metadata refresh interval (kafka-go Transport.MetadataTTL; default 2000)"},
 	{Name: "request.timeout.ms", Kind: "ms", Key: "write_timeout", Doc: "bound of one produce request (kafka-go WriteTimeout and ReadTimeout)"},

@@ -488,12 +488,12 @@ func rawStreamThroughput(t testing.TB) {
 //
 // Setup: the small catalog profile loaded into the package's mariadbd, the
 // connector (every feed enabled, default batching: batch_window 100 ms,
-// batch_size 500; Kafka linger 10 ms, acks=all) streaming to an in-process
+// batch_size 500; Kafka linger 0, acks=all) streaming to an in-process
 // kfake after its first-start full sync. Load: FEEDCDC_BENCH_WORKLOADS
 // (default 8, on their own connections) catalog workloads of every change kind, together paced at
 // FEEDCDC_BENCH_RATE changes/s (default 1000), for FEEDCDC_BENCH_SECONDS
 // (default 30); FEEDCDC_BENCH_LINGER sets the Kafka sink's linger (default
-// 10ms). Probe: 20 times a second a probe sets the store-0 price of
+// 0s, the sink's default). Probe: 20 times a second a probe sets the store-0 price of
 // one of 50 products to 900000+seq (no workload price is that high),
 // remembering the time just before the statement (autocommit) was sent;
 // a consumer reads the products topic as records arrive. Latency of a
@@ -515,7 +515,7 @@ func partialSyncLatency(t testing.TB) {
 		return def
 	}
 	workers, rate, secs := envInt("FEEDCDC_BENCH_WORKLOADS", 8), envInt("FEEDCDC_BENCH_RATE", 1000), envInt("FEEDCDC_BENCH_SECONDS", 30)
-	linger := "10ms" // the sink's default
+	linger := "0s" // the sink's default
 	if v := os.Getenv("FEEDCDC_BENCH_LINGER"); v != "" {
 		linger = v
 	}

@@ -57,7 +57,7 @@ type Config struct {
 	Acks              string        // acks: all|one|none; default all
 	BatchSize         int           // batch_size: messages per produce request; default 1000
 	BatchBytes        int64         // batch_bytes: bytes per produce request; default 1 MiB
-	Linger            time.Duration // linger: wait to fill a batch; default 10 ms
+	Linger            time.Duration // linger: wait to fill a batch; default 0 (send at once)
 	WriteTimeout      time.Duration // write_timeout: bound of one Send; default 30 s
 	CreateTopics      bool          // create_topics: create missing topics on first use
 	Partitions        int           // partitions of created topics; default 3
@@ -141,9 +141,6 @@ func (c *Config) defaults() error {
 	}
 	if c.BatchBytes <= 0 {
 		c.BatchBytes = 1 << 20
-	}
-	if c.Linger <= 0 {
-		c.Linger = 10 * time.Millisecond
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
@@ -269,7 +266,7 @@ func New(cfg Config) (*Sink, error) {
 		WriteBackoffMax: cfg.BackoffMax,
 		BatchSize:       cfg.BatchSize,
 		BatchBytes:      cfg.BatchBytes,
-		BatchTimeout:    cfg.Linger,
+		BatchTimeout:    batchTimeout(cfg.Linger),
 		ReadTimeout:     cfg.WriteTimeout,
 		WriteTimeout:    cfg.WriteTimeout,
 		RequiredAcks:    ack,
@@ -343,6 +340,17 @@ func Message(topic string, r *sink.Record) kafka.Message {
 		hs = append(hs, kafka.Header{Key: h.Key, Value: h.Value})
 	}
 	return kafka.Message{Topic: topic, Key: r.KeyOrID(), Value: r.Value, Headers: hs}
+}
+
+// batchTimeout is kafka-go's BatchTimeout for a linger. Send hands all of
+// its records to the writer at once and waits for them, so the records of
+// one Send fill the batches without any wait, and a linger only holds back
+// the last, partly filled batch of each partition (feedcdc's exporter
+// sends one export at a time, so no other records can join it). 0 sends
+// that batch at once: kafka-go reads a BatchTimeout of 0 as one second, so
+// it becomes the shortest positive one.
+func batchTimeout(linger time.Duration) time.Duration {
+	return max(linger, time.Microsecond)
 }
 
 // messageSize is kafka-go's own size accounting of a message (the number it

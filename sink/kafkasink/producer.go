@@ -48,9 +48,7 @@ func (c *Config) applyProducer() error {
 		case "max.request.size":
 			c.MaxMessageBytes, err = num()
 		case "linger.ms":
-			if err = ms(&c.Linger); err == nil && c.Linger == 0 {
-				c.Linger = time.Microsecond // 0 = send at once (kafka-go reads 0 as its 1 s default)
-			}
+			err = ms(&c.Linger)
 		case "request.timeout.ms":
 			err = ms(&c.WriteTimeout)
 		case "metadata.max.age.ms":

@@ -72,3 +72,20 @@ func TestProducerSettingsDocumentedAreApplied(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultLingerSendsAtOnce: with the configuration's default linger
+// the writer sends the last, partly filled batch of a Send at once. A
+// Send hands all its records over together, so a linger would only delay
+// every export (it was 10 ms, waited by each streamed batch).
+func TestDefaultLingerSendsAtOnce(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.InMemory())
+	s := newSink(t, Config{Brokers: []string{c.Addr()}, TopicPrefix: "lg", Linger: config.DefaultKafkaSink().Linger.D()})
+	if s.writer.BatchTimeout != time.Microsecond {
+		t.Fatalf("default linger gives kafka-go a BatchTimeout of %s, want 1µs (send at once)", s.writer.BatchTimeout)
+	}
+	for _, linger := range []time.Duration{0, -1} {
+		if bt := batchTimeout(linger); bt != time.Microsecond {
+			t.Fatalf("linger %s: BatchTimeout %s, want 1µs (kafka-go reads 0 as 1 s)", linger, bt)
+		}
+	}
+}

@@ -41,6 +41,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,7 +77,7 @@ func main() {
 	flag.StringVar(&o.workDir, "dir", "", "working directory for the state, the output and the broker log (default: a new temporary one)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory")
 	flag.DurationVar(&o.poll, "poll", 250*time.Millisecond, "how often the connector's status is read")
-	flag.StringVar(&o.profiles, "profiles", "", "directory for profiles of the first start (telemetry.pprof): a heap profile at each new peak of RssAnon (at most every 10 s) and a 30 s CPU profile after 20 s")
+	flag.StringVar(&o.profiles, "profiles", "", "directory for profiles of the first start (telemetry.pprof): a heap profile at each new peak of RssAnon (at most every 10 s) a 30 s CPU profile after 20 s, a 5 s execution trace after 60 s and the metrics at the end; with --sink kafka also the in-process broker's CPU profile of the whole first start (broker.cpu.pprof)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if *dsn == "" {
@@ -329,6 +330,16 @@ func firstStart(ctx context.Context, o options, c *config) (firstStartResult, er
 	}()
 	srv0, start := procCPU(o.serverPID), time.Now()
 	pid := cmd.Process.Pid
+	if o.profiles != "" && c.broker != nil { // the in-process broker's CPU, for the whole first start
+		f, err := os.Create(filepath.Join(o.profiles, "broker.cpu.pprof"))
+		if err != nil {
+			return r, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return r, err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	prof := profiler{o: o, c: c, start: start}
 	defer prof.wait()
 	done := map[string]time.Duration{}
@@ -371,6 +382,9 @@ func firstStart(ctx context.Context, o options, c *config) (firstStartResult, er
 		if sent || time.Now().After(deadline) {
 			break
 		}
+	}
+	if o.profiles != "" {
+		prof.fetch(ctx, "/metrics", "metrics.txt")
 	}
 	r.stateBytes = st.StateBytes
 	for _, f := range st.Feeds {
@@ -605,6 +619,7 @@ type profiler struct {
 	heapPeak   int64
 	cpuStarted bool
 	cpuDone    chan struct{}
+	traced     bool
 }
 
 func (p *profiler) maybe(ctx context.Context, peakAnon int64) {
@@ -617,6 +632,10 @@ func (p *profiler) maybe(ctx context.Context, peakAnon int64) {
 			defer close(p.cpuDone)
 			p.fetch(ctx, "/debug/pprof/profile?seconds=30", "cpu.pb.gz")
 		}()
+	}
+	if !p.traced && time.Since(p.start) > 60*time.Second {
+		p.traced = true
+		go p.fetch(ctx, "/debug/pprof/trace?seconds=5", "trace.out")
 	}
 	if peakAnon > p.heapPeak && time.Since(p.lastHeap) > 10*time.Second {
 		p.heapPeak, p.lastHeap = peakAnon, time.Now()
