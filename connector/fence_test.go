@@ -257,3 +257,73 @@ func TestFenceFallsBackWhenTheTableIsGone(t *testing.T) {
 		t.Fatalf("%d fallback warnings, want one per table version:\n%s", n, logs.String())
 	}
 }
+
+// TestCachedRowsReadBeforeACommitAreDroppedAfterTheFence: the stream reads
+// a store change before its transaction commits; Keys drops the feeds'
+// cache of store views, but a build in that window (here: one made
+// directly, like a full-sync chunk's) caches the rows as they still are.
+// Once the batch's fence proves the change visible, the pipeline drops the
+// cache again (Registry.Committed), so the batch's build shows the new
+// store code; without that, it used the cached old one, found every item
+// unchanged and sent nothing.
+func TestCachedRowsReadBeforeACommitAreDroppedAfterTheFence(t *testing.T) {
+	fence := &VisibilityFence{User: "cdc"}
+	e := newEnv(t, nil, nil, func(o *PipelineOptions) { o.Fence = fence })
+	fence.DB = e.src
+	ctx := context.Background()
+	if _, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: 100}); err != nil {
+		t.Fatal(err)
+	}
+	var store, website, group int64
+	var code string
+	if err := e.admin.QueryRow("SELECT store_id, code, website_id, group_id FROM store WHERE store_id > 0 ORDER BY store_id LIMIT 1").Scan(&store, &code, &website, &group); err != nil {
+		t.Fatal(err)
+	}
+	var product string
+	if err := e.admin.QueryRow("SELECT MIN(product_id) FROM catalog_product_website WHERE website_id = ?", website).Scan(&product); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := e.admin.BeginTx(ctx, &sql.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("UPDATE store SET code = 'renamed' WHERE store_id = ?", store); err != nil {
+		t.Fatal(err)
+	}
+	storeTable := &change.Table{DB: e.db, Name: "store", PK: []int{0}, Columns: []change.Column{
+		{Name: "store_id", Type: "int", Unsigned: true}, {Name: "code"}, {Name: "website_id", Type: "int", Unsigned: true}, {Name: "group_id", Type: "int", Unsigned: true}}}
+	c := &change.Change{Table: storeTable, Op: change.OpUpdate, Before: []any{store, code, website, group}, After: []any{store, "renamed", website, group}}
+	if err := e.p.Change(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.TxEnd(ctx, change.TxEnd{Position: change.Position{Flavor: "mariadb", GTIDSet: "0-1-91", File: "binlog.000001", Pos: 9191}, Timestamp: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	products, _ := e.reg.Feed("products")
+	if _, err := products.Build(ctx, []string{product}); err != nil { // caches the store views as they still are
+		t.Fatal(err)
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- e.p.Flush(ctx) }()
+	time.Sleep(100 * time.Millisecond) // the batch waits at its fence
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	renamed := 0
+	for _, r := range e.records(t, "products") {
+		var item map[string]any
+		if err := json.Unmarshal(r.Value, &item); err != nil {
+			t.Fatal(err)
+		}
+		if item["storeViewCode"] == "renamed" {
+			renamed++
+		}
+	}
+	if renamed == 0 {
+		t.Fatal("no item shows the new store code: the batch was built from store views cached before the change was visible")
+	}
+}

@@ -265,6 +265,10 @@ type batch struct {
 	// heartbeats counts the heartbeat records among raw: a batch holding
 	// only those does not keep the idle checkpoint from being re-stored.
 	heartbeats int
+	// cached holds the tables of this batch's changes whose rows the feeds
+	// cache (feeds.Registry.Caches): once the batch's changes are visible
+	// (its fence), the caches are dropped again (Registry.Committed).
+	cached map[string]*change.Table
 }
 
 func (b *batch) empty() bool {
@@ -529,6 +533,14 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		})
 		if err != nil {
 			return err
+		}
+		if p.o.Registry.Caches(c.Table) {
+			p.mu.Lock()
+			if p.cur.cached == nil {
+				p.cur.cached = map[string]*change.Table{}
+			}
+			p.cur.cached[c.Table.Name] = c.Table
+			p.mu.Unlock()
 		}
 	}
 	if p.o.Registry == nil {
@@ -1010,6 +1022,11 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 		if err := p.o.Fence.Wait(ctx, newFenceRow(b.fence, b.fenceAt)); err != nil {
 			return err
 		}
+	}
+	// The batch's changes are visible now: what a build cached of their
+	// tables before they were is dropped.
+	for _, t := range b.cached {
+		p.o.Registry.Committed(t)
 	}
 	// A TRUNCATE or a table replacement rebuilds all of a feed; its other
 	// keys are covered.

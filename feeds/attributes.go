@@ -133,7 +133,7 @@ func (p *productAttributes) Build(ctx context.Context, entityKeys []string) ([]I
 		return nil, err
 	}
 	e := p.e
-	stores, err := loadStores(ctx, e.db)
+	stores, err := e.storeViews(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -73,3 +73,63 @@ func TestLabelCacheDropsAReadThatRacedAChange(t *testing.T) {
 		t.Fatalf("after a clean read: missing %v, out %v (8 has no labels and is cached as such)", missing, out)
 	}
 }
+
+// TestStoresAndAttributesCachedUntilAMetaTableChanges: builds read the
+// store views and the attributes' metadata once; a change of one of their
+// tables the registry is told of makes the next build read them again.
+// Committed drops them once more: the stream reads a change before it is
+// visible to other sessions, so a build in between may have cached the
+// rows as they were.
+func TestStoresAndAttributesCachedUntilAMetaTableChanges(t *testing.T) {
+	f := newFixture(t, baseCatalog...)
+	views := func() string {
+		t.Helper()
+		var out []string
+		for _, it := range f.build("products", "1") {
+			out = append(out, it.Identity["storeViewCode"])
+		}
+		return strings.Join(out, ",")
+	}
+	storeChange := f.chg("store", []string{"store_id", "code"}, []any{uint64(2), "fr"}, []any{uint64(2), "fr2"})
+	before := views()
+	if !strings.Contains(before, "fr") || strings.Contains(before, "fr2") {
+		t.Fatalf("store views before: %s", before)
+	}
+	f.exec(`UPDATE store SET code = 'fr2' WHERE store_id = 2`)
+	if got := views(); got != before {
+		t.Fatalf("a store change the registry was not told of: %s, want the cached %s", got, before)
+	}
+	f.keysOf(storeChange)
+	if got := views(); !strings.Contains(got, "fr2") {
+		t.Fatalf("after the store change reached Keys: %s, want fr2", got)
+	}
+
+	// The visibility window: Keys drops the cache, a build re-reads the
+	// rows before the change is visible (here: before it is made), and
+	// only Committed, after the batch's fence, drops that read.
+	hasColour := func() bool {
+		t.Helper()
+		for _, it := range f.build("products", "1") {
+			if strings.Contains(string(it.Data), `"attributeCode":"colour"`) {
+				return true
+			}
+		}
+		return false
+	}
+	attrChange := f.chg("eav_attribute", []string{"attribute_id", "attribute_code"}, []any{uint64(0), "color"}, []any{uint64(0), "colour"})
+	f.keysOf(attrChange)
+	if hasColour() {
+		t.Fatal("colour before the change was made")
+	}
+	f.exec(`UPDATE eav_attribute SET attribute_code = 'colour' WHERE attribute_code = 'color' AND entity_type_id = 4`)
+	if hasColour() {
+		t.Fatal("the read made before the change was visible is not cached")
+	}
+	f.reg.Committed(attrChange.Table)
+	if !hasColour() {
+		t.Fatal("after Committed: the attribute code is still the cached color")
+	}
+	if f.reg.Caches(&change.Table{DB: f.db, Name: "catalog_product_entity"}) || !f.reg.Caches(attrChange.Table) || !f.reg.Caches(storeChange.Table) {
+		t.Fatal("Caches names the wrong tables")
+	}
+}

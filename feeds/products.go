@@ -331,11 +331,11 @@ func (p *products) Build(ctx context.Context, entityKeys []string) ([]Item, erro
 		return nil, nil
 	}
 	e := p.e
-	stores, err := loadStores(ctx, e.db)
+	stores, err := e.storeViews(ctx)
 	if err != nil {
 		return nil, err
 	}
-	attrs, err := loadAttributes(ctx, e.db, nil)
+	attrs, err := e.productAttributes(ctx)
 	if err != nil {
 		return nil, err
 	}

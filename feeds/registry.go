@@ -86,6 +86,7 @@ type env struct {
 	links  *linkIndexes
 	warned *warnedSet
 	labels *labelCache
+	meta   *metaCache
 }
 
 // warnedSet remembers which data problems were logged, so that a problem
@@ -169,7 +170,7 @@ func NewRegistry(cfg Config) (*Registry, error) {
 		names = Names()
 	}
 	e := &env{db: cfg.DB, dbName: cfg.Database, chunk: cfg.ChunkSize, now: cfg.Now, log: cfg.Logger,
-		warned: &warnedSet{keys: map[string]struct{}{}}, labels: &labelCache{}}
+		warned: &warnedSet{keys: map[string]struct{}{}}, labels: &labelCache{}, meta: &metaCache{}}
 	e.links = newLinkIndexes(e)
 	r := &Registry{env: e, byName: map[string]Feed{}, byTable: map[string][]Feed{}}
 	for _, n := range names {
@@ -241,7 +242,7 @@ func (r *Registry) Keys(ctx context.Context, c *change.Change, emit func(feed st
 	if c == nil || c.Table == nil || c.Table.DB != r.env.dbName {
 		return nil
 	}
-	r.env.labels.changed(c.Table.Name)
+	r.forget(c.Table.Name)
 	for _, f := range r.byTable[c.Table.Name] {
 		name := f.Name()
 		if err := f.Keys(ctx, c, func(keys []string) error {
@@ -281,7 +282,33 @@ func (r *Registry) TableReplaced(t *change.Table) {
 		return
 	}
 	r.env.links.reset(t.Name)
-	r.env.labels.changed(t.Name)
+	r.forget(t.Name)
+}
+
+// forget drops what the caches hold of table (the option labels, the
+// store views and attribute metadata) when they are read from it.
+func (r *Registry) forget(table string) {
+	r.env.labels.changed(table)
+	r.env.meta.changed(table)
+}
+
+// Caches reports whether the registry caches rows of t (Committed must
+// then be called once its changes are visible).
+func (r *Registry) Caches(t *change.Table) bool {
+	return t != nil && t.DB == r.env.dbName && (labelTables[t.Name] || metaTables[t.Name])
+}
+
+// Committed tells the registry that the changes of table t it was given
+// through Keys are committed and visible to its reads (their batch passed
+// the visibility fence, or was cut long after them). Keys drops the
+// caches when the stream reads a change, which can be before the change
+// is visible to other sessions: a build in between may have cached the
+// rows as they were. Committed drops them again, so builds from then on
+// read what the change made.
+func (r *Registry) Committed(t *change.Table) {
+	if t != nil && t.DB == r.env.dbName {
+		r.forget(t.Name)
+	}
 }
 
 // Check verifies that every table the configured feeds read exists in the
