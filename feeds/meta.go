@@ -295,7 +295,7 @@ var metaTables = map[string]bool{tStore: true, tStoreGroup: true, tStoreWebsite:
 type metaCache struct {
 	mu     sync.Mutex
 	gen    uint64
-	stores []storeView           // nil: not cached
+	stores []storeView          // nil: not cached
 	attrs  map[uint64]*attrMeta // nil: not cached
 }
 
