@@ -524,7 +524,8 @@ func partialSyncLatency(t testing.TB) {
 	// FEEDCDC_TEST_MYSQL_DSN (e.g. the large profile); FEEDCDC_BENCH_STATE:
 	// a state file of a connector that already synced it (copied, e.g. kept
 	// by go run ./test/cmd/firststart --keep), so the measurement starts
-	// from a full state at scale instead of a first start.
+	// from a full state at scale instead of a first start;
+	// FEEDCDC_BENCH_STATE_SAVE=1 writes the run's final state back to it.
 	db := os.Getenv("FEEDCDC_BENCH_DB")
 	if db == "" {
 		db = srv.NewDatabase(t, "lat")
@@ -570,7 +571,7 @@ func partialSyncLatency(t testing.TB) {
 		Sections: unthrottledResync + kafkaSink(kc.Addr(), "lat", "linger: "+linger)}
 	cfg := cc.load(t)
 	c := openConnector(t, cfg, OpenOptions{Logger: quietSlog()})
-	runErr, _ := startRun(t, c, RunOptions{NoSchedule: true})
+	runErr, stopRun := startRun(t, c, RunOptions{NoSchedule: true})
 	syncStart := time.Now()
 	for _, f := range cfg.EnabledFeeds() {
 		for {
@@ -741,6 +742,20 @@ func partialSyncLatency(t testing.TB) {
 		pct(stamp, .5).Round(time.Millisecond), pct(stamp, .9).Round(time.Millisecond), pct(stamp, .99).Round(time.Millisecond), pct(stamp, 1).Round(time.Millisecond))
 	if len(consume) < len(sent)/2 {
 		t.Fatalf("only %d of %d probes reached Kafka", len(consume), len(sent))
+	}
+	if from := os.Getenv("FEEDCDC_BENCH_STATE"); from != "" && os.Getenv("FEEDCDC_BENCH_STATE_SAVE") == "1" {
+		// The next run starts from this one's end, caught up, instead of
+		// replaying every earlier run's changes.
+		stopRun()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFile(filepath.Join(dir, "state.db"), from+".new"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(from+".new", from); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

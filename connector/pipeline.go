@@ -265,14 +265,35 @@ type batch struct {
 	// heartbeats counts the heartbeat records among raw: a batch holding
 	// only those does not keep the idle checkpoint from being re-stored.
 	heartbeats int
-	// cached holds the tables of this batch's changes whose rows the feeds
+	// cached holds this batch's changes of tables whose rows the feeds
 	// cache (feeds.Registry.Caches): once the batch's changes are visible
-	// (its fence), the caches are dropped again (Registry.Committed).
-	cached map[string]*change.Table
+	// (its fence), what the caches hold of their rows is dropped again
+	// (Registry.Committed).
+	cached []*change.Change
 }
 
 func (b *batch) empty() bool {
 	return b.nkeys == 0 && len(b.raw) == 0 && b.checkpoint == nil && len(b.rebuild) == 0 && len(b.rawSnaps) == 0
+}
+
+// maxCachedChanges bounds the changes of cached tables a batch keeps for
+// Registry.Committed; beyond it they are kept as one row-less delete per
+// table (coarseCached), which drops all that is cached of the table.
+const maxCachedChanges = 1024
+
+// coarseCached replaces changes by one row-less delete per table: what the
+// caches hold of any row of the table is dropped, as for every one of the
+// changes.
+func coarseCached(cs []*change.Change) []*change.Change {
+	var out []*change.Change
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if !seen[c.Table.Name] {
+			seen[c.Table.Name] = true
+			out = append(out, &change.Change{Table: c.Table, Op: change.OpDelete})
+		}
+	}
+	return out
 }
 
 // task is one unit of the exporter's ordered queue.
@@ -534,12 +555,12 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		if err != nil {
 			return err
 		}
-		if p.o.Registry.Caches(c.Table) {
+		if p.o.Registry.Caches(c) {
 			p.mu.Lock()
-			if p.cur.cached == nil {
-				p.cur.cached = map[string]*change.Table{}
+			p.cur.cached = append(p.cur.cached, c)
+			if len(p.cur.cached) > maxCachedChanges {
+				p.cur.cached = coarseCached(p.cur.cached)
 			}
-			p.cur.cached[c.Table.Name] = c.Table
 			p.mu.Unlock()
 		}
 	}
@@ -1025,8 +1046,8 @@ func (p *Pipeline) exportBatch(ctx context.Context, b *batch) error {
 	}
 	// The batch's changes are visible now: what a build cached of their
 	// tables before they were is dropped.
-	for _, t := range b.cached {
-		p.o.Registry.Committed(t)
+	for _, c := range b.cached {
+		p.o.Registry.Committed(c)
 	}
 	// A TRUNCATE or a table replacement rebuilds all of a feed; its other
 	// keys are covered.

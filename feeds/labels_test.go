@@ -1,6 +1,7 @@
 package feeds
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -125,11 +126,56 @@ func TestStoresAndAttributesCachedUntilAMetaTableChanges(t *testing.T) {
 	if hasColour() {
 		t.Fatal("the read made before the change was visible is not cached")
 	}
-	f.reg.Committed(attrChange.Table)
+	f.reg.Committed(attrChange)
 	if !hasColour() {
 		t.Fatal("after Committed: the attribute code is still the cached color")
 	}
-	if f.reg.Caches(&change.Table{DB: f.db, Name: "catalog_product_entity"}) || !f.reg.Caches(attrChange.Table) || !f.reg.Caches(storeChange.Table) {
+	if f.reg.Caches(f.chg("catalog_product_entity", nil, nil, nil)) || !f.reg.Caches(attrChange) || !f.reg.Caches(storeChange) {
 		t.Fatal("Caches names the wrong tables")
+	}
+}
+
+// TestLabelCacheForgetsOnlyTheChangedOptions: a label edit forgets the
+// labels of its option only (a catalog whose labels are edited now and
+// then kept nothing cached before: every edit dropped every label), a
+// deleted store view or attribute forgets all (their labels go by
+// cascade), and their updates none.
+func TestLabelCacheForgetsOnlyTheChangedOptions(t *testing.T) {
+	tbl := func(name string, cols ...string) *change.Table {
+		t := &change.Table{DB: "shop", Name: name}
+		for _, c := range cols {
+			t.Columns = append(t.Columns, change.Column{Name: c})
+		}
+		return t
+	}
+	optionValue := tbl("eav_attribute_option_value", "value_id", "option_id", "store_id", "value")
+	store := tbl("store", "store_id", "code")
+	fill := func(c *labelCache) {
+		missing, gen := c.lookup([]uint64{7, 8, 9}, map[uint64]map[uint64]string{})
+		c.store(gen, missing, map[uint64][]storeLabel{7: {{0, "a"}}, 8: {{0, "b"}}, 9: {{0, "c"}}})
+	}
+	missing := func(c *labelCache) []uint64 {
+		m, _ := c.lookup([]uint64{7, 8, 9}, map[uint64]map[uint64]string{})
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		c    *change.Change
+		want string
+	}{
+		{"a label edit", &change.Change{Table: optionValue, Op: change.OpUpdate, Before: []any{uint64(1), uint64(8), uint64(0), "b"}, After: []any{uint64(1), uint64(8), uint64(0), "B"}}, "[8]"},
+		{"a label moved to another option", &change.Change{Table: optionValue, Op: change.OpUpdate, Before: []any{uint64(1), uint64(8), uint64(0), "b"}, After: []any{uint64(1), uint64(9), uint64(0), "b"}}, "[8 9]"},
+		{"an option deleted", &change.Change{Table: tbl("eav_attribute_option", "option_id", "attribute_id"), Op: change.OpDelete, Before: []any{uint64(7), uint64(93)}}, "[7]"},
+		{"a label row without its option id (minimal row image)", &change.Change{Table: tbl("eav_attribute_option_value", "value_id"), Op: change.OpDelete, Before: []any{uint64(1)}}, "[7 8 9]"},
+		{"a store view renamed", &change.Change{Table: store, Op: change.OpUpdate, Before: []any{uint64(2), "fr"}, After: []any{uint64(2), "fr2"}}, "[]"},
+		{"a store view deleted", &change.Change{Table: store, Op: change.OpDelete, Before: []any{uint64(2), "fr"}}, "[7 8 9]"},
+		{"an attribute deleted", &change.Change{Table: tbl("eav_attribute", "attribute_id"), Op: change.OpDelete, Before: []any{uint64(93)}}, "[7 8 9]"},
+	} {
+		var c labelCache
+		fill(&c)
+		c.changedRow(tc.c)
+		if got := fmt.Sprint(missing(&c)); got != tc.want {
+			t.Errorf("%s: not cached any more %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

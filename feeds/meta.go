@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"sync"
+
+	"github.com/feedcdc/feedcdc/change"
 )
 
 // Source table names.
@@ -266,8 +268,9 @@ func (c *labelCache) store(gen uint64, ids []uint64, read map[uint64][]storeLabe
 	}
 }
 
-// changed tells the cache that table changed: a label table's change
-// forgets every cached label.
+// changed tells the cache that table changed, with no rows known (a
+// TRUNCATE, a table swapped in): a label table's change forgets every
+// cached label.
 func (c *labelCache) changed(table string) {
 	if !labelTables[table] {
 		return
@@ -351,6 +354,36 @@ func (e *env) productAttributes(ctx context.Context) (map[uint64]*attrMeta, erro
 	}
 	c.mu.Unlock()
 	return v, nil
+}
+
+// changedRow tells the cache of one row change: a change of an option's
+// label rows or of the option forgets that option's labels only (the
+// other options keep theirs: in a catalog whose labels are edited now and
+// then, dropping all of them at every edit made every build read them
+// again); a deleted attribute or store view, whose option labels go by
+// cascade without row events (or whose id changes), forgets every label,
+// as does an option change whose rows do not show the option id. Other changes of label
+// tables (an attribute's or store's update, a new one) change no label.
+func (c *labelCache) changedRow(ch *change.Change) {
+	switch ch.Table.Name {
+	case tOptionValue, tAttributeOption:
+		opts := ids(ch, "option_id")
+		if len(opts) == 0 {
+			c.changed(ch.Table.Name)
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.gen++
+		for _, id := range opts {
+			delete(c.m, id)
+		}
+	case tEavAttribute, tStore:
+		id := map[string]string{tEavAttribute: "attribute_id", tStore: "store_id"}[ch.Table.Name]
+		if ch.Op == change.OpDelete || ch.Op == change.OpUpdate && changed(ch, id) {
+			c.changed(ch.Table.Name)
+		}
+	}
 }
 
 // label resolves a store-scoped label: the store's row over the admin row.

@@ -242,7 +242,7 @@ func (r *Registry) Keys(ctx context.Context, c *change.Change, emit func(feed st
 	if c == nil || c.Table == nil || c.Table.DB != r.env.dbName {
 		return nil
 	}
-	r.forget(c.Table.Name)
+	r.forget(c)
 	for _, f := range r.byTable[c.Table.Name] {
 		name := f.Name()
 		if err := f.Keys(ctx, c, func(keys []string) error {
@@ -282,32 +282,34 @@ func (r *Registry) TableReplaced(t *change.Table) {
 		return
 	}
 	r.env.links.reset(t.Name)
-	r.forget(t.Name)
+	r.env.labels.changed(t.Name)
+	r.env.meta.changed(t.Name)
 }
 
-// forget drops what the caches hold of table (the option labels, the
-// store views and attribute metadata) when they are read from it.
-func (r *Registry) forget(table string) {
-	r.env.labels.changed(table)
-	r.env.meta.changed(table)
+// forget drops what the caches hold of the rows c changed (the option
+// labels, the store views and attribute metadata).
+func (r *Registry) forget(c *change.Change) {
+	r.env.labels.changedRow(c)
+	r.env.meta.changed(c.Table.Name)
 }
 
-// Caches reports whether the registry caches rows of t (Committed must
-// then be called once its changes are visible).
-func (r *Registry) Caches(t *change.Table) bool {
+// Caches reports whether the registry caches rows of c's table (Committed
+// must then be called with c once its transaction is visible).
+func (r *Registry) Caches(c *change.Change) bool {
+	t := c.Table
 	return t != nil && t.DB == r.env.dbName && (labelTables[t.Name] || metaTables[t.Name])
 }
 
-// Committed tells the registry that the changes of table t it was given
-// through Keys are committed and visible to its reads (their batch passed
-// the visibility fence, or was cut long after them). Keys drops the
-// caches when the stream reads a change, which can be before the change
+// Committed tells the registry that a change it was given through Keys is
+// committed and visible to its reads (its batch passed the visibility
+// fence, or was cut long after it). Keys drops what the caches hold of the
+// change's rows when the stream reads it, which can be before the change
 // is visible to other sessions: a build in between may have cached the
 // rows as they were. Committed drops them again, so builds from then on
 // read what the change made.
-func (r *Registry) Committed(t *change.Table) {
-	if t != nil && t.DB == r.env.dbName {
-		r.forget(t.Name)
+func (r *Registry) Committed(c *change.Change) {
+	if c.Table != nil && c.Table.DB == r.env.dbName {
+		r.forget(c)
 	}
 }
 
