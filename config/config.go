@@ -140,7 +140,7 @@ type SourceTLS struct {
 type State struct {
 	Path                   string   `yaml:"path" doc:"bbolt state file (checkpoint, schema history, feed item state, outbox, resync progress). Relative paths are relative to the working directory. Its directory is created if missing. A damaged, empty or foreign file stops every command with the remedy (docs/state.md); check it with feedcdc state check, back it up with feedcdc state backup FILE." required:"set path, e.g. path: feedcdc-data/state.db" default:"feedcdc-data/state.db"`
 	Retention              Duration `yaml:"retention" doc:"How long the state of deleted items that were sent successfully is kept before cleanup." min:"1h" max:"3650d" default:"7d"`
-	FlushInterval          Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter)." min:"1ms" max:"1m" default:"200ms"`
+	FlushInterval          Duration `yaml:"flush_interval" doc:"Longest time changes are collected into one batch before it is exported and checkpointed in one state transaction (a feed's batch_window can make it shorter). While the exporter is still busy with an earlier batch, the batch keeps collecting (up to its size limits) until the exporter can take it, so one export covers every change that arrived meanwhile." min:"1ms" max:"1m" default:"200ms"`
 	FlushBatch             int      `yaml:"flush_batch" doc:"Changed entity keys (all feeds together) that close a batch before flush_interval." min:"1" max:"1000000" default:"5000"`
 	IdleCheckpointInterval Duration `yaml:"idle_checkpoint_interval" doc:"While nothing is in flight (an idle source), the checkpoint is re-stored (its position and time) at most this often, so its age stays below about this interval plus one flush_interval; with traffic it moves with every flush anyway." min:"100ms" max:"1h" default:"10s"`
 }
@@ -163,7 +163,7 @@ type Feed struct {
 	Enabled        bool     `yaml:"enabled" doc:"Whether the feed is built and exported." default:"true"`
 	Mode           string   `yaml:"mode" doc:"immediate: export right after building. legacy: collect built items in the outbox and send them on legacy_schedule (logs say \"(legacy)\")." enum:"immediate,legacy" default:"immediate"`
 	BatchSize      int      `yaml:"batch_size" doc:"Most keys built per batch (a few SELECTs per batch)." min:"1" max:"100000" default:"500"`
-	BatchWindow    Duration `yaml:"batch_window" doc:"Longest time changed keys are collected (and deduplicated) before a batch is built." min:"0s" max:"1m" default:"100ms"`
+	BatchWindow    Duration `yaml:"batch_window" doc:"Longest time changed keys are collected (and deduplicated) before a batch is built. While the exporter is still busy with an earlier batch, the batch keeps collecting (up to its size limits) until the exporter can take it, so one export covers every change that arrived meanwhile." min:"0s" max:"1m" default:"100ms"`
 	Sinks          []string `yaml:"sinks" doc:"Names of the sinks (under sinks:) this feed is sent to; an item is delivered when every one has it. Empty = every sink." ref:"sink"`
 	LegacySchedule Schedule `yaml:"legacy_schedule" doc:"legacy mode: when the outbox is flushed, as a duration (5m, 30s) or cron expression (*/5 * * * *)." default:"5m"`
 	RetrySchedule  Schedule `yaml:"retry_schedule" doc:"When the <feed>_resend_failed_items job rebuilds and resends items with status 2 (duration or cron)." default:"5m"`

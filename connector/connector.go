@@ -636,6 +636,13 @@ func (c *Connector) serve(ctx context.Context, plan runPlan, ro RunOptions) erro
 	if err != nil {
 		return err
 	}
+	if c.Registry != nil {
+		// Before the stream: a composite product deleted before the link
+		// index is loaded costs a rebuild of every product.
+		if err := c.retry.Do(ctx, "load the link index", c.Registry.LoadLinks); err != nil {
+			return err
+		}
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pipeCtx, pipeCancel := context.WithCancel(context.WithoutCancel(ctx))

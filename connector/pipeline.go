@@ -333,6 +333,11 @@ type Pipeline struct {
 	inBigTx bool
 
 	cutMu sync.Mutex // orders cuts onto the queue
+	// waiting counts the stream batches queued and not yet taken by the
+	// exporter; a batch is cut by its window only while none waits
+	// (cut). nudge wakes the window ticker when the exporter takes one.
+	waiting atomic.Int32
+	nudge   chan struct{}
 
 	// Reader-side state of the raw hot path, touched only by Change (the
 	// binlog source calls it from one goroutine).
@@ -409,7 +414,7 @@ func NewPipeline(o PipelineOptions) (*Pipeline, error) {
 	if o.Sink == nil {
 		return nil, errors.New("connector: pipeline needs a sink")
 	}
-	p := &Pipeline{o: o, queue: make(chan task, o.QueueLen), limiter: sink.NewLimiter(o.MaxInflightBytes),
+	p := &Pipeline{o: o, queue: make(chan task, o.QueueLen), nudge: make(chan struct{}, 1), limiter: sink.NewLimiter(o.MaxInflightBytes),
 		syncMem: sink.NewLimiter(o.MaxInflightBytes), lastSync: map[string]time.Time{}}
 	p.cur = p.newBatch()
 	return p, nil
@@ -775,19 +780,27 @@ func (p *Pipeline) TxEnd(ctx context.Context, e change.TxEnd) error {
 	due := p.o.Now().Sub(p.cur.started) >= p.o.Window
 	p.mu.Unlock()
 	if due {
-		return p.cut(ctx, false)
+		return p.cut(ctx, true)
 	}
 	return nil
 }
 
 // cut closes the current batch and queues it (blocking while the queue is
-// full). With onlyIfDue, it cuts only a batch older than the window.
+// full). With onlyIfDue (the batch window), it cuts only a batch older
+// than the window, and only while no batch cut before waits for the
+// exporter: under load a batch keeps growing (up to its size limits,
+// which cut it whatever waits) until the exporter can take the next one.
+// So the exporter's costs per batch (the fence, the builders' round trips,
+// the sends' acknowledgements, the state commit) are shared by all the
+// changes that arrived meanwhile, instead of queueing one batch per
+// window behind each other — each of which the exporter took longer to
+// export than the window to fill, so latency grew with the queue.
 func (p *Pipeline) cut(ctx context.Context, onlyIfDue bool) error {
 	p.cutMu.Lock()
 	defer p.cutMu.Unlock()
 	p.mu.Lock()
 	b := p.cur
-	if b.empty() || (onlyIfDue && p.o.Now().Sub(b.started) < p.o.Window) {
+	if b.empty() || (onlyIfDue && (p.o.Now().Sub(b.started) < p.o.Window || p.waiting.Load() > 0)) {
 		p.mu.Unlock()
 		return nil
 	}
@@ -799,6 +812,7 @@ func (p *Pipeline) cut(ctx context.Context, onlyIfDue bool) error {
 	}
 	p.cur = p.newBatch()
 	p.mu.Unlock()
+	p.waiting.Add(1)
 	select {
 	case p.queue <- task{batch: b}:
 		if p.o.Observer != nil {
@@ -806,6 +820,7 @@ func (p *Pipeline) cut(ctx context.Context, onlyIfDue bool) error {
 		}
 		return nil
 	case <-ctx.Done():
+		p.waiting.Add(-1)
 		return ctx.Err()
 	}
 }
@@ -915,6 +930,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 					tickErr <- err
 					return
 				}
+			case <-p.nudge: // the exporter took the waiting batch
+				if err := p.cut(tctx, true); err != nil && tctx.Err() == nil {
+					tickErr <- err
+					return
+				}
 			case <-idle:
 				p.idleTouch(tctx)
 			}
@@ -974,6 +994,12 @@ const deferredEvery = 4
 func (p *Pipeline) runTask(ctx context.Context, t task) error {
 	var err error
 	if t.batch != nil {
+		if p.waiting.Add(-1) == 0 {
+			select {
+			case p.nudge <- struct{}{}:
+			default:
+			}
+		}
 		// A batch that met a source failure is exported again, whole,
 		// once the source answers; its checkpoint is written only
 		// with its items, so nothing is skipped meanwhile.

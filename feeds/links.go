@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"sync"
@@ -19,9 +20,13 @@ const (
 var linkTables = []string{tRelation, tSuperLink}
 
 // fallbackMargin widens the window in which a deleted composite product may
-// have lost its links before the index was loaded (binlog timestamps have
-// second precision and come from the source's clock).
-const fallbackMargin = 5 * time.Second
+// have lost its links before the index was loaded. The load time is the
+// source's own clock, read after the index's snapshot was taken, and a
+// binlog event's timestamp is its statement's start on the source (whole
+// seconds, rounded down), so a delete stamped after the load time began
+// after the snapshot; the margin covers a replica whose clock differs from
+// its primary's (whose timestamps its binlog keeps) by up to a second.
+const fallbackMargin = time.Second
 
 // linkIndex is one parent -> children relation.
 type linkIndex struct {
@@ -88,9 +93,12 @@ type linkIndexes struct {
 	e        *env
 	enabled  bool          // some configured feed reads the index
 	margin   time.Duration // fallback window after loadedAt (fallbackMargin)
-	mu       sync.Mutex
-	loaded   bool
+	mu     sync.Mutex
+	loaded bool
+	// loadedAt is the source's time just after the snapshot the index was
+	// loaded from; offset is the source's clock minus the local one then.
 	loadedAt time.Time
+	offset   time.Duration
 	relation *linkIndex
 	super    *linkIndex
 	// coveredFrom: start of the last completed fallback fan-out, per index.
@@ -105,8 +113,14 @@ func (l *linkIndexes) ensure(ctx context.Context) error {
 	if l.loaded {
 		return nil
 	}
-	start := time.Now()
 	rel, sup := newLinkIndex(), newLinkIndex()
+	// One snapshot for both tables, and the source's time read after it
+	// was taken (the first read of a REPEATABLE READ transaction takes it).
+	tx, err := l.e.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("load link index: %w", err)
+	}
+	defer tx.Rollback()
 	for _, q := range []struct {
 		x     *linkIndex
 		query string
@@ -114,7 +128,7 @@ func (l *linkIndexes) ensure(ctx context.Context) error {
 		{rel, "SELECT parent_id, child_id FROM " + tRelation},
 		{sup, "SELECT parent_id, product_id FROM " + tSuperLink},
 	} {
-		rows, err := l.e.db.QueryContext(ctx, q.query)
+		rows, err := tx.QueryContext(ctx, q.query)
 		if err != nil {
 			return fmt.Errorf("load link index: %w", err)
 		}
@@ -132,8 +146,23 @@ func (l *linkIndexes) ensure(ctx context.Context) error {
 			return fmt.Errorf("load link index: %w", err)
 		}
 	}
-	l.relation, l.super, l.loaded, l.loadedAt = rel, sup, true, start
+	var micros int64
+	if err := tx.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)").Scan(&micros); err != nil {
+		return fmt.Errorf("load link index: read the source's time: %w", err)
+	}
+	at := time.UnixMicro(micros)
+	l.relation, l.super, l.loaded, l.loadedAt, l.offset = rel, sup, true, at, at.Sub(time.Now())
 	return nil
+}
+
+// load loads the index now, if some feed reads it and it is not loaded.
+func (l *linkIndexes) load(ctx context.Context) error {
+	if !l.enabled {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ensure(ctx)
 }
 
 // reset drops the index when table is one it mirrors (or the product
@@ -212,11 +241,12 @@ func (l *linkIndexes) unsure(ctx context.Context, c *change.Change, super bool) 
 }
 
 // covered records that a full fan-out for the relation (super = false) or
-// super-link (super = true) index started at start and completed.
+// super-link (super = true) index started at start (local time) and
+// completed.
 func (l *linkIndexes) covered(super bool, start time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if start.After(l.coveredFrom[super]) {
+	if start = start.Add(l.offset); start.After(l.coveredFrom[super]) {
 		l.coveredFrom[super] = start
 	}
 }

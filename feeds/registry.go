@@ -293,6 +293,18 @@ func (r *Registry) forget(c *change.Change) {
 	r.env.meta.changed(c.Table.Name)
 }
 
+// LoadLinks loads the parent/child link index now (when a configured feed
+// uses it) instead of at the first change of the stream. Call it before
+// the stream starts: a composite product deleted before the index was
+// loaded has lost its links unseen, so its children are found by
+// rebuilding every product; loaded first, only the deletes the stream
+// replays from before the start can be such ones, not those of a busy
+// source in the seconds after it (every restart rebuilt the whole catalog
+// then).
+func (r *Registry) LoadLinks(ctx context.Context) error {
+	return r.env.links.load(ctx)
+}
+
 // Caches reports whether the registry caches rows of c's table (Committed
 // must then be called with c once its transaction is visible).
 func (r *Registry) Caches(c *change.Change) bool {
