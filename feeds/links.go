@@ -90,11 +90,11 @@ func (x *linkIndex) removeProduct(id uint32) {
 // Memory: about 10 bytes per link plus map overhead (a million links take
 // roughly 40 MB).
 type linkIndexes struct {
-	e        *env
-	enabled  bool          // some configured feed reads the index
-	margin   time.Duration // fallback window after loadedAt (fallbackMargin)
-	mu     sync.Mutex
-	loaded bool
+	e       *env
+	enabled bool          // some configured feed reads the index
+	margin  time.Duration // fallback window after loadedAt (fallbackMargin)
+	mu      sync.Mutex
+	loaded  bool
 	// loadedAt is the source's time just after the snapshot the index was
 	// loaded from; offset is the source's clock minus the local one then.
 	loadedAt time.Time
