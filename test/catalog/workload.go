@@ -330,6 +330,12 @@ func (w *Workload) Run(ctx context.Context, n int, rate float64) (st WorkloadSta
 		}
 		k := w.pick()
 		if err := w.apply(ctx, k, &st); err != nil {
+			if ctx.Err() != nil {
+				// Cancelled mid-change: database/sql rolls the
+				// transaction back and the change fails with ErrTxDone
+				// or a driver error instead of the cancellation.
+				return st, ctx.Err()
+			}
 			return st, fmt.Errorf("workload: change %d (%s): %w", i+1, k, err)
 		}
 	}
