@@ -315,42 +315,31 @@ func (c *metaCache) changed(table string) {
 
 // storeViews is loadStores through the cache.
 func (e *env) storeViews(ctx context.Context) ([]storeView, error) {
-	c := e.meta
-	c.mu.Lock()
-	v, gen := c.stores, c.gen
-	c.mu.Unlock()
-	if v != nil {
-		return v, nil
-	}
-	v, err := loadStores(ctx, e.db)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if gen == c.gen {
-		c.stores = v
-	}
-	c.mu.Unlock()
-	return v, nil
+	return cachedRead(ctx, e.meta, &e.meta.stores, func(ctx context.Context) ([]storeView, error) { return loadStores(ctx, e.db) })
 }
 
 // productAttributes is loadAttributes of every product attribute, through
 // the cache.
 func (e *env) productAttributes(ctx context.Context) (map[uint64]*attrMeta, error) {
-	c := e.meta
+	return cachedRead(ctx, e.meta, &e.meta.attrs, func(ctx context.Context) (map[uint64]*attrMeta, error) { return loadAttributes(ctx, e.db, nil) })
+}
+
+// cachedRead returns *slot when the cache holds it (not nil), or what load
+// reads, kept in *slot unless a meta table changed while it read.
+func cachedRead[T []storeView | map[uint64]*attrMeta](ctx context.Context, c *metaCache, slot *T, load func(context.Context) (T, error)) (T, error) {
 	c.mu.Lock()
-	v, gen := c.attrs, c.gen
+	v, gen := *slot, c.gen
 	c.mu.Unlock()
 	if v != nil {
 		return v, nil
 	}
-	v, err := loadAttributes(ctx, e.db, nil)
+	v, err := load(ctx)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	if gen == c.gen {
-		c.attrs = v
+		*slot = v
 	}
 	c.mu.Unlock()
 	return v, nil
