@@ -151,7 +151,7 @@ func (l *linkIndexes) ensure(ctx context.Context) error {
 		return fmt.Errorf("load link index: read the source's time: %w", err)
 	}
 	at := time.UnixMicro(micros)
-	l.relation, l.super, l.loaded, l.loadedAt, l.offset = rel, sup, true, at, at.Sub(time.Now())
+	l.relation, l.super, l.loaded, l.loadedAt, l.offset = rel, sup, true, at, time.Until(at)
 	return nil
 }
 
