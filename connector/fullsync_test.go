@@ -431,3 +431,132 @@ func TestFullSyncChunksOfManyItemsPerKeyAreCut(t *testing.T) {
 		t.Errorf("%d chunks for %d keys, want more than %d chunks of %d keys (chunks: %v)", len(rec.sizes), len(keys), want, size, rec.sizes)
 	}
 }
+
+// firstHeldSink holds the first Send until release is closed or the send's
+// context ends, as a destination slow to acknowledge one request would;
+// every later Send goes straight through. entered is closed when the
+// first Send is held.
+type firstHeldSink struct {
+	sink.Sink
+	calls   atomic.Int32
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newFirstHeldSink() *firstHeldSink {
+	return &firstHeldSink{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *firstHeldSink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, error) {
+	if h.calls.Add(1) == 1 {
+		close(h.entered)
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return h.Sink.Send(ctx, recs)
+}
+
+// waitFor polls cond every 10 ms until it holds or a minute passed.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s", what)
+		}
+	}
+}
+
+// TestFullSyncWritesTheNextChunkAheadWhileOneIsSent: while the sink holds
+// a full sync's first send, the exporter diffs the next chunk and records
+// its write-ahead (two write-ahead records at once) instead of waiting for
+// the acknowledgement; once the send returns, the sync completes with
+// every item sent once, in the state and in Kafka, and the progress
+// finished. The exporter used to wait for each send before it touched the
+// next chunk.
+func TestFullSyncWritesTheNextChunkAheadWhileOneIsSent(t *testing.T) {
+	h := newFirstHeldSink()
+	e := newEnv(t, nil, func(s sink.Sink) sink.Sink { h.Sink = s; return h })
+	ctx := context.Background()
+	type result struct {
+		res ResyncResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: 10, ThreadCount: 1})
+		done <- result{res, err}
+	}()
+	<-h.entered
+	waitFor(t, "the next chunk's write-ahead while the first send is held", func() bool { return e.store.InflightRecords() == 2 })
+	close(h.release)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	counts, err := e.store.Counts(ctx, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := e.records(t, "products")
+	if counts.Total == 0 || counts.Sent != counts.Total || int(counts.Total) != len(recs) || r.res.Stats.Sent != int(counts.Total) {
+		t.Fatalf("after the sync: state %+v, %d keys in Kafka, %d sent; want every item sent once", counts, len(recs), r.res.Stats.Sent)
+	}
+	if !r.res.Progress.Finished() || r.res.Progress.Processed != r.res.Progress.Total || e.store.InflightRecords() != 0 {
+		t.Fatalf("progress %+v, %d write-ahead records left", r.res.Progress, e.store.InflightRecords())
+	}
+}
+
+// TestFullSyncProgressNeverPassesAFailedSend: the sink holds a full
+// sync's first send, the chunks after it are sent; when the sync is
+// cancelled, the held send fails and no progress is stored past it (a
+// continued resync would otherwise skip its keys), though the later
+// chunks' items are recorded as sent. Continuing the resync then delivers
+// every item.
+func TestFullSyncProgressNeverPassesAFailedSend(t *testing.T) {
+	h := newFirstHeldSink()
+	e := newEnv(t, nil, func(s sink.Sink) sink.Sink { h.Sink = s; return h })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.p.Resync(ctx, ResyncOptions{Feed: "products", BatchSize: 10, ThreadCount: 1})
+		done <- err
+	}()
+	<-h.entered
+	// The second chunk went through the sink while the first is held.
+	waitFor(t, "a second send", func() bool { return h.calls.Load() >= 2 })
+	time.Sleep(100 * time.Millisecond) // its end would commit now if it did not wait
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled sync returned %v, want context.Canceled", err)
+	}
+	bg := context.Background()
+	prog, ok, err := e.store.Progress(bg, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok && prog.Processed > 0 {
+		t.Fatalf("progress stored past the failed first send: %+v", prog)
+	}
+	counts, err := e.store.Counts(bg, "products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Sent == 0 || counts.Pending == 0 || e.store.InflightRecords() != 0 {
+		t.Fatalf("after the cancelled sync: state %+v, %d write-ahead records; want the held chunk pending, a later one sent, no record left", counts, e.store.InflightRecords())
+	}
+	res, err := e.p.Resync(bg, ResyncOptions{Feed: "products", BatchSize: 10, ThreadCount: 1, Continue: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts, err = e.store.Counts(bg, "products"); err != nil {
+		t.Fatal(err)
+	}
+	recs := e.records(t, "products")
+	if !res.Progress.Finished() || counts.Sent != counts.Total || int(counts.Total) != len(recs) {
+		t.Fatalf("continued sync: progress %+v, state %+v, %d keys in Kafka", res.Progress, counts, len(recs))
+	}
+}

@@ -3,7 +3,7 @@
 // same tables on the same server in the same run (issue 19's benchmark):
 //
 //	go run ./test/cmd/firststart --dsn 'root@tcp(127.0.0.1:23306)/shop' --server-pid PID \
-//	    [--sink file|kafka] [--mem-limit 512MiB] [--resync]
+//	    [--sink file|kafka|kafka-memory] [--mem-limit 512MiB] [--resync]
 //
 // Steps, each timed, with the CPU of every process involved:
 //
@@ -12,7 +12,9 @@
 //  2. A first start: a freshly built feedcdc binary runs with a new state
 //     directory, all four feeds, the configuration's defaults and one sink
 //     (a file sink, or a Kafka broker in this process that keeps its log on
-//     disk: kfake through test/kafkatest), until every feed's full sync has
+//     disk, or with kafka-memory in memory: kfake through test/kafkatest;
+//     a real broker runs on other machines, so the in-memory one shows
+//     the connector's own cost of the Kafka sink), until every feed's full sync has
 //     finished (GET /api/status of its dashboard). Its resident memory is
 //     sampled from /proc (anonymous and file-backed pages apart: the state
 //     file is memory-mapped); with --mem-limit it runs in a cgroup (v1
@@ -70,7 +72,7 @@ func main() {
 	var o options
 	dsn := flag.String("dsn", "", "go-sql-driver DSN of the loopback source server and the catalog database, e.g. 'root@tcp(127.0.0.1:23306)/shop' (required)")
 	flag.IntVar(&o.serverPID, "server-pid", 0, "pid of the source mariadbd/mysqld, to measure its CPU (0 = not measured)")
-	flag.StringVar(&o.sink, "sink", "file", "sink of the first start: file, or kafka (a kfake broker in this process keeping its log on disk)")
+	flag.StringVar(&o.sink, "sink", "file", "sink of the first start: file, kafka (a kfake broker in this process keeping its log on disk) or kafka-memory (the same broker keeping its log in memory)")
 	mem := flag.String("mem-limit", "", "run feedcdc in a cgroup v1 memory cgroup with this limit (e.g. 512MiB; needs root)")
 	flag.BoolVar(&o.resync, "resync", false, "after the first start, stop the connector and resync every feed of the unchanged catalog")
 	flag.StringVar(&o.bin, "feedcdc", "", "feedcdc binary (default: built from ./cmd/feedcdc)")
@@ -257,13 +259,17 @@ func writeConfig(ctx context.Context, o options, host, port string) (*config, er
 		telemetry = fmt.Sprintf(`{listen: "%s", pprof: true}`, c.metrics)
 	}
 	sink := fmt.Sprintf("  files:\n    type: file\n    file: {dir: %s}\n", filepath.Join(o.workDir, "out"))
-	if o.sink == "kafka" {
-		if c.broker, err = kafkatest.New(ctx, kafkatest.WithDataDir(filepath.Join(o.workDir, "kafka"))); err != nil {
+	if o.sink == "kafka" || o.sink == "kafka-memory" {
+		opt := kafkatest.WithDataDir(filepath.Join(o.workDir, "kafka"))
+		if o.sink == "kafka-memory" {
+			opt = kafkatest.InMemory()
+		}
+		if c.broker, err = kafkatest.New(ctx, opt); err != nil {
 			return nil, fmt.Errorf("start the Kafka broker: %w", err)
 		}
 		sink = fmt.Sprintf("  kafka:\n    type: kafka\n    kafka: {brokers: [%s]}\n", c.broker.Addr())
 	} else if o.sink != "file" {
-		return nil, fmt.Errorf("--sink %q: use file or kafka", o.sink)
+		return nil, fmt.Errorf("--sink %q: use file, kafka or kafka-memory", o.sink)
 	}
 	yaml := fmt.Sprintf(`name: firststart
 source: {host: %s, port: %s, user: %s, tls: {mode: disabled}}
