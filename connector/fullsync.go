@@ -28,15 +28,9 @@ import (
 //  2. build: ThreadCount goroutines build chunks (Feed.Build) off the
 //     exporter; only reads of the source happen here;
 //  3. persist: the caller's goroutine hands the built chunks, in key order,
-//     to the exporter as jobs, which diff them with the state and record
-//     what changed as a write-ahead; the job's end — the send, then item
-//     states and progress in one state transaction — runs off the
-//     exporter (Pipeline.detach), so that the next job's diff and
-//     write-ahead overlap this one's wait for the sinks' acknowledgement.
-//     At most one end runs beside a job; the ends commit in key order,
-//     and none commits progress past an end that failed. Any other task
-//     of the exporter (a stream batch, a retry) waits for the running end
-//     first, so the ends never overlap an export of another kind.
+//     to the exporter as jobs (Pipeline.Do), which diff them with the
+//     state, send what changed and write item states and progress in one
+//     state transaction.
 //
 // The queue between the stages holds at most ThreadCount chunks, so at
 // most about 2×ThreadCount+2 chunks are in memory whatever the catalog's
@@ -79,9 +73,7 @@ type fullSync struct {
 	// refreshed counts keys rebuilt on the exporter because the stream
 	// exported them after their chunk was built.
 	refreshed int
-	// jobs counts the persist jobs started (their span's number).
-	jobs  int64
-	start time.Time
+	start     time.Time
 	// scanned counts the keys the scan enumerated so far (the ones an
 	// earlier attempt completed too), scanDone is set once it ended: the
 	// progress's total is then exact, and ro.Total (an estimate) until.
@@ -532,18 +524,9 @@ func itemsBytes(items []feeds.Item) int {
 }
 
 // persistAll takes the built chunks in key order and persists them, up to
-// ThreadCount chunks already built at once in one exporter job. A job
-// hands its send and final state write off the exporter (persist), so
-// that the next job's diff and write-ahead run while its items travel;
-// at most one job is in flight that way, and their ends commit in order.
-func (fs *fullSync) persistAll(ctx context.Context, ordered <-chan *syncChunk) (err error) {
+// ThreadCount chunks already built at once in one exporter job.
+func (fs *fullSync) persistAll(ctx context.Context, ordered <-chan *syncChunk) error {
 	var held *syncChunk
-	var last *persisting // the job whose end may still run
-	defer func() {
-		if werr := fs.ended(last); err == nil {
-			err = werr
-		}
-	}()
 	for {
 		c := held
 		held = nil
@@ -582,196 +565,78 @@ func (fs *fullSync) persistAll(ctx context.Context, ordered <-chan *syncChunk) (
 				return g.err
 			}
 		}
-		// The previous job's end is waited for after the next job's diff
-		// and write-ahead ran beside it.
-		prev := last
-		var err error
-		last, err = fs.persist(ctx, group, prev)
-		if perr := fs.ended(prev); err == nil {
-			err = perr
-		}
-		if err != nil {
+		if err := fs.persist(ctx, group); err != nil {
 			return err
 		}
 	}
 }
 
-// persisting is a persist job whose end (send, final state write) may
-// still be running.
-type persisting struct {
-	// Set by the end before done is closed.
-	st   ExportStats
-	prog state.Progress
-	err  error
-	done chan struct{}
-}
-
-// ended waits for a persist job's end (nil: none) and accounts for it:
-// its stats are counted and its progress reported.
-func (fs *fullSync) ended(j *persisting) error {
-	if j == nil {
-		return nil
-	}
-	<-j.done
-	if j.err != nil {
-		return j.err
-	}
-	fs.res.Stats.add(j.st)
-	if fs.ro.Progress != nil {
-		fs.ro.Progress(j.prog)
-	}
-	return nil
-}
-
 // persist exports a group of built chunks on the exporter: keys the
 // exporter exported since their build started are rebuilt first; then one
-// diff and write-ahead; then, off the exporter, the send and, once prev's
-// end has committed, one state transaction with the items' states and the
-// progress (commit). It returns the job, whose end may still run (ended
-// waits for it), and the job's error if it failed on the exporter.
-func (fs *fullSync) persist(ctx context.Context, group []*syncChunk, prev *persisting) (*persisting, error) {
+// diff, one send and one state transaction with the progress.
+func (fs *fullSync) persist(ctx context.Context, group []*syncChunk) error {
 	p, ro := fs.p, fs.ro
-	j := &persisting{done: make(chan struct{})}
 	var keys []string
 	var items []feeds.Item
 	for _, c := range group {
 		keys = append(keys, c.keys...)
 		items = append(items, c.items...)
 	}
-	fs.jobs++
-	n := fs.jobs
-	started := false // the end was started (set on the exporter, read after do)
-	err := p.do(ctx, true, func(ctx context.Context, detach func(func(context.Context))) error {
+	var st ExportStats
+	err := p.Do(ctx, func(ctx context.Context) (err error) {
 		ctx, end := p.span(ctx, func(t *telemetry.Tracing) (context.Context, trace.Span) {
-			return t.StartResyncChunk(ctx, ro.Feed, n, len(keys), ro.Position)
+			return t.StartResyncChunk(ctx, ro.Feed, fs.prog.Chunks+1, len(keys), ro.Position)
 		})
-		e, w, err := fs.prepare(ctx, group, keys, items)
-		if err != nil {
-			end(err)
+		defer func() { end(err) }()
+		if items, err = fs.refresh(ctx, group, items); err != nil {
 			return err
 		}
-		finish := func(ctx context.Context) {
-			defer close(j.done)
-			j.prog, j.err = fs.commit(ctx, e, w, keys, len(group), prev)
-			j.st = e.st
-			end(j.err)
-			fs.done(group)
+		var w writeSet
+		st, err = p.exportBuilt(ctx, ro.Feed, keys, items, fs.eo, &w)
+		// A step of deferred keys built ahead must not export an older
+		// build of these keys after this one.
+		p.watch.exported(ro.Feed, keys)
+		if err != nil {
+			return err
 		}
-		started = true
-		if e.done() || detach == nil {
-			finish(ctx)
-			return j.err
+		prog := fs.prog
+		prog.Chunks += int64(len(group))
+		prog.Processed += int64(len(keys))
+		prog.Synced += int64(st.Sent)
+		prog.Failed += int64(st.Failed + st.Rejected)
+		prog.LastKey = keys[len(keys)-1]
+		prog.Total = fs.total()
+		prog.UpdatedAt = p.o.Now()
+		if !ro.DryRun {
+			err = p.o.Store.Update(ctx, func(tx *state.Tx) error {
+				if err := w.apply(tx); err != nil {
+					return err
+				}
+				if len(ro.ByIDs) > 0 {
+					return nil
+				}
+				return tx.PutProgress(prog)
+			})
+			if err != nil {
+				return err
+			}
 		}
-		detach(finish)
+		fs.prog = prog
 		return nil
 	})
-	if !started {
-		j.err = err
-		fs.done(group)
-		close(j.done)
-	}
-	return j, err
-}
-
-// done returns the memory of a group's chunks and ends their watch, once
-// its persist job ended: at once, so that the planner can admit the
-// next chunks while the job's end waits to be accounted for (ended).
-func (fs *fullSync) done(group []*syncChunk) {
 	for _, c := range group {
-		fs.p.watch.end(fs.ro.Feed, c.seq)
+		p.watch.end(ro.Feed, c.seq)
 		c.items = nil
 		fs.release(c)
 	}
-}
-
-// prepare is a persist job's part on the exporter: the refresh of keys
-// the exporter exported since the chunks' builds started, the diff and
-// the write-ahead of what changed.
-func (fs *fullSync) prepare(ctx context.Context, group []*syncChunk, keys []string, items []feeds.Item) (*diffedExport, *writeSet, error) {
-	p, feed := fs.p, fs.ro.Feed
-	items, err := fs.refresh(ctx, group, items)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	w := &writeSet{}
-	e, err := p.diffBuilt(ctx, feed, keys, items, fs.eo)
-	if err == nil && !e.done() {
-		err = p.writeAhead(ctx, e, w)
+	fs.res.Stats.add(st)
+	if ro.Progress != nil {
+		ro.Progress(fs.prog)
 	}
-	// A step of deferred keys built ahead must not export an older build
-	// of these keys after this one.
-	p.watch.exported(feed, keys)
-	return e, w, err
-}
-
-// commit is a persist job's end: it sends what the job wrote ahead, waits
-// until the previous job's end has committed (the progress moves in key
-// order, and never past a job that failed), and writes the items' final
-// states and the progress in one transaction. An end that does not commit
-// settles its write-ahead itself (abandon).
-func (fs *fullSync) commit(ctx context.Context, e *diffedExport, w *writeSet, keys []string, chunks int, prev *persisting) (state.Progress, error) {
-	p, ro := fs.p, fs.ro
-	err := p.sendWritten(ctx, e, w)
-	if err == nil && prev != nil {
-		<-prev.done
-		err = prev.err
-	}
-	if err != nil {
-		fs.abandon(ctx, e.inflight, w.inflight)
-		return state.Progress{}, err
-	}
-	prog := fs.prog
-	prog.Chunks += int64(chunks)
-	prog.Processed += int64(len(keys))
-	prog.Synced += int64(e.st.Sent)
-	prog.Failed += int64(e.st.Failed + e.st.Rejected)
-	prog.LastKey = keys[len(keys)-1]
-	prog.Total = fs.total()
-	prog.UpdatedAt = p.o.Now()
-	if !ro.DryRun {
-		err := p.o.Store.Update(ctx, func(tx *state.Tx) error {
-			if err := w.apply(tx); err != nil {
-				return err
-			}
-			if len(ro.ByIDs) > 0 {
-				return nil
-			}
-			return tx.PutProgress(prog)
-		})
-		if err != nil {
-			return state.Progress{}, err
-		}
-	}
-	fs.prog = prog
-	return prog, nil
-}
-
-// abandon settles the write-ahead of an end that does not commit: the
-// states of its items (pending when the send did not finish, final when
-// it did but an earlier job failed) are written and its records removed,
-// so that the state knows what may have reached the sinks before the
-// sync returns. (The exporter settles records only once no detached end
-// runs.) Written even when ctx ended: the write-ahead was made. If this
-// fails, the record stays for the exporter's next settling or the next
-// Open.
-func (fs *fullSync) abandon(ctx context.Context, states []state.Item, tokens []uint64) {
-	if len(tokens) == 0 {
-		return
-	}
-	err := fs.p.o.Store.Update(context.WithoutCancel(ctx), func(tx *state.Tx) error {
-		if err := tx.PutItems(states); err != nil {
-			return err
-		}
-		for _, token := range tokens {
-			if err := tx.DeleteInflight(token); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		fs.log.Warn("could not settle the write-ahead of an abandoned export; it is applied later", "error", err)
-	}
+	return nil
 }
 
 // refresh rebuilds, on the exporter, the keys of a group that the exporter

@@ -303,10 +303,6 @@ type task struct {
 	// retries, legacy flushes).
 	job  func(ctx context.Context) error
 	done chan error
-	// overlaps marks a job that may run while the sends other such jobs
-	// handed off (Pipeline.detach) are still in flight: a full sync's
-	// persist job. Every other task waits for them first.
-	overlaps bool
 }
 
 // Pipeline turns a stream of changes into exported feed items and raw
@@ -342,10 +338,6 @@ type Pipeline struct {
 	// (cut). nudge wakes the window ticker when the exporter takes one.
 	waiting atomic.Int32
 	nudge   chan struct{}
-	// detached are the ends (send, final states) that full-sync persist
-	// jobs handed off to run beside the next such job; touched only by the
-	// exporter goroutine (detach, awaitDetached).
-	detached []chan struct{}
 
 	// Reader-side state of the raw hot path, touched only by Change (the
 	// binlog source calls it from one goroutine).
@@ -861,13 +853,6 @@ func (p *Pipeline) FlushQueued(ctx context.Context) error {
 // after the job returned, so that nothing the caller started is still
 // writing when Do returns.
 func (p *Pipeline) Do(ctx context.Context, job func(ctx context.Context) error) error {
-	return p.do(ctx, false, func(ctx context.Context, _ func(func(context.Context))) error { return job(ctx) })
-}
-
-// do is Do; with overlaps the job may run while earlier overlapping jobs'
-// detached ends still run, and gets detach to hand off its own end (see
-// Pipeline.detach). Without overlaps, detach is nil.
-func (p *Pipeline) do(ctx context.Context, overlaps bool, job func(ctx context.Context, detach func(func(context.Context))) error) error {
 	done := make(chan error, 1)
 	var claim atomic.Int32 // jobQueued, jobRunning or jobAbandoned
 	bound := func(ectx context.Context) error {
@@ -878,13 +863,9 @@ func (p *Pipeline) do(ctx context.Context, overlaps bool, job func(ctx context.C
 		defer cancel()
 		stop := context.AfterFunc(ctx, cancel)
 		defer stop()
-		var detach func(func(context.Context))
-		if overlaps {
-			detach = func(end func(context.Context)) { p.detach(ectx, ctx, end) }
-		}
-		return job(jctx, detach)
+		return job(jctx)
 	}
-	if err := p.enqueue(ctx, task{job: bound, done: done, overlaps: overlaps}); err != nil {
+	if err := p.Enqueue(ctx, bound, done); err != nil {
 		return err
 	}
 	select {
@@ -898,34 +879,6 @@ func (p *Pipeline) do(ctx context.Context, overlaps bool, job func(ctx context.C
 	}
 }
 
-// detach runs end, the last step of an overlapping job (its send and final
-// state write), on its own goroutine, with a context that ends with the
-// exporter's (ectx) or the job's caller's (cctx). The exporter meanwhile
-// takes the next task; one that does not overlap waits for every
-// detached end first (awaitDetached). Called on the exporter goroutine.
-func (p *Pipeline) detach(ectx, cctx context.Context, end func(context.Context)) {
-	dctx, cancel := context.WithCancel(ectx)
-	stop := context.AfterFunc(cctx, cancel)
-	done := make(chan struct{})
-	p.detached = append(p.detached, done)
-	go func() {
-		defer close(done)
-		defer cancel()
-		defer stop()
-		end(dctx)
-	}()
-}
-
-// awaitDetached waits until every detached end has returned; they end at
-// the latest when the exporter's context does. After it, no export of the
-// exporter is between its write-ahead and its final Update.
-func (p *Pipeline) awaitDetached() {
-	for _, done := range p.detached {
-		<-done
-	}
-	p.detached = p.detached[:0]
-}
-
 // States of a job queued by Do.
 const (
 	jobQueued int32 = iota
@@ -936,17 +889,13 @@ const (
 // Enqueue queues job after the current batch without waiting for it; done
 // (optional) receives its result.
 func (p *Pipeline) Enqueue(ctx context.Context, job func(ctx context.Context) error, done chan error) error {
-	return p.enqueue(ctx, task{job: job, done: done})
-}
-
-func (p *Pipeline) enqueue(ctx context.Context, t task) error {
 	if err := p.cut(ctx, false); err != nil {
 		return err
 	}
 	p.cutMu.Lock()
 	defer p.cutMu.Unlock()
 	select {
-	case p.queue <- t:
+	case p.queue <- task{job: job, done: done}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -995,7 +944,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	defer p.dropNext()
-	defer p.awaitDetached()
 	// Deferred keys of big transactions are built in steps when the queue
 	// is empty, and at least every deferredEvery tasks otherwise: the
 	// changes behind a big transaction wait for one step, not for all of it.
@@ -1017,9 +965,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			default:
 			}
 			sinceStep = 0
-			if err := p.settleDetached(ctx); err != nil {
-				return err
-			}
 			if err := p.o.SourceRetry.Do(ctx, "build deferred keys", p.drainDeferred); err != nil {
 				return err
 			}
@@ -1047,19 +992,14 @@ const deferredEvery = 4
 
 // runTask runs one task of the queue; a failed batch stops the exporter.
 func (p *Pipeline) runTask(ctx context.Context, t task) error {
-	if t.batch != nil && p.waiting.Add(-1) == 0 {
-		select {
-		case p.nudge <- struct{}{}:
-		default:
-		}
-	}
 	var err error
-	if !t.overlaps {
-		err = p.settleDetached(ctx)
-	}
-	switch {
-	case err != nil:
-	case t.batch != nil:
+	if t.batch != nil {
+		if p.waiting.Add(-1) == 0 {
+			select {
+			case p.nudge <- struct{}{}:
+			default:
+			}
+		}
 		// A batch that met a source failure is exported again, whole,
 		// once the source answers; its checkpoint is written only
 		// with its items, so nothing is skipped meanwhile.
@@ -1070,17 +1010,10 @@ func (p *Pipeline) runTask(ctx context.Context, t task) error {
 			}
 			return err
 		})
-	default:
+	} else {
 		err = t.job(ctx)
-		// An overlapping job that succeeded may have left its send
-		// running (detached), its write-ahead record with it.
-		if t.overlaps && err != nil {
-			p.awaitDetached()
-		}
-		if !t.overlaps || err != nil {
-			if serr := p.settleInflight(ctx); err == nil {
-				err = serr
-			}
+		if serr := p.settleInflight(ctx); err == nil {
+			err = serr
 		}
 	}
 	if t.done != nil {
@@ -1092,24 +1025,12 @@ func (p *Pipeline) runTask(ctx context.Context, t task) error {
 	return nil
 }
 
-// settleDetached waits for the detached ends of overlapping jobs and then
-// settles what they left in flight: before a task that does not overlap,
-// everything earlier is finished.
-func (p *Pipeline) settleDetached(ctx context.Context) error {
-	if len(p.detached) == 0 {
-		return nil
-	}
-	p.awaitDetached()
-	return p.settleInflight(ctx)
-}
-
 // settleInflight runs after each exporter task (and each attempt of a
 // batch) and applies the write-ahead records of its exports that ended
 // without their final Update (an error, a cancelled job): the state then
 // holds their items' pending states, as if they had been written ahead
 // item by item, before the task's caller learns that it ended. After a
-// task, and once no detached end of an overlapping job runs (settleDetached),
-// no export of the exporter is between its write-ahead and its final
+// task no export of the exporter is between its write-ahead and its final
 // Update, so every record left is such a one. It writes even when ctx was
 // cancelled: the write-ahead it completes was made already.
 func (p *Pipeline) settleInflight(ctx context.Context) error {
@@ -1530,55 +1451,16 @@ func (p *Pipeline) exportKeys(ctx context.Context, feed string, keys []string, e
 // exportBuilt diffs freshly built items of some entity keys with the state
 // store and exports what changed, adding the new item states to w.
 func (p *Pipeline) exportBuilt(ctx context.Context, feed string, chunk []string, built []feeds.Item, eo ExportOptions, w *writeSet) (ExportStats, error) {
-	e, err := p.diffBuilt(ctx, feed, chunk, built, eo)
-	if err != nil || e.done() {
-		return e.st, err
-	}
-	if err := p.writeAhead(ctx, e, w); err != nil {
-		return e.st, err
-	}
-	err = p.sendWritten(ctx, e, w)
-	return e.st, err
-}
-
-// diffedExport is one export of a feed's items, from its diff to its send.
-type diffedExport struct {
-	feed  string
-	pol   FeedPolicy
-	items []feeds.Item // changed and deleted items, to send
-	prev  map[string]state.Item
-	st    ExportStats
-	// observed exports (not a verify repair's) have a span and are
-	// counted by the Observer; position is their span's.
-	observed bool
-	position change.Position
-	// Set by writeAhead: when the export started, its span (ended by
-	// sendWritten), and the items' pending states in its write-ahead
-	// record (nil in legacy mode, which sends nothing).
-	start    time.Time
-	span     trace.Span
-	end      func(error)
-	inflight []state.Item
-}
-
-// done reports whether the export has nothing (more) to send.
-func (e *diffedExport) done() bool { return len(e.items) == 0 }
-
-// diffBuilt diffs freshly built items of some entity keys with the state
-// store: the returned export holds what changed, and the stats of what did
-// not.
-func (p *Pipeline) diffBuilt(ctx context.Context, feed string, chunk []string, built []feeds.Item, eo ExportOptions) (*diffedExport, error) {
 	f, _ := p.o.Registry.Feed(feed)
-	e := &diffedExport{feed: feed, pol: p.o.policy(feed), st: ExportStats{Keys: len(chunk)}, observed: true, position: eo.Position}
+	pol := p.o.policy(feed)
 	prev, prevByID, err := loadPrev(ctx, p.o.Store, feed, chunk)
 	if err != nil {
-		return e, fmt.Errorf("connector: read state of %s: %w", feed, err)
+		return ExportStats{}, fmt.Errorf("connector: read state of %s: %w", feed, err)
 	}
-	e.prev = prevByID
-	if len(e.pol.Stores) > 0 || len(e.pol.Websites) > 0 {
+	if len(pol.Stores) > 0 || len(pol.Websites) > 0 {
 		kept := built[:0:0]
 		for _, it := range built {
-			if e.pol.keep(it) {
+			if pol.keep(it) {
 				kept = append(kept, it)
 			}
 		}
@@ -1602,7 +1484,7 @@ func (p *Pipeline) diffBuilt(ctx context.Context, feed string, chunk []string, b
 			}
 		}
 	}
-	e.st.Built, e.st.Skipped = len(built), unchanged
+	st := ExportStats{Keys: len(chunk), Built: len(built), Skipped: unchanged}
 	items := append(changed, deleted...)
 	if eo.Sample != nil {
 		for _, it := range items {
@@ -1613,17 +1495,31 @@ func (p *Pipeline) diffBuilt(ctx context.Context, feed string, chunk []string, b
 		}
 	}
 	if eo.DryRun {
-		e.st.Sent = len(items)
-		return e, nil
+		st.Sent = len(items)
+		return st, nil
 	}
 	if len(items) == 0 {
-		if p.o.Observer != nil && e.st.Skipped > 0 {
-			p.o.Observer.Exported(feed, e.st, 0) // unchanged items only: counted, no export
+		if p.o.Observer != nil && st.Skipped > 0 {
+			p.o.Observer.Exported(feed, st, 0) // unchanged items only: counted, no export
 		}
-		return e, nil
+		return st, nil
 	}
-	e.items = items
-	return e, nil
+	t1 := p.o.Now()
+	ectx, end := p.span(ctx, func(t *telemetry.Tracing) (context.Context, trace.Span) {
+		return t.StartExport(ctx, feed, p.o.Sink.Name(), len(items), eo.Position)
+	})
+	err = p.exportItems(ectx, feed, pol, items, prevByID, w, &st)
+	end(err)
+	if err != nil {
+		return st, err
+	}
+	if p.o.Observer != nil {
+		p.o.Observer.Exported(feed, st, p.o.Now().Sub(t1))
+	}
+	if st.Sent > 0 {
+		p.synced(feed, p.o.Now())
+	}
+	return st, nil
 }
 
 // Record builds the sink record of a feed item.
@@ -1658,46 +1554,26 @@ func identityKey(it feeds.Item, fields []string) []byte {
 // exportItems sends (or, in legacy mode, queues) items and records their new
 // states in w.
 func (p *Pipeline) exportItems(ctx context.Context, feed string, pol FeedPolicy, items []feeds.Item, prev map[string]state.Item, w *writeSet, st *ExportStats) error {
-	e := &diffedExport{feed: feed, pol: pol, items: items, prev: prev, st: *st}
-	err := p.writeAhead(ctx, e, w)
-	if err == nil {
-		err = p.sendWritten(ctx, e, w)
-	}
-	*st = e.st
-	return err
-}
-
-// writeAhead starts an export: in legacy mode it queues the items in the
-// outbox (w) and the export is done; otherwise it records their pending
-// states as one write-ahead record, after which sendWritten may send them.
-func (p *Pipeline) writeAhead(ctx context.Context, e *diffedExport, w *writeSet) error {
-	e.start = p.o.Now()
-	if e.observed {
-		sctx, end := p.span(ctx, func(t *telemetry.Tracing) (context.Context, trace.Span) {
-			return t.StartExport(ctx, e.feed, p.o.Sink.Name(), len(e.items), e.position)
-		})
-		e.span, e.end = trace.SpanFromContext(sctx), end
-	}
+	f, _ := p.o.Registry.Feed(feed)
+	now := p.o.Now()
 	base := func(it feeds.Item) state.Item {
-		return state.Item{Feed: e.feed, ID: it.ID, EntityKey: it.EntityKey, Identity: it.Identity, Hash: it.Hash,
-			ModifiedAt: e.start, Deleted: it.Deleted}
+		return state.Item{Feed: feed, ID: it.ID, EntityKey: it.EntityKey, Identity: it.Identity, Hash: it.Hash,
+			ModifiedAt: now, Deleted: it.Deleted}
 	}
-	if e.pol.Mode == ModeLegacy {
+	if pol.Mode == ModeLegacy {
 		if w.outbox == nil {
 			w.outbox = map[string][]state.OutboxEntry{}
 		}
-		for _, it := range e.items {
-			w.outbox[e.feed] = append(w.outbox[e.feed], state.OutboxEntry{Feed: e.feed, ID: it.ID, Payload: it.Data, Added: e.start})
+		for _, it := range items {
+			w.outbox[feed] = append(w.outbox[feed], state.OutboxEntry{Feed: feed, ID: it.ID, Payload: it.Data, Added: now})
 			s := base(it)
 			s.Status = state.StatusPending
 			w.items = append(w.items, s)
-			e.st.Sent++
+			st.Sent++
 			if it.Deleted {
-				e.st.Deleted++
+				st.Deleted++
 			}
 		}
-		e.items = nil
-		p.exported(e, nil)
 		return nil
 	}
 	// Write-ahead: the state learns what is about to be sent (new hash and
@@ -1709,87 +1585,49 @@ func (p *Pipeline) writeAhead(ctx context.Context, e *diffedExport, w *writeSet)
 	// record (PutInflight), which the final Update removes; a record left
 	// behind is applied as those pending states (state.Store.ApplyInflight:
 	// at Open, and by the exporter before each task).
-	e.inflight = make([]state.Item, len(e.items))
-	for i, it := range e.items {
-		e.inflight[i] = base(it)
-		e.inflight[i].Status = state.StatusPending
+	inflight := make([]state.Item, len(items))
+	for i, it := range items {
+		inflight[i] = base(it)
+		inflight[i].Status = state.StatusPending
 	}
 	var token uint64
 	err := p.o.Store.Update(ctx, func(tx *state.Tx) (err error) {
-		token, err = tx.PutInflight(e.inflight)
+		token, err = tx.PutInflight(inflight)
 		return err
 	})
 	if err != nil {
-		err = fmt.Errorf("connector: record %s items in flight: %w", e.feed, err)
-		p.exported(e, err)
-		return err
+		return fmt.Errorf("connector: record %s items in flight: %w", feed, err)
 	}
 	w.inflight = append(w.inflight, token)
-	return nil
-}
-
-// sendWritten sends the items of an export whose write-ahead is recorded
-// and adds their final states to w. ctx need not be writeAhead's: a full
-// sync sends on a detached goroutine.
-func (p *Pipeline) sendWritten(ctx context.Context, e *diffedExport, w *writeSet) error {
-	if e.done() {
-		return nil
-	}
-	if e.span != nil && p.o.Tracing != nil {
-		ctx = trace.ContextWithSpan(ctx, e.span)
-	}
-	f, _ := p.o.Registry.Feed(e.feed)
-	recs := make([]sink.Record, len(e.items))
+	recs := make([]sink.Record, len(items))
 	fields := f.IdentityFields()
-	for i, it := range e.items {
+	for i, it := range items {
 		recs[i] = Record(it, fields)
 		// A version some sinks already accepted goes only to the others.
-		if pv := e.prev[it.ID]; pv.Status == state.StatusRetryableFailure && pv.Hash == it.Hash && pv.Deleted == it.Deleted {
+		if pv := prev[it.ID]; pv.Status == state.StatusRetryableFailure && pv.Hash == it.Hash && pv.Deleted == it.Deleted {
 			recs[i].SkipSinks = pv.Accepted
 		}
 	}
 	res, err := sink.SendWithRetry(ctx, p.o.Sink, recs, p.o.SendBackoff)
 	if err != nil && ctx.Err() != nil {
-		p.exported(e, ctx.Err())
 		return ctx.Err()
 	}
 	// The final states reuse the write-ahead's slice (its record is
 	// written): one slice of states per export instead of two.
-	for i, it := range e.items {
-		s := &e.inflight[i]
-		*s = state.Item{Feed: e.feed, ID: it.ID, EntityKey: it.EntityKey, Identity: it.Identity, Hash: it.Hash,
-			ModifiedAt: e.start, Deleted: it.Deleted}
-		p.applyResult(s, res[i], e.prev[it.ID], e.pol, e.start, &e.st)
+	for i, it := range items {
+		s := &inflight[i]
+		*s = base(it)
+		p.applyResult(s, res[i], prev[it.ID], pol, now, st)
 		if it.Deleted && s.Status == state.StatusSent {
-			e.st.Deleted++
+			st.Deleted++
 		}
 	}
 	if w.items == nil {
-		w.items = e.inflight
+		w.items = inflight
 	} else {
-		w.items = append(w.items, e.inflight...)
+		w.items = append(w.items, inflight...)
 	}
-	e.items = nil
-	p.exported(e, nil)
 	return nil
-}
-
-// exported ends an observed export: its span, and on success its
-// observation.
-func (p *Pipeline) exported(e *diffedExport, err error) {
-	if !e.observed {
-		return
-	}
-	e.end(err)
-	if err != nil {
-		return
-	}
-	if p.o.Observer != nil {
-		p.o.Observer.Exported(e.feed, e.st, p.o.Now().Sub(e.start))
-	}
-	if e.st.Sent > 0 {
-		p.synced(e.feed, p.o.Now())
-	}
 }
 
 // applyResult sets an item's status from a sink result.
