@@ -35,8 +35,8 @@
 //     per-feed counters. Store.Check verifies this.
 //   - The id index of a feed is byid plus its staged entries (byidnew,
 //     idindex.go), each id in exactly one of them after every commit. New
-//     ids are staged; Update merges the staged entries into byid once they
-//     reach Store.pendBound. Store.pend holds exactly the staged entries
+//     ids are staged; once they reach Store.pendBound, Update merges the
+//     largest staging partitions into byid until they are below it. Store.pend holds exactly the staged entries
 //     of the last commit (a transaction's changes are applied to it only
 //     when it commits), loaded from the file before the first write
 //     transaction and again after an Apply that touched them; it is read

@@ -251,10 +251,12 @@ func TestRolledBackTransactionLeavesStagedIDsUnchanged(t *testing.T) {
 	mustCheck(t, st)
 }
 
-// TestStagedIDsMergeAtTheBound: once the staged entries reach the bound,
-// Update merges them into byid in chunks; every id stays found, and the
-// staging bucket ends empty (dropped).
-func TestStagedIDsMergeAtTheBound(t *testing.T) {
+// TestStagedIDsMergeInStepsBelowTheBound: once a commit leaves the staged
+// entries at the bound, Update merges steps of whole partitions, at most
+// mergeChunk entries each, only until they are below it — not all of
+// them, which paused every write (and the stream behind it) for seconds on
+// a large catalog; every id stays found.
+func TestStagedIDsMergeInStepsBelowTheBound(t *testing.T) {
 	ctx := context.Background()
 	commits := 0
 	st, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{NoSync: true, OnCommit: func(context.Context, []Op) error {
@@ -270,27 +272,33 @@ func TestStagedIDsMergeAtTheBound(t *testing.T) {
 	for i := range 2500 {
 		all = append(all, product("S"+strconv.Itoa(i), "default", i/2, StatusSent))
 	}
-	merges := 0
+	merged := false
 	for i := 0; i < len(all); i += 400 {
+		before, prev := commits, 0
+		if i > 0 {
+			prev, _ = idIndexSizes(t, st, "products")
+		}
 		put(t, st, all[i:min(i+400, len(all))]...)
 		byid, staged := idIndexSizes(t, st, "products")
-		if staged == 0 {
-			merges++
-		}
 		if byid+staged != min(i+400, len(all)) || staged >= st.pendBound {
 			t.Fatalf("after %d items: byid %d staged %d", i+400, byid, staged)
 		}
 		if n := pendLen(st, "products"); n != staged {
 			t.Fatalf("Store.pend holds %d, the file %d", n, staged)
 		}
+		steps := commits - before - 1
+		if steps > 0 {
+			merged = true
+			// Only as much as gets below the bound, a step (one
+			// transaction) at most mergeChunk entries.
+			if staged < st.pendBound-st.mergeChunk || byid-prev > steps*st.mergeChunk {
+				t.Fatalf("after %d items: %d steps merged %d entries, %d left staged; want steps of at most %d entries, stopping just below the bound",
+					i+400, steps, byid-prev, staged, st.mergeChunk)
+			}
+		}
 	}
-	if merges != 2 { // at 1200 and 2400 items
-		t.Fatalf("%d merges, want 2", merges)
-	}
-	// 7 writes, and each merge of 1200 entries in 16 partitions of about
-	// 75 took transactions of at most 300 entries (4 partitions): 4 or 5.
-	if commits < 7+2*4 || commits > 7+2*6 {
-		t.Fatalf("%d transactions committed, want 7 writes and 4-6 per merge", commits)
+	if !merged {
+		t.Fatal("the staged entries never reached the bound")
 	}
 	got, err := st.Items(ctx, "products", func() []string {
 		var ids []string
@@ -446,10 +454,11 @@ func TestReplicaFindsStagedIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCheck(t, standby)
-	// The active merges (6 entries); the standby follows.
+	// The active merges (6 entries reach the bound); the standby follows.
 	put(t, active, product("D", "default", 4, StatusSent), product("E", "default", 5, StatusSent), product("F", "default", 6, StatusSent))
-	if byid, staged := idIndexSizes(t, standby, "products"); byid != 6 || staged != 0 {
-		t.Fatalf("standby after the merge: byid %d staged %d", byid, staged)
+	ab, as := idIndexSizes(t, active, "products")
+	if byid, staged := idIndexSizes(t, standby, "products"); ab == 0 || byid != ab || staged != as || byid+staged != 6 {
+		t.Fatalf("standby after the merge: byid %d staged %d; the active: %d and %d", byid, staged, ab, as)
 	}
 	if dumpFile(t, active) != dumpFile(t, standby) {
 		t.Fatal("standby differs from the active")
@@ -501,7 +510,7 @@ func TestMergeStoppedByAnErrorResumes(t *testing.T) {
 	}
 	mustCheck(t, st)
 	// The next write reloads the staged entries (it moves a merged id and
-	// a staged one); once the bound is reached again, all are merged.
+	// a staged one); once the bound is reached again, the merge goes on.
 	a, b := all[0], all[599]
 	a.EntityKey, b.EntityKey = "x", "y"
 	put(t, st, a, b)
@@ -513,11 +522,12 @@ func TestMergeStoppedByAnErrorResumes(t *testing.T) {
 		more = append(more, product("N"+strconv.Itoa(i), "default", i, StatusSent))
 	}
 	put(t, st, more...)
-	if n := pendLen(st, "products"); n != 0 {
-		t.Fatalf("Store.pend holds %d after the resumed merge", n)
+	after, left := idIndexSizes(t, st, "products")
+	if n := pendLen(st, "products"); n != left {
+		t.Fatalf("Store.pend holds %d after the resumed merge, the file %d", n, left)
 	}
-	if byid, staged := idIndexSizes(t, st, "products"); byid != 600+len(more) || staged != 0 {
-		t.Fatalf("after the resumed merge: byid %d staged %d", byid, staged)
+	if after <= byid || left >= st.pendBound || after+left != 600+len(more) {
+		t.Fatalf("after the resumed merge: byid %d staged %d (before: byid %d)", after, left, byid)
 	}
 	mustItem(t, st, a.ID, "x")
 	mustItem(t, st, b.ID, "y")

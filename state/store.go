@@ -558,9 +558,10 @@ func (s *Store) guarded(op string, fn func() error) error {
 // methods (it would deadlock on bbolt's writer lock); use tx's methods.
 //
 // When the committed transaction leaves the staged id index entries at
-// their bound, Update then merges them into the id index in transactions
-// of its own (idindex.go); an error of that merge is returned, the
-// caller's transaction stands.
+// their bound, Update then merges steps of them into the id index, each in
+// a transaction of its own, until they are below it (usually one step:
+// idindex.go); an error of that merge is returned, the caller's
+// transaction stands.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -576,11 +577,10 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := s.update(ctx, fn); err != nil {
 		return err
 	}
-	if s.pend.n < s.pendBound {
-		return nil
-	}
-	if err := s.mergePend(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("state: the transaction is committed, but %w", err)
+	for s.pend.n >= s.pendBound {
+		if err := s.mergeStep(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("state: the transaction is committed, but %w", err)
+		}
 	}
 	return nil
 }
