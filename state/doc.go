@@ -36,7 +36,8 @@
 //   - The id index of a feed is byid plus its staged entries (byidnew,
 //     idindex.go), each id in exactly one of them after every commit. New
 //     ids are staged; once they reach Store.pendBound, Update merges the
-//     largest staging partitions into byid until they are below it. Store.pend holds exactly the staged entries
+//     largest staging partitions into byid until they are below it (all
+//     of them after a commit that staged many). Store.pend holds exactly the staged entries
 //     of the last commit (a transaction's changes are applied to it only
 //     when it commits), loaded from the file before the first write
 //     transaction and again after an Apply that touched them; it is read

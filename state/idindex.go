@@ -23,16 +23,17 @@ import (
 // the state's CPU and most of its block writes. Appending to staging
 // dirties a few pages per partition per transaction. Whenever a commit
 // leaves the staged entries of all feeds at Store.pendBound or more,
-// Store.Update merges one step into byid (mergeStep): the largest whole
+// Store.Update merges steps into byid (mergeStep): each the largest whole
 // partitions of one feed, in idkey order, at most Store.mergeChunk entries
-// unless one partition holds more. A run of N sorted keys over L leaves
-// dirties about L·(1−e^(−N/L)) pages, far fewer than N when N is large;
-// the largest partitions of a staging set at its bound are as dense as the
-// whole set, so steps keep that ratio while each is one partition's
-// transaction, and the staged entries stay under the bound (a commit that
-// staged more than one step merges is followed by as many as needed). A step
-// drops its partitions' sub-buckets instead of deleting their entries one
-// by one.
+// unless one partition holds more, in a transaction of its own. After a
+// commit of a few new ids (a streamed batch) it merges only until the
+// staged entries are below the bound, usually one step, so that a batch
+// never waits for a whole merge; after a commit that staged mergeChunk
+// entries or more (a full sync's chunk) it merges them all. A run of N
+// sorted keys over L leaves dirties about L·(1−e^(−N/L)) pages, far fewer
+// than N when N is large, and partitions by key range keep that ratio
+// while bounding what one transaction holds. A step drops its partitions'
+// sub-buckets instead of deleting their entries one by one.
 //
 // Write transactions find staged entries in memory: Store.pend holds every
 // committed staged entry (loaded from the staging buckets before the first

@@ -251,11 +251,12 @@ func TestRolledBackTransactionLeavesStagedIDsUnchanged(t *testing.T) {
 	mustCheck(t, st)
 }
 
-// TestStagedIDsMergeInStepsBelowTheBound: once a commit leaves the staged
-// entries at the bound, Update merges steps of whole partitions, at most
-// mergeChunk entries each, only until they are below it — not all of
-// them, which paused every write (and the stream behind it) for seconds on
-// a large catalog; every id stays found.
+// TestStagedIDsMergeInStepsBelowTheBound: once a commit of a few new ids
+// (a streamed batch) leaves the staged entries at the bound, Update merges
+// steps of whole partitions, at most mergeChunk entries each, only until
+// they are below it — not all of them, which paused every write (and the
+// stream behind it) for seconds on a large catalog; a commit of many new
+// ids (a full sync's) merges them all. Every id stays found.
 func TestStagedIDsMergeInStepsBelowTheBound(t *testing.T) {
 	ctx := context.Background()
 	commits := 0
@@ -272,33 +273,37 @@ func TestStagedIDsMergeInStepsBelowTheBound(t *testing.T) {
 	for i := range 2500 {
 		all = append(all, product("S"+strconv.Itoa(i), "default", i/2, StatusSent))
 	}
-	merged := false
-	for i := 0; i < len(all); i += 400 {
+	steps := 0
+	for i := 0; i < 1500; i += 100 {
 		before, prev := commits, 0
 		if i > 0 {
 			prev, _ = idIndexSizes(t, st, "products")
 		}
-		put(t, st, all[i:min(i+400, len(all))]...)
+		put(t, st, all[i:i+100]...)
 		byid, staged := idIndexSizes(t, st, "products")
-		if byid+staged != min(i+400, len(all)) || staged >= st.pendBound {
-			t.Fatalf("after %d items: byid %d staged %d", i+400, byid, staged)
+		if byid+staged != i+100 || staged >= st.pendBound {
+			t.Fatalf("after %d items: byid %d staged %d", i+100, byid, staged)
 		}
 		if n := pendLen(st, "products"); n != staged {
 			t.Fatalf("Store.pend holds %d, the file %d", n, staged)
 		}
-		steps := commits - before - 1
-		if steps > 0 {
-			merged = true
+		if n := commits - before - 1; n > 0 {
+			steps += n
 			// Only as much as gets below the bound, a step (one
 			// transaction) at most mergeChunk entries.
-			if staged < st.pendBound-st.mergeChunk || byid-prev > steps*st.mergeChunk {
+			if staged < st.pendBound-st.mergeChunk || byid-prev > n*st.mergeChunk {
 				t.Fatalf("after %d items: %d steps merged %d entries, %d left staged; want steps of at most %d entries, stopping just below the bound",
-					i+400, steps, byid-prev, staged, st.mergeChunk)
+					i+100, n, byid-prev, staged, st.mergeChunk)
 			}
 		}
 	}
-	if !merged {
+	if steps == 0 {
 		t.Fatal("the staged entries never reached the bound")
+	}
+	// A commit of mergeChunk new ids or more merges every staged entry.
+	put(t, st, all[1500:]...)
+	if byid, staged := idIndexSizes(t, st, "products"); byid != len(all) || staged != 0 {
+		t.Fatalf("after a commit of %d new ids: byid %d staged %d, want all merged", len(all)-1500, byid, staged)
 	}
 	got, err := st.Items(ctx, "products", func() []string {
 		var ids []string

@@ -559,8 +559,9 @@ func (s *Store) guarded(op string, fn func() error) error {
 //
 // When the committed transaction leaves the staged id index entries at
 // their bound, Update then merges steps of them into the id index, each in
-// a transaction of its own, until they are below it (usually one step:
-// idindex.go); an error of that merge is returned, the caller's
+// a transaction of its own (idindex.go): until they are below the bound
+// (usually one step), or all of them when the transaction staged a step's
+// worth itself; an error of that merge is returned, the caller's
 // transaction stands.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := ctx.Err(); err != nil {
@@ -574,10 +575,24 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	s.pendMu.Lock()
 	defer s.pendMu.Unlock()
+	before := s.pend.n
 	if err := s.update(ctx, fn); err != nil {
 		return err
 	}
-	for s.pend.n >= s.pendBound {
+	if s.pend.n < s.pendBound {
+		return nil
+	}
+	// A commit that staged a step's worth of new ids or more is a full
+	// sync's (a streamed batch stages a few): it merges every staged entry,
+	// since keeping them just under the bound made a first start of the
+	// large catalog take about a fifth more CPU (and 300 MiB more of the
+	// file resident). Otherwise it merges only until they are below the
+	// bound again, so that no streamed batch waits for a whole merge.
+	floor := s.pendBound
+	if s.pend.n-before >= s.mergeChunk {
+		floor = 1
+	}
+	for s.pend.n >= floor {
 		if err := s.mergeStep(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("state: the transaction is committed, but %w", err)
 		}
