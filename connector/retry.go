@@ -261,8 +261,13 @@ func (r *SourceRetry) DoLong(ctx context.Context, op string, fn func(ctx context
 			started()
 			return nil
 		}
-		if ctx.Err() != nil {
-			return err
+		if cerr := ctx.Err(); cerr != nil {
+			// The caller stopped: say so (errors.Is finds both), also when
+			// the attempt failed on its own just as the context ended.
+			if errors.Is(err, cerr) {
+				return err
+			}
+			return fmt.Errorf("%w (%w)", err, cerr)
 		}
 		se := ClassifySourceError(err)
 		switch se.Class {

@@ -187,6 +187,16 @@ func TestSourceRetryWaitsReportsAndGivesUp(t *testing.T) {
 	if err := r.Do(cctx, "build", func(context.Context) error { return errs["refused"] }); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("cancelled: %v", err)
 	}
+	// Also when the cancellation comes during an attempt that then fails
+	// on its own: the caller learns it was stopped, and why the attempt
+	// failed (this returned only the attempt's error, so a clean stop
+	// looked like a source failure).
+	dctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = r.Do(dctx, "build", func(context.Context) error { stop(); return errs["refused"] })
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, errs["refused"]) {
+		t.Errorf("cancelled during an attempt: %v", err)
+	}
 }
 
 // TestSourcePoolHasAStatementDeadline checks that source.query_timeout
