@@ -6,21 +6,21 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/feedcdc/feedcdc/state"
 	"github.com/feedcdc/feedcdc/test/catalog"
 )
 
 // TestLinkIndexLoadedBeforeTheStreamKnowsTheChildren: the parent/child
-// link index is loaded when the connector starts, from one snapshot
-// stamped with the source's clock. A configurable product deleted
-// afterwards (its links go by foreign-key cascade, which the binlog does
-// not show) has its children found in the index. Before, the index was
-// loaded at the first use, and a composite product deleted within five
-// seconds of that rebuilt every product of the catalog — after every
-// restart of a connector on a busy source (2.5M items on the large
-// profile).
+// link index is loaded when the connector starts, from one consistent
+// snapshot stamped with its binlog position. A configurable product
+// deleted afterwards (its links go by foreign-key cascade, which the
+// binlog does not show) has its children found in the index, however its
+// binlog event is timed. Before, the index was stamped with the source's
+// clock, and a composite product deleted within a second of the load (or
+// on a replica whose primary's clock is behind) rebuilt every product of
+// the catalog: 1.1 million items on the large profile, twice, which held
+// every change behind it for seconds after a restart on a busy source.
 func TestLinkIndexLoadedBeforeTheStreamKnowsTheChildren(t *testing.T) {
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "links")
@@ -40,10 +40,19 @@ func TestLinkIndexLoadedBeforeTheStreamKnowsTheChildren(t *testing.T) {
 	if err := admin.QueryRow("SELECT parent_id, COUNT(*) FROM catalog_product_super_link GROUP BY parent_id ORDER BY parent_id LIMIT 1").Scan(&parent, &children); err != nil {
 		t.Fatal(err)
 	}
-	// Past the index's load time (and its one-second margin) on the
-	// source's clock, whose binlog timestamps are whole seconds.
-	time.Sleep(2 * time.Second)
-	if _, err := admin.Exec("DELETE FROM catalog_product_entity WHERE entity_id = ?", parent); err != nil {
+	// The deletion's binlog event is stamped a minute before the index
+	// was loaded, as by a primary whose clock is behind (and as any
+	// deletion within a second of the load is, binlog times having whole
+	// seconds): only its position orders it after the snapshot.
+	conn, err := admin.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET timestamp = UNIX_TIMESTAMP() - 60"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "DELETE FROM catalog_product_entity WHERE entity_id = ?", parent); err != nil {
 		t.Fatal(err)
 	}
 	waitCaughtUp(t, c, admin, runErr)

@@ -14,6 +14,7 @@ import (
 	"github.com/feedcdc/feedcdc/connector/rawsnap"
 	"github.com/feedcdc/feedcdc/connector/snapshot"
 	"github.com/feedcdc/feedcdc/dashboard"
+	"github.com/feedcdc/feedcdc/internal/binpos"
 	"github.com/feedcdc/feedcdc/state"
 )
 
@@ -149,7 +150,7 @@ func (p *Pipeline) snapEmit(ctx context.Context, t *rawsnap.Table, ch rawsnap.Ch
 		}
 	}
 	pc.changedKeys = nil
-	for !rawsnap.Reached(w.pos, ch.Watermark) {
+	for !binpos.Reached(w.pos, ch.Watermark) {
 		if w.wake == nil {
 			w.wake = make(chan struct{})
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/internal/binpos"
 )
 
 // Link tables the registry follows to keep its parent/child index.
@@ -95,12 +96,14 @@ type linkIndexes struct {
 	margin  time.Duration // fallback window after loadedAt (fallbackMargin)
 	mu      sync.Mutex
 	loaded  bool
-	// loadedAt is the source's time just after the snapshot the index was
-	// loaded from; offset is the source's clock minus the local one then.
-	loadedAt time.Time
-	offset   time.Duration
-	relation *linkIndex
-	super    *linkIndex
+	// loadedPos is the binlog position of the snapshot the index was loaded
+	// from (zero when unknown); loadedAt is the source's time just after
+	// it; offset is the source's clock minus the local one then.
+	loadedPos change.Position
+	loadedAt  time.Time
+	offset    time.Duration
+	relation  *linkIndex
+	super     *linkIndex
 	// coveredFrom: start of the last completed fallback fan-out, per index.
 	coveredFrom map[bool]time.Time
 }
@@ -114,13 +117,41 @@ func (l *linkIndexes) ensure(ctx context.Context) error {
 		return nil
 	}
 	rel, sup := newLinkIndex(), newLinkIndex()
-	// One snapshot for both tables, and the source's time read after it
-	// was taken (the first read of a REPEATABLE READ transaction takes it).
-	tx, err := l.e.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	conn, err := l.e.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("load link index: %w", err)
 	}
-	defer tx.Rollback()
+	defer conn.Close()
+	pos, at, err := l.read(ctx, conn, rel, sup)
+	if err != nil {
+		return fmt.Errorf("load link index: %w", err)
+	}
+	l.relation, l.super, l.loaded, l.loadedPos, l.loadedAt, l.offset = rel, sup, true, pos, at, time.Until(at)
+	return nil
+}
+
+// read fills rel and sup from one consistent snapshot of both tables and
+// returns the snapshot's binlog position (zero when the source does not
+// tell it) and the source's time read after the snapshot was taken.
+func (l *linkIndexes) read(ctx context.Context, conn *sql.Conn, rel, sup *linkIndex) (change.Position, time.Time, error) {
+	flavor, err := binpos.Flavor(ctx, conn)
+	if err != nil {
+		return change.Position{}, time.Time{}, err
+	}
+	if _, err := conn.ExecContext(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		return change.Position{}, time.Time{}, err
+	}
+	if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
+		return change.Position{}, time.Time{}, fmt.Errorf("start a consistent snapshot: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // read-only; a broken connection is dropped by Close
+	// Without the snapshot's position (no privilege to read it),
+	// deletions are ordered by time.
+	pos, err := binpos.OpenedSnapshot(ctx, conn, flavor)
+	if err != nil {
+		l.e.log.Info("feeds: link index loaded without its binlog position, ordering deleted composite products by time", "err", err)
+		pos = change.Position{}
+	}
 	for _, q := range []struct {
 		x     *linkIndex
 		query string
@@ -128,31 +159,31 @@ func (l *linkIndexes) ensure(ctx context.Context) error {
 		{rel, "SELECT parent_id, child_id FROM " + tRelation},
 		{sup, "SELECT parent_id, product_id FROM " + tSuperLink},
 	} {
-		rows, err := tx.QueryContext(ctx, q.query)
-		if err != nil {
-			return fmt.Errorf("load link index: %w", err)
-		}
-		for rows.Next() {
-			var p, c uint32
-			if err := rows.Scan(&p, &c); err != nil {
-				rows.Close()
-				return fmt.Errorf("load link index: %w", err)
-			}
-			q.x.add(p, c)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return fmt.Errorf("load link index: %w", err)
+		if err := readLinks(ctx, conn, q.query, q.x); err != nil {
+			return change.Position{}, time.Time{}, err
 		}
 	}
 	var micros int64
-	if err := tx.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)").Scan(&micros); err != nil {
-		return fmt.Errorf("load link index: read the source's time: %w", err)
+	if err := conn.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)").Scan(&micros); err != nil {
+		return change.Position{}, time.Time{}, fmt.Errorf("read the source's time: %w", err)
 	}
-	at := time.UnixMicro(micros)
-	l.relation, l.super, l.loaded, l.loadedAt, l.offset = rel, sup, true, at, time.Until(at)
-	return nil
+	return pos, time.UnixMicro(micros), nil
+}
+
+func readLinks(ctx context.Context, conn *sql.Conn, query string, x *linkIndex) error {
+	rows, err := conn.QueryContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p, c uint32
+		if err := rows.Scan(&p, &c); err != nil {
+			return err
+		}
+		x.add(p, c)
+	}
+	return rows.Err()
 }
 
 // load loads the index now, if some feed reads it and it is not loaded.
@@ -219,25 +250,43 @@ func (l *linkIndexes) filterChildren(ctx context.Context, ids []string) ([]strin
 
 // unsure reports whether a deleted composite product may have lost its
 // links before the index was loaded, so that its children are unknown and
-// the caller must fall back to a full fan-out. A fan-out that started after
-// the deletion was committed (plus the margin) already covers it: every
-// product it emitted is built from a database in which the deletion is
-// done. So a replay of many such deletions costs one fan-out per index, not
-// one per deletion.
+// the caller must fall back to a full fan-out. A deletion whose rows event
+// ends after the snapshot's binlog position was not in the snapshot, which
+// still held its links; without comparable positions, one stamped after
+// the load time (plus the margin) was not either. A fan-out that started
+// after the deletion was committed (plus the margin) already covers it:
+// every product it emitted is built from a database in which the deletion
+// is done. So a replay of many such deletions costs one fan-out per index,
+// not one per deletion.
 func (l *linkIndexes) unsure(ctx context.Context, c *change.Change, super bool) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.ensure(ctx); err != nil {
 		return false, err
 	}
-	ts := c.Source.Timestamp
-	if ts.IsZero() {
-		return true, nil
+	if p := l.loadedPos; p.File != "" && c.Source.File != "" {
+		if order, ok := binpos.Compare(c.Source.File, c.Source.Pos, p.File, p.Pos); ok {
+			if order > 0 {
+				return false, nil
+			}
+			return l.uncovered(c, super), nil
+		}
 	}
-	if ts.After(l.loadedAt.Add(l.margin)) {
+	if ts := c.Source.Timestamp; !ts.IsZero() && ts.After(l.loadedAt.Add(l.margin)) {
 		return false, nil
 	}
-	return !ts.Add(l.margin).Before(l.coveredFrom[super]), nil
+	return l.uncovered(c, super), nil
+}
+
+// uncovered reports whether no completed fan-out for the relation (super =
+// false) or super-link (super = true) index started after the deletion c
+// was committed (plus the margin).
+func (l *linkIndexes) uncovered(c *change.Change, super bool) bool {
+	ts := c.Source.Timestamp
+	if ts.IsZero() {
+		return true
+	}
+	return !ts.Add(l.margin).Before(l.coveredFrom[super])
 }
 
 // covered records that a full fan-out for the relation (super = false) or

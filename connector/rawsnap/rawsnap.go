@@ -14,8 +14,6 @@
 //   - Values are converted to the representation the binlog decoder gives
 //     the same columns (docs/types.md), so that a snapshot record and a
 //     streamed one of the same row have equal images and equal keys.
-//   - Reached(cur, wm) is true only once a reader whose last transaction
-//     end is cur has read every transaction up to wm.
 //   - A chunk holds at most its limit of rows; nothing here keeps state
 //     between calls.
 package rawsnap
@@ -26,13 +24,13 @@ import (
 	"database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
+	"github.com/feedcdc/feedcdc/internal/binpos"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
@@ -281,18 +279,6 @@ type Reader struct {
 	tz   string    // its time_zone before
 }
 
-// DetectFlavor asks the server behind db whether it is MariaDB or MySQL.
-func DetectFlavor(ctx context.Context, db *sql.DB) (string, error) {
-	var v string
-	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
-		return "", fmt.Errorf("rawsnap: read the server version: %w", err)
-	}
-	if strings.Contains(strings.ToLower(v), "mariadb") {
-		return gomysql.MariaDBFlavor, nil
-	}
-	return gomysql.MySQLFlavor, nil
-}
-
 // ReadChunk reads up to limit rows of t after the key after (nil: from the
 // start) that match where (SQL, may be empty), in primary-key order. The
 // Reader keeps one connection of the pool (time_zone '+00:00') between
@@ -308,9 +294,9 @@ func (r *Reader) ReadChunk(ctx context.Context, t *Table, where string, after []
 
 func (r *Reader) readChunk(ctx context.Context, t *Table, where string, after []string, limit int) (Chunk, error) {
 	if r.Flavor == "" {
-		f, err := DetectFlavor(ctx, r.DB)
+		f, err := binpos.Flavor(ctx, r.DB)
 		if err != nil {
-			return Chunk{}, err
+			return Chunk{}, fmt.Errorf("rawsnap: %w", err)
 		}
 		r.Flavor = f
 	}
@@ -343,8 +329,8 @@ func (r *Reader) readChunk(ctx context.Context, t *Table, where string, after []
 			return Chunk{}, fmt.Errorf("rawsnap: start a consistent snapshot: %w", err)
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // read-only; a broken connection is dropped by Close
-		if ch.Watermark, err = mariadbSnapshotPosition(ctx, conn); err != nil {
-			return Chunk{}, err
+		if ch.Watermark, err = binpos.SnapshotPosition(ctx, conn); err != nil {
+			return Chunk{}, fmt.Errorf("rawsnap: %w", err)
 		}
 		if err := readRows(ctx, conn, t, where, after, limit, &ch); err != nil {
 			return Chunk{}, err
@@ -354,8 +340,8 @@ func (r *Reader) readChunk(ctx context.Context, t *Table, where string, after []
 	if err := readRows(ctx, conn, t, where, after, limit, &ch); err != nil {
 		return Chunk{}, err
 	}
-	if ch.Watermark, err = mysqlPosition(ctx, conn); err != nil {
-		return Chunk{}, err
+	if ch.Watermark, err = binpos.CurrentPosition(ctx, conn); err != nil {
+		return Chunk{}, fmt.Errorf("rawsnap: %w", err)
 	}
 	return ch, nil
 }
@@ -374,69 +360,6 @@ func (r *Reader) Close() {
 	}
 	r.conn.Close()
 	r.conn = nil
-}
-
-func mariadbSnapshotPosition(ctx context.Context, conn *sql.Conn) (change.Position, error) {
-	rows, err := conn.QueryContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
-	if err != nil {
-		return change.Position{}, fmt.Errorf("rawsnap: read the snapshot's binlog position: %w", err)
-	}
-	p := change.Position{Flavor: gomysql.MariaDBFlavor}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return p, err
-		}
-		switch strings.ToLower(k) {
-		case "binlog_snapshot_file":
-			p.File = v
-		case "binlog_snapshot_position":
-			n, _ := strconv.ParseUint(v, 10, 32)
-			p.Pos = uint32(n)
-		}
-	}
-	rows.Close()
-	if p.File == "" {
-		return p, errors.New("rawsnap: the source reports no binlog snapshot position (binlog_snapshot_file): it needs log_bin")
-	}
-	var g sql.NullString
-	if err := conn.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos).Scan(&g); err != nil {
-		return p, fmt.Errorf("rawsnap: GTID state at %s: %w", p, err)
-	}
-	p.GTIDSet = g.String
-	return p, nil
-}
-
-func mysqlPosition(ctx context.Context, conn *sql.Conn) (change.Position, error) {
-	rows, err := conn.QueryContext(ctx, "SHOW MASTER STATUS")
-	if err != nil {
-		if rows, err = conn.QueryContext(ctx, "SHOW BINARY LOG STATUS"); err != nil {
-			return change.Position{}, fmt.Errorf("rawsnap: read the binlog position (needs REPLICATION CLIENT): %w", err)
-		}
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	if !rows.Next() {
-		return change.Position{}, errors.New("rawsnap: the source has no binary log (log_bin)")
-	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		return change.Position{}, err
-	}
-	p := change.Position{Flavor: gomysql.MySQLFlavor, File: vals[0].String}
-	if len(vals) > 1 {
-		n, _ := strconv.ParseUint(vals[1].String, 10, 32)
-		p.Pos = uint32(n)
-	}
-	if len(vals) >= 5 {
-		p.GTIDSet = strings.ReplaceAll(vals[4].String, "\n", "")
-	}
-	return p, nil
 }
 
 // quoteIdent quotes an identifier with backticks.
@@ -545,50 +468,4 @@ func keyText(v any) string {
 		return ""
 	}
 	return fmt.Sprint(v)
-}
-
-// Reached reports whether a reader whose last transaction end is cur has
-// read every transaction up to the watermark wm. GTID sets are compared
-// when both positions have them, file/pos otherwise.
-func Reached(cur, wm change.Position) bool {
-	if cur.GTIDSet != "" && wm.GTIDSet != "" {
-		flavor := wm.Flavor
-		if flavor == "" {
-			flavor = cur.Flavor
-		}
-		cs, err1 := gomysql.ParseGTIDSet(flavor, cur.GTIDSet)
-		ws, err2 := gomysql.ParseGTIDSet(flavor, wm.GTIDSet)
-		if err1 == nil && err2 == nil {
-			return cs.Contain(ws)
-		}
-	}
-	if wm.File == "" {
-		return true
-	}
-	if cur.File == "" {
-		return false
-	}
-	if c := compareFiles(cur.File, wm.File); c != 0 {
-		return c > 0
-	}
-	return cur.Pos >= wm.Pos
-}
-
-// compareFiles orders binlog file names (base.000123) by their sequence.
-func compareFiles(a, b string) int {
-	ia, ib := strings.LastIndexByte(a, '.'), strings.LastIndexByte(b, '.')
-	if ia >= 0 && ib >= 0 {
-		na, ea := strconv.ParseUint(a[ia+1:], 10, 64)
-		nb, eb := strconv.ParseUint(b[ib+1:], 10, 64)
-		if ea == nil && eb == nil {
-			switch {
-			case na < nb:
-				return -1
-			case na > nb:
-				return 1
-			}
-			return 0
-		}
-	}
-	return strings.Compare(a, b)
 }
