@@ -247,7 +247,7 @@ func attributeOptions(ctx context.Context, db *sql.DB, ids []uint64) (map[uint64
 // attributeItemPayload is attribute a (id) as seen in store view s: its
 // store label (labels by store) or frontend label, and its options with
 // their labels in s.
-func attributeItemPayload(id uint64, a *attrMeta, s storeView, labels map[uint64]string, opts []attributeOptionRow, optLabels map[uint64]map[uint64]string) attributePayload {
+func attributeItemPayload(id uint64, a *attrMeta, s storeView, labels map[uint64]string, opts []attributeOptionRow, optLabels map[uint64]storeLabels) attributePayload {
 	lbl := a.FrontendLabel
 	if l, ok := labels[s.ID]; ok {
 		lbl = l
@@ -265,7 +265,7 @@ func attributeItemPayload(id uint64, a *attrMeta, s storeView, labels map[uint64
 		Options: []attributeOption{},
 	}
 	for _, o := range opts {
-		l, ok := label(optLabels[o.id], s.ID)
+		l, ok := optLabels[o.id].label(s.ID)
 		if !ok {
 			l = ""
 		}

@@ -58,19 +58,19 @@ func TestOptionLabelsCachedUntilALabelTableChanges(t *testing.T) {
 // table changed are not cached (they may predate the change).
 func TestLabelCacheDropsAReadThatRacedAChange(t *testing.T) {
 	var c labelCache
-	out := map[uint64]map[uint64]string{}
+	out := map[uint64]storeLabels{}
 	missing, gen := c.lookup([]uint64{7}, out)
 	if len(missing) != 1 {
 		t.Fatalf("missing %v, want [7]", missing)
 	}
 	c.changed("eav_attribute_option_value") // the stream saw a label change while the read ran
-	c.store(gen, missing, map[uint64][]storeLabel{7: {{0, "old"}}})
+	c.store(gen, missing, map[uint64]storeLabels{7: {{0, "old"}}})
 	if missing, _ := c.lookup([]uint64{7}, out); len(missing) != 1 || len(out) != 0 {
 		t.Fatalf("a read that raced a change was cached: missing %v, out %v", missing, out)
 	}
 	missing, gen = c.lookup([]uint64{7, 8}, out)
-	c.store(gen, missing, map[uint64][]storeLabel{7: {{0, "new"}}})
-	if missing, _ := c.lookup([]uint64{7, 8}, out); len(missing) != 0 || out[7][0] != "new" || out[8] != nil {
+	c.store(gen, missing, map[uint64]storeLabels{7: {{0, "new"}}})
+	if missing, _ := c.lookup([]uint64{7, 8}, out); len(missing) != 0 || func() bool { l, _ := out[7].label(0); return l != "new" }() || out[8] != nil {
 		t.Fatalf("after a clean read: missing %v, out %v (8 has no labels and is cached as such)", missing, out)
 	}
 }
@@ -151,11 +151,11 @@ func TestLabelCacheForgetsOnlyTheChangedOptions(t *testing.T) {
 	optionValue := tbl("eav_attribute_option_value", "value_id", "option_id", "store_id", "value")
 	store := tbl("store", "store_id", "code")
 	fill := func(c *labelCache) {
-		missing, gen := c.lookup([]uint64{7, 8, 9}, map[uint64]map[uint64]string{})
-		c.store(gen, missing, map[uint64][]storeLabel{7: {{0, "a"}}, 8: {{0, "b"}}, 9: {{0, "c"}}})
+		missing, gen := c.lookup([]uint64{7, 8, 9}, map[uint64]storeLabels{})
+		c.store(gen, missing, map[uint64]storeLabels{7: {{0, "a"}}, 8: {{0, "b"}}, 9: {{0, "c"}}})
 	}
 	missing := func(c *labelCache) []uint64 {
-		m, _ := c.lookup([]uint64{7, 8, 9}, map[uint64]map[uint64]string{})
+		m, _ := c.lookup([]uint64{7, 8, 9}, map[uint64]storeLabels{})
 		return m
 	}
 	for _, tc := range []struct {

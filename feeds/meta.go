@@ -155,12 +155,12 @@ func (a *attrMeta) usesOptions() bool {
 }
 
 // optionLabels reads option labels for the given option ids: admin (store 0)
-// labels and every store-view override, as optionID -> storeID -> label.
-// Labels already read are taken from the registry's label cache.
-func (e *env) optionLabels(ctx context.Context, optionIDs []uint64) (map[uint64]map[uint64]string, error) {
-	out := map[uint64]map[uint64]string{}
+// labels and every store-view override, per option. Labels already read
+// are taken from the registry's label cache, shared: callers must not
+// modify them.
+func (e *env) optionLabels(ctx context.Context, optionIDs []uint64) (map[uint64]storeLabels, error) {
+	out := make(map[uint64]storeLabels, len(optionIDs))
 	missing, gen := e.labels.lookup(optionIDs, out)
-	read := map[uint64][]storeLabel{}
 	for _, part := range chunks(missing, e.chunk) {
 		in, args := inList(part)
 		rows, err := e.db.QueryContext(ctx, `SELECT option_id, store_id, value FROM eav_attribute_option_value WHERE value IS NOT NULL AND option_id IN (`+in+`)`, args...)
@@ -174,13 +174,7 @@ func (e *env) optionLabels(ctx context.Context, optionIDs []uint64) (map[uint64]
 				rows.Close()
 				return nil, fmt.Errorf("read option labels: %w", err)
 			}
-			read[oid] = append(read[oid], storeLabel{sid, v})
-			m := out[oid]
-			if m == nil {
-				m = map[uint64]string{}
-				out[oid] = m
-			}
-			m[sid] = v
+			out[oid] = append(out[oid], storeLabel{sid, v})
 		}
 		err = rows.Err()
 		rows.Close()
@@ -188,7 +182,7 @@ func (e *env) optionLabels(ctx context.Context, optionIDs []uint64) (map[uint64]
 			return nil, fmt.Errorf("read option labels: %w", err)
 		}
 	}
-	e.labels.store(gen, missing, read)
+	e.labels.store(gen, missing, out)
 	return out, nil
 }
 
@@ -204,6 +198,24 @@ const maxCachedOptions = 50_000
 type storeLabel struct {
 	store uint64
 	v     string
+}
+
+// storeLabels are one option's labels, at most one per store view (a
+// handful: a linear scan beats a map, and nothing is built per lookup).
+type storeLabels []storeLabel
+
+// label resolves a store-scoped label: the store's row over the admin row.
+func (ls storeLabels) label(store uint64) (string, bool) {
+	admin, ok := "", false
+	for _, l := range ls {
+		if l.store == store {
+			return l.v, true
+		}
+		if l.store == 0 {
+			admin, ok = l.v, true
+		}
+	}
+	return admin, ok
 }
 
 // labelCache holds the labels of the options builds have read, so that
@@ -222,12 +234,13 @@ type storeLabel struct {
 type labelCache struct {
 	mu  sync.Mutex
 	gen uint64
-	m   map[uint64][]storeLabel // option id -> its labels (none: no label rows)
+	m   map[uint64]storeLabels // option id -> its labels (none: no label rows)
 }
 
-// lookup adds the cached labels of ids to out and returns the ids not
-// cached and the generation to store their labels under.
-func (c *labelCache) lookup(ids []uint64, out map[uint64]map[uint64]string) ([]uint64, uint64) {
+// lookup adds the cached labels of ids to out (shared with the cache) and
+// returns the ids not cached and the generation to store their labels
+// under.
+func (c *labelCache) lookup(ids []uint64, out map[uint64]storeLabels) ([]uint64, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var missing []uint64
@@ -237,28 +250,23 @@ func (c *labelCache) lookup(ids []uint64, out map[uint64]map[uint64]string) ([]u
 			missing = append(missing, id)
 			continue
 		}
-		if len(ls) == 0 {
-			continue
+		if len(ls) > 0 {
+			out[id] = ls
 		}
-		m := make(map[uint64]string, len(ls))
-		for _, l := range ls {
-			m[l.store] = l.v
-		}
-		out[id] = m
 	}
 	return missing, c.gen
 }
 
 // store caches the labels read for ids (ids without rows as having none)
 // unless a label table changed since the read began.
-func (c *labelCache) store(gen uint64, ids []uint64, read map[uint64][]storeLabel) {
+func (c *labelCache) store(gen uint64, ids []uint64, read map[uint64]storeLabels) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
 	if c.m == nil {
-		c.m = map[uint64][]storeLabel{}
+		c.m = map[uint64]storeLabels{}
 	}
 	for _, id := range ids {
 		if len(c.m) >= maxCachedOptions {
@@ -373,13 +381,4 @@ func (c *labelCache) changedRow(ch *change.Change) {
 			c.changed(ch.Table.Name)
 		}
 	}
-}
-
-// label resolves a store-scoped label: the store's row over the admin row.
-func label(byStore map[uint64]string, store uint64) (string, bool) {
-	if v, ok := byStore[store]; ok {
-		return v, true
-	}
-	v, ok := byStore[0]
-	return v, ok
 }

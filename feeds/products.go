@@ -766,7 +766,7 @@ type productCommon struct {
 	inventory            *inventory // read only: shared by the items
 }
 
-func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]map[uint64]string, idText map[uint64]string, modifiedAt string) Item {
+func (p *products) item(arena *itemArena, pr *productRow, pc *productCommon, s storeView, byCode map[string]*attrMeta, listed []*attrMeta, labels map[uint64]storeLabels, idText map[uint64]string, modifiedAt string) Item {
 	r := storeValues{pr: pr, store: s.ID, byCode: byCode}
 	pl := productPayload{
 		SKU: pr.sku, StoreViewCode: s.Code, StoreCode: s.GroupCode, WebsiteCode: s.WebsiteCode, ProductID: pr.id,
@@ -897,7 +897,7 @@ func stockInventory(st *stockRow) *inventory {
 // attributeValues lists the product's values of the listed attributes in
 // store view s: option labels (and ids, as text in idText) for select
 // attributes, the value otherwise; never nil.
-func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map[uint64]map[uint64]string, idText map[uint64]string) []attributeValue {
+func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map[uint64]storeLabels, idText map[uint64]string) []attributeValue {
 	out := make([]attributeValue, 0, len(listed))
 	var idBuf [8]uint64
 	for _, a := range listed {
@@ -918,7 +918,7 @@ func attributeValues(pr *productRow, s storeView, listed []*attrMeta, labels map
 				if !ok {
 					id = strconv.FormatUint(oid, 10)
 				}
-				lbl, ok := label(labels[oid], s.ID)
+				lbl, ok := labels[oid].label(s.ID)
 				if !ok {
 					lbl = id
 				}

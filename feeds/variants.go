@@ -373,7 +373,7 @@ func readAxisValues(ctx context.Context, db *sql.DB, children, axisIDs []uint64)
 
 // items builds one item per link with the child's option values, keeping
 // the first of duplicate ids (duplicate SKUs).
-func (v *variants) items(links []variantLink, axes map[uint64][]variantAxis, values map[[2]uint64]uint64, labels map[uint64]map[uint64]string, modifiedAt string) ([]Item, error) {
+func (v *variants) items(links []variantLink, axes map[uint64][]variantAxis, values map[[2]uint64]uint64, labels map[uint64]storeLabels, modifiedAt string) ([]Item, error) {
 	var out []Item
 	seen := map[string]bool{}
 	for _, l := range links {
@@ -386,7 +386,7 @@ func (v *variants) items(links []variantLink, axes map[uint64][]variantAxis, val
 			if !ok {
 				continue
 			}
-			lbl := labels[oid][0]
+			lbl, _ := labels[oid].label(0)
 			pl.OptionValues = append(pl.OptionValues, optionValue{AttributeCode: ax.code, UID: optionUID(ax.attr, oid), Label: lbl, ValueIndex: oid})
 		}
 		ident := map[string]string{
