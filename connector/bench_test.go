@@ -343,8 +343,17 @@ func benchCompression() string {
 	return "none"
 }
 
+// quietSlog logs the benchmarks' connectors at WARN, or at the level
+// FEEDCDC_BENCH_LOG_LEVEL names (e.g. info, to see the feeds' fallbacks to
+// a rebuild of every entity).
 func quietSlog() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	level := slog.LevelWarn
+	if v := os.Getenv("FEEDCDC_BENCH_LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			panic("FEEDCDC_BENCH_LOG_LEVEL: " + err.Error())
+		}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // procCPU is the user+system CPU time of a process (/proc/PID/stat).
