@@ -722,6 +722,10 @@ func partialSyncLatency(t testing.TB) {
 		all = append(all, a)
 	}
 	var consume, stamp []time.Duration
+	type slow struct {
+		at, lat time.Duration
+	}
+	var slowest []slow // when the slowest probes were sent: a pause, or spread out
 	for seq, t0 := range sent {
 		var first *arrival
 		for i := range all {
@@ -733,7 +737,13 @@ func partialSyncLatency(t testing.TB) {
 		if first != nil {
 			consume = append(consume, first.at.Sub(t0))
 			stamp = append(stamp, first.stamp.Sub(t0))
+			slowest = append(slowest, slow{t0.Sub(probeStart), first.at.Sub(t0)})
 		}
+	}
+	sort.Slice(slowest, func(a, b int) bool { return slowest[a].lat > slowest[b].lat })
+	var worst strings.Builder
+	for _, s := range slowest[:min(len(slowest), max(1, len(slowest)/100))] {
+		fmt.Fprintf(&worst, " %s at %s;", s.lat.Round(time.Millisecond), s.at.Round(100*time.Millisecond))
 	}
 	pct := func(ds []time.Duration, p float64) time.Duration {
 		if len(ds) == 0 {
@@ -745,10 +755,11 @@ func partialSyncLatency(t testing.TB) {
 	}
 	t.Logf("\nkafka linger %s; load: %d workload transactions (%d statements, %d rows) + %d probes in %s = %.0f changes/s (target %d/s); probe errors %d; load average %s\n"+
 		"| latency commit → products item | p50 | p90 | p99 | max | probes seen |\n|---|---|---|---|---|---|\n"+
-		"| consumer receipt | %s | %s | %s | %s | %d of %d |\n| producer timestamp | %s | %s | %s | %s | |",
+		"| consumer receipt | %s | %s | %s | %s | %d of %d |\n| producer timestamp | %s | %s | %s | %s | |\n"+
+		"the slowest 1%% of the probes (latency at send time, from the load's start):%s",
 		linger, changes, total.Statements, total.RowsAffected, len(sent), loadDur.Round(time.Millisecond), float64(changes+len(sent))/loadDur.Seconds(), rate, probeErrs, loadAvg(),
 		pct(consume, .5).Round(time.Millisecond), pct(consume, .9).Round(time.Millisecond), pct(consume, .99).Round(time.Millisecond), pct(consume, 1).Round(time.Millisecond), len(consume), len(sent),
-		pct(stamp, .5).Round(time.Millisecond), pct(stamp, .9).Round(time.Millisecond), pct(stamp, .99).Round(time.Millisecond), pct(stamp, 1).Round(time.Millisecond))
+		pct(stamp, .5).Round(time.Millisecond), pct(stamp, .9).Round(time.Millisecond), pct(stamp, .99).Round(time.Millisecond), pct(stamp, 1).Round(time.Millisecond), worst.String())
 	if len(consume) < len(sent)/2 {
 		t.Fatalf("only %d of %d probes reached Kafka", len(consume), len(sent))
 	}
