@@ -518,6 +518,25 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		}
 		fenceable := p.o.Fence != nil && len(c.Table.PK) > 0
 		var readAt time.Time
+		// A change of a cached table is recorded in every batch that gets
+		// keys of it, and in the batch current when its keys are done:
+		// each of them drops the rows cached before the change was
+		// visible, after its fence and before its builds. (Recorded only
+		// after Keys, a batch cut in between — by the window's timer, or
+		// by a fan-out's chunks — built its keys from rows cached while
+		// the change was not committed yet, and nothing rebuilt them.)
+		caches := p.o.Registry.Caches(c)
+		var cachedIn *batch
+		recordCached := func() { // p.mu held
+			if !caches || cachedIn == p.cur {
+				return
+			}
+			p.cur.cached = append(p.cur.cached, c)
+			if len(p.cur.cached) > maxCachedChanges {
+				p.cur.cached = coarseCached(p.cur.cached)
+			}
+			cachedIn = p.cur
+		}
 		kctx := p.memoCtx
 		err := p.o.SourceRetry.Do(ctx, "fan-out lookup", func(context.Context) error {
 			defer func() {
@@ -535,6 +554,7 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 					}
 					p.cur.fence, p.cur.fenceAt = c, readAt
 				}
+				recordCached()
 				set := p.cur.keys[feed]
 				if set == nil {
 					set = map[string]struct{}{}
@@ -560,14 +580,9 @@ func (p *Pipeline) Change(ctx context.Context, c *change.Change) error {
 		if err != nil {
 			return err
 		}
-		if p.o.Registry.Caches(c) {
-			p.mu.Lock()
-			p.cur.cached = append(p.cur.cached, c)
-			if len(p.cur.cached) > maxCachedChanges {
-				p.cur.cached = coarseCached(p.cur.cached)
-			}
-			p.mu.Unlock()
-		}
+		p.mu.Lock()
+		recordCached()
+		p.mu.Unlock()
 	}
 	if p.o.Registry == nil {
 		return nil // addRaw checked the batch limits
