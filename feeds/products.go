@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -373,7 +374,7 @@ func (p *products) Build(ctx context.Context, entityKeys []string) ([]Item, erro
 
 // load reads the entities of one chunk with one query per source table.
 func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]*productRow, error) {
-	ch := &productChunk{db: p.e.db, byID: map[uint64]*productRow{}, ids: matchIDs(part)}
+	ch := &productChunk{db: p.e.db, spans: &p.e.spans, byID: map[uint64]*productRow{}, ids: matchIDs(part)}
 	if err := ch.entities(ctx); err != nil {
 		return nil, err
 	}
@@ -400,6 +401,7 @@ func (p *products) load(ctx context.Context, part []uint64, wanted []uint64) ([]
 // products.
 type productChunk struct {
 	db    *sql.DB
+	spans *spanProbes
 	ids   idMatch
 	byID  map[uint64]*productRow
 	order []*productRow
@@ -533,9 +535,15 @@ func (ch *productChunk) values(ctx context.Context, wanted []uint64) error {
 // The two statements need not see the same snapshot: a row committed
 // before the span query has its value_id in the span; one committed after
 // it is a later change in the binlog, which rebuilds the product again.
+//
+// The span query is not free (on the large catalog, whose store-view
+// values were written after the products, no chunk was dense and the span
+// queries were 13 % of the server's time of a first start), so a table
+// whose spans keep being too wide is read through the index without
+// asking, and asked again now and then (spanProbes).
 func (ch *productChunk) valueRange(ctx context.Context, t string) (string, error) {
 	byEntity := " WHERE " + ch.ids.On("entity_id")
-	if !ch.ids.isRange() {
+	if !ch.ids.isRange() || !ch.spans.probe(t) {
 		return byEntity, nil
 	}
 	var lo, hi sql.NullInt64
@@ -547,10 +555,73 @@ func (ch *productChunk) valueRange(ctx context.Context, t string) (string, error
 	case n == 0:
 		return "", nil
 	case hi.Int64-lo.Int64 < 2*n:
+		ch.spans.result(t, true)
 		return " FORCE INDEX (PRIMARY) WHERE value_id BETWEEN " + strconv.FormatInt(lo.Int64, 10) + " AND " + strconv.FormatInt(hi.Int64, 10) +
 			" AND " + ch.ids.On("entity_id"), nil
 	default:
+		ch.spans.result(t, false)
 		return byEntity, nil
+	}
+}
+
+// Span probing: after spanMisses chunks in a row whose value_ids were too
+// scattered, a table's next spanSkip range chunks are read through the
+// index without a span query; then one is asked again.
+const (
+	spanMisses = 4
+	spanSkip   = 32
+)
+
+// spanProbes remembers, per value table, how the span queries of range
+// chunks turned out (see valueRange). Safe for concurrent use; what it
+// decides only chooses between two reads of the same rows.
+type spanProbes struct {
+	mu sync.Mutex
+	m  map[string]*spanProbe
+}
+
+type spanProbe struct {
+	misses, skip int
+	asked        int // span queries made (tests)
+}
+
+func (s *spanProbes) get(t string) *spanProbe {
+	if s.m == nil {
+		s.m = map[string]*spanProbe{}
+	}
+	p := s.m[t]
+	if p == nil {
+		p = &spanProbe{}
+		s.m[t] = p
+	}
+	return p
+}
+
+// probe reports whether the next range chunk of table t should ask for its
+// span.
+func (s *spanProbes) probe(t string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.get(t)
+	if p.skip > 0 {
+		p.skip--
+		return false
+	}
+	p.asked++
+	return true
+}
+
+// result records whether a span of table t was dense.
+func (s *spanProbes) result(t string, dense bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.get(t)
+	if dense {
+		p.misses = 0
+		return
+	}
+	if p.misses++; p.misses >= spanMisses {
+		p.skip = spanSkip
 	}
 }
 

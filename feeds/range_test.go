@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -131,5 +132,92 @@ func compareBuilds(t *testing.T, reg *Registry, keys []string) {
 		if len(got) != len(want) {
 			t.Errorf("%s: %d items, want %d", name, len(got), len(want))
 		}
+	}
+}
+
+// TestScatteredValueTablesStopAskingForSpans: a value table whose range
+// chunks keep finding their value_ids scattered (values written after the
+// products, as store-view values usually are) is read through its index
+// without a span query after spanMisses such chunks, and asked again
+// every spanSkip+1 chunks; a dense table is asked every time. The builds
+// stay those of per-key reads.
+func TestScatteredValueTablesStopAskingForSpans(t *testing.T) {
+	ctx := context.Background()
+	p := catalog.Tiny()
+	p.SimpleProducts = 400
+	_, admin, reg := loadCatalog(t, p, 1000)
+	products, _ := reg.Feed("products")
+	var ids []uint64
+	if err := products.Scan(ctx, func(k []string) error {
+		for _, s := range k {
+			n, _ := strconv.ParseUint(s, 10, 64)
+			ids = append(ids, n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	// Every other product's int values move far away: no chunk of the int
+	// table is dense any more; the varchar table stays dense.
+	if _, err := admin.ExecContext(ctx, `UPDATE catalog_product_entity_int SET value_id = value_id + 10000000 WHERE entity_id % 2 = 0`); err != nil {
+		t.Fatal(err)
+	}
+	// The range chunks of the catalog, built round after round.
+	var parts [][]string
+	for i := 0; i+minRangeIDs <= len(ids); i += minRangeIDs {
+		part := ids[i : i+minRangeIDs]
+		if !matchIDs(part).isRange() {
+			continue
+		}
+		keys := make([]string, len(part))
+		for j, id := range part {
+			keys[j] = strconv.FormatUint(id, 10)
+		}
+		parts = append(parts, keys)
+	}
+	if len(parts) == 0 {
+		t.Fatal("no range chunk; the test needs some")
+	}
+	chunks := 0
+	for chunks < 3*(spanSkip+1) {
+		for _, keys := range parts {
+			got, err := products.Build(ctx, keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunks++
+			if chunks%25 != 1 {
+				continue
+			}
+			// Read by span or through the index, the same items as
+			// per-key builds (IN lists, which ask for no span).
+			want := map[string]string{}
+			for _, k := range keys {
+				items, err := products.Build(ctx, []string{k})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, it := range items {
+					want[it.ID] = string(it.Data)
+				}
+			}
+			if len(got) != len(want) || len(got) == 0 {
+				t.Fatalf("chunk %d: %d items, per-key builds %d", chunks, len(got), len(want))
+			}
+			for _, it := range got {
+				if want[it.ID] != string(it.Data) {
+					t.Fatalf("chunk %d: item %s differs from its per-key build:\n got %s\nwant %s", chunks, it.ID, it.Data, want[it.ID])
+				}
+			}
+		}
+	}
+	spans := &reg.env.spans
+	ints, varchars := spans.m["catalog_product_entity_int"], spans.m["catalog_product_entity_varchar"]
+	if max := spanMisses + chunks/(spanSkip+1) + 1; ints == nil || ints.asked > max {
+		t.Errorf("the scattered int table was asked for its span %v times in %d chunks, want at most %d", ints, chunks, max)
+	}
+	if varchars == nil || varchars.asked != chunks {
+		t.Errorf("the dense varchar table was asked for its span %v times in %d chunks, want every time", varchars, chunks)
 	}
 }

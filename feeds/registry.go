@@ -87,6 +87,7 @@ type env struct {
 	warned *warnedSet
 	labels *labelCache
 	meta   *metaCache
+	spans  spanProbes // how range chunks' value_id spans turned out, per value table
 }
 
 // warnedSet remembers which data problems were logged, so that a problem
