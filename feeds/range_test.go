@@ -2,6 +2,7 @@ package feeds
 
 import (
 	"context"
+	"database/sql"
 	"slices"
 	"strconv"
 	"testing"
@@ -63,14 +64,7 @@ func TestMatchIDs(t *testing.T) {
 // (entity_id, ...) index.
 func TestBuildRangeChunkMatchesPerKeyBuilds(t *testing.T) {
 	ctx := context.Background()
-	p := catalog.Tiny()
-	p.SimpleProducts = 200
-	_, admin, reg := loadCatalog(t, p, 1000)
-	products, _ := reg.Feed("products")
-	var all []string
-	if err := products.Scan(ctx, func(k []string) error { all = append(all, k...); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	admin, reg, all := tinyProducts(t, 200)
 	var keys []string
 	var ids []uint64
 	for i, k := range all {
@@ -143,19 +137,12 @@ func compareBuilds(t *testing.T, reg *Registry, keys []string) {
 // stay those of per-key reads.
 func TestScatteredValueTablesStopAskingForSpans(t *testing.T) {
 	ctx := context.Background()
-	p := catalog.Tiny()
-	p.SimpleProducts = 400
-	_, admin, reg := loadCatalog(t, p, 1000)
+	admin, reg, keys := tinyProducts(t, 400)
 	products, _ := reg.Feed("products")
 	var ids []uint64
-	if err := products.Scan(ctx, func(k []string) error {
-		for _, s := range k {
-			n, _ := strconv.ParseUint(s, 10, 64)
-			ids = append(ids, n)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	for _, k := range keys {
+		n, _ := strconv.ParseUint(k, 10, 64)
+		ids = append(ids, n)
 	}
 	slices.Sort(ids)
 	// Every other product's int values move far away: no chunk of the int
@@ -220,4 +207,19 @@ func TestScatteredValueTablesStopAskingForSpans(t *testing.T) {
 	if varchars == nil || varchars.asked != chunks {
 		t.Errorf("the dense varchar table was asked for its span %v times in %d chunks, want every time", varchars, chunks)
 	}
+}
+
+// tinyProducts loads the tiny catalog with n simple products and returns
+// the products feed's keys.
+func tinyProducts(t *testing.T, n int) (*sql.DB, *Registry, []string) {
+	t.Helper()
+	p := catalog.Tiny()
+	p.SimpleProducts = n
+	_, admin, reg := loadCatalog(t, p, 1000)
+	products, _ := reg.Feed("products")
+	var keys []string
+	if err := products.Scan(context.Background(), func(k []string) error { keys = append(keys, k...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return admin, reg, keys
 }
