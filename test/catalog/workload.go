@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -373,15 +374,17 @@ func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 
 // apply makes one change (or one multi-statement transaction) in its own
 // transaction. When several workloads run at once it retries (up to 3
-// times, picking again) on a deadlock (1213), a lock wait timeout (1205) or
-// a foreign-key failure (1452: another workload deleted the product).
+// times, picking again) on a deadlock (1213), a lock wait timeout (1205),
+// a foreign-key failure (1452: another workload deleted the product) or a
+// table whose definition changed under the transaction (1412: an online
+// schema change swapped it in, as the chaos test's osc scenario does).
 func (w *Workload) apply(ctx context.Context, k Kind, st *WorkloadStats) error {
 	for attempt := 1; ; attempt++ {
 		saved := *st
 		saved.Kinds = maps.Clone(st.Kinds)
 		err := w.applyOnce(ctx, k, st)
 		var me *mysqldriver.MySQLError
-		if err == nil || attempt == 3 || !errors.As(err, &me) || (me.Number != 1213 && me.Number != 1205 && me.Number != 1452) {
+		if err == nil || attempt == 3 || !errors.As(err, &me) || !slices.Contains([]uint16{1213, 1205, 1452, 1412}, me.Number) {
 			return err
 		}
 		*st = saved
