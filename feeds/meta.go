@@ -291,7 +291,7 @@ func (c *labelCache) changed(table string) {
 
 // metaTables are the tables the cached store views and attribute metadata
 // are read from.
-var metaTables = map[string]bool{tStore: true, tStoreGroup: true, tStoreWebsite: true, tEavAttribute: true, tCatalogEav: true, "eav_entity_type": true}
+var metaTables = map[string]bool{tStore: true, tStoreGroup: true, tStoreWebsite: true, tEavAttribute: true, tCatalogEav: true, "eav_entity_type": true, tCustomerGroup: true}
 
 // metaCache holds the store views and the product attributes' metadata
 // that every build of a products chunk needs: read once per build, they
@@ -308,6 +308,7 @@ type metaCache struct {
 	gen    uint64
 	stores []storeView          // nil: not cached
 	attrs  map[uint64]*attrMeta // nil: not cached
+	groups map[uint64]bool      // customer group ids; nil: not cached
 }
 
 // changed tells the cache that table changed.
@@ -318,12 +319,31 @@ func (c *metaCache) changed(table string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.stores, c.attrs = nil, nil
+	c.stores, c.attrs, c.groups = nil, nil, nil
 }
 
 // storeViews is loadStores through the cache.
 func (e *env) storeViews(ctx context.Context) ([]storeView, error) {
 	return cachedRead(ctx, e.meta, &e.meta.stores, func(ctx context.Context) ([]storeView, error) { return loadStores(ctx, e.db) })
+}
+
+// customerGroups is the set of customer group ids, through the cache.
+func (e *env) customerGroups(ctx context.Context) (map[uint64]bool, error) {
+	return cachedRead(ctx, e.meta, &e.meta.groups, func(ctx context.Context) (map[uint64]bool, error) {
+		out := map[uint64]bool{}
+		err := query(ctx, e.db, `SELECT customer_group_id FROM `+tCustomerGroup, nil, func(r *sql.Rows) error {
+			var id uint64
+			if err := r.Scan(&id); err != nil {
+				return err
+			}
+			out[id] = true
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read customer groups: %w", err)
+		}
+		return out, nil
+	})
 }
 
 // productAttributes is loadAttributes of every product attribute, through
@@ -334,7 +354,7 @@ func (e *env) productAttributes(ctx context.Context) (map[uint64]*attrMeta, erro
 
 // cachedRead returns *slot when the cache holds it (not nil), or what load
 // reads, kept in *slot unless a meta table changed while it read.
-func cachedRead[T []storeView | map[uint64]*attrMeta](ctx context.Context, c *metaCache, slot *T, load func(context.Context) (T, error)) (T, error) {
+func cachedRead[T []storeView | map[uint64]*attrMeta | map[uint64]bool](ctx context.Context, c *metaCache, slot *T, load func(context.Context) (T, error)) (T, error) {
 	c.mu.Lock()
 	v, gen := *slot, c.gen
 	c.mu.Unlock()

