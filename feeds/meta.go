@@ -289,12 +289,13 @@ func (c *labelCache) changed(table string) {
 	c.m = nil
 }
 
-// metaTables are the tables the cached store views and attribute metadata
-// are read from.
+// metaTables are the tables the cached store views, attribute metadata and
+// customer groups are read from.
 var metaTables = map[string]bool{tStore: true, tStoreGroup: true, tStoreWebsite: true, tEavAttribute: true, tCatalogEav: true, "eav_entity_type": true, tCustomerGroup: true}
 
 // metaCache holds the store views and the product attributes' metadata
-// that every build of a products chunk needs: read once per build, they
+// that every build of a products chunk needs (and the customer group ids
+// of productOverrides' builds): read once per build, they
 // were two statements and about 1,050 rows per chunk on the large catalog
 // (the attributes alone were the server's second largest cost of a first
 // start after the option labels), and a third of a streamed batch's
