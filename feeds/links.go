@@ -138,11 +138,8 @@ func (l *linkIndexes) read(ctx context.Context, conn *sql.Conn, rel, sup *linkIn
 	if err != nil {
 		return change.Position{}, time.Time{}, err
 	}
-	if _, err := conn.ExecContext(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+	if err := binpos.StartSnapshot(ctx, conn); err != nil {
 		return change.Position{}, time.Time{}, err
-	}
-	if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
-		return change.Position{}, time.Time{}, fmt.Errorf("start a consistent snapshot: %w", err)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // read-only; a broken connection is dropped by Close
 	// Without the snapshot's position (no privilege to read it),

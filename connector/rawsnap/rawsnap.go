@@ -320,13 +320,8 @@ func (r *Reader) readChunk(ctx context.Context, t *Table, where string, after []
 	var ch Chunk
 	var err error
 	if r.Flavor == gomysql.MariaDBFlavor {
-		// The snapshot's binlog position describes what its reads see only
-		// under REPEATABLE READ (set for the next transaction alone).
-		if _, err := conn.ExecContext(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		if err := binpos.StartSnapshot(ctx, conn); err != nil {
 			return Chunk{}, fmt.Errorf("rawsnap: %w", err)
-		}
-		if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
-			return Chunk{}, fmt.Errorf("rawsnap: start a consistent snapshot: %w", err)
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // read-only; a broken connection is dropped by Close
 		if ch.Watermark, err = binpos.SnapshotPosition(ctx, conn); err != nil {

@@ -47,6 +47,20 @@ func Flavor(ctx context.Context, q Querier) (string, error) {
 	return gomysql.MySQLFlavor, nil
 }
 
+// StartSnapshot opens a read-only consistent snapshot on conn (START
+// TRANSACTION WITH CONSISTENT SNAPSHOT) under REPEATABLE READ, set for this
+// transaction alone: a snapshot's binlog position describes what its reads
+// see only at that level. The caller ends it with ROLLBACK.
+func StartSnapshot(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		return fmt.Errorf("set REPEATABLE READ for a snapshot: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
+		return fmt.Errorf("start a consistent snapshot: %w", err)
+	}
+	return nil
+}
+
 // SnapshotPosition is the binlog position (with its GTID state) of the
 // consistent snapshot that the current transaction of conn opened with
 // START TRANSACTION WITH CONSISTENT SNAPSHOT on MariaDB.
