@@ -47,7 +47,13 @@ func (o *productOverrides) Keys(ctx context.Context, c *change.Change, emit func
 		if c.Before != nil && c.After != nil && !changed(c, "sku") {
 			return nil
 		}
-		return emitIDs(ids(c, "entity_id"), e.chunk, emit)
+		if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
+			return err
+		}
+		if err := skuSiblings(ctx, e, c, emit); err != nil {
+			return fmt.Errorf("%s: %w", o.Name(), err)
+		}
+		return nil
 	case tStore:
 		if c.Before != nil && c.After != nil && !changed(c, "website_id") {
 			return nil
@@ -145,12 +151,15 @@ func (o *productOverrides) Build(ctx context.Context, entityKeys []string) ([]It
 		it                  Item
 	}
 	var out []Item
-	seen := map[string]bool{}
 	for _, part := range chunks(idList, o.e.chunk) {
 		ids := matchIDs(part)
 		var items []sorted
 		decided := map[[3]uint64]bool{}
-		err := query(ctx, o.e.db, `SELECT i.product_id, p.sku, i.store_id, i.customer_group_id,
+		owners, err := shadowed(ctx, o.e.db, ids)
+		if err != nil {
+			return nil, fmt.Errorf("productOverrides: %w", err)
+		}
+		err = query(ctx, o.e.db, `SELECT i.product_id, p.sku, i.store_id, i.customer_group_id,
 			i.grant_catalog_category_view, i.grant_catalog_product_price, i.grant_checkout_items
 			FROM `+tPermissionsIndex+` i
 			JOIN catalog_product_entity p ON p.entity_id = i.product_id
@@ -164,6 +173,10 @@ func (o *productOverrides) Build(ctx context.Context, entityKeys []string) ([]It
 			}
 			sv := byStore[sid] // store views of a website, not the admin store
 			if !ids.Has(pl.ProductID) || sv == nil || !groups[gid] {
+				return nil
+			}
+			if owner, ok := owners[pl.ProductID]; ok { // a lower entity_id has the sku (skus.go)
+				o.e.warnShadowed(o.Name(), pl.ProductID, pl.SKU, owner)
 				return nil
 			}
 			// The website's lowest store view with a row decides.
@@ -183,11 +196,6 @@ func (o *productOverrides) Build(ctx context.Context, entityKeys []string) ([]It
 			if err != nil {
 				return err
 			}
-			// Duplicate skus keep the lower entity_id (rows come by product).
-			if seen[it.ID] {
-				return nil
-			}
-			seen[it.ID] = true
 			items = append(items, sorted{pl.ProductID, sv.WebsiteID, gid, it})
 			return nil
 		})

@@ -53,6 +53,9 @@ func (p *products) Keys(ctx context.Context, c *change.Change, emit func([]strin
 		if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
 			return err
 		}
+		if err := skuSiblings(ctx, e, c, emit); err != nil {
+			return fmt.Errorf("%s: %w", p.Name(), err)
+		}
 		// Children carry parents[].sku / productType.
 		if !changed(c, "sku", "type_id") {
 			return nil
@@ -224,6 +227,7 @@ func optionChangeProducts(ctx context.Context, e *env, c *change.Change, emit fu
 type productRow struct {
 	id        uint64
 	sku       string
+	owner     uint64 // the lower entity_id that owns sku; 0 if this product does
 	typ       string
 	createdAt int64
 	updatedAt int64
@@ -427,6 +431,18 @@ func (ch *productChunk) entities(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("products: read entities: %w", err)
+	}
+	if len(ch.order) == 0 {
+		return nil
+	}
+	owners, err := shadowed(ctx, ch.db, ch.ids)
+	if err != nil {
+		return fmt.Errorf("products: %w", err)
+	}
+	for id, owner := range owners {
+		if pr := ch.byID[id]; pr != nil {
+			pr.owner = owner
+		}
 	}
 	return nil
 }
@@ -779,7 +795,6 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 	for _, s := range stores {
 		storesByWebsite[s.WebsiteID] = append(storesByWebsite[s.WebsiteID], s)
 	}
-	seenSKU := map[string]uint64{}
 	var out []Item
 	var arena itemArena
 	for _, pr := range rows {
@@ -787,11 +802,10 @@ func (p *products) items(ctx context.Context, rows []*productRow, stores []store
 			p.e.warnOnce("nosku/"+strconv.FormatUint(pr.id, 10), "feeds: product without sku skipped (logged once per product)", "feed", p.Name(), "product", pr.id)
 			continue
 		}
-		if other, dup := seenSKU[pr.sku]; dup {
-			p.e.warnOnce("dupsku/"+strconv.FormatUint(pr.id, 10), "feeds: duplicate sku, keeping the lower entity_id (logged once per product)", "feed", p.Name(), "sku", pr.sku, "kept", other, "skipped", pr.id)
+		if pr.owner != 0 {
+			p.e.warnShadowed(p.Name(), pr.id, pr.sku, pr.owner)
 			continue
 		}
-		seenSKU[pr.sku] = pr.id
 		slices.SortFunc(pr.parents, func(a, b parentRef) int {
 			if c := strings.Compare(a.SKU, b.SKU); c != 0 {
 				return c

@@ -88,6 +88,7 @@ type env struct {
 	labels *labelCache
 	meta   *metaCache
 	spans  spanProbes // how range chunks' value_id spans turned out, per value table
+	newest *newestProduct
 }
 
 // warnedSet remembers which data problems were logged, so that a problem
@@ -171,7 +172,7 @@ func NewRegistry(cfg Config) (*Registry, error) {
 		names = Names()
 	}
 	e := &env{db: cfg.DB, dbName: cfg.Database, chunk: cfg.ChunkSize, now: cfg.Now, log: cfg.Logger,
-		warned: &warnedSet{keys: map[string]struct{}{}}, labels: &labelCache{}, meta: &metaCache{}}
+		warned: &warnedSet{keys: map[string]struct{}{}}, labels: &labelCache{}, meta: &metaCache{}, newest: &newestProduct{}}
 	e.links = newLinkIndexes(e)
 	r := &Registry{env: e, byName: map[string]Feed{}, byTable: map[string][]Feed{}}
 	for _, n := range names {

@@ -102,15 +102,38 @@ func (v *variants) productKeys(ctx context.Context, c *change.Change, emit func(
 		if err := emitIDs(ids(c, "entity_id"), e.chunk, emit); err != nil {
 			return err
 		}
-		return childrenKeys(ctx, e, c, true, emit)
+	} else {
+		if !changed(c, "sku", "entity_id") {
+			return nil
+		}
+		if err := emitIDs(ids(c, "entity_id"), e.chunk, v.onlyChildren(ctx, emit)); err != nil {
+			return err
+		}
 	}
-	if !changed(c, "sku") {
-		return nil
-	}
-	if err := emitIDs(ids(c, "entity_id"), e.chunk, v.onlyChildren(ctx, emit)); err != nil {
+	if err := childrenKeys(ctx, e, c, true, emit); err != nil {
 		return err
 	}
-	return childrenKeys(ctx, e, c, true, emit)
+	// Products of the sku that gain or lose it: as children and as parents.
+	err := skuSiblings(ctx, e, c, func(keys []string) error {
+		if err := v.onlyChildren(ctx, emit)(keys); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			id, _ := strconv.ParseUint(k, 10, 64)
+			ch, err := e.links.children(ctx, true, id)
+			if err != nil {
+				return err
+			}
+			if err := emitIDs(ch, e.chunk, emit); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", v.Name(), err)
+	}
+	return nil
 }
 
 // optionKeys keys the children using a changed or deleted option (before
@@ -239,7 +262,7 @@ func (v *variants) Build(ctx context.Context, entityKeys []string) ([]Item, erro
 
 func (v *variants) build(ctx context.Context, part []uint64, modifiedAt string) ([]Item, error) {
 	db := v.e.db
-	links, err := readVariantLinks(ctx, db, part)
+	links, err := readVariantLinks(ctx, v.e, part)
 	if err != nil || len(links) == 0 {
 		return nil, err
 	}
@@ -296,10 +319,10 @@ func sortedIDs(set map[uint64]bool) []uint64 {
 
 // readVariantLinks reads the parent links of the children, in child and
 // parent id order.
-func readVariantLinks(ctx context.Context, db *sql.DB, children []uint64) ([]variantLink, error) {
+func readVariantLinks(ctx context.Context, e *env, children []uint64) ([]variantLink, error) {
 	ids := matchIDs(children)
 	var links []variantLink
-	err := query(ctx, db, `SELECT l.product_id, l.parent_id, c.sku, p.sku FROM catalog_product_super_link l
+	err := query(ctx, e.db, `SELECT l.product_id, l.parent_id, c.sku, p.sku FROM catalog_product_super_link l
 		JOIN catalog_product_entity c ON c.entity_id = l.product_id
 		JOIN catalog_product_entity p ON p.entity_id = l.parent_id
 		WHERE `+ids.On("l.product_id")+` ORDER BY l.product_id, l.parent_id`, nil, func(r *sql.Rows) error {
@@ -307,16 +330,49 @@ func readVariantLinks(ctx context.Context, db *sql.DB, children []uint64) ([]var
 		if err := r.Scan(&l.child, &l.parent, &l.childSKU, &l.parentSKU); err != nil {
 			return err
 		}
-		if !ids.Has(l.child) {
-			return nil
+		if ids.Has(l.child) {
+			links = append(links, l)
 		}
-		links = append(links, l)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("variants: read links: %w", err)
 	}
-	return links, nil
+	if len(links) == 0 {
+		return nil, nil
+	}
+	return ownedLinks(ctx, e, ids, links)
+}
+
+// ownedLinks drops the links whose child or parent has a sku that a lower
+// entity_id owns (skus.go): they have no item.
+func ownedLinks(ctx context.Context, e *env, children idMatch, links []variantLink) ([]variantLink, error) {
+	parentSet := map[uint64]bool{}
+	for _, l := range links {
+		parentSet[l.parent] = true
+	}
+	childOwners, err := shadowed(ctx, e.db, children)
+	if err != nil {
+		return nil, fmt.Errorf("variants: %w", err)
+	}
+	parentOwners, err := shadowed(ctx, e.db, matchIDs(sortedIDs(parentSet)))
+	if err != nil {
+		return nil, fmt.Errorf("variants: %w", err)
+	}
+	if len(childOwners) == 0 && len(parentOwners) == 0 {
+		return links, nil
+	}
+	kept := links[:0]
+	for _, l := range links {
+		if owner, ok := childOwners[l.child]; ok {
+			e.warnShadowed("variants", l.child, l.childSKU, owner)
+		} else if owner, ok := parentOwners[l.parent]; ok {
+			e.warnShadowed("variants", l.parent, l.parentSKU, owner)
+		} else {
+			kept = append(kept, l)
+		}
+	}
+	return kept, nil
 }
 
 // readVariantAxes reads the super attributes of the parents, in position
@@ -371,11 +427,9 @@ func readAxisValues(ctx context.Context, db *sql.DB, children, axisIDs []uint64)
 	return values, nil
 }
 
-// items builds one item per link with the child's option values, keeping
-// the first of duplicate ids (duplicate SKUs).
+// items builds one item per link with the child's option values.
 func (v *variants) items(links []variantLink, axes map[uint64][]variantAxis, values map[[2]uint64]uint64, labels map[uint64]storeLabels, modifiedAt string) ([]Item, error) {
 	var out []Item
-	seen := map[string]bool{}
 	for _, l := range links {
 		pl := variantPayload{
 			ID: variantID(l.parentSKU, l.childSKU), ParentID: l.parent, ProductID: l.child,
@@ -397,10 +451,6 @@ func (v *variants) items(links []variantLink, axes map[uint64][]variantAxis, val
 		if err != nil {
 			return nil, err
 		}
-		if seen[it.ID] {
-			continue // duplicate skus: keep the first (lowest ids)
-		}
-		seen[it.ID] = true
 		out = append(out, it)
 	}
 	return out, nil
