@@ -154,7 +154,13 @@ func childrenKeys(ctx context.Context, e *env, c *change.Change, super bool, emi
 			}
 		}
 	}
-	for _, id := range ids(c, "entity_id") {
+	return emitChildren(ctx, e, super, ids(c, "entity_id"), emit)
+}
+
+// emitChildren emits the children of the parents (super-link children if
+// super, else relation children) from the link index.
+func emitChildren(ctx context.Context, e *env, super bool, parents []uint64, emit func([]string) error) error {
+	for _, id := range parents {
 		ch, err := e.links.children(ctx, super, id)
 		if err != nil {
 			return err

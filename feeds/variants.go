@@ -49,16 +49,7 @@ func (v *variants) Keys(ctx context.Context, c *change.Change, emit func([]strin
 	case tSuperLink:
 		return emitIDs(ids(c, "product_id"), e.chunk, emit)
 	case tSuperAttribute:
-		for _, parent := range ids(c, "product_id") {
-			ch, err := e.links.children(ctx, true, parent)
-			if err != nil {
-				return err
-			}
-			if err := emitIDs(ch, e.chunk, emit); err != nil {
-				return err
-			}
-		}
-		return nil
+		return emitChildren(ctx, e, true, ids(c, "product_id"), emit)
 	case tEavAttribute:
 		// An axis attribute renamed or deleted: children of the parents
 		// that vary on it.
@@ -118,17 +109,11 @@ func (v *variants) productKeys(ctx context.Context, c *change.Change, emit func(
 		if err := v.onlyChildren(ctx, emit)(keys); err != nil {
 			return err
 		}
-		for _, k := range keys {
-			id, _ := strconv.ParseUint(k, 10, 64)
-			ch, err := e.links.children(ctx, true, id)
-			if err != nil {
-				return err
-			}
-			if err := emitIDs(ch, e.chunk, emit); err != nil {
-				return err
-			}
+		parents, err := parseKeys(v.Name(), keys)
+		if err != nil {
+			return err
 		}
-		return nil
+		return emitChildren(ctx, e, true, parents, emit)
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", v.Name(), err)
@@ -201,16 +186,7 @@ func (v *variants) childrenOfAxis(ctx context.Context, attrID uint64, emit func(
 	if err != nil {
 		return fmt.Errorf("read parents varying on attribute %d: %w", attrID, err)
 	}
-	for _, p := range parents {
-		ch, err := v.e.links.children(ctx, true, p)
-		if err != nil {
-			return err
-		}
-		if err := emitIDs(ch, v.e.chunk, emit); err != nil {
-			return err
-		}
-	}
-	return nil
+	return emitChildren(ctx, v.e, true, parents, emit)
 }
 
 type optionValue struct {

@@ -59,6 +59,7 @@ type options struct {
 	dsn       *mysql.Config
 	serverPID int
 	sink      string
+	kafkaKeys string // more keys of the kafka section (--kafka-keys)
 	memLimit  int64
 	resync    bool
 	bin       string
@@ -72,6 +73,7 @@ func main() {
 	var o options
 	dsn := flag.String("dsn", "", "go-sql-driver DSN of the loopback source server and the catalog database, e.g. 'root@tcp(127.0.0.1:23306)/shop' (required)")
 	flag.IntVar(&o.serverPID, "server-pid", 0, "pid of the source mariadbd/mysqld, to measure its CPU (0 = not measured)")
+	flag.StringVar(&o.kafkaKeys, "kafka-keys", "", "more keys of the Kafka sink's kafka section, as YAML flow mapping entries (e.g. 'compression: lz4')")
 	flag.StringVar(&o.sink, "sink", "file", "sink of the first start: file, kafka (a kfake broker in this process keeping its log on disk) or kafka-memory (the same broker keeping its log in memory)")
 	mem := flag.String("mem-limit", "", "run feedcdc in a cgroup v1 memory cgroup with this limit (e.g. 512MiB; needs root)")
 	flag.BoolVar(&o.resync, "resync", false, "after the first start, stop the connector and resync every feed of the unchanged catalog")
@@ -267,7 +269,11 @@ func writeConfig(ctx context.Context, o options, host, port string) (*config, er
 		if c.broker, err = kafkatest.New(ctx, opt); err != nil {
 			return nil, fmt.Errorf("start the Kafka broker: %w", err)
 		}
-		sink = fmt.Sprintf("  kafka:\n    type: kafka\n    kafka: {brokers: [%s]}\n", c.broker.Addr())
+		extra := ""
+		if o.kafkaKeys != "" {
+			extra = ", " + o.kafkaKeys
+		}
+		sink = fmt.Sprintf("  kafka:\n    type: kafka\n    kafka: {brokers: [%s]%s}\n", c.broker.Addr(), extra)
 	} else if o.sink != "file" {
 		return nil, fmt.Errorf("--sink %q: use file, kafka or kafka-memory", o.sink)
 	}
