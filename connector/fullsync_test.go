@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -429,5 +430,66 @@ func TestFullSyncChunksOfManyItemsPerKeyAreCut(t *testing.T) {
 	}
 	if want := (len(keys) + size - 1) / size; len(rec.sizes) <= want {
 		t.Errorf("%d chunks for %d keys, want more than %d chunks of %d keys (chunks: %v)", len(rec.sizes), len(keys), want, size, rec.sizes)
+	}
+}
+
+// TestResyncOfDuplicateSkusSendsNothingTheSecondTime: a product that
+// copies another's sku and falls into another chunk builds no items (the
+// lower entity_id owns the sku in every chunk), so a resync of the
+// unchanged catalog sends nothing and the topic holds the owner's items;
+// when the owner is deleted, the duplicate's items take the sku over.
+func TestResyncOfDuplicateSkusSendsNothingTheSecondTime(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	ctx := context.Background()
+	var owner int64
+	var sku string
+	if err := e.admin.QueryRowContext(ctx, "SELECT entity_id, sku FROM catalog_product_entity WHERE type_id = 'simple' ORDER BY entity_id LIMIT 1").Scan(&owner, &sku); err != nil {
+		t.Fatal(err)
+	}
+	const dup = 900000
+	for _, q := range []string{
+		fmt.Sprintf(`INSERT INTO catalog_product_entity (entity_id, attribute_set_id, type_id, sku, created_at, updated_at) VALUES (%d, 4, 'simple', '%s', NOW(), NOW())`, dup, sku),
+		fmt.Sprintf(`INSERT INTO catalog_product_website (product_id, website_id) SELECT %d, website_id FROM catalog_product_website WHERE product_id = %d`, dup, owner),
+	} {
+		if _, err := e.admin.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	productIDs := func() map[float64]int {
+		out := map[float64]int{}
+		for _, r := range e.records(t, "products") {
+			var item map[string]any
+			if err := json.Unmarshal(r.Value, &item); err != nil {
+				t.Fatal(err)
+			}
+			if item["sku"] == sku && item["deleted"] != true {
+				id, _ := item["productId"].(float64)
+				out[id]++
+			}
+		}
+		return out
+	}
+	opts := ResyncOptions{Feed: "products", BatchSize: 25, ThreadCount: 2}
+	if _, err := e.p.Resync(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := productIDs(); len(got) != 1 || got[float64(owner)] == 0 {
+		t.Fatalf("items of sku %s by productId after the first sync: %v, want only %d's", sku, got, owner)
+	}
+	again, err := e.p.Resync(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Stats.Sent != 0 {
+		t.Fatalf("resync of the unchanged catalog sent %d items (stats %+v), want 0", again.Stats.Sent, again.Stats)
+	}
+	if _, err := e.admin.ExecContext(ctx, "DELETE FROM catalog_product_entity WHERE entity_id = ?", owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Resync(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := productIDs(); len(got) != 1 || got[dup] == 0 {
+		t.Fatalf("items of sku %s by productId after the owner's delete: %v, want only %d's", sku, got, dup)
 	}
 }
