@@ -437,7 +437,8 @@ func TestFullSyncChunksOfManyItemsPerKeyAreCut(t *testing.T) {
 // copies another's sku and falls into another chunk builds no items (the
 // lower entity_id owns the sku in every chunk), so a resync of the
 // unchanged catalog sends nothing and the topic holds the owner's items;
-// when the owner is deleted, the duplicate's items take the sku over.
+// when the owner's delete is streamed, the duplicate's items take the sku
+// over.
 func TestResyncOfDuplicateSkusSendsNothingTheSecondTime(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	ctx := context.Background()
@@ -483,10 +484,18 @@ func TestResyncOfDuplicateSkusSendsNothingTheSecondTime(t *testing.T) {
 	if again.Stats.Sent != 0 {
 		t.Fatalf("resync of the unchanged catalog sent %d items (stats %+v), want 0", again.Stats.Sent, again.Stats)
 	}
+	// The owner's delete, streamed: the duplicate is rebuilt with it.
 	if _, err := e.admin.ExecContext(ctx, "DELETE FROM catalog_product_entity WHERE entity_id = ?", owner); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.p.Resync(ctx, opts); err != nil {
+	c := &change.Change{Table: productTable(e.db), Op: change.OpDelete, Before: []any{owner, int64(4), "simple", sku}}
+	if err := e.p.Change(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.TxEnd(ctx, change.TxEnd{Position: change.Position{Flavor: "mariadb", GTIDSet: "0-1-78", File: "binlog.000001", Pos: 4343}, Timestamp: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := productIDs(); len(got) != 1 || got[dup] == 0 {
