@@ -317,32 +317,30 @@ func readVariantLinks(ctx context.Context, e *env, children []uint64) ([]variant
 	if len(links) == 0 {
 		return nil, nil
 	}
-	return ownedLinks(ctx, e, ids, links)
+	links, err = ownedLinks(ctx, e, links)
+	if err != nil {
+		return nil, fmt.Errorf("variants: %w", err)
+	}
+	return links, nil
 }
 
 // ownedLinks drops the links whose child or parent has a sku that a lower
-// entity_id owns (skus.go): they have no item.
-func ownedLinks(ctx context.Context, e *env, children idMatch, links []variantLink) ([]variantLink, error) {
-	parentSet := map[uint64]bool{}
+// entity_id owns (skus.go): they have no item. One query asks for the
+// children and parents together.
+func ownedLinks(ctx context.Context, e *env, links []variantLink) ([]variantLink, error) {
+	products := map[uint64]bool{}
 	for _, l := range links {
-		parentSet[l.parent] = true
+		products[l.child], products[l.parent] = true, true
 	}
-	childOwners, err := shadowed(ctx, e.db, children)
-	if err != nil {
-		return nil, fmt.Errorf("variants: %w", err)
-	}
-	parentOwners, err := shadowed(ctx, e.db, matchIDs(sortedIDs(parentSet)))
-	if err != nil {
-		return nil, fmt.Errorf("variants: %w", err)
-	}
-	if len(childOwners) == 0 && len(parentOwners) == 0 {
-		return links, nil
+	owners, err := shadowed(ctx, e.db, matchIDs(sortedIDs(products)))
+	if err != nil || len(owners) == 0 {
+		return links, err
 	}
 	kept := links[:0]
 	for _, l := range links {
-		if owner, ok := childOwners[l.child]; ok {
+		if owner, ok := owners[l.child]; ok {
 			e.warnShadowed("variants", l.child, l.childSKU, owner)
-		} else if owner, ok := parentOwners[l.parent]; ok {
+		} else if owner, ok := owners[l.parent]; ok {
 			e.warnShadowed("variants", l.parent, l.parentSKU, owner)
 		} else {
 			kept = append(kept, l)

@@ -276,6 +276,8 @@ func writeConfig(ctx context.Context, o options, host, port string) (*config, er
 		sink = fmt.Sprintf("  kafka:\n    type: kafka\n    kafka: {brokers: [%s]%s}\n", c.broker.Addr(), extra)
 	} else if o.sink != "file" {
 		return nil, fmt.Errorf("--sink %q: use file, kafka or kafka-memory", o.sink)
+	} else if o.kafkaKeys != "" {
+		return nil, fmt.Errorf("--kafka-keys %q needs --sink kafka or kafka-memory", o.kafkaKeys)
 	}
 	yaml := fmt.Sprintf(`name: firststart
 source: {host: %s, port: %s, user: %s, tls: {mode: disabled}}
