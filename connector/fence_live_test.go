@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -201,6 +202,63 @@ func TestFenceHoldsNoLockWithAutocommitOff(t *testing.T) {
 	for _, q := range []string{"SET SESSION innodb_lock_wait_timeout = 1", "UPDATE t SET v = 2 WHERE id = 1", "COMMIT"} {
 		if _, err := w.ExecContext(ctx, q); err != nil {
 			t.Fatalf("writer on the fenced row: %s: %v (the fence left its shared lock on a pooled connection)", q, err)
+		}
+	}
+}
+
+// TestSourcePoolSendsArgumentsInTheStatementText: a query with arguments on
+// the source pool is one text statement (no server-side prepare, execute
+// and close: two round trips more per fan-out lookup), and the driver's
+// escaping keeps every argument exact, also under NO_BACKSLASH_ESCAPES and
+// for bytes that are not text.
+func TestSourcePoolSendsArgumentsInTheStatementText(t *testing.T) {
+	ctx := context.Background()
+	db := srv.NewDatabase(t, "interp")
+	cfg := (&connectorYAML{Name: "interp", Database: db}).load(t)
+	mc, err := MySQLConfig(cfg, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connector, err := mysqldriver.NewConnector(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := sql.OpenDB(connector)
+	defer pool.Close()
+	conn, err := pool.Conn(ctx) // the status below is the session's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	prepared := func() int {
+		var name string
+		var n int
+		if err := conn.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'").Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	tricky := []any{`it's a "sku" \ with \\ backslashes; --`, "ünïcödé 😀", []byte{0, '\'', '\\', 0xff, '\n'}, uint64(18446744073709551615), int64(-7)}
+	for _, mode := range []string{"", "NO_BACKSLASH_ESCAPES"} {
+		if _, err := conn.ExecContext(ctx, "SET SESSION sql_mode = ?", mode); err != nil {
+			t.Fatal(err)
+		}
+		before := prepared()
+		for _, arg := range tricky {
+			var got []byte
+			if err := conn.QueryRowContext(ctx, "SELECT ?", arg).Scan(&got); err != nil {
+				t.Fatalf("sql_mode %q: SELECT ? with %#v: %v", mode, arg, err)
+			}
+			want := fmt.Sprint(arg)
+			if b, ok := arg.([]byte); ok {
+				want = string(b)
+			}
+			if string(got) != want {
+				t.Errorf("sql_mode %q: SELECT ? returned %q, want %q", mode, got, want)
+			}
+		}
+		if n := prepared() - before; n != 0 {
+			t.Errorf("sql_mode %q: %d statements were prepared on the server for queries with arguments; want 0 (arguments in the statement text)", mode, n)
 		}
 	}
 }

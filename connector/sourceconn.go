@@ -81,7 +81,13 @@ func sourceSessionParams() map[string]string {
 // MySQLConfig returns a go-sql-driver configuration for connecting to the
 // source of cfg (feed builders, resync scans, check) with database db (may be "").
 // Dial timeout is source.connect_timeout; TLS follows source.tls; session
-// variables are sourceSessionParams.
+// variables are sourceSessionParams. Arguments are interpolated into the
+// statement text by the driver (escaped for the session's character set and
+// sql_mode), so a query with arguments is one round trip and one text
+// statement on the server instead of a prepare, an execute and a close: the
+// fan-out lookups made on the binlog reader's path (a product delete's sku
+// siblings, a website's products) wait half as long, and DBAs see them in
+// the statement digests like every other query.
 func MySQLConfig(cfg *config.Config, db string) (*mysql.Config, error) {
 	s := &cfg.Source
 	m := mysql.NewConfig()
@@ -98,6 +104,7 @@ func MySQLConfig(cfg *config.Config, db string) (*mysql.Config, error) {
 	m.TLS = t
 	m.AllowFallbackToPlaintext = s.TLS.Mode == "preferred"
 	m.Params = sourceSessionParams()
+	m.InterpolateParams = true
 	return m, nil
 }
 
