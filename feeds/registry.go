@@ -245,6 +245,9 @@ func (r *Registry) Keys(ctx context.Context, c *change.Change, emit func(feed st
 		return nil
 	}
 	r.forget(c)
+	if c.Table.Name == "catalog_product_entity" {
+		ctx = withSiblingsOnce(ctx, c)
+	}
 	for _, f := range r.byTable[c.Table.Name] {
 		name := f.Name()
 		if err := f.Keys(ctx, c, func(keys []string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/feedcdc/feedcdc/change"
@@ -59,8 +60,70 @@ func (e *env) warnShadowed(feed string, id uint64, sku string, owner uint64) {
 // catalog_product_entity row c may have moved: those with its before or
 // after sku and a higher entity_id. An insert above every entity_id the
 // registry has known needs no lookup, which spares the common case (new
-// products get ever higher ids) a query per inserted product.
+// products get ever higher ids) a query per inserted product. Under
+// Registry.Keys the lookup is made once per change and its answer handed
+// to every feed that asks (siblingsOnce), so a mass delete costs one query
+// per product, not one per feed.
 func skuSiblings(ctx context.Context, e *env, c *change.Change, emit func([]string) error) error {
+	if once, ok := ctx.Value(siblingsKey{}).(*siblingsOnce); ok && once.c == c {
+		return once.emit(ctx, e, emit)
+	}
+	return lookupSiblings(ctx, e, c, emit)
+}
+
+type siblingsKey struct{}
+
+// siblingsOnce is the answer of one change's sibling lookup, shared by the
+// feeds that resolve that change: the ids, in the chunks emitted, as long
+// as they number at most maxShared (more are looked up again by each feed,
+// which bounds the memory a sku shared by very many products takes). The
+// feeds of one Registry.Keys call run one after another, so it needs no
+// lock.
+type siblingsOnce struct {
+	c        *change.Change
+	asked    bool
+	complete bool
+	chunks   [][]string
+}
+
+const maxShared = 10000
+
+// withSiblingsOnce returns a context in which skuSiblings looks up the
+// siblings of c once.
+func withSiblingsOnce(ctx context.Context, c *change.Change) context.Context {
+	return context.WithValue(ctx, siblingsKey{}, &siblingsOnce{c: c})
+}
+
+func (s *siblingsOnce) emit(ctx context.Context, e *env, emit func([]string) error) error {
+	if s.asked && s.complete {
+		for _, ch := range s.chunks {
+			if err := emit(ch); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if s.asked {
+		return lookupSiblings(ctx, e, s.c, emit)
+	}
+	s.asked, s.complete = true, true
+	n := 0
+	err := lookupSiblings(ctx, e, s.c, func(keys []string) error {
+		if n += len(keys); n > maxShared {
+			s.complete, s.chunks = false, nil
+		} else if s.complete {
+			s.chunks = append(s.chunks, slices.Clone(keys))
+		}
+		return emit(keys)
+	})
+	if err != nil {
+		s.complete, s.chunks = false, nil
+	}
+	return err
+}
+
+// lookupSiblings is skuSiblings' query.
+func lookupSiblings(ctx context.Context, e *env, c *change.Change, emit func([]string) error) error {
 	var low uint64
 	switch {
 	case c.Before == nil:
