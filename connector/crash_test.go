@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -29,6 +31,7 @@ func crashChild() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	fmt.Fprintln(os.Stderr, childReady) // SIGTERM stops it cleanly from here on
 	c, err := Open(ctx, cfg, OpenOptions{Command: "crash child"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -84,10 +87,12 @@ func TestRawStreamSurvivesSIGKILL(t *testing.T) {
 		Source:   []string{fmt.Sprintf("start_position: \"gtid:%s\"", start), fmt.Sprintf("include_tables: [\"%s.counters\"]", db)},
 		Sections: "raw:\n  enabled: true\n  tombstones: false\n" + kafkaSink(kafka.Addr(), "crash", "linger: 2ms") + "log: {format: json, level: warn}\n"}
 	cc.write(t, dir)
+	var stderr *prefixWriter
 	startChild := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "FEEDCDC_CRASH_CHILD="+cfgPath, "CRASH_SOURCE_PASSWORD="+srv.CDCPassword)
-		cmd.Stderr = &prefixWriter{t: t}
+		stderr = &prefixWriter{t: t, ready: make(chan struct{})}
+		cmd.Stderr = stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -175,6 +180,14 @@ func TestRawStreamSurvivesSIGKILL(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+	// Kafka may have held every version before this child started: the
+	// clean stop waits until the child handles SIGTERM, or the signal's
+	// default action would end it.
+	select {
+	case <-stderr.ready:
+	case <-time.After(time.Minute):
+		t.Fatal("the last child did not start within a minute")
+	}
 	child.Process.Signal(syscall.SIGTERM)
 	if err := child.Wait(); err != nil {
 		t.Fatalf("clean stop: %v", err)
@@ -215,9 +228,21 @@ func caughtUp(recs []kafkatest.Record, want map[int]int) bool {
 	return true
 }
 
-type prefixWriter struct{ t *testing.T }
+// childReady is the line crashChild writes once SIGTERM stops it cleanly.
+const childReady = "child: handling SIGTERM"
+
+// prefixWriter logs a child's stderr; ready (if not nil) is closed when the
+// child wrote childReady.
+type prefixWriter struct {
+	t     *testing.T
+	ready chan struct{}
+	once  sync.Once
+}
 
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	p.t.Logf("child: %s", b)
+	if p.ready != nil && strings.Contains(string(b), childReady) {
+		p.once.Do(func() { close(p.ready) })
+	}
 	return len(b), nil
 }
