@@ -166,17 +166,7 @@ func TestFenceHoldsNoLockWithAutocommitOff(t *testing.T) {
 	}
 	t.Cleanup(func() { admin.Exec("SET GLOBAL autocommit = 1") })
 
-	cfg := (&connectorYAML{Name: "ac", Database: db}).load(t)
-	mc, err := MySQLConfig(cfg, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	connector, err := mysqldriver.NewConnector(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := sql.OpenDB(connector)
-	defer pool.Close()
+	pool := sourcePool(t, "ac", db)
 	pool.SetMaxOpenConns(1) // the fence and the check below share one session
 	var autocommit, rowLock, mdlLock int
 	if err := pool.QueryRow("SELECT @@autocommit, @@innodb_lock_wait_timeout, @@lock_wait_timeout").Scan(&autocommit, &rowLock, &mdlLock); err != nil {
@@ -214,18 +204,7 @@ func TestFenceHoldsNoLockWithAutocommitOff(t *testing.T) {
 func TestSourcePoolSendsArgumentsInTheStatementText(t *testing.T) {
 	ctx := context.Background()
 	db := srv.NewDatabase(t, "interp")
-	cfg := (&connectorYAML{Name: "interp", Database: db}).load(t)
-	mc, err := MySQLConfig(cfg, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	connector, err := mysqldriver.NewConnector(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := sql.OpenDB(connector)
-	defer pool.Close()
-	conn, err := pool.Conn(ctx) // the status below is the session's
+	conn, err := sourcePool(t, "interp", db).Conn(ctx) // the status below is the session's
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,4 +240,21 @@ func TestSourcePoolSendsArgumentsInTheStatementText(t *testing.T) {
 			t.Errorf("sql_mode %q: %d statements were prepared on the server for queries with arguments; want 0 (arguments in the statement text)", mode, n)
 		}
 	}
+}
+
+// sourcePool opens a pool on db of the test server as the connector opens
+// its source pool (MySQLConfig), closed when the test ends.
+func sourcePool(t *testing.T, name, db string) *sql.DB {
+	t.Helper()
+	mc, err := MySQLConfig((&connectorYAML{Name: name, Database: db}).load(t), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connector, err := mysqldriver.NewConnector(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := sql.OpenDB(connector)
+	t.Cleanup(func() { pool.Close() })
+	return pool
 }
