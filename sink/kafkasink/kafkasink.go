@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -309,6 +310,14 @@ func (s *Sink) TopicFor(r *sink.Record) (topic string, fromTemplate bool) {
 
 type topicKey struct{ topic, feed string }
 
+// EpochHeader is the record header holding a high-availability leader's
+// fencing token (its epoch, decimal; docs/operations.md "High
+// availability"), on every record sent with one (sink.WithFencingToken). A
+// consumer that keeps, per partition, the highest epoch it has read and
+// skips records of a lower one never applies a record that a paused former
+// leader had in flight and that landed after its successor's.
+const EpochHeader = "epoch"
+
 // Message builds the Kafka message for r: key = identity, value = item JSON
 // (nil: tombstone), standard headers (feed, feed_id, feed_hash, op,
 // source_position, content-type; empty ones omitted) then r.Headers.
@@ -455,6 +464,10 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 	}
 	groups := map[string]*group{}
 	var order []string
+	var epoch []byte // a high-availability leader's fencing token, as header "epoch"
+	if e, ok := sink.FencingToken(ctx); ok {
+		epoch = strconv.AppendInt(nil, e, 10)
+	}
 	for i := range recs {
 		topic, entity := s.TopicFor(&recs[i])
 		if err := validTopic(topic); err != nil {
@@ -464,6 +477,9 @@ func (s *Sink) Send(ctx context.Context, recs []sink.Record) ([]sink.Result, err
 			continue
 		}
 		m := Message(topic, &recs[i])
+		if epoch != nil {
+			m.Headers = append(m.Headers, kafka.Header{Key: EpochHeader, Value: epoch})
+		}
 		if n := messageSize(&m); n > s.maxRecord {
 			results[i] = reject(fmt.Errorf("record of %d bytes exceeds feedcdc's own limit of %d bytes (sinks.%s.kafka.max_message_bytes, or batch_bytes if lower); raise it if the topic's max.message.bytes allows: %w", n, s.maxRecord, s.cfg.Name, kafka.MessageSizeTooLarge),
 				fmt.Sprintf("MESSAGE_TOO_LARGE: %d bytes > feedcdc's limit of %d bytes (sinks.%s.kafka.max_message_bytes)", n, s.maxRecord, s.cfg.Name))

@@ -146,6 +146,33 @@ func TestSendTopicsKeysHeadersAndCompaction(t *testing.T) {
 	}
 }
 
+// TestFencingTokenIsTheEpochHeader: records sent with a high-availability
+// leader's fencing token carry it as header "epoch" (what a consumer fences
+// a paused former leader's late records with); records sent without one
+// carry no such header.
+func TestFencingTokenIsTheEpochHeader(t *testing.T) {
+	ctx := ctxT(t, time.Minute)
+	c := kafkatest.Start(t, kafkatest.InMemory())
+	s := newSink(t, Config{Name: "main", Brokers: []string{c.Addr()}, TopicPrefix: "ha", CreateTopics: true, Linger: time.Millisecond})
+	res, err := s.Send(ctx, []sink.Record{item("products", "sku-1", 1)})
+	wantAllOK(t, res, err, 1)
+	res, err = s.Send(sink.WithFencingToken(ctx, 4711), []sink.Record{item("products", "sku-1", 2)})
+	wantAllOK(t, res, err, 1)
+	got, err := c.ReadAll(ctx, "ha.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d records, want 2", len(got))
+	}
+	if v, ok := got[0].Header(EpochHeader); ok {
+		t.Errorf("a record sent without a fencing token has header epoch %q", v)
+	}
+	if v, ok := got[1].Header(EpochHeader); !ok || v != "4711" {
+		t.Errorf("header epoch = %q (present %v), want 4711", v, ok)
+	}
+}
+
 func TestPerKeyOrderAcrossSends(t *testing.T) {
 	ctx := ctxT(t, time.Minute)
 	c := kafkatest.Start(t, kafkatest.InMemory())
