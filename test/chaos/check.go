@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,9 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/feedcdc/feedcdc/sink/kafkasink"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
 )
 
@@ -415,6 +419,8 @@ func countLines(path, s string) int {
 // RawResult is the raw-stream check's outcome.
 type RawResult struct {
 	Checked, Lost, Duplicated, Wrong, OutOfOrder int
+	// Fenced counts records skipped by their epoch header (fenceByEpoch).
+	Fenced int
 	// TableRecords counts the TRUNCATE and RENAME statements of the binlog
 	// whose truncate or replace record was checked.
 	TableRecords int
@@ -468,6 +474,8 @@ func (g *rawGot) read(ctx context.Context, kafka *kafkatest.Cluster, topic, t st
 	if err != nil {
 		return fmt.Errorf("read raw topic of %s: %w", t, err)
 	}
+	recs, fenced := fenceByEpoch(recs)
+	res.Fenced += fenced
 	for _, r := range recs {
 		if r.Value == nil {
 			continue // tombstone
@@ -704,11 +712,13 @@ func clip(s []string) []string {
 // FeedResult is the feed check's outcome.
 type FeedResult struct {
 	Checked, Lost, Wrong, Duplicated int
+	Fenced                           int // records skipped by their epoch header (fenceByEpoch)
 	Detail                           []string
 }
 
 func (r *FeedResult) add(o FeedResult) {
 	r.Checked += o.Checked
+	r.Fenced += o.Fenced
 	r.Lost += o.Lost
 	r.Wrong += o.Wrong
 	r.Duplicated += o.Duplicated
@@ -796,6 +806,7 @@ func CheckFeedsKafka(ctx context.Context, kafka *kafkatest.Cluster, prefix strin
 		if err != nil {
 			return total, fmt.Errorf("read %s: %w", f, err)
 		}
+		recs, fenced := fenceByEpoch(recs)
 		last := map[string]json.RawMessage{}
 		seen := map[string]int{}
 		for _, r := range recs {
@@ -805,6 +816,7 @@ func CheckFeedsKafka(ctx context.Context, kafka *kafkatest.Cluster, prefix strin
 			seen[id+"/"+h]++
 		}
 		res := compareLast(f, want[f], last)
+		res.Fenced = fenced
 		for _, n := range seen {
 			res.Duplicated += n - 1
 		}
@@ -821,4 +833,32 @@ func CheckFeedsService(svc *Service, want map[string]map[string]json.RawMessage,
 		total.add(compareLast("service "+f, want[f], svc.Accepted(f)))
 	}
 	return total
+}
+
+// fenceByEpoch is what a consumer that fences by the epoch header
+// (kafkasink.EpochHeader, docs/operations.md "High availability") reads of
+// a topic: per partition, in offset order, it skips a record whose epoch is
+// lower than the highest epoch read before it in that partition, a record
+// a paused former leader had in flight that landed after its successor's.
+// Records without the header (no high availability) are all kept. It
+// returns the records kept, by partition and offset, and how many it
+// skipped.
+func fenceByEpoch(recs []kafkatest.Record) ([]kafkatest.Record, int) {
+	recs = slices.Clone(recs)
+	slices.SortStableFunc(recs, func(a, b kafkatest.Record) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	})
+	highest := map[int32]int64{}
+	kept := recs[:0]
+	for _, r := range recs {
+		if v, ok := r.Header(kafkasink.EpochHeader); ok {
+			e, err := strconv.ParseInt(v, 10, 64)
+			if err == nil && e < highest[r.Partition] {
+				continue
+			}
+			highest[r.Partition] = max(highest[r.Partition], e)
+		}
+		kept = append(kept, r)
+	}
+	return kept, len(recs) - len(kept)
 }

@@ -3,9 +3,12 @@ package chaos
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/feedcdc/feedcdc/sink/kafkasink"
+	"github.com/feedcdc/feedcdc/test/kafkatest"
 	"github.com/feedcdc/feedcdc/test/mysqltest"
 )
 
@@ -87,5 +90,27 @@ func TestDecodeBinlogSeesTableStatements(t *testing.T) {
 	}
 	if seqs[5] != seqs[6] || seqs[4] == seqs[5] {
 		t.Fatalf("GTID sequences %v: the two pairs of one RENAME must share one GTID, and only they", seqs)
+	}
+}
+
+// TestFenceByEpochSkipsLateRecordsOfALowerEpoch: per partition, a record
+// whose epoch header is lower than one read before it is skipped; records
+// without the header, and other partitions, are not affected.
+func TestFenceByEpochSkipsLateRecordsOfALowerEpoch(t *testing.T) {
+	rec := func(part int32, off int64, epoch string) kafkatest.Record {
+		r := kafkatest.Record{Partition: part, Offset: off}
+		if epoch != "" {
+			r.Headers = []kafkatest.Header{{Key: kafkasink.EpochHeader, Value: []byte(epoch)}}
+		}
+		return r
+	}
+	in := []kafkatest.Record{rec(0, 0, ""), rec(0, 1, "5"), rec(1, 0, "3"), rec(0, 2, "7"), rec(0, 3, "5"), rec(1, 1, "3"), rec(0, 4, "7"), rec(0, 5, "")}
+	kept, skipped := fenceByEpoch(in)
+	var got []string
+	for _, r := range kept {
+		got = append(got, fmt.Sprintf("%d/%d", r.Partition, r.Offset))
+	}
+	if want := "0/0 0/1 0/2 0/4 0/5 1/0 1/1"; strings.Join(got, " ") != want || skipped != 1 {
+		t.Errorf("kept %v, skipped %d; want %s and 1", got, skipped, want)
 	}
 }

@@ -282,6 +282,23 @@ func TestHA(t *testing.T) {
 	takeovers = append(takeovers, took)
 	t.Logf("SIGSTOP of %s: %s active after %s", stopped.name, next.name, took.Round(time.Millisecond))
 	time.Sleep(session) // the old one stays stopped well past its session
+	// The fencing token refuses a stale request once the feed service has
+	// seen the new epoch: wait for the new active instance's first
+	// accepted request (on a slow machine it can take longer than the
+	// session to send one), so that the request the stopped instance had
+	// in flight must be refused, not merely race the new instance's first.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		reqMu.Lock()
+		sent := len(reqs[next.name]) > 0 && reqs[next.name][len(reqs[next.name])-1].After(stopAt)
+		reqMu.Unlock()
+		if sent {
+			break
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(stopped.child.PID(), syscall.SIGCONT)
+			t.Fatalf("SIGSTOP: the new active instance %s sent nothing to the feed service within 30 s", next.name)
+		}
+	}
 	reqMu.Lock()
 	before := len(reqs[stopped.name])
 	reqMu.Unlock()
@@ -445,7 +462,8 @@ func TestHA(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second)
 	}
-	t.Logf("checked %d raw changes (%d duplicates) and %d feed items (%d duplicates)", raw.Checked, raw.Duplicated, fr.Checked, fr.Duplicated)
+	t.Logf("checked %d raw changes (%d duplicates) and %d feed items (%d duplicates); skipped by their epoch header, as a fencing consumer does: %d raw and %d feed records of a paused former leader",
+		raw.Checked, raw.Duplicated, fr.Checked, fr.Duplicated, raw.Fenced, fr.Fenced)
 	sorted := slices.Clone(takeovers)
 	slices.Sort(sorted)
 	t.Logf("takeovers: %d, median %s, max %s (session timeout %s)", len(sorted), sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond), session)
