@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+	kafka "github.com/segmentio/kafka-go"
+
 	"github.com/feedcdc/feedcdc/sink"
 	"github.com/feedcdc/feedcdc/test/kafkatest"
 )
@@ -274,6 +277,41 @@ func TestCompressionCodecs(t *testing.T) {
 	}
 	if _, err := New(Config{Brokers: []string{c.Addr()}, Compression: "brotli"}); err == nil || !strings.Contains(err.Error(), "brotli") {
 		t.Fatalf("unknown codec accepted: %v", err)
+	}
+	// Debian's kcat (librdkafka's own snappy decoder) reads the snappy
+	// batches too.
+	kc, err := c.KcatReadAll(ctx, "snappy.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kc) != 50 {
+		t.Fatalf("kcat read %d snappy records, want 50", len(kc))
+	}
+}
+
+// TestSnappyEncodesWithS2FastMode: snappy batches are encoded with s2's
+// fast mode (EncodeSnappy), not kafka-go's default "better" mode, which
+// costs the connector more CPU than lz4 (docs/benchmarks.md, stop 30).
+func TestSnappyEncodesWithS2FastMode(t *testing.T) {
+	var data []byte
+	for _, r := range benchRecords(40) {
+		data = append(data, r.Value...)
+	}
+	data = data[:30000] // one xerial block
+	var buf bytes.Buffer
+	w := kafka.Snappy.Codec().NewWriter(&buf)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fast, better := s2.EncodeSnappy(nil, data), s2.EncodeSnappyBetter(nil, data)
+	if bytes.Equal(fast, better) {
+		t.Fatal("the sample encodes the same in both modes: it cannot tell them apart")
+	}
+	if !bytes.Contains(buf.Bytes(), fast) {
+		t.Errorf("the snappy codec's %d bytes do not hold s2's fast encoding (%d bytes; the better one is %d)", buf.Len(), len(fast), len(better))
 	}
 }
 
