@@ -25,7 +25,7 @@ import (
 
 func testOptions(c *kafkatest.Cluster, instance string) Options {
 	return Options{Brokers: []string{c.Addr()}, Name: "shop", TopicPrefix: "feedcdc", Instance: instance,
-		SessionTimeout: 1500 * time.Millisecond, Replication: -1, Logger: slog.Default()}
+		SessionTimeout: 3 * time.Second, Replication: -1, Logger: slog.Default()}
 }
 
 func startCluster(t *testing.T) *kafkatest.Cluster {

@@ -82,7 +82,7 @@ func haConfig(t *testing.T, c *kafkatest.Cluster, instance string) *config.Confi
 	cfg.HA.Brokers = []string{c.Addr()}
 	cfg.HA.TopicPrefix = "feedcdc"
 	cfg.HA.Instance = instance
-	cfg.HA.SessionTimeout = config.Duration(1500 * time.Millisecond)
+	cfg.HA.SessionTimeout = config.Duration(3 * time.Second)
 	return cfg
 }
 
@@ -131,7 +131,7 @@ func TestHAStandbyServesMetrics(t *testing.T) {
 	defer cancel()
 	c := kafkatest.Start(t, kafkatest.WithBrokerConfigs(map[string]string{"group.min.session.timeout.ms": "500"}))
 	o := ha.Options{Brokers: []string{c.Addr()}, Name: "shop", TopicPrefix: "feedcdc", Instance: "z",
-		SessionTimeout: 1500 * time.Millisecond, Replication: -1, Logger: slog.Default()}
+		SessionTimeout: 3 * time.Second, Replication: -1, Logger: slog.Default()}
 	// A first leadership, so that the epoch followed is not 0.
 	activeNode(t, ctx, o, 5).Close()
 	o.Instance = "a"
