@@ -179,9 +179,10 @@ func (c *Config) defaults() error {
 // keeps its codecs in a process-wide table, and its snappy codec encodes
 // with s2's "better" mode unless told otherwise, which on a first start of
 // the large profile cost the connector more CPU than lz4. The fast mode
-// made Kafka with snappy the cheapest way to the broker there (1.07-1.12x
-// the file sink's time; without compression 1.22x, lz4 1.26x;
-// docs/benchmarks.md, stop 30). Set once before any writer exists;
+// made Kafka with snappy the cheapest way to a broker on the same machine
+// (1.07-1.25x the file sink's time over six runs; without compression
+// 1.22-1.32x, lz4 1.26x; docs/benchmarks.md, stops 30 and 31). Set once
+// before any writer exists;
 // decoding is the same for every mode.
 func init() { compress.SnappyCodec.Compression = ksnappy.FasterCompression }
 
