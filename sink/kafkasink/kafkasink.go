@@ -182,8 +182,7 @@ func (c *Config) defaults() error {
 // made Kafka with snappy the cheapest way to a broker on the same machine
 // (1.07-1.25x the file sink's time over six runs; without compression
 // 1.22-1.32x, lz4 1.26x; docs/benchmarks.md, stops 30 and 31). Set once
-// before any writer exists;
-// decoding is the same for every mode.
+// before any writer exists; decoding is the same for every mode.
 func init() { compress.SnappyCodec.Compression = ksnappy.FasterCompression }
 
 func compression(name string) (kafka.Compression, error) {
