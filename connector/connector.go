@@ -639,6 +639,7 @@ func (c *Connector) serve(ctx context.Context, plan runPlan, ro RunOptions) erro
 	if c.Registry != nil {
 		// Before the stream: a composite product deleted before the link
 		// index is loaded costs a rebuild of every product.
+		c.restoreLinks(ctx)
 		if err := c.retry.Do(ctx, "load the link index", c.Registry.LoadLinks); err != nil {
 			return err
 		}
@@ -695,6 +696,9 @@ func (c *Connector) serve(ctx context.Context, plan runPlan, ro RunOptions) erro
 	c.stop(pipeCtx, runErr == nil)
 	pipeCancel()
 	<-pipeDone
+	if c.Registry != nil {
+		c.saveLinks(context.WithoutCancel(ctx))
+	}
 	if cp, _, ok, _ := c.Store.Checkpoint(context.Background()); ok {
 		c.Logger.Info("stopped", "checkpoint", cp.String())
 	}

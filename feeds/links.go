@@ -102,8 +102,12 @@ type linkIndexes struct {
 	loadedPos change.Position
 	loadedAt  time.Time
 	offset    time.Duration
-	relation  *linkIndex
-	super     *linkIndex
+	// appliedPos is the position of the last change apply followed (zero
+	// before the first): the index holds every link change up to it and
+	// none after.
+	appliedPos change.Position
+	relation   *linkIndex
+	super      *linkIndex
 	// coveredFrom: start of the last completed fallback fan-out, per index.
 	coveredFrom map[bool]time.Time
 }
@@ -308,6 +312,9 @@ func (l *linkIndexes) apply(ctx context.Context, c *change.Change) error {
 	// time, which bounds the fallback window) starts with the stream.
 	if err := l.ensure(ctx); err != nil {
 		return err
+	}
+	if c.Source.File != "" {
+		l.appliedPos = change.Position{Flavor: c.Source.Flavor, File: c.Source.File, Pos: c.Source.Pos}
 	}
 	switch name := c.Table.Name; name {
 	case tProductEntity:
