@@ -232,7 +232,7 @@ type KafkaSink struct {
 	Compression       string            `yaml:"compression" doc:"Producer compression codec." enum:"none,gzip,snappy,lz4,zstd" default:"none"`
 	Acks              string            `yaml:"acks" doc:"Acknowledgements required: all (durable; required for at-least-once), one (leader only), none." enum:"all,one,none" default:"all"`
 	BatchSize         int               `yaml:"batch_size" doc:"Most messages per produce request." min:"1" max:"1000000" default:"1000"`
-	BatchBytes        ByteSize          `yaml:"batch_bytes" doc:"Most bytes per produce request." min:"1KiB" max:"1GiB" default:"1MiB"`
+	BatchBytes        ByteSize          `yaml:"batch_bytes" doc:"Most bytes (before compression) of one partition's record batch in a produce request. Keep it at or below the topic's max.message.bytes: the broker refuses a bigger batch whole, and feedcdc then resends its records in smaller requests, at a cost in throughput (logged once as a warning)." min:"1KiB" max:"1GiB" default:"1MiB"`
 	Linger            Duration          `yaml:"linger" doc:"Longest wait to fill a batch before it is sent. feedcdc hands each export's records to the producer at once and waits for their acknowledgements, so they fill the batches without waiting; a linger only holds back the last, partly filled batch of each partition. 0 = send it at once." min:"0s" max:"1m" default:"0s"`
 	WriteTimeout      Duration          `yaml:"write_timeout" doc:"Timeout of one produce request; on expiry the items are retryable." min:"1s" max:"10m" default:"30s"`
 	CreateTopics      bool              `yaml:"create_topics" doc:"Create missing topics at start with partitions, replication_factor and (for entity feeds, if compact) cleanup.policy=compact." default:"true"`

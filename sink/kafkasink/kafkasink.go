@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -110,6 +111,9 @@ type Sink struct {
 
 	topics sync.Map // topicKey -> resolved topic
 	health sink.Health
+	// warnedBatch: the broker refusing a whole batch as too large was
+	// logged (once per sink).
+	warnedBatch atomic.Bool
 
 	mu      sync.Mutex
 	ensured map[string]bool // topics known to exist
@@ -625,28 +629,87 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 		}
 		res[i] = s.classify(e, topic)
 	}
-	// The broker refused a whole batch as too large; find the culprits by
-	// sending those records one at a time.
-	for _, i := range tooLarge {
-		if ctx.Err() != nil {
-			res[i] = s.classify(ctx.Err(), topic)
+	// The broker refused whole batches as too large: resend their records
+	// in smaller requests.
+	if len(tooLarge) > 0 {
+		// A key with a retryable failure of another kind keeps its refused
+		// records for that record's retry, after which they come.
+		failed := map[string]bool{}
+		for i, e := range werrs {
+			if e != nil && !isTooLarge(e) && res[i].Status == sink.StatusRetryable {
+				failed[string(msgs[i].Key)] = true
+			}
+		}
+		s.resendSmaller(ctx, topic, msgs, tooLarge, res, failed)
+	}
+	return res
+}
+
+// resendSmaller resends, in order, the records of batches the broker
+// refused as too large, in two halves of one request each (kafka-go
+// batches a request's records of a partition up to batch_bytes; halving
+// ends below the topic's max.message.bytes after a few rounds, where
+// sending them one at a time cost a produce request per record and made a
+// too high batch_bytes ten times slower). A record refused alone is
+// rejected. failed holds the keys whose record got a retryable failure
+// here: the key's later records are not sent but reported
+// RESENT_FOR_ORDER, so that nothing newer is stored before it.
+func (s *Sink) resendSmaller(ctx context.Context, topic string, msgs []kafka.Message, idx []int, res []sink.Result, failed map[string]bool) {
+	send := idx[:0:0]
+	for _, i := range idx {
+		if failed[string(msgs[i].Key)] {
+			res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
 			continue
 		}
-		e := s.writer.WriteMessages(ctx, msgs[i])
-		var one kafka.WriteErrors
-		if errors.As(e, &one) && len(one) == 1 {
-			e = one[0]
+		send = append(send, i)
+	}
+	if len(send) == 0 {
+		return
+	}
+	if len(send) > 1 && s.warnedBatch.CompareAndSwap(false, true) {
+		s.log.Warn("kafka: the broker refused a batch as too large; its records are resent in smaller requests, which costs throughput. "+
+			"Lower sinks."+s.cfg.Name+".kafka.batch_bytes to the topic's max.message.bytes (the broker's message.max.bytes) or below",
+			"sink", s.cfg.Name, "topic", topic, "batch_bytes", s.cfg.BatchBytes, "records", len(send))
+	}
+	part := make([]kafka.Message, len(send))
+	for j, i := range send {
+		part[j] = msgs[i]
+	}
+	err := s.writer.WriteMessages(ctx, part...)
+	var werrs kafka.WriteErrors
+	if err != nil && (!errors.As(err, &werrs) || len(werrs) != len(part)) {
+		r := s.classify(err, topic)
+		for _, i := range send {
+			res[i] = r
+		}
+		return
+	}
+	var again []int
+	for j, i := range send {
+		k := string(msgs[i].Key)
+		var e error
+		if werrs != nil {
+			e = werrs[j]
 		}
 		switch {
+		case e == nil && failed[k]:
+			res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
 		case e == nil:
 			res[i] = sink.Result{}
+		case isTooLarge(e) && len(send) > 1:
+			again = append(again, i)
 		case isTooLarge(e):
 			res[i] = reject(e, fmt.Sprintf("MESSAGE_TOO_LARGE: the broker refused the record (%d bytes): the topic's max.message.bytes (or the broker's message.max.bytes) is lower than feedcdc's max_message_bytes; raise the topic's limit or lower sinks.%s.kafka.max_message_bytes", messageSize(&msgs[i]), s.cfg.Name))
 		default:
 			res[i] = s.classify(e, topic)
+			failed[k] = true
 		}
 	}
-	return res
+	if len(again) > 0 {
+		h := len(again) / 2
+		s.resendSmaller(ctx, topic, msgs, again[:h:h], res, failed)
+		s.resendSmaller(ctx, topic, msgs, again[h:], res, failed)
+	}
 }
 
 // validTopic checks Kafka's topic name rules: 1-249 characters of

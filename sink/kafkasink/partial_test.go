@@ -1,8 +1,13 @@
 package kafkasink
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,4 +124,82 @@ func TestPartialProduceFailureKeepsPerKeyOrder(t *testing.T) {
 	}
 	dups := checkSubsequence(t, data, keys, versions)
 	t.Logf("%d produce requests, %d records stored, %d duplicates", produced.Load(), len(data), dups)
+}
+
+// TestBatchOverBrokerLimitResentInHalves: with batch_bytes above the
+// topic's max.message.bytes, the broker refuses whole batches. Their
+// records are resent in halves, in order, until the requests fit: every
+// record is delivered once, per-key order holds, a record too large alone
+// is rejected, and the mismatch is logged once with the remedy. Sent one
+// at a time instead (as before), 1,000 records cost 1,000 produce
+// requests: a first start with batch_bytes 4MiB against a 1 MB topic
+// limit ran ten times slower.
+func TestBatchOverBrokerLimitResentInHalves(t *testing.T) {
+	ctx := ctxT(t, time.Minute)
+	c := kafkatest.Start(t, kafkatest.InMemory(), kafkatest.WithBrokerConfigs(map[string]string{"message.max.bytes": "65536"}))
+	requests := failProduce(c, func(int64) bool { return false })
+	logs := &bytes.Buffer{}
+	var mu sync.Mutex
+	s := newSink(t, Config{Brokers: []string{c.Addr()}, TopicPrefix: "halves", CreateTopics: true, Partitions: 1, Linger: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, nil))})
+	const keys, versions = 250, 4
+	pad := strings.Repeat("x", 1000)
+	var recs []sink.Record
+	for v := 1; v <= versions; v++ {
+		for k := range keys {
+			r := item("products", fmt.Sprintf("sku-%03d", k), v)
+			r.Value = []byte(fmt.Sprintf(`{"sku":"sku-%03d","version":%d,"pad":%q}`, k, v, pad))
+			recs = append(recs, r)
+		}
+	}
+	huge := item("products", "huge", 1)
+	huge.Value = []byte(`{"sku":"huge","pad":"` + strings.Repeat("x", 100_000) + `"}`)
+	recs = append(recs[:500:500], append([]sink.Record{huge}, recs[500:]...)...)
+	if err := s.EnsureTopics(ctx, []string{"products"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := requests.Load()
+	res, err := s.Send(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if want := sink.StatusOK; i == 500 {
+			if r.Status != sink.StatusRejected || !strings.Contains(r.Reason, "MESSAGE_TOO_LARGE") {
+				t.Fatalf("the record too large alone: %v %s", r.Status, r.Reason)
+			}
+		} else if r.Status != want {
+			t.Fatalf("record %d: %v %s (%v)", i, r.Status, r.Reason, r.Err)
+		}
+	}
+	if n := requests.Load() - before; n > 200 {
+		t.Fatalf("%d produce requests for %d records", n, len(recs))
+	}
+	got, err := c.ReadAll(ctx, "halves.products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != keys*versions {
+		t.Fatalf("read %d records, want %d", len(got), keys*versions)
+	}
+	if dups := checkSubsequence(t, got, keys, versions); dups != 0 {
+		t.Fatalf("%d duplicates", dups)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "refused a batch as too large"); n != 1 || !strings.Contains(logs.String(), "sinks.kafka.kafka.batch_bytes") {
+		t.Fatalf("the refused batches were logged %d times (want once, with the remedy):\n%s", n, logs.String())
+	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
