@@ -33,7 +33,13 @@ func (c *Connector) restoreLinks(ctx context.Context) {
 	case !fresh:
 		c.Logger.Info("the link index saved at the last stop is older than the checkpoint; loading it from the source", "saved_at_checkpoint", saved.Checkpoint.String())
 	default:
-		ok, err := c.Registry.RestoreLinks(ctx, saved.Data)
+		var ok bool
+		// Retried while the source is unreachable (restoring reads its
+		// clock); damaged data fails at once.
+		err := c.retry.Do(ctx, "restore the link index", func(ctx context.Context) (err error) {
+			ok, err = c.Registry.RestoreLinks(ctx, saved.Data)
+			return err
+		})
 		if err != nil {
 			c.Logger.Warn("the link index saved at the last stop was not restored; loading it from the source", "error", err)
 		}
