@@ -18,7 +18,10 @@
 //   - Registry.Keys must see every captured change in binlog order: it keeps
 //     a parent/child link index up to date from the stream, because InnoDB
 //     foreign-key cascades (a deleted configurable's links) never reach the
-//     binlog.
+//     binlog. The index holds every link change up to the position of the
+//     last change it followed (or of the snapshot it was loaded from) and
+//     none after; SaveLinks encodes it with that position, and RestoreLinks
+//     is correct only for a stream that resumes at or before it.
 //   - A Memo in the context of Registry.Keys (WithMemo) skips fan-out
 //     lookups already made for the batch being collected; without one every
 //     change is resolved on its own.
