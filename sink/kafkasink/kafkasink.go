@@ -112,8 +112,10 @@ type Sink struct {
 	topics sync.Map // topicKey -> resolved topic
 	health sink.Health
 	// warnedBatch: the broker refusing a whole batch as too large was
-	// logged (once per sink).
+	// logged (once per sink). fit: the request size in bytes the broker
+	// was seen to accept after refusing a bigger one (0: none refused).
 	warnedBatch atomic.Bool
+	fit         atomic.Int64
 
 	mu      sync.Mutex
 	ensured map[string]bool // topics known to exist
@@ -590,6 +592,16 @@ func (s *Sink) logIncomplete(recs []sink.Record, results []sink.Result) {
 // per message.
 func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []sink.Result {
 	res := make([]sink.Result, len(msgs))
+	if fit := s.fit.Load(); fit > 0 {
+		// The broker refused a batch as too large before: cut the
+		// requests to the size it accepted.
+		idx := make([]int, len(msgs))
+		for i := range idx {
+			idx[i] = i
+		}
+		s.sendChunks(ctx, topic, msgs, idx, res, map[string]bool{}, fit)
+		return res
+	}
 	err := s.writer.WriteMessages(ctx, msgs...)
 	if err == nil {
 		return res
@@ -630,46 +642,104 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 		res[i] = s.classify(e, topic)
 	}
 	// The broker refused whole batches as too large: resend their records
-	// in smaller requests.
+	// in smaller requests, in order. A refused record after a retryable
+	// result of its key (another failure, or a record stored after a
+	// refused one) waits for that one's resend.
 	if len(tooLarge) > 0 {
-		// A key with a retryable failure of another kind keeps its refused
-		// records for that record's retry, after which they come.
-		failed := map[string]bool{}
+		blocked := map[string]bool{}
+		var resend []int
 		for i, e := range werrs {
-			if e != nil && !isTooLarge(e) && res[i].Status == sink.StatusRetryable {
-				failed[string(msgs[i].Key)] = true
+			k := string(msgs[i].Key)
+			switch {
+			case isTooLarge(e) && blocked[k]:
+				res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
+			case isTooLarge(e):
+				resend = append(resend, i)
+			case res[i].Status == sink.StatusRetryable:
+				blocked[k] = true
 			}
 		}
-		s.resendSmaller(ctx, topic, msgs, tooLarge, res, failed)
+		var size int64
+		for _, i := range resend {
+			size += messageSize(&msgs[i])
+		}
+		if len(resend) > 1 {
+			s.warnRefused(topic, size, len(resend))
+		}
+		s.sendChunks(ctx, topic, msgs, resend, res, map[string]bool{}, s.lowerFit(min(size, s.cfg.BatchBytes)/2))
 	}
 	return res
 }
 
-// resendSmaller resends, in order, the records of batches the broker
-// refused as too large, in two halves of one request each (kafka-go
-// batches a request's records of a partition up to batch_bytes; halving
-// ends below the topic's max.message.bytes after a few rounds, where
-// sending them one at a time cost a produce request per record and made a
-// too high batch_bytes ten times slower). A record refused alone is
-// rejected. failed holds the keys whose record got a retryable failure
-// here: the key's later records are not sent but reported
-// RESENT_FOR_ORDER, so that nothing newer is stored before it.
-func (s *Sink) resendSmaller(ctx context.Context, topic string, msgs []kafka.Message, idx []int, res []sink.Result, failed map[string]bool) {
+// lowerFit lowers the request size that the broker is known to accept to
+// at most n bytes (at least one byte) and returns it. Once a batch was
+// refused as too large, every request is cut to this size before kafka-go
+// sees it, so that the broker does not refuse one batch after another
+// (batch_bytes above the topic's max.message.bytes).
+func (s *Sink) lowerFit(n int64) int64 {
+	n = max(n, 1)
+	for {
+		cur := s.fit.Load()
+		if cur != 0 && cur <= n {
+			return cur
+		}
+		if s.fit.CompareAndSwap(cur, n) {
+			return n
+		}
+	}
+}
+
+// warnRefused logs, once per sink, that the broker refused batches as too
+// large, with the remedy.
+func (s *Sink) warnRefused(topic string, bytes int64, records int) {
+	if s.warnedBatch.CompareAndSwap(false, true) {
+		s.log.Warn("kafka: the broker refused a batch as too large; its records are resent in smaller requests, and later requests are cut to the size it accepts. "+
+			"Lower sinks."+s.cfg.Name+".kafka.batch_bytes to the topic's max.message.bytes (the broker's message.max.bytes) or below",
+			"sink", s.cfg.Name, "topic", topic, "batch_bytes", s.cfg.BatchBytes, "refused_bytes", bytes, "records", records)
+	}
+}
+
+// sendChunks sends the records idx of msgs, in order, in requests of at
+// most bound bytes and batch_size records: one record batch per partition
+// each, which the broker stores or refuses whole, so a key's records are
+// never stored out of order within one. A request refused as too large
+// is sent again in requests of half its size before the next one goes
+// (halving ends below the topic's max.message.bytes after a few rounds;
+// sending them one per request made a too high batch_bytes more than ten
+// times slower); a record refused alone is rejected. failed holds the keys
+// with a retryable result here: their later records are reported
+// RESENT_FOR_ORDER, so that each is stored again after the one before it.
+func (s *Sink) sendChunks(ctx context.Context, topic string, msgs []kafka.Message, idx []int, res []sink.Result, failed map[string]bool, bound int64) {
+	for start := 0; start < len(idx); {
+		end, size := start, int64(0)
+		for end < len(idx) && end-start < s.cfg.BatchSize {
+			n := messageSize(&msgs[idx[end]])
+			if end > start && size+n > bound {
+				break
+			}
+			size += n
+			end++
+		}
+		s.sendChunk(ctx, topic, msgs, idx[start:end], res, failed)
+		start = end
+	}
+}
+
+func (s *Sink) sendChunk(ctx context.Context, topic string, msgs []kafka.Message, idx []int, res []sink.Result, failed map[string]bool) {
+	resent := func(i int) {
+		res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
+		failed[string(msgs[i].Key)] = true
+	}
 	send := idx[:0:0]
 	for _, i := range idx {
 		if failed[string(msgs[i].Key)] {
-			res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
+			resent(i)
 			continue
 		}
 		send = append(send, i)
 	}
 	if len(send) == 0 {
 		return
-	}
-	if len(send) > 1 && s.warnedBatch.CompareAndSwap(false, true) {
-		s.log.Warn("kafka: the broker refused a batch as too large; its records are resent in smaller requests, which costs throughput. "+
-			"Lower sinks."+s.cfg.Name+".kafka.batch_bytes to the topic's max.message.bytes (the broker's message.max.bytes) or below",
-			"sink", s.cfg.Name, "topic", topic, "batch_bytes", s.cfg.BatchBytes, "records", len(send))
 	}
 	part := make([]kafka.Message, len(send))
 	for j, i := range send {
@@ -681,10 +751,16 @@ func (s *Sink) resendSmaller(ctx context.Context, topic string, msgs []kafka.Mes
 		r := s.classify(err, topic)
 		for _, i := range send {
 			res[i] = r
+			if r.Status == sink.StatusRetryable {
+				failed[string(msgs[i].Key)] = true
+			}
 		}
 		return
 	}
-	var again []int
+	var refused []int
+	var refusedErr error
+	var size int64
+	refusedKey := map[string]bool{}
 	for j, i := range send {
 		k := string(msgs[i].Key)
 		var e error
@@ -692,23 +768,28 @@ func (s *Sink) resendSmaller(ctx context.Context, topic string, msgs []kafka.Mes
 			e = werrs[j]
 		}
 		switch {
-		case e == nil && failed[k]:
-			res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
+		case e == nil && refusedKey[k]:
+			resent(i) // stored after a refused record of its key
 		case e == nil:
 			res[i] = sink.Result{}
-		case isTooLarge(e) && len(send) > 1:
-			again = append(again, i)
 		case isTooLarge(e):
-			res[i] = reject(e, fmt.Sprintf("MESSAGE_TOO_LARGE: the broker refused the record (%d bytes): the topic's max.message.bytes (or the broker's message.max.bytes) is lower than feedcdc's max_message_bytes; raise the topic's limit or lower sinks.%s.kafka.max_message_bytes", messageSize(&msgs[i]), s.cfg.Name))
+			refused, refusedErr = append(refused, i), e
+			refusedKey[k] = true
+			size += messageSize(&msgs[i])
 		default:
 			res[i] = s.classify(e, topic)
-			failed[k] = true
+			if res[i].Status == sink.StatusRetryable {
+				failed[k] = true
+			}
 		}
 	}
-	if len(again) > 0 {
-		h := len(again) / 2
-		s.resendSmaller(ctx, topic, msgs, again[:h:h], res, failed)
-		s.resendSmaller(ctx, topic, msgs, again[h:], res, failed)
+	switch {
+	case len(refused) == 1:
+		i := refused[0]
+		res[i] = reject(refusedErr, fmt.Sprintf("MESSAGE_TOO_LARGE: the broker refused the record (%d bytes): the topic's max.message.bytes (or the broker's message.max.bytes) is lower than feedcdc's max_message_bytes; raise the topic's limit or lower sinks.%s.kafka.max_message_bytes", messageSize(&msgs[i]), s.cfg.Name))
+	case len(refused) > 1:
+		s.warnRefused(topic, size, len(refused))
+		s.sendChunks(ctx, topic, msgs, refused, res, failed, s.lowerFit(size/2))
 	}
 }
 

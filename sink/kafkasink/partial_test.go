@@ -128,67 +128,109 @@ func TestPartialProduceFailureKeepsPerKeyOrder(t *testing.T) {
 
 // TestBatchOverBrokerLimitResentInHalves: with batch_bytes above the
 // topic's max.message.bytes, the broker refuses whole batches. Their
-// records are resent in halves, in order, until the requests fit: every
-// record is delivered once, per-key order holds, a record too large alone
-// is rejected, and the mismatch is logged once with the remedy. Sent one
-// at a time instead (as before), 1,000 records cost 1,000 produce
-// requests: a first start with batch_bytes 4MiB against a 1 MB topic
-// limit ran ten times slower.
+// records are resent in order in requests of half the size until they
+// fit: every record is stored, per-key order holds, a record too large
+// alone is rejected, the mismatch is logged once with the remedy, and the
+// next send is cut to the size the broker accepted. Sent one at a time
+// instead (as before), 1,000 records cost 1,000 produce requests: a first
+// start with batch_size 5000 and batch_bytes 4MiB against a 1 MB topic
+// limit ran more than ten times slower.
 func TestBatchOverBrokerLimitResentInHalves(t *testing.T) {
-	ctx := ctxT(t, time.Minute)
 	c := kafkatest.Start(t, kafkatest.InMemory(), kafkatest.WithBrokerConfigs(map[string]string{"message.max.bytes": "65536"}))
 	requests := failProduce(c, func(int64) bool { return false })
-	logs := &bytes.Buffer{}
-	var mu sync.Mutex
-	s := newSink(t, Config{Brokers: []string{c.Addr()}, TopicPrefix: "halves", CreateTopics: true, Partitions: 1, Linger: time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, nil))})
-	const keys, versions = 250, 4
-	pad := strings.Repeat("x", 1000)
-	var recs []sink.Record
-	for v := 1; v <= versions; v++ {
-		for k := range keys {
-			r := item("products", fmt.Sprintf("sku-%03d", k), v)
-			r.Value = []byte(fmt.Sprintf(`{"sku":"sku-%03d","version":%d,"pad":%q}`, k, v, pad))
-			recs = append(recs, r)
-		}
-	}
-	huge := item("products", "huge", 1)
-	huge.Value = []byte(`{"sku":"huge","pad":"` + strings.Repeat("x", 100_000) + `"}`)
-	recs = append(recs[:500:500], append([]sink.Record{huge}, recs[500:]...)...)
-	if err := s.EnsureTopics(ctx, []string{"products"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	before := requests.Load()
-	res, err := s.Send(ctx, recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range res {
-		if want := sink.StatusOK; i == 500 {
-			if r.Status != sink.StatusRejected || !strings.Contains(r.Reason, "MESSAGE_TOO_LARGE") {
-				t.Fatalf("the record too large alone: %v %s", r.Status, r.Reason)
+	// 1 MiB: one batch per request, refused or stored whole. 100 KiB: a
+	// request spans several batches, and a key's later record can be
+	// stored while its earlier one is refused; it is then reported for a
+	// resend after it.
+	for _, batchBytes := range []int64{1 << 20, 100 << 10} {
+		t.Run(fmt.Sprint(batchBytes), func(t *testing.T) {
+			ctx := ctxT(t, time.Minute)
+			prefix := fmt.Sprintf("halves%d", batchBytes)
+			logs := &bytes.Buffer{}
+			var mu sync.Mutex
+			s := newSink(t, Config{Brokers: []string{c.Addr()}, TopicPrefix: prefix, CreateTopics: true, Partitions: 1, Linger: time.Millisecond, BatchBytes: batchBytes,
+				Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, nil))})
+			const keys, versions = 40, 25 // a key every 40 records: several times in one batch span
+			pad := strings.Repeat("x", 1000)
+			var recs []sink.Record
+			for v := 1; v <= versions; v++ {
+				for k := range keys {
+					r := item("products", fmt.Sprintf("sku-%03d", k), v)
+					r.Value = []byte(fmt.Sprintf(`{"sku":"sku-%03d","version":%d,"pad":%q}`, k, v, pad))
+					recs = append(recs, r)
+				}
 			}
-		} else if r.Status != want {
-			t.Fatalf("record %d: %v %s (%v)", i, r.Status, r.Reason, r.Err)
-		}
-	}
-	if n := requests.Load() - before; n > 200 {
-		t.Fatalf("%d produce requests for %d records", n, len(recs))
-	}
-	got, err := c.ReadAll(ctx, "halves.products")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != keys*versions {
-		t.Fatalf("read %d records, want %d", len(got), keys*versions)
-	}
-	if dups := checkSubsequence(t, got, keys, versions); dups != 0 {
-		t.Fatalf("%d duplicates", dups)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n := strings.Count(logs.String(), "refused a batch as too large"); n != 1 || !strings.Contains(logs.String(), "sinks.kafka.kafka.batch_bytes") {
-		t.Fatalf("the refused batches were logged %d times (want once, with the remedy):\n%s", n, logs.String())
+			huge := item("products", "huge", 1)
+			huge.Value = []byte(`{"sku":"huge","pad":"` + strings.Repeat("x", 100_000) + `"}`)
+			recs = append(recs[:500:500], append([]sink.Record{huge}, recs[500:]...)...)
+			if err := s.EnsureTopics(ctx, []string{"products", "variants"}, nil); err != nil {
+				t.Fatal(err)
+			}
+			before := requests.Load()
+			// Sent until every record is stored or rejected, as the
+			// exporter retries what is retryable.
+			for pending := recs; len(pending) > 0; {
+				res, err := s.Send(ctx, pending)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var again []sink.Record
+				for i, r := range res {
+					switch {
+					case r.Status == sink.StatusRetryable && strings.HasPrefix(r.Reason, "RESENT_FOR_ORDER"):
+						again = append(again, pending[i])
+					case string(pending[i].Key[:4]) == "huge":
+						if r.Status != sink.StatusRejected || !strings.Contains(r.Reason, "MESSAGE_TOO_LARGE") {
+							t.Fatalf("the record too large alone: %v %s", r.Status, r.Reason)
+						}
+					case r.Status != sink.StatusOK:
+						t.Fatalf("record %d: %v %s (%v)", i, r.Status, r.Reason, r.Err)
+					}
+				}
+				pending = again
+			}
+			if n := requests.Load() - before; n > 300 {
+				t.Fatalf("%d produce requests for %d records", n, len(recs))
+			}
+			got, err := c.ReadAll(ctx, prefix+".products")
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSubsequence(t, got, keys, versions)
+
+			// The next send is cut to the size the broker accepted:
+			// nothing refused, so no request beyond those of that size.
+			fit := s.fit.Load()
+			if fit <= 0 || fit > 65536 {
+				t.Fatalf("learned request size %d", fit)
+			}
+			var next []sink.Record
+			var size int64
+			for v := 1; v <= versions; v++ {
+				for k := range keys {
+					r := item("variants", fmt.Sprintf("sku-%03d", k), v)
+					r.Value = []byte(fmt.Sprintf(`{"sku":"sku-%03d","version":%d,"pad":%q}`, k, v, pad))
+					next = append(next, r)
+					m := Message(prefix+".variants", &r)
+					size += messageSize(&m)
+				}
+			}
+			before = requests.Load()
+			res, err := s.Send(ctx, next)
+			wantAllOK(t, res, err, len(next))
+			if n, most := requests.Load()-before, size/fit*11/10+2; n > most {
+				t.Fatalf("%d produce requests for %d bytes cut to %d bytes each (at most %d without a refusal)", n, size, fit, most)
+			}
+			if got, err = c.ReadAll(ctx, prefix+".variants"); err != nil {
+				t.Fatal(err)
+			}
+			checkSubsequence(t, got, keys, versions)
+			mu.Lock()
+			defer mu.Unlock()
+			if n := strings.Count(logs.String(), "refused a batch as too large"); n != 1 || !strings.Contains(logs.String(), "sinks.kafka.kafka.batch_bytes") {
+				t.Fatalf("the refused batches were logged %d times (want once, with the remedy):\n%s", n, logs.String())
+			}
+		})
 	}
 }
 
