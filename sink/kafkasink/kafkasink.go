@@ -663,21 +663,23 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 		for _, i := range resend {
 			size += messageSize(&msgs[i])
 		}
+		bound := s.cfg.BatchBytes // one record alone: rejected, nothing learned
 		if len(resend) > 1 {
 			s.warnRefused(topic, size, len(resend))
+			bound = s.lowerFit(size / 2)
 		}
-		s.sendChunks(ctx, topic, msgs, resend, res, map[string]bool{}, s.lowerFit(min(size, s.cfg.BatchBytes)/2))
+		s.sendChunks(ctx, topic, msgs, resend, res, map[string]bool{}, bound)
 	}
 	return res
 }
 
 // lowerFit lowers the request size that the broker is known to accept to
-// at most n bytes (at least one byte) and returns it. Once a batch was
+// at most n bytes (at least one byte, at most batch_bytes) and returns it. Once a batch was
 // refused as too large, every request is cut to this size before kafka-go
 // sees it, so that the broker does not refuse one batch after another
 // (batch_bytes above the topic's max.message.bytes).
 func (s *Sink) lowerFit(n int64) int64 {
-	n = max(n, 1)
+	n = max(min(n, s.cfg.BatchBytes), 1)
 	for {
 		cur := s.fit.Load()
 		if cur != 0 && cur <= n {

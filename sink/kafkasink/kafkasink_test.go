@@ -234,6 +234,13 @@ func TestTooLargeRejectedAloneRestDelivered(t *testing.T) {
 		t.Fatalf("huge record (broker limit): %+v", res[1])
 	}
 
+	// A record refused alone teaches nothing about the size of requests.
+	s3 := newSink(t, Config{Brokers: []string{c.Addr()}, TopicPrefix: "big", Linger: time.Millisecond})
+	res, err = s3.Send(ctx, []sink.Record{huge})
+	if err != nil || res[0].Status != sink.StatusRejected || s3.fit.Load() != 0 {
+		t.Fatalf("huge record alone: %+v, %v; learned request size %d", res, err, s3.fit.Load())
+	}
+
 	// Client-side limit: rejected before sending.
 	s2 := newSink(t, Config{Brokers: []string{c.Addr()}, TopicPrefix: "big", MaxMessageBytes: 10_000, Linger: time.Millisecond})
 	res, err = s2.Send(ctx, []sink.Record{item("products", "c", 1), huge})
