@@ -128,14 +128,23 @@ func (b *Browser) Eval(expr string) string {
 	return v
 }
 
-// WaitJS waits until the JavaScript expression is truthy.
+// WaitJS waits until the JavaScript expression is truthy. A poll that
+// loses its JavaScript context (the page navigated or reloaded while it
+// ran: "Cannot find context with specified id") polls again in the new
+// page, until the timeout.
 func (b *Browser) WaitJS(what, expr string) {
 	b.t.Helper()
 	ctx, cancel := b.op()
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingTimeout(b.Timeout), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
-		b.t.Fatalf("browser: waiting for %s (%s): %v", what, expr, err)
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+			chromedp.WithPollingTimeout(b.Timeout), chromedp.WithPollingInterval(50*time.Millisecond)))
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "Cannot find context with specified id") {
+			b.t.Fatalf("browser: waiting for %s (%s): %v", what, expr, err)
+		}
 	}
 }
 
