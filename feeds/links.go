@@ -164,11 +164,22 @@ func (l *linkIndexes) read(ctx context.Context, conn *sql.Conn, rel, sup *linkIn
 			return change.Position{}, time.Time{}, err
 		}
 	}
-	var micros int64
-	if err := conn.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)").Scan(&micros); err != nil {
-		return change.Position{}, time.Time{}, fmt.Errorf("read the source's time: %w", err)
+	now, err := sourceNow(ctx, conn)
+	if err != nil {
+		return change.Position{}, time.Time{}, err
 	}
-	return pos, time.UnixMicro(micros), nil
+	return pos, now, nil
+}
+
+// sourceNow reads the source's clock (microseconds).
+func sourceNow(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (time.Time, error) {
+	var micros int64
+	if err := q.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)").Scan(&micros); err != nil {
+		return time.Time{}, fmt.Errorf("read the source's time: %w", err)
+	}
+	return time.UnixMicro(micros), nil
 }
 
 func readLinks(ctx context.Context, conn *sql.Conn, query string, x *linkIndex) error {

@@ -88,14 +88,14 @@ func (l *linkIndexes) restore(ctx context.Context, data []byte) error {
 	if h.Database != l.e.dbName {
 		return fmt.Errorf("restore the link index: it was saved for database %q, the feeds read %q", h.Database, l.e.dbName)
 	}
-	var micros int64
-	if err := l.e.db.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)").Scan(&micros); err != nil {
-		return fmt.Errorf("restore the link index: read the source's time: %w", err)
+	now, err := sourceNow(ctx, l.e.db)
+	if err != nil {
+		return fmt.Errorf("restore the link index: %w", err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.relation, l.super, l.loaded, l.loadedPos, l.loadedAt = rel, sup, true, h.Position, h.At
-	l.offset, l.appliedPos = time.Until(time.UnixMicro(micros)), h.Position
+	l.offset, l.appliedPos = time.Until(now), h.Position
 	return nil
 }
 

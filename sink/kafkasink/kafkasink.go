@@ -627,7 +627,7 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 		if e != nil {
 			broken[k] = true
 		} else if broken[k] {
-			res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
+			res[i] = resentForOrder()
 		}
 	}
 	var tooLarge []int
@@ -652,7 +652,7 @@ func (s *Sink) write(ctx context.Context, topic string, msgs []kafka.Message) []
 			k := string(msgs[i].Key)
 			switch {
 			case isTooLarge(e) && blocked[k]:
-				res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
+				res[i] = resentForOrder()
 			case isTooLarge(e):
 				resend = append(resend, i)
 			case res[i].Status == sink.StatusRetryable:
@@ -729,7 +729,7 @@ func (s *Sink) sendChunks(ctx context.Context, topic string, msgs []kafka.Messag
 
 func (s *Sink) sendChunk(ctx context.Context, topic string, msgs []kafka.Message, idx []int, res []sink.Result, failed map[string]bool) {
 	resent := func(i int) {
-		res[i] = retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
+		res[i] = resentForOrder()
 		failed[string(msgs[i].Key)] = true
 	}
 	send := idx[:0:0]
@@ -816,6 +816,13 @@ func isTooLarge(err error) bool {
 
 func reject(err error, reason string) sink.Result {
 	return sink.Result{Status: sink.StatusRejected, Err: err, Reason: reason}
+}
+
+// resentForOrder is the result of a record sent (or stored) after an
+// earlier record of its key failed in the same send: it is sent again
+// after that one.
+func resentForOrder() sink.Result {
+	return retry(errors.New("an earlier record of the same key failed in this send"), "RESENT_FOR_ORDER")
 }
 
 func retry(err error, reason string) sink.Result {
